@@ -1,0 +1,154 @@
+//! Environments: each one's variables and secrets, and its effective services — the base services with the
+//! environment's overrides laid over them, key by key, then read like any service.
+
+use std::collections::BTreeMap;
+
+use crate::diagnostic::Sink;
+use crate::model::{Environment, Origin, Variables};
+use crate::read::named_entries;
+use crate::services::{Names, declared_kind, read_service};
+use crate::variables::{read_secrets, read_variables};
+use crate::yaml::{Entry, Node, Value};
+
+/// Keys that shape a service rather than configure it, so they cannot differ between environments.
+const FIXED_KEYS: &[(&str, &str)] = &[
+    ("type", "a service's type is the same in every environment"),
+    (
+        "depends_on",
+        "dependencies are the same in every environment",
+    ),
+    (
+        "secrets",
+        "declare secrets under the service itself or under the environment's `secrets`",
+    ),
+];
+
+/// Builds environment `name` from `layers` (mappings with `variables`, `secrets`, `services`), applied in order:
+/// an environment has one layer, a preview has its blueprint's and then the preview overrides.
+pub(crate) fn build_environment(
+    name: &str,
+    origin: Origin,
+    layers: &[&Node],
+    base: &BTreeMap<String, &Node>,
+    names: &Names<'_>,
+    sink: &mut Sink,
+) -> Environment {
+    let mut variables = Variables::new();
+    let mut secrets = Vec::new();
+    let mut service_variables: BTreeMap<String, Variables> = BTreeMap::new();
+    let mut merged: BTreeMap<String, Node> = base
+        .iter()
+        .map(|(k, n)| (k.clone(), (*n).clone()))
+        .collect();
+    let scope = format!("environment:{name}");
+    for layer in layers {
+        if let Some(node) = layer.get("variables") {
+            variables.extend(read_variables(node, &scope, sink));
+        }
+        if let Some(node) = layer.get("secrets") {
+            secrets.extend(read_secrets(node, &scope, sink));
+        }
+        let Some(services) = layer.get("services") else {
+            continue;
+        };
+        for entry in named_entries(services, "service overrides", sink) {
+            if !names.check_service_at(&entry.key, entry.key_position, &entry.value.path, sink) {
+                continue;
+            }
+            let Some(service_node) = merged.get_mut(&entry.key) else {
+                continue;
+            };
+            check_override(&entry.key, service_node, entry, sink);
+            if let Some(node) = entry.value.get("variables") {
+                let scope = format!("service:{} --environment {name}", entry.key);
+                service_variables
+                    .entry(entry.key.clone())
+                    .or_default()
+                    .extend(read_variables(node, &scope, sink));
+            }
+            *service_node = overlay(service_node, &entry.value);
+        }
+    }
+    let names = Names {
+        current: Some(name),
+        ..*names
+    };
+    let services = merged
+        .iter()
+        .filter_map(|(service, node)| {
+            Some((service.clone(), read_service(service, node, &names, sink)?))
+        })
+        .collect();
+    Environment {
+        name: name.to_owned(),
+        variables,
+        secrets,
+        services,
+        service_variables,
+        origin,
+    }
+}
+
+fn check_override(service: &str, base: &Node, entry: &Entry, sink: &mut Sink) {
+    let Some(entries) = entry.value.entries() else {
+        if !entry.value.is_null() {
+            sink.push(
+                entry.value.position,
+                &entry.value.path,
+                format!(
+                    "expected overrides of `{service}` (a mapping of `key: value`), found {}",
+                    entry.value.kind_name()
+                ),
+            );
+        }
+        return;
+    };
+    let kind = declared_kind(base);
+    let allowed = crate::services::keys_of(kind);
+    for field in entries {
+        if let Some((_, why)) = FIXED_KEYS.iter().find(|(key, _)| *key == field.key) {
+            sink.push(
+                field.key_position,
+                &field.value.path,
+                format!(
+                    "`{}` cannot be overridden per environment: {why}",
+                    field.key
+                ),
+            );
+        } else if !allowed.contains(&field.key.as_str()) {
+            let suggestion = crate::suggest::did_you_mean(&field.key, allowed.iter().copied());
+            sink.push(
+                field.key_position,
+                &field.value.path,
+                format!(
+                    "unknown key `{}` in overrides of {kind} `{service}`{suggestion}",
+                    field.key
+                ),
+            );
+        }
+    }
+}
+
+/// `base` with each key that `over` sets replaced by `over`'s value. Variables are not merged here: they stay in
+/// their own scope so that provenance can name it. Fixed keys keep their base value.
+fn overlay(base: &Node, over: &Node) -> Node {
+    let (Value::Map(base_entries), Some(over_entries)) = (&base.value, over.entries()) else {
+        return base.clone();
+    };
+    let replaces = |entry: &Entry| {
+        entry.key != "variables"
+            && !FIXED_KEYS.iter().any(|(key, _)| *key == entry.key)
+            && crate::services::keys_of(declared_kind(base)).contains(&entry.key.as_str())
+    };
+    let mut entries: Vec<Entry> = base_entries
+        .iter()
+        .filter(|b| !over_entries.iter().any(|o| o.key == b.key && replaces(o)))
+        .cloned()
+        .collect();
+    entries.extend(over_entries.iter().filter(|o| replaces(o)).cloned());
+    Node {
+        position: base.position,
+        path: base.path.clone(),
+        value: Value::Map(entries),
+    }
+}

@@ -1,0 +1,372 @@
+//! The typed project specification that every later stage consumes.
+//!
+//! Each environment carries its *effective* services (the base services with that environment's overrides
+//! applied), so later stages never merge YAML themselves. Variables are kept per scope, not merged, because the
+//! resolver must be able to say which scope a value came from.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::diagnostic::Position;
+
+/// Where a value was written: its position and key path in the spec file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Origin {
+    pub position: Position,
+    pub path: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Spec {
+    pub project: String,
+    pub domain: DomainSettings,
+    pub isolation: Isolation,
+    pub runtime: RuntimeKind,
+    /// Project-scope variables.
+    pub variables: Variables,
+    /// Project-scope secret declarations.
+    pub secrets: Vec<SecretDeclaration>,
+    /// The services as declared, before any environment's overrides.
+    pub services: BTreeMap<String, Service>,
+    pub environments: BTreeMap<String, Environment>,
+    pub previews: Option<PreviewPolicy>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DomainSettings {
+    /// The domain under which generated hostnames live, e.g. `shop.localhost`.
+    pub base: String,
+    /// The labels left of the base domain, with `{service}`, `{env}` and `{project}` placeholders.
+    pub hostname: String,
+}
+
+impl DomainSettings {
+    pub const DEFAULT_HOSTNAME: &'static str = "{service}-{env}";
+
+    /// The generated hostname of `service` in `environment`.
+    pub fn hostname_for(&self, project: &str, service: &str, environment: &str) -> String {
+        let labels = fill_placeholders(&self.hostname, project, service, environment);
+        format!("{labels}.{}", self.base)
+    }
+}
+
+/// Replaces `{service}`, `{env}` and `{project}` in a hostname or domain template.
+pub fn fill_placeholders(
+    template: &str,
+    project: &str,
+    service: &str,
+    environment: &str,
+) -> String {
+    template
+        .replace("{service}", service)
+        .replace("{env}", environment)
+        .replace("{project}", project)
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Isolation {
+    /// One namespace / one database and role per environment, sharing servers.
+    Logical,
+    /// A dedicated cluster or database server per environment.
+    Physical,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RuntimeKind {
+    Local,
+    Kubernetes,
+}
+
+/// Variables of one scope, by name.
+pub type Variables = BTreeMap<String, Variable>;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Variable {
+    pub value: VariableValue,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VariableValue {
+    /// Text, possibly holding `${{ … }}` references that the resolver expands.
+    Text(String),
+    /// Reads the effective value of another variable.
+    Alias(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SecretDeclaration {
+    pub name: String,
+    pub previews: SecretInPreviews,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SecretInPreviews {
+    /// Previews receive the secret like any environment.
+    Shared,
+    /// Previews run without it.
+    Withheld,
+    /// Previews receive the value of this variable (or secret) instead.
+    Substitute(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Service {
+    pub name: String,
+    pub kind: ServiceKind,
+    pub depends_on: Vec<Dependency>,
+    /// Service-scope variables (not the per-environment ones; see [`Environment::service_variables`]).
+    pub variables: Variables,
+    pub secrets: Vec<SecretDeclaration>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Dependency {
+    pub service: String,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum ServiceKind {
+    App(App),
+    Database(Database),
+    Job(Job),
+}
+
+impl ServiceKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ServiceKind::App(_) => "app",
+            ServiceKind::Database(_) => "database",
+            ServiceKind::Job(_) => "job",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct App {
+    /// Shell command run in a checkout of the commit to build the app (local runtime).
+    pub build: Option<String>,
+    /// Shell command that starts the app (local runtime).
+    pub run: Option<String>,
+    /// Container image reference (Kubernetes runtime).
+    pub image: Option<String>,
+    pub ports: Vec<Port>,
+    pub health: Option<HealthCheck>,
+    pub replicas: u32,
+    pub resources: Resources,
+    /// Whether the app gets public routes (its first port), or is reachable only inside its environment.
+    pub public: bool,
+    /// Custom domains, possibly wildcards (`*.shop.example.com`) and `{env}` placeholders.
+    pub domains: Vec<Domain>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Port {
+    pub name: String,
+    pub number: u16,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct HealthCheck {
+    pub probe: Probe,
+    /// The name of the port probed.
+    pub port: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Probe {
+    /// An HTTP GET of this path must answer 2xx or 3xx.
+    Http(String),
+    /// A TCP connection must be accepted.
+    Tcp,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Resources {
+    /// Kubernetes CPU quantity, e.g. `250m` or `1`.
+    pub cpu: Option<String>,
+    /// Kubernetes memory quantity, e.g. `256Mi`.
+    pub memory: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Domain {
+    pub name: String,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Database {
+    pub engine: Engine,
+    /// Major version, e.g. `16`.
+    pub version: u16,
+    pub mode: DatabaseMode,
+    pub clone: ClonePolicy,
+    pub masking: Option<Masking>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Postgres,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DatabaseMode {
+    /// A server run by `preview` itself (a local server, or a StatefulSet on Kubernetes).
+    Container,
+    /// A database created inside a server `preview` manages for the whole project.
+    Managed,
+}
+
+/// Where an environment's data comes from when the database is created.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(tag = "policy", rename_all = "snake_case")]
+pub enum ClonePolicy {
+    Empty,
+    Seed { source: SeedSource },
+    Clone { from: String },
+    Masked { from: String },
+}
+
+impl ClonePolicy {
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClonePolicy::Empty => "empty",
+            ClonePolicy::Seed { .. } => "seed",
+            ClonePolicy::Clone { .. } => "clone",
+            ClonePolicy::Masked { .. } => "masked",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SeedSource {
+    /// A SQL file, relative to the spec file's directory.
+    File(String),
+    /// A job service whose hook is `seed`.
+    Job(String),
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Masking {
+    /// Name of the secret holding the key of the deterministic transforms.
+    pub key_secret: Option<String>,
+    /// table → column → rule.
+    pub tables: BTreeMap<String, BTreeMap<String, MaskRule>>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MaskRule {
+    /// Keyed hash of the value, same input → same output.
+    Hash,
+    /// A deterministic, unique fake e-mail address.
+    Email,
+    /// A deterministic fake person name.
+    Name,
+    /// A deterministic fake phone number.
+    Phone,
+    /// SQL NULL.
+    Null,
+    /// This literal for every row.
+    Fixed(String),
+    /// The transform of another column (`table.column`), so joins on the two keep matching.
+    SameAs { table: String, column: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Job {
+    pub hook: Hook,
+    pub command: String,
+    pub image: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Hook {
+    Seed,
+    Migrate,
+    OnCreate,
+    OnDelete,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Environment {
+    pub name: String,
+    /// Environment-scope variables.
+    pub variables: Variables,
+    pub secrets: Vec<SecretDeclaration>,
+    /// Every service with this environment's overrides applied.
+    pub services: BTreeMap<String, Service>,
+    /// Variables of a service in this environment only (the most specific scope).
+    pub service_variables: BTreeMap<String, Variables>,
+    pub origin: Origin,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PreviewPolicy {
+    /// The environment previews are cloned from.
+    pub blueprint: String,
+    /// What a preview looks like: the blueprint with the preview overrides applied. Its name is a placeholder
+    /// (`pr-{number}`); each preview gets its own.
+    pub template: Environment,
+    pub branches: Filter,
+    pub labels: Filter,
+    pub paths: Filter,
+    pub ttl: Option<Duration>,
+    pub idle_stop: Option<Duration>,
+    pub max_live: Option<u32>,
+    pub forge: Option<Forge>,
+}
+
+impl PreviewPolicy {
+    /// The environment name of the preview for pull request `number`.
+    pub fn environment_name(number: u64) -> String {
+        format!("pr-{number}")
+    }
+}
+
+/// Glob patterns; an empty `include` means "everything".
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct Filter {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Forge {
+    pub kind: ForgeKind,
+    /// `owner/name` on the forge, or a path for `local`.
+    pub repository: String,
+    /// Name of the project secret that holds the webhook secret.
+    pub webhook_secret: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ForgeKind {
+    Github,
+    Gitlab,
+    Gitea,
+    Forgejo,
+    /// Branches of a local Git repository act as pull requests.
+    Local,
+}

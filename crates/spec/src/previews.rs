@@ -1,0 +1,218 @@
+//! The preview policy: which environment previews clone, what they override, which pull requests get one, and
+//! how long they live.
+
+use std::collections::BTreeMap;
+
+use crate::diagnostic::Sink;
+use crate::model::{Filter, Forge, ForgeKind, PreviewPolicy, SecretDeclaration};
+use crate::read::{Fields, choice, duration, integer, list, text};
+use crate::services::Names;
+use crate::suggest::did_you_mean;
+use crate::yaml::{Node, Value};
+
+const KEYS: &[&str] = &[
+    "blueprint",
+    "overrides",
+    "branches",
+    "labels",
+    "paths",
+    "ttl",
+    "idle_stop",
+    "max_live",
+    "forge",
+];
+
+/// The name a preview's template environment carries; real previews are named `pr-<number>`.
+pub(crate) const TEMPLATE_NAME: &str = "pr-{number}";
+
+pub(crate) fn read_previews(
+    node: &Node,
+    environment_nodes: &BTreeMap<String, &Node>,
+    base: &BTreeMap<String, &Node>,
+    names: &Names<'_>,
+    project_secrets: &[SecretDeclaration],
+    sink: &mut Sink,
+) -> Option<PreviewPolicy> {
+    let fields = Fields::open(node, "the preview policy", KEYS, sink)?;
+    let blueprint_node = fields.require(
+        "blueprint",
+        "the environment every preview is cloned from",
+        sink,
+    )?;
+    let blueprint = text(blueprint_node, "an environment name", sink)?;
+    let Some(blueprint_env) = environment_nodes.get(&blueprint) else {
+        sink.push(
+            blueprint_node.position,
+            &blueprint_node.path,
+            format!(
+                "the blueprint `{blueprint}` is not a declared environment{}",
+                did_you_mean(&blueprint, environment_nodes.keys().map(String::as_str))
+            ),
+        );
+        return None;
+    };
+    let mut layers = vec![*blueprint_env];
+    if let Some(overrides) = fields.get("overrides") {
+        Fields::open(
+            overrides,
+            "preview overrides",
+            &["variables", "services"],
+            sink,
+        )?;
+        layers.push(overrides);
+    }
+    let origin = fields.get("overrides").unwrap_or(node).origin();
+    let template =
+        crate::environments::build_environment(TEMPLATE_NAME, origin, &layers, base, names, sink);
+    let max_live = fields
+        .get("max_live")
+        .and_then(|n| integer(n, "a number of previews", 1..=10_000, sink))
+        .map(|n| n as u32);
+    Some(PreviewPolicy {
+        blueprint,
+        template,
+        branches: fields
+            .get("branches")
+            .map(|n| read_filter(n, sink))
+            .unwrap_or_default(),
+        labels: fields
+            .get("labels")
+            .map(|n| read_filter(n, sink))
+            .unwrap_or_default(),
+        paths: fields
+            .get("paths")
+            .map(|n| read_filter(n, sink))
+            .unwrap_or_default(),
+        ttl: fields
+            .get("ttl")
+            .and_then(|n| duration(n, "a time-to-live", sink)),
+        idle_stop: fields
+            .get("idle_stop")
+            .and_then(|n| duration(n, "an idle time", sink)),
+        max_live,
+        forge: fields
+            .get("forge")
+            .and_then(|n| read_forge(n, project_secrets, sink)),
+    })
+}
+
+/// A list of glob patterns (all included), or `{ include: [...], exclude: [...] }`.
+fn read_filter(node: &Node, sink: &mut Sink) -> Filter {
+    let patterns = |node: &Node, sink: &mut Sink| -> Vec<String> {
+        list(node, "glob patterns", sink)
+            .iter()
+            .filter_map(|item| text(item, "a glob pattern", sink))
+            .collect()
+    };
+    if let Value::Map(_) = node.value {
+        let Some(fields) = Fields::open(node, "a filter", &["include", "exclude"], sink) else {
+            return Filter::default();
+        };
+        return Filter {
+            include: fields
+                .get("include")
+                .map(|n| patterns(n, sink))
+                .unwrap_or_default(),
+            exclude: fields
+                .get("exclude")
+                .map(|n| patterns(n, sink))
+                .unwrap_or_default(),
+        };
+    }
+    Filter {
+        include: patterns(node, sink),
+        exclude: Vec::new(),
+    }
+}
+
+fn read_forge(
+    node: &Node,
+    project_secrets: &[SecretDeclaration],
+    sink: &mut Sink,
+) -> Option<Forge> {
+    let fields = Fields::open(
+        node,
+        "forge settings",
+        &["kind", "repository", "webhook_secret"],
+        sink,
+    )?;
+    let kind = fields
+        .require(
+            "kind",
+            "`github`, `gitlab`, `gitea`, `forgejo` or `local`",
+            sink,
+        )
+        .and_then(|n| {
+            choice(
+                n,
+                "a forge",
+                &["github", "gitlab", "gitea", "forgejo", "local"],
+                sink,
+            )
+        })
+        .map(|kind| match kind {
+            "github" => ForgeKind::Github,
+            "gitlab" => ForgeKind::Gitlab,
+            "gitea" => ForgeKind::Gitea,
+            "forgejo" => ForgeKind::Forgejo,
+            _ => ForgeKind::Local,
+        });
+    let repository_node = fields.require(
+        "repository",
+        "`owner/name` on the forge, or a path for `local`",
+        sink,
+    );
+    let repository = repository_node.and_then(|n| text(n, "a repository", sink));
+    let kind = kind?;
+    let repository = repository?;
+    if kind != ForgeKind::Local && !is_repository_name(&repository) {
+        let n = repository_node?;
+        sink.push(
+            n.position,
+            &n.path,
+            format!("`{repository}` is not a repository; write `owner/name`"),
+        );
+        return None;
+    }
+    let webhook_secret = match (fields.get("webhook_secret"), kind) {
+        (Some(n), _) => {
+            let name = text(n, "a secret name", sink)?;
+            if !project_secrets.iter().any(|s| s.name == name) {
+                sink.push(
+                    n.position,
+                    &n.path,
+                    format!(
+                        "`{name}` is not a declared project secret{}; add it under the top-level `secrets:` and set it with `preview secret set {name} --scope project`",
+                        did_you_mean(&name, project_secrets.iter().map(|s| s.name.as_str()))
+                    ),
+                );
+                return None;
+            }
+            Some(name)
+        }
+        (None, ForgeKind::Local) => None,
+        (None, _) => {
+            sink.push(
+                node.position,
+                &node.path,
+                "missing required key `webhook_secret` (the project secret that verifies webhook signatures)",
+            );
+            return None;
+        }
+    };
+    Some(Forge {
+        kind,
+        repository,
+        webhook_secret,
+    })
+}
+
+fn is_repository_name(name: &str) -> bool {
+    let parts: Vec<&str> = name.split('/').collect();
+    parts.len() >= 2
+        && parts.iter().all(|p| {
+            !p.is_empty()
+                && p.chars()
+                    .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+        })
+}

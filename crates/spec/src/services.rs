@@ -1,0 +1,597 @@
+//! Reading one service (app, database or job) from its mapping, with the references it makes checked against
+//! the names the spec declares.
+
+use std::collections::BTreeMap;
+
+use crate::diagnostic::{Position, Sink};
+use crate::model::{
+    App, Database, DatabaseMode, Dependency, Domain, Engine, HealthCheck, Hook, Job, Port, Probe,
+    Resources, RuntimeKind, Service, ServiceKind,
+};
+use crate::names::hostname_problem;
+use crate::read::{Fields, boolean, choice, duration, integer, list, string, text};
+use crate::suggest::did_you_mean;
+use crate::variables::{read_secrets, read_variables};
+use crate::yaml::{Node, Value};
+
+pub(crate) const APP_KEYS: &[&str] = &[
+    "type",
+    "build",
+    "run",
+    "image",
+    "ports",
+    "health",
+    "replicas",
+    "resources",
+    "public",
+    "domains",
+    "depends_on",
+    "variables",
+    "secrets",
+];
+pub(crate) const DATABASE_KEYS: &[&str] = &[
+    "type",
+    "engine",
+    "version",
+    "mode",
+    "clone",
+    "masking",
+    "depends_on",
+    "variables",
+    "secrets",
+];
+pub(crate) const JOB_KEYS: &[&str] = &[
+    "type",
+    "hook",
+    "command",
+    "image",
+    "depends_on",
+    "variables",
+    "secrets",
+];
+
+pub(crate) const SUPPORTED_POSTGRES: std::ops::RangeInclusive<i64> = 13..=18;
+
+/// What the rest of the spec declares, for checking references while a service is read.
+pub(crate) struct Names<'a> {
+    /// Service name → kind (`app`, `database`, `job`).
+    pub services: &'a BTreeMap<String, &'static str>,
+    /// Job name → the hook it declares, as written.
+    pub job_hooks: &'a BTreeMap<String, String>,
+    pub environments: &'a [String],
+    pub runtime: RuntimeKind,
+    /// The environment being read, if any: the base services belong to none.
+    pub current: Option<&'a str>,
+}
+
+impl Names<'_> {
+    /// Reports `name` if it is not a declared service, suggesting the closest one.
+    pub(crate) fn check_service(&self, name: &str, node: &Node, sink: &mut Sink) -> bool {
+        self.check_service_at(name, node.position, &node.path, sink)
+    }
+
+    pub(crate) fn check_service_at(
+        &self,
+        name: &str,
+        position: Position,
+        path: &str,
+        sink: &mut Sink,
+    ) -> bool {
+        if self.services.contains_key(name) {
+            return true;
+        }
+        sink.push(
+            position,
+            path,
+            format!(
+                "unknown service `{name}`{}",
+                did_you_mean(name, self.services.keys().map(String::as_str))
+            ),
+        );
+        false
+    }
+}
+
+/// The kind a service declares with `type:` (default `app`), read without reporting anything.
+pub(crate) fn declared_kind(node: &Node) -> &'static str {
+    match node.get("type").map(|t| &t.value) {
+        Some(Value::Scalar { text, .. }) if text == "database" => "database",
+        Some(Value::Scalar { text, .. }) if text == "job" => "job",
+        _ => "app",
+    }
+}
+
+pub(crate) fn keys_of(kind: &str) -> &'static [&'static str] {
+    match kind {
+        "database" => DATABASE_KEYS,
+        "job" => JOB_KEYS,
+        _ => APP_KEYS,
+    }
+}
+
+pub(crate) fn read_service(
+    name: &str,
+    node: &Node,
+    names: &Names<'_>,
+    sink: &mut Sink,
+) -> Option<Service> {
+    let kind = match node.get("type") {
+        Some(type_node) => choice(
+            type_node,
+            "a service type",
+            &["app", "database", "job"],
+            sink,
+        )?,
+        None => "app",
+    };
+    let what = match (kind, node.get("type")) {
+        ("app", None) => format!(
+            "service `{name}` (an app; add `type: database` or `type: job` for other kinds)"
+        ),
+        _ => format!("{kind} `{name}`"),
+    };
+    let fields = Fields::open(node, &what, keys_of(kind), sink)?;
+    let scope = format!("service:{name}");
+    let depends_on = fields
+        .get("depends_on")
+        .map(|deps| read_dependencies(name, deps, names, sink))
+        .unwrap_or_default();
+    let variables = fields
+        .get("variables")
+        .map(|v| read_variables(v, &scope, sink))
+        .unwrap_or_default();
+    let secrets = fields
+        .get("secrets")
+        .map(|s| read_secrets(s, &scope, sink))
+        .unwrap_or_default();
+    let kind = match kind {
+        "database" => ServiceKind::Database(read_database(&fields, names, sink)?),
+        "job" => ServiceKind::Job(read_job(&fields, names, sink)?),
+        _ => ServiceKind::App(read_app(&fields, names, sink)?),
+    };
+    Some(Service {
+        name: name.to_owned(),
+        kind,
+        depends_on,
+        variables,
+        secrets,
+        origin: node.origin(),
+    })
+}
+
+fn read_dependencies(
+    name: &str,
+    node: &Node,
+    names: &Names<'_>,
+    sink: &mut Sink,
+) -> Vec<Dependency> {
+    let mut dependencies: Vec<Dependency> = Vec::new();
+    for item in list(node, "service names", sink) {
+        let Some(target) = text(item, "a service name", sink) else {
+            continue;
+        };
+        if target == name {
+            sink.push(
+                item.position,
+                &item.path,
+                format!("`{name}` depends on itself; remove it from `depends_on`"),
+            );
+            continue;
+        }
+        if dependencies.iter().any(|d| d.service == target) {
+            sink.push(
+                item.position,
+                &item.path,
+                format!("`{target}` is listed twice"),
+            );
+            continue;
+        }
+        if names.check_service(&target, item, sink) {
+            dependencies.push(Dependency {
+                service: target,
+                origin: item.origin(),
+            });
+        }
+    }
+    dependencies
+}
+
+fn read_app(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Option<App> {
+    let build = fields
+        .get("build")
+        .and_then(|n| text(n, "a build command", sink));
+    let run = match names.runtime {
+        RuntimeKind::Local => fields.require(
+            "run",
+            "the command that starts the app on the local runtime",
+            sink,
+        ),
+        RuntimeKind::Kubernetes => fields.get("run"),
+    }
+    .and_then(|n| text(n, "a command", sink));
+    let image = match names.runtime {
+        RuntimeKind::Kubernetes => fields.require(
+            "image",
+            "the container image the Kubernetes runtime runs",
+            sink,
+        ),
+        RuntimeKind::Local => fields.get("image"),
+    }
+    .and_then(|n| text(n, "an image reference", sink));
+    let ports = fields
+        .get("ports")
+        .map(|n| read_ports(n, sink))
+        .unwrap_or_default();
+    let health = fields
+        .get("health")
+        .and_then(|n| read_health(n, &ports, sink));
+    let replicas = match fields.get("replicas") {
+        Some(n) => integer(n, "a replica count", 1..=100, sink).map(|r| r as u32),
+        None => Some(1),
+    };
+    let resources = fields
+        .get("resources")
+        .map(|n| read_resources(n, sink))
+        .unwrap_or_default();
+    let public = fields
+        .get("public")
+        .and_then(|n| boolean(n, sink))
+        .unwrap_or(false);
+    if public && ports.is_empty() && fields.get("ports").is_none() {
+        sink.push(
+            fields.node.position,
+            &fields.node.path,
+            "a public app needs `ports`: its routes lead to the first port",
+        );
+    }
+    let domains = match fields.get("domains") {
+        Some(n) => {
+            if !public {
+                sink.push(
+                    n.position,
+                    &n.path,
+                    "custom domains route to a public app; set `public: true` on this service or remove `domains`",
+                );
+            }
+            read_domains(n, sink)
+        }
+        None => Vec::new(),
+    };
+    Some(App {
+        build,
+        run,
+        image,
+        ports,
+        health,
+        replicas: replicas?,
+        resources,
+        public,
+        domains,
+    })
+}
+
+fn read_ports(node: &Node, sink: &mut Sink) -> Vec<Port> {
+    let mut ports: Vec<Port> = Vec::new();
+    for item in list(node, "ports", sink) {
+        let port = match &item.value {
+            Value::Map(_) => {
+                let Some(fields) = Fields::open(item, "a port", &["name", "port"], sink) else {
+                    continue;
+                };
+                let name = fields
+                    .require(
+                        "name",
+                        "how routes and health checks refer to the port",
+                        sink,
+                    )
+                    .and_then(|n| read_port_name(n, sink));
+                let number = fields
+                    .require("port", "the number the app listens on", sink)
+                    .and_then(|n| integer(n, "a port", 1..=65535, sink));
+                match (name, number) {
+                    (Some(name), Some(number)) => (name, number as u16),
+                    _ => continue,
+                }
+            }
+            _ => match integer(item, "a port", 1..=65535, sink) {
+                Some(number) => (number.to_string(), number as u16),
+                None => continue,
+            },
+        };
+        let (name, number) = port;
+        if let Some(first) = ports.iter().find(|p| p.number == number) {
+            sink.push(
+                item.position,
+                &item.path,
+                format!(
+                    "port {number} is already declared at {}; each port may appear once",
+                    first.origin.path
+                ),
+            );
+            continue;
+        }
+        if let Some(first) = ports.iter().find(|p| p.name == name) {
+            sink.push(
+                item.position,
+                &item.path,
+                format!(
+                    "port name `{name}` is already used at {}; give each port its own name",
+                    first.origin.path
+                ),
+            );
+            continue;
+        }
+        ports.push(Port {
+            name,
+            number,
+            origin: item.origin(),
+        });
+    }
+    ports
+}
+
+fn read_port_name(node: &Node, sink: &mut Sink) -> Option<String> {
+    let name = text(node, "a port name", sink)?;
+    if name.len() > 15
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+    {
+        sink.push(
+            node.position,
+            &node.path,
+            format!("`{name}` is not a port name; use at most 15 lowercase letters, digits and `-` (e.g. `http`)"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+fn read_health(node: &Node, ports: &[Port], sink: &mut Sink) -> Option<HealthCheck> {
+    let fields = Fields::open(
+        node,
+        "a health check",
+        &["http", "tcp", "port", "interval", "timeout"],
+        sink,
+    )?;
+    let probe = match (fields.get("http"), fields.get("tcp")) {
+        (Some(path_node), None) => {
+            let path = text(path_node, "an HTTP path", sink)?;
+            if !path.starts_with('/') {
+                sink.push(
+                    path_node.position,
+                    &path_node.path,
+                    format!("`{path}` is not an HTTP path; start it with `/`"),
+                );
+                return None;
+            }
+            Probe::Http(path)
+        }
+        (None, Some(tcp_node)) => {
+            if !boolean(tcp_node, sink)? {
+                sink.push(
+                    tcp_node.position,
+                    &tcp_node.path,
+                    "`tcp: false` checks nothing; use `tcp: true` or `http: /path`",
+                );
+                return None;
+            }
+            Probe::Tcp
+        }
+        (Some(_), Some(_)) => {
+            sink.push(
+                node.position,
+                &node.path,
+                "a health check is either `http: /path` or `tcp: true`, not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            sink.push(
+                node.position,
+                &node.path,
+                "a health check needs `http: /path` or `tcp: true`",
+            );
+            return None;
+        }
+    };
+    let port = match fields.get("port") {
+        Some(port_node) => {
+            let port = string(port_node, "a port name", sink)?;
+            if !ports.iter().any(|p| p.name == port) {
+                let known = ports.iter().map(|p| p.name.as_str());
+                sink.push(
+                    port_node.position,
+                    &port_node.path,
+                    format!("unknown port `{port}`{}", did_you_mean(&port, known)),
+                );
+                return None;
+            }
+            port
+        }
+        None => match ports.first() {
+            Some(first) => first.name.clone(),
+            None => {
+                sink.push(
+                    node.position,
+                    &node.path,
+                    "a health check needs a port to probe; declare `ports`",
+                );
+                return None;
+            }
+        },
+    };
+    let interval = fields
+        .get("interval")
+        .map_or(Some(std::time::Duration::from_secs(2)), |n| {
+            duration(n, "an interval", sink)
+        });
+    let timeout = fields
+        .get("timeout")
+        .map_or(Some(std::time::Duration::from_secs(1)), |n| {
+            duration(n, "a timeout", sink)
+        });
+    Some(HealthCheck {
+        probe,
+        port,
+        interval: interval?,
+        timeout: timeout?,
+    })
+}
+
+fn read_resources(node: &Node, sink: &mut Sink) -> Resources {
+    let Some(fields) = Fields::open(node, "resources", &["cpu", "memory"], sink) else {
+        return Resources::default();
+    };
+    let cpu = fields.get("cpu").and_then(|n| {
+        let value = string(n, "a CPU amount", sink)?;
+        if is_cpu_quantity(&value) {
+            return Some(value);
+        }
+        sink.push(
+            n.position,
+            &n.path,
+            format!(
+                "`{value}` is not a CPU amount; write cores (`1`, `0.5`) or millicores (`250m`)"
+            ),
+        );
+        None
+    });
+    let memory = fields.get("memory").and_then(|n| {
+        let value = string(n, "a memory amount", sink)?;
+        if is_memory_quantity(&value) {
+            return Some(value);
+        }
+        sink.push(n.position, &n.path, format!("`{value}` is not a memory amount; write a number with a unit such as `256Mi` or `1Gi`"));
+        None
+    });
+    Resources { cpu, memory }
+}
+
+fn is_cpu_quantity(value: &str) -> bool {
+    let number = value.strip_suffix('m').unwrap_or(value);
+    !number.is_empty()
+        && number
+            .parse::<f64>()
+            .is_ok_and(|n| n > 0.0 && n.is_finite())
+}
+
+fn is_memory_quantity(value: &str) -> bool {
+    const UNITS: &[&str] = &["Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T"];
+    UNITS.iter().any(|unit| {
+        value.strip_suffix(unit).is_some_and(|n| {
+            !n.is_empty()
+                && n.chars().all(|c| c.is_ascii_digit())
+                && n.parse::<u64>().is_ok_and(|n| n > 0)
+        })
+    })
+}
+
+fn read_domains(node: &Node, sink: &mut Sink) -> Vec<Domain> {
+    let mut domains: Vec<Domain> = Vec::new();
+    for item in list(node, "domains", sink) {
+        let Some(name) = text(item, "a domain", sink) else {
+            continue;
+        };
+        let sample = crate::model::fill_placeholders(&name, "project", "service", "env");
+        if let Some(problem) = hostname_problem(&sample) {
+            sink.push(
+                item.position,
+                &item.path,
+                format!("`{name}` is not a domain: it {problem}"),
+            );
+            continue;
+        }
+        if domains.iter().any(|d| d.name == name) {
+            sink.push(
+                item.position,
+                &item.path,
+                format!("domain `{name}` is listed twice"),
+            );
+            continue;
+        }
+        domains.push(Domain {
+            name,
+            origin: item.origin(),
+        });
+    }
+    domains
+}
+
+fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Option<Database> {
+    let engine = fields
+        .require("engine", "the database engine, `postgres`", sink)
+        .and_then(|n| choice(n, "a database engine", &["postgres"], sink))
+        .map(|_| Engine::Postgres);
+    let version = fields
+        .require("version", "the major version, e.g. `16`", sink)
+        .and_then(|n| {
+            integer(
+                n,
+                "a supported PostgreSQL version",
+                SUPPORTED_POSTGRES,
+                sink,
+            )
+        });
+    let mode = match fields.get("mode") {
+        Some(n) => choice(n, "a database mode", &["container", "managed"], sink).map(|m| match m {
+            "container" => DatabaseMode::Container,
+            _ => DatabaseMode::Managed,
+        }),
+        None => Some(DatabaseMode::Managed),
+    };
+    let clone = match fields.get("clone") {
+        Some(n) => crate::databases::read_clone_policy(n, names, sink),
+        None => Some(crate::model::ClonePolicy::Empty),
+    };
+    let masking = fields
+        .get("masking")
+        .and_then(|n| crate::databases::read_masking(n, sink));
+    Some(Database {
+        engine: engine?,
+        version: version? as u16,
+        mode: mode?,
+        clone: clone?,
+        masking,
+    })
+}
+
+fn read_job(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Option<Job> {
+    let hook = fields
+        .require(
+            "hook",
+            "when the job runs: `seed`, `migrate`, `on-create` or `on-delete`",
+            sink,
+        )
+        .and_then(|n| {
+            choice(
+                n,
+                "a job hook",
+                &["seed", "migrate", "on-create", "on-delete"],
+                sink,
+            )
+        })
+        .map(|hook| match hook {
+            "seed" => Hook::Seed,
+            "migrate" => Hook::Migrate,
+            "on-create" => Hook::OnCreate,
+            _ => Hook::OnDelete,
+        });
+    let command = fields
+        .require("command", "the shell command the job runs", sink)
+        .and_then(|n| text(n, "a command", sink));
+    let image = match names.runtime {
+        RuntimeKind::Kubernetes => fields.require(
+            "image",
+            "the container image the Kubernetes runtime runs",
+            sink,
+        ),
+        RuntimeKind::Local => fields.get("image"),
+    }
+    .and_then(|n| text(n, "an image reference", sink));
+    Some(Job {
+        hook: hook?,
+        command: command?,
+        image,
+    })
+}

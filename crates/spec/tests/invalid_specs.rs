@@ -1,0 +1,708 @@
+//! Invalid specs and the exact diagnostics they produce: `line:column key.path: message`, one per line, sorted.
+
+use preview_spec::parse_spec;
+
+#[track_caller]
+fn check(spec: &str, expected: &str) {
+    let errors = match parse_spec("preview.yaml", spec) {
+        Ok(_) => panic!("expected errors, but the spec is valid:\n{spec}"),
+        Err(diagnostics) => diagnostics
+            .errors
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    };
+    assert_eq!(errors, expected.trim(), "\nspec:\n{spec}");
+}
+
+const ENVS: &str = "environments:\n  staging: {}\n";
+
+fn with_envs(spec: &str) -> String {
+    format!("{spec}{ENVS}")
+}
+
+// ---------------------------------------------------------------- malformed YAML
+
+#[test]
+fn empty_file() {
+    check(
+        "",
+        "1:1: the file is empty; it must be a mapping that starts with `project: <name>` (run `preview init` for a starter)",
+    );
+}
+
+#[test]
+fn tab_indentation() {
+    check(
+        "project: p\nservices:\n\tweb: {}\n",
+        "3:1: invalid YAML: a tab is used for indentation; YAML allows only spaces there",
+    );
+}
+
+#[test]
+fn bad_indentation() {
+    check(
+        "project: p\nservices:\n  web:\n    run: x\n   ports: []\n",
+        "5:4: invalid YAML: bad indentation: this line is not aligned with the keys of the mapping above it",
+    );
+}
+
+#[test]
+fn duplicate_key() {
+    check(
+        "project: p\nproject: q\nenvironments: {staging: {}}\n",
+        "2:1 project: duplicate key `project` (first defined at line 1); each key may appear once",
+    );
+}
+
+#[test]
+fn unclosed_quote() {
+    check(
+        "project: \"p\nenvironments: {}\n",
+        "1:10: invalid YAML: a quoted string is not closed, or its continuation lines are not indented",
+    );
+}
+
+#[test]
+fn two_documents() {
+    check(
+        "project: p\n---\nproject: q\n",
+        "2:1: a second YAML document (`---`); preview.yaml holds exactly one document",
+    );
+}
+
+#[test]
+fn top_level_is_a_list() {
+    check(
+        "- project: p\n",
+        "1:1: expected a project spec (a mapping of `key: value`), found a list",
+    );
+}
+
+#[test]
+fn unknown_anchor() {
+    check(
+        "project: p\nvariables: *nothing\n",
+        "2:12: invalid YAML: this alias refers to an anchor that is not defined before it",
+    );
+}
+
+#[test]
+fn custom_tag() {
+    check(
+        &with_envs("project: !Ref p\n"),
+        "1:10 project: the YAML tag `!Ref` is not supported; remove it",
+    );
+}
+
+// ---------------------------------------------------------------- wrong types and unknown keys
+
+#[test]
+fn unknown_top_level_key_suggests() {
+    check(
+        &with_envs("project: p\nservises: {}\n"),
+        "2:1 servises: unknown key `servises` in a project spec; did you mean `services`?",
+    );
+}
+
+#[test]
+fn unknown_key_without_suggestion_lists_keys() {
+    check(
+        &with_envs("project: p\ndomain:\n  colour: blue\n"),
+        "3:3 domain.colour: unknown key `colour` in domain settings; known keys: base, hostname",
+    );
+}
+
+#[test]
+fn unknown_app_key_suggests() {
+    check(
+        &with_envs("project: p\nservices:\n  web:\n    run: x\n    replica: 2\n"),
+        "5:5 services.web.replica: unknown key `replica` in service `web` (an app; add `type: database` or `type: job` for other kinds); did you mean `replicas`?",
+    );
+}
+
+#[test]
+fn database_keys_without_type() {
+    check(
+        &with_envs("project: p\nservices:\n  db:\n    run: x\n    engine: postgres\n"),
+        "5:5 services.db.engine: unknown key `engine` in service `db` (an app; add `type: database` or `type: job` for other kinds); known keys: type, build, run, image, ports, health, replicas, resources, public, domains, depends_on, variables, secrets",
+    );
+}
+
+#[test]
+fn port_is_a_string() {
+    check(
+        &with_envs("project: p\nservices:\n  web:\n    run: x\n    ports: [\"http\"]\n"),
+        "5:13 services.web.ports[0]: expected a port (a whole number), found `http`",
+    );
+}
+
+#[test]
+fn port_out_of_range() {
+    check(
+        &with_envs("project: p\nservices:\n  web:\n    run: x\n    ports: [70000]\n"),
+        "5:13 services.web.ports[0]: 70000 is not a port; use a number from 1 to 65535",
+    );
+}
+
+#[test]
+fn replicas_is_a_list() {
+    check(
+        &with_envs("project: p\nservices:\n  web:\n    run: x\n    replicas: [1]\n"),
+        "5:15 services.web.replicas: expected a replica count (a whole number), found a list",
+    );
+}
+
+#[test]
+fn boolean_spelt_yes() {
+    check(
+        &with_envs("project: p\nservices:\n  web:\n    run: x\n    ports: [80]\n    public: yes\n"),
+        "6:13 services.web.public: expected `true` or `false`, found `yes`",
+    );
+}
+
+#[test]
+fn isolation_typo() {
+    check(
+        &with_envs("project: p\nisolation: phisical\n"),
+        "2:12 isolation: `phisical` is not an isolation; use `logical` or `physical`; did you mean `physical`?",
+    );
+}
+
+#[test]
+fn runtime_unknown() {
+    check(
+        &with_envs("project: p\nruntime: docker\n"),
+        "2:10 runtime: `docker` is not a runtime; use `local` or `kubernetes`",
+    );
+}
+
+#[test]
+fn services_is_a_list() {
+    check(
+        &with_envs("project: p\nservices:\n  - web\n"),
+        "3:3 services: expected services (a mapping of `name: …`), found a list",
+    );
+}
+
+// ---------------------------------------------------------------- required keys
+
+#[test]
+fn missing_project() {
+    check(
+        ENVS,
+        "1:1: missing required key `project` (the project's name, e.g. `project: shop`)",
+    );
+}
+
+#[test]
+fn missing_environments() {
+    check(
+        "project: p\n",
+        "1:1: missing required key `environments` (at least one environment, e.g. `environments: { production: {}, staging: {} }`)",
+    );
+}
+
+#[test]
+fn empty_environments() {
+    check(
+        "project: p\nenvironments: {}\n",
+        "2:15 environments: declare at least one environment, e.g. `production: {}`",
+    );
+}
+
+#[test]
+fn app_without_run_on_local_runtime() {
+    check(
+        &with_envs("project: p\nservices:\n  web:\n    image: x\n"),
+        "4:5 services.web: missing required key `run` (the command that starts the app on the local runtime)",
+    );
+}
+
+#[test]
+fn app_without_image_on_kubernetes() {
+    check(
+        &with_envs("project: p\nruntime: kubernetes\nservices:\n  web:\n    run: x\n"),
+        "5:5 services.web: missing required key `image` (the container image the Kubernetes runtime runs)",
+    );
+}
+
+#[test]
+fn database_without_version() {
+    check(
+        &with_envs("project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n"),
+        "4:5 services.db: missing required key `version` (the major version, e.g. `16`)",
+    );
+}
+
+#[test]
+fn unsupported_postgres_version() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 9\n",
+        ),
+        "6:14 services.db.version: 9 is not a supported PostgreSQL version; use a number from 13 to 18",
+    );
+}
+
+#[test]
+fn job_with_unknown_hook() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  seed:\n    type: job\n    hook: on-merge\n    command: x\n",
+        ),
+        "5:11 services.seed.hook: `on-merge` is not a job hook; use `seed`, `migrate`, `on-create` or `on-delete`",
+    );
+}
+
+// ---------------------------------------------------------------- names
+
+#[test]
+fn project_name_uppercase() {
+    check(
+        &with_envs("project: Shop\n"),
+        "1:10 project: `Shop` is not a valid project name: it contains the uppercase letter `S`; use lowercase (names are used in hostnames, so they follow DNS label rules)",
+    );
+}
+
+#[test]
+fn service_name_with_underscore() {
+    check(
+        &with_envs("project: p\nservices:\n  my_web:\n    run: x\n"),
+        "3:3 services.my_web: `my_web` is not a valid service name: it contains `_`; use only lowercase letters, digits and `-` (names are used in hostnames, so they follow DNS label rules)",
+    );
+}
+
+#[test]
+fn service_name_starting_with_digit() {
+    check(
+        &with_envs("project: p\nservices:\n  1web:\n    run: x\n"),
+        "3:3 services.1web: `1web` is not a valid service name: it must start with a lowercase letter (names are used in hostnames, so they follow DNS label rules)",
+    );
+}
+
+#[test]
+fn environment_name_too_long() {
+    let name = "e".repeat(64);
+    check(
+        &format!("project: p\nenvironments:\n  {name}: {{}}\n"),
+        &format!(
+            "3:3 environments.{name}: `{name}` is not a valid environment name: it is 64 characters long; the limit is 63 (names are used in hostnames, so they follow DNS label rules)"
+        ),
+    );
+}
+
+#[test]
+fn environment_name_reserved_for_previews() {
+    check(
+        "project: p\nenvironments:\n  pr-12: {}\n",
+        "3:3 environments.pr-12: `pr-12` is reserved: previews are named `pr-<number>`; choose another environment name",
+    );
+}
+
+#[test]
+fn variable_name_with_dash() {
+    check(
+        &with_envs("project: p\nvariables:\n  LOG-LEVEL: info\n"),
+        "3:14 variables.LOG-LEVEL: `LOG-LEVEL` is not a variable name; use letters, digits and `_`, not starting with a digit",
+    );
+}
+
+#[test]
+fn variable_without_value() {
+    check(
+        &with_envs("project: p\nvariables:\n  LOG_LEVEL:\n"),
+        "3:12 variables.LOG_LEVEL: `LOG_LEVEL` has no value; write `LOG_LEVEL: \"\"` for an empty value",
+    );
+}
+
+// ---------------------------------------------------------------- secrets
+
+#[test]
+fn secret_value_in_mapping_is_refused_without_echo() {
+    let spec = with_envs("project: p\nsecrets:\n  STRIPE_KEY: sk_live_very_secret\n");
+    check(
+        &spec,
+        "3:3 secrets.STRIPE_KEY: a secret value is written in the spec; remove it, declare `STRIPE_KEY` under `secrets:` and set it with `preview secret set STRIPE_KEY --scope project` (the value is read from standard input)",
+    );
+    let printed = parse_spec("preview.yaml", &spec)
+        .expect_err("the spec is invalid")
+        .to_string();
+    assert!(
+        !printed.contains("sk_live_very_secret"),
+        "the secret value leaked: {printed}"
+    );
+}
+
+#[test]
+fn secret_value_in_declaration_is_refused() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  web:\n    run: x\n    secrets:\n      - name: API_KEY\n        value: hunter2\n",
+        ),
+        "6:9 services.web.secrets[0]: a secret value is written in the spec; remove it, declare `API_KEY` under `secrets:` and set it with `preview secret set API_KEY --scope service:web` (the value is read from standard input)",
+    );
+}
+
+#[test]
+fn variable_marked_secret_is_refused() {
+    check(
+        &with_envs("project: p\nvariables:\n  TOKEN: { value: abc, secret: true }\n"),
+        "3:10 variables.TOKEN: a secret value is written in the spec; remove it, declare `TOKEN` under `secrets:` and set it with `preview secret set TOKEN --scope project` (the value is read from standard input)",
+    );
+}
+
+#[test]
+fn secret_declared_twice() {
+    check(
+        &with_envs("project: p\nsecrets: [A, A]\n"),
+        "2:14 secrets[1]: secret `A` is declared twice in this scope",
+    );
+}
+
+#[test]
+fn webhook_secret_not_declared() {
+    check(
+        "project: p\nsecrets: [HOOK_SECRET]\nenvironments: {staging: {}}\npreviews:\n  blueprint: staging\n  forge:\n    kind: github\n    repository: o/r\n    webhook_secret: HOOK_SECRT\n",
+        "9:21 previews.forge.webhook_secret: `HOOK_SECRT` is not a declared project secret; did you mean `HOOK_SECRET`?; add it under the top-level `secrets:` and set it with `preview secret set HOOK_SECRT --scope project`",
+    );
+}
+
+// ---------------------------------------------------------------- references
+
+#[test]
+fn depends_on_unknown_service() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  web:\n    run: x\n    depends_on: [dbb]\n  db:\n    type: database\n    engine: postgres\n    version: 16\n",
+        ),
+        "5:18 services.web.depends_on[0]: unknown service `dbb`; did you mean `db`?",
+    );
+}
+
+#[test]
+fn depends_on_itself() {
+    check(
+        &with_envs("project: p\nservices:\n  web:\n    run: x\n    depends_on: [web]\n"),
+        "5:18 services.web.depends_on[0]: `web` depends on itself; remove it from `depends_on`",
+    );
+}
+
+#[test]
+fn override_of_unknown_service() {
+    check(
+        "project: p\nservices:\n  web:\n    run: x\nenvironments:\n  staging:\n    services:\n      wbe: { replicas: 2 }\n",
+        "8:7 environments.staging.services.wbe: unknown service `wbe`; did you mean `web`?",
+    );
+}
+
+#[test]
+fn override_of_fixed_key() {
+    check(
+        "project: p\nservices:\n  web:\n    run: x\nenvironments:\n  staging:\n    services:\n      web: { type: job }\n",
+        "8:14 environments.staging.services.web.type: `type` cannot be overridden per environment: a service's type is the same in every environment",
+    );
+}
+
+#[test]
+fn override_with_wrong_value_points_at_the_override() {
+    check(
+        "project: p\nservices:\n  web:\n    run: x\nenvironments:\n  production:\n    services:\n      web:\n        replicas: 0\n",
+        "9:19 environments.production.services.web.replicas: 0 is not a replica count; use a number from 1 to 100",
+    );
+}
+
+#[test]
+fn clone_from_unknown_environment() {
+    check(
+        "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    clone: { policy: clone, from: prod }\nenvironments:\n  production: {}\n  staging: {}\n",
+        "7:35 services.db.clone.from: unknown environment `prod`; did you mean `production`?",
+    );
+}
+
+#[test]
+fn clone_from_itself() {
+    check(
+        "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    clone: { policy: clone, from: production }\nenvironments:\n  production: {}\n  staging: {}\n",
+        "7:35 services.db.clone.from: environment `production` would clone its own database; override `clone` for `production` (for example `policy: empty` or `policy: seed`)",
+    );
+}
+
+#[test]
+fn seed_job_with_wrong_hook() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    clone: { policy: seed, job: migrate }\n  migrate:\n    type: job\n    hook: migrate\n    command: x\n",
+        ),
+        "7:33 services.db.clone.job: job `migrate` has `hook: migrate`; a seed job needs `hook: seed`",
+    );
+}
+
+#[test]
+fn seed_without_source() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    clone: { policy: seed }\n",
+        ),
+        "7:12 services.db.clone: `policy: seed` needs exactly one of `file: path/to/seed.sql` or `job: <seed job>`",
+    );
+}
+
+#[test]
+fn from_with_seed_policy() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    clone: { policy: seed, file: s.sql, from: staging }\n",
+        ),
+        "7:47 services.db.clone.from: `from` is only used with `policy: clone` or `policy: masked`; this policy is `seed`",
+    );
+}
+
+#[test]
+fn health_check_on_unknown_port() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  web:\n    run: x\n    ports: [{ name: http, port: 80 }]\n    health: { http: /healthz, port: htp }\n",
+        ),
+        "6:37 services.web.health.port: unknown port `htp`; did you mean `http`?",
+    );
+}
+
+#[test]
+fn health_check_path_without_slash() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  web:\n    run: x\n    ports: [80]\n    health: { http: healthz }\n",
+        ),
+        "6:21 services.web.health.http: `healthz` is not an HTTP path; start it with `/`",
+    );
+}
+
+#[test]
+fn blueprint_does_not_exist() {
+    check(
+        "project: p\nenvironments:\n  staging: {}\npreviews:\n  blueprint: stagin\n",
+        "5:14 previews.blueprint: the blueprint `stagin` is not a declared environment; did you mean `staging`?",
+    );
+}
+
+// ---------------------------------------------------------------- cycles and conflicts
+
+#[test]
+fn dependency_cycle_is_named() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  a:\n    run: x\n    depends_on: [b]\n  b:\n    run: x\n    depends_on: [c]\n  c:\n    run: x\n    depends_on: [a]\n",
+        ),
+        "11:18 services.c.depends_on[0]: dependency cycle: a → b → c → a; remove one of these dependencies",
+    );
+}
+
+#[test]
+fn duplicate_port_number() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  web:\n    run: x\n    ports:\n      - { name: http, port: 8080 }\n      - { name: admin, port: 8080 }\n",
+        ),
+        "7:9 services.web.ports[1]: port 8080 is already declared at services.web.ports[0]; each port may appear once",
+    );
+}
+
+#[test]
+fn duplicate_port_name() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  web:\n    run: x\n    ports:\n      - { name: http, port: 8080 }\n      - { name: http, port: 9090 }\n",
+        ),
+        "7:9 services.web.ports[1]: port name `http` is already used at services.web.ports[0]; give each port its own name",
+    );
+}
+
+#[test]
+fn domain_claimed_by_two_environments() {
+    check(
+        "project: p\nservices:\n  web:\n    run: x\n    ports: [80]\n    public: true\n    domains: [shop.example.com]\nenvironments:\n  production: {}\n  staging: {}\n",
+        "7:15 services.web.domains[0]: `shop.example.com` would route to `web` in `staging` and to `web` in `production` (declared at services.web.domains[0]); a domain belongs to one service of one environment: declare it in that environment's overrides, or put `{env}` in it",
+    );
+}
+
+#[test]
+fn preview_domain_without_env_placeholder() {
+    check(
+        "project: p\nservices:\n  web:\n    run: x\n    ports: [80]\n    public: true\nenvironments:\n  staging: {}\npreviews:\n  blueprint: staging\n  overrides:\n    services:\n      web:\n        domains: [preview.example.com]\n",
+        "14:19 previews.overrides.services.web.domains[0]: every preview would claim `preview.example.com`; put `{env}` in it (e.g. `{env}.preview.example.com`) or set domains for previews in `previews.overrides`",
+    );
+}
+
+#[test]
+fn wildcard_not_leftmost() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  web:\n    run: x\n    ports: [80]\n    public: true\n    domains: [\"shop.*.example.com\"]\n",
+        ),
+        "7:15 services.web.domains[0]: `shop.*.example.com` is not a domain: it has `*` beyond the first label; a wildcard may only be the leftmost label (`*.example.com`)",
+    );
+}
+
+#[test]
+fn domains_on_internal_app() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  web:\n    run: x\n    ports: [80]\n    domains: [shop.example.com]\n",
+        ),
+        "6:14 services.web.domains: custom domains route to a public app; set `public: true` on this service or remove `domains`",
+    );
+}
+
+// ---------------------------------------------------------------- hostnames
+
+#[test]
+fn generated_label_too_long_for_a_five_digit_preview() {
+    // 55 + "-staging" = 63 fits; 55 + "-pr-99999" = 64 does not.
+    let service = "a".repeat(55);
+    check(
+        &format!(
+            "project: p\nservices:\n  {service}:\n    run: x\n    ports: [80]\n    public: true\nenvironments:\n  staging: {{}}\npreviews:\n  blueprint: staging\n"
+        ),
+        &format!(
+            "4:5 services.{service}: the generated hostname `{service}-pr-99999.localhost` for a preview of pull request 99999 (`pr-99999`) has a 64-character label; DNS allows 63. Shorten the service or environment name, or set `domain.hostname` (now `{{service}}-{{env}}`) to put them in separate labels, e.g. `{{service}}.{{env}}`"
+        ),
+    );
+}
+
+#[test]
+fn hostname_template_without_env() {
+    check(
+        &with_envs("project: p\ndomain:\n  hostname: \"{service}\"\n"),
+        "3:13 domain.hostname: `{service}` lacks `{env}`, so hostnames of different services or environments would collide; the default is `{service}-{env}`",
+    );
+}
+
+#[test]
+fn hostname_template_unknown_placeholder() {
+    check(
+        &with_envs("project: p\ndomain:\n  hostname: \"{service}-{branch}\"\n"),
+        "3:13 domain.hostname: unknown placeholder `{branch}` in `{service}-{branch}`; use `{service}`, `{env}` and `{project}`",
+    );
+}
+
+#[test]
+fn base_domain_invalid() {
+    check(
+        &with_envs("project: p\ndomain:\n  base: shop_example.com\n"),
+        "3:9 domain.base: `shop_example.com` is not a base domain: it has a label `shop_example` that contains `_`; use only lowercase letters, digits and `-`",
+    );
+}
+
+// ---------------------------------------------------------------- masking
+
+#[test]
+fn masking_rules_never_used() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    masking:\n      tables:\n        users: { email: email }\n",
+        ),
+        "8:7 services.db.masking: masking rules on `db`, whose `clone.policy` is not `masked` in any environment or preview; set `clone: { policy: masked, from: <environment> }` where data is cloned, or remove `masking`",
+    );
+}
+
+#[test]
+fn masked_policy_without_rules() {
+    check(
+        "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\nenvironments:\n  production: {}\n  staging:\n    services:\n      db:\n        clone: { policy: masked, from: production }\n",
+        "4:5 services.db: `clone.policy: masked` in `staging` needs `masking` rules (table → column → rule)",
+    );
+}
+
+#[test]
+fn masking_same_as_unknown_column() {
+    check(
+        "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    clone: { policy: masked, from: production }\n    masking:\n      tables:\n        users: { email: email }\n        orders: { user_email: { same_as: users.emial } }\nenvironments:\n  production:\n    services:\n      db: { clone: { policy: empty } }\n  staging: {}\n",
+        "11:31 services.db.masking.tables.orders.user_email: `users.emial` is not a masked column; did you mean `users.email`?",
+    );
+}
+
+#[test]
+fn masking_unknown_rule() {
+    check(
+        "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    clone: { policy: masked, from: production }\n    masking:\n      tables:\n        users: { email: scramble }\nenvironments:\n  production:\n    services:\n      db: { clone: { policy: empty } }\n  staging: {}\n",
+        "10:25 services.db.masking.tables.users.email: `scramble` is not a masking rule; use `hash`, `email`, `name`, `phone` or `null`",
+    );
+}
+
+#[test]
+fn masking_key_is_not_a_secret() {
+    check(
+        "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    clone: { policy: masked, from: production }\n    masking:\n      key: MASK_KEY\n      tables:\n        users: { email: email }\nenvironments:\n  production:\n    services:\n      db: { clone: { policy: empty } }\n  staging: {}\n",
+        "9:7 services.db.masking.key: `MASK_KEY` is not a declared project secret; add it under the top-level `secrets:`",
+    );
+}
+
+// ---------------------------------------------------------------- previews
+
+#[test]
+fn ttl_without_unit() {
+    check(
+        "project: p\nenvironments:\n  staging: {}\npreviews:\n  blueprint: staging\n  ttl: 72\n",
+        "6:8 previews.ttl: `72` is not a duration; write a number with a unit, such as `90s`, `30m`, `72h`, `7d` or `1h30m`",
+    );
+}
+
+#[test]
+fn max_live_zero() {
+    check(
+        "project: p\nenvironments:\n  staging: {}\npreviews:\n  blueprint: staging\n  max_live: 0\n",
+        "6:13 previews.max_live: 0 is not a number of previews; use a number from 1 to 10000",
+    );
+}
+
+#[test]
+fn forge_repository_malformed() {
+    check(
+        "project: p\nsecrets: [S]\nenvironments:\n  staging: {}\npreviews:\n  blueprint: staging\n  forge: { kind: gitlab, repository: shop, webhook_secret: S }\n",
+        "7:38 previews.forge.repository: `shop` is not a repository; write `owner/name`",
+    );
+}
+
+#[test]
+fn forge_without_webhook_secret() {
+    check(
+        "project: p\nenvironments:\n  staging: {}\npreviews:\n  blueprint: staging\n  forge: { kind: github, repository: o/r }\n",
+        "6:10 previews.forge: missing required key `webhook_secret` (the project secret that verifies webhook signatures)",
+    );
+}
+
+#[test]
+fn unknown_preview_override_key() {
+    check(
+        "project: p\nenvironments:\n  staging: {}\npreviews:\n  blueprint: staging\n  overrides:\n    secrets: [X]\n",
+        "7:5 previews.overrides.secrets: unknown key `secrets` in preview overrides; known keys: variables, services",
+    );
+}
+
+// ---------------------------------------------------------------- many problems at once
+
+#[test]
+fn all_errors_come_at_once_sorted_by_position() {
+    check(
+        "project: Bad_Name\nisolation: none\nservices:\n  web:\n    run: x\n    ports: [0]\nenvironments:\n  staging: {}\n",
+        "1:10 project: `Bad_Name` is not a valid project name: it contains the uppercase letter `B`; use lowercase (names are used in hostnames, so they follow DNS label rules)\n\
+         2:12 isolation: `none` is not an isolation; use `logical` or `physical`\n\
+         6:13 services.web.ports[0]: 0 is not a port; use a number from 1 to 65535",
+    );
+}
+
+#[test]
+fn rendered_with_file_name() {
+    let printed = parse_spec(
+        "shop/preview.yaml",
+        "project: p\nruntime: docker\nenvironments: {staging: {}}\n",
+    )
+    .expect_err("the spec is invalid")
+    .to_string();
+    assert_eq!(
+        printed,
+        "shop/preview.yaml:2:10 runtime: `docker` is not a runtime; use `local` or `kubernetes`"
+    );
+}

@@ -1,0 +1,178 @@
+//! Valid specs read into the model with overrides applied where they belong.
+
+use preview_spec::{
+    ClonePolicy, Probe, SecretInPreviews, ServiceKind, Spec, VariableValue, parse_spec,
+};
+
+const EXAMPLE: &str = include_str!("../../../examples/shop/preview.yaml");
+
+fn example() -> Spec {
+    match parse_spec("examples/shop/preview.yaml", EXAMPLE) {
+        Ok(spec) => spec,
+        Err(errors) => panic!("the example must be valid:\n{errors}"),
+    }
+}
+
+fn app<'a>(spec: &'a Spec, environment: &str, service: &str) -> &'a preview_spec::App {
+    let environment = match environment {
+        "preview" => &spec.previews.as_ref().expect("previews").template,
+        name => &spec.environments[name],
+    };
+    match &environment.services[service].kind {
+        ServiceKind::App(app) => app,
+        other => panic!("{service} is a {}", other.name()),
+    }
+}
+
+fn database_clone(environment: &preview_spec::Environment) -> ClonePolicy {
+    match &environment.services["db"].kind {
+        ServiceKind::Database(db) => db.clone.clone(),
+        other => panic!("db is a {}", other.name()),
+    }
+}
+
+#[test]
+fn example_declares_what_the_demo_needs() {
+    let spec = example();
+    assert_eq!(spec.project, "shop");
+    assert_eq!(
+        spec.services.keys().map(String::as_str).collect::<Vec<_>>(),
+        ["catalog", "db", "migrate", "storefront"]
+    );
+    assert_eq!(
+        spec.environments
+            .keys()
+            .map(String::as_str)
+            .collect::<Vec<_>>(),
+        ["production", "staging"]
+    );
+    let storefront = app(&spec, "staging", "storefront");
+    assert!(storefront.public);
+    assert_eq!(
+        storefront.health.as_ref().map(|h| &h.probe),
+        Some(&Probe::Http("/healthz".into()))
+    );
+    assert_eq!(
+        spec.domain.hostname_for("shop", "storefront", "pr-7"),
+        "storefront-pr-7.shop.localhost"
+    );
+}
+
+#[test]
+fn environment_overrides_replace_only_the_keys_they_set() {
+    let spec = example();
+    let production = app(&spec, "production", "storefront");
+    let staging = app(&spec, "staging", "storefront");
+    assert_eq!((production.replicas, staging.replicas), (2, 1));
+    let names = |app: &preview_spec::App| {
+        app.domains
+            .iter()
+            .map(|d| d.name.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(
+        names(production),
+        ["shop.example.test", "*.shop.example.test"]
+    );
+    assert_eq!(names(staging), ["staging.example.test"]);
+    // Untouched keys keep the base value.
+    assert_eq!(production.run, staging.run);
+    assert_eq!(
+        database_clone(&spec.environments["production"]),
+        ClonePolicy::Empty
+    );
+    assert!(matches!(
+        database_clone(&spec.environments["staging"]),
+        ClonePolicy::Seed { .. }
+    ));
+}
+
+#[test]
+fn previews_are_the_blueprint_with_preview_overrides() {
+    let spec = example();
+    let previews = spec.previews.as_ref().expect("previews");
+    assert_eq!(previews.blueprint, "staging");
+    assert_eq!(
+        database_clone(&previews.template),
+        ClonePolicy::Masked {
+            from: "staging".into()
+        }
+    );
+    // Blueprint variables are there, shadowed by the preview's where both set one.
+    let mode = &previews.template.variables["SHOP_MODE"];
+    assert_eq!(mode.value, VariableValue::Text("preview".into()));
+    assert_eq!(mode.origin.path, "previews.overrides.variables.SHOP_MODE");
+    let storefront_vars = &previews.template.service_variables["storefront"];
+    assert_eq!(
+        storefront_vars["LOG_LEVEL"].origin.path,
+        "previews.overrides.services.storefront.variables.LOG_LEVEL"
+    );
+    assert_eq!(
+        app(&spec, "preview", "storefront").domains[0].name,
+        "{env}.preview.example.test"
+    );
+    assert_eq!(
+        previews.ttl,
+        Some(std::time::Duration::from_secs(72 * 3600))
+    );
+}
+
+#[test]
+fn variables_keep_their_scope_and_origin() {
+    let spec = example();
+    let project_level = &spec.variables["SHOP_MODE"];
+    assert_eq!(project_level.origin.path, "variables.SHOP_MODE");
+    assert_eq!(project_level.origin.position.line, 14);
+    let storefront = &spec.services["storefront"];
+    assert_eq!(
+        storefront.variables["SHOP_DATABASE"].value,
+        VariableValue::Alias("DATABASE_URL".into())
+    );
+    assert_eq!(
+        storefront.variables["CATALOG_URL"].value,
+        VariableValue::Text("${{ services.catalog.url }}".into())
+    );
+    assert_eq!(
+        storefront.secrets[0].previews,
+        SecretInPreviews::Substitute("PREVIEW_SESSION_KEY".into())
+    );
+}
+
+#[test]
+fn anchors_and_merge_keys_are_expanded() {
+    let spec = "project: p\n\
+                services:\n\
+                \x20 web: &app\n\
+                \x20   run: ./web\n\
+                \x20   ports: [8080]\n\
+                \x20 api:\n\
+                \x20   <<: *app\n\
+                \x20   run: ./api\n\
+                environments:\n\
+                \x20 staging: {}\n";
+    let spec = parse_spec("anchors.yaml", spec).unwrap_or_else(|e| panic!("{e}"));
+    let ServiceKind::App(api) = &spec.services["api"].kind else {
+        panic!("api is an app")
+    };
+    assert_eq!(api.run.as_deref(), Some("./api"));
+    assert_eq!(api.ports[0].number, 8080);
+    assert_eq!(api.ports[0].origin.path, "services.api.ports[0]");
+}
+
+#[test]
+fn errors_in_merged_values_point_where_they_are_used() {
+    let spec = "project: p\ndefaults: &d { replicas: 0 }\n";
+    let errors = parse_spec("x.yaml", spec).expect_err("the spec is invalid");
+    assert!(
+        errors.to_string().contains("unknown key `defaults`"),
+        "{errors}"
+    );
+
+    let spec = "project: p\nservices:\n  web:\n    run: x\n    resources: &r { cpu: lots }\n  api:\n    run: y\n    resources: *r\nenvironments: {staging: {}}\n";
+    let errors = parse_spec("x.yaml", spec).expect_err("the spec is invalid");
+    let paths: Vec<&str> = errors.errors.iter().map(|e| e.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        ["services.web.resources.cpu", "services.api.resources.cpu"]
+    );
+}

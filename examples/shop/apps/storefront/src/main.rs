@@ -1,0 +1,170 @@
+//! The storefront of the example `shop` project: a page listing the catalog's products (fetched over HTTP from
+//! the catalog app) and the number of orders (read from PostgreSQL).
+//!
+//! Serves `GET /`, `GET /api/summary` and `GET /healthz` on `PORT`. Configuration comes only from the environment:
+//! `PORT`, `DATABASE_URL`, `CATALOG_URL`, `SHOP_MODE`; `SESSION_KEY` is required but never shown.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::Html;
+use axum::routing::get;
+use http_body_util::{BodyExt, Empty};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use serde::{Deserialize, Serialize};
+use tokio_postgres::{Client, NoTls};
+
+struct Shop {
+    db: Client,
+    catalog_url: String,
+    mode: String,
+}
+
+#[derive(Deserialize, Serialize)]
+struct Product {
+    id: i64,
+    name: String,
+    price_cents: i64,
+}
+
+#[derive(Serialize)]
+struct Summary {
+    mode: String,
+    products: Vec<Product>,
+    orders: i64,
+}
+
+#[tokio::main(flavor = "current_thread")]
+async fn main() {
+    if let Err(error) = run().await {
+        eprintln!("shop-storefront: {error}");
+        std::process::exit(1);
+    }
+}
+
+fn required(name: &str) -> Result<String, String> {
+    std::env::var(name).map_err(|_| format!("{name} is not set"))
+}
+
+async fn run() -> Result<(), String> {
+    let port: u16 = required("PORT")?
+        .parse()
+        .map_err(|_| "PORT is not a port number".to_owned())?;
+    // The session key only has to be present; the storefront never prints it.
+    if required("SESSION_KEY")?.is_empty() {
+        return Err("SESSION_KEY is empty".to_owned());
+    }
+    let (db, connection) = tokio_postgres::connect(&required("DATABASE_URL")?, NoTls)
+        .await
+        .map_err(|e| format!("cannot connect to the database: {e}"))?;
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            eprintln!("shop-storefront: database connection lost: {error}");
+            std::process::exit(1);
+        }
+    });
+    let shop = Shop {
+        db,
+        catalog_url: required("CATALOG_URL")?.trim_end_matches('/').to_owned(),
+        mode: std::env::var("SHOP_MODE").unwrap_or_else(|_| "development".to_owned()),
+    };
+    let app = axum::Router::new()
+        .route("/", get(page))
+        .route("/api/summary", get(summary_json))
+        .route("/healthz", get(|| async { "ok" }))
+        .with_state(Arc::new(shop));
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+        .await
+        .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
+    println!("shop-storefront: listening on 127.0.0.1:{port}");
+    axum::serve(listener, app).await.map_err(|e| e.to_string())
+}
+
+async fn summary(shop: &Shop) -> Result<Summary, String> {
+    let products = fetch_products(&shop.catalog_url).await?;
+    let orders: i64 = shop
+        .db
+        .query_one("SELECT count(*) FROM orders", &[])
+        .await
+        .map_err(|e| format!("cannot count orders: {e}"))?
+        .get(0);
+    Ok(Summary {
+        mode: shop.mode.clone(),
+        products,
+        orders,
+    })
+}
+
+async fn summary_json(
+    State(shop): State<Arc<Shop>>,
+) -> Result<Json<Summary>, (StatusCode, String)> {
+    summary(&shop)
+        .await
+        .map(Json)
+        .map_err(|e| (StatusCode::BAD_GATEWAY, e))
+}
+
+async fn page(State(shop): State<Arc<Shop>>) -> Result<Html<String>, (StatusCode, String)> {
+    let summary = summary(&shop)
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, e))?;
+    let items: String = summary
+        .products
+        .iter()
+        .map(|p| {
+            format!(
+                "<li>{} — {}.{:02}</li>",
+                escape(&p.name),
+                p.price_cents / 100,
+                p.price_cents % 100
+            )
+        })
+        .collect();
+    Ok(Html(format!(
+        "<!doctype html><title>shop ({mode})</title><h1>shop — {mode}</h1><ul>{items}</ul><p>{orders} orders</p>",
+        mode = escape(&summary.mode),
+        orders = summary.orders
+    )))
+}
+
+fn escape(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+}
+
+/// GET `{catalog}/products` with a plain HTTP/1.1 connection: the catalog's address comes from the environment
+/// `preview` resolved, e.g. `http://127.0.0.1:41002`.
+async fn fetch_products(catalog_url: &str) -> Result<Vec<Product>, String> {
+    let authority = catalog_url
+        .strip_prefix("http://")
+        .ok_or_else(|| format!("CATALOG_URL must start with http://, got {catalog_url}"))?;
+    let stream = tokio::net::TcpStream::connect(authority)
+        .await
+        .map_err(|e| format!("cannot reach the catalog at {authority}: {e}"))?;
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| format!("catalog handshake failed: {e}"))?;
+    tokio::spawn(connection);
+    let request = hyper::Request::get("/products")
+        .header(hyper::header::HOST, authority)
+        .body(Empty::<Bytes>::new())
+        .map_err(|e| e.to_string())?;
+    let response = sender
+        .send_request(request)
+        .await
+        .map_err(|e| format!("catalog request failed: {e}"))?;
+    if !response.status().is_success() {
+        return Err(format!("catalog answered {}", response.status()));
+    }
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .map_err(|e| format!("catalog response failed: {e}"))?
+        .to_bytes();
+    serde_json::from_slice(&body).map_err(|e| format!("catalog sent invalid JSON: {e}"))
+}
