@@ -1,0 +1,190 @@
+//! The `preview` binary as a user runs it: exit codes, text and JSON output, `init` then `validate`.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+const EXAMPLE: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/shop/preview.yaml"
+);
+
+fn preview(args: &[&str], dir: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_preview"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("the preview binary runs")
+}
+
+fn stdout(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+/// A fresh directory of this test's own, removed afterwards.
+struct Scratch(PathBuf);
+
+impl Scratch {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("preview-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("create scratch dir");
+        Scratch(dir)
+    }
+}
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+#[test]
+fn validate_example_prints_summary() {
+    let out = preview(&["validate", "-f", EXAMPLE], Path::new("."));
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let text = stdout(&out);
+    for expected in [
+        ": valid",
+        "project shop",
+        "storefront     app       public",
+        "db             database  postgres 15, managed, data: seed from db/seed.sql",
+        "production     storefront-production.shop.localhost, shop.example.test, *.shop.example.test",
+        "previews: clones of `staging` for pull requests on github example/shop",
+        "pr-42.preview.example.test",
+    ] {
+        assert!(text.contains(expected), "missing {expected:?} in:\n{text}");
+    }
+}
+
+#[test]
+fn validate_example_as_json() {
+    let out = preview(
+        &["validate", "-f", EXAMPLE, "--output", "json"],
+        Path::new("."),
+    );
+    assert_eq!(out.status.code(), Some(0));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(json["valid"], true);
+    assert_eq!(json["project"], "shop");
+    assert_eq!(json["services"].as_array().map(Vec::len), Some(4));
+    assert_eq!(json["previews"]["blueprint"], "staging");
+    assert_eq!(json["previews"]["ttl_seconds"], 72 * 3600);
+}
+
+#[test]
+fn invalid_spec_exits_1_with_every_error() {
+    let scratch = Scratch::new("invalid");
+    std::fs::write(
+        scratch.0.join("preview.yaml"),
+        "project: p\nisolation: none\nservices:\n  web:\n    run: x\n    replica: 2\nenvironments: {staging: {}}\n",
+    )
+    .expect("write spec");
+    let out = preview(&["validate"], &scratch.0);
+    assert_eq!(out.status.code(), Some(1));
+    assert_eq!(
+        stderr(&out),
+        "preview.yaml:2:12 isolation: `none` is not an isolation; use `logical` or `physical`\n\
+         preview.yaml:6:5 services.web.replica: unknown key `replica` in service `web` (an app; add `type: database` or `type: job` for other kinds); did you mean `replicas`?\n\
+         preview.yaml: 2 problems\n"
+    );
+
+    let out = preview(&["validate", "-o", "json"], &scratch.0);
+    assert_eq!(out.status.code(), Some(1));
+    let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
+    assert_eq!(json["valid"], false);
+    assert_eq!(json["errors"][1]["line"], 6);
+    assert_eq!(json["errors"][1]["column"], 5);
+    assert_eq!(json["errors"][1]["path"], "services.web.replica");
+}
+
+#[test]
+fn init_then_validate_in_an_empty_directory() {
+    let scratch = Scratch::new("init");
+    let dir = scratch.0.join("My Shop");
+    let out = preview(&["init", dir.to_str().expect("utf-8 path")], &scratch.0);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    let written =
+        std::fs::read_to_string(dir.join("preview.yaml")).expect("init wrote preview.yaml");
+    assert!(
+        written.starts_with("# preview.yaml"),
+        "the starter is commented"
+    );
+    assert!(
+        written.contains("project: my-shop"),
+        "the project is named after the directory"
+    );
+
+    let out = preview(&["validate"], &dir);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+    assert!(stdout(&out).contains("project my-shop"));
+}
+
+#[test]
+fn init_refuses_to_overwrite() {
+    let scratch = Scratch::new("init-twice");
+    std::fs::write(scratch.0.join("preview.yaml"), "project: mine\n").expect("write spec");
+    let out = preview(&["init"], &scratch.0);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("already exists"), "{}", stderr(&out));
+    let kept = std::fs::read_to_string(scratch.0.join("preview.yaml")).expect("read spec");
+    assert_eq!(kept, "project: mine\n", "nothing already stored is lost");
+}
+
+#[test]
+fn missing_file_and_bad_arguments_exit_1() {
+    let scratch = Scratch::new("missing");
+    let out = preview(&["validate"], &scratch.0);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("cannot read preview.yaml"),
+        "{}",
+        stderr(&out)
+    );
+    assert!(stderr(&out).contains("preview init"), "{}", stderr(&out));
+
+    let out = preview(&["validate", "--output", "xml"], &scratch.0);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("invalid value 'xml'"),
+        "{}",
+        stderr(&out)
+    );
+
+    let out = preview(&["valdate"], &scratch.0);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("similar subcommand exists: 'validate'"),
+        "{}",
+        stderr(&out)
+    );
+}
+
+#[test]
+fn every_command_explains_itself() {
+    for (args, expected) in [
+        (
+            vec!["--help"],
+            "Full-stack preview environments for every pull request",
+        ),
+        (
+            vec!["init", "--help"],
+            "Write a commented starter `preview.yaml`",
+        ),
+        (
+            vec!["validate", "--help"],
+            "Check a spec and print a summary",
+        ),
+    ] {
+        let out = preview(&args, Path::new("."));
+        assert_eq!(out.status.code(), Some(0), "{args:?}");
+        assert!(
+            stdout(&out).contains(expected),
+            "{args:?}: {}",
+            stdout(&out)
+        );
+    }
+}
