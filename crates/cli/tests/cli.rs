@@ -188,3 +188,27 @@ fn every_command_explains_itself() {
         );
     }
 }
+
+#[test]
+fn missing_seed_file_is_reported_at_its_key() {
+    let scratch = Scratch::new("seed");
+    std::fs::write(
+        scratch.0.join("preview.yaml"),
+        "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    clone: { policy: seed, file: db/seed.sql }\nenvironments: {staging: {}}\n",
+    )
+    .expect("write spec");
+    let out = preview(&["validate"], &scratch.0);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).starts_with(
+            "preview.yaml:7:34 services.db.clone.file: the file `db/seed.sql` does not exist"
+        ),
+        "{}",
+        stderr(&out)
+    );
+
+    std::fs::create_dir_all(scratch.0.join("db")).expect("mkdir");
+    std::fs::write(scratch.0.join("db/seed.sql"), "SELECT 1;\n").expect("write seed");
+    let out = preview(&["validate"], &scratch.0);
+    assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
+}

@@ -54,7 +54,10 @@ pub(crate) fn read_clone_policy(
         "empty" => Some(ClonePolicy::Empty),
         "seed" => match (fields.get("file"), fields.get("job")) {
             (Some(file), None) => Some(ClonePolicy::Seed {
-                source: SeedSource::File(text(file, "a SQL file path", sink)?),
+                source: SeedSource::File {
+                    path: text(file, "a SQL file path", sink)?,
+                    origin: file.origin(),
+                },
             }),
             (None, Some(job)) => {
                 let job_name = text(job, "a job name", sink)?;

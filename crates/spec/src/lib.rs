@@ -13,6 +13,7 @@ pub mod model;
 mod names;
 mod previews;
 mod read;
+pub mod references;
 mod routes;
 mod services;
 mod suggest;
@@ -145,6 +146,13 @@ fn read_spec(root: &Node, sink: &mut Sink) -> Option<Spec> {
         )
     });
 
+    check_all_references(
+        &variables,
+        &services,
+        &environments,
+        previews.as_ref(),
+        sink,
+    );
     let mut checked: Vec<(&Environment, bool)> =
         environments.values().map(|e| (e, false)).collect();
     if let Some(previews) = &previews {
@@ -270,6 +278,25 @@ fn key_node(entry: &yaml::Entry) -> Node {
             text: entry.key.clone(),
             plain: false,
         },
+    }
+}
+
+/// Variable values at every scope, checked for `${{ … }}` references to services that do not exist.
+fn check_all_references(
+    project: &Variables,
+    services: &BTreeMap<String, Service>,
+    environments: &BTreeMap<String, Environment>,
+    previews: Option<&PreviewPolicy>,
+    sink: &mut Sink,
+) {
+    let mut scopes: Vec<&Variables> = vec![project];
+    scopes.extend(services.values().map(|s| &s.variables));
+    for environment in environments.values().chain(previews.map(|p| &p.template)) {
+        scopes.push(&environment.variables);
+        scopes.extend(environment.service_variables.values());
+    }
+    for scope in scopes {
+        references::check_references(scope, services, sink);
     }
 }
 

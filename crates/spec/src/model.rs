@@ -34,6 +34,36 @@ pub struct Spec {
     pub previews: Option<PreviewPolicy>,
 }
 
+impl Spec {
+    /// Files the spec refers to (seed files), relative to its own directory, with where each is named. Whether
+    /// they exist is for the caller to check: this crate does no I/O.
+    pub fn referenced_files(&self) -> Vec<(&str, &Origin)> {
+        let environments = self
+            .environments
+            .values()
+            .chain(self.previews.as_ref().map(|p| &p.template));
+        let services = self
+            .services
+            .values()
+            .chain(environments.flat_map(|e| e.services.values()));
+        let mut files: Vec<(&str, &Origin)> = services
+            .filter_map(|service| match &service.kind {
+                ServiceKind::Database(Database {
+                    clone:
+                        ClonePolicy::Seed {
+                            source: SeedSource::File { path, origin },
+                        },
+                    ..
+                }) => Some((path.as_str(), origin)),
+                _ => None,
+            })
+            .collect();
+        files.sort_by(|a, b| (a.1.position, a.0).cmp(&(b.1.position, b.0)));
+        files.dedup();
+        files
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DomainSettings {
     /// The domain under which generated hostnames live, e.g. `shop.localhost`.
@@ -259,7 +289,7 @@ impl ClonePolicy {
 #[serde(rename_all = "snake_case")]
 pub enum SeedSource {
     /// A SQL file, relative to the spec file's directory.
-    File(String),
+    File { path: String, origin: Origin },
     /// A job service whose hook is `seed`.
     Job(String),
 }

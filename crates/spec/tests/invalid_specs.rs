@@ -487,6 +487,40 @@ fn blueprint_does_not_exist() {
     );
 }
 
+#[test]
+fn reference_to_unknown_database() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  web:\n    run: x\n    variables:\n      DATABASE_URL: ${{ services.dbb.url }}\n  db:\n    type: database\n    engine: postgres\n    version: 16\n",
+        ),
+        "6:21 services.web.variables.DATABASE_URL: `${{ services.dbb.url }}` refers to unknown service `dbb`; did you mean `db`?",
+    );
+}
+
+#[test]
+fn reference_in_environment_override_is_checked_too() {
+    check(
+        "project: p\nservices:\n  web:\n    run: x\nenvironments:\n  staging:\n    services:\n      web:\n        variables: { API: \"${{ services.api.url }}\" }\n",
+        "9:27 environments.staging.services.web.variables.API: `${{ services.api.url }}` refers to unknown service `api`",
+    );
+}
+
+#[test]
+fn reference_not_closed() {
+    check(
+        &with_envs("project: p\nvariables:\n  URL: \"${{ services.web.url\"\n"),
+        "3:8 variables.URL: `URL` has a `${{` without its closing `}}`",
+    );
+}
+
+#[test]
+fn reference_to_nothing_known() {
+    check(
+        &with_envs("project: p\nvariables:\n  URL: ${{ web.url }}\n"),
+        "3:8 variables.URL: `${{ web.url }}` is not a reference; references start with `services.`, `variables.`, `environment.`, `project.` or `preview.`",
+    );
+}
+
 // ---------------------------------------------------------------- cycles and conflicts
 
 #[test]

@@ -2,7 +2,9 @@
 
 use std::path::Path;
 
-use preview_spec::{ClonePolicy, Environment, Service, ServiceKind, Spec, parse_spec};
+use preview_spec::{
+    ClonePolicy, Diagnostic, Diagnostics, Environment, Service, ServiceKind, Spec, parse_spec,
+};
 use serde_json::json;
 
 use crate::exit::Failure;
@@ -18,7 +20,7 @@ pub fn run(file: &Path, format: OutputFormat) -> Result<(), Failure> {
         Failure::invalid(format!("cannot read {}: {e}{hint}", file.display()))
     })?;
     let name = file.display().to_string();
-    match parse_spec(&name, &source) {
+    match parse_spec(&name, &source).and_then(|spec| check_files(&name, file, spec)) {
         Ok(spec) => {
             match format {
                 OutputFormat::Text => print!("{}", text_summary(&name, &spec)),
@@ -43,6 +45,32 @@ pub fn run(file: &Path, format: OutputFormat) -> Result<(), Failure> {
             }
             Err(Failure::reported())
         }
+    }
+}
+
+/// Files the spec names must exist next to it; reported like any other spec error.
+fn check_files(name: &str, file: &Path, spec: Spec) -> Result<Spec, Diagnostics> {
+    let dir = file.parent().unwrap_or(Path::new("."));
+    let errors: Vec<Diagnostic> = spec
+        .referenced_files()
+        .into_iter()
+        .filter(|(path, _)| !dir.join(path).is_file())
+        .map(|(path, origin)| Diagnostic {
+            position: origin.position,
+            path: origin.path.clone(),
+            message: format!(
+                "the file `{path}` does not exist (looked for {}); paths are relative to the spec's directory",
+                dir.join(path).display()
+            ),
+        })
+        .collect();
+    if errors.is_empty() {
+        Ok(spec)
+    } else {
+        Err(Diagnostics {
+            file: name.to_owned(),
+            errors,
+        })
     }
 }
 
@@ -103,7 +131,7 @@ fn clone_text(policy: &ClonePolicy) -> String {
     match policy {
         ClonePolicy::Empty => "empty".to_owned(),
         ClonePolicy::Seed { source } => match source {
-            preview_spec::SeedSource::File(file) => format!("seed from {file}"),
+            preview_spec::SeedSource::File { path, .. } => format!("seed from {path}"),
             preview_spec::SeedSource::Job(job) => format!("seed by job {job}"),
         },
         ClonePolicy::Clone { from } => format!("clone of {from}"),

@@ -1,0 +1,71 @@
+//! `${{ … }}` references inside variable values: well-formed, and naming services that exist. What each service
+//! outputs is the resolver's business; the spec only knows which services there are.
+
+use std::collections::BTreeMap;
+
+use crate::diagnostic::Sink;
+use crate::model::{Service, Variable};
+use crate::suggest::did_you_mean;
+
+/// The expressions between `${{` and `}}` in `text`, trimmed; `Err` with the offending rest if one is unclosed.
+pub fn references(text: &str) -> Result<Vec<&str>, &str> {
+    let mut found = Vec::new();
+    let mut rest = text;
+    while let Some(start) = rest.find("${{") {
+        let after = &rest[start + 3..];
+        let Some(end) = after.find("}}") else {
+            return Err(&rest[start..]);
+        };
+        found.push(after[..end].trim());
+        rest = &after[end + 2..];
+    }
+    Ok(found)
+}
+
+pub(crate) fn check_references<'a>(
+    variables: impl IntoIterator<Item = (&'a String, &'a Variable)>,
+    services: &BTreeMap<String, Service>,
+    sink: &mut Sink,
+) {
+    for (name, variable) in variables {
+        let crate::model::VariableValue::Text(text) = &variable.value else {
+            continue;
+        };
+        let at = &variable.origin;
+        match references(text) {
+            Err(_) => sink.push(
+                at.position,
+                &at.path,
+                format!("`{name}` has a `${{{{` without its closing `}}}}`"),
+            ),
+            Ok(expressions) => {
+                for expression in expressions {
+                    if let Some(problem) = reference_problem(expression, services) {
+                        sink.push(at.position, &at.path, problem);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn reference_problem(expression: &str, services: &BTreeMap<String, Service>) -> Option<String> {
+    let mut parts = expression.split('.');
+    match (parts.next(), parts.next(), parts.next()) {
+        (Some("services"), Some(service), Some(output)) if !output.is_empty() => {
+            (!services.contains_key(service)).then(|| {
+                format!(
+                    "`${{{{ {expression} }}}}` refers to unknown service `{service}`{}",
+                    did_you_mean(service, services.keys().map(String::as_str))
+                )
+            })
+        }
+        (Some("services"), _, _) => Some(format!(
+            "`${{{{ {expression} }}}}` is incomplete; write `${{{{ services.<service>.<output> }}}}`, e.g. `${{{{ services.db.url }}}}`"
+        )),
+        (Some("variables" | "preview" | "environment" | "project"), _, _) => None,
+        _ => Some(format!(
+            "`${{{{ {expression} }}}}` is not a reference; references start with `services.`, `variables.`, `environment.`, `project.` or `preview.`"
+        )),
+    }
+}
