@@ -46,15 +46,49 @@ const ENVIRONMENT_KEYS: &[&str] = &["variables", "secrets", "services"];
 
 /// Parses and validates the spec in `source`; `file` is the name used in messages.
 pub fn parse_spec(file: &str, source: &str) -> Result<Spec, Diagnostics> {
+    parse(file, source, None).map(|(spec, _)| spec)
+}
+
+/// The environment `name` as a clone of environment `from`: `from`'s overrides, then the preview overrides.
+/// A preview of a pull request is the clone of the blueprint named `pr-<number>`.
+pub fn clone_environment(
+    file: &str,
+    source: &str,
+    from: &str,
+    name: &str,
+) -> Result<(Spec, Environment), Diagnostics> {
+    let (spec, clone) = parse(file, source, Some(CloneRequest { from, name }))?;
+    match clone {
+        Some(environment) => Ok((spec, environment)),
+        None => Err(Diagnostics::new(file, Vec::new())),
+    }
+}
+
+#[derive(Clone, Copy)]
+struct CloneRequest<'a> {
+    from: &'a str,
+    name: &'a str,
+}
+
+fn parse(
+    file: &str,
+    source: &str,
+    clone: Option<CloneRequest<'_>>,
+) -> Result<(Spec, Option<Environment>), Diagnostics> {
     let mut sink = Sink::default();
-    let spec = yaml::parse_document(source, &mut sink).and_then(|root| read_spec(&root, &mut sink));
+    let spec =
+        yaml::parse_document(source, &mut sink).and_then(|root| read_spec(&root, clone, &mut sink));
     match spec {
         Some(spec) if sink.is_empty() => Ok(spec),
         _ => Err(Diagnostics::new(file, sink.into_errors())),
     }
 }
 
-fn read_spec(root: &Node, sink: &mut Sink) -> Option<Spec> {
+fn read_spec(
+    root: &Node,
+    clone: Option<CloneRequest<'_>>,
+    sink: &mut Sink,
+) -> Option<(Spec, Option<Environment>)> {
     let fields = Fields::open(root, "a project spec", TOP_KEYS, sink)?;
     let project = fields
         .require("project", "the project's name, e.g. `project: shop`", sink)
@@ -153,10 +187,23 @@ fn read_spec(root: &Node, sink: &mut Sink) -> Option<Spec> {
         previews.as_ref(),
         sink,
     );
+    let cloned = clone.and_then(|request| {
+        build_clone(
+            root,
+            request,
+            &environment_nodes,
+            &service_nodes,
+            &names,
+            sink,
+        )
+    });
     let mut checked: Vec<(&Environment, bool)> =
         environments.values().map(|e| (e, false)).collect();
     if let Some(previews) = &previews {
         checked.push((&previews.template, true));
+    }
+    if let Some(cloned) = &cloned {
+        checked.push((cloned, false));
     }
     databases::check_masking_use(&checked.iter().map(|(e, _)| *e).collect::<Vec<_>>(), sink);
     check_masking_keys(&checked, &secrets, sink);
@@ -167,7 +214,7 @@ fn read_spec(root: &Node, sink: &mut Sink) -> Option<Spec> {
     }
     .check(&checked, sink);
 
-    Some(Spec {
+    let spec = Spec {
         project,
         domain,
         isolation: isolation?,
@@ -177,7 +224,56 @@ fn read_spec(root: &Node, sink: &mut Sink) -> Option<Spec> {
         services,
         environments,
         previews,
-    })
+    };
+    Some((spec, cloned))
+}
+
+/// Builds the clone of `request.from` named `request.name`, reporting an unknown source or a bad name at 1:1
+/// (the request does not come from the file).
+fn build_clone(
+    root: &Node,
+    request: CloneRequest<'_>,
+    environment_nodes: &BTreeMap<String, &Node>,
+    service_nodes: &BTreeMap<String, &Node>,
+    names: &Names<'_>,
+    sink: &mut Sink,
+) -> Option<Environment> {
+    let start = Position { line: 1, column: 1 };
+    let Some(source) = environment_nodes.get(request.from) else {
+        sink.push(
+            start,
+            "environments",
+            format!(
+                "cannot clone `{}`: it is not an environment of this spec{}",
+                request.from,
+                suggest::did_you_mean(request.from, environment_nodes.keys().map(String::as_str))
+            ),
+        );
+        return None;
+    };
+    if let Some(problem) = names::dns_label_problem(request.name) {
+        sink.push(
+            start,
+            "",
+            format!(
+                "`{}` is not a valid environment name: it {problem}",
+                request.name
+            ),
+        );
+        return None;
+    }
+    let mut layers = vec![*source];
+    if let Some(overrides) = root.get("previews").and_then(|p| p.get("overrides")) {
+        layers.push(overrides);
+    }
+    Some(environments::build_environment(
+        request.name,
+        source.origin(),
+        &layers,
+        service_nodes,
+        names,
+        sink,
+    ))
 }
 
 fn read_domain(node: &Node, sink: &mut Sink) -> Option<DomainSettings> {

@@ -176,3 +176,42 @@ fn errors_in_merged_values_point_where_they_are_used() {
         ["services.web.resources.cpu", "services.api.resources.cpu"]
     );
 }
+
+#[test]
+fn clone_of_any_environment_gets_the_preview_overrides() {
+    let (_, qa) = preview_spec::clone_environment("shop.yaml", EXAMPLE, "production", "qa")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(qa.name, "qa");
+    // production's own override (2 replicas) stays; the preview overrides replace domains and the data policy.
+    let ServiceKind::App(storefront) = &qa.services["storefront"].kind else {
+        panic!("app")
+    };
+    assert_eq!(storefront.replicas, 2);
+    assert_eq!(storefront.domains[0].name, "{env}.preview.example.test");
+    assert_eq!(
+        database_clone(&qa),
+        ClonePolicy::Masked {
+            from: "staging".into()
+        }
+    );
+    assert_eq!(
+        qa.variables["SHOP_MODE"].value,
+        VariableValue::Text("preview".into())
+    );
+}
+
+#[test]
+fn clone_of_an_unknown_environment_is_an_error() {
+    let errors = preview_spec::clone_environment("shop.yaml", EXAMPLE, "prod", "qa")
+        .expect_err("unknown source");
+    assert_eq!(
+        errors.to_string(),
+        "shop.yaml:1:1 environments: cannot clone `prod`: it is not an environment of this spec; did you mean `production`?"
+    );
+    let errors = preview_spec::clone_environment("shop.yaml", EXAMPLE, "staging", "QA")
+        .expect_err("bad name");
+    assert_eq!(
+        errors.to_string(),
+        "shop.yaml:1:1: `QA` is not a valid environment name: it contains the uppercase letter `Q`; use lowercase"
+    );
+}
