@@ -1,0 +1,153 @@
+//! A resolved environment → the resources that make it up.
+
+use preview_resolve::{ResolvedEnvironment, ResolvedService};
+use preview_spec::{ClonePolicy, SeedSource, ServiceKind, VariableValue};
+use serde_json::json;
+
+use crate::resource::{Resource, ResourceKind};
+
+/// The resources of `environment`, sorted by id.
+pub fn desired_state(environment: &ResolvedEnvironment) -> Vec<Resource> {
+    let mut resources = vec![
+        Resource::new(
+            "space",
+            ResourceKind::Space,
+            Vec::new(),
+            json!({
+                "project": environment.project,
+                "environment": environment.name,
+                "isolation": environment.isolation,
+                "runtime": environment.runtime,
+            }),
+        ),
+        Resource::new(
+            "secrets",
+            ResourceKind::Secrets,
+            vec!["space".to_owned()],
+            json!({ "names": secret_names(environment) }),
+        ),
+    ];
+    let mut hostnames: Vec<&str> = Vec::new();
+    for service in environment.services.values() {
+        resources.push(service_resource(environment, service));
+        if !service.hostnames.is_empty() {
+            hostnames.extend(service.hostnames.iter().map(String::as_str));
+            resources.push(route(service));
+        }
+    }
+    if !hostnames.is_empty() {
+        hostnames.sort_unstable();
+        hostnames.dedup();
+        resources.push(Resource::new(
+            "certificate",
+            ResourceKind::Certificate,
+            vec!["space".to_owned()],
+            json!({ "hostnames": hostnames }),
+        ));
+    }
+    resources.sort_by(|a, b| a.id.cmp(&b.id));
+    resources
+}
+
+fn secret_names(environment: &ResolvedEnvironment) -> Vec<&str> {
+    let mut names: Vec<&str> = environment
+        .services
+        .values()
+        .flat_map(|s| s.secrets.iter().map(String::as_str))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+/// The resource id of a service, by kind: `app/web`, `database/db`, `job/migrate`.
+pub(crate) fn service_resource_id(kind: &ServiceKind, name: &str) -> String {
+    format!("{}/{name}", kind.name())
+}
+
+fn service_resource(environment: &ResolvedEnvironment, service: &ResolvedService) -> Resource {
+    let id = service_resource_id(&service.kind, &service.name);
+    let mut depends_on: Vec<String> = vec!["space".to_owned()];
+    if !matches!(service.kind, ServiceKind::Database(_)) {
+        depends_on.push("secrets".to_owned());
+    }
+    depends_on.extend(service.depends_on.iter().filter_map(|dependency| {
+        let target = environment.services.get(dependency)?;
+        Some(service_resource_id(&target.kind, dependency))
+    }));
+    let variables: serde_json::Map<String, serde_json::Value> = service
+        .variables
+        .iter()
+        .map(|(name, value)| {
+            let value = match value {
+                VariableValue::Text(text) => json!(text),
+                VariableValue::Alias(target) => json!({ "alias": target }),
+            };
+            (name.clone(), value)
+        })
+        .collect();
+    let content = match &service.kind {
+        ServiceKind::App(app) => json!({
+            "build": app.build,
+            "run": app.run,
+            "image": app.image,
+            "ports": app.ports.iter().map(|p| json!({ "name": p.name, "port": p.number })).collect::<Vec<_>>(),
+            "health": app.health,
+            "replicas": app.replicas,
+            "resources": app.resources,
+            "variables": variables,
+            "secrets": service.secrets,
+        }),
+        ServiceKind::Database(database) => json!({
+            "engine": database.engine,
+            "version": database.version,
+            "mode": database.mode,
+            "clone": clone_policy(&database.clone),
+            "masking": database.masking.as_ref().map(|m| json!({ "key": m.key_secret, "tables": m.tables })),
+        }),
+        ServiceKind::Job(job) => json!({
+            "hook": job.hook,
+            "command": job.command,
+            "image": job.image,
+            "variables": variables,
+            "secrets": service.secrets,
+        }),
+    };
+    let kind = match service.kind {
+        ServiceKind::App(_) => ResourceKind::App,
+        ServiceKind::Database(_) => ResourceKind::Database,
+        ServiceKind::Job(_) => ResourceKind::Job,
+    };
+    Resource::new(id, kind, depends_on, content)
+}
+
+/// The clone policy without its place in the spec file: moving a line must not look like a change.
+fn clone_policy(policy: &ClonePolicy) -> serde_json::Value {
+    match policy {
+        ClonePolicy::Empty => json!({ "policy": "empty" }),
+        ClonePolicy::Seed {
+            source: SeedSource::File { path, .. },
+        } => json!({ "policy": "seed", "file": path }),
+        ClonePolicy::Seed {
+            source: SeedSource::Job(job),
+        } => json!({ "policy": "seed", "job": job }),
+        ClonePolicy::Clone { from } => json!({ "policy": "clone", "from": from }),
+        ClonePolicy::Masked { from } => json!({ "policy": "masked", "from": from }),
+    }
+}
+
+fn route(service: &ResolvedService) -> Resource {
+    let port = match &service.kind {
+        ServiceKind::App(app) => app.ports.first().map(|p| p.name.clone()),
+        _ => None,
+    };
+    Resource::new(
+        format!("route/{}", service.name),
+        ResourceKind::Route,
+        vec![
+            service_resource_id(&service.kind, &service.name),
+            "certificate".to_owned(),
+        ],
+        json!({ "service": service.name, "port": port, "hostnames": service.hostnames }),
+    )
+}

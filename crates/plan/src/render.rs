@@ -1,0 +1,224 @@
+//! A plan as people read it: one line per step with what it does, and for updates what changes.
+
+use serde_json::Value;
+
+use crate::diff::{Action, Plan, Step};
+use crate::resource::{Resource, ResourceKind};
+
+const SECRET: &str = "[secret]";
+
+pub fn render_plan(plan: &Plan) -> String {
+    if plan.is_empty() {
+        return format!("No changes: `{}` is up to date.\n", plan.environment);
+    }
+    let count = |action: Action| plan.steps.iter().filter(|s| s.action == action).count();
+    let mut parts = Vec::new();
+    for (action, word) in [
+        (Action::Create, "create"),
+        (Action::Update, "update"),
+        (Action::Delete, "delete"),
+    ] {
+        let n = count(action);
+        if n > 0 {
+            parts.push(format!("{n} to {word}"));
+        }
+    }
+    let mut out = format!(
+        "Plan for `{}`: {} step{} ({})\n",
+        plan.environment,
+        plan.steps.len(),
+        if plan.steps.len() == 1 { "" } else { "s" },
+        parts.join(", ")
+    );
+    for step in &plan.steps {
+        out.push_str(&render_step(step));
+    }
+    out
+}
+
+fn render_step(step: &Step) -> String {
+    let (sign, word) = match step.action {
+        Action::Create => ('+', "create"),
+        Action::Update => ('~', "update"),
+        Action::Delete => ('-', "delete"),
+    };
+    let detail = match (&step.before, &step.after) {
+        (Some(before), Some(after)) => changes(before, after),
+        (None, Some(resource)) | (Some(resource), None) => summary(resource),
+        (None, None) => String::new(),
+    };
+    let waits = if step.after_steps.is_empty() {
+        String::new()
+    } else {
+        let list: Vec<String> = step
+            .after_steps
+            .iter()
+            .map(|i| (i + 1).to_string())
+            .collect();
+        format!("  (after {})", list.join(", "))
+    };
+    format!(
+        "{:>4}. {sign} {word}  {:<22} {detail}{waits}\n",
+        step.index + 1,
+        step.resource
+    )
+}
+
+fn summary(resource: &Resource) -> String {
+    let c = &resource.content;
+    let text = |v: &Value| compact(v);
+    match resource.kind {
+        ResourceKind::Space => format!(
+            "{}/{}, {} isolation, {} runtime",
+            text(&c["project"]),
+            text(&c["environment"]),
+            text(&c["isolation"]),
+            text(&c["runtime"])
+        ),
+        ResourceKind::Secrets => secret_list(&c["names"]),
+        ResourceKind::Database => format!(
+            "{} {} ({}), data: {}",
+            text(&c["engine"]),
+            text(&c["version"]),
+            text(&c["mode"]),
+            data_source(&c["clone"])
+        ),
+        ResourceKind::Job => format!("hook {}: {}", text(&c["hook"]), text(&c["command"])),
+        ResourceKind::App => {
+            let ports: Vec<String> = c["ports"]
+                .as_array()
+                .map(|ports| ports.iter().map(port).collect())
+                .unwrap_or_default();
+            let command = if c["run"].is_null() {
+                text(&c["image"])
+            } else {
+                text(&c["run"])
+            };
+            format!(
+                "{command}, ports {}, replicas {}",
+                ports.join(" "),
+                text(&c["replicas"])
+            )
+        }
+        ResourceKind::Certificate => list(&c["hostnames"]),
+        ResourceKind::Route => format!(
+            "{} → {}:{}",
+            list(&c["hostnames"]),
+            text(&c["service"]),
+            text(&c["port"])
+        ),
+    }
+}
+
+/// `http:8080`, or just `8080` for a port named after its number.
+fn port(port: &Value) -> String {
+    let (name, number) = (compact(&port["name"]), compact(&port["port"]));
+    if name == number {
+        number
+    } else {
+        format!("{name}:{number}")
+    }
+}
+
+fn data_source(clone: &Value) -> String {
+    let policy = compact(&clone["policy"]);
+    match policy.as_str() {
+        "seed" if !clone["file"].is_null() => format!("seed {}", compact(&clone["file"])),
+        "seed" => format!("seed by job {}", compact(&clone["job"])),
+        "clone" | "masked" => format!("{policy} from {}", compact(&clone["from"])),
+        _ => policy,
+    }
+}
+
+fn secret_list(names: &Value) -> String {
+    let names: Vec<String> = names
+        .as_array()
+        .map(|names| {
+            names
+                .iter()
+                .map(|n| format!("{}={SECRET}", compact(n)))
+                .collect()
+        })
+        .unwrap_or_default();
+    if names.is_empty() {
+        "no secrets".to_owned()
+    } else {
+        names.join(", ")
+    }
+}
+
+/// `key: old → new` for each changed field, one level into objects (`variables.LOG_LEVEL: info → debug`).
+fn changes(before: &Resource, after: &Resource) -> String {
+    if before.kind == ResourceKind::Secrets {
+        return format!(
+            "{} → {}",
+            secret_list(&before.content["names"]),
+            secret_list(&after.content["names"])
+        );
+    }
+    let mut changed = Vec::new();
+    let (Value::Object(old), Value::Object(new)) = (&before.content, &after.content) else {
+        return format!("{} → {}", compact(&before.content), compact(&after.content));
+    };
+    let keys: std::collections::BTreeSet<&String> = old.keys().chain(new.keys()).collect();
+    for key in keys {
+        let (a, b) = (
+            old.get(key).unwrap_or(&Value::Null),
+            new.get(key).unwrap_or(&Value::Null),
+        );
+        if a == b {
+            continue;
+        }
+        match (a, b) {
+            (Value::Object(a), Value::Object(b)) => {
+                let inner: std::collections::BTreeSet<&String> = a.keys().chain(b.keys()).collect();
+                for sub in inner {
+                    let (x, y) = (
+                        a.get(sub).unwrap_or(&Value::Null),
+                        b.get(sub).unwrap_or(&Value::Null),
+                    );
+                    if x != y {
+                        changed.push(format!("{key}.{sub}: {} → {}", shown(x), shown(y)));
+                    }
+                }
+            }
+            _ => changed.push(format!("{key}: {} → {}", shown(a), shown(b))),
+        }
+    }
+    if before.depends_on != after.depends_on {
+        changed.push(format!(
+            "depends on: {} → {}",
+            before.depends_on.join(" "),
+            after.depends_on.join(" ")
+        ));
+    }
+    changed.join("; ")
+}
+
+fn shown(value: &Value) -> String {
+    if value.is_null() {
+        "(none)".to_owned()
+    } else {
+        compact(value)
+    }
+}
+
+fn list(values: &Value) -> String {
+    values
+        .as_array()
+        .map(|items| items.iter().map(compact).collect::<Vec<_>>().join(", "))
+        .unwrap_or_default()
+}
+
+/// Strings bare, anything else as compact JSON, cut at 60 characters.
+fn compact(value: &Value) -> String {
+    let text = match value {
+        Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    if text.chars().count() > 60 {
+        format!("{}…", text.chars().take(59).collect::<String>())
+    } else {
+        text
+    }
+}

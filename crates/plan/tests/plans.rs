@@ -1,0 +1,146 @@
+//! Plans for the example project: create, update, no-op and delete, as snapshots, plus ordering properties.
+
+use preview_plan::{Action, Resource, desired_state, plan_deployment, render_plan};
+
+const EXAMPLE: &str = include_str!("../../../examples/shop/preview.yaml");
+
+fn desired(source: &str, environment: &str) -> Vec<Resource> {
+    let spec = preview_spec::parse_spec("shop.yaml", source).unwrap_or_else(|e| panic!("{e}"));
+    desired_state(&preview_resolve::resolve_environment(
+        &spec,
+        &spec.environments[environment],
+    ))
+}
+
+#[test]
+fn create_plan() {
+    let plan = plan_deployment("staging", &desired(EXAMPLE, "staging"), &[]);
+    assert!(plan.steps.len() >= 8);
+    assert!(plan.steps.iter().all(|s| s.action == Action::Create));
+    insta::assert_snapshot!(render_plan(&plan));
+}
+
+#[test]
+fn no_op_plan() {
+    let state = desired(EXAMPLE, "staging");
+    let plan = plan_deployment("staging", &state, &state);
+    assert!(plan.is_empty());
+    insta::assert_snapshot!(render_plan(&plan), @"No changes: `staging` is up to date.");
+}
+
+#[test]
+fn update_plan() {
+    let before = desired(EXAMPLE, "staging");
+    let changed = EXAMPLE
+        .replace(
+            "      SHOP_MODE: staging",
+            "      SHOP_MODE: staging\n      FEATURE_FLAGS: checkout-v2",
+        )
+        .replace(
+            "    depends_on: [db, migrate]",
+            "    replicas: 3\n    depends_on: [db, migrate]",
+        )
+        .replace(
+            "  migrate:\n",
+            "  cache:\n    run: ./cache\n    ports: [6379]\n  migrate:\n",
+        );
+    let changed = changed.replace(
+        "SHOP_DATABASE: { alias: DATABASE_URL }",
+        "CACHE_URL: ${{ services.cache.url }}",
+    );
+    let after = desired(&changed, "staging");
+    let plan = plan_deployment("staging", &after, &before);
+    insta::assert_snapshot!(render_plan(&plan));
+    assert_eq!(
+        plan.resulting_state(&before),
+        after,
+        "applying the plan gives the desired state"
+    );
+}
+
+#[test]
+fn delete_plan_is_the_create_plan_in_reverse() {
+    let state = desired(EXAMPLE, "staging");
+    let plan = plan_deployment("staging", &[], &state);
+    insta::assert_snapshot!(render_plan(&plan));
+    let create = plan_deployment("staging", &state, &[]);
+    let created: Vec<&str> = create
+        .steps
+        .iter()
+        .map(|s| s.resource.as_str())
+        .rev()
+        .collect::<Vec<_>>();
+    let deleted: Vec<&str> = plan.steps.iter().map(|s| s.resource.as_str()).collect();
+    // Same set; every resource is deleted after everything that depends on it.
+    assert_eq!(
+        created
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>(),
+        deleted
+            .iter()
+            .copied()
+            .collect::<std::collections::BTreeSet<_>>()
+    );
+    for step in &plan.steps {
+        for dependent in plan.steps.iter().filter(|s| {
+            s.before
+                .as_ref()
+                .is_some_and(|r| r.depends_on.contains(&step.resource))
+        }) {
+            assert!(
+                dependent.index < step.index,
+                "{} deleted before {}",
+                step.resource,
+                dependent.resource
+            );
+            assert!(step.after_steps.contains(&dependent.index));
+        }
+    }
+}
+
+#[test]
+fn every_step_waits_for_its_dependencies_even_of_the_same_kind() {
+    // `a-app` depends on `z-app`: same level, later name; it must still come after.
+    let spec = "project: p\nservices:\n  a-app:\n    run: x\n    depends_on: [z-app]\n  z-app:\n    run: y\nenvironments: {staging: {}}\n";
+    let state = desired(spec, "staging");
+    let plan = plan_deployment("staging", &state, &[]);
+    let position = |id: &str| {
+        plan.steps
+            .iter()
+            .position(|s| s.resource == id)
+            .expect("step")
+    };
+    assert!(position("app/z-app") < position("app/a-app"));
+    let a = &plan.steps[position("app/a-app")];
+    assert!(a.after_steps.contains(&position("app/z-app")));
+    let teardown = plan_deployment("staging", &[], &state);
+    let position = |id: &str| {
+        teardown
+            .steps
+            .iter()
+            .position(|s| s.resource == id)
+            .expect("step")
+    };
+    assert!(position("app/a-app") < position("app/z-app"));
+}
+
+#[test]
+fn inverse_undoes_each_step() {
+    let before = desired(EXAMPLE, "staging");
+    let after = desired(&EXAMPLE.replace("replicas: 2", "replicas: 4"), "production");
+    let plan = plan_deployment("staging", &after, &before);
+    for step in &plan.steps {
+        let inverse = step.inverse();
+        assert_eq!(inverse.before, step.after);
+        assert_eq!(inverse.after, step.before);
+        assert_eq!(inverse.inverse().action, step.action);
+    }
+}
+
+#[test]
+fn moving_lines_in_the_spec_changes_nothing() {
+    let state = desired(EXAMPLE, "staging");
+    let shifted = format!("# a comment that moves every line down\n\n{EXAMPLE}");
+    assert!(plan_deployment("staging", &desired(&shifted, "staging"), &state).is_empty());
+}
