@@ -1,0 +1,16 @@
+//! The control-plane store: projects and their specs, environments, the recorded state of each environment,
+//! deployments with their journal, and the per-environment lease that allows one deployment at a time.
+//!
+//! [`Store`] holds all the logic and SQL once; a [`driver::Driver`] only runs statements, on an embedded SQLite
+//! file ([`Store::open_sqlite`]) or a PostgreSQL server ([`Store::open_postgres`]) that several daemons can share.
+//! Migrations are embedded and run on open. This crate knows nothing of HTTP, runtimes or how deployments run.
+
+pub mod driver;
+mod postgres;
+mod records;
+mod schema;
+mod sqlite;
+mod store;
+
+pub use records::*;
+pub use store::{Store, StoreError};

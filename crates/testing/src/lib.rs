@@ -1,0 +1,218 @@
+//! What tests need from the machine, made and cleaned up by the tests themselves: temporary directories and
+//! throw-away PostgreSQL servers on loopback ports of their own.
+//!
+//! Only dev-dependencies use this crate; nothing in the product links it.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::atomic::{AtomicU32, Ordering};
+
+/// A directory removed when dropped.
+pub struct TempDir {
+    path: PathBuf,
+}
+
+impl TempDir {
+    pub fn new(label: &str) -> TempDir {
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        let path = std::env::temp_dir().join(format!(
+            "preview-{label}-{}-{}-{nanos}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&path)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", path.display()));
+        TempDir { path }
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
+/// A port that was free a moment ago on 127.0.0.1.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .unwrap_or_else(|e| panic!("cannot find a free port: {e}"))
+}
+
+/// True when this process runs as root (uid 0), read from /proc so that no unsafe call is needed.
+pub fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|status| {
+            let line = status.lines().find(|l| l.starts_with("Uid:"))?;
+            line.split_whitespace().nth(2).map(|euid| euid == "0")
+        })
+        .unwrap_or(false)
+}
+
+/// The directory holding `initdb`, `pg_ctl` and `postgres`: next to `pg_ctl` on the PATH, or the newest
+/// `/usr/lib/postgresql/<version>/bin`.
+pub fn postgres_bin_dir() -> Option<PathBuf> {
+    let on_path = std::env::var_os("PATH").and_then(|path| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join("pg_ctl"))
+            .find(|candidate| candidate.is_file())
+            .and_then(|pg_ctl| std::fs::canonicalize(pg_ctl).ok())
+            .and_then(|pg_ctl| pg_ctl.parent().map(Path::to_path_buf))
+    });
+    on_path
+        .filter(|dir| dir.join("initdb").is_file())
+        .or_else(|| {
+            let mut versions: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+                .ok()?
+                .filter_map(|entry| entry.ok().map(|e| e.path().join("bin")))
+                .filter(|bin| bin.join("initdb").is_file())
+                .collect();
+            versions.sort_by_key(|bin| {
+                bin.parent()
+                    .and_then(|v| v.file_name())
+                    .and_then(|v| v.to_str())
+                    .and_then(|v| v.parse::<u32>().ok())
+                    .unwrap_or(0)
+            });
+            versions.pop()
+        })
+}
+
+/// A PostgreSQL server of a test's own, in a temporary directory, on a loopback port, with trust
+/// authentication for the `postgres` user. Stopped and removed when dropped.
+pub struct TestPostgres {
+    dir: TempDir,
+    bin: PathBuf,
+    port: u16,
+}
+
+impl TestPostgres {
+    /// Starts a server; panics with what to install if PostgreSQL's server programs are missing.
+    pub fn start() -> TestPostgres {
+        let bin = postgres_bin_dir().unwrap_or_else(|| {
+            panic!("PostgreSQL server programs (initdb, pg_ctl) not found; scripts/test installs them (apt-get install postgresql)")
+        });
+        let dir = TempDir::new("postgres");
+        let data = dir.path().join("data");
+        std::fs::create_dir_all(&data)
+            .unwrap_or_else(|e| panic!("cannot create {}: {e}", data.display()));
+        let as_root = running_as_root();
+        if as_root {
+            // PostgreSQL refuses to run as root: the cluster belongs to the `postgres` user.
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(dir.path()));
+        }
+        let as_postgres = |program: &str| {
+            let mut command = if as_root {
+                let mut c = Command::new("runuser");
+                c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+                c
+            } else {
+                Command::new(bin.join(program))
+            };
+            command.env("LC_ALL", "C");
+            command
+        };
+        run(as_postgres("initdb")
+            .args([
+                "--auth=trust",
+                "--username=postgres",
+                "--encoding=UTF8",
+                "--no-sync",
+                "-D",
+            ])
+            .arg(&data));
+        let mut last_error = String::new();
+        for _ in 0..5 {
+            let port = free_port();
+            let options = format!(
+                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+                dir.path().display()
+            );
+            let output = as_postgres("pg_ctl")
+                .args(["-w", "-t", "60", "-D"])
+                .arg(&data)
+                .args(["-o", &options, "-l"])
+                .arg(dir.path().join("server.log"))
+                .arg("start")
+                .output()
+                .unwrap_or_else(|e| panic!("cannot run pg_ctl: {e}"));
+            if output.status.success() {
+                return TestPostgres { dir, bin, port };
+            }
+            last_error = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
+        }
+        panic!("PostgreSQL did not start:\n{last_error}");
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The URL of database `name` (see [`TestPostgres::create_database`]).
+    pub fn url(&self, name: &str) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Creates an empty database and returns its URL.
+    pub fn create_database(&self, name: &str) -> String {
+        run(Command::new(self.bin.join("psql"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-q",
+                "-c",
+            ])
+            .arg(format!("CREATE DATABASE \"{name}\"")));
+        self.url(name)
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let data = self.dir.path().join("data");
+        let mut command = if running_as_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"])
+                .arg(self.bin.join("pg_ctl"));
+            c
+        } else {
+            Command::new(self.bin.join("pg_ctl"))
+        };
+        let _ = command
+            .args(["-D"])
+            .arg(&data)
+            .args(["-m", "immediate", "stop"])
+            .output();
+    }
+}
+
+fn run(command: &mut Command) {
+    let output = command
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {command:?}: {e}"));
+    if !output.status.success() {
+        panic!(
+            "{command:?} failed:\n{}{}",
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+}
