@@ -1,0 +1,18 @@
+//! The transactional deployment engine. A deployment moves one environment from its recorded state to a desired
+//! state: it takes the environment's lease, writes each step's intent to the journal before acting and the
+//! result after, runs independent steps in parallel, verifies the result, and commits. On a failed, timed-out or
+//! cancelled step it stops and undoes every started step in reverse order; after a crash, [`Engine::recover`]
+//! does the same from the journal — or commits, when only verification remained.
+//!
+//! The engine talks to runtimes only through [`Runtime`]; it knows nothing of HTTP, processes or Kubernetes.
+
+mod engine;
+mod ids;
+mod recording;
+mod recovery;
+mod runtime;
+mod steps;
+
+pub use engine::{DeploymentRequest, Engine, EngineConfig, EngineError};
+pub use recording::{Fault, FaultKind, RecordingRuntime, read_state};
+pub use runtime::{EnvironmentAddress, Observed, Runtime, RuntimeError, StepLog};

@@ -1,0 +1,254 @@
+//! A runtime for tests: it records resources on disk (so they survive the daemon being killed) or in memory, and
+//! can be told to fail, hang, or stop dead at a chosen operation.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use async_trait::async_trait;
+use preview_plan::{Resource, ResourceKind};
+
+use crate::runtime::{EnvironmentAddress, Observed, Runtime, RuntimeError, StepLog};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultKind {
+    /// The operation returns an error.
+    Fail,
+    /// The operation never returns (the engine's step timeout or a cancel ends it).
+    Hang,
+    /// The operation writes `fault-reached` and waits forever *before* changing anything: the moment to kill
+    /// the process.
+    StopBefore,
+    /// Like `StopBefore`, but after the change is made and before the operation returns.
+    StopAfter,
+    /// Stops dead at the first `observe`: every step is applied and only verification remains.
+    StopVerify,
+}
+
+/// A fault at the `at`-th mutating operation (apply or remove), counted from 1 since the runtime was created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Fault {
+    pub at: u64,
+    pub kind: FaultKind,
+}
+
+impl Fault {
+    /// `fail@3`, `hang@3`, `stop-before@3`, `stop-after@3`, `stop-verify@1`.
+    pub fn parse(text: &str) -> Result<Fault, String> {
+        let (kind, at) = text
+            .split_once('@')
+            .ok_or_else(|| format!("`{text}` is not a fault; write KIND@N, e.g. fail@3"))?;
+        let kind = match kind {
+            "fail" => FaultKind::Fail,
+            "hang" => FaultKind::Hang,
+            "stop-before" => FaultKind::StopBefore,
+            "stop-after" => FaultKind::StopAfter,
+            "stop-verify" => FaultKind::StopVerify,
+            other => {
+                return Err(format!(
+                    "`{other}` is not a fault kind; use fail, hang, stop-before, stop-after or stop-verify"
+                ));
+            }
+        };
+        let at = at
+            .parse::<u64>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| format!("`{at}` is not an operation number (1, 2, …)"))?;
+        Ok(Fault { at, kind })
+    }
+}
+
+pub struct RecordingRuntime {
+    /// Where resources are kept; `None` keeps them in memory.
+    dir: Option<PathBuf>,
+    memory: Mutex<BTreeMap<(EnvironmentAddress, String), Resource>>,
+    operations: AtomicU64,
+    fault: Option<Fault>,
+    /// A fault fires once; this marks that `StopVerify` has.
+    verify_stopped: std::sync::atomic::AtomicBool,
+}
+
+impl RecordingRuntime {
+    pub fn in_memory() -> Self {
+        RecordingRuntime {
+            dir: None,
+            memory: Mutex::new(BTreeMap::new()),
+            operations: AtomicU64::new(0),
+            fault: None,
+            verify_stopped: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    pub fn on_disk(dir: &Path) -> Self {
+        RecordingRuntime {
+            dir: Some(dir.to_path_buf()),
+            ..RecordingRuntime::in_memory()
+        }
+    }
+
+    pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
+        self.fault = fault;
+        self
+    }
+
+    /// Every resource of an environment, by id.
+    pub fn state(&self, env: &EnvironmentAddress) -> BTreeMap<String, Resource> {
+        match &self.dir {
+            Some(dir) => read_state(dir, env),
+            None => self
+                .memory
+                .lock()
+                .map(|memory| {
+                    memory
+                        .iter()
+                        .filter(|((address, _), _)| address == env)
+                        .map(|((_, id), resource)| (id.clone(), resource.clone()))
+                        .collect()
+                })
+                .unwrap_or_default(),
+        }
+    }
+
+    /// Counts a mutating operation and plays the fault if it is this one. `Ok(true)` means "stop after the effect".
+    async fn count(&self) -> Result<bool, RuntimeError> {
+        let n = self.operations.fetch_add(1, Ordering::SeqCst) + 1;
+        let Some(fault) = self
+            .fault
+            .filter(|f| f.at == n && f.kind != FaultKind::StopVerify)
+        else {
+            return Ok(false);
+        };
+        match fault.kind {
+            FaultKind::Fail => Err(RuntimeError::new(format!(
+                "injected failure at operation {n}"
+            ))),
+            FaultKind::Hang => std::future::pending().await,
+            FaultKind::StopBefore => {
+                self.mark_reached(n);
+                std::future::pending().await
+            }
+            FaultKind::StopAfter => Ok(true),
+            FaultKind::StopVerify => Ok(false),
+        }
+    }
+
+    fn mark_reached(&self, n: u64) {
+        if let Some(dir) = &self.dir {
+            let _ = std::fs::write(dir.join("fault-reached"), n.to_string());
+        }
+    }
+
+    fn path(dir: &Path, env: &EnvironmentAddress, id: &str) -> PathBuf {
+        environment_dir(dir, env).join(format!("{}.json", id.replace('/', "~")))
+    }
+}
+
+fn environment_dir(dir: &Path, env: &EnvironmentAddress) -> PathBuf {
+    dir.join(&env.project).join(&env.environment)
+}
+
+/// The resources a recording runtime keeps on disk under `dir` for `env` (readable after its process died).
+pub fn read_state(dir: &Path, env: &EnvironmentAddress) -> BTreeMap<String, Resource> {
+    let Ok(entries) = std::fs::read_dir(environment_dir(dir, env)) else {
+        return BTreeMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter(|entry| entry.path().extension().is_some_and(|e| e == "json"))
+        .filter_map(|entry| std::fs::read(entry.path()).ok())
+        .filter_map(|bytes| serde_json::from_slice::<Resource>(&bytes).ok())
+        .map(|resource| (resource.id.clone(), resource))
+        .collect()
+}
+
+fn io(error: std::io::Error) -> RuntimeError {
+    RuntimeError::new(format!("recording runtime: {error}"))
+}
+
+#[async_trait]
+impl Runtime for RecordingRuntime {
+    async fn apply(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let stop_after = self.count().await?;
+        match &self.dir {
+            Some(dir) => {
+                let path = RecordingRuntime::path(dir, env, &resource.id);
+                if let Some(parent) = path.parent() {
+                    std::fs::create_dir_all(parent).map_err(io)?;
+                }
+                let body =
+                    serde_json::to_vec(resource).map_err(|e| RuntimeError::new(e.to_string()))?;
+                // Write then rename: a kill leaves the old file or the new one, never half of one.
+                let temporary = path.with_extension("tmp");
+                std::fs::write(&temporary, body).map_err(io)?;
+                std::fs::rename(&temporary, &path).map_err(io)?;
+            }
+            None => {
+                if let Ok(mut memory) = self.memory.lock() {
+                    memory.insert((env.clone(), resource.id.clone()), resource.clone());
+                }
+            }
+        }
+        log.line(format!(
+            "recorded {} ({})",
+            resource.id,
+            &resource.hash[..12]
+        ));
+        if stop_after {
+            self.mark_reached(self.operations.load(Ordering::SeqCst));
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+
+    async fn remove(
+        &self,
+        env: &EnvironmentAddress,
+        id: &str,
+        _kind: ResourceKind,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let stop_after = self.count().await?;
+        match &self.dir {
+            Some(dir) => match std::fs::remove_file(RecordingRuntime::path(dir, env, id)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io(e)),
+            },
+            None => {
+                if let Ok(mut memory) = self.memory.lock() {
+                    memory.remove(&(env.clone(), id.to_owned()));
+                }
+            }
+        }
+        log.line(format!("removed {id}"));
+        if stop_after {
+            self.mark_reached(self.operations.load(Ordering::SeqCst));
+            std::future::pending::<()>().await;
+        }
+        Ok(())
+    }
+
+    async fn observe(
+        &self,
+        env: &EnvironmentAddress,
+        id: &str,
+    ) -> Result<Option<Observed>, RuntimeError> {
+        if self.fault.is_some_and(|f| f.kind == FaultKind::StopVerify)
+            && !self.verify_stopped.swap(true, Ordering::SeqCst)
+        {
+            self.mark_reached(self.operations.load(Ordering::SeqCst));
+            std::future::pending::<()>().await;
+        }
+        Ok(self.state(env).get(id).map(|resource| Observed {
+            id: id.to_owned(),
+            hash: resource.hash.clone(),
+        }))
+    }
+}

@@ -1,0 +1,87 @@
+//! The one interface between the engine and wherever environments live. Operations are declarative and
+//! addressed by resource id, so that a process supervisor and Kubernetes server-side apply both fit.
+
+use std::sync::{Arc, Mutex};
+
+use async_trait::async_trait;
+use preview_plan::{Resource, ResourceKind};
+
+/// Which environment a resource belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct EnvironmentAddress {
+    pub project: String,
+    pub environment: String,
+}
+
+/// What a runtime reports about a resource it holds.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Observed {
+    pub id: String,
+    /// The content hash of the resource as applied.
+    pub hash: String,
+}
+
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{message}")]
+pub struct RuntimeError {
+    pub message: String,
+}
+
+impl RuntimeError {
+    pub fn new(message: impl Into<String>) -> Self {
+        RuntimeError {
+            message: message.into(),
+        }
+    }
+}
+
+/// Lines a runtime reports while it works on a step; the engine writes them to the deployment's journal.
+#[derive(Clone, Default)]
+pub struct StepLog {
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl StepLog {
+    pub fn line(&self, line: impl Into<String>) {
+        if let Ok(mut lines) = self.lines.lock() {
+            lines.push(line.into());
+        }
+    }
+
+    pub(crate) fn take(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .map(|mut lines| std::mem::take(&mut *lines))
+            .unwrap_or_default()
+    }
+}
+
+/// Every operation must be idempotent: applying a resource that is already applied with the same hash, or
+/// removing one that is absent, succeeds without doing anything. The engine relies on this to roll back and to
+/// recover after a crash without knowing how far an operation got.
+#[async_trait]
+pub trait Runtime: Send + Sync {
+    /// Makes the resource exist exactly as given (create or update).
+    async fn apply(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError>;
+
+    /// Makes the resource not exist.
+    async fn remove(
+        &self,
+        env: &EnvironmentAddress,
+        id: &str,
+        kind: ResourceKind,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError>;
+
+    /// What the runtime holds under this id, if anything.
+    async fn observe(
+        &self,
+        env: &EnvironmentAddress,
+        id: &str,
+    ) -> Result<Option<Observed>, RuntimeError>;
+}
