@@ -5,10 +5,13 @@ use std::process::ExitCode;
 
 use crate::output::OutputFormat;
 
-/// A command's failure caused by its input: exit code 1.
+/// Why a command failed: its input or the requested change (exit 1), or something internal (exit 2).
 pub enum Failure {
-    /// The user's input is wrong; the message says what and where. Already printed if `printed`.
+    /// The user's input is wrong, or the requested change did not happen; the message says what and where.
+    /// Already printed if `printed`.
     Invalid { message: String, printed: bool },
+    /// The daemon failed internally; its log has the details.
+    Internal(String),
 }
 
 impl Failure {
@@ -17,6 +20,10 @@ impl Failure {
             message: message.into(),
             printed: false,
         }
+    }
+
+    pub fn internal(message: impl Into<String>) -> Self {
+        Failure::Internal(message.into())
     }
 
     /// Invalid input whose details the command has already printed.
@@ -31,14 +38,12 @@ impl Failure {
         match self {
             Failure::Invalid { printed: true, .. } => ExitCode::from(1),
             Failure::Invalid { message, .. } => {
-                match format {
-                    OutputFormat::Text => eprintln!("error: {message}"),
-                    OutputFormat::Json => println!(
-                        "{}",
-                        serde_json::json!({ "ok": false, "error": { "kind": "invalid", "message": message } })
-                    ),
-                }
+                print_error("invalid", &message, format);
                 ExitCode::from(1)
+            }
+            Failure::Internal(message) => {
+                print_error("internal", &message, format);
+                ExitCode::from(2)
             }
         }
     }
@@ -51,4 +56,14 @@ pub fn exit_with_2_on_panic() {
         eprintln!("this is a bug in preview, not a problem with your input; please report it");
         std::process::exit(2);
     }));
+}
+
+fn print_error(kind: &str, message: &str, format: OutputFormat) {
+    match format {
+        OutputFormat::Text => eprintln!("error: {message}"),
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({ "ok": false, "error": { "kind": kind, "message": message } })
+        ),
+    }
 }

@@ -1,16 +1,23 @@
-//! The `preview` command. For now it validates specs and writes a starter; later it drives the daemon.
+//! The `preview` command: validates specs, runs the daemon (`preview serve`), and drives it through its API.
 //!
-//! Exit codes: 0 success, 1 invalid input (a bad spec, argument or file), 2 internal error (a bug).
+//! Exit codes: 0 success; 1 invalid input (a bad spec, argument or file) or a requested change that did not
+//! happen (the deployment rolled back); 2 internal error (a bug, or the daemon failing internally).
 
+mod client;
 mod commands;
+mod context;
 mod exit;
 mod output;
+mod time;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+use crate::commands::deploy::Change;
+use crate::context::Context;
+use crate::exit::Failure;
 use crate::output::OutputFormat;
 
 /// Full-stack preview environments for every pull request.
@@ -20,6 +27,14 @@ struct Cli {
     /// Output format: human-readable text or JSON for scripts.
     #[arg(long, short = 'o', global = true, value_enum, default_value_t = OutputFormat::Text)]
     output: OutputFormat,
+
+    /// The daemon's data directory (default: $PREVIEW_HOME, else ~/.preview).
+    #[arg(long, global = true, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+
+    /// The project to act on (default: the one ./preview.yaml declares, else the daemon's only project).
+    #[arg(long, short = 'p', global = true, env = "PREVIEW_PROJECT")]
+    project: Option<String>,
 
     #[command(subcommand)]
     command: Command,
@@ -41,6 +56,118 @@ enum Command {
         #[arg(long, short = 'f', default_value = "preview.yaml")]
         file: PathBuf,
     },
+    /// Run the daemon in the foreground: the store, the deployment engine and the REST API.
+    Serve {
+        /// A PostgreSQL store (postgres://…) shared by several daemons; default: SQLite in the data directory.
+        #[arg(long, value_name = "URL")]
+        store: Option<String>,
+        /// Address to serve the API on.
+        #[arg(long, default_value = "127.0.0.1:7670", value_name = "IP:PORT")]
+        listen: String,
+        /// Where environments live: `recording` (resources recorded as files, no processes) or `recording:DIR`.
+        #[arg(long, default_value = "recording")]
+        runtime: String,
+        /// For tests: make the runtime fail (`fail@N`), hang (`hang@N`) or stop dead (`stop-before@N`,
+        /// `stop-after@N`, `stop-verify@1`) at its N-th operation.
+        #[arg(long, hide = true)]
+        fault: Option<String>,
+        /// Seconds one step may take before it fails and the deployment rolls back.
+        #[arg(long, default_value_t = 600)]
+        step_timeout: u64,
+    },
+    /// Register or list projects (a project is registered by uploading its preview.yaml).
+    Project {
+        #[command(subcommand)]
+        action: ProjectAction,
+    },
+    /// List, show, create, clone or delete environments.
+    Env {
+        #[command(subcommand)]
+        action: EnvAction,
+    },
+    /// Show what deploying ENV would change, without changing anything.
+    Plan {
+        /// The environment.
+        env: String,
+    },
+    /// Deploy ENV's current spec (one transaction: it completes or the environment stays as it was).
+    #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
+    Deploy {
+        /// The environment.
+        #[arg(required = true)]
+        env: Option<String>,
+        /// Return once the deployment has started instead of following it.
+        #[arg(long)]
+        no_wait: bool,
+        #[command(subcommand)]
+        action: Option<DeployAction>,
+    },
+    /// List ENV's deployments, newest first.
+    Deployments {
+        /// The environment.
+        env: String,
+    },
+    /// Show one deployment with per-step state and timing, or its journal.
+    Deployment {
+        #[command(subcommand)]
+        action: DeploymentAction,
+    },
+}
+
+#[derive(Subcommand)]
+enum ProjectAction {
+    /// Validate a spec and register (or replace) its project in the daemon.
+    Register {
+        /// The spec file.
+        #[arg(long, short = 'f', default_value = "preview.yaml")]
+        file: PathBuf,
+    },
+    /// List the registered projects.
+    List,
+}
+
+#[derive(Subcommand)]
+enum EnvAction {
+    /// List the environments with their last deployment.
+    List,
+    /// Show an environment's resources and recent deployments.
+    Show { env: String },
+    /// Create an environment declared in the spec.
+    Create {
+        env: String,
+        /// Return once the deployment has started.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Create NEW as a clone of SOURCE with the spec's preview overrides applied.
+    Clone {
+        source: String,
+        new: String,
+        /// Return once the deployment has started.
+        #[arg(long)]
+        no_wait: bool,
+    },
+    /// Delete an environment and everything in it.
+    Delete {
+        env: String,
+        /// Return once the deployment has started.
+        #[arg(long)]
+        no_wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum DeployAction {
+    /// Stop ENV's running deployment and roll it back.
+    Cancel { env: String },
+}
+
+#[derive(Subcommand)]
+enum DeploymentAction {
+    /// The deployment's outcome and each step's state and duration.
+    Show { id: String },
+    /// The deployment's journal, entry by entry.
+    Logs { id: String },
 }
 
 fn main() -> ExitCode {
@@ -57,12 +184,108 @@ fn main() -> ExitCode {
             };
         }
     };
-    let result = match cli.command {
+    let output = cli.output;
+    match run(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(failure) => failure.report(output),
+    }
+}
+
+fn run(cli: Cli) -> Result<(), Failure> {
+    let data_dir = context::data_dir(cli.data_dir);
+    match cli.command {
         Command::Init { dir, force } => commands::init::run(dir, force, cli.output),
         Command::Validate { file } => commands::validate::run(&file, cli.output),
-    };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(failure) => failure.report(cli.output),
+        Command::Serve {
+            store,
+            listen,
+            runtime,
+            fault,
+            step_timeout,
+        } => commands::serve::run(commands::serve::ServeArgs {
+            data_dir,
+            store,
+            listen,
+            runtime,
+            fault,
+            step_timeout_secs: step_timeout,
+        }),
+        command => client_command(command, data_dir, cli.project, cli.output),
     }
+}
+
+/// Commands that talk to the daemon, on a small async runtime of their own.
+fn client_command(
+    command: Command,
+    data_dir: PathBuf,
+    project: Option<String>,
+    output: OutputFormat,
+) -> Result<(), Failure> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::internal(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(async move {
+        if let Command::Project { action } = &command {
+            let client = client::Client::from_data_dir(&data_dir)?;
+            return match action {
+                ProjectAction::Register { file } => {
+                    commands::project::register(&client, file, output).await
+                }
+                ProjectAction::List => commands::project::list(&client, output).await,
+            };
+        }
+        let context = Context::new(data_dir, project, output).await?;
+        match command {
+            Command::Env { action } => match action {
+                EnvAction::List => commands::environments::list(&context).await,
+                EnvAction::Show { env } => commands::environments::show(&context, &env).await,
+                EnvAction::Create { env, no_wait } => {
+                    commands::deploy::start(&context, Change::Create(&env), !no_wait).await
+                }
+                EnvAction::Clone {
+                    source,
+                    new,
+                    no_wait,
+                } => {
+                    commands::deploy::start(
+                        &context,
+                        Change::Clone {
+                            source: &source,
+                            name: &new,
+                        },
+                        !no_wait,
+                    )
+                    .await
+                }
+                EnvAction::Delete { env, no_wait } => {
+                    commands::deploy::start(&context, Change::Delete(&env), !no_wait).await
+                }
+            },
+            Command::Plan { env } => commands::environments::plan(&context, &env).await,
+            Command::Deploy {
+                action: Some(DeployAction::Cancel { env }),
+                ..
+            } => commands::deploy::cancel(&context, &env).await,
+            Command::Deploy {
+                env: Some(env),
+                no_wait,
+                ..
+            } => commands::deploy::start(&context, Change::Update(&env), !no_wait).await,
+            Command::Deployments { env } => {
+                commands::environments::deployments(&context, &env).await
+            }
+            Command::Deployment { action } => match action {
+                DeploymentAction::Show { id } => {
+                    commands::environments::deployment_show(&context, &id).await
+                }
+                DeploymentAction::Logs { id } => {
+                    commands::environments::deployment_logs(&context, &id).await
+                }
+            },
+            _ => Err(Failure::invalid(
+                "this command needs more arguments; see `preview --help`",
+            )),
+        }
+    })
 }

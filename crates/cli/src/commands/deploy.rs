@@ -1,0 +1,159 @@
+//! Starting changes and following them: `preview deploy`, `env create|clone|delete` all start one deployment
+//! and, unless told not to wait, print its steps as they finish and its outcome.
+
+use std::time::Duration;
+
+use serde_json::{Value, json};
+
+use crate::context::Context;
+use crate::exit::Failure;
+use crate::output::OutputFormat;
+
+pub enum Change<'a> {
+    Create(&'a str),
+    Clone { source: &'a str, name: &'a str },
+    Update(&'a str),
+    Delete(&'a str),
+}
+
+pub async fn start(context: &Context, change: Change<'_>, wait: bool) -> Result<(), Failure> {
+    let client = &context.client;
+    let answer = match change {
+        Change::Create(name) => {
+            client
+                .post(&context.path("/environments"), json!({ "name": name }))
+                .await?
+        }
+        Change::Clone { source, name } => {
+            client
+                .post(
+                    &context.path(&format!("/environments/{source}/clone")),
+                    json!({ "name": name }),
+                )
+                .await?
+        }
+        Change::Update(name) => {
+            client
+                .post(
+                    &context.path(&format!("/environments/{name}/deploy")),
+                    json!({}),
+                )
+                .await?
+        }
+        Change::Delete(name) => {
+            client
+                .delete(&context.path(&format!("/environments/{name}")))
+                .await?
+        }
+    };
+    let deployment = &answer["deployment"];
+    let id = deployment["id"].as_str().unwrap_or_default().to_owned();
+    if context.output == OutputFormat::Text {
+        println!(
+            "deployment {id}: {} `{}`, {} steps",
+            deployment["operation"].as_str().unwrap_or("?"),
+            deployment["environment"].as_str().unwrap_or("?"),
+            deployment["plan"]["steps"].as_array().map_or(0, Vec::len)
+        );
+    }
+    if !wait {
+        if context.output == OutputFormat::Json {
+            println!("{answer}");
+        }
+        return Ok(());
+    }
+    follow(context, &id).await
+}
+
+/// Polls the deployment, printing each step once it is applied, failed or undone, until it ends.
+pub async fn follow(context: &Context, id: &str) -> Result<(), Failure> {
+    let mut reported: Vec<String> = Vec::new();
+    loop {
+        let shown = context.client.get(&format!("/v1/deployments/{id}")).await?;
+        if context.output == OutputFormat::Text {
+            for step in shown["steps"].as_array().into_iter().flatten() {
+                let state = step["state"].as_str().unwrap_or("");
+                let key = format!("{}:{state}", step["index"]);
+                if matches!(state, "applied" | "failed" | "undone") && !reported.contains(&key) {
+                    reported.push(key);
+                    println!("{}", step_line(step));
+                }
+            }
+        }
+        let status = shown["deployment"]["status"].as_str().unwrap_or("");
+        if matches!(status, "committed" | "rolled_back" | "failed") {
+            return outcome(context, &shown, status);
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+pub fn step_line(step: &Value) -> String {
+    let mark = match step["state"].as_str() {
+        Some("applied") => "✓",
+        Some("failed") => "✗",
+        Some("undone") => "↶",
+        Some("interrupted") => "!",
+        _ => "·",
+    };
+    let duration = step["duration_ms"]
+        .as_i64()
+        .map(|ms| format!(" ({ms} ms)"))
+        .unwrap_or_default();
+    let error = step["error"]
+        .as_str()
+        .map(|e| format!(" — {e}"))
+        .unwrap_or_default();
+    format!(
+        "  {mark} {:>2}. {} {}{duration}{error}",
+        step["index"],
+        step["action"].as_str().unwrap_or(""),
+        step["resource"].as_str().unwrap_or(""),
+    )
+}
+
+fn outcome(context: &Context, shown: &Value, status: &str) -> Result<(), Failure> {
+    let deployment = &shown["deployment"];
+    let reason = deployment["reason"].as_str().unwrap_or("");
+    match context.output {
+        OutputFormat::Json => println!("{shown}"),
+        OutputFormat::Text => match status {
+            "committed" if deployment["operation"] == "delete" => {
+                println!(
+                    "committed: `{}` is deleted",
+                    deployment["environment"].as_str().unwrap_or("?")
+                )
+            }
+            "committed" => println!(
+                "committed: `{}` is up to date",
+                deployment["environment"].as_str().unwrap_or("?")
+            ),
+            "rolled_back" => println!("rolled back: {reason}; the environment is as it was"),
+            _ => println!("failed: {reason}"),
+        },
+    }
+    if status == "committed" {
+        Ok(())
+    } else {
+        Err(Failure::reported())
+    }
+}
+
+pub async fn cancel(context: &Context, environment: &str) -> Result<(), Failure> {
+    let answer = context
+        .client
+        .post(
+            &context.path(&format!("/environments/{environment}/cancel")),
+            json!({}),
+        )
+        .await?;
+    let id = answer["cancelling"].as_str().unwrap_or_default().to_owned();
+    if context.output == OutputFormat::Text {
+        println!("cancelling deployment {id}; rolling back");
+    }
+    follow(context, &id).await.or_else(|failure| match failure {
+        // A cancelled deployment ends rolled back: that is what was asked for.
+        Failure::Invalid { printed: true, .. } => Ok(()),
+        other => Err(other),
+    })
+}

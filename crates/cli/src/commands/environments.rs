@@ -1,0 +1,170 @@
+//! `preview env list|show`, `preview plan`, `preview deployments`, `preview deployment show|logs`.
+
+use crate::commands::deploy::step_line;
+use crate::context::Context;
+use crate::exit::Failure;
+use crate::output::OutputFormat;
+use crate::time::format_utc;
+
+fn text(value: &serde_json::Value) -> &str {
+    value.as_str().unwrap_or("")
+}
+
+pub async fn list(context: &Context) -> Result<(), Failure> {
+    let answer = context.client.get(&context.path("/environments")).await?;
+    if context.output == OutputFormat::Json {
+        println!("{answer}");
+        return Ok(());
+    }
+    let environments = answer["environments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    if environments.is_empty() {
+        println!(
+            "no environments in `{}` yet; create one with `preview env create NAME`",
+            context.project
+        );
+    }
+    for environment in environments {
+        let last = &environment["last_deployment"];
+        println!(
+            "{:<16} {:<18} last: {} {} ({})",
+            text(&environment["name"]),
+            environment["based_on"]
+                .as_str()
+                .map(|b| format!("clone of {b}"))
+                .unwrap_or_default(),
+            text(&last["operation"]),
+            text(&last["id"]),
+            text(&last["status"]),
+        );
+    }
+    Ok(())
+}
+
+pub async fn show(context: &Context, name: &str) -> Result<(), Failure> {
+    let answer = context
+        .client
+        .get(&context.path(&format!("/environments/{name}")))
+        .await?;
+    if context.output == OutputFormat::Json {
+        println!("{answer}");
+        return Ok(());
+    }
+    let environment = &answer["environment"];
+    println!(
+        "environment {name} of {}{}, created {}",
+        context.project,
+        environment["based_on"]
+            .as_str()
+            .map(|b| format!(" (clone of {b})"))
+            .unwrap_or_default(),
+        format_utc(environment["created_at"].as_i64().unwrap_or(0))
+    );
+    println!("\nresources");
+    for resource in answer["resources"].as_array().into_iter().flatten() {
+        println!(
+            "  {:<24} {}",
+            text(&resource["id"]),
+            &text(&resource["hash"])[..12.min(text(&resource["hash"]).len())]
+        );
+    }
+    println!("\nrecent deployments");
+    for deployment in answer["deployments"].as_array().into_iter().flatten() {
+        println!(
+            "  {} {:<8} {:<12} {}",
+            text(&deployment["id"]),
+            text(&deployment["operation"]),
+            text(&deployment["status"]),
+            text(&deployment["reason"])
+        );
+    }
+    Ok(())
+}
+
+pub async fn plan(context: &Context, name: &str) -> Result<(), Failure> {
+    let answer = context
+        .client
+        .get(&context.path(&format!("/environments/{name}/plan")))
+        .await?;
+    match context.output {
+        OutputFormat::Json => println!("{}", answer["plan"]),
+        OutputFormat::Text => print!("{}", text(&answer["text"])),
+    }
+    Ok(())
+}
+
+pub async fn deployments(context: &Context, name: &str) -> Result<(), Failure> {
+    let answer = context
+        .client
+        .get(&context.path(&format!("/environments/{name}/deployments")))
+        .await?;
+    if context.output == OutputFormat::Json {
+        println!("{answer}");
+        return Ok(());
+    }
+    for deployment in answer["deployments"].as_array().into_iter().flatten() {
+        println!(
+            "{}  {}  {:<8} {:<12} {:>3} steps  {}",
+            text(&deployment["id"]),
+            format_utc(deployment["created_at"].as_i64().unwrap_or(0)),
+            text(&deployment["operation"]),
+            text(&deployment["status"]),
+            deployment["steps"],
+            text(&deployment["reason"])
+        );
+    }
+    Ok(())
+}
+
+pub async fn deployment_show(context: &Context, id: &str) -> Result<(), Failure> {
+    let answer = context.client.get(&format!("/v1/deployments/{id}")).await?;
+    if context.output == OutputFormat::Json {
+        println!("{answer}");
+        return Ok(());
+    }
+    let deployment = &answer["deployment"];
+    println!(
+        "deployment {id}: {} `{}` — {}",
+        text(&deployment["operation"]),
+        text(&deployment["environment"]),
+        text(&deployment["status"])
+    );
+    println!(
+        "started  {}",
+        format_utc(deployment["created_at"].as_i64().unwrap_or(0))
+    );
+    if let Some(finished) = deployment["finished_at"].as_i64() {
+        println!("finished {}", format_utc(finished));
+    }
+    if let Some(reason) = deployment["reason"].as_str() {
+        println!("reason   {reason}");
+    }
+    for step in answer["steps"].as_array().into_iter().flatten() {
+        println!("{}", step_line(step));
+    }
+    Ok(())
+}
+
+pub async fn deployment_logs(context: &Context, id: &str) -> Result<(), Failure> {
+    let answer = context
+        .client
+        .get(&format!("/v1/deployments/{id}/logs"))
+        .await?;
+    if context.output == OutputFormat::Json {
+        println!("{answer}");
+        return Ok(());
+    }
+    for entry in answer["entries"].as_array().into_iter().flatten() {
+        println!(
+            "{}  step {:>2}  {:<10} {:<6} {}",
+            format_utc(entry["at"].as_i64().unwrap_or(0)),
+            entry["step"].as_i64().unwrap_or(0) + 1,
+            text(&entry["phase"]),
+            text(&entry["event"]),
+            text(&entry["message"])
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,57 @@
+//! `preview project register|list`.
+
+use std::path::Path;
+
+use serde_json::json;
+
+use crate::client::Client;
+use crate::exit::Failure;
+use crate::output::OutputFormat;
+
+pub async fn register(client: &Client, file: &Path, output: OutputFormat) -> Result<(), Failure> {
+    let source = std::fs::read_to_string(file)
+        .map_err(|e| Failure::invalid(format!("cannot read {}: {e}", file.display())))?;
+    // Checked here first, so that errors come with positions even before reaching the daemon.
+    if let Err(diagnostics) = preview_spec::parse_spec(&file.display().to_string(), &source) {
+        return Err(Failure::invalid(diagnostics.to_string()));
+    }
+    let answer = client
+        .post(
+            "/v1/projects",
+            json!({ "file": file.display().to_string(), "source": source }),
+        )
+        .await?;
+    match output {
+        OutputFormat::Json => println!("{answer}"),
+        OutputFormat::Text => {
+            let environments: Vec<&str> = answer["environments"]
+                .as_array()
+                .map(|e| e.iter().filter_map(|v| v.as_str()).collect())
+                .unwrap_or_default();
+            println!(
+                "registered project {} ({} services; environments {})",
+                answer["project"]["name"].as_str().unwrap_or("?"),
+                answer["services"],
+                environments.join(", ")
+            );
+        }
+    }
+    Ok(())
+}
+
+pub async fn list(client: &Client, output: OutputFormat) -> Result<(), Failure> {
+    let answer = client.get("/v1/projects").await?;
+    match output {
+        OutputFormat::Json => println!("{answer}"),
+        OutputFormat::Text => {
+            for project in answer["projects"].as_array().into_iter().flatten() {
+                println!(
+                    "{:<20} {}",
+                    project["name"].as_str().unwrap_or("?"),
+                    project["file"].as_str().unwrap_or("")
+                );
+            }
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,358 @@
+//! The daemon's API as clients meet it: authentication, bad input, concurrency, restarts.
+
+mod support;
+
+use std::os::unix::fs::PermissionsExt;
+
+use serde_json::json;
+use support::{Daemon, EXAMPLE, wait_until_ended};
+
+fn registered(name: &str) -> (preview_testing::TempDir, Daemon) {
+    let root = preview_testing::TempDir::new(name);
+    let daemon = Daemon::start(&root.path().join("data"), &[]);
+    let (status, _) = daemon.http(
+        "POST",
+        "/v1/projects",
+        Some(&daemon.token),
+        Some("application/json"),
+        json!({ "file": "preview.yaml", "source": EXAMPLE })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200);
+    (root, daemon)
+}
+
+/// Everything a client can read, to show that a refused request changed nothing.
+fn snapshot(daemon: &Daemon) -> serde_json::Value {
+    let get = |path: &str| daemon.http("GET", path, Some(&daemon.token), None, b"").1;
+    json!({
+        "projects": get("/v1/projects"),
+        "project": get("/v1/projects/shop"),
+        "environments": get("/v1/projects/shop/environments"),
+    })
+}
+
+#[test]
+fn the_client_config_is_private_and_the_token_is_stored_hashed() {
+    let (root, daemon) = registered("token");
+    let config = root.path().join("data/client.json");
+    let mode = std::fs::metadata(&config)
+        .expect("config")
+        .permissions()
+        .mode()
+        & 0o777;
+    assert_eq!(mode, 0o600, "only the owner may read the client config");
+    let database = std::fs::read(root.path().join("data/preview.db")).expect("db");
+    let wal = std::fs::read(root.path().join("data/preview.db-wal")).unwrap_or_default();
+    for bytes in [database, wal] {
+        assert!(
+            !bytes
+                .windows(daemon.token.len())
+                .any(|w| w == daemon.token.as_bytes()),
+            "the token is stored only as a hash"
+        );
+    }
+    // A restart keeps the token the CLI already has.
+    let token = daemon.token.clone();
+    daemon.stop();
+    let restarted = Daemon::start(&root.path().join("data"), &[]);
+    assert_eq!(restarted.token, token);
+}
+
+/// Method, path, token, content type, body; the expected status and a part of the expected message.
+type BadRequest<'a> = (
+    &'a str,
+    &'a str,
+    Option<&'a str>,
+    Option<&'a str>,
+    &'a [u8],
+    u16,
+    &'a str,
+);
+
+#[test]
+fn bad_requests_get_a_clear_4xx_and_change_nothing() {
+    let (_root, daemon) = registered("bad-input");
+    assert!(daemon.cli(&["env", "create", "staging"]).status.success());
+    let before = snapshot(&daemon);
+    let token = Some(daemon.token.as_str());
+    let json_type = Some("application/json");
+    let big = vec![b'x'; 2 * 1024 * 1024];
+    let big_json = format!(
+        "{{\"file\": \"preview.yaml\", \"source\": \"{}\"}}",
+        "y".repeat(2 * 1024 * 1024)
+    );
+    let cases: Vec<BadRequest> = vec![
+        (
+            "GET",
+            "/v1/projects/shop/environments/nope",
+            token,
+            None,
+            b"",
+            404,
+            "has no environment `nope`",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/environments/nope/deploy",
+            token,
+            json_type,
+            b"{}",
+            404,
+            "has no environment `nope`",
+        ),
+        (
+            "DELETE",
+            "/v1/projects/shop/environments/nope",
+            token,
+            None,
+            b"",
+            404,
+            "has no environment `nope`",
+        ),
+        (
+            "GET",
+            "/v1/projects/nope/environments",
+            token,
+            None,
+            b"",
+            404,
+            "no project `nope`",
+        ),
+        (
+            "GET",
+            "/v1/deployments/0000000000",
+            token,
+            None,
+            b"",
+            404,
+            "no deployment `0000000000`",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/environments",
+            token,
+            json_type,
+            b"{\"name\": ",
+            400,
+            "malformed JSON",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/environments",
+            token,
+            json_type,
+            b"{\"nom\": \"qa\"}",
+            400,
+            "unexpected JSON",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/environments",
+            token,
+            None,
+            b"{\"name\": \"qa\"}",
+            400,
+            "Content-Type: application/json",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/environments",
+            token,
+            json_type,
+            b"{\"name\": \"qa\"}",
+            404,
+            "`qa` is not an environment of project `shop`",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/environments",
+            token,
+            json_type,
+            b"{\"name\": \"staging\"}",
+            409,
+            "already exists",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/environments/staging/clone",
+            token,
+            json_type,
+            b"{\"name\": \"Bad_Name\"}",
+            400,
+            "not a valid environment name",
+        ),
+        (
+            "POST",
+            "/v1/projects",
+            token,
+            json_type,
+            b"{\"file\": \"p.yaml\", \"source\": \"project: Bad\"}",
+            400,
+            "p.yaml:1:10 project: `Bad` is not a valid project name",
+        ),
+        (
+            "POST",
+            "/v1/projects",
+            token,
+            json_type,
+            &big,
+            413,
+            "request body too large",
+        ),
+        (
+            "POST",
+            "/v1/projects",
+            token,
+            json_type,
+            big_json.as_bytes(),
+            413,
+            "request body too large",
+        ),
+        (
+            "GET",
+            "/v1/projects",
+            None,
+            None,
+            b"",
+            401,
+            "missing or wrong token",
+        ),
+        (
+            "GET",
+            "/v1/projects",
+            Some("wrong"),
+            None,
+            b"",
+            401,
+            "missing or wrong token",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/environments",
+            Some("wrong"),
+            json_type,
+            b"{\"name\": \"qa\"}",
+            401,
+            "missing or wrong token",
+        ),
+        (
+            "GET",
+            "/v1/nothing-here",
+            token,
+            None,
+            b"",
+            404,
+            "no such API route",
+        ),
+    ];
+    for (method, path, token, content_type, body, status, message) in cases {
+        let (got, answer) = daemon.http(method, path, token, content_type, body);
+        let text = answer["error"]["message"].as_str().unwrap_or("");
+        assert_eq!(got, status, "{method} {path}: {answer}");
+        assert!(
+            text.contains(message),
+            "{method} {path}: {text:?} lacks {message:?}"
+        );
+    }
+    assert_eq!(
+        snapshot(&daemon),
+        before,
+        "refused requests changed nothing"
+    );
+}
+
+#[test]
+fn a_second_deployment_is_refused_with_the_running_ones_id() {
+    let root = preview_testing::TempDir::new("busy");
+    let daemon = Daemon::start(&root.path().join("data"), &["--fault", "hang@1"]);
+    let (status, _) = daemon.http(
+        "POST",
+        "/v1/projects",
+        Some(&daemon.token),
+        Some("application/json"),
+        json!({ "file": "preview.yaml", "source": EXAMPLE })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let first = daemon.json(&["env", "create", "staging", "--no-wait"]);
+    let id = first["deployment"]["id"].as_str().expect("id").to_owned();
+    let second = daemon.cli(&["env", "create", "staging"]);
+    assert_eq!(second.status.code(), Some(1));
+    let message = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        message.contains(&format!(
+            "environment `staging` is busy: deployment {id} is running"
+        )),
+        "{message}"
+    );
+    // Cancelling rolls the first one back.
+    let cancel = daemon.cli(&["deploy", "cancel", "staging"]);
+    assert!(
+        cancel.status.success(),
+        "{}",
+        String::from_utf8_lossy(&cancel.stderr)
+    );
+    let ended = wait_until_ended(&daemon, &id);
+    assert_eq!(ended["deployment"]["status"], "rolled_back");
+    assert_eq!(ended["deployment"]["reason"], "cancelled");
+}
+
+#[test]
+fn fifty_environments_at_once_all_complete() {
+    let (_root, daemon) = registered("fifty");
+    assert!(daemon.cli(&["env", "create", "staging"]).status.success());
+    let ids: Vec<String> = std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..50)
+            .map(|i| {
+                let daemon = &daemon;
+                scope.spawn(move || {
+                    let (status, answer) = daemon.http(
+                        "POST",
+                        "/v1/projects/shop/environments/staging/clone",
+                        Some(&daemon.token),
+                        Some("application/json"),
+                        json!({ "name": format!("pr-{i}") }).to_string().as_bytes(),
+                    );
+                    assert_eq!(status, 202, "{answer}");
+                    answer["deployment"]["id"].as_str().expect("id").to_owned()
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("thread"))
+            .collect()
+    });
+    for id in &ids {
+        assert_eq!(
+            wait_until_ended(&daemon, id)["deployment"]["status"],
+            "committed"
+        );
+    }
+    let listed = daemon.json(&["env", "list"]);
+    assert_eq!(listed["environments"].as_array().map(Vec::len), Some(51));
+}
+
+#[test]
+fn plan_shows_changes_and_hides_secrets() {
+    let (_root, daemon) = registered("plan");
+    let out = daemon.cli(&["plan", "staging"]);
+    assert!(out.status.success());
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.starts_with("Plan for `staging`: 8 steps (8 to create)"),
+        "{text}"
+    );
+    assert!(text.contains("SESSION_KEY=[secret]"), "{text}");
+    assert!(daemon.cli(&["env", "create", "staging"]).status.success());
+    let out = daemon.cli(&["plan", "staging"]);
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout),
+        "No changes: `staging` is up to date.\n"
+    );
+    let plan = daemon.json(&["plan", "staging"]);
+    assert_eq!(plan["steps"].as_array().map(Vec::len), Some(0));
+}

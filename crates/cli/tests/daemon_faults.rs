@@ -1,0 +1,239 @@
+//! Fault injection against the real daemon: for a create, an update and a delete, at every runtime operation,
+//! (a) the operation fails, and (b) the daemon is killed with SIGKILL just before or just after the operation
+//! takes effect; the daemon is then started again. The runtime must then hold exactly the previous state or
+//! exactly the new one — never a mix, never an orphan — and `preview deployment show` must say which.
+
+mod support;
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use preview_plan::{Resource, desired_state, plan_deployment};
+use support::{Daemon, EXAMPLE, copy_dir, wait_until_ended};
+
+fn desired(source: &str) -> BTreeMap<String, Resource> {
+    let spec = preview_spec::parse_spec("preview.yaml", source).unwrap_or_else(|e| panic!("{e}"));
+    desired_state(&preview_resolve::resolve_environment(
+        &spec,
+        &spec.environments["staging"],
+    ))
+    .into_iter()
+    .map(|r| (r.id.clone(), r))
+    .collect()
+}
+
+fn changed_example() -> String {
+    EXAMPLE
+        .replace(
+            "      SHOP_MODE: staging",
+            "      SHOP_MODE: staging\n      FEATURE: on",
+        )
+        .replace(
+            "    depends_on: [db, migrate]",
+            "    replicas: 2\n    depends_on: [db, migrate]",
+        )
+}
+
+fn runtime_state(data: &Path) -> BTreeMap<String, Resource> {
+    let address = preview_deploy::EnvironmentAddress {
+        project: "shop".into(),
+        environment: "staging".into(),
+    };
+    preview_deploy::read_state(&data.join("runtime"), &address)
+}
+
+fn register(daemon: &Daemon, dir: &Path, source: &str) {
+    let file = dir.join("preview.yaml");
+    // The example's seed file is named relative to the spec; the recording runtime never reads it.
+    std::fs::create_dir_all(dir.join("db")).expect("spec dir");
+    std::fs::write(dir.join("db/seed.sql"), "SELECT 1;\n").expect("write seed");
+    std::fs::write(&file, source).expect("write spec");
+    let out = daemon.cli(&["project", "register", "-f", file.to_str().expect("path")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A stopped daemon's data directory in which `prepare` has been done.
+fn baseline(root: &Path, name: &str, prepare: impl FnOnce(&Daemon)) -> std::path::PathBuf {
+    let data = root.join(name);
+    let daemon = Daemon::start(&data, &[]);
+    prepare(&daemon);
+    daemon.stop();
+    data
+}
+
+struct Scenario {
+    name: &'static str,
+    base: std::path::PathBuf,
+    command: Vec<&'static str>,
+    old: BTreeMap<String, Resource>,
+    new: BTreeMap<String, Resource>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Injection {
+    Fail,
+    KillBefore,
+    KillAfter,
+    KillInVerification,
+}
+
+fn run(scenario: &Scenario, operation: u64, injection: Injection, work: &Path) -> &'static str {
+    let data = work.join(format!("{}-{operation}-{injection:?}", scenario.name));
+    copy_dir(&scenario.base, &data);
+    let fault = match injection {
+        Injection::Fail => format!("fail@{operation}"),
+        Injection::KillBefore => format!("stop-before@{operation}"),
+        Injection::KillAfter => format!("stop-after@{operation}"),
+        Injection::KillInVerification => "stop-verify@1".to_owned(),
+    };
+    let daemon = Daemon::start(&data, &["--fault", &fault]);
+    let mut args = scenario.command.clone();
+    args.push("--no-wait");
+    let started = daemon.json(&args);
+    let id = started["deployment"]["id"]
+        .as_str()
+        .expect("deployment id")
+        .to_owned();
+    let daemon = if injection == Injection::Fail {
+        wait_until_ended(&daemon, &id);
+        daemon.stop();
+        Daemon::start(&data, &[])
+    } else {
+        let marker = data.join("runtime").join("fault-reached");
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while !marker.exists() {
+            assert!(
+                Instant::now() < deadline,
+                "{fault} was never reached:\n{}",
+                support::read_log(&data)
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        daemon.kill();
+        Daemon::start(&data, &[])
+    };
+    let shown = daemon.json(&["deployment", "show", &id]);
+    let status = shown["deployment"]["status"]
+        .as_str()
+        .unwrap_or("")
+        .to_owned();
+    let state = runtime_state(&data);
+    let context = format!("{} with {fault}: {status}\n{shown:#}", scenario.name);
+    match status.as_str() {
+        "committed" => assert_eq!(state, scenario.new, "{context}"),
+        "rolled_back" => {
+            assert_eq!(state, scenario.old, "{context}");
+            let steps = shown["steps"].as_array().expect("steps");
+            assert!(
+                steps.iter().all(|s| matches!(
+                    s["state"].as_str(),
+                    Some("undone" | "not started" | "failed")
+                )),
+                "every started step is undone: {context}"
+            );
+            let logs = daemon.json(&["deployment", "logs", &id]);
+            let compensated = logs["entries"]
+                .as_array()
+                .expect("entries")
+                .iter()
+                .any(|e| e["phase"] == "compensate");
+            assert!(
+                compensated || steps.iter().all(|s| s["state"] == "not started"),
+                "{context}"
+            );
+        }
+        _ => panic!("the deployment neither committed nor rolled back: {context}"),
+    }
+    // The store agrees with the runtime: the environment's recorded resources are the same ones.
+    let environments = daemon.json(&["env", "list"]);
+    let listed = environments["environments"]
+        .as_array()
+        .expect("list")
+        .iter()
+        .any(|e| e["name"] == "staging");
+    assert_eq!(listed, !state.is_empty(), "{context}");
+    daemon.stop();
+    let _ = std::fs::remove_dir_all(&data);
+    if status == "committed" { "new" } else { "old" }
+}
+
+#[test]
+fn every_step_of_create_update_and_delete_survives_errors_and_kills() {
+    let root = preview_testing::TempDir::new("faults");
+    let (v1, v2) = (EXAMPLE.to_owned(), changed_example());
+    let spec_dir = root.path().join("spec");
+    let empty = baseline(root.path(), "empty", |d| register(d, &spec_dir, &v1));
+    let created = baseline(root.path(), "created", |d| {
+        register(d, &spec_dir, &v1);
+        assert!(d.cli(&["env", "create", "staging"]).status.success());
+    });
+    let outdated = baseline(root.path(), "outdated", |d| {
+        register(d, &spec_dir, &v1);
+        assert!(d.cli(&["env", "create", "staging"]).status.success());
+        register(d, &spec_dir, &v2);
+    });
+    let scenarios = [
+        Scenario {
+            name: "create",
+            base: empty,
+            command: vec!["env", "create", "staging"],
+            old: BTreeMap::new(),
+            new: desired(&v1),
+        },
+        Scenario {
+            name: "update",
+            base: outdated,
+            command: vec!["deploy", "staging"],
+            old: desired(&v1),
+            new: desired(&v2),
+        },
+        Scenario {
+            name: "delete",
+            base: created,
+            command: vec!["env", "delete", "staging"],
+            old: desired(&v1),
+            new: BTreeMap::new(),
+        },
+    ];
+    let mut count = 0;
+    let mut outcomes: BTreeMap<String, usize> = BTreeMap::new();
+    for scenario in &scenarios {
+        let old: Vec<Resource> = scenario.old.values().cloned().collect();
+        let new: Vec<Resource> = scenario.new.values().cloned().collect();
+        let steps = plan_deployment("staging", &new, &old).steps.len() as u64;
+        assert!(
+            scenario.name != "create" || steps >= 8,
+            "the create plan has at least 8 steps"
+        );
+        for operation in 1..=steps {
+            for injection in [Injection::Fail, Injection::KillBefore, Injection::KillAfter] {
+                let ended = run(scenario, operation, injection, root.path());
+                *outcomes
+                    .entry(format!("{} {injection:?} → {ended}", scenario.name))
+                    .or_default() += 1;
+                count += 1;
+            }
+        }
+        let ended = run(scenario, 1, Injection::KillInVerification, root.path());
+        assert_eq!(
+            ended, "new",
+            "{}: a kill when only verification remained finishes the deployment",
+            scenario.name
+        );
+        count += 1;
+    }
+    for (outcome, n) in &outcomes {
+        println!("{outcome}: {n}");
+    }
+    println!("{count} fault scenarios ran; each left exactly the old or the new state");
+    // Injected errors and kills before or during a step always roll back.
+    for name in ["create", "update", "delete"] {
+        assert!(!outcomes.contains_key(&format!("{name} Fail → new")));
+        assert!(!outcomes.contains_key(&format!("{name} KillBefore → new")));
+    }
+}

@@ -1,0 +1,130 @@
+//! The router, its shared state, authentication, and the JSON body extractor with clear rejections.
+
+use std::sync::Arc;
+
+use axum::extract::rejection::JsonRejection;
+use axum::extract::{FromRequest, Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use preview_deploy::Engine;
+use preview_store::Store;
+use serde_json::json;
+
+use crate::error::ApiError;
+use crate::routes::{deployments, environments, projects};
+
+/// Request bodies larger than this are refused: a spec is a few kilobytes.
+pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
+
+pub(crate) struct AppState {
+    pub store: Arc<Store>,
+    pub engine: Arc<Engine>,
+    pub token_hash: String,
+}
+
+pub(crate) type SharedState = Arc<AppState>;
+
+pub(crate) fn router(state: SharedState) -> Router {
+    let api = Router::new()
+        .route("/v1/projects", get(projects::list).post(projects::register))
+        .route("/v1/projects/{project}", get(projects::show))
+        .route(
+            "/v1/projects/{project}/environments",
+            get(environments::list).post(environments::create),
+        )
+        .route(
+            "/v1/projects/{project}/environments/{environment}",
+            get(environments::show).delete(environments::delete),
+        )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/plan",
+            get(environments::plan),
+        )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/deploy",
+            post(environments::deploy),
+        )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/clone",
+            post(environments::clone),
+        )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/cancel",
+            post(environments::cancel),
+        )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/deployments",
+            get(deployments::list),
+        )
+        .route("/v1/deployments/{id}", get(deployments::show))
+        .route("/v1/deployments/{id}/logs", get(deployments::logs))
+        .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
+        .fallback(|| async {
+            ApiError::NotFound("no such API route; the routes start with /v1/".to_owned())
+        })
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::clone(&state),
+            authenticate,
+        ));
+    Router::new()
+        .route("/health", get(|| async { Json(json!({ "ok": true })) }))
+        .merge(api)
+        .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .with_state(state)
+}
+
+async fn authenticate(
+    State(state): State<SharedState>,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|value| value.to_str().ok())
+        .and_then(|value| value.strip_prefix("Bearer "));
+    match presented {
+        Some(token) if crate::auth::token_matches(token.trim(), &state.token_hash) => {
+            Ok(next.run(request).await)
+        }
+        _ => Err(ApiError::Unauthorized),
+    }
+}
+
+/// A JSON body whose rejections (bad JSON, wrong fields, too large, wrong content type) are clear API errors.
+pub(crate) struct Body<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, Self::Rejection> {
+        match Json::<T>::from_request(request, state).await {
+            Ok(Json(value)) => Ok(Body(value)),
+            Err(rejection) => Err(match rejection {
+                JsonRejection::BytesRejection(_) if is_too_large(&rejection) => {
+                    ApiError::TooLarge(format!(
+                        "request body too large: the limit is {} KiB",
+                        BODY_LIMIT / 1024
+                    ))
+                }
+                JsonRejection::MissingJsonContentType(_) => ApiError::BadRequest(
+                    "send the body as JSON with `Content-Type: application/json`".to_owned(),
+                ),
+                JsonRejection::JsonSyntaxError(e) => {
+                    ApiError::BadRequest(format!("malformed JSON: {}", e.body_text()))
+                }
+                JsonRejection::JsonDataError(e) => {
+                    ApiError::BadRequest(format!("unexpected JSON: {}", e.body_text()))
+                }
+                other => ApiError::BadRequest(other.body_text()),
+            }),
+        }
+    }
+}
+
+fn is_too_large(rejection: &JsonRejection) -> bool {
+    rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE
+}

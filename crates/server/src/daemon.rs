@@ -1,0 +1,185 @@
+//! Starting the daemon: data directory, store, identity, runtime, recovery, token, listener — in that order, so
+//! that no request is accepted before every unfinished deployment has been recovered.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use preview_deploy::{Engine, EngineConfig, Fault, RecordingRuntime, Runtime};
+use preview_store::Store;
+
+use crate::api::{AppState, router};
+use crate::auth::{
+    ClientConfig, client_config_path, new_token, read_client_config, sha256_hex,
+    write_client_config,
+};
+
+/// Where environments live.
+#[derive(Debug, Clone)]
+pub enum RuntimeChoice {
+    /// Records resources as files under the directory and starts nothing; faults can be injected for tests.
+    Recording {
+        dir: Option<PathBuf>,
+        fault: Option<Fault>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub data_dir: PathBuf,
+    /// `postgres://…` to share state between daemons; `None` for the SQLite file in the data directory.
+    pub store: Option<String>,
+    pub listen: SocketAddr,
+    pub runtime: RuntimeChoice,
+    pub step_timeout: Duration,
+}
+
+const TOKEN_HASH_KEY: &str = "api_token_sha256";
+
+fn log(message: &str) {
+    eprintln!("preview daemon: {message}");
+}
+
+pub async fn serve(config: ServeConfig) -> Result<(), String> {
+    create_private_dir(&config.data_dir)?;
+    let store = Arc::new(open_store(&config).await?);
+    let holder = daemon_identity(&config.data_dir)?;
+    let runtime: Arc<dyn Runtime> = match &config.runtime {
+        RuntimeChoice::Recording { dir, fault } => {
+            let dir = dir
+                .clone()
+                .unwrap_or_else(|| config.data_dir.join("runtime"));
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            log(&format!(
+                "runtime: recording resources under {} (no processes are started)",
+                dir.display()
+            ));
+            Arc::new(RecordingRuntime::on_disk(&dir).with_fault(*fault))
+        }
+    };
+    let engine = Engine::new(
+        Arc::clone(&store),
+        runtime,
+        &holder,
+        EngineConfig {
+            step_timeout: config.step_timeout,
+            ..EngineConfig::default()
+        },
+    );
+    let recovered = engine
+        .recover()
+        .await
+        .map_err(|e| format!("recovery failed: {e}"))?;
+    for deployment in &recovered {
+        log(&format!(
+            "recovered deployment {} of `{}`: {}",
+            deployment.id, deployment.environment, deployment.status
+        ));
+    }
+
+    let listener = tokio::net::TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
+    let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let token_hash = publish_token(&store, &config.data_dir, &format!("http://{address}")).await?;
+    let state = Arc::new(AppState {
+        store,
+        engine,
+        token_hash,
+    });
+    log(&format!(
+        "listening on http://{address}; client config in {}",
+        client_config_path(&config.data_dir).display()
+    ));
+    axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+async fn open_store(config: &ServeConfig) -> Result<Store, String> {
+    match &config.store {
+        Some(url) if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
+            Store::open_postgres(url).await.map_err(|e| e.to_string())
+        }
+        Some(other) => Err(format!(
+            "`{other}` is not a store URL; use postgres://… or leave --store out for SQLite"
+        )),
+        None => {
+            let path = config.data_dir.join("preview.db");
+            Store::open_sqlite(&path)
+                .await
+                .map_err(|e| format!("{}: {e}", path.display()))
+        }
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), String> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)
+        .map_err(|e| format!("cannot create the data directory {}: {e}", dir.display()))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))
+}
+
+/// This daemon's name in leases: kept in the data directory, so a restarted daemon recognises its own leases.
+fn daemon_identity(data_dir: &Path) -> Result<String, String> {
+    let path = data_dir.join("daemon-id");
+    if let Ok(id) = std::fs::read_to_string(&path)
+        && !id.trim().is_empty()
+    {
+        return Ok(id.trim().to_owned());
+    }
+    let id = format!("daemon-{}", &new_token()?[..12]);
+    std::fs::write(&path, &id).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(id)
+}
+
+/// Keeps the token of the existing client config if it is still the one whose hash is stored; otherwise makes a
+/// new one. Writes the client config with this daemon's address. Returns the stored hash.
+async fn publish_token(store: &Store, data_dir: &Path, address: &str) -> Result<String, String> {
+    let path = client_config_path(data_dir);
+    let stored = store
+        .meta(TOKEN_HASH_KEY)
+        .await
+        .map_err(|e| e.to_string())?;
+    let token = match (read_client_config(&path), &stored) {
+        (Some(existing), Some(hash)) if sha256_hex(&existing.token) == *hash => existing.token,
+        _ => {
+            let token = new_token()?;
+            store
+                .set_meta(TOKEN_HASH_KEY, &sha256_hex(&token))
+                .await
+                .map_err(|e| e.to_string())?;
+            log("generated a new API token");
+            token
+        }
+    };
+    write_client_config(
+        &path,
+        &ClientConfig {
+            address: address.to_owned(),
+            token: token.clone(),
+        },
+    )
+    .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
+    Ok(sha256_hex(&token))
+}
+
+async fn shutdown_signal() {
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(_) => std::future::pending().await,
+        }
+    };
+    tokio::select! {
+        _ = terminate => {}
+        _ = tokio::signal::ctrl_c() => {}
+    }
+    log("stopping");
+}

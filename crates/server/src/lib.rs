@@ -1,0 +1,15 @@
+//! The daemon behind `preview serve`: it opens the store, recovers every deployment left unfinished, and only
+//! then serves the REST API through which the CLI (and anything else holding the token) works.
+//!
+//! This crate owns HTTP and JSON: routes, authentication, error responses, the client config file. It turns API
+//! requests into engine calls and knows nothing of how a runtime does its work.
+
+mod api;
+mod auth;
+mod daemon;
+mod desired;
+mod error;
+mod routes;
+
+pub use auth::{ClientConfig, client_config_path};
+pub use daemon::{RuntimeChoice, ServeConfig, serve};

@@ -1,0 +1,137 @@
+//! Deployment history: records, per-step timing, journal lines, and cancelling.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use preview_store::{DeploymentRecord, JournalEntry, JournalEvent, Phase};
+use serde_json::{Value, json};
+
+use crate::api::SharedState;
+use crate::error::ApiError;
+use crate::routes::project_record;
+
+async fn record(state: &SharedState, id: &str) -> Result<DeploymentRecord, ApiError> {
+    state.store.deployment(id).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no deployment `{id}`; `preview deployments ENV` lists them"
+        ))
+    })
+}
+
+pub(crate) async fn list(
+    State(state): State<SharedState>,
+    Path((project, environment)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let deployments: Vec<Value> = state
+        .store
+        .deployments(&project.name, &environment, 50)
+        .await?
+        .iter()
+        .map(|d| {
+            json!({
+                "id": d.id, "operation": d.operation, "status": d.status, "reason": d.reason,
+                "steps": d.plan.steps.len(), "created_at": d.created_at, "finished_at": d.finished_at,
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "deployments": deployments })))
+}
+
+/// Each plan step with what happened to it, from the journal: applied, failed, undone, or never started.
+fn step_report(record: &DeploymentRecord, journal: &[JournalEntry]) -> Vec<Value> {
+    record
+        .plan
+        .steps
+        .iter()
+        .map(|step| {
+            let entries: Vec<&JournalEntry> = journal
+                .iter()
+                .filter(|e| e.step as usize == step.index)
+                .collect();
+            let at = |phase: Phase, event: JournalEvent| {
+                entries
+                    .iter()
+                    .find(|e| e.phase == phase && e.event == event)
+                    .map(|e| e.at)
+            };
+            let started = at(Phase::Apply, JournalEvent::Intent);
+            let applied = at(Phase::Apply, JournalEvent::Done);
+            let failed = entries
+                .iter()
+                .find(|e| e.phase == Phase::Apply && e.event == JournalEvent::Failed);
+            let undone = at(Phase::Compensate, JournalEvent::Done);
+            let state = match (started, applied, failed, undone) {
+                (_, _, _, Some(_)) => "undone",
+                (_, _, Some(_), None) => "failed",
+                (_, Some(_), None, None) => "applied",
+                (Some(_), None, None, None) => "interrupted",
+                (None, ..) => "not started",
+            };
+            json!({
+                "index": step.index + 1,
+                "action": step.action,
+                "resource": step.resource,
+                "state": state,
+                "duration_ms": started.zip(applied.or(failed.map(|f| f.at))).map(|(s, e)| e - s),
+                "error": failed.map(|f| f.message.clone()),
+            })
+        })
+        .collect()
+}
+
+pub(crate) async fn show(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = record(&state, &id).await?;
+    let journal = state.store.journal(&id).await?;
+    let steps = step_report(&record, &journal);
+    Ok(Json(json!({
+        "deployment": {
+            "id": record.id, "project": record.project, "environment": record.environment,
+            "operation": record.operation, "based_on": record.based_on, "status": record.status,
+            "reason": record.reason, "created_at": record.created_at, "finished_at": record.finished_at,
+        },
+        "steps": steps,
+    })))
+}
+
+pub(crate) async fn logs(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    record(&state, &id).await?;
+    let entries = state.store.journal(&id).await?;
+    Ok(Json(json!({ "entries": entries })))
+}
+
+pub(crate) async fn cancel(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let record = record(&state, &id).await?;
+    if record.status.is_finished() {
+        return Err(ApiError::Conflict(format!(
+            "deployment {id} has already ended ({})",
+            record.status
+        )));
+    }
+    cancel_running(&state, &record)
+}
+
+pub(crate) fn cancel_running(
+    state: &SharedState,
+    record: &DeploymentRecord,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if !state.engine.cancel(&record.id) {
+        return Err(ApiError::Conflict(format!(
+            "deployment {} is not running in this daemon (it is held by `{}`)",
+            record.id, record.holder
+        )));
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "cancelling": record.id })),
+    ))
+}

@@ -1,0 +1,17 @@
+//! One module per kind of API resource.
+
+pub(crate) mod deployments;
+pub(crate) mod environments;
+pub(crate) mod projects;
+
+use preview_store::{ProjectRecord, Store};
+
+use crate::error::ApiError;
+
+pub(crate) async fn project_record(store: &Store, name: &str) -> Result<ProjectRecord, ApiError> {
+    store.project(name).await?.ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "no project `{name}`; register its spec with `preview project register -f preview.yaml`"
+        ))
+    })
+}

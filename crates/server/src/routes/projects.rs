@@ -1,0 +1,69 @@
+//! Registering a project's spec, and reading projects back.
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use preview_store::ProjectRecord;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{Body, SharedState};
+use crate::error::ApiError;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Register {
+    /// The spec's file name, used in error messages.
+    file: String,
+    /// The spec's text.
+    source: String,
+}
+
+fn summary(project: &ProjectRecord) -> Value {
+    json!({ "name": project.name, "file": project.file, "updated_at": project.updated_at })
+}
+
+/// Validates the spec and stores it under its project name; an invalid spec changes nothing.
+pub(crate) async fn register(
+    State(state): State<SharedState>,
+    Body(body): Body<Register>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let spec = preview_spec::parse_spec(&body.file, &body.source)
+        .map_err(|d| ApiError::BadRequest(d.to_string()))?;
+    let record = ProjectRecord {
+        name: spec.project.clone(),
+        file: body.file,
+        source: body.source,
+        updated_at: now_ms(),
+    };
+    state.store.put_project(&record).await?;
+    let environments: Vec<&String> = spec.environments.keys().collect();
+    Ok((
+        StatusCode::OK,
+        Json(
+            json!({ "project": summary(&record), "services": spec.services.len(), "environments": environments }),
+        ),
+    ))
+}
+
+pub(crate) async fn list(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
+    let projects: Vec<Value> = state.store.projects().await?.iter().map(summary).collect();
+    Ok(Json(json!({ "projects": projects })))
+}
+
+pub(crate) async fn show(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let project = super::project_record(&state.store, &name).await?;
+    Ok(Json(
+        json!({ "project": summary(&project), "source": project.source }),
+    ))
+}
+
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
