@@ -74,6 +74,10 @@ enum Command {
         /// Seconds one step may take before it fails and the deployment rolls back.
         #[arg(long, default_value_t = 600)]
         step_timeout: u64,
+        /// Seconds a deployment's lease lasts without renewal; another daemon sharing the store takes over
+        /// a dead daemon's deployments after that.
+        #[arg(long, default_value_t = 30, hide = true)]
+        lease_ttl: u64,
     },
     /// Register or list projects (a project is registered by uploading its preview.yaml).
     Project {
@@ -202,6 +206,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime,
             fault,
             step_timeout,
+            lease_ttl,
         } => commands::serve::run(commands::serve::ServeArgs {
             data_dir,
             store,
@@ -209,6 +214,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             runtime,
             fault,
             step_timeout_secs: step_timeout,
+            lease_ttl_secs: lease_ttl,
         }),
         command => client_command(command, data_dir, cli.project, cli.output),
     }

@@ -356,3 +356,61 @@ fn plan_shows_changes_and_hides_secrets() {
     let plan = daemon.json(&["plan", "staging"]);
     assert_eq!(plan["steps"].as_array().map(Vec::len), Some(0));
 }
+
+#[test]
+fn a_daemon_sharing_a_postgres_store_takes_over_when_the_other_dies() {
+    let server = preview_testing::TestPostgres::start();
+    let url = server.create_database("shared");
+    let root = preview_testing::TempDir::new("shared-store");
+    // Both daemons record into one runtime directory, as two daemons would drive one cluster.
+    let runtime = format!("recording:{}", root.path().join("runtime").display());
+    let common = [
+        "--store",
+        url.as_str(),
+        "--runtime",
+        runtime.as_str(),
+        "--lease-ttl",
+        "1",
+    ];
+    let mut with_fault = common.to_vec();
+    with_fault.extend(["--fault", "stop-after@3"]);
+    let first = Daemon::start(&root.path().join("a"), &with_fault);
+    let (status, _) = first.http(
+        "POST",
+        "/v1/projects",
+        Some(&first.token),
+        Some("application/json"),
+        json!({ "file": "preview.yaml", "source": EXAMPLE })
+            .to_string()
+            .as_bytes(),
+    );
+    assert_eq!(status, 200);
+    let started = first.json(&["env", "create", "staging", "--no-wait"]);
+    let id = started["deployment"]["id"].as_str().expect("id").to_owned();
+    let marker = root.path().join("runtime/fault-reached");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !marker.exists() {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fault was not reached"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    first.kill();
+    // The second daemon starts while the first one's lease may still be valid; its sweep takes over later.
+    let second = Daemon::start(&root.path().join("b"), &common);
+    let ended = wait_until_ended(&second, &id);
+    assert_eq!(ended["deployment"]["status"], "rolled_back", "{ended}");
+    let address = preview_deploy::EnvironmentAddress {
+        project: "shop".into(),
+        environment: "staging".into(),
+    };
+    assert!(preview_deploy::read_state(&root.path().join("runtime"), &address).is_empty());
+    // The environment is free again for the surviving daemon.
+    let created = second.cli(&["env", "create", "staging"]);
+    assert!(
+        created.status.success(),
+        "{}",
+        String::from_utf8_lossy(&created.stderr)
+    );
+}

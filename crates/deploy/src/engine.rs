@@ -162,6 +162,17 @@ impl Engine {
         running.is_some_and(|switch| switch.send(true).is_ok())
     }
 
+    pub(crate) fn is_running(&self, deployment: &str) -> bool {
+        self.running
+            .lock()
+            .map(|r| r.contains_key(deployment))
+            .unwrap_or(false)
+    }
+
+    pub fn lease_ttl(&self) -> Duration {
+        self.config.lease_ttl
+    }
+
     pub(crate) fn context(&self, record: &DeploymentRecord, next_seq: i64) -> StepContext {
         StepContext {
             runtime: Arc::clone(&self.runtime),

@@ -9,11 +9,15 @@ use crate::ids::now_ms;
 
 impl Engine {
     /// Recovers every unfinished deployment whose lease this daemon holds (it restarted) or whose holder let the
-    /// lease expire (it is gone). A deployment whose every step was applied and verifies is committed; any other
+    /// lease expire (it is gone), except those this process is running. Safe to call at any time: the daemon
+    /// calls it at start, before serving, and then periodically to take over from daemons that died. A deployment whose every step was applied and verifies is committed; any other
     /// is rolled back. Returns the recovered deployments as they ended.
     pub async fn recover(self: &Arc<Self>) -> Result<Vec<DeploymentRecord>, EngineError> {
         let mut recovered = Vec::new();
         for deployment in self.store.unfinished_deployments().await? {
+            if self.is_running(&deployment.id) {
+                continue;
+            }
             let now = now_ms();
             let expires = now + self.config.lease_ttl.as_millis() as i64;
             if !self

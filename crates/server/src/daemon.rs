@@ -33,6 +33,8 @@ pub struct ServeConfig {
     pub listen: SocketAddr,
     pub runtime: RuntimeChoice,
     pub step_timeout: Duration,
+    /// How long a deployment's lease lasts without renewal; another daemon takes over after it expires.
+    pub lease_ttl: Duration,
 }
 
 const TOKEN_HASH_KEY: &str = "api_token_sha256";
@@ -65,6 +67,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         &holder,
         EngineConfig {
             step_timeout: config.step_timeout,
+            lease_ttl: config.lease_ttl,
             ..EngineConfig::default()
         },
     );
@@ -78,6 +81,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             deployment.id, deployment.environment, deployment.status
         ));
     }
+
+    sweep_orphans(Arc::clone(&engine));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -97,6 +102,26 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| e.to_string())
+}
+
+/// Takes over, now and then, the deployments of daemons that died while sharing this store.
+fn sweep_orphans(engine: Arc<Engine>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(engine.lease_ttl()).await;
+            match engine.recover().await {
+                Ok(recovered) => {
+                    for deployment in recovered {
+                        log(&format!(
+                            "took over deployment {} of `{}` from a daemon that is gone: {}",
+                            deployment.id, deployment.environment, deployment.status
+                        ));
+                    }
+                }
+                Err(error) => log(&format!("recovery sweep failed: {error}")),
+            }
+        }
+    });
 }
 
 async fn open_store(config: &ServeConfig) -> Result<Store, String> {

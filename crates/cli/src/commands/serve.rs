@@ -16,6 +16,7 @@ pub struct ServeArgs {
     pub runtime: String,
     pub fault: Option<String>,
     pub step_timeout_secs: u64,
+    pub lease_ttl_secs: u64,
 }
 
 pub fn run(args: ServeArgs) -> Result<(), Failure> {
@@ -50,6 +51,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         listen,
         runtime,
         step_timeout: Duration::from_secs(args.step_timeout_secs.max(1)),
+        lease_ttl: Duration::from_secs(args.lease_ttl_secs.max(1)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
