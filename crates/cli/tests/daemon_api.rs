@@ -7,19 +7,23 @@ use std::os::unix::fs::PermissionsExt;
 use serde_json::json;
 use support::{Daemon, EXAMPLE, wait_until_ended};
 
-fn registered(name: &str) -> (preview_testing::TempDir, Daemon) {
-    let root = preview_testing::TempDir::new(name);
-    let daemon = Daemon::start(&root.path().join("data"), &[]);
-    let (status, _) = daemon.http(
+/// Registers the example project through the API.
+fn register_example(daemon: &Daemon) {
+    let body = json!({ "file": "preview.yaml", "source": EXAMPLE }).to_string();
+    let (status, answer) = daemon.http(
         "POST",
         "/v1/projects",
         Some(&daemon.token),
         Some("application/json"),
-        json!({ "file": "preview.yaml", "source": EXAMPLE })
-            .to_string()
-            .as_bytes(),
+        body.as_bytes(),
     );
-    assert_eq!(status, 200);
+    assert_eq!(status, 200, "{answer}");
+}
+
+fn registered(name: &str) -> (preview_testing::TempDir, Daemon) {
+    let root = preview_testing::TempDir::new(name);
+    let daemon = Daemon::start(&root.path().join("data"), &[]);
+    register_example(&daemon);
     (root, daemon)
 }
 
@@ -267,16 +271,7 @@ fn bad_requests_get_a_clear_4xx_and_change_nothing() {
 fn a_second_deployment_is_refused_with_the_running_ones_id() {
     let root = preview_testing::TempDir::new("busy");
     let daemon = Daemon::start(&root.path().join("data"), &["--fault", "hang@1"]);
-    let (status, _) = daemon.http(
-        "POST",
-        "/v1/projects",
-        Some(&daemon.token),
-        Some("application/json"),
-        json!({ "file": "preview.yaml", "source": EXAMPLE })
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(status, 200);
+    register_example(&daemon);
     let first = daemon.json(&["env", "create", "staging", "--no-wait"]);
     let id = first["deployment"]["id"].as_str().expect("id").to_owned();
     let second = daemon.cli(&["env", "create", "staging"]);
@@ -375,16 +370,7 @@ fn a_daemon_sharing_a_postgres_store_takes_over_when_the_other_dies() {
     let mut with_fault = common.to_vec();
     with_fault.extend(["--fault", "stop-after@3"]);
     let first = Daemon::start(&root.path().join("a"), &with_fault);
-    let (status, _) = first.http(
-        "POST",
-        "/v1/projects",
-        Some(&first.token),
-        Some("application/json"),
-        json!({ "file": "preview.yaml", "source": EXAMPLE })
-            .to_string()
-            .as_bytes(),
-    );
-    assert_eq!(status, 200);
+    register_example(&first);
     let started = first.json(&["env", "create", "staging", "--no-wait"]);
     let id = started["deployment"]["id"].as_str().expect("id").to_owned();
     let marker = root.path().join("runtime/fault-reached");
