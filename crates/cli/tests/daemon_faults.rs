@@ -14,10 +14,14 @@ use support::{Daemon, EXAMPLE, copy_dir, wait_until_ended};
 
 fn desired(source: &str) -> BTreeMap<String, Resource> {
     let spec = preview_spec::parse_spec("preview.yaml", source).unwrap_or_else(|e| panic!("{e}"));
-    desired_state(&preview_resolve::resolve_environment(
-        &spec,
-        &spec.environments["staging"],
-    ))
+    desired_state(
+        &preview_resolve::resolve_environment(
+            &spec,
+            &spec.environments["staging"],
+            &preview_resolve::Context::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}")),
+    )
     .into_iter()
     .map(|r| (r.id.clone(), r))
     .collect()

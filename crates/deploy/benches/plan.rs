@@ -40,10 +40,14 @@ fn spec(variant: &str) -> String {
 
 fn resources(variant: &str) -> Vec<Resource> {
     let spec = preview_spec::parse_spec("bench.yaml", &spec(variant)).expect("valid bench spec");
-    desired_state(&preview_resolve::resolve_environment(
-        &spec,
-        &spec.environments["staging"],
-    ))
+    desired_state(
+        &preview_resolve::resolve_environment(
+            &spec,
+            &spec.environments["staging"],
+            &preview_resolve::Context::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}")),
+    )
 }
 
 async fn fill(store: &Store, state: &[Resource]) {

@@ -1,7 +1,7 @@
 //! A resolved environment → the resources that make it up.
 
-use preview_resolve::{ResolvedEnvironment, ResolvedService};
-use preview_spec::{ClonePolicy, SeedSource, ServiceKind, VariableValue};
+use preview_resolve::{ResolvedEnvironment, ResolvedService, SecretRef};
+use preview_spec::{ClonePolicy, SeedSource, ServiceKind};
 use serde_json::json;
 
 use crate::resource::{Resource, ResourceKind};
@@ -49,11 +49,31 @@ pub fn desired_state(environment: &ResolvedEnvironment) -> Vec<Resource> {
     resources
 }
 
-fn secret_names(environment: &ResolvedEnvironment) -> Vec<&str> {
-    let mut names: Vec<&str> = environment
+/// `project/NAME`, `service:web/NAME`, `database:db/password`: how a secret is named in resources and plans.
+pub(crate) fn secret_name(secret: &SecretRef) -> String {
+    match secret {
+        SecretRef::Stored { name, scope } => format!("{scope}/{name}"),
+        SecretRef::DatabasePassword { database } => format!("database:{database}/password"),
+    }
+}
+
+/// The secrets a service's variables need, named, sorted, once each.
+fn service_secrets(service: &ResolvedService) -> Vec<String> {
+    let mut names: Vec<String> = service
+        .variables
+        .values()
+        .flat_map(|v| v.value.secrets().map(secret_name))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    names
+}
+
+fn secret_names(environment: &ResolvedEnvironment) -> Vec<String> {
+    let mut names: Vec<String> = environment
         .services
         .values()
-        .flat_map(|s| s.secrets.iter().map(String::as_str))
+        .flat_map(service_secrets)
         .collect();
     names.sort_unstable();
     names.dedup();
@@ -75,17 +95,13 @@ fn service_resource(environment: &ResolvedEnvironment, service: &ResolvedService
         let target = environment.services.get(dependency)?;
         Some(service_resource_id(&target.kind, dependency))
     }));
+    // Secret parts appear as `[secret]`: resources never hold a secret value.
     let variables: serde_json::Map<String, serde_json::Value> = service
         .variables
         .iter()
-        .map(|(name, value)| {
-            let value = match value {
-                VariableValue::Text(text) => json!(text),
-                VariableValue::Alias(target) => json!({ "alias": target }),
-            };
-            (name.clone(), value)
-        })
+        .map(|(name, variable)| (name.clone(), json!(variable.value.redacted())))
         .collect();
+    let secrets = service_secrets(service);
     let content = match &service.kind {
         ServiceKind::App(app) => json!({
             "build": app.build,
@@ -96,7 +112,7 @@ fn service_resource(environment: &ResolvedEnvironment, service: &ResolvedService
             "replicas": app.replicas,
             "resources": app.resources,
             "variables": variables,
-            "secrets": service.secrets,
+            "secrets": secrets,
         }),
         ServiceKind::Database(database) => json!({
             "engine": database.engine,
@@ -110,7 +126,7 @@ fn service_resource(environment: &ResolvedEnvironment, service: &ResolvedService
             "command": job.command,
             "image": job.image,
             "variables": variables,
-            "secrets": service.secrets,
+            "secrets": secrets,
         }),
     };
     let kind = match service.kind {

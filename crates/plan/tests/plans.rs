@@ -6,10 +6,14 @@ const EXAMPLE: &str = include_str!("../../../examples/shop/preview.yaml");
 
 fn desired(source: &str, environment: &str) -> Vec<Resource> {
     let spec = preview_spec::parse_spec("shop.yaml", source).unwrap_or_else(|e| panic!("{e}"));
-    desired_state(&preview_resolve::resolve_environment(
-        &spec,
-        &spec.environments[environment],
-    ))
+    desired_state(
+        &preview_resolve::resolve_environment(
+            &spec,
+            &spec.environments[environment],
+            &preview_resolve::Context::default(),
+        )
+        .unwrap_or_else(|e| panic!("{e:?}")),
+    )
 }
 
 #[test]

@@ -1,17 +1,77 @@
-//! Spec + one environment → a [`ResolvedEnvironment`]: every service with the variables and secrets it runs with
-//! and the hostnames that lead to it.
+//! Spec + stored variables + one environment (+ a pull request's context) → a [`ResolvedEnvironment`]: every
+//! service with the effective value of each variable it sees and where that value came from.
 //!
-//! Variables are layered from least to most specific — project, environment, service, service in the
-//! environment — and the most specific definition wins. This crate does no I/O and knows nothing of plans,
-//! stores or runtimes.
+//! Precedence, least specific first: built-in < project < environment < service < service in the environment.
+//! At one level, values from the spec file come first, then values set through the CLI or API, then secrets;
+//! the last one wins. A clone (a preview) sees its source environment's scopes before its own. Aliases and
+//! `${{ … }}` references are expanded in dependency order; a cycle or a missing reference is an error naming the
+//! chain. Secret values never pass through this crate: a value that needs one holds a [`SecretRef`] that a
+//! runtime resolves at the moment it applies the resource. No I/O.
 
-use std::collections::{BTreeMap, BTreeSet};
+mod definitions;
+mod expand;
+mod outputs;
+mod scope;
+mod value;
+
+use std::collections::BTreeMap;
 
 use preview_spec::{
-    DomainSettings, Environment, Isolation, RuntimeKind, ServiceKind, Spec, VariableValue,
-    Variables,
+    DomainSettings, Environment, Isolation, RuntimeKind, SecretInPreviews, ServiceKind, Spec,
 };
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
+
+pub use outputs::{Endpoint, database_identity};
+pub use scope::{Level, Scope, Source};
+pub use value::{Part, SecretRef, Value};
+
+use definitions::Raw;
+
+/// A variable set through the CLI or API.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StoredVariable {
+    pub name: String,
+    pub scope: Scope,
+    pub value: String,
+}
+
+/// A secret that has a value in the store: only its name, scope and preview policy reach the resolver.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredSecret {
+    pub name: String,
+    pub scope: Scope,
+    pub previews: SecretInPreviews,
+}
+
+/// What a preview of a pull request knows about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PreviewContext {
+    pub forge: String,
+    pub repository: String,
+    pub number: u64,
+    pub branch: String,
+    pub commit: String,
+}
+
+/// Everything besides the spec that resolution takes into account.
+#[derive(Debug, Clone, Default)]
+pub struct Context {
+    pub stored: Vec<StoredVariable>,
+    pub secrets: Vec<StoredSecret>,
+    pub preview: Option<PreviewContext>,
+    /// For a clone: the environment it was made from.
+    pub based_on: Option<String>,
+    /// Where each service listens, as the runtime assigns it; services missing here get their name and
+    /// declared port.
+    pub endpoints: BTreeMap<String, Endpoint>,
+}
+
+impl Context {
+    /// Previews of pull requests and other clones follow the secrets' preview policies.
+    pub fn is_preview(&self) -> bool {
+        self.preview.is_some() || self.based_on.is_some()
+    }
+}
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ResolvedEnvironment {
@@ -28,64 +88,129 @@ pub struct ResolvedService {
     pub name: String,
     pub kind: ServiceKind,
     pub depends_on: Vec<String>,
-    /// The winning definition of each variable visible to the service.
-    pub variables: BTreeMap<String, VariableValue>,
-    /// Names of the secrets the service receives; values never pass through this crate.
-    pub secrets: BTreeSet<String>,
+    pub variables: BTreeMap<String, EffectiveVariable>,
     /// Public hostnames (generated first, then custom domains), empty for internal services.
     pub hostnames: Vec<String>,
 }
 
+/// A variable's effective value and its provenance.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EffectiveVariable {
+    pub name: String,
+    pub value: Value,
+    pub level: Level,
+    pub source: Source,
+    /// The definitions it won over, least specific first, as people may see them (secrets as `[secret]`).
+    pub shadowed: Vec<Shadowed>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Shadowed {
+    pub level: Level,
+    pub source: Source,
+    pub value: String,
+}
+
+/// A variable that cannot be resolved, and why.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+pub struct ResolveError {
+    pub service: String,
+    pub variable: String,
+    pub message: String,
+}
+
+impl std::fmt::Display for ResolveError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "service `{}`, variable `{}`: {}",
+            self.service, self.variable, self.message
+        )
+    }
+}
+
 /// Resolves `environment` (a declared environment of `spec`, or a clone built by `preview_spec`).
-pub fn resolve_environment(spec: &Spec, environment: &Environment) -> ResolvedEnvironment {
-    let services = environment
-        .services
-        .values()
-        .map(|service| {
-            let scopes: [Option<&Variables>; 4] = [
-                Some(&spec.variables),
-                Some(&environment.variables),
-                Some(&service.variables),
-                environment.service_variables.get(&service.name),
-            ];
-            let variables = scopes
-                .into_iter()
-                .flatten()
-                .flat_map(|scope| {
-                    scope
-                        .iter()
-                        .map(|(name, v)| (name.clone(), v.value.clone()))
-                })
-                .collect();
-            let secrets = spec
-                .secrets
-                .iter()
-                .chain(&environment.secrets)
-                .chain(&service.secrets)
-                .map(|s| s.name.clone())
-                .collect();
-            let resolved = ResolvedService {
-                name: service.name.clone(),
-                kind: service.kind.clone(),
-                depends_on: service
-                    .depends_on
-                    .iter()
-                    .map(|d| d.service.clone())
-                    .collect(),
-                variables,
-                secrets,
-                hostnames: hostnames(spec, &environment.name, service),
+pub fn resolve_environment(
+    spec: &Spec,
+    environment: &Environment,
+    context: &Context,
+) -> Result<ResolvedEnvironment, Vec<ResolveError>> {
+    let mut services = BTreeMap::new();
+    let mut errors: Vec<ResolveError> = Vec::new();
+    for service in environment.services.values() {
+        let definitions = definitions::collect(spec, environment, service, context);
+        let mut expander = expand::Expander::new(spec, environment, context, &definitions);
+        let mut variables = BTreeMap::new();
+        for (name, candidates) in &definitions {
+            let Some(winner) = candidates.last() else {
+                continue;
             };
-            (service.name.clone(), resolved)
-        })
-        .collect();
-    ResolvedEnvironment {
+            match expander.variable(name) {
+                Ok(value) => {
+                    let shadowed = candidates[..candidates.len() - 1]
+                        .iter()
+                        .map(|d| Shadowed {
+                            level: d.level,
+                            source: d.source.clone(),
+                            value: shown(&d.raw),
+                        })
+                        .collect();
+                    let variable = EffectiveVariable {
+                        name: name.clone(),
+                        value,
+                        level: winner.level,
+                        source: winner.source.clone(),
+                        shadowed,
+                    };
+                    variables.insert(name.clone(), variable);
+                }
+                // One cause is reported once, at the first variable that meets it.
+                Err(message)
+                    if !errors
+                        .iter()
+                        .any(|e| e.service == service.name && e.message == message) =>
+                {
+                    errors.push(ResolveError {
+                        service: service.name.clone(),
+                        variable: name.clone(),
+                        message,
+                    });
+                }
+                Err(_) => {}
+            }
+        }
+        let resolved = ResolvedService {
+            name: service.name.clone(),
+            kind: service.kind.clone(),
+            depends_on: service
+                .depends_on
+                .iter()
+                .map(|d| d.service.clone())
+                .collect(),
+            variables,
+            hostnames: hostnames(spec, &environment.name, service),
+        };
+        services.insert(service.name.clone(), resolved);
+    }
+    if !errors.is_empty() {
+        errors.sort();
+        return Err(errors);
+    }
+    Ok(ResolvedEnvironment {
         project: spec.project.clone(),
         name: environment.name.clone(),
         isolation: spec.isolation,
         runtime: spec.runtime,
         domain: spec.domain.clone(),
         services,
+    })
+}
+
+fn shown(raw: &Raw) -> String {
+    match raw {
+        Raw::Text(text) => text.clone(),
+        Raw::Alias(target) => format!("alias of {target}"),
+        Raw::Value(value) => value.redacted(),
     }
 }
 
@@ -103,38 +228,4 @@ fn hostnames(spec: &Spec, environment: &str, service: &preview_spec::Service) ->
         preview_spec::fill_placeholders(&d.name, &spec.project, &service.name, environment)
     });
     std::iter::once(generated).chain(custom).collect()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    const EXAMPLE: &str = include_str!("../../../examples/shop/preview.yaml");
-
-    #[test]
-    fn the_most_specific_scope_wins() {
-        let spec = preview_spec::parse_spec("shop.yaml", EXAMPLE).expect("example is valid");
-        let (_, preview) = preview_spec::clone_environment("shop.yaml", EXAMPLE, "staging", "pr-7")
-            .expect("clone");
-        let resolved = resolve_environment(&spec, &preview);
-        let storefront = &resolved.services["storefront"];
-        let text = |name: &str| match &storefront.variables[name] {
-            VariableValue::Text(text) => text.clone(),
-            VariableValue::Alias(target) => format!("alias of {target}"),
-        };
-        assert_eq!(text("SHOP_MODE"), "preview", "environment over project");
-        assert_eq!(
-            text("LOG_LEVEL"),
-            "debug",
-            "service-in-environment over project"
-        );
-        assert_eq!(text("CATALOG_URL"), "${{ services.catalog.url }}");
-        assert!(
-            storefront.secrets.contains("SESSION_KEY")
-                && storefront.secrets.contains("MASKING_KEY")
-        );
-        assert_eq!(storefront.hostnames[0], "storefront-pr-7.shop.localhost");
-        assert_eq!(storefront.hostnames[1], "pr-7.preview.example.test");
-        assert!(resolved.services["catalog"].hostnames.is_empty());
-    }
 }

@@ -32,7 +32,17 @@ pub(crate) fn desired_for(
             (spec, env)
         }
     };
-    Ok(desired_state(&preview_resolve::resolve_environment(
-        &spec, &env,
-    )))
+    let context = preview_resolve::Context {
+        based_on: based_on.map(str::to_owned),
+        ..preview_resolve::Context::default()
+    };
+    let resolved =
+        preview_resolve::resolve_environment(&spec, &env, &context).map_err(|errors| {
+            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+            ApiError::BadRequest(format!(
+                "`{environment}` cannot be resolved:\n{}",
+                lines.join("\n")
+            ))
+        })?;
+    Ok(desired_state(&resolved))
 }

@@ -16,7 +16,7 @@ mod read;
 pub mod references;
 mod routes;
 mod services;
-mod suggest;
+pub mod suggest;
 mod variables;
 mod yaml;
 

@@ -7,8 +7,15 @@ use crate::diagnostic::Sink;
 use crate::model::{Service, Variable};
 use crate::suggest::did_you_mean;
 
-/// The expressions between `${{` and `}}` in `text`, trimmed; `Err` with the offending rest if one is unclosed.
-pub fn references(text: &str) -> Result<Vec<&str>, &str> {
+/// A piece of a variable's value: literal text, or the expression of a `${{ … }}` reference (trimmed).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Segment<'a> {
+    Text(&'a str),
+    Reference(&'a str),
+}
+
+/// Splits `text` into literal text and references; `Err` with the offending rest if a `${{` is not closed.
+pub fn segments(text: &str) -> Result<Vec<Segment<'_>>, &str> {
     let mut found = Vec::new();
     let mut rest = text;
     while let Some(start) = rest.find("${{") {
@@ -16,10 +23,27 @@ pub fn references(text: &str) -> Result<Vec<&str>, &str> {
         let Some(end) = after.find("}}") else {
             return Err(&rest[start..]);
         };
-        found.push(after[..end].trim());
+        if start > 0 {
+            found.push(Segment::Text(&rest[..start]));
+        }
+        found.push(Segment::Reference(after[..end].trim()));
         rest = &after[end + 2..];
     }
+    if !rest.is_empty() {
+        found.push(Segment::Text(rest));
+    }
     Ok(found)
+}
+
+/// The expressions between `${{` and `}}` in `text`, trimmed; `Err` with the offending rest if one is unclosed.
+pub fn references(text: &str) -> Result<Vec<&str>, &str> {
+    Ok(segments(text)?
+        .into_iter()
+        .filter_map(|segment| match segment {
+            Segment::Reference(expression) => Some(expression),
+            Segment::Text(_) => None,
+        })
+        .collect())
 }
 
 pub(crate) fn check_references<'a>(
@@ -63,9 +87,9 @@ fn reference_problem(expression: &str, services: &BTreeMap<String, Service>) -> 
         (Some("services"), _, _) => Some(format!(
             "`${{{{ {expression} }}}}` is incomplete; write `${{{{ services.<service>.<output> }}}}`, e.g. `${{{{ services.db.url }}}}`"
         )),
-        (Some("variables" | "preview" | "environment" | "project"), _, _) => None,
+        (Some("variables" | "secrets" | "preview" | "environment" | "project"), _, _) => None,
         _ => Some(format!(
-            "`${{{{ {expression} }}}}` is not a reference; references start with `services.`, `variables.`, `environment.`, `project.` or `preview.`"
+            "`${{{{ {expression} }}}}` is not a reference; references start with `services.`, `variables.`, `secrets.`, `environment.`, `project.` or `preview.`"
         )),
     }
 }

@@ -1,10 +1,7 @@
 //! "Did you mean" for misspelt keys, names and values.
 
 /// The closest candidate to `word`, if one is close enough to be a plausible typo or abbreviation.
-pub(crate) fn closest<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
+pub fn closest<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
     let word_lower = word.to_ascii_lowercase().replace('-', "_");
     let candidates: Vec<&str> = candidates.into_iter().collect();
     // An abbreviation (`prod` for `production`) is far in edit distance but an obvious intent.
@@ -35,10 +32,7 @@ pub(crate) fn closest<'a>(
 }
 
 /// `; did you mean `x`?` or nothing.
-pub(crate) fn did_you_mean<'a>(
-    word: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> String {
+pub fn did_you_mean<'a>(word: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
     match closest(word, candidates) {
         Some(candidate) => format!("; did you mean `{candidate}`?"),
         None => String::new(),

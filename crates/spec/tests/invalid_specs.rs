@@ -517,7 +517,7 @@ fn reference_not_closed() {
 fn reference_to_nothing_known() {
     check(
         &with_envs("project: p\nvariables:\n  URL: ${{ web.url }}\n"),
-        "3:8 variables.URL: `${{ web.url }}` is not a reference; references start with `services.`, `variables.`, `environment.`, `project.` or `preview.`",
+        "3:8 variables.URL: `${{ web.url }}` is not a reference; references start with `services.`, `variables.`, `secrets.`, `environment.`, `project.` or `preview.`",
     );
 }
 
