@@ -130,3 +130,28 @@ pub enum Outcome {
     /// The rollback could not finish; the lease is kept so that nothing else touches the environment.
     Failed { reason: String },
 }
+
+/// A plain variable set through the CLI or API. `scope` is written as the CLI takes it (`project`,
+/// `environment:staging`, `service:web`, `service:web@staging`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct VariableRecord {
+    pub project: String,
+    pub scope: String,
+    pub name: String,
+    pub value: String,
+    pub updated_at: i64,
+}
+
+/// A sealed secret: only its ciphertext, nonce and keyed fingerprint are stored, never its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SecretRecord {
+    pub project: String,
+    pub scope: String,
+    pub name: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub fingerprint: String,
+    /// `share`, `withhold`, or `substitute:VARIABLE`.
+    pub previews: String,
+    pub updated_at: i64,
+}

@@ -460,6 +460,175 @@ impl Store {
     }
 }
 
+impl Store {
+    // ------------------------------------------------------------------ variables
+
+    pub async fn set_variable(&self, variable: &VariableRecord) -> Result<()> {
+        self.driver
+            .transaction(vec![Statement::new(
+                "INSERT INTO variables (project, scope, name, value, updated_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (project, scope, name) DO UPDATE SET value = excluded.value, updated_at = excluded.updated_at",
+                vec![
+                    variable.project.clone().into(),
+                    variable.scope.clone().into(),
+                    variable.name.clone().into(),
+                    variable.value.clone().into(),
+                    variable.updated_at.into(),
+                ],
+            )])
+            .await
+            .map_err(Into::into)
+    }
+
+    /// `false` if there was no such variable.
+    pub async fn unset_variable(&self, project: &str, scope: &str, name: &str) -> Result<bool> {
+        self.delete_one(
+            "DELETE FROM variables WHERE project = $1 AND scope = $2 AND name = $3",
+            project,
+            scope,
+            name,
+        )
+        .await
+    }
+
+    pub async fn variables(&self, project: &str) -> Result<Vec<VariableRecord>> {
+        let rows = self
+            .driver
+            .query(
+                "SELECT project, scope, name, value, updated_at FROM variables WHERE project = $1 ORDER BY scope, name",
+                vec![project.into()],
+            )
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(VariableRecord {
+                    project: text(row, 0)?,
+                    scope: text(row, 1)?,
+                    name: text(row, 2)?,
+                    value: text(row, 3)?,
+                    updated_at: int(row, 4)?,
+                })
+            })
+            .collect()
+    }
+
+    // ------------------------------------------------------------------ secrets
+
+    pub async fn put_secret(&self, secret: &SecretRecord) -> Result<()> {
+        self.driver
+            .transaction(vec![upsert_secret(secret)])
+            .await
+            .map_err(Into::into)
+    }
+
+    /// `false` if there was no such secret.
+    pub async fn delete_secret(&self, project: &str, scope: &str, name: &str) -> Result<bool> {
+        self.delete_one(
+            "DELETE FROM secrets WHERE project = $1 AND scope = $2 AND name = $3",
+            project,
+            scope,
+            name,
+        )
+        .await
+    }
+
+    /// The project's secrets (every project's with `None`), sealed.
+    pub async fn secrets(&self, project: Option<&str>) -> Result<Vec<SecretRecord>> {
+        let columns = "SELECT project, scope, name, nonce, ciphertext, fingerprint, previews, updated_at FROM secrets";
+        let rows = match project {
+            Some(project) => {
+                self.driver
+                    .query(
+                        &format!("{columns} WHERE project = $1 ORDER BY scope, name"),
+                        vec![project.into()],
+                    )
+                    .await?
+            }
+            None => {
+                self.driver
+                    .query(&format!("{columns} ORDER BY project, scope, name"), vec![])
+                    .await?
+            }
+        };
+        rows.iter().map(secret_record).collect()
+    }
+
+    /// Replaces every given secret and the meta value `key` in one transaction: a key rotation either rewrites
+    /// everything under the new key or nothing.
+    pub async fn rotate_secrets(
+        &self,
+        secrets: &[SecretRecord],
+        key: &str,
+        value: &str,
+    ) -> Result<()> {
+        let mut batch: Vec<Statement> = secrets.iter().map(upsert_secret).collect();
+        batch.push(Statement::new(
+            "INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+            vec![key.into(), value.into()],
+        ));
+        self.driver.transaction(batch).await.map_err(Into::into)
+    }
+
+    async fn delete_one(&self, sql: &str, project: &str, scope: &str, name: &str) -> Result<bool> {
+        let delete =
+            Statement::new(sql, vec![project.into(), scope.into(), name.into()]).must_change();
+        match self.driver.transaction(vec![delete]).await {
+            Ok(()) => Ok(true),
+            Err(DriverError::Unchanged(_)) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+}
+
+fn upsert_secret(secret: &SecretRecord) -> Statement {
+    Statement::new(
+        "INSERT INTO secrets (project, scope, name, nonce, ciphertext, fingerprint, previews, updated_at)
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+         ON CONFLICT (project, scope, name) DO UPDATE SET nonce = excluded.nonce, ciphertext = excluded.ciphertext,
+         fingerprint = excluded.fingerprint, previews = excluded.previews, updated_at = excluded.updated_at",
+        vec![
+            secret.project.clone().into(),
+            secret.scope.clone().into(),
+            secret.name.clone().into(),
+            hex(&secret.nonce).into(),
+            hex(&secret.ciphertext).into(),
+            secret.fingerprint.clone().into(),
+            secret.previews.clone().into(),
+            secret.updated_at.into(),
+        ],
+    )
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex(text: &str) -> Result<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return Err(StoreError::Corrupt("odd-length hex".to_owned()));
+    }
+    (0..text.len())
+        .step_by(2)
+        .map(|i| {
+            u8::from_str_radix(&text[i..i + 2], 16)
+                .map_err(|_| StoreError::Corrupt("not hex".to_owned()))
+        })
+        .collect()
+}
+
+fn secret_record(row: &Row) -> Result<SecretRecord> {
+    Ok(SecretRecord {
+        project: text(row, 0)?,
+        scope: text(row, 1)?,
+        name: text(row, 2)?,
+        nonce: unhex(&text(row, 3)?)?,
+        ciphertext: unhex(&text(row, 4)?)?,
+        fingerprint: text(row, 5)?,
+        previews: text(row, 6)?,
+        updated_at: int(row, 7)?,
+    })
+}
+
 const DEPLOYMENT_COLUMNS: &str = "SELECT id, project, environment, operation, based_on, status, reason, plan, holder, \
                                   created_at, finished_at FROM deployments";
 

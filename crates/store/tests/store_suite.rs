@@ -29,6 +29,8 @@ cases!(
     concurrent_starts_let_exactly_one_through,
     history_is_newest_first,
     meta_values,
+    variables_are_set_replaced_and_unset,
+    secrets_are_stored_sealed_and_rotated_together,
 );
 
 #[tokio::test(flavor = "multi_thread")]
@@ -443,4 +445,97 @@ async fn meta_values(store: Store) {
         store.meta("token").await.expect("meta"),
         Some("b".to_owned())
     );
+}
+
+async fn variables_are_set_replaced_and_unset(store: Store) {
+    let variable = |scope: &str, value: &str| VariableRecord {
+        project: "shop".into(),
+        scope: scope.into(),
+        name: "LOG".into(),
+        value: value.into(),
+        updated_at: 1,
+    };
+    store
+        .set_variable(&variable("project", "info"))
+        .await
+        .expect("set");
+    store
+        .set_variable(&variable("project", "warn"))
+        .await
+        .expect("replace");
+    store
+        .set_variable(&variable("service:web@staging", "debug"))
+        .await
+        .expect("set");
+    assert_eq!(
+        store.variables("shop").await.expect("list"),
+        vec![
+            variable("project", "warn"),
+            variable("service:web@staging", "debug")
+        ]
+    );
+    assert!(
+        store
+            .unset_variable("shop", "project", "LOG")
+            .await
+            .expect("unset")
+    );
+    assert!(
+        !store
+            .unset_variable("shop", "project", "LOG")
+            .await
+            .expect("unset again")
+    );
+    assert_eq!(store.variables("shop").await.expect("list").len(), 1);
+    assert!(
+        store
+            .variables("blog")
+            .await
+            .expect("other project")
+            .is_empty()
+    );
+}
+
+async fn secrets_are_stored_sealed_and_rotated_together(store: Store) {
+    let secret = |name: &str, byte: u8| SecretRecord {
+        project: "shop".into(),
+        scope: "project".into(),
+        name: name.into(),
+        nonce: vec![byte; 24],
+        ciphertext: vec![byte, 0, 255],
+        fingerprint: format!("fp{byte}"),
+        previews: "share".into(),
+        updated_at: 1,
+    };
+    store.put_secret(&secret("A", 1)).await.expect("put");
+    store.put_secret(&secret("B", 2)).await.expect("put");
+    assert_eq!(
+        store.secrets(Some("shop")).await.expect("list"),
+        vec![secret("A", 1), secret("B", 2)]
+    );
+    store
+        .rotate_secrets(&[secret("A", 3), secret("B", 4)], "key_check", "new-check")
+        .await
+        .expect("rotate");
+    assert_eq!(
+        store.secrets(None).await.expect("all"),
+        vec![secret("A", 3), secret("B", 4)]
+    );
+    assert_eq!(
+        store.meta("key_check").await.expect("meta").as_deref(),
+        Some("new-check")
+    );
+    assert!(
+        store
+            .delete_secret("shop", "project", "A")
+            .await
+            .expect("delete")
+    );
+    assert!(
+        !store
+            .delete_secret("shop", "project", "A")
+            .await
+            .expect("delete again")
+    );
+    assert_eq!(store.secrets(Some("shop")).await.expect("list").len(), 1);
 }
