@@ -116,6 +116,72 @@ enum Command {
         #[command(subcommand)]
         action: DeploymentAction,
     },
+    /// Set, unset or list variables, or show an environment's effective variables with their provenance.
+    Vars {
+        #[command(subcommand)]
+        action: VarsAction,
+    },
+    /// Set, unset or list secrets (values are write-only), or rotate the master key.
+    Secret {
+        #[command(subcommand)]
+        action: SecretAction,
+    },
+}
+
+/// `project`, `environment:NAME`, `service:NAME` or `service:NAME@ENVIRONMENT`.
+const SCOPE_HELP: &str = "project";
+
+#[derive(Subcommand)]
+enum VarsAction {
+    /// Set NAME=VALUE at a scope (a value set here wins over the spec's at the same scope).
+    Set {
+        assignment: String,
+        /// `project`, `environment:NAME`, `service:NAME` or `service:NAME@ENVIRONMENT`.
+        #[arg(long, default_value = SCOPE_HELP)]
+        scope: String,
+    },
+    /// Remove a variable set through the CLI or API.
+    Unset {
+        name: String,
+        #[arg(long, default_value = SCOPE_HELP)]
+        scope: String,
+    },
+    /// List the variables set through the CLI or API.
+    List,
+    /// Every effective variable of ENV with the scope and source that won and what it shadowed.
+    Show {
+        env: String,
+        /// Only this service.
+        #[arg(long)]
+        service: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum SecretAction {
+    /// Set a secret; the value is read from standard input, or from --from-file, never from an argument.
+    Set {
+        name: String,
+        /// `project`, `environment:NAME`, `service:NAME` or `service:NAME@ENVIRONMENT`.
+        #[arg(long, default_value = SCOPE_HELP)]
+        scope: String,
+        /// Read the value from this file instead of standard input.
+        #[arg(long, value_name = "FILE")]
+        from_file: Option<PathBuf>,
+        /// In previews: `share` it, `withhold` it, or `substitute:VARIABLE` to give previews that variable instead.
+        #[arg(long, default_value = "share")]
+        previews: String,
+    },
+    /// Remove a secret.
+    Unset {
+        name: String,
+        #[arg(long, default_value = SCOPE_HELP)]
+        scope: String,
+    },
+    /// List secrets: names, scopes, keyed fingerprints and update times — never values.
+    List,
+    /// Re-encrypt every secret under a new master key, in one transaction.
+    RotateKey,
 }
 
 #[derive(Subcommand)]
@@ -281,6 +347,40 @@ fn client_command(
             Command::Deployments { env } => {
                 commands::environments::deployments(&context, &env).await
             }
+            Command::Vars { action } => match action {
+                VarsAction::Set { assignment, scope } => {
+                    commands::variables::set(&context, &assignment, &scope).await
+                }
+                VarsAction::Unset { name, scope } => {
+                    commands::variables::unset(&context, &name, &scope, false).await
+                }
+                VarsAction::List => commands::variables::list(&context).await,
+                VarsAction::Show { env, service } => {
+                    commands::variables::show(&context, &env, service.as_deref()).await
+                }
+            },
+            Command::Secret { action } => match action {
+                SecretAction::Set {
+                    name,
+                    scope,
+                    from_file,
+                    previews,
+                } => {
+                    commands::variables::set_secret(
+                        &context,
+                        &name,
+                        &scope,
+                        from_file.as_deref(),
+                        &previews,
+                    )
+                    .await
+                }
+                SecretAction::Unset { name, scope } => {
+                    commands::variables::unset(&context, &name, &scope, true).await
+                }
+                SecretAction::List => commands::variables::list_secrets(&context).await,
+                SecretAction::RotateKey => commands::variables::rotate_key(&context).await,
+            },
             Command::Deployment { action } => match action {
                 DeploymentAction::Show { id } => {
                     commands::environments::deployment_show(&context, &id).await

@@ -18,6 +18,7 @@ fn register_example(daemon: &Daemon) {
         body.as_bytes(),
     );
     assert_eq!(status, 200, "{answer}");
+    daemon.set_example_secrets();
 }
 
 fn registered(name: &str) -> (preview_testing::TempDir, Daemon) {
@@ -383,6 +384,13 @@ fn a_daemon_sharing_a_postgres_store_takes_over_when_the_other_dies() {
         std::thread::sleep(std::time::Duration::from_millis(5));
     }
     first.kill();
+    // Daemons sharing a store share its master key.
+    std::fs::create_dir_all(root.path().join("b")).expect("data dir");
+    std::fs::copy(
+        root.path().join("a/master.key"),
+        root.path().join("b/master.key"),
+    )
+    .expect("copy key");
     // The second daemon starts while the first one's lease may still be valid; its sweep takes over later.
     let second = Daemon::start(&root.path().join("b"), &common);
     let ended = wait_until_ended(&second, &id);

@@ -12,19 +12,37 @@ use std::time::{Duration, Instant};
 use preview_plan::{Resource, desired_state, plan_deployment};
 use support::{Daemon, EXAMPLE, copy_dir, wait_until_ended};
 
-fn desired(source: &str) -> BTreeMap<String, Resource> {
+fn desired(source: &str, versions: &preview_plan::SecretVersions) -> BTreeMap<String, Resource> {
     let spec = preview_spec::parse_spec("preview.yaml", source).unwrap_or_else(|e| panic!("{e}"));
-    desired_state(
-        &preview_resolve::resolve_environment(
-            &spec,
-            &spec.environments["staging"],
-            &preview_resolve::Context::default(),
-        )
-        .unwrap_or_else(|e| panic!("{e:?}")),
-    )
-    .into_iter()
-    .map(|r| (r.id.clone(), r))
-    .collect()
+    let context = preview_resolve::Context::default();
+    let resolved =
+        preview_resolve::resolve_environment(&spec, &spec.environments["staging"], &context)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    desired_state(&resolved, versions)
+        .into_iter()
+        .map(|r| (r.id.clone(), r))
+        .collect()
+}
+
+/// The secrets' fingerprints as the daemon puts them into resources.
+fn versions(daemon: &Daemon) -> preview_plan::SecretVersions {
+    let listed = daemon.json(&["secret", "list"]);
+    listed["secrets"]
+        .as_array()
+        .expect("secrets")
+        .iter()
+        .map(|s| {
+            let name = format!(
+                "{}/{}",
+                s["scope"].as_str().expect("scope"),
+                s["name"].as_str().expect("name")
+            );
+            (
+                name,
+                s["fingerprint"].as_str().expect("fingerprint").to_owned(),
+            )
+        })
+        .collect()
 }
 
 fn changed_example() -> String {
@@ -59,15 +77,21 @@ fn register(daemon: &Daemon, dir: &Path, source: &str) {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    daemon.set_example_secrets();
 }
 
-/// A stopped daemon's data directory in which `prepare` has been done.
-fn baseline(root: &Path, name: &str, prepare: impl FnOnce(&Daemon)) -> std::path::PathBuf {
+/// A stopped daemon's data directory in which `prepare` has been done, and its secrets' fingerprints.
+fn baseline(
+    root: &Path,
+    name: &str,
+    prepare: impl FnOnce(&Daemon),
+) -> (std::path::PathBuf, preview_plan::SecretVersions) {
     let data = root.join(name);
     let daemon = Daemon::start(&data, &[]);
     prepare(&daemon);
+    let versions = versions(&daemon);
     daemon.stop();
-    data
+    (data, versions)
 }
 
 struct Scenario {
@@ -174,33 +198,43 @@ fn every_step_of_create_update_and_delete_survives_errors_and_kills() {
     let empty = baseline(root.path(), "empty", |d| register(d, &spec_dir, &v1));
     let created = baseline(root.path(), "created", |d| {
         register(d, &spec_dir, &v1);
-        assert!(d.cli(&["env", "create", "staging"]).status.success());
+        let out = d.cli(&["env", "create", "staging"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
     });
     let outdated = baseline(root.path(), "outdated", |d| {
         register(d, &spec_dir, &v1);
-        assert!(d.cli(&["env", "create", "staging"]).status.success());
+        let out = d.cli(&["env", "create", "staging"]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         register(d, &spec_dir, &v2);
     });
     let scenarios = [
         Scenario {
             name: "create",
-            base: empty,
+            base: empty.0,
             command: vec!["env", "create", "staging"],
             old: BTreeMap::new(),
-            new: desired(&v1),
+            new: desired(&v1, &empty.1),
         },
         Scenario {
             name: "update",
-            base: outdated,
+            base: outdated.0,
             command: vec!["deploy", "staging"],
-            old: desired(&v1),
-            new: desired(&v2),
+            old: desired(&v1, &outdated.1),
+            new: desired(&v2, &outdated.1),
         },
         Scenario {
             name: "delete",
-            base: created,
+            base: created.0,
             command: vec!["env", "delete", "staging"],
-            old: desired(&v1),
+            old: desired(&v1, &created.1),
             new: BTreeMap::new(),
         },
     ];

@@ -47,6 +47,7 @@ fn resources(variant: &str) -> Vec<Resource> {
             &preview_resolve::Context::default(),
         )
         .unwrap_or_else(|e| panic!("{e:?}")),
+        &Default::default(),
     )
 }
 

@@ -248,6 +248,10 @@ impl Engine {
                 }
             }
         }
+        // A cancel ends steps with errors of their own; what happened is still the cancel.
+        if *cancel.borrow() {
+            return Err("cancelled".to_owned());
+        }
         match failure {
             Some(reason) => Err(reason),
             None if done.iter().all(|d| *d) => Ok(()),

@@ -15,4 +15,6 @@ mod steps;
 
 pub use engine::{DeploymentRequest, Engine, EngineConfig, EngineError};
 pub use recording::{Fault, FaultKind, RecordingRuntime, read_state};
-pub use runtime::{EnvironmentAddress, Observed, Runtime, RuntimeError, StepLog};
+pub use runtime::{
+    EnvironmentAddress, NoSecrets, Observed, Runtime, RuntimeError, SecretSource, StepLog,
+};

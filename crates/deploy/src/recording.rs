@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use async_trait::async_trait;
 use preview_plan::{Resource, ResourceKind};
 
-use crate::runtime::{EnvironmentAddress, Observed, Runtime, RuntimeError, StepLog};
+use crate::runtime::{
+    EnvironmentAddress, NoSecrets, Observed, Runtime, RuntimeError, SecretSource, StepLog,
+};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum FaultKind {
@@ -68,6 +70,7 @@ pub struct RecordingRuntime {
     fault: Option<Fault>,
     /// A fault fires once; this marks that `StopVerify` has.
     verify_stopped: std::sync::atomic::AtomicBool,
+    secrets: std::sync::Arc<dyn SecretSource>,
 }
 
 impl RecordingRuntime {
@@ -78,6 +81,7 @@ impl RecordingRuntime {
             operations: AtomicU64::new(0),
             fault: None,
             verify_stopped: std::sync::atomic::AtomicBool::new(false),
+            secrets: std::sync::Arc::new(NoSecrets),
         }
     }
 
@@ -86,6 +90,41 @@ impl RecordingRuntime {
             dir: Some(dir.to_path_buf()),
             ..RecordingRuntime::in_memory()
         }
+    }
+
+    /// Where secrets come from when a resource that needs them is applied.
+    pub fn with_secrets(mut self, secrets: std::sync::Arc<dyn SecretSource>) -> Self {
+        self.secrets = secrets;
+        self
+    }
+
+    /// Reveals every secret the resource names, as a real runtime would to hand them to a process, and keeps
+    /// none of them: only the resource (which holds fingerprints, never values) is recorded.
+    async fn reveal_secrets(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let names = resource
+            .content
+            .get("secrets")
+            .or_else(|| resource.content.get("names"));
+        let Some(names) = names.and_then(|n| n.as_object()) else {
+            return Ok(());
+        };
+        for name in names.keys() {
+            let secret = self.secrets.reveal(env, name).await?;
+            drop(secret);
+        }
+        if !names.is_empty() {
+            log.line(format!(
+                "{} secrets available to {}",
+                names.len(),
+                resource.id
+            ));
+        }
+        Ok(())
     }
 
     pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
@@ -176,6 +215,7 @@ impl Runtime for RecordingRuntime {
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
         let stop_after = self.count().await?;
+        self.reveal_secrets(env, resource, log).await?;
         match &self.dir {
             Some(dir) => {
                 let path = RecordingRuntime::path(dir, env, &resource.id);

@@ -85,3 +85,30 @@ pub trait Runtime: Send + Sync {
         id: &str,
     ) -> Result<Option<Observed>, RuntimeError>;
 }
+
+/// Where a runtime gets a secret's value, by the name resources list it under (`project/NAME`,
+/// `service:web/NAME`, `database:db/password`), at the moment it applies a resource.
+#[async_trait]
+pub trait SecretSource: Send + Sync {
+    async fn reveal(
+        &self,
+        env: &EnvironmentAddress,
+        name: &str,
+    ) -> Result<preview_secrets::Secret, RuntimeError>;
+}
+
+/// For runtimes and tests without secrets: every request is refused.
+pub struct NoSecrets;
+
+#[async_trait]
+impl SecretSource for NoSecrets {
+    async fn reveal(
+        &self,
+        _env: &EnvironmentAddress,
+        name: &str,
+    ) -> Result<preview_secrets::Secret, RuntimeError> {
+        Err(RuntimeError::new(format!(
+            "secret `{name}` is not available to this runtime"
+        )))
+    }
+}

@@ -20,6 +20,7 @@ fn desired(source: &str, environment: &str) -> Vec<Resource> {
             &preview_resolve::Context::default(),
         )
         .unwrap_or_else(|e| panic!("{e:?}")),
+        &Default::default(),
     )
 }
 
@@ -36,6 +37,20 @@ fn updated() -> Vec<Resource> {
     desired(&source, "staging")
 }
 
+/// Every secret has a value here; the engine tests are about transactions, not secrets.
+struct TestSecrets;
+
+#[async_trait::async_trait]
+impl SecretSource for TestSecrets {
+    async fn reveal(
+        &self,
+        _env: &EnvironmentAddress,
+        _name: &str,
+    ) -> Result<preview_secrets::Secret, RuntimeError> {
+        Ok(preview_secrets::Secret::new("test value".to_owned()))
+    }
+}
+
 struct Setup {
     _dir: TempDir,
     store: Arc<Store>,
@@ -50,7 +65,11 @@ impl Setup {
                 .await
                 .expect("store"),
         );
-        let runtime = Arc::new(RecordingRuntime::in_memory().with_fault(fault));
+        let runtime = Arc::new(
+            RecordingRuntime::in_memory()
+                .with_fault(fault)
+                .with_secrets(Arc::new(TestSecrets)),
+        );
         Setup {
             _dir: dir,
             store,

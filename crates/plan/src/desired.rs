@@ -1,13 +1,22 @@
 //! A resolved environment → the resources that make it up.
 
+use std::collections::BTreeMap;
+
 use preview_resolve::{ResolvedEnvironment, ResolvedService, SecretRef};
 use preview_spec::{ClonePolicy, SeedSource, ServiceKind};
 use serde_json::json;
 
 use crate::resource::{Resource, ResourceKind};
 
+/// Each secret's keyed fingerprint by name (`project/NAME`, `service:web/NAME`, …); a secret missing here is
+/// recorded as `unset`. Fingerprints make a changed secret value change the resources that use it.
+pub type SecretVersions = BTreeMap<String, String>;
+
 /// The resources of `environment`, sorted by id.
-pub fn desired_state(environment: &ResolvedEnvironment) -> Vec<Resource> {
+pub fn desired_state(
+    environment: &ResolvedEnvironment,
+    versions: &SecretVersions,
+) -> Vec<Resource> {
     let mut resources = vec![
         Resource::new(
             "space",
@@ -24,12 +33,12 @@ pub fn desired_state(environment: &ResolvedEnvironment) -> Vec<Resource> {
             "secrets",
             ResourceKind::Secrets,
             vec!["space".to_owned()],
-            json!({ "names": secret_names(environment) }),
+            json!({ "names": with_versions(secret_names(environment), versions) }),
         ),
     ];
     let mut hostnames: Vec<&str> = Vec::new();
     for service in environment.services.values() {
-        resources.push(service_resource(environment, service));
+        resources.push(service_resource(environment, service, versions));
         if !service.hostnames.is_empty() {
             hostnames.extend(service.hostnames.iter().map(String::as_str));
             resources.push(route(service));
@@ -50,7 +59,7 @@ pub fn desired_state(environment: &ResolvedEnvironment) -> Vec<Resource> {
 }
 
 /// `project/NAME`, `service:web/NAME`, `database:db/password`: how a secret is named in resources and plans.
-pub(crate) fn secret_name(secret: &SecretRef) -> String {
+pub fn secret_name(secret: &SecretRef) -> String {
     match secret {
         SecretRef::Stored { name, scope } => format!("{scope}/{name}"),
         SecretRef::DatabasePassword { database } => format!("database:{database}/password"),
@@ -85,7 +94,28 @@ pub(crate) fn service_resource_id(kind: &ServiceKind, name: &str) -> String {
     format!("{}/{name}", kind.name())
 }
 
-fn service_resource(environment: &ResolvedEnvironment, service: &ResolvedService) -> Resource {
+/// `{ name: fingerprint }` for the given secret names.
+fn with_versions(
+    names: Vec<String>,
+    versions: &SecretVersions,
+) -> serde_json::Map<String, serde_json::Value> {
+    names
+        .into_iter()
+        .map(|name| {
+            let version = versions
+                .get(&name)
+                .cloned()
+                .unwrap_or_else(|| "unset".to_owned());
+            (name, json!(version))
+        })
+        .collect()
+}
+
+fn service_resource(
+    environment: &ResolvedEnvironment,
+    service: &ResolvedService,
+    versions: &SecretVersions,
+) -> Resource {
     let id = service_resource_id(&service.kind, &service.name);
     let mut depends_on: Vec<String> = vec!["space".to_owned()];
     if !matches!(service.kind, ServiceKind::Database(_)) {
@@ -101,7 +131,7 @@ fn service_resource(environment: &ResolvedEnvironment, service: &ResolvedService
         .iter()
         .map(|(name, variable)| (name.clone(), json!(variable.value.redacted())))
         .collect();
-    let secrets = service_secrets(service);
+    let secrets = with_versions(service_secrets(service), versions);
     let content = match &service.kind {
         ServiceKind::App(app) => json!({
             "build": app.build,

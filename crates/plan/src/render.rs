@@ -131,14 +131,10 @@ fn data_source(clone: &Value) -> String {
 }
 
 fn secret_list(names: &Value) -> String {
+    // `{ name: fingerprint }`: only the names are shown.
     let names: Vec<String> = names
-        .as_array()
-        .map(|names| {
-            names
-                .iter()
-                .map(|n| format!("{}={SECRET}", compact(n)))
-                .collect()
-        })
+        .as_object()
+        .map(|names| names.keys().map(|n| format!("{n}={SECRET}")).collect())
         .unwrap_or_default();
     if names.is_empty() {
         "no secrets".to_owned()

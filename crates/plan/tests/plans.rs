@@ -13,6 +13,7 @@ fn desired(source: &str, environment: &str) -> Vec<Resource> {
             &preview_resolve::Context::default(),
         )
         .unwrap_or_else(|e| panic!("{e:?}")),
+        &Default::default(),
     )
 }
 

@@ -14,7 +14,7 @@ use preview_store::Store;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::routes::{deployments, environments, projects};
+use crate::routes::{deployments, environments, projects, variables};
 
 /// Request bodies larger than this are refused: a spec is a few kilobytes.
 pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
@@ -22,6 +22,7 @@ pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
 pub(crate) struct AppState {
     pub store: Arc<Store>,
     pub engine: Arc<Engine>,
+    pub vault: Arc<crate::vault::Vault>,
     pub token_hash: String,
 }
 
@@ -59,6 +60,27 @@ pub(crate) fn router(state: SharedState) -> Router {
             "/v1/projects/{project}/environments/{environment}/deployments",
             get(deployments::list),
         )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/variables",
+            get(variables::show),
+        )
+        .route(
+            "/v1/projects/{project}/variables",
+            get(variables::list).post(variables::set),
+        )
+        .route(
+            "/v1/projects/{project}/variables/unset",
+            post(variables::unset),
+        )
+        .route(
+            "/v1/projects/{project}/secrets",
+            get(variables::list_secrets).post(variables::set_secret),
+        )
+        .route(
+            "/v1/projects/{project}/secrets/unset",
+            post(variables::unset_secret),
+        )
+        .route("/v1/secrets/rotate-key", post(variables::rotate_key))
         .route("/v1/deployments/{id}", get(deployments::show))
         .route("/v1/deployments/{id}/logs", get(deployments::logs))
         .route("/v1/deployments/{id}/cancel", post(deployments::cancel))

@@ -47,6 +47,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     create_private_dir(&config.data_dir)?;
     let store = Arc::new(open_store(&config).await?);
     let holder = daemon_identity(&config.data_dir)?;
+    // A wrong master key stops the daemon here, before recovery or any request can write anything.
+    let vault = Arc::new(crate::vault::Vault::open(&config.data_dir, Arc::clone(&store)).await?);
     let runtime: Arc<dyn Runtime> = match &config.runtime {
         RuntimeChoice::Recording { dir, fault } => {
             let dir = dir
@@ -58,7 +60,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
                 "runtime: recording resources under {} (no processes are started)",
                 dir.display()
             ));
-            Arc::new(RecordingRuntime::on_disk(&dir).with_fault(*fault))
+            Arc::new(
+                RecordingRuntime::on_disk(&dir)
+                    .with_fault(*fault)
+                    .with_secrets(Arc::clone(&vault) as Arc<dyn preview_deploy::SecretSource>),
+            )
         }
     };
     let engine = Engine::new(
@@ -92,6 +98,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let state = Arc::new(AppState {
         store,
         engine,
+        vault,
         token_hash,
     });
     log(&format!(

@@ -1,17 +1,34 @@
-//! From a registered spec to the resources an environment should have.
+//! From a registered spec, the stored variables and the secrets' names to an environment's resolved variables
+//! and desired resources.
 
 use preview_plan::{Resource, desired_state};
+use preview_resolve::{
+    Context, ResolvedEnvironment, Scope, SecretRef, StoredSecret, StoredVariable,
+};
+use preview_spec::SecretInPreviews;
 use preview_store::ProjectRecord;
 
+use crate::api::SharedState;
 use crate::error::ApiError;
 
-/// The desired resources of `environment`: a declared environment of the spec, or (with `based_on`) a clone of
-/// one with the preview overrides applied.
-pub(crate) fn desired_for(
+fn previews_policy(text: &str) -> SecretInPreviews {
+    match text {
+        "withhold" => SecretInPreviews::Withheld,
+        other => match other.strip_prefix("substitute:") {
+            Some(variable) => SecretInPreviews::Substitute(variable.to_owned()),
+            None => SecretInPreviews::Shared,
+        },
+    }
+}
+
+/// Resolves `environment`: a declared environment of the spec, or (with `based_on`) a clone of one with the
+/// preview overrides applied, with everything set through the CLI or API.
+pub(crate) async fn resolve(
+    state: &SharedState,
     project: &ProjectRecord,
     environment: &str,
     based_on: Option<&str>,
-) -> Result<Vec<Resource>, ApiError> {
+) -> Result<ResolvedEnvironment, ApiError> {
     let invalid =
         |diagnostics: preview_spec::Diagnostics| ApiError::BadRequest(diagnostics.to_string());
     let (spec, env) = match based_on {
@@ -32,17 +49,92 @@ pub(crate) fn desired_for(
             (spec, env)
         }
     };
-    let context = preview_resolve::Context {
+    let stored = state
+        .store
+        .variables(&project.name)
+        .await?
+        .into_iter()
+        .filter_map(|v| {
+            Some(StoredVariable {
+                scope: Scope::parse(&v.scope).ok()?,
+                name: v.name,
+                value: v.value,
+            })
+        })
+        .collect();
+    let secrets = state
+        .store
+        .secrets(Some(&project.name))
+        .await?
+        .into_iter()
+        .filter_map(|s| {
+            Some(StoredSecret {
+                scope: Scope::parse(&s.scope).ok()?,
+                previews: previews_policy(&s.previews),
+                name: s.name,
+            })
+        })
+        .collect();
+    let context = Context {
+        stored,
+        secrets,
         based_on: based_on.map(str::to_owned),
-        ..preview_resolve::Context::default()
+        ..Context::default()
     };
-    let resolved =
-        preview_resolve::resolve_environment(&spec, &env, &context).map_err(|errors| {
-            let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
-            ApiError::BadRequest(format!(
-                "`{environment}` cannot be resolved:\n{}",
-                lines.join("\n")
-            ))
-        })?;
-    Ok(desired_state(&resolved))
+    preview_resolve::resolve_environment(&spec, &env, &context).map_err(|errors| {
+        let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
+        ApiError::BadRequest(format!(
+            "`{environment}` cannot be resolved:\n{}",
+            lines.join("\n")
+        ))
+    })
+}
+
+/// What `desired_for` is for: a plan may show secrets that have no value yet; a deployment may not start
+/// without them.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Purpose {
+    Plan,
+    Deploy,
+}
+
+pub(crate) async fn desired_for(
+    state: &SharedState,
+    project: &ProjectRecord,
+    environment: &str,
+    based_on: Option<&str>,
+    purpose: Purpose,
+) -> Result<Vec<Resource>, ApiError> {
+    let resolved = resolve(state, project, environment, based_on).await?;
+    let versions = state
+        .vault
+        .versions(&project.name)
+        .await
+        .map_err(ApiError::Internal)?;
+    if purpose == Purpose::Deploy {
+        let mut missing: Vec<String> = resolved
+            .services
+            .values()
+            .flat_map(|s| s.variables.values().flat_map(|v| v.value.secrets()))
+            .filter_map(|secret| match secret {
+                SecretRef::Stored { name, scope }
+                    if !versions.contains_key(&format!("{scope}/{name}")) =>
+                {
+                    Some(format!(
+                        "`{name}` (set it with `preview secret set {name} --scope {scope}`)"
+                    ))
+                }
+                _ => None,
+            })
+            .collect();
+        missing.sort();
+        missing.dedup();
+        if !missing.is_empty() {
+            return Err(ApiError::BadRequest(format!(
+                "`{environment}` needs secrets that have no value yet: {}",
+                missing.join(", ")
+            )));
+        }
+    }
+    Ok(desired_state(&resolved, &versions))
 }

@@ -10,6 +10,7 @@ mod daemon;
 mod desired;
 mod error;
 mod routes;
+mod vault;
 
 pub use auth::{ClientConfig, client_config_path};
 pub use daemon::{RuntimeChoice, ServeConfig, serve};

@@ -24,6 +24,7 @@ use std::collections::BTreeMap;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
 pub use model::*;
+pub use variables::is_variable_name;
 
 use diagnostic::Sink;
 use read::{Fields, choice, named_entries, text};

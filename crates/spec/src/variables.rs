@@ -6,7 +6,8 @@ use crate::model::{SecretDeclaration, SecretInPreviews, Variable, VariableValue,
 use crate::read::{Fields, choice, list, named_entries, string, text};
 use crate::yaml::{Node, Value};
 
-pub(crate) fn is_variable_name(name: &str) -> bool {
+/// Letters, digits and `_`, not starting with a digit.
+pub fn is_variable_name(name: &str) -> bool {
     let mut chars = name.chars();
     matches!(chars.next(), Some(c) if c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')

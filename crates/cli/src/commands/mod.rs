@@ -6,3 +6,4 @@ pub mod init;
 pub mod project;
 pub mod serve;
 pub mod validate;
+pub mod variables;

@@ -9,6 +9,13 @@ use std::time::{Duration, Instant};
 
 pub const EXAMPLE: &str = include_str!("../../../../examples/shop/preview.yaml");
 
+/// The secrets `examples/shop/preview.yaml` declares, with their scopes.
+pub const EXAMPLE_SECRETS: [(&str, &str); 3] = [
+    ("MASKING_KEY", "project"),
+    ("FORGE_WEBHOOK_SECRET", "project"),
+    ("SESSION_KEY", "service:storefront"),
+];
+
 pub fn preview() -> Command {
     Command::new(env!("CARGO_BIN_EXE_preview"))
 }
@@ -106,6 +113,38 @@ impl Daemon {
             .stdin(Stdio::null())
             .output()
             .expect("the CLI runs")
+    }
+
+    /// Runs a CLI command with `input` on its standard input.
+    pub fn cli_with_input(&self, args: &[&str], input: &str) -> Output {
+        let mut child = preview()
+            .arg("--data-dir")
+            .arg(&self.data)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the CLI runs");
+        if let Some(mut stdin) = child.stdin.take() {
+            stdin.write_all(input.as_bytes()).expect("write stdin");
+        }
+        child.wait_with_output().expect("the CLI ends")
+    }
+
+    /// Sets the secrets the example project declares, so that its environments can deploy.
+    pub fn set_example_secrets(&self) {
+        for (name, scope) in EXAMPLE_SECRETS {
+            let out = self.cli_with_input(
+                &["secret", "set", name, "--scope", scope],
+                &format!("value-of-{name}\n"),
+            );
+            assert!(
+                out.status.success(),
+                "secret set {name}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
     }
 
     /// Runs a CLI command with `-o json` and parses its output.

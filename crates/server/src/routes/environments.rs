@@ -10,7 +10,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::{Body, SharedState};
-use crate::desired::desired_for;
+use crate::desired::{Purpose, desired_for};
 use crate::error::ApiError;
 use crate::routes::project_record;
 
@@ -112,7 +112,7 @@ pub(crate) async fn plan(
         .environment(&project.name, &name)
         .await?
         .and_then(|e| e.based_on);
-    let desired = desired_for(&project, &name, based_on.as_deref())?;
+    let desired = desired_for(&state, &project, &name, based_on.as_deref(), Purpose::Plan).await?;
     let plan = state.engine.plan(&project.name, &name, &desired).await?;
     let text = preview_plan::render_plan(&plan);
     Ok(Json(json!({ "plan": plan, "text": text })))
@@ -125,7 +125,7 @@ pub(crate) async fn create(
 ) -> Result<Accepted, ApiError> {
     let project = project_record(&state.store, &project).await?;
     refuse_existing(&state, &project, &body.name).await?;
-    let desired = desired_for(&project, &body.name, None)?;
+    let desired = desired_for(&state, &project, &body.name, None, Purpose::Deploy).await?;
     start(
         &state,
         request(&project, &body.name, Operation::Create, None, desired),
@@ -141,7 +141,7 @@ pub(crate) async fn clone(
     let project = project_record(&state.store, &project).await?;
     existing(&state, &project, &source).await?;
     refuse_existing(&state, &project, &body.name).await?;
-    let desired = desired_for(&project, &body.name, Some(&source))?;
+    let desired = desired_for(&state, &project, &body.name, Some(&source), Purpose::Deploy).await?;
     start(
         &state,
         request(
@@ -161,7 +161,14 @@ pub(crate) async fn deploy(
 ) -> Result<Accepted, ApiError> {
     let project = project_record(&state.store, &project).await?;
     let environment = existing(&state, &project, &name).await?;
-    let desired = desired_for(&project, &name, environment.based_on.as_deref())?;
+    let desired = desired_for(
+        &state,
+        &project,
+        &name,
+        environment.based_on.as_deref(),
+        Purpose::Deploy,
+    )
+    .await?;
     start(
         &state,
         request(

@@ -1,0 +1,307 @@
+//! Variables and secrets set through the API, and the effective variables of an environment with provenance.
+//! No route returns a secret's value.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use preview_resolve::Scope;
+use preview_secrets::Secret;
+use preview_store::{ProjectRecord, VariableRecord};
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{Body, SharedState};
+use crate::error::ApiError;
+use crate::routes::project_record;
+use crate::routes::projects::now_ms;
+
+/// Checks a scope and a name against the project's spec: the service or environment must exist.
+fn check_slot(
+    project: &ProjectRecord,
+    scope: &str,
+    name: &str,
+    known_environments: &[String],
+) -> Result<Scope, ApiError> {
+    let scope = Scope::parse(scope).map_err(ApiError::BadRequest)?;
+    if !preview_spec::is_variable_name(name) {
+        return Err(ApiError::BadRequest(format!(
+            "`{name}` is not a variable name; use letters, digits and `_`, not starting with a digit"
+        )));
+    }
+    let spec = preview_spec::parse_spec(&project.file, &project.source)
+        .map_err(|d| ApiError::Internal(d.to_string()))?;
+    let (service, environment) = match &scope {
+        Scope::Project => (None, None),
+        Scope::Environment { environment } => (None, Some(environment)),
+        Scope::Service { service } => (Some(service), None),
+        Scope::ServiceInEnvironment {
+            service,
+            environment,
+        } => (Some(service), Some(environment)),
+    };
+    if let Some(service) = service.filter(|s| !spec.services.contains_key(*s)) {
+        return Err(ApiError::BadRequest(format!(
+            "scope {scope}: project `{}` has no service `{service}`",
+            project.name
+        )));
+    }
+    if let Some(environment) = environment
+        .filter(|e| !spec.environments.contains_key(*e) && !known_environments.contains(e))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "scope {scope}: project `{}` has no environment `{environment}`",
+            project.name
+        )));
+    }
+    Ok(scope)
+}
+
+async fn environments_of(state: &SharedState, project: &str) -> Result<Vec<String>, ApiError> {
+    Ok(state
+        .store
+        .environments(project)
+        .await?
+        .into_iter()
+        .map(|e| e.name)
+        .collect())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct SetVariable {
+    scope: String,
+    name: String,
+    value: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Slot {
+    scope: String,
+    name: String,
+}
+
+pub(crate) async fn list(
+    State(state): State<SharedState>,
+    Path(project): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let variables = state.store.variables(&project.name).await?;
+    Ok(Json(json!({ "variables": variables })))
+}
+
+pub(crate) async fn set(
+    State(state): State<SharedState>,
+    Path(project): Path<String>,
+    Body(body): Body<SetVariable>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let scope = check_slot(
+        &project,
+        &body.scope,
+        &body.name,
+        &environments_of(&state, &project.name).await?,
+    )?;
+    let record = VariableRecord {
+        project: project.name.clone(),
+        scope: scope.to_string(),
+        name: body.name,
+        value: body.value,
+        updated_at: now_ms(),
+    };
+    state.store.set_variable(&record).await?;
+    Ok(Json(json!({ "variable": record })))
+}
+
+pub(crate) async fn unset(
+    State(state): State<SharedState>,
+    Path(project): Path<String>,
+    Body(body): Body<Slot>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let scope = Scope::parse(&body.scope).map_err(ApiError::BadRequest)?;
+    if !state
+        .store
+        .unset_variable(&project.name, &scope.to_string(), &body.name)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "no variable `{}` at {scope}",
+            body.name
+        )));
+    }
+    Ok(Json(
+        json!({ "unset": { "scope": scope.to_string(), "name": body.name } }),
+    ))
+}
+
+/// The fields of a secret request, read by hand: serde's messages may quote the value they failed on.
+fn secret_fields(body: &Value) -> Result<(String, String, Secret, String), ApiError> {
+    let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_owned);
+    let allowed = ["scope", "name", "value", "previews"];
+    if let Some(unknown) = body
+        .as_object()
+        .and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str())))
+    {
+        return Err(ApiError::BadRequest(format!(
+            "unknown field `{unknown}`; a secret has scope, name, value and previews"
+        )));
+    }
+    let scope = field("scope")
+        .ok_or_else(|| ApiError::BadRequest("`scope` (a string) is required".to_owned()))?;
+    let name = field("name")
+        .ok_or_else(|| ApiError::BadRequest("`name` (a string) is required".to_owned()))?;
+    let value = field("value")
+        .ok_or_else(|| ApiError::BadRequest("`value` (a string) is required".to_owned()))?;
+    let previews = field("previews").unwrap_or_else(|| "share".to_owned());
+    Ok((scope, name, Secret::new(value), previews))
+}
+
+fn check_previews(previews: &str) -> Result<(), ApiError> {
+    match previews {
+        "share" | "withhold" => Ok(()),
+        other => match other.strip_prefix("substitute:") {
+            Some(variable) if preview_spec::is_variable_name(variable) => Ok(()),
+            _ => Err(ApiError::BadRequest(format!(
+                "`{other}` is not a preview policy; use `share`, `withhold` or `substitute:VARIABLE`"
+            ))),
+        },
+    }
+}
+
+pub(crate) async fn set_secret(
+    State(state): State<SharedState>,
+    Path(project): Path<String>,
+    Body(body): Body<Value>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let (scope, name, value, previews) = secret_fields(&body)?;
+    drop(body);
+    check_previews(&previews)?;
+    let scope = check_slot(
+        &project,
+        &scope,
+        &name,
+        &environments_of(&state, &project.name).await?,
+    )?;
+    let record = state
+        .vault
+        .seal(
+            &project.name,
+            &scope.to_string(),
+            &name,
+            &value,
+            &previews,
+            now_ms(),
+        )
+        .map_err(ApiError::Internal)?;
+    state.store.put_secret(&record).await?;
+    Ok(Json(json!({ "secret": secret_summary(&record) })))
+}
+
+pub(crate) async fn unset_secret(
+    State(state): State<SharedState>,
+    Path(project): Path<String>,
+    Body(body): Body<Slot>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let scope = Scope::parse(&body.scope).map_err(ApiError::BadRequest)?;
+    if !state
+        .store
+        .delete_secret(&project.name, &scope.to_string(), &body.name)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "no secret `{}` at {scope}",
+            body.name
+        )));
+    }
+    Ok(Json(
+        json!({ "unset": { "scope": scope.to_string(), "name": body.name } }),
+    ))
+}
+
+fn secret_summary(record: &preview_store::SecretRecord) -> Value {
+    json!({
+        "name": record.name,
+        "scope": record.scope,
+        "fingerprint": record.fingerprint,
+        "previews": record.previews,
+        "updated_at": record.updated_at,
+    })
+}
+
+pub(crate) async fn list_secrets(
+    State(state): State<SharedState>,
+    Path(project): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let secrets: Vec<Value> = state
+        .store
+        .secrets(Some(&project.name))
+        .await?
+        .iter()
+        .map(secret_summary)
+        .collect();
+    Ok(Json(json!({ "secrets": secrets })))
+}
+
+pub(crate) async fn rotate_key(
+    State(state): State<SharedState>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let rotated = state.vault.rotate().await.map_err(ApiError::Conflict)?;
+    Ok((StatusCode::OK, Json(json!({ "rotated": rotated }))))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct ShowQuery {
+    service: Option<String>,
+}
+
+/// Every effective variable of the environment's services with where it came from; secrets as `[secret]`.
+pub(crate) async fn show(
+    State(state): State<SharedState>,
+    Path((project, environment)): Path<(String, String)>,
+    Query(query): Query<ShowQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let based_on = state
+        .store
+        .environment(&project.name, &environment)
+        .await?
+        .and_then(|e| e.based_on);
+    let resolved =
+        crate::desired::resolve(&state, &project, &environment, based_on.as_deref()).await?;
+    if let Some(service) = &query.service
+        && !resolved.services.contains_key(service)
+    {
+        return Err(ApiError::NotFound(format!(
+            "`{environment}` has no service `{service}`"
+        )));
+    }
+    let services: Vec<Value> = resolved
+        .services
+        .values()
+        .filter(|s| query.service.as_ref().is_none_or(|wanted| wanted == &s.name))
+        .map(|service| {
+            let variables: Vec<Value> = service
+                .variables
+                .values()
+                .map(|v| {
+                    json!({
+                        "name": v.name,
+                        "value": v.value.redacted(),
+                        "secret": v.value.is_secret(),
+                        "level": v.level,
+                        "source": v.source.to_string(),
+                        "shadowed": v.shadowed.iter().map(|s| json!({ "level": s.level, "source": s.source.to_string(), "value": s.value })).collect::<Vec<_>>(),
+                    })
+                })
+                .collect();
+            json!({ "service": service.name, "variables": variables })
+        })
+        .collect();
+    Ok(Json(
+        json!({ "environment": environment, "services": services }),
+    ))
+}
