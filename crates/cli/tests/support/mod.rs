@@ -30,6 +30,10 @@ pub struct Daemon {
 
 impl Daemon {
     pub fn start(data: &Path, extra: &[&str]) -> Daemon {
+        Daemon::start_with_env(data, extra, &[])
+    }
+
+    pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
         use std::os::unix::fs::MetadataExt;
         let config = data.join("client.json");
         // The daemon rewrites the file by rename once it listens: a new inode means this daemon wrote it.
@@ -51,6 +55,7 @@ impl Daemon {
             ])
             .arg(data)
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
             .stderr(log)
@@ -84,6 +89,11 @@ impl Daemon {
                 .to_owned(),
             token: parsed["token"].as_str().expect("token").to_owned(),
         }
+    }
+
+    /// The daemon's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().map(Child::id).unwrap_or(0)
     }
 
     /// SIGKILL: no chance to clean up, as in a crash.
@@ -248,4 +258,26 @@ pub fn wait_until_ended(daemon: &Daemon, id: &str) -> serde_json::Value {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Runs `preview serve` where it is expected to refuse to start; returns its output once it exits.
+pub fn serve_refused(data: &Path, env: &[(&str, &str)]) -> Output {
+    let mut child = preview()
+        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .envs(env.iter().copied())
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the daemon starts");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while child.try_wait().expect("wait").is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the daemon kept running although it should have refused to start");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    child.wait_with_output().expect("output")
 }
