@@ -132,6 +132,11 @@ impl RecordingRuntime {
         self
     }
 
+    /// How many mutating operations (apply, remove) have begun.
+    pub fn operations(&self) -> u64 {
+        self.operations.load(Ordering::SeqCst)
+    }
+
     /// Every resource of an environment, by id.
     pub fn state(&self, env: &EnvironmentAddress) -> BTreeMap<String, Resource> {
         match &self.dir {

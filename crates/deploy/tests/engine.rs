@@ -99,6 +99,17 @@ impl Setup {
     }
 }
 
+async fn wait_for_operations(setup: &Setup, count: u64) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while setup.runtime.operations() < count {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the runtime never reached operation {count}"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+}
+
 fn request(environment: &str, operation: Operation, desired: Vec<Resource>) -> DeploymentRequest {
     DeploymentRequest {
         project: "shop".into(),
@@ -280,7 +291,7 @@ async fn cancel_rolls_back() {
         ))
         .await
         .expect("starts");
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    wait_for_operations(&setup, 3).await;
     assert!(engine.cancel(&record.id));
     let finished = handle.await.expect("runs");
     assert_eq!(finished.status, DeploymentStatus::RolledBack);
@@ -325,6 +336,8 @@ async fn a_second_deployment_to_the_same_environment_is_refused_by_name() {
             first.id
         )
     );
+    // Cancel only once the hanging operation is under way, so that it is the one the cancel ends.
+    wait_for_operations(&setup, 1).await;
     assert!(engine.cancel(&first.id), "the first deployment runs here");
     let finished = handle.await.expect("runs");
     assert_eq!(finished.status, DeploymentStatus::RolledBack);

@@ -1,0 +1,263 @@
+//! One supervised process: started in its own process group, restarted with exponential backoff when it exits,
+//! stopped with SIGTERM, a grace period, then SIGKILL of the whole group.
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use preview_secrets::Secret;
+use tokio::process::{Child, Command};
+use tokio::sync::watch;
+
+use crate::logs::LogFile;
+use crate::signals::{SIGKILL, SIGTERM, group_alive, signal_group};
+
+/// How to run one process.
+pub struct ProcessSpec {
+    /// For messages and logs.
+    pub name: String,
+    /// A shell command, run with `/bin/sh -c` in `dir`.
+    pub command: String,
+    pub dir: PathBuf,
+    /// Every variable, secrets included, reaches the process through its environment only — never its arguments.
+    /// Nothing else of the daemon's environment is inherited but `PATH`.
+    pub env: Vec<(String, Secret)>,
+    pub log: PathBuf,
+    /// The log rotates past this many bytes; one previous file is kept.
+    pub log_limit: u64,
+    /// How long a stopped process may take to exit after SIGTERM before its group gets SIGKILL.
+    pub grace: Duration,
+    /// The first restart delay; each further consecutive restart waits twice as long, up to `max_backoff`.
+    pub backoff: Duration,
+    pub max_backoff: Duration,
+    /// User and group ids to run as (when the daemon runs as root).
+    pub run_as: Option<(u32, u32)>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupervisorError {
+    #[error("cannot start `{name}`: {reason}")]
+    Spawn { name: String, reason: String },
+}
+
+#[derive(Default)]
+struct State {
+    pid: Option<u32>,
+    restarts: u32,
+    /// When each restart happened, for people and tests to see the backoff.
+    restarted_at: Vec<Instant>,
+    last_exit: Option<String>,
+}
+
+/// A running, supervised process. Dropping it does not stop the process: call [`Supervised::stop`].
+pub struct Supervised {
+    state: Arc<Mutex<State>>,
+    stop: watch::Sender<bool>,
+    monitor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+}
+
+impl Supervised {
+    /// Starts the process; an error if it cannot be started at all (then nothing is left running).
+    pub async fn start(spec: ProcessSpec) -> Result<Supervised, SupervisorError> {
+        let child = spawn(&spec)?;
+        let state = Arc::new(Mutex::new(State {
+            pid: child.id(),
+            ..State::default()
+        }));
+        let (stop, stopped) = watch::channel(false);
+        let monitor = tokio::spawn(monitor(
+            spec.name.clone(),
+            spec,
+            child,
+            Arc::clone(&state),
+            stopped,
+        ));
+        Ok(Supervised {
+            state,
+            stop,
+            monitor: Mutex::new(Some(monitor)),
+        })
+    }
+
+    /// The current process id (also its process group id), while one runs.
+    pub fn pid(&self) -> Option<u32> {
+        self.state.lock().ok().and_then(|s| s.pid)
+    }
+
+    /// How many times the process was restarted after exiting.
+    pub fn restarts(&self) -> u32 {
+        self.state.lock().map(|s| s.restarts).unwrap_or(0)
+    }
+
+    pub fn restarted_at(&self) -> Vec<Instant> {
+        self.state
+            .lock()
+            .map(|s| s.restarted_at.clone())
+            .unwrap_or_default()
+    }
+
+    /// How the process last exited, e.g. `exit status: 1`.
+    pub fn last_exit(&self) -> Option<String> {
+        self.state.lock().ok().and_then(|s| s.last_exit.clone())
+    }
+
+    /// SIGTERM to the process group, the grace period, then SIGKILL; returns once no process of it is left.
+    pub async fn stop(&self) {
+        let _ = self.stop.send(true);
+        let monitor = self.monitor.lock().ok().and_then(|mut m| m.take());
+        if let Some(monitor) = monitor {
+            let _ = monitor.await;
+        }
+    }
+}
+
+fn spawn(spec: &ProcessSpec) -> Result<Child, SupervisorError> {
+    let fail = |reason: String| SupervisorError::Spawn {
+        name: spec.name.clone(),
+        reason,
+    };
+    if let Some(parent) = spec.log.parent() {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
+    }
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(&spec.command)
+        .current_dir(&spec.dir)
+        .env_clear()
+        .env(
+            "PATH",
+            std::env::var_os("PATH").unwrap_or_else(|| "/usr/local/bin:/usr/bin:/bin".into()),
+        )
+        .envs(
+            spec.env
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.expose())),
+        )
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        // Its own group, so that stopping it reaches every process it started.
+        .process_group(0)
+        .kill_on_drop(false);
+    if let Some((uid, gid)) = spec.run_as {
+        command.uid(uid).gid(gid);
+    }
+    let mut child = command.spawn().map_err(|e| fail(e.to_string()))?;
+    let log = Arc::new(LogFile::new(&spec.log, spec.log_limit));
+    if let Some(stdout) = child.stdout.take() {
+        let log = Arc::clone(&log);
+        tokio::spawn(async move { log.capture(stdout, "").await });
+    }
+    if let Some(stderr) = child.stderr.take() {
+        tokio::spawn(async move { log.capture(stderr, "").await });
+    }
+    Ok(child)
+}
+
+/// Waits for the process; restarts it with backoff when it exits, until told to stop.
+async fn monitor(
+    name: String,
+    spec: ProcessSpec,
+    mut child: Child,
+    state: Arc<Mutex<State>>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let log = LogFile::new(&spec.log, spec.log_limit);
+    let mut consecutive: u32 = 0;
+    loop {
+        let started = Instant::now();
+        let group = child.id();
+        tokio::select! {
+            status = child.wait() => {
+                let exit = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                // Whatever the shell left behind in its group goes with it.
+                if let Some(group) = group {
+                    signal_group(group, SIGKILL);
+                }
+                log.append(&format!("[preview] {name} exited ({exit})\n")).await;
+                if let Ok(mut s) = state.lock() {
+                    s.pid = None;
+                    s.last_exit = Some(exit);
+                }
+            }
+            _ = stop_requested(&mut stop) => {
+                terminate(&mut child, group, spec.grace).await;
+                log.append(&format!("[preview] {name} stopped\n")).await;
+                if let Ok(mut s) = state.lock() {
+                    s.pid = None;
+                }
+                return;
+            }
+        }
+        // A process that ran a while was healthy: start the backoff afresh.
+        if started.elapsed() > spec.max_backoff.max(Duration::from_secs(10)) {
+            consecutive = 0;
+        }
+        let delay = spec
+            .backoff
+            .saturating_mul(2u32.saturating_pow(consecutive))
+            .min(spec.max_backoff);
+        consecutive = consecutive.saturating_add(1);
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop_requested(&mut stop) => return,
+        }
+        match spawn(&spec) {
+            Ok(next) => {
+                child = next;
+                if let Ok(mut s) = state.lock() {
+                    s.pid = child.id();
+                    s.restarts += 1;
+                    s.restarted_at.push(Instant::now());
+                }
+                log.append(&format!(
+                    "[preview] {name} restarted after {} ms\n",
+                    delay.as_millis()
+                ))
+                .await;
+            }
+            Err(error) => {
+                log.append(&format!("[preview] {error}\n")).await;
+                // Try again after the next, longer delay.
+                tokio::select! {
+                    _ = tokio::time::sleep(delay) => {}
+                    _ = stop_requested(&mut stop) => return,
+                }
+                match spawn(&spec) {
+                    Ok(next) => child = next,
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+/// Resolves once a stop is asked for (or nobody can ask any more).
+async fn stop_requested(stop: &mut watch::Receiver<bool>) {
+    if stop.wait_for(|stop| *stop).await.is_err() {
+        std::future::pending::<()>().await;
+    }
+}
+
+/// SIGTERM to the group; after `grace`, SIGKILL; then wait until the group is empty.
+async fn terminate(child: &mut Child, group: Option<u32>, grace: Duration) {
+    let Some(group) = group else {
+        return;
+    };
+    signal_group(group, SIGTERM);
+    if tokio::time::timeout(grace, child.wait()).await.is_err() || group_alive(group) {
+        let deadline = Instant::now() + grace;
+        while group_alive(group) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        signal_group(group, SIGKILL);
+    }
+    let _ = child.wait().await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while group_alive(group) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
