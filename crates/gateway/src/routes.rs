@@ -1,0 +1,202 @@
+//! The route table and its atomic swap.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+
+/// Where requests for a route go.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backend {
+    pub address: SocketAddr,
+}
+
+/// What the environment behind a route is doing, for the pages the gateway shows when it cannot forward.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RouteState {
+    Serving,
+    /// Stopped (idle, or being deleted): answered with 503.
+    Stopped,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub project: String,
+    pub environment: String,
+    pub service: String,
+    pub state: RouteState,
+    pub backends: Vec<Backend>,
+}
+
+/// Hostnames to routes. Built whole, then swapped in; never changed in place.
+#[derive(Debug, Clone, Default)]
+pub struct RouteTable {
+    exact: HashMap<String, Arc<Route>>,
+    /// `*.shop.localhost` is stored under `shop.localhost`.
+    wildcard: HashMap<String, Arc<Route>>,
+}
+
+/// `Shop.LOCALHOST.:8443` → `shop.localhost`: what a Host header or SNI name is compared as.
+pub fn normalize_host(host: &str) -> String {
+    // A port is digits after the last colon, unless that colon is inside a bare IPv6 address.
+    let without_port = match host.rsplit_once(':') {
+        Some((name, port))
+            if !port.is_empty()
+                && port.chars().all(|c| c.is_ascii_digit())
+                && (name.ends_with(']') || !name.contains(':')) =>
+        {
+            name
+        }
+        _ => host,
+    };
+    without_port.trim_end_matches('.').to_ascii_lowercase()
+}
+
+impl RouteTable {
+    /// Adds `route` under `hostname` (`*.x.y` for a wildcard). A later route for the same name replaces it.
+    pub fn insert(&mut self, hostname: &str, route: Route) {
+        let route = Arc::new(route);
+        let hostname = normalize_host(hostname);
+        match hostname.strip_prefix("*.") {
+            Some(parent) => self.wildcard.insert(parent.to_owned(), route),
+            None => self.exact.insert(hostname, route),
+        };
+    }
+
+    /// The route for a Host: an exact name first, else a wildcard one label above it.
+    pub fn lookup(&self, host: &str) -> Option<Arc<Route>> {
+        let host = normalize_host(host);
+        if let Some(route) = self.exact.get(&host) {
+            return Some(Arc::clone(route));
+        }
+        let (_, parent) = host.split_once('.')?;
+        self.wildcard.get(parent).map(Arc::clone)
+    }
+
+    pub fn len(&self) -> usize {
+        self.exact.len() + self.wildcard.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// The table every request reads; replaced as a whole.
+#[derive(Debug, Default)]
+pub struct Routes {
+    current: RwLock<Arc<RouteTable>>,
+}
+
+impl Routes {
+    /// The table as of now; a request keeps using it even if a new one is swapped in meanwhile.
+    pub fn snapshot(&self) -> Arc<RouteTable> {
+        match self.current.read() {
+            Ok(table) => Arc::clone(&table),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    /// Replaces the table; requests that already took a snapshot finish with the old one.
+    pub fn swap(&self, table: RouteTable) {
+        let table = Arc::new(table);
+        match self.current.write() {
+            Ok(mut current) => *current = table,
+            Err(poisoned) => *poisoned.into_inner() = table,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn route(service: &str) -> Route {
+        Route {
+            project: "shop".into(),
+            environment: "pr-42".into(),
+            service: service.into(),
+            state: RouteState::Serving,
+            backends: vec![Backend {
+                address: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            }],
+        }
+    }
+
+    fn table() -> RouteTable {
+        let mut table = RouteTable::default();
+        table.insert("storefront-pr-42.shop.localhost", route("storefront"));
+        table.insert("*.pr-42.preview.example.test", route("wildcard"));
+        table.insert("api.pr-42.preview.example.test", route("api"));
+        table
+    }
+
+    #[test]
+    fn hosts_are_compared_without_case_port_or_trailing_dot() {
+        for (host, expected) in [
+            ("Shop.LOCALHOST", "shop.localhost"),
+            ("shop.localhost:8443", "shop.localhost"),
+            ("shop.localhost.", "shop.localhost"),
+            ("[::1]:443", "[::1]"),
+            ("[::1]", "[::1]"),
+            ("::1", "::1"),
+        ] {
+            assert_eq!(normalize_host(host), expected, "{host}");
+        }
+    }
+
+    #[test]
+    fn exact_names_beat_wildcards_and_wildcards_cover_one_label() {
+        let table = table();
+        let service = |host: &str| table.lookup(host).map(|r| r.service.clone());
+        assert_eq!(
+            service("STOREFRONT-pr-42.shop.localhost:443").as_deref(),
+            Some("storefront")
+        );
+        assert_eq!(
+            service("api.pr-42.preview.example.test").as_deref(),
+            Some("api")
+        );
+        assert_eq!(
+            service("docs.pr-42.preview.example.test").as_deref(),
+            Some("wildcard")
+        );
+        assert_eq!(
+            service("a.b.pr-42.preview.example.test"),
+            None,
+            "one label only"
+        );
+        assert_eq!(
+            service("pr-42.preview.example.test"),
+            None,
+            "the wildcard does not cover its parent"
+        );
+        assert_eq!(service("unknown.shop.localhost"), None);
+    }
+
+    #[test]
+    fn a_swap_replaces_the_whole_table_and_snapshots_keep_theirs() {
+        let routes = Routes::default();
+        assert!(routes.snapshot().is_empty());
+        routes.swap(table());
+        let before = routes.snapshot();
+        let mut next = RouteTable::default();
+        next.insert("storefront-pr-42.shop.localhost", route("storefront-v2"));
+        routes.swap(next);
+        assert_eq!(
+            before
+                .lookup("storefront-pr-42.shop.localhost")
+                .map(|r| r.service.clone())
+                .as_deref(),
+            Some("storefront")
+        );
+        let after = routes.snapshot();
+        assert_eq!(
+            after
+                .lookup("storefront-pr-42.shop.localhost")
+                .map(|r| r.service.clone())
+                .as_deref(),
+            Some("storefront-v2")
+        );
+        assert_eq!(after.lookup("api.pr-42.preview.example.test"), None);
+    }
+}
