@@ -2,8 +2,16 @@
 //!
 //! `routes` is the route table — exact hostnames before wildcards, a wildcard covering exactly one label — and the
 //! handle through which a deployment swaps in a new table atomically: a request sees the old table or the new
-//! one, never a mix.
+//! one, never a mix. `proxy` forwards a request to the route's app (with `X-Forwarded-For/-Proto/-Host`, WebSocket
+//! upgrades tunnelled through) or answers with a page naming the environment; `server` accepts plain HTTP or TLS
+//! with the certificate `certificates` picks by SNI, and HTTP/2 or HTTP/1.1 by ALPN.
 
+mod certificates;
+mod proxy;
 mod routes;
+mod server;
 
+pub use certificates::Certificates;
+pub use proxy::Proxy;
 pub use routes::{Backend, Route, RouteState, RouteTable, Routes, normalize_host};
+pub use server::{serve, tls_config};

@@ -44,7 +44,10 @@ impl LogFile {
             .open(&self.path)
             .await
         {
+            // tokio finishes a write on a blocking thread after `write_all` returns; `flush` waits for it, so the
+            // next size check and any reader see this line.
             let _ = file.write_all(text.as_bytes()).await;
+            let _ = file.flush().await;
         }
     }
 }

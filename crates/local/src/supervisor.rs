@@ -52,6 +52,8 @@ struct State {
 
 /// A running, supervised process. Dropping it does not stop the process: call [`Supervised::stop`].
 pub struct Supervised {
+    name: String,
+    log: LogFile,
     state: Arc<Mutex<State>>,
     stop: watch::Sender<bool>,
     monitor: Mutex<Option<tokio::task::JoinHandle<()>>>,
@@ -66,6 +68,7 @@ impl Supervised {
             ..State::default()
         }));
         let (stop, stopped) = watch::channel(false);
+        let (name, log) = (spec.name.clone(), LogFile::new(&spec.log, spec.log_limit));
         let monitor = tokio::spawn(monitor(
             spec.name.clone(),
             spec,
@@ -74,6 +77,8 @@ impl Supervised {
             stopped,
         ));
         Ok(Supervised {
+            name,
+            log,
             state,
             stop,
             monitor: Mutex::new(Some(monitor)),
@@ -108,6 +113,10 @@ impl Supervised {
         let monitor = self.monitor.lock().ok().and_then(|mut m| m.take());
         if let Some(monitor) = monitor {
             let _ = monitor.await;
+            // Written here, not by the monitor: whichever way it ended, the line is there when `stop` returns.
+            self.log
+                .append(&format!("[preview] {} stopped\n", self.name))
+                .await;
         }
     }
 }
@@ -185,7 +194,6 @@ async fn monitor(
             }
             _ = stop_requested(&mut stop) => {
                 terminate(&mut child, group, spec.grace).await;
-                log.append(&format!("[preview] {name} stopped\n")).await;
                 if let Ok(mut s) = state.lock() {
                     s.pid = None;
                 }

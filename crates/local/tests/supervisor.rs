@@ -114,7 +114,8 @@ async fn stop_ends_the_whole_group_even_when_sigterm_is_ignored() {
         began.elapsed() >= Duration::from_millis(500),
         "SIGKILL came only after the grace period"
     );
-    assert!(log(dir.path()).contains("[preview] test-app stopped"));
+    let written = log(dir.path());
+    assert!(written.contains("[preview] test-app stopped"), "{written}");
 }
 
 #[tokio::test]
