@@ -128,8 +128,8 @@ enum Command {
     },
 }
 
-/// `project`, `environment:NAME`, `service:NAME` or `service:NAME@ENVIRONMENT`.
-const SCOPE_HELP: &str = "project";
+/// The scope `vars` and `secret` commands use when none is given.
+const DEFAULT_SCOPE: &str = "project";
 
 #[derive(Subcommand)]
 enum VarsAction {
@@ -137,13 +137,13 @@ enum VarsAction {
     Set {
         assignment: String,
         /// `project`, `environment:NAME`, `service:NAME` or `service:NAME@ENVIRONMENT`.
-        #[arg(long, default_value = SCOPE_HELP)]
+        #[arg(long, default_value = DEFAULT_SCOPE)]
         scope: String,
     },
     /// Remove a variable set through the CLI or API.
     Unset {
         name: String,
-        #[arg(long, default_value = SCOPE_HELP)]
+        #[arg(long, default_value = DEFAULT_SCOPE)]
         scope: String,
     },
     /// List the variables set through the CLI or API.
@@ -163,7 +163,7 @@ enum SecretAction {
     Set {
         name: String,
         /// `project`, `environment:NAME`, `service:NAME` or `service:NAME@ENVIRONMENT`.
-        #[arg(long, default_value = SCOPE_HELP)]
+        #[arg(long, default_value = DEFAULT_SCOPE)]
         scope: String,
         /// Read the value from this file instead of standard input.
         #[arg(long, value_name = "FILE")]
@@ -175,7 +175,7 @@ enum SecretAction {
     /// Remove a secret.
     Unset {
         name: String,
-        #[arg(long, default_value = SCOPE_HELP)]
+        #[arg(long, default_value = DEFAULT_SCOPE)]
         scope: String,
     },
     /// List secrets: names, scopes, keyed fingerprints and update times — never values.

@@ -11,7 +11,7 @@ pub(crate) fn new_deployment_id() -> String {
         let n = now_ms() as u64 ^ COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed) << 40;
         bytes.copy_from_slice(&n.to_be_bytes()[3..]);
     }
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    preview_secrets::hex::encode(&bytes)
 }
 
 /// Milliseconds since the Unix epoch.

@@ -44,8 +44,7 @@ pub enum SupervisorError {
 #[derive(Default)]
 struct State {
     pid: Option<u32>,
-    restarts: u32,
-    /// When each restart happened, for people and tests to see the backoff.
+    /// When each restart happened, for people and tests to see the backoff; their number is the restart count.
     restarted_at: Vec<Instant>,
     last_exit: Option<String>,
 }
@@ -92,7 +91,10 @@ impl Supervised {
 
     /// How many times the process was restarted after exiting.
     pub fn restarts(&self) -> u32 {
-        self.state.lock().map(|s| s.restarts).unwrap_or(0)
+        self.state
+            .lock()
+            .map(|s| s.restarted_at.len() as u32)
+            .unwrap_or(0)
     }
 
     pub fn restarted_at(&self) -> Vec<Instant> {
@@ -218,7 +220,6 @@ async fn monitor(
                 child = next;
                 if let Ok(mut s) = state.lock() {
                     s.pid = child.id();
-                    s.restarts += 1;
                     s.restarted_at.push(Instant::now());
                 }
                 log.append(&format!(

@@ -42,17 +42,14 @@ impl MasterKey {
 
     /// 64 hex digits.
     pub fn from_hex(text: &str) -> Result<MasterKey, SecretError> {
-        let text = text.trim();
-        if text.len() != 64 || !text.chars().all(|c| c.is_ascii_hexdigit()) {
-            return Err(SecretError::Key(
-                "a master key is 64 hexadecimal digits (32 bytes)".to_owned(),
-            ));
-        }
+        let invalid =
+            || SecretError::Key("a master key is 64 hexadecimal digits (32 bytes)".to_owned());
+        let decoded = Zeroizing::new(crate::hex::decode(text.trim()).ok_or_else(invalid)?);
         let mut bytes = Zeroizing::new([0u8; 32]);
-        for (i, byte) in bytes.iter_mut().enumerate() {
-            *byte = u8::from_str_radix(&text[2 * i..2 * i + 2], 16)
-                .map_err(|_| SecretError::Key("not hexadecimal".to_owned()))?;
+        if decoded.len() != bytes.len() {
+            return Err(invalid());
         }
+        bytes.copy_from_slice(&decoded);
         Ok(MasterKey {
             bytes,
             source: KeySource::Generated,
@@ -60,7 +57,7 @@ impl MasterKey {
     }
 
     pub fn to_hex(&self) -> Zeroizing<String> {
-        Zeroizing::new(self.bytes.iter().map(|b| format!("{b:02x}")).collect())
+        Zeroizing::new(crate::hex::encode(self.bytes.as_ref()))
     }
 
     pub fn source(&self) -> &KeySource {

@@ -6,6 +6,7 @@
 //! Fingerprints are keyed (HMAC-SHA256), so they tell whether a value changed without revealing it.
 //! This crate does no I/O except reading and creating the master key file.
 
+pub mod hex;
 mod key;
 mod sealed;
 mod secret;

@@ -43,6 +43,25 @@ pub struct Sealed {
     pub ciphertext: Vec<u8>,
 }
 
+impl Sealed {
+    /// `nonce:ciphertext` in hex, for storing a sealed value as text.
+    pub fn to_text(&self) -> String {
+        format!(
+            "{}:{}",
+            crate::hex::encode(&self.nonce),
+            crate::hex::encode(&self.ciphertext)
+        )
+    }
+
+    pub fn from_text(text: &str) -> Option<Sealed> {
+        let (nonce, ciphertext) = text.split_once(':')?;
+        Some(Sealed {
+            nonce: crate::hex::decode(nonce)?,
+            ciphertext: crate::hex::decode(ciphertext)?,
+        })
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error(
@@ -115,22 +134,14 @@ impl MasterKey {
         let mut context = ring::hmac::Context::with_key(&key);
         context.update(&slot.associated_data());
         context.update(value.expose().as_bytes());
-        context.sign().as_ref()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::hex::encode(&context.sign().as_ref()[..8])
     }
 
     /// A value that only this key produces for `label`: used for generated credentials such as database passwords.
     pub fn derived_secret(&self, label: &str) -> Secret {
         let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &self.derive(b"derived"));
         let tag = ring::hmac::sign(&key, label.as_bytes());
-        Secret::new(
-            tag.as_ref()[..24]
-                .iter()
-                .map(|b| format!("{b:02x}"))
-                .collect(),
-        )
+        Secret::new(crate::hex::encode(&tag.as_ref()[..24]))
     }
 
     /// A sealed marker that proves, later, that a key is the one the store was written with.

@@ -19,18 +19,16 @@ pub fn client_config_path(data_dir: &Path) -> PathBuf {
 }
 
 pub(crate) fn sha256_hex(text: &str) -> String {
-    ring::digest::digest(&ring::digest::SHA256, text.as_bytes())
-        .as_ref()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    preview_secrets::hex::encode(
+        ring::digest::digest(&ring::digest::SHA256, text.as_bytes()).as_ref(),
+    )
 }
 
 pub(crate) fn new_token() -> Result<String, String> {
     let mut bytes = [0u8; 32];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
         .map_err(|_| "the system's random source failed".to_owned())?;
-    Ok(bytes.iter().map(|b| format!("{b:02x}")).collect())
+    Ok(preview_secrets::hex::encode(&bytes))
 }
 
 /// True when `presented` is the token whose hash is stored; compares hashes in constant time.

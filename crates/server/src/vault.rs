@@ -18,30 +18,6 @@ pub(crate) struct Vault {
     key_file: PathBuf,
 }
 
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn unhex(text: &str) -> Option<Vec<u8>> {
-    (text.len().is_multiple_of(2)).then_some(())?;
-    (0..text.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(&text[i..i + 2], 16).ok())
-        .collect()
-}
-
-fn encode(sealed: &Sealed) -> String {
-    format!("{}:{}", hex(&sealed.nonce), hex(&sealed.ciphertext))
-}
-
-fn decode(text: &str) -> Option<Sealed> {
-    let (nonce, ciphertext) = text.split_once(':')?;
-    Some(Sealed {
-        nonce: unhex(nonce)?,
-        ciphertext: unhex(ciphertext)?,
-    })
-}
-
 impl Vault {
     /// Loads the master key (`PREVIEW_MASTER_KEY`, else `<data>/master.key`, created on first use) and checks it
     /// against the store. A wrong key is refused here, before the daemon writes anything.
@@ -50,7 +26,8 @@ impl Vault {
         let check = store.meta(KEY_CHECK).await.map_err(|e| e.to_string())?;
         let key = match &check {
             Some(check) => {
-                let check = decode(check).ok_or("the store's key check is unreadable")?;
+                let check =
+                    Sealed::from_text(check).ok_or("the store's key check is unreadable")?;
                 let key = recover_rotation(&key_file, &check)?
                     .map_or_else(|| MasterKey::load(&key_file), Ok)
                     .map_err(|e| e.to_string())?;
@@ -61,7 +38,7 @@ impl Vault {
                 let key = MasterKey::load(&key_file).map_err(|e| e.to_string())?;
                 let check = key.key_check().map_err(|e| e.to_string())?;
                 store
-                    .set_meta(KEY_CHECK, &encode(&check))
+                    .set_meta(KEY_CHECK, &check.to_text())
                     .await
                     .map_err(|e| e.to_string())?;
                 key
@@ -161,7 +138,7 @@ impl Vault {
         let check = new.key_check().map_err(|e| e.to_string())?;
         if let Err(error) = self
             .store
-            .rotate_secrets(&resealed, KEY_CHECK, &encode(&check))
+            .rotate_secrets(&resealed, KEY_CHECK, &check.to_text())
             .await
         {
             let _ = std::fs::remove_file(&pending);

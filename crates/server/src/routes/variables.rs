@@ -118,20 +118,48 @@ pub(crate) async fn unset(
     Path(project): Path<String>,
     Body(body): Body<Slot>,
 ) -> Result<Json<Value>, ApiError> {
-    let project = project_record(&state.store, &project).await?;
-    let scope = Scope::parse(&body.scope).map_err(ApiError::BadRequest)?;
-    if !state
-        .store
-        .unset_variable(&project.name, &scope.to_string(), &body.name)
-        .await?
-    {
+    remove(&state, &project, body, Kind::Variable).await
+}
+
+enum Kind {
+    Variable,
+    Secret,
+}
+
+/// Removes a variable or a secret from its scope; 404 if there is none.
+async fn remove(
+    state: &SharedState,
+    project: &str,
+    slot: Slot,
+    kind: Kind,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, project).await?;
+    let scope = Scope::parse(&slot.scope).map_err(ApiError::BadRequest)?;
+    let (project, scope_text) = (&project.name, scope.to_string());
+    let (removed, what) = match kind {
+        Kind::Variable => (
+            state
+                .store
+                .unset_variable(project, &scope_text, &slot.name)
+                .await?,
+            "variable",
+        ),
+        Kind::Secret => (
+            state
+                .store
+                .delete_secret(project, &scope_text, &slot.name)
+                .await?,
+            "secret",
+        ),
+    };
+    if !removed {
         return Err(ApiError::NotFound(format!(
-            "no variable `{}` at {scope}",
-            body.name
+            "no {what} `{}` at {scope}",
+            slot.name
         )));
     }
     Ok(Json(
-        json!({ "unset": { "scope": scope.to_string(), "name": body.name } }),
+        json!({ "unset": { "scope": scope_text, "name": slot.name } }),
     ))
 }
 
@@ -204,21 +232,7 @@ pub(crate) async fn unset_secret(
     Path(project): Path<String>,
     Body(body): Body<Slot>,
 ) -> Result<Json<Value>, ApiError> {
-    let project = project_record(&state.store, &project).await?;
-    let scope = Scope::parse(&body.scope).map_err(ApiError::BadRequest)?;
-    if !state
-        .store
-        .delete_secret(&project.name, &scope.to_string(), &body.name)
-        .await?
-    {
-        return Err(ApiError::NotFound(format!(
-            "no secret `{}` at {scope}",
-            body.name
-        )));
-    }
-    Ok(Json(
-        json!({ "unset": { "scope": scope.to_string(), "name": body.name } }),
-    ))
+    remove(&state, &project, body, Kind::Secret).await
 }
 
 fn secret_summary(record: &preview_store::SecretRecord) -> Value {
