@@ -64,9 +64,26 @@ enum Command {
         /// Address to serve the API on.
         #[arg(long, default_value = "127.0.0.1:7670", value_name = "IP:PORT")]
         listen: String,
-        /// Where environments live: `recording` (resources recorded as files, no processes) or `recording:DIR`.
-        #[arg(long, default_value = "recording")]
+        /// Where environments live: `local` (apps as supervised processes behind the built-in gateway),
+        /// `recording` (resources recorded as files, no processes) or `recording:DIR`.
+        #[arg(long, default_value = "local")]
         runtime: String,
+        /// Where the gateway serves plain HTTP (local runtime).
+        #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
+        http: String,
+        /// Where the gateway serves HTTPS, with certificates from the local CA (local runtime).
+        #[arg(long, default_value = "127.0.0.1:8443", value_name = "IP:PORT")]
+        https: String,
+        /// The ports the local runtime gives environments, 32 per environment.
+        #[arg(long, default_value = "20000-29999", value_name = "FIRST-LAST")]
+        ports: String,
+        /// A directory kept between builds, for compiler caches (`PREVIEW_BUILD_CACHE` in build commands);
+        /// default: `build-cache` in the data directory.
+        #[arg(long, value_name = "DIR")]
+        build_cache: Option<PathBuf>,
+        /// Seconds a new version of an app may take to become healthy before the deployment rolls back.
+        #[arg(long, default_value_t = 60)]
+        health_timeout: u64,
         /// For tests: make the runtime fail (`fail@N`), hang (`hang@N`) or stop dead (`stop-before@N`,
         /// `stop-after@N`, `stop-verify@1`) at its N-th operation.
         #[arg(long, hide = true)]
@@ -103,8 +120,37 @@ enum Command {
         /// Return once the deployment has started instead of following it.
         #[arg(long)]
         no_wait: bool,
+        /// The commit, branch or tag to build from (default: the repository's HEAD).
+        #[arg(long, value_name = "REF")]
+        commit: Option<String>,
         #[command(subcommand)]
         action: Option<DeployAction>,
+    },
+    /// Print a service's captured output; with -f, keep printing what it writes.
+    Logs {
+        /// The environment.
+        env: String,
+        /// The service.
+        service: String,
+        /// Follow the log until interrupted.
+        #[arg(long, short = 'f')]
+        follow: bool,
+    },
+    /// The local certificate authority behind the gateway's certificates.
+    Ca {
+        #[command(subcommand)]
+        action: CaAction,
+    },
+    /// Run the example project on this machine: a daemon with a temporary data directory, `staging` and a
+    /// preview cloned from it, their URLs requested over HTTPS; then stop everything.
+    Demo {
+        /// Leave the daemon and the environments running.
+        #[arg(long)]
+        keep: bool,
+        /// The checkout of this project holding `examples/shop` (default: the repository around the current
+        /// directory).
+        #[arg(long, value_name = "DIR")]
+        repository: Option<PathBuf>,
     },
     /// List ENV's deployments, newest first.
     Deployments {
@@ -208,6 +254,9 @@ enum EnvAction {
         /// Return once the deployment has started.
         #[arg(long)]
         no_wait: bool,
+        /// The commit, branch or tag to build from (default: the repository's HEAD).
+        #[arg(long, value_name = "REF")]
+        commit: Option<String>,
     },
     /// Create NEW as a clone of SOURCE with the spec's preview overrides applied.
     Clone {
@@ -216,6 +265,9 @@ enum EnvAction {
         /// Return once the deployment has started.
         #[arg(long)]
         no_wait: bool,
+        /// The commit, branch or tag to build from (default: the repository's HEAD).
+        #[arg(long, value_name = "REF")]
+        commit: Option<String>,
     },
     /// Delete an environment and everything in it.
     Delete {
@@ -223,6 +275,16 @@ enum EnvAction {
         /// Return once the deployment has started.
         #[arg(long)]
         no_wait: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum CaAction {
+    /// Write the CA certificate (PEM) to FILE, or print it, for browsers' and curl's trust stores.
+    Export {
+        /// The file to write; standard output when absent.
+        #[arg(long, short = 'f', value_name = "FILE")]
+        file: Option<PathBuf>,
     },
 }
 
@@ -270,6 +332,11 @@ fn run(cli: Cli) -> Result<(), Failure> {
             store,
             listen,
             runtime,
+            http,
+            https,
+            ports,
+            build_cache,
+            health_timeout,
             fault,
             step_timeout,
             lease_ttl,
@@ -278,10 +345,16 @@ fn run(cli: Cli) -> Result<(), Failure> {
             store,
             listen,
             runtime,
+            http,
+            https,
+            ports,
+            build_cache,
+            health_timeout_secs: health_timeout,
             fault,
             step_timeout_secs: step_timeout,
             lease_ttl_secs: lease_ttl,
         }),
+        Command::Demo { keep, repository } => commands::demo::run(repository, keep),
         command => client_command(command, data_dir, cli.project, cli.output),
     }
 }
@@ -298,6 +371,13 @@ fn client_command(
         .build()
         .map_err(|e| Failure::internal(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(async move {
+        if let Command::Ca {
+            action: CaAction::Export { file },
+        } = &command
+        {
+            let client = client::Client::from_data_dir(&data_dir)?;
+            return commands::logs::export_ca(&client, file.as_deref()).await;
+        }
         if let Command::Project { action } = &command {
             let client = client::Client::from_data_dir(&data_dir)?;
             return match action {
@@ -312,19 +392,30 @@ fn client_command(
             Command::Env { action } => match action {
                 EnvAction::List => commands::environments::list(&context).await,
                 EnvAction::Show { env } => commands::environments::show(&context, &env).await,
-                EnvAction::Create { env, no_wait } => {
-                    commands::deploy::start(&context, Change::Create(&env), !no_wait).await
+                EnvAction::Create {
+                    env,
+                    no_wait,
+                    commit,
+                } => {
+                    commands::deploy::start(
+                        &context,
+                        Change::Create(&env, commit.as_deref()),
+                        !no_wait,
+                    )
+                    .await
                 }
                 EnvAction::Clone {
                     source,
                     new,
                     no_wait,
+                    commit,
                 } => {
                     commands::deploy::start(
                         &context,
                         Change::Clone {
                             source: &source,
                             name: &new,
+                            commit: commit.as_deref(),
                         },
                         !no_wait,
                     )
@@ -342,8 +433,17 @@ fn client_command(
             Command::Deploy {
                 env: Some(env),
                 no_wait,
+                commit,
                 ..
-            } => commands::deploy::start(&context, Change::Update(&env), !no_wait).await,
+            } => {
+                commands::deploy::start(&context, Change::Update(&env, commit.as_deref()), !no_wait)
+                    .await
+            }
+            Command::Logs {
+                env,
+                service,
+                follow,
+            } => commands::logs::run(&context, &env, &service, follow).await,
             Command::Deployments { env } => {
                 commands::environments::deployments(&context, &env).await
             }

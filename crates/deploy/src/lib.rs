@@ -16,5 +16,6 @@ mod steps;
 pub use engine::{DeploymentRequest, Engine, EngineConfig, EngineError};
 pub use recording::{Fault, FaultKind, RecordingRuntime, read_state};
 pub use runtime::{
-    EnvironmentAddress, NoSecrets, Observed, Runtime, RuntimeError, SecretSource, StepLog,
+    EnvironmentAddress, LogChunk, NoSecrets, Observed, Runtime, RuntimeError, SecretSource,
+    ServiceStatus, StepLog,
 };

@@ -1,6 +1,7 @@
 //! The one interface between the engine and wherever environments live. Operations are declarative and
 //! addressed by resource id, so that a process supervisor and Kubernetes server-side apply both fit.
 
+use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
@@ -84,6 +85,59 @@ pub trait Runtime: Send + Sync {
         env: &EnvironmentAddress,
         id: &str,
     ) -> Result<Option<Observed>, RuntimeError>;
+
+    /// The addresses (host, port) at which the environment's apps reach the named services, as this runtime
+    /// assigns them; empty when services reach each other by name and declared port (as in a Kubernetes namespace).
+    async fn endpoints(
+        &self,
+        _env: &EnvironmentAddress,
+        _services: &[String],
+    ) -> Result<BTreeMap<String, (String, u16)>, RuntimeError> {
+        Ok(BTreeMap::new())
+    }
+
+    /// What each running service of the environment is doing.
+    async fn status(&self, _env: &EnvironmentAddress) -> Vec<ServiceStatus> {
+        Vec::new()
+    }
+
+    /// A service's captured output from byte `from` on.
+    async fn logs(
+        &self,
+        _env: &EnvironmentAddress,
+        service: &str,
+        _from: u64,
+    ) -> Result<LogChunk, RuntimeError> {
+        Err(RuntimeError::new(format!(
+            "this runtime keeps no logs (asked for `{service}`)"
+        )))
+    }
+
+    /// Stops what the runtime runs on behalf of the daemon, when the daemon stops.
+    async fn shutdown(&self) {}
+}
+
+/// One service as a runtime sees it, for `preview env show`.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct ServiceStatus {
+    pub service: String,
+    /// `running`, `restarting` (exited, waiting to start again) or `stopped`.
+    pub state: String,
+    pub pid: Option<u32>,
+    /// How often the process was restarted after it exited.
+    pub restarts: u32,
+    /// How it last exited, e.g. `exit status: 1`.
+    pub last_exit: Option<String>,
+    /// Where it listens, e.g. `127.0.0.1:20016`.
+    pub address: Option<String>,
+}
+
+/// Part of a service's log.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct LogChunk {
+    pub text: String,
+    /// Where the next read continues.
+    pub next: u64,
 }
 
 /// Where a runtime gets a secret's value, by the name resources list it under (`project/NAME`,

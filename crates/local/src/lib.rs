@@ -4,11 +4,28 @@
 //! environment, its output captured to a rotated log, restarted with exponential backoff when it exits, and
 //! stopped with SIGTERM, a grace period, then SIGKILL of the whole group. `health` decides readiness: an HTTP
 //! GET answering 2xx/3xx, or an accepted TCP connection. Neither knows anything of plans or the spec.
+//!
+//! `runtime` implements the engine's runtime interface on top: `builds` (a checkout per commit, build commands),
+//! `apps` (start a version, wait until healthy, switch, drain the previous one), `ports` (a block of ports per
+//! environment), `forward` (stable service ports in front of the running version), `site` (the gateway's routes
+//! and certificates), `records` (what was applied, on disk) and `strays` (what an earlier run left behind).
+//! This crate knows resources and their JSON content, never the spec or the store.
 
+mod apps;
+mod builds;
+mod forward;
 mod health;
 mod logs;
+mod ports;
+mod records;
+mod runtime;
 mod signals;
+mod site;
+mod strays;
 mod supervisor;
 
 pub use health::{Probe, probe_once, wait_until_healthy};
+pub use ports::PortRange;
+pub use runtime::{LocalConfig, LocalRuntime};
+pub use strays::apps_user;
 pub use supervisor::{ProcessSpec, Supervised, SupervisorError};

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use preview_resolve::{ResolvedEnvironment, ResolvedService, SecretRef};
+use preview_resolve::{Part, ResolvedEnvironment, ResolvedService, SecretRef};
 use preview_spec::{ClonePolicy, SeedSource, ServiceKind};
 use serde_json::json;
 
@@ -38,6 +38,7 @@ pub fn desired_state(
     ];
     let mut hostnames: Vec<&str> = Vec::new();
     for service in environment.services.values() {
+        resources.extend(build(environment, service));
         resources.push(service_resource(environment, service, versions));
         if !service.hostnames.is_empty() {
             hostnames.extend(service.hostnames.iter().map(String::as_str));
@@ -121,6 +122,22 @@ fn service_resource(
     if !matches!(service.kind, ServiceKind::Database(_)) {
         depends_on.push("secrets".to_owned());
     }
+    if environment.source.is_some() {
+        match &service.kind {
+            ServiceKind::App(app) if app.build.is_some() => {
+                depends_on.push(build_id(&service.name));
+            }
+            // A job runs in the checkout where the environment's apps were built.
+            ServiceKind::Job(_) => depends_on.extend(
+                environment
+                    .services
+                    .values()
+                    .filter(|s| matches!(&s.kind, ServiceKind::App(app) if app.build.is_some()))
+                    .map(|s| build_id(&s.name)),
+            ),
+            _ => {}
+        }
+    }
     depends_on.extend(service.depends_on.iter().filter_map(|dependency| {
         let target = environment.services.get(dependency)?;
         Some(service_resource_id(&target.kind, dependency))
@@ -131,7 +148,17 @@ fn service_resource(
         .iter()
         .map(|(name, variable)| (name.clone(), json!(variable.value.redacted())))
         .collect();
+    // Where the secrets go in values that hold them, by name: what a runtime needs to assemble the value.
+    let with_secrets: serde_json::Map<String, serde_json::Value> = service
+        .variables
+        .iter()
+        .filter(|(_, variable)| variable.value.is_secret())
+        .map(|(name, variable)| (name.clone(), parts(&variable.value)))
+        .collect();
     let secrets = with_versions(service_secrets(service), versions);
+    let source = environment.source.as_ref().map(|source| {
+        json!({ "repository": source.repository, "directory": source.directory, "commit": source.commit })
+    });
     let content = match &service.kind {
         ServiceKind::App(app) => json!({
             "build": app.build,
@@ -142,7 +169,9 @@ fn service_resource(
             "replicas": app.replicas,
             "resources": app.resources,
             "variables": variables,
+            "with_secrets": with_secrets,
             "secrets": secrets,
+            "source": source,
         }),
         ServiceKind::Database(database) => json!({
             "engine": database.engine,
@@ -156,7 +185,9 @@ fn service_resource(
             "command": job.command,
             "image": job.image,
             "variables": variables,
+            "with_secrets": with_secrets,
             "secrets": secrets,
+            "source": source,
         }),
     };
     let kind = match service.kind {
@@ -165,6 +196,44 @@ fn service_resource(
         ServiceKind::Job(_) => ResourceKind::Job,
     };
     Resource::new(id, kind, depends_on, content)
+}
+
+/// `[{"text": "postgres://u:"}, {"secret": "database:db/password"}, …]`: names, never values.
+fn parts(value: &preview_resolve::Value) -> serde_json::Value {
+    value
+        .0
+        .iter()
+        .map(|part| match part {
+            Part::Text(text) => json!({ "text": text }),
+            Part::Secret(secret) => json!({ "secret": secret_name(secret) }),
+        })
+        .collect()
+}
+
+fn build_id(service: &str) -> String {
+    format!("build/{service}")
+}
+
+/// An app's build, when the environment has a source commit and the app a build command. Environments at the same
+/// commit share the runtime's checkout and build output.
+fn build(environment: &ResolvedEnvironment, service: &ResolvedService) -> Option<Resource> {
+    let source = environment.source.as_ref()?;
+    let ServiceKind::App(app) = &service.kind else {
+        return None;
+    };
+    let command = app.build.as_ref()?;
+    Some(Resource::new(
+        build_id(&service.name),
+        ResourceKind::Build,
+        vec!["space".to_owned()],
+        json!({
+            "service": service.name,
+            "command": command,
+            "repository": source.repository,
+            "directory": source.directory,
+            "commit": source.commit,
+        }),
+    ))
 }
 
 /// The clone policy without its place in the spec file: moving a line must not look like a change.

@@ -83,6 +83,12 @@ fn summary(resource: &Resource) -> String {
             text(&c["mode"]),
             data_source(&c["clone"])
         ),
+        ResourceKind::Build => format!(
+            "{} at {}: {}",
+            text(&c["service"]),
+            text(&c["commit"]).chars().take(12).collect::<String>(),
+            text(&c["command"])
+        ),
         ResourceKind::Job => format!("hook {}: {}", text(&c["hook"]), text(&c["command"])),
         ResourceKind::App => {
             let ports: Vec<String> = c["ports"]
@@ -162,7 +168,8 @@ fn changes(before: &Resource, after: &Resource) -> String {
             old.get(key).unwrap_or(&Value::Null),
             new.get(key).unwrap_or(&Value::Null),
         );
-        if a == b {
+        // Where secrets sit in a value repeats the `variables` change, which is shown.
+        if a == b || key == "with_secrets" {
             continue;
         }
         match (a, b) {

@@ -11,6 +11,8 @@ pub enum ResourceKind {
     /// The environment's secret set (names and fingerprints, never values).
     Secrets,
     Database,
+    /// An app's build: a checkout of the environment's commit with the app's build command run in it.
+    Build,
     /// One run of a job (seed, migrate, on-create, on-delete).
     Job,
     /// An app workload.
@@ -22,11 +24,11 @@ pub enum ResourceKind {
 }
 
 impl ResourceKind {
-    /// Build order: space → secrets and databases → jobs → apps and certificates → routes.
+    /// Build order: space → secrets, databases and builds → jobs → apps and certificates → routes.
     pub fn level(self) -> u8 {
         match self {
             ResourceKind::Space => 0,
-            ResourceKind::Secrets | ResourceKind::Database => 1,
+            ResourceKind::Secrets | ResourceKind::Database | ResourceKind::Build => 1,
             ResourceKind::Job => 2,
             ResourceKind::App | ResourceKind::Certificate => 3,
             ResourceKind::Route => 4,

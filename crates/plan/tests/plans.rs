@@ -5,16 +5,52 @@ use preview_plan::{Action, Resource, desired_state, plan_deployment, render_plan
 const EXAMPLE: &str = include_str!("../../../examples/shop/preview.yaml");
 
 fn desired(source: &str, environment: &str) -> Vec<Resource> {
+    desired_at(source, environment, None)
+}
+
+/// With a commit: the apps get builds, and their resources name the commit.
+fn desired_at(source: &str, environment: &str, commit: Option<&str>) -> Vec<Resource> {
     let spec = preview_spec::parse_spec("shop.yaml", source).unwrap_or_else(|e| panic!("{e}"));
+    let context = preview_resolve::Context {
+        source: commit.map(|commit| preview_resolve::SourceCommit {
+            repository: "/srv/shop".into(),
+            directory: "deploy".into(),
+            commit: commit.into(),
+        }),
+        ..Default::default()
+    };
     desired_state(
-        &preview_resolve::resolve_environment(
-            &spec,
-            &spec.environments[environment],
-            &preview_resolve::Context::default(),
-        )
-        .unwrap_or_else(|e| panic!("{e:?}")),
+        &preview_resolve::resolve_environment(&spec, &spec.environments[environment], &context)
+            .unwrap_or_else(|e| panic!("{e:?}")),
         &Default::default(),
     )
+}
+
+#[test]
+fn a_new_commit_rebuilds_and_redeploys_the_apps_and_the_job() {
+    let before = desired_at(
+        EXAMPLE,
+        "staging",
+        Some("1111111111111111111111111111111111111111"),
+    );
+    let after = desired_at(
+        EXAMPLE,
+        "staging",
+        Some("2222222222222222222222222222222222222222"),
+    );
+    let builds: Vec<&str> = after
+        .iter()
+        .filter(|r| r.kind == preview_plan::ResourceKind::Build)
+        .map(|r| r.id.as_str())
+        .collect();
+    assert_eq!(builds, ["build/catalog", "build/storefront"]);
+    let catalog = after
+        .iter()
+        .find(|r| r.id == "app/catalog")
+        .expect("catalog");
+    assert!(catalog.depends_on.contains(&"build/catalog".to_owned()));
+    let plan = plan_deployment("staging", &after, &before);
+    insta::assert_snapshot!(render_plan(&plan));
 }
 
 #[test]

@@ -219,6 +219,8 @@ fn built_ins(
             ("PREVIEW_BRANCH".to_owned(), Value::text(&preview.branch)),
             ("PREVIEW_COMMIT".to_owned(), Value::text(&preview.commit)),
         ]);
+    } else if let Some(source) = &context.source {
+        values.push(("PREVIEW_COMMIT".to_owned(), Value::text(&source.commit)));
     }
     if let ServiceKind::App(_) = service.kind
         && let Ok(port) = output(spec, environment, context, service, "port")

@@ -64,6 +64,20 @@ pub struct Context {
     /// Where each service listens, as the runtime assigns it; services missing here get their name and
     /// declared port.
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// The commit the environment's apps are built from, when the project's spec lives in a git repository.
+    pub source: Option<SourceCommit>,
+}
+
+/// Where an environment's code comes from: a commit of a repository on the daemon's machine, and the directory
+/// of the spec inside it (where build and run commands run).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceCommit {
+    /// The repository's top-level directory.
+    pub repository: String,
+    /// The spec's directory, relative to the repository (`""` at the top).
+    pub directory: String,
+    /// The full commit id.
+    pub commit: String,
 }
 
 impl Context {
@@ -81,6 +95,7 @@ pub struct ResolvedEnvironment {
     pub runtime: RuntimeKind,
     pub domain: DomainSettings,
     pub services: BTreeMap<String, ResolvedService>,
+    pub source: Option<SourceCommit>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -203,6 +218,7 @@ pub fn resolve_environment(
         runtime: spec.runtime,
         domain: spec.domain.clone(),
         services,
+        source: context.source.clone(),
     })
 }
 

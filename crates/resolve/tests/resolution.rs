@@ -101,6 +101,7 @@ fn resolve(given: &Given, environment: &str, service: &str, variable: &str) -> S
             commit: "0123abc".into(),
         }),
         based_on: environment.starts_with("pr-").then(|| "staging".to_owned()),
+        source: None,
         endpoints: given
             .endpoints
             .iter()

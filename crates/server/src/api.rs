@@ -14,7 +14,7 @@ use preview_store::Store;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::routes::{deployments, environments, projects, variables};
+use crate::routes::{deployments, environments, projects, runtime, variables};
 
 /// Request bodies larger than this are refused: a spec is a few kilobytes.
 pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
@@ -24,6 +24,17 @@ pub(crate) struct AppState {
     pub engine: Arc<Engine>,
     pub vault: Arc<crate::vault::Vault>,
     pub token_hash: String,
+    /// The runtime, for what it knows beyond resources (addresses, status, logs).
+    pub runtime: Arc<dyn preview_deploy::Runtime>,
+    /// The gateway, when the runtime serves routes.
+    pub gateway: Option<Gateway>,
+}
+
+/// Where the gateway listens and the CA its certificates come from.
+pub(crate) struct Gateway {
+    pub http: std::net::SocketAddr,
+    pub https: std::net::SocketAddr,
+    pub ca_pem: String,
 }
 
 pub(crate) type SharedState = Arc<AppState>;
@@ -80,6 +91,12 @@ pub(crate) fn router(state: SharedState) -> Router {
             "/v1/projects/{project}/secrets/unset",
             post(variables::unset_secret),
         )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/services/{service}/logs",
+            get(runtime::logs),
+        )
+        .route("/v1/gateway", get(runtime::gateway))
+        .route("/v1/ca", get(runtime::ca))
         .route("/v1/secrets/rotate-key", post(variables::rotate_key))
         .route("/v1/deployments/{id}", get(deployments::show))
         .route("/v1/deployments/{id}/logs", get(deployments::logs))

@@ -12,6 +12,11 @@ pub struct ClientConfig {
     /// `http://127.0.0.1:PORT`
     pub address: String,
     pub token: String,
+    /// Where the gateway listens (`127.0.0.1:8443`), when the daemon runs one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_https: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub gateway_http: Option<String>,
 }
 
 pub fn client_config_path(data_dir: &Path) -> PathBuf {

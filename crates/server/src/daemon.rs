@@ -6,10 +6,14 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
+use std::os::unix::fs::PermissionsExt;
+
 use preview_deploy::{Engine, EngineConfig, Fault, RecordingRuntime, Runtime};
+use preview_gateway::{Certificates, Proxy, Routes};
+use preview_local::{LocalConfig, LocalRuntime, PortRange};
 use preview_store::Store;
 
-use crate::api::{AppState, router};
+use crate::api::{AppState, Gateway, router};
 use crate::auth::{
     ClientConfig, client_config_path, new_token, read_client_config, sha256_hex,
     write_client_config,
@@ -23,6 +27,20 @@ pub enum RuntimeChoice {
         dir: Option<PathBuf>,
         fault: Option<Fault>,
     },
+    /// Runs every app as a supervised process on this machine, behind the built-in gateway.
+    Local(LocalOptions),
+}
+
+#[derive(Debug, Clone)]
+pub struct LocalOptions {
+    /// Where the gateway listens for plain HTTP and for HTTPS.
+    pub http: SocketAddr,
+    pub https: SocketAddr,
+    pub ports: PortRange,
+    /// Kept between builds; `<data dir>/build-cache` when `None`.
+    pub build_cache: Option<PathBuf>,
+    pub health_timeout: Duration,
+    pub drain: Duration,
 }
 
 #[derive(Debug, Clone)]
@@ -49,7 +67,15 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let holder = daemon_identity(&config.data_dir)?;
     // A wrong master key stops the daemon here, before recovery or any request can write anything.
     let vault = Arc::new(crate::vault::Vault::open(&config.data_dir, Arc::clone(&store)).await?);
+    let mut gateway = None;
+    let mut local_runtime = None;
     let runtime: Arc<dyn Runtime> = match &config.runtime {
+        RuntimeChoice::Local(options) => {
+            let (local, addresses) = start_local(&config, options, Arc::clone(&vault)).await?;
+            gateway = Some(addresses);
+            local_runtime = Some(Arc::clone(&local));
+            local
+        }
         RuntimeChoice::Recording { dir, fault } => {
             let dir = dir
                 .clone()
@@ -69,7 +95,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     };
     let engine = Engine::new(
         Arc::clone(&store),
-        runtime,
+        Arc::clone(&runtime),
         &holder,
         EngineConfig {
             step_timeout: config.step_timeout,
@@ -94,21 +120,99 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
-    let token_hash = publish_token(&store, &config.data_dir, &format!("http://{address}")).await?;
+    let token_hash = publish_token(
+        &store,
+        &config.data_dir,
+        &format!("http://{address}"),
+        gateway.as_ref(),
+    )
+    .await?;
+    if let Some(local) = local_runtime {
+        renew_certificates(local);
+    }
     let state = Arc::new(AppState {
         store,
         engine,
         vault,
         token_hash,
+        runtime: Arc::clone(&runtime),
+        gateway,
     });
     log(&format!(
         "listening on http://{address}; client config in {}",
         client_config_path(&config.data_dir).display()
     ));
-    axum::serve(listener, router(state))
+    let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
-        .map_err(|e| e.to_string())
+        .map_err(|e| e.to_string());
+    // Apps do not outlive the daemon: a restarted daemon starts them again from its records.
+    runtime.shutdown().await;
+    served
+}
+
+/// Opens the local runtime (stopping what an earlier run left, starting recorded apps again) and the gateway in
+/// front of it.
+async fn start_local(
+    config: &ServeConfig,
+    options: &LocalOptions,
+    vault: Arc<crate::vault::Vault>,
+) -> Result<(Arc<LocalRuntime>, Gateway), String> {
+    // Apps run as an unprivileged user when the daemon is root: they must pass through the data directory to
+    // their checkout and home, though not list it.
+    std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o711))
+        .map_err(|e| format!("cannot set the mode of {}: {e}", config.data_dir.display()))?;
+    let mut local = LocalConfig::new(config.data_dir.join("local"));
+    local.ports = options.ports;
+    local.build_cache = options
+        .build_cache
+        .clone()
+        .unwrap_or_else(|| config.data_dir.join("build-cache"));
+    local.run_as = preview_local::apps_user();
+    local.health_timeout = options.health_timeout;
+    local.drain = options.drain;
+    let bind = |address: SocketAddr| async move {
+        tokio::net::TcpListener::bind(address)
+            .await
+            .map_err(|e| format!("the gateway cannot listen on {address}: {e}"))
+    };
+    let (http, https) = (bind(options.http).await?, bind(options.https).await?);
+    let routes = Arc::new(Routes::default());
+    let certificates = Arc::new(Certificates::default());
+    let runtime = LocalRuntime::open(
+        local,
+        vault,
+        Arc::clone(&routes),
+        Arc::clone(&certificates),
+        &log,
+    )
+    .await?;
+    let tls = preview_gateway::tls_config(certificates).map_err(|e| e.to_string())?;
+    let addresses = Gateway {
+        http: http.local_addr().map_err(|e| e.to_string())?,
+        https: https.local_addr().map_err(|e| e.to_string())?,
+        ca_pem: runtime.ca_certificate(),
+    };
+    let proxy = Arc::new(Proxy::new(routes));
+    tokio::spawn(preview_gateway::serve(http, Arc::clone(&proxy), None));
+    tokio::spawn(preview_gateway::serve(https, proxy, Some(tls)));
+    log(&format!(
+        "runtime: local processes; gateway on http://{} and https://{}",
+        addresses.http, addresses.https
+    ));
+    Ok((runtime, addresses))
+}
+
+/// Checks every few hours for certificates near their end and issues them again.
+fn renew_certificates(runtime: Arc<LocalRuntime>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
+            for environment in runtime.renew_certificates() {
+                log(&format!("renewed the certificate of `{environment}`"));
+            }
+        }
+    });
 }
 
 /// Takes over, now and then, the deployments of daemons that died while sharing this store.
@@ -171,7 +275,12 @@ fn daemon_identity(data_dir: &Path) -> Result<String, String> {
 
 /// Keeps the token of the existing client config if it is still the one whose hash is stored; otherwise makes a
 /// new one. Writes the client config with this daemon's address. Returns the stored hash.
-async fn publish_token(store: &Store, data_dir: &Path, address: &str) -> Result<String, String> {
+async fn publish_token(
+    store: &Store,
+    data_dir: &Path,
+    address: &str,
+    gateway: Option<&Gateway>,
+) -> Result<String, String> {
     let path = client_config_path(data_dir);
     let stored = store
         .meta(TOKEN_HASH_KEY)
@@ -194,6 +303,8 @@ async fn publish_token(store: &Store, data_dir: &Path, address: &str) -> Result<
         &ClientConfig {
             address: address.to_owned(),
             token: token.clone(),
+            gateway_https: gateway.map(|g| g.https.to_string()),
+            gateway_http: gateway.map(|g| g.http.to_string()),
         },
     )
     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;

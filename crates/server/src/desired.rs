@@ -1,11 +1,14 @@
 //! From a registered spec, the stored variables and the secrets' names to an environment's resolved variables
 //! and desired resources.
 
+use std::collections::BTreeMap;
+
+use preview_deploy::EnvironmentAddress;
 use preview_plan::{Resource, desired_state};
 use preview_resolve::{
-    Context, ResolvedEnvironment, Scope, SecretRef, StoredSecret, StoredVariable,
+    Context, Endpoint, ResolvedEnvironment, Scope, SecretRef, StoredSecret, StoredVariable,
 };
-use preview_spec::SecretInPreviews;
+use preview_spec::{SecretInPreviews, ServiceKind};
 use preview_store::ProjectRecord;
 
 use crate::api::SharedState;
@@ -28,6 +31,7 @@ pub(crate) async fn resolve(
     project: &ProjectRecord,
     environment: &str,
     based_on: Option<&str>,
+    commit: Option<&str>,
 ) -> Result<ResolvedEnvironment, ApiError> {
     let invalid =
         |diagnostics: preview_spec::Diagnostics| ApiError::BadRequest(diagnostics.to_string());
@@ -75,10 +79,13 @@ pub(crate) async fn resolve(
             })
         })
         .collect();
+    let source = crate::source::source_commit(project.directory.as_deref(), commit).await?;
     let context = Context {
         stored,
         secrets,
         based_on: based_on.map(str::to_owned),
+        endpoints: endpoints(state, project, &env).await?,
+        source,
         ..Context::default()
     };
     preview_resolve::resolve_environment(&spec, &env, &context).map_err(|errors| {
@@ -88,6 +95,33 @@ pub(crate) async fn resolve(
             lines.join("\n")
         ))
     })
+}
+
+/// Where the runtime has the environment's apps listen, for their addresses in other apps' variables.
+async fn endpoints(
+    state: &SharedState,
+    project: &ProjectRecord,
+    environment: &preview_spec::Environment,
+) -> Result<BTreeMap<String, Endpoint>, ApiError> {
+    let apps: Vec<String> = environment
+        .services
+        .values()
+        .filter(|s| matches!(&s.kind, ServiceKind::App(app) if !app.ports.is_empty()))
+        .map(|s| s.name.clone())
+        .collect();
+    let address = EnvironmentAddress {
+        project: project.name.clone(),
+        environment: environment.name.clone(),
+    };
+    let assigned = state
+        .runtime
+        .endpoints(&address, &apps)
+        .await
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    Ok(assigned
+        .into_iter()
+        .map(|(service, (host, port))| (service, Endpoint { host, port }))
+        .collect())
 }
 
 /// What `desired_for` is for: a plan may show secrets that have no value yet; a deployment may not start
@@ -103,9 +137,10 @@ pub(crate) async fn desired_for(
     project: &ProjectRecord,
     environment: &str,
     based_on: Option<&str>,
+    commit: Option<&str>,
     purpose: Purpose,
 ) -> Result<Vec<Resource>, ApiError> {
-    let resolved = resolve(state, project, environment, based_on).await?;
+    let resolved = resolve(state, project, environment, based_on, commit).await?;
     let versions = state
         .vault
         .versions(&project.name)

@@ -10,7 +10,9 @@ mod daemon;
 mod desired;
 mod error;
 mod routes;
+mod source;
 mod vault;
 
 pub use auth::{ClientConfig, client_config_path};
-pub use daemon::{RuntimeChoice, ServeConfig, serve};
+pub use daemon::{LocalOptions, RuntimeChoice, ServeConfig, serve};
+pub use preview_local::PortRange;

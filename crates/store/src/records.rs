@@ -10,6 +10,9 @@ pub struct ProjectRecord {
     pub file: String,
     /// The spec's text as registered.
     pub source: String,
+    /// The spec's directory on the daemon's machine, when it was registered from one: where the local runtime
+    /// finds the repository to build from.
+    pub directory: Option<String>,
     pub updated_at: i64,
 }
 

@@ -70,4 +70,5 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
         updated_at BIGINT NOT NULL,
         PRIMARY KEY (project, scope, name))",
     ],
+    &["ALTER TABLE projects ADD COLUMN directory TEXT"],
 ];

@@ -105,14 +105,15 @@ impl Store {
     pub async fn put_project(&self, project: &ProjectRecord) -> Result<()> {
         self.driver
             .transaction(vec![Statement::new(
-                "INSERT INTO projects (name, file, source, updated_at) VALUES ($1, $2, $3, $4)
+                "INSERT INTO projects (name, file, source, updated_at, directory) VALUES ($1, $2, $3, $4, $5)
                  ON CONFLICT (name) DO UPDATE SET file = excluded.file, source = excluded.source,
-                 updated_at = excluded.updated_at",
+                 updated_at = excluded.updated_at, directory = excluded.directory",
                 vec![
                     project.name.clone().into(),
                     project.file.clone().into(),
                     project.source.clone().into(),
                     project.updated_at.into(),
+                    project.directory.clone().into(),
                 ],
             )])
             .await
@@ -123,7 +124,7 @@ impl Store {
         let rows = self
             .driver
             .query(
-                "SELECT name, file, source, updated_at FROM projects WHERE name = $1",
+                "SELECT name, file, source, updated_at, directory FROM projects WHERE name = $1",
                 vec![name.into()],
             )
             .await?;
@@ -134,7 +135,7 @@ impl Store {
         let rows = self
             .driver
             .query(
-                "SELECT name, file, source, updated_at FROM projects ORDER BY name",
+                "SELECT name, file, source, updated_at, directory FROM projects ORDER BY name",
                 vec![],
             )
             .await?;
@@ -689,6 +690,7 @@ fn project_record(row: &Row) -> Result<ProjectRecord> {
         file: text(row, 1)?,
         source: text(row, 2)?,
         updated_at: int(row, 3)?,
+        directory: optional_text(row, 4)?,
     })
 }
 

@@ -105,10 +105,16 @@ async fn projects_are_stored_and_replaced(store: Store) {
         name: "shop".into(),
         file: "preview.yaml".into(),
         source: "project: shop\n".into(),
+        directory: None,
         updated_at: 1,
     };
     store.put_project(&project).await.expect("put");
+    assert_eq!(
+        store.project("shop").await.expect("get"),
+        Some(project.clone())
+    );
     project.source = "project: shop\n# v2\n".into();
+    project.directory = Some("/srv/shop".into());
     store.put_project(&project).await.expect("replace");
     assert_eq!(
         store.project("shop").await.expect("get"),

@@ -9,34 +9,46 @@ use crate::context::Context;
 use crate::exit::Failure;
 use crate::output::OutputFormat;
 
+/// A change; `Option<&str>` is the commit, branch or tag to build from.
 pub enum Change<'a> {
-    Create(&'a str),
-    Clone { source: &'a str, name: &'a str },
-    Update(&'a str),
+    Create(&'a str, Option<&'a str>),
+    Clone {
+        source: &'a str,
+        name: &'a str,
+        commit: Option<&'a str>,
+    },
+    Update(&'a str, Option<&'a str>),
     Delete(&'a str),
 }
 
 pub async fn start(context: &Context, change: Change<'_>, wait: bool) -> Result<(), Failure> {
     let client = &context.client;
     let answer = match change {
-        Change::Create(name) => {
-            client
-                .post(&context.path("/environments"), json!({ "name": name }))
-                .await?
-        }
-        Change::Clone { source, name } => {
+        Change::Create(name, commit) => {
             client
                 .post(
-                    &context.path(&format!("/environments/{source}/clone")),
-                    json!({ "name": name }),
+                    &context.path("/environments"),
+                    json!({ "name": name, "commit": commit }),
                 )
                 .await?
         }
-        Change::Update(name) => {
+        Change::Clone {
+            source,
+            name,
+            commit,
+        } => {
+            client
+                .post(
+                    &context.path(&format!("/environments/{source}/clone")),
+                    json!({ "name": name, "commit": commit }),
+                )
+                .await?
+        }
+        Change::Update(name, commit) => {
             client
                 .post(
                     &context.path(&format!("/environments/{name}/deploy")),
-                    json!({}),
+                    json!({ "commit": commit }),
                 )
                 .await?
         }

@@ -70,6 +70,33 @@ pub async fn show(context: &Context, name: &str) -> Result<(), Failure> {
             &text(&resource["hash"])[..12.min(text(&resource["hash"]).len())]
         );
     }
+    let services = answer["services"].as_array().cloned().unwrap_or_default();
+    if !services.is_empty() {
+        println!("\nservices");
+        for service in &services {
+            println!(
+                "  {:<20} {:<10} pid {:<8} {:<16} restarts {}{}",
+                text(&service["service"]),
+                text(&service["state"]),
+                service["pid"]
+                    .as_u64()
+                    .map_or("-".to_owned(), |p| p.to_string()),
+                text(&service["address"]),
+                service["restarts"].as_u64().unwrap_or(0),
+                service["last_exit"]
+                    .as_str()
+                    .map(|e| format!(" (last: {e})"))
+                    .unwrap_or_default()
+            );
+        }
+    }
+    let urls = answer["urls"].as_array().cloned().unwrap_or_default();
+    if !urls.is_empty() {
+        println!("\nurls");
+        for url in &urls {
+            println!("  {}", text(url));
+        }
+    }
     println!("\nrecent deployments");
     for deployment in answer["deployments"].as_array().into_iter().flatten() {
         println!(

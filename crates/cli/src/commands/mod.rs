@@ -1,8 +1,10 @@
 //! One module per command or group of commands.
 
+pub mod demo;
 pub mod deploy;
 pub mod environments;
 pub mod init;
+pub mod logs;
 pub mod project;
 pub mod serve;
 pub mod validate;

@@ -15,10 +15,14 @@ pub async fn register(client: &Client, file: &Path, output: OutputFormat) -> Res
     if let Err(diagnostics) = preview_spec::parse_spec(&file.display().to_string(), &source) {
         return Err(Failure::invalid(diagnostics.to_string()));
     }
+    // The daemon builds from the repository the spec lives in: it needs the spec's directory on this machine.
+    let directory = std::fs::canonicalize(file)
+        .ok()
+        .and_then(|path| path.parent().map(|p| p.display().to_string()));
     let answer = client
         .post(
             "/v1/projects",
-            json!({ "file": file.display().to_string(), "source": source }),
+            json!({ "file": file.display().to_string(), "source": source, "directory": directory }),
         )
         .await?;
     match output {

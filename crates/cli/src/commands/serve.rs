@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use preview_deploy::Fault;
-use preview_server::{RuntimeChoice, ServeConfig};
+use preview_server::{LocalOptions, PortRange, RuntimeChoice, ServeConfig};
 
 use crate::exit::Failure;
 
@@ -14,6 +14,11 @@ pub struct ServeArgs {
     pub store: Option<String>,
     pub listen: String,
     pub runtime: String,
+    pub http: String,
+    pub https: String,
+    pub ports: String,
+    pub build_cache: Option<PathBuf>,
+    pub health_timeout_secs: u64,
     pub fault: Option<String>,
     pub step_timeout_secs: u64,
     pub lease_ttl_secs: u64,
@@ -32,7 +37,23 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         .map(Fault::parse)
         .transpose()
         .map_err(|e| Failure::invalid(format!("--fault: {e}")))?;
+    let address = |flag: &str, text: &str| -> Result<SocketAddr, Failure> {
+        text.parse().map_err(|_| {
+            Failure::invalid(format!(
+                "--{flag}: `{text}` is not an address; write IP:PORT, e.g. 127.0.0.1:8443"
+            ))
+        })
+    };
     let runtime = match args.runtime.split_once(':') {
+        None if args.runtime == "local" => RuntimeChoice::Local(LocalOptions {
+            http: address("http", &args.http)?,
+            https: address("https", &args.https)?,
+            ports: PortRange::parse(&args.ports)
+                .map_err(|e| Failure::invalid(format!("--ports: {e}")))?,
+            build_cache: args.build_cache,
+            health_timeout: Duration::from_secs(args.health_timeout_secs.max(1)),
+            drain: Duration::from_millis(500),
+        }),
         None if args.runtime == "recording" => RuntimeChoice::Recording { dir: None, fault },
         Some(("recording", dir)) => RuntimeChoice::Recording {
             dir: Some(PathBuf::from(dir)),
@@ -40,7 +61,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         },
         _ => {
             return Err(Failure::invalid(format!(
-                "--runtime: `{}` is not available; use `recording` or `recording:DIR` (the local runtime comes with the process supervisor)",
+                "--runtime: `{}` is not available; use `local`, `recording` or `recording:DIR`",
                 args.runtime
             )));
         }

@@ -54,6 +54,7 @@ impl Daemon {
                 "--data-dir",
             ])
             .arg(data)
+            .args(default_runtime(extra))
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -260,10 +261,27 @@ pub fn wait_until_ended(daemon: &Daemon, id: &str) -> serde_json::Value {
     }
 }
 
+/// The recording runtime unless the test chooses one: most daemon tests are about the engine and the API, and
+/// the recording runtime lets them inject faults at every operation.
+fn default_runtime(extra: &[&str]) -> Vec<&'static str> {
+    if extra.contains(&"--runtime") {
+        Vec::new()
+    } else {
+        vec!["--runtime", "recording"]
+    }
+}
+
 /// Runs `preview serve` where it is expected to refuse to start; returns its output once it exits.
 pub fn serve_refused(data: &Path, env: &[(&str, &str)]) -> Output {
     let mut child = preview()
-        .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
+        .args([
+            "serve",
+            "--listen",
+            "127.0.0.1:0",
+            "--runtime",
+            "recording",
+            "--data-dir",
+        ])
         .arg(data)
         .envs(env.iter().copied())
         .stdin(Stdio::null())

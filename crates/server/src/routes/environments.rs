@@ -18,6 +18,16 @@ use crate::routes::project_record;
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewEnvironment {
     name: String,
+    /// A commit, branch or tag of the project's repository to build from; HEAD when absent.
+    #[serde(default)]
+    commit: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Redeploy {
+    #[serde(default)]
+    commit: Option<String>,
 }
 
 type Accepted = (StatusCode, Json<Value>);
@@ -85,10 +95,16 @@ pub(crate) async fn show(
 ) -> Result<Json<Value>, ApiError> {
     let project = project_record(&state.store, &project).await?;
     let environment = existing(&state, &project, &name).await?;
-    let resources: Vec<Value> = state
-        .store
-        .recorded_state(&project.name, &name)
-        .await?
+    let recorded = state.store.recorded_state(&project.name, &name).await?;
+    let urls = super::runtime::urls(&state, &recorded);
+    let services = state
+        .runtime
+        .status(&preview_deploy::EnvironmentAddress {
+            project: project.name.clone(),
+            environment: name.clone(),
+        })
+        .await;
+    let resources: Vec<Value> = recorded
         .iter()
         .map(|r| json!({ "id": r.id, "kind": r.kind, "hash": r.hash }))
         .collect();
@@ -98,7 +114,7 @@ pub(crate) async fn show(
         .map(|d| json!({ "id": d.id, "operation": d.operation, "status": d.status, "reason": d.reason, "created_at": d.created_at }))
         .collect();
     Ok(Json(
-        json!({ "environment": environment, "resources": resources, "deployments": recent }),
+        json!({ "environment": environment, "resources": resources, "services": services, "urls": urls, "deployments": recent }),
     ))
 }
 
@@ -112,7 +128,15 @@ pub(crate) async fn plan(
         .environment(&project.name, &name)
         .await?
         .and_then(|e| e.based_on);
-    let desired = desired_for(&state, &project, &name, based_on.as_deref(), Purpose::Plan).await?;
+    let desired = desired_for(
+        &state,
+        &project,
+        &name,
+        based_on.as_deref(),
+        None,
+        Purpose::Plan,
+    )
+    .await?;
     let plan = state.engine.plan(&project.name, &name, &desired).await?;
     let text = preview_plan::render_plan(&plan);
     Ok(Json(json!({ "plan": plan, "text": text })))
@@ -125,7 +149,15 @@ pub(crate) async fn create(
 ) -> Result<Accepted, ApiError> {
     let project = project_record(&state.store, &project).await?;
     refuse_existing(&state, &project, &body.name).await?;
-    let desired = desired_for(&state, &project, &body.name, None, Purpose::Deploy).await?;
+    let desired = desired_for(
+        &state,
+        &project,
+        &body.name,
+        None,
+        body.commit.as_deref(),
+        Purpose::Deploy,
+    )
+    .await?;
     start(
         &state,
         request(&project, &body.name, Operation::Create, None, desired),
@@ -141,7 +173,15 @@ pub(crate) async fn clone(
     let project = project_record(&state.store, &project).await?;
     existing(&state, &project, &source).await?;
     refuse_existing(&state, &project, &body.name).await?;
-    let desired = desired_for(&state, &project, &body.name, Some(&source), Purpose::Deploy).await?;
+    let desired = desired_for(
+        &state,
+        &project,
+        &body.name,
+        Some(&source),
+        body.commit.as_deref(),
+        Purpose::Deploy,
+    )
+    .await?;
     start(
         &state,
         request(
@@ -158,6 +198,7 @@ pub(crate) async fn clone(
 pub(crate) async fn deploy(
     State(state): State<SharedState>,
     Path((project, name)): Path<(String, String)>,
+    Body(body): Body<Redeploy>,
 ) -> Result<Accepted, ApiError> {
     let project = project_record(&state.store, &project).await?;
     let environment = existing(&state, &project, &name).await?;
@@ -166,6 +207,7 @@ pub(crate) async fn deploy(
         &project,
         &name,
         environment.based_on.as_deref(),
+        body.commit.as_deref(),
         Purpose::Deploy,
     )
     .await?;

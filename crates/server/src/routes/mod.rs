@@ -3,6 +3,7 @@
 pub(crate) mod deployments;
 pub(crate) mod environments;
 pub(crate) mod projects;
+pub(crate) mod runtime;
 pub(crate) mod variables;
 
 use preview_store::{ProjectRecord, Store};

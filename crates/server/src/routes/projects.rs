@@ -17,10 +17,14 @@ pub(crate) struct Register {
     file: String,
     /// The spec's text.
     source: String,
+    /// The spec's directory on this machine (absolute), where the local runtime finds the repository to build
+    /// from.
+    #[serde(default)]
+    directory: Option<String>,
 }
 
 fn summary(project: &ProjectRecord) -> Value {
-    json!({ "name": project.name, "file": project.file, "updated_at": project.updated_at })
+    json!({ "name": project.name, "file": project.file, "directory": project.directory, "updated_at": project.updated_at })
 }
 
 /// Validates the spec and stores it under its project name; an invalid spec changes nothing.
@@ -30,10 +34,18 @@ pub(crate) async fn register(
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
     let spec = preview_spec::parse_spec(&body.file, &body.source)
         .map_err(|d| ApiError::BadRequest(d.to_string()))?;
+    if let Some(directory) = &body.directory
+        && !(directory.starts_with('/') && std::path::Path::new(directory).is_dir())
+    {
+        return Err(ApiError::BadRequest(format!(
+            "directory: `{directory}` is not an absolute path of a directory on the daemon's machine"
+        )));
+    }
     let record = ProjectRecord {
         name: spec.project.clone(),
         file: body.file,
         source: body.source,
+        directory: body.directory,
         updated_at: now_ms(),
     };
     state.store.put_project(&record).await?;

@@ -285,7 +285,7 @@ pub(crate) async fn show(
         .await?
         .and_then(|e| e.based_on);
     let resolved =
-        crate::desired::resolve(&state, &project, &environment, based_on.as_deref()).await?;
+        crate::desired::resolve(&state, &project, &environment, based_on.as_deref(), None).await?;
     if let Some(service) = &query.service
         && !resolved.services.contains_key(service)
     {

@@ -1,7 +1,9 @@
 //! The catalog of the example `shop` project: lists products stored in PostgreSQL as JSON.
 //!
-//! `shop-catalog migrate` creates the schema and exits; `shop-catalog` serves `GET /products` and `GET /healthz`
-//! on `PORT`. Configuration comes only from the environment: `PORT`, `DATABASE_URL`.
+//! `shop-catalog migrate` creates the schema and exits; `shop-catalog` serves `GET /products`, `GET /about` and
+//! `GET /healthz` on `PORT`. Configuration comes only from the environment: `PORT`, `DATABASE_URL` (without it,
+//! a fixed sample catalog is served, as in the demo where the local runtime runs no database yet),
+//! `PREVIEW_ENVIRONMENT` and `PREVIEW_COMMIT` (shown by `/about`).
 
 use std::sync::Arc;
 
@@ -32,6 +34,8 @@ CREATE TABLE IF NOT EXISTS orders (
 );
 ";
 
+type Db = Arc<Option<Client>>;
+
 #[derive(Serialize)]
 struct Product {
     id: i64,
@@ -48,10 +52,12 @@ async fn main() {
 }
 
 async fn run() -> Result<(), String> {
-    let database_url =
-        std::env::var("DATABASE_URL").map_err(|_| "DATABASE_URL is not set".to_owned())?;
-    let client = connect(&database_url).await?;
+    let client = match std::env::var("DATABASE_URL") {
+        Ok(url) => Some(connect(&url).await?),
+        Err(_) => None,
+    };
     if std::env::args().nth(1).as_deref() == Some("migrate") {
+        let client = client.ok_or_else(|| "migrate needs DATABASE_URL".to_owned())?;
         client
             .batch_execute(SCHEMA)
             .await
@@ -65,6 +71,7 @@ async fn run() -> Result<(), String> {
         .map_err(|_| "PORT is not a port number".to_owned())?;
     let app = axum::Router::new()
         .route("/products", get(list_products))
+        .route("/about", get(about))
         .route("/healthz", get(health))
         .with_state(Arc::new(client));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -90,7 +97,37 @@ async fn connect(url: &str) -> Result<Client, String> {
     Ok(client)
 }
 
-async fn list_products(State(db): State<Arc<Client>>) -> Result<Json<Vec<Product>>, StatusCode> {
+/// Which environment and commit this instance belongs to: how a caller sees whose catalog answered.
+async fn about() -> Json<serde_json::Value> {
+    let variable = |name: &str| std::env::var(name).unwrap_or_default();
+    Json(serde_json::json!({
+        "service": "catalog",
+        "environment": variable("PREVIEW_ENVIRONMENT"),
+        "commit": variable("PREVIEW_COMMIT"),
+    }))
+}
+
+/// Served when there is no database.
+fn sample_products() -> Vec<Product> {
+    [
+        ("Espresso cup", 1200),
+        ("Teapot", 3450),
+        ("Coffee beans, 1 kg", 2290),
+    ]
+    .into_iter()
+    .zip(1..)
+    .map(|((name, price_cents), id)| Product {
+        id,
+        name: name.to_owned(),
+        price_cents,
+    })
+    .collect()
+}
+
+async fn list_products(State(db): State<Db>) -> Result<Json<Vec<Product>>, StatusCode> {
+    let Some(db) = db.as_ref() else {
+        return Ok(Json(sample_products()));
+    };
     let rows = db
         .query(
             "SELECT id, name, price_cents FROM products ORDER BY id",
@@ -109,7 +146,10 @@ async fn list_products(State(db): State<Arc<Client>>) -> Result<Json<Vec<Product
     ))
 }
 
-async fn health(State(db): State<Arc<Client>>) -> StatusCode {
+async fn health(State(db): State<Db>) -> StatusCode {
+    let Some(db) = db.as_ref() else {
+        return StatusCode::OK;
+    };
     match db.simple_query("SELECT 1").await {
         Ok(_) => StatusCode::OK,
         Err(_) => StatusCode::SERVICE_UNAVAILABLE,

@@ -2,7 +2,8 @@
 //! the catalog app) and the number of orders (read from PostgreSQL).
 //!
 //! Serves `GET /`, `GET /api/summary` and `GET /healthz` on `PORT`. Configuration comes only from the environment:
-//! `PORT`, `DATABASE_URL`, `CATALOG_URL`, `SHOP_MODE`; `SESSION_KEY` is required but never shown.
+//! `PORT`, `CATALOG_URL`, `SHOP_MODE`, `DATABASE_URL` (without it, no orders are counted), `PREVIEW_ENVIRONMENT`
+//! and `PREVIEW_COMMIT` (shown in the summary); `SESSION_KEY` is required but never shown.
 
 use std::sync::Arc;
 
@@ -18,7 +19,7 @@ use serde::{Deserialize, Serialize};
 use tokio_postgres::{Client, NoTls};
 
 struct Shop {
-    db: Client,
+    db: Option<Client>,
     catalog_url: String,
     mode: String,
 }
@@ -33,8 +34,12 @@ struct Product {
 #[derive(Serialize)]
 struct Summary {
     mode: String,
+    environment: String,
+    commit: String,
+    /// The catalog's own `/about`: which environment's catalog answered.
+    catalog: serde_json::Value,
     products: Vec<Product>,
-    orders: i64,
+    orders: Option<i64>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -57,15 +62,21 @@ async fn run() -> Result<(), String> {
     if required("SESSION_KEY")?.is_empty() {
         return Err("SESSION_KEY is empty".to_owned());
     }
-    let (db, connection) = tokio_postgres::connect(&required("DATABASE_URL")?, NoTls)
-        .await
-        .map_err(|e| format!("cannot connect to the database: {e}"))?;
-    tokio::spawn(async move {
-        if let Err(error) = connection.await {
-            eprintln!("shop-storefront: database connection lost: {error}");
-            std::process::exit(1);
+    let db = match std::env::var("DATABASE_URL") {
+        Ok(url) => {
+            let (db, connection) = tokio_postgres::connect(&url, NoTls)
+                .await
+                .map_err(|e| format!("cannot connect to the database: {e}"))?;
+            tokio::spawn(async move {
+                if let Err(error) = connection.await {
+                    eprintln!("shop-storefront: database connection lost: {error}");
+                    std::process::exit(1);
+                }
+            });
+            Some(db)
         }
-    });
+        Err(_) => None,
+    };
     let shop = Shop {
         db,
         catalog_url: required("CATALOG_URL")?.trim_end_matches('/').to_owned(),
@@ -80,19 +91,43 @@ async fn run() -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on port {port}: {e}"))?;
     println!("shop-storefront: listening on 127.0.0.1:{port}");
-    axum::serve(listener, app).await.map_err(|e| e.to_string())
+    axum::serve(listener, app)
+        .with_graceful_shutdown(shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// SIGTERM ends the server after the requests under way are answered.
+async fn shutdown_signal() {
+    if let Ok(mut terminate) =
+        tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+    {
+        terminate.recv().await;
+    } else {
+        std::future::pending::<()>().await;
+    }
 }
 
 async fn summary(shop: &Shop) -> Result<Summary, String> {
-    let products = fetch_products(&shop.catalog_url).await?;
-    let orders: i64 = shop
-        .db
-        .query_one("SELECT count(*) FROM orders", &[])
-        .await
-        .map_err(|e| format!("cannot count orders: {e}"))?
-        .get(0);
+    let products = serde_json::from_slice(&fetch(&shop.catalog_url, "/products").await?)
+        .map_err(|e| format!("catalog sent invalid JSON: {e}"))?;
+    let catalog = serde_json::from_slice(&fetch(&shop.catalog_url, "/about").await?)
+        .map_err(|e| format!("catalog sent invalid JSON: {e}"))?;
+    let orders = match &shop.db {
+        Some(db) => Some(
+            db.query_one("SELECT count(*) FROM orders", &[])
+                .await
+                .map_err(|e| format!("cannot count orders: {e}"))?
+                .get(0),
+        ),
+        None => None,
+    };
+    let variable = |name: &str| std::env::var(name).unwrap_or_default();
     Ok(Summary {
         mode: shop.mode.clone(),
+        environment: variable("PREVIEW_ENVIRONMENT"),
+        commit: variable("PREVIEW_COMMIT"),
+        catalog,
         products,
         orders,
     })
@@ -123,10 +158,13 @@ async fn page(State(shop): State<Arc<Shop>>) -> Result<Html<String>, (StatusCode
             )
         })
         .collect();
+    let orders = summary
+        .orders
+        .map_or("no database".to_owned(), |n| format!("{n} orders"));
     Ok(Html(format!(
-        "<!doctype html><title>shop ({mode})</title><h1>shop — {mode}</h1><ul>{items}</ul><p>{orders} orders</p>",
+        "<!doctype html><title>shop ({mode})</title><h1>shop — {mode}</h1><p>environment {environment}</p><ul>{items}</ul><p>{orders}</p>",
         mode = escape(&summary.mode),
-        orders = summary.orders
+        environment = escape(&summary.environment),
     )))
 }
 
@@ -136,9 +174,9 @@ fn escape(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// GET `{catalog}/products` with a plain HTTP/1.1 connection: the catalog's address comes from the environment
-/// `preview` resolved, e.g. `http://127.0.0.1:41002`.
-async fn fetch_products(catalog_url: &str) -> Result<Vec<Product>, String> {
+/// GET `{catalog}{path}` with a plain HTTP/1.1 connection: the catalog's address comes from the environment
+/// `preview` resolved, e.g. `http://127.0.0.1:20001`.
+async fn fetch(catalog_url: &str, path: &str) -> Result<Bytes, String> {
     let authority = catalog_url
         .strip_prefix("http://")
         .ok_or_else(|| format!("CATALOG_URL must start with http://, got {catalog_url}"))?;
@@ -149,7 +187,7 @@ async fn fetch_products(catalog_url: &str) -> Result<Vec<Product>, String> {
         .await
         .map_err(|e| format!("catalog handshake failed: {e}"))?;
     tokio::spawn(connection);
-    let request = hyper::Request::get("/products")
+    let request = hyper::Request::get(path)
         .header(hyper::header::HOST, authority)
         .body(Empty::<Bytes>::new())
         .map_err(|e| e.to_string())?;
@@ -160,11 +198,10 @@ async fn fetch_products(catalog_url: &str) -> Result<Vec<Product>, String> {
     if !response.status().is_success() {
         return Err(format!("catalog answered {}", response.status()));
     }
-    let body = response
+    Ok(response
         .into_body()
         .collect()
         .await
         .map_err(|e| format!("catalog response failed: {e}"))?
-        .to_bytes();
-    serde_json::from_slice(&body).map_err(|e| format!("catalog sent invalid JSON: {e}"))
+        .to_bytes())
 }

@@ -1,0 +1,322 @@
+//! `preview demo`: the example project on this machine, start to finish. A daemon with a temporary data
+//! directory, the shop without its database registered from this checkout, `staging` deployed and cloned into
+//! the preview `pr-1`, every URL printed with the CA to trust and requested over HTTPS, then everything stopped
+//! (`--keep` leaves it running).
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+use crate::client::Client;
+use crate::commands::deploy::{Change, start};
+use crate::context::Context;
+use crate::exit::Failure;
+use crate::output::OutputFormat;
+
+const SPEC: &str = "examples/shop/demo.yaml";
+
+/// The daemon the demo started; stopped (SIGTERM, so that it stops its apps) unless kept.
+struct DemoDaemon {
+    child: Child,
+    data: PathBuf,
+    keep: bool,
+}
+
+impl DemoDaemon {
+    fn stop(&mut self) -> Result<(), Failure> {
+        let pid = self.child.id().to_string();
+        let _ = Command::new("/bin/sh")
+            .args(["-c", "kill -TERM \"$1\"", "sh", &pid])
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                break;
+            }
+            if Instant::now() > deadline {
+                let _ = self.child.kill();
+                let _ = self.child.wait();
+                return Err(Failure::internal(format!(
+                    "the demo daemon did not stop within a minute; its log is {}",
+                    self.data.join("daemon.log").display()
+                )));
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = std::fs::remove_dir_all(&self.data);
+        Ok(())
+    }
+}
+
+impl Drop for DemoDaemon {
+    fn drop(&mut self) {
+        if !self.keep && self.data.exists() {
+            let _ = self.stop();
+        }
+    }
+}
+
+fn say(line: &str) {
+    println!("==> {line}");
+}
+
+pub fn run(repository: Option<PathBuf>, keep: bool) -> Result<(), Failure> {
+    let repository = match repository {
+        Some(dir) => dir,
+        None => repository_here()?,
+    };
+    let spec = repository.join(SPEC);
+    if !spec.is_file() {
+        return Err(Failure::invalid(format!(
+            "{} not found: run `preview demo` inside a checkout of preview, or pass --repository DIR",
+            spec.display()
+        )));
+    }
+    let data = std::env::temp_dir().join(format!("preview-demo-{}", &random_hex()[..12]));
+    say(&format!(
+        "starting a daemon with data directory {}",
+        data.display()
+    ));
+    let mut daemon = start_daemon(&repository, &data, keep)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Failure::internal(format!("cannot start the async runtime: {e}")))?;
+    runtime.block_on(walk_through(&data, &spec))?;
+    if keep {
+        println!(
+            "\nleft running: daemon pid {}, data directory {}\n  preview --data-dir {} env list\n  stop it with `kill {}` (its apps stop with it)",
+            daemon.child.id(),
+            data.display(),
+            data.display(),
+            daemon.child.id()
+        );
+        return Ok(());
+    }
+    say("stopping the daemon and its apps");
+    daemon.stop()?;
+    say("done: nothing is left running");
+    Ok(())
+}
+
+fn repository_here() -> Result<PathBuf, Failure> {
+    let output = Command::new("git")
+        .args(["rev-parse", "--show-toplevel"])
+        .stderr(Stdio::null())
+        .output()
+        .map_err(|e| Failure::invalid(format!("cannot run git: {e}")))?;
+    if !output.status.success() {
+        return Err(Failure::invalid(
+            "the demo builds the example from a commit of this repository: run it inside a git checkout of preview, or pass --repository DIR",
+        ));
+    }
+    Ok(PathBuf::from(
+        String::from_utf8_lossy(&output.stdout).trim(),
+    ))
+}
+
+fn start_daemon(repository: &Path, data: &Path, keep: bool) -> Result<DemoDaemon, Failure> {
+    std::fs::create_dir_all(data)
+        .map_err(|e| Failure::internal(format!("cannot create {}: {e}", data.display())))?;
+    let log = std::fs::File::create(data.join("daemon.log"))
+        .map_err(|e| Failure::internal(format!("cannot create the daemon log: {e}")))?;
+    let errors = log
+        .try_clone()
+        .map_err(|e| Failure::internal(e.to_string()))?;
+    let executable = std::env::current_exe()
+        .map_err(|e| Failure::internal(format!("cannot find this program: {e}")))?;
+    let child = Command::new(executable)
+        .args(["serve", "--listen", "127.0.0.1:0", "--http", "127.0.0.1:0"])
+        .args(["--https", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        // Builds of the example share the checkout's compiler cache, so a second demo builds in seconds.
+        .arg("--build-cache")
+        .arg(repository.join("target").join("preview-build-cache"))
+        .stdin(Stdio::null())
+        .stdout(log)
+        .stderr(errors)
+        .spawn()
+        .map_err(|e| Failure::internal(format!("cannot start the daemon: {e}")))?;
+    let mut daemon = DemoDaemon {
+        child,
+        data: data.to_path_buf(),
+        keep,
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !data.join("client.json").exists() {
+        if let Ok(Some(status)) = daemon.child.try_wait() {
+            return Err(Failure::internal(format!(
+                "the daemon stopped ({status}); its log:\n{}",
+                std::fs::read_to_string(data.join("daemon.log")).unwrap_or_default()
+            )));
+        }
+        if Instant::now() > deadline {
+            let _ = daemon.stop();
+            return Err(Failure::internal(
+                "the daemon did not start within a minute",
+            ));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Ok(daemon)
+}
+
+async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
+    let client = Client::from_data_dir(data)?;
+    say(&format!("registering {}", spec.display()));
+    let source = std::fs::read_to_string(spec)
+        .map_err(|e| Failure::invalid(format!("cannot read {}: {e}", spec.display())))?;
+    let directory = spec.parent().map(|p| p.display().to_string());
+    client
+        .post(
+            "/v1/projects",
+            json!({ "file": SPEC, "source": source, "directory": directory }),
+        )
+        .await?;
+    say("setting the storefront's SESSION_KEY (previews get a substitute)");
+    client
+        .post(
+            "/v1/projects/shop/secrets",
+            json!({
+                "scope": "service:storefront",
+                "name": "SESSION_KEY",
+                "value": random_hex(),
+                "previews": "substitute:PREVIEW_SESSION_KEY",
+            }),
+        )
+        .await?;
+    let context = Context {
+        client,
+        project: "shop".to_owned(),
+        output: OutputFormat::Text,
+    };
+    say("deploying `staging` (the first build of the example apps takes a while)");
+    start(&context, Change::Create("staging", None), true).await?;
+    say("cloning `staging` into the preview `pr-1`");
+    start(
+        &context,
+        Change::Clone {
+            source: "staging",
+            name: "pr-1",
+            commit: None,
+        },
+        true,
+    )
+    .await?;
+    let ca = data.join("ca.pem");
+    let pem = context.client.get("/v1/ca").await?["certificate"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
+    std::fs::write(&ca, &pem)
+        .map_err(|e| Failure::internal(format!("cannot write {}: {e}", ca.display())))?;
+    let gateway = context.client.get("/v1/gateway").await?;
+    let https: std::net::SocketAddr = gateway["https"]
+        .as_str()
+        .and_then(|a| a.parse().ok())
+        .ok_or_else(|| Failure::internal("the daemon did not say where its gateway listens"))?;
+    say(&format!(
+        "the gateway listens on https://{https}; trust the CA in {}",
+        ca.display()
+    ));
+    let tls = tls_client(&pem)?;
+    for environment in ["staging", "pr-1"] {
+        let shown = context
+            .client
+            .get(&context.path(&format!("/environments/{environment}")))
+            .await?;
+        println!("\n{environment}:");
+        for url in shown["urls"].as_array().into_iter().flatten() {
+            let url = url.as_str().unwrap_or_default();
+            let host = url
+                .trim_start_matches("https://")
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            println!("  {url}");
+            println!(
+                "    curl --cacert {} --resolve {host}:{}:127.0.0.1 {url}/api/summary",
+                ca.display(),
+                https.port()
+            );
+            let answer = get(&tls, https, host, "/api/summary").await?;
+            println!("    → {answer}");
+        }
+    }
+    Ok(())
+}
+
+fn random_hex() -> String {
+    let mut bytes = [0u8; 24];
+    let _ = std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn tls_client(ca_pem: &str) -> Result<tokio_rustls::TlsConnector, Failure> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    for certificate in CertificateDer::pem_slice_iter(ca_pem.as_bytes()) {
+        let certificate = certificate.map_err(|e| Failure::internal(format!("the CA: {e}")))?;
+        roots
+            .add(certificate)
+            .map_err(|e| Failure::internal(format!("the CA: {e}")))?;
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .map_err(|e| Failure::internal(e.to_string()))?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// One HTTPS GET through the gateway, verified against the CA; the answer's status and a short view of its body.
+async fn get(
+    tls: &tokio_rustls::TlsConnector,
+    gateway: std::net::SocketAddr,
+    host: &str,
+    path: &str,
+) -> Result<String, Failure> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let failed = |e: String| Failure::internal(format!("https://{host}{path}: {e}"));
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned())
+        .map_err(|e| failed(e.to_string()))?;
+    let stream = tokio::net::TcpStream::connect(gateway)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut stream = tls
+        .connect(name, stream)
+        .await
+        .map_err(|e| failed(format!("TLS: {e}")))?;
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+        )
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let mut response = Vec::new();
+    let _ = stream.read_to_end(&mut response).await;
+    let text = String::from_utf8_lossy(&response);
+    let status = text.lines().next().unwrap_or_default().to_owned();
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b)
+        .unwrap_or_default();
+    if !status.contains(" 200 ") {
+        return Err(failed(format!("answered `{status}`: {body}")));
+    }
+    let summary: Value = serde_json::from_str(body).unwrap_or(Value::Null);
+    Ok(format!(
+        "{status}: environment {}, mode {}, {} products from the catalog of `{}`",
+        summary["environment"].as_str().unwrap_or("?"),
+        summary["mode"].as_str().unwrap_or("?"),
+        summary["products"].as_array().map_or(0, Vec::len),
+        summary["catalog"]["environment"].as_str().unwrap_or("?"),
+    ))
+}

@@ -1,0 +1,492 @@
+//! Builds, jobs and apps: what runs. A new version of an app starts next to the running one on a port of the
+//! environment's block, must become healthy, then takes over the service port and the gateway's routes; the
+//! previous version drains and stops. A version that never becomes healthy is stopped and the previous one keeps
+//! serving.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use preview_deploy::{EnvironmentAddress, LogChunk, RuntimeError, StepLog};
+use preview_plan::Resource;
+use preview_secrets::Secret;
+use serde_json::Value;
+
+use crate::builds::{BuildRequest, tail};
+use crate::health::{Probe, probe_once};
+use crate::ports::is_free;
+use crate::runtime::{LocalRuntime, Version, runtime_error};
+use crate::strays::MARKER_VARIABLE;
+use crate::supervisor::{ProcessSpec, Supervised};
+
+/// Logs rotate past this size; one previous file is kept.
+const LOG_LIMIT: u64 = 8 * 1024 * 1024;
+/// The most `preview logs` returns at once.
+const LOG_CHUNK: u64 = 256 * 1024;
+
+/// The fields of an `app/…` or `job/…` resource the local runtime uses.
+struct Workload {
+    service: String,
+    /// `run` for an app, `command` for a job.
+    command: Option<String>,
+    health: Option<Health>,
+    variables: Vec<(String, Value)>,
+    source: Option<BuildRequest>,
+}
+
+struct Health {
+    probe: Probe,
+    interval: Duration,
+    timeout: Duration,
+}
+
+fn text(value: &Value) -> Option<String> {
+    value.as_str().map(str::to_owned)
+}
+
+fn duration(value: &Value, default: Duration) -> Duration {
+    match (value["secs"].as_u64(), value["nanos"].as_u64()) {
+        (Some(secs), nanos) => Duration::from_secs(secs) + Duration::from_nanos(nanos.unwrap_or(0)),
+        _ => default,
+    }
+}
+
+fn service_of(id: &str) -> String {
+    id.split_once('/').map_or(id, |(_, name)| name).to_owned()
+}
+
+impl Workload {
+    fn parse(project: &str, resource: &Resource, command_key: &str) -> Workload {
+        let c = &resource.content;
+        let service = service_of(&resource.id);
+        let health = c["health"].as_object().map(|health| {
+            let probe = match health.get("probe").and_then(|p| p["http"].as_str()) {
+                Some(path) => Probe::Http {
+                    path: path.to_owned(),
+                },
+                None => Probe::Tcp,
+            };
+            Health {
+                probe,
+                // The spec's interval paces checks of a running app; a starting one is asked often, so that a
+                // deployment waits no longer than it must.
+                interval: duration(&health["interval"], Duration::from_millis(100))
+                    .min(Duration::from_millis(100)),
+                timeout: duration(&health["timeout"], Duration::from_secs(2)),
+            }
+        });
+        let with_secrets = c["with_secrets"].as_object();
+        let variables = c["variables"]
+            .as_object()
+            .map(|variables| {
+                variables
+                    .iter()
+                    .map(|(name, value)| {
+                        let value = with_secrets
+                            .and_then(|w| w.get(name))
+                            .cloned()
+                            .unwrap_or_else(|| value.clone());
+                        (name.clone(), value)
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let source = c["source"].as_object().map(|source| BuildRequest {
+            project: project.to_owned(),
+            service: service.clone(),
+            command: None,
+            repository: text(&source["repository"].clone()).unwrap_or_default(),
+            directory: text(&source["directory"].clone()).unwrap_or_default(),
+            commit: text(&source["commit"].clone()).unwrap_or_default(),
+        });
+        Workload {
+            service,
+            command: text(&c[command_key]),
+            health,
+            variables,
+            source,
+        }
+    }
+}
+
+impl LocalRuntime {
+    pub(crate) async fn apply_build(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let c = &resource.content;
+        let request = BuildRequest {
+            project: env.project.clone(),
+            service: text(&c["service"]).unwrap_or_else(|| service_of(&resource.id)),
+            command: text(&c["command"]),
+            repository: text(&c["repository"]).unwrap_or_default(),
+            directory: text(&c["directory"]).unwrap_or_default(),
+            commit: text(&c["commit"]).unwrap_or_default(),
+        };
+        let done = self.builds.build(&request).await.map_err(runtime_error)?;
+        log.line(done);
+        self.record(env, resource)
+    }
+
+    /// Where a workload's commands run: the spec's directory in the checkout of its commit.
+    async fn workdir(&self, workload: &Workload) -> Result<PathBuf, RuntimeError> {
+        let Some(source) = &workload.source else {
+            return Err(runtime_error(format!(
+                "`{}` has no commit to run from: the project's spec is not inside a git repository; commit it to one and register it again",
+                workload.service
+            )));
+        };
+        self.builds
+            .checkout(&source.repository, &source.commit)
+            .await
+            .map_err(runtime_error)?;
+        Ok(self.builds.workdir(source))
+    }
+
+    /// The workload's variables with secrets filled in, plus the runtime's own. Each value is a [`Secret`], so
+    /// nothing here can print one.
+    async fn environment(
+        &self,
+        env: &EnvironmentAddress,
+        workload: &Workload,
+        home: &Path,
+        port: Option<u16>,
+    ) -> Result<Vec<(String, Secret)>, RuntimeError> {
+        let mut assembled = Vec::new();
+        for (name, value) in &workload.variables {
+            let value = match value {
+                Value::Array(parts) => {
+                    let mut text = String::new();
+                    for part in parts {
+                        if let Some(plain) = part["text"].as_str() {
+                            text.push_str(plain);
+                        } else if let Some(secret) = part["secret"].as_str() {
+                            text.push_str(self.secrets.reveal(env, secret).await?.expose());
+                        }
+                    }
+                    Secret::new(text)
+                }
+                other => Secret::new(other.as_str().unwrap_or_default().to_owned()),
+            };
+            assembled.push((name.clone(), value));
+        }
+        if let Some(port) = port {
+            // The service port belongs to the environment; this version listens on its own.
+            assembled.retain(|(name, _)| name != "PORT");
+            assembled.push(("PORT".to_owned(), Secret::new(port.to_string())));
+        }
+        assembled.push(("HOME".to_owned(), Secret::new(home.display().to_string())));
+        assembled.push((MARKER_VARIABLE.to_owned(), Secret::new(self.marker.clone())));
+        Ok(assembled)
+    }
+
+    fn prepare_home(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<PathBuf, RuntimeError> {
+        let dir = self.dir_of(env);
+        let home = dir.home(service);
+        for path in [dir.path.join("home"), home.clone()] {
+            crate::runtime::create_passable_dir(&path).map_err(runtime_error)?;
+        }
+        if let Some((uid, gid)) = self.config.run_as {
+            std::os::unix::fs::chown(&home, Some(uid), Some(gid)).map_err(|e| {
+                runtime_error(format!("cannot hand {} to uid {uid}: {e}", home.display()))
+            })?;
+        }
+        Ok(home)
+    }
+
+    pub(crate) async fn apply_job(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let workload = Workload::parse(&env.project, resource, "command");
+        let Some(command) = workload.command.clone() else {
+            return Err(runtime_error(format!(
+                "job `{}` has no command for the local runtime",
+                workload.service
+            )));
+        };
+        let workdir = self.workdir(&workload).await?;
+        let home = self.prepare_home(env, &workload.service)?;
+        let variables = self.environment(env, &workload, &home, None).await?;
+        let log_path = self.dir_of(env).log_path(&workload.service);
+        let process = Supervised::start(self.process_spec(
+            &workload.service,
+            command,
+            workdir,
+            variables,
+            log_path.clone(),
+        ))
+        .await
+        .map_err(|e| runtime_error(e.to_string()))?;
+        // A job runs once: the first exit is its result.
+        let exit = loop {
+            if let Some(exit) = process.last_exit() {
+                break exit;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        };
+        process.stop().await;
+        if exit != "exit status: 0" {
+            return Err(runtime_error(format!(
+                "job `{}` failed ({exit}); its output ends with:\n{}",
+                workload.service,
+                tail(&log_path, 20)
+            )));
+        }
+        log.line(format!("job `{}` finished", workload.service));
+        self.record(env, resource)
+    }
+
+    fn process_spec(
+        &self,
+        name: &str,
+        command: String,
+        dir: PathBuf,
+        env: Vec<(String, Secret)>,
+        log: PathBuf,
+    ) -> ProcessSpec {
+        ProcessSpec {
+            name: name.to_owned(),
+            command,
+            dir,
+            env,
+            log,
+            log_limit: LOG_LIMIT,
+            grace: self.config.grace,
+            backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            run_as: self.config.run_as,
+        }
+    }
+
+    pub(crate) async fn apply_app(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let workload = Workload::parse(&env.project, resource, "run");
+        let service = workload.service.clone();
+        let current = self.with_state(env, |s| s.versions.get(&service).map(|v| v.hash.clone()));
+        if current.as_deref() == Some(resource.hash.as_str()) {
+            return self.record(env, resource);
+        }
+        let port = self.version_port(env)?;
+        let started = self
+            .start_version(env, &workload, port, &resource.hash, log)
+            .await;
+        self.with_state(env, |s| s.starting.remove(&port));
+        let version = started?;
+        let previous = self.switch(env, &service, Some(version));
+        self.publish();
+        log.line(format!("`{service}` now answers from port {port}"));
+        let recorded = self.record(env, resource);
+        if let Some(previous) = previous {
+            tokio::time::sleep(self.config.drain).await;
+            previous.supervised.stop().await;
+            log.line(format!("stopped the previous version of `{service}`"));
+        }
+        recorded
+    }
+
+    /// Makes `version` the one the service port and routes lead to; returns the one it replaces.
+    fn switch(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        version: Option<Version>,
+    ) -> Option<Version> {
+        self.with_state(env, |s| {
+            if let Some(port) = s.service_ports.get(service) {
+                port.set_target(version.as_ref().map(Version::address));
+            }
+            match version {
+                Some(version) => s.versions.insert(service.to_owned(), version),
+                None => s.versions.remove(service),
+            }
+        })
+    }
+
+    pub(crate) async fn remove_app(
+        &self,
+        env: &EnvironmentAddress,
+        id: &str,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let service = service_of(id);
+        if let Some(previous) = self.switch(env, &service, None) {
+            self.publish();
+            previous.supervised.stop().await;
+            log.line(format!("stopped `{service}`"));
+        }
+        self.forget(env, id)
+    }
+
+    /// Starts a version on a free port of the environment's block and waits until it is healthy; stops it again
+    /// when it is not.
+    async fn start_version(
+        &self,
+        env: &EnvironmentAddress,
+        workload: &Workload,
+        port: u16,
+        hash: &str,
+        log: &StepLog,
+    ) -> Result<Version, RuntimeError> {
+        let service = &workload.service;
+        let Some(command) = workload.command.clone() else {
+            return Err(runtime_error(format!(
+                "app `{service}` has no `run` command for the local runtime"
+            )));
+        };
+        let workdir = self.workdir(workload).await?;
+        let home = self.prepare_home(env, service)?;
+        let variables = self.environment(env, workload, &home, Some(port)).await?;
+        let secrets: Vec<String> = variables
+            .iter()
+            .filter(|(name, _)| {
+                workload
+                    .variables
+                    .iter()
+                    .any(|(n, v)| n == name && v.is_array())
+            })
+            .map(|(_, value)| value.expose().to_owned())
+            .collect();
+        let log_path = self.dir_of(env).log_path(service);
+        let supervised = Arc::new(
+            Supervised::start(self.process_spec(
+                service,
+                command,
+                workdir,
+                variables,
+                log_path.clone(),
+            ))
+            .await
+            .map_err(|e| runtime_error(e.to_string()))?,
+        );
+        log.line(format!(
+            "started `{service}` (pid {}) on port {port}",
+            supervised.pid().map_or("?".to_owned(), |p| p.to_string())
+        ));
+        let version = Version {
+            supervised,
+            port,
+            hash: hash.to_owned(),
+        };
+        if let Err(reason) = self.wait_until_healthy(&version, workload).await {
+            version.supervised.stop().await;
+            let output = redact(&tail(&log_path, 15), &secrets);
+            return Err(runtime_error(format!(
+                "`{service}` did not become healthy: {reason}; the previous version keeps serving. Its output ends with:\n{output}"
+            )));
+        }
+        log.line(format!("`{service}` is healthy"));
+        Ok(version)
+    }
+
+    async fn wait_until_healthy(
+        &self,
+        version: &Version,
+        workload: &Workload,
+    ) -> Result<(), String> {
+        let (probe, interval, timeout) = match &workload.health {
+            Some(health) => (health.probe.clone(), health.interval, health.timeout),
+            None => (
+                Probe::Tcp,
+                Duration::from_millis(100),
+                Duration::from_secs(2),
+            ),
+        };
+        let deadline = Instant::now() + self.config.health_timeout;
+        loop {
+            let last = match probe_once(&probe, version.address(), timeout).await {
+                Ok(()) => return Ok(()),
+                Err(error) => error,
+            };
+            if let Some(exit) = version.supervised.last_exit() {
+                return Err(format!(
+                    "it exited ({exit}) before it was healthy; last probe: {last}"
+                ));
+            }
+            if Instant::now() + interval > deadline {
+                return Err(format!(
+                    "not healthy within {} s; last probe: {last}",
+                    self.config.health_timeout.as_secs()
+                ));
+            }
+            tokio::time::sleep(interval).await;
+        }
+    }
+
+    /// A port of the environment's block that no version of it uses or is starting on and nothing else listens
+    /// on; reserved until the version runs or failed to.
+    fn version_port(&self, env: &EnvironmentAddress) -> Result<u16, RuntimeError> {
+        let key = format!("{}/{}", env.project, env.environment);
+        let block = match self.ports.get(&key) {
+            Some(block) => block,
+            None => self
+                .ports
+                .assign(&key, &[], &mut |base| is_free(base))
+                .map_err(runtime_error)?,
+        };
+        self.with_state(env, |s| {
+            let port = block.version_ports().find(|port| {
+                !s.starting.contains(port)
+                    && !s.versions.values().any(|v| v.port == *port)
+                    && is_free(*port)
+            })?;
+            s.starting.insert(port);
+            Some(port)
+        })
+        .ok_or_else(|| {
+            runtime_error(format!(
+                "no free port left in `{}`'s block {}-{}",
+                env.environment,
+                block.base,
+                block.base + crate::ports::BLOCK - 1
+            ))
+        })
+    }
+}
+
+fn redact(text: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|s| s.len() >= 4)
+        .fold(text.to_owned(), |text, secret| {
+            text.replace(secret.as_str(), "[secret]")
+        })
+}
+
+/// The log from byte `from` (from the start if the log rotated since), at most [`LOG_CHUNK`] bytes.
+pub(crate) fn read_log(path: &Path, service: &str, from: u64) -> Result<LogChunk, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut file = match std::fs::File::open(path) {
+        Ok(file) => file,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!(
+                "`{service}` has no log here: it has not run in this environment"
+            ));
+        }
+        Err(e) => return Err(format!("cannot read the log of `{service}`: {e}")),
+    };
+    let length = file.metadata().map(|m| m.len()).unwrap_or(0);
+    let start = if from > length { 0 } else { from };
+    file.seek(SeekFrom::Start(start))
+        .map_err(|e| format!("cannot read the log of `{service}`: {e}"))?;
+    let mut bytes = Vec::new();
+    file.take(LOG_CHUNK)
+        .read_to_end(&mut bytes)
+        .map_err(|e| format!("cannot read the log of `{service}`: {e}"))?;
+    Ok(LogChunk {
+        next: start + bytes.len() as u64,
+        text: String::from_utf8_lossy(&bytes).into_owned(),
+    })
+}

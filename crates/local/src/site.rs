@@ -1,0 +1,248 @@
+//! What the gateway serves for the local runtime: routes from each environment's route records to the version of
+//! the service that runs, and each environment's certificate, issued by the local CA, by SNI name.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::time::{Duration, SystemTime};
+
+use preview_deploy::{EnvironmentAddress, RuntimeError, StepLog};
+use preview_gateway::{Backend, Certificates, Route, RouteState, RouteTable};
+use preview_plan::Resource;
+
+use crate::records::Record;
+use crate::runtime::{LocalRuntime, ServedCertificate, runtime_error};
+
+fn hostnames(content: &serde_json::Value) -> Vec<String> {
+    content["hostnames"]
+        .as_array()
+        .map(|names| {
+            names
+                .iter()
+                .filter_map(|n| n.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+impl LocalRuntime {
+    /// Builds the route table and certificate map from scratch and swaps both in.
+    pub(crate) fn publish(&self) {
+        let mut table = RouteTable::default();
+        let mut certificates = HashMap::new();
+        {
+            let state = match self.state.lock() {
+                Ok(state) => state,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            for ((project, environment), env) in state.iter() {
+                for (service, names) in &env.routes {
+                    let version = env.versions.get(service);
+                    let route = Route {
+                        project: project.clone(),
+                        environment: environment.clone(),
+                        service: service.clone(),
+                        state: if version.is_some() {
+                            RouteState::Serving
+                        } else {
+                            RouteState::Stopped
+                        },
+                        backends: version
+                            .map(|v| {
+                                vec![Backend {
+                                    address: v.address(),
+                                }]
+                            })
+                            .unwrap_or_default(),
+                    };
+                    for name in names {
+                        table.insert(name, route.clone());
+                    }
+                }
+                if let Some(certificate) = &env.certificate {
+                    for name in &certificate.hostnames {
+                        certificates.insert(name.clone(), std::sync::Arc::clone(&certificate.key));
+                    }
+                }
+            }
+        }
+        self.routes.swap(table);
+        self.certificates.swap(certificates);
+    }
+
+    pub(crate) fn apply_route(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+    ) -> Result<(), RuntimeError> {
+        self.record(env, resource)?;
+        self.restore_route(
+            env,
+            &Record {
+                id: resource.id.clone(),
+                kind: resource.kind,
+                hash: resource.hash.clone(),
+                content: resource.content.clone(),
+            },
+        );
+        self.publish();
+        Ok(())
+    }
+
+    pub(crate) fn restore_route(&self, env: &EnvironmentAddress, record: &Record) {
+        let service = record.content["service"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        let names = hostnames(&record.content);
+        self.with_state(env, |s| s.routes.insert(service, names));
+    }
+
+    pub(crate) fn remove_route(
+        &self,
+        env: &EnvironmentAddress,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        let service = id.split_once('/').map_or(id, |(_, s)| s).to_owned();
+        self.with_state(env, |s| s.routes.remove(&service));
+        self.publish();
+        self.forget(env, id)
+    }
+
+    pub(crate) fn apply_certificate(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let names = hostnames(&resource.content);
+        let served = self.with_state(env, |s| s.certificate.as_ref().map(|c| c.hostnames.clone()));
+        if served.as_ref() != Some(&names) {
+            let not_after = self.issue_certificate(env, &names)?;
+            log.line(format!(
+                "issued a certificate for {} from the local CA, valid for {} days",
+                names.join(", "),
+                not_after
+                    .duration_since(SystemTime::now())
+                    .unwrap_or_default()
+                    .as_secs()
+                    / 86_400
+            ));
+        }
+        self.record(env, resource)?;
+        self.publish();
+        Ok(())
+    }
+
+    /// Issues a certificate for `names`, keeps it in the environment's directory (the key readable by the daemon
+    /// only) and serves it; returns its end of validity.
+    pub(crate) fn issue_certificate(
+        &self,
+        env: &EnvironmentAddress,
+        names: &[String],
+    ) -> Result<SystemTime, RuntimeError> {
+        let issued = self
+            .ca
+            .issue(names, self.config.certificate_validity)
+            .map_err(|e| runtime_error(e.to_string()))?;
+        let dir = self.dir_of(env).path.join("tls");
+        std::fs::create_dir_all(&dir)
+            .map_err(|e| runtime_error(format!("cannot create {}: {e}", dir.display())))?;
+        write_private(&dir.join("key.pem"), issued.key_pem.expose())?;
+        crate::records::write_atomically(&dir.join("chain.pem"), issued.chain_pem.as_bytes())
+            .map_err(runtime_error)?;
+        let seconds = issued
+            .not_after
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .unwrap_or_default()
+            .as_secs();
+        crate::records::write_atomically(&dir.join("not_after"), seconds.to_string().as_bytes())
+            .map_err(runtime_error)?;
+        let key = Certificates::certified_key(&issued.chain_pem, issued.key_pem.expose())
+            .map_err(runtime_error)?;
+        self.with_state(env, |s| {
+            s.certificate = Some(ServedCertificate {
+                hostnames: names.to_vec(),
+                key,
+                not_after: issued.not_after,
+            })
+        });
+        Ok(issued.not_after)
+    }
+
+    /// Serves the certificate kept in the environment's directory again after a restart (renewed if due).
+    pub(crate) fn load_certificate(
+        &self,
+        env: &EnvironmentAddress,
+        record: &Record,
+    ) -> Result<(), String> {
+        let names = hostnames(&record.content);
+        let dir = self.dir_of(env).path.join("tls");
+        let loaded = (|| -> Result<ServedCertificate, String> {
+            let chain =
+                std::fs::read_to_string(dir.join("chain.pem")).map_err(|e| e.to_string())?;
+            let key_pem = preview_secrets::Secret::new(
+                std::fs::read_to_string(dir.join("key.pem")).map_err(|e| e.to_string())?,
+            );
+            let key = Certificates::certified_key(&chain, key_pem.expose())?;
+            // An unreadable end date counts as expired, so the renewal issues a new certificate.
+            let not_after = std::fs::read_to_string(dir.join("not_after"))
+                .ok()
+                .and_then(|t| t.trim().parse::<u64>().ok())
+                .map_or(SystemTime::UNIX_EPOCH, |s| {
+                    SystemTime::UNIX_EPOCH + Duration::from_secs(s)
+                });
+            Ok(ServedCertificate {
+                hostnames: names.clone(),
+                key,
+                not_after,
+            })
+        })();
+        match loaded {
+            Ok(served) => {
+                self.with_state(env, |s| s.certificate = Some(served));
+                Ok(())
+            }
+            Err(_) => self
+                .issue_certificate(env, &names)
+                .map(|_| ())
+                .map_err(|e| format!("cannot serve the certificate of `{}`: {e}", env.environment)),
+        }
+    }
+
+    pub(crate) fn remove_certificate(
+        &self,
+        env: &EnvironmentAddress,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        self.with_state(env, |s| s.certificate = None);
+        self.publish();
+        let _ = std::fs::remove_dir_all(self.dir_of(env).path.join("tls"));
+        self.forget(env, id)
+    }
+
+    /// Where the gateway should send a request for `host` right now (for tests and status pages).
+    pub fn route_for(&self, host: &str) -> Option<SocketAddr> {
+        self.routes
+            .snapshot()
+            .lookup(host)?
+            .backends
+            .first()
+            .map(|b| b.address)
+    }
+}
+
+fn write_private(path: &std::path::Path, text: &str) -> Result<(), RuntimeError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let write = || -> std::io::Result<()> {
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .write(true)
+            .truncate(true)
+            .mode(0o600)
+            .open(path)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()
+    };
+    write().map_err(|e| runtime_error(format!("cannot write {}: {e}", path.display())))
+}

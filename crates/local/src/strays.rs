@@ -1,0 +1,93 @@
+//! Processes a previous run of the daemon started and left behind (it was killed, or the machine's init kept
+//! them): found by the marker every supervised process carries in its environment, and stopped.
+
+use std::time::Duration;
+
+use crate::signals::{SIGKILL, SIGTERM, group_alive, signal_group};
+
+/// The variable every process the local runtime starts carries: `PREVIEW_SUPERVISOR=<marker>`.
+pub(crate) const MARKER_VARIABLE: &str = "PREVIEW_SUPERVISOR";
+
+/// A marker unique to one runtime directory, so that two daemons on one machine leave each other's processes alone.
+pub(crate) fn marker_for(dir: &std::path::Path) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, dir.to_string_lossy().as_bytes());
+    digest.as_ref()[..8]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// The process groups whose processes carry `marker`.
+pub(crate) fn marked_groups(marker: &str) -> Vec<u32> {
+    let wanted = format!("{MARKER_VARIABLE}={marker}");
+    let mut groups = Vec::new();
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return groups;
+    };
+    for entry in entries.flatten() {
+        let Some(pid) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let Ok(environ) = std::fs::read(format!("/proc/{pid}/environ")) else {
+            continue;
+        };
+        if !environ.split(|b| *b == 0).any(|v| v == wanted.as_bytes()) {
+            continue;
+        }
+        if let Some(group) = process_group(pid)
+            && !groups.contains(&group)
+        {
+            groups.push(group);
+        }
+    }
+    groups
+}
+
+/// The fifth field of `/proc/<pid>/stat`, counted after the command name in parentheses.
+fn process_group(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, after_name) = stat.rsplit_once(')')?;
+    after_name.split_whitespace().nth(2)?.parse().ok()
+}
+
+/// SIGTERM to every group, `grace`, then SIGKILL to what is left; returns how many groups there were.
+pub(crate) async fn stop_groups(groups: &[u32], grace: Duration) -> usize {
+    for group in groups {
+        signal_group(*group, SIGTERM);
+    }
+    let deadline = tokio::time::Instant::now() + grace;
+    while groups.iter().any(|g| group_alive(*g)) && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    for group in groups {
+        signal_group(*group, SIGKILL);
+    }
+    groups.len()
+}
+
+/// Who apps run as: `nobody` when the daemon runs as root, the daemon's own user otherwise.
+pub fn apps_user() -> Option<(u32, u32)> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let root = status
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(2))
+        == Some("0");
+    if root { unprivileged_user() } else { None }
+}
+
+/// `nobody`'s user and group id from `/etc/passwd`.
+fn unprivileged_user() -> Option<(u32, u32)> {
+    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
+    passwd.lines().find_map(|line| {
+        let fields: Vec<&str> = line.split(':').collect();
+        match fields.as_slice() {
+            ["nobody", _, uid, gid, ..] => Some((uid.parse().ok()?, gid.parse().ok()?)),
+            _ => None,
+        }
+    })
+}

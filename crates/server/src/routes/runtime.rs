@@ -1,0 +1,91 @@
+//! What the runtime knows beyond resources: services' logs, the gateway's addresses, the CA to trust.
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use preview_deploy::EnvironmentAddress;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::SharedState;
+use crate::error::ApiError;
+use crate::routes::project_record;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct LogQuery {
+    /// The byte offset to continue from, as returned in `next`.
+    #[serde(default)]
+    from: u64,
+}
+
+pub(crate) async fn logs(
+    State(state): State<SharedState>,
+    Path((project, environment, service)): Path<(String, String, String)>,
+    Query(query): Query<LogQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    if state
+        .store
+        .environment(&project.name, &environment)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::NotFound(format!(
+            "project `{}` has no environment `{environment}`",
+            project.name
+        )));
+    }
+    let address = EnvironmentAddress {
+        project: project.name,
+        environment,
+    };
+    let chunk = state
+        .runtime
+        .logs(&address, &service, query.from)
+        .await
+        .map_err(|e| ApiError::NotFound(e.to_string()))?;
+    Ok(Json(json!({ "text": chunk.text, "next": chunk.next })))
+}
+
+pub(crate) async fn gateway(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
+    let gateway = state.gateway.as_ref().ok_or_else(no_gateway)?;
+    Ok(Json(
+        json!({ "http": gateway.http.to_string(), "https": gateway.https.to_string() }),
+    ))
+}
+
+pub(crate) async fn ca(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
+    let gateway = state.gateway.as_ref().ok_or_else(no_gateway)?;
+    Ok(Json(json!({ "certificate": gateway.ca_pem })))
+}
+
+fn no_gateway() -> ApiError {
+    ApiError::NotFound(
+        "this daemon runs no gateway: its runtime serves no routes (start it with `--runtime local`)"
+            .to_owned(),
+    )
+}
+
+/// `https://name` (with the gateway's port unless it is 443) for each hostname that is not a wildcard.
+pub(crate) fn urls(state: &SharedState, resources: &[preview_plan::Resource]) -> Vec<String> {
+    let Some(gateway) = &state.gateway else {
+        return Vec::new();
+    };
+    let port = match gateway.https.port() {
+        443 => String::new(),
+        port => format!(":{port}"),
+    };
+    resources
+        .iter()
+        .filter(|r| r.kind == preview_plan::ResourceKind::Route)
+        .flat_map(|r| {
+            r.content["hostnames"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default()
+        })
+        .filter_map(|name| name.as_str().map(str::to_owned))
+        .filter(|name| !name.starts_with("*."))
+        .map(|name| format!("https://{name}{port}"))
+        .collect()
+}
