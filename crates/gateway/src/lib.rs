@@ -12,6 +12,6 @@ mod routes;
 mod server;
 
 pub use certificates::Certificates;
-pub use proxy::Proxy;
+pub use proxy::{Affinity, Proxy};
 pub use routes::{Backend, Route, RouteState, RouteTable, Routes, normalize_host};
 pub use server::{serve, tls_config};

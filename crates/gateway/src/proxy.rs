@@ -6,6 +6,7 @@ use std::sync::Arc;
 
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Bytes, Incoming};
+use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
@@ -28,6 +29,9 @@ const HOP_BY_HOP: [&str; 8] = [
     "upgrade",
 ];
 
+/// Answers up to this size are read whole before they are forwarded.
+const SMALL_BODY: u64 = 16 * 1024;
+
 pub struct Proxy {
     routes: Arc<Routes>,
     client: Client<HttpConnector, Incoming>,
@@ -43,12 +47,15 @@ impl Proxy {
         Proxy { routes, client }
     }
 
-    /// Handles one request that arrived from `remote` over `scheme` (`http` or `https`).
+    /// Handles one request that arrived from `remote` over `scheme` (`http` or `https`). With `affinity` (an
+    /// HTTP/1.1 client connection, whose requests come one after another) the app is reached over that
+    /// connection's own upstream connection instead of the shared pool.
     pub async fn handle(
         &self,
         mut request: Request<Incoming>,
         remote: SocketAddr,
         scheme: &'static str,
+        affinity: Option<&Affinity>,
     ) -> Response<Body> {
         let Some(host) = request
             .headers()
@@ -74,24 +81,27 @@ impl Proxy {
                 ),
             );
         };
-        let who = format!(
-            "<b>{}</b> of environment <b>{}</b> ({})",
-            escape(&route.service),
-            escape(&route.environment),
-            escape(&route.project)
-        );
+        // Only pages use it: not made for requests that are forwarded.
+        let who = || {
+            format!(
+                "<b>{}</b> of environment <b>{}</b> ({})",
+                escape(&route.service),
+                escape(&route.environment),
+                escape(&route.project)
+            )
+        };
         if route.state == RouteState::Stopped {
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Environment stopped",
-                &format!("{who} is stopped."),
+                &format!("{} is stopped.", who()),
             );
         }
         let Some(backend) = route.backends.first() else {
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Not running",
-                &format!("{who} has no running instance."),
+                &format!("{} has no running instance.", who()),
             );
         };
         let upgrade = is_upgrade(request.headers());
@@ -100,7 +110,12 @@ impl Proxy {
             .path_and_query()
             .map_or("/", |p| p.as_str())
             .to_owned();
-        let uri = match format!("http://{}{path}", backend.address).parse::<hyper::Uri>() {
+        // The pool needs the app's address in the URI; a connection of our own sends the path alone.
+        let target = match affinity.filter(|_| !upgrade) {
+            Some(_) => path,
+            None => format!("http://{}{path}", backend.address),
+        };
+        let uri = match target.parse::<hyper::Uri>() {
             Ok(uri) => uri,
             Err(_) => {
                 return page(
@@ -117,13 +132,21 @@ impl Proxy {
         strip_hop_by_hop(&mut parts.headers, upgrade);
         forwarded_headers(&mut parts.headers, remote, scheme, &host);
         let outgoing = Request::from_parts(parts, body);
-        let mut response = match self.client.request(outgoing).await {
+        let sent = match affinity.filter(|_| !upgrade) {
+            Some(affinity) => affinity.send(backend.address, outgoing).await,
+            None => self
+                .client
+                .request(outgoing)
+                .await
+                .map_err(|e| e.to_string()),
+        };
+        let mut response = match sent {
             Ok(response) => response,
             Err(error) => {
                 return page(
                     StatusCode::BAD_GATEWAY,
                     "The app did not answer",
-                    &format!("{who} did not answer: {}.", escape(&error.to_string())),
+                    &format!("{} did not answer: {}.", who(), escape(&error)),
                 );
             }
         };
@@ -145,8 +168,97 @@ impl Proxy {
         }
         let (mut parts, body) = response.into_parts();
         strip_hop_by_hop(&mut parts.headers, false);
+        // A small body of known length is read whole and written with the head in one go; anything else (large,
+        // or of unknown length, e.g. server-sent events) streams through as it comes.
+        let small = parts
+            .headers
+            .get(header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok())
+            .is_some_and(|length| length <= SMALL_BODY);
+        if small {
+            return match body.collect().await {
+                Ok(collected) => Response::from_parts(
+                    parts,
+                    Full::new(collected.to_bytes())
+                        .map_err(|never| match never {})
+                        .boxed(),
+                ),
+                Err(error) => page(
+                    StatusCode::BAD_GATEWAY,
+                    "The app did not answer",
+                    &format!(
+                        "{} broke off its answer: {}.",
+                        who(),
+                        escape(&error.to_string())
+                    ),
+                ),
+            };
+        }
         Response::from_parts(parts, body.boxed())
     }
+}
+
+/// The upstream connection of one client connection. An HTTP/1.1 client sends its requests one after another, so
+/// one connection to the app serves them all, without the locking of a shared pool; a request for another address
+/// (the route was switched to a new version) opens a new one.
+#[derive(Default)]
+pub struct Affinity {
+    upstream: std::sync::Mutex<Option<(SocketAddr, SendRequest<Incoming>)>>,
+}
+
+impl Affinity {
+    async fn send(
+        &self,
+        address: SocketAddr,
+        request: Request<Incoming>,
+    ) -> Result<Response<Incoming>, String> {
+        let cached = self
+            .upstream
+            .lock()
+            .ok()
+            .and_then(|mut upstream| upstream.take())
+            .filter(|(to, sender)| *to == address && !sender.is_closed())
+            .map(|(_, sender)| sender);
+        let mut sender = match cached {
+            Some(sender) => sender,
+            None => connect(address).await?,
+        };
+        if sender.ready().await.is_err() {
+            sender = connect(address).await?;
+        }
+        let response = match sender.try_send_request(request).await {
+            Ok(response) => response,
+            // The app closed the idle connection as the request was sent; the request never left, so it is sent
+            // once more on a new connection.
+            Err(mut error) => match error.take_message() {
+                Some(request) => {
+                    sender = connect(address).await?;
+                    sender
+                        .send_request(request)
+                        .await
+                        .map_err(|e| e.to_string())?
+                }
+                None => return Err(error.into_error().to_string()),
+            },
+        };
+        if let Ok(mut upstream) = self.upstream.lock() {
+            *upstream = Some((address, sender));
+        }
+        Ok(response)
+    }
+}
+
+async fn connect(address: SocketAddr) -> Result<SendRequest<Incoming>, String> {
+    let stream = tokio::net::TcpStream::connect(address)
+        .await
+        .map_err(|e| format!("cannot connect to {address}: {e}"))?;
+    let _ = stream.set_nodelay(true);
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .map_err(|e| e.to_string())?;
+    tokio::spawn(connection);
+    Ok(sender)
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {

@@ -5,10 +5,9 @@ use std::sync::Arc;
 
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
 use tokio::net::TcpListener;
 
-use crate::proxy::Proxy;
+use crate::proxy::{Affinity, Proxy};
 
 /// Serves `listener` until the task is dropped; with `tls`, every connection is TLS.
 pub async fn serve(
@@ -27,26 +26,45 @@ pub async fn serve(
             match acceptor {
                 Some(acceptor) => {
                     if let Ok(stream) = acceptor.accept(stream).await {
-                        connection(TokioIo::new(stream), proxy, remote, "https").await;
+                        let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
+                        connection(TokioIo::new(stream), proxy, remote, "https", http2).await;
                     }
                 }
-                None => connection(TokioIo::new(stream), proxy, remote, "http").await,
+                None => connection(TokioIo::new(stream), proxy, remote, "http", false).await,
             }
         });
     }
 }
 
-async fn connection<I>(io: I, proxy: Arc<Proxy>, remote: SocketAddr, scheme: &'static str)
-where
+/// Serves one connection with the protocol ALPN chose (HTTP/1.1 without TLS).
+async fn connection<I>(
+    io: I,
+    proxy: Arc<Proxy>,
+    remote: SocketAddr,
+    scheme: &'static str,
+    http2: bool,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let service = service_fn(move |request| {
-        let proxy = Arc::clone(&proxy);
-        async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, remote, scheme).await) }
+    let affinity = Arc::new(Affinity::default());
+    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+        let (proxy, affinity) = (Arc::clone(&proxy), Arc::clone(&affinity));
+        async move {
+            // HTTP/2 streams run at once; they share the pool. HTTP/1.1 requests come one by one.
+            let affinity = (request.version() != hyper::Version::HTTP_2).then_some(&*affinity);
+            Ok::<_, std::convert::Infallible>(proxy.handle(request, remote, scheme, affinity).await)
+        }
     });
-    let _ = auto::Builder::new(TokioExecutor::new())
-        .serve_connection_with_upgrades(io, service)
-        .await;
+    if http2 {
+        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .serve_connection(io, service)
+            .await;
+    } else {
+        let _ = hyper::server::conn::http1::Builder::new()
+            .serve_connection(io, service)
+            .with_upgrades()
+            .await;
+    }
 }
 
 /// A TLS configuration offering HTTP/2 and HTTP/1.1, with certificates chosen per SNI name by `certificates`.
