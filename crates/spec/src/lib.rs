@@ -209,11 +209,7 @@ fn read_spec(
     databases::check_masking_use(&checked.iter().map(|(e, _)| *e).collect::<Vec<_>>(), sink);
     check_masking_keys(&checked, &secrets, sink);
     let (project, domain) = (project?, domain?);
-    routes::RouteCheck {
-        project: &project,
-        domain: &domain,
-    }
-    .check(&checked, sink);
+    routes::RouteCheck { project: &project }.check(&checked, sink);
 
     let spec = Spec {
         project,

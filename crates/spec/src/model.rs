@@ -76,10 +76,27 @@ impl DomainSettings {
     pub const DEFAULT_HOSTNAME: &'static str = "{service}-{env}";
 
     /// The generated hostname of `service` in `environment`.
+    /// The generated hostname of a service in an environment. A label longer than DNS allows (63 characters) is
+    /// cut and given a suffix hashed from the whole label, so it stays unique and the same every time.
     pub fn hostname_for(&self, project: &str, service: &str, environment: &str) -> String {
         let labels = fill_placeholders(&self.hostname, project, service, environment);
-        format!("{labels}.{}", self.base)
+        let labels: Vec<String> = labels.split('.').map(shorten_label).collect();
+        format!("{}.{}", labels.join("."), self.base)
     }
+}
+
+/// `label` if it fits in 63 characters, else its first 54 characters, `-` and 8 hex digits of its FNV-1a hash
+/// (a hash defined by its algorithm, so the result never changes between versions).
+fn shorten_label(label: &str) -> String {
+    const MAX: usize = 63;
+    if label.len() <= MAX {
+        return label.to_owned();
+    }
+    let hash = label.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |hash, byte| {
+        (hash ^ u64::from(byte)).wrapping_mul(0x0000_0100_0000_01b3)
+    });
+    let kept = label[..MAX - 9].trim_end_matches('-');
+    format!("{kept}-{:08x}", hash as u32)
 }
 
 /// Replaces `{service}`, `{env}` and `{project}` in a hostname or domain template.

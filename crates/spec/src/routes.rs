@@ -1,11 +1,12 @@
-//! Hostnames: the generated ones must be valid DNS names for every environment — including a preview of a
-//! five-digit pull request — and no custom domain may be claimed by two services or environments.
+//! Hostnames: custom domains must be valid DNS names for every environment — including a preview of a
+//! five-digit pull request — and none may be claimed by two services or environments. (Generated hostnames are
+//! valid by construction: `DomainSettings::hostname_for` shortens a label that would be too long.)
 
 use std::collections::BTreeMap;
 
 use crate::diagnostic::Sink;
 use crate::model::{DomainSettings, Environment, Origin, ServiceKind, fill_placeholders};
-use crate::names::{MAX_LABEL, hostname_problem};
+use crate::names::hostname_problem;
 use crate::read::text;
 use crate::yaml::Node;
 
@@ -63,7 +64,6 @@ pub(crate) fn read_hostname_template(node: &Node, sink: &mut Sink) -> Option<Str
 /// under the longest preview name.
 pub(crate) struct RouteCheck<'a> {
     pub project: &'a str,
-    pub domain: &'a DomainSettings,
 }
 
 impl RouteCheck<'_> {
@@ -82,12 +82,7 @@ impl RouteCheck<'_> {
                 if !app.public {
                     continue;
                 }
-                let host = self
-                    .domain
-                    .hostname_for(self.project, &service.name, env_name);
-                if let Some(problem) = self.long_label(&host, *is_preview) {
-                    sink.push(service.origin.position, &service.origin.path, problem);
-                }
+                // Generated hostnames need no check: `hostname_for` shortens a label that would be too long.
                 for domain in &app.domains {
                     self.check_domain(
                         &domain.name,
@@ -101,21 +96,6 @@ impl RouteCheck<'_> {
                 }
             }
         }
-    }
-
-    fn long_label(&self, host: &str, is_preview: bool) -> Option<String> {
-        let label = host.split('.').find(|label| label.len() > MAX_LABEL)?;
-        let whom = if is_preview {
-            format!("a preview of pull request 99999 (`{LONGEST_PREVIEW}`)")
-        } else {
-            "this environment".to_owned()
-        };
-        Some(format!(
-            "the generated hostname `{host}` for {whom} has a {}-character label; DNS allows {MAX_LABEL}. \
-             Shorten the service or environment name, or set `domain.hostname` (now `{}`) to put them in separate labels, e.g. `{{service}}.{{env}}`",
-            label.len(),
-            self.domain.hostname
-        ))
     }
 
     #[allow(clippy::too_many_arguments)]

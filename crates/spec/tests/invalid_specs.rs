@@ -592,20 +592,6 @@ fn domains_on_internal_app() {
 // ---------------------------------------------------------------- hostnames
 
 #[test]
-fn generated_label_too_long_for_a_five_digit_preview() {
-    // 55 + "-staging" = 63 fits; 55 + "-pr-99999" = 64 does not.
-    let service = "a".repeat(55);
-    check(
-        &format!(
-            "project: p\nservices:\n  {service}:\n    run: x\n    ports: [80]\n    public: true\nenvironments:\n  staging: {{}}\npreviews:\n  blueprint: staging\n"
-        ),
-        &format!(
-            "4:5 services.{service}: the generated hostname `{service}-pr-99999.localhost` for a preview of pull request 99999 (`pr-99999`) has a 64-character label; DNS allows 63. Shorten the service or environment name, or set `domain.hostname` (now `{{service}}-{{env}}`) to put them in separate labels, e.g. `{{service}}.{{env}}`"
-        ),
-    );
-}
-
-#[test]
 fn hostname_template_without_env() {
     check(
         &with_envs("project: p\ndomain:\n  hostname: \"{service}\"\n"),

@@ -59,6 +59,28 @@ fn example_declares_what_the_demo_needs() {
 }
 
 #[test]
+fn a_generated_label_too_long_for_dns_is_shortened_stably() {
+    // 55 + "-staging" = 63 fits as it is; 55 + "-pr-99999" = 64 is cut to 54 characters and a hash.
+    let service = "a".repeat(55);
+    let text = format!(
+        "project: p\nservices:\n  {service}:\n    run: x\n    ports: [80]\n    public: true\nenvironments:\n  staging: {{}}\npreviews:\n  blueprint: staging\n"
+    );
+    let spec = preview_spec::parse_spec("p.yaml", &text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        spec.domain.hostname_for("p", &service, "staging"),
+        format!("{service}-staging.localhost")
+    );
+    let long = spec.domain.hostname_for("p", &service, "pr-99999");
+    let label = long.split('.').next().unwrap_or_default();
+    assert_eq!(label.len(), 63, "{long}");
+    assert!(label.starts_with(&"a".repeat(54)), "{long}");
+    assert_eq!(long, spec.domain.hostname_for("p", &service, "pr-99999"));
+    assert_ne!(long, spec.domain.hostname_for("p", &service, "pr-99998"));
+    // Fixed by the algorithm, so hostnames survive upgrades.
+    assert_eq!(long, format!("{}-272bd535.localhost", "a".repeat(54)));
+}
+
+#[test]
 fn environment_overrides_replace_only_the_keys_they_set() {
     let spec = example();
     let production = app(&spec, "production", "storefront");

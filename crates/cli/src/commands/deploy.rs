@@ -80,6 +80,7 @@ pub async fn start(context: &Context, change: Change<'_>, wait: bool) -> Result<
 /// Polls the deployment, printing each step once it is applied, failed or undone, until it ends.
 pub async fn follow(context: &Context, id: &str) -> Result<(), Failure> {
     let mut reported: Vec<String> = Vec::new();
+    let mut spinner = Spinner::new(context.output == OutputFormat::Text);
     loop {
         let shown = context.client.get(&format!("/v1/deployments/{id}")).await?;
         if context.output == OutputFormat::Text {
@@ -88,15 +89,74 @@ pub async fn follow(context: &Context, id: &str) -> Result<(), Failure> {
                 let key = format!("{}:{state}", step["index"]);
                 if matches!(state, "applied" | "failed" | "undone") && !reported.contains(&key) {
                     reported.push(key);
+                    spinner.clear();
                     println!("{}", step_line(step));
                 }
             }
+            let working: Vec<String> = shown["steps"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                // While the deployment runs, a step with an intent and no outcome is under way.
+                .filter(|step| step["state"] == "interrupted")
+                .map(|step| {
+                    format!(
+                        "{} {}",
+                        step["action"].as_str().unwrap_or(""),
+                        step["resource"].as_str().unwrap_or("")
+                    )
+                })
+                .collect();
+            spinner.show(&working.join(", "));
         }
         let status = shown["deployment"]["status"].as_str().unwrap_or("");
         if matches!(status, "committed" | "rolled_back" | "failed") {
+            spinner.clear();
             return outcome(context, &shown, status);
         }
         tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+/// On a terminal, one line on standard error saying what is under way, redrawn in place; nothing otherwise
+/// (scripts and logs get the plain step lines only).
+struct Spinner {
+    enabled: bool,
+    frame: usize,
+    started: std::time::Instant,
+    drawn: bool,
+}
+
+impl Spinner {
+    fn new(text_output: bool) -> Spinner {
+        use std::io::IsTerminal;
+        Spinner {
+            enabled: text_output && std::io::stderr().is_terminal(),
+            frame: 0,
+            started: std::time::Instant::now(),
+            drawn: false,
+        }
+    }
+
+    fn show(&mut self, working: &str) {
+        if !self.enabled || working.is_empty() {
+            return;
+        }
+        const FRAMES: [char; 10] = ['⠋', '⠙', '⠹', '⠸', '⠼', '⠴', '⠦', '⠧', '⠇', '⠏'];
+        self.frame = (self.frame + 1) % FRAMES.len();
+        eprint!(
+            "\r\x1b[2K  {} {working} ({} s)",
+            FRAMES[self.frame],
+            self.started.elapsed().as_secs()
+        );
+        self.drawn = true;
+    }
+
+    fn clear(&mut self) {
+        if self.drawn {
+            eprint!("\r\x1b[2K");
+            self.drawn = false;
+        }
     }
 }
 
