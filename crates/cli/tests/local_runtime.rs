@@ -171,6 +171,19 @@ fn pid_of(daemon: &Daemon, environment: &str, service: &str) -> u32 {
         .unwrap_or_else(|| panic!("{service} of {environment} runs")) as u32
 }
 
+/// The process ids of every app of both environments.
+fn app_pids(daemon: &Daemon) -> Vec<u32> {
+    ["staging", "pr-1"]
+        .iter()
+        .flat_map(|e| {
+            services(daemon, e)
+                .into_iter()
+                .filter_map(|s| s["pid"].as_u64())
+        })
+        .map(|p| p as u32)
+        .collect()
+}
+
 fn alive(pid: u32) -> bool {
     Path::new(&format!("/proc/{pid}")).exists()
         && !std::fs::read_to_string(format!("/proc/{pid}/stat"))
@@ -259,15 +272,7 @@ fn two_environments_serve_their_own_apps_survive_crashes_and_daemon_restarts() {
     assert!(!error.status.success());
 
     // A clean stop stops every app; a start brings every environment back.
-    let pids: Vec<u32> = ["staging", "pr-1"]
-        .iter()
-        .flat_map(|e| {
-            services(&daemon, e)
-                .into_iter()
-                .filter_map(|s| s["pid"].as_u64())
-        })
-        .map(|p| p as u32)
-        .collect();
+    let pids = app_pids(&daemon);
     assert_eq!(pids.len(), 4);
     daemon.stop();
     for pid in &pids {
@@ -278,15 +283,7 @@ fn two_environments_serve_their_own_apps_survive_crashes_and_daemon_restarts() {
     expect_own(&daemon, "pr-1", &preview);
 
     // SIGKILL leaves the apps behind; the next start stops them and starts its own.
-    let left: Vec<u32> = ["staging", "pr-1"]
-        .iter()
-        .flat_map(|e| {
-            services(&daemon, e)
-                .into_iter()
-                .filter_map(|s| s["pid"].as_u64())
-        })
-        .map(|p| p as u32)
-        .collect();
+    let left = app_pids(&daemon);
     daemon.kill();
     assert!(
         left.iter().all(|pid| alive(*pid)),
