@@ -115,6 +115,10 @@ fn ok(output: std::process::Output) -> String {
 
 fn register_shop(daemon: &Daemon, repo: &Path) {
     let spec = repo.join("examples/shop/demo.yaml");
+    register(daemon, &spec);
+}
+
+fn register(daemon: &Daemon, spec: &Path) {
     ok(daemon.cli(&["project", "register", "-f", spec.to_str().expect("path")]));
     ok(daemon.cli_with_input(
         &[
@@ -205,7 +209,20 @@ fn two_environments_serve_their_own_apps_survive_crashes_and_daemon_restarts() {
     let repo = shop_repository(dir.path());
     let data = dir.path().join("data");
     let daemon = local_daemon(&data, "21000-21999");
+    // Previews are protected by a shared token; staging is not.
+    let spec = repo.join("examples/shop/demo.yaml");
+    let text = std::fs::read_to_string(&spec).expect("spec");
+    let protected = text.replace(
+        "previews:\n",
+        "secrets: [PREVIEW_TOKEN]\n\npreviews:\n  access: { token: PREVIEW_TOKEN }\n",
+    );
+    assert_ne!(text, protected);
+    std::fs::write(&spec, protected).expect("write");
     register_shop(&daemon, &repo);
+    ok(daemon.cli_with_input(
+        &["secret", "set", "PREVIEW_TOKEN", "--scope", "project"],
+        "let-me-in\n",
+    ));
     ok(daemon.cli(&["env", "create", "staging"]));
     ok(daemon.cli(&["env", "clone", "staging", "pr-1"]));
     let ca = dir.path().join("ca.pem");
@@ -213,7 +230,13 @@ fn two_environments_serve_their_own_apps_survive_crashes_and_daemon_restarts() {
 
     let expect_own = |daemon: &Daemon, environment: &str, hosts: &[&str]| {
         for host in hosts {
-            let (status, summary) = curl(daemon, &ca, host, "/api/summary", &[]);
+            let (status, summary) = curl(
+                daemon,
+                &ca,
+                host,
+                "/api/summary",
+                &["-H", "X-Preview-Token: let-me-in"],
+            );
             assert!(status.starts_with("200"), "{host}: {status} {summary}");
             assert_eq!(summary["environment"], environment, "{host}: {summary}");
             // The storefront reached the catalog through its resolved internal address: its own environment's.
@@ -235,6 +258,12 @@ fn two_environments_serve_their_own_apps_survive_crashes_and_daemon_restarts() {
         urls.contains("https://storefront-pr-1.shop.localhost:"),
         "{urls}"
     );
+
+    // Without the token a preview answers 401; staging needs none.
+    let (status, _) = curl(&daemon, &ca, preview[0], "/api/summary", &[]);
+    assert!(status.starts_with("401"), "{status}");
+    let (status, _) = curl(&daemon, &ca, staging[0], "/api/summary", &[]);
+    assert!(status.starts_with("200"), "{status}");
 
     // HTTP/2, negotiated by ALPN over TLS.
     let (status, _) = curl(&daemon, &ca, staging[0], "/api/summary", &["--http2"]);

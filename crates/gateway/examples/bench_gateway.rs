@@ -24,6 +24,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             backends: vec![Backend {
                 address: SocketAddr::from(([127, 0, 0, 1], backend)),
             }],
+            access: None,
         },
     );
     let routes = Arc::new(Routes::default());

@@ -6,11 +6,13 @@
 //! upgrades tunnelled through) or answers with a page naming the environment; `server` accepts plain HTTP or TLS
 //! with the certificate `certificates` picks by SNI, and HTTP/2 or HTTP/1.1 by ALPN.
 
+mod access;
 mod certificates;
 mod proxy;
 mod routes;
 mod server;
 
+pub use access::{Access, basic_credentials, digest};
 pub use certificates::Certificates;
 pub use proxy::{Affinity, Proxy};
 pub use routes::{Backend, Route, RouteState, RouteTable, Routes, normalize_host};

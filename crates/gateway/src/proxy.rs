@@ -13,6 +13,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
+use crate::access::Verdict;
 use crate::routes::{RouteState, Routes, normalize_host};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -104,6 +105,30 @@ impl Proxy {
                 &format!("{} has no running instance.", who()),
             );
         };
+        if let Some(access) = &route.access {
+            match crate::access::check(access, &mut request, scheme) {
+                Verdict::Allow => {}
+                Verdict::SetCookie { location, cookie } => {
+                    let mut response = Response::new(empty());
+                    *response.status_mut() = StatusCode::SEE_OTHER;
+                    response.headers_mut().insert(header::SET_COOKIE, cookie);
+                    if let Ok(location) = HeaderValue::from_str(&location) {
+                        response.headers_mut().insert(header::LOCATION, location);
+                    }
+                    return response;
+                }
+                Verdict::Deny { status, message } => {
+                    let mut response = page(status, "Protected preview", message);
+                    if matches!(access, crate::access::Access::Basic { .. }) {
+                        response.headers_mut().insert(
+                            header::WWW_AUTHENTICATE,
+                            HeaderValue::from_static("Basic realm=\"preview\", charset=\"UTF-8\""),
+                        );
+                    }
+                    return response;
+                }
+            }
+        }
         let upgrade = is_upgrade(request.headers());
         let path = request
             .uri()

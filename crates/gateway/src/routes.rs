@@ -25,6 +25,8 @@ pub struct Route {
     pub service: String,
     pub state: RouteState,
     pub backends: Vec<Backend>,
+    /// Protection of a preview: requests without the credential get 401.
+    pub access: Option<crate::access::Access>,
 }
 
 /// Hostnames to routes. Built whole, then swapped in; never changed in place.
@@ -119,6 +121,7 @@ mod tests {
             backends: vec![Backend {
                 address: SocketAddr::from(([127, 0, 0, 1], 8080)),
             }],
+            access: None,
         }
     }
 

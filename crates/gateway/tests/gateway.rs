@@ -60,6 +60,7 @@ fn route(service: &str, environment: &str, state: RouteState, backend: SocketAdd
         service: service.into(),
         state,
         backends: vec![Backend { address: backend }],
+        access: None,
     }
 }
 
@@ -408,4 +409,107 @@ async fn swapping_routes_under_load_fails_no_request() {
         seen_blue && seen_green,
         "both versions answered during the swaps"
     );
+}
+
+/// One request with extra headers; status, the named response headers and the body.
+async fn request(
+    gateway: SocketAddr,
+    host: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (u16, HashMap<String, String>, String) {
+    let stream = tokio::net::TcpStream::connect(gateway)
+        .await
+        .expect("connect");
+    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    let mut builder = hyper::Request::get(path).header("host", host);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    let response = sender
+        .send_request(builder.body(Full::new(Bytes::new())).expect("request"))
+        .await
+        .expect("response");
+    let status = response.status().as_u16();
+    let seen: HashMap<String, String> = response
+        .headers()
+        .iter()
+        .map(|(n, v)| (n.to_string(), v.to_str().unwrap_or("").to_owned()))
+        .collect();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
+    (status, seen, String::from_utf8_lossy(&body).into_owned())
+}
+
+#[tokio::test]
+async fn protected_previews_want_their_token_or_password() {
+    let app = echo_app("web").await;
+    let mut table = RouteTable::default();
+    let mut token = route("web", "pr-1", RouteState::Serving, app);
+    token.access = Some(Access::Token {
+        digest: digest("s3cret token"),
+    });
+    table.insert("web-pr-1.shop.localhost", token);
+    let mut basic = route("web", "pr-2", RouteState::Serving, app);
+    basic.access = Some(Access::Basic {
+        digest: digest(&basic_credentials("reviewer", "pa:ss")),
+    });
+    table.insert("web-pr-2.shop.localhost", basic);
+    let routes = Arc::new(Routes::default());
+    routes.swap(table);
+    let gateway = gateway(routes, None).await;
+    let host = "web-pr-1.shop.localhost";
+
+    let (status, _, page) = request(gateway, host, "/", &[]).await;
+    assert_eq!(status, 401);
+    assert!(page.contains("preview_token"), "{page}");
+    let (status, _, _) = request(gateway, host, "/", &[("x-preview-token", "wrong")]).await;
+    assert_eq!(status, 401);
+    let (status, _, body) =
+        request(gateway, host, "/a", &[("x-preview-token", "s3cret token")]).await;
+    assert_eq!(
+        (status, body.split(' ').take(2).collect::<Vec<_>>()),
+        (200, vec!["web", "/a"])
+    );
+    // Once in the query: a cookie, and the same URL without the token.
+    let (status, headers, _) = request(
+        gateway,
+        host,
+        "/cart?preview_token=s3cret%20token&item=3",
+        &[],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/cart?item=3");
+    let cookie = &headers["set-cookie"];
+    assert!(
+        cookie.starts_with("preview_token=s3cret%20token;") && cookie.contains("HttpOnly"),
+        "{cookie}"
+    );
+    let sent = cookie.split(';').next().expect("pair");
+    let (status, _, body) = request(gateway, host, "/cart?item=3", &[("cookie", sent)]).await;
+    assert_eq!(
+        (status, body.split(' ').nth(1)),
+        (200, Some("/cart?item=3"))
+    );
+    let (status, _, _) = request(gateway, host, "/", &[("cookie", "preview_token=wrong")]).await;
+    assert_eq!(status, 401);
+
+    let host = "web-pr-2.shop.localhost";
+    let (status, headers, _) = request(gateway, host, "/", &[]).await;
+    assert_eq!(status, 401);
+    assert!(headers["www-authenticate"].starts_with("Basic realm=\"preview\""));
+    let good = format!("Basic {}", basic_credentials("reviewer", "pa:ss"));
+    let (status, _, _) = request(gateway, host, "/", &[("authorization", &good)]).await;
+    assert_eq!(status, 200);
+    let bad = format!("Basic {}", basic_credentials("reviewer", "nope"));
+    let (status, _, _) = request(gateway, host, "/", &[("authorization", &bad)]).await;
+    assert_eq!(status, 401);
 }

@@ -74,6 +74,12 @@ impl Version {
     }
 }
 
+/// A service's public hostnames, and what protects them.
+pub(crate) struct ServedRoute {
+    pub hostnames: Vec<String>,
+    pub access: Option<preview_gateway::Access>,
+}
+
 /// An environment's certificate as served.
 pub(crate) struct ServedCertificate {
     pub hostnames: Vec<String>,
@@ -86,7 +92,7 @@ pub(crate) struct EnvironmentState {
     pub service_ports: BTreeMap<String, ServicePort>,
     pub versions: BTreeMap<String, Version>,
     /// Service → its public hostnames.
-    pub routes: BTreeMap<String, Vec<String>>,
+    pub routes: BTreeMap<String, ServedRoute>,
     pub certificate: Option<ServedCertificate>,
     /// Ports handed to versions that are starting: two apps starting at once must not get the same one.
     pub starting: std::collections::BTreeSet<u16>,
@@ -194,7 +200,14 @@ impl LocalRuntime {
             let env = address(&project, &environment);
             for record in self.environment_dir(&project, &environment).all() {
                 match record.kind {
-                    ResourceKind::Route => self.restore_route(&env, &record),
+                    ResourceKind::Route => {
+                        if let Err(error) = self.serve_route(&env, &record).await {
+                            log(&format!(
+                                "cannot serve {} of `{}` again: {error}",
+                                record.id, env.environment
+                            ));
+                        }
+                    }
                     ResourceKind::Certificate => {
                         if let Err(error) = self.load_certificate(&env, &record) {
                             log(&error);
@@ -334,7 +347,7 @@ impl Runtime for LocalRuntime {
             ResourceKind::Job => self.apply_job(env, resource, log).await,
             ResourceKind::App => self.apply_app(env, resource, log).await,
             ResourceKind::Certificate => self.apply_certificate(env, resource, log),
-            ResourceKind::Route => self.apply_route(env, resource),
+            ResourceKind::Route => self.apply_route(env, resource).await,
         }
     }
 

@@ -6,11 +6,13 @@ use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use preview_deploy::{EnvironmentAddress, RuntimeError, StepLog};
-use preview_gateway::{Backend, Certificates, Route, RouteState, RouteTable};
+use preview_gateway::{
+    Access, Backend, Certificates, Route, RouteState, RouteTable, basic_credentials, digest,
+};
 use preview_plan::Resource;
 
 use crate::records::Record;
-use crate::runtime::{LocalRuntime, ServedCertificate, runtime_error};
+use crate::runtime::{LocalRuntime, ServedCertificate, ServedRoute, runtime_error};
 
 fn hostnames(content: &serde_json::Value) -> Vec<String> {
     content["hostnames"]
@@ -35,7 +37,7 @@ impl LocalRuntime {
                 Err(poisoned) => poisoned.into_inner(),
             };
             for ((project, environment), env) in state.iter() {
-                for (service, names) in &env.routes {
+                for (service, served) in &env.routes {
                     let version = env.versions.get(service);
                     let route = Route {
                         project: project.clone(),
@@ -53,8 +55,9 @@ impl LocalRuntime {
                                 }]
                             })
                             .unwrap_or_default(),
+                        access: served.access.clone(),
                     };
-                    for name in names {
+                    for name in &served.hostnames {
                         table.insert(name, route.clone());
                     }
                 }
@@ -69,13 +72,12 @@ impl LocalRuntime {
         self.certificates.swap(certificates);
     }
 
-    pub(crate) fn apply_route(
+    pub(crate) async fn apply_route(
         &self,
         env: &EnvironmentAddress,
         resource: &Resource,
     ) -> Result<(), RuntimeError> {
-        self.record(env, resource)?;
-        self.restore_route(
+        self.serve_route(
             env,
             &Record {
                 id: resource.id.clone(),
@@ -83,18 +85,45 @@ impl LocalRuntime {
                 hash: resource.hash.clone(),
                 content: resource.content.clone(),
             },
-        );
+        )
+        .await?;
+        self.record(env, resource)?;
         self.publish();
         Ok(())
     }
 
-    pub(crate) fn restore_route(&self, env: &EnvironmentAddress, record: &Record) {
+    /// Puts a route record into the state the gateway is published from; a protected route's credential is
+    /// revealed here and kept only as a digest.
+    pub(crate) async fn serve_route(
+        &self,
+        env: &EnvironmentAddress,
+        record: &Record,
+    ) -> Result<(), RuntimeError> {
         let service = record.content["service"]
             .as_str()
             .unwrap_or_default()
             .to_owned();
-        let names = hostnames(&record.content);
-        self.with_state(env, |s| s.routes.insert(service, names));
+        let access = &record.content["access"];
+        let access = if let Some(token) = access["token"]["name"].as_str() {
+            let token = self.secrets.reveal(env, token).await?;
+            Some(Access::Token {
+                digest: digest(token.expose()),
+            })
+        } else if let Some(password) = access["basic_auth"]["password"]["name"].as_str() {
+            let user = access["basic_auth"]["user"].as_str().unwrap_or_default();
+            let password = self.secrets.reveal(env, password).await?;
+            Some(Access::Basic {
+                digest: digest(&basic_credentials(user, password.expose())),
+            })
+        } else {
+            None
+        };
+        let served = ServedRoute {
+            hostnames: hostnames(&record.content),
+            access,
+        };
+        self.with_state(env, |s| s.routes.insert(service, served));
+        Ok(())
     }
 
     pub(crate) fn remove_route(

@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 
 use preview_resolve::{Part, ResolvedEnvironment, ResolvedService, SecretRef};
-use preview_spec::{ClonePolicy, SeedSource, ServiceKind};
+use preview_spec::{Access, ClonePolicy, SeedSource, ServiceKind};
 use serde_json::json;
 
 use crate::resource::{Resource, ResourceKind};
@@ -42,7 +42,7 @@ pub fn desired_state(
         resources.push(service_resource(environment, service, versions));
         if !service.hostnames.is_empty() {
             hostnames.extend(service.hostnames.iter().map(String::as_str));
-            resources.push(route(service));
+            resources.push(route(environment, service, versions));
         }
     }
     if !hostnames.is_empty() {
@@ -251,7 +251,31 @@ fn clone_policy(policy: &ClonePolicy) -> serde_json::Value {
     }
 }
 
-fn route(service: &ResolvedService) -> Resource {
+/// The protection of a preview's routes: the kind, and the secret by name with its fingerprint (a new value
+/// re-applies the routes), never the value.
+fn access(environment: &ResolvedEnvironment, versions: &SecretVersions) -> serde_json::Value {
+    let secret = |name: &str| {
+        let name = format!("project/{name}");
+        let version = versions
+            .get(&name)
+            .cloned()
+            .unwrap_or_else(|| "unset".to_owned());
+        json!({ "name": name, "version": version })
+    };
+    match &environment.access {
+        None => serde_json::Value::Null,
+        Some(Access::Token { secret: name }) => json!({ "token": secret(name) }),
+        Some(Access::BasicAuth { user, secret: name }) => {
+            json!({ "basic_auth": { "user": user, "password": secret(name) } })
+        }
+    }
+}
+
+fn route(
+    environment: &ResolvedEnvironment,
+    service: &ResolvedService,
+    versions: &SecretVersions,
+) -> Resource {
     let port = match &service.kind {
         ServiceKind::App(app) => app.ports.first().map(|p| p.name.clone()),
         _ => None,
@@ -263,6 +287,11 @@ fn route(service: &ResolvedService) -> Resource {
             service_resource_id(&service.kind, &service.name),
             "certificate".to_owned(),
         ],
-        json!({ "service": service.name, "port": port, "hostnames": service.hostnames }),
+        json!({
+            "service": service.name,
+            "port": port,
+            "hostnames": service.hostnames,
+            "access": access(environment, versions),
+        }),
     )
 }

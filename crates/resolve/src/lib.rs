@@ -96,6 +96,8 @@ pub struct ResolvedEnvironment {
     pub domain: DomainSettings,
     pub services: BTreeMap<String, ResolvedService>,
     pub source: Option<SourceCommit>,
+    /// For previews: who may open their URLs, as the preview policy says.
+    pub access: Option<preview_spec::Access>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -219,6 +221,11 @@ pub fn resolve_environment(
         domain: spec.domain.clone(),
         services,
         source: context.source.clone(),
+        access: spec
+            .previews
+            .as_ref()
+            .filter(|_| context.is_preview())
+            .and_then(|policy| policy.access.clone()),
     })
 }
 

@@ -8,7 +8,7 @@ use preview_plan::{Resource, desired_state};
 use preview_resolve::{
     Context, Endpoint, ResolvedEnvironment, Scope, SecretRef, StoredSecret, StoredVariable,
 };
-use preview_spec::{SecretInPreviews, ServiceKind};
+use preview_spec::{Access, SecretInPreviews, ServiceKind};
 use preview_store::ProjectRecord;
 
 use crate::api::SharedState;
@@ -162,6 +162,13 @@ pub(crate) async fn desired_for(
                 _ => None,
             })
             .collect();
+        if let Some(Access::Token { secret } | Access::BasicAuth { secret, .. }) = &resolved.access
+            && !versions.contains_key(&format!("project/{secret}"))
+        {
+            missing.push(format!(
+                "`{secret}` (protects the preview's URLs; set it with `preview secret set {secret} --scope project`)"
+            ));
+        }
         missing.sort();
         missing.dedup();
         if !missing.is_empty() {

@@ -382,6 +382,19 @@ pub struct PreviewPolicy {
     pub idle_stop: Option<Duration>,
     pub max_live: Option<u32>,
     pub forge: Option<Forge>,
+    /// Who may open a preview's URLs; `None`: anyone who can reach the gateway.
+    pub access: Option<Access>,
+}
+
+/// Access protection of previews at the gateway; the credential is always a declared project secret.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Access {
+    /// A shared token, sent as the `X-Preview-Token` header or the `preview_token` cookie (set by opening a URL
+    /// with `?preview_token=…` once).
+    Token { secret: String },
+    /// HTTP basic authentication with this user and the secret as password.
+    BasicAuth { user: String, secret: String },
 }
 
 impl PreviewPolicy {

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::diagnostic::Sink;
-use crate::model::{Filter, Forge, ForgeKind, PreviewPolicy, SecretDeclaration};
+use crate::model::{Access, Filter, Forge, ForgeKind, PreviewPolicy, SecretDeclaration};
 use crate::read::{Fields, choice, duration, integer, list, text};
 use crate::services::Names;
 use crate::suggest::did_you_mean;
@@ -20,6 +20,7 @@ const KEYS: &[&str] = &[
     "idle_stop",
     "max_live",
     "forge",
+    "access",
 ];
 
 /// The name a preview's template environment carries; real previews are named `pr-<number>`.
@@ -93,7 +94,75 @@ pub(crate) fn read_previews(
         forge: fields
             .get("forge")
             .and_then(|n| read_forge(n, project_secrets, sink)),
+        access: fields
+            .get("access")
+            .and_then(|n| read_access(n, project_secrets, sink)),
     })
+}
+
+/// `{ token: SECRET }` or `{ basic_auth: { user: NAME, password: SECRET } }`.
+fn read_access(
+    node: &Node,
+    project_secrets: &[SecretDeclaration],
+    sink: &mut Sink,
+) -> Option<Access> {
+    let fields = Fields::open(node, "access protection", &["token", "basic_auth"], sink)?;
+    match (fields.get("token"), fields.get("basic_auth")) {
+        (Some(token), None) => Some(Access::Token {
+            secret: declared_secret(token, project_secrets, sink)?,
+        }),
+        (None, Some(basic)) => {
+            let basic = Fields::open(basic, "basic authentication", &["user", "password"], sink)?;
+            let user = basic
+                .require("user", "the user name reviewers type", sink)
+                .and_then(|n| text(n, "a user name", sink));
+            let password = basic
+                .require("password", "the project secret holding the password", sink)
+                .and_then(|n| declared_secret(n, project_secrets, sink));
+            let user = user?;
+            if user.is_empty() || user.contains(':') {
+                sink.push(
+                    node.position,
+                    &node.path,
+                    "basic_auth.user must be a non-empty name without `:`",
+                );
+                return None;
+            }
+            Some(Access::BasicAuth {
+                user,
+                secret: password?,
+            })
+        }
+        _ => {
+            sink.push(
+                node.position,
+                &node.path,
+                "give exactly one of `token: SECRET` or `basic_auth: { user, password: SECRET }`",
+            );
+            None
+        }
+    }
+}
+
+/// The name of a declared project secret at `node`.
+fn declared_secret(
+    node: &Node,
+    project_secrets: &[SecretDeclaration],
+    sink: &mut Sink,
+) -> Option<String> {
+    let name = text(node, "a secret name", sink)?;
+    if !project_secrets.iter().any(|s| s.name == name) {
+        sink.push(
+            node.position,
+            &node.path,
+            format!(
+                "`{name}` is not a declared project secret{}; add it under the top-level `secrets:` and set it with `preview secret set {name} --scope project`",
+                did_you_mean(&name, project_secrets.iter().map(|s| s.name.as_str()))
+            ),
+        );
+        return None;
+    }
+    Some(name)
 }
 
 /// A list of glob patterns (all included), or `{ include: [...], exclude: [...] }`.
@@ -175,21 +244,7 @@ fn read_forge(
         return None;
     }
     let webhook_secret = match (fields.get("webhook_secret"), kind) {
-        (Some(n), _) => {
-            let name = text(n, "a secret name", sink)?;
-            if !project_secrets.iter().any(|s| s.name == name) {
-                sink.push(
-                    n.position,
-                    &n.path,
-                    format!(
-                        "`{name}` is not a declared project secret{}; add it under the top-level `secrets:` and set it with `preview secret set {name} --scope project`",
-                        did_you_mean(&name, project_secrets.iter().map(|s| s.name.as_str()))
-                    ),
-                );
-                return None;
-            }
-            Some(name)
-        }
+        (Some(n), _) => Some(declared_secret(n, project_secrets, sink)?),
         (None, ForgeKind::Local) => None,
         (None, _) => {
             sink.push(

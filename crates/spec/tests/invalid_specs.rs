@@ -362,6 +362,26 @@ fn secret_declared_twice() {
 }
 
 #[test]
+fn access_token_not_declared() {
+    check(
+        "project: p\nsecrets: [TOKEN]\nenvironments: {staging: {}}\npreviews:\n  blueprint: staging\n  access: { token: TOKN }\n",
+        "6:20 previews.access.token: `TOKN` is not a declared project secret; did you mean `TOKEN`?; add it under the top-level `secrets:` and set it with `preview secret set TOKN --scope project`",
+    );
+}
+
+#[test]
+fn access_with_two_kinds_or_a_bad_user() {
+    check(
+        "project: p\nsecrets: [T]\nenvironments: {staging: {}}\npreviews:\n  blueprint: staging\n  access: { token: T, basic_auth: { user: r, password: T } }\n",
+        "6:11 previews.access: give exactly one of `token: SECRET` or `basic_auth: { user, password: SECRET }`",
+    );
+    check(
+        "project: p\nsecrets: [T]\nenvironments: {staging: {}}\npreviews:\n  blueprint: staging\n  access:\n    basic_auth: { user: \"a:b\", password: T }\n",
+        "7:5 previews.access: basic_auth.user must be a non-empty name without `:`",
+    );
+}
+
+#[test]
 fn webhook_secret_not_declared() {
     check(
         "project: p\nsecrets: [HOOK_SECRET]\nenvironments: {staging: {}}\npreviews:\n  blueprint: staging\n  forge:\n    kind: github\n    repository: o/r\n    webhook_secret: HOOK_SECRT\n",
