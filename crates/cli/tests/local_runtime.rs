@@ -87,6 +87,9 @@ fn local_daemon(data: &Path, ports: &str) -> Daemon {
             ports,
             "--health-timeout",
             "15",
+            // A first build compiles the example's dependencies, which takes minutes on a cold cache.
+            "--step-timeout",
+            "900",
             "--build-cache",
             cache,
         ],

@@ -45,16 +45,9 @@ impl Daemon {
             .open(data.join("daemon.log"))
             .expect("daemon log");
         let child = preview()
-            .args([
-                "serve",
-                "--listen",
-                "127.0.0.1:0",
-                "--step-timeout",
-                "30",
-                "--data-dir",
-            ])
+            .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
-            .args(default_runtime(extra))
+            .args(defaults(extra))
             .args(extra)
             .envs(env.iter().copied())
             .stdin(Stdio::null())
@@ -261,14 +254,17 @@ pub fn wait_until_ended(daemon: &Daemon, id: &str) -> serde_json::Value {
     }
 }
 
-/// The recording runtime unless the test chooses one: most daemon tests are about the engine and the API, and
-/// the recording runtime lets them inject faults at every operation.
-fn default_runtime(extra: &[&str]) -> Vec<&'static str> {
-    if extra.contains(&"--runtime") {
-        Vec::new()
-    } else {
-        vec!["--runtime", "recording"]
+/// What a test does not choose itself: the recording runtime (most daemon tests are about the engine and the
+/// API, and it lets them inject faults at every operation) and a 30-second step timeout.
+fn defaults(extra: &[&str]) -> Vec<&'static str> {
+    let mut defaults = Vec::new();
+    if !extra.contains(&"--runtime") {
+        defaults.extend(["--runtime", "recording"]);
     }
+    if !extra.contains(&"--step-timeout") {
+        defaults.extend(["--step-timeout", "30"]);
+    }
+    defaults
 }
 
 /// Runs `preview serve` where it is expected to refuse to start; returns its output once it exits.
