@@ -209,9 +209,18 @@ impl Daemon {
     }
 }
 
+/// A daemon a test did not stop (it failed first) is stopped cleanly, so that it stops the apps it runs; SIGKILL
+/// only if it does not exit within ten seconds.
 impl Drop for Daemon {
     fn drop(&mut self) {
         if let Some(mut child) = self.child.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while matches!(child.try_wait(), Ok(None)) && Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(20));
+            }
             let _ = child.kill();
             let _ = child.wait();
         }
