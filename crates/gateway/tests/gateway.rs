@@ -75,26 +75,8 @@ async fn gateway(routes: Arc<Routes>, tls: Option<Arc<rustls::ServerConfig>>) ->
 
 /// One HTTP/1.1 request through a fresh connection; returns status and body.
 async fn get(gateway: SocketAddr, host: &str, path: &str) -> (u16, String) {
-    let stream = tokio::net::TcpStream::connect(gateway)
-        .await
-        .expect("connect");
-    let (mut sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    let request = hyper::Request::get(path)
-        .header("host", host)
-        .body(Full::new(Bytes::new()))
-        .expect("request");
-    let response = sender.send_request(request).await.expect("response");
-    let status = response.status().as_u16();
-    let body = response
-        .into_body()
-        .collect()
-        .await
-        .expect("body")
-        .to_bytes();
-    (status, String::from_utf8_lossy(&body).into_owned())
+    let (status, _, body) = request(gateway, host, path, &[]).await;
+    (status, body)
 }
 
 #[tokio::test]

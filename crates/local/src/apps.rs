@@ -13,9 +13,9 @@ use preview_secrets::Secret;
 use serde_json::Value;
 
 use crate::builds::{BuildRequest, tail};
-use crate::health::{Probe, probe_once};
+use crate::health::Probe;
 use crate::ports::is_free;
-use crate::runtime::{LocalRuntime, Version, runtime_error};
+use crate::runtime::{LocalRuntime, Version};
 use crate::strays::MARKER_VARIABLE;
 use crate::supervisor::{ProcessSpec, Supervised};
 
@@ -95,9 +95,9 @@ impl Workload {
             project: project.to_owned(),
             service: service.clone(),
             command: None,
-            repository: text(&source["repository"].clone()).unwrap_or_default(),
-            directory: text(&source["directory"].clone()).unwrap_or_default(),
-            commit: text(&source["commit"].clone()).unwrap_or_default(),
+            repository: text(&source["repository"]).unwrap_or_default(),
+            directory: text(&source["directory"]).unwrap_or_default(),
+            commit: text(&source["commit"]).unwrap_or_default(),
         });
         Workload {
             service,
@@ -125,7 +125,11 @@ impl LocalRuntime {
             directory: text(&c["directory"]).unwrap_or_default(),
             commit: text(&c["commit"]).unwrap_or_default(),
         };
-        let done = self.builds.build(&request).await.map_err(runtime_error)?;
+        let done = self
+            .builds
+            .build(&request)
+            .await
+            .map_err(RuntimeError::new)?;
         log.line(done);
         self.record(env, resource)
     }
@@ -133,7 +137,7 @@ impl LocalRuntime {
     /// Where a workload's commands run: the spec's directory in the checkout of its commit.
     async fn workdir(&self, workload: &Workload) -> Result<PathBuf, RuntimeError> {
         let Some(source) = &workload.source else {
-            return Err(runtime_error(format!(
+            return Err(RuntimeError::new(format!(
                 "`{}` has no commit to run from: the project's spec is not inside a git repository; commit it to one and register it again",
                 workload.service
             )));
@@ -141,7 +145,7 @@ impl LocalRuntime {
         self.builds
             .checkout(&source.repository, &source.commit)
             .await
-            .map_err(runtime_error)?;
+            .map_err(RuntimeError::new)?;
         Ok(self.builds.workdir(source))
     }
 
@@ -190,11 +194,11 @@ impl LocalRuntime {
         let dir = self.dir_of(env);
         let home = dir.home(service);
         for path in [dir.path.join("home"), home.clone()] {
-            crate::runtime::create_passable_dir(&path).map_err(runtime_error)?;
+            crate::runtime::create_passable_dir(&path).map_err(RuntimeError::new)?;
         }
         if let Some((uid, gid)) = self.config.run_as {
             std::os::unix::fs::chown(&home, Some(uid), Some(gid)).map_err(|e| {
-                runtime_error(format!("cannot hand {} to uid {uid}: {e}", home.display()))
+                RuntimeError::new(format!("cannot hand {} to uid {uid}: {e}", home.display()))
             })?;
         }
         Ok(home)
@@ -208,7 +212,7 @@ impl LocalRuntime {
     ) -> Result<(), RuntimeError> {
         let workload = Workload::parse(&env.project, resource, "command");
         let Some(command) = workload.command.clone() else {
-            return Err(runtime_error(format!(
+            return Err(RuntimeError::new(format!(
                 "job `{}` has no command for the local runtime",
                 workload.service
             )));
@@ -225,7 +229,7 @@ impl LocalRuntime {
             log_path.clone(),
         ))
         .await
-        .map_err(|e| runtime_error(e.to_string()))?;
+        .map_err(|e| RuntimeError::new(e.to_string()))?;
         // A job runs once: the first exit is its result.
         let exit = loop {
             if let Some(exit) = process.last_exit() {
@@ -235,7 +239,7 @@ impl LocalRuntime {
         };
         process.stop().await;
         if exit != "exit status: 0" {
-            return Err(runtime_error(format!(
+            return Err(RuntimeError::new(format!(
                 "job `{}` failed ({exit}); its output ends with:\n{}",
                 workload.service,
                 tail(&log_path, 20)
@@ -342,7 +346,7 @@ impl LocalRuntime {
     ) -> Result<Version, RuntimeError> {
         let service = &workload.service;
         let Some(command) = workload.command.clone() else {
-            return Err(runtime_error(format!(
+            return Err(RuntimeError::new(format!(
                 "app `{service}` has no `run` command for the local runtime"
             )));
         };
@@ -369,7 +373,7 @@ impl LocalRuntime {
                 log_path.clone(),
             ))
             .await
-            .map_err(|e| runtime_error(e.to_string()))?,
+            .map_err(|e| RuntimeError::new(e.to_string()))?,
         );
         log.line(format!(
             "started `{service}` (pid {}) on port {port}",
@@ -383,7 +387,7 @@ impl LocalRuntime {
         if let Err(reason) = self.wait_until_healthy(&version, workload).await {
             version.supervised.stop().await;
             let output = redact(&tail(&log_path, 15), &secrets);
-            return Err(runtime_error(format!(
+            return Err(RuntimeError::new(format!(
                 "`{service}` did not become healthy: {reason}; the previous version keeps serving. Its output ends with:\n{output}"
             )));
         }
@@ -391,6 +395,7 @@ impl LocalRuntime {
         Ok(version)
     }
 
+    /// Waits for the version's health check; a version that exits first fails at once.
     async fn wait_until_healthy(
         &self,
         version: &Version,
@@ -404,25 +409,21 @@ impl LocalRuntime {
                 Duration::from_secs(2),
             ),
         };
-        let deadline = Instant::now() + self.config.health_timeout;
-        loop {
-            let last = match probe_once(&probe, version.address(), timeout).await {
-                Ok(()) => return Ok(()),
-                Err(error) => error,
-            };
-            if let Some(exit) = version.supervised.last_exit() {
-                return Err(format!(
-                    "it exited ({exit}) before it was healthy; last probe: {last}"
-                ));
-            }
-            if Instant::now() + interval > deadline {
-                return Err(format!(
-                    "not healthy within {} s; last probe: {last}",
-                    self.config.health_timeout.as_secs()
-                ));
-            }
-            tokio::time::sleep(interval).await;
-        }
+        let exited = || {
+            version
+                .supervised
+                .last_exit()
+                .map(|exit| format!("it exited ({exit}) before it was healthy"))
+        };
+        crate::health::wait_until_healthy(
+            &probe,
+            version.address(),
+            interval,
+            timeout,
+            Instant::now() + self.config.health_timeout,
+            &exited,
+        )
+        .await
     }
 
     /// A port of the environment's block that no version of it uses or is starting on and nothing else listens
@@ -434,7 +435,7 @@ impl LocalRuntime {
             None => self
                 .ports
                 .assign(&key, &[], &mut |base| is_free(base))
-                .map_err(runtime_error)?,
+                .map_err(RuntimeError::new)?,
         };
         self.with_state(env, |s| {
             let port = block.version_ports().find(|port| {
@@ -446,7 +447,7 @@ impl LocalRuntime {
             Some(port)
         })
         .ok_or_else(|| {
-            runtime_error(format!(
+            RuntimeError::new(format!(
                 "no free port left in `{}`'s block {}-{}",
                 env.environment,
                 block.base,

@@ -228,10 +228,7 @@ pub(crate) fn short(commit: &str) -> &str {
 
 fn short_hash(text: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
-    digest.as_ref()[..6]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    preview_secrets::hex::encode(&digest.as_ref()[..6])
 }
 
 /// The last `lines` lines of a file, for error messages.

@@ -70,19 +70,24 @@ async fn attempt(probe: &Probe, address: SocketAddr) -> Result<(), String> {
     }
 }
 
-/// Probes every `interval` until one succeeds or `deadline` passes; the error is the last probe's.
+/// Probes every `interval` until one succeeds, `deadline` passes, or `gave_up` gives a reason to stop waiting
+/// (e.g. the process exited); the error names the reason and the last probe's.
 pub async fn wait_until_healthy(
     probe: &Probe,
     address: SocketAddr,
     interval: Duration,
     timeout: Duration,
     deadline: Instant,
+    gave_up: &(dyn Fn() -> Option<String> + Sync),
 ) -> Result<(), String> {
     loop {
         let last = match probe_once(probe, address, timeout).await {
             Ok(()) => return Ok(()),
             Err(error) => error,
         };
+        if let Some(reason) = gave_up() {
+            return Err(format!("{reason}; last probe: {last}"));
+        }
         if Instant::now() + interval > deadline {
             return Err(format!("not healthy in time: {last}"));
         }

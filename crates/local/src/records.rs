@@ -14,6 +14,17 @@ pub(crate) struct Record {
     pub content: serde_json::Value,
 }
 
+impl Record {
+    pub(crate) fn of(resource: &preview_plan::Resource) -> Record {
+        Record {
+            id: resource.id.clone(),
+            kind: resource.kind,
+            hash: resource.hash.clone(),
+            content: resource.content.clone(),
+        }
+    }
+}
+
 /// `<root>/<project>/<environment>`: everything of one environment.
 #[derive(Debug, Clone)]
 pub(crate) struct EnvironmentDir {

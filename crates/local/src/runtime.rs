@@ -111,10 +111,6 @@ pub struct LocalRuntime {
     pub(crate) state: Mutex<BTreeMap<(String, String), EnvironmentState>>,
 }
 
-pub(crate) fn runtime_error(message: impl Into<String>) -> RuntimeError {
-    RuntimeError::new(message)
-}
-
 impl LocalRuntime {
     /// Opens the runtime's directory; stops processes an earlier run left behind, then starts again every app its
     /// records say should run, and publishes their routes and certificates.
@@ -339,7 +335,7 @@ impl Runtime for LocalRuntime {
         match resource.kind {
             ResourceKind::Space => self.apply_space(env, resource),
             ResourceKind::Secrets => self.record(env, resource),
-            ResourceKind::Database => Err(runtime_error(format!(
+            ResourceKind::Database => Err(RuntimeError::new(format!(
                 "{}: database resources are not supported by this runtime yet; the local runtime does not manage PostgreSQL servers yet, so deploy this environment without its databases",
                 resource.id
             ))),
@@ -375,7 +371,7 @@ impl Runtime for LocalRuntime {
         env: &EnvironmentAddress,
         id: &str,
     ) -> Result<Option<Observed>, RuntimeError> {
-        let record = self.dir_of(env).read(id).map_err(runtime_error)?;
+        let record = self.dir_of(env).read(id).map_err(RuntimeError::new)?;
         Ok(record.map(|r| Observed {
             id: r.id,
             hash: r.hash,
@@ -393,11 +389,11 @@ impl Runtime for LocalRuntime {
             .assign(&key, services, &mut |base| {
                 (0..SERVICE_SLOTS).all(|slot| is_free(base + slot))
             })
-            .map_err(runtime_error)?;
+            .map_err(RuntimeError::new)?;
         let mut endpoints = BTreeMap::new();
         for service in services {
             self.bind_service_port(env, service, &block)
-                .map_err(runtime_error)?;
+                .map_err(RuntimeError::new)?;
             if let Some(port) = block.service_port(service) {
                 endpoints.insert(service.clone(), ("127.0.0.1".to_owned(), port));
             }
@@ -436,7 +432,7 @@ impl Runtime for LocalRuntime {
         from: u64,
     ) -> Result<LogChunk, RuntimeError> {
         crate::apps::read_log(&self.dir_of(env).log_path(service), service, from)
-            .map_err(runtime_error)
+            .map_err(RuntimeError::new)
     }
 
     async fn shutdown(&self) {
@@ -472,7 +468,7 @@ impl LocalRuntime {
             .into_iter()
             .flatten()
         {
-            create_passable_dir(path).map_err(runtime_error)?;
+            create_passable_dir(path).map_err(RuntimeError::new)?;
         }
         self.record(env, resource)
     }
@@ -494,12 +490,12 @@ impl LocalRuntime {
         }
         self.ports
             .release(&format!("{}/{}", env.project, env.environment))
-            .map_err(runtime_error)?;
+            .map_err(RuntimeError::new)?;
         let dir = self.dir_of(env);
         match std::fs::remove_dir_all(&dir.path) {
             Ok(()) => Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(runtime_error(format!(
+            Err(e) => Err(RuntimeError::new(format!(
                 "cannot remove {}: {e}",
                 dir.path.display()
             ))),
@@ -512,16 +508,11 @@ impl LocalRuntime {
         resource: &Resource,
     ) -> Result<(), RuntimeError> {
         self.dir_of(env)
-            .write(&Record {
-                id: resource.id.clone(),
-                kind: resource.kind,
-                hash: resource.hash.clone(),
-                content: resource.content.clone(),
-            })
-            .map_err(runtime_error)
+            .write(&Record::of(resource))
+            .map_err(RuntimeError::new)
     }
 
     pub(crate) fn forget(&self, env: &EnvironmentAddress, id: &str) -> Result<(), RuntimeError> {
-        self.dir_of(env).remove(id).map_err(runtime_error)
+        self.dir_of(env).remove(id).map_err(RuntimeError::new)
     }
 }

@@ -2,7 +2,6 @@
 //! the service that runs, and each environment's certificate, issued by the local CA, by SNI name.
 
 use std::collections::HashMap;
-use std::net::SocketAddr;
 use std::time::{Duration, SystemTime};
 
 use preview_deploy::{EnvironmentAddress, RuntimeError, StepLog};
@@ -12,7 +11,7 @@ use preview_gateway::{
 use preview_plan::Resource;
 
 use crate::records::Record;
-use crate::runtime::{LocalRuntime, ServedCertificate, ServedRoute, runtime_error};
+use crate::runtime::{LocalRuntime, ServedCertificate, ServedRoute};
 
 fn hostnames(content: &serde_json::Value) -> Vec<String> {
     content["hostnames"]
@@ -77,16 +76,7 @@ impl LocalRuntime {
         env: &EnvironmentAddress,
         resource: &Resource,
     ) -> Result<(), RuntimeError> {
-        self.serve_route(
-            env,
-            &Record {
-                id: resource.id.clone(),
-                kind: resource.kind,
-                hash: resource.hash.clone(),
-                content: resource.content.clone(),
-            },
-        )
-        .await?;
+        self.serve_route(env, &Record::of(resource)).await?;
         self.record(env, resource)?;
         self.publish();
         Ok(())
@@ -172,22 +162,22 @@ impl LocalRuntime {
         let issued = self
             .ca
             .issue(names, self.config.certificate_validity)
-            .map_err(|e| runtime_error(e.to_string()))?;
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
         let dir = self.dir_of(env).path.join("tls");
         std::fs::create_dir_all(&dir)
-            .map_err(|e| runtime_error(format!("cannot create {}: {e}", dir.display())))?;
+            .map_err(|e| RuntimeError::new(format!("cannot create {}: {e}", dir.display())))?;
         write_private(&dir.join("key.pem"), issued.key_pem.expose())?;
         crate::records::write_atomically(&dir.join("chain.pem"), issued.chain_pem.as_bytes())
-            .map_err(runtime_error)?;
+            .map_err(RuntimeError::new)?;
         let seconds = issued
             .not_after
             .duration_since(SystemTime::UNIX_EPOCH)
             .unwrap_or_default()
             .as_secs();
         crate::records::write_atomically(&dir.join("not_after"), seconds.to_string().as_bytes())
-            .map_err(runtime_error)?;
+            .map_err(RuntimeError::new)?;
         let key = Certificates::certified_key(&issued.chain_pem, issued.key_pem.expose())
-            .map_err(runtime_error)?;
+            .map_err(RuntimeError::new)?;
         self.with_state(env, |s| {
             s.certificate = Some(ServedCertificate {
                 hostnames: names.to_vec(),
@@ -248,16 +238,6 @@ impl LocalRuntime {
         let _ = std::fs::remove_dir_all(self.dir_of(env).path.join("tls"));
         self.forget(env, id)
     }
-
-    /// Where the gateway should send a request for `host` right now (for tests and status pages).
-    pub fn route_for(&self, host: &str) -> Option<SocketAddr> {
-        self.routes
-            .snapshot()
-            .lookup(host)?
-            .backends
-            .first()
-            .map(|b| b.address)
-    }
 }
 
 fn write_private(path: &std::path::Path, text: &str) -> Result<(), RuntimeError> {
@@ -273,5 +253,5 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<(), RuntimeError>
         file.write_all(text.as_bytes())?;
         file.sync_all()
     };
-    write().map_err(|e| runtime_error(format!("cannot write {}: {e}", path.display())))
+    write().map_err(|e| RuntimeError::new(format!("cannot write {}: {e}", path.display())))
 }

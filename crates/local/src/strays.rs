@@ -11,10 +11,7 @@ pub(crate) const MARKER_VARIABLE: &str = "PREVIEW_SUPERVISOR";
 /// A marker unique to one runtime directory, so that two daemons on one machine leave each other's processes alone.
 pub(crate) fn marker_for(dir: &std::path::Path) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, dir.to_string_lossy().as_bytes());
-    digest.as_ref()[..8]
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect()
+    preview_secrets::hex::encode(&digest.as_ref()[..8])
 }
 
 /// The process groups whose processes carry `marker`.

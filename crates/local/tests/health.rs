@@ -118,6 +118,7 @@ async fn waiting_succeeds_once_the_service_comes_up() {
         Duration::from_millis(50),
         SHORT,
         deadline,
+        &|| None,
     )
     .await
     .expect("becomes healthy");
@@ -128,6 +129,7 @@ async fn waiting_succeeds_once_the_service_comes_up() {
         Duration::from_millis(50),
         SHORT,
         Instant::now() + Duration::from_millis(200),
+        &|| None,
     )
     .await
     .expect_err("never healthy");

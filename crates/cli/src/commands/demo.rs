@@ -75,7 +75,7 @@ pub fn run(repository: Option<PathBuf>, keep: bool) -> Result<(), Failure> {
             spec.display()
         )));
     }
-    let data = std::env::temp_dir().join(format!("preview-demo-{}", &random_hex()[..12]));
+    let data = std::env::temp_dir().join(format!("preview-demo-{}", &random_hex()?[..12]));
     say(&format!(
         "starting a daemon with data directory {}",
         data.display()
@@ -183,7 +183,7 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
             json!({
                 "scope": "service:storefront",
                 "name": "SESSION_KEY",
-                "value": random_hex(),
+                "value": random_hex()?,
                 "previews": "substitute:PREVIEW_SESSION_KEY",
             }),
         )
@@ -249,11 +249,13 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
     Ok(())
 }
 
-fn random_hex() -> String {
+/// 24 random bytes as hex: the demo's session key and the name of its data directory.
+fn random_hex() -> Result<String, Failure> {
     let mut bytes = [0u8; 24];
-    let _ = std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes));
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut bytes))
+        .map_err(|e| Failure::internal(format!("cannot read random bytes: {e}")))?;
+    Ok(preview_secrets::hex::encode(&bytes))
 }
 
 fn tls_client(ca_pem: &str) -> Result<tokio_rustls::TlsConnector, Failure> {
