@@ -6,6 +6,10 @@ use std::sync::Arc;
 
 use preview_gateway::{Backend, Proxy, Route, RouteState, RouteTable, Routes};
 
+/// The allocator the `preview` binary uses.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut args = std::env::args().skip(1);

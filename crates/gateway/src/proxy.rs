@@ -19,16 +19,20 @@ use crate::routes::{RouteState, Routes, normalize_host};
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
 /// Headers that describe one connection, not the message; they are not forwarded.
-const HOP_BY_HOP: [&str; 8] = [
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
+const HOP_BY_HOP: [HeaderName; 8] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    header::PROXY_AUTHENTICATE,
+    header::PROXY_AUTHORIZATION,
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
 ];
+
+const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
+const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
+const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 
 /// Answers up to this size are read whole before they are forwarded.
 const SMALL_BODY: u64 = 16 * 1024;
@@ -58,12 +62,16 @@ impl Proxy {
         scheme: &'static str,
         affinity: Option<&Affinity>,
     ) -> Response<Body> {
+        // HTTP/1.1 names the host in its header, HTTP/2 in the request's authority.
         let Some(host) = request
             .headers()
             .get(header::HOST)
-            .and_then(|h| h.to_str().ok())
-            .map(str::to_owned)
-            .or_else(|| request.uri().authority().map(|a| a.to_string()))
+            .cloned()
+            .or_else(|| {
+                let authority = request.uri().authority()?;
+                HeaderValue::from_str(authority.as_str()).ok()
+            })
+            .filter(|h| h.to_str().is_ok())
         else {
             return page(
                 StatusCode::BAD_REQUEST,
@@ -71,9 +79,10 @@ impl Proxy {
                 "The request names no host, so no environment can answer it.",
             );
         };
+        let host_name = host.to_str().unwrap_or_default();
         let table = self.routes.snapshot();
-        let Some(route) = table.lookup(&host) else {
-            let name = escape(&normalize_host(&host));
+        let Some(route) = table.lookup(host_name) else {
+            let name = escape(&normalize_host(host_name));
             return page(
                 StatusCode::NOT_FOUND,
                 "No such environment",
@@ -130,34 +139,43 @@ impl Proxy {
             }
         }
         let upgrade = is_upgrade(request.headers());
-        let path = request
-            .uri()
-            .path_and_query()
-            .map_or("/", |p| p.as_str())
-            .to_owned();
-        // The pool needs the app's address in the URI; a connection of our own sends the path alone.
-        let target = match affinity.filter(|_| !upgrade) {
-            Some(_) => path,
-            None => format!("http://{}{path}", backend.address),
-        };
-        let uri = match target.parse::<hyper::Uri>() {
-            Ok(uri) => uri,
-            Err(_) => {
-                return page(
-                    StatusCode::BAD_REQUEST,
-                    "Bad request",
-                    "The request's path is not valid.",
-                );
+        let own_connection = affinity.filter(|_| !upgrade);
+        // The pool needs the app's address in the URI; a connection of our own sends the path alone, which is what
+        // an HTTP/1.1 request already carries.
+        let uri = match own_connection {
+            Some(_) if request.uri().authority().is_none() => None,
+            _ => {
+                let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+                let target = match own_connection {
+                    Some(_) => path.to_owned(),
+                    None => format!("http://{}{path}", backend.address),
+                };
+                match target.parse::<hyper::Uri>() {
+                    Ok(uri) => Some(uri),
+                    Err(_) => {
+                        return page(
+                            StatusCode::BAD_REQUEST,
+                            "Bad request",
+                            "The request's path is not valid.",
+                        );
+                    }
+                }
             }
         };
         let incoming_upgrade = upgrade.then(|| hyper::upgrade::on(&mut request));
         let (mut parts, body) = request.into_parts();
-        parts.uri = uri;
+        if let Some(uri) = uri {
+            parts.uri = uri;
+        }
         parts.version = hyper::Version::HTTP_11;
         strip_hop_by_hop(&mut parts.headers, upgrade);
-        forwarded_headers(&mut parts.headers, remote, scheme, &host);
+        // The app sees the host the client asked for, also when HTTP/2 named it only in the authority.
+        if !parts.headers.contains_key(header::HOST) {
+            parts.headers.insert(header::HOST, host.clone());
+        }
+        forwarded_headers(&mut parts.headers, remote, scheme, host);
         let outgoing = Request::from_parts(parts, body);
-        let sent = match affinity.filter(|_| !upgrade) {
+        let sent = match own_connection {
             Some(affinity) => affinity.send(backend.address, outgoing).await,
             None => self
                 .client
@@ -300,6 +318,10 @@ fn is_upgrade(headers: &HeaderMap) -> bool {
 
 /// Removes connection-specific headers (and those the Connection header names); an upgrade keeps its two.
 fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
+    // Most messages carry none: a look at each name is cheaper than a removal for each.
+    if !headers.keys().any(|name| HOP_BY_HOP.contains(name)) {
+        return;
+    }
     let named: Vec<HeaderName> = headers
         .get_all(header::CONNECTION)
         .iter()
@@ -311,13 +333,8 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
         })
         .filter_map(|name| HeaderName::from_bytes(name.as_bytes()).ok())
         .collect();
-    for name in named {
-        if !(upgrade && name == header::UPGRADE) {
-            headers.remove(name);
-        }
-    }
-    for name in HOP_BY_HOP {
-        if !(upgrade && (name == "connection" || name == "upgrade")) {
+    for name in named.iter().chain(&HOP_BY_HOP) {
+        if !(upgrade && (name == header::CONNECTION || name == header::UPGRADE)) {
             headers.remove(name);
         }
     }
@@ -327,20 +344,17 @@ fn forwarded_headers(
     headers: &mut HeaderMap,
     remote: SocketAddr,
     scheme: &'static str,
-    host: &str,
+    host: HeaderValue,
 ) {
-    let client = remote.ip().to_string();
-    let forwarded_for = match headers.get("x-forwarded-for").and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {client}"),
-        None => client,
+    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
+        Some(earlier) => format!("{earlier}, {}", remote.ip()),
+        None => remote.ip().to_string(),
     };
-    if let Ok(value) = HeaderValue::from_str(&forwarded_for) {
-        headers.insert("x-forwarded-for", value);
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(forwarded_for)) {
+        headers.insert(X_FORWARDED_FOR, value);
     }
-    headers.insert("x-forwarded-proto", HeaderValue::from_static(scheme));
-    if let Ok(value) = HeaderValue::from_str(host) {
-        headers.insert("x-forwarded-host", value);
-    }
+    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
+    headers.insert(X_FORWARDED_HOST, host);
 }
 
 fn empty() -> Body {

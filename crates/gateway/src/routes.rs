@@ -53,6 +53,11 @@ pub fn normalize_host(host: &str) -> String {
     without_port.trim_end_matches('.').to_ascii_lowercase()
 }
 
+/// Whether `normalize_host` would return `host` unchanged.
+fn is_normal(host: &str) -> bool {
+    !host.ends_with('.') && !host.bytes().any(|b| b == b':' || b.is_ascii_uppercase())
+}
+
 impl RouteTable {
     /// Adds `route` under `hostname` (`*.x.y` for a wildcard). A later route for the same name replaces it.
     pub fn insert(&mut self, hostname: &str, route: Route) {
@@ -66,8 +71,15 @@ impl RouteTable {
 
     /// The route for a Host: an exact name first, else a wildcard one label above it.
     pub fn lookup(&self, host: &str) -> Option<Arc<Route>> {
-        let host = normalize_host(host);
-        if let Some(route) = self.exact.get(&host) {
+        // Most requests name the host exactly as it is stored: look that up without making a copy.
+        let normalized;
+        let host = if is_normal(host) {
+            host
+        } else {
+            normalized = normalize_host(host);
+            &normalized
+        };
+        if let Some(route) = self.exact.get(host) {
             return Some(Arc::clone(route));
         }
         let (_, parent) = host.split_once('.')?;
