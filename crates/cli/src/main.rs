@@ -76,7 +76,7 @@ enum Command {
         /// Where the gateway serves plain HTTP (local runtime).
         #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
         http: String,
-        /// Where the gateway serves HTTPS, with certificates from the local CA (local runtime).
+        /// Where the gateway serves HTTPS, with certificates from `--issuer` (local runtime).
         #[arg(long, default_value = "127.0.0.1:8443", value_name = "IP:PORT")]
         https: String,
         /// The ports the local runtime gives environments, 32 per environment.
@@ -89,6 +89,8 @@ enum Command {
         /// Seconds a new version of an app may take to become healthy before the deployment rolls back.
         #[arg(long, default_value_t = 60)]
         health_timeout: u64,
+        #[command(flatten)]
+        issuer: Box<IssuerFlags>,
         /// For tests: make the runtime fail (`fail@N`), hang (`hang@N`) or stop dead (`stop-before@N`,
         /// `stop-after@N`, `stop-verify@1`) at its N-th operation.
         #[arg(long, hide = true)]
@@ -177,6 +179,26 @@ enum Command {
         #[command(subcommand)]
         action: SecretAction,
     },
+}
+
+/// `preview serve`'s choice of certificate issuer.
+#[derive(clap::Args)]
+struct IssuerFlags {
+    /// Who issues environments' certificates (local runtime): `local`, the local CA (`preview ca export`),
+    /// or `acme`, an ACME CA such as Let's Encrypt; an ACME CA checks each hostname over plain HTTP on port 80,
+    /// which must reach the `--http` listener.
+    #[arg(long, default_value = "local", value_name = "local|acme")]
+    issuer: String,
+    /// With `--issuer acme`: the ACME CA's directory URL [default: Let's Encrypt's]
+    #[arg(long, value_name = "URL")]
+    acme_directory: Option<String>,
+    /// With `--issuer acme`: an email address the CA may write to about the certificates.
+    #[arg(long, value_name = "EMAIL")]
+    acme_email: Option<String>,
+    /// With `--issuer acme`: a PEM file with the root that signs the CA's own HTTPS certificate (a private
+    /// CA); by default the system's roots are trusted.
+    #[arg(long, value_name = "FILE")]
+    acme_root: Option<PathBuf>,
 }
 
 /// The scope `vars` and `secret` commands use when none is given.
@@ -342,6 +364,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
             ports,
             build_cache,
             health_timeout,
+            issuer,
             fault,
             step_timeout,
             lease_ttl,
@@ -355,6 +378,10 @@ fn run(cli: Cli) -> Result<(), Failure> {
             ports,
             build_cache,
             health_timeout_secs: health_timeout,
+            issuer: issuer.issuer,
+            acme_directory: issuer.acme_directory,
+            acme_email: issuer.acme_email,
+            acme_root: issuer.acme_root,
             fault,
             step_timeout_secs: step_timeout,
             lease_ttl_secs: lease_ttl,

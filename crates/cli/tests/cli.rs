@@ -164,6 +164,57 @@ fn missing_file_and_bad_arguments_exit_1() {
 }
 
 #[test]
+fn bad_certificate_issuer_flags_are_refused_before_the_daemon_starts() {
+    let scratch = Scratch::new("issuer");
+    let data = scratch.0.join("data");
+    let data = data.to_str().expect("utf-8 path");
+    let root = scratch.0.join("not-a-certificate.pem");
+    std::fs::write(&root, "hello").expect("write");
+    let root = root.to_str().expect("utf-8 path");
+    for (args, expected) in [
+        (
+            vec!["--issuer", "letsencrypt"],
+            "--issuer: `letsencrypt` is not an issuer; use `local` or `acme`",
+        ),
+        (
+            vec!["--acme-email", "ops@example.com"],
+            "--acme-email only apply with --issuer acme",
+        ),
+        (
+            vec![
+                "--issuer",
+                "acme",
+                "--acme-directory",
+                "http://ca.example/dir",
+            ],
+            "--acme-directory: `http://ca.example/dir` is not an https:// URL",
+        ),
+        (
+            vec!["--issuer", "acme", "--acme-email", "ops"],
+            "--acme-email: `ops` is not an email address",
+        ),
+        (
+            vec!["--issuer", "acme", "--acme-root", root],
+            "holds no PEM certificate",
+        ),
+        (
+            vec!["--issuer", "acme", "--acme-root", "/nonexistent/root.pem"],
+            "--acme-root: cannot read /nonexistent/root.pem",
+        ),
+    ] {
+        let mut all = vec!["serve", "--data-dir", data];
+        all.extend(args);
+        let out = preview(&all, &scratch.0);
+        assert_eq!(out.status.code(), Some(1), "{all:?}");
+        assert!(stderr(&out).contains(expected), "{all:?}: {}", stderr(&out));
+    }
+    assert!(
+        !Path::new(data).exists(),
+        "nothing is written before the flags are checked"
+    );
+}
+
+#[test]
 fn every_command_explains_itself() {
     for (args, expected) in [
         (

@@ -49,6 +49,14 @@ impl StepLog {
         }
     }
 
+    /// The lines so far (for tests of a runtime).
+    pub fn lines(&self) -> Vec<String> {
+        self.lines
+            .lock()
+            .map(|lines| lines.clone())
+            .unwrap_or_default()
+    }
+
     pub(crate) fn take(&self) -> Vec<String> {
         self.lines
             .lock()

@@ -14,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::access::Verdict;
+use crate::challenges::{CHALLENGE_PATH, Challenges};
 use crate::routes::{RouteState, Routes, normalize_host};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
@@ -39,6 +40,7 @@ const SMALL_BODY: u64 = 16 * 1024;
 
 pub struct Proxy {
     routes: Arc<Routes>,
+    challenges: Arc<Challenges>,
     client: Client<HttpConnector, Incoming>,
 }
 
@@ -49,7 +51,17 @@ impl Proxy {
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
             .build(connector);
-        Proxy { routes, client }
+        Proxy {
+            routes,
+            challenges: Arc::default(),
+            client,
+        }
+    }
+
+    /// Answers the ACME HTTP-01 challenges in `challenges` (for any host), ahead of the routes.
+    pub fn with_challenges(mut self, challenges: Arc<Challenges>) -> Proxy {
+        self.challenges = challenges;
+        self
     }
 
     /// Handles one request that arrived from `remote` over `scheme` (`http` or `https`). With `affinity` (an
@@ -62,6 +74,20 @@ impl Proxy {
         scheme: &'static str,
         affinity: Option<&Affinity>,
     ) -> Response<Body> {
+        if request.uri().path().starts_with(CHALLENGE_PATH)
+            && let Some(answer) = self.challenges.lookup(request.uri().path())
+        {
+            let mut response = Response::new(
+                Full::new(Bytes::from(answer))
+                    .map_err(|never| match never {})
+                    .boxed(),
+            );
+            response.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/octet-stream"),
+            );
+            return response;
+        }
         // HTTP/1.1 names the host in its header, HTTP/2 in the request's authority.
         let Some(host) = request
             .headers()

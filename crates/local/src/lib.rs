@@ -8,7 +8,7 @@
 //! `runtime` implements the engine's runtime interface on top: `builds` (a checkout per commit, build commands),
 //! `apps` (start a version, wait until healthy, switch, drain the previous one), `ports` (a block of ports per
 //! environment), `forward` (stable service ports in front of the running version), `site` (the gateway's routes
-//! and certificates), `records` (what was applied, on disk) and `strays` (what an earlier run left behind).
+//! and certificates, from the local CA or an ACME CA), `records` (what was applied, on disk) and `strays` (what an earlier run left behind).
 //! This crate knows resources and their JSON content, never the spec or the store.
 
 mod apps;
@@ -26,6 +26,6 @@ mod supervisor;
 
 pub use health::{Probe, probe_once, wait_until_healthy};
 pub use ports::PortRange;
-pub use runtime::{LocalConfig, LocalRuntime};
+pub use runtime::{Issuer, LocalConfig, LocalRuntime};
 pub use strays::apps_user;
 pub use supervisor::{ProcessSpec, Supervised, SupervisorError};

@@ -13,9 +13,9 @@ use preview_deploy::{
     EnvironmentAddress, LogChunk, Observed, Runtime, RuntimeError, SecretSource, ServiceStatus,
     StepLog,
 };
-use preview_gateway::{Certificates, Routes};
+use preview_gateway::{Certificates, Challenges, Routes};
 use preview_plan::{Resource, ResourceKind};
-use preview_tls::LocalCa;
+use preview_tls::{AcmeIssuer, LocalCa};
 
 use crate::builds::Builds;
 use crate::forward::ServicePort;
@@ -42,6 +42,18 @@ pub struct LocalConfig {
     /// How long issued certificates are valid, and how long before their end they are renewed.
     pub certificate_validity: Duration,
     pub renew_before: Duration,
+    /// Who issues environments' certificates.
+    pub issuer: Issuer,
+}
+
+/// Who issues environments' certificates.
+#[derive(Debug, Clone, Default)]
+pub enum Issuer {
+    /// The local CA in the runtime's directory (`preview ca export`), wildcards included.
+    #[default]
+    Local,
+    /// An ACME CA, each hostname proven by HTTP-01 through the gateway's plain-HTTP listener.
+    Acme(preview_tls::AcmeConfig),
 }
 
 impl LocalConfig {
@@ -56,6 +68,7 @@ impl LocalConfig {
             grace: Duration::from_secs(10),
             certificate_validity: Duration::from_secs(90 * 24 * 3600),
             renew_before: Duration::from_secs(30 * 24 * 3600),
+            issuer: Issuer::Local,
         }
     }
 }
@@ -103,7 +116,10 @@ pub struct LocalRuntime {
     pub(crate) secrets: Arc<dyn SecretSource>,
     pub(crate) routes: Arc<Routes>,
     pub(crate) certificates: Arc<Certificates>,
+    /// The answers the gateway gives to ACME HTTP-01 challenges.
+    pub(crate) challenges: Arc<Challenges>,
     pub(crate) ca: LocalCa,
+    pub(crate) acme: Option<AcmeIssuer>,
     pub(crate) ports: Ports,
     pub(crate) builds: Builds,
     /// Marks every process this runtime starts, so that a later run can find what an earlier one left.
@@ -119,12 +135,17 @@ impl LocalRuntime {
         secrets: Arc<dyn SecretSource>,
         routes: Arc<Routes>,
         certificates: Arc<Certificates>,
+        challenges: Arc<Challenges>,
         log: &(dyn Fn(&str) + Sync),
     ) -> Result<Arc<LocalRuntime>, String> {
         for dir in [&config.dir, &config.dir.join("environments")] {
             create_passable_dir(dir)?;
         }
         let ca = LocalCa::load_or_create(&config.dir.join("ca")).map_err(|e| e.to_string())?;
+        let acme = match &config.issuer {
+            Issuer::Local => None,
+            Issuer::Acme(acme) => Some(AcmeIssuer::new(acme.clone(), &config.dir.join("acme"))),
+        };
         let ports = Ports::open(config.dir.join("ports.json"), config.ports)?;
         let builds_dir = config.dir.join("builds");
         create_passable_dir(&builds_dir)?;
@@ -142,7 +163,9 @@ impl LocalRuntime {
             secrets,
             routes,
             certificates,
+            challenges,
             ca,
+            acme,
             ports,
             marker,
             state: Mutex::new(BTreeMap::new()),
@@ -205,7 +228,7 @@ impl LocalRuntime {
                         }
                     }
                     ResourceKind::Certificate => {
-                        if let Err(error) = self.load_certificate(&env, &record) {
+                        if let Err(error) = self.load_certificate(&env, &record).await {
                             log(&error);
                         }
                     }
@@ -275,7 +298,7 @@ impl LocalRuntime {
     }
 
     /// Issues again every certificate within `renew_before` of its end; returns the environments renewed.
-    pub fn renew_certificates(&self) -> Vec<String> {
+    pub async fn renew_certificates(&self) -> Vec<String> {
         let now = std::time::SystemTime::now();
         let due: Vec<EnvironmentAddress> = {
             let state = match self.state.lock() {
@@ -298,7 +321,7 @@ impl LocalRuntime {
                 s.certificate.as_ref().map(|c| c.hostnames.clone())
             });
             if let Some(hostnames) = hostnames
-                && self.issue_certificate(&env, &hostnames).is_ok()
+                && self.issue_certificate(&env, &hostnames).await.is_ok()
             {
                 renewed.push(format!("{}/{}", env.project, env.environment));
             }
@@ -342,7 +365,7 @@ impl Runtime for LocalRuntime {
             ResourceKind::Build => self.apply_build(env, resource, log).await,
             ResourceKind::Job => self.apply_job(env, resource, log).await,
             ResourceKind::App => self.apply_app(env, resource, log).await,
-            ResourceKind::Certificate => self.apply_certificate(env, resource, log),
+            ResourceKind::Certificate => self.apply_certificate(env, resource, log).await,
             ResourceKind::Route => self.apply_route(env, resource).await,
         }
     }

@@ -1,12 +1,13 @@
 //! What the gateway serves for the local runtime: routes from each environment's route records to the version of
-//! the service that runs, and each environment's certificate, issued by the local CA, by SNI name.
+//! the service that runs, and each environment's certificate (from the local CA or an ACME CA) by SNI name.
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use preview_deploy::{EnvironmentAddress, RuntimeError, StepLog};
 use preview_gateway::{
-    Access, Backend, Certificates, Route, RouteState, RouteTable, basic_credentials, digest,
+    Access, Backend, Certificates, Challenges, Route, RouteState, RouteTable, basic_credentials,
+    digest,
 };
 use preview_plan::Resource;
 
@@ -127,7 +128,7 @@ impl LocalRuntime {
         self.forget(env, id)
     }
 
-    pub(crate) fn apply_certificate(
+    pub(crate) async fn apply_certificate(
         &self,
         env: &EnvironmentAddress,
         resource: &Resource,
@@ -136,10 +137,14 @@ impl LocalRuntime {
         let names = hostnames(&resource.content);
         let served = self.with_state(env, |s| s.certificate.as_ref().map(|c| c.hostnames.clone()));
         if served.as_ref() != Some(&names) {
-            let not_after = self.issue_certificate(env, &names)?;
+            let not_after = self.issue_certificate(env, &names).await?;
             log.line(format!(
-                "issued a certificate for {} from the local CA, valid for {} days",
+                "issued a certificate for {} from {}, valid for {} days",
                 names.join(", "),
+                match &self.acme {
+                    Some(acme) => format!("the ACME CA at {}", acme.directory()),
+                    None => "the local CA".to_owned(),
+                },
                 not_after
                     .duration_since(SystemTime::now())
                     .unwrap_or_default()
@@ -154,15 +159,16 @@ impl LocalRuntime {
 
     /// Issues a certificate for `names`, keeps it in the environment's directory (the key readable by the daemon
     /// only) and serves it; returns its end of validity.
-    pub(crate) fn issue_certificate(
+    pub(crate) async fn issue_certificate(
         &self,
         env: &EnvironmentAddress,
         names: &[String],
     ) -> Result<SystemTime, RuntimeError> {
-        let issued = self
-            .ca
-            .issue(names, self.config.certificate_validity)
-            .map_err(|e| RuntimeError::new(e.to_string()))?;
+        let issued = match &self.acme {
+            Some(acme) => acme.issue(names, &Answers(&self.challenges)).await,
+            None => self.ca.issue(names, self.config.certificate_validity),
+        }
+        .map_err(|e| RuntimeError::new(e.to_string()))?;
         let dir = self.dir_of(env).path.join("tls");
         std::fs::create_dir_all(&dir)
             .map_err(|e| RuntimeError::new(format!("cannot create {}: {e}", dir.display())))?;
@@ -189,7 +195,7 @@ impl LocalRuntime {
     }
 
     /// Serves the certificate kept in the environment's directory again after a restart (renewed if due).
-    pub(crate) fn load_certificate(
+    pub(crate) async fn load_certificate(
         &self,
         env: &EnvironmentAddress,
         record: &Record,
@@ -223,6 +229,7 @@ impl LocalRuntime {
             }
             Err(_) => self
                 .issue_certificate(env, &names)
+                .await
                 .map(|_| ())
                 .map_err(|e| format!("cannot serve the certificate of `{}`: {e}", env.environment)),
         }
@@ -237,6 +244,19 @@ impl LocalRuntime {
         self.publish();
         let _ = std::fs::remove_dir_all(self.dir_of(env).path.join("tls"));
         self.forget(env, id)
+    }
+}
+
+/// The gateway's answers to HTTP-01 challenges, as the ACME issuer publishes them.
+struct Answers<'a>(&'a Challenges);
+
+impl preview_tls::Http01 for Answers<'_> {
+    fn answer(&self, token: &str, key_authorization: &str) {
+        self.0.answer(token, key_authorization);
+    }
+
+    fn forget(&self, token: &str) {
+        self.0.forget(token);
     }
 }
 

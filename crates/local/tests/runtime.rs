@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use preview_deploy::{EnvironmentAddress, NoSecrets, Runtime, StepLog};
-use preview_gateway::{Certificates, Routes};
+use preview_gateway::{Certificates, Challenges, Routes};
 use preview_local::{LocalConfig, LocalRuntime, PortRange};
 use preview_plan::{Resource, ResourceKind};
 use preview_testing::TempDir;
@@ -28,6 +28,7 @@ async fn runtime(dir: &TempDir, validity: Duration, renew_before: Duration) -> A
         Arc::new(NoSecrets),
         Arc::new(Routes::default()),
         Arc::new(Certificates::default()),
+        Arc::new(Challenges::default()),
         &|_| {},
     )
     .await
@@ -126,7 +127,7 @@ async fn certificates_near_their_end_are_issued_again_and_others_are_left() {
         .path()
         .join("local/environments/shop/staging/tls/chain.pem");
     let before = std::fs::read_to_string(&chain).expect("chain");
-    assert_eq!(due.renew_certificates(), ["shop/staging"]);
+    assert_eq!(due.renew_certificates().await, ["shop/staging"]);
     assert_ne!(
         std::fs::read_to_string(&chain).expect("chain"),
         before,
@@ -149,7 +150,7 @@ async fn certificates_near_their_end_are_issued_again_and_others_are_left() {
         .apply(&staging(), &certificate(), &StepLog::default())
         .await
         .expect("certificate");
-    assert!(fresh.renew_certificates().is_empty());
+    assert!(fresh.renew_certificates().await.is_empty());
 }
 
 #[tokio::test]

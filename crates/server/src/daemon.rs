@@ -9,8 +9,8 @@ use std::time::Duration;
 use std::os::unix::fs::PermissionsExt;
 
 use preview_deploy::{Engine, EngineConfig, Fault, RecordingRuntime, Runtime};
-use preview_gateway::{Certificates, Proxy, Routes};
-use preview_local::{LocalConfig, LocalRuntime, PortRange};
+use preview_gateway::{Certificates, Challenges, Proxy, Routes};
+use preview_local::{Issuer, LocalConfig, LocalRuntime, PortRange};
 use preview_store::Store;
 
 use crate::api::{AppState, Gateway, router};
@@ -41,6 +41,8 @@ pub struct LocalOptions {
     pub build_cache: Option<PathBuf>,
     pub health_timeout: Duration,
     pub drain: Duration,
+    /// Who issues environments' certificates: the local CA, or an ACME CA.
+    pub issuer: Issuer,
 }
 
 #[derive(Debug, Clone)]
@@ -171,6 +173,7 @@ async fn start_local(
     local.run_as = preview_local::apps_user();
     local.health_timeout = options.health_timeout;
     local.drain = options.drain;
+    local.issuer = options.issuer.clone();
     let bind = |address: SocketAddr| async move {
         tokio::net::TcpListener::bind(address)
             .await
@@ -179,23 +182,24 @@ async fn start_local(
     let (http, https) = (bind(options.http).await?, bind(options.https).await?);
     let routes = Arc::new(Routes::default());
     let certificates = Arc::new(Certificates::default());
-    let runtime = LocalRuntime::open(
-        local,
-        vault,
-        Arc::clone(&routes),
-        Arc::clone(&certificates),
-        &log,
-    )
-    .await?;
-    let tls = preview_gateway::tls_config(certificates).map_err(|e| e.to_string())?;
-    let addresses = Gateway {
-        http: http.local_addr().map_err(|e| e.to_string())?,
-        https: https.local_addr().map_err(|e| e.to_string())?,
-        ca_pem: runtime.ca_certificate(),
-    };
-    let proxy = Arc::new(Proxy::new(routes));
+    let challenges = Arc::new(Challenges::default());
+    let (http_address, https_address) = (
+        http.local_addr().map_err(|e| e.to_string())?,
+        https.local_addr().map_err(|e| e.to_string())?,
+    );
+    // The gateway serves before the runtime opens: an ACME CA validates the certificates the runtime issues again
+    // through it.
+    let resolver: Arc<Certificates> = Arc::clone(&certificates);
+    let tls = preview_gateway::tls_config(resolver).map_err(|e| e.to_string())?;
+    let proxy = Arc::new(Proxy::new(Arc::clone(&routes)).with_challenges(Arc::clone(&challenges)));
     tokio::spawn(preview_gateway::serve(http, Arc::clone(&proxy), None));
     tokio::spawn(preview_gateway::serve(https, proxy, Some(tls)));
+    let runtime = LocalRuntime::open(local, vault, routes, certificates, challenges, &log).await?;
+    let addresses = Gateway {
+        http: http_address,
+        https: https_address,
+        ca_pem: runtime.ca_certificate(),
+    };
     log(&format!(
         "runtime: local processes; gateway on http://{} and https://{}",
         addresses.http, addresses.https
@@ -208,7 +212,7 @@ fn renew_certificates(runtime: Arc<LocalRuntime>) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
-            for environment in runtime.renew_certificates() {
+            for environment in runtime.renew_certificates().await {
                 log(&format!("renewed the certificate of `{environment}`"));
             }
         }

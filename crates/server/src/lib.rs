@@ -15,4 +15,5 @@ mod vault;
 
 pub use auth::{ClientConfig, client_config_path};
 pub use daemon::{LocalOptions, RuntimeChoice, ServeConfig, serve};
-pub use preview_local::PortRange;
+pub use preview_local::{Issuer, PortRange};
+pub use preview_tls::{AcmeConfig, LETS_ENCRYPT};

@@ -1,7 +1,7 @@
 //! The local certificate authority.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, SystemTime};
 
 use preview_secrets::Secret;
@@ -159,7 +159,7 @@ pub fn needs_renewal(not_after: SystemTime, now: SystemTime, margin: Duration) -
     now + margin >= not_after
 }
 
-fn write_private(path: &PathBuf, bytes: &[u8]) -> std::io::Result<()> {
+pub(crate) fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     use std::os::unix::fs::OpenOptionsExt;
     let mut file = std::fs::OpenOptions::new()
         .write(true)

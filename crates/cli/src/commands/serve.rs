@@ -5,7 +5,9 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use preview_deploy::Fault;
-use preview_server::{LocalOptions, PortRange, RuntimeChoice, ServeConfig};
+use preview_server::{
+    AcmeConfig, Issuer, LETS_ENCRYPT, LocalOptions, PortRange, RuntimeChoice, ServeConfig,
+};
 
 use crate::exit::Failure;
 
@@ -19,6 +21,10 @@ pub struct ServeArgs {
     pub ports: String,
     pub build_cache: Option<PathBuf>,
     pub health_timeout_secs: u64,
+    pub issuer: String,
+    pub acme_directory: Option<String>,
+    pub acme_email: Option<String>,
+    pub acme_root: Option<PathBuf>,
     pub fault: Option<String>,
     pub step_timeout_secs: u64,
     pub lease_ttl_secs: u64,
@@ -44,6 +50,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             ))
         })
     };
+    let issuer = issuer(&args)?;
     let runtime = match args.runtime.split_once(':') {
         None if args.runtime == "local" => RuntimeChoice::Local(LocalOptions {
             http: address("http", &args.http)?,
@@ -53,6 +60,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             build_cache: args.build_cache,
             health_timeout: Duration::from_secs(args.health_timeout_secs.max(1)),
             drain: Duration::from_millis(500),
+            issuer,
         }),
         None if args.runtime == "recording" => RuntimeChoice::Recording { dir: None, fault },
         Some(("recording", dir)) => RuntimeChoice::Recording {
@@ -81,4 +89,65 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
     runtime
         .block_on(preview_server::serve(config))
         .map_err(Failure::invalid)
+}
+
+/// `--issuer` and the `--acme-*` flags, checked before the daemon starts.
+fn issuer(args: &ServeArgs) -> Result<Issuer, Failure> {
+    match args.issuer.as_str() {
+        "local" => {
+            let given: Vec<&str> = [
+                ("--acme-directory", args.acme_directory.is_some()),
+                ("--acme-email", args.acme_email.is_some()),
+                ("--acme-root", args.acme_root.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(flag, given)| given.then_some(flag))
+            .collect();
+            match given.is_empty() {
+                true => Ok(Issuer::Local),
+                false => Err(Failure::invalid(format!(
+                    "{} only apply with --issuer acme",
+                    given.join(", ")
+                ))),
+            }
+        }
+        "acme" => {
+            let directory = args
+                .acme_directory
+                .clone()
+                .unwrap_or_else(|| LETS_ENCRYPT.to_owned());
+            if !directory.starts_with("https://") {
+                return Err(Failure::invalid(format!(
+                    "--acme-directory: `{directory}` is not an https:// URL; an ACME CA's directory is served over HTTPS"
+                )));
+            }
+            if let Some(email) = &args.acme_email {
+                let (user, domain) = email.split_once('@').unwrap_or_default();
+                if user.is_empty() || !domain.contains('.') || email.contains(char::is_whitespace) {
+                    return Err(Failure::invalid(format!(
+                        "--acme-email: `{email}` is not an email address"
+                    )));
+                }
+            }
+            if let Some(root) = &args.acme_root {
+                let text = std::fs::read_to_string(root).map_err(|e| {
+                    Failure::invalid(format!("--acme-root: cannot read {}: {e}", root.display()))
+                })?;
+                if !text.contains("-----BEGIN CERTIFICATE-----") {
+                    return Err(Failure::invalid(format!(
+                        "--acme-root: {} holds no PEM certificate",
+                        root.display()
+                    )));
+                }
+            }
+            Ok(Issuer::Acme(AcmeConfig {
+                directory,
+                email: args.acme_email.clone(),
+                root: args.acme_root.clone(),
+            }))
+        }
+        other => Err(Failure::invalid(format!(
+            "--issuer: `{other}` is not an issuer; use `local` or `acme`"
+        ))),
+    }
 }
