@@ -77,16 +77,7 @@ impl Proxy {
         if request.uri().path().starts_with(CHALLENGE_PATH)
             && let Some(answer) = self.challenges.lookup(request.uri().path())
         {
-            let mut response = Response::new(
-                Full::new(Bytes::from(answer))
-                    .map_err(|never| match never {})
-                    .boxed(),
-            );
-            response.headers_mut().insert(
-                header::CONTENT_TYPE,
-                HeaderValue::from_static("application/octet-stream"),
-            );
-            return response;
+            return whole(Bytes::from(answer), "application/octet-stream");
         }
         // HTTP/1.1 names the host in its header, HTTP/2 in the request's authority.
         let Some(host) = request
@@ -404,15 +395,16 @@ fn page(status: StatusCode, title: &str, message: &str) -> Response<Body> {
          <p style=\"color:#666\">preview gateway</p></body>\n",
         code = status.as_u16()
     );
-    let mut response = Response::new(
-        Full::new(Bytes::from(html))
-            .map_err(|never| match never {})
-            .boxed(),
-    );
+    let mut response = whole(Bytes::from(html), "text/html; charset=utf-8");
     *response.status_mut() = status;
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("text/html; charset=utf-8"),
-    );
+    response
+}
+
+/// A 200 answer with `body` of type `content_type`.
+fn whole(body: Bytes, content_type: &'static str) -> Response<Body> {
+    let mut response = Response::new(Full::new(body).map_err(|never| match never {}).boxed());
+    response
+        .headers_mut()
+        .insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
     response
 }

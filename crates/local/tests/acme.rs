@@ -188,31 +188,34 @@ async fn trusted(https: SocketAddr, host: &str, root: &Path) -> Result<String, S
     }
 }
 
-#[tokio::test]
-async fn certificates_come_from_an_acme_ca_that_validated_each_hostname_through_the_gateway() {
-    let dir = TempDir::new("local-acme");
-    let (routes, certificates, challenges) = (
-        Arc::new(Routes::default()),
-        Arc::new(Certificates::default()),
-        Arc::new(Challenges::default()),
-    );
-    let (http, https) = gateway(&routes, &certificates, &challenges).await;
-    let pebble = Pebble::start(dir.path(), http.port());
+/// What the gateway and the runtime share: routes, certificates, challenge answers.
+fn handles() -> (Arc<Routes>, Arc<Certificates>, Arc<Challenges>) {
+    (Arc::default(), Arc::default(), Arc::default())
+}
+
+/// A local runtime whose certificates come from `pebble`, with the `staging` space applied.
+async fn acme_runtime(
+    dir: &TempDir,
+    pebble: &Pebble,
+    gateway: (&Arc<Routes>, &Arc<Certificates>, &Arc<Challenges>),
+    email: Option<&str>,
+    renew_before: Duration,
+) -> (Arc<LocalRuntime>, StepLog) {
     let mut config = LocalConfig::new(dir.path().join("local"));
     config.ports = PortRange::parse("24000-24999").expect("range");
-    // Whatever the CA's validity, every certificate counts as due for renewal.
-    config.renew_before = Duration::from_secs(100 * 365 * 86_400);
+    config.renew_before = renew_before;
     config.issuer = Issuer::Acme(AcmeConfig {
         directory: pebble.directory.clone(),
-        email: Some("ops@example.test".into()),
+        email: email.map(str::to_owned),
         root: Some(pebble.api_root.clone()),
     });
+    let (routes, certificates, challenges) = gateway;
     let runtime = LocalRuntime::open(
         config,
         Arc::new(NoSecrets),
-        Arc::clone(&routes),
-        Arc::clone(&certificates),
-        Arc::clone(&challenges),
+        Arc::clone(routes),
+        Arc::clone(certificates),
+        Arc::clone(challenges),
         &|_| {},
     )
     .await
@@ -226,6 +229,24 @@ async fn certificates_come_from_an_acme_ca_that_validated_each_hostname_through_
         )
         .await
         .expect("space");
+    (runtime, log)
+}
+
+#[tokio::test]
+async fn certificates_come_from_an_acme_ca_that_validated_each_hostname_through_the_gateway() {
+    let dir = TempDir::new("local-acme");
+    let (routes, certificates, challenges) = handles();
+    let (http, https) = gateway(&routes, &certificates, &challenges).await;
+    let pebble = Pebble::start(dir.path(), http.port());
+    // Whatever the CA's validity, every certificate counts as due for renewal.
+    let (runtime, log) = acme_runtime(
+        &dir,
+        &pebble,
+        (&routes, &certificates, &challenges),
+        Some("ops@example.test"),
+        Duration::from_secs(100 * 365 * 86_400),
+    )
+    .await;
     let names = ["web-staging.shop.test", "api-staging.shop.test"];
     runtime
         .apply(
@@ -315,39 +336,17 @@ async fn certificates_come_from_an_acme_ca_that_validated_each_hostname_through_
 #[tokio::test]
 async fn a_ca_that_cannot_validate_fails_the_step_with_its_reason() {
     let dir = TempDir::new("local-acme-unreachable");
-    let (routes, certificates, challenges) = (
-        Arc::new(Routes::default()),
-        Arc::new(Certificates::default()),
-        Arc::new(Challenges::default()),
-    );
+    let (routes, certificates, challenges) = handles();
     // Pebble validates on a port where nothing answers: the gateway is not reachable for it.
     let pebble = Pebble::start(dir.path(), free_port());
-    let mut config = LocalConfig::new(dir.path().join("local"));
-    config.ports = PortRange::parse("24000-24999").expect("range");
-    config.issuer = Issuer::Acme(AcmeConfig {
-        directory: pebble.directory.clone(),
-        email: None,
-        root: Some(pebble.api_root.clone()),
-    });
-    let runtime = LocalRuntime::open(
-        config,
-        Arc::new(NoSecrets),
-        routes,
-        certificates,
-        Arc::clone(&challenges),
-        &|_| {},
+    let (runtime, log) = acme_runtime(
+        &dir,
+        &pebble,
+        (&routes, &certificates, &challenges),
+        None,
+        Duration::from_secs(86_400),
     )
-    .await
-    .expect("the runtime opens");
-    let log = StepLog::default();
-    runtime
-        .apply(
-            &staging(),
-            &resource("space", ResourceKind::Space, json!({ "project": "shop" })),
-            &log,
-        )
-        .await
-        .expect("space");
+    .await;
     let error = runtime
         .apply(
             &staging(),
