@@ -62,47 +62,7 @@ enum Command {
         file: PathBuf,
     },
     /// Run the daemon in the foreground: the store, the deployment engine and the REST API.
-    Serve {
-        /// A PostgreSQL store (postgres://…) shared by several daemons; default: SQLite in the data directory.
-        #[arg(long, value_name = "URL")]
-        store: Option<String>,
-        /// Address to serve the API on.
-        #[arg(long, default_value = "127.0.0.1:7670", value_name = "IP:PORT")]
-        listen: String,
-        /// Where environments live: `local` (apps as supervised processes behind the built-in gateway),
-        /// `recording` (resources recorded as files, no processes) or `recording:DIR`.
-        #[arg(long, default_value = "local")]
-        runtime: String,
-        /// Where the gateway serves plain HTTP (local runtime).
-        #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
-        http: String,
-        /// Where the gateway serves HTTPS, with certificates from `--issuer` (local runtime).
-        #[arg(long, default_value = "127.0.0.1:8443", value_name = "IP:PORT")]
-        https: String,
-        /// The ports the local runtime gives environments, 32 per environment.
-        #[arg(long, default_value = "20000-29999", value_name = "FIRST-LAST")]
-        ports: String,
-        /// A directory kept between builds, for compiler caches (`PREVIEW_BUILD_CACHE` in build commands);
-        /// default: `build-cache` in the data directory.
-        #[arg(long, value_name = "DIR")]
-        build_cache: Option<PathBuf>,
-        /// Seconds a new version of an app may take to become healthy before the deployment rolls back.
-        #[arg(long, default_value_t = 60)]
-        health_timeout: u64,
-        #[command(flatten)]
-        issuer: Box<IssuerFlags>,
-        /// For tests: make the runtime fail (`fail@N`), hang (`hang@N`) or stop dead (`stop-before@N`,
-        /// `stop-after@N`, `stop-verify@1`) at its N-th operation.
-        #[arg(long, hide = true)]
-        fault: Option<String>,
-        /// Seconds one step may take before it fails and the deployment rolls back.
-        #[arg(long, default_value_t = 600)]
-        step_timeout: u64,
-        /// Seconds a deployment's lease lasts without renewal; another daemon sharing the store takes over
-        /// a dead daemon's deployments after that.
-        #[arg(long, default_value_t = 30, hide = true)]
-        lease_ttl: u64,
-    },
+    Serve(Box<commands::serve::ServeArgs>),
     /// Register or list projects (a project is registered by uploading its preview.yaml).
     Project {
         #[command(subcommand)]
@@ -179,26 +139,6 @@ enum Command {
         #[command(subcommand)]
         action: SecretAction,
     },
-}
-
-/// `preview serve`'s choice of certificate issuer.
-#[derive(clap::Args)]
-struct IssuerFlags {
-    /// Who issues environments' certificates (local runtime): `local`, the local CA (`preview ca export`),
-    /// or `acme`, an ACME CA such as Let's Encrypt; an ACME CA checks each hostname over plain HTTP on port 80,
-    /// which must reach the `--http` listener.
-    #[arg(long, default_value = "local", value_name = "local|acme")]
-    issuer: String,
-    /// With `--issuer acme`: the ACME CA's directory URL [default: Let's Encrypt's]
-    #[arg(long, value_name = "URL")]
-    acme_directory: Option<String>,
-    /// With `--issuer acme`: an email address the CA may write to about the certificates.
-    #[arg(long, value_name = "EMAIL")]
-    acme_email: Option<String>,
-    /// With `--issuer acme`: a PEM file with the root that signs the CA's own HTTPS certificate (a private
-    /// CA); by default the system's roots are trusted.
-    #[arg(long, value_name = "FILE")]
-    acme_root: Option<PathBuf>,
 }
 
 /// The scope `vars` and `secret` commands use when none is given.
@@ -355,37 +295,7 @@ fn run(cli: Cli) -> Result<(), Failure> {
     match cli.command {
         Command::Init { dir, force } => commands::init::run(dir, force, cli.output),
         Command::Validate { file } => commands::validate::run(&file, cli.output),
-        Command::Serve {
-            store,
-            listen,
-            runtime,
-            http,
-            https,
-            ports,
-            build_cache,
-            health_timeout,
-            issuer,
-            fault,
-            step_timeout,
-            lease_ttl,
-        } => commands::serve::run(commands::serve::ServeArgs {
-            data_dir,
-            store,
-            listen,
-            runtime,
-            http,
-            https,
-            ports,
-            build_cache,
-            health_timeout_secs: health_timeout,
-            issuer: issuer.issuer,
-            acme_directory: issuer.acme_directory,
-            acme_email: issuer.acme_email,
-            acme_root: issuer.acme_root,
-            fault,
-            step_timeout_secs: step_timeout,
-            lease_ttl_secs: lease_ttl,
-        }),
+        Command::Serve(args) => commands::serve::run(data_dir, *args),
         Command::Demo { keep, repository } => commands::demo::run(repository, keep),
         command => client_command(command, data_dir, cli.project, cli.output),
     }

@@ -11,26 +11,71 @@ use preview_server::{
 
 use crate::exit::Failure;
 
+/// `preview serve`'s flags.
+#[derive(clap::Args)]
 pub struct ServeArgs {
-    pub data_dir: PathBuf,
+    /// A PostgreSQL store (postgres://…) shared by several daemons; default: SQLite in the data directory.
+    #[arg(long, value_name = "URL")]
     pub store: Option<String>,
+    /// Address to serve the API on.
+    #[arg(long, default_value = "127.0.0.1:7670", value_name = "IP:PORT")]
     pub listen: String,
+    /// Where environments live: `local` (apps as supervised processes behind the built-in gateway),
+    /// `recording` (resources recorded as files, no processes) or `recording:DIR`.
+    #[arg(long, default_value = "local")]
     pub runtime: String,
+    /// Where the gateway serves plain HTTP (local runtime).
+    #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
     pub http: String,
+    /// Where the gateway serves HTTPS, with certificates from `--issuer` (local runtime).
+    #[arg(long, default_value = "127.0.0.1:8443", value_name = "IP:PORT")]
     pub https: String,
+    /// The ports the local runtime gives environments, 32 per environment.
+    #[arg(long, default_value = "20000-29999", value_name = "FIRST-LAST")]
     pub ports: String,
+    /// A directory kept between builds, for compiler caches (`PREVIEW_BUILD_CACHE` in build commands);
+    /// default: `build-cache` in the data directory.
+    #[arg(long, value_name = "DIR")]
     pub build_cache: Option<PathBuf>,
-    pub health_timeout_secs: u64,
-    pub issuer: String,
-    pub acme_directory: Option<String>,
-    pub acme_email: Option<String>,
-    pub acme_root: Option<PathBuf>,
+    /// Seconds a new version of an app may take to become healthy before the deployment rolls back.
+    #[arg(long, default_value_t = 60)]
+    pub health_timeout: u64,
+    #[command(flatten)]
+    pub issuer: IssuerFlags,
+    /// For tests: make the runtime fail (`fail@N`), hang (`hang@N`) or stop dead (`stop-before@N`,
+    /// `stop-after@N`, `stop-verify@1`) at its N-th operation.
+    #[arg(long, hide = true)]
     pub fault: Option<String>,
-    pub step_timeout_secs: u64,
-    pub lease_ttl_secs: u64,
+    /// Seconds one step may take before it fails and the deployment rolls back.
+    #[arg(long, default_value_t = 600)]
+    pub step_timeout: u64,
+    /// Seconds a deployment's lease lasts without renewal; another daemon sharing the store takes over
+    /// a dead daemon's deployments after that.
+    #[arg(long, default_value_t = 30, hide = true)]
+    pub lease_ttl: u64,
 }
 
-pub fn run(args: ServeArgs) -> Result<(), Failure> {
+/// `preview serve`'s choice of certificate issuer.
+#[derive(clap::Args)]
+pub struct IssuerFlags {
+    /// Who issues environments' certificates (local runtime): `local`, the local CA (`preview ca export`),
+    /// or `acme`, an ACME CA such as Let's Encrypt; an ACME CA checks each hostname over plain HTTP on port 80,
+    /// which must reach the `--http` listener.
+    #[arg(long, default_value = "local", value_name = "local|acme")]
+    pub issuer: String,
+    /// With `--issuer acme`: the ACME CA's directory URL [default: Let's Encrypt's]
+    #[arg(long, value_name = "URL")]
+    pub acme_directory: Option<String>,
+    /// With `--issuer acme`: an email address the CA may write to about the certificates.
+    #[arg(long, value_name = "EMAIL")]
+    pub acme_email: Option<String>,
+    /// With `--issuer acme`: a PEM file with the root that signs the CA's own HTTPS certificate (a private
+    /// CA); by default the system's roots are trusted.
+    #[arg(long, value_name = "FILE")]
+    pub acme_root: Option<PathBuf>,
+}
+
+pub fn run(data_dir: PathBuf, args: ServeArgs) -> Result<(), Failure> {
     let listen: SocketAddr = args.listen.parse().map_err(|_| {
         Failure::invalid(format!(
             "--listen: `{}` is not an address; write IP:PORT, e.g. 127.0.0.1:7670",
@@ -50,7 +95,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             ))
         })
     };
-    let issuer = issuer(&args)?;
+    let issuer = issuer(&args.issuer)?;
     let runtime = match args.runtime.split_once(':') {
         None if args.runtime == "local" => RuntimeChoice::Local(LocalOptions {
             http: address("http", &args.http)?,
@@ -58,7 +103,7 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
             ports: PortRange::parse(&args.ports)
                 .map_err(|e| Failure::invalid(format!("--ports: {e}")))?,
             build_cache: args.build_cache,
-            health_timeout: Duration::from_secs(args.health_timeout_secs.max(1)),
+            health_timeout: Duration::from_secs(args.health_timeout.max(1)),
             drain: Duration::from_millis(500),
             issuer,
         }),
@@ -75,12 +120,12 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
         }
     };
     let config = ServeConfig {
-        data_dir: args.data_dir,
+        data_dir,
         store: args.store,
         listen,
         runtime,
-        step_timeout: Duration::from_secs(args.step_timeout_secs.max(1)),
-        lease_ttl: Duration::from_secs(args.lease_ttl_secs.max(1)),
+        step_timeout: Duration::from_secs(args.step_timeout.max(1)),
+        lease_ttl: Duration::from_secs(args.lease_ttl.max(1)),
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -92,13 +137,13 @@ pub fn run(args: ServeArgs) -> Result<(), Failure> {
 }
 
 /// `--issuer` and the `--acme-*` flags, checked before the daemon starts.
-fn issuer(args: &ServeArgs) -> Result<Issuer, Failure> {
-    match args.issuer.as_str() {
+fn issuer(flags: &IssuerFlags) -> Result<Issuer, Failure> {
+    match flags.issuer.as_str() {
         "local" => {
             let given: Vec<&str> = [
-                ("--acme-directory", args.acme_directory.is_some()),
-                ("--acme-email", args.acme_email.is_some()),
-                ("--acme-root", args.acme_root.is_some()),
+                ("--acme-directory", flags.acme_directory.is_some()),
+                ("--acme-email", flags.acme_email.is_some()),
+                ("--acme-root", flags.acme_root.is_some()),
             ]
             .into_iter()
             .filter_map(|(flag, given)| given.then_some(flag))
@@ -112,7 +157,7 @@ fn issuer(args: &ServeArgs) -> Result<Issuer, Failure> {
             }
         }
         "acme" => {
-            let directory = args
+            let directory = flags
                 .acme_directory
                 .clone()
                 .unwrap_or_else(|| LETS_ENCRYPT.to_owned());
@@ -121,7 +166,7 @@ fn issuer(args: &ServeArgs) -> Result<Issuer, Failure> {
                     "--acme-directory: `{directory}` is not an https:// URL; an ACME CA's directory is served over HTTPS"
                 )));
             }
-            if let Some(email) = &args.acme_email {
+            if let Some(email) = &flags.acme_email {
                 let (user, domain) = email.split_once('@').unwrap_or_default();
                 if user.is_empty() || !domain.contains('.') || email.contains(char::is_whitespace) {
                     return Err(Failure::invalid(format!(
@@ -129,7 +174,7 @@ fn issuer(args: &ServeArgs) -> Result<Issuer, Failure> {
                     )));
                 }
             }
-            if let Some(root) = &args.acme_root {
+            if let Some(root) = &flags.acme_root {
                 let text = std::fs::read_to_string(root).map_err(|e| {
                     Failure::invalid(format!("--acme-root: cannot read {}: {e}", root.display()))
                 })?;
@@ -142,8 +187,8 @@ fn issuer(args: &ServeArgs) -> Result<Issuer, Failure> {
             }
             Ok(Issuer::Acme(AcmeConfig {
                 directory,
-                email: args.acme_email.clone(),
-                root: args.acme_root.clone(),
+                email: flags.acme_email.clone(),
+                root: flags.acme_root.clone(),
             }))
         }
         other => Err(Failure::invalid(format!(
