@@ -17,6 +17,6 @@ mod server;
 pub use access::{Access, basic_credentials, digest};
 pub use certificates::Certificates;
 pub use challenges::Challenges;
-pub use proxy::{Affinity, Proxy};
+pub use proxy::Proxy;
 pub use routes::{Backend, Route, RouteState, RouteTable, Routes, normalize_host};
 pub use server::{serve, tls_config};

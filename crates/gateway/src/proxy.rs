@@ -1,8 +1,8 @@
 //! Forwarding one request: find the route by Host, add the forwarding headers, send it to the app over a pooled
 //! connection, and tunnel WebSocket upgrades; answer with a page that names the environment when it cannot.
 
-use std::net::SocketAddr;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Bytes, Incoming};
@@ -38,6 +38,7 @@ const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host")
 /// Answers up to this size are read whole before they are forwarded.
 const SMALL_BODY: u64 = 16 * 1024;
 
+/// What every worker forwards with: the route table, the ACME challenge answers and the connection pool.
 pub struct Proxy {
     routes: Arc<Routes>,
     challenges: Arc<Challenges>,
@@ -64,16 +65,13 @@ impl Proxy {
         self
     }
 
-    /// Handles one request that arrived from `remote` over `scheme` (`http` or `https`). With `affinity` (an
-    /// HTTP/1.1 client connection, whose requests come one after another) the app is reached over that
-    /// connection's own upstream connection instead of the shared pool.
-    pub async fn handle(
+    /// Handles one request that arrived on `downstream`.
+    pub(crate) async fn handle(
         &self,
         mut request: Request<Incoming>,
-        remote: SocketAddr,
-        scheme: &'static str,
-        affinity: Option<&Affinity>,
+        downstream: &Downstream,
     ) -> Response<Body> {
+        let scheme = downstream.scheme;
         if request.uri().path().starts_with(CHALLENGE_PATH)
             && let Some(answer) = self.challenges.lookup(request.uri().path())
         {
@@ -156,7 +154,10 @@ impl Proxy {
             }
         }
         let upgrade = is_upgrade(request.headers());
-        let own_connection = affinity.filter(|_| !upgrade);
+        // HTTP/2 streams run at once and share the pool; HTTP/1.1 requests come one by one and use their
+        // connection's own upstream connection.
+        let own_connection = (request.version() != hyper::Version::HTTP_2 && !upgrade)
+            .then_some(&downstream.upstream);
         // The pool needs the app's address in the URI; a connection of our own sends the path alone, which is what
         // an HTTP/1.1 request already carries.
         let uri = match own_connection {
@@ -190,7 +191,7 @@ impl Proxy {
         if !parts.headers.contains_key(header::HOST) {
             parts.headers.insert(header::HOST, host.clone());
         }
-        forwarded_headers(&mut parts.headers, remote, scheme, host);
+        forwarded_headers(&mut parts.headers, downstream, host);
         let outgoing = Request::from_parts(parts, body);
         let sent = match own_connection {
             Some(affinity) => affinity.send(backend.address, outgoing).await,
@@ -259,12 +260,33 @@ impl Proxy {
     }
 }
 
+/// The client connection a request came in on.
+pub(crate) struct Downstream {
+    /// `http` or `https`.
+    scheme: &'static str,
+    /// The client's address as `X-Forwarded-For` names it, made once per connection.
+    forwarded_for: HeaderValue,
+    upstream: Affinity,
+}
+
+impl Downstream {
+    pub(crate) fn new(remote: IpAddr, scheme: &'static str) -> Downstream {
+        Downstream {
+            scheme,
+            // An address is always a valid header value; the fallback is never used.
+            forwarded_for: HeaderValue::from_maybe_shared(Bytes::from(remote.to_string()))
+                .unwrap_or(HeaderValue::from_static("unknown")),
+            upstream: Affinity::default(),
+        }
+    }
+}
+
 /// The upstream connection of one client connection. An HTTP/1.1 client sends its requests one after another, so
 /// one connection to the app serves them all, without the locking of a shared pool; a request for another address
 /// (the route was switched to a new version) opens a new one.
 #[derive(Default)]
-pub struct Affinity {
-    upstream: std::sync::Mutex<Option<(SocketAddr, SendRequest<Incoming>)>>,
+struct Affinity {
+    upstream: Mutex<Option<(SocketAddr, SendRequest<Incoming>)>>,
 }
 
 impl Affinity {
@@ -357,20 +379,24 @@ fn strip_hop_by_hop(headers: &mut HeaderMap, upgrade: bool) {
     }
 }
 
-fn forwarded_headers(
-    headers: &mut HeaderMap,
-    remote: SocketAddr,
-    scheme: &'static str,
-    host: HeaderValue,
-) {
-    let forwarded_for = match headers.get(X_FORWARDED_FOR).and_then(|v| v.to_str().ok()) {
-        Some(earlier) => format!("{earlier}, {}", remote.ip()),
-        None => remote.ip().to_string(),
+fn forwarded_headers(headers: &mut HeaderMap, downstream: &Downstream, host: HeaderValue) {
+    let forwarded_for = match headers.get(X_FORWARDED_FOR).map(|v| v.as_bytes()) {
+        Some(earlier) => {
+            let mut joined = Vec::with_capacity(earlier.len() + 2 + downstream.forwarded_for.len());
+            joined.extend_from_slice(earlier);
+            joined.extend_from_slice(b", ");
+            joined.extend_from_slice(downstream.forwarded_for.as_bytes());
+            HeaderValue::from_maybe_shared(Bytes::from(joined)).ok()
+        }
+        None => Some(downstream.forwarded_for.clone()),
     };
-    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(forwarded_for)) {
+    if let Some(value) = forwarded_for {
         headers.insert(X_FORWARDED_FOR, value);
     }
-    headers.insert(X_FORWARDED_PROTO, HeaderValue::from_static(scheme));
+    headers.insert(
+        X_FORWARDED_PROTO,
+        HeaderValue::from_static(downstream.scheme),
+    );
     headers.insert(X_FORWARDED_HOST, host);
 }
 

@@ -7,7 +7,7 @@ use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use tokio::net::TcpListener;
 
-use crate::proxy::{Affinity, Proxy};
+use crate::proxy::{Downstream, Proxy};
 
 /// Serves `listener` until the returned future is dropped; with `tls`, every connection is TLS.
 ///
@@ -73,10 +73,14 @@ fn worker(
                     Some(acceptor) => {
                         if let Ok(stream) = acceptor.accept(stream).await {
                             let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            connection(TokioIo::new(stream), proxy, remote, "https", http2).await;
+                            let downstream = Downstream::new(remote.ip(), "https");
+                            connection(TokioIo::new(stream), proxy, downstream, http2).await;
                         }
                     }
-                    None => connection(TokioIo::new(stream), proxy, remote, "http", false).await,
+                    None => {
+                        let downstream = Downstream::new(remote.ip(), "http");
+                        connection(TokioIo::new(stream), proxy, downstream, false).await;
+                    }
                 }
             });
         }
@@ -84,23 +88,14 @@ fn worker(
 }
 
 /// Serves one connection with the protocol ALPN chose (HTTP/1.1 without TLS).
-async fn connection<I>(
-    io: I,
-    proxy: Arc<Proxy>,
-    remote: SocketAddr,
-    scheme: &'static str,
-    http2: bool,
-) where
+async fn connection<I>(io: I, proxy: Arc<Proxy>, downstream: Downstream, http2: bool)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
-    let affinity = Arc::new(Affinity::default());
+    let downstream = Arc::new(downstream);
     let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let (proxy, affinity) = (Arc::clone(&proxy), Arc::clone(&affinity));
-        async move {
-            // HTTP/2 streams run at once; they share the pool. HTTP/1.1 requests come one by one.
-            let affinity = (request.version() != hyper::Version::HTTP_2).then_some(&*affinity);
-            Ok::<_, std::convert::Infallible>(proxy.handle(request, remote, scheme, affinity).await)
-        }
+        let (proxy, downstream) = (Arc::clone(&proxy), Arc::clone(&downstream));
+        async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &downstream).await) }
     });
     if http2 {
         let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())

@@ -102,6 +102,15 @@ async fn requests_reach_the_app_of_their_host_with_forwarding_headers() {
     );
     let (status, body) = get(gateway, "anything.pr-1.shop.localhost", "/").await;
     assert_eq!((status, body.split(' ').next()), (200, Some("api")));
+    // A client that came through another proxy already: the gateway adds its own hop.
+    let (_, _, body) = request(
+        gateway,
+        "web-pr-1.shop.localhost",
+        "/",
+        &[("X-Forwarded-For", "203.0.113.9")],
+    )
+    .await;
+    assert!(body.contains(" fwd-for=203.0.113.9, 127.0.0.1 "), "{body}");
 }
 
 #[tokio::test]
