@@ -19,4 +19,4 @@ pub use certificates::Certificates;
 pub use challenges::Challenges;
 pub use proxy::Proxy;
 pub use routes::{Backend, Route, RouteState, RouteTable, Routes, normalize_host};
-pub use server::{serve, tls_config};
+pub use server::{Timeouts, serve, serve_with, tls_config};

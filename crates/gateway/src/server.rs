@@ -2,22 +2,54 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 
 use crate::proxy::{Downstream, Proxy};
+
+/// How long the gateway waits on a client before it closes the connection, so that clients that open connections
+/// and then say nothing (or say it very slowly) cannot use them all up.
+#[derive(Debug, Clone, Copy)]
+pub struct Timeouts {
+    /// For the TLS handshake.
+    pub handshake: Duration,
+    /// For the head of an HTTP/1.1 request, counted from when the connection opened or the previous answer went
+    /// out: a keep-alive connection left idle this long is closed too.
+    pub request_head: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Timeouts {
+        Timeouts {
+            handshake: Duration::from_secs(10),
+            request_head: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Serves `listener` with the default timeouts until the returned future is dropped; with `tls`, every connection
+/// is TLS.
+pub async fn serve(
+    listener: TcpListener,
+    proxy: Arc<Proxy>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+) {
+    serve_with(listener, proxy, tls, Timeouts::default()).await;
+}
 
 /// Serves `listener` until the returned future is dropped; with `tls`, every connection is TLS.
 ///
 /// Connections are served by one worker thread per core, each with a runtime of its own; they are handed to the
 /// workers in turn, so each serves as many. A connection and the upstream connections made for it stay on one
 /// thread: a request wakes no other thread on its way through.
-pub async fn serve(
+pub async fn serve_with(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    timeouts: Timeouts,
 ) {
     let count = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut workers = Vec::with_capacity(count);
@@ -26,7 +58,7 @@ pub async fn serve(
         let (proxy, tls) = (Arc::clone(&proxy), tls.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("gateway-{index}"))
-            .spawn(move || worker(connections, proxy, tls));
+            .spawn(move || worker(connections, proxy, tls, timeouts));
         if spawned.is_ok() {
             workers.push(handoff);
         }
@@ -37,7 +69,7 @@ pub async fn serve(
             Ok(accepted) => accepted,
             // Out of file descriptors, say: wait a little rather than spin.
             Err(_) => {
-                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+                tokio::time::sleep(Duration::from_millis(10)).await;
                 continue;
             }
         };
@@ -53,6 +85,7 @@ fn worker(
     mut connections: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
     proxy: Arc<Proxy>,
     tls: Option<Arc<rustls::ServerConfig>>,
+    timeouts: Timeouts,
 ) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -71,15 +104,19 @@ fn worker(
             tokio::spawn(async move {
                 match acceptor {
                     Some(acceptor) => {
-                        if let Ok(stream) = acceptor.accept(stream).await {
+                        let handshake = acceptor.accept(stream);
+                        if let Ok(Ok(stream)) =
+                            tokio::time::timeout(timeouts.handshake, handshake).await
+                        {
                             let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
                             let downstream = Downstream::new(remote.ip(), "https");
-                            connection(TokioIo::new(stream), proxy, downstream, http2).await;
+                            let io = TokioIo::new(stream);
+                            connection(io, proxy, downstream, http2, timeouts).await;
                         }
                     }
                     None => {
                         let downstream = Downstream::new(remote.ip(), "http");
-                        connection(TokioIo::new(stream), proxy, downstream, false).await;
+                        connection(TokioIo::new(stream), proxy, downstream, false, timeouts).await;
                     }
                 }
             });
@@ -88,8 +125,13 @@ fn worker(
 }
 
 /// Serves one connection with the protocol ALPN chose (HTTP/1.1 without TLS).
-async fn connection<I>(io: I, proxy: Arc<Proxy>, downstream: Downstream, http2: bool)
-where
+async fn connection<I>(
+    io: I,
+    proxy: Arc<Proxy>,
+    downstream: Downstream,
+    http2: bool,
+    timeouts: Timeouts,
+) where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
     let downstream = Arc::new(downstream);
@@ -104,6 +146,8 @@ where
     } else {
         let _ = hyper::server::conn::http1::Builder::new()
             .writev(false)
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeouts.request_head)
             .serve_connection(io, service)
             .with_upgrades()
             .await;

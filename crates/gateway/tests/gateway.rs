@@ -151,6 +151,78 @@ async fn pages_name_the_problem_and_the_environment() {
     );
 }
 
+/// Everything `stream` sends until the gateway closes it; fails the test if the gateway keeps it open for 10 s.
+async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
+    let mut received = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut received))
+        .await
+        .expect("the gateway closes the connection")
+        .expect("read");
+    String::from_utf8_lossy(&received).into_owned()
+}
+
+#[tokio::test]
+async fn clients_that_say_nothing_or_too_slowly_are_let_go() {
+    let app = echo_app("web").await;
+    let mut table = RouteTable::default();
+    table.insert(
+        "web.shop.localhost",
+        route("web", "pr-3", RouteState::Serving, app),
+    );
+    let routes = Arc::new(Routes::default());
+    routes.swap(table);
+    let timeouts = Timeouts {
+        handshake: Duration::from_millis(300),
+        request_head: Duration::from_millis(300),
+    };
+    let start = |tls| {
+        let (routes, listener) = (
+            Arc::clone(&routes),
+            std::net::TcpListener::bind("127.0.0.1:0"),
+        );
+        let listener = listener.expect("bind");
+        let address = listener.local_addr().expect("address");
+        listener.set_nonblocking(true).expect("nonblocking");
+        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
+        tokio::spawn(serve_with(
+            listener,
+            Arc::new(Proxy::new(routes)),
+            tls,
+            timeouts,
+        ));
+        address
+    };
+    let plain = start(None);
+    let connect = || tokio::net::TcpStream::connect(plain);
+
+    // A request head that never ends.
+    let mut slow = connect().await.expect("connect");
+    slow.write_all(b"GET / HTTP/1.1\r\nHost: web.shop.localhost\r\n")
+        .await
+        .expect("write");
+    let answer = until_closed(&mut slow).await;
+    assert!(!answer.contains("200 OK"), "{answer}");
+
+    // A keep-alive connection left idle after its answer.
+    let mut idle = connect().await.expect("connect");
+    idle.write_all(b"GET /once HTTP/1.1\r\nHost: web.shop.localhost\r\n\r\n")
+        .await
+        .expect("write");
+    let answer = until_closed(&mut idle).await;
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert!(answer.ends_with("host=web.shop.localhost"), "{answer}");
+
+    // A TLS client that never starts its handshake.
+    let tls = tls_config(Arc::new(Certificates::default())).expect("tls");
+    let mut silent = tokio::net::TcpStream::connect(start(Some(tls)))
+        .await
+        .expect("connect");
+    assert_eq!(until_closed(&mut silent).await, "");
+
+    // Clients that do not dawdle are served as before.
+    assert_eq!(get(plain, "web.shop.localhost", "/").await.0, 200);
+}
+
 #[tokio::test]
 async fn https_picks_the_certificate_by_sni_and_speaks_http2() {
     let dir = preview_testing::TempDir::new("gateway-tls");
