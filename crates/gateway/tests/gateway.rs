@@ -65,11 +65,24 @@ fn route(service: &str, environment: &str, state: RouteState, backend: SocketAdd
 }
 
 async fn gateway(routes: Arc<Routes>, tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
+    gateway_with(routes, tls, Timeouts::default()).await
+}
+
+async fn gateway_with(
+    routes: Arc<Routes>,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    timeouts: Timeouts,
+) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
     let address = listener.local_addr().expect("address");
-    tokio::spawn(serve(listener, Arc::new(Proxy::new(routes)), tls));
+    tokio::spawn(serve_with(
+        listener,
+        Arc::new(Proxy::new(routes)),
+        tls,
+        timeouts,
+    ));
     address
 }
 
@@ -175,24 +188,7 @@ async fn clients_that_say_nothing_or_too_slowly_are_let_go() {
         handshake: Duration::from_millis(300),
         request_head: Duration::from_millis(300),
     };
-    let start = |tls| {
-        let (routes, listener) = (
-            Arc::clone(&routes),
-            std::net::TcpListener::bind("127.0.0.1:0"),
-        );
-        let listener = listener.expect("bind");
-        let address = listener.local_addr().expect("address");
-        listener.set_nonblocking(true).expect("nonblocking");
-        let listener = tokio::net::TcpListener::from_std(listener).expect("listener");
-        tokio::spawn(serve_with(
-            listener,
-            Arc::new(Proxy::new(routes)),
-            tls,
-            timeouts,
-        ));
-        address
-    };
-    let plain = start(None);
+    let plain = gateway_with(Arc::clone(&routes), None, timeouts).await;
     let connect = || tokio::net::TcpStream::connect(plain);
 
     // A request head that never ends.
@@ -214,9 +210,10 @@ async fn clients_that_say_nothing_or_too_slowly_are_let_go() {
 
     // A TLS client that never starts its handshake.
     let tls = tls_config(Arc::new(Certificates::default())).expect("tls");
-    let mut silent = tokio::net::TcpStream::connect(start(Some(tls)))
-        .await
-        .expect("connect");
+    let mut silent =
+        tokio::net::TcpStream::connect(gateway_with(routes, Some(tls), timeouts).await)
+            .await
+            .expect("connect");
     assert_eq!(until_closed(&mut silent).await, "");
 
     // Clients that do not dawdle are served as before.
