@@ -64,6 +64,17 @@ fn route(service: &str, environment: &str, state: RouteState, backend: SocketAdd
     }
 }
 
+/// A route table holding `entries` (hostname, route), swapped in.
+fn routes_of(entries: Vec<(&str, Route)>) -> Arc<Routes> {
+    let mut table = RouteTable::default();
+    for (hostname, route) in entries {
+        table.insert(hostname, route);
+    }
+    let routes = Arc::new(Routes::default());
+    routes.swap(table);
+    routes
+}
+
 async fn gateway(routes: Arc<Routes>, tls: Option<Arc<rustls::ServerConfig>>) -> SocketAddr {
     gateway_with(routes, tls, Timeouts::default()).await
 }
@@ -95,17 +106,16 @@ async fn get(gateway: SocketAddr, host: &str, path: &str) -> (u16, String) {
 #[tokio::test]
 async fn requests_reach_the_app_of_their_host_with_forwarding_headers() {
     let (web, api) = (echo_app("web").await, echo_app("api").await);
-    let mut table = RouteTable::default();
-    table.insert(
-        "web-pr-1.shop.localhost",
-        route("web", "pr-1", RouteState::Serving, web),
-    );
-    table.insert(
-        "*.pr-1.shop.localhost",
-        route("api", "pr-1", RouteState::Serving, api),
-    );
-    let routes = Arc::new(Routes::default());
-    routes.swap(table);
+    let routes = routes_of(vec![
+        (
+            "web-pr-1.shop.localhost",
+            route("web", "pr-1", RouteState::Serving, web),
+        ),
+        (
+            "*.pr-1.shop.localhost",
+            route("api", "pr-1", RouteState::Serving, api),
+        ),
+    ]);
     let gateway = gateway(routes, None).await;
     let (status, body) = get(gateway, "Web-PR-1.shop.localhost:80", "/cart?item=3").await;
     assert_eq!(status, 200);
@@ -132,17 +142,16 @@ async fn pages_name_the_problem_and_the_environment() {
         .expect("bind")
         .local_addr()
         .expect("address");
-    let mut table = RouteTable::default();
-    table.insert(
-        "down.shop.localhost",
-        route("web", "pr-7", RouteState::Serving, closed),
-    );
-    table.insert(
-        "idle.shop.localhost",
-        route("web", "pr-8", RouteState::Stopped, closed),
-    );
-    let routes = Arc::new(Routes::default());
-    routes.swap(table);
+    let routes = routes_of(vec![
+        (
+            "down.shop.localhost",
+            route("web", "pr-7", RouteState::Serving, closed),
+        ),
+        (
+            "idle.shop.localhost",
+            route("web", "pr-8", RouteState::Stopped, closed),
+        ),
+    ]);
     let gateway = gateway(routes, None).await;
     let (status, body) = get(gateway, "nowhere.shop.localhost", "/").await;
     assert_eq!(status, 404);
@@ -177,13 +186,10 @@ async fn until_closed(stream: &mut tokio::net::TcpStream) -> String {
 #[tokio::test]
 async fn clients_that_say_nothing_or_too_slowly_are_let_go() {
     let app = echo_app("web").await;
-    let mut table = RouteTable::default();
-    table.insert(
+    let routes = routes_of(vec![(
         "web.shop.localhost",
         route("web", "pr-3", RouteState::Serving, app),
-    );
-    let routes = Arc::new(Routes::default());
-    routes.swap(table);
+    )]);
     let timeouts = Timeouts {
         handshake: Duration::from_millis(300),
         request_head: Duration::from_millis(300),
@@ -234,13 +240,10 @@ async fn https_picks_the_certificate_by_sni_and_speaks_http2() {
     let key = Certificates::certified_key(&issued.chain_pem, issued.key_pem.expose()).expect("key");
     certificates.swap(HashMap::from([("*.pr-2.shop.localhost".to_owned(), key)]));
     let app = echo_app("web").await;
-    let mut table = RouteTable::default();
-    table.insert(
+    let routes = routes_of(vec![(
         "web.pr-2.shop.localhost",
         route("web", "pr-2", RouteState::Serving, app),
-    );
-    let routes = Arc::new(Routes::default());
-    routes.swap(table);
+    )]);
     let gateway = gateway(routes, Some(tls_config(certificates).expect("tls"))).await;
     let ca_file = dir.path().join("ca.pem");
     std::fs::write(&ca_file, ca.certificate_pem()).expect("ca file");
@@ -373,13 +376,10 @@ async fn read_head(stream: &mut tokio::net::TcpStream) -> String {
 #[tokio::test]
 async fn a_websocket_echo_passes_through() {
     let app = websocket_echo_app().await;
-    let mut table = RouteTable::default();
-    table.insert(
+    let routes = routes_of(vec![(
         "ws.shop.localhost",
         route("chat", "pr-3", RouteState::Serving, app),
-    );
-    let routes = Arc::new(Routes::default());
-    routes.swap(table);
+    )]);
     let gateway = gateway(routes, None).await;
     let mut stream = tokio::net::TcpStream::connect(gateway)
         .await
@@ -511,19 +511,18 @@ async fn request(
 #[tokio::test]
 async fn protected_previews_want_their_token_or_password() {
     let app = echo_app("web").await;
-    let mut table = RouteTable::default();
     let mut token = route("web", "pr-1", RouteState::Serving, app);
     token.access = Some(Access::Token {
         digest: digest("s3cret token"),
     });
-    table.insert("web-pr-1.shop.localhost", token);
     let mut basic = route("web", "pr-2", RouteState::Serving, app);
     basic.access = Some(Access::Basic {
         digest: digest(&basic_credentials("reviewer", "pa:ss")),
     });
-    table.insert("web-pr-2.shop.localhost", basic);
-    let routes = Arc::new(Routes::default());
-    routes.swap(table);
+    let routes = routes_of(vec![
+        ("web-pr-1.shop.localhost", token),
+        ("web-pr-2.shop.localhost", basic),
+    ]);
     let gateway = gateway(routes, None).await;
     let host = "web-pr-1.shop.localhost";
 

@@ -8,7 +8,7 @@ use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
-use preview_deploy::{EnvironmentAddress, NoSecrets, Runtime, StepLog};
+use preview_deploy::{EnvironmentAddress, NoSecrets, Runtime, RuntimeError, StepLog};
 use preview_gateway::{Certificates, Challenges, Proxy, Routes};
 use preview_local::{Issuer, LocalConfig, LocalRuntime, PortRange};
 use preview_plan::{Resource, ResourceKind};
@@ -145,6 +145,20 @@ fn resource(id: &str, kind: ResourceKind, content: serde_json::Value) -> Resourc
     Resource::new(id, kind, Vec::new(), content)
 }
 
+/// Applies staging's `certificate` step for `hostnames`.
+async fn certificate(
+    runtime: &LocalRuntime,
+    hostnames: &[&str],
+    log: &StepLog,
+) -> Result<(), RuntimeError> {
+    let step = resource(
+        "certificate",
+        ResourceKind::Certificate,
+        json!({ "hostnames": hostnames }),
+    );
+    runtime.apply(&staging(), &step, log).await
+}
+
 /// The gateway as the daemon runs it: plain HTTP (where HTTP-01 is answered) and HTTPS.
 async fn gateway(
     routes: &Arc<Routes>,
@@ -248,16 +262,7 @@ async fn certificates_come_from_an_acme_ca_that_validated_each_hostname_through_
     )
     .await;
     let names = ["web-staging.shop.test", "api-staging.shop.test"];
-    runtime
-        .apply(
-            &staging(),
-            &resource(
-                "certificate",
-                ResourceKind::Certificate,
-                json!({ "hostnames": names }),
-            ),
-            &log,
-        )
+    certificate(&runtime, &names, &log)
         .await
         .expect("the ACME CA issues the certificate");
     assert!(
@@ -308,18 +313,13 @@ async fn certificates_come_from_an_acme_ca_that_validated_each_hostname_through_
         .expect("the renewed certificate is served");
 
     // A wildcard cannot be proven over HTTP-01: refused with the reason, and the served certificate stays.
-    let error = runtime
-        .apply(
-            &staging(),
-            &resource(
-                "certificate",
-                ResourceKind::Certificate,
-                json!({ "hostnames": ["web-staging.shop.test", "*.staging.shop.test"] }),
-            ),
-            &log,
-        )
-        .await
-        .expect_err("a wildcard is refused");
+    let error = certificate(
+        &runtime,
+        &["web-staging.shop.test", "*.staging.shop.test"],
+        &log,
+    )
+    .await
+    .expect_err("a wildcard is refused");
     assert!(
         error
             .message
@@ -347,16 +347,7 @@ async fn a_ca_that_cannot_validate_fails_the_step_with_its_reason() {
         Duration::from_secs(86_400),
     )
     .await;
-    let error = runtime
-        .apply(
-            &staging(),
-            &resource(
-                "certificate",
-                ResourceKind::Certificate,
-                json!({ "hostnames": ["web-staging.shop.test"] }),
-            ),
-            &log,
-        )
+    let error = certificate(&runtime, &["web-staging.shop.test"], &log)
         .await
         .expect_err("no certificate without validation");
     assert!(
