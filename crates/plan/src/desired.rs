@@ -22,11 +22,14 @@ pub fn desired_state(
             "space",
             ResourceKind::Space,
             Vec::new(),
+            // The totals of everything the environment runs at once, for the runtime to enforce.
             json!({
                 "project": environment.project,
                 "environment": environment.name,
                 "isolation": environment.isolation,
                 "runtime": environment.runtime,
+                "preview": environment.preview,
+                "limits": environment.limits,
             }),
         ),
         Resource::new(

@@ -69,11 +69,17 @@ fn summary(resource: &Resource) -> String {
     let text = |v: &Value| compact(v);
     match resource.kind {
         ResourceKind::Space => format!(
-            "{}/{}, {} isolation, {} runtime",
+            "{}/{}{}, {} isolation, {} runtime{}",
             text(&c["project"]),
             text(&c["environment"]),
+            if c["preview"] == Value::Bool(true) {
+                " (preview)"
+            } else {
+                ""
+            },
             text(&c["isolation"]),
-            text(&c["runtime"])
+            text(&c["runtime"]),
+            limits(&c["limits"])
         ),
         ResourceKind::Secrets => secret_list(&c["names"]),
         ResourceKind::Database => format!(
@@ -113,6 +119,20 @@ fn summary(resource: &Resource) -> String {
             text(&c["service"]),
             text(&c["port"])
         ),
+    }
+}
+
+/// `, limits cpu 2, memory 4Gi, processes 4096` with the keys that have a total, or nothing.
+fn limits(limits: &Value) -> String {
+    let set: Vec<String> = ["cpu", "memory", "processes"]
+        .into_iter()
+        .filter(|key| !limits[key].is_null())
+        .map(|key| format!("{key} {}", shown(&limits[key])))
+        .collect();
+    if set.is_empty() {
+        String::new()
+    } else {
+        format!(", limits {}", set.join(", "))
     }
 }
 
@@ -198,11 +218,12 @@ fn changes(before: &Resource, after: &Resource) -> String {
     changed.join("; ")
 }
 
+/// `(none)` for null, a CPU or memory amount as it was written (`250m`, `4Gi`), anything else compact.
 fn shown(value: &Value) -> String {
-    if value.is_null() {
-        "(none)".to_owned()
-    } else {
-        compact(value)
+    match value {
+        Value::Null => "(none)".to_owned(),
+        Value::Object(amount) if amount.contains_key("quantity") => compact(&amount["quantity"]),
+        _ => compact(value),
     }
 }
 

@@ -26,6 +26,76 @@ fn desired_at(source: &str, environment: &str, commit: Option<&str>) -> Vec<Reso
     )
 }
 
+/// The preview `pr-7`: the clone of staging, resolved as a clone.
+fn desired_preview(source: &str) -> Vec<Resource> {
+    let (spec, environment) =
+        preview_spec::clone_environment("shop.yaml", source, "staging", "pr-7")
+            .unwrap_or_else(|e| panic!("{e}"));
+    let context = preview_resolve::Context {
+        based_on: Some("staging".into()),
+        ..Default::default()
+    };
+    desired_state(
+        &preview_resolve::resolve_environment(&spec, &environment, &context)
+            .unwrap_or_else(|e| panic!("{e:?}")),
+        &Default::default(),
+    )
+}
+
+fn content<'a>(state: &'a [Resource], id: &str) -> &'a serde_json::Value {
+    &state
+        .iter()
+        .find(|r| r.id == id)
+        .unwrap_or_else(|| panic!("no {id}"))
+        .content
+}
+
+#[test]
+fn the_space_carries_the_environments_totals_and_apps_their_own() {
+    // What the local runtime reads: the quantity as written for Kubernetes, the number for cgroups.
+    let preview = desired_preview(EXAMPLE);
+    assert_eq!(
+        content(&preview, "space"),
+        &serde_json::json!({
+            "project": "shop",
+            "environment": "pr-7",
+            "isolation": "logical",
+            "runtime": "local",
+            "preview": true,
+            "limits": {
+                "cpu": { "quantity": "4", "millicores": 4000 },
+                "memory": { "quantity": "4Gi", "bytes": 4_294_967_296_u64 },
+                "processes": 4096,
+            },
+        })
+    );
+    assert_eq!(
+        content(&preview, "app/catalog")["resources"],
+        serde_json::json!({
+            "cpu": { "quantity": "250m", "millicores": 250 },
+            "memory": { "quantity": "128Mi", "bytes": 134_217_728 },
+            "processes": null,
+        })
+    );
+    let staging = desired(EXAMPLE, "staging");
+    assert_eq!(content(&staging, "space")["preview"], false);
+    assert_eq!(
+        content(&staging, "space")["limits"],
+        serde_json::json!({ "cpu": null, "memory": null, "processes": null }),
+        "a key nobody set has no total outside previews"
+    );
+    assert!(
+        content(&staging, "job/migrate").get("resources").is_none(),
+        "jobs have no resources of their own"
+    );
+}
+
+#[test]
+fn preview_create_plan() {
+    let plan = plan_deployment("pr-7", &desired_preview(EXAMPLE), &[]);
+    insta::assert_snapshot!(render_plan(&plan));
+}
+
 #[test]
 fn a_new_commit_rebuilds_and_redeploys_the_apps_and_the_job() {
     let before = desired_at(
@@ -73,6 +143,10 @@ fn no_op_plan() {
 fn update_plan() {
     let before = desired(EXAMPLE, "staging");
     let changed = EXAMPLE
+        .replace(
+            "      memory: 128Mi",
+            "      memory: 256Mi\n      processes: 64",
+        )
         .replace(
             "      SHOP_MODE: staging",
             "      SHOP_MODE: staging\n      FEATURE_FLAGS: checkout-v2",

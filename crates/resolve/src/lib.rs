@@ -17,7 +17,8 @@ mod value;
 use std::collections::BTreeMap;
 
 use preview_spec::{
-    DomainSettings, Environment, Isolation, RuntimeKind, SecretInPreviews, ServiceKind, Spec,
+    DomainSettings, Environment, Isolation, Resources, RuntimeKind, SecretInPreviews, ServiceKind,
+    Spec,
 };
 use serde::{Deserialize, Serialize};
 
@@ -98,6 +99,11 @@ pub struct ResolvedEnvironment {
     pub source: Option<SourceCommit>,
     /// For previews: who may open their URLs, as the preview policy says.
     pub access: Option<preview_spec::Access>,
+    /// A preview of a pull request or another clone: it runs code nobody reviewed yet.
+    pub preview: bool,
+    /// The totals of everything the environment runs at once, as the spec layers them (previews always have
+    /// them); a key that is `None` has no total.
+    pub limits: Resources,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -226,6 +232,8 @@ pub fn resolve_environment(
             .as_ref()
             .filter(|_| context.is_preview())
             .and_then(|policy| policy.access.clone()),
+        preview: context.is_preview(),
+        limits: environment.limits.clone(),
     })
 }
 

@@ -654,3 +654,23 @@ fn scopes_parse_and_print_alike() {
         assert!(Scope::parse(bad).is_err(), "{bad:?}");
     }
 }
+
+#[test]
+fn previews_are_marked_and_carry_their_totals() {
+    let spec = preview_spec::parse_spec("shop.yaml", SPEC).expect("valid");
+    let staging = resolve_environment(&spec, &spec.environments["staging"], &Context::default())
+        .expect("resolves");
+    assert!(!staging.preview);
+    assert_eq!(staging.limits, preview_spec::Resources::default());
+
+    let (spec, clone) = preview_spec::clone_environment("shop.yaml", SPEC, "staging", "pr-42")
+        .unwrap_or_else(|e| panic!("{e}"));
+    let context = Context {
+        based_on: Some("staging".into()),
+        ..Context::default()
+    };
+    let preview = resolve_environment(&spec, &clone, &context).expect("resolves");
+    assert!(preview.preview);
+    assert_eq!(preview.limits, clone.limits);
+    assert_eq!(preview.limits.processes, Some(4096));
+}

@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::diagnostic::Sink;
+use crate::limits::Totals;
 use crate::model::{Environment, Origin, Variables};
 use crate::read::named_entries;
 use crate::services::{Names, declared_kind, read_service};
@@ -24,13 +25,15 @@ const FIXED_KEYS: &[(&str, &str)] = &[
 ];
 
 /// Builds environment `name` from `layers` (mappings with `variables`, `secrets`, `services`), applied in order:
-/// an environment has one layer, a preview has its blueprint's and then the preview overrides.
+/// an environment has one layer, a preview has its blueprint's and then the preview overrides. `totals` are its
+/// effective limits, layered by the caller because they follow other layers than services do.
 pub(crate) fn build_environment(
     name: &str,
     origin: Origin,
     layers: &[&Node],
     base: &BTreeMap<String, &Node>,
     names: &Names<'_>,
+    totals: &Totals,
     sink: &mut Sink,
 ) -> Environment {
     let mut variables = Variables::new();
@@ -71,6 +74,7 @@ pub(crate) fn build_environment(
     }
     let names = Names {
         current: Some(name),
+        totals: Some(totals),
         ..*names
     };
     let services = merged
@@ -85,6 +89,7 @@ pub(crate) fn build_environment(
         secrets,
         services,
         service_variables,
+        limits: totals.resources(),
         origin,
     }
 }

@@ -9,9 +9,11 @@ mod databases;
 mod dependencies;
 mod diagnostic;
 mod environments;
+mod limits;
 pub mod model;
 mod names;
 mod previews;
+mod quantities;
 mod read;
 pub mod references;
 mod routes;
@@ -27,6 +29,7 @@ pub use model::*;
 pub use variables::is_variable_name;
 
 use diagnostic::Sink;
+use limits::Totals;
 use read::{Fields, choice, named_entries, text};
 use services::{Names, declared_kind, read_service};
 use yaml::{Node, Value};
@@ -36,6 +39,7 @@ const TOP_KEYS: &[&str] = &[
     "domain",
     "isolation",
     "runtime",
+    "limits",
     "variables",
     "secrets",
     "services",
@@ -43,15 +47,15 @@ const TOP_KEYS: &[&str] = &[
     "previews",
 ];
 
-const ENVIRONMENT_KEYS: &[&str] = &["variables", "secrets", "services"];
+const ENVIRONMENT_KEYS: &[&str] = &["variables", "secrets", "services", "limits"];
 
 /// Parses and validates the spec in `source`; `file` is the name used in messages.
 pub fn parse_spec(file: &str, source: &str) -> Result<Spec, Diagnostics> {
     parse(file, source, None).map(|(spec, _)| spec)
 }
 
-/// The environment `name` as a clone of environment `from`: `from`'s overrides, then the preview overrides.
-/// A preview of a pull request is the clone of the blueprint named `pr-<number>`.
+/// The environment `name` as a clone of environment `from`: `from`'s overrides, then the preview overrides; its
+/// limits are those of previews. A preview of a pull request is the clone of the blueprint named `pr-<number>`.
 pub fn clone_environment(
     file: &str,
     source: &str,
@@ -148,7 +152,17 @@ fn read_spec(
         environments: &environment_names,
         runtime: runtime.unwrap_or(RuntimeKind::Local),
         current: None,
+        totals: None,
     };
+    // Limits layer key by key: an environment's own over the project's; for previews and other clones
+    // `previews.limits` over the project's, then the built-in preview defaults (they run untrusted code).
+    let project_totals = Totals::read(fields.get("limits"), sink);
+    let preview_totals = project_totals
+        .overlaid(&Totals::read(
+            fields.get("previews").and_then(|p| p.get("limits")),
+            sink,
+        ))
+        .with_preview_defaults();
 
     let services: BTreeMap<String, Service> = service_nodes
         .iter()
@@ -159,12 +173,14 @@ fn read_spec(
     let environments: BTreeMap<String, Environment> = environment_nodes
         .iter()
         .map(|(name, node)| {
+            let totals = project_totals.overlaid(&Totals::read(node.get("limits"), sink));
             let environment = environments::build_environment(
                 name,
                 node.origin(),
                 &[node],
                 &service_nodes,
                 &names,
+                &totals,
                 sink,
             );
             (name.clone(), environment)
@@ -177,6 +193,7 @@ fn read_spec(
             &service_nodes,
             &names,
             &secrets,
+            &preview_totals,
             sink,
         )
     });
@@ -195,6 +212,7 @@ fn read_spec(
             &environment_nodes,
             &service_nodes,
             &names,
+            &preview_totals,
             sink,
         )
     });
@@ -233,6 +251,7 @@ fn build_clone(
     environment_nodes: &BTreeMap<String, &Node>,
     service_nodes: &BTreeMap<String, &Node>,
     names: &Names<'_>,
+    totals: &Totals,
     sink: &mut Sink,
 ) -> Option<Environment> {
     let start = Position { line: 1, column: 1 };
@@ -269,6 +288,7 @@ fn build_clone(
         &layers,
         service_nodes,
         names,
+        totals,
         sink,
     ))
 }

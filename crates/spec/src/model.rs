@@ -242,12 +242,33 @@ pub enum Probe {
     Tcp,
 }
 
+/// What one app may use (`resources:`), or what one environment may use in all (`limits:`). A key left unset
+/// sets no bound.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct Resources {
-    /// Kubernetes CPU quantity, e.g. `250m` or `1`.
-    pub cpu: Option<String>,
-    /// Kubernetes memory quantity, e.g. `256Mi`.
-    pub memory: Option<String>,
+    /// The cores its processes may use together.
+    pub cpu: Option<Cpu>,
+    /// The most memory its processes may hold before the kernel kills one of them.
+    pub memory: Option<Memory>,
+    /// The most processes and threads (kernel tasks) it may have at once.
+    pub processes: Option<u32>,
+}
+
+/// A CPU amount as written (a Kubernetes quantity such as `250m` or `1.5`) and in thousandths of a core.
+/// Serialized as `{"quantity": "250m", "millicores": 250}`: renderers for Kubernetes use the quantity, the local
+/// runtime the number.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Cpu {
+    pub quantity: String,
+    pub millicores: u64,
+}
+
+/// A memory amount as written (a Kubernetes quantity such as `256Mi`) and in bytes.
+/// Serialized as `{"quantity": "256Mi", "bytes": 268435456}`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Memory {
+    pub quantity: String,
+    pub bytes: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -365,6 +386,10 @@ pub struct Environment {
     pub services: BTreeMap<String, Service>,
     /// Variables of a service in this environment only (the most specific scope).
     pub service_variables: BTreeMap<String, Variables>,
+    /// The totals of everything the environment runs at once (apps, jobs and builds together), after layering:
+    /// the project's `limits`, then the environment's own; for previews and other clones the project's, then
+    /// `previews.limits`, then the built-in preview defaults. A key still unset has no total.
+    pub limits: Resources,
     pub origin: Origin,
 }
 

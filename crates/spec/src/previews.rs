@@ -4,6 +4,7 @@
 use std::collections::BTreeMap;
 
 use crate::diagnostic::Sink;
+use crate::limits::Totals;
 use crate::model::{Access, Filter, Forge, ForgeKind, PreviewPolicy, SecretDeclaration};
 use crate::read::{Fields, choice, duration, integer, list, text};
 use crate::services::Names;
@@ -21,6 +22,7 @@ const KEYS: &[&str] = &[
     "max_live",
     "forge",
     "access",
+    "limits",
 ];
 
 /// The name a preview's template environment carries; real previews are named `pr-<number>`.
@@ -32,6 +34,7 @@ pub(crate) fn read_previews(
     base: &BTreeMap<String, &Node>,
     names: &Names<'_>,
     project_secrets: &[SecretDeclaration],
+    totals: &Totals,
     sink: &mut Sink,
 ) -> Option<PreviewPolicy> {
     let fields = Fields::open(node, "the preview policy", KEYS, sink)?;
@@ -63,8 +66,15 @@ pub(crate) fn read_previews(
         layers.push(overrides);
     }
     let origin = fields.get("overrides").unwrap_or(node).origin();
-    let template =
-        crate::environments::build_environment(TEMPLATE_NAME, origin, &layers, base, names, sink);
+    let template = crate::environments::build_environment(
+        TEMPLATE_NAME,
+        origin,
+        &layers,
+        base,
+        names,
+        totals,
+        sink,
+    );
     let max_live = fields
         .get("max_live")
         .and_then(|n| integer(n, "a number of previews", 1..=10_000, sink))

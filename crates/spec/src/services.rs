@@ -4,9 +4,10 @@
 use std::collections::BTreeMap;
 
 use crate::diagnostic::{Position, Sink};
+use crate::limits::{Totals, read_resources};
 use crate::model::{
     App, Database, DatabaseMode, Dependency, Domain, Engine, HealthCheck, Hook, Job, Port, Probe,
-    Resources, RuntimeKind, Service, ServiceKind,
+    RuntimeKind, Service, ServiceKind,
 };
 use crate::names::hostname_problem;
 use crate::read::{Fields, boolean, choice, duration, integer, list, string, text};
@@ -62,6 +63,8 @@ pub(crate) struct Names<'a> {
     pub runtime: RuntimeKind,
     /// The environment being read, if any: the base services belong to none.
     pub current: Option<&'a str>,
+    /// The effective totals of the environment being read, which no app alone may exceed.
+    pub totals: Option<&'a Totals>,
 }
 
 impl Names<'_> {
@@ -231,7 +234,13 @@ fn read_app(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Option<A
     };
     let resources = fields
         .get("resources")
-        .map(|n| read_resources(n, sink))
+        .map(|n| {
+            let resources = read_resources(n, "resources", sink);
+            if let (Some(environment), Some(totals)) = (names.current, names.totals) {
+                totals.check_app(environment, n, &resources, sink);
+            }
+            resources
+        })
         .unwrap_or_default();
     let public = fields
         .get("public")
@@ -436,54 +445,6 @@ fn read_health(node: &Node, ports: &[Port], sink: &mut Sink) -> Option<HealthChe
         port,
         interval: interval?,
         timeout: timeout?,
-    })
-}
-
-fn read_resources(node: &Node, sink: &mut Sink) -> Resources {
-    let Some(fields) = Fields::open(node, "resources", &["cpu", "memory"], sink) else {
-        return Resources::default();
-    };
-    let cpu = fields.get("cpu").and_then(|n| {
-        let value = string(n, "a CPU amount", sink)?;
-        if is_cpu_quantity(&value) {
-            return Some(value);
-        }
-        sink.push(
-            n.position,
-            &n.path,
-            format!(
-                "`{value}` is not a CPU amount; write cores (`1`, `0.5`) or millicores (`250m`)"
-            ),
-        );
-        None
-    });
-    let memory = fields.get("memory").and_then(|n| {
-        let value = string(n, "a memory amount", sink)?;
-        if is_memory_quantity(&value) {
-            return Some(value);
-        }
-        sink.push(n.position, &n.path, format!("`{value}` is not a memory amount; write a number with a unit such as `256Mi` or `1Gi`"));
-        None
-    });
-    Resources { cpu, memory }
-}
-
-fn is_cpu_quantity(value: &str) -> bool {
-    let number = value.strip_suffix('m').unwrap_or(value);
-    !number.is_empty()
-        && number
-            .parse::<f64>()
-            .is_ok_and(|n| n > 0.0 && n.is_finite())
-}
-
-fn is_memory_quantity(value: &str) -> bool {
-    const UNITS: &[&str] = &["Ki", "Mi", "Gi", "Ti", "k", "M", "G", "T"];
-    UNITS.iter().any(|unit| {
-        value.strip_suffix(unit).is_some_and(|n| {
-            !n.is_empty()
-                && n.chars().all(|c| c.is_ascii_digit())
-                && n.parse::<u64>().is_ok_and(|n| n > 0)
-        })
     })
 }
 

@@ -679,6 +679,206 @@ fn masking_key_is_not_a_secret() {
     );
 }
 
+// ---------------------------------------------------------------- resources and limits
+
+/// An app `web` with `resources`, then `rest` (environments and more).
+fn app_with(resources: &str, rest: &str) -> String {
+    format!("project: p\nservices:\n  web:\n    run: x\n    resources: {resources}\n{rest}")
+}
+
+#[test]
+fn cpu_amounts_that_are_not_amounts() {
+    check(
+        &app_with("{ cpu: lots }", ENVS),
+        "5:23 services.web.resources.cpu: `lots` is not a CPU amount; write cores (`1`, `0.5`) or millicores (`250m`)",
+    );
+    check(
+        &app_with("{ cpu: 0 }", ENVS),
+        "5:23 services.web.resources.cpu: `0` is not a CPU amount: zero would let nothing run; write cores (`1`, `0.5`) or millicores (`250m`)",
+    );
+    check(
+        &app_with("{ cpu: 0.0005 }", ENVS),
+        "5:23 services.web.resources.cpu: `0.0005` is not a CPU amount: it is finer than a millicore (`1m`, a thousandth of a core); round it to whole millicores",
+    );
+    check(
+        &app_with("{ cpu: 2000000 }", ENVS),
+        "5:23 services.web.resources.cpu: `2000000` is not a CPU amount: it is more than 1000000 cores",
+    );
+    check(
+        &app_with("{ cpu: [1] }", ENVS),
+        "5:23 services.web.resources.cpu: expected a CPU amount, found a list",
+    );
+}
+
+#[test]
+fn memory_amounts_that_are_not_amounts() {
+    check(
+        &app_with("{ memory: 256MB }", ENVS),
+        "5:26 services.web.resources.memory: `256MB` is not a memory amount; write a number with a unit such as `256Mi` or `1Gi`",
+    );
+    check(
+        &app_with("{ memory: 0Gi }", ENVS),
+        "5:26 services.web.resources.memory: `0Gi` is not a memory amount: zero would let nothing run; write a number with a unit such as `256Mi` or `1Gi`",
+    );
+    check(
+        &app_with("{ memory: 99999999T }", ENVS),
+        "5:26 services.web.resources.memory: `99999999T` is not a memory amount: it is more bytes than a 64-bit count holds (16 EiB)",
+    );
+}
+
+#[test]
+fn process_counts_out_of_range() {
+    check(
+        &app_with("{ processes: 0 }", ENVS),
+        "5:29 services.web.resources.processes: 0 is not a number of processes; use a number from 1 to 4194304",
+    );
+    check(
+        &app_with("{ processes: 4194305 }", ENVS),
+        "5:29 services.web.resources.processes: 4194305 is not a number of processes; use a number from 1 to 4194304",
+    );
+    check(
+        &app_with("{ processes: many }", ENVS),
+        "5:29 services.web.resources.processes: expected a number of processes (a whole number), found `many`",
+    );
+}
+
+#[test]
+fn misspelt_resource_and_limit_keys_are_suggested() {
+    check(
+        &app_with("{ cpus: 1 }", ENVS),
+        "5:18 services.web.resources.cpus: unknown key `cpus` in resources; did you mean `cpu`?",
+    );
+    check(
+        &with_envs(
+            "project: p
+limit: { cpu: 1 }
+",
+        ),
+        "2:1 limit: unknown key `limit` in a project spec; did you mean `limits`?",
+    );
+    check(
+        &with_envs(
+            "project: p
+limits: { memroy: 1Gi }
+",
+        ),
+        "2:11 limits.memroy: unknown key `memroy` in limits; did you mean `memory`?",
+    );
+    check(
+        "project: p
+environments:
+  staging:
+    limts: { cpu: 1 }
+",
+        "4:5 environments.staging.limts: unknown key `limts` in environment `staging`; did you mean `limits`?",
+    );
+    check(
+        "project: p
+environments:
+  staging: {}
+previews:
+  blueprint: staging
+  limits: { threads: 10 }
+",
+        "6:13 previews.limits.threads: unknown key `threads` in limits; known keys: cpu, memory, processes",
+    );
+}
+
+#[test]
+fn limits_are_checked_where_they_are_written() {
+    check(
+        "project: p
+limits: { cpu: -1 }
+environments:
+  staging:
+    limits: { memory: 1.5Gi }
+previews:
+  blueprint: staging
+  limits: { processes: 0 }
+",
+        "2:16 limits.cpu: `-1` is not a CPU amount; write cores (`1`, `0.5`) or millicores (`250m`)
+\
+         5:23 environments.staging.limits.memory: `1.5Gi` is not a memory amount; write a number with a unit such as `256Mi` or `1Gi`\n\
+         8:24 previews.limits.processes: 0 is not a number of processes; use a number from 1 to 4194304",
+    );
+    check(
+        &with_envs(
+            "project: p
+limits: 4Gi
+",
+        ),
+        "2:9 limits: expected limits (a mapping of `key: value`), found a string",
+    );
+}
+
+#[test]
+fn an_app_above_the_project_total() {
+    check(
+        &app_with(
+            "{ memory: 8Gi }",
+            "limits: { memory: 4Gi }\nenvironments:\n  staging: {}\n",
+        ),
+        "5:26 services.web.resources.memory: 8Gi is more than the total of environment `staging` (4Gi, from limits.memory)",
+    );
+}
+
+#[test]
+fn an_app_above_its_environment_total_names_each_environment() {
+    check(
+        &app_with(
+            "{ cpu: 1500m, processes: 200 }",
+            "limits: { processes: 100 }\nenvironments:\n  production:\n    limits: { cpu: 2, processes: 500 }\n  staging:\n    limits: { cpu: 1 }\n",
+        ),
+        "5:23 services.web.resources.cpu: 1500m is more than the total of environment `staging` (1, from environments.staging.limits.cpu)\n\
+         5:41 services.web.resources.processes: 200 is more than the total of environment `staging` (100, from limits.processes)",
+    );
+}
+
+#[test]
+fn an_override_above_the_environment_total_points_at_the_override() {
+    check(
+        "project: p
+services:
+  web:
+    run: x
+    resources: { memory: 1Gi }
+environments:
+  production:
+    limits: { memory: 2Gi }
+    services:
+      web:
+        resources: { memory: 3Gi }
+",
+        "11:30 environments.production.services.web.resources.memory: 3Gi is more than the total of environment `production` (2Gi, from environments.production.limits.memory)",
+    );
+}
+
+#[test]
+fn an_app_above_the_preview_totals() {
+    let rest = "environments:\n  staging: {}\npreviews:\n  blueprint: staging\n";
+    check(
+        &app_with("{ cpu: 3, memory: 5Gi, processes: 5000 }", rest),
+        "5:23 services.web.resources.cpu: 3 is more than the total of previews (2, the default total for previews; raise it with previews.limits.cpu)\n\
+         5:34 services.web.resources.memory: 5Gi is more than the total of previews (4Gi, the default total for previews; raise it with previews.limits.memory)\n\
+         5:50 services.web.resources.processes: 5000 is more than the total of previews (4096, the default total for previews; raise it with previews.limits.processes)",
+    );
+    check(
+        &app_with(
+            "{ memory: 2Gi }",
+            &format!("{rest}  limits: {{ memory: 1Gi }}\n"),
+        ),
+        "5:26 services.web.resources.memory: 2Gi is more than the total of previews (1Gi, from previews.limits.memory)",
+    );
+    // The preview overrides can lower an app's share to fit.
+    let fits = app_with(
+        "{ memory: 8Gi }",
+        &format!(
+            "{rest}  overrides:\n    services:\n      web:\n        resources: {{ memory: 1Gi }}\n"
+        ),
+    );
+    assert!(parse_spec("preview.yaml", &fits).is_ok(), "{fits}");
+}
+
 // ---------------------------------------------------------------- previews
 
 #[test]

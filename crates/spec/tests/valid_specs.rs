@@ -1,7 +1,7 @@
 //! Valid specs read into the model with overrides applied where they belong.
 
 use preview_spec::{
-    ClonePolicy, Probe, SecretInPreviews, ServiceKind, Spec, VariableValue, parse_spec,
+    ClonePolicy, Probe, Resources, SecretInPreviews, ServiceKind, Spec, VariableValue, parse_spec,
 };
 
 const EXAMPLE: &str = include_str!("../../../examples/shop/preview.yaml");
@@ -235,5 +235,131 @@ fn clone_of_an_unknown_environment_is_an_error() {
     assert_eq!(
         errors.to_string(),
         "shop.yaml:1:1: `QA` is not a valid environment name: it contains the uppercase letter `Q`; use lowercase"
+    );
+}
+
+// ---------------------------------------------------------------- resources and limits
+
+fn cpu(quantity: &str, millicores: u64) -> Option<preview_spec::Cpu> {
+    Some(preview_spec::Cpu {
+        quantity: quantity.into(),
+        millicores,
+    })
+}
+
+fn memory(quantity: &str, bytes: u64) -> Option<preview_spec::Memory> {
+    Some(preview_spec::Memory {
+        quantity: quantity.into(),
+        bytes,
+    })
+}
+
+#[test]
+fn resources_keep_what_was_written_and_the_number() {
+    let spec = example();
+    assert_eq!(
+        app(&spec, "staging", "catalog").resources,
+        Resources {
+            cpu: cpu("250m", 250),
+            memory: memory("128Mi", 128 << 20),
+            processes: None,
+        }
+    );
+    let text = "project: p\nservices:\n  web:\n    run: x\n    resources: { cpu: 1.5, memory: 1G, processes: 512 }\nenvironments: {staging: {}}\n";
+    let spec = parse_spec("p.yaml", text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        app(&spec, "staging", "web").resources,
+        Resources {
+            cpu: cpu("1.5", 1500),
+            memory: memory("1G", 1_000_000_000),
+            processes: Some(512),
+        }
+    );
+}
+
+#[test]
+fn limits_layer_key_by_key() {
+    let text = "project: p\n\
+                limits: { cpu: 4, memory: 8Gi }\n\
+                services:\n\
+                \x20 web:\n\
+                \x20   run: x\n\
+                \x20   resources: { memory: 2Gi }\n\
+                environments:\n\
+                \x20 production:\n\
+                \x20   limits: { memory: 16Gi, processes: 10000 }\n\
+                \x20 staging: {}\n\
+                previews:\n\
+                \x20 blueprint: production\n\
+                \x20 limits: { memory: 2Gi }\n";
+    let spec = parse_spec("p.yaml", text).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        spec.environments["production"].limits,
+        Resources {
+            cpu: cpu("4", 4000),
+            memory: memory("16Gi", 16 << 30),
+            processes: Some(10_000),
+        }
+    );
+    // Keys nobody set have no total outside previews.
+    assert_eq!(
+        spec.environments["staging"].limits,
+        Resources {
+            cpu: cpu("4", 4000),
+            memory: memory("8Gi", 8 << 30),
+            processes: None,
+        }
+    );
+    // Previews: the project's, then `previews.limits`, then the built-in defaults; never the blueprint's own.
+    // An app may ask for its environment's whole total.
+    let preview = &spec.previews.as_ref().expect("previews").template;
+    assert_eq!(
+        preview.limits,
+        Resources {
+            cpu: cpu("4", 4000),
+            memory: memory("2Gi", 2 << 30),
+            processes: Some(4096),
+        }
+    );
+}
+
+#[test]
+fn previews_and_clones_always_have_totals() {
+    let text = "project: p\nenvironments:\n  production: {}\n  staging: {}\npreviews:\n  blueprint: staging\n";
+    let spec = parse_spec("p.yaml", text).unwrap_or_else(|e| panic!("{e}"));
+    let defaults = Resources {
+        cpu: cpu("2", 2000),
+        memory: memory("4Gi", 4 << 30),
+        processes: Some(4096),
+    };
+    assert_eq!(spec.environments["staging"].limits, Resources::default());
+    let preview = &spec.previews.as_ref().expect("previews").template;
+    assert_eq!(preview.limits, defaults);
+    // A clone is a preview, whatever it was cloned from and even without a preview policy.
+    let (_, qa) = preview_spec::clone_environment("p.yaml", text, "production", "qa")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(qa.limits, defaults);
+    let without_policy = "project: p\nenvironments:\n  production: {}\n";
+    let (_, qa) = preview_spec::clone_environment("p.yaml", without_policy, "production", "qa")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(qa.limits, defaults);
+    let (_, qa) = preview_spec::clone_environment("shop.yaml", EXAMPLE, "production", "qa")
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        qa.limits.cpu,
+        cpu("4", 4000),
+        "previews.limits of the example"
+    );
+}
+
+#[test]
+fn a_clone_is_checked_against_the_preview_totals() {
+    let text = "project: p\nservices:\n  web:\n    run: x\n    resources: { memory: 6Gi }\nenvironments:\n  production:\n    limits: { memory: 8Gi }\n";
+    assert!(parse_spec("p.yaml", text).is_ok());
+    let errors = preview_spec::clone_environment("p.yaml", text, "production", "qa")
+        .expect_err("6Gi is more than previews get");
+    assert_eq!(
+        errors.to_string(),
+        "p.yaml:5:26 services.web.resources.memory: 6Gi is more than the total of environment `qa` (4Gi, the default total for previews; raise it with previews.limits.memory)"
     );
 }
