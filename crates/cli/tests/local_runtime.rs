@@ -211,6 +211,7 @@ fn two_environments_serve_their_own_apps_survive_crashes_and_daemon_restarts() {
     let dir = TempDir::new("local-two-environments");
     let repo = shop_repository(dir.path());
     let data = dir.path().join("data");
+    let _accounts = support::ReleaseAccounts(data.clone());
     let daemon = local_daemon(&data, "21000-21999");
     // Previews are protected by a shared token; staging is not.
     let spec = repo.join("examples/shop/demo.yaml");
@@ -437,6 +438,7 @@ fn redeploys_drop_no_request_and_an_unhealthy_version_is_rolled_back() {
     let repo = shop_repository(dir.path());
     let first = git(&repo, &["rev-parse", "HEAD"]);
     let data = dir.path().join("data");
+    let _accounts = support::ReleaseAccounts(data.clone());
     let daemon = local_daemon(&data, "22000-22999");
     register_shop(&daemon, &repo);
     ok(daemon.cli(&["env", "create", "staging"]));

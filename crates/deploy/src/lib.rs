@@ -16,6 +16,6 @@ mod steps;
 pub use engine::{DeploymentRequest, Engine, EngineConfig, EngineError};
 pub use recording::{Fault, FaultKind, RecordingRuntime, read_state};
 pub use runtime::{
-    EnvironmentAddress, LogChunk, NoSecrets, Observed, Runtime, RuntimeError, SecretSource,
-    ServiceStatus, StepLog,
+    EnvironmentAddress, LogChunk, NoSecrets, Observed, Protection, Runtime, RuntimeError,
+    SecretSource, ServiceStatus, StepLog,
 };

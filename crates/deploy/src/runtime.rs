@@ -109,6 +109,12 @@ pub trait Runtime: Send + Sync {
         Vec::new()
     }
 
+    /// How the environment is kept apart from the others, protection by protection, for `preview env show`;
+    /// empty when the runtime says nothing about it.
+    async fn isolation(&self, _env: &EnvironmentAddress) -> Vec<Protection> {
+        Vec::new()
+    }
+
     /// A service's captured output from byte `from` on.
     async fn logs(
         &self,
@@ -138,6 +144,16 @@ pub struct ServiceStatus {
     pub last_exit: Option<String>,
     /// Where it listens, e.g. `127.0.0.1:20016`.
     pub address: Option<String>,
+}
+
+/// One way an environment is kept apart from the others, as a runtime enforces it.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Protection {
+    /// `users`, `files`, `network` or `limits`.
+    pub name: String,
+    pub in_effect: bool,
+    /// What it amounts to for this environment, or why it is off.
+    pub detail: String,
 }
 
 /// Part of a service's log.

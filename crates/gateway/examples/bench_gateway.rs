@@ -27,6 +27,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             state: RouteState::Serving,
             backends: vec![Backend {
                 address: SocketAddr::from(([127, 0, 0, 1], backend)),
+                network: None,
             }],
             access: None,
         },

@@ -1,8 +1,11 @@
 //! Forwarding one request: find the route by Host, add the forwarding headers, send it to the app over a pooled
 //! connection, and tunnel WebSocket upgrades; answer with a page that names the environment when it cannot.
 
+use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
 
 use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::body::{Bytes, Incoming};
@@ -10,12 +13,11 @@ use hyper::client::conn::http1::SendRequest;
 use hyper::header::{self, HeaderMap, HeaderName, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioIo};
 
 use crate::access::Verdict;
 use crate::challenges::{CHALLENGE_PATH, Challenges};
-use crate::routes::{RouteState, Routes, normalize_host};
+use crate::routes::{Backend, RouteState, Routes, normalize_host};
 
 pub type Body = BoxBody<Bytes, hyper::Error>;
 
@@ -42,13 +44,14 @@ const SMALL_BODY: u64 = 16 * 1024;
 pub struct Proxy {
     routes: Arc<Routes>,
     challenges: Arc<Challenges>,
-    client: Client<HttpConnector, Incoming>,
+    client: Client<Connector, Incoming>,
 }
 
 impl Proxy {
     pub fn new(routes: Arc<Routes>) -> Proxy {
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
+        let connector = Connector {
+            routes: Arc::clone(&routes),
+        };
         let client = Client::builder(TokioExecutor::new())
             .pool_max_idle_per_host(64)
             .build(connector);
@@ -166,7 +169,7 @@ impl Proxy {
                 let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
                 let target = match own_connection {
                     Some(_) => path.to_owned(),
-                    None => format!("http://{}{path}", backend.address),
+                    None => format!("http://{}{path}", pool_authority(backend)),
                 };
                 match target.parse::<hyper::Uri>() {
                     Ok(uri) => Some(uri),
@@ -194,7 +197,7 @@ impl Proxy {
         forwarded_headers(&mut parts.headers, downstream, host);
         let outgoing = Request::from_parts(parts, body);
         let sent = match own_connection {
-            Some(affinity) => affinity.send(backend.address, outgoing).await,
+            Some(affinity) => affinity.send(backend, outgoing).await,
             None => self
                 .client
                 .request(outgoing)
@@ -286,13 +289,13 @@ impl Downstream {
 /// (the route was switched to a new version) opens a new one.
 #[derive(Default)]
 struct Affinity {
-    upstream: Mutex<Option<(SocketAddr, SendRequest<Incoming>)>>,
+    upstream: Mutex<Option<(Backend, SendRequest<Incoming>)>>,
 }
 
 impl Affinity {
     async fn send(
         &self,
-        address: SocketAddr,
+        backend: &Backend,
         request: Request<Incoming>,
     ) -> Result<Response<Incoming>, String> {
         let cached = self
@@ -300,14 +303,14 @@ impl Affinity {
             .lock()
             .ok()
             .and_then(|mut upstream| upstream.take())
-            .filter(|(to, sender)| *to == address && !sender.is_closed())
+            .filter(|(to, sender)| to == backend && !sender.is_closed())
             .map(|(_, sender)| sender);
         let mut sender = match cached {
             Some(sender) => sender,
-            None => connect(address).await?,
+            None => connect(backend).await?,
         };
         if sender.ready().await.is_err() {
-            sender = connect(address).await?;
+            sender = connect(backend).await?;
         }
         let response = match sender.try_send_request(request).await {
             Ok(response) => response,
@@ -315,7 +318,7 @@ impl Affinity {
             // once more on a new connection.
             Err(mut error) => match error.take_message() {
                 Some(request) => {
-                    sender = connect(address).await?;
+                    sender = connect(backend).await?;
                     sender
                         .send_request(request)
                         .await
@@ -325,22 +328,94 @@ impl Affinity {
             },
         };
         if let Ok(mut upstream) = self.upstream.lock() {
-            *upstream = Some((address, sender));
+            *upstream = Some((backend.clone(), sender));
         }
         Ok(response)
     }
 }
 
-async fn connect(address: SocketAddr) -> Result<SendRequest<Incoming>, String> {
-    let stream = tokio::net::TcpStream::connect(address)
+/// A TCP connection to `address`, from a socket of `network` when the backend lives in another network.
+async fn dial(
+    address: SocketAddr,
+    network: Option<&Arc<dyn crate::routes::Network>>,
+) -> std::io::Result<tokio::net::TcpStream> {
+    let stream = match network {
+        Some(network) => network.socket()?.connect(address).await?,
+        None => tokio::net::TcpStream::connect(address).await?,
+    };
+    let _ = stream.set_nodelay(true);
+    Ok(stream)
+}
+
+async fn connect(backend: &Backend) -> Result<SendRequest<Incoming>, String> {
+    let address = backend.address;
+    let stream = dial(address, backend.network.as_ref())
         .await
         .map_err(|e| format!("cannot connect to {address}: {e}"))?;
-    let _ = stream.set_nodelay(true);
     let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
         .await
         .map_err(|e| e.to_string())?;
     tokio::spawn(connection);
     Ok(sender)
+}
+
+/// How the pool names a backend: its address, or `<network>.<ip>:<port>` for one in another network, which the
+/// [`Connector`] finds again in the route table.
+fn pool_authority(backend: &Backend) -> String {
+    match &backend.network {
+        Some(network) => format!(
+            "{}.{}:{}",
+            network.name(),
+            backend.address.ip(),
+            backend.address.port()
+        ),
+        None => backend.address.to_string(),
+    }
+}
+
+/// The pool's connector (HTTP/2 streams and upgrades): a URI of [`pool_authority`] back to a connection.
+#[derive(Clone)]
+pub(crate) struct Connector {
+    routes: Arc<Routes>,
+}
+
+impl tower_service::Service<hyper::Uri> for Connector {
+    type Response = TokioIo<tokio::net::TcpStream>;
+    type Error = std::io::Error;
+    type Future = Pin<Box<dyn Future<Output = std::io::Result<Self::Response>> + Send>>;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, uri: hyper::Uri) -> Self::Future {
+        let routes = Arc::clone(&self.routes);
+        Box::pin(async move {
+            let invalid = || {
+                std::io::Error::new(
+                    std::io::ErrorKind::InvalidInput,
+                    format!("`{uri}` names no backend"),
+                )
+            };
+            let host = uri.host().ok_or_else(invalid)?;
+            let port = uri.port_u16().ok_or_else(invalid)?;
+            let stream = match host.parse::<IpAddr>() {
+                Ok(ip) => dial(SocketAddr::new(ip, port), None).await?,
+                Err(_) => {
+                    let (name, ip) = host.split_once('.').ok_or_else(invalid)?;
+                    let ip: IpAddr = ip.parse().map_err(|_| invalid())?;
+                    let network = routes.snapshot().network(name).ok_or_else(|| {
+                        std::io::Error::new(
+                            std::io::ErrorKind::NotFound,
+                            format!("the network `{name}` is gone"),
+                        )
+                    })?;
+                    dial(SocketAddr::new(ip, port), Some(&network)).await?
+                }
+            };
+            Ok(TokioIo::new(stream))
+        })
+    }
 }
 
 fn is_upgrade(headers: &HeaderMap) -> bool {

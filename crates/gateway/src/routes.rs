@@ -4,10 +4,29 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
-/// Where requests for a route go.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Where requests for a route go: an address, in the gateway's own network or in another one (an
+/// environment's network namespace, whose loopback only sockets made inside it reach).
+#[derive(Debug, Clone)]
 pub struct Backend {
     pub address: SocketAddr,
+    pub network: Option<Arc<dyn Network>>,
+}
+
+impl PartialEq for Backend {
+    fn eq(&self, other: &Backend) -> bool {
+        self.address == other.address
+            && self.network.as_ref().map(|n| n.name()) == other.network.as_ref().map(|n| n.name())
+    }
+}
+
+impl Eq for Backend {}
+
+/// A network other than the gateway's own, in which sockets are made on its behalf.
+pub trait Network: Send + Sync + std::fmt::Debug {
+    /// Unique among the networks of a table, without a `.`.
+    fn name(&self) -> &str;
+    /// A new IPv4 TCP socket inside the network, to connect from.
+    fn socket(&self) -> std::io::Result<tokio::net::TcpSocket>;
 }
 
 /// What the environment behind a route is doing, for the pages the gateway shows when it cannot forward.
@@ -35,6 +54,8 @@ pub struct RouteTable {
     exact: HashMap<String, Arc<Route>>,
     /// `*.shop.localhost` is stored under `shop.localhost`.
     wildcard: HashMap<String, Arc<Route>>,
+    /// The networks the routes' backends live in, by name.
+    networks: HashMap<String, Arc<dyn Network>>,
 }
 
 /// `Shop.LOCALHOST.:8443` → `shop.localhost`: what a Host header or SNI name is compared as.
@@ -61,6 +82,10 @@ fn is_normal(host: &str) -> bool {
 impl RouteTable {
     /// Adds `route` under `hostname` (`*.x.y` for a wildcard). A later route for the same name replaces it.
     pub fn insert(&mut self, hostname: &str, route: Route) {
+        for network in route.backends.iter().filter_map(|b| b.network.as_ref()) {
+            self.networks
+                .insert(network.name().to_owned(), Arc::clone(network));
+        }
         let route = Arc::new(route);
         let hostname = normalize_host(hostname);
         match hostname.strip_prefix("*.") {
@@ -84,6 +109,11 @@ impl RouteTable {
         }
         let (_, parent) = host.split_once('.')?;
         self.wildcard.get(parent).map(Arc::clone)
+    }
+
+    /// The network of that name some backend lives in.
+    pub fn network(&self, name: &str) -> Option<Arc<dyn Network>> {
+        self.networks.get(name).map(Arc::clone)
     }
 
     pub fn len(&self) -> usize {
@@ -132,6 +162,7 @@ mod tests {
             state: RouteState::Serving,
             backends: vec![Backend {
                 address: SocketAddr::from(([127, 0, 0, 1], 8080)),
+                network: None,
             }],
             access: None,
         }

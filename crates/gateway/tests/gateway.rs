@@ -59,7 +59,10 @@ fn route(service: &str, environment: &str, state: RouteState, backend: SocketAdd
         environment: environment.into(),
         service: service.into(),
         state,
-        backends: vec![Backend { address: backend }],
+        backends: vec![Backend {
+            address: backend,
+            network: None,
+        }],
         access: None,
     }
 }
@@ -571,4 +574,57 @@ async fn protected_previews_want_their_token_or_password() {
     let bad = format!("Basic {}", basic_credentials("reviewer", "nope"));
     let (status, _, _) = request(gateway, host, "/", &[("authorization", &bad)]).await;
     assert_eq!(status, 401);
+}
+
+/// A network whose sockets are the host's, counting how many the gateway made through it.
+#[derive(Debug)]
+struct Elsewhere {
+    made: std::sync::atomic::AtomicUsize,
+}
+
+impl Network for Elsewhere {
+    fn name(&self) -> &str {
+        "elsewhere"
+    }
+
+    fn socket(&self) -> std::io::Result<tokio::net::TcpSocket> {
+        self.made.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        tokio::net::TcpSocket::new_v4()
+    }
+}
+
+#[tokio::test]
+async fn backends_in_another_network_are_reached_through_its_sockets() {
+    let (app, chat) = (echo_app("web").await, websocket_echo_app().await);
+    let network = Arc::new(Elsewhere {
+        made: std::sync::atomic::AtomicUsize::new(0),
+    });
+    let through = |service: &str, address| {
+        let mut route = route(service, "pr-9", RouteState::Serving, address);
+        route.backends[0].network = Some(Arc::clone(&network) as Arc<dyn Network>);
+        route
+    };
+    let routes = routes_of(vec![
+        ("web-pr-9.shop.localhost", through("web", app)),
+        ("ws-pr-9.shop.localhost", through("chat", chat)),
+    ]);
+    let gateway = gateway(routes, None).await;
+    let made = || network.made.load(std::sync::atomic::Ordering::SeqCst);
+    // HTTP/1.1 requests: the client connection's own upstream connection.
+    let (status, body) = get(gateway, "web-pr-9.shop.localhost", "/inside").await;
+    assert_eq!((status, body.split(' ').nth(1)), (200, Some("/inside")));
+    assert_eq!(made(), 1);
+    // An upgrade goes through the pool, whose connector finds the network by name in the route table.
+    let mut stream = tokio::net::TcpStream::connect(gateway)
+        .await
+        .expect("connect");
+    stream
+        .write_all(
+            b"GET /socket HTTP/1.1\r\nHost: ws-pr-9.shop.localhost\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n",
+        )
+        .await
+        .expect("upgrade request");
+    let head = read_head(&mut stream).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    assert_eq!(made(), 2);
 }

@@ -1,8 +1,8 @@
-//! Signals to whole process groups: the one place this crate needs a system call std does not offer.
+//! Signals to processes and to whole process groups.
 
 /// Sends `signal` to every process of the group `group`; `false` if none is left.
 #[allow(unsafe_code)]
-pub(crate) fn signal_group(group: u32, signal: i32) -> bool {
+pub fn signal_group(group: u32, signal: i32) -> bool {
     let Ok(group) = i32::try_from(group) else {
         return false;
     };
@@ -14,10 +14,24 @@ pub(crate) fn signal_group(group: u32, signal: i32) -> bool {
     unsafe { libc::kill(-group, signal) == 0 }
 }
 
+/// Sends `signal` to the process `pid`; `false` if it is gone (or not ours to signal).
+#[allow(unsafe_code)]
+pub fn signal_process(pid: u32, signal: i32) -> bool {
+    let Ok(pid) = i32::try_from(pid) else {
+        return false;
+    };
+    if pid <= 1 {
+        // 0, -1 and 1 would address our own group, every process, or init: never.
+        return false;
+    }
+    // SAFETY: kill(2) takes plain integers and touches no memory of ours.
+    unsafe { libc::kill(pid, signal) == 0 }
+}
+
 /// True while any process of the group exists.
-pub(crate) fn group_alive(group: u32) -> bool {
+pub fn group_alive(group: u32) -> bool {
     signal_group(group, 0)
 }
 
-pub(crate) const SIGTERM: i32 = libc::SIGTERM;
-pub(crate) const SIGKILL: i32 = libc::SIGKILL;
+pub const SIGTERM: i32 = libc::SIGTERM;
+pub const SIGKILL: i32 = libc::SIGKILL;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use preview_deploy::{EnvironmentAddress, LogChunk, RuntimeError, StepLog};
+use preview_isolation::{CgroupLimits, Netns};
 use preview_plan::Resource;
 use preview_secrets::Secret;
 use serde_json::Value;
@@ -16,8 +17,9 @@ use crate::builds::{BuildRequest, tail};
 use crate::health::Probe;
 use crate::ports::is_free;
 use crate::runtime::{LocalRuntime, Version};
+use crate::spaces::{DEFAULT_TASKS, Work, memory};
 use crate::strays::MARKER_VARIABLE;
-use crate::supervisor::{ProcessSpec, Supervised};
+use crate::supervisor::{Place, ProcessSpec, Supervised};
 
 /// Logs rotate past this size; one previous file is kept.
 const LOG_LIMIT: u64 = 8 * 1024 * 1024;
@@ -32,6 +34,8 @@ struct Workload {
     health: Option<Health>,
     variables: Vec<(String, Value)>,
     source: Option<BuildRequest>,
+    /// What its own cgroup allows (`resources` of an app; a job has only the default task limit).
+    limits: CgroupLimits,
 }
 
 struct Health {
@@ -55,8 +59,18 @@ fn service_of(id: &str) -> String {
     id.split_once('/').map_or(id, |(_, name)| name).to_owned()
 }
 
+/// The limits in a resource's `resources` (`{"cpu": {"millicores"}, "memory": {"bytes"}, "processes"}`), with
+/// the default task limit when it sets none.
+fn limits(resources: &Value) -> CgroupLimits {
+    CgroupLimits {
+        cpu_millicores: resources["cpu"]["millicores"].as_u64(),
+        memory_bytes: resources["memory"]["bytes"].as_u64(),
+        tasks: Some(resources["processes"].as_u64().unwrap_or(DEFAULT_TASKS)),
+    }
+}
+
 impl Workload {
-    fn parse(project: &str, resource: &Resource, command_key: &str) -> Workload {
+    fn parse(resource: &Resource, command_key: &str) -> Workload {
         let c = &resource.content;
         let service = service_of(&resource.id);
         let health = c["health"].as_object().map(|health| {
@@ -92,7 +106,6 @@ impl Workload {
             })
             .unwrap_or_default();
         let source = c["source"].as_object().map(|source| BuildRequest {
-            project: project.to_owned(),
             service: service.clone(),
             command: None,
             repository: text(&source["repository"]).unwrap_or_default(),
@@ -105,8 +118,18 @@ impl Workload {
             health,
             variables,
             source,
+            limits: limits(&c["resources"]),
         }
     }
+}
+
+/// Where a job or app version runs, and the `HOME` it sees there.
+struct Running {
+    place: Place,
+    home: PathBuf,
+    network: Option<Arc<Netns>>,
+    /// Its memory limits as people read them, for the message when the kernel kills it.
+    memory_limit: Option<String>,
 }
 
 impl LocalRuntime {
@@ -118,35 +141,85 @@ impl LocalRuntime {
     ) -> Result<(), RuntimeError> {
         let c = &resource.content;
         let request = BuildRequest {
-            project: env.project.clone(),
             service: text(&c["service"]).unwrap_or_else(|| service_of(&resource.id)),
             command: text(&c["command"]),
             repository: text(&c["repository"]).unwrap_or_default(),
             directory: text(&c["directory"]).unwrap_or_default(),
             commit: text(&c["commit"]).unwrap_or_default(),
         };
-        let done = self
-            .builds
-            .build(&request)
-            .await
-            .map_err(RuntimeError::new)?;
+        let done = self.build(env, &request).await.map_err(RuntimeError::new)?;
         log.line(done);
         self.record(env, resource)
     }
 
-    /// Where a workload's commands run: the spec's directory in the checkout of its commit.
-    async fn workdir(&self, workload: &Workload) -> Result<PathBuf, RuntimeError> {
+    /// Where a workload runs: in the spec's directory of its builder's checkout of its commit; in a sandbox of the
+    /// environment's space (in a cgroup `unit` of the environment's) when environments are isolated.
+    async fn running(
+        &self,
+        env: &EnvironmentAddress,
+        workload: &Workload,
+        unit: String,
+    ) -> Result<Running, RuntimeError> {
         let Some(source) = &workload.source else {
             return Err(RuntimeError::new(format!(
                 "`{}` has no commit to run from: the project's spec is not inside a git repository; commit it to one and register it again",
                 workload.service
             )));
         };
-        self.builds
-            .checkout(&source.repository, &source.commit)
+        let builder = self.builder(env);
+        let tree = self
+            .checkout(env, &builder, &source.repository, &source.commit)
             .await
             .map_err(RuntimeError::new)?;
-        Ok(self.builds.workdir(source))
+        let dir = self.dir_of(env);
+        let home = dir.home(&workload.service);
+        let space = self.with_state(env, |s| s.space.clone());
+        let owner = space.as_ref().map(|s| s.user);
+        for path in [dir.path.join("home"), home.clone()] {
+            crate::trees::own_dir(&path, None, 0o700).map_err(RuntimeError::new)?;
+        }
+        crate::trees::own_dir(&home, owner, 0o700).map_err(RuntimeError::new)?;
+        let memory_limit = {
+            let own = workload.limits.memory_bytes.map(memory);
+            let total = space
+                .as_ref()
+                .and_then(|s| s.limits.memory_bytes)
+                .map(|b| format!("environment total {}", memory(b)));
+            match (own, total) {
+                (Some(own), Some(total)) => Some(format!("{own}; {total}")),
+                (own, total) => own.or(total),
+            }
+        };
+        match (&self.isolation, space) {
+            (Some(isolation), Some(space)) => {
+                let (sandbox, home) = isolation
+                    .sandbox(
+                        env,
+                        &space,
+                        Work::Run {
+                            tree: &tree,
+                            directory: &source.directory,
+                            home: &home,
+                            tmp: &dir.tmp(),
+                            unit,
+                            limits: workload.limits,
+                        },
+                    )
+                    .map_err(RuntimeError::new)?;
+                Ok(Running {
+                    place: Place::Sandbox(Arc::new(sandbox)),
+                    home,
+                    network: space.netns.clone(),
+                    memory_limit,
+                })
+            }
+            _ => Ok(Running {
+                place: Place::Host(tree.join(&source.directory)),
+                home,
+                network: None,
+                memory_limit: None,
+            }),
+        }
     }
 
     /// The workload's variables with secrets filled in, plus the runtime's own. Each value is a [`Secret`], so
@@ -186,45 +259,30 @@ impl LocalRuntime {
         Ok(assembled)
     }
 
-    fn prepare_home(
-        &self,
-        env: &EnvironmentAddress,
-        service: &str,
-    ) -> Result<PathBuf, RuntimeError> {
-        let dir = self.dir_of(env);
-        let home = dir.home(service);
-        for path in [dir.path.join("home"), home.clone()] {
-            crate::runtime::create_passable_dir(&path).map_err(RuntimeError::new)?;
-        }
-        if let Some((uid, gid)) = self.config.run_as {
-            std::os::unix::fs::chown(&home, Some(uid), Some(gid)).map_err(|e| {
-                RuntimeError::new(format!("cannot hand {} to uid {uid}: {e}", home.display()))
-            })?;
-        }
-        Ok(home)
-    }
-
     pub(crate) async fn apply_job(
         &self,
         env: &EnvironmentAddress,
         resource: &Resource,
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
-        let workload = Workload::parse(&env.project, resource, "command");
+        let workload = Workload::parse(resource, "command");
         let Some(command) = workload.command.clone() else {
             return Err(RuntimeError::new(format!(
                 "job `{}` has no command for the local runtime",
                 workload.service
             )));
         };
-        let workdir = self.workdir(&workload).await?;
-        let home = self.prepare_home(env, &workload.service)?;
-        let variables = self.environment(env, &workload, &home, None).await?;
+        let running = self
+            .running(env, &workload, format!("job-{}", workload.service))
+            .await?;
+        let variables = self
+            .environment(env, &workload, &running.home, None)
+            .await?;
         let log_path = self.dir_of(env).log_path(&workload.service);
         let process = Supervised::start(self.process_spec(
             &workload.service,
             command,
-            workdir,
+            running,
             variables,
             log_path.clone(),
         ))
@@ -253,21 +311,21 @@ impl LocalRuntime {
         &self,
         name: &str,
         command: String,
-        dir: PathBuf,
+        running: Running,
         env: Vec<(String, Secret)>,
         log: PathBuf,
     ) -> ProcessSpec {
         ProcessSpec {
             name: name.to_owned(),
             command,
-            dir,
+            place: running.place,
             env,
             log,
             log_limit: LOG_LIMIT,
             grace: self.config.grace,
             backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
-            run_as: self.config.run_as,
+            memory_limit: running.memory_limit,
         }
     }
 
@@ -277,12 +335,13 @@ impl LocalRuntime {
         resource: &Resource,
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
-        let workload = Workload::parse(&env.project, resource, "run");
+        let workload = Workload::parse(resource, "run");
         let service = workload.service.clone();
         let current = self.with_state(env, |s| s.versions.get(&service).map(|v| v.hash.clone()));
         if current.as_deref() == Some(resource.hash.as_str()) {
             return self.record(env, resource);
         }
+        self.ensure_service_port(env, &service)?;
         let port = self.version_port(env)?;
         let started = self
             .start_version(env, &workload, port, &resource.hash, log)
@@ -350,9 +409,13 @@ impl LocalRuntime {
                 "app `{service}` has no `run` command for the local runtime"
             )));
         };
-        let workdir = self.workdir(workload).await?;
-        let home = self.prepare_home(env, service)?;
-        let variables = self.environment(env, workload, &home, Some(port)).await?;
+        let running = self
+            .running(env, workload, format!("app-{service}-{port}"))
+            .await?;
+        let network = running.network.clone();
+        let variables = self
+            .environment(env, workload, &running.home, Some(port))
+            .await?;
         let secrets: Vec<String> = variables
             .iter()
             .filter(|(name, _)| {
@@ -368,7 +431,7 @@ impl LocalRuntime {
             Supervised::start(self.process_spec(
                 service,
                 command,
-                workdir,
+                running,
                 variables,
                 log_path.clone(),
             ))
@@ -383,6 +446,7 @@ impl LocalRuntime {
             supervised,
             port,
             hash: hash.to_owned(),
+            network,
         };
         if let Err(reason) = self.wait_until_healthy(&version, workload).await {
             version.supervised.stop().await;
@@ -416,6 +480,7 @@ impl LocalRuntime {
                 .map(|exit| format!("it exited ({exit}) before it was healthy"))
         };
         crate::health::wait_until_healthy(
+            version.network.as_deref(),
             &probe,
             version.address(),
             interval,
@@ -432,16 +497,14 @@ impl LocalRuntime {
         let key = format!("{}/{}", env.project, env.environment);
         let block = match self.ports.get(&key) {
             Some(block) => block,
-            None => self
-                .ports
-                .assign(&key, &[], &mut |base| is_free(base))
-                .map_err(RuntimeError::new)?,
+            None => self.assign_block(env, &[])?,
         };
+        let network = self.network_of(env);
         self.with_state(env, |s| {
             let port = block.version_ports().find(|port| {
                 !s.starting.contains(port)
                     && !s.versions.values().any(|v| v.port == *port)
-                    && is_free(*port)
+                    && is_free(*port, network.as_deref())
             })?;
             s.starting.insert(port);
             Some(port)

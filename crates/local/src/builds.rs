@@ -1,19 +1,31 @@
-//! Builds: a checkout of a commit (an export of the repository at that commit, shared by every environment at
-//! the same commit), and each app's build command run in it once. Builds see no secrets and none of the daemon's
-//! environment but what compilers need to find themselves; `PREVIEW_BUILD_CACHE` is a directory kept between
-//! builds of the project, for compiler caches; builds sharing it run one at a time.
+//! Builds: a checkout of a commit for each builder (an export of the repository at that commit), and each app's
+//! build command run in it once per command. Builds see no secrets and none of the daemon's environment but what
+//! compilers need to find themselves; `PREVIEW_BUILD_CACHE` is kept between a builder's builds (compiler caches);
+//! builds sharing a cache run one at a time.
+//!
+//! When environments are isolated, the checkout and the build run as the builder, in a sandbox of the
+//! environment's space: the repository's git directory read-only, the checkout and the cache its own, the tools
+//! it may use read-only, and `HOME` inside its cache, so that tool caches (cargo's registry, npm's cache) are
+//! kept too. A preview's cache starts as a copy of its project's: quick first builds, and nothing a pull request
+//! writes reaches the project's cache.
 
 use std::collections::HashMap;
+use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use preview_deploy::EnvironmentAddress;
+use preview_isolation::{Cgroup, Sandbox};
 use tokio::process::Command;
+
+use crate::layout::{self, Builder};
+use crate::runtime::LocalRuntime;
+use crate::spaces::{Space, Work};
 
 /// What to build: the fields of a `build/<service>` resource.
 #[derive(Debug, Clone)]
 pub(crate) struct BuildRequest {
-    pub project: String,
     pub service: String,
     pub command: Option<String>,
     pub repository: String,
@@ -21,14 +33,24 @@ pub(crate) struct BuildRequest {
     pub commit: String,
 }
 
-pub(crate) struct Builds {
-    root: PathBuf,
-    cache: PathBuf,
-    /// One lock per checkout and per build, so that environments at the same commit wait for each other.
+/// One lock per checkout and per build, so that environments at the same commit wait for each other.
+#[derive(Default)]
+pub(crate) struct BuildLocks {
     locks: Mutex<HashMap<PathBuf, Arc<tokio::sync::Mutex<()>>>>,
 }
 
-/// Variables a build inherits from the daemon, when set: where the tools and their caches are.
+impl BuildLocks {
+    fn lock(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = match self.locks.lock() {
+            Ok(locks) => locks,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        Arc::clone(locks.entry(path.to_path_buf()).or_default())
+    }
+}
+
+/// Variables a build inherits from the daemon, when set, if it runs as the daemon's user: where the tools and
+/// their caches are.
 const INHERITED: [&str; 7] = [
     "PATH",
     "HOME",
@@ -39,75 +61,183 @@ const INHERITED: [&str; 7] = [
     "GOPATH",
 ];
 
-impl Builds {
-    pub(crate) fn new(root: PathBuf, cache: PathBuf) -> Builds {
-        Builds {
-            root,
-            cache,
-            locks: Mutex::new(HashMap::new()),
+/// Where and how a one-off command runs.
+struct Once {
+    sandbox: Option<Sandbox>,
+    /// The working directory when there is no sandbox.
+    dir: PathBuf,
+    variables: Vec<(String, OsString)>,
+}
+
+/// Kills whatever is left in a one-off command's cgroup, also when the command is abandoned (a deployment that
+/// timed out or was cancelled drops it).
+struct Reaper(Option<Cgroup>);
+
+impl Drop for Reaper {
+    fn drop(&mut self) {
+        if let Some(cgroup) = self.0.take()
+            && let Ok(handle) = tokio::runtime::Handle::try_current()
+        {
+            handle.spawn(async move {
+                let _ = cgroup.kill_all(Duration::from_secs(10)).await;
+                let _ = cgroup.remove();
+            });
         }
     }
+}
 
-    fn lock(&self, path: &Path) -> Arc<tokio::sync::Mutex<()>> {
-        let mut locks = match self.locks.lock() {
-            Ok(locks) => locks,
-            Err(poisoned) => poisoned.into_inner(),
-        };
-        Arc::clone(locks.entry(path.to_path_buf()).or_default())
+/// Runs `script` with `/bin/sh -c` to its end, its output going to `log`.
+async fn run_once(
+    once: Once,
+    script: &str,
+    log: &Path,
+) -> Result<std::process::ExitStatus, String> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let output = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(log)
+        .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
+    let errors = output
+        .try_clone()
+        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    let mut command = Command::new("/bin/sh");
+    command
+        .arg("-c")
+        .arg(script)
+        .env_clear()
+        .envs(once.variables)
+        .stdin(std::process::Stdio::null())
+        .stdout(output)
+        .stderr(errors)
+        .kill_on_drop(true);
+    let reaper = Reaper(once.sandbox.as_ref().and_then(|s| s.cgroup.clone()));
+    match &once.sandbox {
+        Some(sandbox) => sandbox.apply(&mut command).map_err(|e| e.to_string())?,
+        None => {
+            command.current_dir(&once.dir);
+        }
+    }
+    let status = command.status().await.map_err(|e| {
+        // A sandbox that could not be entered says where in the log.
+        let said = tail(log, 3);
+        format!(
+            "cannot start `{script}`: {e}{}",
+            if said.is_empty() {
+                String::new()
+            } else {
+                format!(" ({said})")
+            }
+        )
+    })?;
+    // What it left running in the background goes now, not later.
+    if let Some(cgroup) = &reaper.0 {
+        let _ = cgroup.kill_all(Duration::from_secs(10)).await;
+    }
+    Ok(status)
+}
+
+impl LocalRuntime {
+    /// Who builds the environment's apps: the project's builder, or a preview's own.
+    pub(crate) fn builder(&self, env: &EnvironmentAddress) -> Builder {
+        let preview = self.with_state(env, |s| s.preview);
+        Builder::of(
+            &self.config.dir,
+            &self.config.build_cache,
+            &env.project,
+            preview.then_some(env.environment.as_str()),
+        )
     }
 
-    /// The checkout of `commit`: `<root>/<commit>/tree`.
-    pub(crate) fn tree(&self, commit: &str) -> PathBuf {
-        self.root.join(commit).join("tree")
+    fn space(&self, env: &EnvironmentAddress) -> Option<Arc<Space>> {
+        self.with_state(env, |s| s.space.clone())
     }
 
-    /// Where the service's commands run: the spec's directory inside the checkout.
-    pub(crate) fn workdir(&self, request: &BuildRequest) -> PathBuf {
-        self.tree(&request.commit).join(&request.directory)
-    }
-
-    /// Makes the checkout of the commit if it does not exist yet.
-    pub(crate) async fn checkout(&self, repository: &str, commit: &str) -> Result<PathBuf, String> {
+    /// Makes the builder's checkout of the commit if it does not exist yet; returns its tree.
+    pub(crate) async fn checkout(
+        &self,
+        env: &EnvironmentAddress,
+        builder: &Builder,
+        repository: &str,
+        commit: &str,
+    ) -> Result<PathBuf, String> {
         if !commit.chars().all(|c| c.is_ascii_hexdigit()) || commit.len() < 7 {
             return Err(format!("`{commit}` is not a commit id"));
         }
-        let tree = self.tree(commit);
-        let lock = self.lock(&tree);
+        let tree = builder.tree(commit);
+        let lock = self.build_locks.lock(&tree);
         let _held = lock.lock().await;
         if tree.is_dir() {
             return Ok(tree);
         }
-        let dir = self.root.join(commit);
+        let dir = builder.commit_dir(commit);
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-        let archive = dir.join("source.tar");
-        run(
-            Command::new("git")
-                .arg("-C")
-                .arg(repository)
-                .args(["archive", "--format=tar", "-o"])
-                .arg(&archive)
-                .arg(commit),
-            &format!("exporting commit {commit} of {repository}"),
-        )
-        .await?;
         let partial = dir.join("tree.partial");
         let _ = std::fs::remove_dir_all(&partial);
-        std::fs::create_dir_all(&partial)
-            .map_err(|e| format!("cannot create {}: {e}", partial.display()))?;
-        run(
-            Command::new("tar")
-                .arg("-xf")
-                .arg(&archive)
-                .arg("-C")
-                .arg(&partial),
-            &format!("unpacking commit {commit}"),
-        )
-        .await?;
-        let _ = std::fs::remove_file(&archive);
-        // Readable by the unprivileged user apps run as; the daemon's data directory only lets it pass through.
-        set_mode(&dir, 0o755);
-        set_mode(&partial, 0o755);
+        let space = self.space(env);
+        let owner = space.as_ref().map(|s| s.builder);
+        crate::trees::own_dir(&partial, owner, 0o755)?;
+        crate::trees::own_dir(&builder.tmp(), owner, 0o700)?;
+        let log = dir.join("checkout.log");
+        let once = match (&self.isolation, &space) {
+            (Some(isolation), Some(space)) => {
+                let git_dir = layout::git_dir(Path::new(repository))?;
+                let (sandbox, home) = isolation.sandbox(
+                    env,
+                    space,
+                    Work::Checkout {
+                        git_dir: &git_dir,
+                        partial: &partial,
+                        builder,
+                    },
+                )?;
+                let root = &sandbox.root;
+                let script = format!(
+                    "git -c safe.directory='*' --git-dir={repo} archive --format=tar -o /tmp/{commit}.tar {commit} && tar -xf /tmp/{commit}.tar -C {target}; status=$?; rm -f /tmp/{commit}.tar; exit $status",
+                    repo = root.join(layout::REPOSITORY).display(),
+                    target = root.join(layout::CHECKOUT).display(),
+                );
+                (
+                    Once {
+                        variables: vec![
+                            ("PATH".to_owned(), OsString::from(SYSTEM_PATH)),
+                            ("HOME".to_owned(), home.into_os_string()),
+                        ],
+                        sandbox: Some(sandbox),
+                        dir: PathBuf::new(),
+                    },
+                    script,
+                )
+            }
+            _ => {
+                let archive = dir.join("source.tar");
+                let script = format!(
+                    "git -C '{repo}' archive --format=tar -o '{archive}' {commit} && tar -xf '{archive}' -C '{target}'; status=$?; rm -f '{archive}'; exit $status",
+                    repo = repository.replace('\'', "'\\''"),
+                    archive = archive.display(),
+                    target = partial.display(),
+                );
+                (
+                    Once {
+                        sandbox: None,
+                        dir: dir.clone(),
+                        variables: inherited(),
+                    },
+                    script,
+                )
+            }
+        };
+        let (once, script) = once;
+        let status = run_once(once, &script, &log).await?;
+        if !status.success() {
+            return Err(format!(
+                "exporting commit {commit} of {repository} failed ({status}): {}",
+                tail(&log, 10)
+            ));
+        }
         std::fs::rename(&partial, &tree)
             .map_err(|e| format!("cannot move the checkout into place: {e}"))?;
         Ok(tree)
@@ -115,14 +245,21 @@ impl Builds {
 
     /// Checks out the commit and runs the build command once per commit and command; the output goes to a log
     /// whose end is part of the error when the build fails. Returns a line saying what happened.
-    pub(crate) async fn build(&self, request: &BuildRequest) -> Result<String, String> {
-        self.checkout(&request.repository, &request.commit).await?;
+    pub(crate) async fn build(
+        &self,
+        env: &EnvironmentAddress,
+        request: &BuildRequest,
+    ) -> Result<String, String> {
+        let builder = self.builder(env);
+        let tree = self
+            .checkout(env, &builder, &request.repository, &request.commit)
+            .await?;
         let Some(command) = &request.command else {
             return Ok(format!("checked out {}", short(&request.commit)));
         };
-        let dir = self.root.join(&request.commit);
+        let dir = builder.commit_dir(&request.commit);
         let marker = dir.join(format!("built-{}-{}", request.service, short_hash(command)));
-        let lock = self.lock(&marker);
+        let lock = self.build_locks.lock(&marker);
         let _held = lock.lock().await;
         if marker.exists() {
             return Ok(format!(
@@ -131,40 +268,44 @@ impl Builds {
                 short(&request.commit)
             ));
         }
+        let space = self.space(env);
+        let _cache_lock = self.prepare_cache(&builder, space.as_deref()).await?;
+        let once = match (&self.isolation, &space) {
+            (Some(isolation), Some(space)) => {
+                let (sandbox, home) = isolation.sandbox(
+                    env,
+                    space,
+                    Work::Build {
+                        tree: &tree,
+                        directory: &request.directory,
+                        builder: &builder,
+                        service: &request.service,
+                    },
+                )?;
+                let cache = sandbox.root.join(layout::CACHE);
+                Once {
+                    variables: self.sandboxed_build_variables(home, cache, &request.commit),
+                    sandbox: Some(sandbox),
+                    dir: PathBuf::new(),
+                }
+            }
+            _ => {
+                let mut variables = inherited();
+                variables.push((
+                    "PREVIEW_BUILD_CACHE".to_owned(),
+                    builder.cache.clone().into_os_string(),
+                ));
+                variables.push(("PREVIEW_COMMIT".to_owned(), OsString::from(&request.commit)));
+                Once {
+                    sandbox: None,
+                    dir: tree.join(&request.directory),
+                    variables,
+                }
+            }
+        };
         let log = dir.join(format!("build-{}.log", request.service));
-        let output = std::fs::File::create(&log)
-            .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-        let errors = output
-            .try_clone()
-            .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
-        let cache = self.cache.join(&request.project);
-        std::fs::create_dir_all(&cache)
-            .map_err(|e| format!("cannot create {}: {e}", cache.display()))?;
-        // Builds that share a cache run one at a time, in this daemon and any other using the same directory:
-        // a build may then copy its output out of the cache without another build replacing it meanwhile.
-        let _cache_lock = lock_file(cache.join(".build.lock")).await?;
-        let mut shell = Command::new("/bin/sh");
-        shell
-            .arg("-c")
-            .arg(command)
-            .current_dir(self.workdir(request))
-            .env_clear()
-            .envs(
-                INHERITED
-                    .iter()
-                    .filter_map(|name| Some((name, std::env::var_os(name)?))),
-            )
-            .env("PREVIEW_BUILD_CACHE", &cache)
-            .env("PREVIEW_COMMIT", &request.commit)
-            .stdin(std::process::Stdio::null())
-            .stdout(output)
-            .stderr(errors)
-            .kill_on_drop(true);
         let started = Instant::now();
-        let status = shell
-            .status()
-            .await
-            .map_err(|e| format!("cannot run the build of `{}`: {e}", request.service))?;
+        let status = run_once(once, command, &log).await?;
         if !status.success() {
             return Err(format!(
                 "the build of `{}` at {} failed ({status}); `{command}` printed, at the end:\n{}",
@@ -182,6 +323,108 @@ impl Builds {
             started.elapsed().as_secs_f64()
         ))
     }
+
+    /// Makes the builder's cache (a preview's as a copy of its project's), takes its lock — builds sharing a
+    /// cache run one at a time, in this daemon and any other using the same directory — and hands it to the
+    /// builder. The lock is held until the returned file is dropped.
+    async fn prepare_cache(
+        &self,
+        builder: &Builder,
+        space: Option<&Space>,
+    ) -> Result<std::fs::File, String> {
+        // Two builds of one preview start at once: one copies, the other waits for the copy.
+        let copying = self.build_locks.lock(&builder.cache);
+        let _copying = copying.lock().await;
+        if !builder.cache.exists()
+            && let Some(seed) = builder.seed.clone().filter(|s| s.is_dir())
+        {
+            // A project build in progress is not copied half-done.
+            let _seed_lock = lock_file(seed.join(".build.lock")).await?;
+            let target = builder.cache.clone();
+            tokio::task::spawn_blocking(move || {
+                crate::trees::copy_tree(&seed, &target, &[".build.lock"])
+            })
+            .await
+            .map_err(|e| format!("copying the project's build cache failed: {e}"))??;
+        }
+        crate::trees::own_dir(&builder.cache, None, 0o700)?;
+        let lock = lock_file(builder.cache.join(".build.lock")).await?;
+        let home = builder.cache.join("home");
+        std::fs::create_dir_all(&home)
+            .map_err(|e| format!("cannot create {}: {e}", home.display()))?;
+        if let Some(space) = space {
+            let (cache, user) = (builder.cache.clone(), space.builder);
+            tokio::task::spawn_blocking(move || crate::trees::hand_over(&cache, user, user))
+                .await
+                .map_err(|e| format!("handing the build cache over failed: {e}"))??;
+            crate::trees::own_dir(&builder.tmp(), Some(user), 0o700)?;
+        }
+        Ok(lock)
+    }
+
+    /// A sandboxed build's variables: tools where the build sees them, `HOME` in its cache.
+    fn sandboxed_build_variables(
+        &self,
+        home: PathBuf,
+        cache: PathBuf,
+        commit: &str,
+    ) -> Vec<(String, OsString)> {
+        let tools = self
+            .isolation
+            .as_ref()
+            .map(|i| i.tools())
+            .unwrap_or_default();
+        // A path in a tool directory (a toolchain's `bin` inside `~/.rustup`) is where the build sees it.
+        let seen = |path: &Path| {
+            tools.iter().find_map(|(host, inside)| {
+                path.strip_prefix(host).ok().map(|rest| inside.join(rest))
+            })
+        };
+        let path: Vec<PathBuf> = std::env::var_os("PATH")
+            .map(|p| {
+                std::env::split_paths(&p)
+                    .map(|dir| seen(&dir).unwrap_or(dir))
+                    .collect()
+            })
+            .unwrap_or_else(|| std::env::split_paths(SYSTEM_PATH).collect());
+        let mut variables = vec![
+            (
+                "PATH".to_owned(),
+                std::env::join_paths(path).unwrap_or_else(|_| OsString::from(SYSTEM_PATH)),
+            ),
+            ("HOME".to_owned(), home.into_os_string()),
+            ("PREVIEW_BUILD_CACHE".to_owned(), cache.into_os_string()),
+            ("PREVIEW_COMMIT".to_owned(), OsString::from(commit)),
+        ];
+        for name in ["LANG", "RUSTUP_TOOLCHAIN"] {
+            if let Some(value) = std::env::var_os(name) {
+                variables.push((name.to_owned(), value));
+            }
+        }
+        // rustup's proxies find their toolchains through RUSTUP_HOME, which defaults to a home the build does
+        // not have.
+        let rustup = std::env::var_os("RUSTUP_HOME")
+            .and_then(|home| seen(Path::new(&home)))
+            .or_else(|| {
+                tools
+                    .iter()
+                    .find(|(host, _)| host.file_name().is_some_and(|n| n == ".rustup"))
+                    .map(|(_, inside)| inside.clone())
+            });
+        if let Some(rustup) = rustup {
+            variables.push(("RUSTUP_HOME".to_owned(), rustup.into_os_string()));
+        }
+        variables
+    }
+}
+
+const SYSTEM_PATH: &str = "/usr/local/bin:/usr/bin:/bin";
+
+fn inherited() -> Vec<(String, OsString)> {
+    INHERITED
+        .iter()
+        .filter_map(|name| Some(((*name).to_owned(), std::env::var_os(name)?)))
+        .collect()
 }
 
 /// An exclusive lock on `path` (created if missing), held until the file is dropped.
@@ -199,27 +442,6 @@ async fn lock_file(path: PathBuf) -> Result<std::fs::File, String> {
     })
     .await
     .map_err(|e| format!("the build lock failed: {e}"))?
-}
-
-async fn run(command: &mut Command, what: &str) -> Result<(), String> {
-    let output = command
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("{what}: {e}"))?;
-    if output.status.success() {
-        Ok(())
-    } else {
-        Err(format!(
-            "{what} failed: {}",
-            String::from_utf8_lossy(&output.stderr).trim()
-        ))
-    }
-}
-
-fn set_mode(path: &Path, mode: u32) {
-    use std::os::unix::fs::PermissionsExt;
-    let _ = std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode));
 }
 
 pub(crate) fn short(commit: &str) -> &str {

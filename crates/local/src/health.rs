@@ -1,10 +1,11 @@
-//! Readiness: an HTTP GET of a path must answer 2xx or 3xx, or a TCP connection must be accepted.
+//! Readiness: an HTTP GET of a path must answer 2xx or 3xx, or a TCP connection must be accepted — in the
+//! daemon's network, or in an environment's network namespace.
 
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
+use preview_isolation::Netns;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
 
 /// What to probe.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -19,7 +20,17 @@ pub async fn probe_once(
     address: SocketAddr,
     timeout: Duration,
 ) -> Result<(), String> {
-    match tokio::time::timeout(timeout, attempt(probe, address)).await {
+    probe_in(None, probe, address, timeout).await
+}
+
+/// One probe of `address` in `network` (the daemon's when `None`), bounded by `timeout`.
+pub async fn probe_in(
+    network: Option<&Netns>,
+    probe: &Probe,
+    address: SocketAddr,
+    timeout: Duration,
+) -> Result<(), String> {
+    match tokio::time::timeout(timeout, attempt(network, probe, address)).await {
         Ok(result) => result,
         Err(_) => Err(format!(
             "no answer from {address} within {} ms",
@@ -28,8 +39,12 @@ pub async fn probe_once(
     }
 }
 
-async fn attempt(probe: &Probe, address: SocketAddr) -> Result<(), String> {
-    let mut stream = TcpStream::connect(address)
+async fn attempt(
+    network: Option<&Netns>,
+    probe: &Probe,
+    address: SocketAddr,
+) -> Result<(), String> {
+    let mut stream = crate::forward::connect(address, network)
         .await
         .map_err(|e| format!("cannot connect to {address}: {e}"))?;
     let Probe::Http { path } = probe else {
@@ -73,6 +88,7 @@ async fn attempt(probe: &Probe, address: SocketAddr) -> Result<(), String> {
 /// Probes every `interval` until one succeeds, `deadline` passes, or `gave_up` gives a reason to stop waiting
 /// (e.g. the process exited); the error names the reason and the last probe's.
 pub async fn wait_until_healthy(
+    network: Option<&Netns>,
     probe: &Probe,
     address: SocketAddr,
     interval: Duration,
@@ -81,7 +97,7 @@ pub async fn wait_until_healthy(
     gave_up: &(dyn Fn() -> Option<String> + Sync),
 ) -> Result<(), String> {
     loop {
-        let last = match probe_once(probe, address, timeout).await {
+        let last = match probe_in(network, probe, address, timeout).await {
             Ok(()) => return Ok(()),
             Err(error) => error,
         };

@@ -5,27 +5,35 @@
 //! stopped with SIGTERM, a grace period, then SIGKILL of the whole group. `health` decides readiness: an HTTP
 //! GET answering 2xx/3xx, or an accepted TCP connection. Neither knows anything of plans or the spec.
 //!
-//! `runtime` implements the engine's runtime interface on top: `builds` (a checkout per commit, build commands),
-//! `apps` (start a version, wait until healthy, switch, drain the previous one), `ports` (a block of ports per
-//! environment), `forward` (stable service ports in front of the running version), `site` (the gateway's routes
-//! and certificates, from the local CA or an ACME CA), `records` (what was applied, on disk) and `strays` (what an earlier run left behind).
+//! `runtime` implements the engine's runtime interface on top: `spaces` (what keeps environments apart when the
+//! daemon is root: a user, a cgroup and a network namespace each, every process in a sandbox; `accounts` keeps
+//! the users given out), `layout` (where things are, on the host and inside sandboxes), `builds` (a checkout per
+//! commit and builder, build commands; `trees` copies a preview's cache from its project's), `apps` (start a
+//! version, wait until healthy, switch, drain the previous one), `ports` (a block of ports per environment),
+//! `forward` (stable service ports in front of the running version), `site` (the gateway's routes and
+//! certificates, from the local CA or an ACME CA), `records` (what was applied, on disk) and `strays` (what an
+//! earlier run left behind). Every privileged system call is made through `preview-isolation`.
 //! This crate knows resources and their JSON content, never the spec or the store.
 
+mod accounts;
 mod apps;
 mod builds;
 mod forward;
 mod health;
+mod layout;
 mod logs;
 mod ports;
 mod records;
 mod runtime;
-mod signals;
 mod site;
+mod spaces;
 mod strays;
 mod supervisor;
+mod trees;
 
-pub use health::{Probe, probe_once, wait_until_healthy};
+pub use accounts::IdRange;
+pub use health::{Probe, probe_in, probe_once, wait_until_healthy};
 pub use ports::PortRange;
 pub use runtime::{Issuer, LocalConfig, LocalRuntime};
-pub use strays::apps_user;
-pub use supervisor::{ProcessSpec, Supervised, SupervisorError};
+pub use spaces::{IsolationConfig, Subnet};
+pub use supervisor::{Place, ProcessSpec, Supervised, SupervisorError};

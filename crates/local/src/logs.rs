@@ -1,4 +1,5 @@
-//! Capturing a process's output into a log file that rotates at a size limit (one previous file is kept).
+//! Capturing a process's output into a log file that rotates at a size limit (one previous file is kept). Logs
+//! are the daemon's alone (mode 0600): apps print secrets.
 
 use std::path::{Path, PathBuf};
 
@@ -38,9 +39,11 @@ impl LogFile {
         {
             let _ = tokio::fs::rename(&self.path, LogFile::previous(&self.path)).await;
         }
+        // Only the daemon's user may read a log: apps print secrets.
         if let Ok(mut file) = tokio::fs::OpenOptions::new()
             .create(true)
             .append(true)
+            .mode(0o600)
             .open(&self.path)
             .await
         {

@@ -86,10 +86,6 @@ impl Ports {
         })
     }
 
-    pub(crate) fn all(&self) -> BTreeMap<String, Block> {
-        self.blocks.lock().map(|b| b.clone()).unwrap_or_default()
-    }
-
     pub(crate) fn get(&self, environment: &str) -> Option<Block> {
         self.blocks.lock().ok()?.get(environment).cloned()
     }
@@ -158,9 +154,13 @@ fn save(path: &std::path::Path, blocks: &BTreeMap<String, Block>) -> Result<(), 
     crate::records::write_atomically(path, &bytes)
 }
 
-/// True when nothing listens on `port` of the loopback address right now.
-pub(crate) fn is_free(port: u16) -> bool {
-    std::net::TcpListener::bind(("127.0.0.1", port)).is_ok()
+/// True when nothing listens on `port` of the loopback address (of `network`) right now.
+pub(crate) fn is_free(port: u16, network: Option<&preview_isolation::Netns>) -> bool {
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    match network {
+        Some(network) => network.listen(address).is_ok(),
+        None => std::net::TcpListener::bind(address).is_ok(),
+    }
 }
 
 #[cfg(test)]

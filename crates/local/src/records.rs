@@ -53,6 +53,11 @@ impl EnvironmentDir {
         self.path.join("home").join(service)
     }
 
+    /// The environment's `/tmp` (and `/var/tmp`) when its processes run in sandboxes.
+    pub(crate) fn tmp(&self) -> PathBuf {
+        self.path.join("tmp")
+    }
+
     pub(crate) fn read(&self, id: &str) -> Result<Option<Record>, String> {
         let path = self.record_path(id);
         match std::fs::read(&path) {

@@ -1,5 +1,6 @@
 //! `LocalRuntime`: the engine's runtime interface on this machine. Each environment has a directory (records,
-//! logs, homes, certificate) and a block of ports; apps run as supervised processes built from a checkout of the
+//! logs, homes, certificate), a block of ports and — when the daemon runs as root — a space of its own (users,
+//! cgroup, network namespace: `spaces`); apps run as supervised processes built from a checkout of the
 //! environment's commit; the gateway's routes and certificates are published from what runs.
 
 use std::collections::BTreeMap;
@@ -10,17 +11,20 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use preview_deploy::{
-    EnvironmentAddress, LogChunk, Observed, Runtime, RuntimeError, SecretSource, ServiceStatus,
-    StepLog,
+    EnvironmentAddress, LogChunk, Observed, Protection, Runtime, RuntimeError, SecretSource,
+    ServiceStatus, StepLog,
 };
 use preview_gateway::{Certificates, Challenges, Routes};
+use preview_isolation::{CgroupLimits, Netns};
 use preview_plan::{Resource, ResourceKind};
 use preview_tls::{AcmeIssuer, LocalCa};
 
-use crate::builds::Builds;
+use crate::builds::BuildLocks;
 use crate::forward::ServicePort;
+use crate::layout::Builder;
 use crate::ports::{PortRange, Ports, SERVICE_SLOTS, is_free};
 use crate::records::{EnvironmentDir, Record, environments};
+use crate::spaces::{Isolation, IsolationConfig, Space};
 use crate::supervisor::Supervised;
 
 /// How the local runtime behaves; the defaults suit a workstation.
@@ -28,11 +32,11 @@ use crate::supervisor::Supervised;
 pub struct LocalConfig {
     /// Everything the runtime keeps: environments, builds, the port table, the CA.
     pub dir: PathBuf,
-    /// Kept between builds (`PREVIEW_BUILD_CACHE`, one directory per project).
+    /// Kept between builds (`PREVIEW_BUILD_CACHE`: one directory per project and per preview).
     pub build_cache: PathBuf,
     pub ports: PortRange,
-    /// User and group ids apps run as, when the daemon runs as root.
-    pub run_as: Option<(u32, u32)>,
+    /// How environments are kept apart; `None` (the daemon is not root): everything runs as the daemon's user.
+    pub isolation: Option<IsolationConfig>,
     /// How long a new version may take to become healthy.
     pub health_timeout: Duration,
     /// How long the previous version keeps its open requests after the switch, before it is stopped.
@@ -62,7 +66,7 @@ impl LocalConfig {
             build_cache: dir.join("build-cache"),
             dir,
             ports: PortRange::default(),
-            run_as: None,
+            isolation: None,
             health_timeout: Duration::from_secs(60),
             drain: Duration::from_millis(500),
             grace: Duration::from_secs(10),
@@ -79,6 +83,8 @@ pub(crate) struct Version {
     pub port: u16,
     /// The hash of the resource it runs.
     pub hash: String,
+    /// The environment's network namespace, where its port is.
+    pub network: Option<Arc<Netns>>,
 }
 
 impl Version {
@@ -102,6 +108,10 @@ pub(crate) struct ServedCertificate {
 
 #[derive(Default)]
 pub(crate) struct EnvironmentState {
+    /// A preview (it has a builder of its own).
+    pub preview: bool,
+    /// Its users, cgroup and network, when environments are isolated.
+    pub space: Option<Arc<Space>>,
     pub service_ports: BTreeMap<String, ServicePort>,
     pub versions: BTreeMap<String, Version>,
     /// Service → its public hostnames.
@@ -121,7 +131,9 @@ pub struct LocalRuntime {
     pub(crate) ca: LocalCa,
     pub(crate) acme: Option<AcmeIssuer>,
     pub(crate) ports: Ports,
-    pub(crate) builds: Builds,
+    pub(crate) build_locks: BuildLocks,
+    /// How environments are kept apart; `None` when the daemon is not root.
+    pub(crate) isolation: Option<Isolation>,
     /// Marks every process this runtime starts, so that a later run can find what an earlier one left.
     pub(crate) marker: String,
     pub(crate) state: Mutex<BTreeMap<(String, String), EnvironmentState>>,
@@ -139,7 +151,7 @@ impl LocalRuntime {
         log: &(dyn Fn(&str) + Sync),
     ) -> Result<Arc<LocalRuntime>, String> {
         for dir in [&config.dir, &config.dir.join("environments")] {
-            create_passable_dir(dir)?;
+            crate::trees::own_dir(dir, None, 0o700)?;
         }
         let ca = LocalCa::load_or_create(&config.dir.join("ca")).map_err(|e| e.to_string())?;
         let acme = match &config.issuer {
@@ -147,18 +159,30 @@ impl LocalRuntime {
             Issuer::Acme(acme) => Some(AcmeIssuer::new(acme.clone(), &config.dir.join("acme"))),
         };
         let ports = Ports::open(config.dir.join("ports.json"), config.ports)?;
-        let builds_dir = config.dir.join("builds");
-        create_passable_dir(&builds_dir)?;
         let marker = crate::strays::marker_for(&config.dir);
+        let isolation = match &config.isolation {
+            Some(isolation) => Some(Isolation::open(
+                isolation.clone(),
+                &config.dir,
+                &marker,
+                log,
+            )?),
+            None => None,
+        };
+        let left = match &isolation {
+            Some(isolation) => isolation.stop_strays().await,
+            None => 0,
+        };
         let stray = crate::strays::marked_groups(&marker);
-        if !stray.is_empty() {
-            let stopped = crate::strays::stop_groups(&stray, config.grace).await;
+        let stopped = left + crate::strays::stop_groups(&stray, config.grace).await;
+        if stopped > 0 {
             log(&format!(
-                "stopped {stopped} process group(s) left by an earlier run; their apps start again"
+                "stopped {stopped} process(es) or process group(s) left by an earlier run; their apps start again"
             ));
         }
         let runtime = Arc::new(LocalRuntime {
-            builds: Builds::new(builds_dir, config.build_cache.clone()),
+            build_locks: BuildLocks::default(),
+            isolation,
             config,
             secrets,
             routes,
@@ -172,6 +196,14 @@ impl LocalRuntime {
         });
         runtime.restore(log).await;
         Ok(runtime)
+    }
+
+    /// What keeps environments apart on this daemon, protection by protection, for its report when it starts.
+    pub fn protections(&self) -> Vec<Protection> {
+        match &self.isolation {
+            Some(isolation) => isolation.protections(),
+            None => crate::spaces::unprotected(&preview_isolation::user_name()),
+        }
     }
 
     /// The CA certificate clients should trust, PEM.
@@ -201,23 +233,21 @@ impl LocalRuntime {
             .or_default())
     }
 
-    /// Service ports of every allocated block, apps, routes and certificates from the records.
+    /// Spaces, apps, routes and certificates from the records.
     async fn restore(self: &Arc<Self>, log: &(dyn Fn(&str) + Sync)) {
-        for (key, block) in self.ports.all() {
-            let Some((project, environment)) = key.split_once('/') else {
-                continue;
-            };
-            let env = address(project, environment);
-            for (service, _) in block.services.iter() {
-                if let Err(error) = self.bind_service_port(&env, service, &block) {
-                    log(&error);
-                }
-            }
-        }
         let mut starts = tokio::task::JoinSet::new();
         for (project, environment) in environments(&self.config.dir.join("environments")) {
             let env = address(&project, &environment);
-            for record in self.environment_dir(&project, &environment).all() {
+            let records = self.environment_dir(&project, &environment).all();
+            if let Some(space) = records.iter().find(|r| r.kind == ResourceKind::Space)
+                && let Err(error) = self.establish(&env, &space.content)
+            {
+                log(&format!(
+                    "cannot give `{environment}` its space again: {error}"
+                ));
+                continue;
+            }
+            for record in records {
                 match record.kind {
                     ResourceKind::Route => {
                         if let Err(error) = self.serve_route(&env, &record).await {
@@ -268,7 +298,44 @@ impl LocalRuntime {
         self.publish();
     }
 
-    pub(crate) fn bind_service_port(
+    /// The environment's network namespace, when it has one.
+    pub(crate) fn network_of(&self, env: &EnvironmentAddress) -> Option<Arc<Netns>> {
+        self.with_state(env, |s| {
+            s.space.as_ref().and_then(|space| space.netns.clone())
+        })
+    }
+
+    /// The environment's block of ports (with a slot for each of `services`); in a network namespace of its own any
+    /// block will do, on the host's network only one whose service ports nothing else listens on.
+    pub(crate) fn assign_block(
+        &self,
+        env: &EnvironmentAddress,
+        services: &[String],
+    ) -> Result<crate::ports::Block, RuntimeError> {
+        let key = format!("{}/{}", env.project, env.environment);
+        let namespaced = self
+            .isolation
+            .as_ref()
+            .is_some_and(crate::spaces::Isolation::isolates_network);
+        self.ports
+            .assign(&key, services, &mut |base| {
+                namespaced || (0..SERVICE_SLOTS).all(|slot| is_free(base + slot, None))
+            })
+            .map_err(RuntimeError::new)
+    }
+
+    /// Listens on the service's port (in the environment's network), if nothing of this runtime does yet.
+    pub(crate) fn ensure_service_port(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<(), RuntimeError> {
+        let block = self.assign_block(env, &[service.to_owned()])?;
+        self.bind_service_port(env, service, &block)
+            .map_err(RuntimeError::new)
+    }
+
+    fn bind_service_port(
         &self,
         env: &EnvironmentAddress,
         service: &str,
@@ -281,7 +348,7 @@ impl LocalRuntime {
         if bound {
             return Ok(());
         }
-        let listener = ServicePort::bind(port).map_err(|e| {
+        let listener = ServicePort::bind(port, self.network_of(env)).map_err(|e| {
             format!(
                 "cannot listen on 127.0.0.1:{port} for `{service}` of `{}`: {e}",
                 env.environment
@@ -331,20 +398,22 @@ impl LocalRuntime {
     }
 }
 
+fn remove_dir(path: &std::path::Path) -> Result<(), RuntimeError> {
+    match std::fs::remove_dir_all(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(RuntimeError::new(format!(
+            "cannot remove {}: {e}",
+            path.display()
+        ))),
+    }
+}
+
 pub(crate) fn address(project: &str, environment: &str) -> EnvironmentAddress {
     EnvironmentAddress {
         project: project.to_owned(),
         environment: environment.to_owned(),
     }
-}
-
-/// A directory others may pass through but not list: apps run as another user must reach their checkout and
-/// home inside the daemon's data directory.
-pub(crate) fn create_passable_dir(dir: &std::path::Path) -> Result<(), String> {
-    use std::os::unix::fs::PermissionsExt;
-    std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", dir.display()))
 }
 
 #[async_trait]
@@ -406,17 +475,11 @@ impl Runtime for LocalRuntime {
         env: &EnvironmentAddress,
         services: &[String],
     ) -> Result<BTreeMap<String, (String, u16)>, RuntimeError> {
-        let key = format!("{}/{}", env.project, env.environment);
-        let block = self
-            .ports
-            .assign(&key, services, &mut |base| {
-                (0..SERVICE_SLOTS).all(|slot| is_free(base + slot))
-            })
-            .map_err(RuntimeError::new)?;
+        // Only the numbers: a service's port is listened on when its app starts (in the environment's network,
+        // which a plan for a new environment comes before).
+        let block = self.assign_block(env, services)?;
         let mut endpoints = BTreeMap::new();
         for service in services {
-            self.bind_service_port(env, service, &block)
-                .map_err(RuntimeError::new)?;
             if let Some(port) = block.service_port(service) {
                 endpoints.insert(service.clone(), ("127.0.0.1".to_owned(), port));
             }
@@ -448,6 +511,16 @@ impl Runtime for LocalRuntime {
         })
     }
 
+    async fn isolation(&self, env: &EnvironmentAddress) -> Vec<Protection> {
+        match &self.isolation {
+            Some(isolation) => match self.with_state(env, |s| s.space.clone()) {
+                Some(space) => isolation.space_protections(&space),
+                None => Vec::new(),
+            },
+            None => crate::spaces::unprotected(&preview_isolation::user_name()),
+        }
+    }
+
     async fn logs(
         &self,
         env: &EnvironmentAddress,
@@ -477,6 +550,23 @@ impl Runtime for LocalRuntime {
             stops.spawn(async move { version.supervised.stop().await });
         }
         while stops.join_next().await.is_some() {}
+        // Networks and cgroups are made again from the records at the next start: none is left meanwhile.
+        if let Some(isolation) = &self.isolation {
+            let spaces: Vec<EnvironmentAddress> = {
+                let mut state = match self.state.lock() {
+                    Ok(state) => state,
+                    Err(poisoned) => poisoned.into_inner(),
+                };
+                state
+                    .iter_mut()
+                    .filter_map(|((p, e), s)| s.space.take().map(|_| address(p, e)))
+                    .collect()
+            };
+            for env in spaces {
+                let _ = isolation.take_down(&env).await;
+            }
+            isolation.shut_down();
+        }
     }
 }
 
@@ -486,43 +576,100 @@ impl LocalRuntime {
         env: &EnvironmentAddress,
         resource: &Resource,
     ) -> Result<(), RuntimeError> {
+        self.establish(env, &resource.content)
+            .map_err(RuntimeError::new)?;
+        self.record(env, resource)
+    }
+
+    /// Makes the environment's directory and, when environments are isolated, its space (again, after a restart);
+    /// `content` is its `space` resource's.
+    fn establish(
+        &self,
+        env: &EnvironmentAddress,
+        content: &serde_json::Value,
+    ) -> Result<(), String> {
+        let preview = content["preview"].as_bool().unwrap_or(false);
         let dir = self.dir_of(env);
         for path in [dir.path.parent(), Some(dir.path.as_path())]
             .into_iter()
             .flatten()
         {
-            create_passable_dir(path).map_err(RuntimeError::new)?;
+            crate::trees::own_dir(path, None, 0o700)?;
         }
-        self.record(env, resource)
+        self.with_state(env, |s| s.preview = preview);
+        let Some(isolation) = &self.isolation else {
+            return crate::trees::own_dir(&dir.tmp(), None, 0o700);
+        };
+        let limits = &content["limits"];
+        let limits = CgroupLimits {
+            cpu_millicores: limits["cpu"]["millicores"].as_u64(),
+            memory_bytes: limits["memory"]["bytes"].as_u64(),
+            tasks: limits["processes"].as_u64(),
+        };
+        let space = isolation.establish(env, preview, limits, &self.builder(env))?;
+        crate::trees::own_dir(&dir.tmp(), Some(space.user), 0o700)?;
+        self.with_state(env, |s| s.space = Some(Arc::new(space)));
+        Ok(())
     }
 
     async fn remove_space(&self, env: &EnvironmentAddress) -> Result<(), RuntimeError> {
-        let versions: Vec<Version> = {
+        let (versions, preview) = {
             let mut state = match self.state.lock() {
                 Ok(state) => state,
                 Err(poisoned) => poisoned.into_inner(),
             };
             state
                 .remove(&(env.project.clone(), env.environment.clone()))
-                .map(|s| s.versions.into_values().collect())
+                .map(|s| (s.versions.into_values().collect::<Vec<_>>(), s.preview))
                 .unwrap_or_default()
         };
         self.publish();
         for version in versions {
             version.supervised.stop().await;
         }
+        if let Some(isolation) = &self.isolation {
+            isolation.take_down(env).await.map_err(RuntimeError::new)?;
+        }
         self.ports
             .release(&format!("{}/{}", env.project, env.environment))
             .map_err(RuntimeError::new)?;
         let dir = self.dir_of(env);
-        match std::fs::remove_dir_all(&dir.path) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(e) => Err(RuntimeError::new(format!(
-                "cannot remove {}: {e}",
-                dir.path.display()
-            ))),
+        remove_dir(&dir.path)?;
+        // A preview's builder goes with it; the project's builder when its last environment goes (its cache is
+        // kept, handed back to the daemon's user).
+        let preview_builder = Builder::of(
+            &self.config.dir,
+            &self.config.build_cache,
+            &env.project,
+            Some(&env.environment),
+        );
+        remove_dir(&preview_builder.checkouts)?;
+        let preview = preview
+            || self
+                .isolation
+                .as_ref()
+                .is_some_and(|i| i.accounts.get(&preview_builder.key).is_some());
+        let builder = if preview {
+            preview_builder
+        } else {
+            Builder::of(
+                &self.config.dir,
+                &self.config.build_cache,
+                &env.project,
+                None,
+            )
+        };
+        if let Some(isolation) = &self.isolation {
+            if !preview && !isolation.builder_in_use(env, &builder) {
+                for path in [&builder.checkouts, &builder.cache] {
+                    crate::trees::hand_over(path, 0, 0).map_err(RuntimeError::new)?;
+                }
+            }
+            isolation
+                .release(env, &builder)
+                .map_err(RuntimeError::new)?;
         }
+        Ok(())
     }
 
     pub(crate) fn record(

@@ -5,10 +5,13 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use preview_deploy::{EnvironmentAddress, RuntimeError, StepLog};
+use std::sync::Arc;
+
 use preview_gateway::{
-    Access, Backend, Certificates, Challenges, Route, RouteState, RouteTable, basic_credentials,
-    digest,
+    Access, Backend, Certificates, Challenges, Network, Route, RouteState, RouteTable,
+    basic_credentials, digest,
 };
+use preview_isolation::Netns;
 use preview_plan::Resource;
 
 use crate::records::Record;
@@ -52,6 +55,9 @@ impl LocalRuntime {
                             .map(|v| {
                                 vec![Backend {
                                     address: v.address(),
+                                    network: v.network.as_ref().map(|n| {
+                                        Arc::new(Namespace(Arc::clone(n))) as Arc<dyn Network>
+                                    }),
                                 }]
                             })
                             .unwrap_or_default(),
@@ -63,7 +69,7 @@ impl LocalRuntime {
                 }
                 if let Some(certificate) = &env.certificate {
                     for name in &certificate.hostnames {
-                        certificates.insert(name.clone(), std::sync::Arc::clone(&certificate.key));
+                        certificates.insert(name.clone(), Arc::clone(&certificate.key));
                     }
                 }
             }
@@ -244,6 +250,20 @@ impl LocalRuntime {
         self.publish();
         let _ = std::fs::remove_dir_all(self.dir_of(env).path.join("tls"));
         self.forget(env, id)
+    }
+}
+
+/// An environment's network namespace, as the gateway reaches apps in it.
+#[derive(Debug)]
+struct Namespace(Arc<Netns>);
+
+impl Network for Namespace {
+    fn name(&self) -> &str {
+        self.0.name()
+    }
+
+    fn socket(&self) -> std::io::Result<tokio::net::TcpSocket> {
+        self.0.tcp_socket()
     }
 }
 

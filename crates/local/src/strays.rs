@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::signals::{SIGKILL, SIGTERM, group_alive, signal_group};
+use preview_isolation::signals::{SIGKILL, SIGTERM, group_alive, signal_group};
 
 /// The variable every process the local runtime starts carries: `PREVIEW_SUPERVISOR=<marker>`.
 pub(crate) const MARKER_VARIABLE: &str = "PREVIEW_SUPERVISOR";
@@ -64,27 +64,4 @@ pub(crate) async fn stop_groups(groups: &[u32], grace: Duration) -> usize {
         signal_group(*group, SIGKILL);
     }
     groups.len()
-}
-
-/// Who apps run as: `nobody` when the daemon runs as root, the daemon's own user otherwise.
-pub fn apps_user() -> Option<(u32, u32)> {
-    let status = std::fs::read_to_string("/proc/self/status").ok()?;
-    let root = status
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(2))
-        == Some("0");
-    if root { unprivileged_user() } else { None }
-}
-
-/// `nobody`'s user and group id from `/etc/passwd`.
-fn unprivileged_user() -> Option<(u32, u32)> {
-    let passwd = std::fs::read_to_string("/etc/passwd").ok()?;
-    passwd.lines().find_map(|line| {
-        let fields: Vec<&str> = line.split(':').collect();
-        match fields.as_slice() {
-            ["nobody", _, uid, gid, ..] => Some((uid.parse().ok()?, gid.parse().ok()?)),
-            _ => None,
-        }
-    })
 }

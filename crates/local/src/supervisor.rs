@@ -1,25 +1,45 @@
-//! One supervised process: started in its own process group, restarted with exponential backoff when it exits,
-//! stopped with SIGTERM, a grace period, then SIGKILL of the whole group.
+//! One supervised process: started in its own process group (and, in a sandbox, its own cgroup), restarted with
+//! exponential backoff when it exits, stopped with SIGTERM, a grace period, then SIGKILL of everything it
+//! started. In a sandbox "everything" is its cgroup, which no process can leave; otherwise its process group.
 
 use std::path::PathBuf;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use preview_isolation::signals::{SIGKILL, SIGTERM, group_alive, signal_group};
+use preview_isolation::{Cgroup, Sandbox};
 use preview_secrets::Secret;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use crate::logs::LogFile;
-use crate::signals::{SIGKILL, SIGTERM, group_alive, signal_group};
+
+/// Where a process runs.
+#[derive(Debug, Clone)]
+pub enum Place {
+    /// As the daemon's user, in this directory of the daemon's own view of the machine.
+    Host(PathBuf),
+    /// In a sandbox (its user, cgroup, network and mounts; it names its own working directory).
+    Sandbox(Arc<Sandbox>),
+}
+
+impl Place {
+    fn cgroup(&self) -> Option<&Cgroup> {
+        match self {
+            Place::Host(_) => None,
+            Place::Sandbox(sandbox) => sandbox.cgroup.as_ref(),
+        }
+    }
+}
 
 /// How to run one process.
 pub struct ProcessSpec {
     /// For messages and logs.
     pub name: String,
-    /// A shell command, run with `/bin/sh -c` in `dir`.
+    /// A shell command, run with `/bin/sh -c`.
     pub command: String,
-    pub dir: PathBuf,
+    pub place: Place,
     /// Every variable, secrets included, reaches the process through its environment only — never its arguments.
     /// Nothing else of the daemon's environment is inherited but `PATH`.
     pub env: Vec<(String, Secret)>,
@@ -31,8 +51,9 @@ pub struct ProcessSpec {
     /// The first restart delay; each further consecutive restart waits twice as long, up to `max_backoff`.
     pub backoff: Duration,
     pub max_backoff: Duration,
-    /// User and group ids to run as (when the daemon runs as root).
-    pub run_as: Option<(u32, u32)>,
+    /// Its memory limits as people read them (`64Mi, environment 4Gi`), named when the kernel kills it for
+    /// going over one.
+    pub memory_limit: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -109,7 +130,8 @@ impl Supervised {
         self.state.lock().ok().and_then(|s| s.last_exit.clone())
     }
 
-    /// SIGTERM to the process group, the grace period, then SIGKILL; returns once no process of it is left.
+    /// SIGTERM to the process and everything it started, the grace period, then SIGKILL; returns once no process
+    /// of it is left (and its cgroup is gone).
     pub async fn stop(&self) {
         let _ = self.stop.send(true);
         let monitor = self.monitor.lock().ok().and_then(|mut m| m.take());
@@ -133,10 +155,16 @@ fn spawn(spec: &ProcessSpec) -> Result<Child, SupervisorError> {
             .map_err(|e| fail(format!("cannot create {}: {e}", parent.display())))?;
     }
     let mut command = Command::new("/bin/sh");
+    command.arg("-c").arg(&spec.command);
+    match &spec.place {
+        Place::Host(dir) => {
+            command.current_dir(dir);
+        }
+        Place::Sandbox(sandbox) => sandbox
+            .apply(&mut command)
+            .map_err(|e| fail(e.to_string()))?,
+    }
     command
-        .arg("-c")
-        .arg(&spec.command)
-        .current_dir(&spec.dir)
         .env_clear()
         .env(
             "PATH",
@@ -153,9 +181,6 @@ fn spawn(spec: &ProcessSpec) -> Result<Child, SupervisorError> {
         // Its own group, so that stopping it reaches every process it started.
         .process_group(0)
         .kill_on_drop(false);
-    if let Some((uid, gid)) = spec.run_as {
-        command.uid(uid).gid(gid);
-    }
     let mut child = command.spawn().map_err(|e| fail(e.to_string()))?;
     let log = Arc::new(LogFile::new(&spec.log, spec.log_limit));
     if let Some(stdout) = child.stdout.take() {
@@ -168,25 +193,57 @@ fn spawn(spec: &ProcessSpec) -> Result<Child, SupervisorError> {
     Ok(child)
 }
 
-/// Waits for the process; restarts it with backoff when it exits, until told to stop.
+/// Supervises until told to stop; then nothing of the process is left, nor its cgroup.
 async fn monitor(
     name: String,
     spec: ProcessSpec,
+    child: Child,
+    state: Arc<Mutex<State>>,
+    stop: watch::Receiver<bool>,
+) {
+    let cgroup = spec.place.cgroup().cloned();
+    supervise(name, &spec, child, state, stop).await;
+    if let Some(cgroup) = cgroup {
+        let _ = cgroup.kill_all(Duration::from_secs(10)).await;
+        let _ = cgroup.remove();
+    }
+}
+
+/// Waits for the process; restarts it with backoff when it exits, until told to stop.
+async fn supervise(
+    name: String,
+    spec: &ProcessSpec,
     mut child: Child,
     state: Arc<Mutex<State>>,
     mut stop: watch::Receiver<bool>,
 ) {
     let log = LogFile::new(&spec.log, spec.log_limit);
     let mut consecutive: u32 = 0;
+    let cgroup = spec.place.cgroup().cloned();
+    let oom_kills = || cgroup.as_ref().map_or(0, Cgroup::oom_kills);
     loop {
         let started = Instant::now();
         let group = child.id();
+        let killed_before = oom_kills();
         tokio::select! {
             status = child.wait() => {
-                let exit = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
-                // Whatever the shell left behind in its group goes with it.
-                if let Some(group) = group {
-                    signal_group(group, SIGKILL);
+                let mut exit = status.map(|s| s.to_string()).unwrap_or_else(|e| e.to_string());
+                if oom_kills() > killed_before {
+                    exit.push_str(&format!(
+                        ", killed by the kernel for going over its memory limit ({})",
+                        spec.memory_limit.as_deref().unwrap_or("its environment's")
+                    ));
+                }
+                // Whatever the shell left behind goes with it.
+                match &cgroup {
+                    Some(cgroup) => {
+                        let _ = cgroup.kill_all(spec.grace).await;
+                    }
+                    None => {
+                        if let Some(group) = group {
+                            signal_group(group, SIGKILL);
+                        }
+                    }
                 }
                 log.append(&format!("[preview] {name} exited ({exit})\n")).await;
                 if let Ok(mut s) = state.lock() {
@@ -195,7 +252,10 @@ async fn monitor(
                 }
             }
             _ = stop_requested(&mut stop) => {
-                terminate(&mut child, group, spec.grace).await;
+                match &cgroup {
+                    Some(cgroup) => terminate_cgroup(&mut child, cgroup, spec.grace).await,
+                    None => terminate(&mut child, group, spec.grace).await,
+                }
                 if let Ok(mut s) = state.lock() {
                     s.pid = None;
                 }
@@ -215,7 +275,7 @@ async fn monitor(
             _ = tokio::time::sleep(delay) => {}
             _ = stop_requested(&mut stop) => return,
         }
-        match spawn(&spec) {
+        match spawn(spec) {
             Ok(next) => {
                 child = next;
                 if let Ok(mut s) = state.lock() {
@@ -235,7 +295,7 @@ async fn monitor(
                     _ = tokio::time::sleep(delay) => {}
                     _ = stop_requested(&mut stop) => return,
                 }
-                match spawn(&spec) {
+                match spawn(spec) {
                     Ok(next) => child = next,
                     Err(_) => return,
                 }
@@ -249,6 +309,19 @@ async fn stop_requested(stop: &mut watch::Receiver<bool>) {
     if stop.wait_for(|stop| *stop).await.is_err() {
         std::future::pending::<()>().await;
     }
+}
+
+/// SIGTERM to every process of the cgroup; after `grace`, SIGKILL to what is left; then the cgroup is removed.
+async fn terminate_cgroup(child: &mut Child, cgroup: &Cgroup, grace: Duration) {
+    cgroup.signal_all(SIGTERM);
+    let deadline = tokio::time::Instant::now() + grace;
+    let _ = tokio::time::timeout_at(deadline, child.wait()).await;
+    while !cgroup.pids().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let _ = cgroup.kill_all(Duration::from_secs(10)).await;
+    let _ = child.wait().await;
+    let _ = cgroup.remove();
 }
 
 /// SIGTERM to the group; after `grace`, SIGKILL; then wait until the group is empty.

@@ -113,6 +113,7 @@ async fn waiting_succeeds_once_the_service_comes_up() {
     });
     let deadline = Instant::now() + Duration::from_secs(10);
     wait_until_healthy(
+        None,
         &http("/ready"),
         address,
         Duration::from_millis(50),
@@ -124,6 +125,7 @@ async fn waiting_succeeds_once_the_service_comes_up() {
     .expect("becomes healthy");
     let never = server("500 Internal Server Error", Duration::ZERO).await;
     let error = wait_until_healthy(
+        None,
         &http("/"),
         never,
         Duration::from_millis(50),

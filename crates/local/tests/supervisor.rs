@@ -4,7 +4,7 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use preview_local::{ProcessSpec, Supervised};
+use preview_local::{Place, ProcessSpec, Supervised};
 use preview_secrets::Secret;
 use preview_testing::TempDir;
 
@@ -12,14 +12,14 @@ fn spec(dir: &Path, command: &str) -> ProcessSpec {
     ProcessSpec {
         name: "test-app".into(),
         command: command.into(),
-        dir: dir.to_path_buf(),
+        place: Place::Host(dir.to_path_buf()),
         env: vec![("GREETING".into(), Secret::new("hello".into()))],
         log: dir.join("logs/app.log"),
         log_limit: 1024 * 1024,
         grace: Duration::from_millis(500),
         backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(400),
-        run_as: None,
+        memory_limit: None,
     }
 }
 
@@ -194,7 +194,7 @@ async fn logs_rotate_at_their_limit() {
 async fn a_command_that_cannot_start_is_an_error() {
     let dir = TempDir::new("supervisor-missing");
     let mut spec = spec(dir.path(), "true");
-    spec.dir = dir.path().join("does-not-exist");
+    spec.place = Place::Host(dir.path().join("does-not-exist"));
     let error = Supervised::start(spec)
         .await
         .map(|_| ())

@@ -10,7 +10,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use preview_deploy::{Engine, EngineConfig, Fault, RecordingRuntime, Runtime};
 use preview_gateway::{Certificates, Challenges, Proxy, Routes};
-use preview_local::{Issuer, LocalConfig, LocalRuntime, PortRange};
+use preview_local::{
+    IdRange, IsolationConfig, Issuer, LocalConfig, LocalRuntime, PortRange, Subnet,
+};
 use preview_store::Store;
 
 use crate::api::{AppState, Gateway, router};
@@ -43,6 +45,13 @@ pub struct LocalOptions {
     pub drain: Duration,
     /// Who issues environments' certificates: the local CA, or an ACME CA.
     pub issuer: Issuer,
+    /// The user ids environments get (when the daemon runs as root).
+    pub users: IdRange,
+    /// The addresses of environments' links to the host (when the daemon runs as root).
+    pub subnet: Subnet,
+    /// Directories builds may run tools from though they lie in a private home; `None`: the rustup installation
+    /// of the daemon's user, when there is one.
+    pub tools: Option<Vec<PathBuf>>,
 }
 
 #[derive(Debug, Clone)]
@@ -64,7 +73,10 @@ fn log(message: &str) {
 }
 
 pub async fn serve(config: ServeConfig) -> Result<(), String> {
+    // Everything the daemon writes is its own: store, keys, logs and records hold secrets.
+    preview_isolation::restrict_umask();
     create_private_dir(&config.data_dir)?;
+    make_files_private(&config.data_dir)?;
     let store = Arc::new(open_store(&config).await?);
     let holder = daemon_identity(&config.data_dir)?;
     // A wrong master key stops the daemon here, before recovery or any request can write anything.
@@ -160,17 +172,20 @@ async fn start_local(
     options: &LocalOptions,
     vault: Arc<crate::vault::Vault>,
 ) -> Result<(Arc<LocalRuntime>, Gateway), String> {
-    // Apps run as an unprivileged user when the daemon is root: they must pass through the data directory to
-    // their checkout and home, though not list it.
-    std::fs::set_permissions(&config.data_dir, std::fs::Permissions::from_mode(0o711))
-        .map_err(|e| format!("cannot set the mode of {}: {e}", config.data_dir.display()))?;
     let mut local = LocalConfig::new(config.data_dir.join("local"));
     local.ports = options.ports;
     local.build_cache = options
         .build_cache
         .clone()
         .unwrap_or_else(|| config.data_dir.join("build-cache"));
-    local.run_as = preview_local::apps_user();
+    // Only root can give environments users, cgroups and networks of their own.
+    local.isolation = preview_isolation::is_root().then(|| IsolationConfig {
+        users: options.users,
+        subnet: options.subnet,
+        gateway_ports: vec![options.http.port(), options.https.port()],
+        tools: options.tools.clone().unwrap_or_else(default_tools),
+        ..IsolationConfig::new(Vec::new())
+    });
     local.health_timeout = options.health_timeout;
     local.drain = options.drain;
     local.issuer = options.issuer.clone();
@@ -194,7 +209,12 @@ async fn start_local(
     let proxy = Arc::new(Proxy::new(Arc::clone(&routes)).with_challenges(Arc::clone(&challenges)));
     tokio::spawn(preview_gateway::serve(http, Arc::clone(&proxy), None));
     tokio::spawn(preview_gateway::serve(https, proxy, Some(tls)));
+    // The gateway's ports are known once it listens (tests ask for any free port).
+    if let Some(isolation) = &mut local.isolation {
+        isolation.gateway_ports = vec![http_address.port(), https_address.port()];
+    }
     let runtime = LocalRuntime::open(local, vault, routes, certificates, challenges, &log).await?;
+    report_protections(&runtime);
     let addresses = Gateway {
         http: http_address,
         https: https_address,
@@ -205,6 +225,71 @@ async fn start_local(
         addresses.http, addresses.https
     ));
     Ok((runtime, addresses))
+}
+
+/// Says which protections keep environments apart, and plainly which are off.
+fn report_protections(runtime: &LocalRuntime) {
+    let protections = runtime.protections();
+    if protections.iter().all(|p| !p.in_effect) {
+        log(&format!(
+            "environments are NOT isolated from each other: the daemon runs as {}, not root, so none of the protections below is possible; do not run untrusted code (pull requests from forks) this way",
+            preview_isolation::user_name()
+        ));
+    }
+    for protection in protections {
+        log(&format!(
+            "isolation: {} {}: {}",
+            protection.name,
+            if protection.in_effect { "on" } else { "OFF" },
+            protection.detail
+        ));
+    }
+}
+
+/// The rustup installation of the daemon's user (`~/.cargo/bin` and `~/.rustup`, or where `CARGO_HOME` and
+/// `RUSTUP_HOME` say), so that Rust projects build out of the box when that home is private.
+fn default_tools() -> Vec<PathBuf> {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    let cargo_bin = std::env::var_os("CARGO_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".cargo")))
+        .map(|cargo| cargo.join("bin"));
+    let rustup = std::env::var_os("RUSTUP_HOME")
+        .map(PathBuf::from)
+        .or_else(|| home.as_ref().map(|h| h.join(".rustup")));
+    [cargo_bin, rustup]
+        .into_iter()
+        .flatten()
+        .filter(|dir| dir.is_dir())
+        .collect()
+}
+
+/// Data directories made by earlier versions had readable files: the daemon's own are made private again.
+fn make_files_private(data_dir: &Path) -> Result<(), String> {
+    let private = |path: &Path, mode: u32| match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.file_type().is_symlink() => Ok(()),
+        Ok(_) => std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode))
+            .map_err(|e| format!("cannot restrict {}: {e}", path.display())),
+        Err(_) => Ok(()),
+    };
+    for name in [
+        "preview.db",
+        "preview.db-wal",
+        "preview.db-shm",
+        "master.key",
+        "master.key.new",
+        "client.json",
+        "daemon-id",
+        "local/ca/ca.key",
+        "local/ports.json",
+        "local/accounts.json",
+    ] {
+        private(&data_dir.join(name), 0o600)?;
+    }
+    for name in ["local", "local/ca", "local/environments", "local/builds"] {
+        private(&data_dir.join(name), 0o700)?;
+    }
+    Ok(())
 }
 
 /// Checks every few hours for certificates near their end and issues them again.

@@ -86,6 +86,11 @@ pub fn run(repository: Option<PathBuf>, keep: bool) -> Result<(), Failure> {
         .build()
         .map_err(|e| Failure::internal(format!("cannot start the async runtime: {e}")))?;
     runtime.block_on(walk_through(&data, &spec))?;
+    if !keep {
+        // Deleting them takes their users, networks, cgroups and files off the machine, too.
+        say("deleting `pr-1` and `staging`");
+        runtime.block_on(delete_all(&data))?;
+    }
     if keep {
         println!(
             "\nleft running: daemon pid {}, data directory {}\n  preview --data-dir {} env list\n  stop it with `kill {}` (its apps stop with it)",
@@ -229,6 +234,18 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
             .get(&context.path(&format!("/environments/{environment}")))
             .await?;
         println!("\n{environment}:");
+        for protection in shown["isolation"].as_array().into_iter().flatten() {
+            println!(
+                "  isolation: {} {}: {}",
+                protection["name"].as_str().unwrap_or_default(),
+                if protection["in_effect"] == true {
+                    "on"
+                } else {
+                    "OFF"
+                },
+                protection["detail"].as_str().unwrap_or_default()
+            );
+        }
         for url in shown["urls"].as_array().into_iter().flatten() {
             let url = url.as_str().unwrap_or_default();
             let host = url
@@ -245,6 +262,18 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
             let answer = get(&tls, https, host, "/api/summary").await?;
             println!("    → {answer}");
         }
+    }
+    Ok(())
+}
+
+async fn delete_all(data: &Path) -> Result<(), Failure> {
+    let context = Context {
+        client: Client::from_data_dir(data)?,
+        project: "shop".to_owned(),
+        output: OutputFormat::Text,
+    };
+    for environment in ["pr-1", "staging"] {
+        start(&context, Change::Delete(environment), true).await?;
     }
     Ok(())
 }

@@ -90,6 +90,22 @@ pub async fn show(context: &Context, name: &str) -> Result<(), Failure> {
             );
         }
     }
+    let isolation = answer["isolation"].as_array().cloned().unwrap_or_default();
+    if !isolation.is_empty() {
+        println!("\nisolation");
+        for protection in &isolation {
+            println!(
+                "  {:<8} {:<4} {}",
+                text(&protection["name"]),
+                if protection["in_effect"] == true {
+                    "on"
+                } else {
+                    "OFF"
+                },
+                text(&protection["detail"])
+            );
+        }
+    }
     let urls = answer["urls"].as_array().cloned().unwrap_or_default();
     if !urls.is_empty() {
         println!("\nurls");

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use preview_deploy::Fault;
 use preview_server::{
-    AcmeConfig, Issuer, LETS_ENCRYPT, LocalOptions, PortRange, RuntimeChoice, ServeConfig,
+    AcmeConfig, IdRange, Issuer, LETS_ENCRYPT, LocalOptions, PortRange, RuntimeChoice, ServeConfig,
+    Subnet,
 };
 
 use crate::exit::Failure;
@@ -37,6 +38,17 @@ pub struct ServeArgs {
     /// default: `build-cache` in the data directory.
     #[arg(long, value_name = "DIR")]
     pub build_cache: Option<PathBuf>,
+    /// The user and group ids environments' apps and builders run as, one each (the daemon as root only).
+    #[arg(long, default_value = "50000-59999", value_name = "FIRST-LAST")]
+    pub users: String,
+    /// The addresses of environments' network namespaces, a /30 each, and the network their traffic to the
+    /// internet is translated from (the daemon as root only).
+    #[arg(long, default_value = "10.213.0.0/16", value_name = "ADDRESS/PREFIX")]
+    pub network: String,
+    /// Directories builds may run tools from although they lie in a private home, comma-separated; each is
+    /// visible to builds read-only, nothing around it [default: the daemon user's ~/.cargo/bin and ~/.rustup]
+    #[arg(long, value_name = "DIR,…", value_delimiter = ',')]
+    pub tools: Option<Vec<PathBuf>>,
     /// Seconds a new version of an app may take to become healthy before the deployment rolls back.
     #[arg(long, default_value_t = 60)]
     pub health_timeout: u64,
@@ -106,6 +118,11 @@ pub fn run(data_dir: PathBuf, args: ServeArgs) -> Result<(), Failure> {
             health_timeout: Duration::from_secs(args.health_timeout.max(1)),
             drain: Duration::from_millis(500),
             issuer,
+            users: IdRange::parse(&args.users)
+                .map_err(|e| Failure::invalid(format!("--users: {e}")))?,
+            subnet: Subnet::parse(&args.network)
+                .map_err(|e| Failure::invalid(format!("--network: {e}")))?,
+            tools: args.tools,
         }),
         None if args.runtime == "recording" => RuntimeChoice::Recording { dir: None, fault },
         Some(("recording", dir)) => RuntimeChoice::Recording {

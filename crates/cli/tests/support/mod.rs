@@ -304,3 +304,22 @@ pub fn serve_refused(data: &Path, env: &[(&str, &str)]) -> Output {
     }
     child.wait_with_output().expect("output")
 }
+
+/// Removes, when dropped, the system accounts a daemon on `data` made for its environments and builders (as root
+/// it makes one per environment and builder, and environments a test leaves standing keep theirs). Declare it after
+/// the test's temporary directory and before its daemons, so that it goes after the daemons and before the
+/// directory.
+pub struct ReleaseAccounts(pub PathBuf);
+
+impl Drop for ReleaseAccounts {
+    fn drop(&mut self) {
+        let Ok(bytes) = std::fs::read(self.0.join("local/accounts.json")) else {
+            return;
+        };
+        let ids: std::collections::BTreeMap<String, u32> =
+            serde_json::from_slice(&bytes).unwrap_or_default();
+        for id in ids.values() {
+            let _ = preview_isolation::delete_account(*id);
+        }
+    }
+}

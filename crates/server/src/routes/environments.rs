@@ -97,13 +97,12 @@ pub(crate) async fn show(
     let environment = existing(&state, &project, &name).await?;
     let recorded = state.store.recorded_state(&project.name, &name).await?;
     let urls = super::runtime::urls(&state, &recorded);
-    let services = state
-        .runtime
-        .status(&preview_deploy::EnvironmentAddress {
-            project: project.name.clone(),
-            environment: name.clone(),
-        })
-        .await;
+    let address = preview_deploy::EnvironmentAddress {
+        project: project.name.clone(),
+        environment: name.clone(),
+    };
+    let services = state.runtime.status(&address).await;
+    let isolation = state.runtime.isolation(&address).await;
     let resources: Vec<Value> = recorded
         .iter()
         .map(|r| json!({ "id": r.id, "kind": r.kind, "hash": r.hash }))
@@ -114,7 +113,7 @@ pub(crate) async fn show(
         .map(|d| json!({ "id": d.id, "operation": d.operation, "status": d.status, "reason": d.reason, "created_at": d.created_at }))
         .collect();
     Ok(Json(
-        json!({ "environment": environment, "resources": resources, "services": services, "urls": urls, "deployments": recent }),
+        json!({ "environment": environment, "resources": resources, "services": services, "isolation": isolation, "urls": urls, "deployments": recent }),
     ))
 }
 

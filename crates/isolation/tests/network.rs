@@ -1,0 +1,215 @@
+//! Environments' network namespaces under the daemon's packet filter: an environment reaches its own ports, the
+//! gateway's ports and the internet (here: a namespace of the test's own standing in for it, reached through
+//! the host's address translation), but not another environment, not the host's other ports, and the host does
+//! not see its ports on loopback; the daemon reaches them with sockets made inside the namespace.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use common::{SandboxRoot, TestAccount, require_root, run_in, text, unique};
+use preview_isolation::{Firewall, FirewallRules, Link, Netns, Sandbox, enable_forwarding};
+
+/// Namespaces, links and a table made by the test, removed when dropped.
+struct Network {
+    namespaces: Vec<String>,
+    table: String,
+}
+
+impl Drop for Network {
+    fn drop(&mut self) {
+        let _ = Firewall::remove(&self.table);
+        for name in &self.namespaces {
+            let _ = Netns::delete(name);
+        }
+    }
+}
+
+/// Accepts connections on `listener` forever, answering `ok` and remembering each peer's address.
+fn serve(listener: std::net::TcpListener) -> Arc<Mutex<Vec<SocketAddr>>> {
+    let peers = Arc::new(Mutex::new(Vec::new()));
+    let seen = Arc::clone(&peers);
+    std::thread::spawn(move || {
+        for stream in listener.incoming().flatten() {
+            if let (Ok(peer), Ok(mut seen)) = (stream.peer_addr(), seen.lock()) {
+                seen.push(peer);
+            }
+            let mut stream = stream;
+            let _ = stream.write_all(b"ok");
+        }
+    });
+    peers
+}
+
+const PROBE: &str = r#"
+import socket, sys
+for target in sys.argv[1:]:
+    label, host, port = target.split(",")
+    s = socket.socket()
+    s.settimeout(1.5)
+    try:
+        s.connect((host, int(port)))
+        print(label, "connected", s.recv(2).decode())
+    except Exception as e:
+        print(label, "failed", type(e).__name__)
+"#;
+
+#[tokio::test]
+async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_nothing_else() {
+    require_root();
+    let seed = (std::process::id() % 200) as u8;
+    let id = unique("");
+    let (a, b, outside) = (
+        format!("preview-test-a{id}"),
+        format!("preview-test-b{id}"),
+        format!("preview-test-o{id}"),
+    );
+    let network = Network {
+        namespaces: vec![a.clone(), b.clone(), outside.clone()],
+        table: format!("preview_test{id}"),
+    };
+    let link = |namespace: &str, interface: String, third: u8, base: u8| Link {
+        namespace: namespace.to_owned(),
+        host_interface: interface,
+        host_address: Ipv4Addr::new(10, base, third, 1),
+        address: Ipv4Addr::new(10, base, third, 2),
+    };
+    let short = &id[id.len().saturating_sub(9)..];
+    let (link_a, link_b) = (
+        link(&a, format!("pvta{short}"), seed, 250),
+        link(&b, format!("pvtb{short}"), seed, 249),
+    );
+    let link_outside = link(&outside, format!("ot{short}"), seed, 251);
+    let mut spaces = Vec::new();
+    for (name, link) in [(&a, &link_a), (&b, &link_b), (&outside, &link_outside)] {
+        spaces.push(Netns::create(name).expect("namespace"));
+        link.create().expect("link");
+    }
+    let only_environments = enable_forwarding().expect("forwarding");
+    // The host's own listeners: the gateway's port, and a port environments must not reach.
+    let gateway = std::net::TcpListener::bind("0.0.0.0:0").expect("gateway");
+    let gateway_port = gateway.local_addr().expect("address").port();
+    let private = std::net::TcpListener::bind("0.0.0.0:0").expect("private");
+    let private_port = private.local_addr().expect("address").port();
+    serve(gateway);
+    serve(private);
+    let firewall = Firewall::install(&FirewallRules {
+        table: network.table.clone(),
+        interfaces: vec![link_a.host_interface.clone(), link_b.host_interface.clone()],
+        gateway_ports: vec![gateway_port],
+        subnet: (Ipv4Addr::new(10, 248, 0, 0), 13),
+        only_environments_forward: only_environments,
+    })
+    .expect("the table installs");
+    // A service inside `a`, listening on every address of its namespace; and a server "on the internet".
+    let service = spaces[0]
+        .listen("0.0.0.0:7000".parse().expect("address"))
+        .expect("listens inside a");
+    serve(service);
+    let internet_peers = serve(
+        spaces[2]
+            .listen(SocketAddr::from((link_outside.address, 80)))
+            .expect("listens outside"),
+    );
+
+    // The daemon reaches the service through a socket made inside `a`; the host's loopback has nothing there.
+    let socket = spaces[0].tcp_socket().expect("socket in a");
+    let mut stream = socket
+        .connect("127.0.0.1:7000".parse().expect("address"))
+        .await
+        .expect("the daemon reaches a's port")
+        .into_std()
+        .expect("std stream");
+    stream.set_nonblocking(false).expect("blocking");
+    let mut answer = String::new();
+    stream.read_to_string(&mut answer).expect("answer");
+    assert_eq!(answer, "ok");
+    assert!(std::net::TcpStream::connect("127.0.0.1:7000").is_err());
+
+    let (account, root) = (TestAccount::new("network"), SandboxRoot::new());
+    let sandbox = |space: &Netns| Sandbox {
+        uid: account.uid(),
+        gid: account.uid(),
+        netns: Some(Arc::new(Netns::open(space.name()).expect("open"))),
+        cgroup: None,
+        root: root.0.clone(),
+        binds: Vec::new(),
+        fresh: Vec::new(),
+        workdir: root.0.clone(),
+        umask: 0o022,
+    };
+    let probe = |targets: &[String]| {
+        let mut script = format!("exec python3 -c '{PROBE}'");
+        for target in targets {
+            script.push(' ');
+            script.push_str(target);
+        }
+        script
+    };
+    let from_a = run_in(
+        &sandbox(&spaces[0]),
+        &probe(&["own,127.0.0.1,7000".to_owned()]),
+    )
+    .await;
+    let from_b = run_in(
+        &sandbox(&spaces[1]),
+        &probe(&[
+            format!("other-environment,{},7000", link_a.address),
+            "loopback,127.0.0.1,7000".to_owned(),
+            format!("host-private,{},{private_port}", link_b.host_address),
+            format!("host-private-via-a,{},{private_port}", link_a.host_address),
+            format!("gateway,{},{gateway_port}", link_b.host_address),
+            format!("internet,{},80", link_outside.address),
+        ]),
+    )
+    .await;
+    let (said_a, said_b) = (text(&from_a), text(&from_b));
+    assert!(said_a.contains("own connected ok"), "{said_a}");
+    for expected in [
+        "other-environment failed",
+        "loopback failed ConnectionRefusedError",
+        "host-private failed",
+        "host-private-via-a failed",
+        "gateway connected ok",
+        "internet connected ok",
+    ] {
+        assert!(
+            said_b.contains(expected),
+            "missing `{expected}` in:\n{said_b}"
+        );
+    }
+    // The internet saw the host's address, not the environment's.
+    let peers = internet_peers.lock().expect("peers").clone();
+    assert!(!peers.is_empty(), "the internet saw no connection");
+    assert!(
+        peers
+            .iter()
+            .all(|p| p.ip() == std::net::IpAddr::V4(link_outside.host_address)),
+        "{peers:?}"
+    );
+
+    // Taken out of the set, an environment's interface is no longer held back.
+    firewall
+        .remove_interface(&link_b.host_interface)
+        .expect("removed from the set");
+    let freed = run_in(
+        &sandbox(&spaces[1]),
+        &probe(&[format!(
+            "host-private,{},{private_port}",
+            link_b.host_address
+        )]),
+    )
+    .await;
+    assert!(
+        text(&freed).contains("host-private connected ok"),
+        "{}",
+        text(&freed)
+    );
+    drop(spaces);
+    drop(network);
+    tokio::time::sleep(Duration::from_millis(10)).await;
+    assert!(!std::path::Path::new(&format!("/run/netns/{a}")).exists());
+}
