@@ -34,6 +34,11 @@ impl Daemon {
     }
 
     pub fn start_with_env(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Daemon {
+        Daemon::start_as(data, extra, env, None)
+    }
+
+    /// A daemon run as the user `uid` (with its group of the same id), for the tests of a daemon that is not root.
+    pub fn start_as(data: &Path, extra: &[&str], env: &[(&str, &str)], uid: Option<u32>) -> Daemon {
         use std::os::unix::fs::MetadataExt;
         let config = data.join("client.json");
         // The daemon rewrites the file by rename once it listens: a new inode means this daemon wrote it.
@@ -44,7 +49,8 @@ impl Daemon {
             .append(true)
             .open(data.join("daemon.log"))
             .expect("daemon log");
-        let child = preview()
+        let mut command = preview();
+        command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
             .args(defaults(extra))
@@ -52,9 +58,12 @@ impl Daemon {
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
-            .stderr(log)
-            .spawn()
-            .expect("the daemon starts");
+            .stderr(log);
+        if let Some(uid) = uid {
+            use std::os::unix::process::CommandExt;
+            command.uid(uid).gid(uid);
+        }
+        let child = command.spawn().expect("the daemon starts");
         // The daemon writes its client config only after recovery, once it listens.
         let deadline = Instant::now() + Duration::from_secs(30);
         let parsed = loop {
@@ -322,4 +331,145 @@ impl Drop for ReleaseAccounts {
             let _ = preview_isolation::delete_account(*id);
         }
     }
+}
+
+/// Asserts that the daemon's own files are private: the data directory 0700, and its store, keys, client config,
+/// certificate keys and logs 0600, all owned by `owner`.
+pub fn assert_private_files(data: &Path, owner: u32) {
+    use std::os::unix::fs::{MetadataExt, PermissionsExt};
+    let mode = |path: &Path| {
+        std::fs::metadata(path)
+            .expect("metadata")
+            .permissions()
+            .mode()
+            & 0o777
+    };
+    assert_eq!(mode(data), 0o700, "{}", data.display());
+    let mut files: Vec<PathBuf> = [
+        "preview.db",
+        "preview.db-wal",
+        "preview.db-shm",
+        "master.key",
+        "client.json",
+        "local/ca/ca.key",
+    ]
+    .iter()
+    .map(|f| data.join(f))
+    .filter(|f| f.exists())
+    .collect();
+    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir()
+                && !path.ends_with("tree")
+                && !path.ends_with("home")
+                && !path.ends_with("cache")
+            {
+                walk(&path, found);
+            } else if path.extension().is_some_and(|e| e == "log") || path.ends_with("key.pem") {
+                found.push(path);
+            }
+        }
+    }
+    walk(&data.join("local"), &mut files);
+    assert!(
+        files.iter().any(|f| f.ends_with("key.pem")),
+        "no certificate key among {files:?}"
+    );
+    assert!(
+        files
+            .iter()
+            .filter(|f| f.extension().is_some_and(|e| e == "log"))
+            .count()
+            >= 2,
+        "no logs among {files:?}"
+    );
+    for file in files {
+        let meta = std::fs::metadata(&file).expect("metadata");
+        assert_eq!(
+            meta.permissions().mode() & 0o777,
+            0o600,
+            "{}",
+            file.display()
+        );
+        assert_eq!(meta.uid(), owner, "{}", file.display());
+    }
+}
+
+/// Runs git in `repo` with a fixed identity; its output, trimmed.
+pub fn git(repo: &Path, args: &[&str]) -> String {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(repo)
+        .args(["-c", "user.name=test", "-c", "user.email=test@example.test"])
+        // The repository may belong to the user a test runs its daemon as.
+        .args(["-c", "safe.directory=*"])
+        .args(args)
+        .output()
+        .expect("git runs");
+    assert!(
+        output.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).trim().to_owned()
+}
+
+/// The output of a command that must succeed.
+pub fn ok(output: Output) -> String {
+    assert!(
+        output.status.success(),
+        "stdout: {}\nstderr: {}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Where the daemon on `data` serves plain HTTP through its gateway, from its client config.
+pub fn gateway_http(data: &Path) -> String {
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("client.json")).expect("client.json"))
+            .expect("json");
+    config["gateway_http"]
+        .as_str()
+        .expect("the daemon publishes its gateway")
+        .to_owned()
+}
+
+/// One HTTP/1.1 request through the gateway for `host`; the status and the JSON body (or the body as a string),
+/// status 0 when the gateway could not be reached.
+pub fn request(
+    gateway: &str,
+    method: &str,
+    host: &str,
+    path: &str,
+    body: &str,
+) -> (u16, serde_json::Value) {
+    let Ok(mut stream) = std::net::TcpStream::connect(gateway) else {
+        return (0, serde_json::Value::Null);
+    };
+    stream
+        .set_read_timeout(Some(Duration::from_secs(180)))
+        .expect("timeout");
+    let sent = write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if sent.is_err() {
+        return (0, serde_json::Value::Null);
+    }
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
+    let status = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0);
+    (
+        status,
+        serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_owned())),
+    )
 }

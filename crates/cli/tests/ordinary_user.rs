@@ -1,0 +1,238 @@
+//! The daemon run as an ordinary user, where none of the isolation is possible: it says so plainly when it starts
+//! and in `env show`, and everything else works as before — environments built and served, a redeploy that drops
+//! no request, a deployment killed with the daemon rolled back at the next start, re-adoption after a restart.
+//! As root the test runs the daemon as an account of its own; as anybody else, as that user.
+
+mod support;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use preview_testing::TempDir;
+use support::{Daemon, git, ok, request};
+
+const PLAIN: [(&str, &str); 2] = [
+    ("preview.yaml", include_str!("plain/preview.yaml")),
+    ("web.py", include_str!("plain/web.py")),
+];
+
+/// An ordinary user to run the daemon as (removed when dropped), or none when the test is not root.
+struct OrdinaryUser(Option<u32>);
+
+impl OrdinaryUser {
+    fn new() -> OrdinaryUser {
+        if !preview_testing::running_as_root() {
+            return OrdinaryUser(None);
+        }
+        let mut id = 3_800_000 + (std::process::id() % 5_000) * 20;
+        loop {
+            if preview_isolation::id_is_free(id)
+                && preview_isolation::create_account(id, "preview test ordinary user").is_ok()
+            {
+                return OrdinaryUser(Some(id));
+            }
+            id += 1;
+        }
+    }
+
+    /// Hands `path` (and everything below it) to the user.
+    fn give(&self, path: &Path) {
+        if let Some(uid) = self.0 {
+            let status = std::process::Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{uid}"))
+                .arg(path)
+                .status()
+                .expect("chown");
+            assert!(status.success());
+        }
+    }
+}
+
+impl Drop for OrdinaryUser {
+    fn drop(&mut self) {
+        if let Some(uid) = self.0 {
+            let _ = preview_isolation::delete_account(uid);
+        }
+    }
+}
+
+fn start(data: &Path, user: &OrdinaryUser) -> Daemon {
+    Daemon::start_as(
+        data,
+        &[
+            "--runtime",
+            "local",
+            "--http",
+            "127.0.0.1:0",
+            "--https",
+            "127.0.0.1:0",
+            "--ports",
+            "25000-25999",
+            "--health-timeout",
+            "20",
+        ],
+        &[],
+        user.0,
+    )
+}
+
+fn answer(gateway: &str, host: &str) -> serde_json::Value {
+    let (status, body) = request(gateway, "GET", host, "/", "");
+    assert_eq!(status, 200, "{host}: {body}");
+    body
+}
+
+#[test]
+fn a_daemon_that_is_not_root_says_environments_are_not_isolated_and_works_as_before() {
+    let dir = TempDir::new("ordinary-user");
+    let user = OrdinaryUser::new();
+    let (repo, data) = (dir.path().join("repo"), dir.path().join("data"));
+    std::fs::create_dir_all(&repo).expect("repo");
+    std::fs::create_dir_all(&data).expect("data");
+    for (name, text) in PLAIN {
+        std::fs::write(repo.join(name), text).expect("write");
+    }
+    git(&repo, &["init", "--quiet"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "--quiet", "-m", "one app"]);
+    let first = git(&repo, &["rev-parse", "HEAD"]);
+    user.give(dir.path());
+    let daemon = start(&data, &user);
+    let log = support::read_log(&data);
+    assert!(
+        log.contains("environments are NOT isolated from each other"),
+        "{log}"
+    );
+    for off in ["users OFF", "files OFF", "network OFF", "limits OFF"] {
+        assert!(log.contains(&format!("isolation: {off}")), "{log}");
+    }
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        repo.join("preview.yaml").to_str().expect("path"),
+    ]));
+    ok(daemon.cli(&["env", "create", "staging"]));
+    ok(daemon.cli(&["env", "clone", "staging", "pr-1"]));
+    let gateway = support::gateway_http(&data);
+    let (staging, preview) = ("web-staging.plain.localhost", "web-pr-1.plain.localhost");
+    let served = answer(&gateway, staging);
+    assert_eq!(served["environment"], "staging");
+    assert_eq!(served["commit"], first.as_str());
+    let daemon_uid = user
+        .0
+        .map_or_else(|| served["uid"].as_u64(), |u| Some(u64::from(u)));
+    assert_eq!(
+        served["uid"].as_u64(),
+        daemon_uid,
+        "apps run as the daemon's user"
+    );
+    assert_eq!(answer(&gateway, preview)["environment"], "pr-1");
+    // `env show` says what is in effect: nothing.
+    let shown = daemon.json(&["env", "show", "pr-1"]);
+    let isolation = shown["isolation"].as_array().cloned().unwrap_or_default();
+    assert_eq!(isolation.len(), 4, "{shown}");
+    assert!(isolation.iter().all(|p| p["in_effect"] == false), "{shown}");
+    let text = ok(daemon.cli(&["env", "show", "pr-1"]));
+    assert!(
+        text.contains("users    OFF  apps, jobs and builds of every environment run as"),
+        "{text}"
+    );
+    support::assert_private_files(&data, daemon_uid.map_or(0, |u| u as u32));
+
+    // A redeploy under a request loop drops nothing.
+    std::fs::write(
+        repo.join("web.py"),
+        PLAIN[1]
+            .1
+            .replace("which environment", "which environment (second)"),
+    )
+    .expect("change");
+    git(&repo, &["commit", "--quiet", "-am", "second"]);
+    let second = git(&repo, &["rev-parse", "HEAD"]);
+    user.give(&repo);
+    let stop = Arc::new(AtomicBool::new(false));
+    let loader = {
+        let (stop, gateway) = (Arc::clone(&stop), gateway.clone());
+        std::thread::spawn(move || {
+            let (mut failures, mut commits) = (0, Vec::<String>::new());
+            while !stop.load(Ordering::SeqCst) {
+                let (status, body) = request(&gateway, "GET", staging, "/", "");
+                if status != 200 {
+                    failures += 1;
+                    continue;
+                }
+                let commit = body["commit"].as_str().unwrap_or_default().to_owned();
+                if commits.last() != Some(&commit) {
+                    commits.push(commit);
+                }
+            }
+            (failures, commits)
+        })
+    };
+    std::thread::sleep(Duration::from_millis(300));
+    ok(daemon.cli(&["deploy", "staging", "--commit", &second]));
+    std::thread::sleep(Duration::from_millis(300));
+    stop.store(true, Ordering::SeqCst);
+    let (failures, commits) = loader.join().expect("loader");
+    assert_eq!(failures, 0, "requests failed during the redeploy");
+    assert_eq!(commits, [first.clone(), second.clone()]);
+
+    // A deployment whose daemon is killed mid-way is rolled back when it starts again; what ran keeps running.
+    std::fs::write(repo.join("slow"), "").expect("slow");
+    git(&repo, &["add", "slow"]);
+    git(&repo, &["commit", "--quiet", "-m", "a slow build"]);
+    let slow = git(&repo, &["rev-parse", "HEAD"]);
+    user.give(&repo);
+    let mut deploying = support::preview()
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["deploy", "staging", "--commit", &slow])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("deploy");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let shown = daemon.json(&["env", "show", "staging"]);
+        if shown["deployments"][0]["status"] == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the slow deployment did not start: {shown}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    daemon.kill();
+    let _ = deploying.wait();
+    let daemon = start(&data, &user);
+    let shown = daemon.json(&["env", "show", "staging"]);
+    assert_eq!(shown["deployments"][0]["status"], "rolled_back", "{shown}");
+    assert_eq!(
+        answer(&gateway_of(&data), staging)["commit"],
+        second.as_str()
+    );
+    assert_eq!(answer(&gateway_of(&data), preview)["environment"], "pr-1");
+
+    // A clean restart stops the apps and starts them again.
+    daemon.stop();
+    let daemon = start(&data, &user);
+    assert_eq!(
+        answer(&gateway_of(&data), staging)["commit"],
+        second.as_str()
+    );
+    ok(daemon.cli(&["env", "delete", "pr-1"]));
+    let (status, _) = request(&gateway_of(&data), "GET", preview, "/", "");
+    assert_eq!(status, 404);
+    daemon.stop();
+}
+
+/// The gateway's address changes with every start (the tests take free ports).
+fn gateway_of(data: &Path) -> String {
+    support::gateway_http(data)
+}
