@@ -154,3 +154,12 @@ pub fn delete_account(id: u32) -> Result<(), IsolationError> {
     }
     Ok(())
 }
+
+/// Makes `uid:gid` the owner of `path` and of everything below it, without following a symbolic link anywhere
+/// (`chown -R -P -h`, which walks directories by descriptor): the tree may belong to a user who could swap a
+/// directory for a link while it is walked.
+pub fn hand_tree_to(path: &std::path::Path, uid: u32, gid: u32) -> Result<(), IsolationError> {
+    let owner = format!("{uid}:{gid}");
+    let path = path.to_string_lossy();
+    run("chown", &["-R", "-P", "-h", "--", &owner, &path], None)
+}

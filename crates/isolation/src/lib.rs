@@ -26,7 +26,9 @@ mod programs;
 mod sandbox;
 pub mod signals;
 
-pub use accounts::{Account, account, create_account, delete_account, id_is_free, ids_in_use};
+pub use accounts::{
+    Account, account, create_account, delete_account, hand_tree_to, id_is_free, ids_in_use,
+};
 pub use cgroups::{Cgroup, CgroupLimits, CgroupVersion, Cgroups};
 pub use firewall::{Firewall, FirewallRules};
 pub use netns::{Link, Netns, enable_forwarding};

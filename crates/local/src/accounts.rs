@@ -91,14 +91,14 @@ impl Accounts {
     /// first id of the range that no user, group or process of the machine has.
     pub(crate) fn assign(&self, key: &str, purpose: &str) -> Result<u32, String> {
         let mut ids = self.lock();
-        let comment = format!("preview {} {key} ({purpose})", self.owner);
+        let comment = format!("{} {key} ({purpose})", self.signature());
         if let Some(id) = ids.get(key).copied() {
             match preview_isolation::account(id) {
-                Some(found) if found.name == format!("preview-{id}") => return Ok(id),
+                Some(found) if self.made(&found) => return Ok(id),
                 Some(found) => {
                     return Err(format!(
-                        "the user id {id} of {key} now belongs to `{}`; delete the environment and create it again",
-                        found.name
+                        "the user id {id} of {key} now belongs to `{}` ({}), not to this daemon; delete the environment and create it again",
+                        found.name, found.comment
                     ));
                 }
                 None => {
@@ -115,16 +115,18 @@ impl Accounts {
             if taken.contains(&id) {
                 continue;
             }
+            // The id is written down before its account is made: a daemon killed in between finds it and makes
+            // the account (or releases the id), instead of leaving an account nothing knows of.
+            ids.insert(key.to_owned(), id);
+            save(&self.path, &ids)?;
             // Another daemon may take the same id at the same moment: the shadow tools refuse the second.
             match preview_isolation::create_account(id, &comment) {
-                Ok(_) => {
-                    ids.insert(key.to_owned(), id);
-                    save(&self.path, &ids)?;
-                    return Ok(id);
-                }
+                Ok(_) => return Ok(id),
                 Err(error) => last_error = Some(error.to_string()),
             }
-            if last_error.is_some() && !preview_isolation::id_is_free(id) {
+            ids.remove(key);
+            save(&self.path, &ids)?;
+            if !preview_isolation::id_is_free(id) {
                 continue;
             }
             break;
@@ -138,14 +140,30 @@ impl Accounts {
         })
     }
 
-    /// Removes the account of `key` and forgets it; nothing to do for an unknown key.
+    /// How this daemon's accounts begin their comment: `preview <marker>`.
+    fn signature(&self) -> String {
+        format!("preview {}", self.owner)
+    }
+
+    /// Whether this daemon made `account` (its comment says so).
+    fn made(&self, account: &preview_isolation::Account) -> bool {
+        account
+            .comment
+            .starts_with(&format!("{} ", self.signature()))
+    }
+
+    /// Removes the account of `key` and forgets it; nothing to do for an unknown key. An account with that id
+    /// that is not this daemon's (its own was never made, and another took the id) is left alone.
     pub(crate) fn release(&self, key: &str) -> Result<(), String> {
         let mut ids = self.lock();
         let Some(id) = ids.get(key).copied() else {
             return Ok(());
         };
-        preview_isolation::delete_account(id)
-            .map_err(|e| format!("cannot remove the user of {key}: {e}"))?;
+        let ours = preview_isolation::account(id).is_some_and(|found| self.made(&found));
+        if ours {
+            preview_isolation::delete_account(id)
+                .map_err(|e| format!("cannot remove the user of {key}: {e}"))?;
+        }
         ids.remove(key);
         save(&self.path, &ids)
     }

@@ -39,14 +39,27 @@ fn copy_dir(from: &Path, to: &Path, skip: &[&str]) -> std::io::Result<()> {
         } else if kind.is_symlink() {
             std::os::unix::fs::symlink(std::fs::read_link(&source)?, &target)?;
         } else if kind.is_file() {
-            std::fs::copy(&source, &target)?;
+            copy_file(&source, &target)?;
         }
     }
     Ok(())
 }
 
-/// Makes `uid:gid` the owner of `path` and of everything below it (links themselves, never what they point to).
-/// Nothing to do when the top already belongs to them.
+/// Copies one file, refusing to follow a link that replaced it since it was listed.
+fn copy_file(source: &Path, target: &Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut from = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(source)?;
+    let mode = from.metadata()?.permissions();
+    let mut to = std::fs::File::create(target)?;
+    std::io::copy(&mut from, &mut to)?;
+    to.set_permissions(mode)
+}
+
+/// Makes `uid:gid` the owner of `path` and of everything below it (links themselves, never what they point to);
+/// nothing to do when the top already belongs to them.
 pub(crate) fn hand_over(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
     use std::os::unix::fs::MetadataExt;
     match std::fs::symlink_metadata(path) {
@@ -55,18 +68,8 @@ pub(crate) fn hand_over(path: &Path, uid: u32, gid: u32) -> Result<(), String> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(format!("cannot read {}: {e}", path.display())),
     }
-    chown_tree(path, uid, gid)
+    preview_isolation::hand_tree_to(path, uid, gid)
         .map_err(|e| format!("cannot hand {} to uid {uid}: {e}", path.display()))
-}
-
-fn chown_tree(path: &Path, uid: u32, gid: u32) -> std::io::Result<()> {
-    std::os::unix::fs::lchown(path, Some(uid), Some(gid))?;
-    if std::fs::symlink_metadata(path)?.is_dir() {
-        for entry in std::fs::read_dir(path)? {
-            chown_tree(&entry?.path(), uid, gid)?;
-        }
-    }
-    Ok(())
 }
 
 /// A directory owned by `owner` (when given) with `mode`, made with its parents if missing.
