@@ -199,9 +199,10 @@ fn assert_refused(results: &Value, who: &str, app_tasks: u64) {
         );
         let expected: &[&str] = if attempt.starts_with("read other") {
             &["no other user's environment is readable"]
-        } else if attempt.starts_with("signal") {
-            &["PermissionError"]
-        } else if attempt.starts_with("read ") || attempt.starts_with("list ") {
+        } else if ["signal", "read ", "list "]
+            .iter()
+            .any(|p| attempt.starts_with(p))
+        {
             &["PermissionError"]
         } else if attempt.starts_with("write ") {
             &["PermissionError", "Read-only file system"]
@@ -282,14 +283,6 @@ impl Load {
     }
 }
 
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 #[test]
 fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_staging() {
     assert!(
@@ -299,37 +292,19 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
     let dir = Workdir::new();
     let data = dir.0.join("data");
     let _accounts = ReleaseAccounts(data.clone());
-    let repo = dir.0.join("repo");
-    std::fs::create_dir_all(&repo).expect("repo");
-    for (name, text) in HOSTILE {
-        std::fs::write(repo.join(name), text).expect("write");
-    }
-    git(&repo, &["init", "--quiet"]);
-    git(&repo, &["add", "-A"]);
-    git(
-        &repo,
-        &["commit", "--quiet", "-m", "a project with hostile previews"],
-    );
+    let repo = support::repository(&dir.0, &HOSTILE);
     let first = git(&repo, &["rev-parse", "HEAD"]);
     let cache = dir.0.join("cache");
-    let daemon = Daemon::start(
+    let daemon = support::local_daemon(
         &data,
+        "24000-24999",
         &[
-            "--runtime",
-            "local",
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-            "--ports",
-            "24000-24999",
-            "--health-timeout",
-            "20",
             "--step-timeout",
             "300",
             "--build-cache",
             cache.to_str().expect("utf-8"),
         ],
+        None,
     );
     let log = support::read_log(&data);
     for protection in ["users on", "files on", "network on", "limits on"] {
@@ -456,19 +431,23 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
     }
 
     // The preview's hog goes over its memory limit: killed by the kernel, said so, restarted with backoff.
-    wait_for("the hog to be killed and restarted", || {
-        daemon.json(&["env", "show", "pr-1"])["services"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|s| {
-                s["service"] == "hog"
-                    && s["restarts"].as_u64() >= Some(1)
-                    && s["last_exit"]
-                        .as_str()
-                        .is_some_and(|e| e.contains("memory limit"))
-            })
-    });
+    support::wait_for(
+        "the hog to be killed and restarted",
+        Duration::from_secs(60),
+        || {
+            daemon.json(&["env", "show", "pr-1"])["services"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|s| {
+                    s["service"] == "hog"
+                        && s["restarts"].as_u64() >= Some(1)
+                        && s["last_exit"]
+                            .as_str()
+                            .is_some_and(|e| e.contains("memory limit"))
+                })
+        },
+    );
     let shown = ok(daemon.cli(&["env", "show", "pr-1"]));
     assert!(
         shown.contains(

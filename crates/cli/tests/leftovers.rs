@@ -16,21 +16,7 @@ const PLAIN: [(&str, &str); 2] = [
 ];
 
 fn start(data: &Path) -> Daemon {
-    Daemon::start(
-        data,
-        &[
-            "--runtime",
-            "local",
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-            "--ports",
-            "26000-26999",
-            "--health-timeout",
-            "20",
-        ],
-    )
+    support::local_daemon(data, "26000-26999", &[], None)
 }
 
 /// What of the environment `plain/<name>` is on the machine: its accounts, namespace, interface, cgroups and
@@ -99,15 +85,9 @@ fn nothing_of_an_environment_outlives_it_on_the_machine() {
         "this test looks at what the daemon as root leaves on the machine"
     );
     let dir = TempDir::new("leftovers");
-    let (repo, data) = (dir.path().join("repo"), dir.path().join("data"));
+    let data = dir.path().join("data");
     let _accounts = ReleaseAccounts(data.clone());
-    std::fs::create_dir_all(&repo).expect("repo");
-    for (name, text) in PLAIN {
-        std::fs::write(repo.join(name), text).expect("write");
-    }
-    git(&repo, &["init", "--quiet"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "--quiet", "-m", "one app"]);
+    let repo = support::repository(dir.path(), &PLAIN);
     let good = git(&repo, &["rev-parse", "HEAD"]);
     std::fs::write(repo.join("broken"), "").expect("broken");
     git(&repo, &["add", "broken"]);

@@ -8,29 +8,13 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use preview_testing::TempDir;
 use serde_json::Value;
-use support::Daemon;
+use support::{Daemon, git, ok};
 
 const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-
-fn git(repo: &Path, args: &[&str]) -> String {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(repo)
-        .args(["-c", "user.name=test", "-c", "user.email=test@example.test"])
-        .args(args)
-        .output()
-        .expect("git runs");
-    assert!(
-        output.status.success(),
-        "git {args:?}: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).trim().to_owned()
-}
 
 /// A new repository holding this workspace's files as they are now (committed or not), in one commit: the
 /// example's apps are built from it.
@@ -74,17 +58,10 @@ fn change(repo: &Path, file: &str, from: &str, to: &str) -> String {
 fn local_daemon(data: &Path, ports: &str) -> Daemon {
     let cache = Path::new(WORKSPACE).join("target/preview-build-cache");
     let cache = cache.to_str().expect("utf-8 path");
-    Daemon::start(
+    support::local_daemon(
         data,
+        ports,
         &[
-            "--runtime",
-            "local",
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-            "--ports",
-            ports,
             "--health-timeout",
             "15",
             // A first build compiles the example's dependencies, which takes minutes on a cold cache.
@@ -93,6 +70,7 @@ fn local_daemon(data: &Path, ports: &str) -> Daemon {
             "--build-cache",
             cache,
         ],
+        None,
     )
 }
 
@@ -104,16 +82,6 @@ fn gateway(data: &Path, scheme: &str) -> String {
         .as_str()
         .expect("the daemon publishes its gateway")
         .to_owned()
-}
-
-fn ok(output: std::process::Output) -> String {
-    assert!(
-        output.status.success(),
-        "stdout: {}\nstderr: {}",
-        String::from_utf8_lossy(&output.stdout),
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
 fn register_shop(daemon: &Daemon, repo: &Path) {
@@ -198,14 +166,6 @@ fn alive(pid: u32) -> bool {
             .contains(") Z ")
 }
 
-fn wait_for(what: &str, mut condition: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !condition() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
-
 #[test]
 fn two_environments_serve_their_own_apps_survive_crashes_and_daemon_restarts() {
     let dir = TempDir::new("local-two-environments");
@@ -268,6 +228,16 @@ fn two_environments_serve_their_own_apps_survive_crashes_and_daemon_restarts() {
     assert!(status.starts_with("401"), "{status}");
     let (status, _) = curl(&daemon, &ca, staging[0], "/api/summary", &[]);
     assert!(status.starts_with("200"), "{status}");
+    // Nor can the preview be reached behind the gateway's check: its ports are in its own network (as root).
+    if preview_testing::running_as_root() {
+        for service in services(&daemon, "pr-1") {
+            let address = service["address"].as_str().expect("address");
+            assert!(
+                std::net::TcpStream::connect(address).is_err(),
+                "{address} of pr-1 answers on the host's loopback"
+            );
+        }
+    }
 
     // HTTP/2, negotiated by ALPN over TLS.
     let (status, _) = curl(&daemon, &ca, staging[0], "/api/summary", &["--http2"]);
@@ -286,18 +256,26 @@ fn two_environments_serve_their_own_apps_survive_crashes_and_daemon_restarts() {
         .args(["-KILL", &catalog.to_string()])
         .status();
     assert!(killed.expect("kill").success());
-    wait_for("the catalog to be restarted", || {
-        services(&daemon, "staging")
-            .iter()
-            .any(|s| s["service"] == "catalog" && s["restarts"] == 1 && s["pid"].is_u64())
-    });
+    support::wait_for(
+        "the catalog to be restarted",
+        Duration::from_secs(30),
+        || {
+            services(&daemon, "staging")
+                .iter()
+                .any(|s| s["service"] == "catalog" && s["restarts"] == 1 && s["pid"].is_u64())
+        },
+    );
     let text = ok(daemon.cli(&["env", "show", "staging"]));
     assert!(text.contains("restarts 1"), "{text}");
-    wait_for("the restarted catalog to answer", || {
-        curl(&daemon, &ca, staging[0], "/api/summary", &[])
-            .0
-            .starts_with("200")
-    });
+    support::wait_for(
+        "the restarted catalog to answer",
+        Duration::from_secs(30),
+        || {
+            curl(&daemon, &ca, staging[0], "/api/summary", &[])
+                .0
+                .starts_with("200")
+        },
+    );
     let log = ok(daemon.cli(&["logs", "staging", "catalog"]));
     assert!(log.contains("listening on 127.0.0.1:"), "{log}");
     assert!(log.contains("restarted after"), "{log}");

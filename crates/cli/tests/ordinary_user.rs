@@ -60,23 +60,7 @@ impl Drop for OrdinaryUser {
 }
 
 fn start(data: &Path, user: &OrdinaryUser) -> Daemon {
-    Daemon::start_as(
-        data,
-        &[
-            "--runtime",
-            "local",
-            "--http",
-            "127.0.0.1:0",
-            "--https",
-            "127.0.0.1:0",
-            "--ports",
-            "25000-25999",
-            "--health-timeout",
-            "20",
-        ],
-        &[],
-        user.0,
-    )
+    support::local_daemon(data, "25000-25999", &[], user.0)
 }
 
 fn answer(gateway: &str, host: &str) -> serde_json::Value {
@@ -89,15 +73,9 @@ fn answer(gateway: &str, host: &str) -> serde_json::Value {
 fn a_daemon_that_is_not_root_says_environments_are_not_isolated_and_works_as_before() {
     let dir = TempDir::new("ordinary-user");
     let user = OrdinaryUser::new();
-    let (repo, data) = (dir.path().join("repo"), dir.path().join("data"));
-    std::fs::create_dir_all(&repo).expect("repo");
+    let repo = support::repository(dir.path(), &PLAIN);
+    let data = dir.path().join("data");
     std::fs::create_dir_all(&data).expect("data");
-    for (name, text) in PLAIN {
-        std::fs::write(repo.join(name), text).expect("write");
-    }
-    git(&repo, &["init", "--quiet"]);
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "--quiet", "-m", "one app"]);
     let first = git(&repo, &["rev-parse", "HEAD"]);
     user.give(dir.path());
     let daemon = start(&data, &user);

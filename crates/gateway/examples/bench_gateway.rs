@@ -56,7 +56,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let routes = Arc::new(Routes::default());
     routes.swap(table);
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port)).await?;
-    let inside = network.map(|n| format!(" in {}", n.name())).unwrap_or_default();
+    let inside = network
+        .map(|n| format!(" in {}", n.name()))
+        .unwrap_or_default();
     println!("gateway listening on 127.0.0.1:{port}, {host} → 127.0.0.1:{backend}{inside}");
     preview_gateway::serve(listener, Arc::new(Proxy::new(routes)), None).await;
     Ok(())

@@ -83,15 +83,12 @@ impl Netns {
             Err(error) => return Err(std::io::Error::new(error.kind(), error.to_string())),
         };
         set_namespace(&self.file)?;
-        let made = make();
-        if let Err(error) = set_namespace(host) {
-            eprintln!(
-                "preview: cannot return a thread from the network namespace {} to the daemon's ({error}); stopping, since its sockets would land in the wrong network",
-                self.name
-            );
-            std::process::abort();
-        }
-        made
+        // Back to the daemon's network however `make` ends, a panic included.
+        let _back = Return {
+            host,
+            from: &self.name,
+        };
+        make()
     }
 
     /// A TCP listener on `address` inside this namespace.
@@ -102,6 +99,24 @@ impl Netns {
     /// A new IPv4 TCP socket inside this namespace, to connect from.
     pub fn tcp_socket(&self) -> std::io::Result<tokio::net::TcpSocket> {
         self.run(tokio::net::TcpSocket::new_v4)
+    }
+}
+
+/// Returns the calling thread to the daemon's network namespace when dropped.
+struct Return<'a> {
+    host: &'a File,
+    from: &'a str,
+}
+
+impl Drop for Return<'_> {
+    fn drop(&mut self) {
+        if let Err(error) = set_namespace(self.host) {
+            eprintln!(
+                "preview: cannot return a thread from the network namespace {} to the daemon's ({error}); stopping, since its sockets would land in the wrong network",
+                self.from
+            );
+            std::process::abort();
+        }
     }
 }
 

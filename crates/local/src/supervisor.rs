@@ -89,6 +89,12 @@ impl Supervised {
         }));
         let (stop, stopped) = watch::channel(false);
         let (name, log) = (spec.name.clone(), LogFile::new(&spec.log, spec.log_limit));
+        // The log exists from the start, also for a process that prints nothing.
+        log.append(&format!(
+            "[preview] {name} started (pid {})\n",
+            child.id().map_or("?".to_owned(), |p| p.to_string())
+        ))
+        .await;
         let monitor = tokio::spawn(monitor(
             spec.name.clone(),
             spec,

@@ -75,10 +75,9 @@ async fn variables_reach_the_environment_and_never_the_command_line() {
         .push(("API_KEY".into(), Secret::new("very-secret-value".into())));
     let process = Supervised::start(spec).await.expect("starts");
     let pid = process.pid().expect("pid");
-    wait_for("the greeting", || {
-        log(dir.path()).contains("greeting=hello")
-    })
-    .await;
+    // Both lines are there once the second is.
+    wait_for("the second line", || log(dir.path()).contains("inherited=")).await;
+    assert!(log(dir.path()).contains("greeting=hello"));
     assert!(
         log(dir.path()).contains("inherited=\n"),
         "the daemon's environment is not inherited"
@@ -116,6 +115,10 @@ async fn stop_ends_the_whole_group_even_when_sigterm_is_ignored() {
     );
     let written = log(dir.path());
     assert!(written.contains("[preview] test-app stopped"), "{written}");
+    assert!(
+        written.starts_with(&format!("[preview] test-app started (pid {group})\n")),
+        "{written}"
+    );
 }
 
 #[tokio::test]

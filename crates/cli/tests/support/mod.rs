@@ -473,3 +473,45 @@ pub fn request(
         serde_json::from_str(body).unwrap_or(serde_json::Value::String(body.to_owned())),
     )
 }
+
+/// A daemon with the local runtime on `data`: gateway ports from the kernel, environments' ports from `ports`, a
+/// 20-second health timeout, and `extra` flags; run as `uid` when given.
+pub fn local_daemon(data: &Path, ports: &str, extra: &[&str], uid: Option<u32>) -> Daemon {
+    let mut flags = vec![
+        "--runtime",
+        "local",
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+        "--ports",
+        ports,
+    ];
+    if !extra.contains(&"--health-timeout") {
+        flags.extend(["--health-timeout", "20"]);
+    }
+    flags.extend_from_slice(extra);
+    Daemon::start_as(data, &flags, &[], uid)
+}
+
+/// A new git repository `dir/repo` holding `files`, in one commit.
+pub fn repository(dir: &Path, files: &[(&str, &str)]) -> PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).expect("repo");
+    for (name, text) in files {
+        std::fs::write(repo.join(name), text).expect("write");
+    }
+    git(&repo, &["init", "--quiet"]);
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "--quiet", "-m", "the project"]);
+    repo
+}
+
+/// Polls `condition` every 100 ms until it holds; fails the test after `patience`.
+pub fn wait_for(what: &str, patience: Duration, mut condition: impl FnMut() -> bool) {
+    let deadline = Instant::now() + patience;
+    while !condition() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
