@@ -51,6 +51,8 @@ impl Drop for Workdir {
 /// What the other side knows of an environment: its apps' processes and ports, its addresses, its files.
 struct Target {
     pids: Vec<u32>,
+    /// The prober's service port.
+    prober_port: u16,
     /// Service ports (the same numbers inside its namespace) and the ports its versions run on.
     ports: Vec<u16>,
     address: String,
@@ -83,18 +85,21 @@ impl Target {
             .filter_map(|s| s["address"].as_str()?.rsplit_once(':')?.1.parse().ok())
             .collect();
         let variables = daemon.json(&["vars", "show", name, "--service", "prober"]);
+        let mut prober_port = 0;
         for variable in variables["services"][0]["variables"]
             .as_array()
             .into_iter()
             .flatten()
         {
             if matches!(variable["name"].as_str(), Some("PROBER_PORT" | "HOG_PORT")) {
-                ports.push(
-                    variable["value"]
-                        .as_str()
-                        .and_then(|p| p.parse().ok())
-                        .expect("a port"),
-                );
+                let port = variable["value"]
+                    .as_str()
+                    .and_then(|p| p.parse().ok())
+                    .expect("a port");
+                if variable["name"] == "PROBER_PORT" {
+                    prober_port = port;
+                }
+                ports.push(port);
             }
         }
         let network = shown["isolation"]
@@ -117,6 +122,7 @@ impl Target {
         let environment = daemon.data.join("local/environments/fortress").join(name);
         Target {
             pids,
+            prober_port,
             ports,
             address: word_after(" at "),
             host_side: word_after("host side "),
@@ -128,8 +134,9 @@ impl Target {
         }
     }
 
-    /// Everything a hostile program of another environment tries against this one and the daemon.
-    fn attacks(&self, daemon: &Daemon, secret: Option<&str>) -> Value {
+    /// Everything a hostile program of another environment tries against this one, the daemon and the host (whose
+    /// `host_port` listens on every address of the host).
+    fn attacks(&self, daemon: &Daemon, secret: Option<&str>, host_port: u16) -> Value {
         let data = &daemon.data;
         let api_port: u16 = daemon
             .address
@@ -139,6 +146,7 @@ impl Target {
         let mut connect: Vec<Value> = self.ports.iter().map(|p| json!(["127.0.0.1", p])).collect();
         connect.extend(self.ports.iter().map(|p| json!([self.address, p])));
         connect.push(json!([self.host_side, api_port]));
+        connect.push(json!([self.host_side, host_port]));
         connect.push(json!(["127.0.0.1", api_port]));
         let mut pids: Vec<u32> = self.pids.clone();
         pids.push(daemon.pid());
@@ -168,10 +176,42 @@ impl Target {
             ],
             "connect": connect,
             "secret_hex": secret.map(|s| s.bytes().map(|b| format!("{b:02x}")).collect::<String>()),
-            "search": ["/run/preview", "/tmp", "/var/tmp", "/dev/shm", "/proc"],
+            "search": ["/proc", "/"],
+            "pgid": process_group(daemon.pid()),
             "bombs": true,
         })
     }
+}
+
+/// The process group of `pid`: the fifth field of its `stat`, after the command name in parentheses.
+fn process_group(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("stat");
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(2)?.parse().ok())
+        .expect("process group")
+}
+
+/// A number from a line of `/proc/<pid>/status`, in kB.
+fn status_kb(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(field)?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect(field)
+}
+
+/// How many descriptors the process `pid` holds.
+fn descriptors(pid: u32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("fd")
+        .count()
 }
 
 /// Every attempt failed (each reason as expected) and every control succeeded.
@@ -197,17 +237,25 @@ fn assert_refused(results: &Value, who: &str, app_tasks: u64) {
             outcome, "failed",
             "{who} succeeded in `{attempt}`: {detail}"
         );
+        // Files of the daemon and of other environments are not in the sandbox's filesystem at all; the system's
+        // directories are, read-only; another network's addresses are dropped (a timeout), a port on its own
+        // loopback is simply closed.
         let expected: &[&str] = if attempt.starts_with("read other") {
             &["no other user's environment is readable"]
-        } else if ["signal", "read ", "list "]
-            .iter()
-            .any(|p| attempt.starts_with(p))
-        {
+        } else if attempt.starts_with("use descriptors") {
+            &["nothing beyond its standard"]
+        } else if attempt.starts_with("open the daemon's terminal") {
+            &["FileNotFoundError", "No such device"]
+        } else if attempt.starts_with("signal") || attempt.starts_with("join") {
             &["PermissionError"]
+        } else if attempt.starts_with("read ") || attempt.starts_with("list ") {
+            &["FileNotFoundError"]
         } else if attempt.starts_with("write ") {
-            &["PermissionError", "Read-only file system"]
+            &["FileNotFoundError", "Read-only file system"]
+        } else if attempt.starts_with("connect to 127.0.0.1:") {
+            &["ConnectionRefusedError"]
         } else if attempt.starts_with("connect") {
-            &["ConnectionRefusedError", "TimeoutError", "timed out"]
+            &["TimeoutError", "timed out"]
         } else if attempt.starts_with("find") {
             &["LookupError"]
         } else if attempt.starts_with("fork") {
@@ -295,7 +343,10 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
     let repo = support::repository(&dir.0, &HOSTILE);
     let first = git(&repo, &["rev-parse", "HEAD"]);
     let cache = dir.0.join("cache");
-    let daemon = support::local_daemon(
+    // The daemon holds a descriptor on a file only root may read, as one started by a careless parent would.
+    let held = dir.0.join("held-by-the-daemon");
+    std::fs::write(&held, "held-secret").expect("held file");
+    let daemon = support::local_daemon_holding(
         &data,
         "24000-24999",
         &[
@@ -305,7 +356,11 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
             cache.to_str().expect("utf-8"),
         ],
         None,
+        Some(&held),
     );
+    // A service of the host's on every address, which environments must not reach.
+    let host_service = std::net::TcpListener::bind("0.0.0.0:0").expect("host service");
+    let host_port = host_service.local_addr().expect("address").port();
     let log = support::read_log(&data);
     for protection in ["users on", "files on", "network on", "limits on"] {
         assert!(log.contains(&format!("isolation: {protection}")), "{log}");
@@ -343,10 +398,15 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
     assert_eq!(status, 200, "{answer}");
     let staging_uid = answer["uid"].as_u64().expect("uid");
     // The preview's commit carries what its build attacks; its own checkout and cache are the build's to write.
-    let mut build_targets = staging.attacks(&daemon, Some(&secret));
+    let mut build_targets = staging.attacks(&daemon, Some(&secret), host_port);
     build_targets["controls"] = json!({
         "read": ["attacks.py"],
         "write": ["build-control", "/run/preview/cache/build-control"],
+        // Links where a careless daemon would write as root: the cache is the build's, the lock is not in it.
+        "plant": [
+            ["/run/preview/cache/.build.lock", dir.0.join("planted-by-root")],
+            ["/run/preview/cache/cache.lock", dir.0.join("planted-by-root")],
+        ],
     });
     std::fs::write(repo.join("targets.json"), build_targets.to_string()).expect("targets");
     git(&repo, &["add", "-A"]);
@@ -379,18 +439,34 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
     let (status, built) = request(&gateway, "GET", preview_host, "/build-results", "");
     assert_eq!(status, 200, "{built}");
     assert_refused(&built, "the preview's build", 4096);
+    // What the preview's build wrote into its cache is in its own copy, not in the cache staging builds from.
+    assert!(preview.cache.join("build-control").exists());
+    assert!(!staging.cache.join("build-control").exists());
+    // The host cannot open a connection into an environment either: only the daemon reaches it, from inside.
+    for port in &staging.ports {
+        let address: std::net::SocketAddr = format!("{}:{port}", staging.address)
+            .parse()
+            .expect("address");
+        assert!(
+            std::net::TcpStream::connect_timeout(&address, Duration::from_millis(500)).is_err(),
+            "the host reached {address}"
+        );
+    }
     let (_, answer) = request(&gateway, "GET", preview_host, "/healthz", "");
     let preview_uid = answer["uid"].as_u64().expect("uid");
     assert_ne!(
         preview_uid, staging_uid,
         "the preview runs as a user of its own"
     );
-    let mut app_targets = staging.attacks(&daemon, Some(&secret));
+    let mut app_targets = staging.attacks(&daemon, Some(&secret), host_port);
+    // Controls: its own files and service port, and an endless line on its output.
     app_targets["controls"] = json!({
         "read": ["attacks.py"],
         "write": ["/run/preview/home/control", "/tmp/control"],
-        "connect": [["127.0.0.1", preview.ports[2]]],
+        "connect": [["127.0.0.1", preview.prober_port]],
+        "flood_mib": 128,
     });
+    let peak = status_kb(daemon.pid(), "VmHWM:");
     let (status, attacked) = request(
         &gateway,
         "POST",
@@ -400,6 +476,22 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
     );
     assert_eq!(status, 200, "{attacked}");
     assert_refused(&attacked, "the preview's app", 64);
+    // The daemon's memory did not take the endless line.
+    let grown = status_kb(daemon.pid(), "VmHWM:").saturating_sub(peak);
+    assert!(grown < 64 * 1024, "the daemon grew by {grown} kB");
+    // 3000 connections to its own service port, held while the test looks at the daemon: they take no more than
+    // the environment's share of the daemon's descriptors, and staging goes on answering.
+    let open = descriptors(daemon.pid());
+    let hold = json!({ "controls": { "hold": ["127.0.0.1", preview.prober_port, 3000, 8] } });
+    let (status, holding) = request(&gateway, "POST", preview_host, "/", &hold.to_string());
+    assert_eq!(status, 200, "{holding}");
+    std::thread::sleep(Duration::from_secs(4));
+    let held_open = descriptors(daemon.pid()).saturating_sub(open);
+    eprintln!("the preview's 3000 connections hold {held_open} more descriptors of the daemon's");
+    assert!(
+        held_open <= 2 * 1024 + 100,
+        "the daemon holds {held_open} more descriptors for the preview's connections"
+    );
     let (requests, failures) = load.finish();
     assert_eq!(
         failures, 0,
@@ -467,7 +559,7 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
     assert!(hog_log.contains("restarted after"), "{hog_log}");
 
     // The same attempts from staging against the preview: its app, then its build at a commit that names them.
-    let mut app_targets = preview.attacks(&daemon, None);
+    let mut app_targets = preview.attacks(&daemon, None, host_port);
     app_targets["controls"] =
         json!({ "read": ["attacks.py"], "write": ["/run/preview/home/control"] });
     let (status, attacked) = request(
@@ -479,7 +571,7 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
     );
     assert_eq!(status, 200, "{attacked}");
     assert_refused(&attacked, "staging's app", 64);
-    let mut build_targets = preview.attacks(&daemon, None);
+    let mut build_targets = preview.attacks(&daemon, None, host_port);
     build_targets["controls"] = json!({ "read": ["attacks.py"], "write": ["build-control"] });
     std::fs::write(repo.join("targets.json"), build_targets.to_string()).expect("targets");
     git(
@@ -504,6 +596,14 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
     assert_refused(&built, "staging's build", 4096);
     let (status, _) = request(&gateway, "GET", preview_host, "/healthz", "");
     assert_eq!(status, 200, "the preview survived staging's attempts");
+    // The preview builds again (staging's commit), past the links its first build planted: the daemon followed
+    // none of them, and the build went through.
+    ok(daemon.cli(&["deploy", "pr-1", "--commit", &counter]));
+    assert!(
+        !dir.0.join("planted-by-root").exists(),
+        "the daemon followed a link the preview planted"
+    );
+    drop(host_service);
 
     // Deleting the preview takes its users, its network and its cgroups off the machine.
     let accounts: std::collections::BTreeMap<String, u32> =

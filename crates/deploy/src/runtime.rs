@@ -29,10 +29,20 @@ pub struct RuntimeError {
 }
 
 impl RuntimeError {
+    /// An error with `message`, cut to 16 KiB: it goes into the journal and the deployment's record, whatever a
+    /// runtime quotes of a process's output.
     pub fn new(message: impl Into<String>) -> Self {
-        RuntimeError {
-            message: message.into(),
+        const MOST: usize = 16 * 1024;
+        let mut message: String = message.into();
+        if message.len() > MOST {
+            let mut cut = MOST;
+            while !message.is_char_boundary(cut) {
+                cut -= 1;
+            }
+            message.truncate(cut);
+            message.push_str(" […]");
         }
+        RuntimeError { message }
     }
 }
 

@@ -334,15 +334,29 @@ impl Affinity {
     }
 }
 
-/// A TCP connection to `address`, from a socket of `network` when the backend lives in another network.
+/// How long an app may take to accept a connection.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// A TCP connection to `address`, from a socket of `network` when the backend lives in another network, within
+/// [`CONNECT_TIMEOUT`].
 async fn dial(
     address: SocketAddr,
     network: Option<&Arc<dyn crate::routes::Network>>,
 ) -> std::io::Result<tokio::net::TcpStream> {
-    let stream = match network {
-        Some(network) => network.socket()?.connect(address).await?,
-        None => tokio::net::TcpStream::connect(address).await?,
+    let connecting = async {
+        match network {
+            Some(network) => network.socket()?.connect(address).await,
+            None => tokio::net::TcpStream::connect(address).await,
+        }
     };
+    let stream = tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("no connection within {} s", CONNECT_TIMEOUT.as_secs()),
+            )
+        })??;
     let _ = stream.set_nodelay(true);
     Ok(stream)
 }

@@ -247,7 +247,18 @@ impl Cgroup {
                         let value = limits
                             .memory_bytes
                             .map_or("-1".to_owned(), |b| b.to_string());
+                        // With swap accounting, memory and swap together get the same limit, so that the limit
+                        // cannot be passed by swapping; that limit may never be below the memory limit, so it is
+                        // lifted first and set last.
+                        let swap = dir.join("memory.memsw.limit_in_bytes");
+                        let accounts_swap = swap.exists();
+                        if accounts_swap {
+                            write(&swap, "-1")?;
+                        }
                         write(&dir.join("memory.limit_in_bytes"), &value)?;
+                        if accounts_swap {
+                            write(&swap, &value)?;
+                        }
                     }
                     (CgroupVersion::V1, Controller::Cpu) => {
                         write(&dir.join("cpu.cfs_period_us"), "100000")?;

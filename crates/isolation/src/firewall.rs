@@ -1,6 +1,7 @@
 //! The packet filter: one nftables table per daemon that keeps its environments from reaching each other, the
-//! host and the cloud's metadata address, lets nothing from outside open a connection into them, lets them reach
-//! the gateway's ports like any client, and translates their traffic to the internet to the host's address.
+//! host (but the gateway's ports and its resolvers), private networks and the clouds' metadata services (but what
+//! the operator allows), lets nothing — from outside or from the host itself — open a connection into them, and
+//! translates their traffic to the internet to the host's address.
 //!
 //! Interfaces are matched by name: every environment's host interface is `pv…`, and this daemon's are listed in
 //! the table's `environments` set. A packet must pass every table's chains, so the rules of daemons sharing a
@@ -22,53 +23,97 @@ pub struct FirewallRules {
     pub gateway_ports: Vec<u16>,
     /// The addresses environments' links are given (translated on their way out).
     pub subnet: (Ipv4Addr, u8),
+    /// The resolvers environments use: reachable on port 53 wherever they are.
+    pub nameservers: Vec<Ipv4Addr>,
+    /// Private networks environments may reach nonetheless (the operator's choice).
+    pub allowed: Vec<(Ipv4Addr, u8)>,
     /// The host forwarded nothing before the daemon turned forwarding on: keep it so for all traffic but the
     /// environments'.
     pub only_environments_forward: bool,
+}
+
+/// Destinations environments do not reach unless allowed: private, shared (carrier-grade NAT), link-local (the
+/// clouds' metadata services among them), Azure's and Alibaba's metadata addresses, and what is not unicast.
+const UNREACHABLE: &str = "0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 100.100.100.200, 168.63.129.16, 169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/4, 240.0.0.0/4";
+
+fn list<T: std::fmt::Display>(items: impl IntoIterator<Item = T>) -> String {
+    items
+        .into_iter()
+        .map(|i| i.to_string())
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 impl FirewallRules {
     /// The nftables script that replaces the whole table at once.
     pub fn render(&self) -> String {
         let table = &self.table;
-        let mut text =
-            format!("table inet {table} {{}}\ndelete table inet {table}\ntable inet {table} {{\n");
-        text.push_str("\tset environments {\n\t\ttype ifname\n");
+        let mut lines = vec![
+            format!("table inet {table} {{}}"),
+            format!("delete table inet {table}"),
+            format!("table inet {table} {{"),
+            "\tset environments {".to_owned(),
+            "\t\ttype ifname".to_owned(),
+        ];
         if !self.interfaces.is_empty() {
-            let names: Vec<String> = self.interfaces.iter().map(|i| format!("\"{i}\"")).collect();
-            text.push_str(&format!("\t\telements = {{ {} }}\n", names.join(", ")));
+            let names = self.interfaces.iter().map(|i| format!("\"{i}\""));
+            lines.push(format!("\t\telements = {{ {} }}", list(names)));
         }
-        text.push_str("\t}\n");
-        text.push_str("\tchain input {\n\t\ttype filter hook input priority 0; policy accept;\n");
-        text.push_str("\t\tiifname @environments ct state established,related accept\n");
+        lines.push("\t}".to_owned());
+        let dns = (!self.nameservers.is_empty()).then(|| {
+            format!(
+                "\t\tiifname @environments ip daddr {{ {} }} meta l4proto {{ tcp, udp }} th dport 53 accept",
+                list(&self.nameservers)
+            )
+        });
+        lines.push("\tchain input {".to_owned());
+        lines.push("\t\ttype filter hook input priority 0; policy accept;".to_owned());
+        lines.push("\t\tiifname @environments ct state established,related accept".to_owned());
         if !self.gateway_ports.is_empty() {
-            let ports: Vec<String> = self.gateway_ports.iter().map(u16::to_string).collect();
-            text.push_str(&format!(
-                "\t\tiifname @environments tcp dport {{ {} }} accept\n",
-                ports.join(", ")
+            lines.push(format!(
+                "\t\tiifname @environments tcp dport {{ {} }} accept",
+                list(&self.gateway_ports)
             ));
         }
-        text.push_str("\t\tiifname @environments drop\n\t}\n");
-        text.push_str(
-            "\tchain forward {\n\t\ttype filter hook forward priority 0; policy accept;\n",
-        );
-        text.push_str("\t\tiifname @environments oifname \"pv*\" drop\n");
-        text.push_str("\t\tiifname @environments ip daddr 169.254.0.0/16 drop\n");
-        text.push_str("\t\tiifname @environments meta nfproto ipv6 drop\n");
-        text.push_str("\t\toifname @environments ct state established,related accept\n");
-        text.push_str("\t\toifname @environments drop\n");
-        if self.only_environments_forward {
-            text.push_str("\t\tiifname != \"pv*\" oifname != \"pv*\" drop\n");
+        lines.extend(dns.clone());
+        lines.push("\t\tiifname @environments drop".to_owned());
+        lines.push("\t}".to_owned());
+        lines.push("\tchain forward {".to_owned());
+        lines.push("\t\ttype filter hook forward priority 0; policy accept;".to_owned());
+        lines.push("\t\tiifname @environments oifname \"pv*\" drop".to_owned());
+        if !self.allowed.is_empty() {
+            let allowed = self.allowed.iter().map(|(n, p)| format!("{n}/{p}"));
+            lines.push(format!(
+                "\t\tiifname @environments ip daddr {{ {} }} accept",
+                list(allowed)
+            ));
         }
-        text.push_str("\t}\n");
-        let (network, prefix) = self.subnet;
-        text.push_str(
-            "\tchain postrouting {\n\t\ttype nat hook postrouting priority 100; policy accept;\n",
-        );
-        text.push_str(&format!(
-            "\t\tip saddr {network}/{prefix} oifname != \"pv*\" masquerade\n\t}}\n}}\n"
+        lines.extend(dns);
+        lines.push(format!(
+            "\t\tiifname @environments ip daddr {{ {UNREACHABLE} }} drop"
         ));
-        text
+        lines.push("\t\tiifname @environments meta nfproto ipv6 drop".to_owned());
+        lines.push("\t\toifname @environments ct state established,related accept".to_owned());
+        lines.push("\t\toifname @environments drop".to_owned());
+        if self.only_environments_forward {
+            lines.push("\t\tiifname != \"pv*\" oifname != \"pv*\" drop".to_owned());
+        }
+        lines.push("\t}".to_owned());
+        // The host itself opens nothing into an environment either: the daemon reaches apps from inside.
+        lines.push("\tchain output {".to_owned());
+        lines.push("\t\ttype filter hook output priority 0; policy accept;".to_owned());
+        lines.push("\t\toifname @environments ct state established,related accept".to_owned());
+        lines.push("\t\toifname @environments drop".to_owned());
+        lines.push("\t}".to_owned());
+        let (network, prefix) = self.subnet;
+        lines.push("\tchain postrouting {".to_owned());
+        lines.push("\t\ttype nat hook postrouting priority 100; policy accept;".to_owned());
+        lines.push(format!(
+            "\t\tip saddr {network}/{prefix} oifname != \"pv*\" masquerade"
+        ));
+        lines.push("\t}".to_owned());
+        lines.push("}".to_owned());
+        lines.join("\n") + "\n"
     }
 }
 
@@ -127,12 +172,14 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_table_closes_environments_off_and_opens_the_gateway() {
+    fn the_table_closes_environments_off_and_opens_the_gateway_and_their_resolvers() {
         let rules = FirewallRules {
             table: "preview_ab12".to_owned(),
             interfaces: vec!["pv50000".to_owned(), "pv50001".to_owned()],
             gateway_ports: vec![8080, 8443],
             subnet: (Ipv4Addr::new(10, 213, 0, 0), 16),
+            nameservers: vec![Ipv4Addr::new(10, 255, 255, 53)],
+            allowed: vec![(Ipv4Addr::new(10, 20, 0, 0), 16)],
             only_environments_forward: true,
         };
         let expected = "\
@@ -147,16 +194,24 @@ table inet preview_ab12 {
 \t\ttype filter hook input priority 0; policy accept;
 \t\tiifname @environments ct state established,related accept
 \t\tiifname @environments tcp dport { 8080, 8443 } accept
+\t\tiifname @environments ip daddr { 10.255.255.53 } meta l4proto { tcp, udp } th dport 53 accept
 \t\tiifname @environments drop
 \t}
 \tchain forward {
 \t\ttype filter hook forward priority 0; policy accept;
 \t\tiifname @environments oifname \"pv*\" drop
-\t\tiifname @environments ip daddr 169.254.0.0/16 drop
+\t\tiifname @environments ip daddr { 10.20.0.0/16 } accept
+\t\tiifname @environments ip daddr { 10.255.255.53 } meta l4proto { tcp, udp } th dport 53 accept
+\t\tiifname @environments ip daddr { 0.0.0.0/8, 10.0.0.0/8, 100.64.0.0/10, 100.100.100.200, 168.63.129.16, 169.254.0.0/16, 172.16.0.0/12, 192.168.0.0/16, 224.0.0.0/4, 240.0.0.0/4 } drop
 \t\tiifname @environments meta nfproto ipv6 drop
 \t\toifname @environments ct state established,related accept
 \t\toifname @environments drop
 \t\tiifname != \"pv*\" oifname != \"pv*\" drop
+\t}
+\tchain output {
+\t\ttype filter hook output priority 0; policy accept;
+\t\toifname @environments ct state established,related accept
+\t\toifname @environments drop
 \t}
 \tchain postrouting {
 \t\ttype nat hook postrouting priority 100; policy accept;
@@ -168,17 +223,20 @@ table inet preview_ab12 {
     }
 
     #[test]
-    fn an_empty_daemon_has_an_empty_set_and_no_port_rule() {
+    fn an_empty_daemon_has_an_empty_set_and_no_port_rules() {
         let rules = FirewallRules {
             table: "preview_ab12".to_owned(),
             interfaces: Vec::new(),
             gateway_ports: Vec::new(),
             subnet: (Ipv4Addr::new(10, 213, 0, 0), 16),
+            nameservers: Vec::new(),
+            allowed: Vec::new(),
             only_environments_forward: false,
         };
         let text = rules.render();
         assert!(!text.contains("elements"), "{text}");
         assert!(!text.contains("dport"), "{text}");
+        assert!(!text.contains("} accept\n"), "{text}");
         assert!(!text.contains("iifname != "), "{text}");
         assert!(text.contains("\t\tiifname @environments drop\n"), "{text}");
     }

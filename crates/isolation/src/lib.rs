@@ -10,8 +10,9 @@
 //! - `netns`: network namespaces with a veth link to the host; sockets made inside one from the daemon.
 //! - `firewall`: the nftables table that keeps environments from reaching each other and the host, and
 //!   translates their traffic to the internet.
-//! - `sandbox`: what a process goes through between `fork` and `exec`: into its cgroups and network namespace,
-//!   a mount namespace of its own in which it sees only its own files, then down to its user.
+//! - `sandbox`: what a process goes through between `fork` and `exec`: a session of its own, into its cgroups and
+//!   network namespace, a filesystem of its own (`pivot_root`) with the system's programs read-only and only its
+//!   own files besides, then down to its user.
 //! - `signals`: signals to processes and process groups.
 //!
 //! This crate knows nothing of environments, resources or the spec: callers say which ids, names, paths and
@@ -32,9 +33,9 @@ pub use accounts::{
 pub use cgroups::{Cgroup, CgroupLimits, CgroupVersion, Cgroups};
 pub use firewall::{Firewall, FirewallRules};
 pub use netns::{Link, Netns, enable_forwarding};
-pub use privileges::{is_root, restrict_umask, user_name};
+pub use privileges::{is_root, raise_open_files_limit, restrict_umask, user_name};
 pub use programs::missing_programs;
-pub use sandbox::{Bind, Sandbox};
+pub use sandbox::{Bind, Sandbox, SystemEntry, detach};
 
 /// What went wrong, with the program, path or call and what the system said.
 #[derive(Debug, thiserror::Error)]

@@ -1,16 +1,21 @@
-//! The sandbox a process enters between `fork` and `exec`, while it is still root: into its cgroups (so that none
-//! of its work escapes their limits), into its environment's network namespace, into a mount namespace (and IPC
-//! namespace) of its own in which a fresh, small tmpfs covers `root` and only the paths bound below it — its
-//! checkout, its home, its cache — are visible, with `/tmp` and `/var/tmp` its own and `/dev/shm` new; then
-//! down to its user and group for good (no supplementary groups, no new privileges through set-user-id
-//! programs), and into its working directory as that user.
+//! The sandbox a process enters between `fork` and `exec`, while it is still root. In order: a session of its own
+//! (no controlling terminal, no way into the daemon's process group); its cgroups, so that none of its work escapes
+//! their limits; its environment's network namespace; a mount and IPC namespace of its own, in which a fresh
+//! tmpfs on `root` becomes its whole filesystem (`pivot_root`): the system's program and library directories and
+//! `/etc` read-only, a `/proc` that shows only its own user's processes, a `/dev` of a few harmless devices with a
+//! new `/dev/shm`, and the binds it was given — its checkout, its home or cache, a `/tmp` of its own; nothing else
+//! of the host (other users' homes, the daemon's data, the registered repository, host sockets in `/run`) exists
+//! there. Then it drops to its user and group for good (no supplementary groups, no new privileges through
+//! set-user-id programs), marks every descriptor it inherited beyond the standard three to close on `exec`, and
+//! changes into its working directory as that user.
 //!
-//! Everything the child does is prepared by the parent: after `fork` a multi-threaded parent's child may only
-//! make system calls, so the paths and messages are made here and the closure only reads them.
+//! Everything the child does is prepared by the parent as a list of operations: after `fork` a multi-threaded
+//! parent's child may only make system calls, so the paths and messages are made here and the child only reads
+//! them.
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
-use std::os::fd::{AsRawFd, RawFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -18,12 +23,51 @@ use std::sync::Arc;
 use crate::netns::Netns;
 use crate::{Cgroup, IsolationError};
 
-/// A host path made visible inside the sandbox at `target`.
+/// A host path made visible inside the sandbox at `target` (a path as the process sees it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Bind {
     pub source: PathBuf,
     pub target: PathBuf,
     pub writable: bool,
+}
+
+/// A top-level entry of the host's filesystem that every sandbox sees: a directory (bound read-only) or a symbolic
+/// link (made again, e.g. `/bin -> usr/bin` on systems with a merged `/usr`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SystemEntry {
+    Directory(PathBuf),
+    Link { path: PathBuf, target: PathBuf },
+}
+
+/// The host's directories every sandbox sees read-only: programs, libraries and configuration.
+const SYSTEM: [&str; 9] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys",
+];
+
+/// The devices a sandbox has.
+const DEVICES: [&str; 5] = ["null", "zero", "full", "random", "urandom"];
+
+impl SystemEntry {
+    /// What of [`SYSTEM`] exists on this host.
+    pub fn of_host() -> Vec<SystemEntry> {
+        SYSTEM
+            .iter()
+            .map(PathBuf::from)
+            .filter_map(|path| {
+                let meta = std::fs::symlink_metadata(&path).ok()?;
+                if meta.file_type().is_symlink() {
+                    Some(SystemEntry::Link {
+                        target: std::fs::read_link(&path).ok()?,
+                        path,
+                    })
+                } else if meta.is_dir() {
+                    Some(SystemEntry::Directory(path))
+                } else {
+                    None
+                }
+            })
+            .collect()
+    }
 }
 
 /// Where and as whom a process runs.
@@ -35,15 +79,68 @@ pub struct Sandbox {
     pub netns: Option<Arc<Netns>>,
     /// The cgroup the process (and everything it starts) belongs to.
     pub cgroup: Option<Cgroup>,
-    /// An existing, empty directory of the host; inside the sandbox a tmpfs covers it, and the binds are made
-    /// below it (targets elsewhere, such as `/tmp`, must exist).
+    /// An existing, empty directory of the host on which the sandbox's filesystem is made.
     pub root: PathBuf,
+    /// The host's system directories it sees ([`SystemEntry::of_host`]).
+    pub system: Vec<SystemEntry>,
     pub binds: Vec<Bind>,
-    /// Covered by a fresh tmpfs each (`/dev/shm`).
-    pub fresh: Vec<PathBuf>,
-    /// Where the process starts, as seen inside.
+    /// Where the process starts, as it sees it.
     pub workdir: PathBuf,
     pub umask: u32,
+}
+
+/// One step the child takes to make its filesystem, on paths below the new root (before it becomes `/`).
+enum Step {
+    Directory(CString),
+    File(CString),
+    Link {
+        target: CString,
+        path: CString,
+    },
+    /// A tmpfs with these options and mount flags.
+    Tmpfs {
+        path: CString,
+        options: CString,
+        flags: libc::c_ulong,
+    },
+    /// A bind mount, then remounted with `flags` (read-only, nosuid, …).
+    Bind {
+        source: CString,
+        target: CString,
+        flags: libc::c_ulong,
+    },
+    Proc(CString),
+}
+
+struct Planned {
+    step: Step,
+    failure: CString,
+}
+
+/// What the child needs, made before `fork`.
+struct Prepared {
+    cgroup_files: Vec<File>,
+    netns: Option<Arc<Netns>>,
+    root: CString,
+    steps: Vec<Planned>,
+    workdir: CString,
+    uid: u32,
+    gid: u32,
+    umask: u32,
+    /// The open-files limit to give back (the daemon raised its own).
+    open_files: Option<libc::rlimit>,
+    messages: Messages,
+}
+
+struct Messages {
+    session: CString,
+    cgroup: CString,
+    netns: CString,
+    unshare: CString,
+    private: CString,
+    pivot: CString,
+    user: CString,
+    workdir: CString,
 }
 
 fn c_path(path: &Path) -> Result<CString, IsolationError> {
@@ -55,59 +152,27 @@ fn c_text(text: &str) -> CString {
     CString::new(text.replace('\0', "")).unwrap_or_default()
 }
 
-/// One mount the child makes.
-struct Mount {
-    source: CString,
-    target: CString,
-    writable: bool,
-    failure: CString,
-}
-
-/// What the child needs, made before `fork`.
-struct Prepared {
-    cgroup_files: Vec<File>,
-    netns: Option<Arc<Netns>>,
-    root: CString,
-    directories: Vec<CString>,
-    files: Vec<CString>,
-    binds: Vec<Mount>,
-    /// A detached copy of each bind's source, taken before any mount can hide it (a source under `/tmp` is hidden
-    /// once `/tmp` is covered).
-    trees: Vec<libc::c_int>,
-    fresh: Vec<CString>,
-    workdir: CString,
-    uid: u32,
-    gid: u32,
-    umask: u32,
-    messages: Messages,
-}
-
-struct Messages {
-    cgroup: CString,
-    netns: CString,
-    unshare: CString,
-    private: CString,
-    root: CString,
-    directory: CString,
-    fresh: CString,
-    user: CString,
-    workdir: CString,
-}
+const NOSUID_NODEV: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
 
 impl Sandbox {
     /// Makes `command` enter this sandbox when it is spawned. The command must not be given a working directory
-    /// of its own: the sandbox changes into `workdir` once its mounts exist.
+    /// or a process group of its own: the sandbox makes its session, and changes into `workdir` once its
+    /// filesystem exists.
     pub fn apply(&self, command: &mut tokio::process::Command) -> Result<(), IsolationError> {
         let mut prepared = self.prepare()?;
         #[allow(unsafe_code)]
-        // SAFETY: the closure runs in the child between fork and exec; it only reads memory prepared above (and
-        // writes descriptors into a vector sized beforehand) and makes system calls (write, setns, unshare, mount,
-        // open_tree, move_mount, mkdir, open, close, umask, setgroups, setresgid, setresuid, prctl, chdir); it
-        // allocates nothing.
+        // SAFETY: the closure runs in the child between fork and exec; it only reads memory prepared above and
+        // makes system calls (setsid, write, setns, umask, unshare, mount, mkdir, open, close, symlink, chdir,
+        // pivot_root, umount2, setgroups, setresgid, setresuid, prctl, close_range); it allocates nothing.
         unsafe {
             command.pre_exec(move || enter(&mut prepared));
         }
         Ok(())
+    }
+
+    /// The path below the new root at which `inside` is made before the root becomes `/`.
+    fn outside(&self, inside: &Path) -> PathBuf {
+        self.root.join(inside.strip_prefix("/").unwrap_or(inside))
     }
 
     fn prepare(&self) -> Result<Prepared, IsolationError> {
@@ -115,75 +180,173 @@ impl Sandbox {
             Some(cgroup) => cgroup.procs_files()?,
             None => Vec::new(),
         };
-        let mut directories: Vec<PathBuf> = Vec::new();
-        let mut files: Vec<PathBuf> = Vec::new();
-        let mut binds = Vec::new();
-        for bind in &self.binds {
-            if bind.target.starts_with(&self.root) {
-                let mut ancestors: Vec<&Path> = bind
-                    .target
+        let mut steps: Vec<Planned> = Vec::new();
+        let mut made: Vec<PathBuf> = Vec::new();
+        // Every directory from the root down to `inside` (exclusive of `inside` unless `last`).
+        let mut directories =
+            |inside: &Path, last: bool, steps: &mut Vec<Planned>| -> Result<(), IsolationError> {
+                let mut ancestors: Vec<&Path> = inside
                     .ancestors()
-                    .skip(1)
-                    .take_while(|a| a.starts_with(&self.root) && *a != self.root)
+                    .filter(|a| *a != Path::new("/"))
                     .collect();
                 ancestors.reverse();
+                if !last {
+                    ancestors.pop();
+                }
                 for ancestor in ancestors {
-                    if !directories.iter().any(|d| d == ancestor) {
-                        directories.push(ancestor.to_path_buf());
+                    if made.iter().any(|m| m == ancestor) {
+                        continue;
                     }
+                    made.push(ancestor.to_path_buf());
+                    steps.push(Planned {
+                        step: Step::Directory(c_path(&self.outside(ancestor))?),
+                        failure: c_text(&format!(
+                            "preview sandbox: cannot make {}\n",
+                            ancestor.display()
+                        )),
+                    });
                 }
-                if bind.source.is_dir() {
-                    if !directories.contains(&bind.target) {
-                        directories.push(bind.target.clone());
-                    }
-                } else {
-                    files.push(bind.target.clone());
-                }
-            }
-            binds.push(Mount {
-                source: c_path(&bind.source)?,
-                target: c_path(&bind.target)?,
-                writable: bind.writable,
+                Ok(())
+            };
+        let bind = |source: &Path,
+                    inside: &Path,
+                    flags: libc::c_ulong|
+         -> Result<Planned, IsolationError> {
+            Ok(Planned {
+                step: Step::Bind {
+                    source: c_path(source)?,
+                    target: c_path(&self.outside(inside))?,
+                    flags,
+                },
                 failure: c_text(&format!(
                     "preview sandbox: cannot make {} visible at {}\n",
-                    bind.source.display(),
-                    bind.target.display()
+                    source.display(),
+                    inside.display()
+                )),
+            })
+        };
+        for entry in &self.system {
+            match entry {
+                SystemEntry::Directory(path) => {
+                    directories(path, true, &mut steps)?;
+                    steps.push(bind(path, path, NOSUID_NODEV | libc::MS_RDONLY)?);
+                }
+                SystemEntry::Link { path, target } => {
+                    directories(path, false, &mut steps)?;
+                    steps.push(Planned {
+                        step: Step::Link {
+                            target: c_path(target)?,
+                            path: c_path(&self.outside(path))?,
+                        },
+                        failure: c_text(&format!(
+                            "preview sandbox: cannot make the link {}\n",
+                            path.display()
+                        )),
+                    });
+                }
+            }
+        }
+        // /proc shows the processes of the sandbox's own user only.
+        directories(Path::new("/proc"), true, &mut steps)?;
+        steps.push(Planned {
+            step: Step::Proc(c_path(&self.outside(Path::new("/proc")))?),
+            failure: c_text("preview sandbox: cannot mount /proc\n"),
+        });
+        // /dev: a few devices, a new /dev/shm, the usual links.
+        directories(Path::new("/dev"), true, &mut steps)?;
+        steps.push(Planned {
+            step: Step::Tmpfs {
+                path: c_path(&self.outside(Path::new("/dev")))?,
+                options: c_text("mode=0755,size=64k"),
+                flags: libc::MS_NOSUID | libc::MS_NOEXEC,
+            },
+            failure: c_text("preview sandbox: cannot mount /dev\n"),
+        });
+        for device in DEVICES {
+            let inside = Path::new("/dev").join(device);
+            steps.push(Planned {
+                step: Step::File(c_path(&self.outside(&inside))?),
+                failure: c_text(&format!(
+                    "preview sandbox: cannot make {}\n",
+                    inside.display()
                 )),
             });
+            // Devices keep working: no `nodev` on these.
+            steps.push(bind(&inside, &inside, libc::MS_NOSUID | libc::MS_NOEXEC)?);
+        }
+        for (link, target) in [
+            ("fd", "/proc/self/fd"),
+            ("stdin", "/proc/self/fd/0"),
+            ("stdout", "/proc/self/fd/1"),
+            ("stderr", "/proc/self/fd/2"),
+        ] {
+            steps.push(Planned {
+                step: Step::Link {
+                    target: c_text(target),
+                    path: c_path(&self.outside(&Path::new("/dev").join(link)))?,
+                },
+                failure: c_text(&format!("preview sandbox: cannot make /dev/{link}\n")),
+            });
+        }
+        let shm = Path::new("/dev/shm");
+        directories(shm, true, &mut steps)?;
+        steps.push(Planned {
+            step: Step::Tmpfs {
+                path: c_path(&self.outside(shm))?,
+                options: c_text("mode=1777"),
+                flags: NOSUID_NODEV,
+            },
+            failure: c_text("preview sandbox: cannot mount /dev/shm\n"),
+        });
+        for given in &self.binds {
+            if given.source.is_dir() {
+                directories(&given.target, true, &mut steps)?;
+            } else {
+                directories(&given.target, false, &mut steps)?;
+                if !self
+                    .system
+                    .iter()
+                    .any(|s| matches!(s, SystemEntry::Directory(d) if given.target.starts_with(d)))
+                {
+                    steps.push(Planned {
+                        step: Step::File(c_path(&self.outside(&given.target))?),
+                        failure: c_text(&format!(
+                            "preview sandbox: cannot make {}\n",
+                            given.target.display()
+                        )),
+                    });
+                }
+            }
+            let mut flags = NOSUID_NODEV;
+            if !given.writable {
+                flags |= libc::MS_RDONLY;
+            }
+            steps.push(bind(&given.source, &given.target, flags)?);
         }
         Ok(Prepared {
             cgroup_files,
             netns: self.netns.clone(),
             root: c_path(&self.root)?,
-            directories: directories
-                .iter()
-                .map(|d| c_path(d))
-                .collect::<Result<_, _>>()?,
-            files: files.iter().map(|f| c_path(f)).collect::<Result<_, _>>()?,
-            trees: vec![-1; binds.len()],
-            binds,
-            fresh: self
-                .fresh
-                .iter()
-                .map(|f| c_path(f))
-                .collect::<Result<_, _>>()?,
+            steps,
             workdir: c_path(&self.workdir)?,
             uid: self.uid,
             gid: self.gid,
             umask: self.umask,
+            open_files: crate::privileges::started_with(),
             messages: Messages {
+                session: c_text(
+                    "preview sandbox: cannot start a session of its own or let go of the daemon's descriptors\n",
+                ),
                 cgroup: c_text("preview sandbox: cannot join the cgroup\n"),
                 netns: c_text(
                     "preview sandbox: cannot enter the environment's network namespace\n",
                 ),
                 unshare: c_text("preview sandbox: cannot make a mount namespace\n"),
                 private: c_text("preview sandbox: cannot make the mounts private\n"),
-                root: c_text(&format!(
-                    "preview sandbox: cannot mount a tmpfs on {}\n",
+                pivot: c_text(&format!(
+                    "preview sandbox: cannot make {} the root\n",
                     self.root.display()
                 )),
-                directory: c_text("preview sandbox: cannot make a mount point\n"),
-                fresh: c_text("preview sandbox: cannot mount a fresh tmpfs\n"),
                 user: c_text(&format!(
                     "preview sandbox: cannot become user {} and group {}\n",
                     self.uid, self.gid
@@ -199,9 +362,9 @@ impl Sandbox {
 
 /// Writes `message` to standard error (the process's log) and returns the error of the call that failed.
 #[allow(unsafe_code)]
-fn fail(message: &CString) -> std::io::Error {
+fn fail(message: &CStr) -> std::io::Error {
     let error = std::io::Error::last_os_error();
-    let bytes = message.as_bytes();
+    let bytes = message.to_bytes();
     // SAFETY: write(2) reads `bytes.len()` bytes from a live buffer.
     unsafe {
         libc::write(2, bytes.as_ptr().cast(), bytes.len());
@@ -230,10 +393,46 @@ fn mount(
     }
 }
 
+/// A new session, every descriptor beyond the standard three closed on `exec`, and the open-files limit the daemon
+/// started with: what every process the runtime starts needs, in a sandbox or not (see [`detach`]).
+#[allow(unsafe_code)]
+fn leave_the_daemon(open_files: Option<libc::rlimit>) -> std::io::Result<()> {
+    // SAFETY: setsid(2), close_range(2) and setrlimit(2) take plain integers and a struct we own.
+    unsafe {
+        if libc::setsid() < 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        let flags = libc::CLOSE_RANGE_CLOEXEC as libc::c_int;
+        if libc::close_range(3, libc::c_uint::MAX, flags) != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        if let Some(limit) = open_files
+            && libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0
+        {
+            return Err(std::io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
+
+/// Makes a process that runs outside any sandbox (the daemon is not root) leave the daemon's session and not
+/// inherit its descriptors; its process group is then its own, led by it.
+pub fn detach(command: &mut tokio::process::Command) {
+    let open_files = crate::privileges::started_with();
+    #[allow(unsafe_code)]
+    // SAFETY: the closure makes three system calls and allocates nothing.
+    unsafe {
+        command.pre_exec(move || leave_the_daemon(open_files));
+    }
+}
+
 /// Runs in the child after `fork`: see the module's documentation for the order and why.
 #[allow(unsafe_code)]
 fn enter(p: &mut Prepared) -> std::io::Result<()> {
     let m = &p.messages;
+    if leave_the_daemon(p.open_files).is_err() {
+        return Err(fail(&m.session));
+    }
     for file in &p.cgroup_files {
         // SAFETY: write(2) of one byte from a static buffer to a descriptor we own.
         if unsafe { libc::write(file.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
@@ -241,9 +440,8 @@ fn enter(p: &mut Prepared) -> std::io::Result<()> {
         }
     }
     if let Some(netns) = &p.netns {
-        let fd: RawFd = netns.fd().as_raw_fd();
         // SAFETY: setns(2) with a descriptor we own.
-        if unsafe { libc::setns(fd, libc::CLONE_NEWNET) } != 0 {
+        if unsafe { libc::setns(netns.fd().as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
             return Err(fail(&m.netns));
         }
     }
@@ -256,88 +454,33 @@ fn enter(p: &mut Prepared) -> std::io::Result<()> {
     if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC) } != 0 {
         return Err(fail(&m.unshare));
     }
-    let tmpfs = c"tmpfs";
     if !mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None) {
         return Err(fail(&m.private));
     }
-    for (bind, tree) in p.binds.iter().zip(p.trees.iter_mut()) {
-        // SAFETY: open_tree(2) of a NUL-terminated path; it returns a descriptor or -1.
-        *tree = unsafe {
-            libc::syscall(
-                libc::SYS_open_tree,
-                libc::AT_FDCWD,
-                bind.source.as_ptr(),
-                (libc::OPEN_TREE_CLONE | libc::OPEN_TREE_CLOEXEC) as libc::c_int
-                    | libc::AT_RECURSIVE,
-            ) as libc::c_int
-        };
-        if *tree < 0 {
-            return Err(fail(&bind.failure));
-        }
-    }
-    let hidden = libc::MS_NOSUID | libc::MS_NODEV;
+    let tmpfs = c"tmpfs";
     if !mount(
         Some(tmpfs),
         &p.root,
         Some(tmpfs),
-        hidden,
+        NOSUID_NODEV,
         Some(c"mode=0755,size=1m"),
     ) {
-        return Err(fail(&m.root));
+        return Err(fail(&m.pivot));
     }
-    for directory in &p.directories {
-        // SAFETY: mkdir(2) of a NUL-terminated path.
-        if unsafe { libc::mkdir(directory.as_ptr(), 0o755) } != 0
-            && std::io::Error::last_os_error().raw_os_error() != Some(libc::EEXIST)
+    for planned in &p.steps {
+        if !take(&planned.step) {
+            return Err(fail(&planned.failure));
+        }
+    }
+    // SAFETY: chdir(2), pivot_root(2) with the same directory twice (the old root ends up on top of the new one,
+    // and is then detached), umount2(2): NUL-terminated paths and plain integers.
+    unsafe {
+        if libc::chdir(p.root.as_ptr()) != 0
+            || libc::syscall(libc::SYS_pivot_root, c".".as_ptr(), c".".as_ptr()) != 0
+            || libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0
+            || libc::chdir(c"/".as_ptr()) != 0
         {
-            return Err(fail(&m.directory));
-        }
-    }
-    for file in &p.files {
-        // SAFETY: open(2) of a NUL-terminated path, closed at once.
-        let fd = unsafe {
-            libc::open(
-                file.as_ptr(),
-                libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
-                0o644,
-            )
-        };
-        if fd < 0 {
-            return Err(fail(&m.directory));
-        }
-        // SAFETY: close(2) of the descriptor just opened.
-        unsafe {
-            libc::close(fd);
-        }
-    }
-    for (bind, tree) in p.binds.iter().zip(p.trees.iter()) {
-        // SAFETY: move_mount(2) of a descriptor we own to a NUL-terminated path, then close(2) of it.
-        let moved = unsafe {
-            let moved = libc::syscall(
-                libc::SYS_move_mount,
-                *tree,
-                c"".as_ptr(),
-                libc::AT_FDCWD,
-                bind.target.as_ptr(),
-                libc::MOVE_MOUNT_F_EMPTY_PATH,
-            );
-            libc::close(*tree);
-            moved
-        };
-        if moved != 0 {
-            return Err(fail(&bind.failure));
-        }
-        let mut flags = libc::MS_BIND | libc::MS_REMOUNT | hidden;
-        if !bind.writable {
-            flags |= libc::MS_RDONLY;
-        }
-        if !mount(None, &bind.target, None, flags, None) {
-            return Err(fail(&bind.failure));
-        }
-    }
-    for target in &p.fresh {
-        if !mount(Some(tmpfs), target, Some(tmpfs), hidden, Some(c"mode=1777")) {
-            return Err(fail(&m.fresh));
+            return Err(fail(&m.pivot));
         }
     }
     // SAFETY: setgroups(2) with one id read from our memory, setresgid(2), setresuid(2) and prctl(2) with plain
@@ -357,4 +500,78 @@ fn enter(p: &mut Prepared) -> std::io::Result<()> {
         return Err(fail(&m.workdir));
     }
     Ok(())
+}
+
+/// One step of making the filesystem; `false` if its system call failed.
+#[allow(unsafe_code)]
+fn take(step: &Step) -> bool {
+    match step {
+        Step::Directory(path) => {
+            // SAFETY: mkdir(2) of a NUL-terminated path.
+            let made = unsafe { libc::mkdir(path.as_ptr(), 0o755) } == 0;
+            made || std::io::Error::last_os_error().raw_os_error() == Some(libc::EEXIST)
+        }
+        Step::File(path) => {
+            // SAFETY: open(2) of a NUL-terminated path, closed at once.
+            let fd = unsafe {
+                libc::open(
+                    path.as_ptr(),
+                    libc::O_CREAT | libc::O_WRONLY | libc::O_CLOEXEC,
+                    0o644,
+                )
+            };
+            if fd < 0 {
+                return false;
+            }
+            // SAFETY: close(2) of the descriptor just opened.
+            unsafe {
+                libc::close(fd);
+            }
+            true
+        }
+        // SAFETY: symlink(2) of two NUL-terminated paths.
+        Step::Link { target, path } => unsafe {
+            libc::symlink(target.as_ptr(), path.as_ptr()) == 0
+        },
+        Step::Tmpfs {
+            path,
+            options,
+            flags,
+        } => mount(Some(c"tmpfs"), path, Some(c"tmpfs"), *flags, Some(options)),
+        Step::Bind {
+            source,
+            target,
+            flags,
+        } => {
+            mount(
+                Some(source),
+                target,
+                None,
+                libc::MS_BIND | libc::MS_REC,
+                None,
+            ) && mount(
+                None,
+                target,
+                None,
+                libc::MS_BIND | libc::MS_REMOUNT | flags,
+                None,
+            )
+        }
+        Step::Proc(path) => {
+            let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            mount(
+                Some(c"proc"),
+                path,
+                Some(c"proc"),
+                flags,
+                Some(c"hidepid=invisible"),
+            ) || mount(
+                Some(c"proc"),
+                path,
+                Some(c"proc"),
+                flags,
+                Some(c"hidepid=2"),
+            )
+        }
+    }
 }

@@ -2,10 +2,11 @@
 
 mod common;
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use common::{SandboxRoot, TestAccount, hand_to, require_root, run_in, text, unique};
-use preview_isolation::{Bind, Cgroup, CgroupLimits, Cgroups, Sandbox};
+use preview_isolation::{Bind, Cgroup, CgroupLimits, Cgroups, Sandbox, SystemEntry};
 use preview_testing::TempDir;
 
 /// A daemon-like cgroup tree removed (with whatever still runs in it) when dropped.
@@ -48,11 +49,11 @@ fn sandbox(account: &TestAccount, root: &SandboxRoot, dir: &TempDir, cgroup: &Cg
         root: root.0.clone(),
         binds: vec![Bind {
             source: home,
-            target: root.0.join("home"),
+            target: PathBuf::from("/run/preview/home"),
             writable: true,
         }],
-        fresh: Vec::new(),
-        workdir: root.0.join("home"),
+        system: SystemEntry::of_host(),
+        workdir: PathBuf::from("/run/preview/home"),
         umask: 0o022,
     }
 }

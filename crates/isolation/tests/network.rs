@@ -7,6 +7,7 @@ mod common;
 
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -62,60 +63,74 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
     require_root();
     let seed = (std::process::id() % 200) as u8;
     let id = unique("");
-    let (a, b, outside) = (
-        format!("preview-test-a{id}"),
-        format!("preview-test-b{id}"),
-        format!("preview-test-o{id}"),
-    );
+    let short = &id[id.len().saturating_sub(9)..];
+    let name = |what: &str| format!("preview-test-{what}{id}");
+    // Two environments; "the internet" (a public address); two private networks, one of them allowed; and the
+    // clouds' metadata address.
+    let link = |what: &str, interface: String, octets: [u8; 3]| Link {
+        namespace: name(what),
+        host_interface: interface,
+        host_address: Ipv4Addr::new(octets[0], octets[1], octets[2], 1),
+        address: Ipv4Addr::new(octets[0], octets[1], octets[2], 2),
+    };
+    let links = [
+        link("a", format!("pvta{short}"), [10, 250, seed]),
+        link("b", format!("pvtb{short}"), [10, 249, seed]),
+        link("internet", format!("oi{short}"), [198, 18, seed]),
+        link("allowed", format!("oa{short}"), [10, 252, seed]),
+        link("private", format!("op{short}"), [10, 253, seed]),
+        Link {
+            namespace: name("metadata"),
+            host_interface: format!("om{short}"),
+            host_address: Ipv4Addr::new(169, 254, 169, 253),
+            address: Ipv4Addr::new(169, 254, 169, 254),
+        },
+    ];
     let network = Network {
-        namespaces: vec![a.clone(), b.clone(), outside.clone()],
+        namespaces: links.iter().map(|l| l.namespace.clone()).collect(),
         table: format!("preview_test{id}"),
     };
-    let link = |namespace: &str, interface: String, third: u8, base: u8| Link {
-        namespace: namespace.to_owned(),
-        host_interface: interface,
-        host_address: Ipv4Addr::new(10, base, third, 1),
-        address: Ipv4Addr::new(10, base, third, 2),
-    };
-    let short = &id[id.len().saturating_sub(9)..];
-    let (link_a, link_b) = (
-        link(&a, format!("pvta{short}"), seed, 250),
-        link(&b, format!("pvtb{short}"), seed, 249),
-    );
-    let link_outside = link(&outside, format!("ot{short}"), seed, 251);
     let mut spaces = Vec::new();
-    for (name, link) in [(&a, &link_a), (&b, &link_b), (&outside, &link_outside)] {
-        spaces.push(Netns::create(name).expect("namespace"));
+    for link in &links {
+        spaces.push(Netns::create(&link.namespace).expect("namespace"));
         link.create().expect("link");
     }
+    let [link_a, link_b, internet, allowed, private, metadata] = &links;
     let only_environments = enable_forwarding().expect("forwarding");
     // The host's own listeners: the gateway's port, and a port environments must not reach.
     let gateway = std::net::TcpListener::bind("0.0.0.0:0").expect("gateway");
     let gateway_port = gateway.local_addr().expect("address").port();
-    let private = std::net::TcpListener::bind("0.0.0.0:0").expect("private");
-    let private_port = private.local_addr().expect("address").port();
+    let host_private = std::net::TcpListener::bind("0.0.0.0:0").expect("private");
+    let private_port = host_private.local_addr().expect("address").port();
     serve(gateway);
-    serve(private);
+    serve(host_private);
     let firewall = Firewall::install(&FirewallRules {
         table: network.table.clone(),
         interfaces: vec![link_a.host_interface.clone(), link_b.host_interface.clone()],
         gateway_ports: vec![gateway_port],
         subnet: (Ipv4Addr::new(10, 248, 0, 0), 13),
+        nameservers: Vec::new(),
+        allowed: vec![(Ipv4Addr::new(10, 252, seed, 0), 30)],
         only_environments_forward: only_environments,
     })
     .expect("the table installs");
-    // A service inside `a`, listening on every address of its namespace; and a server "on the internet".
-    let service = spaces[0]
-        .listen("0.0.0.0:7000".parse().expect("address"))
-        .expect("listens inside a");
-    serve(service);
-    let internet_peers = serve(
-        spaces[2]
-            .listen(SocketAddr::from((link_outside.address, 80)))
-            .expect("listens outside"),
+    // A service inside `a`, listening on every address of its namespace; a server in each other network.
+    serve(
+        spaces[0]
+            .listen("0.0.0.0:7000".parse().expect("address"))
+            .expect("listens inside a"),
     );
+    let mut peers = Vec::new();
+    for (space, link) in spaces.iter().zip(&links).skip(2) {
+        peers.push(serve(
+            space
+                .listen(SocketAddr::from((link.address, 80)))
+                .expect("listens"),
+        ));
+    }
 
-    // The daemon reaches the service through a socket made inside `a`; the host's loopback has nothing there.
+    // The daemon reaches the service through a socket made inside `a`; the host's loopback has nothing there,
+    // and the host cannot open a connection to its address either.
     let socket = spaces[0].tcp_socket().expect("socket in a");
     let mut stream = socket
         .connect("127.0.0.1:7000".parse().expect("address"))
@@ -128,6 +143,14 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
     stream.read_to_string(&mut answer).expect("answer");
     assert_eq!(answer, "ok");
     assert!(std::net::TcpStream::connect("127.0.0.1:7000").is_err());
+    let from_host = std::net::TcpStream::connect_timeout(
+        &SocketAddr::from((link_a.address, 7000)),
+        Duration::from_millis(1500),
+    );
+    assert!(
+        from_host.is_err(),
+        "the host opened a connection into an environment"
+    );
 
     let (account, root) = (TestAccount::new("network"), SandboxRoot::new());
     let sandbox = |space: &Netns| Sandbox {
@@ -136,9 +159,9 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
         netns: Some(Arc::new(Netns::open(space.name()).expect("open"))),
         cgroup: None,
         root: root.0.clone(),
+        system: preview_isolation::SystemEntry::of_host(),
         binds: Vec::new(),
-        fresh: Vec::new(),
-        workdir: root.0.clone(),
+        workdir: PathBuf::from("/"),
         umask: 0o022,
     };
     let probe = |targets: &[String]| {
@@ -162,11 +185,19 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
             format!("host-private,{},{private_port}", link_b.host_address),
             format!("host-private-via-a,{},{private_port}", link_a.host_address),
             format!("gateway,{},{gateway_port}", link_b.host_address),
-            format!("internet,{},80", link_outside.address),
+            format!("internet,{},80", internet.address),
+            format!("allowed,{},80", allowed.address),
+            format!("private,{},80", private.address),
+            format!("metadata,{},80", metadata.address),
         ]),
     )
     .await;
-    let (said_a, said_b) = (text(&from_a), text(&from_b));
+    let from_outside = run_in(
+        &sandbox(&spaces[2]),
+        &probe(&[format!("into-environment,{},7000", link_a.address)]),
+    )
+    .await;
+    let (said_a, said_b, said_outside) = (text(&from_a), text(&from_b), text(&from_outside));
     assert!(said_a.contains("own connected ok"), "{said_a}");
     for expected in [
         "other-environment failed",
@@ -175,39 +206,47 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
         "host-private-via-a failed",
         "gateway connected ok",
         "internet connected ok",
+        "allowed connected ok",
+        "private failed",
+        "metadata failed",
     ] {
         assert!(
             said_b.contains(expected),
             "missing `{expected}` in:\n{said_b}"
         );
     }
-    // The internet saw the host's address, not the environment's.
-    let peers = internet_peers.lock().expect("peers").clone();
-    assert!(!peers.is_empty(), "the internet saw no connection");
     assert!(
-        peers
-            .iter()
-            .all(|p| p.ip() == std::net::IpAddr::V4(link_outside.host_address)),
-        "{peers:?}"
+        said_outside.contains("into-environment failed"),
+        "{said_outside}"
+    );
+    // The internet saw the host's address, not the environment's.
+    let seen = peers[0].lock().expect("peers").clone();
+    assert!(!seen.is_empty(), "the internet saw no connection");
+    assert!(
+        seen.iter()
+            .all(|p| p.ip() == std::net::IpAddr::V4(internet.host_address)),
+        "{seen:?}"
     );
 
-    // Taken out of the set, an environment's interface is no longer held back.
+    // Taken out of the filter's set, an environment's interface is no longer held back.
     firewall
         .remove_interface(&link_b.host_interface)
         .expect("removed from the set");
     let freed = run_in(
         &sandbox(&spaces[1]),
-        &probe(&[format!(
-            "host-private,{},{private_port}",
-            link_b.host_address
-        )]),
+        &probe(&[
+            format!("host-private,{},{private_port}", link_b.host_address),
+            format!("private,{},80", private.address),
+        ]),
     )
     .await;
     assert!(
-        text(&freed).contains("host-private connected ok"),
+        text(&freed).contains("host-private connected ok")
+            && text(&freed).contains("private connected ok"),
         "{}",
         text(&freed)
     );
+    let a = link_a.namespace.clone();
     drop(spaces);
     drop(network);
     tokio::time::sleep(Duration::from_millis(10)).await;

@@ -1,6 +1,7 @@
-//! A process in the sandbox, as a user of its own: it sees its own files and nothing else of the directories it
-//! was given paths into, cannot write what it was given read-only, has a /tmp of its own, cannot gain
-//! privileges, and cannot read or signal another user's processes.
+//! A process in the sandbox, as a user of its own: its whole filesystem is the system's directories read-only
+//! and what it was given — nothing else of the host exists for it — it cannot write what it was given read-only,
+//! has a /tmp of its own, sees only its own processes, has no terminal and no way into the daemon's session, cannot
+//! gain privileges, inherits none of the daemon's descriptors, and cannot read or signal another user's processes.
 
 mod common;
 
@@ -8,7 +9,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::PathBuf;
 
 use common::{SandboxRoot, TestAccount, hand_to, require_root, run_in, text};
-use preview_isolation::{Bind, Sandbox};
+use preview_isolation::{Bind, Sandbox, SystemEntry};
 use preview_testing::TempDir;
 
 fn sandbox(account: &TestAccount, root: &SandboxRoot, binds: Vec<Bind>) -> Sandbox {
@@ -18,15 +19,15 @@ fn sandbox(account: &TestAccount, root: &SandboxRoot, binds: Vec<Bind>) -> Sandb
         netns: None,
         cgroup: None,
         root: root.0.clone(),
+        system: SystemEntry::of_host(),
         binds,
-        fresh: vec![PathBuf::from("/dev/shm")],
-        workdir: root.0.join("src"),
+        workdir: PathBuf::from("/run/preview/src"),
         umask: 0o022,
     }
 }
 
 #[tokio::test]
-async fn a_sandboxed_process_sees_only_what_it_was_given() {
+async fn a_sandboxed_process_sees_only_the_system_and_what_it_was_given() {
     require_root();
     let dir = TempDir::new("sandbox-files");
     let account = TestAccount::new("files");
@@ -37,6 +38,13 @@ async fn a_sandboxed_process_sees_only_what_it_was_given() {
     std::fs::set_permissions(&private, std::fs::Permissions::from_mode(0o700)).expect("chmod");
     std::fs::write(private.join("master.key"), "the-master-key").expect("key");
     std::fs::write(private.join("checkout/app.txt"), "the app").expect("checkout file");
+    // A world-readable file elsewhere on the host, as a repository's configuration with a token would be.
+    std::fs::write(
+        dir.path().join("readable.txt"),
+        "world-readable-on-the-host",
+    )
+    .expect("readable");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
     let home = private.join("home");
     let tmp = private.join("tmp");
     for own in [&home, &tmp] {
@@ -46,7 +54,6 @@ async fn a_sandboxed_process_sees_only_what_it_was_given() {
     let sandbox = sandbox(
         &account,
         &root,
-        // The sources live under /tmp, which the first bind covers: each is taken before anything is mounted.
         vec![
             Bind {
                 source: tmp.clone(),
@@ -55,12 +62,12 @@ async fn a_sandboxed_process_sees_only_what_it_was_given() {
             },
             Bind {
                 source: private.join("checkout"),
-                target: root.0.join("src"),
+                target: PathBuf::from("/run/preview/src"),
                 writable: false,
             },
             Bind {
                 source: home.clone(),
-                target: root.0.join("home"),
+                target: PathBuf::from("/run/preview/home"),
                 writable: true,
             },
         ],
@@ -71,45 +78,94 @@ echo "uid=$(id -u) gid=$(id -g) groups=$(id -G)"
 echo "cwd=$(pwd)"
 cat app.txt; echo
 cat {private}/master.key 2>&1 && echo "READ master.key"
-ls {private} 2>&1 && echo "LISTED data"
+cat {readable} 2>&1 && echo "READ the host"
 touch app-written 2>&1 || echo "checkout is read-only"
-touch {root}/home/mine && echo "home is writable"
-touch {root}/planted 2>&1 || echo "root is not writable"
-ls {root}
+touch /run/preview/home/mine && echo "home is writable"
+touch /planted 2>&1 || echo "root is not writable"
+touch /etc/planted 2>&1 || echo "etc is not writable"
+echo "top: $(ls / | tr '\n' ' ')"
+echo "run: $(ls /run/preview | tr '\n' ' ')"
 echo sandbox-tmp > /tmp/in-sandbox && echo "tmp is writable"
+echo "processes: $(ls /proc | grep -c '^[0-9]')"
+ls /dev/null /dev/urandom >/dev/null && head -c 4 /dev/zero | wc -c
+cat /dev/tty 2>&1 || echo "no terminal"
+echo "session leader: $(ps -o sid= -p $$ | tr -d ' ') $$"
 grep NoNewPrivs /proc/self/status
+ls /proc/self/fd
 "#,
         private = private.display(),
-        root = root.0.display(),
+        readable = dir.path().join("readable.txt").display(),
     );
     let output = run_in(&sandbox, &script).await;
     let said = text(&output);
     let uid = account.uid();
     for expected in [
         format!("uid={uid} gid={uid} groups={uid}"),
-        format!("cwd={}", root.0.join("src").display()),
+        "cwd=/run/preview/src".to_owned(),
         "the app".to_owned(),
-        "Permission denied".to_owned(),
+        "No such file or directory".to_owned(),
         "checkout is read-only".to_owned(),
         "Read-only file system".to_owned(),
         "home is writable".to_owned(),
         "root is not writable".to_owned(),
+        "etc is not writable".to_owned(),
+        "run: home src ".to_owned(),
         "tmp is writable".to_owned(),
+        "no terminal".to_owned(),
         "NoNewPrivs:\t1".to_owned(),
     ] {
         assert!(said.contains(&expected), "missing `{expected}` in:\n{said}");
     }
-    assert!(!said.contains("READ master.key"), "{said}");
-    assert!(!said.contains("LISTED data"), "{said}");
-    assert!(!said.contains("the-master-key"), "{said}");
-    // Inside the root only the paths given exist.
-    let listing: Vec<&str> = said
+    assert!(!said.contains("READ"), "{said}");
+    assert!(
+        !said.contains("the-master-key") && !said.contains("world-readable-on-the-host"),
+        "{said}"
+    );
+    // Its filesystem is the system's directories and what it was given: no /home, /root, /work, /var/lib, …
+    let top: Vec<&str> = said
         .lines()
-        .skip_while(|l| !l.contains("root is not writable"))
-        .skip(1)
-        .take_while(|l| !l.contains("tmp is writable"))
+        .find_map(|l| l.strip_prefix("top: "))
+        .expect("top")
+        .split_whitespace()
         .collect();
-    assert_eq!(listing, ["home", "src"], "{said}");
+    let expected: Vec<&str> = [
+        "bin", "dev", "etc", "lib", "lib32", "lib64", "libx32", "proc", "run", "sbin", "sys",
+        "tmp", "usr",
+    ]
+    .into_iter()
+    .filter(|d| {
+        *d == "dev"
+            || *d == "proc"
+            || *d == "run"
+            || *d == "tmp"
+            || std::path::Path::new(&format!("/{d}")).exists()
+    })
+    .collect();
+    assert_eq!(top, expected, "{said}");
+    // Only its own processes: the shell, and what it ran for the count.
+    let processes: usize = said
+        .lines()
+        .find_map(|l| l.strip_prefix("processes: "))
+        .and_then(|n| n.trim().parse().ok())
+        .expect("count");
+    assert!(processes <= 4, "it sees {processes} processes: {said}");
+    // A session of its own, led by its shell.
+    let leader = said
+        .lines()
+        .find_map(|l| l.strip_prefix("session leader: "))
+        .expect("session");
+    let (sid, pid) = leader.split_once(' ').expect("two numbers");
+    assert_eq!(sid, pid, "{said}");
+    // Descriptors: the standard three and the one `ls` opened for itself.
+    let descriptors: Vec<&str> = said
+        .lines()
+        .skip_while(|l| !l.starts_with("NoNewPrivs"))
+        .skip(1)
+        .collect();
+    assert!(
+        descriptors.len() <= 4,
+        "descriptors passed on: {descriptors:?}"
+    );
     // Its /tmp was its own directory, not the machine's; its home file is there, owned by it.
     assert_eq!(
         std::fs::read_to_string(tmp.join("in-sandbox")).expect("written to its own tmp"),
@@ -141,7 +197,7 @@ async fn a_sandboxed_process_cannot_read_or_signal_another_users_processes() {
     let binds = |name: &str| {
         vec![Bind {
             source: dir.path().join(name),
-            target: root.0.join("src"),
+            target: PathBuf::from("/run/preview/src"),
             writable: true,
         }]
     };

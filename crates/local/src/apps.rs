@@ -13,8 +13,9 @@ use preview_plan::Resource;
 use preview_secrets::Secret;
 use serde_json::Value;
 
-use crate::builds::{BuildRequest, tail};
+use crate::builds::BuildRequest;
 use crate::health::Probe;
+use crate::logs::tail;
 use crate::ports::is_free;
 use crate::runtime::{LocalRuntime, Version};
 use crate::spaces::{DEFAULT_TASKS, Work, memory};

@@ -20,6 +20,7 @@ use preview_isolation::{Cgroup, Sandbox};
 use tokio::process::Command;
 
 use crate::layout::{self, Builder};
+use crate::logs::{LogFile, tail};
 use crate::runtime::LocalRuntime;
 use crate::spaces::{Space, Work};
 
@@ -69,13 +70,30 @@ struct Once {
     variables: Vec<(String, OsString)>,
 }
 
-/// Kills whatever is left in a one-off command's cgroup, also when the command is abandoned (a deployment that
-/// timed out or was cancelled drops it).
-struct Reaper(Option<Cgroup>);
+/// Kills whatever is left of a one-off command — its cgroup, or without one its process group (it leads a session
+/// of its own) — also when the command is abandoned (a deployment that timed out or was cancelled drops it).
+struct Reaper {
+    cgroup: Option<Cgroup>,
+    group: Option<u32>,
+}
+
+impl Reaper {
+    async fn reap(&mut self) {
+        if let Some(cgroup) = &self.cgroup {
+            let _ = cgroup.kill_all(Duration::from_secs(10)).await;
+        }
+        if let Some(group) = self.group.take() {
+            preview_isolation::signals::signal_group(group, preview_isolation::signals::SIGKILL);
+        }
+    }
+}
 
 impl Drop for Reaper {
     fn drop(&mut self) {
-        if let Some(cgroup) = self.0.take()
+        if let Some(group) = self.group.take() {
+            preview_isolation::signals::signal_group(group, preview_isolation::signals::SIGKILL);
+        }
+        if let Some(cgroup) = self.cgroup.take()
             && let Ok(handle) = tokio::runtime::Handle::try_current()
         {
             handle.spawn(async move {
@@ -86,23 +104,22 @@ impl Drop for Reaper {
     }
 }
 
-/// Runs `script` with `/bin/sh -c` to its end, its output going to `log`.
+/// A build's log rotates past this size (one previous file is kept): a build printing without end fills no disk.
+const BUILD_LOG_LIMIT: u64 = 8 * 1024 * 1024;
+
+/// Runs `script` with `/bin/sh -c` to its end, its output going to `log` (begun afresh).
 async fn run_once(
     once: Once,
     script: &str,
     log: &Path,
 ) -> Result<std::process::ExitStatus, String> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let output = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(log)
-        .map_err(|e| format!("cannot create {}: {e}", log.display()))?;
-    let errors = output
-        .try_clone()
-        .map_err(|e| format!("cannot open {}: {e}", log.display()))?;
+    for old in [log.to_path_buf(), LogFile::previous(log)] {
+        match std::fs::remove_file(&old) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("cannot remove {}: {e}", old.display())),
+        }
+    }
     let mut command = Command::new("/bin/sh");
     command
         .arg("-c")
@@ -110,32 +127,43 @@ async fn run_once(
         .env_clear()
         .envs(once.variables)
         .stdin(std::process::Stdio::null())
-        .stdout(output)
-        .stderr(errors)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
         .kill_on_drop(true);
-    let reaper = Reaper(once.sandbox.as_ref().and_then(|s| s.cgroup.clone()));
+    let mut reaper = Reaper {
+        cgroup: once.sandbox.as_ref().and_then(|s| s.cgroup.clone()),
+        group: None,
+    };
     match &once.sandbox {
         Some(sandbox) => sandbox.apply(&mut command).map_err(|e| e.to_string())?,
         None => {
             command.current_dir(&once.dir);
+            preview_isolation::detach(&mut command);
         }
     }
-    let status = command.status().await.map_err(|e| {
-        // A sandbox that could not be entered says where in the log.
-        let said = tail(log, 3);
-        format!(
-            "cannot start `{script}`: {e}{}",
-            if said.is_empty() {
-                String::new()
-            } else {
-                format!(" ({said})")
-            }
-        )
+    let mut child = command.spawn().map_err(|e| {
+        // A sandbox that could not be entered says where on the child's standard error, which is gone with it.
+        format!("cannot start `{script}`: {e}")
     })?;
-    // What it left running in the background goes now, not later.
-    if let Some(cgroup) = &reaper.0 {
-        let _ = cgroup.kill_all(Duration::from_secs(10)).await;
+    if reaper.cgroup.is_none() {
+        reaper.group = child.id();
     }
+    let output = std::sync::Arc::new(LogFile::new(log, BUILD_LOG_LIMIT));
+    let mut captures = tokio::task::JoinSet::new();
+    if let Some(stdout) = child.stdout.take() {
+        let output = std::sync::Arc::clone(&output);
+        captures.spawn(async move { output.capture(stdout, "").await });
+    }
+    if let Some(stderr) = child.stderr.take() {
+        captures.spawn(async move { output.capture(stderr, "").await });
+    }
+    let status = child
+        .wait()
+        .await
+        .map_err(|e| format!("waiting for `{script}`: {e}"))?;
+    // What it left running in the background goes now, not later (and closes the output it held).
+    reaper.reap().await;
+    while captures.join_next().await.is_some() {}
     Ok(status)
 }
 
@@ -194,11 +222,10 @@ impl LocalRuntime {
                         builder,
                     },
                 )?;
-                let root = &sandbox.root;
                 let script = format!(
                     "git -c safe.directory='*' --git-dir={repo} archive --format=tar -o /tmp/{commit}.tar {commit} && tar -xf /tmp/{commit}.tar -C {target}; status=$?; rm -f /tmp/{commit}.tar; exit $status",
-                    repo = root.join(layout::REPOSITORY).display(),
-                    target = root.join(layout::CHECKOUT).display(),
+                    repo = layout::inside(layout::REPOSITORY).display(),
+                    target = layout::inside(layout::CHECKOUT).display(),
                 );
                 (
                     Once {
@@ -282,7 +309,7 @@ impl LocalRuntime {
                         service: &request.service,
                     },
                 )?;
-                let cache = sandbox.root.join(layout::CACHE);
+                let cache = layout::inside(layout::CACHE);
                 Once {
                     variables: self.sandboxed_build_variables(home, cache, &request.commit),
                     sandbox: Some(sandbox),
@@ -339,16 +366,14 @@ impl LocalRuntime {
             && let Some(seed) = builder.seed.clone().filter(|s| s.is_dir())
         {
             // A project build in progress is not copied half-done.
-            let _seed_lock = lock_file(seed.join(".build.lock")).await?;
+            let _seed_lock = lock_file(cache_lock(&seed)).await?;
             let target = builder.cache.clone();
-            tokio::task::spawn_blocking(move || {
-                crate::trees::copy_tree(&seed, &target, &[".build.lock"])
-            })
-            .await
-            .map_err(|e| format!("copying the project's build cache failed: {e}"))??;
+            tokio::task::spawn_blocking(move || crate::trees::copy_tree(&seed, &target, &[]))
+                .await
+                .map_err(|e| format!("copying the project's build cache failed: {e}"))??;
         }
         crate::trees::own_dir(&builder.cache, None, 0o700)?;
-        let lock = lock_file(builder.cache.join(".build.lock")).await?;
+        let lock = lock_file(cache_lock(&builder.cache)).await?;
         let home = builder.cache.join("home");
         std::fs::create_dir_all(&home)
             .map_err(|e| format!("cannot create {}: {e}", home.display()))?;
@@ -427,15 +452,28 @@ fn inherited() -> Vec<(String, OsString)> {
         .collect()
 }
 
-/// An exclusive lock on `path` (created if missing), held until the file is dropped.
-async fn lock_file(path: PathBuf) -> Result<std::fs::File, String> {
+/// The lock of a build cache: next to it, in a directory of the daemon's — never inside the cache, which its
+/// builder can fill with links and pipes.
+pub(crate) fn cache_lock(cache: &Path) -> PathBuf {
+    cache.with_extension("lock")
+}
+
+/// An exclusive lock on `path` (created if missing), held until the file is dropped. A link or anything but a
+/// plain file there is refused, not followed or waited on.
+pub(crate) async fn lock_file(path: PathBuf) -> Result<std::fs::File, String> {
+    use std::os::unix::fs::OpenOptionsExt;
     tokio::task::spawn_blocking(move || {
         let file = std::fs::OpenOptions::new()
             .create(true)
             .truncate(false)
             .write(true)
+            .mode(0o600)
+            .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
             .open(&path)
             .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+        if !file.metadata().is_ok_and(|m| m.is_file()) {
+            return Err(format!("{} is not a plain file", path.display()));
+        }
         file.lock()
             .map_err(|e| format!("cannot lock {}: {e}", path.display()))?;
         Ok(file)
@@ -451,13 +489,4 @@ pub(crate) fn short(commit: &str) -> &str {
 fn short_hash(text: &str) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, text.as_bytes());
     preview_secrets::hex::encode(&digest.as_ref()[..6])
-}
-
-/// The last `lines` lines of a file, for error messages.
-pub(crate) fn tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read(path)
-        .map(|b| String::from_utf8_lossy(&b).into_owned())
-        .unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..].join("\n")
 }

@@ -4,9 +4,19 @@
 
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use preview_isolation::Netns;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+
+/// How many connections the service ports of one environment forward at once: each holds two of the daemon's
+/// descriptors, and an app that opens connections without end must not take the daemon's away from every other
+/// environment. Connections beyond are closed at once.
+pub(crate) const CONNECTIONS_PER_ENVIRONMENT: usize = 1024;
+
+/// How long a connection to an app may take to be accepted.
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 
 pub(crate) struct ServicePort {
     target: Arc<RwLock<Option<SocketAddr>>>,
@@ -14,8 +24,13 @@ pub(crate) struct ServicePort {
 }
 
 impl ServicePort {
-    /// Listens on `127.0.0.1:port` (of `network`); connections are closed at once while no version runs.
-    pub(crate) fn bind(port: u16, network: Option<Arc<Netns>>) -> std::io::Result<ServicePort> {
+    /// Listens on `127.0.0.1:port` (of `network`); connections are closed at once while no version runs, and
+    /// while the environment's connections hold every permit of `permits`.
+    pub(crate) fn bind(
+        port: u16,
+        network: Option<Arc<Netns>>,
+        permits: Arc<Semaphore>,
+    ) -> std::io::Result<ServicePort> {
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         let listener = match &network {
             Some(network) => network.listen(address)?,
@@ -24,7 +39,7 @@ impl ServicePort {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
         let target = Arc::new(RwLock::new(None));
-        let task = tokio::spawn(accept(listener, Arc::clone(&target), network));
+        let task = tokio::spawn(accept(listener, Arc::clone(&target), network, permits));
         Ok(ServicePort { target, task })
     }
 
@@ -43,32 +58,53 @@ impl Drop for ServicePort {
     }
 }
 
-/// A connection to `address`, from a socket of `network` when given.
+/// A connection to `address`, from a socket of `network` when given, within [`CONNECT_TIMEOUT`].
 pub(crate) async fn connect(
     address: SocketAddr,
     network: Option<&Netns>,
 ) -> std::io::Result<TcpStream> {
-    match network {
-        Some(network) => network.tcp_socket()?.connect(address).await,
-        None => TcpStream::connect(address).await,
-    }
+    let connecting = async {
+        match network {
+            Some(network) => network.tcp_socket()?.connect(address).await,
+            None => TcpStream::connect(address).await,
+        }
+    };
+    tokio::time::timeout(CONNECT_TIMEOUT, connecting)
+        .await
+        .unwrap_or_else(|_| {
+            Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!(
+                    "{address} did not accept within {} s",
+                    CONNECT_TIMEOUT.as_secs()
+                ),
+            ))
+        })
 }
 
 async fn accept(
     listener: TcpListener,
     target: Arc<RwLock<Option<SocketAddr>>>,
     network: Option<Arc<Netns>>,
+    permits: Arc<Semaphore>,
 ) {
     loop {
-        let Ok((mut inbound, _)) = listener.accept().await else {
-            continue;
+        let mut inbound = match listener.accept().await {
+            Ok((inbound, _)) => inbound,
+            // Out of descriptors, most likely: wait instead of spinning.
+            Err(_) => {
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
         let current = target.read().map(|t| *t).unwrap_or(None);
-        let Some(address) = current else {
+        let (Some(address), Ok(permit)) = (current, Arc::clone(&permits).try_acquire_owned())
+        else {
             continue;
         };
         let network = network.clone();
         tokio::spawn(async move {
+            let _permit = permit;
             let _ = inbound.set_nodelay(true);
             if let Ok(mut outbound) = connect(address, network.as_deref()).await {
                 let _ = outbound.set_nodelay(true);

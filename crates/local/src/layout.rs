@@ -5,6 +5,14 @@
 
 use std::path::{Path, PathBuf};
 
+/// Where a sandboxed process sees its own files (whatever directory of the host its filesystem is made on).
+pub(crate) const INSIDE: &str = "/run/preview";
+
+/// `INSIDE/<name>`: a path as a sandboxed process sees it.
+pub(crate) fn inside(name: &str) -> PathBuf {
+    Path::new(INSIDE).join(name)
+}
+
 /// Inside a sandbox: the checkout (read-only for apps and jobs, the build's own for builds).
 pub(crate) const SOURCE: &str = "src";
 /// Inside a sandbox: the home of an app or job.

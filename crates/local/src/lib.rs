@@ -24,6 +24,7 @@ mod layout;
 mod logs;
 mod ports;
 mod records;
+mod resolver;
 mod runtime;
 mod site;
 mod spaces;

@@ -119,6 +119,8 @@ pub(crate) struct EnvironmentState {
     pub certificate: Option<ServedCertificate>,
     /// Ports handed to versions that are starting: two apps starting at once must not get the same one.
     pub starting: std::collections::BTreeSet<u16>,
+    /// The connections its service ports may forward at once.
+    pub connections: Option<Arc<tokio::sync::Semaphore>>,
 }
 
 pub struct LocalRuntime {
@@ -159,7 +161,7 @@ impl LocalRuntime {
             Issuer::Acme(acme) => Some(AcmeIssuer::new(acme.clone(), &config.dir.join("acme"))),
         };
         let ports = Ports::open(config.dir.join("ports.json"), config.ports)?;
-        let marker = crate::strays::marker_for(&config.dir);
+        let marker = crate::strays::marker_for(&config.dir)?;
         let isolation = match &config.isolation {
             Some(isolation) => Some(Isolation::open(
                 isolation.clone(),
@@ -173,7 +175,12 @@ impl LocalRuntime {
             Some(isolation) => isolation.stop_strays().await,
             None => 0,
         };
-        let stray = crate::strays::marked_groups(&marker);
+        // Without cgroups, what a killed daemon left is found by the marker in its processes' environment (with
+        // cgroups, by their cgroups: a process can fake a marker, not a cgroup).
+        let stray = match &isolation {
+            Some(isolation) if isolation.tracks_processes() => Vec::new(),
+            _ => crate::strays::marked_groups(&marker),
+        };
         let stopped = left + crate::strays::stop_groups(&stray, config.grace).await;
         if stopped > 0 {
             log(&format!(
@@ -348,7 +355,14 @@ impl LocalRuntime {
         if bound {
             return Ok(());
         }
-        let listener = ServicePort::bind(port, self.network_of(env)).map_err(|e| {
+        let permits = self.with_state(env, |s| {
+            Arc::clone(s.connections.get_or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    crate::forward::CONNECTIONS_PER_ENVIRONMENT,
+                ))
+            }))
+        });
+        let listener = ServicePort::bind(port, self.network_of(env), permits).map_err(|e| {
             format!(
                 "cannot listen on 127.0.0.1:{port} for `{service}` of `{}`: {e}",
                 env.environment
@@ -565,7 +579,7 @@ impl Runtime for LocalRuntime {
             for env in spaces {
                 let _ = isolation.take_down(&env).await;
             }
-            isolation.shut_down();
+            isolation.shut_down(&self.marker);
         }
     }
 }
@@ -661,8 +675,13 @@ impl LocalRuntime {
         };
         if let Some(isolation) = &self.isolation {
             if !preview && !isolation.builder_in_use(env, &builder) {
-                for path in [&builder.checkouts, &builder.cache] {
-                    crate::trees::hand_over(path, 0, 0).map_err(RuntimeError::new)?;
+                crate::trees::hand_over(&builder.checkouts, 0, 0).map_err(RuntimeError::new)?;
+                if builder.cache.exists() {
+                    // Under the cache's lock: another daemon sharing the cache may be building in it.
+                    let _lock = crate::builds::lock_file(crate::builds::cache_lock(&builder.cache))
+                        .await
+                        .map_err(RuntimeError::new)?;
+                    crate::trees::hand_over(&builder.cache, 0, 0).map_err(RuntimeError::new)?;
                 }
             }
             isolation

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use preview_deploy::{EnvironmentAddress, Protection};
 use preview_isolation::{
-    Bind, Cgroup, CgroupLimits, Cgroups, Firewall, FirewallRules, Link, Netns, Sandbox,
+    Bind, Cgroup, CgroupLimits, Cgroups, Firewall, FirewallRules, Link, Netns, Sandbox, SystemEntry,
 };
 
 use crate::accounts::{Accounts, IdRange};
@@ -28,6 +28,9 @@ pub struct IsolationConfig {
     pub subnet: Subnet,
     /// Where the gateway listens: environments may connect to these ports of the host.
     pub gateway_ports: Vec<u16>,
+    /// Private networks environments may reach (all private, shared and link-local addresses are closed to them
+    /// otherwise, the clouds' metadata services among them).
+    pub allowed_networks: Vec<Subnet>,
     /// Directories builds may run tools from, though they lie in a private place such as root's home (a rustup
     /// installation: `~/.cargo/bin`, `~/.rustup`); each is visible read-only, nothing around it.
     pub tools: Vec<PathBuf>,
@@ -41,6 +44,7 @@ impl IsolationConfig {
             users: IdRange::default(),
             subnet: Subnet::default(),
             gateway_ports,
+            allowed_networks: Vec::new(),
             tools: Vec::new(),
             sandbox_root: PathBuf::from("/run/preview"),
         }
@@ -106,6 +110,11 @@ pub(crate) struct Space {
     pub limits: CgroupLimits,
 }
 
+/// Present while IPv4 forwarding is on because a daemon of this machine turned it on.
+const FORWARDING_FLAG: &str = "/run/preview-forwarding-was-off";
+/// One file per daemon of this machine that isolates networks, while it runs.
+const RUNNING_DAEMONS: &str = "/run/preview-daemons";
+
 /// What a sandboxed process is.
 pub(crate) enum Work<'a> {
     /// Exporting a commit as its builder into `partial` (the tree being made).
@@ -143,8 +152,10 @@ pub(crate) struct Isolation {
     pub accounts: Accounts,
     cgroups: Result<Cgroups, String>,
     network: Result<Firewall, String>,
-    /// Shared writable places of the host that sandboxes cover with a tmpfs of their own.
-    fresh: Vec<PathBuf>,
+    /// The host's system directories every sandbox sees read-only.
+    system: Vec<SystemEntry>,
+    /// A `resolv.conf` for sandboxes when the host's names only a resolver on its own loopback.
+    resolver: Option<PathBuf>,
 }
 
 fn key(env: &EnvironmentAddress) -> String {
@@ -194,31 +205,27 @@ impl Isolation {
             marker.to_owned(),
         )?;
         let cgroups = Cgroups::detect(&format!("preview-{marker}")).map_err(|e| e.to_string());
-        let network = Isolation::install_network(&config, &accounts, runtime_dir, marker);
+        let network = Isolation::install_network(&config, &accounts, marker);
         if let Err(reason) = &network {
             log(&format!("network isolation is off: {reason}"));
         }
         if let Err(reason) = &cgroups {
             log(&format!("resource limits are off: {reason}"));
         }
-        let fresh = ["/dev/shm", "/run/lock", "/var/crash"]
-            .into_iter()
-            .map(PathBuf::from)
-            .filter(|p| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir()))
-            .collect();
+        let resolver = crate::resolver::for_sandboxes(runtime_dir)?;
         Ok(Isolation {
             config,
             accounts,
             cgroups,
             network,
-            fresh,
+            system: SystemEntry::of_host(),
+            resolver,
         })
     }
 
     fn install_network(
         config: &IsolationConfig,
         accounts: &Accounts,
-        runtime_dir: &Path,
         marker: &str,
     ) -> Result<Firewall, String> {
         let missing = preview_isolation::missing_programs(&["ip", "nft"]);
@@ -233,22 +240,40 @@ impl Isolation {
                 config.users.count()
             ));
         }
-        // Forwarding that the daemon turned on stays limited to environments, also after a restart.
-        let flag = runtime_dir.join("forwarding-was-off");
+        // Forwarding that a daemon of this machine turned on stays limited to environments while any runs, and is
+        // turned off again when the last one stops (the flag is in /run: a reboot turns forwarding off too).
+        let flag = Path::new(FORWARDING_FLAG);
         if preview_isolation::enable_forwarding().map_err(|e| e.to_string())? {
-            crate::records::write_atomically(&flag, b"")?;
+            crate::records::write_atomically(flag, b"")?;
         }
+        let running = Path::new(RUNNING_DAEMONS);
+        std::fs::create_dir_all(running)
+            .and_then(|()| std::fs::write(running.join(marker), b""))
+            .map_err(|e| format!("cannot write {}: {e}", running.display()))?;
         let interfaces = accounts
             .all()
             .iter()
             .filter(|(key, _)| key.starts_with("env:"))
             .map(|(_, user)| interface(*user))
             .collect();
+        let nameservers = crate::resolver::nameservers()
+            .into_iter()
+            .filter_map(|ip| match ip {
+                std::net::IpAddr::V4(ip) => Some(ip),
+                std::net::IpAddr::V6(_) => None,
+            })
+            .collect();
         Firewall::install(&FirewallRules {
             table: format!("preview_{marker}"),
             interfaces,
             gateway_ports: config.gateway_ports.clone(),
             subnet: (config.subnet.network, config.subnet.prefix),
+            nameservers,
+            allowed: config
+                .allowed_networks
+                .iter()
+                .map(|n| (n.network, n.prefix))
+                .collect(),
             only_environments_forward: flag.exists(),
         })
         .map_err(|e| e.to_string())
@@ -259,11 +284,24 @@ impl Isolation {
         self.network.is_ok()
     }
 
+    /// Whether every process is in a cgroup of the daemon's.
+    pub(crate) fn tracks_processes(&self) -> bool {
+        self.cgroups.is_ok()
+    }
+
     /// Removes the daemon's packet-filter table and cgroup (made again when the runtime opens); its environments'
-    /// must be taken down first.
-    pub(crate) fn shut_down(&self) {
+    /// must be taken down first. The last daemon of the machine to stop turns forwarding off again if a daemon
+    /// turned it on.
+    pub(crate) fn shut_down(&self, marker: &str) {
         if let Ok(firewall) = &self.network {
             let _ = firewall.uninstall();
+            let running = Path::new(RUNNING_DAEMONS);
+            let _ = std::fs::remove_file(running.join(marker));
+            let others = std::fs::read_dir(running).map(|d| d.count()).unwrap_or(0);
+            if others == 0 && Path::new(FORWARDING_FLAG).exists() {
+                let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "0");
+                let _ = std::fs::remove_file(FORWARDING_FLAG);
+            }
         }
         if let Ok(cgroups) = &self.cgroups {
             let _ = cgroups.root().remove();
@@ -324,6 +362,14 @@ impl Isolation {
                     format!("cannot make the network of `{}`: {e}", env.environment)
                 })?;
                 if !exists {
+                    // Another daemon of this machine with other --users or --network may have placed an
+                    // environment on these addresses: two links on one /30 would mix their traffic.
+                    if std::net::TcpListener::bind((link.host_address, 0)).is_ok() {
+                        return Err(format!(
+                            "cannot link the network of `{}`: {} is already an address of this machine (another daemon's environment?); give each daemon its own --network",
+                            env.environment, link.host_address
+                        ));
+                    }
                     link.create().map_err(|e| {
                         format!("cannot link the network of `{}`: {e}", env.environment)
                     })?;
@@ -421,14 +467,13 @@ impl Isolation {
         space: &Space,
         work: Work<'_>,
     ) -> Result<(Sandbox, PathBuf), String> {
-        let root = &self.config.sandbox_root;
-        let inside = |name: &str| root.join(name);
+        let inside = layout::inside;
         let bind = |source: &Path, target: PathBuf, writable: bool| Bind {
             source: source.to_path_buf(),
             target,
             writable,
         };
-        let (user, unit, limits, binds, workdir, home) = match work {
+        let (user, unit, limits, mut binds, workdir, home) = match work {
             Work::Checkout {
                 git_dir,
                 partial,
@@ -496,6 +541,9 @@ impl Isolation {
                 inside(layout::HOME),
             ),
         };
+        if let Some(resolver) = &self.resolver {
+            binds.push(bind(resolver, PathBuf::from("/etc/resolv.conf"), false));
+        }
         let cgroup = match &self.cgroups {
             Ok(cgroups) => {
                 let cgroup = cgroups.group(&[&unit_name(env), &unit]);
@@ -513,9 +561,9 @@ impl Isolation {
                 gid: user,
                 netns: space.netns.clone(),
                 cgroup,
-                root: root.clone(),
+                root: self.config.sandbox_root.clone(),
+                system: self.system.clone(),
                 binds,
-                fresh: self.fresh.clone(),
                 workdir,
                 umask: 0o022,
             },
@@ -533,10 +581,7 @@ impl Isolation {
             .map(|(i, dir)| {
                 (
                     dir.clone(),
-                    self.config
-                        .sandbox_root
-                        .join(layout::TOOLS)
-                        .join(i.to_string()),
+                    layout::inside(layout::TOOLS).join(i.to_string()),
                 )
             })
             .collect()

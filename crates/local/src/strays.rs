@@ -8,10 +8,20 @@ use preview_isolation::signals::{SIGKILL, SIGTERM, group_alive, signal_group};
 /// The variable every process the local runtime starts carries: `PREVIEW_SUPERVISOR=<marker>`.
 pub(crate) const MARKER_VARIABLE: &str = "PREVIEW_SUPERVISOR";
 
-/// A marker unique to one runtime directory, so that two daemons on one machine leave each other's processes alone.
-pub(crate) fn marker_for(dir: &std::path::Path) -> String {
+/// A marker unique to one runtime directory, so that two daemons on one machine leave each other's processes,
+/// cgroups, packet-filter tables and accounts alone: made once (from the directory's path as first given) and kept
+/// in the directory, so that the same directory spelled otherwise later is still the same daemon's.
+pub(crate) fn marker_for(dir: &std::path::Path) -> Result<String, String> {
+    let path = dir.join("marker");
+    if let Ok(kept) = std::fs::read_to_string(&path)
+        && !kept.trim().is_empty()
+    {
+        return Ok(kept.trim().to_owned());
+    }
     let digest = ring::digest::digest(&ring::digest::SHA256, dir.to_string_lossy().as_bytes());
-    preview_secrets::hex::encode(&digest.as_ref()[..8])
+    let marker = preview_secrets::hex::encode(&digest.as_ref()[..8]);
+    crate::records::write_atomically(&path, marker.as_bytes())?;
+    Ok(marker)
 }
 
 /// The process groups whose processes carry `marker`.

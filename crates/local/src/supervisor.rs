@@ -162,9 +162,12 @@ fn spawn(spec: &ProcessSpec) -> Result<Child, SupervisorError> {
     }
     let mut command = Command::new("/bin/sh");
     command.arg("-c").arg(&spec.command);
+    // A session of its own (and so a process group of its own): no terminal of the daemon's, no way into its
+    // process group; and none of the daemon's descriptors.
     match &spec.place {
         Place::Host(dir) => {
             command.current_dir(dir);
+            preview_isolation::detach(&mut command);
         }
         Place::Sandbox(sandbox) => sandbox
             .apply(&mut command)
@@ -184,8 +187,6 @@ fn spawn(spec: &ProcessSpec) -> Result<Child, SupervisorError> {
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        // Its own group, so that stopping it reaches every process it started.
-        .process_group(0)
         .kill_on_drop(false);
     let mut child = command.spawn().map_err(|e| fail(e.to_string()))?;
     let log = Arc::new(LogFile::new(&spec.log, spec.log_limit));

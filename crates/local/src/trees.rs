@@ -101,9 +101,9 @@ mod tests {
         )
         .expect("mode");
         std::os::unix::fs::symlink("debug/app", from.join("cargo/latest")).expect("link");
-        std::fs::write(from.join(".build.lock"), "").expect("lock");
+        std::fs::write(from.join(".skipped"), "").expect("skipped");
         let to = dir.path().join("to");
-        copy_tree(&from, &to, &[".build.lock"]).expect("copied");
+        copy_tree(&from, &to, &[".skipped"]).expect("copied");
         assert_eq!(
             std::fs::read_to_string(to.join("cargo/latest")).expect("through the link"),
             "binary"
@@ -117,7 +117,7 @@ mod tests {
             .permissions()
             .mode();
         assert_eq!(mode & 0o777, 0o755);
-        assert!(!to.join(".build.lock").exists());
+        assert!(!to.join(".skipped").exists());
         assert!(copy_tree(&from, &to, &[]).is_err(), "the target exists");
     }
 }

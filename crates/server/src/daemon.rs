@@ -30,7 +30,7 @@ pub enum RuntimeChoice {
         fault: Option<Fault>,
     },
     /// Runs every app as a supervised process on this machine, behind the built-in gateway.
-    Local(LocalOptions),
+    Local(Box<LocalOptions>),
 }
 
 #[derive(Debug, Clone)]
@@ -49,6 +49,8 @@ pub struct LocalOptions {
     pub users: IdRange,
     /// The addresses of environments' links to the host (when the daemon runs as root).
     pub subnet: Subnet,
+    /// Private networks environments may reach (when the daemon runs as root).
+    pub allowed_networks: Vec<Subnet>,
     /// Directories builds may run tools from though they lie in a private home; `None`: the rustup installation
     /// of the daemon's user, when there is one.
     pub tools: Option<Vec<PathBuf>>,
@@ -75,6 +77,8 @@ fn log(message: &str) {
 pub async fn serve(config: ServeConfig) -> Result<(), String> {
     // Everything the daemon writes is its own: store, keys, logs and records hold secrets.
     preview_isolation::restrict_umask();
+    // Every connection forwarded or proxied for any environment holds descriptors of the daemon's.
+    preview_isolation::raise_open_files_limit();
     create_private_dir(&config.data_dir)?;
     make_files_private(&config.data_dir)?;
     let store = Arc::new(open_store(&config).await?);
@@ -183,6 +187,7 @@ async fn start_local(
         users: options.users,
         subnet: options.subnet,
         gateway_ports: vec![options.http.port(), options.https.port()],
+        allowed_networks: options.allowed_networks.clone(),
         tools: options.tools.clone().unwrap_or_else(default_tools),
         ..IsolationConfig::new(Vec::new())
     });

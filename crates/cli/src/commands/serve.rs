@@ -45,6 +45,11 @@ pub struct ServeArgs {
     /// internet is translated from (the daemon as root only).
     #[arg(long, default_value = "10.213.0.0/16", value_name = "ADDRESS/PREFIX")]
     pub network: String,
+    /// Private networks (ADDRESS/PREFIX, comma-separated) environments may reach; all private, shared and
+    /// link-local addresses (cloud metadata services included) are closed to them otherwise (the daemon as root
+    /// only).
+    #[arg(long, value_name = "ADDRESS/PREFIX,…", value_delimiter = ',')]
+    pub allow_network: Vec<String>,
     /// Directories builds may run tools from although they lie in a private home, comma-separated; each is
     /// visible to builds read-only, nothing around it [default: the daemon user's ~/.cargo/bin and ~/.rustup]
     #[arg(long, value_name = "DIR,…", value_delimiter = ',')]
@@ -109,7 +114,7 @@ pub fn run(data_dir: PathBuf, args: ServeArgs) -> Result<(), Failure> {
     };
     let issuer = issuer(&args.issuer)?;
     let runtime = match args.runtime.split_once(':') {
-        None if args.runtime == "local" => RuntimeChoice::Local(LocalOptions {
+        None if args.runtime == "local" => RuntimeChoice::Local(Box::new(LocalOptions {
             http: address("http", &args.http)?,
             https: address("https", &args.https)?,
             ports: PortRange::parse(&args.ports)
@@ -122,8 +127,15 @@ pub fn run(data_dir: PathBuf, args: ServeArgs) -> Result<(), Failure> {
                 .map_err(|e| Failure::invalid(format!("--users: {e}")))?,
             subnet: Subnet::parse(&args.network)
                 .map_err(|e| Failure::invalid(format!("--network: {e}")))?,
+            allowed_networks: args
+                .allow_network
+                .iter()
+                .map(|n| {
+                    Subnet::parse(n).map_err(|e| Failure::invalid(format!("--allow-network: {e}")))
+                })
+                .collect::<Result<_, _>>()?,
             tools: args.tools,
-        }),
+        })),
         None if args.runtime == "recording" => RuntimeChoice::Recording { dir: None, fault },
         Some(("recording", dir)) => RuntimeChoice::Recording {
             dir: Some(PathBuf::from(dir)),

@@ -3,9 +3,20 @@ with its outcome: "succeeded" means the attack worked. Attempts labelled "contro
 is allowed to do; they show that it runs and that its own files and ports work."""
 
 import os
+import resource
 import signal
 import socket
+import threading
 import time
+
+# The descriptors this process had when it started, beyond the standard three: whatever the daemon passed on.
+INHERITED = {}
+for name in os.listdir("/proc/self/fd"):
+    if int(name) > 2:
+        try:
+            INHERITED[int(name)] = os.readlink(f"/proc/self/fd/{name}")
+        except OSError:
+            pass
 
 
 def record(results, label, action):
@@ -113,9 +124,69 @@ def allocate_without_bound():
     raise MemoryError(f"killed by signal {os.WTERMSIG(status)} after {last} MiB")
 
 
+def inherited():
+    # The listing itself opened one, which is closed again by now.
+    passed = {fd: target for fd, target in INHERITED.items() if not target.startswith("/proc/")}
+    if passed:
+        return f"inherited {passed}"
+    raise LookupError("nothing beyond its standard input, output and error")
+
+
+def join_group(pgid):
+    pid = os.fork()
+    if pid == 0:
+        try:
+            os.setpgid(0, pgid)
+            os._exit(0)
+        except OSError as error:
+            os._exit(error.errno)
+    _, status = os.waitpid(pid, 0)
+    if os.WEXITSTATUS(status) == 0:
+        return f"joined process group {pgid}"
+    raise PermissionError(f"[Errno {os.WEXITSTATUS(status)}] {os.strerror(os.WEXITSTATUS(status))}")
+
+
+def terminal():
+    fd = os.open("/dev/tty", os.O_RDWR)
+    os.close(fd)
+    return "opened the controlling terminal"
+
+
+def flood(mib):
+    # One line without end on its standard output, which the daemon captures.
+    pid = os.fork()
+    if pid == 0:
+        chunk = b"x" * (1 << 20)
+        for _ in range(mib):
+            os.write(1, chunk)
+        os._exit(0)
+    os.waitpid(pid, 0)
+    return f"wrote {mib} MiB without a newline"
+
+
+def hold(host, port, count, seconds):
+    _, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+    sockets = []
+
+    def keep():
+        for _ in range(count):
+            try:
+                sockets.append(socket.create_connection((host, port), timeout=2))
+            except OSError:
+                break
+        time.sleep(seconds)
+        for s in sockets:
+            s.close()
+
+    threading.Thread(target=keep, daemon=True).start()
+    return f"holding up to {count} connections for {seconds} s"
+
+
 def search(secret_hex, roots):
     # Given in hex, so that the program's own copy of what it looks for does not count as finding it.
     needle, looked = bytes.fromhex(secret_hex), 0
+    skipped = ("/proc", "/sys", "/dev", "/usr")
     for root in roots:
         if root == "/proc":
             for entry in os.listdir("/proc"):
@@ -128,7 +199,8 @@ def search(secret_hex, roots):
                     except OSError:
                         pass
             continue
-        for directory, _, files in os.walk(root):
+        for directory, subdirectories, files in os.walk(root):
+            subdirectories[:] = [d for d in subdirectories if os.path.join(directory, d) not in skipped]
             for name in files:
                 path = os.path.join(directory, name)
                 try:
@@ -144,6 +216,10 @@ def search(secret_hex, roots):
 def run(targets):
     results = []
     record(results, "read other processes' environments", environ_of_others)
+    record(results, "use descriptors the daemon passed on", inherited)
+    record(results, "open the daemon's terminal", terminal)
+    if "pgid" in targets:
+        record(results, f"join the daemon's process group {targets['pgid']}", lambda: join_group(targets["pgid"]))
     for pid in targets.get("pids", []):
         record(results, f"signal process {pid}", lambda pid=pid: signal_process(pid))
     for path in targets.get("read", []):
@@ -167,4 +243,11 @@ def run(targets):
         record(results, f"control: write {path}", lambda path=path: write(path))
     for host, port in controls.get("connect", []):
         record(results, f"control: connect to {host}:{port}", lambda host=host, port=port: connect(host, port))
+    for link, target in controls.get("plant", []):
+        record(results, f"control: plant {link} -> {target}", lambda link=link, target=target: os.symlink(target, link))
+    if controls.get("flood_mib"):
+        record(results, "control: flood its own output", lambda: flood(controls["flood_mib"]))
+    if controls.get("hold"):
+        host, port, count, seconds = controls["hold"]
+        record(results, "control: hold connections", lambda: hold(host, port, count, seconds))
     return results

@@ -39,6 +39,17 @@ impl Daemon {
 
     /// A daemon run as the user `uid` (with its group of the same id), for the tests of a daemon that is not root.
     pub fn start_as(data: &Path, extra: &[&str], env: &[(&str, &str)], uid: Option<u32>) -> Daemon {
+        Daemon::start_full(data, extra, env, uid, None)
+    }
+
+    /// A daemon that inherits a descriptor (9) open on `holding`, as a daemon started by a careless parent does.
+    pub fn start_full(
+        data: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        uid: Option<u32>,
+        holding: Option<&Path>,
+    ) -> Daemon {
         use std::os::unix::fs::MetadataExt;
         let config = data.join("client.json");
         // The daemon rewrites the file by rename once it listens: a new inode means this daemon wrote it.
@@ -49,7 +60,17 @@ impl Daemon {
             .append(true)
             .open(data.join("daemon.log"))
             .expect("daemon log");
-        let mut command = preview();
+        let mut command = match holding {
+            Some(file) => {
+                let mut shell = Command::new("/bin/sh");
+                shell
+                    .args(["-c", "exec 9<\"$0\"; exec \"$@\""])
+                    .arg(file)
+                    .arg(env!("CARGO_BIN_EXE_preview"));
+                shell
+            }
+            None => preview(),
+        };
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
@@ -477,6 +498,17 @@ pub fn request(
 /// A daemon with the local runtime on `data`: gateway ports from the kernel, environments' ports from `ports`, a
 /// 20-second health timeout, and `extra` flags; run as `uid` when given.
 pub fn local_daemon(data: &Path, ports: &str, extra: &[&str], uid: Option<u32>) -> Daemon {
+    local_daemon_holding(data, ports, extra, uid, None)
+}
+
+/// [`local_daemon`], inheriting a descriptor on `holding` when given.
+pub fn local_daemon_holding(
+    data: &Path,
+    ports: &str,
+    extra: &[&str],
+    uid: Option<u32>,
+    holding: Option<&Path>,
+) -> Daemon {
     let mut flags = vec![
         "--runtime",
         "local",
@@ -491,7 +523,7 @@ pub fn local_daemon(data: &Path, ports: &str, extra: &[&str], uid: Option<u32>) 
         flags.extend(["--health-timeout", "20"]);
     }
     flags.extend_from_slice(extra);
-    Daemon::start_as(data, &flags, &[], uid)
+    Daemon::start_full(data, &flags, &[], uid, holding)
 }
 
 /// A new git repository `dir/repo` holding `files`, in one commit.

@@ -1,0 +1,302 @@
+//! What the daemon as root takes from the machine and leaves on it. An environment's space — its users, network
+//! namespace, cgroups and directories — exists only while the environment does: a create that fails is rolled back
+//! to nothing, a deployment killed with the daemon is rolled back to nothing at the next start, and a deleted
+//! environment leaves nothing. A daemon whose data directory is spelled otherwise is the same daemon; two daemons
+//! whose environments would share addresses are told so; a build that floods its output neither fills the disk nor
+//! the daemon's memory.
+
+mod support;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use preview_testing::TempDir;
+use support::{Daemon, ReleaseAccounts, git, ok};
+
+const PLAIN: [(&str, &str); 2] = [
+    ("preview.yaml", include_str!("plain/preview.yaml")),
+    ("web.py", include_str!("plain/web.py")),
+];
+
+fn start(data: &Path) -> Daemon {
+    support::local_daemon(data, "26000-26999", &[], None)
+}
+
+/// What of the environment `plain/<name>` is on the machine: its accounts, namespace, interface, cgroups and
+/// directory; empty when nothing is.
+fn traces(data: &Path, name: &str) -> Vec<String> {
+    let mut found = Vec::new();
+    let accounts: std::collections::BTreeMap<String, u32> =
+        std::fs::read(data.join("local/accounts.json"))
+            .ok()
+            .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+            .unwrap_or_default();
+    let mut ids = Vec::new();
+    for key in [format!("env:plain/{name}"), format!("build:plain/{name}")] {
+        if let Some(id) = accounts.get(&key) {
+            found.push(format!("{key} has user {id}"));
+            ids.push(*id);
+        }
+    }
+    // What this daemon made carries its marker (other tests' daemons make environments of the same names).
+    let marker = std::fs::read_to_string(data.join("local/marker")).expect("the daemon's marker");
+    let ours = |line: &str| {
+        line.contains(&format!("preview {} ", marker.trim()))
+            && line.contains(&format!(" plain/{name} "))
+    };
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    found.extend(
+        passwd
+            .lines()
+            .filter(|l| ours(l))
+            .map(|l| format!("passwd: {l}")),
+    );
+    // A namespace is this environment's while its user is; one whose user is gone was left behind by someone
+    // (users go only after their namespaces).
+    for entry in std::fs::read_dir("/run/netns")
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let namespace = entry.file_name().to_string_lossy().into_owned();
+        let Some(id) = namespace
+            .strip_prefix("preview-")
+            .and_then(|id| id.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        let user = passwd
+            .lines()
+            .find(|l| l.starts_with(&format!("preview-{id}:")));
+        if ids.contains(&id) || user.is_none_or(ours) {
+            found.push(format!("namespace {namespace}"));
+        }
+    }
+    let cgroups = std::process::Command::new("sh")
+        .args([
+            "-c",
+            &format!(
+                "ls -d /sys/fs/cgroup/*/preview-{m}/plain.{name} /sys/fs/cgroup/preview-{m}/plain.{name} 2>/dev/null",
+                m = marker.trim()
+            ),
+        ])
+        .output()
+        .expect("ls");
+    found.extend(
+        String::from_utf8_lossy(&cgroups.stdout)
+            .lines()
+            .map(|l| format!("cgroup {l}")),
+    );
+    if data.join("local/environments/plain").join(name).exists() {
+        found.push("its directory".to_owned());
+    }
+    found
+}
+
+#[test]
+fn nothing_of_an_environment_outlives_it_on_the_machine() {
+    assert!(
+        preview_testing::running_as_root(),
+        "this test looks at what the daemon as root leaves on the machine"
+    );
+    let dir = TempDir::new("leftovers");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let repo = support::repository(dir.path(), &PLAIN);
+    let good = git(&repo, &["rev-parse", "HEAD"]);
+    std::fs::write(repo.join("broken"), "").expect("broken");
+    git(&repo, &["add", "broken"]);
+    git(&repo, &["commit", "--quiet", "-m", "a build that fails"]);
+    let broken = git(&repo, &["rev-parse", "HEAD"]);
+    git(&repo, &["rm", "--quiet", "broken"]);
+    std::fs::write(repo.join("slow"), "").expect("slow");
+    git(&repo, &["add", "slow"]);
+    git(&repo, &["commit", "--quiet", "-m", "a slow build"]);
+    let slow = git(&repo, &["rev-parse", "HEAD"]);
+
+    let daemon = start(&data);
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        repo.join("preview.yaml").to_str().expect("path"),
+    ]));
+    ok(daemon.cli(&["env", "create", "staging", "--commit", &good]));
+    assert!(!traces(&data, "staging").is_empty(), "staging has a space");
+
+    // A clone whose build fails is rolled back to nothing.
+    let failed = daemon.cli(&["env", "clone", "staging", "pr-1", "--commit", &broken]);
+    assert!(!failed.status.success());
+    assert_eq!(traces(&data, "pr-1"), Vec::<String>::new());
+
+    // A clone killed with the daemon during its build is rolled back to nothing when the daemon starts again.
+    let mut cloning = support::preview()
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["env", "clone", "staging", "pr-2", "--commit", &slow])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .expect("clone");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while traces(&data, "pr-2").len() < 3 {
+        assert!(Instant::now() < deadline, "the clone did not get its space");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    daemon.kill();
+    let _ = cloning.wait();
+    assert!(
+        !traces(&data, "pr-2").is_empty(),
+        "the killed daemon left the clone's space"
+    );
+    let daemon = start(&data);
+    assert_eq!(traces(&data, "pr-2"), Vec::<String>::new());
+
+    // A deleted environment leaves nothing; the last one takes the project's builder with it.
+    ok(daemon.cli(&["env", "delete", "staging"]));
+    assert_eq!(traces(&data, "staging"), Vec::<String>::new());
+    let accounts = std::fs::read_to_string(data.join("local/accounts.json")).expect("accounts");
+    assert_eq!(accounts.trim(), "{}", "{accounts}");
+    daemon.stop();
+}
+
+/// The daemon's peak memory, in kB.
+fn peak_kb(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .expect("status")
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmHWM:")?
+                .trim()
+                .strip_suffix("kB")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .expect("VmHWM")
+}
+
+#[test]
+fn a_data_directory_spelled_otherwise_and_a_flooding_build_change_nothing() {
+    assert!(
+        preview_testing::running_as_root(),
+        "this test looks at what the daemon as root does"
+    );
+    let dir = TempDir::new("machine-spelling");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let repo = support::repository(dir.path(), &PLAIN);
+    let good = git(&repo, &["rev-parse", "HEAD"]);
+    std::fs::write(repo.join("flood"), "").expect("flood");
+    git(&repo, &["add", "flood"]);
+    git(
+        &repo,
+        &["commit", "--quiet", "-m", "a build that floods its output"],
+    );
+    let flood = git(&repo, &["rev-parse", "HEAD"]);
+    let daemon = support::local_daemon(&data, "26100-26199", &[], None);
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        repo.join("preview.yaml").to_str().expect("path"),
+    ]));
+    ok(daemon.cli(&["env", "create", "staging", "--commit", &good]));
+    daemon.stop();
+    // The same directory, spelled otherwise: the same daemon, whose environment comes back.
+    let spelled = dir.path().join(".").join("data");
+    let daemon = support::local_daemon(&spelled, "26100-26199", &[], None);
+    let gateway = support::gateway_http(&spelled);
+    let (status, answer) =
+        support::request(&gateway, "GET", "web-staging.plain.localhost", "/", "");
+    assert_eq!(status, 200, "{answer}\n{}", support::read_log(&data));
+    // 300 MB on one line, then a failure: a short error, a log of bounded size, no memory taken.
+    let before = peak_kb(daemon.pid());
+    let failed = daemon.cli(&["deploy", "staging", "--commit", &flood]);
+    assert!(!failed.status.success());
+    let said = String::from_utf8_lossy(&failed.stdout).into_owned()
+        + &String::from_utf8_lossy(&failed.stderr);
+    assert!(
+        said.contains("the build of `web`"),
+        "{}",
+        &said[..said.len().min(2000)]
+    );
+    assert!(
+        said.len() < 64 * 1024,
+        "the error is {} bytes long",
+        said.len()
+    );
+    let grown = peak_kb(daemon.pid()).saturating_sub(before);
+    assert!(grown < 64 * 1024, "the daemon grew by {grown} kB");
+    let logs: u64 = std::fs::read_dir(data.join(format!("local/builds/plain/project/{flood}")))
+        .expect("commit directory")
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().starts_with("build-web.log"))
+        .map(|e| e.metadata().map(|m| m.len()).unwrap_or(0))
+        .sum();
+    assert!(
+        logs <= 16 * 1024 * 1024,
+        "the build's logs take {logs} bytes"
+    );
+    ok(daemon.cli(&["env", "delete", "staging"]));
+    daemon.stop();
+}
+
+#[test]
+fn environments_of_two_daemons_never_share_addresses() {
+    assert!(
+        preview_testing::running_as_root(),
+        "this test looks at what the daemon as root does"
+    );
+    let dir = TempDir::new("machine-two-daemons");
+    let (first, second) = (dir.path().join("first"), dir.path().join("second"));
+    let (_first_accounts, _second_accounts) = (
+        ReleaseAccounts(first.clone()),
+        ReleaseAccounts(second.clone()),
+    );
+    let repo = support::repository(dir.path(), &PLAIN);
+    // Other ranges of user ids on the same network: the first environment of each would get the same /30.
+    let one = support::local_daemon(
+        &first,
+        "26200-26299",
+        &["--users", "51000-51015", "--network", "10.216.0.0/16"],
+        None,
+    );
+    let two = support::local_daemon(
+        &second,
+        "26300-26399",
+        &["--users", "51100-51115", "--network", "10.216.0.0/16"],
+        None,
+    );
+    for daemon in [&one, &two] {
+        ok(daemon.cli(&[
+            "project",
+            "register",
+            "-f",
+            repo.join("preview.yaml").to_str().expect("path"),
+        ]));
+    }
+    ok(one.cli(&["env", "create", "staging"]));
+    let refused = two.cli(&["env", "create", "staging"]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stdout);
+    assert!(
+        said.contains("10.216.0.1 is already an address of this machine")
+            && said.contains("--network"),
+        "{said}"
+    );
+    // With a network of its own it works, and both answer.
+    two.stop();
+    let two = support::local_daemon(
+        &second,
+        "26300-26399",
+        &["--users", "51100-51115", "--network", "10.217.0.0/16"],
+        None,
+    );
+    ok(two.cli(&["env", "create", "staging"]));
+    ok(one.cli(&["env", "delete", "staging"]));
+    ok(two.cli(&["env", "delete", "staging"]));
+    one.stop();
+    two.stop();
+}
