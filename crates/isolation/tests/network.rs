@@ -14,10 +14,12 @@ use std::time::Duration;
 use common::{SandboxRoot, TestAccount, require_root, run_in, text, unique};
 use preview_isolation::{Firewall, FirewallRules, Link, Netns, Sandbox, enable_forwarding};
 
-/// Namespaces, links and a table made by the test, removed when dropped.
+/// Namespaces, links and a table made by the test, removed when dropped; forwarding turned off again if the test
+/// turned it on and no daemon runs that relies on it.
 struct Network {
     namespaces: Vec<String>,
     table: String,
+    turned_forwarding_on: bool,
 }
 
 impl Drop for Network {
@@ -25,6 +27,10 @@ impl Drop for Network {
         let _ = Firewall::remove(&self.table);
         for name in &self.namespaces {
             let _ = Netns::delete(name);
+        }
+        let daemons = std::fs::read_dir("/run/preview-daemons").map_or(0, |d| d.count());
+        if self.turned_forwarding_on && daemons == 0 {
+            let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "0");
         }
     }
 }
@@ -86,9 +92,10 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
             address: Ipv4Addr::new(169, 254, 169, 254),
         },
     ];
-    let network = Network {
+    let mut network = Network {
         namespaces: links.iter().map(|l| l.namespace.clone()).collect(),
         table: format!("preview_test{id}"),
+        turned_forwarding_on: false,
     };
     let mut spaces = Vec::new();
     for link in &links {
@@ -97,6 +104,7 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
     }
     let [link_a, link_b, internet, allowed, private, metadata] = &links;
     let only_environments = enable_forwarding().expect("forwarding");
+    network.turned_forwarding_on = only_environments;
     // The host's own listeners: the gateway's port, and a port environments must not reach.
     let gateway = std::net::TcpListener::bind("0.0.0.0:0").expect("gateway");
     let gateway_port = gateway.local_addr().expect("address").port();
