@@ -68,18 +68,14 @@ impl Target {
     fn read(daemon: &Daemon, name: &str, tree: PathBuf, cache: PathBuf) -> Target {
         let shown = daemon.json(&["env", "show", name]);
         let services = shown["services"].as_array().cloned().unwrap_or_default();
-        // The preview's hog may be between two of its restarts: its process is a target when it runs.
+        // The prober's process is the target (the preview's hog comes and goes with its restarts).
         let pids: Vec<u32> = services
             .iter()
+            .filter(|s| s["service"] == "prober")
             .filter_map(|s| s["pid"].as_u64())
             .map(|p| p as u32)
             .collect();
-        assert!(
-            services
-                .iter()
-                .any(|s| s["service"] == "prober" && s["pid"].is_u64()),
-            "the prober of {name} runs: {shown}"
-        );
+        assert_eq!(pids.len(), 1, "the prober of {name} runs: {shown}");
         let mut ports: Vec<u16> = services
             .iter()
             .filter_map(|s| s["address"].as_str()?.rsplit_once(':')?.1.parse().ok())
@@ -341,6 +337,12 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
     let data = dir.0.join("data");
     let _accounts = ReleaseAccounts(data.clone());
     let repo = support::repository(&dir.0, &HOSTILE);
+    // The registered repository holds a credential, as one cloned from a forge with a token does.
+    let credential = format!(
+        "AUTHORIZATION: basic repository-credential-{}",
+        std::process::id()
+    );
+    git(&repo, &["config", "http.extraheader", &credential]);
     let first = git(&repo, &["rev-parse", "HEAD"]);
     let cache = dir.0.join("cache");
     // The daemon holds a descriptor on a file only root may read, as one started by a careless parent would.
@@ -407,6 +409,12 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
             ["/run/preview/cache/.build.lock", dir.0.join("planted-by-root")],
             ["/run/preview/cache/cache.lock", dir.0.join("planted-by-root")],
         ],
+        // A git filter in its /tmp, which a later commit's .gitattributes names: the next checkout, as this
+        // builder with the repository in reach, must not run it.
+        "files": [[
+            "/tmp/.gitconfig",
+            "[filter \"steal\"]\n\tsmudge = sh -c 'cat; cat /run/preview/repository.git/config > /run/preview/checkout/stolen'\n",
+        ]],
     });
     std::fs::write(repo.join("targets.json"), build_targets.to_string()).expect("targets");
     git(&repo, &["add", "-A"]);
@@ -574,13 +582,15 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
     let mut build_targets = preview.attacks(&daemon, None, host_port);
     build_targets["controls"] = json!({ "read": ["attacks.py"], "write": ["build-control"] });
     std::fs::write(repo.join("targets.json"), build_targets.to_string()).expect("targets");
+    std::fs::write(repo.join(".gitattributes"), "* filter=steal\n").expect("attributes");
+    git(&repo, &["add", "-A"]);
     git(
         &repo,
         &[
             "commit",
             "--quiet",
-            "-am",
-            "staging's build attacks the preview",
+            "-m",
+            "staging's build attacks the preview; files name the preview's filter",
         ],
     );
     let counter = git(&repo, &["rev-parse", "HEAD"]);
@@ -603,6 +613,24 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
         !dir.0.join("planted-by-root").exists(),
         "the daemon followed a link the preview planted"
     );
+    // Nor did its checkout run the filter its earlier build planted: the repository's credential stayed put.
+    let checkout = data.join(format!(
+        "local/builds/fortress/previews/pr-1/{counter}/tree"
+    ));
+    assert!(
+        checkout.join("prober.py").exists(),
+        "the preview was checked out"
+    );
+    assert!(
+        !checkout.join("stolen").exists(),
+        "the checkout ran the preview's filter"
+    );
+    for text in [built.to_string(), attacked.to_string()] {
+        assert!(
+            !text.contains(&credential),
+            "the repository's credential reached an environment"
+        );
+    }
     drop(host_service);
 
     // Deleting the preview takes its users, its network and its cgroups off the machine.

@@ -22,8 +22,9 @@ fn start(data: &Path) -> Daemon {
     support::local_daemon(data, "26000-26999", &[], None)
 }
 
-/// What of the environment `plain/<name>` is on the machine: its accounts, namespace, interface, cgroups and
-/// directory; empty when nothing is.
+/// What of the environment `plain/<name>` is on the machine — its accounts, cgroups and directory — and what of
+/// this daemon is on it without an environment it knows: accounts and namespaces of users it no longer lists.
+/// Empty when nothing is.
 fn traces(data: &Path, name: &str) -> Vec<String> {
     let mut found = Vec::new();
     let accounts: std::collections::BTreeMap<String, u32> =
@@ -31,28 +32,27 @@ fn traces(data: &Path, name: &str) -> Vec<String> {
             .ok()
             .and_then(|bytes| serde_json::from_slice(&bytes).ok())
             .unwrap_or_default();
-    let mut ids = Vec::new();
     for key in [format!("env:plain/{name}"), format!("build:plain/{name}")] {
         if let Some(id) = accounts.get(&key) {
             found.push(format!("{key} has user {id}"));
-            ids.push(*id);
         }
     }
-    // What this daemon made carries its marker (other tests' daemons make environments of the same names).
+    // This daemon's accounts say so in their comment (other tests' daemons make environments of the same names).
     let marker = std::fs::read_to_string(data.join("local/marker")).expect("the daemon's marker");
-    let ours = |line: &str| {
-        line.contains(&format!("preview {} ", marker.trim()))
-            && line.contains(&format!(" plain/{name} "))
-    };
+    let signature = format!("preview {}", marker.trim());
+    let known: Vec<u32> = accounts.values().copied().collect();
     let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
-    found.extend(
-        passwd
-            .lines()
-            .filter(|l| ours(l))
-            .map(|l| format!("passwd: {l}")),
-    );
-    // A namespace is this environment's while its user is; one whose user is gone was left behind by someone
-    // (users go only after their namespaces).
+    for line in passwd.lines() {
+        let fields: Vec<&str> = line.split(':').collect();
+        let Some(id) = fields.get(2).and_then(|id| id.parse::<u32>().ok()) else {
+            continue;
+        };
+        if fields.get(4) == Some(&signature.as_str()) && !known.contains(&id) {
+            found.push(format!("an account nothing lists: {line}"));
+        }
+    }
+    // A namespace whose user is gone, or is this daemon's but unlisted, was left behind (users go only after their
+    // namespaces).
     for entry in std::fs::read_dir("/run/netns")
         .into_iter()
         .flatten()
@@ -68,7 +68,11 @@ fn traces(data: &Path, name: &str) -> Vec<String> {
         let user = passwd
             .lines()
             .find(|l| l.starts_with(&format!("preview-{id}:")));
-        if ids.contains(&id) || user.is_none_or(ours) {
+        let ours_unlisted = user.is_some_and(|l| {
+            l.ends_with(&format!(":{signature}:/nonexistent:/usr/sbin/nologin"))
+                && !known.contains(&id)
+        });
+        if user.is_none() || ours_unlisted {
             found.push(format!("namespace {namespace}"));
         }
     }

@@ -54,6 +54,11 @@ impl OrdinaryUser {
 impl Drop for OrdinaryUser {
     fn drop(&mut self) {
         if let Some(uid) = self.0 {
+            // Whatever still runs as the user (a test that failed half-way) goes first: userdel refuses otherwise.
+            let _ = std::process::Command::new("pkill")
+                .args(["-KILL", "-U", &uid.to_string()])
+                .status();
+            std::thread::sleep(std::time::Duration::from_millis(200));
             let _ = preview_isolation::delete_account(uid);
         }
     }

@@ -200,3 +200,21 @@ impl SecretSource for NoSecrets {
         )))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_are_cut_to_what_a_journal_holds() {
+        let long = format!("é{}", "x".repeat(100_000));
+        let error = RuntimeError::new(long);
+        assert!(
+            error.message.len() <= 16 * 1024 + 8,
+            "{}",
+            error.message.len()
+        );
+        assert!(error.message.starts_with('é') && error.message.ends_with(" […]"));
+        assert_eq!(RuntimeError::new("short").message, "short");
+    }
+}

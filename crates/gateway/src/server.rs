@@ -30,6 +30,10 @@ impl Default for Timeouts {
     }
 }
 
+/// How many client connections the gateway serves at once (each holds descriptors of the daemon's; a client —
+/// an environment among them — that opens connections without end must not take them all).
+const MAX_CONNECTIONS: usize = 16 * 1024;
+
 /// Serves `listener` with the default timeouts until the returned future is dropped; with `tls`, every connection
 /// is TLS.
 pub async fn serve(
@@ -63,8 +67,13 @@ pub async fn serve_with(
             workers.push(handoff);
         }
     }
+    // At most this many client connections at once; the next waits in the listen backlog until one closes.
+    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     // Dropping the senders (when this future is dropped) stops the workers.
     for turn in (0..workers.len()).cycle() {
+        let Ok(permit) = Arc::clone(&open).acquire_owned().await else {
+            return;
+        };
         let (stream, remote) = match listener.accept().await {
             Ok(accepted) => accepted,
             // Out of file descriptors, say: wait a little rather than spin.
@@ -74,7 +83,7 @@ pub async fn serve_with(
             }
         };
         if let Ok(stream) = stream.into_std() {
-            let _ = workers[turn].send((stream, remote));
+            let _ = workers[turn].send((stream, remote, permit));
         }
     }
 }
@@ -82,7 +91,11 @@ pub async fn serve_with(
 /// One worker thread: serves the connections handed to it, each in a task of its own runtime, until the sender
 /// is dropped.
 fn worker(
-    mut connections: tokio::sync::mpsc::UnboundedReceiver<(std::net::TcpStream, SocketAddr)>,
+    mut connections: tokio::sync::mpsc::UnboundedReceiver<(
+        std::net::TcpStream,
+        SocketAddr,
+        tokio::sync::OwnedSemaphorePermit,
+    )>,
     proxy: Arc<Proxy>,
     tls: Option<Arc<rustls::ServerConfig>>,
     timeouts: Timeouts,
@@ -95,13 +108,14 @@ fn worker(
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     runtime.block_on(async move {
-        while let Some((stream, remote)) = connections.recv().await {
+        while let Some((stream, remote, permit)) = connections.recv().await {
             let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
             let (proxy, acceptor) = (Arc::clone(&proxy), acceptor.clone());
             tokio::spawn(async move {
+                let _open = permit;
                 match acceptor {
                     Some(acceptor) => {
                         let handshake = acceptor.accept(stream);

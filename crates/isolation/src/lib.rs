@@ -35,7 +35,7 @@ pub use firewall::{Firewall, FirewallRules};
 pub use netns::{Link, Netns, enable_forwarding};
 pub use privileges::{is_root, raise_open_files_limit, restrict_umask, user_name};
 pub use programs::missing_programs;
-pub use sandbox::{Bind, Sandbox, SystemEntry, detach};
+pub use sandbox::{Bind, Explanation, Sandbox, SystemEntry, detach};
 
 /// What went wrong, with the program, path or call and what the system said.
 #[derive(Debug, thiserror::Error)]

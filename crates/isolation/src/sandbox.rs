@@ -15,7 +15,7 @@
 
 use std::ffi::{CStr, CString};
 use std::fs::File;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd};
 use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -39,9 +39,10 @@ pub enum SystemEntry {
     Link { path: PathBuf, target: PathBuf },
 }
 
-/// The host's directories every sandbox sees read-only: programs, libraries and configuration.
-const SYSTEM: [&str; 9] = [
-    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/sys",
+/// The host's directories every sandbox sees read-only: programs, libraries and configuration. (`/sys` is a sysfs
+/// of its own, read-only, which shows the network namespace it was mounted in.)
+const SYSTEM: [&str; 8] = [
+    "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc",
 ];
 
 /// The devices a sandbox has.
@@ -110,6 +111,7 @@ enum Step {
         flags: libc::c_ulong,
     },
     Proc(CString),
+    Sysfs(CString),
 }
 
 struct Planned {
@@ -119,6 +121,8 @@ struct Planned {
 
 /// What the child needs, made before `fork`.
 struct Prepared {
+    /// Where the child says which step failed (the parent reads it from the [`Explanation`]).
+    report: OwnedFd,
     cgroup_files: Vec<File>,
     netns: Option<Arc<Netns>>,
     root: CString,
@@ -154,20 +158,27 @@ fn c_text(text: &str) -> CString {
 
 const NOSUID_NODEV: libc::c_ulong = libc::MS_NOSUID | libc::MS_NODEV;
 
+/// keyctl(2)'s operation that makes the caller a new, anonymous session keyring (Linux's ABI value).
+const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+
 impl Sandbox {
     /// Makes `command` enter this sandbox when it is spawned. The command must not be given a working directory
     /// or a process group of its own: the sandbox makes its session, and changes into `workdir` once its
     /// filesystem exists.
-    pub fn apply(&self, command: &mut tokio::process::Command) -> Result<(), IsolationError> {
-        let mut prepared = self.prepare()?;
+    pub fn apply(
+        &self,
+        command: &mut tokio::process::Command,
+    ) -> Result<Explanation, IsolationError> {
+        let (explanation, report) = report_pipe()?;
+        let mut prepared = self.prepare(report)?;
         #[allow(unsafe_code)]
         // SAFETY: the closure runs in the child between fork and exec; it only reads memory prepared above and
         // makes system calls (setsid, write, setns, umask, unshare, mount, mkdir, open, close, symlink, chdir,
-        // pivot_root, umount2, setgroups, setresgid, setresuid, prctl, close_range); it allocates nothing.
+        // pivot_root, umount2, setgroups, setresgid, setresuid, prctl, keyctl, close_range); it allocates nothing.
         unsafe {
             command.pre_exec(move || enter(&mut prepared));
         }
-        Ok(())
+        Ok(explanation)
     }
 
     /// The path below the new root at which `inside` is made before the root becomes `/`.
@@ -175,7 +186,7 @@ impl Sandbox {
         self.root.join(inside.strip_prefix("/").unwrap_or(inside))
     }
 
-    fn prepare(&self) -> Result<Prepared, IsolationError> {
+    fn prepare(&self, report: OwnedFd) -> Result<Prepared, IsolationError> {
         let cgroup_files = match &self.cgroup {
             Some(cgroup) => cgroup.procs_files()?,
             None => Vec::new(),
@@ -252,6 +263,11 @@ impl Sandbox {
             step: Step::Proc(c_path(&self.outside(Path::new("/proc")))?),
             failure: c_text("preview sandbox: cannot mount /proc\n"),
         });
+        directories(Path::new("/sys"), true, &mut steps)?;
+        steps.push(Planned {
+            step: Step::Sysfs(c_path(&self.outside(Path::new("/sys")))?),
+            failure: c_text("preview sandbox: cannot mount /sys\n"),
+        });
         // /dev: a few devices, a new /dev/shm, the usual links.
         directories(Path::new("/dev"), true, &mut steps)?;
         steps.push(Planned {
@@ -324,6 +340,7 @@ impl Sandbox {
             steps.push(bind(&given.source, &given.target, flags)?);
         }
         Ok(Prepared {
+            report,
             cgroup_files,
             netns: self.netns.clone(),
             root: c_path(&self.root)?,
@@ -360,16 +377,56 @@ impl Sandbox {
     }
 }
 
-/// Writes `message` to standard error (the process's log) and returns the error of the call that failed.
+/// Sends `message` to `report` and returns the error of the call that failed. (A socket, so that a parent that no
+/// longer listens costs the child no SIGPIPE.)
 #[allow(unsafe_code)]
-fn fail(message: &CStr) -> std::io::Error {
+fn fail(report: &OwnedFd, message: &CStr) -> std::io::Error {
     let error = std::io::Error::last_os_error();
     let bytes = message.to_bytes();
-    // SAFETY: write(2) reads `bytes.len()` bytes from a live buffer.
+    // SAFETY: send(2) reads `bytes.len()` bytes from a live buffer into a socket we own.
     unsafe {
-        libc::write(2, bytes.as_ptr().cast(), bytes.len());
+        libc::send(
+            report.as_raw_fd(),
+            bytes.as_ptr().cast(),
+            bytes.len(),
+            libc::MSG_NOSIGNAL,
+        );
     }
     error
+}
+
+/// Why a sandboxed process could not be started: the step its child was at, told through a socket that closes
+/// when the process starts.
+pub struct Explanation(File);
+
+impl Explanation {
+    /// What the child said, once `spawn` failed; `None` if it said nothing.
+    pub fn take(&self) -> Option<String> {
+        use std::io::Read;
+        let mut said = Vec::new();
+        let _ = (&self.0).read_to_end(&mut said);
+        let said = String::from_utf8_lossy(&said).trim().to_owned();
+        (!said.is_empty()).then_some(said)
+    }
+}
+
+/// A connected pair of sockets whose ends both close on `exec`: the parent's, non-blocking, explains; the child
+/// writes to the other.
+#[allow(unsafe_code)]
+fn report_pipe() -> Result<(Explanation, OwnedFd), IsolationError> {
+    let mut ends = [0 as libc::c_int; 2];
+    // SAFETY: socketpair(2) writes two descriptors into the array we own; each is owned once below.
+    let (read, write) = unsafe {
+        let kind = libc::SOCK_STREAM | libc::SOCK_CLOEXEC | libc::SOCK_NONBLOCK;
+        if libc::socketpair(libc::AF_UNIX, kind, 0, ends.as_mut_ptr()) != 0 {
+            return Err(IsolationError::io(
+                "making a socket pair",
+                std::io::Error::last_os_error(),
+            ));
+        }
+        (OwnedFd::from_raw_fd(ends[0]), OwnedFd::from_raw_fd(ends[1]))
+    };
+    Ok((Explanation(File::from(read)), write))
 }
 
 #[allow(unsafe_code)]
@@ -431,18 +488,18 @@ pub fn detach(command: &mut tokio::process::Command) {
 fn enter(p: &mut Prepared) -> std::io::Result<()> {
     let m = &p.messages;
     if leave_the_daemon(p.open_files).is_err() {
-        return Err(fail(&m.session));
+        return Err(fail(&p.report, &m.session));
     }
     for file in &p.cgroup_files {
         // SAFETY: write(2) of one byte from a static buffer to a descriptor we own.
         if unsafe { libc::write(file.as_raw_fd(), b"0".as_ptr().cast(), 1) } != 1 {
-            return Err(fail(&m.cgroup));
+            return Err(fail(&p.report, &m.cgroup));
         }
     }
     if let Some(netns) = &p.netns {
         // SAFETY: setns(2) with a descriptor we own.
         if unsafe { libc::setns(netns.fd().as_raw_fd(), libc::CLONE_NEWNET) } != 0 {
-            return Err(fail(&m.netns));
+            return Err(fail(&p.report, &m.netns));
         }
     }
     // SAFETY: umask(2) cannot fail. The mount points made below get their modes as written, not the daemon's
@@ -452,10 +509,10 @@ fn enter(p: &mut Prepared) -> std::io::Result<()> {
     }
     // SAFETY: unshare(2) with flags only.
     if unsafe { libc::unshare(libc::CLONE_NEWNS | libc::CLONE_NEWIPC) } != 0 {
-        return Err(fail(&m.unshare));
+        return Err(fail(&p.report, &m.unshare));
     }
     if !mount(None, c"/", None, libc::MS_REC | libc::MS_PRIVATE, None) {
-        return Err(fail(&m.private));
+        return Err(fail(&p.report, &m.private));
     }
     let tmpfs = c"tmpfs";
     if !mount(
@@ -465,11 +522,11 @@ fn enter(p: &mut Prepared) -> std::io::Result<()> {
         NOSUID_NODEV,
         Some(c"mode=0755,size=1m"),
     ) {
-        return Err(fail(&m.pivot));
+        return Err(fail(&p.report, &m.pivot));
     }
     for planned in &p.steps {
         if !take(&planned.step) {
-            return Err(fail(&planned.failure));
+            return Err(fail(&p.report, &planned.failure));
         }
     }
     // SAFETY: chdir(2), pivot_root(2) with the same directory twice (the old root ends up on top of the new one,
@@ -480,7 +537,7 @@ fn enter(p: &mut Prepared) -> std::io::Result<()> {
             || libc::umount2(c".".as_ptr(), libc::MNT_DETACH) != 0
             || libc::chdir(c"/".as_ptr()) != 0
         {
-            return Err(fail(&m.pivot));
+            return Err(fail(&p.report, &m.pivot));
         }
     }
     // SAFETY: setgroups(2) with one id read from our memory, setresgid(2), setresuid(2) and prctl(2) with plain
@@ -492,12 +549,18 @@ fn enter(p: &mut Prepared) -> std::io::Result<()> {
             || libc::setresuid(p.uid, p.uid, p.uid) != 0
             || libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0
         {
-            return Err(fail(&m.user));
+            return Err(fail(&p.report, &m.user));
         }
+    }
+    // A session keyring of its own: the daemon's (a service manager gives services one) is no channel between
+    // environments. A kernel without keyrings has nothing to share.
+    // SAFETY: keyctl(2) with plain integers.
+    unsafe {
+        libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, 0usize);
     }
     // SAFETY: chdir(2) of a NUL-terminated path.
     if unsafe { libc::chdir(p.workdir.as_ptr()) } != 0 {
-        return Err(fail(&m.workdir));
+        return Err(fail(&p.report, &m.workdir));
     }
     Ok(())
 }
@@ -556,6 +619,10 @@ fn take(step: &Step) -> bool {
                 libc::MS_BIND | libc::MS_REMOUNT | flags,
                 None,
             )
+        }
+        Step::Sysfs(path) => {
+            let flags = libc::MS_RDONLY | libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;
+            mount(Some(c"sysfs"), path, Some(c"sysfs"), flags, None)
         }
         Step::Proc(path) => {
             let flags = libc::MS_NOSUID | libc::MS_NODEV | libc::MS_NOEXEC;

@@ -12,12 +12,15 @@ use preview_testing::TempDir;
 /// A daemon-like cgroup tree removed (with whatever still runs in it) when dropped.
 struct Tree {
     cgroups: Cgroups,
+    base: String,
 }
 
 impl Tree {
     fn new() -> Tree {
+        let base = unique("preview-test-");
         Tree {
-            cgroups: Cgroups::detect(&unique("preview-test-")).expect("cgroups are mounted"),
+            cgroups: Cgroups::detect(&base).expect("cgroups are mounted"),
+            base,
         }
     }
 }
@@ -238,6 +241,15 @@ async fn limits_can_be_lifted_again() {
         "96 MiB fit in 48: {}",
         text(&limited)
     );
+    // Where swap is accounted (cgroup v1 with memsw), memory and swap together have the same limit: swapping does
+    // not get around it.
+    let swap = std::path::Path::new("/sys/fs/cgroup/memory")
+        .join(&tree.base)
+        .join("shop.staging/app-web/memory.memsw.limit_in_bytes");
+    if swap.exists() {
+        let limit = std::fs::read_to_string(&swap).expect("memsw");
+        assert_eq!(limit.trim(), (48u64 << 20).to_string());
+    }
     app.set_limits(&CgroupLimits::default()).expect("lifted");
     let lifted = run_in(&sandbox, allocate).await;
     assert!(lifted.status.success(), "{}", text(&lifted));

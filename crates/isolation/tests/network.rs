@@ -73,18 +73,21 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
     let name = |what: &str| format!("preview-test-{what}{id}");
     // Two environments; "the internet" (a public address); two private networks, one of them allowed; and the
     // clouds' metadata address.
-    let link = |what: &str, interface: String, octets: [u8; 3]| Link {
+    let link = |what: &str, interface: String, octets: [u8; 4]| Link {
         namespace: name(what),
         host_interface: interface,
-        host_address: Ipv4Addr::new(octets[0], octets[1], octets[2], 1),
-        address: Ipv4Addr::new(octets[0], octets[1], octets[2], 2),
+        host_address: Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3] + 1),
+        address: Ipv4Addr::new(octets[0], octets[1], octets[2], octets[3] + 2),
     };
+    // The environments' links are not in a private network, so that only the rule between environments' interfaces
+    // keeps them apart.
     let links = [
-        link("a", format!("pvta{short}"), [10, 250, seed]),
-        link("b", format!("pvtb{short}"), [10, 249, seed]),
-        link("internet", format!("oi{short}"), [198, 18, seed]),
-        link("allowed", format!("oa{short}"), [10, 252, seed]),
-        link("private", format!("op{short}"), [10, 253, seed]),
+        link("a", format!("pvta{short}"), [198, 19, seed, 0]),
+        link("b", format!("pvtb{short}"), [198, 19, seed, 4]),
+        link("internet", format!("oi{short}"), [198, 18, seed, 0]),
+        link("allowed", format!("oa{short}"), [10, 252, seed, 0]),
+        link("private", format!("op{short}"), [10, 253, seed, 0]),
+        link("resolver", format!("or{short}"), [10, 254, seed, 0]),
         Link {
             namespace: name("metadata"),
             host_interface: format!("om{short}"),
@@ -102,9 +105,16 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
         spaces.push(Netns::create(&link.namespace).expect("namespace"));
         link.create().expect("link");
     }
-    let [link_a, link_b, internet, allowed, private, metadata] = &links;
-    let only_environments = enable_forwarding().expect("forwarding");
-    network.turned_forwarding_on = only_environments;
+    let [
+        link_a,
+        link_b,
+        internet,
+        allowed,
+        private,
+        resolver,
+        metadata,
+    ] = &links;
+    network.turned_forwarding_on = enable_forwarding().expect("forwarding");
     // The host's own listeners: the gateway's port, and a port environments must not reach.
     let gateway = std::net::TcpListener::bind("0.0.0.0:0").expect("gateway");
     let gateway_port = gateway.local_addr().expect("address").port();
@@ -116,10 +126,11 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
         table: network.table.clone(),
         interfaces: vec![link_a.host_interface.clone(), link_b.host_interface.clone()],
         gateway_ports: vec![gateway_port],
-        subnet: (Ipv4Addr::new(10, 248, 0, 0), 13),
-        nameservers: Vec::new(),
+        subnet: (Ipv4Addr::new(198, 19, 0, 0), 16),
+        nameservers: vec![resolver.address],
         allowed: vec![(Ipv4Addr::new(10, 252, seed, 0), 30)],
-        only_environments_forward: only_environments,
+        // As when a daemon turned forwarding on: only environments' traffic is forwarded.
+        only_environments_forward: true,
     })
     .expect("the table installs");
     // A service inside `a`, listening on every address of its namespace; a server in each other network.
@@ -136,6 +147,12 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
                 .expect("listens"),
         ));
     }
+    // The resolver also answers on port 53 (TCP stands for DNS here).
+    serve(
+        spaces[5]
+            .listen(SocketAddr::from((resolver.address, 53)))
+            .expect("listens on 53"),
+    );
 
     // The daemon reaches the service through a socket made inside `a`; the host's loopback has nothing there,
     // and the host cannot open a connection to its address either.
@@ -196,13 +213,20 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
             format!("internet,{},80", internet.address),
             format!("allowed,{},80", allowed.address),
             format!("private,{},80", private.address),
+            format!("resolver-dns,{},53", resolver.address),
+            format!("resolver-web,{},80", resolver.address),
             format!("metadata,{},80", metadata.address),
         ]),
     )
     .await;
+    // From outside: into an environment, and — forwarding being only for environments — between two networks
+    // that are not environments.
     let from_outside = run_in(
         &sandbox(&spaces[2]),
-        &probe(&[format!("into-environment,{},7000", link_a.address)]),
+        &probe(&[
+            format!("into-environment,{},7000", link_a.address),
+            format!("outside-to-outside,{},80", private.address),
+        ]),
     )
     .await;
     let (said_a, said_b, said_outside) = (text(&from_a), text(&from_b), text(&from_outside));
@@ -216,6 +240,8 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
         "internet connected ok",
         "allowed connected ok",
         "private failed",
+        "resolver-dns connected ok",
+        "resolver-web failed",
         "metadata failed",
     ] {
         assert!(
@@ -225,6 +251,10 @@ async fn environments_reach_their_own_ports_the_gateway_and_the_internet_and_not
     }
     assert!(
         said_outside.contains("into-environment failed"),
+        "{said_outside}"
+    );
+    assert!(
+        said_outside.contains("outside-to-outside failed"),
         "{said_outside}"
     );
     // The internet saw the host's address, not the environment's.

@@ -240,3 +240,111 @@ kill -KILL -1 2>&1; echo 'after kill -1'"
     );
     victim_process.kill().await.expect("kill");
 }
+
+/// A file of the test process left open across `exec` (as a careless parent leaves one), and the test process's
+/// session keyring, as a sandboxed process sees them.
+#[tokio::test]
+async fn a_sandboxed_process_inherits_no_descriptor_and_no_keyring() {
+    require_root();
+    let dir = TempDir::new("sandbox-inherited");
+    let account = TestAccount::new("inherited");
+    let root = SandboxRoot::new();
+    let secret = dir.path().join("held");
+    std::fs::write(&secret, "held by the parent").expect("held");
+    let held = std::fs::File::open(&secret).expect("open");
+    #[allow(unsafe_code)]
+    // SAFETY: fcntl(2) on a descriptor the test owns, clearing close-on-exec.
+    unsafe {
+        use std::os::fd::AsRawFd;
+        assert_eq!(libc::fcntl(held.as_raw_fd(), libc::F_SETFD, 0), 0);
+    }
+    let keyring = "import ctypes; print('keyring', ctypes.CDLL(None).syscall(250, 0, -3, 1))";
+    let outside = std::process::Command::new("python3")
+        .args(["-c", keyring])
+        .output()
+        .expect("python3");
+    let outside = String::from_utf8_lossy(&outside.stdout).trim().to_owned();
+    let mut bare = sandbox(&account, &root, Vec::new());
+    bare.workdir = PathBuf::from("/");
+    let output = run_in(
+        &bare,
+        &format!("ls -l /proc/self/fd; python3 -c \"{keyring}\""),
+    )
+    .await;
+    let said = text(&output);
+    assert!(
+        !said.contains("held"),
+        "the sandbox inherited the test's file: {said}"
+    );
+    let inside = said
+        .lines()
+        .find(|l| l.starts_with("keyring"))
+        .unwrap_or_else(|| panic!("no keyring line ({:?}): {said}", output.status));
+    assert!(outside.starts_with("keyring "), "{outside}");
+    assert_ne!(
+        inside, outside,
+        "the sandbox shares the test's session keyring"
+    );
+    drop(held);
+}
+
+/// A file bound where a link of the system's directories leads — as `/etc/resolv.conf` leads into `/run` on
+/// hosts with systemd-resolved — is what the sandbox reads through the link, although the link's target does not
+/// exist in its filesystem otherwise.
+#[tokio::test]
+async fn a_file_is_bound_where_a_system_link_leads() {
+    require_root();
+    let dir = TempDir::new("sandbox-link");
+    let account = TestAccount::new("link");
+    let root = SandboxRoot::new();
+    // A "system" directory of the test's own whose file is a link into a place the sandbox does not have.
+    let unique = common::unique("");
+    let system = PathBuf::from(format!("/run/preview-test-etc-{unique}"));
+    let elsewhere = PathBuf::from(format!("/run/preview-test-state-{unique}"));
+    std::fs::create_dir_all(&system).expect("etc");
+    std::fs::create_dir_all(&elsewhere).expect("state");
+    std::fs::write(elsewhere.join("resolv.conf"), "nameserver 127.0.0.53\n").expect("stub");
+    std::os::unix::fs::symlink(elsewhere.join("resolv.conf"), system.join("resolv.conf"))
+        .expect("link");
+    let ours = dir.path().join("resolv.conf");
+    std::fs::write(&ours, "nameserver 192.0.2.53\n").expect("ours");
+    std::fs::set_permissions(&ours, std::fs::Permissions::from_mode(0o644)).expect("chmod");
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    let mut sandbox = sandbox(
+        &account,
+        &root,
+        vec![Bind {
+            source: ours.clone(),
+            target: std::fs::canonicalize(system.join("resolv.conf")).expect("resolved"),
+            writable: false,
+        }],
+    );
+    sandbox.system.push(SystemEntry::Directory(system.clone()));
+    sandbox.workdir = PathBuf::from("/");
+    let output = run_in(
+        &sandbox,
+        &format!("cat {}", system.join("resolv.conf").display()),
+    )
+    .await;
+    let said = text(&output);
+    let _ = std::fs::remove_dir_all(&system);
+    let _ = std::fs::remove_dir_all(&elsewhere);
+    assert_eq!(said.trim(), "nameserver 192.0.2.53", "{said}");
+}
+
+#[tokio::test]
+async fn a_sandbox_that_cannot_be_made_says_at_which_step() {
+    require_root();
+    let account = TestAccount::new("unmade");
+    let root = SandboxRoot::new();
+    let mut nowhere = sandbox(&account, &root, Vec::new());
+    nowhere.workdir = PathBuf::from("/run/preview/missing");
+    let mut command = tokio::process::Command::new("/bin/true");
+    let explanation = nowhere.apply(&mut command).expect("prepared");
+    let error = command.spawn().expect_err("no working directory");
+    assert_eq!(error.raw_os_error(), Some(2), "{error}");
+    assert_eq!(
+        explanation.take().as_deref(),
+        Some("preview sandbox: cannot change into /run/preview/missing")
+    );
+}

@@ -89,9 +89,11 @@ impl Accounts {
 
     /// The id of `key`, its account made (again, if it was removed behind the daemon's back). A new key gets the
     /// first id of the range that no user, group or process of the machine has.
-    pub(crate) fn assign(&self, key: &str, purpose: &str) -> Result<u32, String> {
+    pub(crate) fn assign(&self, key: &str) -> Result<u32, String> {
         let mut ids = self.lock();
-        let comment = format!("{} {key} ({purpose})", self.signature());
+        // The comment says whose account it is, not what for: every user of the machine (and every sandbox, whose
+        // /etc is the host's) can read the passwd file, and environments' names are nobody else's business.
+        let comment = self.signature();
         if let Some(id) = ids.get(key).copied() {
             match preview_isolation::account(id) {
                 Some(found) if self.made(&found) => return Ok(id),
@@ -147,9 +149,7 @@ impl Accounts {
 
     /// Whether this daemon made `account` (its comment says so).
     fn made(&self, account: &preview_isolation::Account) -> bool {
-        account
-            .comment
-            .starts_with(&format!("{} ", self.signature()))
+        account.comment == self.signature()
     }
 
     /// Removes the account of `key` and forgets it; nothing to do for an unknown key. An account with that id
@@ -159,8 +159,9 @@ impl Accounts {
         let Some(id) = ids.get(key).copied() else {
             return Ok(());
         };
-        let ours = preview_isolation::account(id).is_some_and(|found| self.made(&found));
-        if ours {
+        // This daemon's account, or a group a killed daemon made without its user: removed. Another's: left.
+        let found = preview_isolation::account(id);
+        if found.as_ref().is_none_or(|found| self.made(found)) {
             preview_isolation::delete_account(id)
                 .map_err(|e| format!("cannot remove the user of {key}: {e}"))?;
         }

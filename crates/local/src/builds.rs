@@ -134,16 +134,22 @@ async fn run_once(
         cgroup: once.sandbox.as_ref().and_then(|s| s.cgroup.clone()),
         group: None,
     };
-    match &once.sandbox {
-        Some(sandbox) => sandbox.apply(&mut command).map_err(|e| e.to_string())?,
+    let explanation = match &once.sandbox {
+        Some(sandbox) => Some(sandbox.apply(&mut command).map_err(|e| e.to_string())?),
         None => {
             command.current_dir(&once.dir);
             preview_isolation::detach(&mut command);
+            None
         }
-    }
+    };
     let mut child = command.spawn().map_err(|e| {
-        // A sandbox that could not be entered says where on the child's standard error, which is gone with it.
-        format!("cannot start `{script}`: {e}")
+        // A sandbox that could not be made says at which step.
+        let step = explanation
+            .as_ref()
+            .and_then(preview_isolation::Explanation::take)
+            .map(|step| format!(" ({step})"))
+            .unwrap_or_default();
+        format!("cannot start `{script}`: {e}{step}")
     })?;
     if reaper.cgroup.is_none() {
         reaper.group = child.id();
@@ -208,7 +214,9 @@ impl LocalRuntime {
         let space = self.space(env);
         let owner = space.as_ref().map(|s| s.builder);
         crate::trees::own_dir(&partial, owner, 0o755)?;
-        crate::trees::own_dir(&builder.tmp(), owner, 0o700)?;
+        let scratch = dir.join("scratch");
+        let _ = std::fs::remove_dir_all(&scratch);
+        crate::trees::own_dir(&scratch, owner, 0o700)?;
         let log = dir.join("checkout.log");
         let once = match (&self.isolation, &space) {
             (Some(isolation), Some(space)) => {
@@ -219,19 +227,24 @@ impl LocalRuntime {
                     Work::Checkout {
                         git_dir: &git_dir,
                         partial: &partial,
-                        builder,
+                        scratch: &scratch,
                     },
                 )?;
                 let script = format!(
-                    "git -c safe.directory='*' --git-dir={repo} archive --format=tar -o /tmp/{commit}.tar {commit} && tar -xf /tmp/{commit}.tar -C {target}; status=$?; rm -f /tmp/{commit}.tar; exit $status",
+                    "git -c safe.directory='*' -c core.attributesFile=/dev/null --git-dir={repo} archive --format=tar -o /tmp/{commit}.tar {commit} && tar -xf /tmp/{commit}.tar -C {target}; status=$?; rm -f /tmp/{commit}.tar; exit $status",
                     repo = layout::inside(layout::REPOSITORY).display(),
                     target = layout::inside(layout::CHECKOUT).display(),
                 );
                 (
                     Once {
+                        // git reads no configuration but the repository's own: no user's, no system's (a
+                        // filter defined elsewhere would run as the builder with the repository in reach).
                         variables: vec![
                             ("PATH".to_owned(), OsString::from(SYSTEM_PATH)),
                             ("HOME".to_owned(), home.into_os_string()),
+                            ("GIT_CONFIG_GLOBAL".to_owned(), OsString::from("/dev/null")),
+                            ("GIT_CONFIG_NOSYSTEM".to_owned(), OsString::from("1")),
+                            ("GIT_ATTR_NOSYSTEM".to_owned(), OsString::from("1")),
                         ],
                         sandbox: Some(sandbox),
                         dir: PathBuf::new(),
@@ -258,13 +271,14 @@ impl LocalRuntime {
             }
         };
         let (once, script) = once;
-        let status = run_once(once, &script, &log).await?;
+        let status = run_once(self.marked(once), &script, &log).await?;
         if !status.success() {
             return Err(format!(
                 "exporting commit {commit} of {repository} failed ({status}): {}",
                 tail(&log, 10)
             ));
         }
+        let _ = std::fs::remove_dir_all(&scratch);
         std::fs::rename(&partial, &tree)
             .map_err(|e| format!("cannot move the checkout into place: {e}"))?;
         Ok(tree)
@@ -332,7 +346,7 @@ impl LocalRuntime {
         };
         let log = dir.join(format!("build-{}.log", request.service));
         let started = Instant::now();
-        let status = run_once(once, command, &log).await?;
+        let status = run_once(self.marked(once), command, &log).await?;
         if !status.success() {
             return Err(format!(
                 "the build of `{}` at {} failed ({status}); `{command}` printed, at the end:\n{}",
@@ -349,6 +363,16 @@ impl LocalRuntime {
             short(&request.commit),
             started.elapsed().as_secs_f64()
         ))
+    }
+
+    /// `once` with the variable that marks this runtime's processes (how a restarted daemon finds what a killed
+    /// one left, where there are no cgroups).
+    fn marked(&self, mut once: Once) -> Once {
+        once.variables.push((
+            crate::strays::MARKER_VARIABLE.to_owned(),
+            OsString::from(&self.marker),
+        ));
+        once
     }
 
     /// Makes the builder's cache (a preview's as a copy of its project's), takes its lock — builds sharing a

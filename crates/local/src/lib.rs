@@ -23,6 +23,7 @@ mod health;
 mod layout;
 mod logs;
 mod ports;
+mod presence;
 mod records;
 mod resolver;
 mod runtime;

@@ -123,12 +123,29 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..]
         .iter()
-        .map(|line| match line.char_indices().nth(400) {
-            Some((cut, _)) => format!("{}…", &line[..cut]),
-            None => (*line).to_owned(),
+        .map(|line| {
+            let shown = visible(line);
+            match shown.char_indices().nth(400) {
+                Some((cut, _)) => format!("{}…", &shown[..cut]),
+                None => shown,
+            }
         })
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// `line` with its control characters (but tabs) written as `\x1b` and the like: a process's output quoted in a
+/// message cannot move a terminal's cursor, erase what was printed or reach its clipboard.
+pub(crate) fn visible(line: &str) -> String {
+    line.chars()
+        .map(|c| {
+            if c.is_control() && c != '\t' {
+                format!("\\x{:02x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -157,6 +174,10 @@ mod tests {
         assert_eq!(&lines[lines.len() - 2..], ["short line", "unfinished"]);
         let end = tail(&path, 3);
         assert!(end.ends_with("short line\nunfinished"), "{end}");
+        assert_eq!(
+            visible("a\x1b[2K\rb\x1b]52;c;AAAA\x07\tc"),
+            "a\\x1b[2K\\x0db\\x1b]52;c;AAAA\\x07\tc"
+        );
         assert!(end.lines().all(|l| l.chars().count() <= 401), "{end}");
     }
 }

@@ -1,7 +1,7 @@
-//! Name resolution inside environments' network namespaces. A host whose `/etc/resolv.conf` names only a resolver
-//! on its own loopback (systemd-resolved's 127.0.0.53) cannot lend that file to a namespace, whose loopback is its
-//! own: sandboxes then get a copy of the upstream servers' file instead. The packet filter lets environments reach
-//! these servers on port 53 even where they lie in a private network.
+//! Name resolution inside environments' network namespaces. Sandboxes get a `resolv.conf` of their own: the
+//! host's, or — when the host's names only a resolver on its own loopback (systemd-resolved's 127.0.0.53), which
+//! a namespace's loopback does not have — the upstream servers'. The packet filter lets environments reach these
+//! servers on port 53 even where they lie in a private network.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -28,22 +28,27 @@ pub(crate) fn nameservers() -> Vec<IpAddr> {
         .collect()
 }
 
-/// The `resolv.conf` sandboxes see instead of the host's, when the host's would not work in a namespace: a copy of
-/// the upstream servers' file in `runtime_dir`.
-pub(crate) fn for_sandboxes(runtime_dir: &Path) -> Result<Option<PathBuf>, String> {
-    let host = nameservers_in(&std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default());
-    if host.iter().any(|ip| !ip.is_loopback()) {
-        return Ok(None);
-    }
-    let Ok(upstream) = std::fs::read_to_string(UPSTREAM) else {
+/// The `resolv.conf` sandboxes see, as a plain file in `runtime_dir`, and where they see it: the host's own
+/// content, or the upstream servers' when the host names only a resolver on its loopback; bound where
+/// `/etc/resolv.conf` leads (it is often a link into `/run`, which a sandbox does not have). `None` when the host
+/// has no `/etc/resolv.conf`.
+pub(crate) fn for_sandboxes(runtime_dir: &Path) -> Result<Option<(PathBuf, PathBuf)>, String> {
+    let Ok(host) = std::fs::read_to_string("/etc/resolv.conf") else {
         return Ok(None);
     };
+    let target = std::fs::canonicalize("/etc/resolv.conf")
+        .unwrap_or_else(|_| PathBuf::from("/etc/resolv.conf"));
+    let content = if nameservers_in(&host).iter().any(|ip| !ip.is_loopback()) {
+        host
+    } else {
+        std::fs::read_to_string(UPSTREAM).unwrap_or(host)
+    };
     let path = runtime_dir.join("resolv.conf");
-    crate::records::write_atomically(&path, upstream.as_bytes())?;
+    crate::records::write_atomically(&path, content.as_bytes())?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644))
         .map_err(|e| format!("cannot set the mode of {}: {e}", path.display()))?;
-    Ok(Some(path))
+    Ok(Some((path, target)))
 }
 
 #[cfg(test)]

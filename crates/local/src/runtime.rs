@@ -579,7 +579,7 @@ impl Runtime for LocalRuntime {
             for env in spaces {
                 let _ = isolation.take_down(&env).await;
             }
-            isolation.shut_down(&self.marker);
+            isolation.shut_down();
         }
     }
 }

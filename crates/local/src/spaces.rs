@@ -18,6 +18,7 @@ use preview_isolation::{
 
 use crate::accounts::{Accounts, IdRange};
 use crate::layout::{self, Builder};
+use crate::presence::Presence;
 
 /// How environments are kept apart; given only when the daemon runs as root.
 #[derive(Debug, Clone)]
@@ -110,18 +111,14 @@ pub(crate) struct Space {
     pub limits: CgroupLimits,
 }
 
-/// Present while IPv4 forwarding is on because a daemon of this machine turned it on.
-const FORWARDING_FLAG: &str = "/run/preview-forwarding-was-off";
-/// One file per daemon of this machine that isolates networks, while it runs.
-const RUNNING_DAEMONS: &str = "/run/preview-daemons";
-
 /// What a sandboxed process is.
 pub(crate) enum Work<'a> {
-    /// Exporting a commit as its builder into `partial` (the tree being made).
+    /// Exporting a commit as its builder into `partial` (the tree being made), with `scratch` (new and empty) as
+    /// its `/tmp`: nothing a build of the builder left behind can reach the export.
     Checkout {
         git_dir: &'a Path,
         partial: &'a Path,
-        builder: &'a Builder,
+        scratch: &'a Path,
     },
     /// A build command in its builder's checkout, with its cache.
     Build {
@@ -154,8 +151,10 @@ pub(crate) struct Isolation {
     network: Result<Firewall, String>,
     /// The host's system directories every sandbox sees read-only.
     system: Vec<SystemEntry>,
-    /// A `resolv.conf` for sandboxes when the host's names only a resolver on its own loopback.
-    resolver: Option<PathBuf>,
+    /// This daemon among the daemons of the machine, until it stops.
+    presence: std::sync::Mutex<Option<Presence>>,
+    /// Sandboxes' `resolv.conf`, and where they see it.
+    resolver: Option<(PathBuf, PathBuf)>,
 }
 
 fn key(env: &EnvironmentAddress) -> String {
@@ -205,7 +204,8 @@ impl Isolation {
             marker.to_owned(),
         )?;
         let cgroups = Cgroups::detect(&format!("preview-{marker}")).map_err(|e| e.to_string());
-        let network = Isolation::install_network(&config, &accounts, marker);
+        let presence = Presence::register(marker)?;
+        let network = Isolation::install_network(&config, &accounts, marker, &presence);
         if let Err(reason) = &network {
             log(&format!("network isolation is off: {reason}"));
         }
@@ -220,6 +220,7 @@ impl Isolation {
             network,
             system: SystemEntry::of_host(),
             resolver,
+            presence: std::sync::Mutex::new(Some(presence)),
         })
     }
 
@@ -227,6 +228,7 @@ impl Isolation {
         config: &IsolationConfig,
         accounts: &Accounts,
         marker: &str,
+        presence: &Presence,
     ) -> Result<Firewall, String> {
         let missing = preview_isolation::missing_programs(&["ip", "nft"]);
         if !missing.is_empty() {
@@ -240,16 +242,8 @@ impl Isolation {
                 config.users.count()
             ));
         }
-        // Forwarding that a daemon of this machine turned on stays limited to environments while any runs, and is
-        // turned off again when the last one stops (the flag is in /run: a reboot turns forwarding off too).
-        let flag = Path::new(FORWARDING_FLAG);
-        if preview_isolation::enable_forwarding().map_err(|e| e.to_string())? {
-            crate::records::write_atomically(flag, b"")?;
-        }
-        let running = Path::new(RUNNING_DAEMONS);
-        std::fs::create_dir_all(running)
-            .and_then(|()| std::fs::write(running.join(marker), b""))
-            .map_err(|e| format!("cannot write {}: {e}", running.display()))?;
+        // Forwarding that a daemon of this machine turned on stays limited to environments while any runs.
+        let only_environments_forward = presence.forward()?;
         let interfaces = accounts
             .all()
             .iter()
@@ -274,7 +268,7 @@ impl Isolation {
                 .iter()
                 .map(|n| (n.network, n.prefix))
                 .collect(),
-            only_environments_forward: flag.exists(),
+            only_environments_forward,
         })
         .map_err(|e| e.to_string())
     }
@@ -292,16 +286,16 @@ impl Isolation {
     /// Removes the daemon's packet-filter table and cgroup (made again when the runtime opens); its environments'
     /// must be taken down first. The last daemon of the machine to stop turns forwarding off again if a daemon
     /// turned it on.
-    pub(crate) fn shut_down(&self, marker: &str) {
+    pub(crate) fn shut_down(&self) {
         if let Ok(firewall) = &self.network {
             let _ = firewall.uninstall();
-            let running = Path::new(RUNNING_DAEMONS);
-            let _ = std::fs::remove_file(running.join(marker));
-            let others = std::fs::read_dir(running).map(|d| d.count()).unwrap_or(0);
-            if others == 0 && Path::new(FORWARDING_FLAG).exists() {
-                let _ = std::fs::write("/proc/sys/net/ipv4/ip_forward", "0");
-                let _ = std::fs::remove_file(FORWARDING_FLAG);
-            }
+        }
+        let presence = match self.presence.lock() {
+            Ok(mut presence) => presence.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let Some(presence) = presence {
+            presence.leave();
         }
         if let Ok(cgroups) = &self.cgroups {
             let _ = cgroups.root().remove();
@@ -329,18 +323,8 @@ impl Isolation {
         limits: CgroupLimits,
         builder: &Builder,
     ) -> Result<Space, String> {
-        let name = format!("{}/{}", env.project, env.environment);
-        let user = self
-            .accounts
-            .assign(&key(env), &format!("apps of {name}"))?;
-        let builder_user = self.accounts.assign(
-            &builder.key,
-            &if preview {
-                format!("builds of {name}")
-            } else {
-                format!("builds of {}", env.project)
-            },
-        )?;
+        let user = self.accounts.assign(&key(env))?;
+        let builder_user = self.accounts.assign(&builder.key)?;
         let cgroup = match &self.cgroups {
             Ok(cgroups) => {
                 let cgroup = cgroups.group(&[&unit_name(env)]);
@@ -477,7 +461,7 @@ impl Isolation {
             Work::Checkout {
                 git_dir,
                 partial,
-                builder,
+                scratch,
             } => (
                 space.builder,
                 "checkout".to_owned(),
@@ -488,10 +472,10 @@ impl Isolation {
                 vec![
                     bind(git_dir, inside(layout::REPOSITORY), false),
                     bind(partial, inside(layout::CHECKOUT), true),
-                    bind(&builder.tmp(), PathBuf::from("/tmp"), true),
+                    bind(scratch, PathBuf::from("/tmp"), true),
                 ],
                 inside(layout::CHECKOUT),
-                PathBuf::from("/tmp"),
+                PathBuf::from("/nonexistent"),
             ),
             Work::Build {
                 tree,
@@ -541,8 +525,8 @@ impl Isolation {
                 inside(layout::HOME),
             ),
         };
-        if let Some(resolver) = &self.resolver {
-            binds.push(bind(resolver, PathBuf::from("/etc/resolv.conf"), false));
+        if let Some((file, seen_at)) = &self.resolver {
+            binds.push(bind(file, seen_at.clone(), false));
         }
         let cgroup = match &self.cgroups {
             Ok(cgroups) => {
@@ -600,7 +584,7 @@ impl Isolation {
             ),
             on(
                 "files",
-                "each process sees only its checkout (read-only), its home and a /tmp of its environment; the data directory is private",
+                "each process has a filesystem of its own: the system's directories read-only, its checkout (read-only), its home and a /tmp of its environment, nothing else of the host; the data directory is private",
             ),
             match &self.network {
                 Ok(_) => on(
@@ -650,7 +634,7 @@ impl Isolation {
             ),
             on(
                 "files",
-                "its processes see only their checkout (read-only), their home and the environment's /tmp",
+                "its processes see the system's directories read-only, their checkout (read-only), their home and the environment's /tmp, nothing else of the host",
             ),
         ];
         protections.push(match (&space.link, &self.network) {

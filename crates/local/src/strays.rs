@@ -9,8 +9,8 @@ use preview_isolation::signals::{SIGKILL, SIGTERM, group_alive, signal_group};
 pub(crate) const MARKER_VARIABLE: &str = "PREVIEW_SUPERVISOR";
 
 /// A marker unique to one runtime directory, so that two daemons on one machine leave each other's processes,
-/// cgroups, packet-filter tables and accounts alone: made once (from the directory's path as first given) and kept
-/// in the directory, so that the same directory spelled otherwise later is still the same daemon's.
+/// cgroups, packet-filter tables and accounts alone: made once, at random, and kept in the directory, so that the
+/// same directory spelled otherwise later is still the same daemon's.
 pub(crate) fn marker_for(dir: &std::path::Path) -> Result<String, String> {
     let path = dir.join("marker");
     if let Ok(kept) = std::fs::read_to_string(&path)
@@ -18,8 +18,12 @@ pub(crate) fn marker_for(dir: &std::path::Path) -> Result<String, String> {
     {
         return Ok(kept.trim().to_owned());
     }
-    let digest = ring::digest::digest(&ring::digest::SHA256, dir.to_string_lossy().as_bytes());
-    let marker = preview_secrets::hex::encode(&digest.as_ref()[..8]);
+    // Random, so that no two data directories — a copy included, once it has made its own — share one.
+    let mut bytes = [0u8; 8];
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut random| std::io::Read::read_exact(&mut random, &mut bytes))
+        .map_err(|e| format!("cannot read random bytes: {e}"))?;
+    let marker = preview_secrets::hex::encode(&bytes);
     crate::records::write_atomically(&path, marker.as_bytes())?;
     Ok(marker)
 }

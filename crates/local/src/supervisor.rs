@@ -164,15 +164,18 @@ fn spawn(spec: &ProcessSpec) -> Result<Child, SupervisorError> {
     command.arg("-c").arg(&spec.command);
     // A session of its own (and so a process group of its own): no terminal of the daemon's, no way into its
     // process group; and none of the daemon's descriptors.
-    match &spec.place {
+    let explanation = match &spec.place {
         Place::Host(dir) => {
             command.current_dir(dir);
             preview_isolation::detach(&mut command);
+            None
         }
-        Place::Sandbox(sandbox) => sandbox
-            .apply(&mut command)
-            .map_err(|e| fail(e.to_string()))?,
-    }
+        Place::Sandbox(sandbox) => Some(
+            sandbox
+                .apply(&mut command)
+                .map_err(|e| fail(e.to_string()))?,
+        ),
+    };
     command
         .env_clear()
         .env(
@@ -188,7 +191,16 @@ fn spawn(spec: &ProcessSpec) -> Result<Child, SupervisorError> {
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .kill_on_drop(false);
-    let mut child = command.spawn().map_err(|e| fail(e.to_string()))?;
+    let mut child = command.spawn().map_err(|e| {
+        // A sandbox that could not be made says at which step.
+        match explanation
+            .as_ref()
+            .and_then(preview_isolation::Explanation::take)
+        {
+            Some(step) => fail(format!("{e} ({step})")),
+            None => fail(e.to_string()),
+        }
+    })?;
     let log = Arc::new(LogFile::new(&spec.log, spec.log_limit));
     if let Some(stdout) = child.stdout.take() {
         let log = Arc::clone(&log);

@@ -80,6 +80,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     // Every connection forwarded or proxied for any environment holds descriptors of the daemon's.
     preview_isolation::raise_open_files_limit();
     create_private_dir(&config.data_dir)?;
+    // One daemon per data directory: a second would stop the first one's apps and take its networks down.
+    let _one = hold_data_dir(&config.data_dir)?;
     make_files_private(&config.data_dir)?;
     let store = Arc::new(open_store(&config).await?);
     let holder = daemon_identity(&config.data_dir)?;
@@ -344,6 +346,25 @@ async fn open_store(config: &ServeConfig) -> Result<Store, String> {
                 .map_err(|e| format!("{}: {e}", path.display()))
         }
     }
+}
+
+/// An exclusive lock on the data directory, held by the returned file while the daemon runs.
+fn hold_data_dir(data_dir: &Path) -> Result<std::fs::File, String> {
+    let path = data_dir.join("daemon.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .map_err(|e| format!("cannot open {}: {e}", path.display()))?;
+    file.try_lock().map_err(|_| {
+        format!(
+            "another daemon is using the data directory {}; stop it first (its address is in {})",
+            data_dir.display(),
+            client_config_path(data_dir).display()
+        )
+    })?;
+    Ok(file)
 }
 
 fn create_private_dir(dir: &Path) -> Result<(), String> {

@@ -28,7 +28,14 @@ pub async fn run(
         let text = answer["text"].as_str().unwrap_or_default();
         let next = answer["next"].as_u64().unwrap_or(from);
         if !text.is_empty() {
+            use std::io::IsTerminal;
             let mut stdout = std::io::stdout().lock();
+            // On a terminal, an app's output cannot move the cursor, erase lines or set the clipboard.
+            let text = if stdout.is_terminal() {
+                for_terminal(text)
+            } else {
+                text.to_owned()
+            };
             stdout
                 .write_all(text.as_bytes())
                 .and_then(|()| stdout.flush())
@@ -44,6 +51,19 @@ pub async fn run(
             tokio::time::sleep(FOLLOW_INTERVAL).await;
         }
     }
+}
+
+/// `text` with its control characters but newlines and tabs written as `\x1b` and the like.
+fn for_terminal(text: &str) -> String {
+    text.chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' {
+                format!("\\x{:02x}", u32::from(c))
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 pub async fn export_ca(client: &Client, file: Option<&Path>) -> Result<(), Failure> {

@@ -243,6 +243,8 @@ def run(targets):
         record(results, f"control: write {path}", lambda path=path: write(path))
     for host, port in controls.get("connect", []):
         record(results, f"control: connect to {host}:{port}", lambda host=host, port=port: connect(host, port))
+    for path, content in controls.get("files", []):
+        record(results, f"control: write {path}", lambda path=path, content=content: open(path, "w").write(content))
     for link, target in controls.get("plant", []):
         record(results, f"control: plant {link} -> {target}", lambda link=link, target=target: os.symlink(target, link))
     if controls.get("flood_mib"):
