@@ -417,17 +417,7 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
         ]],
     });
     std::fs::write(repo.join("targets.json"), build_targets.to_string()).expect("targets");
-    git(&repo, &["add", "-A"]);
-    git(
-        &repo,
-        &[
-            "commit",
-            "--quiet",
-            "-m",
-            "the preview's build attacks staging",
-        ],
-    );
-    let hostile = git(&repo, &["rev-parse", "HEAD"]);
+    let hostile = support::commit_all(&repo, "the preview's build attacks staging");
 
     let load = Load::start(
         gateway.clone(),
@@ -583,17 +573,10 @@ fn a_hostile_preview_reaches_nothing_of_staging_or_the_daemon_and_neither_does_s
     build_targets["controls"] = json!({ "read": ["attacks.py"], "write": ["build-control"] });
     std::fs::write(repo.join("targets.json"), build_targets.to_string()).expect("targets");
     std::fs::write(repo.join(".gitattributes"), "* filter=steal\n").expect("attributes");
-    git(&repo, &["add", "-A"]);
-    git(
+    let counter = support::commit_all(
         &repo,
-        &[
-            "commit",
-            "--quiet",
-            "-m",
-            "staging's build attacks the preview; files name the preview's filter",
-        ],
+        "staging's build attacks the preview; files name the preview's filter",
     );
-    let counter = git(&repo, &["rev-parse", "HEAD"]);
     ok(daemon.cli(&["deploy", "staging", "--commit", &counter]));
     let (status, built) = request(
         &gateway,

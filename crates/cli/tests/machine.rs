@@ -109,14 +109,10 @@ fn nothing_of_an_environment_outlives_it_on_the_machine() {
     let repo = support::repository(dir.path(), &PLAIN);
     let good = git(&repo, &["rev-parse", "HEAD"]);
     std::fs::write(repo.join("broken"), "").expect("broken");
-    git(&repo, &["add", "broken"]);
-    git(&repo, &["commit", "--quiet", "-m", "a build that fails"]);
-    let broken = git(&repo, &["rev-parse", "HEAD"]);
-    git(&repo, &["rm", "--quiet", "broken"]);
+    let broken = support::commit_all(&repo, "a build that fails");
+    std::fs::remove_file(repo.join("broken")).expect("broken");
     std::fs::write(repo.join("slow"), "").expect("slow");
-    git(&repo, &["add", "slow"]);
-    git(&repo, &["commit", "--quiet", "-m", "a slow build"]);
-    let slow = git(&repo, &["rev-parse", "HEAD"]);
+    let slow = support::commit_all(&repo, "a slow build");
 
     let daemon = start(&data);
     ok(daemon.cli(&[
@@ -193,12 +189,7 @@ fn a_data_directory_spelled_otherwise_and_a_flooding_build_change_nothing() {
     let repo = support::repository(dir.path(), &PLAIN);
     let good = git(&repo, &["rev-parse", "HEAD"]);
     std::fs::write(repo.join("flood"), "").expect("flood");
-    git(&repo, &["add", "flood"]);
-    git(
-        &repo,
-        &["commit", "--quiet", "-m", "a build that floods its output"],
-    );
-    let flood = git(&repo, &["rev-parse", "HEAD"]);
+    let flood = support::commit_all(&repo, "a build that floods its output");
     let daemon = support::local_daemon(&data, "26100-26199", &[], None);
     ok(daemon.cli(&[
         "project",

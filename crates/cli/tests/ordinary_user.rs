@@ -133,8 +133,7 @@ fn a_daemon_that_is_not_root_says_environments_are_not_isolated_and_works_as_bef
             .replace("which environment", "which environment (second)"),
     )
     .expect("change");
-    git(&repo, &["commit", "--quiet", "-am", "second"]);
-    let second = git(&repo, &["rev-parse", "HEAD"]);
+    let second = support::commit_all(&repo, "second");
     user.give(&repo);
     let stop = Arc::new(AtomicBool::new(false));
     let loader = {
@@ -165,9 +164,7 @@ fn a_daemon_that_is_not_root_says_environments_are_not_isolated_and_works_as_bef
 
     // A deployment whose daemon is killed mid-way is rolled back when it starts again; what ran keeps running.
     std::fs::write(repo.join("slow"), "").expect("slow");
-    git(&repo, &["add", "slow"]);
-    git(&repo, &["commit", "--quiet", "-m", "a slow build"]);
-    let slow = git(&repo, &["rev-parse", "HEAD"]);
+    let slow = support::commit_all(&repo, "a slow build");
     user.give(&repo);
     let mut deploying = support::preview()
         .arg("--data-dir")

@@ -436,6 +436,13 @@ pub fn git(repo: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).trim().to_owned()
 }
 
+/// Commits everything in the working tree of `repo` with `message`; the new commit.
+pub fn commit_all(repo: &Path, message: &str) -> String {
+    git(repo, &["add", "-A"]);
+    git(repo, &["commit", "--quiet", "-m", message]);
+    git(repo, &["rev-parse", "HEAD"])
+}
+
 /// The output of a command that must succeed.
 pub fn ok(output: Output) -> String {
     assert!(
