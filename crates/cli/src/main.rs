@@ -267,6 +267,9 @@ enum DeploymentAction {
     Show { id: String },
     /// The deployment's journal, entry by entry.
     Logs { id: String },
+    /// Give up on a deployment that cannot finish (its rollback, or past its point of no return its completion,
+    /// keeps failing); its environment is marked as needing attention, with what may be left.
+    Abandon { id: String },
 }
 
 fn main() -> ExitCode {
@@ -429,6 +432,9 @@ fn client_command(
                 }
                 DeploymentAction::Logs { id } => {
                     commands::environments::deployment_logs(&context, &id).await
+                }
+                DeploymentAction::Abandon { id } => {
+                    commands::environments::deployment_abandon(&context, &id).await
                 }
             },
             _ => Err(Failure::invalid(

@@ -193,7 +193,7 @@ fn secret_values_appear_nowhere() {
     );
 }
 
-fn record_slot(record: &preview_store::SecretRecord) -> (String, String, String) {
+fn record_slot(record: &preview_store::SealedVersion) -> (String, String, String) {
     (
         record.project.clone(),
         record.scope.clone(),
@@ -228,12 +228,29 @@ fn a_ciphertext_moved_into_another_slot_does_not_open() {
             .iter()
             .find(|s| s.name == "FORGE_WEBHOOK_SECRET")
             .expect("webhook");
-        let moved = preview_store::SecretRecord {
-            nonce: masking.nonce.clone(),
-            ciphertext: masking.ciphertext.clone(),
-            ..webhook.clone()
+        let current = |record: &preview_store::SecretRecord| {
+            let store = &store;
+            let record = record.clone();
+            async move {
+                store
+                    .secret_version(
+                        &record.project,
+                        &record.scope,
+                        &record.name,
+                        &record.fingerprint,
+                    )
+                    .await
+                    .expect("version")
+                    .expect("current")
+            }
         };
-        store.put_secret(&moved).await.expect("tamper");
+        let (masking, target) = (current(masking).await, current(webhook).await);
+        let moved = preview_store::SealedVersion {
+            nonce: masking.nonce,
+            ciphertext: masking.ciphertext,
+            ..target
+        };
+        store.put_secret(webhook, &moved).await.expect("tamper");
     });
 
     let daemon = Daemon::start(&data, &[]);
@@ -347,7 +364,22 @@ fn after_rotation_every_secret_reads_back_and_the_old_key_no_longer_works() {
         let store = Store::open_sqlite(&data.join("preview.db"))
             .await
             .expect("store");
-        store.secrets(None).await.expect("secrets")
+        let mut current = Vec::new();
+        for record in store.secrets(None).await.expect("secrets") {
+            current.push(
+                store
+                    .secret_version(
+                        &record.project,
+                        &record.scope,
+                        &record.name,
+                        &record.fingerprint,
+                    )
+                    .await
+                    .expect("version")
+                    .expect("current"),
+            );
+        }
+        current
     });
     let (old, new) = (
         MasterKey::from_hex(&old_key).expect("old"),

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use preview_deploy::{Engine, EngineConfig, RecordingRuntime};
 use preview_plan::{Plan, Resource, desired_state, plan_deployment};
-use preview_store::{DeploymentRecord, DeploymentStatus, Operation, Outcome, Store};
+use preview_store::{DeploymentRecord, DeploymentStatus, Operation, Outcome, StartTerms, Store};
 
 const ENVIRONMENTS: usize = 1_000;
 const ITERATIONS: usize = 300;
@@ -64,22 +64,32 @@ async fn fill(store: &Store, state: &[Resource]) {
             plan: Plan {
                 environment: String::new(),
                 steps: vec![],
+                point_of_no_return: None,
             },
-            holder: "bench".into(),
+            holder: "bench/1".into(),
+            owner: None,
+            attempts: 0,
+            last_error: None,
+            retry_at: None,
             created_at: 0,
             finished_at: None,
         };
-        store
-            .start_deployment(&record, i64::MAX, 0)
+        let terms = StartTerms {
+            revision: 0,
+            lease_ttl_ms: 3_600_000,
+            daemon: "bench".into(),
+        };
+        let lease = store
+            .start_deployment(&record, &terms)
             .await
             .expect("start");
         store
             .finish_deployment(
+                &lease,
                 &record,
                 &Outcome::Committed {
                     state: state.to_vec(),
                 },
-                1,
             )
             .await
             .expect("commit");

@@ -1,17 +1,21 @@
-//! Starting, running, cancelling and finishing deployments.
+//! Starting, cancelling and stopping deployments; the engine's configuration and errors.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::Duration;
 
 use preview_plan::{Plan, Resource, plan_deployment};
-use preview_store::{DeploymentRecord, DeploymentStatus, Operation, Outcome, Store, StoreError};
+use preview_store::{
+    DeploymentRecord, DeploymentStatus, Lease, Operation, PlanningBase, StartTerms, Store,
+    StoreError,
+};
 use tokio::sync::watch;
-use tokio::task::JoinSet;
+use tokio::time::Instant;
 
-use crate::ids::{new_deployment_id, now_ms};
+use crate::ids::{Clock, new_deployment_id, random_hex};
+use crate::lease::{Held, hold};
 use crate::runtime::{EnvironmentAddress, Runtime};
-use crate::steps::{Journal, StepContext, apply_step, compensate, verify};
+use crate::steps::{Control, Journal, StepContext};
 
 #[derive(Debug, Clone)]
 pub struct EngineConfig {
@@ -19,8 +23,18 @@ pub struct EngineConfig {
     pub parallelism: usize,
     /// How long one runtime operation may take before the step fails.
     pub step_timeout: Duration,
-    /// How long a lease lasts without renewal; a deployment renews it at a third of this.
+    /// How long a lease lasts without renewal; a deployment renews it at a third of this, and stops acting once
+    /// three quarters of it passed without a renewal.
     pub lease_ttl: Duration,
+    /// How often a step past the point of no return is tried within its deployment before the deployment is left
+    /// to be retried later.
+    pub forward_attempts: u32,
+    /// The first wait before a step is tried again, or a deployment that could not finish; it doubles each time.
+    pub retry_delay: Duration,
+    /// The longest wait before a deployment that could not finish is tried again.
+    pub max_retry_delay: Duration,
+    /// This daemon's wall clock, for the times it writes.
+    pub clock: Clock,
 }
 
 impl Default for EngineConfig {
@@ -29,6 +43,10 @@ impl Default for EngineConfig {
             parallelism: 4,
             step_timeout: Duration::from_secs(600),
             lease_ttl: Duration::from_secs(30),
+            forward_attempts: 4,
+            retry_delay: Duration::from_secs(1),
+            max_retry_delay: Duration::from_secs(3600),
+            clock: Clock::default(),
         }
     }
 }
@@ -52,6 +70,20 @@ pub enum EngineError {
         environment: String,
         deployment: String,
     },
+    #[error(
+        "environment `{environment}` already exists; `preview deploy {environment}` updates it"
+    )]
+    Exists { environment: String },
+    #[error("environment `{environment}` does not exist")]
+    Missing { environment: String },
+    #[error(
+        "environment `{environment}` runs on the machine of daemon `{owner}`: only that daemon can change it; send the request to it"
+    )]
+    Owned { environment: String, owner: String },
+    #[error("{0}")]
+    NotFound(String),
+    #[error("{0}")]
+    Conflict(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -66,6 +98,7 @@ impl From<StoreError> for EngineError {
                 environment,
                 deployment,
             },
+            StoreError::Owned { environment, owner } => EngineError::Owned { environment, owner },
             other => EngineError::Store(other),
         }
     }
@@ -74,31 +107,51 @@ impl From<StoreError> for EngineError {
 pub struct Engine {
     pub(crate) store: Arc<Store>,
     pub(crate) runtime: Arc<dyn Runtime>,
-    /// This daemon's identity in leases; the same after a restart with the same data.
+    /// This daemon's id: the same after a restart with the same data.
+    pub(crate) daemon: String,
+    /// Who acts in leases: the daemon's id and a nonce of this start (`daemon-…/…`).
     pub(crate) holder: String,
     pub(crate) config: EngineConfig,
-    /// Cancel switches of the deployments this daemon is running.
-    running: Mutex<HashMap<String, watch::Sender<bool>>>,
+    /// What each deployment this process acts for is told; present from before its lease is taken until after
+    /// its end is recorded, so that this daemon's own recovery never takes one of them over.
+    running: Mutex<HashMap<String, watch::Sender<Control>>>,
+    stopping: std::sync::atomic::AtomicBool,
 }
 
 impl Engine {
     pub fn new(
         store: Arc<Store>,
         runtime: Arc<dyn Runtime>,
-        holder: &str,
+        daemon: &str,
         config: EngineConfig,
     ) -> Arc<Engine> {
         Arc::new(Engine {
             store,
             runtime,
-            holder: holder.to_owned(),
+            daemon: daemon.to_owned(),
+            holder: format!("{daemon}/{}", random_hex(4)),
             config,
             running: Mutex::new(HashMap::new()),
+            stopping: std::sync::atomic::AtomicBool::new(false),
         })
     }
 
     pub fn store(&self) -> &Arc<Store> {
         &self.store
+    }
+
+    /// Who this daemon is in leases (`daemon-…/…`).
+    pub fn holder(&self) -> &str {
+        &self.holder
+    }
+
+    pub fn lease_ttl(&self) -> Duration {
+        self.config.lease_ttl
+    }
+
+    /// The daemon whose machine the environments of this engine's runtime live on, if they live on one.
+    fn owner(&self) -> Option<String> {
+        (!self.runtime.shared()).then(|| self.daemon.clone())
     }
 
     /// The plan that would move the environment from its recorded state to `desired`.
@@ -112,54 +165,151 @@ impl Engine {
         Ok(plan_deployment(environment, desired, &recorded))
     }
 
-    /// Takes the environment's lease, records the deployment and runs it in the background. Refused with
+    /// Plans against the environment's recorded state and starts the deployment in the background, its lease
+    /// taken only if no deployment committed since the state was read (else it plans again). Refused with
     /// [`EngineError::Busy`] while another deployment holds the environment. The handle resolves to the finished
     /// record.
     pub async fn start(
         self: &Arc<Self>,
         request: DeploymentRequest,
     ) -> Result<(DeploymentRecord, tokio::task::JoinHandle<DeploymentRecord>), EngineError> {
-        let recorded = self
-            .store
-            .recorded_state(&request.project, &request.environment)
-            .await?;
-        let plan = plan_deployment(&request.environment, &request.desired, &recorded);
-        let now = now_ms();
-        let record = DeploymentRecord {
-            id: new_deployment_id(),
-            project: request.project,
-            environment: request.environment,
-            operation: request.operation,
-            based_on: request.based_on,
-            status: DeploymentStatus::Running,
-            reason: None,
-            plan,
-            holder: self.holder.clone(),
-            created_at: now,
-            finished_at: None,
-        };
-        self.store
-            .start_deployment(&record, now + self.config.lease_ttl.as_millis() as i64, now)
-            .await?;
-        let (cancel, cancelled) = watch::channel(false);
-        if let Ok(mut running) = self.running.lock() {
-            running.insert(record.id.clone(), cancel);
+        for _ in 0..16 {
+            let base = self
+                .store
+                .planning_base(&request.project, &request.environment)
+                .await?;
+            expect(&request, &base)?;
+            let plan = plan_deployment(&request.environment, &request.desired, &base.recorded);
+            let record = DeploymentRecord {
+                id: new_deployment_id(),
+                project: request.project.clone(),
+                environment: request.environment.clone(),
+                operation: request.operation,
+                based_on: request.based_on.clone(),
+                status: DeploymentStatus::Running,
+                reason: None,
+                plan,
+                holder: self.holder.clone(),
+                owner: self.owner(),
+                attempts: 0,
+                last_error: None,
+                retry_at: None,
+                created_at: 0,
+                finished_at: None,
+            };
+            let control = self.register(&record.id);
+            let sent = Instant::now();
+            let terms = StartTerms {
+                revision: base.revision,
+                lease_ttl_ms: self.config.lease_ttl.as_millis() as i64,
+                daemon: self.daemon.clone(),
+            };
+            match self.store.start_deployment(&record, &terms).await {
+                Ok(lease) => {
+                    let record = self
+                        .store
+                        .deployment(&record.id)
+                        .await
+                        .ok()
+                        .flatten()
+                        .unwrap_or(record);
+                    let held = self.hold(lease, sent);
+                    let engine = Arc::clone(self);
+                    let started = record.clone();
+                    let handle = tokio::spawn(async move {
+                        engine.run(started, base.recorded, control, held).await
+                    });
+                    return Ok((record, handle));
+                }
+                Err(StoreError::Stale { .. }) => self.unregister(&record.id),
+                Err(error) => {
+                    self.unregister(&record.id);
+                    return Err(error.into());
+                }
+            }
         }
-        let engine = Arc::clone(self);
-        let started = record.clone();
-        let handle = tokio::spawn(async move { engine.run(started, recorded, cancelled).await });
-        Ok((record, handle))
+        Err(EngineError::Conflict(format!(
+            "environment `{}` kept changing while its plan was made; try again",
+            request.environment
+        )))
     }
 
-    /// Asks a deployment this daemon runs to stop and roll back. `false` if it is not running here.
+    /// Asks a deployment this daemon runs to stop and roll back (past its point of no return it completes
+    /// instead). `false` if it is not running here.
     pub fn cancel(&self, deployment: &str) -> bool {
-        let running = self
-            .running
+        self.signal(deployment, Control::Cancel)
+    }
+
+    /// Stops acting for every deployment this daemon runs, before the daemon exits: what their steps started is
+    /// stopped, nothing is undone or finished — the next start (or another daemon) finishes each from its journal.
+    /// Returns the ids it stopped, once they all stopped (or after `patience`).
+    pub async fn shutdown(&self, patience: Duration) -> Vec<String> {
+        self.stopping
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+        let ids: Vec<String> = self.running_ids();
+        for id in &ids {
+            self.signal(
+                id,
+                Control::Halt("the daemon is stopping; the deployment is finished from its journal when a daemon starts again".to_owned()),
+            );
+        }
+        let deadline = Instant::now() + patience;
+        while !self.running_ids().is_empty() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        ids
+    }
+
+    pub(crate) fn stopping(&self) -> bool {
+        self.stopping.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
+    fn running_ids(&self) -> Vec<String> {
+        self.running
             .lock()
-            .map(|r| r.get(deployment).cloned())
-            .ok()
-            .flatten();
-        running.is_some_and(|switch| switch.send(true).is_ok())
+            .map(|r| r.keys().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    /// Tells a deployment this process acts for what to do; `false` if it acts for no such deployment. A halt is
+    /// final: nothing replaces it.
+    pub(crate) fn signal(&self, deployment: &str, control: Control) -> bool {
+        let Ok(running) = self.running.lock() else {
+            return false;
+        };
+        let Some(switch) = running.get(deployment) else {
+            return false;
+        };
+        switch.send_if_modified(|current| {
+            if matches!(current, Control::Halt(_)) || *current == control {
+                return false;
+            }
+            *current = control;
+            true
+        });
+        true
+    }
+
+    /// Marks a deployment as acted for by this process; `None` if it already is.
+    pub(crate) fn try_register(&self, deployment: &str) -> Option<watch::Receiver<Control>> {
+        let mut running = self.running.lock().ok()?;
+        if running.contains_key(deployment) {
+            return None;
+        }
+        let (sender, receiver) = watch::channel(Control::Go);
+        running.insert(deployment.to_owned(), sender);
+        Some(receiver)
+    }
+
+    fn register(&self, deployment: &str) -> watch::Receiver<Control> {
+        self.try_register(deployment)
+            .unwrap_or_else(|| watch::channel(Control::Go).1)
+    }
+
+    pub(crate) fn unregister(&self, deployment: &str) {
+        if let Ok(mut running) = self.running.lock() {
+            running.remove(deployment);
+        }
     }
 
     pub(crate) fn is_running(&self, deployment: &str) -> bool {
@@ -169,179 +319,64 @@ impl Engine {
             .unwrap_or(false)
     }
 
-    pub fn lease_ttl(&self) -> Duration {
-        self.config.lease_ttl
+    /// Keeps `lease` (taken by a request sent at `sent`) while the deployment runs; a lost lease halts it.
+    pub(crate) fn hold(self: &Arc<Self>, lease: Lease, sent: Instant) -> Held {
+        let engine: Weak<Engine> = Arc::downgrade(self);
+        let deployment = lease.deployment.clone();
+        hold(
+            Arc::clone(&self.store),
+            lease,
+            self.config.lease_ttl,
+            sent,
+            move |reason| {
+                if let Some(engine) = engine.upgrade() {
+                    engine.signal(&deployment, Control::Halt(reason));
+                }
+            },
+        )
     }
 
-    pub(crate) fn context(&self, record: &DeploymentRecord, next_seq: i64) -> StepContext {
+    pub(crate) fn context(
+        &self,
+        record: &DeploymentRecord,
+        held: &Held,
+        next_seq: i64,
+        control: watch::Receiver<Control>,
+    ) -> StepContext {
         StepContext {
             runtime: Arc::clone(&self.runtime),
             env: EnvironmentAddress {
                 project: record.project.clone(),
                 environment: record.environment.clone(),
             },
-            journal: Journal::new(Arc::clone(&self.store), &record.id, next_seq),
+            journal: Journal::new(
+                Arc::clone(&self.store),
+                held.lease.clone(),
+                next_seq,
+                self.config.clock,
+            ),
             timeout: self.config.step_timeout,
+            fence: Arc::clone(&held.fence),
+            control,
         }
     }
 
-    async fn run(
-        self: Arc<Self>,
-        record: DeploymentRecord,
-        recorded: Vec<Resource>,
-        cancel: watch::Receiver<bool>,
-    ) -> DeploymentRecord {
-        let context = Arc::new(self.context(&record, 0));
-        let heartbeat = self.keep_lease(&record.id);
-        let outcome = match self.apply_all(&context, &record.plan, cancel).await {
-            Ok(()) => self.commit_or_undo(&context, &record, &recorded).await,
-            Err(reason) => self.undo(&context, &record, reason).await,
-        };
-        heartbeat.abort();
-        self.end(&record, outcome).await
+    /// How long to wait before a deployment that could not finish `attempts` times is tried again.
+    pub(crate) fn retry_in(&self, attempts: i64) -> Duration {
+        let doubled = self
+            .config
+            .retry_delay
+            .saturating_mul(2u32.saturating_pow(attempts.clamp(0, 30) as u32));
+        doubled.min(self.config.max_retry_delay)
     }
+}
 
-    /// Runs the plan's steps, each as soon as the steps it waits for are done, at most `parallelism` at once.
-    /// Stops starting steps at the first failure or a cancel, and lets the running ones end.
-    async fn apply_all(
-        &self,
-        context: &Arc<StepContext>,
-        plan: &Plan,
-        cancel: watch::Receiver<bool>,
-    ) -> Result<(), String> {
-        let total = plan.steps.len();
-        let mut done = vec![false; total];
-        let mut started = vec![false; total];
-        let mut running: JoinSet<(usize, Result<(), String>)> = JoinSet::new();
-        let mut failure: Option<String> = None;
-        let mut watch_cancel = cancel.clone();
-        loop {
-            if failure.is_none() {
-                for step in &plan.steps {
-                    if running.len() >= self.config.parallelism.max(1) {
-                        break;
-                    }
-                    if !started[step.index] && step.after_steps.iter().all(|&d| done[d]) {
-                        started[step.index] = true;
-                        let (context, step, cancel) =
-                            (Arc::clone(context), step.clone(), cancel.clone());
-                        running.spawn(async move {
-                            (step.index, apply_step(&context, &step, cancel).await)
-                        });
-                    }
-                }
-            }
-            if running.is_empty() {
-                break;
-            }
-            tokio::select! {
-                finished = running.join_next() => match finished {
-                    Some(Ok((index, Ok(())))) => done[index] = true,
-                    Some(Ok((_, Err(reason)))) => { failure.get_or_insert(reason); }
-                    Some(Err(error)) => { failure.get_or_insert(format!("a step task ended abnormally: {error}")); }
-                    None => {}
-                },
-                Ok(()) = watch_cancel.changed(), if failure.is_none() => {
-                    if *watch_cancel.borrow() {
-                        failure = Some("cancelled".to_owned());
-                    }
-                }
-            }
-        }
-        // A cancel ends steps with errors of their own; what happened is still the cancel.
-        if *cancel.borrow() {
-            return Err("cancelled".to_owned());
-        }
-        match failure {
-            Some(reason) => Err(reason),
-            None if done.iter().all(|d| *d) => Ok(()),
-            None => {
-                Err("the plan's steps could not all run (a dependency never completed)".to_owned())
-            }
-        }
-    }
-
-    /// Verifies the runtime holds the plan's result; commits it, or undoes everything if it does not.
-    pub(crate) async fn commit_or_undo(
-        &self,
-        context: &StepContext,
-        record: &DeploymentRecord,
-        recorded: &[Resource],
-    ) -> Outcome {
-        let state = record.plan.resulting_state(recorded);
-        match verify(context, &record.plan, &state).await {
-            Ok(()) => Outcome::Committed { state },
-            Err(reason) => self.undo(context, record, reason).await,
-        }
-    }
-
-    /// Rolls back every started step, newest first, as the journal records them.
-    pub(crate) async fn undo(
-        &self,
-        context: &StepContext,
-        record: &DeploymentRecord,
-        reason: String,
-    ) -> Outcome {
-        let _ = self
-            .store
-            .set_status(&record.id, DeploymentStatus::RollingBack, Some(&reason))
-            .await;
-        let journal = match self.store.journal(&record.id).await {
-            Ok(journal) => journal,
-            Err(error) => {
-                return Outcome::Failed {
-                    reason: format!("{reason}; the rollback could not read the journal: {error}"),
-                };
-            }
-        };
-        match compensate(context, &record.plan, &journal).await {
-            Ok(()) => Outcome::RolledBack { reason },
-            Err(undo_error) => Outcome::Failed {
-                reason: format!(
-                    "{reason}; the rollback did not finish ({undo_error}) and is retried when the daemon starts"
-                ),
-            },
-        }
-    }
-
-    pub(crate) async fn end(
-        &self,
-        record: &DeploymentRecord,
-        outcome: Outcome,
-    ) -> DeploymentRecord {
-        if let Ok(mut running) = self.running.lock() {
-            running.remove(&record.id);
-        }
-        if let Err(error) = self
-            .store
-            .finish_deployment(record, &outcome, now_ms())
-            .await
-        {
-            // The journal still holds everything; recovery at the next start finishes the job.
-            eprintln!("deployment {}: cannot record its end: {error}", record.id);
-        }
-        self.store
-            .deployment(&record.id)
-            .await
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| record.clone())
-    }
-
-    fn keep_lease(&self, deployment: &str) -> tokio::task::JoinHandle<()> {
-        let store = Arc::clone(&self.store);
-        let (deployment, holder, ttl) = (
-            deployment.to_owned(),
-            self.holder.clone(),
-            self.config.lease_ttl,
-        );
-        tokio::spawn(async move {
-            loop {
-                tokio::time::sleep(ttl / 3).await;
-                let _ = store
-                    .renew_lease(&deployment, &holder, now_ms() + ttl.as_millis() as i64)
-                    .await;
-            }
-        })
+/// A create or clone makes an environment that does not exist; an update or delete needs one that does.
+fn expect(request: &DeploymentRequest, base: &PlanningBase) -> Result<(), EngineError> {
+    let environment = request.environment.clone();
+    match (request.operation, &base.environment) {
+        (Operation::Create | Operation::Clone, Some(_)) => Err(EngineError::Exists { environment }),
+        (Operation::Update | Operation::Delete, None) => Err(EngineError::Missing { environment }),
+        _ => Ok(()),
     }
 }

@@ -6,15 +6,19 @@
 //!
 //! The engine talks to runtimes only through [`Runtime`]; it knows nothing of HTTP, processes or Kubernetes.
 
+mod abandon;
 mod engine;
 mod ids;
+mod lease;
 mod recording;
 mod recovery;
+mod run;
 mod runtime;
 mod steps;
 
 pub use engine::{DeploymentRequest, Engine, EngineConfig, EngineError};
-pub use recording::{Fault, FaultKind, RecordingRuntime, read_state};
+pub use ids::Clock;
+pub use recording::{Fault, FaultKind, RecordingRuntime, SLOW, read_state};
 pub use runtime::{
     EnvironmentAddress, LogChunk, NoSecrets, Observed, Protection, Runtime, RuntimeError,
     SecretSource, ServiceStatus, StepLog,

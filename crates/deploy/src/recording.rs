@@ -17,6 +17,8 @@ use crate::runtime::{
 pub enum FaultKind {
     /// The operation returns an error.
     Fail,
+    /// This operation and every later one return an error: a runtime that stays broken.
+    FailFrom,
     /// The operation never returns (the engine's step timeout or a cancel ends it).
     Hang,
     /// The operation writes `fault-reached` and waits forever *before* changing anything: the moment to kill
@@ -26,7 +28,12 @@ pub enum FaultKind {
     StopAfter,
     /// Stops dead at the first `observe`: every step is applied and only verification remains.
     StopVerify,
+    /// Writes `fault-reached`, waits [`SLOW`], then makes the change: a step long enough to pause the daemon in.
+    Slow,
 }
+
+/// How long a `slow` operation takes before it acts.
+pub const SLOW: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// A fault at the `at`-th mutating operation (apply or remove), counted from 1 since the runtime was created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -36,20 +43,22 @@ pub struct Fault {
 }
 
 impl Fault {
-    /// `fail@3`, `hang@3`, `stop-before@3`, `stop-after@3`, `stop-verify@1`.
+    /// `fail@3`, `fail-from@3`, `hang@3`, `stop-before@3`, `stop-after@3`, `stop-verify@1`, `slow@3`.
     pub fn parse(text: &str) -> Result<Fault, String> {
         let (kind, at) = text
             .split_once('@')
             .ok_or_else(|| format!("`{text}` is not a fault; write KIND@N, e.g. fail@3"))?;
         let kind = match kind {
             "fail" => FaultKind::Fail,
+            "fail-from" => FaultKind::FailFrom,
             "hang" => FaultKind::Hang,
             "stop-before" => FaultKind::StopBefore,
             "stop-after" => FaultKind::StopAfter,
             "stop-verify" => FaultKind::StopVerify,
+            "slow" => FaultKind::Slow,
             other => {
                 return Err(format!(
-                    "`{other}` is not a fault kind; use fail, hang, stop-before, stop-after or stop-verify"
+                    "`{other}` is not a fault kind; use fail, fail-from, hang, stop-before, stop-after, stop-verify or slow"
                 ));
             }
         };
@@ -113,8 +122,11 @@ impl RecordingRuntime {
         let Some(names) = names.and_then(|n| n.as_object()) else {
             return Ok(());
         };
-        for name in names.keys() {
-            let secret = self.secrets.reveal(env, name).await?;
+        for (name, version) in names {
+            let secret = self
+                .secrets
+                .reveal(env, name, version.as_str().unwrap_or_default())
+                .await?;
             drop(secret);
         }
         if !names.is_empty() {
@@ -130,6 +142,11 @@ impl RecordingRuntime {
     pub fn with_fault(mut self, fault: Option<Fault>) -> Self {
         self.fault = fault;
         self
+    }
+
+    /// Whether a `stop-verify` fault stopped an observation.
+    pub fn verify_reached(&self) -> bool {
+        self.verify_stopped.load(Ordering::SeqCst)
     }
 
     /// How many mutating operations (apply, remove) have begun.
@@ -158,14 +175,14 @@ impl RecordingRuntime {
     /// Counts a mutating operation and plays the fault if it is this one. `Ok(true)` means "stop after the effect".
     async fn count(&self) -> Result<bool, RuntimeError> {
         let n = self.operations.fetch_add(1, Ordering::SeqCst) + 1;
-        let Some(fault) = self
-            .fault
-            .filter(|f| f.at == n && f.kind != FaultKind::StopVerify)
-        else {
+        let Some(fault) = self.fault.filter(|f| {
+            (f.at == n && f.kind != FaultKind::StopVerify)
+                || (f.kind == FaultKind::FailFrom && n >= f.at)
+        }) else {
             return Ok(false);
         };
         match fault.kind {
-            FaultKind::Fail => Err(RuntimeError::new(format!(
+            FaultKind::Fail | FaultKind::FailFrom => Err(RuntimeError::new(format!(
                 "injected failure at operation {n}"
             ))),
             FaultKind::Hang => std::future::pending().await,
@@ -175,6 +192,11 @@ impl RecordingRuntime {
             }
             FaultKind::StopAfter => Ok(true),
             FaultKind::StopVerify => Ok(false),
+            FaultKind::Slow => {
+                self.mark_reached(n);
+                tokio::time::sleep(SLOW).await;
+                Ok(false)
+            }
         }
     }
 
@@ -213,6 +235,11 @@ fn io(error: std::io::Error) -> RuntimeError {
 
 #[async_trait]
 impl Runtime for RecordingRuntime {
+    /// Resources kept on disk can be a directory that several daemons share.
+    fn shared(&self) -> bool {
+        self.dir.is_some()
+    }
+
     async fn apply(
         &self,
         env: &EnvironmentAddress,
@@ -221,6 +248,8 @@ impl Runtime for RecordingRuntime {
     ) -> Result<(), RuntimeError> {
         let stop_after = self.count().await?;
         self.reveal_secrets(env, resource, log).await?;
+        // A daemon that lost its lease while this operation waited changes nothing.
+        log.check_lease()?;
         match &self.dir {
             Some(dir) => {
                 let path = RecordingRuntime::path(dir, env, &resource.id);
@@ -260,6 +289,7 @@ impl Runtime for RecordingRuntime {
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
         let stop_after = self.count().await?;
+        log.check_lease()?;
         match &self.dir {
             Some(dir) => match std::fs::remove_file(RecordingRuntime::path(dir, env, id)) {
                 Ok(()) => {}

@@ -46,13 +46,32 @@ impl RuntimeError {
     }
 }
 
-/// Lines a runtime reports while it works on a step; the engine writes them to the deployment's journal.
+/// Lines a runtime reports while it works on a step; the engine writes them to the deployment's journal. It also
+/// says whether the daemon may still act for the deployment ([`StepLog::check_lease`]).
 #[derive(Clone, Default)]
 pub struct StepLog {
     lines: Arc<Mutex<Vec<String>>>,
+    fence: Option<Arc<crate::lease::Fence>>,
 }
 
 impl StepLog {
+    pub(crate) fn fenced(fence: Arc<crate::lease::Fence>) -> StepLog {
+        StepLog {
+            lines: Arc::default(),
+            fence: Some(fence),
+        }
+    }
+
+    /// An error once this daemon may no longer act for the deployment: another daemon took its lease over, or it
+    /// could not renew the lease in time (the store was unreachable, or the daemon was paused). A runtime calls
+    /// it right before each change it makes, so that a step resumed after a pause changes nothing.
+    pub fn check_lease(&self) -> Result<(), RuntimeError> {
+        match &self.fence {
+            Some(fence) => fence.check().map_err(RuntimeError::new),
+            None => Ok(()),
+        }
+    }
+
     pub fn line(&self, line: impl Into<String>) {
         if let Ok(mut lines) = self.lines.lock() {
             lines.push(line.into());
@@ -137,6 +156,18 @@ pub trait Runtime: Send + Sync {
         )))
     }
 
+    /// Returns once nothing that a step for the environment started is still running after the step was
+    /// abandoned (cancelled, timed out, or its daemon stopped acting): the engine calls it before it undoes the
+    /// step, so that an undo never races a process the step left.
+    async fn settle(&self, _env: &EnvironmentAddress) {}
+
+    /// Whether the environments of this runtime are reachable from every daemon sharing the store (a shared
+    /// directory, a cluster), so that one daemon may finish another's deployments; `false` when they live on the
+    /// machine of the daemon that made them.
+    fn shared(&self) -> bool {
+        false
+    }
+
     /// Stops what the runtime runs on behalf of the daemon, when the daemon stops.
     async fn shutdown(&self) {}
 }
@@ -175,13 +206,15 @@ pub struct LogChunk {
 }
 
 /// Where a runtime gets a secret's value, by the name resources list it under (`project/NAME`,
-/// `service:web/NAME`, `database:db/password`), at the moment it applies a resource.
+/// `service:web/NAME`, `database:db/password`) and the version (fingerprint) the resource names, at the moment it
+/// applies the resource: applying a resource again — a rollback — gets exactly the value it had.
 #[async_trait]
 pub trait SecretSource: Send + Sync {
     async fn reveal(
         &self,
         env: &EnvironmentAddress,
         name: &str,
+        version: &str,
     ) -> Result<preview_secrets::Secret, RuntimeError>;
 }
 
@@ -194,6 +227,7 @@ impl SecretSource for NoSecrets {
         &self,
         _env: &EnvironmentAddress,
         name: &str,
+        _version: &str,
     ) -> Result<preview_secrets::Secret, RuntimeError> {
         Err(RuntimeError::new(format!(
             "secret `{name}` is not available to this runtime"

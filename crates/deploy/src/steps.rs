@@ -1,31 +1,54 @@
 //! Carrying out steps against the runtime, with the journal written before and after each one; undoing them;
-//! and checking that the runtime holds what the plan promised.
+//! and checking that the runtime holds what the plan promised. Every journal write is guarded by the
+//! deployment's lease, and nothing touches the runtime unless its intent was written.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::time::{Duration, Instant};
 
 use preview_plan::{Action, Plan, Resource, Step};
-use preview_store::{JournalEntry, JournalEvent, Phase, Store, StoreError};
+use preview_store::{JournalEntry, JournalEvent, Lease, Phase, Store, StoreError};
 use tokio::sync::watch;
 
-use crate::ids::now_ms;
+use crate::lease::Fence;
 use crate::runtime::{EnvironmentAddress, Runtime, RuntimeError, StepLog};
 
-/// Appends to one deployment's journal, numbering entries in order.
+/// What a running deployment is told from outside.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Control {
+    Go,
+    /// Stop and roll back (before the point of no return).
+    Cancel,
+    /// Stop acting at once, neither undoing nor finishing anything: the daemon lost its lease or is stopping.
+    /// Whoever holds the lease next finishes the deployment from its journal.
+    Halt(String),
+}
+
+/// Appends to one deployment's journal under its lease, numbering entries in order.
 pub(crate) struct Journal {
     store: Arc<Store>,
-    deployment: String,
+    lease: Lease,
     next: AtomicI64,
+    clock: crate::ids::Clock,
 }
 
 impl Journal {
-    pub(crate) fn new(store: Arc<Store>, deployment: &str, next: i64) -> Self {
+    pub(crate) fn new(
+        store: Arc<Store>,
+        lease: Lease,
+        next: i64,
+        clock: crate::ids::Clock,
+    ) -> Self {
         Journal {
             store,
-            deployment: deployment.to_owned(),
+            lease,
             next: AtomicI64::new(next),
+            clock,
         }
+    }
+
+    pub(crate) fn lease(&self) -> &Lease {
+        &self.lease
     }
 
     pub(crate) async fn write(
@@ -36,15 +59,17 @@ impl Journal {
         message: String,
     ) -> Result<(), StoreError> {
         let entry = JournalEntry {
-            deployment: self.deployment.clone(),
+            deployment: self.lease.deployment.clone(),
             seq: self.next.fetch_add(1, Ordering::SeqCst),
             step: step as i64,
+            holder: self.lease.holder.clone(),
+            epoch: self.lease.epoch,
             phase,
             event,
             message,
-            at: now_ms(),
+            at: self.clock.now_ms(),
         };
-        self.store.append_journal(&entry).await
+        self.store.append_journal(&self.lease, &entry).await
     }
 }
 
@@ -54,9 +79,34 @@ pub(crate) struct StepContext {
     pub env: EnvironmentAddress,
     pub journal: Journal,
     pub timeout: Duration,
+    pub fence: Arc<Fence>,
+    pub control: watch::Receiver<Control>,
 }
 
-fn describe(step: &Step) -> String {
+impl StepContext {
+    /// Why the deployment must stop acting now, if it must.
+    pub(crate) fn halted(&self) -> Option<String> {
+        if let Control::Halt(reason) = &*self.control.borrow() {
+            return Some(reason.clone());
+        }
+        self.fence.check().err()
+    }
+
+    pub(crate) fn cancelled(&self) -> bool {
+        *self.control.borrow() == Control::Cancel
+    }
+}
+
+/// How one step ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum StepEnd {
+    Done,
+    Failed(String),
+    Cancelled,
+    Halted(String),
+}
+
+pub(crate) fn describe(step: &Step) -> String {
     let verb = match step.action {
         Action::Create => "create",
         Action::Update => "update",
@@ -67,6 +117,7 @@ fn describe(step: &Step) -> String {
 
 /// The runtime call that performs `step`.
 async fn perform(context: &StepContext, step: &Step, log: &StepLog) -> Result<(), RuntimeError> {
+    log.check_lease()?;
     match (&step.after, &step.before) {
         (Some(after), _) => context.runtime.apply(&context.env, after, log).await,
         (None, Some(before)) => {
@@ -79,13 +130,49 @@ async fn perform(context: &StepContext, step: &Step, log: &StepLog) -> Result<()
     }
 }
 
-/// Runs one step of the plan: intent, the runtime call (bounded by the step timeout, ended by a cancel), result.
-pub(crate) async fn apply_step(
-    context: &StepContext,
-    step: &Step,
-    mut cancel: watch::Receiver<bool>,
-) -> Result<(), String> {
-    context
+/// Resolves when the deployment is told to stop this step: a halt, or (when `cancellable`) a cancel.
+async fn interrupted(mut control: watch::Receiver<Control>, cancellable: bool) -> StepEnd {
+    let stop = control
+        .wait_for(|c| matches!(c, Control::Halt(_)) || (cancellable && *c == Control::Cancel))
+        .await
+        .map(|c| c.clone());
+    match stop {
+        Ok(Control::Halt(reason)) => StepEnd::Halted(reason),
+        Ok(_) => StepEnd::Cancelled,
+        // Nobody can stop it any more.
+        Err(_) => std::future::pending().await,
+    }
+}
+
+/// One runtime call, bounded by the step timeout and ended by a halt (or a cancel, when `cancellable`). When it
+/// is abandoned, whatever it started is stopped before this returns.
+async fn call(context: &StepContext, step: &Step, log: &StepLog, cancellable: bool) -> StepEnd {
+    let end = tokio::select! {
+        result = tokio::time::timeout(context.timeout, perform(context, step, log)) => match result {
+            Ok(Ok(())) => return StepEnd::Done,
+            Ok(Err(error)) => return match context.halted() {
+                Some(reason) => StepEnd::Halted(reason),
+                None => StepEnd::Failed(error.message),
+            },
+            Err(_) => StepEnd::Failed(format!("timed out after {}s", context.timeout.as_secs_f64())),
+        },
+        end = interrupted(context.control.clone(), cancellable) => end,
+    };
+    // The call's future is dropped: its processes are stopped before anything else touches the environment.
+    context.runtime.settle(&context.env).await;
+    end
+}
+
+/// Runs one step of the plan: intent, the runtime call, result. Past the point of no return (`cancellable`
+/// false) a cancel does not stop it.
+pub(crate) async fn apply_step(context: &StepContext, step: &Step, cancellable: bool) -> StepEnd {
+    if let Some(reason) = context.halted() {
+        return StepEnd::Halted(reason);
+    }
+    if cancellable && context.cancelled() {
+        return StepEnd::Cancelled;
+    }
+    match context
         .journal
         .write(
             step.index,
@@ -94,31 +181,27 @@ pub(crate) async fn apply_step(
             describe(step),
         )
         .await
-        .map_err(|e| e.to_string())?;
+    {
+        Ok(()) => {}
+        Err(StoreError::Fenced { .. }) => {
+            return StepEnd::Halted(
+                "the deployment's lease was taken over, so this daemon stopped acting for it"
+                    .to_owned(),
+            );
+        }
+        Err(error) => return StepEnd::Failed(format!("cannot write the journal: {error}")),
+    }
     let started = Instant::now();
-    let log = StepLog::default();
-    let outcome = tokio::select! {
-        result = tokio::time::timeout(context.timeout, perform(context, step, &log)) => match result {
-            Ok(Ok(())) => Ok(()),
-            Ok(Err(error)) => Err(error.message),
-            Err(_) => Err(format!("timed out after {}s", context.timeout.as_secs_f64())),
-        },
-        _ = cancelled(&mut cancel) => Err("cancelled".to_owned()),
-    };
-    finish(context, step, Phase::Apply, &log, started, &outcome).await;
-    outcome.map_err(|reason| {
-        format!(
+    let log = StepLog::fenced(Arc::clone(&context.fence));
+    let end = call(context, step, &log, cancellable).await;
+    finish(context, step, Phase::Apply, &log, started, &end).await;
+    match end {
+        StepEnd::Failed(reason) => StepEnd::Failed(format!(
             "step {} ({}) failed: {reason}",
             step.index + 1,
             describe(step)
-        )
-    })
-}
-
-async fn cancelled(cancel: &mut watch::Receiver<bool>) {
-    // A dropped sender means nobody can cancel any more: wait forever.
-    if cancel.wait_for(|cancelled| *cancelled).await.is_err() {
-        std::future::pending::<()>().await;
+        )),
+        other => other,
     }
 }
 
@@ -128,8 +211,12 @@ async fn finish(
     phase: Phase,
     log: &StepLog,
     started: Instant,
-    outcome: &Result<(), String>,
+    end: &StepEnd,
 ) {
+    if matches!(end, StepEnd::Halted(_)) {
+        // The lease is gone or going: nothing more is written.
+        return;
+    }
     for line in log.take() {
         let _ = context
             .journal
@@ -137,14 +224,18 @@ async fn finish(
             .await;
     }
     let elapsed = started.elapsed().as_millis();
-    let (event, message) = match outcome {
-        Ok(()) => (
+    let (event, message) = match end {
+        StepEnd::Done => (
             JournalEvent::Done,
             format!("{} in {elapsed} ms", describe(step)),
         ),
-        Err(reason) => (
+        StepEnd::Failed(reason) => (
             JournalEvent::Failed,
             format!("{} failed after {elapsed} ms: {reason}", describe(step)),
+        ),
+        StepEnd::Cancelled | StepEnd::Halted(_) => (
+            JournalEvent::Failed,
+            format!("{} failed after {elapsed} ms: cancelled", describe(step)),
         ),
     };
     // A lost result entry is harmless: the intent alone makes recovery undo the step.
@@ -154,13 +245,19 @@ async fn finish(
         .await;
 }
 
+/// Why undoing stopped.
+pub(crate) enum UndoStop {
+    Failed(String),
+    Halted(String),
+}
+
 /// Undoes every step whose intent is in the journal, newest first, with each step's inverse. Idempotent, so it
 /// serves a live rollback and a recovery alike, however far the steps or an earlier rollback got.
 pub(crate) async fn compensate(
     context: &StepContext,
     plan: &Plan,
     journal: &[JournalEntry],
-) -> Result<(), String> {
+) -> Result<(), UndoStop> {
     let mut started: Vec<usize> = Vec::new();
     for entry in journal
         .iter()
@@ -173,13 +270,16 @@ pub(crate) async fn compensate(
     }
     for &index in started.iter().rev() {
         let Some(step) = plan.steps.get(index) else {
-            return Err(format!(
+            return Err(UndoStop::Failed(format!(
                 "the journal names step {} that the plan does not have",
                 index + 1
-            ));
+            )));
         };
         let inverse = step.inverse();
-        let _ = context
+        if let Some(reason) = context.halted() {
+            return Err(UndoStop::Halted(reason));
+        }
+        match context
             .journal
             .write(
                 index,
@@ -187,34 +287,44 @@ pub(crate) async fn compensate(
                 JournalEvent::Intent,
                 format!("undo {}", describe(step)),
             )
-            .await;
+            .await
+        {
+            Ok(()) => {}
+            Err(StoreError::Fenced { .. }) => {
+                return Err(UndoStop::Halted(
+                    "the deployment's lease was taken over, so this daemon stopped acting for it"
+                        .to_owned(),
+                ));
+            }
+            Err(error) => {
+                return Err(UndoStop::Failed(format!(
+                    "cannot write the journal: {error}"
+                )));
+            }
+        }
         let began = Instant::now();
-        let log = StepLog::default();
-        let mut outcome = Err(String::new());
+        let log = StepLog::fenced(Arc::clone(&context.fence));
+        let mut end = StepEnd::Failed(String::new());
         // Undoing must not give up at the first hiccup: an environment left half-undone is the worst outcome.
         for _ in 0..3 {
-            outcome = match tokio::time::timeout(context.timeout, perform(context, &inverse, &log))
-                .await
-            {
-                Ok(Ok(())) => Ok(()),
-                Ok(Err(error)) => Err(error.message),
-                Err(_) => Err(format!(
-                    "timed out after {}s",
-                    context.timeout.as_secs_f64()
-                )),
-            };
-            if outcome.is_ok() {
+            end = call(context, &inverse, &log, false).await;
+            if matches!(end, StepEnd::Done | StepEnd::Halted(_)) {
                 break;
             }
         }
-        finish(context, &inverse, Phase::Compensate, &log, began, &outcome).await;
-        outcome.map_err(|reason| {
-            format!(
-                "undoing step {} ({}) failed: {reason}",
-                index + 1,
-                describe(step)
-            )
-        })?;
+        finish(context, &inverse, Phase::Compensate, &log, began, &end).await;
+        match end {
+            StepEnd::Done => {}
+            StepEnd::Halted(reason) => return Err(UndoStop::Halted(reason)),
+            StepEnd::Cancelled => return Err(UndoStop::Failed("cancelled".to_owned())),
+            StepEnd::Failed(reason) => {
+                return Err(UndoStop::Failed(format!(
+                    "undoing step {} ({}) failed: {reason}",
+                    index + 1,
+                    describe(step)
+                )));
+            }
+        }
     }
     Ok(())
 }

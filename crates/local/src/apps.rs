@@ -34,6 +34,8 @@ struct Workload {
     command: Option<String>,
     health: Option<Health>,
     variables: Vec<(String, Value)>,
+    /// The version (fingerprint) of each secret its variables name.
+    secret_versions: serde_json::Map<String, Value>,
     source: Option<BuildRequest>,
     /// What its own cgroup allows (`resources` of an app; a job has only the default task limit).
     limits: CgroupLimits,
@@ -118,6 +120,7 @@ impl Workload {
             command: text(&c[command_key]),
             health,
             variables,
+            secret_versions: c["secrets"].as_object().cloned().unwrap_or_default(),
             source,
             limits: limits(&c["resources"]),
         }
@@ -241,7 +244,14 @@ impl LocalRuntime {
                         if let Some(plain) = part["text"].as_str() {
                             text.push_str(plain);
                         } else if let Some(secret) = part["secret"].as_str() {
-                            text.push_str(self.secrets.reveal(env, secret).await?.expose());
+                            let version = workload
+                                .secret_versions
+                                .get(secret)
+                                .and_then(Value::as_str)
+                                .unwrap_or_default();
+                            text.push_str(
+                                self.secrets.reveal(env, secret, version).await?.expose(),
+                            );
                         }
                     }
                     Secret::new(text)

@@ -101,14 +101,26 @@ impl LocalRuntime {
             .unwrap_or_default()
             .to_owned();
         let access = &record.content["access"];
+        let version = |credential: &serde_json::Value| {
+            credential["version"]
+                .as_str()
+                .unwrap_or_default()
+                .to_owned()
+        };
         let access = if let Some(token) = access["token"]["name"].as_str() {
-            let token = self.secrets.reveal(env, token).await?;
+            let token = self
+                .secrets
+                .reveal(env, token, &version(&access["token"]))
+                .await?;
             Some(Access::Token {
                 digest: digest(token.expose()),
             })
         } else if let Some(password) = access["basic_auth"]["password"]["name"].as_str() {
             let user = access["basic_auth"]["user"].as_str().unwrap_or_default();
-            let password = self.secrets.reveal(env, password).await?;
+            let password = self
+                .secrets
+                .reveal(env, password, &version(&access["basic_auth"]["password"]))
+                .await?;
             Some(Access::Basic {
                 digest: digest(&basic_credentials(user, password.expose())),
             })

@@ -62,6 +62,31 @@ pub fn desired_state(
     resources
 }
 
+/// Every secret version a resource names, as (name, fingerprint): what must be kept while the resource is
+/// recorded or planned, so that applying it again gets exactly the values it had.
+pub fn secret_versions_of(resource: &Resource) -> Vec<(String, String)> {
+    let content = &resource.content;
+    let mut found: Vec<(String, String)> = ["secrets", "names"]
+        .iter()
+        .filter_map(|key| content[*key].as_object())
+        .flat_map(|map| {
+            map.iter()
+                .filter_map(|(name, version)| Some((name.clone(), version.as_str()?.to_owned())))
+        })
+        .collect();
+    for credential in [
+        &content["access"]["token"],
+        &content["access"]["basic_auth"]["password"],
+    ] {
+        if let (Some(name), Some(version)) =
+            (credential["name"].as_str(), credential["version"].as_str())
+        {
+            found.push((name.to_owned(), version.to_owned()));
+        }
+    }
+    found
+}
+
 /// `project/NAME`, `service:web/NAME`, `database:db/password`: how a secret is named in resources and plans.
 pub fn secret_name(secret: &SecretRef) -> String {
     match secret {

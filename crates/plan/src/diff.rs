@@ -34,6 +34,16 @@ pub struct Step {
 }
 
 impl Step {
+    /// Whether this step (or undoing it) cannot be undone exactly: removing a space takes its data and its
+    /// ports (a new one gets others), removing a database its data, and a job runs when it is applied — also
+    /// when undoing the removal of one would apply it again.
+    pub fn is_irreversible(&self) -> bool {
+        matches!(
+            (self.action, self.kind),
+            (Action::Delete, ResourceKind::Space | ResourceKind::Database) | (_, ResourceKind::Job)
+        )
+    }
+
     /// The step that undoes this one: delete what was created, restore what was updated or deleted.
     pub fn inverse(&self) -> Step {
         let action = match self.action {
@@ -57,6 +67,11 @@ impl Step {
 pub struct Plan {
     pub environment: String,
     pub steps: Vec<Step>,
+    /// The index of the first step that cannot be undone exactly, when there is one. Every step before it can be
+    /// rolled back; it and every later step wait for all of those, and once one of them has begun the deployment
+    /// rolls forward — retrying — instead of back.
+    #[serde(default)]
+    pub point_of_no_return: Option<usize>,
 }
 
 impl Plan {
@@ -154,9 +169,54 @@ pub fn plan_deployment(environment: &str, desired: &[Resource], recorded: &[Reso
             after_steps,
         });
     }
-    Plan {
+    with_point_of_no_return(Plan {
         environment: environment.to_owned(),
         steps,
+        point_of_no_return: None,
+    })
+}
+
+/// Moves every step that cannot be undone, and every step that waits for one, after all the others, each waiting
+/// for all of those: a failure before the point rolls everything back, and nothing irreversible has happened yet.
+fn with_point_of_no_return(plan: Plan) -> Plan {
+    let mut after_point = vec![false; plan.steps.len()];
+    // Steps only wait for earlier ones, so one pass in order sees every dependency's mark first.
+    for step in &plan.steps {
+        after_point[step.index] =
+            step.is_irreversible() || step.after_steps.iter().any(|&d| after_point[d]);
+    }
+    if !after_point.contains(&true) {
+        return plan;
+    }
+    let (before, after): (Vec<Step>, Vec<Step>) = plan
+        .steps
+        .into_iter()
+        .partition(|step| !after_point[step.index]);
+    let point = before.len();
+    let mut renumbered = vec![0; after_point.len()];
+    for (index, step) in before.iter().chain(&after).enumerate() {
+        renumbered[step.index] = index;
+    }
+    let steps = before
+        .into_iter()
+        .chain(after)
+        .enumerate()
+        .map(|(index, mut step)| {
+            step.index = index;
+            let mut waits: Vec<usize> = step.after_steps.iter().map(|&d| renumbered[d]).collect();
+            if index >= point {
+                waits.extend(0..point);
+            }
+            waits.sort_unstable();
+            waits.dedup();
+            step.after_steps = waits;
+            step
+        })
+        .collect();
+    Plan {
+        environment: plan.environment,
+        steps,
+        point_of_no_return: Some(point),
     }
 }
 

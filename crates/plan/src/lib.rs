@@ -9,7 +9,7 @@ mod diff;
 mod render;
 mod resource;
 
-pub use desired::{SecretVersions, desired_state, secret_name};
+pub use desired::{SecretVersions, desired_state, secret_name, secret_versions_of};
 pub use diff::{Action, Plan, Step, plan_deployment};
 pub use render::render_plan;
 pub use resource::{Resource, ResourceKind};

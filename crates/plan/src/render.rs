@@ -31,6 +31,11 @@ pub fn render_plan(plan: &Plan) -> String {
         parts.join(", ")
     );
     for step in &plan.steps {
+        if plan.point_of_no_return == Some(step.index) {
+            out.push_str(
+                "      -- point of no return: the steps below cannot be undone exactly; once one has begun, a failure is retried until the deployment completes\n",
+            );
+        }
         out.push_str(&render_step(step));
     }
     out

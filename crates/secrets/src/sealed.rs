@@ -144,6 +144,12 @@ impl MasterKey {
         Secret::new(crate::hex::encode(&tag.as_ref()[..24]))
     }
 
+    /// A short name for this key, stored with every value it seals: it tells which key a value needs without
+    /// saying anything about the key.
+    pub fn id(&self) -> String {
+        crate::hex::encode(&self.derive(b"key id")[..8])
+    }
+
     /// A sealed marker that proves, later, that a key is the one the store was written with.
     pub fn key_check(&self) -> Result<Sealed, SecretError> {
         self.seal(&KEY_CHECK, &Secret::new(KEY_CHECK_TEXT.to_owned()))

@@ -101,6 +101,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/v1/deployments/{id}", get(deployments::show))
         .route("/v1/deployments/{id}/logs", get(deployments::logs))
         .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
+        .route("/v1/deployments/{id}/abandon", post(deployments::abandon))
         .fallback(|| async {
             ApiError::NotFound("no such API route; the routes start with /v1/".to_owned())
         })

@@ -84,7 +84,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let _one = hold_data_dir(&config.data_dir)?;
     make_files_private(&config.data_dir)?;
     let store = Arc::new(open_store(&config).await?);
-    let holder = daemon_identity(&config.data_dir)?;
+    let daemon = daemon_identity(&config.data_dir)?;
     // A wrong master key stops the daemon here, before recovery or any request can write anything.
     let vault = Arc::new(crate::vault::Vault::open(&config.data_dir, Arc::clone(&store)).await?);
     let mut gateway = None;
@@ -116,13 +116,18 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let engine = Engine::new(
         Arc::clone(&store),
         Arc::clone(&runtime),
-        &holder,
+        &daemon,
         EngineConfig {
             step_timeout: config.step_timeout,
             lease_ttl: config.lease_ttl,
+            clock: test_clock()?,
             ..EngineConfig::default()
         },
     );
+    log(&format!(
+        "daemon `{daemon}`, acting as `{}`",
+        engine.holder()
+    ));
     let recovered = engine
         .recover()
         .await
@@ -135,6 +140,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     }
 
     sweep_orphans(Arc::clone(&engine));
+    prune_secret_values(Arc::clone(&store), Arc::clone(&vault));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
         .await
@@ -162,13 +168,38 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         "listening on http://{address}; client config in {}",
         client_config_path(&config.data_dir).display()
     ));
+    let engine = Arc::clone(&state.engine);
     let served = axum::serve(listener, router(state))
         .with_graceful_shutdown(shutdown_signal())
         .await
         .map_err(|e| e.to_string());
+    // What running deployments' steps started stops with them; each is finished from its journal at the next
+    // start.
+    for id in engine.shutdown(Duration::from_secs(60)).await {
+        log(&format!(
+            "stopped acting for deployment {id}; it is finished from its journal when the daemon starts again"
+        ));
+    }
     // Apps do not outlive the daemon: a restarted daemon starts them again from its records.
     runtime.shutdown().await;
     served
+}
+
+/// The daemon's wall clock, moved by `PREVIEW_TEST_CLOCK_OFFSET_MS` — for tests that run a daemon whose clock is
+/// wrong; leases never depend on it.
+fn test_clock() -> Result<preview_deploy::Clock, String> {
+    let offset_ms = match std::env::var("PREVIEW_TEST_CLOCK_OFFSET_MS") {
+        Ok(text) => text.trim().parse().map_err(|_| {
+            format!("PREVIEW_TEST_CLOCK_OFFSET_MS: `{text}` is not a number of milliseconds")
+        })?,
+        Err(_) => 0,
+    };
+    if offset_ms != 0 {
+        log(&format!(
+            "this daemon's clock is moved by {offset_ms} ms (PREVIEW_TEST_CLOCK_OFFSET_MS)"
+        ));
+    }
+    Ok(preview_deploy::Clock { offset_ms })
 }
 
 /// Opens the local runtime (stopping what an earlier run left, starting recorded apps again) and the gateway in
@@ -311,6 +342,18 @@ fn renew_certificates(runtime: Arc<LocalRuntime>) {
     });
 }
 
+/// Drops, every hour, secret values that nothing needs any more (secret writes prune their own project too).
+fn prune_secret_values(store: Arc<Store>, vault: Arc<crate::vault::Vault>) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(Duration::from_secs(3600)).await;
+            for project in store.projects().await.unwrap_or_default() {
+                vault.prune(&project.name).await;
+            }
+        }
+    });
+}
+
 /// Takes over, now and then, the deployments of daemons that died while sharing this store.
 fn sweep_orphans(engine: Arc<Engine>) {
     tokio::spawn(async move {
@@ -320,7 +363,7 @@ fn sweep_orphans(engine: Arc<Engine>) {
                 Ok(recovered) => {
                     for deployment in recovered {
                         log(&format!(
-                            "took over deployment {} of `{}` from a daemon that is gone: {}",
+                            "recovered deployment {} of `{}`: {}",
                             deployment.id, deployment.environment, deployment.status
                         ));
                     }

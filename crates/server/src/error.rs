@@ -56,7 +56,13 @@ impl From<StoreError> for ApiError {
 impl From<EngineError> for ApiError {
     fn from(error: EngineError) -> Self {
         match error {
-            busy @ EngineError::Busy { .. } => ApiError::Conflict(busy.to_string()),
+            conflict @ (EngineError::Busy { .. }
+            | EngineError::Exists { .. }
+            | EngineError::Owned { .. }
+            | EngineError::Conflict(_)) => ApiError::Conflict(conflict.to_string()),
+            missing @ (EngineError::Missing { .. } | EngineError::NotFound(_)) => {
+                ApiError::NotFound(missing.to_string())
+            }
             EngineError::Store(error) => error.into(),
         }
     }

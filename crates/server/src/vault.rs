@@ -1,5 +1,10 @@
 //! The daemon's secrets: the master key (checked against the store before anything is written), sealing values
-//! set through the API, revealing them to a runtime at apply time, and rotating the key.
+//! set through the API, revealing the version a resource names to a runtime at apply time, and rotating the key.
+//!
+//! Every sealed value carries the id of the key that sealed it, and the store takes a value only under its
+//! current key: a rotation and secret writes never interleave into a value sealed under a key that is gone. A
+//! daemon sharing the store with one that rotated the key notices it at its next use of a secret, reads its key
+//! file again, and says plainly what it needs when the new key is not there.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -8,14 +13,19 @@ use async_trait::async_trait;
 use preview_deploy::{EnvironmentAddress, RuntimeError, SecretSource};
 use preview_plan::SecretVersions;
 use preview_secrets::{KeySource, MasterKey, Sealed, Secret, Slot};
-use preview_store::{SecretRecord, Store};
+use preview_store::{SealedVersion, SecretRecord, Store, StoreError};
 
 const KEY_CHECK: &str = "secrets_key_check";
+
+/// How long a secret's replaced value is kept at least, for deployments planned just before the change.
+const VERSION_GRACE_MS: i64 = 10 * 60 * 1000;
 
 pub(crate) struct Vault {
     store: Arc<Store>,
     key: RwLock<Arc<MasterKey>>,
     key_file: PathBuf,
+    /// Held while this daemon rotates the key: a second rotation is refused, not queued.
+    rotating: tokio::sync::Mutex<()>,
 }
 
 impl Vault {
@@ -44,10 +54,16 @@ impl Vault {
                 key
             }
         };
+        // Values sealed before keys had ids were sealed with the key that opens the check.
+        store
+            .adopt_key_id(&key.id())
+            .await
+            .map_err(|e| e.to_string())?;
         Ok(Vault {
             store,
             key: RwLock::new(Arc::new(key)),
             key_file,
+            rotating: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -58,8 +74,44 @@ impl Vault {
             .unwrap_or_else(|poisoned| Arc::clone(&poisoned.into_inner()))
     }
 
-    /// Seals `value` for its slot; the record holds no value.
-    pub(crate) fn seal(
+    fn replace_key(&self, key: MasterKey) -> Arc<MasterKey> {
+        let key = Arc::new(key);
+        if let Ok(mut current) = self.key.write() {
+            *current = Arc::clone(&key);
+        }
+        key
+    }
+
+    /// The key with id `key_id`: this daemon's, or — after another daemon rotated it — the one its key file (or
+    /// `PREVIEW_MASTER_KEY`) holds now.
+    fn key_with_id(&self, key_id: &str) -> Result<Arc<MasterKey>, String> {
+        let key = self.key();
+        if key.id() == key_id {
+            return Ok(key);
+        }
+        if let Ok(again) = MasterKey::load(&self.key_file)
+            && again.id() == key_id
+        {
+            return Ok(self.replace_key(again));
+        }
+        Err(format!(
+            "the master key was rotated (the store's secrets are sealed with key `{key_id}`, this daemon has key `{}`); give this daemon the new key — in {} or PREVIEW_MASTER_KEY — and it is used from the next request on",
+            key.id(),
+            self.key_file.display()
+        ))
+    }
+
+    /// The store's key, as this daemon has it.
+    async fn current_key(&self) -> Result<Arc<MasterKey>, String> {
+        match self.store.key_id().await.map_err(|e| e.to_string())? {
+            Some(key_id) => self.key_with_id(&key_id),
+            None => Ok(self.key()),
+        }
+    }
+
+    /// Seals `value` for its slot and makes it the secret's current value; earlier values are kept while a
+    /// recorded state or an unfinished deployment names them. The record holds no value.
+    pub(crate) async fn set(
         &self,
         project: &str,
         scope: &str,
@@ -68,26 +120,72 @@ impl Vault {
         previews: &str,
         now: i64,
     ) -> Result<SecretRecord, String> {
-        let key = self.key();
-        let slot = Slot {
-            project,
-            scope,
-            name,
-        };
-        let sealed = key.seal(&slot, value).map_err(|e| e.to_string())?;
-        Ok(SecretRecord {
-            project: project.to_owned(),
-            scope: scope.to_owned(),
-            name: name.to_owned(),
-            nonce: sealed.nonce,
-            ciphertext: sealed.ciphertext,
-            fingerprint: key.fingerprint(&slot, value),
-            previews: previews.to_owned(),
-            updated_at: now,
-        })
+        // A rotation committed between sealing and storing makes the store refuse: seal again with the new key.
+        for _ in 0..3 {
+            let key = self.current_key().await?;
+            let slot = Slot {
+                project,
+                scope,
+                name,
+            };
+            let sealed = key.seal(&slot, value).map_err(|e| e.to_string())?;
+            let record = SecretRecord {
+                project: project.to_owned(),
+                scope: scope.to_owned(),
+                name: name.to_owned(),
+                fingerprint: key.fingerprint(&slot, value),
+                previews: previews.to_owned(),
+                updated_at: now,
+            };
+            let version = SealedVersion {
+                project: project.to_owned(),
+                scope: scope.to_owned(),
+                name: name.to_owned(),
+                fingerprint: record.fingerprint.clone(),
+                nonce: sealed.nonce,
+                ciphertext: sealed.ciphertext,
+                key_id: key.id(),
+            };
+            match self.store.put_secret(&record, &version).await {
+                Ok(()) => {
+                    self.prune(project).await;
+                    return Ok(record);
+                }
+                Err(StoreError::KeyRotated { .. }) => continue,
+                Err(error) => return Err(error.to_string()),
+            }
+        }
+        Err("the master key kept changing while the secret was written; try again".to_owned())
     }
 
-    /// Each secret's fingerprint under the name resources use, for the project.
+    /// Unsets a secret; `false` if there was none.
+    pub(crate) async fn unset(
+        &self,
+        project: &str,
+        scope: &str,
+        name: &str,
+    ) -> Result<bool, String> {
+        let removed = self
+            .store
+            .delete_secret(project, scope, name)
+            .await
+            .map_err(|e| e.to_string())?;
+        self.prune(project).await;
+        Ok(removed)
+    }
+
+    /// Drops the project's old secret values nothing needs any more. A failure only delays it.
+    pub(crate) async fn prune(&self, project: &str) {
+        if let Err(error) = self
+            .store
+            .prune_secret_versions(project, VERSION_GRACE_MS)
+            .await
+        {
+            eprintln!("preview daemon: cannot prune old secret values of `{project}`: {error}");
+        }
+    }
+
+    /// Each secret's current fingerprint under the name resources use, for the project.
     pub(crate) async fn versions(&self, project: &str) -> Result<SecretVersions, String> {
         let records = self
             .store
@@ -100,57 +198,92 @@ impl Vault {
             .collect())
     }
 
-    /// Re-seals every secret under a new key in one store transaction. The new key is written to
+    /// Re-seals every value of every secret under a new key in one store transaction. The new key is written to
     /// `master.key.new` first and moved over `master.key` after the commit; a crash in between is repaired at
-    /// the next start by whichever key opens the store's key check.
+    /// the next start by whichever key opens the store's key check. Refused while another rotation runs, here
+    /// or in a daemon sharing the store.
     pub(crate) async fn rotate(&self) -> Result<usize, String> {
-        let old = self.key();
-        if *old.source() == KeySource::Environment {
+        let _rotating = self
+            .rotating
+            .try_lock()
+            .map_err(|_| "a key rotation is already running; wait for it to end".to_owned())?;
+        if *self.key().source() == KeySource::Environment {
             return Err(format!(
                 "the master key comes from {}; rotation writes a key file, so unset it and keep the key in {} instead",
                 preview_secrets::KEY_ENV,
                 self.key_file.display()
             ));
         }
-        let new = MasterKey::generate().map_err(|e| e.to_string())?;
-        let mut resealed = Vec::new();
-        for record in self.store.secrets(None).await.map_err(|e| e.to_string())? {
-            let slot = Slot {
-                project: &record.project,
-                scope: &record.scope,
-                name: &record.name,
-            };
-            let sealed = Sealed {
-                nonce: record.nonce.clone(),
-                ciphertext: record.ciphertext.clone(),
-            };
-            let value = old.open(&slot, &sealed).map_err(|e| e.to_string())?;
-            let again = new.seal(&slot, &value).map_err(|e| e.to_string())?;
-            // The fingerprint names the value's version; the value did not change, so neither does it.
-            resealed.push(SecretRecord {
-                nonce: again.nonce,
-                ciphertext: again.ciphertext,
-                ..record
-            });
+        // A secret written while the values were read makes the store refuse: read them again.
+        for _ in 0..5 {
+            let old = self.current_key().await?;
+            let new = MasterKey::generate().map_err(|e| e.to_string())?;
+            let mut resealed = Vec::new();
+            for version in self
+                .store
+                .secret_versions()
+                .await
+                .map_err(|e| e.to_string())?
+            {
+                let slot = Slot {
+                    project: &version.project,
+                    scope: &version.scope,
+                    name: &version.name,
+                };
+                let sealed = Sealed {
+                    nonce: version.nonce.clone(),
+                    ciphertext: version.ciphertext.clone(),
+                };
+                let value = self
+                    .key_with_id(&version.key_id)?
+                    .open(&slot, &sealed)
+                    .map_err(|e| e.to_string())?;
+                let again = new.seal(&slot, &value).map_err(|e| e.to_string())?;
+                // The fingerprint names the value's version; the value did not change, so neither does it.
+                resealed.push(SealedVersion {
+                    nonce: again.nonce,
+                    ciphertext: again.ciphertext,
+                    key_id: new.id(),
+                    ..version
+                });
+            }
+            let pending = pending_file(&self.key_file);
+            new.write(&pending).map_err(|e| e.to_string())?;
+            let check = new.key_check().map_err(|e| e.to_string())?;
+            match self
+                .store
+                .rotate_secrets(
+                    &resealed,
+                    &old.id(),
+                    &new.id(),
+                    (KEY_CHECK, &check.to_text()),
+                )
+                .await
+            {
+                Ok(()) => {
+                    std::fs::rename(&pending, &self.key_file)
+                        .map_err(|e| format!("cannot move the new key into place: {e}"))?;
+                    let loaded = MasterKey::load(&self.key_file).map_err(|e| e.to_string())?;
+                    self.replace_key(loaded);
+                    return Ok(resealed.len());
+                }
+                Err(StoreError::SecretsChanged) => {
+                    let _ = std::fs::remove_file(&pending);
+                }
+                Err(StoreError::KeyRotated { .. }) => {
+                    let _ = std::fs::remove_file(&pending);
+                    return Err(
+                        "another daemon sharing the store rotated the key meanwhile; this rotation was not made"
+                            .to_owned(),
+                    );
+                }
+                Err(error) => {
+                    let _ = std::fs::remove_file(&pending);
+                    return Err(error.to_string());
+                }
+            }
         }
-        let pending = pending_file(&self.key_file);
-        new.write(&pending).map_err(|e| e.to_string())?;
-        let check = new.key_check().map_err(|e| e.to_string())?;
-        if let Err(error) = self
-            .store
-            .rotate_secrets(&resealed, KEY_CHECK, &check.to_text())
-            .await
-        {
-            let _ = std::fs::remove_file(&pending);
-            return Err(error.to_string());
-        }
-        std::fs::rename(&pending, &self.key_file)
-            .map_err(|e| format!("cannot move the new key into place: {e}"))?;
-        let loaded = MasterKey::load(&self.key_file).map_err(|e| e.to_string())?;
-        if let Ok(mut key) = self.key.write() {
-            *key = Arc::new(loaded);
-        }
-        Ok(resealed.len())
+        Err("secrets kept changing while the key was rotated; try again".to_owned())
     }
 }
 
@@ -181,7 +314,12 @@ fn recover_rotation(key_file: &Path, check: &Sealed) -> Result<Option<MasterKey>
 
 #[async_trait]
 impl SecretSource for Vault {
-    async fn reveal(&self, env: &EnvironmentAddress, name: &str) -> Result<Secret, RuntimeError> {
+    async fn reveal(
+        &self,
+        env: &EnvironmentAddress,
+        name: &str,
+        version: &str,
+    ) -> Result<Secret, RuntimeError> {
         let (scope, secret) = name
             .rsplit_once('/')
             .ok_or_else(|| RuntimeError::new(format!("`{name}` is not a secret name")))?;
@@ -191,27 +329,30 @@ impl SecretSource for Vault {
                 env.project, env.environment
             )));
         }
-        let records = self
+        let sealed = self
             .store
-            .secrets(Some(&env.project))
+            .secret_version(&env.project, scope, secret, version)
             .await
-            .map_err(|e| RuntimeError::new(e.to_string()))?;
-        let record = records.iter().find(|r| r.scope == scope && r.name == secret).ok_or_else(|| {
-            RuntimeError::new(format!(
-                "secret `{secret}` at {scope} has no value; set it with `preview secret set {secret} --scope {scope}`"
-            ))
-        })?;
+            .map_err(|e| RuntimeError::new(e.to_string()))?
+            .ok_or_else(|| {
+                RuntimeError::new(format!(
+                    "secret `{secret}` at {scope} has no value with version {version} (it was unset or replaced, and that value was dropped); set it with `preview secret set {secret} --scope {scope}` and deploy again"
+                ))
+            })?;
         let slot = Slot {
             project: &env.project,
             scope,
             name: secret,
         };
-        let sealed = Sealed {
-            nonce: record.nonce.clone(),
-            ciphertext: record.ciphertext.clone(),
-        };
-        self.key()
-            .open(&slot, &sealed)
+        self.key_with_id(&sealed.key_id)
+            .map_err(RuntimeError::new)?
+            .open(
+                &slot,
+                &Sealed {
+                    nonce: sealed.nonce,
+                    ciphertext: sealed.ciphertext,
+                },
+            )
             .map_err(|e| RuntimeError::new(e.to_string()))
     }
 }

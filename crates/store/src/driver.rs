@@ -77,6 +77,9 @@ pub enum DriverError {
 /// Statements use `$1`, `$2`, … placeholders, numbered in order of first use, which both SQLite and PostgreSQL read.
 #[async_trait]
 pub trait Driver: Send + Sync {
+    /// An SQL expression for the store's own clock, in milliseconds since the Unix epoch: leases expire by it,
+    /// so that daemons whose clocks disagree still agree on who holds one.
+    fn now_sql(&self) -> &'static str;
     async fn query(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>, DriverError>;
     async fn transaction(&self, statements: Vec<Statement>) -> Result<(), DriverError>;
 }

@@ -5,12 +5,16 @@
 //! file ([`Store::open_sqlite`]) or a PostgreSQL server ([`Store::open_postgres`]) that several daemons can share.
 //! Migrations are embedded and run on open. This crate knows nothing of HTTP, runtimes or how deployments run.
 
+mod deployments;
 pub mod driver;
 mod postgres;
 mod records;
+mod rows;
 mod schema;
+mod secrets;
 mod sqlite;
 mod store;
 
+pub use deployments::{StartTerms, TakeOverTerms};
 pub use records::*;
 pub use store::{Store, StoreError};

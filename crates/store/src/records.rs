@@ -23,6 +23,20 @@ pub struct EnvironmentRecord {
     /// For a clone: the environment it was cloned from. `None` for an environment declared in the spec.
     pub based_on: Option<String>,
     pub created_at: i64,
+    /// The daemon whose machine runs it, for runtimes whose environments live on one machine (the local runtime);
+    /// `None` where any daemon sharing the store may act on it.
+    pub owner: Option<String>,
+}
+
+/// An environment an operator must look at: a deployment of it was abandoned and may have left resources.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttentionRecord {
+    pub project: String,
+    pub environment: String,
+    pub deployment: String,
+    /// What happened and what may be left.
+    pub note: String,
+    pub at: i64,
 }
 
 /// Declares an enum stored as snake_case text, with its conversions.
@@ -62,8 +76,11 @@ stored_enum!(
         RollingBack => "rolling_back",
         Committed => "committed",
         RolledBack => "rolled_back",
-        /// The rollback itself could not finish; it is retried when the daemon starts.
+        /// It could not finish — its rollback, or past its point of no return its roll-forward; retried with
+        /// growing delays until it does, or until an operator abandons it.
         Failed => "failed",
+        /// An operator gave up on it (`preview deployment abandon`); its environment needs attention.
+        Abandoned => "abandoned",
     }
 );
 
@@ -71,7 +88,9 @@ impl DeploymentStatus {
     pub fn is_finished(self) -> bool {
         matches!(
             self,
-            DeploymentStatus::Committed | DeploymentStatus::RolledBack
+            DeploymentStatus::Committed
+                | DeploymentStatus::RolledBack
+                | DeploymentStatus::Abandoned
         )
     }
 }
@@ -100,13 +119,47 @@ pub struct DeploymentRecord {
     pub operation: Operation,
     pub based_on: Option<String>,
     pub status: DeploymentStatus,
-    /// Why it was rolled back or failed.
+    /// Why it was rolled back or failed: the first failure, kept as it was through every retry.
     pub reason: Option<String>,
     pub plan: Plan,
-    /// The daemon running it.
+    /// Who runs it: a daemon's id and the nonce of that daemon's start (`daemon-…/…`).
     pub holder: String,
+    /// For machine-local runtimes, the daemon whose machine it acts on; only that daemon may recover it.
+    pub owner: Option<String>,
+    /// How often finishing it was tried and failed, and the latest error (status `failed`).
+    pub attempts: i64,
+    pub last_error: Option<String>,
+    /// Not retried before this time (store clock, ms).
+    pub retry_at: Option<i64>,
     pub created_at: i64,
     pub finished_at: Option<i64>,
+}
+
+/// A deployment's hold on its environment: the fencing token every write of its holder is checked against.
+/// Another daemon taking the deployment over raises the epoch, after which the old holder's writes are refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub deployment: String,
+    pub holder: String,
+    pub epoch: i64,
+}
+
+/// Who holds a deployment's lease now, as the store sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeaseState {
+    pub holder: String,
+    pub epoch: i64,
+    /// By the store's clock.
+    pub expired: bool,
+}
+
+/// What a plan is made from: the environment's committed revision, its record and its recorded state, read in
+/// that order so that a commit in between shows as a newer revision when the deployment starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PlanningBase {
+    pub revision: i64,
+    pub environment: Option<EnvironmentRecord>,
+    pub recorded: Vec<Resource>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -114,6 +167,9 @@ pub struct JournalEntry {
     pub deployment: String,
     /// Order within the deployment, from 0.
     pub seq: i64,
+    /// Who wrote it, under which epoch of the lease.
+    pub holder: String,
+    pub epoch: i64,
     /// The plan step it is about.
     pub step: i64,
     pub phase: Phase,
@@ -130,8 +186,13 @@ pub enum Outcome {
     Committed { state: Vec<Resource> },
     /// Every applied step was undone: the recorded state is unchanged.
     RolledBack { reason: String },
-    /// The rollback could not finish; the lease is kept so that nothing else touches the environment.
-    Failed { reason: String },
+    /// It could not finish (rollback, or roll-forward past the point of no return): the lease is kept so that
+    /// nothing else touches the environment, and finishing is tried again after `retry_in_ms`.
+    Failed {
+        reason: String,
+        error: String,
+        retry_in_ms: i64,
+    },
 }
 
 /// A plain variable set through the CLI or API. `scope` is written as the CLI takes it (`project`,
@@ -145,16 +206,28 @@ pub struct VariableRecord {
     pub updated_at: i64,
 }
 
-/// A sealed secret: only its ciphertext, nonce and keyed fingerprint are stored, never its value.
+/// A secret as it is now: which version (fingerprint) is current, and its preview policy. Its value is in a
+/// [`SealedVersion`], sealed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SecretRecord {
     pub project: String,
     pub scope: String,
     pub name: String,
-    pub nonce: Vec<u8>,
-    pub ciphertext: Vec<u8>,
     pub fingerprint: String,
     /// `share`, `withhold`, or `substitute:VARIABLE`.
     pub previews: String,
     pub updated_at: i64,
+}
+
+/// One value a secret had or has: only its ciphertext, nonce and keyed fingerprint are stored, never the value,
+/// with the id of the master key that sealed it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SealedVersion {
+    pub project: String,
+    pub scope: String,
+    pub name: String,
+    pub fingerprint: String,
+    pub nonce: Vec<u8>,
+    pub ciphertext: Vec<u8>,
+    pub key_id: String,
 }

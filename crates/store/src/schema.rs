@@ -71,4 +71,51 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
         PRIMARY KEY (project, scope, name))",
     ],
     &["ALTER TABLE projects ADD COLUMN directory TEXT"],
+    // Fencing and ownership: every take of a lease has an epoch that guards what its holder writes; journal entries
+    // say who wrote them; environments of machine-local runtimes belong to one daemon; each environment's
+    // committed state has a revision that a deployment's plan is checked against; a deployment that could not
+    // finish keeps its first reason, its latest error and when it is retried; an abandoned one marks its
+    // environment as needing attention.
+    &[
+        "ALTER TABLE leases ADD COLUMN epoch BIGINT NOT NULL DEFAULT 1",
+        "ALTER TABLE journal ADD COLUMN holder TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE journal ADD COLUMN epoch BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE deployments ADD COLUMN owner TEXT",
+        "ALTER TABLE deployments ADD COLUMN attempts BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE deployments ADD COLUMN retry_at BIGINT",
+        "ALTER TABLE deployments ADD COLUMN last_error TEXT",
+        "ALTER TABLE environments ADD COLUMN owner TEXT",
+        "CREATE TABLE revisions (
+        project TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        revision BIGINT NOT NULL,
+        PRIMARY KEY (project, environment))",
+        "CREATE TABLE attention (
+        project TEXT NOT NULL,
+        environment TEXT NOT NULL,
+        deployment TEXT NOT NULL,
+        note TEXT NOT NULL,
+        at BIGINT NOT NULL,
+        PRIMARY KEY (project, environment))",
+    ],
+    // Secrets by version: a resource names the version (fingerprint) it was planned with, so that a rollback gets
+    // back exactly the value it had; versions are kept while a recorded state or unfinished deployment names them.
+    // Every sealed value says which master key sealed it.
+    &[
+        "CREATE TABLE secret_versions (
+        project TEXT NOT NULL,
+        scope TEXT NOT NULL,
+        name TEXT NOT NULL,
+        fingerprint TEXT NOT NULL,
+        nonce TEXT NOT NULL,
+        ciphertext TEXT NOT NULL,
+        key_id TEXT NOT NULL,
+        created_at BIGINT NOT NULL,
+        retired_at BIGINT,
+        PRIMARY KEY (project, scope, name, fingerprint))",
+        "INSERT INTO secret_versions (project, scope, name, fingerprint, nonce, ciphertext, key_id, created_at)
+         SELECT project, scope, name, fingerprint, nonce, ciphertext, '', updated_at FROM secrets",
+        "ALTER TABLE secrets DROP COLUMN nonce",
+        "ALTER TABLE secrets DROP COLUMN ciphertext",
+    ],
 ];

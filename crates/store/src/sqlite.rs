@@ -92,6 +92,10 @@ fn run_query(
 
 #[async_trait]
 impl Driver for Sqlite {
+    fn now_sql(&self) -> &'static str {
+        "CAST((julianday('now') - 2440587.5) * 86400000.0 AS BIGINT)"
+    }
+
     async fn query(&self, sql: &str, params: Vec<Param>) -> Result<Vec<Row>, DriverError> {
         let sql = sql.to_owned();
         self.with(move |connection| run_query(connection, &sql, &params))

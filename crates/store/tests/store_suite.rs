@@ -18,19 +18,24 @@ macro_rules! cases {
 cases!(
     migrations_run_once,
     projects_are_stored_and_replaced,
+    the_store_has_a_clock_of_its_own,
     a_deployment_takes_the_environment_lease,
+    a_plan_made_before_a_commit_is_refused_as_stale,
     commit_records_state_and_environment,
     rollback_leaves_everything_as_it_was,
     delete_commit_removes_environment_and_state,
-    journal_keeps_order,
-    unfinished_deployment_blocks_until_taken_over,
-    failed_rollback_keeps_the_lease,
+    journal_keeps_order_and_writers,
+    a_taken_over_lease_fences_its_old_holder,
+    unfinished_deployment_blocks_new_ones,
+    an_environment_on_one_machine_belongs_to_its_daemon,
+    a_deployment_that_cannot_finish_keeps_its_lease_and_first_reason,
+    an_abandoned_deployment_frees_its_environment_and_marks_it,
     leases_are_renewed_by_their_holder_only,
     concurrent_starts_let_exactly_one_through,
     history_is_newest_first,
     meta_values,
     variables_are_set_replaced_and_unset,
-    secrets_are_stored_sealed_and_rotated_together,
+    secrets_are_kept_by_version_and_sealed_under_the_current_key,
 );
 
 #[tokio::test(flavor = "multi_thread")]
@@ -81,15 +86,80 @@ fn deployment(id: &str, environment: &str, operation: Operation, holder: &str) -
         plan: Plan {
             environment: environment.to_owned(),
             steps: vec![],
+            point_of_no_return: None,
         },
         holder: holder.to_owned(),
-        created_at: 1_000,
+        owner: None,
+        attempts: 0,
+        last_error: None,
+        retry_at: None,
+        created_at: 0,
         finished_at: None,
     }
 }
 
-async fn start(store: &Store, d: &DeploymentRecord, now: i64) -> Result<(), StoreError> {
-    store.start_deployment(d, now + HOUR, now).await
+/// The daemon id of a holder (`daemon-a/1` → `daemon-a`).
+fn daemon_of(holder: &str) -> String {
+    holder.split('/').next().unwrap_or(holder).to_owned()
+}
+
+/// Starts `d` on the environment's current revision with a lease of `ttl_ms`.
+async fn start_for(store: &Store, d: &DeploymentRecord, ttl_ms: i64) -> Result<Lease, StoreError> {
+    let revision = store
+        .planning_base(&d.project, &d.environment)
+        .await
+        .expect("base")
+        .revision;
+    let terms = StartTerms {
+        revision,
+        lease_ttl_ms: ttl_ms,
+        daemon: daemon_of(&d.holder),
+    };
+    store.start_deployment(d, &terms).await
+}
+
+async fn start(store: &Store, d: &DeploymentRecord) -> Result<Lease, StoreError> {
+    start_for(store, d, HOUR).await
+}
+
+async fn commit(store: &Store, d: &DeploymentRecord, state: Vec<Resource>) -> Lease {
+    let lease = start(store, d).await.expect("start");
+    store
+        .finish_deployment(&lease, d, &Outcome::Committed { state })
+        .await
+        .expect("commit");
+    lease
+}
+
+fn take_over_terms(holder: &str, others: bool, ttl_ms: i64) -> TakeOverTerms {
+    TakeOverTerms {
+        holder: holder.to_owned(),
+        daemon: daemon_of(holder),
+        others,
+        lease_ttl_ms: ttl_ms,
+    }
+}
+
+fn entry(deployment: &str, seq: i64) -> JournalEntry {
+    JournalEntry {
+        deployment: deployment.into(),
+        seq,
+        step: seq / 2,
+        holder: String::new(),
+        epoch: 0,
+        phase: if seq < 4 {
+            Phase::Apply
+        } else {
+            Phase::Compensate
+        },
+        event: if seq % 2 == 0 {
+            JournalEvent::Intent
+        } else {
+            JournalEvent::Done
+        },
+        message: format!("entry {seq}"),
+        at: 100 + seq,
+    }
 }
 
 // ---------------------------------------------------------------------- cases
@@ -124,11 +194,29 @@ async fn projects_are_stored_and_replaced(store: Store) {
     assert_eq!(store.project("nope").await.expect("get"), None);
 }
 
+async fn the_store_has_a_clock_of_its_own(store: Store) {
+    let ours = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_millis() as i64;
+    let theirs = store.now().await.expect("now");
+    // Same machine here: the clocks agree to within a few seconds.
+    assert!((theirs - ours).abs() < 5_000, "store {theirs}, here {ours}");
+}
+
 async fn a_deployment_takes_the_environment_lease(store: Store) {
-    let first = deployment("d1", "staging", Operation::Create, "daemon-a");
-    start(&store, &first, 10).await.expect("first starts");
-    let second = deployment("d2", "staging", Operation::Update, "daemon-a");
-    match start(&store, &second, 20).await {
+    let first = deployment("d1", "staging", Operation::Create, "daemon-a/1");
+    let lease = start(&store, &first).await.expect("first starts");
+    assert_eq!(
+        lease,
+        Lease {
+            deployment: "d1".into(),
+            holder: "daemon-a/1".into(),
+            epoch: 1
+        }
+    );
+    let second = deployment("d2", "staging", Operation::Update, "daemon-a/1");
+    match start(&store, &second).await {
         Err(StoreError::Busy {
             environment,
             deployment,
@@ -147,30 +235,50 @@ async fn a_deployment_takes_the_environment_lease(store: Store) {
     );
     start(
         &store,
-        &deployment("d3", "production", Operation::Create, "daemon-a"),
-        20,
+        &deployment("d3", "production", Operation::Create, "daemon-a/1"),
     )
     .await
     .expect("another environment is free");
 }
 
+async fn a_plan_made_before_a_commit_is_refused_as_stale(store: Store) {
+    let old = store.planning_base("shop", "staging").await.expect("base");
+    assert_eq!((old.revision, old.environment.clone()), (0, None));
+    commit(
+        &store,
+        &deployment("d1", "staging", Operation::Create, "daemon-a/1"),
+        vec![resource("app/a")],
+    )
+    .await;
+    let fresh = store.planning_base("shop", "staging").await.expect("base");
+    assert_eq!(fresh.revision, 1);
+    assert_eq!(fresh.recorded, vec![resource("app/a")]);
+    assert!(fresh.environment.is_some());
+    let late = deployment("d2", "staging", Operation::Update, "daemon-b/1");
+    let terms = |revision| StartTerms {
+        revision,
+        lease_ttl_ms: HOUR,
+        daemon: "daemon-b".into(),
+    };
+    assert!(matches!(
+        store.start_deployment(&late, &terms(old.revision)).await,
+        Err(StoreError::Stale { .. })
+    ));
+    assert_eq!(store.deployment("d2").await.expect("get"), None);
+    store
+        .start_deployment(&late, &terms(fresh.revision))
+        .await
+        .expect("planned on the committed state");
+}
+
 async fn commit_records_state_and_environment(store: Store) {
     let d = DeploymentRecord {
         based_on: Some("staging".into()),
-        ..deployment("d1", "qa", Operation::Clone, "a")
+        owner: Some("daemon-a".into()),
+        ..deployment("d1", "qa", Operation::Clone, "daemon-a/1")
     };
-    start(&store, &d, 10).await.expect("start");
     let state = vec![resource("app/a"), resource("app/b")];
-    store
-        .finish_deployment(
-            &d,
-            &Outcome::Committed {
-                state: state.clone(),
-            },
-            50,
-        )
-        .await
-        .expect("finish");
+    let lease = commit(&store, &d, state.clone()).await;
     assert_eq!(
         store.recorded_state("shop", "qa").await.expect("state"),
         state
@@ -181,45 +289,43 @@ async fn commit_records_state_and_environment(store: Store) {
         .expect("env")
         .expect("exists");
     assert_eq!(environment.based_on.as_deref(), Some("staging"));
+    assert_eq!(environment.owner.as_deref(), Some("daemon-a"));
     let record = store.deployment("d1").await.expect("get").expect("exists");
-    assert_eq!(
-        (record.status, record.finished_at),
-        (DeploymentStatus::Committed, Some(50))
-    );
+    assert_eq!(record.status, DeploymentStatus::Committed);
+    assert!(record.finished_at.is_some() && record.created_at > 0);
     assert!(
-        store
-            .finish_deployment(&d, &Outcome::RolledBack { reason: "x".into() }, 60)
-            .await
-            .is_err(),
-        "a deployment finishes once"
+        matches!(
+            store
+                .finish_deployment(&lease, &d, &Outcome::RolledBack { reason: "x".into() })
+                .await,
+            Err(StoreError::Fenced { .. })
+        ),
+        "a deployment finishes once: its lease is gone"
     );
-    start(&store, &deployment("d2", "qa", Operation::Update, "a"), 70)
-        .await
-        .expect("the lease was released");
+    start(
+        &store,
+        &deployment("d2", "qa", Operation::Update, "daemon-a/1"),
+    )
+    .await
+    .expect("the lease was released");
 }
 
 async fn rollback_leaves_everything_as_it_was(store: Store) {
-    let create = deployment("d1", "staging", Operation::Create, "a");
-    start(&store, &create, 10).await.expect("start");
+    commit(
+        &store,
+        &deployment("d1", "staging", Operation::Create, "a/1"),
+        vec![resource("app/a")],
+    )
+    .await;
+    let update = deployment("d2", "staging", Operation::Update, "a/1");
+    let lease = start(&store, &update).await.expect("start");
     store
         .finish_deployment(
-            &create,
-            &Outcome::Committed {
-                state: vec![resource("app/a")],
-            },
-            20,
-        )
-        .await
-        .expect("commit");
-    let update = deployment("d2", "staging", Operation::Update, "a");
-    start(&store, &update, 30).await.expect("start");
-    store
-        .finish_deployment(
+            &lease,
             &update,
             &Outcome::RolledBack {
                 reason: "step 3 failed".into(),
             },
-            40,
         )
         .await
         .expect("roll back");
@@ -233,27 +339,30 @@ async fn rollback_leaves_everything_as_it_was(store: Store) {
     let record = store.deployment("d2").await.expect("get").expect("exists");
     assert_eq!(record.status, DeploymentStatus::RolledBack);
     assert_eq!(record.reason.as_deref(), Some("step 3 failed"));
+    assert_eq!(
+        store
+            .planning_base("shop", "staging")
+            .await
+            .expect("base")
+            .revision,
+        1,
+        "a rollback changes nothing a plan is made from"
+    );
 }
 
 async fn delete_commit_removes_environment_and_state(store: Store) {
-    let create = deployment("d1", "pr-1", Operation::Create, "a");
-    start(&store, &create, 10).await.expect("start");
-    store
-        .finish_deployment(
-            &create,
-            &Outcome::Committed {
-                state: vec![resource("app/a")],
-            },
-            20,
-        )
-        .await
-        .expect("commit");
-    let delete = deployment("d2", "pr-1", Operation::Delete, "a");
-    start(&store, &delete, 30).await.expect("start");
-    store
-        .finish_deployment(&delete, &Outcome::Committed { state: vec![] }, 40)
-        .await
-        .expect("commit");
+    commit(
+        &store,
+        &deployment("d1", "pr-1", Operation::Create, "a/1"),
+        vec![resource("app/a")],
+    )
+    .await;
+    commit(
+        &store,
+        &deployment("d2", "pr-1", Operation::Delete, "a/1"),
+        vec![],
+    )
+    .await;
     assert_eq!(store.environment("shop", "pr-1").await.expect("env"), None);
     assert!(
         store
@@ -265,136 +374,325 @@ async fn delete_commit_removes_environment_and_state(store: Store) {
     assert_eq!(store.environment_count().await.expect("count"), 0);
 }
 
-async fn journal_keeps_order(store: Store) {
-    let d = deployment("d1", "staging", Operation::Create, "a");
-    start(&store, &d, 10).await.expect("start");
-    let entries: Vec<JournalEntry> = (0..5)
-        .map(|seq| JournalEntry {
-            deployment: "d1".into(),
-            seq,
-            step: seq / 2,
-            phase: if seq < 4 {
-                Phase::Apply
-            } else {
-                Phase::Compensate
-            },
-            event: if seq % 2 == 0 {
-                JournalEvent::Intent
-            } else {
-                JournalEvent::Done
-            },
-            message: format!("entry {seq}"),
-            at: 100 + seq,
+async fn journal_keeps_order_and_writers(store: Store) {
+    let d = deployment("d1", "staging", Operation::Create, "a/1");
+    let lease = start(&store, &d).await.expect("start");
+    let entries: Vec<JournalEntry> = (0..5).map(|seq| entry("d1", seq)).collect();
+    for entry in entries.iter().rev() {
+        store.append_journal(&lease, entry).await.expect("append");
+    }
+    let written = store.journal("d1").await.expect("journal");
+    let stamped: Vec<JournalEntry> = entries
+        .iter()
+        .map(|e| JournalEntry {
+            holder: "a/1".into(),
+            epoch: 1,
+            ..e.clone()
         })
         .collect();
-    for entry in entries.iter().rev() {
-        store.append_journal(entry).await.expect("append");
-    }
-    assert_eq!(store.journal("d1").await.expect("journal"), entries);
+    assert_eq!(written, stamped, "in order, each with who wrote it");
     assert!(
-        store.append_journal(&entries[0]).await.is_err(),
+        store.append_journal(&lease, &entries[0]).await.is_err(),
         "a sequence number is written once"
     );
 }
 
-async fn unfinished_deployment_blocks_until_taken_over(store: Store) {
-    let crashed = deployment("d1", "staging", Operation::Create, "daemon-a");
-    start(&store, &crashed, 10).await.expect("start");
-    // Long after its lease expired, the crashed deployment still blocks new ones: it must be recovered first.
-    let later = 10 * HOUR;
-    let next = deployment("d2", "staging", Operation::Update, "daemon-b");
+async fn a_taken_over_lease_fences_its_old_holder(store: Store) {
+    let d = deployment("d1", "staging", Operation::Create, "daemon-a/1");
+    let old = start_for(&store, &d, 300).await.expect("start");
+    store
+        .append_journal(&old, &entry("d1", 0))
+        .await
+        .expect("writes");
+    // A live lease of another daemon is not taken, whatever that daemon's clock says.
+    assert_eq!(
+        store
+            .take_over("d1", 1, &take_over_terms("daemon-b/1", true, HOUR))
+            .await
+            .expect("take over"),
+        None
+    );
+    // The same daemon, started again, takes its own lease at once.
+    let again = store
+        .take_over("d1", 1, &take_over_terms("daemon-a/2", false, 300))
+        .await
+        .expect("take over")
+        .expect("its own");
+    assert_eq!(again.epoch, 2);
     assert!(matches!(
-        start(&store, &next, later).await,
+        store.append_journal(&old, &entry("d1", 1)).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        store
+            .set_status(&old, DeploymentStatus::RollingBack, Some("x"))
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(!store.renew_lease(&old, HOUR).await.expect("renew"));
+    assert!(matches!(
+        store
+            .finish_deployment(&old, &d, &Outcome::RolledBack { reason: "x".into() })
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    // A seen epoch that is no longer current takes nothing.
+    assert_eq!(
+        store
+            .take_over("d1", 1, &take_over_terms("daemon-a/3", false, HOUR))
+            .await
+            .expect("take over"),
+        None
+    );
+    // Once expired by the store's clock, another daemon takes it — if its runtime is shared.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(
+        !store.renew_lease(&again, HOUR).await.expect("renew"),
+        "expired"
+    );
+    assert_eq!(
+        store
+            .take_over("d1", 2, &take_over_terms("daemon-b/1", false, HOUR))
+            .await
+            .expect("take over"),
+        None,
+        "a machine-local runtime never takes another daemon's deployment"
+    );
+    let taken = store
+        .take_over("d1", 2, &take_over_terms("daemon-b/1", true, HOUR))
+        .await
+        .expect("take over")
+        .expect("expired");
+    assert_eq!(taken.epoch, 3);
+    let record = store.deployment("d1").await.expect("get").expect("exists");
+    assert_eq!(record.holder, "daemon-b/1");
+    store
+        .append_journal(&taken, &entry("d1", 1))
+        .await
+        .expect("writes");
+    assert_eq!(
+        store
+            .lease_state("d1")
+            .await
+            .expect("lease")
+            .map(|l| (l.holder, l.epoch, l.expired)),
+        Some(("daemon-b/1".to_owned(), 3, false))
+    );
+    store
+        .finish_deployment(
+            &taken,
+            &record,
+            &Outcome::RolledBack {
+                reason: "recovered".into(),
+            },
+        )
+        .await
+        .expect("finish");
+    start(
+        &store,
+        &deployment("d2", "staging", Operation::Create, "daemon-b/1"),
+    )
+    .await
+    .expect("free again");
+}
+
+async fn unfinished_deployment_blocks_new_ones(store: Store) {
+    let crashed = deployment("d1", "staging", Operation::Create, "daemon-a/1");
+    start_for(&store, &crashed, 1).await.expect("start");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    // Long after its lease expired, the crashed deployment still blocks new ones: it must be recovered first.
+    let next = deployment("d2", "staging", Operation::Update, "daemon-b/1");
+    assert!(matches!(
+        start(&store, &next).await,
         Err(StoreError::Busy { .. })
     ));
     assert_eq!(
         store.unfinished_deployments().await.expect("list")[0].id,
         "d1"
     );
-    // A live holder's lease cannot be taken; an expired one can; the holder itself can always take it back.
-    assert!(
-        !store
-            .take_over("d1", "daemon-b", 50 + HOUR, 50)
-            .await
-            .expect("take over")
-    );
-    assert!(
-        store
-            .take_over("d1", "daemon-a", 60 + HOUR, 60)
-            .await
-            .expect("own lease")
-    );
-    assert!(
-        store
-            .take_over("d1", "daemon-b", later + HOUR, later)
-            .await
-            .expect("expired lease")
-    );
-    let record = store.deployment("d1").await.expect("get").expect("exists");
-    assert_eq!(record.holder, "daemon-b");
-    store
-        .finish_deployment(
-            &record,
-            &Outcome::RolledBack {
-                reason: "recovered".into(),
-            },
-            later,
-        )
-        .await
-        .expect("finish");
-    start(&store, &next, later).await.expect("free again");
 }
 
-async fn failed_rollback_keeps_the_lease(store: Store) {
-    let d = deployment("d1", "staging", Operation::Update, "a");
-    start(&store, &d, 10).await.expect("start");
+async fn an_environment_on_one_machine_belongs_to_its_daemon(store: Store) {
+    let d = DeploymentRecord {
+        owner: Some("daemon-a".into()),
+        ..deployment("d1", "staging", Operation::Create, "daemon-a/1")
+    };
+    commit(&store, &d, vec![resource("app/a")]).await;
+    let other = deployment("d2", "staging", Operation::Update, "daemon-b/1");
+    match start(&store, &other).await {
+        Err(StoreError::Owned { environment, owner }) => {
+            assert_eq!(
+                (environment.as_str(), owner.as_str()),
+                ("staging", "daemon-a")
+            );
+        }
+        other => panic!("expected Owned, got {other:?}"),
+    }
+    // Its own daemon's deployments go on, and another daemon never takes one over, even expired.
+    let own = DeploymentRecord {
+        owner: Some("daemon-a".into()),
+        ..deployment("d3", "staging", Operation::Update, "daemon-a/2")
+    };
+    start_for(&store, &own, 1).await.expect("its own daemon");
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    assert_eq!(
+        store
+            .take_over("d3", 1, &take_over_terms("daemon-b/1", true, HOUR))
+            .await
+            .expect("take over"),
+        None
+    );
+}
+
+async fn a_deployment_that_cannot_finish_keeps_its_lease_and_first_reason(store: Store) {
+    let d = deployment("d1", "staging", Operation::Update, "a/1");
+    let first = start(&store, &d).await.expect("start");
+    let failed = |error: &str, retry_in_ms: i64| Outcome::Failed {
+        reason: format!("first: {error}"),
+        error: error.into(),
+        retry_in_ms,
+    };
     store
-        .finish_deployment(
-            &d,
-            &Outcome::Failed {
-                reason: "runtime unreachable".into(),
-            },
-            20,
-        )
+        .finish_deployment(&first, &d, &failed("runtime unreachable", 0))
         .await
         .expect("finish as failed");
+    // Its retry is due at once: its daemon takes it again, with a new epoch, and fails again.
+    let second = store
+        .take_over("d1", 1, &take_over_terms("a/2", false, HOUR))
+        .await
+        .expect("take")
+        .expect("due");
+    store
+        .finish_deployment(&second, &d, &failed("still unreachable", HOUR))
+        .await
+        .expect("finish as failed again");
+    let record = store.deployment("d1").await.expect("get").expect("exists");
+    assert_eq!(record.status, DeploymentStatus::Failed);
+    assert_eq!(record.reason.as_deref(), Some("first: runtime unreachable"));
+    assert_eq!(record.last_error.as_deref(), Some("still unreachable"));
+    assert_eq!(record.attempts, 2);
+    assert!(record.retry_at.is_some());
     assert_eq!(
-        store.unfinished_deployments().await.expect("list").len(),
-        1,
-        "a failed rollback is retried"
+        store
+            .take_over("d1", 2, &take_over_terms("a/3", false, HOUR))
+            .await
+            .expect("take"),
+        None,
+        "not before its next retry is due"
     );
     assert!(matches!(
         start(
             &store,
-            &deployment("d2", "staging", Operation::Update, "a"),
-            30
+            &deployment("d2", "staging", Operation::Update, "a/1")
         )
         .await,
         Err(StoreError::Busy { .. })
     ));
 }
 
+async fn an_abandoned_deployment_frees_its_environment_and_marks_it(store: Store) {
+    let d = deployment("d1", "staging", Operation::Create, "daemon-a/1");
+    let lease = start(&store, &d).await.expect("start");
+    store
+        .finish_deployment(
+            &lease,
+            &d,
+            &Outcome::Failed {
+                reason: "broken".into(),
+                error: "undo failed".into(),
+                retry_in_ms: HOUR,
+            },
+        )
+        .await
+        .expect("failed");
+    let note = "may be left: app/a";
+    let abandon = |daemon: &'static str, epoch: i64| {
+        let store = &store;
+        let d = d.clone();
+        async move {
+            let entry = JournalEntry {
+                holder: format!("{daemon}/9"),
+                epoch,
+                ..entry("d1", 7)
+            };
+            store
+                .abandon_deployment(&d, epoch, daemon, &entry, note)
+                .await
+                .expect("abandon")
+        }
+    };
+    assert!(
+        !abandon("daemon-b", 1).await,
+        "another daemon's live lease is kept"
+    );
+    assert!(!abandon("daemon-a", 5).await, "a stale epoch takes nothing");
+    assert!(abandon("daemon-a", 1).await);
+    let record = store.deployment("d1").await.expect("get").expect("exists");
+    assert_eq!(record.status, DeploymentStatus::Abandoned);
+    assert!(record.status.is_finished() && record.finished_at.is_some());
+    assert_eq!(store.lease_state("d1").await.expect("lease"), None);
+    let marks = store.attention("shop").await.expect("attention");
+    assert_eq!(
+        marks
+            .iter()
+            .map(|a| (
+                a.environment.as_str(),
+                a.deployment.as_str(),
+                a.note.as_str()
+            ))
+            .collect::<Vec<_>>(),
+        [("staging", "d1", note)]
+    );
+    assert_eq!(store.journal("d1").await.expect("journal").len(), 1);
+    // A later commit clears the mark.
+    commit(
+        &store,
+        &deployment("d2", "staging", Operation::Create, "daemon-a/1"),
+        vec![],
+    )
+    .await;
+    assert!(store.attention("shop").await.expect("attention").is_empty());
+}
+
 async fn leases_are_renewed_by_their_holder_only(store: Store) {
-    let d = deployment("d1", "staging", Operation::Create, "a");
-    start(&store, &d, 10).await.expect("start");
+    let d = deployment("d1", "staging", Operation::Create, "a/1");
+    let lease = start_for(&store, &d, 300).await.expect("start");
+    assert!(store.renew_lease(&lease, HOUR).await.expect("renew"));
+    let other = |holder: &str, epoch: i64| Lease {
+        holder: holder.into(),
+        epoch,
+        ..lease.clone()
+    };
     assert!(
-        store
-            .renew_lease("d1", "a", 10 * HOUR)
+        !store
+            .renew_lease(&other("b/1", 1), HOUR)
             .await
             .expect("renew")
     );
     assert!(
         !store
-            .renew_lease("d1", "b", 10 * HOUR)
+            .renew_lease(&other("a/1", 2), HOUR)
             .await
             .expect("renew")
     );
     assert!(
         !store
-            .renew_lease("d9", "a", 10 * HOUR)
+            .renew_lease(
+                &Lease {
+                    deployment: "d9".into(),
+                    ..lease.clone()
+                },
+                HOUR
+            )
             .await
             .expect("renew")
     );
+    // The renewal lasted past the first lease's end: the holder still writes.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    store
+        .append_journal(&lease, &entry("d1", 0))
+        .await
+        .expect("still held");
 }
 
 async fn concurrent_starts_let_exactly_one_through(store: Store) {
@@ -403,8 +701,8 @@ async fn concurrent_starts_let_exactly_one_through(store: Store) {
         .map(|i| {
             let store = std::sync::Arc::clone(&store);
             tokio::spawn(async move {
-                let d = deployment(&format!("d{i}"), "staging", Operation::Update, "a");
-                start(&store, &d, 10).await.is_ok()
+                let d = deployment(&format!("d{i}"), "staging", Operation::Update, "a/1");
+                start(&store, &d).await.is_ok()
             })
         })
         .collect();
@@ -416,22 +714,21 @@ async fn concurrent_starts_let_exactly_one_through(store: Store) {
 }
 
 async fn history_is_newest_first(store: Store) {
-    for (i, id) in ["d1", "d2", "d3"].iter().enumerate() {
-        let d = DeploymentRecord {
-            created_at: 100 * i as i64,
-            ..deployment(id, "staging", Operation::Update, "a")
-        };
-        start(&store, &d, 100 * i as i64).await.expect("start");
+    for id in ["d1", "d2", "d3"] {
+        let d = deployment(id, "staging", Operation::Update, "a/1");
+        let lease = start(&store, &d).await.expect("start");
         store
             .finish_deployment(
+                &lease,
                 &d,
                 &Outcome::RolledBack {
                     reason: "no".into(),
                 },
-                100 * i as i64 + 1,
             )
             .await
             .expect("finish");
+        // Creation times come from the store's clock, in milliseconds.
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
     }
     let ids: Vec<String> = store
         .deployments("shop", "staging", 2)
@@ -502,35 +799,109 @@ async fn variables_are_set_replaced_and_unset(store: Store) {
     );
 }
 
-async fn secrets_are_stored_sealed_and_rotated_together(store: Store) {
-    let secret = |name: &str, byte: u8| SecretRecord {
+async fn secrets_are_kept_by_version_and_sealed_under_the_current_key(store: Store) {
+    store.adopt_key_id("k1").await.expect("adopt");
+    store
+        .adopt_key_id("k0")
+        .await
+        .expect("adopting again changes nothing");
+    assert_eq!(store.key_id().await.expect("key").as_deref(), Some("k1"));
+    let secret = |name: &str, fingerprint: &str| SecretRecord {
         project: "shop".into(),
         scope: "project".into(),
         name: name.into(),
-        nonce: vec![byte; 24],
-        ciphertext: vec![byte, 0, 255],
-        fingerprint: format!("fp{byte}"),
+        fingerprint: fingerprint.into(),
         previews: "share".into(),
         updated_at: 1,
     };
-    store.put_secret(&secret("A", 1)).await.expect("put");
-    store.put_secret(&secret("B", 2)).await.expect("put");
+    let version = |name: &str, fingerprint: &str, byte: u8, key: &str| SealedVersion {
+        project: "shop".into(),
+        scope: "project".into(),
+        name: name.into(),
+        fingerprint: fingerprint.into(),
+        nonce: vec![byte; 24],
+        ciphertext: vec![byte, 0, 255],
+        key_id: key.into(),
+    };
+    store
+        .put_secret(&secret("A", "fa1"), &version("A", "fa1", 1, "k1"))
+        .await
+        .expect("put");
+    store
+        .put_secret(&secret("A", "fa2"), &version("A", "fa2", 2, "k1"))
+        .await
+        .expect("put");
+    store
+        .put_secret(&secret("B", "fb1"), &version("B", "fb1", 3, "k1"))
+        .await
+        .expect("put");
     assert_eq!(
         store.secrets(Some("shop")).await.expect("list"),
-        vec![secret("A", 1), secret("B", 2)]
+        vec![secret("A", "fa2"), secret("B", "fb1")]
     );
+    assert_eq!(
+        store
+            .secret_version("shop", "project", "A", "fa1")
+            .await
+            .expect("version"),
+        Some(version("A", "fa1", 1, "k1")),
+        "the earlier value is kept"
+    );
+    assert!(matches!(
+        store
+            .put_secret(&secret("A", "fa3"), &version("A", "fa3", 4, "k0"))
+            .await,
+        Err(StoreError::KeyRotated { key_id }) if key_id == "k1"
+    ));
+    // A rotation that read the versions before one was written is refused; one that read them all is made.
+    let all = store.secret_versions().await.expect("versions");
+    assert_eq!(all.len(), 3);
+    let resealed = |versions: &[SealedVersion]| -> Vec<SealedVersion> {
+        versions
+            .iter()
+            .map(|v| SealedVersion {
+                ciphertext: vec![9, 9],
+                key_id: "k2".into(),
+                ..v.clone()
+            })
+            .collect()
+    };
     store
-        .rotate_secrets(&[secret("A", 3), secret("B", 4)], "key_check", "new-check")
+        .put_secret(&secret("C", "fc1"), &version("C", "fc1", 5, "k1"))
+        .await
+        .expect("put");
+    assert!(matches!(
+        store
+            .rotate_secrets(&resealed(&all), "k1", "k2", ("key_check", "new-check"))
+            .await,
+        Err(StoreError::SecretsChanged)
+    ));
+    assert_eq!(store.key_id().await.expect("key").as_deref(), Some("k1"));
+    let all = store.secret_versions().await.expect("versions");
+    assert!(matches!(
+        store
+            .rotate_secrets(&resealed(&all), "k0", "k2", ("key_check", "new-check"))
+            .await,
+        Err(StoreError::KeyRotated { .. })
+    ));
+    store
+        .rotate_secrets(&resealed(&all), "k1", "k2", ("key_check", "new-check"))
         .await
         .expect("rotate");
-    assert_eq!(
-        store.secrets(None).await.expect("all"),
-        vec![secret("A", 3), secret("B", 4)]
+    assert_eq!(store.key_id().await.expect("key").as_deref(), Some("k2"));
+    assert!(
+        store
+            .secret_versions()
+            .await
+            .expect("versions")
+            .iter()
+            .all(|v| v.key_id == "k2" && v.ciphertext == [9, 9])
     );
     assert_eq!(
         store.meta("key_check").await.expect("meta").as_deref(),
         Some("new-check")
     );
+    // Unset: no current value, the versions stay until nothing needs them.
     assert!(
         store
             .delete_secret("shop", "project", "A")
@@ -541,7 +912,41 @@ async fn secrets_are_stored_sealed_and_rotated_together(store: Store) {
         !store
             .delete_secret("shop", "project", "A")
             .await
-            .expect("delete again")
+            .expect("again")
     );
-    assert_eq!(store.secrets(Some("shop")).await.expect("list").len(), 1);
+    assert_eq!(store.secrets(Some("shop")).await.expect("list").len(), 2);
+    // A recorded state names A's first value: it is kept; its second goes, and so do no current values.
+    let uses = Resource::new(
+        "app/web",
+        ResourceKind::App,
+        vec![],
+        serde_json::json!({ "secrets": { "project/A": "fa1" } }),
+    );
+    commit(
+        &store,
+        &deployment("d1", "staging", Operation::Create, "a/1"),
+        vec![uses],
+    )
+    .await;
+    assert_eq!(
+        store
+            .prune_secret_versions("shop", HOUR)
+            .await
+            .expect("prune"),
+        0,
+        "not before the grace"
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    assert_eq!(
+        store.prune_secret_versions("shop", 0).await.expect("prune"),
+        1
+    );
+    let left: Vec<String> = store
+        .secret_versions()
+        .await
+        .expect("versions")
+        .into_iter()
+        .map(|v| v.fingerprint)
+        .collect();
+    assert_eq!(left, ["fa1", "fb1", "fc1"]);
 }

@@ -1,4 +1,4 @@
-//! `preview env list|show`, `preview plan`, `preview deployments`, `preview deployment show|logs`.
+//! `preview env list|show`, `preview plan`, `preview deployments`, `preview deployment show|logs|abandon`.
 
 use crate::commands::deploy::step_line;
 use crate::context::Context;
@@ -29,7 +29,7 @@ pub async fn list(context: &Context) -> Result<(), Failure> {
     for environment in environments {
         let last = &environment["last_deployment"];
         println!(
-            "{:<16} {:<18} last: {} {} ({})",
+            "{:<16} {:<18} last: {} {} ({}){}",
             text(&environment["name"]),
             environment["based_on"]
                 .as_str()
@@ -38,6 +38,11 @@ pub async fn list(context: &Context) -> Result<(), Failure> {
             text(&last["operation"]),
             text(&last["id"]),
             text(&last["status"]),
+            if environment["attention"].is_string() {
+                "  NEEDS ATTENTION (`preview env show` says why)"
+            } else {
+                ""
+            },
         );
     }
     Ok(())
@@ -62,6 +67,9 @@ pub async fn show(context: &Context, name: &str) -> Result<(), Failure> {
             .unwrap_or_default(),
         format_utc(environment["created_at"].as_i64().unwrap_or(0))
     );
+    if let Some(note) = answer["attention"].as_str() {
+        println!("\nNEEDS ATTENTION: {note}");
+    }
     println!("\nresources");
     for resource in answer["resources"].as_array().into_iter().flatten() {
         println!(
@@ -184,6 +192,21 @@ pub async fn deployment_show(context: &Context, id: &str) -> Result<(), Failure>
     if let Some(reason) = deployment["reason"].as_str() {
         println!("reason   {reason}");
     }
+    if let Some(error) = deployment["last_error"].as_str() {
+        println!(
+            "tried    {} time(s) to finish it; last error: {error}",
+            deployment["attempts"].as_i64().unwrap_or(0)
+        );
+        if let Some(at) = deployment["retry_at"].as_i64() {
+            println!(
+                "retry    after {} (or give up: `preview deployment abandon {id}`)",
+                format_utc(at)
+            );
+        }
+    }
+    if let Some(point) = deployment["point_of_no_return"].as_i64() {
+        println!("point of no return before step {point}");
+    }
     for step in answer["steps"].as_array().into_iter().flatten() {
         println!("{}", step_line(step));
     }
@@ -208,6 +231,28 @@ pub async fn deployment_logs(context: &Context, id: &str) -> Result<(), Failure>
             text(&entry["event"]),
             text(&entry["message"])
         );
+    }
+    Ok(())
+}
+
+pub async fn deployment_abandon(context: &Context, id: &str) -> Result<(), Failure> {
+    let answer = context
+        .client
+        .post(
+            &format!("/v1/deployments/{id}/abandon"),
+            serde_json::json!({}),
+        )
+        .await?;
+    if context.output == OutputFormat::Json {
+        println!("{answer}");
+        return Ok(());
+    }
+    println!(
+        "abandoned deployment {id}: `{}` needs attention",
+        text(&answer["deployment"]["environment"])
+    );
+    if let Some(note) = answer["attention"]["note"].as_str() {
+        println!("{note}");
     }
     Ok(())
 }

@@ -92,6 +92,8 @@ pub(crate) async fn show(
             "id": record.id, "project": record.project, "environment": record.environment,
             "operation": record.operation, "based_on": record.based_on, "status": record.status,
             "reason": record.reason, "created_at": record.created_at, "finished_at": record.finished_at,
+            "attempts": record.attempts, "last_error": record.last_error, "retry_at": record.retry_at,
+            "point_of_no_return": record.plan.point_of_no_return.map(|p| p + 1),
         },
         "steps": steps,
     })))
@@ -118,6 +120,23 @@ pub(crate) async fn cancel(
         )));
     }
     cancel_running(&state, &record)
+}
+
+/// Gives up on a deployment that cannot finish; its environment is marked as needing attention.
+pub(crate) async fn abandon(
+    State(state): State<SharedState>,
+    Path(id): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let record = state.engine.abandon(&id).await?;
+    let attention = state
+        .store
+        .attention(&record.project)
+        .await?
+        .into_iter()
+        .find(|a| a.environment == record.environment && a.deployment == record.id);
+    Ok(Json(
+        json!({ "deployment": record, "attention": attention }),
+    ))
 }
 
 pub(crate) fn cancel_running(

@@ -73,8 +73,16 @@ pub(crate) async fn list(
     Path(project): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let project = project_record(&state.store, &project).await?;
+    let attention = state.store.attention(&project.name).await?;
+    let note = |name: &str| {
+        attention
+            .iter()
+            .find(|a| a.environment == name)
+            .map(|a| a.note.clone())
+    };
     let mut environments = Vec::new();
-    for environment in state.store.environments(&project.name).await? {
+    let existing = state.store.environments(&project.name).await?;
+    for environment in &existing {
         let last = state
             .store
             .deployments(&project.name, &environment.name, 1)
@@ -84,6 +92,20 @@ pub(crate) async fn list(
             "based_on": environment.based_on,
             "created_at": environment.created_at,
             "last_deployment": last.first().map(|d| json!({ "id": d.id, "operation": d.operation, "status": d.status })),
+            "attention": note(&environment.name),
+        }));
+    }
+    // An abandoned create leaves no environment, but may leave what it made.
+    for mark in attention
+        .iter()
+        .filter(|a| !existing.iter().any(|e| e.name == a.environment))
+    {
+        environments.push(json!({
+            "name": mark.environment,
+            "based_on": null,
+            "created_at": null,
+            "last_deployment": { "id": mark.deployment, "operation": "create", "status": "abandoned" },
+            "attention": mark.note,
         }));
     }
     Ok(Json(json!({ "environments": environments })))
@@ -107,13 +129,20 @@ pub(crate) async fn show(
         .iter()
         .map(|r| json!({ "id": r.id, "kind": r.kind, "hash": r.hash }))
         .collect();
+    let attention = state
+        .store
+        .attention(&project.name)
+        .await?
+        .into_iter()
+        .find(|a| a.environment == name)
+        .map(|a| a.note);
     let deployments = state.store.deployments(&project.name, &name, 5).await?;
     let recent: Vec<Value> = deployments
         .iter()
         .map(|d| json!({ "id": d.id, "operation": d.operation, "status": d.status, "reason": d.reason, "created_at": d.created_at }))
         .collect();
     Ok(Json(
-        json!({ "environment": environment, "resources": resources, "services": services, "isolation": isolation, "urls": urls, "deployments": recent }),
+        json!({ "environment": environment, "resources": resources, "services": services, "isolation": isolation, "urls": urls, "deployments": recent, "attention": attention }),
     ))
 }
 

@@ -146,9 +146,10 @@ async fn remove(
         ),
         Kind::Secret => (
             state
-                .store
-                .delete_secret(project, &scope_text, &slot.name)
-                .await?,
+                .vault
+                .unset(project, &scope_text, &slot.name)
+                .await
+                .map_err(ApiError::Internal)?,
             "secret",
         ),
     };
@@ -214,7 +215,7 @@ pub(crate) async fn set_secret(
     )?;
     let record = state
         .vault
-        .seal(
+        .set(
             &project.name,
             &scope.to_string(),
             &name,
@@ -222,8 +223,8 @@ pub(crate) async fn set_secret(
             &previews,
             now_ms(),
         )
-        .map_err(ApiError::Internal)?;
-    state.store.put_secret(&record).await?;
+        .await
+        .map_err(ApiError::Conflict)?;
     Ok(Json(json!({ "secret": secret_summary(&record) })))
 }
 
