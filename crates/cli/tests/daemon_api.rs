@@ -5,22 +5,9 @@ mod support;
 use std::os::unix::fs::PermissionsExt;
 
 use serde_json::json;
-use support::{Daemon, EXAMPLE, wait_until_ended};
+use support::{Daemon, register_example, wait_until_ended};
 
 /// Registers the example project through the API.
-fn register_example(daemon: &Daemon) {
-    let body = json!({ "file": "preview.yaml", "source": EXAMPLE }).to_string();
-    let (status, answer) = daemon.http(
-        "POST",
-        "/v1/projects",
-        Some(&daemon.token),
-        Some("application/json"),
-        body.as_bytes(),
-    );
-    assert_eq!(status, 200, "{answer}");
-    daemon.set_example_secrets();
-}
-
 fn registered(name: &str) -> (preview_testing::TempDir, Daemon) {
     let root = preview_testing::TempDir::new(name);
     let daemon = Daemon::start(&root.path().join("data"), &[]);
@@ -250,6 +237,53 @@ fn bad_requests_get_a_clear_4xx_and_change_nothing() {
             b"",
             404,
             "no such API route",
+        ),
+        // Names from the path are checked before anything uses them: no way out of a directory.
+        (
+            "GET",
+            "/v1/projects/shop/environments/staging/services/..%2F..%2F..%2Fdaemon/logs",
+            token,
+            None,
+            b"",
+            400,
+            "the path's service \"../../../daemon\" is not a valid name",
+        ),
+        (
+            "GET",
+            "/v1/projects/shop/environments/..%2Fstaging/services/storefront/logs",
+            token,
+            None,
+            b"",
+            400,
+            "the path's environment \"../staging\" is not a valid name",
+        ),
+        (
+            "GET",
+            "/v1/projects/%2e%2e/environments",
+            token,
+            None,
+            b"",
+            400,
+            "the path's project \"..\" is not a valid name",
+        ),
+        (
+            "GET",
+            "/v1/deployments/..%2F..%2Fetc",
+            token,
+            None,
+            b"",
+            400,
+            "the path's id \"../../etc\" is not a valid name",
+        ),
+        // A service that is not the environment's has no log.
+        (
+            "GET",
+            "/v1/projects/shop/environments/staging/services/nobody/logs",
+            token,
+            None,
+            b"",
+            404,
+            "has no app or job `nobody`",
         ),
     ];
     for (method, path, token, content_type, body, status, message) in cases {

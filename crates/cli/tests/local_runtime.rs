@@ -295,6 +295,7 @@ fn two_environments_serve_their_own_apps_survive_crashes_and_daemon_restarts() {
 
     // SIGKILL leaves the apps behind; the next start stops them and starts its own.
     let left = app_pids(&daemon);
+    assert_eq!(left.len(), 4, "every app runs again before the crash");
     daemon.kill();
     assert!(
         left.iter().all(|pid| alive(*pid)),

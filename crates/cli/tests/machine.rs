@@ -3,7 +3,8 @@
 //! to nothing, a deployment killed with the daemon is rolled back to nothing at the next start, and a deleted
 //! environment leaves nothing. A daemon whose data directory is spelled otherwise is the same daemon; two daemons
 //! whose environments would share addresses are told so; a build that floods its output neither fills the disk nor
-//! the daemon's memory.
+//! the daemon's memory. Reading — plans, shown variables, refused requests — reserves no ports and writes no file, and
+//! a second daemon on the same data directory is refused.
 
 mod support;
 
@@ -294,4 +295,96 @@ fn environments_of_two_daemons_never_share_addresses() {
     ok(two.cli(&["env", "delete", "staging"]));
     one.stop();
     two.stop();
+}
+
+/// Every file under `dir` (its path), without the store's shared-memory index, which readers use.
+fn files(dir: &Path) -> std::collections::BTreeSet<std::path::PathBuf> {
+    fn walk(dir: &Path, found: &mut std::collections::BTreeSet<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if entry.file_type().is_ok_and(|t| t.is_dir()) {
+                walk(&path, found);
+            } else if !path.ends_with("preview.db-shm") {
+                found.insert(path);
+            }
+        }
+    }
+    let mut found = std::collections::BTreeSet::new();
+    walk(dir, &mut found);
+    found
+}
+
+#[test]
+fn plans_shown_variables_and_refused_clones_reserve_no_ports_and_write_no_file() {
+    assert!(
+        preview_testing::running_as_root(),
+        "this test looks at what the daemon as root does"
+    );
+    let dir = TempDir::new("machine-refused");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    // The plain project with a secret every environment needs.
+    let spec = PLAIN[0]
+        .1
+        .replace("runtime: local\n", "runtime: local\nsecrets: [TOKEN]\n");
+    let repo = support::repository(dir.path(), &[("preview.yaml", &spec), PLAIN[1]]);
+    // Room for three environments' blocks: a reservation per refused request would run out at the third.
+    let daemon = support::local_daemon(&data, "27100-27195", &[], None);
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        repo.join("preview.yaml").to_str().expect("path"),
+    ]));
+    ok(daemon.cli_with_input(&["secret", "set", "TOKEN", "--scope", "project"], "t\n"));
+    ok(daemon.cli(&["env", "create", "staging"]));
+    ok(daemon.cli(&["secret", "unset", "TOKEN", "--scope", "project"]));
+    let ports = || std::fs::read(data.join("local/ports.json")).expect("ports");
+    let (ports_before, files_before) = (ports(), files(&data));
+    for i in 0..1000 {
+        let (status, answer) = support::api(
+            &daemon,
+            "POST",
+            "/v1/projects/plain/environments/staging/clone",
+            serde_json::json!({ "name": format!("pr-{i}") }),
+        );
+        assert_eq!(status, 400, "{answer}");
+        assert!(
+            answer["error"]["message"]
+                .as_str()
+                .unwrap_or("")
+                .contains("needs secrets that have no value yet"),
+            "{answer}"
+        );
+    }
+    for _ in 0..20 {
+        ok(daemon.cli(&["plan", "staging"]));
+        ok(daemon.cli(&["vars", "show", "staging"]));
+    }
+    assert_eq!(
+        String::from_utf8_lossy(&ports()),
+        String::from_utf8_lossy(&ports_before),
+        "no port block was reserved"
+    );
+    let written: Vec<_> = files(&data)
+        .into_iter()
+        .filter(|f| !files_before.contains(f))
+        .collect();
+    assert_eq!(
+        written,
+        Vec::<std::path::PathBuf>::new(),
+        "no file was written"
+    );
+    // A second daemon on the same data directory refuses to start, naming the reason.
+    let refused = support::serve_refused(&data, &[]);
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        said.contains("another daemon is using the data directory"),
+        "{said}"
+    );
+    ok(daemon.cli_with_input(&["secret", "set", "TOKEN", "--scope", "project"], "t\n"));
+    ok(daemon.cli(&["env", "clone", "staging", "pr-1"]));
+    ok(daemon.cli(&["env", "delete", "pr-1"]));
+    ok(daemon.cli(&["env", "delete", "staging"]));
+    daemon.stop();
 }

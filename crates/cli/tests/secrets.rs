@@ -64,22 +64,97 @@ fn assert_no_canary(what: &str, bytes: &[u8]) {
     }
 }
 
+/// A project of one real app on the local runtime that gets all three canaries — two at project scope, one at
+/// its own, one of them inside a composed value — and prints a line of its own, never a value.
+const LEAKY: [(&str, &str); 2] = [
+    (
+        "preview.yaml",
+        "project: leak
+domain:
+  base: leak.localhost
+runtime: local
+secrets: [MASKING_KEY, FORGE_WEBHOOK_SECRET]
+
+services:
+  web:
+    run: python3 web.py
+    ports: [8000]
+    health: { http: /healthz }
+    public: true
+    secrets: [SESSION_KEY]
+    variables:
+      STORE_URL: \"postgres://shop:${{ secrets.MASKING_KEY }}@db.internal/shop\"
+
+environments:
+  staging: {}
+
+previews:
+  blueprint: staging
+",
+    ),
+    (
+        "web.py",
+        r#""""Answers every request; prints which variables it got, never their values."""
+import http.server, os, sys
+
+print("started with", sorted(k for k in os.environ if k.isupper()), flush=True)
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        self.send_response(200)
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        print("request", self.path, flush=True)
+
+http.server.ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler).serve_forever()
+"#,
+    ),
+];
+
+/// The secrets of [`LEAKY`] with their scopes, in the order of [`CANARIES`].
+const LEAKY_SECRETS: [(&str, &str); 3] = [
+    ("MASKING_KEY", "project"),
+    ("FORGE_WEBHOOK_SECRET", "project"),
+    ("SESSION_KEY", "service:web"),
+];
+
 #[test]
 fn secret_values_appear_nowhere() {
     let root = preview_testing::TempDir::new("leak");
     let data = root.path().join("data");
+    let _accounts = support::ReleaseAccounts(data.clone());
+    let repo = support::repository(root.path(), &LEAKY);
     let trace = [("RUST_LOG", "trace")];
-    let daemon = Daemon::start_with_env(&data, &[], &trace);
-    register(&daemon, &root.path().join("spec"));
-    set_canaries(&daemon);
+    let mut flags = vec![
+        "--runtime",
+        "local",
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+        "--ports",
+        "27200-27299",
+    ];
+    flags.extend(["--health-timeout", "20"]);
+    let daemon = Daemon::start_with_env(&data, &flags, &trace);
+    support::ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        repo.join("preview.yaml").to_str().expect("path"),
+    ]));
+    for ((name, scope), value) in LEAKY_SECRETS.iter().zip(CANARIES) {
+        support::ok(daemon.cli_with_input(
+            &["secret", "set", name, "--scope", scope],
+            &format!("{value}\n"),
+        ));
+    }
     // A control: a plain variable's value must be found by the same scan, or the scan proves nothing.
     let control = "CONTROL-plain-value-31b6";
-    assert!(
-        daemon
-            .cli(&["vars", "set", &format!("VISIBLE={control}")])
-            .status
-            .success()
-    );
+    support::ok(daemon.cli(&["vars", "set", &format!("VISIBLE={control}")]));
 
     let mut seen: Vec<(String, Vec<u8>)> = Vec::new();
     let mut run = |args: &[&str]| {
@@ -92,7 +167,8 @@ fn secret_values_appear_nowhere() {
             .expect("cli");
         assert!(
             out.status.success(),
-            "{args:?}: {}",
+            "{args:?}: {}{}",
+            String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
         seen.push((format!("stdout of {args:?}"), out.stdout));
@@ -110,6 +186,7 @@ fn secret_values_appear_nowhere() {
         &["env", "show", "staging"],
         &["-o", "json", "env", "list"],
         &["-o", "json", "deployments", "staging"],
+        &["logs", "staging", "web"],
     ] {
         run(args);
     }
@@ -125,15 +202,16 @@ fn secret_values_appear_nowhere() {
     // Every API route a client can read, raw.
     for path in [
         "/v1/projects",
-        "/v1/projects/shop",
-        "/v1/projects/shop/variables",
-        "/v1/projects/shop/secrets",
-        "/v1/projects/shop/environments",
-        "/v1/projects/shop/environments/staging",
-        "/v1/projects/shop/environments/staging/plan",
-        "/v1/projects/shop/environments/staging/variables",
-        "/v1/projects/shop/environments/qa/variables",
-        "/v1/projects/shop/environments/qa/deployments",
+        "/v1/projects/leak",
+        "/v1/projects/leak/variables",
+        "/v1/projects/leak/secrets",
+        "/v1/projects/leak/environments",
+        "/v1/projects/leak/environments/staging",
+        "/v1/projects/leak/environments/staging/plan",
+        "/v1/projects/leak/environments/staging/variables",
+        "/v1/projects/leak/environments/qa/variables",
+        "/v1/projects/leak/environments/qa/deployments",
+        "/v1/projects/leak/environments/qa/services/web/logs",
         &format!("/v1/deployments/{id}"),
         &format!("/v1/deployments/{id}/logs"),
     ] {
@@ -145,7 +223,10 @@ fn secret_values_appear_nowhere() {
         ));
     }
 
-    // The command lines of every process running now, the daemon's among them.
+    // The command lines of every process running now: the daemon's, and the apps' that hold the values.
+    let apps = daemon.json(&["env", "show", "qa"])["services"][0]["pid"]
+        .as_u64()
+        .expect("the app runs");
     let mut command_lines = 0;
     for entry in std::fs::read_dir("/proc").expect("proc").flatten() {
         if let Ok(cmdline) = std::fs::read(entry.path().join("cmdline")) {
@@ -157,19 +238,34 @@ fn secret_values_appear_nowhere() {
         }
     }
     assert!(command_lines > 1);
-    assert!(
-        std::fs::read(format!("/proc/{}/cmdline", daemon.pid())).is_ok(),
-        "the daemon is running"
-    );
+    for pid in [u64::from(daemon.pid()), apps] {
+        assert!(
+            std::fs::read(format!("/proc/{pid}/cmdline")).is_ok(),
+            "process {pid} is running"
+        );
+    }
+    // The app really holds the values: the scan looks where they would leak from.
+    let environ = std::fs::read(format!("/proc/{apps}/environ")).expect("environ");
+    assert!(String::from_utf8_lossy(&environ).contains(CANARIES[2]));
 
+    support::ok(daemon.cli(&["env", "delete", "qa"]));
+    support::ok(daemon.cli(&["env", "delete", "staging"]));
     daemon.stop();
-    // The store, the runtime's records, the daemon's log, the client config: every file the daemon wrote.
+    // The store, the runtime's records, the apps' logs, the daemon's log, the client config: every file the
+    // daemon wrote.
     let files = files_under(&data);
     assert!(
         files.iter().any(|f| f.ends_with("preview.db"))
             && files.iter().any(|f| f.ends_with("daemon.log"))
     );
-    for file in files {
+    let app_logs: Vec<_> = files
+        .iter()
+        .filter(|f| {
+            f.extension().is_some_and(|e| e == "log")
+                && f.to_string_lossy().contains("environments")
+        })
+        .collect();
+    for file in files_under(root.path()) {
         seen.push((
             format!("file {}", file.display()),
             std::fs::read(&file).expect("read"),
@@ -186,6 +282,11 @@ fn secret_values_appear_nowhere() {
     assert!(
         found(control) >= 3,
         "the scan sees outputs, responses and files"
+    );
+    // What the apps printed (a list of their variables' names) is only in their logs.
+    assert!(
+        found("started with ['") >= 2,
+        "the scan reads the apps' logs ({app_logs:?})"
     );
     println!(
         "checked {} outputs, responses, command lines and files",

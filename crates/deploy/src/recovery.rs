@@ -24,9 +24,7 @@ impl Engine {
             if self.stopping() {
                 break;
             }
-            let Some(lease) = self.store.lease_state(&deployment.id).await? else {
-                continue;
-            };
+            let lease = self.store.lease_state(&deployment.id).await?;
             let Some(control) = self.try_register(&deployment.id) else {
                 continue;
             };
@@ -37,11 +35,15 @@ impl Engine {
                 others: self.runtime.shared(),
                 lease_ttl_ms: self.config.lease_ttl.as_millis() as i64,
             };
-            let taken = match self
-                .store
-                .take_over(&deployment.id, lease.epoch, &terms)
-                .await
-            {
+            let taken = match lease {
+                Some(lease) => {
+                    self.store
+                        .take_over(&deployment.id, lease.epoch, &terms)
+                        .await
+                }
+                None => self.store.adopt_unleased(&deployment, &terms).await,
+            };
+            let taken = match taken {
                 Ok(Some(taken)) => taken,
                 Ok(None) => {
                     self.unregister(&deployment.id);

@@ -90,8 +90,20 @@ impl Ports {
         self.blocks.lock().ok()?.get(environment).cloned()
     }
 
-    /// The environment's block, with a slot for each of `services`. A new block is the first free one whose
-    /// service ports `usable` accepts (the caller binds them); new services take the next free slots.
+    /// The block the environment has, or would get, with a slot for each of `services` — without keeping
+    /// anything: reads (plans, shown variables, refused requests) reserve no ports. A new block is the first free
+    /// one whose service ports `usable` accepts; new services take the next free slots.
+    pub(crate) fn peek(
+        &self,
+        environment: &str,
+        services: &[String],
+        usable: &mut dyn FnMut(u16) -> bool,
+    ) -> Result<Block, String> {
+        let blocks = self.blocks.lock().map_err(|_| "port table poisoned")?;
+        self.propose(&blocks, environment, services, usable)
+    }
+
+    /// Like [`Ports::peek`], and keeps the result.
     pub(crate) fn assign(
         &self,
         environment: &str,
@@ -99,6 +111,19 @@ impl Ports {
         usable: &mut dyn FnMut(u16) -> bool,
     ) -> Result<Block, String> {
         let mut blocks = self.blocks.lock().map_err(|_| "port table poisoned")?;
+        let block = self.propose(&blocks, environment, services, usable)?;
+        blocks.insert(environment.to_owned(), block.clone());
+        save(&self.path, &blocks)?;
+        Ok(block)
+    }
+
+    fn propose(
+        &self,
+        blocks: &BTreeMap<String, Block>,
+        environment: &str,
+        services: &[String],
+        usable: &mut dyn FnMut(u16) -> bool,
+    ) -> Result<Block, String> {
         let mut block = match blocks.get(environment) {
             Some(block) => block.clone(),
             None => {
@@ -133,6 +158,80 @@ impl Ports {
                         "`{environment}` has more than {SERVICE_SLOTS} services with ports, the most the local runtime gives one environment"
                     )
                 })?;
+            block.services.insert(service.clone(), slot);
+        }
+        Ok(block)
+    }
+
+    /// Keeps the block that holds exactly the service ports a plan was made with (`endpoints`: service → port),
+    /// as [`Ports::peek`] proposed them: the environment's own block, or the free one they lie in. Refused when
+    /// another environment took that block since, or the ports no longer fit.
+    pub(crate) fn claim(
+        &self,
+        environment: &str,
+        endpoints: &BTreeMap<String, u16>,
+        usable: &mut dyn FnMut(u16) -> bool,
+    ) -> Result<Block, String> {
+        let mut blocks = self.blocks.lock().map_err(|_| "port table poisoned")?;
+        let Some(first) = endpoints.values().min().copied() else {
+            return Err(format!("no ports to reserve for `{environment}`"));
+        };
+        let moved = |what: String| {
+            format!(
+                "the ports `{environment}` was planned with cannot be reserved: {what}; deploy again"
+            )
+        };
+        let mut block = match blocks.get(environment) {
+            Some(block) => block.clone(),
+            None => {
+                if first < self.range.first || first > self.range.last {
+                    return Err(moved(format!(
+                        "port {first} lies outside the range {}-{}",
+                        self.range.first, self.range.last
+                    )));
+                }
+                let base = self.range.first + (first - self.range.first) / BLOCK * BLOCK;
+                if let Some((other, _)) = blocks.iter().find(|(_, b)| b.base == base) {
+                    return Err(moved(format!(
+                        "ports {base}-{} went to `{other}` meanwhile",
+                        base + BLOCK - 1
+                    )));
+                }
+                if !usable(base) {
+                    return Err(moved(format!(
+                        "another program listens on ports {base}-{}",
+                        base + SERVICE_SLOTS - 1
+                    )));
+                }
+                Block {
+                    base,
+                    services: BTreeMap::new(),
+                }
+            }
+        };
+        for (service, &port) in endpoints {
+            let slot = port
+                .checked_sub(block.base)
+                .filter(|slot| *slot < SERVICE_SLOTS);
+            let Some(slot) = slot else {
+                return Err(moved(format!(
+                    "port {port} of `{service}` is not in its block {}-{}",
+                    block.base,
+                    block.base + SERVICE_SLOTS - 1
+                )));
+            };
+            match block.services.get(service) {
+                Some(&held) if held == slot => continue,
+                Some(_) => {
+                    return Err(moved(format!(
+                        "`{service}` already listens on another port"
+                    )));
+                }
+                None => {}
+            }
+            if let Some((other, _)) = block.services.iter().find(|(_, s)| **s == slot) {
+                return Err(moved(format!("port {port} belongs to `{other}`")));
+            }
             block.services.insert(service.clone(), slot);
         }
         blocks.insert(environment.to_owned(), block.clone());
@@ -199,6 +298,29 @@ mod tests {
         assert_eq!(again.get("shop/a"), Some(a.clone()));
         again.release("shop/a").expect("release");
         assert_eq!(again.get("shop/a"), None);
+        // A peek keeps nothing; a claim keeps what a peek proposed, and refuses it once the block went elsewhere.
+        let proposed = again
+            .peek("shop/d", &services, &mut |_| true)
+            .expect("peek");
+        assert_eq!(again.get("shop/d"), None);
+        let endpoints: BTreeMap<String, u16> = services
+            .iter()
+            .map(|s| (s.clone(), proposed.service_port(s).expect("port")))
+            .collect();
+        let taken = again.assign("shop/e", &services, &mut |_| true).expect("e");
+        assert_eq!(taken.base, proposed.base);
+        let refused = again
+            .claim("shop/d", &endpoints, &mut |_| true)
+            .expect_err("taken meanwhile");
+        assert!(refused.contains("went to `shop/e` meanwhile"), "{refused}");
+        again.release("shop/e").expect("release");
+        assert_eq!(
+            again
+                .claim("shop/d", &endpoints, &mut |_| true)
+                .expect("claim"),
+            proposed
+        );
+        assert_eq!(again.get("shop/d"), Some(proposed));
         let more: Vec<String> = (0..=SERVICE_SLOTS).map(|i| format!("s{i}")).collect();
         match again.assign("shop/c", &more, &mut |_| true) {
             Err(error) => assert!(error.contains("more than 16 services"), "{error}"),

@@ -320,15 +320,18 @@ impl LocalRuntime {
         services: &[String],
     ) -> Result<crate::ports::Block, RuntimeError> {
         let key = format!("{}/{}", env.project, env.environment);
+        self.ports
+            .assign(&key, services, &mut self.usable_block())
+            .map_err(RuntimeError::new)
+    }
+
+    /// Whether a block starting at a port may be an environment's.
+    fn usable_block(&self) -> impl FnMut(u16) -> bool + use<> {
         let namespaced = self
             .isolation
             .as_ref()
             .is_some_and(crate::spaces::Isolation::isolates_network);
-        self.ports
-            .assign(&key, services, &mut |base| {
-                namespaced || (0..SERVICE_SLOTS).all(|slot| is_free(base + slot, None))
-            })
-            .map_err(RuntimeError::new)
+        move |base| namespaced || (0..SERVICE_SLOTS).all(|slot| is_free(base + slot, None))
     }
 
     /// Listens on the service's port (in the environment's network), if nothing of this runtime does yet.
@@ -489,9 +492,13 @@ impl Runtime for LocalRuntime {
         env: &EnvironmentAddress,
         services: &[String],
     ) -> Result<BTreeMap<String, (String, u16)>, RuntimeError> {
-        // Only the numbers: a service's port is listened on when its app starts (in the environment's network,
-        // which a plan for a new environment comes before).
-        let block = self.assign_block(env, services)?;
+        // Only the numbers, and nothing kept: the environment's space step reserves them (plans, shown variables
+        // and refused requests reserve no ports). A service's port is listened on when its app starts.
+        let key = format!("{}/{}", env.project, env.environment);
+        let block = self
+            .ports
+            .peek(&key, services, &mut self.usable_block())
+            .map_err(RuntimeError::new)?;
         let mut endpoints = BTreeMap::new();
         for service in services {
             if let Some(port) = block.service_port(service) {
@@ -603,6 +610,23 @@ impl LocalRuntime {
         content: &serde_json::Value,
     ) -> Result<(), String> {
         let preview = content["preview"].as_bool().unwrap_or(false);
+        // The service ports the environment's variables were planned with.
+        let endpoints: BTreeMap<String, u16> = content["endpoints"]
+            .as_object()
+            .map(|endpoints| {
+                endpoints
+                    .iter()
+                    .filter_map(|(service, port)| {
+                        Some((service.clone(), u16::try_from(port.as_u64()?).ok()?))
+                    })
+                    .collect()
+            })
+            .unwrap_or_default();
+        if !endpoints.is_empty() {
+            let key = format!("{}/{}", env.project, env.environment);
+            self.ports
+                .claim(&key, &endpoints, &mut self.usable_block())?;
+        }
         let dir = self.dir_of(env);
         for path in [dir.path.parent(), Some(dir.path.as_path())]
             .into_iter()

@@ -67,25 +67,40 @@ fn log(dir: &Path) -> String {
 #[tokio::test]
 async fn variables_reach_the_environment_and_never_the_command_line() {
     let dir = TempDir::new("supervisor-env");
-    let mut spec = spec(
-        dir.path(),
-        "echo \"greeting=$GREETING\"; echo \"inherited=$PREVIEW_MASTER_KEY\"; exec sleep 30",
-    );
+    // The shell stays (no `exec`): its command line is the one the process was started with.
+    let mut spec = spec(dir.path(), "echo \"greeting=$GREETING\"; sleep 30");
     spec.env
         .push(("API_KEY".into(), Secret::new("very-secret-value".into())));
     let process = Supervised::start(spec).await.expect("starts");
     let pid = process.pid().expect("pid");
-    // Both lines are there once the second is.
-    wait_for("the second line", || log(dir.path()).contains("inherited=")).await;
+    wait_for("the greeting", || log(dir.path()).contains("greeting=")).await;
     assert!(log(dir.path()).contains("greeting=hello"));
+    let cmdline =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline"))
+            .into_owned();
     assert!(
-        log(dir.path()).contains("inherited=\n"),
-        "the daemon's environment is not inherited"
+        cmdline.contains("greeting="),
+        "the command as started: {cmdline:?}"
     );
-    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
-    assert!(!String::from_utf8_lossy(&cmdline).contains("very-secret-value"));
-    let environ = std::fs::read(format!("/proc/{pid}/environ")).expect("environ");
-    assert!(String::from_utf8_lossy(&environ).contains("API_KEY=very-secret-value"));
+    assert!(!cmdline.contains("very-secret-value"));
+    let environ =
+        String::from_utf8_lossy(&std::fs::read(format!("/proc/{pid}/environ")).expect("environ"))
+            .into_owned();
+    assert!(environ.contains("API_KEY=very-secret-value"));
+    // Nothing of this process's own environment (the daemon's, in production) is inherited but PATH.
+    let own: Vec<String> = std::env::vars()
+        .map(|(name, _)| name)
+        .filter(|name| name != "PATH")
+        .collect();
+    assert!(!own.is_empty(), "the test runs with variables of its own");
+    for name in own {
+        assert!(
+            !environ
+                .split('\0')
+                .any(|entry| entry.starts_with(&format!("{name}="))),
+            "{name} was inherited"
+        );
+    }
     process.stop().await;
     assert!(!alive(pid));
 }

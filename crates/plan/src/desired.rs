@@ -23,14 +23,7 @@ pub fn desired_state(
             ResourceKind::Space,
             Vec::new(),
             // The totals of everything the environment runs at once, for the runtime to enforce.
-            json!({
-                "project": environment.project,
-                "environment": environment.name,
-                "isolation": environment.isolation,
-                "runtime": environment.runtime,
-                "preview": environment.preview,
-                "limits": environment.limits,
-            }),
+            space_content(environment),
         ),
         Resource::new(
             "secrets",
@@ -60,6 +53,28 @@ pub fn desired_state(
     }
     resources.sort_by(|a, b| a.id.cmp(&b.id));
     resources
+}
+
+/// The space: the environment's totals, for the runtime to enforce, and — for runtimes that assign them — the
+/// port each service listens on, which the runtime reserves when it makes the space.
+fn space_content(environment: &ResolvedEnvironment) -> serde_json::Value {
+    let mut content = json!({
+        "project": environment.project,
+        "environment": environment.name,
+        "isolation": environment.isolation,
+        "runtime": environment.runtime,
+        "preview": environment.preview,
+        "limits": environment.limits,
+    });
+    if !environment.endpoints.is_empty() {
+        content["endpoints"] = environment
+            .endpoints
+            .iter()
+            .map(|(service, endpoint)| (service.clone(), json!(endpoint.port)))
+            .collect::<serde_json::Map<_, _>>()
+            .into();
+    }
+    content
 }
 
 /// Every secret version a resource names, as (name, fingerprint): what must be kept while the resource is

@@ -104,6 +104,9 @@ pub struct ResolvedEnvironment {
     /// The totals of everything the environment runs at once, as the spec layers them (previews always have
     /// them); a key that is `None` has no total.
     pub limits: Resources,
+    /// Where the runtime has each app listen (the context's endpoints): the runtime reserves exactly these when it
+    /// makes the environment's space, so that the addresses in variables are the ones that are served.
+    pub endpoints: BTreeMap<String, Endpoint>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -234,6 +237,7 @@ pub fn resolve_environment(
             .and_then(|policy| policy.access.clone()),
         preview: context.is_preview(),
         limits: environment.limits.clone(),
+        endpoints: context.endpoints.clone(),
     })
 }
 

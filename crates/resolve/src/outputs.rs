@@ -6,7 +6,7 @@ use crate::Context;
 use crate::value::{SecretRef, Value};
 
 /// Where a service listens inside its environment.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Endpoint {
     pub host: String,
     pub port: u16,

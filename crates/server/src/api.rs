@@ -102,6 +102,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/v1/deployments/{id}/logs", get(deployments::logs))
         .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
         .route("/v1/deployments/{id}/abandon", post(deployments::abandon))
+        .route_layer(axum::middleware::from_fn(check_path_names))
         .fallback(|| async {
             ApiError::NotFound("no such API route; the routes start with /v1/".to_owned())
         })
@@ -114,6 +115,33 @@ pub(crate) fn router(state: SharedState) -> Router {
         .merge(api)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)
+}
+
+/// Refuses a request whose path names something with a name no project, environment, service or deployment can
+/// have — `..%2F` included — before any handler uses it.
+async fn check_path_names(
+    params: axum::extract::RawPathParams,
+    request: Request,
+    next: Next,
+) -> Result<Response, ApiError> {
+    for (key, value) in &params {
+        let problem = match key {
+            "id" => (value.is_empty()
+                || value.len() > 64
+                || !value
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
+            .then(|| "a deployment id is lowercase letters and digits".to_owned()),
+            _ => preview_spec::name_problem(value),
+        };
+        if let Some(problem) = problem {
+            return Err(ApiError::BadRequest(format!(
+                "the path's {key} {value:?} is not a valid name: it {problem}",
+                problem = problem.trim_start_matches("is ")
+            )));
+        }
+    }
+    Ok(next.run(request).await)
 }
 
 async fn authenticate(

@@ -28,6 +28,12 @@ pub use diagnostic::{Diagnostic, Diagnostics, Position};
 pub use model::*;
 pub use variables::is_variable_name;
 
+/// Why `name` cannot be a project, service or environment name (a DNS label: lowercase letters, digits and `-`,
+/// at most 63 characters), if it cannot.
+pub fn name_problem(name: &str) -> Option<String> {
+    names::dns_label_problem(name)
+}
+
 use diagnostic::Sink;
 use limits::Totals;
 use read::{Fields, choice, named_entries, text};

@@ -65,7 +65,27 @@ impl Store {
         terms: &StartTerms,
     ) -> Result<Lease> {
         let (project, environment) = (&deployment.project, &deployment.environment);
+        // Rows are locked in the order every transaction of the store takes them — lease, deployment, revision —
+        // so that a start and an end of the same environment on PostgreSQL wait for each other, never deadlock.
         let batch = vec![
+            // A lease row exists exactly while a deployment of the environment is unfinished (its end, or an
+            // operator abandoning it, removes it): a start takes the environment only where there is none. Taking it
+            // first also makes concurrent starts on PostgreSQL wait on the row, then find it.
+            Statement::new(
+                &self.sql(
+                    "INSERT INTO leases (project, environment, deployment, holder, expires_at, epoch)
+                     VALUES ($1, $2, $3, $4, {now} + $5, 1)
+                     ON CONFLICT (project, environment) DO NOTHING",
+                ),
+                vec![
+                    project.clone().into(),
+                    environment.clone().into(),
+                    deployment.id.clone().into(),
+                    deployment.holder.clone().into(),
+                    terms.lease_ttl_ms.into(),
+                ],
+            )
+            .must_change(),
             Statement::new(
                 "INSERT INTO revisions (project, environment, revision) VALUES ($1, $2, 0) ON CONFLICT (project, environment) DO NOTHING",
                 vec![project.clone().into(), environment.clone().into()],
@@ -81,24 +101,6 @@ impl Store {
                 "UPDATE revisions SET revision = revision WHERE project = $1 AND environment = $2 AND NOT EXISTS (
                      SELECT 1 FROM environments e WHERE e.project = $1 AND e.name = $2 AND e.owner IS NOT NULL AND e.owner <> $3)",
                 vec![project.clone().into(), environment.clone().into(), terms.daemon.clone().into()],
-            )
-            .must_change(),
-            Statement::new(
-                &self.sql(&format!(
-                    "INSERT INTO leases (project, environment, deployment, holder, expires_at, epoch)
-                     VALUES ($1, $2, $3, $4, {{now}} + $5, 1)
-                     ON CONFLICT (project, environment) DO UPDATE SET deployment = excluded.deployment,
-                     holder = excluded.holder, expires_at = excluded.expires_at, epoch = 1
-                     WHERE leases.expires_at < {{now}} AND NOT EXISTS (
-                         SELECT 1 FROM deployments d WHERE d.project = $1 AND d.environment = $2 AND d.status IN {UNFINISHED})"
-                )),
-                vec![
-                    project.clone().into(),
-                    environment.clone().into(),
-                    deployment.id.clone().into(),
-                    deployment.holder.clone().into(),
-                    terms.lease_ttl_ms.into(),
-                ],
             )
             .must_change(),
             Statement::new(
@@ -126,10 +128,11 @@ impl Store {
                 holder: deployment.holder.clone(),
                 epoch: 1,
             }),
-            Err(DriverError::Unchanged(1)) => Err(StoreError::Stale {
+            Err(DriverError::Unchanged(0)) => Err(self.busy(project, environment).await?),
+            Err(DriverError::Unchanged(2)) => Err(StoreError::Stale {
                 environment: environment.clone(),
             }),
-            Err(DriverError::Unchanged(2)) => {
+            Err(DriverError::Unchanged(3)) => {
                 let owner = self
                     .environment(project, environment)
                     .await?
@@ -140,7 +143,6 @@ impl Store {
                     owner,
                 })
             }
-            Err(DriverError::Unchanged(_)) => Err(self.busy(project, environment).await?),
             Err(error) => Err(error.into()),
         }
     }
@@ -254,6 +256,57 @@ impl Store {
                 deployment: deployment.to_owned(),
                 holder: terms.holder.clone(),
                 epoch: seen_epoch + 1,
+            })),
+            Err(DriverError::Unchanged(_)) => Ok(None),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// Gives an unfinished deployment that has no lease (one written by an earlier version, or left by a fault)
+    /// a lease held by `terms.holder`, if its environment has none and the deployment is this daemon's to take:
+    /// then it can be recovered like any other.
+    pub async fn adopt_unleased(
+        &self,
+        deployment: &DeploymentRecord,
+        terms: &TakeOverTerms,
+    ) -> Result<Option<Lease>> {
+        let take = Statement::new(
+            &self.sql(
+                "INSERT INTO leases (project, environment, deployment, holder, expires_at, epoch)
+                 VALUES ($1, $2, $3, $4, {now} + $5, 1) ON CONFLICT (project, environment) DO NOTHING",
+            ),
+            vec![
+                deployment.project.clone().into(),
+                deployment.environment.clone().into(),
+                deployment.id.clone().into(),
+                terms.holder.clone().into(),
+                terms.lease_ttl_ms.into(),
+            ],
+        )
+        .must_change();
+        let prefix = format!("{}/", terms.daemon);
+        let claim = Statement::new(
+            &self.sql(&format!(
+                "UPDATE deployments SET holder = $1 WHERE id = $2 AND status IN {UNFINISHED}
+                 AND (owner IS NULL OR owner = $3)
+                 AND (holder = $3 OR substr(holder, 1, $4) = $5 OR $6 = 1)
+                 AND (retry_at IS NULL OR retry_at <= {{now}})"
+            )),
+            vec![
+                terms.holder.clone().into(),
+                deployment.id.clone().into(),
+                terms.daemon.clone().into(),
+                (prefix.len() as i64).into(),
+                prefix.into(),
+                i64::from(terms.others).into(),
+            ],
+        )
+        .must_change();
+        match self.driver.transaction(vec![take, claim]).await {
+            Ok(()) => Ok(Some(Lease {
+                deployment: deployment.id.clone(),
+                holder: terms.holder.clone(),
+                epoch: 1,
             })),
             Err(DriverError::Unchanged(_)) => Ok(None),
             Err(error) => Err(error.into()),

@@ -96,6 +96,41 @@ pub struct TestPostgres {
     port: u16,
 }
 
+/// `program` of the server's `bin` directory, run as the `postgres` user when the test runs as root (PostgreSQL
+/// refuses to run as root).
+fn as_postgres(bin: &Path, program: &str) -> Command {
+    let mut command = if running_as_root() {
+        let mut c = Command::new("runuser");
+        c.args(["-u", "postgres", "--"]).arg(bin.join(program));
+        c
+    } else {
+        Command::new(bin.join(program))
+    };
+    command.env("LC_ALL", "C");
+    command
+}
+
+/// Starts the cluster in `dir/data` on `port`; the server's log if it does not start.
+fn pg_ctl_start(bin: &Path, dir: &Path, port: u16) -> Result<(), String> {
+    let options = format!(
+        "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
+        dir.display()
+    );
+    let output = as_postgres(bin, "pg_ctl")
+        .args(["-w", "-t", "60", "-D"])
+        .arg(dir.join("data"))
+        .args(["-o", &options, "-l"])
+        .arg(dir.join("server.log"))
+        .arg("start")
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run pg_ctl: {e}"));
+    if output.status.success() {
+        Ok(())
+    } else {
+        Err(std::fs::read_to_string(dir.join("server.log")).unwrap_or_default())
+    }
+}
+
 impl TestPostgres {
     /// Starts a server; panics with what to install if PostgreSQL's server programs are missing.
     pub fn start() -> TestPostgres {
@@ -106,25 +141,13 @@ impl TestPostgres {
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data)
             .unwrap_or_else(|e| panic!("cannot create {}: {e}", data.display()));
-        let as_root = running_as_root();
-        if as_root {
+        if running_as_root() {
             // PostgreSQL refuses to run as root: the cluster belongs to the `postgres` user.
             run(Command::new("chown")
                 .args(["-R", "postgres:postgres"])
                 .arg(dir.path()));
         }
-        let as_postgres = |program: &str| {
-            let mut command = if as_root {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "postgres", "--"]).arg(bin.join(program));
-                c
-            } else {
-                Command::new(bin.join(program))
-            };
-            command.env("LC_ALL", "C");
-            command
-        };
-        run(as_postgres("initdb")
+        run(as_postgres(&bin, "initdb")
             .args([
                 "--auth=trust",
                 "--username=postgres",
@@ -136,24 +159,27 @@ impl TestPostgres {
         let mut last_error = String::new();
         for _ in 0..5 {
             let port = free_port();
-            let options = format!(
-                "-p {port} -k {} -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200",
-                dir.path().display()
-            );
-            let output = as_postgres("pg_ctl")
-                .args(["-w", "-t", "60", "-D"])
-                .arg(&data)
-                .args(["-o", &options, "-l"])
-                .arg(dir.path().join("server.log"))
-                .arg("start")
-                .output()
-                .unwrap_or_else(|e| panic!("cannot run pg_ctl: {e}"));
-            if output.status.success() {
-                return TestPostgres { dir, bin, port };
+            match pg_ctl_start(&bin, dir.path(), port) {
+                Ok(()) => return TestPostgres { dir, bin, port },
+                Err(error) => last_error = error,
             }
-            last_error = std::fs::read_to_string(dir.path().join("server.log")).unwrap_or_default();
         }
         panic!("PostgreSQL did not start:\n{last_error}");
+    }
+
+    /// Stops the server (fast shutdown: open connections are closed), as an outage or a restart does.
+    pub fn stop(&self) {
+        let _ = as_postgres(&self.bin, "pg_ctl")
+            .args(["-D"])
+            .arg(self.dir.path().join("data"))
+            .args(["-m", "fast", "-w", "stop"])
+            .output();
+    }
+
+    /// Starts the stopped server again, on the same port with the same data.
+    pub fn start_again(&self) {
+        pg_ctl_start(&self.bin, self.dir.path(), self.port)
+            .unwrap_or_else(|log| panic!("PostgreSQL did not start again:\n{log}"));
     }
 
     pub fn port(&self) -> u16 {
@@ -187,18 +213,9 @@ impl TestPostgres {
 
 impl Drop for TestPostgres {
     fn drop(&mut self) {
-        let data = self.dir.path().join("data");
-        let mut command = if running_as_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"])
-                .arg(self.bin.join("pg_ctl"));
-            c
-        } else {
-            Command::new(self.bin.join("pg_ctl"))
-        };
-        let _ = command
+        let _ = as_postgres(&self.bin, "pg_ctl")
             .args(["-D"])
-            .arg(&data)
+            .arg(self.dir.path().join("data"))
             .args(["-m", "immediate", "stop"])
             .output();
     }

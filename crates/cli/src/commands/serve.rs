@@ -59,8 +59,8 @@ pub struct ServeArgs {
     pub health_timeout: u64,
     #[command(flatten)]
     pub issuer: IssuerFlags,
-    /// For tests: make the runtime fail (`fail@N`), hang (`hang@N`) or stop dead (`stop-before@N`,
-    /// `stop-after@N`, `stop-verify@1`) at its N-th operation.
+    /// For tests: make the runtime fail (`fail@N`, or from then on: `fail-from@N`), hang (`hang@N`), take three
+    /// seconds (`slow@N`) or stop dead (`stop-before@N`, `stop-after@N`, `stop-verify@1`) at its N-th operation.
     #[arg(long, hide = true)]
     pub fault: Option<String>,
     /// Seconds one step may take before it fails and the deployment rolls back.

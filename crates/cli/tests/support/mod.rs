@@ -274,6 +274,36 @@ pub fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
+/// Registers the example project through the API and sets the secrets it declares.
+pub fn register_example(daemon: &Daemon) {
+    let body = serde_json::json!({ "file": "preview.yaml", "source": EXAMPLE }).to_string();
+    let (status, answer) = daemon.http(
+        "POST",
+        "/v1/projects",
+        Some(&daemon.token),
+        Some("application/json"),
+        body.as_bytes(),
+    );
+    assert_eq!(status, 200, "{answer}");
+    daemon.set_example_secrets();
+}
+
+/// An authenticated API call with a JSON body; the status and the answer.
+pub fn api(
+    daemon: &Daemon,
+    method: &str,
+    path: &str,
+    body: serde_json::Value,
+) -> (u16, serde_json::Value) {
+    daemon.http(
+        method,
+        path,
+        Some(&daemon.token),
+        Some("application/json"),
+        body.to_string().as_bytes(),
+    )
+}
+
 /// Polls `deployment show` until the deployment has ended; returns its JSON.
 pub fn wait_until_ended(daemon: &Daemon, id: &str) -> serde_json::Value {
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -281,7 +311,7 @@ pub fn wait_until_ended(daemon: &Daemon, id: &str) -> serde_json::Value {
         let shown = daemon.json(&["deployment", "show", id]);
         if matches!(
             shown["deployment"]["status"].as_str(),
-            Some("committed" | "rolled_back" | "failed")
+            Some("committed" | "rolled_back" | "failed" | "abandoned")
         ) {
             return shown;
         }

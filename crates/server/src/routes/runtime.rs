@@ -35,6 +35,27 @@ pub(crate) async fn logs(
             project.name
         )));
     }
+    // Only a service of this environment that runs (an app or a job) has a log.
+    let recorded = state
+        .store
+        .recorded_state(&project.name, &environment)
+        .await?;
+    let services: Vec<&str> = recorded
+        .iter()
+        .filter(|r| {
+            matches!(
+                r.kind,
+                preview_plan::ResourceKind::App | preview_plan::ResourceKind::Job
+            )
+        })
+        .filter_map(|r| r.id.split_once('/').map(|(_, name)| name))
+        .collect();
+    if !services.contains(&service.as_str()) {
+        return Err(ApiError::NotFound(format!(
+            "environment `{environment}` has no app or job `{service}` (it has: {})",
+            services.join(", ")
+        )));
+    }
     let address = EnvironmentAddress {
         project: project.name,
         environment,
