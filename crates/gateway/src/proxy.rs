@@ -112,7 +112,7 @@ impl Proxy {
         if let Some(access) = &route.access {
             let name = normalize_host(host_name);
             // A credential sent over plain HTTP can be read on the way: protected routes are served over HTTPS
-            // only, and the redirect carries none.
+            // only, so that a visitor sends the header or cookie in clear at most once.
             if scheme == "http" {
                 return self.to_https(&name, &request);
             }
