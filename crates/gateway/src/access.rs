@@ -1,5 +1,6 @@
 //! Access protection of a route: a shared token (header, cookie, or once in the query, which sets the cookie) or
-//! HTTP basic authentication. The gateway holds only SHA-256 digests of the credentials.
+//! HTTP basic authentication. The gateway holds only SHA-256 digests of the credentials; the cookie holds a value
+//! derived from the token's digest and the host, not the token.
 
 use hyper::header::{self, HeaderMap, HeaderValue};
 use hyper::{Request, StatusCode};
@@ -49,7 +50,7 @@ pub fn basic_credentials(user: &str, password: &str) -> String {
 
 pub(crate) enum Verdict {
     Allow,
-    /// The token came in the query: set it as a cookie and send the browser to the same URL without it.
+    /// The token came in the query: set the cookie and send the browser to the same URL without it.
     SetCookie {
         location: String,
         cookie: HeaderValue,
@@ -60,8 +61,15 @@ pub(crate) enum Verdict {
     },
 }
 
-/// Decides whether `request` may pass; credentials the gateway consumed are removed from it.
-pub(crate) fn check<B>(access: &Access, request: &mut Request<B>, scheme: &str) -> Verdict {
+/// Decides whether `request` for `host` (normalised) may pass. Every credential meant for the gateway — the token
+/// header, the cookie, the token in the query, valid or not — is removed from the request, so that an app (a pull
+/// request's code) never sees one it could log.
+pub(crate) fn check<B>(
+    access: &Access,
+    request: &mut Request<B>,
+    host: &str,
+    scheme: &str,
+) -> Verdict {
     match access {
         Access::Basic { digest: expected } => {
             let presented = request
@@ -82,47 +90,30 @@ pub(crate) fn check<B>(access: &Access, request: &mut Request<B>, scheme: &str) 
         }
         Access::Token { digest: expected } => {
             let headers = request.headers_mut();
-            if let Some(token) = headers.get(TOKEN_HEADER).and_then(|v| v.to_str().ok())
-                && digest(token) == *expected
-            {
-                headers.remove(TOKEN_HEADER);
+            let by_header = headers
+                .remove(TOKEN_HEADER)
+                .is_some_and(|v| v.to_str().is_ok_and(|token| digest(token) == *expected));
+            let by_cookie =
+                take_cookie(headers).is_some_and(|value| cookie_matches(expected, host, &value));
+            let in_query = take_query_token(request.uri());
+            if by_header || by_cookie {
+                if let Some((_, rest)) = &in_query {
+                    without_query_token(request, rest);
+                }
                 return Verdict::Allow;
             }
-            if cookie(headers).is_some_and(|token| digest(&token) == *expected) {
-                return Verdict::Allow;
-            }
-            let (path, query) = match request.uri().path_and_query() {
-                Some(pq) => (pq.path().to_owned(), pq.query().unwrap_or("").to_owned()),
-                None => ("/".to_owned(), String::new()),
-            };
-            let mut token = None;
-            let rest: Vec<&str> = query
-                .split('&')
-                .filter(|pair| !pair.is_empty())
-                .filter(|pair| match pair.strip_prefix("preview_token=") {
-                    Some(value) => {
-                        token = Some(percent_decode(value));
-                        false
-                    }
-                    None => true,
-                })
-                .collect();
-            match token {
-                Some(token) if digest(&token) == *expected => {
-                    let location = if rest.is_empty() {
-                        path
-                    } else {
-                        format!("{path}?{}", rest.join("&"))
-                    };
+            match in_query {
+                Some((token, rest)) if digest(&token) == *expected => {
+                    let location = same_site_location(request.uri().path(), &rest);
                     let secure = if scheme == "https" { "; Secure" } else { "" };
                     match HeaderValue::from_str(&format!(
                         "{TOKEN_COOKIE}={}; Path=/; HttpOnly; SameSite=Lax{secure}",
-                        percent_encode(&token)
+                        cookie_value(expected, host)
                     )) {
                         Ok(cookie) => Verdict::SetCookie { location, cookie },
                         Err(_) => Verdict::Deny {
                             status: StatusCode::BAD_REQUEST,
-                            message: "The token cannot be kept in a cookie.",
+                            message: "The host name cannot be kept in a cookie.",
                         },
                     }
                 }
@@ -135,15 +126,117 @@ pub(crate) fn check<B>(access: &Access, request: &mut Request<B>, scheme: &str) 
     }
 }
 
-/// The `preview_token` cookie's value, decoded.
-fn cookie(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .find_map(|pair| pair.trim().strip_prefix("preview_token="))
-        .map(percent_decode)
+/// The cookie's value for `host`: HMAC-SHA256 of the host keyed by the token's digest, in hexadecimal. It opens
+/// only that host, and the token cannot be found from it; the gateway never has to keep or see the token to check it.
+fn cookie_value(token_digest: &[u8; 32], host: &str) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token_digest);
+    let tag = ring::hmac::sign(&key, host.as_bytes());
+    tag.as_ref().iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Whether `value` is the cookie for `host`, compared in constant time.
+fn cookie_matches(token_digest: &[u8; 32], host: &str, value: &[u8]) -> bool {
+    let Some(tag) = from_hex(value) else {
+        return false;
+    };
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, token_digest);
+    ring::hmac::verify(&key, host.as_bytes(), &tag).is_ok()
+}
+
+fn from_hex(text: &[u8]) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    text.chunks(2)
+        .map(|pair| {
+            let digit = |b: u8| (b as char).to_digit(16);
+            Some((digit(pair[0])? * 16 + digit(pair[1])?) as u8)
+        })
+        .collect()
+}
+
+const COOKIE_PREFIX: &[u8] = b"preview_token=";
+
+/// Removes the `preview_token` cookie from every `Cookie` header (keeping the others); its value, if it was there.
+fn take_cookie(headers: &mut HeaderMap) -> Option<Vec<u8>> {
+    let present = headers.get_all(header::COOKIE).iter().any(|v| {
+        v.as_bytes()
+            .windows(COOKIE_PREFIX.len())
+            .any(|w| w == COOKIE_PREFIX)
+    });
+    if !present {
+        return None;
+    }
+    let mut found = None;
+    let mut kept: Vec<u8> = Vec::new();
+    for value in headers.get_all(header::COOKIE) {
+        for pair in value.as_bytes().split(|b| *b == b';') {
+            let pair = pair.trim_ascii();
+            if let Some(value) = pair.strip_prefix(COOKIE_PREFIX) {
+                found = Some(value.to_vec());
+            } else if !pair.is_empty() {
+                if !kept.is_empty() {
+                    kept.extend_from_slice(b"; ");
+                }
+                kept.extend_from_slice(pair);
+            }
+        }
+    }
+    headers.remove(header::COOKIE);
+    if let Ok(value) = HeaderValue::from_bytes(&kept)
+        && !kept.is_empty()
+    {
+        headers.insert(header::COOKIE, value);
+    }
+    found
+}
+
+/// The token in `uri`'s query (decoded) and the rest of the query without it, when it has one.
+fn take_query_token(uri: &hyper::Uri) -> Option<(String, String)> {
+    let query = uri.query()?;
+    if !query.contains("preview_token=") {
+        return None;
+    }
+    let mut token = None;
+    let rest: Vec<&str> = query
+        .split('&')
+        .filter(|pair| !pair.is_empty())
+        .filter(|pair| match pair.strip_prefix("preview_token=") {
+            Some(value) => {
+                token = Some(percent_decode(value));
+                false
+            }
+            None => true,
+        })
+        .collect();
+    Some((token?, rest.join("&")))
+}
+
+/// Replaces `request`'s query by `rest` (the query without the token).
+fn without_query_token<B>(request: &mut Request<B>, rest: &str) {
+    let path = request.uri().path();
+    let path_and_query = if rest.is_empty() {
+        path.to_owned()
+    } else {
+        format!("{path}?{rest}")
+    };
+    let mut parts = request.uri().clone().into_parts();
+    parts.path_and_query = path_and_query.parse().ok();
+    if let Ok(uri) = hyper::Uri::from_parts(parts) {
+        *request.uri_mut() = uri;
+    }
+}
+
+/// Where to send a browser after the token left the URL: the same path on the same site. A path that begins with
+/// two slashes (or a backslash, which browsers read as one) would be another site's address (`//evil.example/`),
+/// so the path gets exactly one leading slash.
+fn same_site_location(path: &str, query: &str) -> String {
+    let path = path.trim_start_matches(['/', '\\']);
+    if query.is_empty() {
+        format!("/{path}")
+    } else {
+        format!("/{path}?{query}")
+    }
 }
 
 fn percent_decode(text: &str) -> String {
@@ -169,17 +262,6 @@ fn percent_decode(text: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn percent_encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
-                (b as char).to_string()
-            }
-            other => format!("%{other:02X}"),
-        })
-        .collect()
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -195,10 +277,71 @@ mod tests {
     }
 
     #[test]
-    fn tokens_survive_the_cookie_round_trip() {
-        for token in ["plain", "with space+plus/slash=equals%", "ünïcode"] {
-            assert_eq!(percent_decode(&percent_encode(token)), token);
-        }
+    fn query_tokens_are_decoded() {
+        assert_eq!(
+            percent_decode("with%20space+plus%2Fslash"),
+            "with space plus/slash"
+        );
         assert_eq!(percent_decode("a%2"), "a%2");
+    }
+
+    #[test]
+    fn the_cookie_opens_its_own_host_only_and_is_not_the_token() {
+        let token = digest("s3cret token");
+        let value = cookie_value(&token, "web-pr-1.shop.localhost");
+        assert_eq!(value.len(), 64);
+        assert!(!value.contains("s3cret"));
+        assert!(cookie_matches(
+            &token,
+            "web-pr-1.shop.localhost",
+            value.as_bytes()
+        ));
+        assert!(!cookie_matches(
+            &token,
+            "api-pr-1.shop.localhost",
+            value.as_bytes()
+        ));
+        assert!(!cookie_matches(
+            &digest("other"),
+            "web-pr-1.shop.localhost",
+            value.as_bytes()
+        ));
+        assert!(!cookie_matches(
+            &token,
+            "web-pr-1.shop.localhost",
+            b"s3cret%20token"
+        ));
+    }
+
+    #[test]
+    fn redirects_stay_on_the_site() {
+        for (path, query, expected) in [
+            ("/cart", "item=3", "/cart?item=3"),
+            ("/", "", "/"),
+            ("//evil.example/", "", "/evil.example/"),
+            ("///evil.example", "a=1", "/evil.example?a=1"),
+            ("/\\evil.example", "", "/evil.example"),
+        ] {
+            assert_eq!(same_site_location(path, query), expected, "{path}");
+        }
+    }
+
+    #[test]
+    fn the_token_cookie_is_taken_out_and_the_others_kept() {
+        let mut headers = HeaderMap::new();
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("a=1; preview_token=abcd; b=2"),
+        );
+        headers.append(header::COOKIE, HeaderValue::from_static("c=3"));
+        assert_eq!(take_cookie(&mut headers), Some(b"abcd".to_vec()));
+        assert_eq!(headers[header::COOKIE], "a=1; b=2; c=3");
+        let mut headers = HeaderMap::new();
+        headers.insert(
+            header::COOKIE,
+            HeaderValue::from_static("preview_token=abcd"),
+        );
+        assert_eq!(take_cookie(&mut headers), Some(b"abcd".to_vec()));
+        assert!(!headers.contains_key(header::COOKIE));
     }
 }

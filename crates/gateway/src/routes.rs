@@ -79,6 +79,16 @@ fn is_normal(host: &str) -> bool {
     !host.ends_with('.') && !host.bytes().any(|b| b == b':' || b.is_ascii_uppercase())
 }
 
+/// 1 to 63 lower-case letters, digits and hyphens, neither first nor last a hyphen.
+fn is_dns_label(label: &str) -> bool {
+    (1..=63).contains(&label.len())
+        && label
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !label.starts_with('-')
+        && !label.ends_with('-')
+}
+
 impl RouteTable {
     /// Adds `route` under `hostname` (`*.x.y` for a wildcard). A later route for the same name replaces it.
     pub fn insert(&mut self, hostname: &str, route: Route) {
@@ -107,7 +117,11 @@ impl RouteTable {
         if let Some(route) = self.exact.get(host) {
             return Some(Arc::clone(route));
         }
-        let (_, parent) = host.split_once('.')?;
+        let (label, parent) = host.split_once('.')?;
+        // What a wildcard stands for becomes the app's Host: only a name a DNS label could be.
+        if !is_dns_label(label) {
+            return None;
+        }
         self.wildcard.get(parent).map(Arc::clone)
     }
 
@@ -217,6 +231,17 @@ mod tests {
             "the wildcard does not cover its parent"
         );
         assert_eq!(service("unknown.shop.localhost"), None);
+        for label in ["a_b", "-docs", "docs-", "a%2fb", "a b", &"x".repeat(64)] {
+            assert_eq!(
+                service(&format!("{label}.pr-42.preview.example.test")),
+                None,
+                "a wildcard covers DNS labels only: {label}"
+            );
+        }
+        assert_eq!(
+            service(&format!("{}.pr-42.preview.example.test", "x".repeat(63))).as_deref(),
+            Some("wildcard")
+        );
     }
 
     #[test]

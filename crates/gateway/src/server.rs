@@ -1,4 +1,5 @@
-//! Accepting connections: plain HTTP, or TLS with the certificate chosen by SNI and HTTP/2 or HTTP/1.1 by ALPN.
+//! Accepting connections: plain HTTP, or TLS with the certificate chosen by SNI and HTTP/2 or HTTP/1.1 by ALPN;
+//! at most so many at once, and none kept by a client that stops talking or reading.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -7,53 +8,27 @@ use std::time::Duration;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use tokio::sync::OwnedSemaphorePermit;
 
+use crate::answers::Holding;
+use crate::deadlines::WriteDeadline;
+use crate::forwarding_headers::Origin;
+use crate::idle_streams::Streams;
+use crate::pages::Body;
 use crate::proxy::{Downstream, Proxy};
 
-/// How long the gateway waits on a client before it closes the connection, so that clients that open connections
-/// and then say nothing (or say it very slowly) cannot use them all up.
-#[derive(Debug, Clone, Copy)]
-pub struct Timeouts {
-    /// For the TLS handshake.
-    pub handshake: Duration,
-    /// For the head of an HTTP/1.1 request, counted from when the connection opened or the previous answer went
-    /// out: a keep-alive connection left idle this long is closed too.
-    pub request_head: Duration,
-}
+type Handoff = (std::net::TcpStream, SocketAddr, OwnedSemaphorePermit);
 
-impl Default for Timeouts {
-    fn default() -> Timeouts {
-        Timeouts {
-            handshake: Duration::from_secs(10),
-            request_head: Duration::from_secs(60),
-        }
-    }
-}
-
-/// How many client connections the gateway serves at once (each holds descriptors of the daemon's; a client —
-/// an environment among them — that opens connections without end must not take them all).
-const MAX_CONNECTIONS: usize = 16 * 1024;
-
-/// Serves `listener` with the default timeouts until the returned future is dropped; with `tls`, every connection
-/// is TLS.
-pub async fn serve(
-    listener: TcpListener,
-    proxy: Arc<Proxy>,
-    tls: Option<Arc<rustls::ServerConfig>>,
-) {
-    serve_with(listener, proxy, tls, Timeouts::default()).await;
-}
-
-/// Serves `listener` until the returned future is dropped; with `tls`, every connection is TLS.
+/// Serves `listener` until the returned future is dropped; with `tls`, every connection is TLS. Timeouts and
+/// limits are the proxy's; listeners served with one proxy share its connection cap.
 ///
 /// Connections are served by one worker thread per core, each with a runtime of its own; they are handed to the
 /// workers in turn, so each serves as many. A connection and the upstream connections made for it stay on one
 /// thread: a request wakes no other thread on its way through.
-pub async fn serve_with(
+pub async fn serve(
     listener: TcpListener,
     proxy: Arc<Proxy>,
     tls: Option<Arc<rustls::ServerConfig>>,
-    timeouts: Timeouts,
 ) {
     let count = std::thread::available_parallelism().map_or(1, |n| n.get());
     let mut workers = Vec::with_capacity(count);
@@ -62,16 +37,16 @@ pub async fn serve_with(
         let (proxy, tls) = (Arc::clone(&proxy), tls.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("gateway-{index}"))
-            .spawn(move || worker(connections, proxy, tls, timeouts));
+            .spawn(move || worker(connections, proxy, tls));
         if spawned.is_ok() {
             workers.push(handoff);
         }
     }
-    // At most this many client connections at once; the next waits in the listen backlog until one closes.
-    let open = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
     // Dropping the senders (when this future is dropped) stops the workers.
     for turn in (0..workers.len()).cycle() {
-        let Ok(permit) = Arc::clone(&open).acquire_owned().await else {
+        // A place under the cap before the next accept: at the cap, connections wait in the listen backlog (and the
+        // kernel refuses them once it is full) instead of taking descriptors the rest of the daemon needs.
+        let Ok(place) = Arc::clone(&proxy.connections).acquire_owned().await else {
             return;
         };
         let (stream, remote) = match listener.accept().await {
@@ -83,7 +58,7 @@ pub async fn serve_with(
             }
         };
         if let Ok(stream) = stream.into_std() {
-            let _ = workers[turn].send((stream, remote, permit));
+            let _ = workers[turn].send((stream, remote, place));
         }
     }
 }
@@ -91,14 +66,9 @@ pub async fn serve_with(
 /// One worker thread: serves the connections handed to it, each in a task of its own runtime, until the sender
 /// is dropped.
 fn worker(
-    mut connections: tokio::sync::mpsc::UnboundedReceiver<(
-        std::net::TcpStream,
-        SocketAddr,
-        tokio::sync::OwnedSemaphorePermit,
-    )>,
+    mut connections: tokio::sync::mpsc::UnboundedReceiver<Handoff>,
     proxy: Arc<Proxy>,
     tls: Option<Arc<rustls::ServerConfig>>,
-    timeouts: Timeouts,
 ) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -108,14 +78,16 @@ fn worker(
     };
     let acceptor = tls.map(tokio_rustls::TlsAcceptor::from);
     runtime.block_on(async move {
-        while let Some((stream, remote, permit)) = connections.recv().await {
+        while let Some((stream, remote, place)) = connections.recv().await {
             let Ok(stream) = tokio::net::TcpStream::from_std(stream) else {
                 continue;
             };
             let _ = stream.set_nodelay(true);
             let (proxy, acceptor) = (Arc::clone(&proxy), acceptor.clone());
             tokio::spawn(async move {
-                let _open = permit;
+                let timeouts = proxy.config.timeouts;
+                let stream = WriteDeadline::new(stream, timeouts.write);
+                let trusted = &proxy.config.trusted_proxies;
                 match acceptor {
                     Some(acceptor) => {
                         let handshake = acceptor.accept(stream);
@@ -123,14 +95,15 @@ fn worker(
                             tokio::time::timeout(timeouts.handshake, handshake).await
                         {
                             let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            let downstream = Downstream::new(remote.ip(), "https");
-                            let io = TokioIo::new(stream);
-                            connection(io, proxy, downstream, http2, timeouts).await;
+                            let origin = Origin::new(remote.ip(), "https", trusted);
+                            let downstream = Downstream::new(origin, place);
+                            connection(TokioIo::new(stream), proxy, downstream, http2).await;
                         }
                     }
                     None => {
-                        let downstream = Downstream::new(remote.ip(), "http");
-                        connection(TokioIo::new(stream), proxy, downstream, false, timeouts).await;
+                        let origin = Origin::new(remote.ip(), "http", trusted);
+                        let downstream = Downstream::new(origin, place);
+                        connection(TokioIo::new(stream), proxy, downstream, false).await;
                     }
                 }
             });
@@ -139,29 +112,57 @@ fn worker(
 }
 
 /// Serves one connection with the protocol ALPN chose (HTTP/1.1 without TLS).
-async fn connection<I>(
-    io: I,
-    proxy: Arc<Proxy>,
-    downstream: Downstream,
-    http2: bool,
-    timeouts: Timeouts,
-) where
+async fn connection<I>(io: I, proxy: Arc<Proxy>, downstream: Downstream, http2: bool)
+where
     I: hyper::rt::Read + hyper::rt::Write + Unpin + Send + 'static,
 {
+    let (timeouts, limits) = (proxy.config.timeouts, proxy.config.limits);
     let downstream = Arc::new(downstream);
-    let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-        let (proxy, downstream) = (Arc::clone(&proxy), Arc::clone(&downstream));
-        async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &downstream).await) }
-    });
     if http2 {
-        let _ = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
-            .serve_connection(io, service)
-            .await;
+        let streams = Streams::new();
+        let service = {
+            let streams = Arc::clone(&streams);
+            service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+                let (proxy, downstream) = (Arc::clone(&proxy), Arc::clone(&downstream));
+                // Open until the answer's body has gone out (or the stream was reset).
+                let open = streams.begin();
+                async move {
+                    let response = proxy.handle(request, &downstream).await;
+                    Ok::<_, std::convert::Infallible>(response.map(|body| {
+                        let held: Body =
+                            http_body_util::BodyExt::boxed(Holding { body, _held: open });
+                        held
+                    }))
+                }
+            })
+        };
+        let served = hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+            .timer(TokioTimer::new())
+            .keep_alive_interval(timeouts.ping)
+            .keep_alive_timeout(timeouts.ping)
+            .max_concurrent_streams(limits.streams)
+            .max_header_list_size(u32::try_from(limits.request_head).unwrap_or(u32::MAX))
+            .serve_connection(io, service);
+        let mut served = std::pin::pin!(served);
+        tokio::select! {
+            _ = served.as_mut() => {}
+            () = streams.idle_for(timeouts.idle) => {
+                // GOAWAY, then close; a client that does not let the connection end is not waited for long.
+                served.as_mut().graceful_shutdown();
+                let _ = tokio::time::timeout(timeouts.write, served).await;
+            }
+        }
     } else {
+        let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
+            let (proxy, downstream) = (Arc::clone(&proxy), Arc::clone(&downstream));
+            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &downstream).await) }
+        });
         let _ = hyper::server::conn::http1::Builder::new()
             .writev(false)
             .timer(TokioTimer::new())
             .header_read_timeout(timeouts.request_head)
+            // Beyond it the client gets 431: a request head is not held or forwarded whatever its size.
+            .max_header_size(limits.request_head)
             .serve_connection(io, service)
             .with_upgrades()
             .await;

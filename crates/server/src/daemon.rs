@@ -54,6 +54,8 @@ pub struct LocalOptions {
     /// Directories builds may run tools from though they lie in a private home; `None`: the rustup installation
     /// of the daemon's user, when there is one.
     pub tools: Option<Vec<PathBuf>>,
+    /// The gateway's timeouts, limits, trusted proxies and HSTS; the HTTPS port is the `https` listener's.
+    pub gateway: preview_gateway::Config,
 }
 
 #[derive(Debug, Clone)]
@@ -244,7 +246,14 @@ async fn start_local(
     // through it.
     let resolver: Arc<Certificates> = Arc::clone(&certificates);
     let tls = preview_gateway::tls_config(resolver).map_err(|e| e.to_string())?;
-    let proxy = Arc::new(Proxy::new(Arc::clone(&routes)).with_challenges(Arc::clone(&challenges)));
+    // Protected routes asked for over plain HTTP are sent to the HTTPS listener.
+    let gateway = preview_gateway::Config {
+        https_port: https_address.port(),
+        ..options.gateway.clone()
+    };
+    let proxy = Arc::new(
+        Proxy::with_config(Arc::clone(&routes), gateway).with_challenges(Arc::clone(&challenges)),
+    );
     tokio::spawn(preview_gateway::serve(http, Arc::clone(&proxy), None));
     tokio::spawn(preview_gateway::serve(https, proxy, Some(tls)));
     // The gateway's ports are known once it listens (tests ask for any free port).

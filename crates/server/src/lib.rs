@@ -15,5 +15,6 @@ mod vault;
 
 pub use auth::{ClientConfig, client_config_path};
 pub use daemon::{LocalOptions, RuntimeChoice, ServeConfig, serve};
+pub use preview_gateway::{Config as GatewayConfig, IpRange};
 pub use preview_local::{IdRange, Issuer, PortRange, Subnet};
 pub use preview_tls::{AcmeConfig, LETS_ENCRYPT};

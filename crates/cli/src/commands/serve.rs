@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use preview_deploy::Fault;
 use preview_server::{
-    AcmeConfig, IdRange, Issuer, LETS_ENCRYPT, LocalOptions, PortRange, RuntimeChoice, ServeConfig,
-    Subnet,
+    AcmeConfig, GatewayConfig, IdRange, IpRange, Issuer, LETS_ENCRYPT, LocalOptions, PortRange,
+    RuntimeChoice, ServeConfig, Subnet,
 };
 
 use crate::exit::Failure;
@@ -59,6 +59,14 @@ pub struct ServeArgs {
     pub health_timeout: u64,
     #[command(flatten)]
     pub issuer: IssuerFlags,
+    /// Proxies in front of the gateway (ADDRESS[/PREFIX], comma-separated) whose X-Forwarded-For, -Proto, -Host,
+    /// Forwarded and X-Real-IP are kept; from any other client they are replaced or removed.
+    #[arg(long, value_name = "ADDRESS/PREFIX,…", value_delimiter = ',')]
+    pub trusted_proxy: Vec<String>,
+    /// Seconds browsers are told to reach protected previews over HTTPS only (Strict-Transport-Security); none
+    /// by default.
+    #[arg(long, value_name = "SECONDS")]
+    pub hsts: Option<u64>,
     /// For tests: make the runtime fail (`fail@N`, or from then on: `fail-from@N`), hang (`hang@N`), take three
     /// seconds (`slow@N`) or stop dead (`stop-before@N`, `stop-after@N`, `stop-verify@1`) at its N-th operation.
     #[arg(long, hide = true)]
@@ -135,6 +143,18 @@ pub fn run(data_dir: PathBuf, args: ServeArgs) -> Result<(), Failure> {
                 })
                 .collect::<Result<_, _>>()?,
             tools: args.tools,
+            gateway: GatewayConfig {
+                trusted_proxies: args
+                    .trusted_proxy
+                    .iter()
+                    .map(|p| {
+                        IpRange::parse(p)
+                            .map_err(|e| Failure::invalid(format!("--trusted-proxy: {e}")))
+                    })
+                    .collect::<Result<_, _>>()?,
+                hsts: args.hsts.map(Duration::from_secs),
+                ..GatewayConfig::default()
+            },
         })),
         None if args.runtime == "recording" => RuntimeChoice::Recording { dir: None, fault },
         Some(("recording", dir)) => RuntimeChoice::Recording {

@@ -50,17 +50,7 @@ impl Daemon {
         uid: Option<u32>,
         holding: Option<&Path>,
     ) -> Daemon {
-        use std::os::unix::fs::MetadataExt;
-        let config = data.join("client.json");
-        // The daemon rewrites the file by rename once it listens: a new inode means this daemon wrote it.
-        let previous = std::fs::metadata(&config).map(|m| m.ino()).ok();
-        std::fs::create_dir_all(data).expect("data dir");
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(data.join("daemon.log"))
-            .expect("daemon log");
-        let mut command = match holding {
+        let command = match holding {
             Some(file) => {
                 let mut shell = Command::new("/bin/sh");
                 shell
@@ -71,6 +61,27 @@ impl Daemon {
             }
             None => preview(),
         };
+        Daemon::start_command(command, data, extra, env, uid)
+    }
+
+    /// A daemon run by `command` (the `preview` binary, or a program that runs it in the end).
+    fn start_command(
+        mut command: Command,
+        data: &Path,
+        extra: &[&str],
+        env: &[(&str, &str)],
+        uid: Option<u32>,
+    ) -> Daemon {
+        use std::os::unix::fs::MetadataExt;
+        let config = data.join("client.json");
+        // The daemon rewrites the file by rename once it listens: a new inode means this daemon wrote it.
+        let previous = std::fs::metadata(&config).map(|m| m.ino()).ok();
+        std::fs::create_dir_all(data).expect("data dir");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data.join("daemon.log"))
+            .expect("daemon log");
         command
             .args(["serve", "--listen", "127.0.0.1:0", "--data-dir"])
             .arg(data)
@@ -561,6 +572,27 @@ pub fn local_daemon_holding(
     }
     flags.extend_from_slice(extra);
     Daemon::start_full(data, &flags, &[], uid, holding)
+}
+
+/// [`local_daemon`] allowed at most `open_files` descriptors (soft and hard limit, so the daemon cannot raise its
+/// own past it), run through `prlimit`.
+pub fn local_daemon_with_open_files(data: &Path, ports: &str, open_files: u64) -> Daemon {
+    let mut command = Command::new("prlimit");
+    command
+        .arg(format!("--nofile={open_files}:{open_files}"))
+        .arg("--")
+        .arg(env!("CARGO_BIN_EXE_preview"));
+    let flags = [
+        "--runtime",
+        "local",
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+        "--ports",
+        ports,
+    ];
+    Daemon::start_command(command, data, &flags, &[], None)
 }
 
 /// A new git repository `dir/repo` holding `files`, in one commit.
