@@ -11,58 +11,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use preview_testing::TempDir;
-use support::{Daemon, git, ok, request};
+use support::{Daemon, OrdinaryUser, git, ok, request};
 
 const PLAIN: [(&str, &str); 2] = [
     ("preview.yaml", include_str!("plain/preview.yaml")),
     ("web.py", include_str!("plain/web.py")),
 ];
-
-/// An ordinary user to run the daemon as (removed when dropped), or none when the test is not root.
-struct OrdinaryUser(Option<u32>);
-
-impl OrdinaryUser {
-    fn new() -> OrdinaryUser {
-        if !preview_testing::running_as_root() {
-            return OrdinaryUser(None);
-        }
-        let mut id = 3_800_000 + (std::process::id() % 5_000) * 20;
-        loop {
-            if preview_isolation::id_is_free(id)
-                && preview_isolation::create_account(id, "preview test ordinary user").is_ok()
-            {
-                return OrdinaryUser(Some(id));
-            }
-            id += 1;
-        }
-    }
-
-    /// Hands `path` (and everything below it) to the user.
-    fn give(&self, path: &Path) {
-        if let Some(uid) = self.0 {
-            let status = std::process::Command::new("chown")
-                .arg("-R")
-                .arg(format!("{uid}:{uid}"))
-                .arg(path)
-                .status()
-                .expect("chown");
-            assert!(status.success());
-        }
-    }
-}
-
-impl Drop for OrdinaryUser {
-    fn drop(&mut self) {
-        if let Some(uid) = self.0 {
-            // Whatever still runs as the user (a test that failed half-way) goes first: userdel refuses otherwise.
-            let _ = std::process::Command::new("pkill")
-                .args(["-KILL", "-U", &uid.to_string()])
-                .status();
-            std::thread::sleep(std::time::Duration::from_millis(200));
-            let _ = preview_isolation::delete_account(uid);
-        }
-    }
-}
 
 fn start(data: &Path, user: &OrdinaryUser) -> Daemon {
     support::local_daemon(data, "25000-25999", &[], user.0)

@@ -151,7 +151,10 @@ impl LocalRuntime {
             directory: text(&c["directory"]).unwrap_or_default(),
             commit: text(&c["commit"]).unwrap_or_default(),
         };
-        let done = self.build(env, &request).await.map_err(RuntimeError::new)?;
+        let done = self
+            .build(env, &request, log)
+            .await
+            .map_err(RuntimeError::new)?;
         log.line(done);
         self.record(env, resource)
     }
@@ -163,6 +166,7 @@ impl LocalRuntime {
         env: &EnvironmentAddress,
         workload: &Workload,
         unit: String,
+        log: &StepLog,
     ) -> Result<Running, RuntimeError> {
         let Some(source) = &workload.source else {
             return Err(RuntimeError::new(format!(
@@ -172,7 +176,7 @@ impl LocalRuntime {
         };
         let builder = self.builder(env);
         let tree = self
-            .checkout(env, &builder, &source.repository, &source.commit)
+            .checkout(env, &builder, &source.repository, &source.commit, log)
             .await
             .map_err(RuntimeError::new)?;
         let dir = self.dir_of(env);
@@ -284,28 +288,30 @@ impl LocalRuntime {
             )));
         };
         let running = self
-            .running(env, &workload, format!("job-{}", workload.service))
+            .running(env, &workload, format!("job-{}", workload.service), log)
             .await?;
         let variables = self
             .environment(env, &workload, &running.home, None)
             .await?;
         let log_path = self.dir_of(env).log_path(&workload.service);
-        let process = Supervised::start(self.process_spec(
+        let mut spec = self.process_spec(
+            env,
             &workload.service,
             command,
             running,
             variables,
             log_path.clone(),
-        ))
-        .await
-        .map_err(|e| RuntimeError::new(e.to_string()))?;
-        // A job runs once: the first exit is its result.
-        let exit = loop {
-            if let Some(exit) = process.last_exit() {
-                break exit;
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        };
+        );
+        // A job runs once: its first exit is its result. Abandoned, it is killed (and never runs again).
+        spec.restart = false;
+        log.check_lease()?;
+        let process = Supervised::start(spec)
+            .await
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
+        process.ended().await;
+        let exit = process
+            .last_exit()
+            .unwrap_or_else(|| "no exit status".to_owned());
         process.stop().await;
         if exit != "exit status: 0" {
             return Err(RuntimeError::new(format!(
@@ -320,23 +326,26 @@ impl LocalRuntime {
 
     fn process_spec(
         &self,
+        env: &EnvironmentAddress,
         name: &str,
         command: String,
         running: Running,
-        env: Vec<(String, Secret)>,
+        variables: Vec<(String, Secret)>,
         log: PathBuf,
     ) -> ProcessSpec {
         ProcessSpec {
             name: name.to_owned(),
             command,
             place: running.place,
-            env,
+            env: variables,
             log,
             log_limit: LOG_LIMIT,
             grace: self.config.grace,
             backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(30),
             memory_limit: running.memory_limit,
+            restart: true,
+            leftovers: Some(self.leftovers.of(env)),
         }
     }
 
@@ -353,17 +362,21 @@ impl LocalRuntime {
             return self.record(env, resource);
         }
         self.ensure_service_port(env, &service)?;
-        let port = self.version_port(env)?;
-        let started = self
+        let reserved = self.version_port(env)?;
+        let port = reserved.port;
+        // Until it is switched in, the version goes (killed) with this step if the step is abandoned.
+        let version = self
             .start_version(env, &workload, port, &resource.hash, log)
-            .await;
-        self.with_state(env, |s| s.starting.remove(&port));
-        let version = started?;
+            .await?;
+        log.check_lease()?;
         let previous = self.switch(env, &service, Some(version));
+        // The port is the running version's now.
+        drop(reserved);
         self.publish();
         log.line(format!("`{service}` now answers from port {port}"));
         let recorded = self.record(env, resource);
         if let Some(previous) = previous {
+            // Abandoned during the drain, the previous version is killed with this step (`Supervised`'s drop).
             tokio::time::sleep(self.config.drain).await;
             previous.supervised.stop().await;
             log.line(format!("stopped the previous version of `{service}`"));
@@ -421,7 +434,7 @@ impl LocalRuntime {
             )));
         };
         let running = self
-            .running(env, workload, format!("app-{service}-{port}"))
+            .running(env, workload, format!("app-{service}-{port}"), log)
             .await?;
         let network = running.network.clone();
         let variables = self
@@ -438,8 +451,10 @@ impl LocalRuntime {
             .map(|(_, value)| value.expose().to_owned())
             .collect();
         let log_path = self.dir_of(env).log_path(service);
+        log.check_lease()?;
         let supervised = Arc::new(
             Supervised::start(self.process_spec(
+                env,
                 service,
                 command,
                 running,
@@ -503,8 +518,11 @@ impl LocalRuntime {
     }
 
     /// A port of the environment's block that no version of it uses or is starting on and nothing else listens
-    /// on; reserved until the version runs or failed to.
-    fn version_port(&self, env: &EnvironmentAddress) -> Result<u16, RuntimeError> {
+    /// on; reserved until the reservation is dropped (the version runs, failed to, or its step was abandoned).
+    fn version_port<'a>(
+        &'a self,
+        env: &'a EnvironmentAddress,
+    ) -> Result<Reserved<'a>, RuntimeError> {
         let key = format!("{}/{}", env.project, env.environment);
         let block = match self.ports.get(&key) {
             Some(block) => block,
@@ -520,6 +538,11 @@ impl LocalRuntime {
             s.starting.insert(port);
             Some(port)
         })
+        .map(|port| Reserved {
+            runtime: self,
+            env,
+            port,
+        })
         .ok_or_else(|| {
             RuntimeError::new(format!(
                 "no free port left in `{}`'s block {}-{}",
@@ -528,6 +551,20 @@ impl LocalRuntime {
                 block.base + crate::ports::BLOCK - 1
             ))
         })
+    }
+}
+
+/// A port handed to a version that is starting, given back when dropped.
+struct Reserved<'a> {
+    runtime: &'a LocalRuntime,
+    env: &'a EnvironmentAddress,
+    port: u16,
+}
+
+impl Drop for Reserved<'_> {
+    fn drop(&mut self) {
+        self.runtime
+            .with_state(self.env, |s| s.starting.remove(&self.port));
     }
 }
 

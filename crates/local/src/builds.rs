@@ -13,14 +13,13 @@ use std::collections::HashMap;
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
-use preview_deploy::EnvironmentAddress;
-use preview_isolation::{Cgroup, Sandbox};
-use tokio::process::Command;
+use preview_deploy::{EnvironmentAddress, StepLog};
 
 use crate::layout::{self, Builder};
-use crate::logs::{LogFile, tail};
+use crate::logs::tail;
+use crate::one_off::{Abandoned, Holding, Once, run_once};
 use crate::runtime::LocalRuntime;
 use crate::spaces::{Space, Work};
 
@@ -62,117 +61,6 @@ const INHERITED: [&str; 7] = [
     "GOPATH",
 ];
 
-/// Where and how a one-off command runs.
-struct Once {
-    sandbox: Option<Sandbox>,
-    /// The working directory when there is no sandbox.
-    dir: PathBuf,
-    variables: Vec<(String, OsString)>,
-}
-
-/// Kills whatever is left of a one-off command — its cgroup, or without one its process group (it leads a session
-/// of its own) — also when the command is abandoned (a deployment that timed out or was cancelled drops it).
-struct Reaper {
-    cgroup: Option<Cgroup>,
-    group: Option<u32>,
-}
-
-impl Reaper {
-    async fn reap(&mut self) {
-        if let Some(cgroup) = &self.cgroup {
-            let _ = cgroup.kill_all(Duration::from_secs(10)).await;
-        }
-        if let Some(group) = self.group.take() {
-            preview_isolation::signals::signal_group(group, preview_isolation::signals::SIGKILL);
-        }
-    }
-}
-
-impl Drop for Reaper {
-    fn drop(&mut self) {
-        if let Some(group) = self.group.take() {
-            preview_isolation::signals::signal_group(group, preview_isolation::signals::SIGKILL);
-        }
-        if let Some(cgroup) = self.cgroup.take()
-            && let Ok(handle) = tokio::runtime::Handle::try_current()
-        {
-            handle.spawn(async move {
-                let _ = cgroup.kill_all(Duration::from_secs(10)).await;
-                let _ = cgroup.remove();
-            });
-        }
-    }
-}
-
-/// A build's log rotates past this size (one previous file is kept): a build printing without end fills no disk.
-const BUILD_LOG_LIMIT: u64 = 8 * 1024 * 1024;
-
-/// Runs `script` with `/bin/sh -c` to its end, its output going to `log` (begun afresh).
-async fn run_once(
-    once: Once,
-    script: &str,
-    log: &Path,
-) -> Result<std::process::ExitStatus, String> {
-    for old in [log.to_path_buf(), LogFile::previous(log)] {
-        match std::fs::remove_file(&old) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("cannot remove {}: {e}", old.display())),
-        }
-    }
-    let mut command = Command::new("/bin/sh");
-    command
-        .arg("-c")
-        .arg(script)
-        .env_clear()
-        .envs(once.variables)
-        .stdin(std::process::Stdio::null())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .kill_on_drop(true);
-    let mut reaper = Reaper {
-        cgroup: once.sandbox.as_ref().and_then(|s| s.cgroup.clone()),
-        group: None,
-    };
-    let explanation = match &once.sandbox {
-        Some(sandbox) => Some(sandbox.apply(&mut command).map_err(|e| e.to_string())?),
-        None => {
-            command.current_dir(&once.dir);
-            preview_isolation::detach(&mut command);
-            None
-        }
-    };
-    let mut child = command.spawn().map_err(|e| {
-        // A sandbox that could not be made says at which step.
-        let step = explanation
-            .as_ref()
-            .and_then(preview_isolation::Explanation::take)
-            .map(|step| format!(" ({step})"))
-            .unwrap_or_default();
-        format!("cannot start `{script}`: {e}{step}")
-    })?;
-    if reaper.cgroup.is_none() {
-        reaper.group = child.id();
-    }
-    let output = std::sync::Arc::new(LogFile::new(log, BUILD_LOG_LIMIT));
-    let mut captures = tokio::task::JoinSet::new();
-    if let Some(stdout) = child.stdout.take() {
-        let output = std::sync::Arc::clone(&output);
-        captures.spawn(async move { output.capture(stdout, "").await });
-    }
-    if let Some(stderr) = child.stderr.take() {
-        captures.spawn(async move { output.capture(stderr, "").await });
-    }
-    let status = child
-        .wait()
-        .await
-        .map_err(|e| format!("waiting for `{script}`: {e}"))?;
-    // What it left running in the background goes now, not later (and closes the output it held).
-    reaper.reap().await;
-    while captures.join_next().await.is_some() {}
-    Ok(status)
-}
-
 impl LocalRuntime {
     /// Who builds the environment's apps: the project's builder, or a preview's own.
     pub(crate) fn builder(&self, env: &EnvironmentAddress) -> Builder {
@@ -196,16 +84,19 @@ impl LocalRuntime {
         builder: &Builder,
         repository: &str,
         commit: &str,
+        step: &StepLog,
     ) -> Result<PathBuf, String> {
         if !commit.chars().all(|c| c.is_ascii_hexdigit()) || commit.len() < 7 {
             return Err(format!("`{commit}` is not a commit id"));
         }
         let tree = builder.tree(commit);
-        let lock = self.build_locks.lock(&tree);
-        let _held = lock.lock().await;
+        // Held until nothing of an abandoned export of the tree runs any more (see `Abandoned`); so the tree,
+        // made by renaming its partial one after a successful export, is complete whenever it exists.
+        let held: Holding = Arc::new(self.build_locks.lock(&tree).lock_owned().await);
         if tree.is_dir() {
             return Ok(tree);
         }
+        step.check_lease().map_err(|e| e.message)?;
         let dir = builder.commit_dir(commit);
         std::fs::create_dir_all(&dir)
             .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
@@ -248,6 +139,7 @@ impl LocalRuntime {
                         ],
                         sandbox: Some(sandbox),
                         dir: PathBuf::new(),
+                        abandoned: Abandoned::default(),
                     },
                     script,
                 )
@@ -265,22 +157,30 @@ impl LocalRuntime {
                         sandbox: None,
                         dir: dir.clone(),
                         variables: inherited(),
+                        abandoned: Abandoned::default(),
                     },
                     script,
                 )
             }
         };
-        let (once, script) = once;
+        let (mut once, script) = once;
+        once.abandoned = Abandoned {
+            leftovers: Some(self.leftovers.of(env)),
+            discard: vec![partial.clone(), scratch.clone()],
+            holding: vec![Arc::clone(&held)],
+        };
         let status = run_once(self.marked(once), &script, &log).await?;
+        let _ = std::fs::remove_dir_all(&scratch);
         if !status.success() {
+            let _ = std::fs::remove_dir_all(&partial);
             return Err(format!(
                 "exporting commit {commit} of {repository} failed ({status}): {}",
                 tail(&log, 10)
             ));
         }
-        let _ = std::fs::remove_dir_all(&scratch);
         std::fs::rename(&partial, &tree)
             .map_err(|e| format!("cannot move the checkout into place: {e}"))?;
+        drop(held);
         Ok(tree)
     }
 
@@ -290,18 +190,19 @@ impl LocalRuntime {
         &self,
         env: &EnvironmentAddress,
         request: &BuildRequest,
+        step: &StepLog,
     ) -> Result<String, String> {
         let builder = self.builder(env);
         let tree = self
-            .checkout(env, &builder, &request.repository, &request.commit)
+            .checkout(env, &builder, &request.repository, &request.commit, step)
             .await?;
         let Some(command) = &request.command else {
             return Ok(format!("checked out {}", short(&request.commit)));
         };
         let dir = builder.commit_dir(&request.commit);
         let marker = dir.join(format!("built-{}-{}", request.service, short_hash(command)));
-        let lock = self.build_locks.lock(&marker);
-        let _held = lock.lock().await;
+        // Both locks are held until nothing of an abandoned build runs any more (see `Abandoned`).
+        let held: Holding = Arc::new(self.build_locks.lock(&marker).lock_owned().await);
         if marker.exists() {
             return Ok(format!(
                 "{} at {} is already built",
@@ -310,8 +211,10 @@ impl LocalRuntime {
             ));
         }
         let space = self.space(env);
-        let _cache_lock = self.prepare_cache(&builder, space.as_deref()).await?;
-        let once = match (&self.isolation, &space) {
+        let cache_lock: Holding =
+            Arc::new(self.prepare_cache(env, &builder, space.as_deref()).await?);
+        step.check_lease().map_err(|e| e.message)?;
+        let mut once = match (&self.isolation, &space) {
             (Some(isolation), Some(space)) => {
                 let (sandbox, home) = isolation.sandbox(
                     env,
@@ -328,6 +231,7 @@ impl LocalRuntime {
                     variables: self.sandboxed_build_variables(home, cache, &request.commit),
                     sandbox: Some(sandbox),
                     dir: PathBuf::new(),
+                    abandoned: Abandoned::default(),
                 }
             }
             _ => {
@@ -341,8 +245,14 @@ impl LocalRuntime {
                     sandbox: None,
                     dir: tree.join(&request.directory),
                     variables,
+                    abandoned: Abandoned::default(),
                 }
             }
+        };
+        once.abandoned = Abandoned {
+            leftovers: Some(self.leftovers.of(env)),
+            discard: Vec::new(),
+            holding: vec![Arc::clone(&held), Arc::clone(&cache_lock)],
         };
         let log = dir.join(format!("build-{}.log", request.service));
         let started = Instant::now();
@@ -380,19 +290,28 @@ impl LocalRuntime {
     /// builder. The lock is held until the returned file is dropped.
     async fn prepare_cache(
         &self,
+        env: &EnvironmentAddress,
         builder: &Builder,
         space: Option<&Space>,
     ) -> Result<std::fs::File, String> {
+        let leftovers = self.leftovers.of(env);
         // Two builds of one preview start at once: one copies, the other waits for the copy.
-        let copying = self.build_locks.lock(&builder.cache);
-        let _copying = copying.lock().await;
+        let copying = self.build_locks.lock(&builder.cache).lock_owned().await;
         if !builder.cache.exists()
             && let Some(seed) = builder.seed.clone().filter(|s| s.is_dir())
         {
             // A project build in progress is not copied half-done.
-            let _seed_lock = lock_file(cache_lock(&seed)).await?;
+            let seed_lock = lock_file(cache_lock(&seed)).await?;
             let target = builder.cache.clone();
-            tokio::task::spawn_blocking(move || crate::trees::copy_tree(&seed, &target, &[]))
+            // A copy cannot be stopped: abandoned, it still ends before its environment settles, and holds the
+            // locks until then, so that no second copy starts into the same place meanwhile.
+            let copy = tokio::task::spawn_blocking(move || {
+                let copied = crate::trees::copy_tree(&seed, &target, &[]);
+                drop((seed_lock, copying));
+                copied
+            });
+            leftovers
+                .outlive(copy)
                 .await
                 .map_err(|e| format!("copying the project's build cache failed: {e}"))??;
         }
@@ -403,7 +322,10 @@ impl LocalRuntime {
             .map_err(|e| format!("cannot create {}: {e}", home.display()))?;
         if let Some(space) = space {
             let (cache, user) = (builder.cache.clone(), space.builder);
-            tokio::task::spawn_blocking(move || crate::trees::hand_over(&cache, user, user))
+            let handing =
+                tokio::task::spawn_blocking(move || crate::trees::hand_over(&cache, user, user));
+            leftovers
+                .outlive(handing)
                 .await
                 .map_err(|e| format!("handing the build cache over failed: {e}"))??;
             crate::trees::own_dir(&builder.tmp(), Some(user), 0o700)?;

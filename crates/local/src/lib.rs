@@ -1,9 +1,12 @@
 //! The local runtime: every app of every environment as a supervised process on this machine.
 //!
 //! `supervisor` runs one process: in its own process group, with its variables (secrets included) only in its
-//! environment, its output captured to a rotated log, restarted with exponential backoff when it exits, and
-//! stopped with SIGTERM, a grace period, then SIGKILL of the whole group. `health` decides readiness: an HTTP
-//! GET answering 2xx/3xx, or an accepted TCP connection. Neither knows anything of plans or the spec.
+//! environment, its output captured to a rotated log, restarted with exponential backoff when it exits (or run
+//! once), stopped with SIGTERM, a grace period, then SIGKILL of the whole group, and killed at once when it is
+//! dropped without a stop. `one_off` runs checkouts and builds to their end, killed at once when dropped.
+//! `leftovers` holds what the kills of abandoned steps still have to wait for, until the runtime's `settle`.
+//! `health` decides readiness: an HTTP GET answering 2xx/3xx, or an accepted TCP connection. None of them knows
+//! anything of plans or the spec.
 //!
 //! `runtime` implements the engine's runtime interface on top: `spaces` (what keeps environments apart when the
 //! daemon is root: a user, a cgroup and a network namespace each, every process in a sandbox; `accounts` keeps
@@ -21,7 +24,9 @@ mod builds;
 mod forward;
 mod health;
 mod layout;
+mod leftovers;
 mod logs;
+mod one_off;
 mod ports;
 mod presence;
 mod records;
@@ -35,6 +40,7 @@ mod trees;
 
 pub use accounts::IdRange;
 pub use health::{Probe, probe_in, probe_once, wait_until_healthy};
+pub use leftovers::{EnvironmentLeftovers, Leftovers};
 pub use ports::PortRange;
 pub use runtime::{Issuer, LocalConfig, LocalRuntime};
 pub use spaces::{IsolationConfig, Subnet};

@@ -22,6 +22,7 @@ use preview_tls::{AcmeIssuer, LocalCa};
 use crate::builds::BuildLocks;
 use crate::forward::ServicePort;
 use crate::layout::Builder;
+use crate::leftovers::Leftovers;
 use crate::ports::{PortRange, Ports, SERVICE_SLOTS, is_free};
 use crate::records::{EnvironmentDir, Record, environments};
 use crate::spaces::{Isolation, IsolationConfig, Space};
@@ -139,6 +140,8 @@ pub struct LocalRuntime {
     /// Marks every process this runtime starts, so that a later run can find what an earlier one left.
     pub(crate) marker: String,
     pub(crate) state: Mutex<BTreeMap<(String, String), EnvironmentState>>,
+    /// What abandoned steps left, until it is gone (`settle`).
+    pub(crate) leftovers: Leftovers,
 }
 
 impl LocalRuntime {
@@ -200,6 +203,7 @@ impl LocalRuntime {
             ports,
             marker,
             state: Mutex::new(BTreeMap::new()),
+            leftovers: Leftovers::default(),
         });
         runtime.restore(log).await;
         Ok(runtime)
@@ -552,6 +556,12 @@ impl Runtime for LocalRuntime {
             .map_err(RuntimeError::new)
     }
 
+    /// What an abandoned step started was killed when the step was dropped; this waits until none of it is left
+    /// (its processes reaped, their cgroups removed, half-made checkouts removed, their locks let go).
+    async fn settle(&self, env: &EnvironmentAddress) {
+        self.leftovers.settle(env).await;
+    }
+
     async fn shutdown(&self) {
         let versions: Vec<Version> = {
             let mut state = match self.state.lock() {
@@ -571,6 +581,7 @@ impl Runtime for LocalRuntime {
             stops.spawn(async move { version.supervised.stop().await });
         }
         while stops.join_next().await.is_some() {}
+        self.leftovers.settle_all().await;
         // Networks and cgroups are made again from the records at the next start: none is left meanwhile.
         if let Some(isolation) = &self.isolation {
             let spaces: Vec<EnvironmentAddress> = {

@@ -1,9 +1,12 @@
 //! One supervised process: started in its own process group (and, in a sandbox, its own cgroup), restarted with
-//! exponential backoff when it exits, stopped with SIGTERM, a grace period, then SIGKILL of everything it
-//! started. In a sandbox "everything" is its cgroup, which no process can leave; otherwise its process group.
+//! exponential backoff when it exits (or, for a job, run once), stopped with SIGTERM, a grace period, then
+//! SIGKILL of everything it started. In a sandbox "everything" is its cgroup, which no process can leave;
+//! otherwise its process group. Dropped without being stopped — the step that started it was abandoned — it is
+//! killed at once and never restarted.
 
 use std::path::PathBuf;
 use std::process::Stdio;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -13,6 +16,7 @@ use preview_secrets::Secret;
 use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
+use crate::leftovers::EnvironmentLeftovers;
 use crate::logs::LogFile;
 
 /// Where a process runs.
@@ -54,6 +58,10 @@ pub struct ProcessSpec {
     /// Its memory limits as people read them (`64Mi, environment 4Gi`), named when the kernel kills it for
     /// going over one.
     pub memory_limit: Option<String>,
+    /// Started again whenever it exits (an app), or run once (a job: its first exit is its result).
+    pub restart: bool,
+    /// Where the end of a process dropped without being stopped is waited for (its environment's `settle`).
+    pub leftovers: Option<EnvironmentLeftovers>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -70,45 +78,72 @@ struct State {
     last_exit: Option<String>,
 }
 
-/// A running, supervised process. Dropping it does not stop the process: call [`Supervised::stop`].
+/// What the supervisor is asked to do with its process.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Wanted {
+    Running,
+    /// SIGTERM, the grace period, then SIGKILL.
+    Stopped,
+    /// SIGKILL now: the step that started it was abandoned.
+    Killed,
+}
+
+/// A running, supervised process. Stop it with [`Supervised::stop`]; dropping it without a stop kills it at once.
 pub struct Supervised {
     name: String,
     log: LogFile,
     state: Arc<Mutex<State>>,
-    stop: watch::Sender<bool>,
+    wanted: watch::Sender<Wanted>,
+    /// True once nothing of the process is left, nor its cgroup.
+    ended: watch::Receiver<bool>,
     monitor: Mutex<Option<tokio::task::JoinHandle<()>>>,
+    cgroup: Option<Cgroup>,
+    leftovers: Option<EnvironmentLeftovers>,
+    stop_written: AtomicBool,
 }
 
 impl Supervised {
     /// Starts the process; an error if it cannot be started at all (then nothing is left running).
-    pub async fn start(spec: ProcessSpec) -> Result<Supervised, SupervisorError> {
+    pub async fn start(mut spec: ProcessSpec) -> Result<Supervised, SupervisorError> {
         let child = spawn(&spec)?;
+        let pid = child.id();
         let state = Arc::new(Mutex::new(State {
-            pid: child.id(),
+            pid,
             ..State::default()
         }));
-        let (stop, stopped) = watch::channel(false);
+        let (wanted, asked) = watch::channel(Wanted::Running);
+        let (done, ended) = watch::channel(false);
         let (name, log) = (spec.name.clone(), LogFile::new(&spec.log, spec.log_limit));
-        // The log exists from the start, also for a process that prints nothing.
-        log.append(&format!(
-            "[preview] {name} started (pid {})\n",
-            child.id().map_or("?".to_owned(), |p| p.to_string())
-        ))
-        .await;
-        let monitor = tokio::spawn(monitor(
-            spec.name.clone(),
-            spec,
-            child,
-            Arc::clone(&state),
-            stopped,
-        ));
-        Ok(Supervised {
+        let (cgroup, leftovers) = (spec.place.cgroup().cloned(), spec.leftovers.take());
+        let monitor = tokio::spawn({
+            let state = Arc::clone(&state);
+            async move {
+                monitor(spec, child, state, asked).await;
+                let _ = done.send(true);
+            }
+        });
+        // Made before anything is awaited: from here on, a start that is abandoned kills what it started.
+        let supervised = Supervised {
             name,
             log,
             state,
-            stop,
+            wanted,
+            ended,
             monitor: Mutex::new(Some(monitor)),
-        })
+            cgroup,
+            leftovers,
+            stop_written: AtomicBool::new(false),
+        };
+        // The log exists from the start, also for a process that prints nothing.
+        supervised
+            .log
+            .append(&format!(
+                "[preview] {} started (pid {})\n",
+                supervised.name,
+                pid.map_or("?".to_owned(), |p| p.to_string())
+            ))
+            .await;
+        Ok(supervised)
     }
 
     /// The current process id (also its process group id), while one runs.
@@ -139,14 +174,55 @@ impl Supervised {
     /// SIGTERM to the process and everything it started, the grace period, then SIGKILL; returns once no process
     /// of it is left (and its cgroup is gone).
     pub async fn stop(&self) {
-        let _ = self.stop.send(true);
-        let monitor = self.monitor.lock().ok().and_then(|mut m| m.take());
-        if let Some(monitor) = monitor {
-            let _ = monitor.await;
-            // Written here, not by the monitor: whichever way it ended, the line is there when `stop` returns.
+        self.wanted.send_if_modified(|wanted| {
+            let asked = *wanted == Wanted::Running;
+            if asked {
+                *wanted = Wanted::Stopped;
+            }
+            asked
+        });
+        self.ended().await;
+        // Written here, not by the monitor: whichever way it ended, the line is there when `stop` returns.
+        if !self.stop_written.swap(true, Ordering::SeqCst) {
             self.log
                 .append(&format!("[preview] {} stopped\n", self.name))
                 .await;
+        }
+    }
+
+    /// Returns once nothing of the process is left, nor its cgroup: after [`Supervised::stop`], or for a process
+    /// that is not restarted, after its exit.
+    pub async fn ended(&self) {
+        let mut ended = self.ended.clone();
+        // An error: the monitor is gone, and with it everything it watched.
+        let _ = ended.wait_for(|ended| *ended).await;
+    }
+}
+
+impl Drop for Supervised {
+    fn drop(&mut self) {
+        if *self.ended.borrow() {
+            return;
+        }
+        self.wanted.send_replace(Wanted::Killed);
+        // Now, not when the monitor gets to it: the daemon may be tearing its runtime down, and an abandoned
+        // version must not serve or write on meanwhile.
+        if let Some(cgroup) = &self.cgroup {
+            cgroup.signal_all(SIGKILL);
+        }
+        if let Some(group) = self.pid() {
+            signal_group(group, SIGKILL);
+        }
+        // The monitor reaps it, kills what is left and removes its cgroup; its environment's `settle` waits for
+        // that.
+        let monitor = match self.monitor.lock() {
+            Ok(mut monitor) => monitor.take(),
+            Err(poisoned) => poisoned.into_inner().take(),
+        };
+        if let (Some(monitor), Some(leftovers)) = (monitor, &self.leftovers) {
+            leftovers.adopt(async move {
+                let _ = monitor.await;
+            });
         }
     }
 }
@@ -212,17 +288,16 @@ fn spawn(spec: &ProcessSpec) -> Result<Child, SupervisorError> {
     Ok(child)
 }
 
-/// Supervises until told to stop; then nothing of the process is left, nor its cgroup.
+/// Supervises until told to stop (or, for a process that is not restarted, until it exits); then nothing of the
+/// process is left, nor its cgroup.
 async fn monitor(
-    name: String,
     spec: ProcessSpec,
     child: Child,
     state: Arc<Mutex<State>>,
-    stop: watch::Receiver<bool>,
+    asked: watch::Receiver<Wanted>,
 ) {
-    let cgroup = spec.place.cgroup().cloned();
-    supervise(name, &spec, child, state, stop).await;
-    if let Some(cgroup) = cgroup {
+    supervise(&spec, child, state, asked).await;
+    if let Some(cgroup) = spec.place.cgroup() {
         let _ = cgroup.kill_all(Duration::from_secs(10)).await;
         let _ = cgroup.remove();
     }
@@ -230,12 +305,12 @@ async fn monitor(
 
 /// Waits for the process; restarts it with backoff when it exits, until told to stop.
 async fn supervise(
-    name: String,
     spec: &ProcessSpec,
     mut child: Child,
     state: Arc<Mutex<State>>,
-    mut stop: watch::Receiver<bool>,
+    mut asked: watch::Receiver<Wanted>,
 ) {
+    let name = &spec.name;
     let log = LogFile::new(&spec.log, spec.log_limit);
     let mut consecutive: u32 = 0;
     let cgroup = spec.place.cgroup().cloned();
@@ -270,16 +345,26 @@ async fn supervise(
                     s.last_exit = Some(exit);
                 }
             }
-            _ = stop_requested(&mut stop) => {
-                match &cgroup {
-                    Some(cgroup) => terminate_cgroup(&mut child, cgroup, spec.grace).await,
-                    None => terminate(&mut child, group, spec.grace).await,
+            wanted = asked_to_end(&mut asked) => {
+                match (wanted, &cgroup) {
+                    (Wanted::Killed, _) => {
+                        kill(&mut child, group, cgroup.as_ref()).await;
+                        log.append(&format!(
+                            "[preview] {name} killed: the step that started it was abandoned\n"
+                        ))
+                        .await;
+                    }
+                    (_, Some(cgroup)) => terminate_cgroup(&mut child, cgroup, spec.grace).await,
+                    (_, None) => terminate(&mut child, group, spec.grace).await,
                 }
                 if let Ok(mut s) = state.lock() {
                     s.pid = None;
                 }
                 return;
             }
+        }
+        if !spec.restart {
+            return;
         }
         // A process that ran a while was healthy: start the backoff afresh.
         if started.elapsed() > spec.max_backoff.max(Duration::from_secs(10)) {
@@ -292,7 +377,7 @@ async fn supervise(
         consecutive = consecutive.saturating_add(1);
         tokio::select! {
             _ = tokio::time::sleep(delay) => {}
-            _ = stop_requested(&mut stop) => return,
+            _ = asked_to_end(&mut asked) => return,
         }
         match spawn(spec) {
             Ok(next) => {
@@ -312,7 +397,7 @@ async fn supervise(
                 // Try again after the next, longer delay.
                 tokio::select! {
                     _ = tokio::time::sleep(delay) => {}
-                    _ = stop_requested(&mut stop) => return,
+                    _ = asked_to_end(&mut asked) => return,
                 }
                 match spawn(spec) {
                     Ok(next) => child = next,
@@ -323,10 +408,32 @@ async fn supervise(
     }
 }
 
-/// Resolves once a stop is asked for (or nobody can ask any more).
-async fn stop_requested(stop: &mut watch::Receiver<bool>) {
-    if stop.wait_for(|stop| *stop).await.is_err() {
-        std::future::pending::<()>().await;
+/// Resolves once the process is to end, with how; a supervisor nobody can ask any more kills it.
+async fn asked_to_end(asked: &mut watch::Receiver<Wanted>) -> Wanted {
+    match asked.wait_for(|wanted| *wanted != Wanted::Running).await {
+        Ok(wanted) => *wanted,
+        Err(_) => Wanted::Killed,
+    }
+}
+
+/// SIGKILL to the cgroup (or group) at once; returns once nothing of it is left.
+async fn kill(child: &mut Child, group: Option<u32>, cgroup: Option<&Cgroup>) {
+    if let Some(group) = group {
+        signal_group(group, SIGKILL);
+    }
+    let _ = child.start_kill();
+    let _ = child.wait().await;
+    match (cgroup, group) {
+        (Some(cgroup), _) => {
+            let _ = cgroup.kill_all(Duration::from_secs(10)).await;
+        }
+        (None, Some(group)) => {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            while signal_group(group, SIGKILL) && Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        (None, None) => {}
     }
 }
 

@@ -1,10 +1,12 @@
 //! The supervisor with real processes: environment-only secrets, logs, restarts with backoff, stopping whole
-//! process groups — including processes that ignore SIGTERM.
+//! process groups — including processes that ignore SIGTERM —, processes run once, and processes dropped without a
+//! stop killed at once and never restarted.
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use preview_local::{Place, ProcessSpec, Supervised};
+use preview_deploy::EnvironmentAddress;
+use preview_local::{Leftovers, Place, ProcessSpec, Supervised};
 use preview_secrets::Secret;
 use preview_testing::TempDir;
 
@@ -20,6 +22,8 @@ fn spec(dir: &Path, command: &str) -> ProcessSpec {
         backoff: Duration::from_millis(50),
         max_backoff: Duration::from_millis(400),
         memory_limit: None,
+        restart: true,
+        leftovers: None,
     }
 }
 
@@ -221,4 +225,57 @@ async fn a_command_that_cannot_start_is_an_error() {
         error.to_string().starts_with("cannot start `test-app`"),
         "{error}"
     );
+}
+
+#[tokio::test]
+async fn a_process_dropped_without_a_stop_is_killed_at_once_and_never_restarted() {
+    let dir = TempDir::new("supervisor-dropped");
+    let leftovers = Leftovers::default();
+    let env = EnvironmentAddress {
+        project: "shop".into(),
+        environment: "staging".into(),
+    };
+    let mut spec = spec(
+        dir.path(),
+        "echo started >> starts; sh -c 'sleep 60' & sleep 60; wait",
+    );
+    spec.leftovers = Some(leftovers.of(&env));
+    let process = Supervised::start(spec).await.expect("starts");
+    let group = process.pid().expect("pid");
+    wait_for("the child process", || members(group).len() >= 3).await;
+    drop(process);
+    // Without yielding to the runtime, the supervisor's task cannot act: only the drop itself can have killed them.
+    std::thread::sleep(Duration::from_millis(300));
+    assert!(
+        members(group).is_empty(),
+        "the drop killed the group: {:?}",
+        members(group)
+    );
+    leftovers.settle(&env).await;
+    // Longer than the restart backoff: a process that comes back would have by now.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let starts = std::fs::read_to_string(dir.path().join("starts")).expect("starts");
+    assert_eq!(starts, "started\n", "it never ran again");
+    assert!(
+        !log(dir.path()).contains("restarted"),
+        "{}",
+        log(dir.path())
+    );
+}
+
+#[tokio::test]
+async fn a_process_that_is_not_restarted_runs_once() {
+    let dir = TempDir::new("supervisor-once");
+    let mut spec = spec(dir.path(), "echo run >> runs; exit 3");
+    spec.restart = false;
+    let process = Supervised::start(spec).await.expect("starts");
+    process.ended().await;
+    assert_eq!(process.last_exit().as_deref(), Some("exit status: 3"));
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    assert_eq!(process.restarts(), 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("runs")).expect("runs"),
+        "run\n"
+    );
+    process.stop().await;
 }

@@ -57,6 +57,10 @@ pub struct ServeArgs {
     /// Seconds a new version of an app may take to become healthy before the deployment rolls back.
     #[arg(long, default_value_t = 60)]
     pub health_timeout: u64,
+    /// Seconds the previous version of an app keeps serving the requests it has after the new one took over,
+    /// before it is stopped (e.g. 0.5).
+    #[arg(long, default_value_t = 0.5, value_name = "SECONDS")]
+    pub drain: f64,
     #[command(flatten)]
     pub issuer: IssuerFlags,
     /// Proxies in front of the gateway (ADDRESS[/PREFIX], comma-separated) whose X-Forwarded-For, -Proto, -Host,
@@ -129,7 +133,12 @@ pub fn run(data_dir: PathBuf, args: ServeArgs) -> Result<(), Failure> {
                 .map_err(|e| Failure::invalid(format!("--ports: {e}")))?,
             build_cache: args.build_cache,
             health_timeout: Duration::from_secs(args.health_timeout.max(1)),
-            drain: Duration::from_millis(500),
+            drain: Duration::try_from_secs_f64(args.drain).map_err(|_| {
+                Failure::invalid(format!(
+                    "--drain: `{}` is not a number of seconds; write e.g. 0.5",
+                    args.drain
+                ))
+            })?,
             issuer,
             users: IdRange::parse(&args.users)
                 .map_err(|e| Failure::invalid(format!("--users: {e}")))?,

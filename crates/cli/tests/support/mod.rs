@@ -616,3 +616,49 @@ pub fn wait_for(what: &str, patience: Duration, mut condition: impl FnMut() -> b
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// An ordinary user to run the daemon as (removed when dropped), or none when the test is not root.
+pub struct OrdinaryUser(pub Option<u32>);
+
+impl OrdinaryUser {
+    pub fn new() -> OrdinaryUser {
+        if !preview_testing::running_as_root() {
+            return OrdinaryUser(None);
+        }
+        let mut id = 3_800_000 + (std::process::id() % 5_000) * 20;
+        loop {
+            if preview_isolation::id_is_free(id)
+                && preview_isolation::create_account(id, "preview test ordinary user").is_ok()
+            {
+                return OrdinaryUser(Some(id));
+            }
+            id += 1;
+        }
+    }
+
+    /// Hands `path` (and everything below it) to the user.
+    pub fn give(&self, path: &Path) {
+        if let Some(uid) = self.0 {
+            let status = std::process::Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{uid}"))
+                .arg(path)
+                .status()
+                .expect("chown");
+            assert!(status.success());
+        }
+    }
+}
+
+impl Drop for OrdinaryUser {
+    fn drop(&mut self) {
+        if let Some(uid) = self.0 {
+            // Whatever still runs as the user (a test that failed half-way) goes first: userdel refuses otherwise.
+            let _ = std::process::Command::new("pkill")
+                .args(["-KILL", "-U", &uid.to_string()])
+                .status();
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            let _ = preview_isolation::delete_account(uid);
+        }
+    }
+}
