@@ -442,3 +442,56 @@ fn a_daemon_sharing_a_postgres_store_takes_over_when_the_other_dies() {
         String::from_utf8_lossy(&created.stderr)
     );
 }
+
+#[test]
+fn a_deployment_that_cannot_finish_is_retried_later_and_an_operator_can_abandon_it() {
+    let root = preview_testing::TempDir::new("abandon");
+    let data = root.path().join("data");
+    // Creating staging takes eight operations; from the ninth on the runtime fails every time.
+    let daemon = Daemon::start(&data, &["--fault", "fail-from@9"]);
+    register_example(&daemon);
+    assert!(daemon.cli(&["env", "create", "staging"]).status.success());
+    let failed = daemon.cli(&["env", "delete", "staging"]);
+    assert!(!failed.status.success());
+    let history = daemon.json(&["deployments", "staging"]);
+    let last = &history["deployments"][0];
+    assert_eq!(last["status"], "failed", "{history}");
+    let id = last["id"].as_str().expect("id").to_owned();
+    let shown = daemon.cli(&["deployment", "show", &id]);
+    let text = String::from_utf8_lossy(&shown.stdout);
+    assert!(text.contains("tried    1 time(s) to finish it"), "{text}");
+    assert!(
+        text.contains(&format!("preview deployment abandon {id}")),
+        "{text}"
+    );
+    // It holds the environment until then.
+    let busy = daemon.cli(&["deploy", "staging"]);
+    assert!(!busy.status.success());
+    assert!(
+        String::from_utf8_lossy(&busy.stderr).contains(&format!(
+            "deployment {id} could not finish and is tried again later"
+        )),
+        "{}",
+        String::from_utf8_lossy(&busy.stderr)
+    );
+    let abandoned = daemon.cli(&["deployment", "abandon", &id]);
+    assert!(
+        abandoned.status.success(),
+        "{}",
+        String::from_utf8_lossy(&abandoned.stderr)
+    );
+    let said = String::from_utf8_lossy(&abandoned.stdout);
+    assert!(said.contains("`staging` needs attention"), "{said}");
+    assert!(
+        said.contains("not undone"),
+        "what may be left is listed: {said}"
+    );
+    let listed = daemon.cli(&["env", "list"]);
+    assert!(
+        String::from_utf8_lossy(&listed.stdout).contains("NEEDS ATTENTION"),
+        "{}",
+        String::from_utf8_lossy(&listed.stdout)
+    );
+    let again = daemon.cli(&["deployment", "abandon", &id]);
+    assert!(!again.status.success(), "abandoned once");
+}

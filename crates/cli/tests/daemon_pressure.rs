@@ -512,3 +512,81 @@ fn twenty_clients_changing_the_same_environments_for_thirty_seconds_leave_no_orp
         "the pauses made daemons take over each other's deployments"
     );
 }
+
+#[test]
+fn an_environment_of_the_local_runtime_belongs_to_the_daemon_that_made_it() {
+    let server = TestPostgres::start();
+    let url = server.create_database("owned");
+    let root = TempDir::new("owned");
+    let (a_data, b_data) = (root.path().join("a"), root.path().join("b"));
+    let _accounts = (
+        support::ReleaseAccounts(a_data.clone()),
+        support::ReleaseAccounts(b_data.clone()),
+    );
+    let repo = support::repository(
+        root.path(),
+        &[
+            ("preview.yaml", include_str!("plain/preview.yaml")),
+            ("web.py", include_str!("plain/web.py")),
+        ],
+    );
+    let flags = |users: &'static str, network: &'static str| {
+        vec![
+            "--store",
+            url.as_str(),
+            "--lease-ttl",
+            "1",
+            "--users",
+            users,
+            "--network",
+            network,
+        ]
+    };
+    let a_flags = flags("51200-51215", "10.218.0.0/16");
+    let a = support::local_daemon(&a_data, "27300-27399", &a_flags, None);
+    support::ok(a.cli(&[
+        "project",
+        "register",
+        "-f",
+        repo.join("preview.yaml").to_str().expect("path"),
+    ]));
+    support::ok(a.cli(&["env", "create", "staging"]));
+    share_key(&a_data, &b_data);
+    let b_flags = flags("51300-51315", "10.219.0.0/16");
+    let b = support::local_daemon(&b_data, "27400-27499", &b_flags, None);
+    let owner = a_data_id(&a_data);
+    // The other daemon refuses to change it, naming the daemon whose machine runs it.
+    for args in [&["deploy", "staging"][..], &["env", "delete", "staging"]] {
+        let refused = b.cli(args);
+        assert!(!refused.status.success());
+        let said = String::from_utf8_lossy(&refused.stderr);
+        assert!(
+            said.contains(&format!("runs on the machine of daemon `{owner}`")),
+            "{args:?}: {said}"
+        );
+    }
+    // Its owner dies during a deployment: the other daemon does not take it over, even long after its lease.
+    std::fs::write(repo.join("slow"), "").expect("slow");
+    let slow = support::commit_all(&repo, "a slow build");
+    let started = a.json(&["deploy", "staging", "--commit", &slow, "--no-wait"]);
+    let id = started["deployment"]["id"].as_str().expect("id").to_owned();
+    std::thread::sleep(Duration::from_millis(500));
+    a.kill();
+    std::thread::sleep(Duration::from_secs(4));
+    let shown = b.json(&["deployment", "show", &id]);
+    assert_eq!(shown["deployment"]["status"], "running", "{shown}");
+    assert!(
+        shown["deployment"]["holder"]
+            .as_str()
+            .unwrap_or("")
+            .starts_with(&owner),
+        "{shown}"
+    );
+    // Started again, its owner finishes it.
+    let a = support::local_daemon(&a_data, "27300-27399", &a_flags, None);
+    let ended = wait_until_ended(&a, &id);
+    assert_eq!(ended["deployment"]["status"], "rolled_back", "{ended}");
+    support::ok(a.cli(&["env", "delete", "staging"]));
+    b.stop();
+    a.stop();
+}

@@ -249,3 +249,41 @@ fn fifty_secret_writes_racing_two_key_rotations_lose_nothing() {
         String::from_utf8_lossy(&created.stdout)
     );
 }
+
+#[test]
+fn a_daemon_sharing_the_store_notices_a_key_rotation_and_says_which_key_it_needs() {
+    let server = preview_testing::TestPostgres::start();
+    let url = server.create_database("rotation");
+    let root = TempDir::new("rotation-noticed");
+    let recording = format!("recording:{}", root.path().join("runtime").display());
+    let common = ["--store", url.as_str(), "--runtime", recording.as_str()];
+    let (a_data, b_data) = (root.path().join("a"), root.path().join("b"));
+    let a = Daemon::start(&a_data, &common);
+    register_example(&a);
+    std::fs::create_dir_all(&b_data).expect("b");
+    std::fs::copy(a_data.join("master.key"), b_data.join("master.key")).expect("copy key");
+    let b = Daemon::start(&b_data, &common);
+    ok(b.cli(&["env", "create", "staging"]));
+    // The first daemon rotates the key; the second still has the old one in its key file.
+    ok(a.cli(&["secret", "rotate-key"]));
+    let refused = b.cli(&["env", "create", "production"]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stdout);
+    let new_key =
+        MasterKey::from_hex(&std::fs::read_to_string(a_data.join("master.key")).expect("key"))
+            .expect("new key");
+    assert!(
+        said.contains("the master key was rotated")
+            && said.contains(&new_key.id())
+            && said.contains(&b_data.join("master.key").display().to_string()),
+        "{said}"
+    );
+    // Given the new key, it goes on without a restart, and writes under it.
+    std::fs::copy(a_data.join("master.key"), b_data.join("master.key")).expect("copy key");
+    ok(b.cli(&["env", "create", "production"]));
+    ok(b.cli_with_input(
+        &["secret", "set", "AFTER", "--scope", "project"],
+        "after-rotation\n",
+    ));
+    ok(a.cli(&["env", "clone", "staging", "qa"]));
+}

@@ -63,12 +63,12 @@ pub struct DeploymentRequest {
 
 #[derive(Debug, thiserror::Error)]
 pub enum EngineError {
-    #[error(
-        "environment `{environment}` is busy: deployment {deployment} is running; wait for it, or cancel it with `preview deploy cancel {environment}`"
-    )]
+    #[error("{}", busy_message(environment, deployment, *stuck))]
     Busy {
         environment: String,
         deployment: String,
+        /// It could not finish and waits for a retry.
+        stuck: bool,
     },
     #[error(
         "environment `{environment}` already exists; `preview deploy {environment}` updates it"
@@ -88,15 +88,29 @@ pub enum EngineError {
     Store(StoreError),
 }
 
+fn busy_message(environment: &str, deployment: &str, stuck: bool) -> String {
+    if stuck {
+        format!(
+            "environment `{environment}` is busy: deployment {deployment} could not finish and is tried again later (`preview deployment show {deployment}` says why); give up on it with `preview deployment abandon {deployment}`"
+        )
+    } else {
+        format!(
+            "environment `{environment}` is busy: deployment {deployment} is running; wait for it, or cancel it with `preview deploy cancel {environment}`"
+        )
+    }
+}
+
 impl From<StoreError> for EngineError {
     fn from(error: StoreError) -> Self {
         match error {
             StoreError::Busy {
                 environment,
                 deployment,
+                stuck,
             } => EngineError::Busy {
                 environment,
                 deployment,
+                stuck,
             },
             StoreError::Owned { environment, owner } => EngineError::Owned { environment, owner },
             other => EngineError::Store(other),

@@ -152,20 +152,20 @@ impl Store {
             .driver
             .query(
                 &format!(
-                    "SELECT id FROM deployments WHERE project = $1 AND environment = $2 AND status IN {UNFINISHED}
-                     UNION ALL SELECT deployment FROM leases WHERE project = $1 AND environment = $2"
+                    "SELECT id, status FROM deployments WHERE project = $1 AND environment = $2 AND status IN {UNFINISHED}
+                     UNION ALL SELECT deployment, 'running' FROM leases WHERE project = $1 AND environment = $2"
                 ),
                 vec![project.into(), environment.into()],
             )
             .await?;
-        let deployment = rows
-            .first()
-            .map(|row| text(row, 0))
-            .transpose()?
-            .unwrap_or_default();
+        let (deployment, status) = match rows.first() {
+            Some(row) => (text(row, 0)?, text(row, 1)?),
+            None => (String::new(), String::new()),
+        };
         Ok(StoreError::Busy {
             environment: environment.to_owned(),
             deployment,
+            stuck: status == DeploymentStatus::Failed.as_str(),
         })
     }
 

@@ -11,11 +11,12 @@ use crate::schema::MIGRATIONS;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// Another deployment holds the environment.
-    #[error("environment `{environment}` is busy: deployment {deployment} is running")]
+    /// Another deployment holds the environment; `stuck` when it could not finish and waits for a retry.
+    #[error("environment `{environment}` is busy: deployment {deployment} holds it")]
     Busy {
         environment: String,
         deployment: String,
+        stuck: bool,
     },
     /// A deployment committed since the plan was made: plan again.
     #[error("environment `{environment}` changed since its plan was made")]

@@ -220,6 +220,7 @@ async fn a_deployment_takes_the_environment_lease(store: Store) {
         Err(StoreError::Busy {
             environment,
             deployment,
+            stuck: false,
         }) => {
             assert_eq!(
                 (environment.as_str(), deployment.as_str()),
