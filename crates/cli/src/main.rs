@@ -77,6 +77,10 @@ enum Command {
     Plan {
         /// The environment.
         env: String,
+        /// The commit, branch or tag to plan for (default: what the environment follows — the branch or tag it
+        /// was made or last deployed with, else the repository's HEAD).
+        #[arg(long, value_name = "REF")]
+        commit: Option<String>,
     },
     /// Deploy ENV's current spec (one transaction: it completes or the environment stays as it was).
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
@@ -87,7 +91,8 @@ enum Command {
         /// Return once the deployment has started instead of following it.
         #[arg(long)]
         no_wait: bool,
-        /// The commit, branch or tag to build from (default: the repository's HEAD).
+        /// The commit, branch or tag to build from; the environment follows it from then on (default: what it
+        /// follows — the branch or tag it was made with, else the repository's HEAD).
         #[arg(long, value_name = "REF")]
         commit: Option<String>,
         #[command(subcommand)]
@@ -221,7 +226,8 @@ enum EnvAction {
         /// Return once the deployment has started.
         #[arg(long)]
         no_wait: bool,
-        /// The commit, branch or tag to build from (default: the repository's HEAD).
+        /// The commit, branch or tag to build from (default: the repository's HEAD); later deployments build
+        /// that branch's or tag's head.
         #[arg(long, value_name = "REF")]
         commit: Option<String>,
     },
@@ -232,7 +238,8 @@ enum EnvAction {
         /// Return once the deployment has started.
         #[arg(long)]
         no_wait: bool,
-        /// The commit, branch or tag to build from (default: the repository's HEAD).
+        /// The commit, branch or tag to build from (default: the repository's HEAD); later deployments build
+        /// that branch's or tag's head.
         #[arg(long, value_name = "REF")]
         commit: Option<String>,
     },
@@ -295,6 +302,9 @@ fn main() -> ExitCode {
 
 fn run(cli: Cli) -> Result<(), Failure> {
     let data_dir = context::data_dir(cli.data_dir);
+    if !matches!(cli.command, Command::Serve(_) | Command::Demo { .. }) {
+        end_quietly_on_a_closed_pipe();
+    }
     match cli.command {
         Command::Init { dir, force } => commands::init::run(dir, force, cli.output),
         Command::Validate { file } => commands::validate::run(&file, cli.output),
@@ -302,6 +312,12 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Demo { keep, repository } => commands::demo::run(repository, keep),
         command => client_command(command, data_dir, cli.project, cli.output),
     }
+}
+
+/// `preview env list | head` ends like any Unix tool when `head` stops reading, instead of reporting a failed
+/// write. Not for the daemon, whose sockets' peers may go away at any time.
+fn end_quietly_on_a_closed_pipe() {
+    preview_isolation::signals::end_on_closed_pipe();
 }
 
 /// Commands that talk to the daemon, on a small async runtime of their own.
@@ -370,7 +386,9 @@ fn client_command(
                     commands::deploy::start(&context, Change::Delete(&env), !no_wait).await
                 }
             },
-            Command::Plan { env } => commands::environments::plan(&context, &env).await,
+            Command::Plan { env, commit } => {
+                commands::environments::plan(&context, &env, commit.as_deref()).await
+            }
             Command::Deploy {
                 action: Some(DeployAction::Cancel { env }),
                 ..

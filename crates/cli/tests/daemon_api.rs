@@ -384,7 +384,7 @@ fn plan_shows_changes_and_hides_secrets() {
         "No changes: `staging` is up to date.\n"
     );
     let plan = daemon.json(&["plan", "staging"]);
-    assert_eq!(plan["steps"].as_array().map(Vec::len), Some(0));
+    assert_eq!(plan["plan"]["steps"].as_array().map(Vec::len), Some(0));
 }
 
 #[test]

@@ -59,6 +59,8 @@ async fn fill(store: &Store, state: &[Resource]) {
             environment: format!("env-{i:04}"),
             operation: Operation::Create,
             based_on: None,
+            source_commit: None,
+            follows: None,
             status: DeploymentStatus::Running,
             reason: None,
             plan: Plan {

@@ -59,6 +59,9 @@ pub struct DeploymentRequest {
     pub operation: Operation,
     pub based_on: Option<String>,
     pub desired: Vec<Resource>,
+    /// The commit the desired resources build from, and what the environment follows once this is committed.
+    pub source_commit: Option<String>,
+    pub follows: Option<String>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -200,6 +203,8 @@ impl Engine {
                 environment: request.environment.clone(),
                 operation: request.operation,
                 based_on: request.based_on.clone(),
+                source_commit: request.source_commit.clone(),
+                follows: request.follows.clone(),
                 status: DeploymentStatus::Running,
                 reason: None,
                 plan,

@@ -144,6 +144,8 @@ fn request(environment: &str, operation: Operation, desired: Vec<Resource>) -> D
         environment: environment.into(),
         operation,
         based_on: None,
+        source_commit: None,
+        follows: None,
         desired,
     }
 }

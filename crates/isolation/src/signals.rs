@@ -35,3 +35,14 @@ pub fn group_alive(group: u32) -> bool {
 
 pub const SIGTERM: i32 = libc::SIGTERM;
 pub const SIGKILL: i32 = libc::SIGKILL;
+
+/// Restores the default action of SIGPIPE (ending the process), which Rust programs start with ignored: a command
+/// whose output goes to `| head` then ends quietly when `head` stops reading. Never for a server, whose peers may
+/// go away at any time.
+#[allow(unsafe_code)]
+pub fn end_on_closed_pipe() {
+    // SAFETY: setting a signal's disposition to its default has no preconditions.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
+}

@@ -132,6 +132,14 @@ pub(crate) enum Purpose {
     Deploy,
 }
 
+/// What deploying an environment would make it: its resources, the commit they build from, and the secrets it
+/// needs that have no value yet (each with the command that sets it).
+pub(crate) struct Desired {
+    pub resources: Vec<Resource>,
+    pub source: Option<preview_resolve::SourceCommit>,
+    pub missing_secrets: Vec<String>,
+}
+
 pub(crate) async fn desired_for(
     state: &SharedState,
     project: &ProjectRecord,
@@ -139,14 +147,14 @@ pub(crate) async fn desired_for(
     based_on: Option<&str>,
     commit: Option<&str>,
     purpose: Purpose,
-) -> Result<Vec<Resource>, ApiError> {
+) -> Result<Desired, ApiError> {
     let resolved = resolve(state, project, environment, based_on, commit).await?;
     let versions = state
         .vault
         .versions(&project.name)
         .await
         .map_err(ApiError::Internal)?;
-    if purpose == Purpose::Deploy {
+    let missing_secrets = {
         let mut missing: Vec<String> = resolved
             .services
             .values()
@@ -171,12 +179,27 @@ pub(crate) async fn desired_for(
         }
         missing.sort();
         missing.dedup();
-        if !missing.is_empty() {
-            return Err(ApiError::BadRequest(format!(
-                "`{environment}` needs secrets that have no value yet: {}",
-                missing.join(", ")
-            )));
-        }
+        missing
+    };
+    if purpose == Purpose::Deploy && !missing_secrets.is_empty() {
+        return Err(ApiError::BadRequest(format!(
+            "`{environment}` needs secrets that have no value yet: {}",
+            missing_secrets.join(", ")
+        )));
     }
-    Ok(desired_state(&resolved, &versions))
+    Ok(Desired {
+        resources: desired_state(&resolved, &versions),
+        source: resolved.source.clone(),
+        missing_secrets,
+    })
+}
+
+/// The commit an environment's recorded resources were built from, if they were built from one.
+pub(crate) fn running_commit(recorded: &[Resource]) -> Option<String> {
+    recorded.iter().find_map(|resource| {
+        resource.content["source"]["commit"]
+            .as_str()
+            .or_else(|| resource.content["commit"].as_str())
+            .map(str::to_owned)
+    })
 }

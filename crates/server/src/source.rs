@@ -16,7 +16,9 @@ async fn git(directory: &str, args: &[&str]) -> Result<String, String> {
         .await
         .map_err(|e| format!("cannot run git: {e}"))?;
     if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .trim_end()
+            .to_owned())
     } else {
         Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
     }
@@ -75,4 +77,56 @@ pub(crate) async fn source_commit(
         directory: prefix.trim_end_matches('/').to_owned(),
         commit,
     }))
+}
+
+/// What a deployment or plan says about the commit it builds: its short id and subject, and warnings about what
+/// it leaves out — uncommitted changes in the working tree, a spec file at that commit that differs from the
+/// registered one.
+pub(crate) async fn describe(
+    source: &SourceCommit,
+    registered_file: &str,
+    registered_spec: &str,
+) -> serde_json::Value {
+    let repository = source.repository.as_str();
+    let short = source.commit.get(..12).unwrap_or(&source.commit).to_owned();
+    let subject = git(repository, &["log", "-1", "--format=%s", &source.commit])
+        .await
+        .unwrap_or_default();
+    let mut warnings = Vec::new();
+    let head = git(repository, &["rev-parse", "--verify", "--quiet", "HEAD"])
+        .await
+        .unwrap_or_default();
+    if head == source.commit
+        && let Ok(status) = git(
+            repository,
+            &["status", "--porcelain", "--untracked-files=normal"],
+        )
+        .await
+        && !status.is_empty()
+    {
+        let paths: Vec<&str> = status.lines().filter_map(|line| line.get(3..)).collect();
+        let shown: Vec<&str> = paths.iter().take(5).copied().collect();
+        let more = paths.len().saturating_sub(shown.len());
+        warnings.push(format!(
+            "the working tree of {repository} has uncommitted changes that are not deployed: {}{}; commit them to include them",
+            shown.join(", "),
+            if more > 0 { format!(" and {more} more") } else { String::new() }
+        ));
+    }
+    let file_name = std::path::Path::new(registered_file)
+        .file_name()
+        .map(|name| name.to_string_lossy().into_owned())
+        .unwrap_or_else(|| "preview.yaml".to_owned());
+    let in_repository = if source.directory.is_empty() {
+        file_name.clone()
+    } else {
+        format!("{}/{file_name}", source.directory)
+    };
+    match git(repository, &["show", &format!("{}:{in_repository}", source.commit)]).await {
+        Ok(committed) if committed.trim_end() != registered_spec.trim_end() => warnings.push(format!(
+            "{in_repository} at {short} differs from the registered spec, which is what is deployed; take the committed one with `preview project register -f {registered_file}`"
+        )),
+        _ => {}
+    }
+    serde_json::json!({ "commit": source.commit, "short": short, "subject": subject, "warnings": warnings })
 }

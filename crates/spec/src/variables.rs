@@ -148,6 +148,19 @@ fn read_secret(item: &Node, scope: &str, sink: &mut Sink) -> Option<SecretDeclar
                 );
                 return None;
             }
+            // `- NAME: value`: a value written into the file.
+            if let Value::Map(entries) = &item.value
+                && let [entry] = entries.as_slice()
+                && !["name", "previews"].contains(&entry.key.as_str())
+                && is_variable_name(&entry.key)
+            {
+                sink.push(
+                    item.position,
+                    &item.path,
+                    secret_value_message(&entry.key, scope),
+                );
+                return None;
+            }
             let fields = Fields::open(item, "a secret declaration", &["name", "previews"], sink)?;
             let name_node = fields.require("name", "the secret's name", sink)?;
             let name = text(name_node, "a secret name", sink)?;
@@ -159,7 +172,25 @@ fn read_secret(item: &Node, scope: &str, sink: &mut Sink) -> Option<SecretDeclar
         }
         _ => (text(item, "a secret name", sink)?, SecretInPreviews::Shared),
     };
-    if !check_variable_name(&name, item, sink) {
+    // `- NAME=value` (or `- NAME: value`, read as a mapping above) writes a value into the file: refuse it
+    // without repeating what follows the name.
+    if let Some((written, _value)) = name.split_once(['=', ':'])
+        && is_variable_name(written.trim())
+    {
+        sink.push(
+            item.position,
+            &item.path,
+            secret_value_message(written.trim(), scope),
+        );
+        return None;
+    }
+    if !is_variable_name(&name) {
+        // Not echoed: a string in a secrets list that is not a name may well be a value pasted by mistake.
+        sink.push(
+            item.position,
+            &item.path,
+            "this is not a secret name (not repeated here, in case it is a value); a name uses letters, digits and `_`, not starting with a digit, and values are set with `preview secret set NAME`",
+        );
         return None;
     }
     Some(SecretDeclaration {

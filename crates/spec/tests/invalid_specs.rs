@@ -346,6 +346,36 @@ fn secret_value_in_declaration_is_refused() {
 }
 
 #[test]
+fn secret_value_in_list_entry_is_refused_without_echo() {
+    for (entry, column) in [
+        ("- API_TOKEN=tok-8f3a9c2e", 9),
+        ("- API_TOKEN: tok-8f3a9c2e", 9),
+        ("- tok-8f3a9c2e", 9),
+    ] {
+        let spec = with_envs(&format!(
+            "project: p\nservices:\n  web:\n    run: x\n    secrets:\n      {entry}\n"
+        ));
+        let printed = parse_spec("preview.yaml", &spec)
+            .expect_err("the spec is invalid")
+            .to_string();
+        assert!(
+            !printed.contains("8f3a9c2e"),
+            "the secret value leaked for `{entry}`: {printed}"
+        );
+        assert!(
+            printed.contains(&format!("6:{column} services.web.secrets[0]: ")),
+            "the entry is named for `{entry}`: {printed}"
+        );
+        if entry.contains("API_TOKEN") {
+            assert!(
+                printed.contains("preview secret set API_TOKEN --scope service:web"),
+                "names the command for `{entry}`: {printed}"
+            );
+        }
+    }
+}
+
+#[test]
 fn variable_marked_secret_is_refused() {
     check(
         &with_envs("project: p\nvariables:\n  TOKEN: { value: abc, secret: true }\n"),

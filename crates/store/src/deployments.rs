@@ -106,7 +106,8 @@ impl Store {
             Statement::new(
                 &self.sql(
                     "INSERT INTO deployments (id, project, environment, operation, based_on, status, reason, plan, holder,
-                     created_at, finished_at, owner, attempts) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {now}, NULL, $10, 0)",
+                     created_at, finished_at, owner, attempts, source_commit, follows)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {now}, NULL, $10, 0, $11, $12)",
                 ),
                 vec![
                     deployment.id.clone().into(),
@@ -119,6 +120,8 @@ impl Store {
                     to_json(&deployment.plan)?.into(),
                     deployment.holder.clone().into(),
                     deployment.owner.clone().into(),
+                    deployment.source_commit.clone().into(),
+                    deployment.follows.clone().into(),
                 ],
             ),
         ];
@@ -443,14 +446,17 @@ impl Store {
             } else {
                 batch.push(Statement::new(
                     &self.sql(
-                        "INSERT INTO environments (project, name, based_on, created_at, owner) VALUES ($1, $2, $3, {now}, $4)
-                         ON CONFLICT (project, name) DO UPDATE SET owner = COALESCE(environments.owner, excluded.owner)",
+                        "INSERT INTO environments (project, name, based_on, created_at, owner, follows)
+                         VALUES ($1, $2, $3, {now}, $4, $5)
+                         ON CONFLICT (project, name) DO UPDATE SET owner = COALESCE(environments.owner, excluded.owner),
+                             follows = COALESCE(excluded.follows, environments.follows)",
                     ),
                     vec![
                         project.clone().into(),
                         environment.clone().into(),
                         deployment.based_on.clone().into(),
                         deployment.owner.clone().into(),
+                        deployment.follows.clone().into(),
                     ],
                 ));
                 for resource in state {

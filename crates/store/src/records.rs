@@ -26,6 +26,8 @@ pub struct EnvironmentRecord {
     /// The daemon whose machine runs it, for runtimes whose environments live on one machine (the local runtime);
     /// `None` where any daemon sharing the store may act on it.
     pub owner: Option<String>,
+    /// The branch, tag or commit a deployment without one builds (`None`: the repository's HEAD).
+    pub follows: Option<String>,
 }
 
 /// An environment an operator must look at: a deployment of it was abandoned and may have left resources.
@@ -118,6 +120,10 @@ pub struct DeploymentRecord {
     pub environment: String,
     pub operation: Operation,
     pub based_on: Option<String>,
+    /// The commit it builds from, when the project's spec lives in a git repository.
+    pub source_commit: Option<String>,
+    /// What its environment follows once it is committed (`None`: unchanged by a redeploy, HEAD for a new one).
+    pub follows: Option<String>,
     pub status: DeploymentStatus,
     /// Why it was rolled back or failed: the first failure, kept as it was through every retry.
     pub reason: Option<String>,

@@ -68,7 +68,7 @@ pub(crate) fn project_record(row: &Row) -> Result<ProjectRecord> {
 }
 
 pub(crate) const ENVIRONMENT_COLUMNS: &str =
-    "SELECT project, name, based_on, created_at, owner FROM environments";
+    "SELECT project, name, based_on, created_at, owner, follows FROM environments";
 
 pub(crate) fn environment_record(row: &Row) -> Result<EnvironmentRecord> {
     Ok(EnvironmentRecord {
@@ -77,11 +77,12 @@ pub(crate) fn environment_record(row: &Row) -> Result<EnvironmentRecord> {
         based_on: optional_text(row, 2)?,
         created_at: int(row, 3)?,
         owner: optional_text(row, 4)?,
+        follows: optional_text(row, 5)?,
     })
 }
 
 pub(crate) const DEPLOYMENT_COLUMNS: &str = "SELECT id, project, environment, operation, based_on, status, reason, \
-     plan, holder, created_at, finished_at, owner, attempts, last_error, retry_at FROM deployments";
+     plan, holder, created_at, finished_at, owner, attempts, last_error, retry_at, source_commit, follows FROM deployments";
 
 pub(crate) fn deployment_record(row: &Row) -> Result<DeploymentRecord> {
     Ok(DeploymentRecord {
@@ -100,6 +101,8 @@ pub(crate) fn deployment_record(row: &Row) -> Result<DeploymentRecord> {
         attempts: int(row, 12)?,
         last_error: optional_text(row, 13)?,
         retry_at: optional_int(row, 14)?,
+        source_commit: optional_text(row, 15)?,
+        follows: optional_text(row, 16)?,
     })
 }
 

@@ -118,4 +118,11 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE secrets DROP COLUMN nonce",
         "ALTER TABLE secrets DROP COLUMN ciphertext",
     ],
+    // What a deployment builds from: the commit, and the branch, tag or commit its environment follows afterwards
+    // (a later deployment without a reference builds that reference's head).
+    &[
+        "ALTER TABLE deployments ADD COLUMN source_commit TEXT",
+        "ALTER TABLE deployments ADD COLUMN follows TEXT",
+        "ALTER TABLE environments ADD COLUMN follows TEXT",
+    ],
 ];

@@ -81,6 +81,8 @@ fn deployment(id: &str, environment: &str, operation: Operation, holder: &str) -
         environment: environment.to_owned(),
         operation,
         based_on: None,
+        source_commit: None,
+        follows: None,
         status: DeploymentStatus::Running,
         reason: None,
         plan: Plan {
@@ -275,6 +277,8 @@ async fn a_plan_made_before_a_commit_is_refused_as_stale(store: Store) {
 async fn commit_records_state_and_environment(store: Store) {
     let d = DeploymentRecord {
         based_on: Some("staging".into()),
+        source_commit: None,
+        follows: None,
         owner: Some("daemon-a".into()),
         ..deployment("d1", "qa", Operation::Clone, "daemon-a/1")
     };

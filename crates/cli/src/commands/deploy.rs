@@ -62,12 +62,14 @@ pub async fn start(context: &Context, change: Change<'_>, wait: bool) -> Result<
     let id = deployment["id"].as_str().unwrap_or_default().to_owned();
     if context.output == OutputFormat::Text {
         println!(
-            "deployment {id}: {} `{}`, {} steps",
+            "deployment {id}: {} `{}`, {} steps{}",
             deployment["operation"].as_str().unwrap_or("?"),
             deployment["environment"].as_str().unwrap_or("?"),
-            deployment["plan"]["steps"].as_array().map_or(0, Vec::len)
+            deployment["plan"]["steps"].as_array().map_or(0, Vec::len),
+            commit_phrase(&answer["source"])
         );
     }
+    print_warnings(&answer["source"]["warnings"]);
     if !wait {
         if context.output == OutputFormat::Json {
             println!("{answer}");
@@ -160,6 +162,26 @@ impl Spinner {
     }
 }
 
+/// `, building 1a2b3c4d5e6f "Fix the login form"` for a deployment with a source commit.
+pub fn commit_phrase(source: &Value) -> String {
+    match source["short"].as_str() {
+        Some(short) => format!(
+            ", building {short} {:?}",
+            source["subject"].as_str().unwrap_or_default()
+        ),
+        None => String::new(),
+    }
+}
+
+/// Warnings go to standard error, whatever the output format, so that JSON on standard output stays parseable.
+pub fn print_warnings(warnings: &Value) {
+    for warning in warnings.as_array().into_iter().flatten() {
+        if let Some(text) = warning.as_str() {
+            eprintln!("warning: {text}");
+        }
+    }
+}
+
 pub fn step_line(step: &Value) -> String {
     let mark = match step["state"].as_str() {
         Some("applied") => "✓",
@@ -196,10 +218,21 @@ fn outcome(context: &Context, shown: &Value, status: &str) -> Result<(), Failure
                     deployment["environment"].as_str().unwrap_or("?")
                 )
             }
-            "committed" => println!(
-                "committed: `{}` is up to date",
-                deployment["environment"].as_str().unwrap_or("?")
-            ),
+            "committed" => {
+                println!(
+                    "committed: `{}` is up to date",
+                    deployment["environment"].as_str().unwrap_or("?")
+                );
+                let urls = shown["urls"].as_array();
+                for url in urls.into_iter().flatten() {
+                    println!("  {}", url.as_str().unwrap_or_default());
+                }
+                if urls.is_some_and(Vec::is_empty) {
+                    println!(
+                        "  no public URLs: give an app `public: true` in preview.yaml to route it"
+                    );
+                }
+            }
             "rolled_back" => println!("rolled back: {reason}; the environment is as it was"),
             _ => println!("failed: {reason}"),
         },

@@ -1,6 +1,6 @@
 //! `preview env list|show`, `preview plan`, `preview deployments`, `preview deployment show|logs|abandon`.
 
-use crate::commands::deploy::step_line;
+use crate::commands::deploy::{print_warnings, step_line};
 use crate::context::Context;
 use crate::exit::Failure;
 use crate::output::OutputFormat;
@@ -29,12 +29,13 @@ pub async fn list(context: &Context) -> Result<(), Failure> {
     for environment in environments {
         let last = &environment["last_deployment"];
         println!(
-            "{:<16} {:<18} last: {} {} ({}){}",
+            "{:<16} {:<18} {:<12} last: {} {} ({}){}",
             text(&environment["name"]),
             environment["based_on"]
                 .as_str()
                 .map(|b| format!("clone of {b}"))
                 .unwrap_or_default(),
+            short(&environment["commit"]),
             text(&last["operation"]),
             text(&last["id"]),
             text(&last["status"]),
@@ -67,6 +68,15 @@ pub async fn show(context: &Context, name: &str) -> Result<(), Failure> {
             .unwrap_or_default(),
         format_utc(environment["created_at"].as_i64().unwrap_or(0))
     );
+    if let Some(commit) = answer["commit"].as_str() {
+        println!(
+            "runs commit {commit}{}",
+            environment["follows"]
+                .as_str()
+                .map(|f| format!(" (follows `{f}`)"))
+                .unwrap_or_default()
+        );
+    }
     if let Some(note) = answer["attention"].as_str() {
         println!("\nNEEDS ATTENTION: {note}");
     }
@@ -124,26 +134,58 @@ pub async fn show(context: &Context, name: &str) -> Result<(), Failure> {
     println!("\nrecent deployments");
     for deployment in answer["deployments"].as_array().into_iter().flatten() {
         println!(
-            "  {} {:<8} {:<12} {}",
+            "  {} {:<8} {:<12} {:<12} {}",
             text(&deployment["id"]),
             text(&deployment["operation"]),
             text(&deployment["status"]),
+            short(&deployment["commit"]),
             text(&deployment["reason"])
         );
     }
     Ok(())
 }
 
-pub async fn plan(context: &Context, name: &str) -> Result<(), Failure> {
+pub async fn plan(context: &Context, name: &str, commit: Option<&str>) -> Result<(), Failure> {
+    let query = match commit {
+        Some(reference) => format!("?commit={}", percent_encode(reference)),
+        None => String::new(),
+    };
     let answer = context
         .client
-        .get(&context.path(&format!("/environments/{name}/plan")))
+        .get(&context.path(&format!("/environments/{name}/plan{query}")))
         .await?;
     match context.output {
-        OutputFormat::Json => println!("{}", answer["plan"]),
-        OutputFormat::Text => print!("{}", text(&answer["text"])),
+        OutputFormat::Json => println!("{answer}"),
+        OutputFormat::Text => {
+            if let Some(short) = answer["source"]["short"].as_str() {
+                println!("at commit {short} {:?}", text(&answer["source"]["subject"]));
+            }
+            print!("{}", text(&answer["text"]));
+        }
     }
+    print_warnings(&answer["warnings"]);
     Ok(())
+}
+
+/// A reference as a query parameter value: everything but unreserved characters percent-encoded.
+fn percent_encode(value: &str) -> String {
+    value
+        .bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~') {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The first 12 characters of a commit id, or `-`.
+fn short(commit: &serde_json::Value) -> String {
+    commit
+        .as_str()
+        .map_or("-".to_owned(), |c| c.chars().take(12).collect())
 }
 
 pub async fn deployments(context: &Context, name: &str) -> Result<(), Failure> {
@@ -157,11 +199,12 @@ pub async fn deployments(context: &Context, name: &str) -> Result<(), Failure> {
     }
     for deployment in answer["deployments"].as_array().into_iter().flatten() {
         println!(
-            "{}  {}  {:<8} {:<12} {:>3} steps  {}",
+            "{}  {}  {:<8} {:<12} {:<12} {:>3} steps  {}",
             text(&deployment["id"]),
             format_utc(deployment["created_at"].as_i64().unwrap_or(0)),
             text(&deployment["operation"]),
             text(&deployment["status"]),
+            short(&deployment["commit"]),
             deployment["steps"],
             text(&deployment["reason"])
         );

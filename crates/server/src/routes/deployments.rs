@@ -3,7 +3,9 @@
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
-use preview_store::{DeploymentRecord, JournalEntry, JournalEvent, Phase};
+use preview_store::{
+    DeploymentRecord, DeploymentStatus, JournalEntry, JournalEvent, Operation, Phase,
+};
 use serde_json::{Value, json};
 
 use crate::api::SharedState;
@@ -23,15 +25,30 @@ pub(crate) async fn list(
     Path((project, environment)): Path<(String, String)>,
 ) -> Result<Json<Value>, ApiError> {
     let project = project_record(&state.store, &project).await?;
-    let deployments: Vec<Value> = state
+    let records = state
         .store
         .deployments(&project.name, &environment, 50)
-        .await?
+        .await?;
+    // A deleted environment keeps its history; a name that never had a deployment is a mistake worth saying.
+    if records.is_empty()
+        && state
+            .store
+            .environment(&project.name, &environment)
+            .await?
+            .is_none()
+    {
+        return Err(ApiError::NotFound(format!(
+            "project `{}` has no environment `{environment}` and never had one; `preview env list` shows them",
+            project.name
+        )));
+    }
+    let deployments: Vec<Value> = records
         .iter()
         .map(|d| {
             json!({
                 "id": d.id, "operation": d.operation, "status": d.status, "reason": d.reason,
-                "steps": d.plan.steps.len(), "created_at": d.created_at, "finished_at": d.finished_at,
+                "steps": d.plan.steps.len(), "commit": d.source_commit, "created_at": d.created_at,
+                "finished_at": d.finished_at,
             })
         })
         .collect();
@@ -87,16 +104,31 @@ pub(crate) async fn show(
     let record = record(&state, &id).await?;
     let journal = state.store.journal(&id).await?;
     let steps = step_report(&record, &journal);
+    // Once a change is committed, where its environment answers (`null` without a gateway).
+    let urls = if state.gateway.is_none() {
+        None
+    } else if record.status == DeploymentStatus::Committed && record.operation != Operation::Delete
+    {
+        let recorded = state
+            .store
+            .recorded_state(&record.project, &record.environment)
+            .await?;
+        Some(super::runtime::urls(&state, &recorded))
+    } else {
+        Some(Vec::new())
+    };
     Ok(Json(json!({
         "deployment": {
             "id": record.id, "project": record.project, "environment": record.environment,
             "operation": record.operation, "based_on": record.based_on, "status": record.status,
+            "commit": record.source_commit, "follows": record.follows,
             "reason": record.reason, "created_at": record.created_at, "finished_at": record.finished_at,
             "holder": record.holder, "attempts": record.attempts, "last_error": record.last_error,
             "retry_at": record.retry_at,
             "point_of_no_return": record.plan.point_of_no_return.map(|p| p + 1),
         },
         "steps": steps,
+        "urls": urls,
     })))
 }
 

@@ -2,7 +2,7 @@
 //! deployment and answered with `202 Accepted` and the deployment's record.
 
 use axum::Json;
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use preview_deploy::DeploymentRequest;
 use preview_store::{EnvironmentRecord, Operation, ProjectRecord};
@@ -10,9 +10,10 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::api::{Body, SharedState};
-use crate::desired::{Purpose, desired_for};
+use crate::desired::{Desired, Purpose, desired_for, running_commit};
 use crate::error::ApiError;
 use crate::routes::project_record;
+use crate::source::describe;
 
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -63,9 +64,35 @@ async fn refuse_existing(
     Ok(())
 }
 
-async fn start(state: &SharedState, request: DeploymentRequest) -> Result<Accepted, ApiError> {
+/// Starts `request` and answers with its record, the commit it builds and what that leaves out.
+async fn start(
+    state: &SharedState,
+    request: DeploymentRequest,
+    source: Option<Value>,
+) -> Result<Accepted, ApiError> {
     let (record, _running) = state.engine.start(request).await?;
-    Ok((StatusCode::ACCEPTED, Json(json!({ "deployment": record }))))
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "deployment": record, "source": source })),
+    ))
+}
+
+/// The commit `desired` builds from, described for people, when it has one.
+async fn described(project: &ProjectRecord, desired: &Desired) -> Option<Value> {
+    match &desired.source {
+        Some(source) => Some(describe(source, &project.file, &project.source).await),
+        None => None,
+    }
+}
+
+/// Names a new environment's problems before anything else: a bad name is the request's fault, not the spec's.
+fn check_new_name(name: &str) -> Result<(), ApiError> {
+    match preview_spec::name_problem(name) {
+        Some(problem) => Err(ApiError::BadRequest(format!(
+            "name: `{name}` is not a valid environment name: it {problem}"
+        ))),
+        None => Ok(()),
+    }
 }
 
 pub(crate) async fn list(
@@ -87,10 +114,16 @@ pub(crate) async fn list(
             .store
             .deployments(&project.name, &environment.name, 1)
             .await?;
+        let recorded = state
+            .store
+            .recorded_state(&project.name, &environment.name)
+            .await?;
         environments.push(json!({
             "name": environment.name,
             "based_on": environment.based_on,
             "created_at": environment.created_at,
+            "commit": running_commit(&recorded),
+            "follows": environment.follows,
             "last_deployment": last.first().map(|d| json!({ "id": d.id, "operation": d.operation, "status": d.status })),
             "attention": note(&environment.name),
         }));
@@ -104,6 +137,8 @@ pub(crate) async fn list(
             "name": mark.environment,
             "based_on": null,
             "created_at": null,
+            "commit": null,
+            "follows": null,
             "last_deployment": { "id": mark.deployment, "operation": "create", "status": "abandoned" },
             "attention": mark.note,
         }));
@@ -139,35 +174,68 @@ pub(crate) async fn show(
     let deployments = state.store.deployments(&project.name, &name, 5).await?;
     let recent: Vec<Value> = deployments
         .iter()
-        .map(|d| json!({ "id": d.id, "operation": d.operation, "status": d.status, "reason": d.reason, "created_at": d.created_at }))
+        .map(|d| json!({ "id": d.id, "operation": d.operation, "status": d.status, "reason": d.reason, "commit": d.source_commit, "created_at": d.created_at }))
         .collect();
     Ok(Json(
-        json!({ "environment": environment, "resources": resources, "services": services, "isolation": isolation, "urls": urls, "deployments": recent, "attention": attention }),
+        json!({ "environment": environment, "commit": running_commit(&recorded), "resources": resources, "services": services, "isolation": isolation, "urls": urls, "deployments": recent, "attention": attention }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct PlanQuery {
+    /// A commit, branch or tag to plan for instead of what the environment follows.
+    #[serde(default)]
+    commit: Option<String>,
 }
 
 pub(crate) async fn plan(
     State(state): State<SharedState>,
     Path((project, name)): Path<(String, String)>,
+    Query(query): Query<PlanQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let project = project_record(&state.store, &project).await?;
-    let based_on = state
-        .store
-        .environment(&project.name, &name)
-        .await?
-        .and_then(|e| e.based_on);
+    let environment = state.store.environment(&project.name, &name).await?;
+    let based_on = environment.as_ref().and_then(|e| e.based_on.clone());
+    let reference = query
+        .commit
+        .clone()
+        .or_else(|| environment.as_ref().and_then(|e| e.follows.clone()));
     let desired = desired_for(
         &state,
         &project,
         &name,
         based_on.as_deref(),
-        None,
+        reference.as_deref(),
         Purpose::Plan,
     )
     .await?;
-    let plan = state.engine.plan(&project.name, &name, &desired).await?;
+    let plan = state
+        .engine
+        .plan(&project.name, &name, &desired.resources)
+        .await?;
     let text = preview_plan::render_plan(&plan);
-    Ok(Json(json!({ "plan": plan, "text": text })))
+    let mut source = described(&project, &desired).await;
+    let verb = if environment.is_some() {
+        "deploy"
+    } else {
+        "env create"
+    };
+    let refused: Vec<String> = desired
+        .missing_secrets
+        .iter()
+        .map(|secret| {
+            format!("`preview {verb} {name}` would be refused: it needs the secret {secret}")
+        })
+        .collect();
+    let mut warnings: Vec<Value> = source
+        .as_mut()
+        .and_then(|s| s["warnings"].as_array().cloned())
+        .unwrap_or_default();
+    warnings.extend(refused.into_iter().map(Value::String));
+    Ok(Json(
+        json!({ "plan": plan, "text": text, "source": source, "warnings": warnings }),
+    ))
 }
 
 pub(crate) async fn create(
@@ -176,6 +244,7 @@ pub(crate) async fn create(
     Body(body): Body<NewEnvironment>,
 ) -> Result<Accepted, ApiError> {
     let project = project_record(&state.store, &project).await?;
+    check_new_name(&body.name)?;
     refuse_existing(&state, &project, &body.name).await?;
     let desired = desired_for(
         &state,
@@ -186,11 +255,16 @@ pub(crate) async fn create(
         Purpose::Deploy,
     )
     .await?;
-    start(
-        &state,
-        request(&project, &body.name, Operation::Create, None, desired),
-    )
-    .await
+    let source = described(&project, &desired).await;
+    let request = request(
+        &project,
+        &body.name,
+        Operation::Create,
+        None,
+        desired,
+        body.commit,
+    );
+    start(&state, request, source).await
 }
 
 pub(crate) async fn clone(
@@ -199,6 +273,7 @@ pub(crate) async fn clone(
     Body(body): Body<NewEnvironment>,
 ) -> Result<Accepted, ApiError> {
     let project = project_record(&state.store, &project).await?;
+    check_new_name(&body.name)?;
     existing(&state, &project, &source).await?;
     refuse_existing(&state, &project, &body.name).await?;
     let desired = desired_for(
@@ -210,17 +285,16 @@ pub(crate) async fn clone(
         Purpose::Deploy,
     )
     .await?;
-    start(
-        &state,
-        request(
-            &project,
-            &body.name,
-            Operation::Clone,
-            Some(source),
-            desired,
-        ),
-    )
-    .await
+    let described = described(&project, &desired).await;
+    let request = request(
+        &project,
+        &body.name,
+        Operation::Clone,
+        Some(source),
+        desired,
+        body.commit,
+    );
+    start(&state, request, described).await
 }
 
 pub(crate) async fn deploy(
@@ -230,26 +304,27 @@ pub(crate) async fn deploy(
 ) -> Result<Accepted, ApiError> {
     let project = project_record(&state.store, &project).await?;
     let environment = existing(&state, &project, &name).await?;
+    // Without a reference, the environment builds the head of what it follows (HEAD when it follows nothing).
+    let reference = body.commit.clone().or(environment.follows.clone());
     let desired = desired_for(
         &state,
         &project,
         &name,
         environment.based_on.as_deref(),
-        body.commit.as_deref(),
+        reference.as_deref(),
         Purpose::Deploy,
     )
     .await?;
-    start(
-        &state,
-        request(
-            &project,
-            &name,
-            Operation::Update,
-            environment.based_on,
-            desired,
-        ),
-    )
-    .await
+    let source = described(&project, &desired).await;
+    let request = request(
+        &project,
+        &name,
+        Operation::Update,
+        environment.based_on,
+        desired,
+        body.commit,
+    );
+    start(&state, request, source).await
 }
 
 pub(crate) async fn delete(
@@ -258,17 +333,20 @@ pub(crate) async fn delete(
 ) -> Result<Accepted, ApiError> {
     let project = project_record(&state.store, &project).await?;
     let environment = existing(&state, &project, &name).await?;
-    start(
-        &state,
-        request(
-            &project,
-            &name,
-            Operation::Delete,
-            environment.based_on,
-            Vec::new(),
-        ),
-    )
-    .await
+    let desired = Desired {
+        resources: Vec::new(),
+        source: None,
+        missing_secrets: Vec::new(),
+    };
+    let request = request(
+        &project,
+        &name,
+        Operation::Delete,
+        environment.based_on,
+        desired,
+        None,
+    );
+    start(&state, request, None).await
 }
 
 pub(crate) async fn cancel(
@@ -291,13 +369,16 @@ fn request(
     environment: &str,
     operation: Operation,
     based_on: Option<String>,
-    desired: Vec<preview_plan::Resource>,
+    desired: Desired,
+    follows: Option<String>,
 ) -> DeploymentRequest {
     DeploymentRequest {
         project: project.name.clone(),
         environment: environment.to_owned(),
         operation,
         based_on,
-        desired,
+        source_commit: desired.source.map(|s| s.commit),
+        follows,
+        desired: desired.resources,
     }
 }

@@ -280,13 +280,24 @@ pub(crate) async fn show(
     Query(query): Query<ShowQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let project = project_record(&state.store, &project).await?;
-    let based_on = state
+    let record = state.store.environment(&project.name, &environment).await?;
+    let based_on = record.as_ref().and_then(|e| e.based_on.clone());
+    // An environment that exists shows the values it runs with: those of the commit it runs, else of what it
+    // follows; one that does not yet, those its creation would have.
+    let recorded = state
         .store
-        .environment(&project.name, &environment)
-        .await?
-        .and_then(|e| e.based_on);
-    let resolved =
-        crate::desired::resolve(&state, &project, &environment, based_on.as_deref(), None).await?;
+        .recorded_state(&project.name, &environment)
+        .await?;
+    let commit = crate::desired::running_commit(&recorded)
+        .or_else(|| record.as_ref().and_then(|e| e.follows.clone()));
+    let resolved = crate::desired::resolve(
+        &state,
+        &project,
+        &environment,
+        based_on.as_deref(),
+        commit.as_deref(),
+    )
+    .await?;
     if let Some(service) = &query.service
         && !resolved.services.contains_key(service)
     {

@@ -1,0 +1,233 @@
+//! A newcomer's first hour with a project of their own: what `deploy`, `plan`, `env` and `vars` say about the
+//! commit they build, what they warn about, and errors that name the right thing.
+
+mod support;
+
+use std::path::Path;
+
+use serde_json::Value;
+use support::{Daemon, commit_all, git, ok, repository};
+
+const SPEC: &str = "project: hour
+secrets: [API_TOKEN]
+services:
+  web:
+    run: ./serve
+    ports: [8000]
+    variables:
+      TOKEN: ${secrets.API_TOKEN}
+environments:
+  staging: {}
+";
+
+/// A daemon on the recording runtime with the project registered from a repository of its own.
+fn project(name: &str) -> (preview_testing::TempDir, Daemon, std::path::PathBuf) {
+    let root = preview_testing::TempDir::new(name);
+    let repo = repository(
+        root.path(),
+        &[("preview.yaml", SPEC), ("serve", "#!/bin/sh\n")],
+    );
+    let daemon = Daemon::start(&root.path().join("data"), &[]);
+    git(&repo, &["branch", "-M", "main"]);
+    let spec = repo.join("preview.yaml");
+    ok(daemon.cli(&["project", "register", "-f", spec.to_str().expect("utf-8")]));
+    (root, daemon, repo)
+}
+
+fn stderr(output: &std::process::Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+fn set_token(daemon: &Daemon) {
+    ok(daemon.cli_with_input(&["secret", "set", "API_TOKEN"], "tok-1\n"));
+}
+
+fn head(repo: &Path) -> String {
+    git(repo, &["rev-parse", "HEAD"])
+}
+
+fn commit_on(repo: &Path, branch: &str, file: &str, message: &str) -> String {
+    git(repo, &["checkout", "--quiet", branch]);
+    std::fs::write(repo.join(file), message).expect("write");
+    let commit = commit_all(repo, message);
+    git(repo, &["checkout", "--quiet", "-"]);
+    commit
+}
+
+#[test]
+fn an_environment_made_from_a_branch_follows_it_and_every_view_names_the_commit() {
+    let (_root, daemon, repo) = project("follows");
+    set_token(&daemon);
+    let main = head(&repo);
+    git(&repo, &["branch", "feature"]);
+    let first = commit_on(&repo, "feature", "feature.txt", "Start the feature");
+    ok(daemon.cli(&["env", "create", "staging"]));
+    let out = daemon.cli(&["env", "clone", "staging", "qa", "--commit", "feature"]);
+    let printed = ok(out);
+    assert!(
+        printed.contains(&format!("building {} \"Start the feature\"", &first[..12])),
+        "the clone names its commit: {printed}"
+    );
+    // The branch moves on; so does main.
+    let second = commit_on(&repo, "feature", "feature.txt", "Finish the feature");
+    std::fs::write(repo.join("main.txt"), "main moves").expect("write");
+    let main_moved = commit_all(&repo, "Main moves on");
+    assert_ne!(main, main_moved);
+
+    let plan = daemon.json(&["plan", "qa"]);
+    assert_eq!(plan["source"]["commit"], second.as_str(), "{plan}");
+    let printed = ok(daemon.cli(&["deploy", "qa"]));
+    assert!(
+        printed.contains(&format!(
+            "building {} \"Finish the feature\"",
+            &second[..12]
+        )),
+        "a redeploy builds the branch's new head: {printed}"
+    );
+    let shown = daemon.json(&["env", "show", "qa"]);
+    assert_eq!(shown["commit"], second.as_str(), "{shown}");
+    assert_eq!(shown["environment"]["follows"], "feature", "{shown}");
+    let listed = daemon.json(&["env", "list"]);
+    let commit_of = |name: &str| -> Value {
+        listed["environments"]
+            .as_array()
+            .expect("environments")
+            .iter()
+            .find(|e| e["name"] == name)
+            .map(|e| e["commit"].clone())
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(commit_of("qa"), second.as_str());
+    assert_eq!(commit_of("staging"), main.as_str());
+    let history = daemon.json(&["deployments", "qa"]);
+    let commits: Vec<&str> = history["deployments"]
+        .as_array()
+        .expect("deployments")
+        .iter()
+        .filter_map(|d| d["commit"].as_str())
+        .collect();
+    assert_eq!(commits, [second.as_str(), first.as_str()], "{history}");
+    let text = ok(daemon.cli(&["deployments", "qa"]));
+    assert!(
+        text.contains(&second[..12]) && text.contains(&first[..12]),
+        "{text}"
+    );
+    let text = ok(daemon.cli(&["env", "list"]));
+    assert!(
+        text.contains(&second[..12]) && text.contains(&main[..12]),
+        "{text}"
+    );
+
+    // The clone's PREVIEW_COMMIT is the commit it runs, even after its branch moved on again.
+    commit_on(&repo, "feature", "feature.txt", "Not deployed yet");
+    let vars = daemon.json(&["vars", "show", "qa", "--service", "web"]);
+    let preview_commit = vars["services"][0]["variables"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .find(|v| v["name"] == "PREVIEW_COMMIT")
+        .map(|v| v["value"].clone());
+    assert_eq!(preview_commit, Some(Value::from(second.as_str())), "{vars}");
+
+    // `plan --commit` plans for another reference; `deploy --commit` moves what the environment follows.
+    let plan = daemon.json(&["plan", "qa", "--commit", "main"]);
+    assert_eq!(plan["source"]["commit"], main_moved.as_str(), "{plan}");
+    ok(daemon.cli(&["deploy", "qa", "--commit", "main"]));
+    let shown = daemon.json(&["env", "show", "qa"]);
+    assert_eq!(shown["commit"], main_moved.as_str());
+    assert_eq!(shown["environment"]["follows"], "main");
+    // staging was made without a reference: it follows HEAD.
+    ok(daemon.cli(&["deploy", "staging"]));
+    assert_eq!(
+        daemon.json(&["env", "show", "staging"])["commit"],
+        main_moved.as_str()
+    );
+}
+
+#[test]
+fn deploy_and_plan_warn_about_what_they_leave_out() {
+    let (_root, daemon, repo) = project("warnings");
+    // No value for the secret yet: the plan shows the deployment and says it would be refused, and how to fix it.
+    let out = daemon.cli(&["plan", "staging"]);
+    let printed = ok(out.clone());
+    assert!(printed.contains("Plan for `staging`"), "{printed}");
+    assert!(
+        stderr(&out).contains("`preview env create staging` would be refused")
+            && stderr(&out).contains("preview secret set API_TOKEN --scope project"),
+        "{}",
+        stderr(&out)
+    );
+    set_token(&daemon);
+    let out = daemon.cli(&["plan", "staging"]);
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+
+    // Uncommitted changes are not deployed, and the spec at the commit differs from the registered one.
+    std::fs::write(repo.join("serve"), "#!/bin/sh\necho changed\n").expect("write");
+    std::fs::write(
+        repo.join("preview.yaml"),
+        SPEC.replace("ports: [8000]", "ports: [9000]"),
+    )
+    .expect("write");
+    let out = daemon.cli(&["env", "create", "staging"]);
+    let warned = stderr(&out);
+    ok(out);
+    assert!(
+        warned.contains("uncommitted changes that are not deployed") && warned.contains("serve"),
+        "{warned}"
+    );
+    assert!(
+        !warned.contains("differs from the registered spec"),
+        "{warned}"
+    );
+    commit_all(&repo, "Move to port 9000");
+    let out = daemon.cli(&["plan", "staging"]);
+    let warned = stderr(&out);
+    assert!(
+        warned.contains("preview.yaml at ")
+            && warned.contains("differs from the registered spec")
+            && warned.contains("preview project register -f"),
+        "{warned}"
+    );
+    assert!(!warned.contains("uncommitted"), "{warned}");
+    // JSON output stays parseable: warnings are part of it, and on standard error.
+    let plan = daemon.json(&["plan", "staging"]);
+    assert!(
+        plan["warnings"].as_array().is_some_and(|w| w
+            .iter()
+            .any(|w| w.as_str().is_some_and(|w| w.contains("differs")))),
+        "{plan}"
+    );
+}
+
+#[test]
+fn errors_name_the_right_thing() {
+    let (_root, daemon, _repo) = project("errors");
+    set_token(&daemon);
+    ok(daemon.cli(&["env", "create", "staging"]));
+    let out = daemon.cli(&["env", "clone", "staging", "Bad_Name"]);
+    assert_eq!(out.status.code(), Some(1));
+    let message = stderr(&out);
+    assert!(
+        message.contains("`Bad_Name` is not a valid environment name")
+            && !message.contains("preview.yaml"),
+        "{message}"
+    );
+    let out = daemon.cli(&["deployments", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(
+        stderr(&out).contains("no environment `nosuch`"),
+        "{}",
+        stderr(&out)
+    );
+    let out = daemon.cli(&["logs", "staging", "nosuch"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        stderr(&out).contains("has no app or job `nosuch` (it has: web)"),
+        "{}",
+        stderr(&out)
+    );
+    // A deleted environment keeps its history.
+    ok(daemon.cli(&["env", "delete", "staging"]));
+    let history = daemon.json(&["deployments", "staging"]);
+    assert_eq!(history["deployments"].as_array().map(Vec::len), Some(2));
+}
