@@ -110,7 +110,8 @@ impl Client {
         if status.is_server_error() {
             Err(Failure::internal(message))
         } else {
-            Err(Failure::invalid(message))
+            let code = value["error"]["code"].as_str().unwrap_or("invalid_input");
+            Err(Failure::coded(code, message))
         }
     }
 }

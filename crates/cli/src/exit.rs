@@ -7,16 +7,27 @@ use crate::output::OutputFormat;
 
 /// Why a command failed: its input or the requested change (exit 1), or something internal (exit 2).
 pub enum Failure {
-    /// The user's input is wrong, or the requested change did not happen; the message says what and where.
-    /// Already printed if `printed`.
-    Invalid { message: String, printed: bool },
+    /// The user's input is wrong, or the requested change did not happen; the message says what and where, the
+    /// code what kind of problem it is (the daemon's code — `bad_request`, `not_found`, `conflict`, … — or
+    /// `invalid_input`). Already printed if `printed`.
+    Invalid {
+        code: String,
+        message: String,
+        printed: bool,
+    },
     /// The daemon failed internally; its log has the details.
     Internal(String),
 }
 
 impl Failure {
     pub fn invalid(message: impl Into<String>) -> Self {
+        Failure::coded("invalid_input", message)
+    }
+
+    /// Invalid input the daemon refused with `code`.
+    pub fn coded(code: impl Into<String>, message: impl Into<String>) -> Self {
         Failure::Invalid {
+            code: code.into(),
             message: message.into(),
             printed: false,
         }
@@ -29,6 +40,7 @@ impl Failure {
     /// Invalid input whose details the command has already printed.
     pub fn reported() -> Self {
         Failure::Invalid {
+            code: String::new(),
             message: String::new(),
             printed: true,
         }
@@ -37,8 +49,8 @@ impl Failure {
     pub fn report(self, format: OutputFormat) -> ExitCode {
         match self {
             Failure::Invalid { printed: true, .. } => ExitCode::from(1),
-            Failure::Invalid { message, .. } => {
-                print_error("invalid", &message, format);
+            Failure::Invalid { code, message, .. } => {
+                print_error(&code, &message, format);
                 ExitCode::from(1)
             }
             Failure::Internal(message) => {
@@ -58,12 +70,14 @@ pub fn exit_with_2_on_panic() {
     }));
 }
 
-fn print_error(kind: &str, message: &str, format: OutputFormat) {
+/// Every failure has one shape in JSON: `{"ok": false, "error": {"code": …, "message": …}}`, the daemon's API
+/// errors' shape with `ok` added.
+fn print_error(code: &str, message: &str, format: OutputFormat) {
     match format {
         OutputFormat::Text => eprintln!("error: {message}"),
         OutputFormat::Json => println!(
             "{}",
-            serde_json::json!({ "ok": false, "error": { "kind": kind, "message": message } })
+            serde_json::json!({ "ok": false, "error": { "code": code, "message": message } })
         ),
     }
 }

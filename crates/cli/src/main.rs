@@ -337,7 +337,7 @@ fn client_command(
         } = &command
         {
             let client = client::Client::from_data_dir(&data_dir)?;
-            return commands::logs::export_ca(&client, file.as_deref()).await;
+            return commands::logs::export_ca(&client, file.as_deref(), output).await;
         }
         if let Command::Project { action } = &command {
             let client = client::Client::from_data_dir(&data_dir)?;

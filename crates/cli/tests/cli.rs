@@ -72,7 +72,7 @@ fn validate_example_as_json() {
     assert_eq!(json["project"], "shop");
     assert_eq!(json["services"].as_array().map(Vec::len), Some(4));
     assert_eq!(json["previews"]["blueprint"], "staging");
-    assert_eq!(json["previews"]["ttl_seconds"], 72 * 3600);
+    assert_eq!(json["previews"]["ttl_ms"], 72 * 3600 * 1000);
 }
 
 #[test]
@@ -96,9 +96,12 @@ fn invalid_spec_exits_1_with_every_error() {
     assert_eq!(out.status.code(), Some(1));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     assert_eq!(json["valid"], false);
-    assert_eq!(json["errors"][1]["line"], 6);
-    assert_eq!(json["errors"][1]["column"], 5);
-    assert_eq!(json["errors"][1]["path"], "services.web.replica");
+    assert_eq!(json["ok"], false);
+    assert_eq!(json["error"]["code"], "invalid_spec");
+    let problem = &json["error"]["problems"][1];
+    assert_eq!(problem["line"], 6);
+    assert_eq!(problem["column"], 5);
+    assert_eq!(problem["path"], "services.web.replica");
 }
 
 #[test]

@@ -43,19 +43,20 @@ struct Workload {
 
 struct Health {
     probe: Probe,
+    /// How often a running app is checked.
     interval: Duration,
     timeout: Duration,
+    start_timeout: Option<Duration>,
+    failures: u32,
 }
 
 fn text(value: &Value) -> Option<String> {
     value.as_str().map(str::to_owned)
 }
 
-fn duration(value: &Value, default: Duration) -> Duration {
-    match (value["secs"].as_u64(), value["nanos"].as_u64()) {
-        (Some(secs), nanos) => Duration::from_secs(secs) + Duration::from_nanos(nanos.unwrap_or(0)),
-        _ => default,
-    }
+/// A duration in whole milliseconds, as resources hold them.
+fn milliseconds(value: &Value) -> Option<Duration> {
+    value.as_u64().map(Duration::from_millis)
 }
 
 fn service_of(id: &str) -> String {
@@ -85,11 +86,14 @@ impl Workload {
             };
             Health {
                 probe,
-                // The spec's interval paces checks of a running app; a starting one is asked often, so that a
-                // deployment waits no longer than it must.
-                interval: duration(&health["interval"], Duration::from_millis(100))
-                    .min(Duration::from_millis(100)),
-                timeout: duration(&health["timeout"], Duration::from_secs(2)),
+                interval: milliseconds(&health["interval_ms"]).unwrap_or(Duration::from_secs(2)),
+                timeout: milliseconds(&health["timeout_ms"]).unwrap_or(Duration::from_secs(1)),
+                start_timeout: milliseconds(&health["start_timeout_ms"]),
+                failures: health["failures"]
+                    .as_u64()
+                    .and_then(|f| u32::try_from(f).ok())
+                    .unwrap_or(3)
+                    .max(1),
             }
         });
         let with_secrets = c["with_secrets"].as_object();
@@ -468,21 +472,49 @@ impl LocalRuntime {
             "started `{service}` (pid {}) on port {port}",
             supervised.pid().map_or("?".to_owned(), |p| p.to_string())
         ));
-        let version = Version {
+        let mut version = Version {
             supervised,
             port,
             hash: hash.to_owned(),
             network,
+            checks: None,
         };
         if let Err(reason) = self.wait_until_healthy(&version, workload).await {
             version.supervised.stop().await;
-            let output = redact(&tail(&log_path, 15), &secrets);
+            // This version's own lines: the log file also holds the running version's and earlier ones'.
+            let output = redact(&version.supervised.output_tail(15), &secrets);
             return Err(RuntimeError::new(format!(
                 "`{service}` did not become healthy: {reason}; the previous version keeps serving. Its output ends with:\n{output}"
             )));
         }
         log.line(format!("`{service}` is healthy"));
+        // From now on it is checked every `interval`, and restarted when it keeps failing.
+        if let Some(health) = &workload.health {
+            let liveness = crate::health::Liveness {
+                probe: health.probe.clone(),
+                interval: health.interval,
+                timeout: health.timeout,
+                failures: health.failures,
+                start_timeout: self.start_timeout(workload),
+            };
+            let task = tokio::spawn(crate::health::watch(
+                liveness,
+                version.network.clone(),
+                version.address(),
+                Arc::clone(&version.supervised),
+            ));
+            version.checks = Some(crate::runtime::Checks(task.abort_handle()));
+        }
         Ok(version)
+    }
+
+    /// How long a starting version of the workload may take to become healthy.
+    fn start_timeout(&self, workload: &Workload) -> Duration {
+        workload
+            .health
+            .as_ref()
+            .and_then(|h| h.start_timeout)
+            .unwrap_or(self.config.health_timeout)
     }
 
     /// Waits for the version's health check; a version that exits first fails at once.
@@ -491,28 +523,50 @@ impl LocalRuntime {
         version: &Version,
         workload: &Workload,
     ) -> Result<(), String> {
+        // A starting version is asked every 100 ms (or every `interval`, when shorter), so that a deployment waits
+        // no longer than it must; `interval` paces the checks of the running one.
+        let quickly = Duration::from_millis(100);
         let (probe, interval, timeout) = match &workload.health {
-            Some(health) => (health.probe.clone(), health.interval, health.timeout),
-            None => (
-                Probe::Tcp,
-                Duration::from_millis(100),
-                Duration::from_secs(2),
+            Some(health) => (
+                health.probe.clone(),
+                health.interval.min(quickly),
+                health.timeout,
             ),
+            None => (Probe::Tcp, quickly, Duration::from_secs(1)),
         };
+        let started = Instant::now();
         let exited = || {
             version
                 .supervised
                 .last_exit()
                 .map(|exit| format!("it exited ({exit}) before it was healthy"))
         };
+        // An app that listens, but on another port than the one it was given, will not become healthy by waiting.
+        let elsewhere = || {
+            if started.elapsed() < Duration::from_secs(1) {
+                return None;
+            }
+            let ports = crate::sockets::listening_ports(&version.supervised.processes());
+            if ports.is_empty() || ports.contains(&version.port) {
+                return None;
+            }
+            let listed: Vec<String> = ports.iter().map(u16::to_string).collect();
+            Some(format!(
+                "`{}` listens on {}, not on `$PORT` ({}): have it listen on the port the PORT environment variable gives it",
+                workload.service,
+                listed.join(", "),
+                version.port
+            ))
+        };
+        let gave_up = || exited().or_else(elsewhere);
         crate::health::wait_until_healthy(
             version.network.as_deref(),
             &probe,
             version.address(),
             interval,
             timeout,
-            Instant::now() + self.config.health_timeout,
-            &exited,
+            Instant::now() + self.start_timeout(workload),
+            &gave_up,
         )
         .await
     }

@@ -33,6 +33,7 @@ mod records;
 mod resolver;
 mod runtime;
 mod site;
+mod sockets;
 mod spaces;
 mod strays;
 mod supervisor;

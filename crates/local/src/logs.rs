@@ -12,6 +12,43 @@ pub(crate) const MAX_LINE: usize = 16 * 1024;
 pub(crate) struct LogFile {
     path: PathBuf,
     limit: u64,
+    /// The last lines written through this writer, when kept: one process's own output, apart from what other
+    /// versions of its service write to the same file.
+    recent: Option<Recent>,
+}
+
+/// The last [`RECENT_LINES`] lines one process wrote (each cut like [`tail`]'s).
+#[derive(Clone, Default)]
+pub(crate) struct Recent(std::sync::Arc<std::sync::Mutex<std::collections::VecDeque<String>>>);
+
+const RECENT_LINES: usize = 50;
+
+impl Recent {
+    fn push(&self, text: &str) {
+        let Ok(mut lines) = self.0.lock() else {
+            return;
+        };
+        for line in text.lines() {
+            if lines.len() == RECENT_LINES {
+                lines.pop_front();
+            }
+            lines.push_back(shown(line));
+        }
+    }
+
+    /// The last `count` lines.
+    pub(crate) fn last(&self, count: usize) -> String {
+        let Ok(lines) = self.0.lock() else {
+            return String::new();
+        };
+        let skip = lines.len().saturating_sub(count);
+        lines
+            .iter()
+            .skip(skip)
+            .cloned()
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
 }
 
 impl LogFile {
@@ -19,6 +56,16 @@ impl LogFile {
         LogFile {
             path: path.to_path_buf(),
             limit,
+            recent: None,
+        }
+    }
+
+    /// A writer that also keeps what it writes in `recent`.
+    pub(crate) fn keeping(path: &Path, limit: u64, recent: &Recent) -> Self {
+        LogFile {
+            path: path.to_path_buf(),
+            limit,
+            recent: Some(recent.clone()),
         }
     }
 
@@ -81,6 +128,9 @@ impl LogFile {
     }
 
     pub(crate) async fn append(&self, text: &str) {
+        if let Some(recent) = &self.recent {
+            recent.push(text);
+        }
         if let Ok(metadata) = tokio::fs::metadata(&self.path).await
             && metadata.len() + text.len() as u64 > self.limit
         {
@@ -123,15 +173,18 @@ pub(crate) fn tail(path: &Path, lines: usize) -> String {
     let all: Vec<&str> = text.lines().collect();
     all[all.len().saturating_sub(lines)..]
         .iter()
-        .map(|line| {
-            let shown = visible(line);
-            match shown.char_indices().nth(400) {
-                Some((cut, _)) => format!("{}…", &shown[..cut]),
-                None => shown,
-            }
-        })
+        .map(|line| shown(line))
         .collect::<Vec<_>>()
         .join("\n")
+}
+
+/// A line as a message quotes it: control characters made visible, cut to 400 characters.
+fn shown(line: &str) -> String {
+    let shown = visible(line);
+    match shown.char_indices().nth(400) {
+        Some((cut, _)) => format!("{}…", &shown[..cut]),
+        None => shown,
+    }
 }
 
 /// `line` with its control characters (but tabs) written as `\x1b` and the like: a process's output quoted in a

@@ -86,6 +86,17 @@ pub(crate) struct Version {
     pub hash: String,
     /// The environment's network namespace, where its port is.
     pub network: Option<Arc<Netns>>,
+    /// Its health checks while it runs, when its spec has some; they end with it.
+    pub checks: Option<Checks>,
+}
+
+/// A running version's health checks: a task aborted when the version is dropped.
+pub(crate) struct Checks(pub tokio::task::AbortHandle);
+
+impl Drop for Checks {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Version {

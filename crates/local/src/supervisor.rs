@@ -17,7 +17,7 @@ use tokio::process::{Child, Command};
 use tokio::sync::watch;
 
 use crate::leftovers::EnvironmentLeftovers;
-use crate::logs::LogFile;
+use crate::logs::{LogFile, Recent};
 
 /// Where a process runs.
 #[derive(Debug, Clone)]
@@ -76,6 +76,8 @@ struct State {
     /// When each restart happened, for people and tests to see the backoff; their number is the restart count.
     restarted_at: Vec<Instant>,
     last_exit: Option<String>,
+    /// Why the running process is being ended to be restarted (a failing health check), for its last exit.
+    ending_because: Option<String>,
 }
 
 /// What the supervisor is asked to do with its process.
@@ -100,12 +102,16 @@ pub struct Supervised {
     cgroup: Option<Cgroup>,
     leftovers: Option<EnvironmentLeftovers>,
     stop_written: AtomicBool,
+    grace: Duration,
+    /// The last lines of its own output (and of the supervisor's lines about it).
+    recent: Recent,
 }
 
 impl Supervised {
     /// Starts the process; an error if it cannot be started at all (then nothing is left running).
     pub async fn start(mut spec: ProcessSpec) -> Result<Supervised, SupervisorError> {
-        let child = spawn(&spec)?;
+        let recent = Recent::default();
+        let child = spawn(&spec, &recent)?;
         let pid = child.id();
         let state = Arc::new(Mutex::new(State {
             pid,
@@ -113,12 +119,17 @@ impl Supervised {
         }));
         let (wanted, asked) = watch::channel(Wanted::Running);
         let (done, ended) = watch::channel(false);
-        let (name, log) = (spec.name.clone(), LogFile::new(&spec.log, spec.log_limit));
+        let (name, log) = (
+            spec.name.clone(),
+            LogFile::keeping(&spec.log, spec.log_limit, &recent),
+        );
         let (cgroup, leftovers) = (spec.place.cgroup().cloned(), spec.leftovers.take());
+        let grace = spec.grace;
         let monitor = tokio::spawn({
             let state = Arc::clone(&state);
+            let recent = recent.clone();
             async move {
-                monitor(spec, child, state, asked).await;
+                monitor(spec, child, state, asked, recent).await;
                 let _ = done.send(true);
             }
         });
@@ -133,6 +144,8 @@ impl Supervised {
             cgroup,
             leftovers,
             stop_written: AtomicBool::new(false),
+            grace,
+            recent,
         };
         // The log exists from the start, also for a process that prints nothing.
         supervised
@@ -166,9 +179,75 @@ impl Supervised {
             .unwrap_or_default()
     }
 
+    /// The processes it consists of now: its cgroup's, or those of its process group.
+    pub fn processes(&self) -> Vec<u32> {
+        if let Some(cgroup) = &self.cgroup {
+            return cgroup.pids();
+        }
+        let Some(group) = self.pid() else {
+            return Vec::new();
+        };
+        let Ok(entries) = std::fs::read_dir("/proc") else {
+            return vec![group];
+        };
+        entries
+            .flatten()
+            .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+            .filter(|pid| {
+                // `pid (comm) state ppid pgrp …`; the name may hold spaces and parentheses, so read after the last `)`.
+                std::fs::read_to_string(format!("/proc/{pid}/stat"))
+                    .ok()
+                    .and_then(|stat| {
+                        let rest = stat.rsplit_once(')')?.1.to_owned();
+                        rest.split_whitespace().nth(2)?.parse::<u32>().ok()
+                    })
+                    == Some(group)
+            })
+            .collect()
+    }
+
+    /// The last `lines` lines this process (and its restarts) wrote, without other processes' lines in the same log.
+    pub fn output_tail(&self, lines: usize) -> String {
+        self.recent.last(lines)
+    }
+
     /// How the process last exited, e.g. `exit status: 1`.
     pub fn last_exit(&self) -> Option<String> {
         self.state.lock().ok().and_then(|s| s.last_exit.clone())
+    }
+
+    /// Ends the running process — SIGTERM to it and everything it started, the grace period, then SIGKILL — so
+    /// that it is restarted with backoff, as a failing liveness check asks. `reason` goes to its log and becomes
+    /// its last exit.
+    pub async fn restart(&self, reason: &str) {
+        let Some(pid) = self.pid() else {
+            return;
+        };
+        if let Ok(mut state) = self.state.lock() {
+            state.ending_because = Some(reason.to_owned());
+        }
+        self.log
+            .append(&format!(
+                "[preview] {} {reason}; restarting it\n",
+                self.name
+            ))
+            .await;
+        let signal = |signal| match &self.cgroup {
+            Some(cgroup) => {
+                cgroup.signal_all(signal);
+            }
+            None => {
+                signal_group(pid, signal);
+            }
+        };
+        signal(SIGTERM);
+        let deadline = Instant::now() + self.grace;
+        while self.pid() == Some(pid) && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        if self.pid() == Some(pid) {
+            signal(SIGKILL);
+        }
     }
 
     /// SIGTERM to the process and everything it started, the grace period, then SIGKILL; returns once no process
@@ -227,7 +306,7 @@ impl Drop for Supervised {
     }
 }
 
-fn spawn(spec: &ProcessSpec) -> Result<Child, SupervisorError> {
+fn spawn(spec: &ProcessSpec, recent: &Recent) -> Result<Child, SupervisorError> {
     let fail = |reason: String| SupervisorError::Spawn {
         name: spec.name.clone(),
         reason,
@@ -277,7 +356,7 @@ fn spawn(spec: &ProcessSpec) -> Result<Child, SupervisorError> {
             None => fail(e.to_string()),
         }
     })?;
-    let log = Arc::new(LogFile::new(&spec.log, spec.log_limit));
+    let log = Arc::new(LogFile::keeping(&spec.log, spec.log_limit, recent));
     if let Some(stdout) = child.stdout.take() {
         let log = Arc::clone(&log);
         tokio::spawn(async move { log.capture(stdout, "").await });
@@ -295,8 +374,9 @@ async fn monitor(
     child: Child,
     state: Arc<Mutex<State>>,
     asked: watch::Receiver<Wanted>,
+    recent: Recent,
 ) {
-    supervise(&spec, child, state, asked).await;
+    supervise(&spec, child, state, asked, &recent).await;
     if let Some(cgroup) = spec.place.cgroup() {
         let _ = cgroup.kill_all(Duration::from_secs(10)).await;
         let _ = cgroup.remove();
@@ -309,9 +389,10 @@ async fn supervise(
     mut child: Child,
     state: Arc<Mutex<State>>,
     mut asked: watch::Receiver<Wanted>,
+    recent: &Recent,
 ) {
     let name = &spec.name;
-    let log = LogFile::new(&spec.log, spec.log_limit);
+    let log = LogFile::keeping(&spec.log, spec.log_limit, recent);
     let mut consecutive: u32 = 0;
     let cgroup = spec.place.cgroup().cloned();
     let oom_kills = || cgroup.as_ref().map_or(0, Cgroup::oom_kills);
@@ -342,7 +423,10 @@ async fn supervise(
                 log.append(&format!("[preview] {name} exited ({exit})\n")).await;
                 if let Ok(mut s) = state.lock() {
                     s.pid = None;
-                    s.last_exit = Some(exit);
+                    s.last_exit = Some(match s.ending_because.take() {
+                        Some(reason) => format!("ended: {reason}"),
+                        None => exit,
+                    });
                 }
             }
             wanted = asked_to_end(&mut asked) => {
@@ -379,7 +463,7 @@ async fn supervise(
             _ = tokio::time::sleep(delay) => {}
             _ = asked_to_end(&mut asked) => return,
         }
-        match spawn(spec) {
+        match spawn(spec, recent) {
             Ok(next) => {
                 child = next;
                 if let Ok(mut s) = state.lock() {
@@ -399,7 +483,7 @@ async fn supervise(
                     _ = tokio::time::sleep(delay) => {}
                     _ = asked_to_end(&mut asked) => return,
                 }
-                match spawn(spec) {
+                match spawn(spec, recent) {
                     Ok(next) => child = next,
                     Err(_) => return,
                 }

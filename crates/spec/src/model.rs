@@ -229,8 +229,35 @@ pub struct HealthCheck {
     pub probe: Probe,
     /// The name of the port probed.
     pub port: String,
+    /// How often a running app is checked.
+    #[serde(rename = "interval_ms", serialize_with = "milliseconds")]
     pub interval: Duration,
+    /// How long one check may take.
+    #[serde(rename = "timeout_ms", serialize_with = "milliseconds")]
     pub timeout: Duration,
+    /// How long a starting version may take to become healthy (default: the daemon's `--health-timeout`).
+    #[serde(rename = "start_timeout_ms", serialize_with = "optional_milliseconds")]
+    pub start_timeout: Option<Duration>,
+    /// A running app that fails this many checks in a row is restarted.
+    pub failures: u32,
+}
+
+/// Durations in JSON are whole milliseconds.
+fn milliseconds<S: serde::Serializer>(
+    duration: &Duration,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    serializer.serialize_u64(duration.as_millis().try_into().unwrap_or(u64::MAX))
+}
+
+fn optional_milliseconds<S: serde::Serializer>(
+    duration: &Option<Duration>,
+    serializer: S,
+) -> Result<S::Ok, S::Error> {
+    match duration {
+        Some(duration) => milliseconds(duration, serializer),
+        None => serializer.serialize_none(),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -403,7 +430,9 @@ pub struct PreviewPolicy {
     pub branches: Filter,
     pub labels: Filter,
     pub paths: Filter,
+    #[serde(rename = "ttl_ms", serialize_with = "optional_milliseconds")]
     pub ttl: Option<Duration>,
+    #[serde(rename = "idle_stop_ms", serialize_with = "optional_milliseconds")]
     pub idle_stop: Option<Duration>,
     pub max_live: Option<u32>,
     pub forge: Option<Forge>,

@@ -239,7 +239,7 @@ pub(crate) fn duration(node: &Node, what: &str, sink: &mut Sink) -> Option<Durat
                 node.position,
                 &node.path,
                 format!(
-                    "`{value}` is not a duration; write a number with a unit, such as `90s`, `30m`, `72h`, `7d` or `1h30m`"
+                    "`{value}` is not a duration; write a number with a unit, such as `500ms`, `90s`, `30m`, `72h`, `7d` or `1h30m`"
                 ),
             );
             None
@@ -251,24 +251,29 @@ pub(crate) fn parse_duration(text: &str) -> Option<Duration> {
     let mut total: u64 = 0;
     let mut digits = String::new();
     let mut saw_unit = false;
-    for ch in text.trim().chars() {
+    let mut chars = text.trim().chars().peekable();
+    while let Some(ch) = chars.next() {
         if ch.is_ascii_digit() {
             digits.push(ch);
             continue;
         }
-        let seconds_per_unit = match ch {
-            's' => 1,
-            'm' => 60,
-            'h' => 3_600,
-            'd' => 86_400,
+        let millis_per_unit: u64 = match ch {
+            'm' if chars.peek() == Some(&'s') => {
+                chars.next();
+                1
+            }
+            's' => 1_000,
+            'm' => 60_000,
+            'h' => 3_600_000,
+            'd' => 86_400_000,
             _ => return None,
         };
         let amount: u64 = digits.parse().ok()?;
-        total = total.checked_add(amount.checked_mul(seconds_per_unit)?)?;
+        total = total.checked_add(amount.checked_mul(millis_per_unit)?)?;
         digits.clear();
         saw_unit = true;
     }
-    (saw_unit && digits.is_empty()).then(|| Duration::from_secs(total))
+    (saw_unit && digits.is_empty()).then(|| Duration::from_millis(total))
 }
 
 /// A node's value as it would appear in a message: scalars quoted, collections by kind.

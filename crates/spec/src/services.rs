@@ -360,7 +360,15 @@ fn read_health(node: &Node, ports: &[Port], sink: &mut Sink) -> Option<HealthChe
     let fields = Fields::open(
         node,
         "a health check",
-        &["http", "tcp", "port", "interval", "timeout"],
+        &[
+            "http",
+            "tcp",
+            "port",
+            "interval",
+            "timeout",
+            "start_timeout",
+            "failures",
+        ],
         sink,
     )?;
     let probe = match (fields.get("http"), fields.get("tcp")) {
@@ -440,11 +448,21 @@ fn read_health(node: &Node, ports: &[Port], sink: &mut Sink) -> Option<HealthChe
         .map_or(Some(std::time::Duration::from_secs(1)), |n| {
             duration(n, "a timeout", sink)
         });
+    let start_timeout = match fields.get("start_timeout") {
+        Some(n) => Some(duration(n, "a start timeout", sink)?),
+        None => None,
+    };
+    let failures = match fields.get("failures") {
+        Some(n) => integer(n, "a number of failed checks", 1..=100, sink)? as u32,
+        None => 3,
+    };
     Some(HealthCheck {
         probe,
         port,
         interval: interval?,
         timeout: timeout?,
+        start_timeout,
+        failures,
     })
 }
 

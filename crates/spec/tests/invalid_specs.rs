@@ -915,7 +915,7 @@ fn an_app_above_the_preview_totals() {
 fn ttl_without_unit() {
     check(
         "project: p\nenvironments:\n  staging: {}\npreviews:\n  blueprint: staging\n  ttl: 72\n",
-        "6:8 previews.ttl: `72` is not a duration; write a number with a unit, such as `90s`, `30m`, `72h`, `7d` or `1h30m`",
+        "6:8 previews.ttl: `72` is not a duration; write a number with a unit, such as `500ms`, `90s`, `30m`, `72h`, `7d` or `1h30m`",
     );
 }
 

@@ -363,3 +363,42 @@ fn a_clone_is_checked_against_the_preview_totals() {
         "p.yaml:5:26 services.web.resources.memory: 6Gi is more than the total of environment `qa` (4Gi, the default total for previews; raise it with previews.limits.memory)"
     );
 }
+
+#[test]
+fn health_checks_take_milliseconds_a_start_timeout_and_a_failure_count() {
+    let spec = preview_spec::parse_spec(
+        "preview.yaml",
+        "project: p
+services:
+  web:
+    run: ./web
+    ports: [8000]
+    health: { http: /ready, interval: 500ms, timeout: 1s250ms, start_timeout: 2m, failures: 5 }
+  api:
+    run: ./api
+    ports: [9000]
+    health: { tcp: true }
+environments:
+  staging: {}
+",
+    )
+    .expect("valid");
+    let app = |name: &str| match &spec.services[name].kind {
+        preview_spec::ServiceKind::App(app) => app.health.clone().expect("health"),
+        _ => panic!("an app"),
+    };
+    let web = app("web");
+    assert_eq!(web.interval, std::time::Duration::from_millis(500));
+    assert_eq!(web.timeout, std::time::Duration::from_millis(1250));
+    assert_eq!(web.start_timeout, Some(std::time::Duration::from_secs(120)));
+    assert_eq!(web.failures, 5);
+    // Durations are milliseconds in JSON.
+    let json = serde_json::to_value(&web).expect("json");
+    assert_eq!(json["interval_ms"], 500);
+    assert_eq!(json["start_timeout_ms"], 120_000);
+    // The defaults the reference states.
+    let api = app("api");
+    assert_eq!(api.interval, std::time::Duration::from_secs(2));
+    assert_eq!(api.timeout, std::time::Duration::from_secs(1));
+    assert_eq!((api.start_timeout, api.failures), (None, 3));
+}

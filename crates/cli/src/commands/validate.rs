@@ -38,9 +38,19 @@ pub fn run(file: &Path, format: OutputFormat) -> Result<(), Failure> {
                         if count == 1 { "" } else { "s" }
                     );
                 }
+                // The shape of every failure (`ok`, `error.code`, `error.message`), with each problem's place.
                 OutputFormat::Json => println!(
                     "{}",
-                    json!({ "ok": false, "valid": false, "file": name, "errors": diagnostics.errors })
+                    json!({
+                        "ok": false,
+                        "valid": false,
+                        "file": name,
+                        "error": {
+                            "code": "invalid_spec",
+                            "message": diagnostics.to_string(),
+                            "problems": diagnostics.errors,
+                        },
+                    })
                 ),
             }
             Err(Failure::reported())
@@ -256,8 +266,8 @@ fn json_summary(file: &str, spec: &Spec) -> serde_json::Value {
         json!({
             "blueprint": p.blueprint,
             "forge": p.forge,
-            "ttl_seconds": p.ttl.map(|d| d.as_secs()),
-            "idle_stop_seconds": p.idle_stop.map(|d| d.as_secs()),
+            "ttl_ms": p.ttl.map(|d| d.as_millis() as u64),
+            "idle_stop_ms": p.idle_stop.map(|d| d.as_millis() as u64),
             "max_live": p.max_live,
         })
     });
