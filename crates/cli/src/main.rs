@@ -212,6 +212,12 @@ enum ProjectAction {
     },
     /// List the registered projects.
     List,
+    /// Delete a project: each of its environments in a deployment of its own, then the project with its
+    /// variables, secrets and history.
+    Delete {
+        /// The project's name (asked for explicitly: this cannot be undone).
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -243,12 +249,16 @@ enum EnvAction {
         #[arg(long, value_name = "REF")]
         commit: Option<String>,
     },
-    /// Delete an environment and everything in it.
+    /// Delete an environment and everything in it, with the variables and secrets set for it (`--scope
+    /// environment:ENV` or `service:S@ENV`) unless --keep-settings.
     Delete {
         env: String,
         /// Return once the deployment has started.
         #[arg(long)]
         no_wait: bool,
+        /// Keep the variables and secrets scoped to the environment: a new environment of the same name gets them.
+        #[arg(long)]
+        keep_settings: bool,
     },
 }
 
@@ -346,6 +356,10 @@ fn client_command(
                     commands::project::register(&client, file, output).await
                 }
                 ProjectAction::List => commands::project::list(&client, output).await,
+                ProjectAction::Delete { name } => {
+                    let context = Context::new(data_dir, Some(name.clone()), output).await?;
+                    commands::project::delete(&context).await
+                }
             };
         }
         let context = Context::new(data_dir, project, output).await?;
@@ -382,8 +396,13 @@ fn client_command(
                     )
                     .await
                 }
-                EnvAction::Delete { env, no_wait } => {
-                    commands::deploy::start(&context, Change::Delete(&env), !no_wait).await
+                EnvAction::Delete {
+                    env,
+                    no_wait,
+                    keep_settings,
+                } => {
+                    commands::deploy::start(&context, Change::Delete(&env, keep_settings), !no_wait)
+                        .await
                 }
             },
             Command::Plan { env, commit } => {

@@ -231,3 +231,169 @@ fn errors_name_the_right_thing() {
     let history = daemon.json(&["deployments", "staging"]);
     assert_eq!(history["deployments"].as_array().map(Vec::len), Some(2));
 }
+
+#[test]
+fn deleting_an_environment_takes_what_was_set_for_it_unless_kept() {
+    let (_root, daemon, _repo) = project("settings");
+    set_token(&daemon);
+    ok(daemon.cli(&["env", "create", "staging"]));
+    ok(daemon.cli(&["env", "clone", "staging", "qa"]));
+    ok(daemon.cli(&["vars", "set", "MODE=qa-only", "--scope", "environment:qa"]));
+    ok(daemon.cli(&["vars", "set", "LEVEL=debug", "--scope", "service:web@qa"]));
+    ok(daemon.cli_with_input(
+        &["secret", "set", "API_TOKEN", "--scope", "environment:qa"],
+        "qa-token\n",
+    ));
+    ok(daemon.cli(&["vars", "set", "KEPT=yes", "--scope", "environment:staging"]));
+
+    let printed = ok(daemon.cli(&["env", "delete", "qa"]));
+    assert!(
+        printed.contains("removing what was set for it")
+            && printed.contains("MODE (environment:qa)")
+            && printed.contains("API_TOKEN (environment:qa)"),
+        "{printed}"
+    );
+    let vars = daemon.json(&["vars", "list"]);
+    let scopes: Vec<&str> = vars["variables"]
+        .as_array()
+        .expect("variables")
+        .iter()
+        .filter_map(|v| v["scope"].as_str())
+        .collect();
+    assert_eq!(scopes, ["environment:staging"], "{vars}");
+    let secrets = daemon.json(&["secret", "list"]);
+    assert!(
+        secrets["secrets"]
+            .as_array()
+            .expect("secrets")
+            .iter()
+            .all(|s| s["scope"] != "environment:qa"),
+        "{secrets}"
+    );
+    // A new `qa` starts clean: nothing of the old one applies to it.
+    ok(daemon.cli(&["env", "clone", "staging", "qa"]));
+    let shown = daemon.json(&["vars", "show", "qa", "--service", "web"]);
+    assert!(!shown.to_string().contains("qa-only"), "{shown}");
+
+    // Kept knowingly, and said so.
+    ok(daemon.cli(&["vars", "set", "MODE=qa-only", "--scope", "environment:qa"]));
+    let printed = ok(daemon.cli(&["env", "delete", "qa", "--keep-settings"]));
+    assert!(printed.contains("keeping what was set for it"), "{printed}");
+    let vars = daemon.json(&["vars", "list"]);
+    assert!(vars.to_string().contains("environment:qa"), "{vars}");
+}
+
+#[test]
+fn setting_a_secret_the_spec_does_not_declare_warns() {
+    let (_root, daemon, _repo) = project("undeclared");
+    let out = daemon.cli_with_input(&["secret", "set", "API_TOKNE"], "x\n");
+    let warned = stderr(&out);
+    ok(out);
+    assert!(
+        warned.contains("warning: `API_TOKNE` is not declared in"),
+        "{warned}"
+    );
+    let out = daemon.cli_with_input(&["secret", "set", "API_TOKEN"], "x\n");
+    assert!(!stderr(&out).contains("warning"), "{}", stderr(&out));
+}
+
+#[test]
+fn deleting_a_project_deletes_its_environments_first() {
+    let (_root, daemon, _repo) = project("project-delete");
+    set_token(&daemon);
+    ok(daemon.cli(&["env", "create", "staging"]));
+    ok(daemon.cli(&["env", "clone", "staging", "qa"]));
+    // The API alone refuses while environments remain, naming them.
+    let (status, answer) = support::api(&daemon, "DELETE", "/v1/projects/hour", Value::Null);
+    assert_eq!(status, 409, "{answer}");
+    let message = answer["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("staging") && message.contains("qa"),
+        "{answer}"
+    );
+    let printed = ok(daemon.cli(&["project", "delete", "hour"]));
+    assert!(
+        printed.contains("`qa` is deleted") && printed.contains("`staging` is deleted"),
+        "{printed}"
+    );
+    assert!(printed.contains("deleted project hour"), "{printed}");
+    assert_eq!(
+        daemon.json(&["project", "list"])["projects"],
+        serde_json::json!([])
+    );
+    // Nothing of it is left to apply to a project registered again under the same name.
+    let secrets = support::api(&daemon, "GET", "/v1/projects/hour/secrets", Value::Null);
+    assert_eq!(secrets.0, 404, "{}", secrets.1);
+}
+
+#[test]
+fn every_command_honours_output_json_and_fails_in_one_shape() {
+    let (root, daemon, _repo) = project("json");
+    set_token(&daemon);
+    let parse = |args: &[&str]| -> Value {
+        let mut all = vec!["-o", "json"];
+        all.extend_from_slice(args);
+        let out = daemon.cli(&all);
+        let text = String::from_utf8_lossy(&out.stdout).into_owned();
+        serde_json::from_str(text.trim()).unwrap_or_else(|e| {
+            panic!(
+                "{args:?} printed no single JSON document ({e}):\n{text}\n{}",
+                stderr(&out)
+            )
+        })
+    };
+    let ca = root.path().join("ca.pem");
+    for args in [
+        vec!["env", "create", "staging"],
+        vec!["env", "list"],
+        vec!["env", "show", "staging"],
+        vec!["plan", "staging"],
+        vec!["deploy", "staging"],
+        vec!["deployments", "staging"],
+        vec!["vars", "set", "A=1"],
+        vec!["vars", "list"],
+        vec!["vars", "show", "staging"],
+        vec!["vars", "unset", "A"],
+        vec!["secret", "list"],
+        vec!["project", "list"],
+        vec!["logs", "staging", "web"],
+    ] {
+        parse(&args);
+    }
+    // The recording runtime has no CA: the error is JSON too, in the one shape.
+    let failed = parse(&["ca", "export", "-f", ca.to_str().expect("utf-8")]);
+    assert_eq!(failed["ok"], false, "{failed}");
+    // The oldest: the creation, which has steps.
+    let history = parse(&["deployments", "staging"]);
+    let id = history["deployments"]
+        .as_array()
+        .and_then(|d| d.last())
+        .and_then(|d| d["id"].as_str())
+        .expect("id")
+        .to_owned();
+    let shown = parse(&["deployment", "show", &id]);
+    // Durations are whole milliseconds.
+    assert!(shown["steps"][0]["duration_ms"].is_u64(), "{shown}");
+    parse(&["deployment", "logs", &id]);
+    for (args, code) in [
+        (vec!["env", "show", "nosuch"], "not_found"),
+        (vec!["env", "clone", "staging", "Bad_Name"], "bad_request"),
+        (vec!["vars", "set", "nonsense"], "invalid_input"),
+    ] {
+        let failed = parse(&args);
+        assert_eq!(failed["ok"], false, "{args:?}: {failed}");
+        assert_eq!(failed["error"]["code"], code, "{args:?}: {failed}");
+        assert!(failed["error"]["message"].is_string(), "{args:?}: {failed}");
+    }
+    // The spec checker fails in the same shape, with each problem's place.
+    let bad = root.path().join("bad.yaml");
+    std::fs::write(
+        &bad,
+        "project: p\nservices: {}\nenvironments: {}\nbogus: 1\n",
+    )
+    .expect("write");
+    let failed = parse(&["validate", "-f", bad.to_str().expect("utf-8")]);
+    assert_eq!(failed["ok"], false);
+    assert_eq!(failed["error"]["code"], "invalid_spec");
+    assert!(failed["error"]["problems"][0]["line"].is_u64(), "{failed}");
+}

@@ -61,6 +61,7 @@ async fn fill(store: &Store, state: &[Resource]) {
             based_on: None,
             source_commit: None,
             follows: None,
+            keep_settings: false,
             status: DeploymentStatus::Running,
             reason: None,
             plan: Plan {

@@ -62,6 +62,8 @@ pub struct DeploymentRequest {
     /// The commit the desired resources build from, and what the environment follows once this is committed.
     pub source_commit: Option<String>,
     pub follows: Option<String>,
+    /// For a deletion: keep the variables and secrets scoped to the environment.
+    pub keep_settings: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -205,6 +207,7 @@ impl Engine {
                 based_on: request.based_on.clone(),
                 source_commit: request.source_commit.clone(),
                 follows: request.follows.clone(),
+                keep_settings: request.keep_settings,
                 status: DeploymentStatus::Running,
                 reason: None,
                 plan,

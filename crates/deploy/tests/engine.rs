@@ -146,6 +146,7 @@ fn request(environment: &str, operation: Operation, desired: Vec<Resource>) -> D
         based_on: None,
         source_commit: None,
         follows: None,
+        keep_settings: false,
         desired,
     }
 }

@@ -42,7 +42,10 @@ pub(crate) type SharedState = Arc<AppState>;
 pub(crate) fn router(state: SharedState) -> Router {
     let api = Router::new()
         .route("/v1/projects", get(projects::list).post(projects::register))
-        .route("/v1/projects/{project}", get(projects::show))
+        .route(
+            "/v1/projects/{project}",
+            get(projects::show).delete(projects::delete),
+        )
         .route(
             "/v1/projects/{project}/environments",
             get(environments::list).post(environments::create),

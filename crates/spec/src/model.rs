@@ -35,6 +35,23 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// Whether any scope — the project, an environment, a service, a service in an environment, the preview
+    /// template — declares a secret called `name`.
+    pub fn declares_secret(&self, name: &str) -> bool {
+        let declared = |list: &[SecretDeclaration]| list.iter().any(|s| s.name == name);
+        let in_environment = |environment: &Environment| {
+            declared(&environment.secrets)
+                || environment.services.values().any(|s| declared(&s.secrets))
+        };
+        declared(&self.secrets)
+            || self.services.values().any(|s| declared(&s.secrets))
+            || self.environments.values().any(in_environment)
+            || self
+                .previews
+                .as_ref()
+                .is_some_and(|p| in_environment(&p.template))
+    }
+
     /// Files the spec refers to (seed files), relative to its own directory, with where each is named. Whether
     /// they exist is for the caller to check: this crate does no I/O.
     pub fn referenced_files(&self) -> Vec<(&str, &Origin)> {

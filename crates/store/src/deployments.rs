@@ -106,8 +106,8 @@ impl Store {
             Statement::new(
                 &self.sql(
                     "INSERT INTO deployments (id, project, environment, operation, based_on, status, reason, plan, holder,
-                     created_at, finished_at, owner, attempts, source_commit, follows)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {now}, NULL, $10, 0, $11, $12)",
+                     created_at, finished_at, owner, attempts, source_commit, follows, keep_settings)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, {now}, NULL, $10, 0, $11, $12, $13)",
                 ),
                 vec![
                     deployment.id.clone().into(),
@@ -122,6 +122,7 @@ impl Store {
                     deployment.owner.clone().into(),
                     deployment.source_commit.clone().into(),
                     deployment.follows.clone().into(),
+                    i64::from(deployment.keep_settings).into(),
                 ],
             ),
         ];
@@ -443,6 +444,25 @@ impl Store {
                     "DELETE FROM environments WHERE project = $1 AND name = $2",
                     place(),
                 ));
+                if !deployment.keep_settings {
+                    // What was set for this environment goes with it, so that a new environment of the same name
+                    // starts clean; secrets' versions are retired (pruned later), like an unset's.
+                    let scoped = "(scope = 'environment:' || CAST($2 AS TEXT) OR scope LIKE 'service:%@' || CAST($2 AS TEXT))";
+                    batch.push(Statement::new(
+                        &format!("DELETE FROM variables WHERE project = $1 AND {scoped}"),
+                        place(),
+                    ));
+                    batch.push(Statement::new(
+                        &format!("DELETE FROM secrets WHERE project = $1 AND {scoped}"),
+                        place(),
+                    ));
+                    batch.push(Statement::new(
+                        &self.sql(&format!(
+                            "UPDATE secret_versions SET retired_at = {{now}} WHERE project = $1 AND {scoped} AND retired_at IS NULL"
+                        )),
+                        place(),
+                    ));
+                }
             } else {
                 batch.push(Statement::new(
                     &self.sql(

@@ -124,6 +124,10 @@ pub struct DeploymentRecord {
     pub source_commit: Option<String>,
     /// What its environment follows once it is committed (`None`: unchanged by a redeploy, HEAD for a new one).
     pub follows: Option<String>,
+    /// For a deletion: keep the variables and secrets scoped to the environment (they apply again to a new
+    /// environment of the same name) instead of removing them with it.
+    #[serde(default)]
+    pub keep_settings: bool,
     pub status: DeploymentStatus,
     /// Why it was rolled back or failed: the first failure, kept as it was through every retry.
     pub reason: Option<String>,

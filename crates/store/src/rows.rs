@@ -82,7 +82,7 @@ pub(crate) fn environment_record(row: &Row) -> Result<EnvironmentRecord> {
 }
 
 pub(crate) const DEPLOYMENT_COLUMNS: &str = "SELECT id, project, environment, operation, based_on, status, reason, \
-     plan, holder, created_at, finished_at, owner, attempts, last_error, retry_at, source_commit, follows FROM deployments";
+     plan, holder, created_at, finished_at, owner, attempts, last_error, retry_at, source_commit, follows, keep_settings FROM deployments";
 
 pub(crate) fn deployment_record(row: &Row) -> Result<DeploymentRecord> {
     Ok(DeploymentRecord {
@@ -103,6 +103,7 @@ pub(crate) fn deployment_record(row: &Row) -> Result<DeploymentRecord> {
         retry_at: optional_int(row, 14)?,
         source_commit: optional_text(row, 15)?,
         follows: optional_text(row, 16)?,
+        keep_settings: int(row, 17)? != 0,
     })
 }
 

@@ -119,10 +119,12 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE secrets DROP COLUMN ciphertext",
     ],
     // What a deployment builds from: the commit, and the branch, tag or commit its environment follows afterwards
-    // (a later deployment without a reference builds that reference's head).
+    // (a later deployment without a reference builds that reference's head). A deletion removes the variables and
+    // secrets scoped to its environment unless asked to keep them.
     &[
         "ALTER TABLE deployments ADD COLUMN source_commit TEXT",
         "ALTER TABLE deployments ADD COLUMN follows TEXT",
+        "ALTER TABLE deployments ADD COLUMN keep_settings BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE environments ADD COLUMN follows TEXT",
     ],
 ];

@@ -165,6 +165,43 @@ impl Store {
             .map_err(Into::into)
     }
 
+    /// Removes a project and everything kept for it — variables, secrets and their versions, its deployments'
+    /// history — once it has no environment and no unfinished deployment; `false` (and nothing changed) otherwise.
+    pub async fn delete_project(&self, name: &str) -> Result<bool> {
+        let of = |table: &str| {
+            Statement::new(
+                &format!("DELETE FROM {table} WHERE project = $1"),
+                vec![name.into()],
+            )
+        };
+        let batch = vec![
+            Statement::new(
+                "DELETE FROM projects WHERE name = $1
+                 AND NOT EXISTS (SELECT 1 FROM environments WHERE project = $1)
+                 AND NOT EXISTS (SELECT 1 FROM leases WHERE project = $1)
+                 AND NOT EXISTS (SELECT 1 FROM deployments WHERE project = $1 AND status IN ('running', 'rolling_back', 'failed'))",
+                vec![name.into()],
+            )
+            .must_change(),
+            Statement::new(
+                "DELETE FROM journal WHERE deployment IN (SELECT id FROM deployments WHERE project = $1)",
+                vec![name.into()],
+            ),
+            of("deployments"),
+            of("variables"),
+            of("secrets"),
+            of("secret_versions"),
+            of("attention"),
+            of("revisions"),
+            of("resources"),
+        ];
+        match self.driver.transaction(batch).await {
+            Ok(()) => Ok(true),
+            Err(DriverError::Unchanged(_)) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     pub async fn project(&self, name: &str) -> Result<Option<ProjectRecord>> {
         let rows = self
             .driver

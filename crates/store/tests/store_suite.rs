@@ -83,6 +83,7 @@ fn deployment(id: &str, environment: &str, operation: Operation, holder: &str) -
         based_on: None,
         source_commit: None,
         follows: None,
+        keep_settings: false,
         status: DeploymentStatus::Running,
         reason: None,
         plan: Plan {
@@ -279,6 +280,7 @@ async fn commit_records_state_and_environment(store: Store) {
         based_on: Some("staging".into()),
         source_commit: None,
         follows: None,
+        keep_settings: false,
         owner: Some("daemon-a".into()),
         ..deployment("d1", "qa", Operation::Clone, "daemon-a/1")
     };

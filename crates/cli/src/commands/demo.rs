@@ -273,7 +273,7 @@ async fn delete_all(data: &Path) -> Result<(), Failure> {
         output: OutputFormat::Text,
     };
     for environment in ["pr-1", "staging"] {
-        start(&context, Change::Delete(environment), true).await?;
+        start(&context, Change::Delete(environment, false), true).await?;
     }
     Ok(())
 }

@@ -18,7 +18,8 @@ pub enum Change<'a> {
         commit: Option<&'a str>,
     },
     Update(&'a str, Option<&'a str>),
-    Delete(&'a str),
+    /// The environment, and whether to keep the variables and secrets scoped to it.
+    Delete(&'a str, bool),
 }
 
 pub async fn start(context: &Context, change: Change<'_>, wait: bool) -> Result<(), Failure> {
@@ -52,9 +53,14 @@ pub async fn start(context: &Context, change: Change<'_>, wait: bool) -> Result<
                 )
                 .await?
         }
-        Change::Delete(name) => {
+        Change::Delete(name, keep_settings) => {
+            let query = if keep_settings {
+                "?keep_settings=true"
+            } else {
+                ""
+            };
             client
-                .delete(&context.path(&format!("/environments/{name}")))
+                .delete(&context.path(&format!("/environments/{name}{query}")))
                 .await?
         }
     };
@@ -70,6 +76,9 @@ pub async fn start(context: &Context, change: Change<'_>, wait: bool) -> Result<
         );
     }
     print_warnings(&answer["source"]["warnings"]);
+    if context.output == OutputFormat::Text {
+        print_settings(&answer["settings"]);
+    }
     if !wait {
         if context.output == OutputFormat::Json {
             println!("{answer}");
@@ -170,6 +179,37 @@ pub fn commit_phrase(source: &Value) -> String {
             source["subject"].as_str().unwrap_or_default()
         ),
         None => String::new(),
+    }
+}
+
+/// For a deletion: the variables and secrets set for the environment, and whether they go with it.
+fn print_settings(settings: &Value) {
+    let names = |key: &str| -> Vec<String> {
+        settings[key]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|n| n.as_str().map(str::to_owned))
+            .collect()
+    };
+    let (variables, secrets) = (names("variables"), names("secrets"));
+    if variables.is_empty() && secrets.is_empty() {
+        return;
+    }
+    let listed = [("variables", &variables), ("secrets", &secrets)]
+        .iter()
+        .filter(|(_, names)| !names.is_empty())
+        .map(|(kind, names)| format!("{kind} {}", names.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ");
+    if settings["kept"] == true {
+        println!(
+            "keeping what was set for it ({listed}): a new environment of the same name gets it"
+        );
+    } else {
+        println!(
+            "removing what was set for it with it ({listed}); `--keep-settings` keeps it for a new environment of the same name"
+        );
     }
 }
 

@@ -59,3 +59,37 @@ pub async fn list(client: &Client, output: OutputFormat) -> Result<(), Failure> 
     }
     Ok(())
 }
+
+/// Deletes every environment of the project, each in a deployment of its own (followed like `env delete`), then
+/// the project itself with its variables, secrets and history.
+pub async fn delete(context: &crate::context::Context) -> Result<(), Failure> {
+    let listed = context.client.get(&context.path("/environments")).await?;
+    let names: Vec<String> = listed["environments"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|e| e["created_at"].is_number())
+        .filter_map(|e| e["name"].as_str().map(str::to_owned))
+        .collect();
+    for name in &names {
+        crate::commands::deploy::start(
+            context,
+            crate::commands::deploy::Change::Delete(name, false),
+            true,
+        )
+        .await?;
+    }
+    let answer = context
+        .client
+        .delete(&format!("/v1/projects/{}", context.project))
+        .await?;
+    match context.output {
+        OutputFormat::Json => println!("{answer}"),
+        OutputFormat::Text => println!(
+            "deleted project {} ({} environments, its variables, secrets and history)",
+            context.project,
+            names.len()
+        ),
+    }
+    Ok(())
+}

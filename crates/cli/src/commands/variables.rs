@@ -161,6 +161,7 @@ pub async fn set_secret(
             text(&answer["secret"]["fingerprint"])
         ),
     }
+    crate::commands::deploy::print_warnings(&answer["warnings"]);
     Ok(())
 }
 

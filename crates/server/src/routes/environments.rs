@@ -327,9 +327,18 @@ pub(crate) async fn deploy(
     start(&state, request, source).await
 }
 
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct DeleteQuery {
+    /// Keep the variables and secrets scoped to the environment instead of removing them with it.
+    #[serde(default)]
+    keep_settings: bool,
+}
+
 pub(crate) async fn delete(
     State(state): State<SharedState>,
     Path((project, name)): Path<(String, String)>,
+    Query(query): Query<DeleteQuery>,
 ) -> Result<Accepted, ApiError> {
     let project = project_record(&state.store, &project).await?;
     let environment = existing(&state, &project, &name).await?;
@@ -338,7 +347,7 @@ pub(crate) async fn delete(
         source: None,
         missing_secrets: Vec::new(),
     };
-    let request = request(
+    let mut request = request(
         &project,
         &name,
         Operation::Delete,
@@ -346,7 +355,31 @@ pub(crate) async fn delete(
         desired,
         None,
     );
-    start(&state, request, None).await
+    request.keep_settings = query.keep_settings;
+    // What is scoped to the environment, and whether it goes with it: said before it happens.
+    let scoped = |scope: &str| {
+        scope == format!("environment:{name}") || scope.ends_with(&format!("@{name}"))
+    };
+    let variables: Vec<String> = state
+        .store
+        .variables(&project.name)
+        .await?
+        .into_iter()
+        .filter(|v| scoped(&v.scope))
+        .map(|v| format!("{} ({})", v.name, v.scope))
+        .collect();
+    let secrets: Vec<String> = state
+        .store
+        .secrets(Some(&project.name))
+        .await?
+        .into_iter()
+        .filter(|s| scoped(&s.scope))
+        .map(|s| format!("{} ({})", s.name, s.scope))
+        .collect();
+    let (status, Json(mut answer)) = start(&state, request, None).await?;
+    answer["settings"] =
+        json!({ "variables": variables, "secrets": secrets, "kept": query.keep_settings });
+    Ok((status, Json(answer)))
 }
 
 pub(crate) async fn cancel(
@@ -379,6 +412,7 @@ fn request(
         based_on,
         source_commit: desired.source.map(|s| s.commit),
         follows,
+        keep_settings: false,
         desired: desired.resources,
     }
 }

@@ -73,6 +73,38 @@ pub(crate) async fn show(
     ))
 }
 
+/// Removes a project once its environments are gone (`preview project delete` deletes them first, each in a
+/// deployment); refused while any remains or a deployment of it has not finished.
+pub(crate) async fn delete(
+    State(state): State<SharedState>,
+    Path(name): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let project = super::project_record(&state.store, &name).await?;
+    if state.store.delete_project(&project.name).await? {
+        return Ok(Json(json!({ "deleted": project.name })));
+    }
+    let environments: Vec<String> = state
+        .store
+        .environments(&project.name)
+        .await?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    Err(ApiError::Conflict(if environments.is_empty() {
+        format!(
+            "a deployment of project `{}` has not finished; wait for it (or abandon it) and try again",
+            project.name
+        )
+    } else {
+        format!(
+            "project `{}` still has environments ({}); `preview project delete {}` deletes them first",
+            project.name,
+            environments.join(", "),
+            project.name
+        )
+    }))
+}
+
 pub(crate) fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

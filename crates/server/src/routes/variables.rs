@@ -225,7 +225,19 @@ pub(crate) async fn set_secret(
         )
         .await
         .map_err(ApiError::Conflict)?;
-    Ok(Json(json!({ "secret": secret_summary(&record) })))
+    // Set anyway (a spec may be about to declare it), but said: nothing uses a secret no scope declares.
+    let mut warnings = Vec::new();
+    if preview_spec::parse_spec(&project.file, &project.source)
+        .is_ok_and(|spec| !spec.declares_secret(&record.name))
+    {
+        warnings.push(format!(
+            "`{}` is not declared in {}: no service gets it until a `secrets:` list there names it (and the spec is registered again)",
+            record.name, project.file
+        ));
+    }
+    Ok(Json(
+        json!({ "secret": secret_summary(&record), "warnings": warnings }),
+    ))
 }
 
 pub(crate) async fn unset_secret(
