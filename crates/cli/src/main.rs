@@ -98,6 +98,13 @@ enum Command {
         #[command(subcommand)]
         action: Option<DeployAction>,
     },
+    /// Print the URL of ENV's SERVICE (its first, when it has several), e.g. for `curl "$(preview url staging web)"`.
+    Url {
+        /// The environment.
+        env: String,
+        /// The service (default: the environment's only public one).
+        service: Option<String>,
+    },
     /// Print a service's captured output; with -f, keep printing what it writes.
     Logs {
         /// The environment.
@@ -426,6 +433,9 @@ fn client_command(
                 service,
                 follow,
             } => commands::logs::run(&context, &env, &service, follow).await,
+            Command::Url { env, service } => {
+                commands::environments::url(&context, &env, service.as_deref()).await
+            }
             Command::Deployments { env } => {
                 commands::environments::deployments(&context, &env).await
             }

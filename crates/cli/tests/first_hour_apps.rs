@@ -217,3 +217,103 @@ fn a_running_app_that_fails_its_checks_is_restarted() {
     let text = ok(daemon.cli(&["env", "show", "staging"]));
     assert!(text.contains("failed 2 health checks in a row"), "{text}");
 }
+
+/// `curl` over HTTPS to `host` on the daemon's gateway (resolved to loopback), trusting `ca` unless `insecure`;
+/// the exit status and what it printed.
+fn curl_https(daemon: &Daemon, ca: &Path, host: &str, insecure: bool) -> (bool, String) {
+    let https = support::gateway_https(&daemon.data);
+    let port = https.rsplit_once(':').map(|(_, p)| p).expect("port");
+    let mut command = std::process::Command::new("curl");
+    command
+        .args(["--silent", "--show-error", "--max-time", "10"])
+        .arg("--resolve")
+        .arg(format!("{host}:{port}:127.0.0.1"))
+        .arg(format!("https://{host}:{port}/"));
+    if insecure {
+        command.arg("--insecure");
+    } else {
+        command.arg("--cacert").arg(ca);
+    }
+    let out = command.output().expect("curl runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+#[test]
+fn https_for_an_unknown_or_deleted_environment_gets_the_404_page() {
+    let root = preview_testing::TempDir::new("first-hour-tls");
+    let _accounts = ReleaseAccounts(root.path().join("data"));
+    let public = "project: apps
+services:
+  web:
+    run: python3 -u app.py
+    ports: [8000]
+    public: true
+environments:
+  staging: {}
+";
+    let (daemon, _repo) = daemon(
+        root.path(),
+        "28600-28799",
+        &[("app.py", APP), ("preview.yaml", public)],
+    );
+    ok(daemon.cli(&["env", "create", "staging"]));
+    ok(daemon.cli(&["env", "clone", "staging", "gone"]));
+    // What `vars show` tells about the clone: its public URL with the gateway's port, what `PORT` is, and what
+    // its values replaced in the environment it was cloned from.
+    let https_port = support::gateway_https(&daemon.data)
+        .rsplit_once(':')
+        .map(|(_, p)| p.to_owned())
+        .expect("port");
+    let shown = daemon.json(&["vars", "show", "gone", "--service", "web"]);
+    let variable = |name: &str| -> Value {
+        shown["services"][0]["variables"]
+            .as_array()
+            .expect("variables")
+            .iter()
+            .find(|v| v["name"] == name)
+            .cloned()
+            .unwrap_or(Value::Null)
+    };
+    assert_eq!(
+        variable("WEB_PUBLIC_URL")["value"],
+        format!("https://web-gone.localhost:{https_port}"),
+        "{shown}"
+    );
+    let note = variable("PORT")["note"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        note.contains("WEB_PORT") && note.contains("the running one has"),
+        "{note}"
+    );
+    let environment = variable("PREVIEW_ENVIRONMENT");
+    assert!(
+        environment["shadowed"]
+            .as_array()
+            .is_some_and(|s| s.iter().any(|s| s["value"] == "staging"
+                && s["source"].as_str().is_some_and(|t| t.contains("environment `staging`")))),
+        "{environment}"
+    );
+    let text = ok(daemon.cli(&["vars", "show", "gone", "--service", "web"]));
+    assert!(text.contains("note: the service's port"), "{text}");
+    ok(daemon.cli(&["env", "delete", "gone"]));
+    let ca = root.path().join("ca.pem");
+    ok(daemon.cli(&["ca", "export", "-f", ca.to_str().expect("utf-8")]));
+    let (served, page) = curl_https(&daemon, &ca, "web-staging.localhost", false);
+    assert!(served, "{page}");
+    // A deleted environment's name, under the domain the gateway serves: a certificate the CA vouches for, and
+    // the gateway's page saying there is no such environment.
+    let (answered, page) = curl_https(&daemon, &ca, "web-gone.localhost", false);
+    assert!(answered, "{page}");
+    assert!(page.contains("No such environment"), "{page}");
+    // A name outside the gateway's domains gets no certificate the CA vouches for it, but no TLS alert either.
+    let (trusted, said) = curl_https(&daemon, &ca, "bank.example", false);
+    assert!(!trusted, "{said}");
+    let (answered, page) = curl_https(&daemon, &ca, "bank.example", true);
+    assert!(answered && page.contains("No such environment"), "{page}");
+}

@@ -10,9 +10,20 @@ use rustls::sign::CertifiedKey;
 
 use crate::routes::normalize_host;
 
-#[derive(Debug, Default)]
+/// A certificate for a name no environment has one for, so that a client asking for a deleted or unknown
+/// environment over HTTPS gets the gateway's 404 page rather than a TLS alert.
+pub type Fallback = Arc<dyn Fn(&str) -> Option<Arc<CertifiedKey>> + Send + Sync>;
+
+#[derive(Default)]
 pub struct Certificates {
     by_name: RwLock<Arc<HashMap<String, Arc<CertifiedKey>>>>,
+    fallback: RwLock<Option<Fallback>>,
+}
+
+impl std::fmt::Debug for Certificates {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Certificates").finish_non_exhaustive()
+    }
 }
 
 impl Certificates {
@@ -41,6 +52,14 @@ impl Certificates {
         }
     }
 
+    /// What to present for a name no certificate covers.
+    pub fn set_fallback(&self, fallback: Fallback) {
+        match self.fallback.write() {
+            Ok(mut current) => *current = Some(fallback),
+            Err(poisoned) => *poisoned.into_inner() = Some(fallback),
+        }
+    }
+
     fn lookup(&self, name: &str) -> Option<Arc<CertifiedKey>> {
         let table = match self.by_name.read() {
             Ok(table) => Arc::clone(&table),
@@ -56,6 +75,14 @@ impl Certificates {
 
 impl ResolvesServerCert for Certificates {
     fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.lookup(hello.server_name()?)
+        let name = hello.server_name().unwrap_or_default();
+        if let Some(key) = self.lookup(name) {
+            return Some(key);
+        }
+        let fallback = match self.fallback.read() {
+            Ok(fallback) => fallback.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        };
+        fallback.and_then(|fallback| fallback(name))
     }
 }

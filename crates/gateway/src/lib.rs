@@ -30,7 +30,7 @@ mod tunnel;
 mod upstream;
 
 pub use access::{Access, basic_credentials, digest};
-pub use certificates::Certificates;
+pub use certificates::{Certificates, Fallback};
 pub use challenges::Challenges;
 pub use config::{Config, Limits, Timeouts};
 pub use forwarding_headers::IpRange;

@@ -130,6 +130,24 @@ impl RouteTable {
         self.networks.get(name).map(Arc::clone)
     }
 
+    /// Whether `host` lies under a domain one of the table's names lies under (the parent of an exact name, or a
+    /// wildcard's own domain): a name the gateway serves environments in, whether or not one answers for it now.
+    pub fn covers_domain_of(&self, host: &str) -> bool {
+        let host = normalize_host(host);
+        let Some((_, parent)) = host.split_once('.') else {
+            return false;
+        };
+        self.wildcard.contains_key(parent)
+            || self.exact.keys().any(|name| {
+                name.split_once('.')
+                    .is_some_and(|(_, name_parent)| name_parent == parent)
+            })
+            || self
+                .wildcard
+                .keys()
+                .any(|domain| domain.split_once('.').is_some_and(|(_, up)| up == parent))
+    }
+
     pub fn len(&self) -> usize {
         self.exact.len() + self.wildcard.len()
     }

@@ -201,6 +201,13 @@ impl LocalRuntime {
                 "stopped {stopped} process(es) or process group(s) left by an earlier run; their apps start again"
             ));
         }
+        // Unknown and deleted environments get the gateway's 404 page over HTTPS too, not a TLS alert.
+        let fallback_ca =
+            LocalCa::load_or_create(&config.dir.join("ca")).map_err(|e| e.to_string())?;
+        certificates.set_fallback(crate::site::fallback_certificates(
+            fallback_ca,
+            Arc::clone(&routes),
+        ));
         let runtime = Arc::new(LocalRuntime {
             build_locks: BuildLocks::default(),
             isolation,

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::time::{Duration, SystemTime};
 
 use preview_deploy::{EnvironmentAddress, RuntimeError, StepLog};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use preview_gateway::{
     Access, Backend, Certificates, Challenges, Network, Route, RouteState, RouteTable,
@@ -306,4 +306,42 @@ fn write_private(path: &std::path::Path, text: &str) -> Result<(), RuntimeError>
         file.sync_all()
     };
     write().map_err(|e| RuntimeError::new(format!("cannot write {}: {e}", path.display())))
+}
+
+/// Certificates for names no environment has one for: under a domain the gateway serves environments in (a
+/// deleted environment's name, say), one from the local CA for that name, so that a client trusting the CA sees
+/// the gateway's 404 page; for any other name, one for `no-environment.invalid`, which no client trusts for the
+/// name it asked, so that nothing is vouched for beyond the gateway's own domains. Made when first asked for and
+/// kept (a few hundred at most).
+pub(crate) fn fallback_certificates(
+    ca: preview_tls::LocalCa,
+    routes: Arc<preview_gateway::Routes>,
+) -> preview_gateway::Fallback {
+    const KEPT: usize = 512;
+    let made: Mutex<std::collections::HashMap<String, Arc<rustls::sign::CertifiedKey>>> =
+        Mutex::default();
+    Arc::new(move |name: &str| {
+        let name = preview_gateway::normalize_host(name);
+        let name = if !name.is_empty() && routes.snapshot().covers_domain_of(&name) {
+            name
+        } else {
+            "no-environment.invalid".to_owned()
+        };
+        let mut made = match made.lock() {
+            Ok(made) => made,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        if let Some(key) = made.get(&name) {
+            return Some(Arc::clone(key));
+        }
+        let issued = ca
+            .issue(std::slice::from_ref(&name), Duration::from_secs(24 * 3600))
+            .ok()?;
+        let key = Certificates::certified_key(&issued.chain_pem, issued.key_pem.expose()).ok()?;
+        if made.len() >= KEPT {
+            made.clear();
+        }
+        made.insert(name, Arc::clone(&key));
+        Some(key)
+    })
 }

@@ -67,6 +67,8 @@ pub struct Context {
     pub endpoints: BTreeMap<String, Endpoint>,
     /// The commit the environment's apps are built from, when the project's spec lives in a git repository.
     pub source: Option<SourceCommit>,
+    /// The port public URLs are served on (the gateway's HTTPS port); `None` or 443: none in the URL.
+    pub public_port: Option<u16>,
 }
 
 /// Where an environment's code comes from: a commit of a repository on the daemon's machine, and the directory

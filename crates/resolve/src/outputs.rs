@@ -64,9 +64,13 @@ pub(crate) fn output(
             )))
         }
         (ServiceKind::App(app), "public_url") if app.public => Ok(Value::text(format!(
-            "https://{}",
+            "https://{}{}",
             spec.domain
-                .hostname_for(&spec.project, &service.name, &environment.name)
+                .hostname_for(&spec.project, &service.name, &environment.name),
+            match context.public_port {
+                Some(port) if port != 443 => format!(":{port}"),
+                _ => String::new(),
+            }
         ))),
         (ServiceKind::App(_), "public_url") => Err(format!(
             "`{}` is not public, so it has no public URL",

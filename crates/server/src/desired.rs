@@ -86,6 +86,7 @@ pub(crate) async fn resolve(
         based_on: based_on.map(str::to_owned),
         endpoints: endpoints(state, project, &env).await?,
         source,
+        public_port: state.gateway.as_ref().map(|g| g.https.port()),
         ..Context::default()
     };
     preview_resolve::resolve_environment(&spec, &env, &context).map_err(|errors| {

@@ -9,6 +9,7 @@ mod databases;
 mod dependencies;
 mod diagnostic;
 mod environments;
+mod levels;
 mod limits;
 pub mod model;
 mod names;
@@ -40,7 +41,7 @@ use read::{Fields, choice, named_entries, text};
 use services::{Names, declared_kind, read_service};
 use yaml::{Node, Value};
 
-const TOP_KEYS: &[&str] = &[
+pub(crate) const TOP_KEYS: &[&str] = &[
     "project",
     "domain",
     "isolation",
@@ -53,7 +54,7 @@ const TOP_KEYS: &[&str] = &[
     "previews",
 ];
 
-const ENVIRONMENT_KEYS: &[&str] = &["variables", "secrets", "services", "limits"];
+pub(crate) const ENVIRONMENT_KEYS: &[&str] = &["variables", "secrets", "services", "limits"];
 
 /// Parses and validates the spec in `source`; `file` is the name used in messages.
 pub fn parse_spec(file: &str, source: &str) -> Result<Spec, Diagnostics> {
@@ -334,6 +335,7 @@ fn declared_services<'n>(node: Option<&'n Node>, sink: &mut Sink) -> BTreeMap<St
     };
     named_entries(node, "services", sink)
         .iter()
+        .filter(|entry| !levels::misplaced_service(entry, sink))
         .filter(|entry| names::check_name(&entry.key, "service name", &key_node(entry), sink))
         .map(|entry| (entry.key.clone(), &entry.value))
         .collect()
@@ -357,6 +359,7 @@ fn declared_environments<'n>(fields: &Fields<'n>, sink: &mut Sink) -> BTreeMap<S
     }
     entries
         .iter()
+        .filter(|entry| !levels::misplaced_environment(entry, sink))
         .filter(|entry| {
             let at = key_node(entry);
             names::check_name(&entry.key, "environment name", &at, sink)

@@ -49,7 +49,9 @@ impl<'n> Fields<'n> {
         for entry in entries {
             if !known.contains(&entry.key.as_str()) {
                 let suggestion = did_you_mean(&entry.key, known.iter().copied());
-                let message = if suggestion.is_empty() {
+                let message = if let Some(misplaced) = crate::levels::misplaced_in(&entry.key, what) {
+                    misplaced
+                } else if suggestion.is_empty() {
                     format!(
                         "unknown key `{}` in {what}; known keys: {}",
                         entry.key,

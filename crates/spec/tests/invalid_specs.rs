@@ -976,3 +976,47 @@ fn rendered_with_file_name() {
         "shop/preview.yaml:2:10 runtime: `docker` is not a runtime; use `local` or `kubernetes`"
     );
 }
+
+// ---------------------------------------------------------------- keys at the wrong level
+
+#[test]
+fn a_service_key_indented_too_little_is_not_taken_for_a_service() {
+    check(
+        &with_envs("project: p\nservices:\n  web:\n    run: x\n  variables:\n    A: \"1\"\n"),
+        "5:3 services.variables: `variables` is a key of a service, not a service: it is indented too little — indent it under the service it belongs to",
+    );
+}
+
+#[test]
+fn a_top_level_key_indented_too_much_is_said_so() {
+    check(
+        &with_envs("project: p\nservices:\n  web:\n    run: x\n    previews:\n      blueprint: staging\n"),
+        "5:5 services.web.previews: `previews` is a top-level key, not one of service `web` (an app; add `type: database` or `type: job` for other kinds): it is indented too much — move it to the start of its line",
+    );
+    check(
+        "project: p\nservices:\n  web:\n    run: x\n  environments:\n    staging: {}\n",
+        "5:3 services.environments: `environments` is a top-level key, not a service: it is indented too much — move it to the start of its line",
+    );
+}
+
+#[test]
+fn an_environment_key_indented_too_little_is_not_taken_for_an_environment() {
+    check(
+        "project: p\nservices:\n  web:\n    run: x\nenvironments:\n  staging: {}\n  variables:\n    A: \"1\"\n",
+        "7:3 environments.variables: `variables` is a key of an environment, not an environment: it is indented too little — indent it under the environment it belongs to",
+    );
+}
+
+#[test]
+fn a_service_key_in_an_environment_says_where_it_goes() {
+    check(
+        "project: p\nservices:\n  web:\n    run: x\nenvironments:\n  staging:\n    replicas: 2\n",
+        "7:5 environments.staging.replicas: `replicas` is a key of a service, not of environment `staging`: put it under the environment's `services:`, in the service it changes",
+    );
+}
+
+#[test]
+fn a_service_named_like_a_key_is_still_a_service() {
+    let spec = with_envs("project: p\nservices:\n  public:\n    run: ./serve\n");
+    preview_spec::parse_spec("preview.yaml", &spec).expect("a service called `public` is fine");
+}

@@ -299,3 +299,60 @@ pub async fn deployment_abandon(context: &Context, id: &str) -> Result<(), Failu
     }
     Ok(())
 }
+
+/// `preview url ENV [SERVICE]`: the URL of a public service of the environment.
+pub async fn url(context: &Context, name: &str, service: Option<&str>) -> Result<(), Failure> {
+    let answer = context
+        .client
+        .get(&context.path(&format!("/environments/{name}")))
+        .await?;
+    let urls: Vec<(String, String)> = answer["routes"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|r| Some((r["service"].as_str()?.to_owned(), r["url"].as_str()?.to_owned())))
+        .collect();
+    let services: Vec<&str> = {
+        let mut names: Vec<&str> = urls.iter().map(|(s, _)| s.as_str()).collect();
+        names.dedup();
+        names
+    };
+    let chosen = match service {
+        Some(wanted) => urls.iter().find(|(s, _)| s == wanted).ok_or_else(|| {
+            Failure::coded(
+                "not_found",
+                format!(
+                    "`{name}` has no URL for `{wanted}`{}",
+                    if services.is_empty() {
+                        " (it has no public service: give one `public: true` in preview.yaml)".to_owned()
+                    } else {
+                        format!(" (public services: {})", services.join(", "))
+                    }
+                ),
+            )
+        })?,
+        None => match services.as_slice() {
+            [_] => &urls[0],
+            [] => {
+                return Err(Failure::coded(
+                    "not_found",
+                    format!("`{name}` has no public service: give one `public: true` in preview.yaml"),
+                ));
+            }
+            several => {
+                return Err(Failure::invalid(format!(
+                    "`{name}` has several public services ({}); name one: `preview url {name} SERVICE`",
+                    several.join(", ")
+                )));
+            }
+        },
+    };
+    match context.output {
+        OutputFormat::Json => println!(
+            "{}",
+            serde_json::json!({ "environment": name, "service": chosen.0, "url": chosen.1 })
+        ),
+        OutputFormat::Text => println!("{}", chosen.1),
+    }
+    Ok(())
+}

@@ -16,23 +16,43 @@ use crate::exit::Failure;
 #[derive(clap::Args)]
 pub struct ServeArgs {
     /// A PostgreSQL store (postgres://…) shared by several daemons; default: SQLite in the data directory.
-    #[arg(long, value_name = "URL")]
+    #[arg(long, value_name = "URL", env = "PREVIEW_STORE")]
     pub store: Option<String>,
     /// Address to serve the API on.
-    #[arg(long, default_value = "127.0.0.1:7670", value_name = "IP:PORT")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:7670",
+        value_name = "IP:PORT",
+        env = "PREVIEW_LISTEN"
+    )]
     pub listen: String,
     /// Where environments live: `local` (apps as supervised processes behind the built-in gateway),
     /// `recording` (resources recorded as files, no processes) or `recording:DIR`.
-    #[arg(long, default_value = "local")]
+    #[arg(long, default_value = "local", env = "PREVIEW_RUNTIME")]
     pub runtime: String,
     /// Where the gateway serves plain HTTP (local runtime).
-    #[arg(long, default_value = "127.0.0.1:8080", value_name = "IP:PORT")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8080",
+        value_name = "IP:PORT",
+        env = "PREVIEW_HTTP"
+    )]
     pub http: String,
     /// Where the gateway serves HTTPS, with certificates from `--issuer` (local runtime).
-    #[arg(long, default_value = "127.0.0.1:8443", value_name = "IP:PORT")]
+    #[arg(
+        long,
+        default_value = "127.0.0.1:8443",
+        value_name = "IP:PORT",
+        env = "PREVIEW_HTTPS"
+    )]
     pub https: String,
     /// The ports the local runtime gives environments, 32 per environment.
-    #[arg(long, default_value = "20000-29999", value_name = "FIRST-LAST")]
+    #[arg(
+        long,
+        default_value = "20000-29999",
+        value_name = "FIRST-LAST",
+        env = "PREVIEW_PORTS"
+    )]
     pub ports: String,
     /// A directory kept between builds, for compiler caches (`PREVIEW_BUILD_CACHE` in build commands);
     /// default: `build-cache` in the data directory.

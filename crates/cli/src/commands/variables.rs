@@ -103,6 +103,9 @@ pub async fn show(
                     text(&shadowed["source"])
                 );
             }
+            if let Some(note) = variable["note"].as_str() {
+                println!("  {:<24}   note: {note}", "");
+            }
         }
     }
     Ok(())

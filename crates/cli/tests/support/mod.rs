@@ -506,6 +506,17 @@ pub fn gateway_http(data: &Path) -> String {
         .to_owned()
 }
 
+/// Where the daemon on `data` serves HTTPS through its gateway, from its client config.
+pub fn gateway_https(data: &Path) -> String {
+    let config: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(data.join("client.json")).expect("client.json"))
+            .expect("json");
+    config["gateway_https"]
+        .as_str()
+        .expect("the daemon publishes its gateway")
+        .to_owned()
+}
+
 /// One HTTP/1.1 request through the gateway for `host`; the status and the JSON body (or the body as a string),
 /// status 0 when the gateway could not be reached.
 pub fn request(

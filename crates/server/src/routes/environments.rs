@@ -153,7 +153,11 @@ pub(crate) async fn show(
     let project = project_record(&state.store, &project).await?;
     let environment = existing(&state, &project, &name).await?;
     let recorded = state.store.recorded_state(&project.name, &name).await?;
-    let urls = super::runtime::urls(&state, &recorded);
+    let routes: Vec<Value> = super::runtime::service_urls(&state, &recorded)
+        .into_iter()
+        .map(|(service, url)| json!({ "service": service, "url": url }))
+        .collect();
+    let urls: Vec<&Value> = routes.iter().map(|r| &r["url"]).collect();
     let address = preview_deploy::EnvironmentAddress {
         project: project.name.clone(),
         environment: name.clone(),
@@ -177,7 +181,7 @@ pub(crate) async fn show(
         .map(|d| json!({ "id": d.id, "operation": d.operation, "status": d.status, "reason": d.reason, "commit": d.source_commit, "created_at": d.created_at }))
         .collect();
     Ok(Json(
-        json!({ "environment": environment, "commit": running_commit(&recorded), "resources": resources, "services": services, "isolation": isolation, "urls": urls, "deployments": recent, "attention": attention }),
+        json!({ "environment": environment, "commit": running_commit(&recorded), "resources": resources, "services": services, "isolation": isolation, "urls": urls, "routes": routes, "deployments": recent, "attention": attention }),
     ))
 }
 

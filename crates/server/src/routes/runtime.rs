@@ -89,6 +89,17 @@ fn no_gateway() -> ApiError {
 
 /// `https://name` (with the gateway's port unless it is 443) for each hostname that is not a wildcard.
 pub(crate) fn urls(state: &SharedState, resources: &[preview_plan::Resource]) -> Vec<String> {
+    service_urls(state, resources)
+        .into_iter()
+        .map(|(_, url)| url)
+        .collect()
+}
+
+/// [`urls`], each with the service it leads to.
+pub(crate) fn service_urls(
+    state: &SharedState,
+    resources: &[preview_plan::Resource],
+) -> Vec<(String, String)> {
     let Some(gateway) = &state.gateway else {
         return Vec::new();
     };
@@ -100,13 +111,15 @@ pub(crate) fn urls(state: &SharedState, resources: &[preview_plan::Resource]) ->
         .iter()
         .filter(|r| r.kind == preview_plan::ResourceKind::Route)
         .flat_map(|r| {
+            let service = r.content["service"].as_str().unwrap_or_default().to_owned();
             r.content["hostnames"]
                 .as_array()
                 .cloned()
                 .unwrap_or_default()
+                .into_iter()
+                .filter_map(|name| name.as_str().map(str::to_owned))
+                .filter(|name| !name.starts_with("*."))
+                .map(move |name| (service.clone(), format!("https://{name}{port}")))
         })
-        .filter_map(|name| name.as_str().map(str::to_owned))
-        .filter(|name| !name.starts_with("*."))
-        .map(|name| format!("https://{name}{port}"))
         .collect()
 }

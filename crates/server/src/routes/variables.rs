@@ -285,6 +285,62 @@ pub(crate) struct ShowQuery {
     service: Option<String>,
 }
 
+/// What `PORT` means for an app: the service's stable port here, and the port its running version was given.
+fn port_note(service: &str, version_port: Option<&str>) -> String {
+    let name = service.to_ascii_uppercase().replace('-', "_");
+    match version_port {
+        Some(port) => format!(
+            "the service's port (others reach `{service}` as {name}_PORT); each version of `{service}` is started with a port of its own in PORT — the running one has {port}"
+        ),
+        None => format!(
+            "the service's port (others reach `{service}` as {name}_PORT); each version of `{service}` is started with a port of its own in PORT"
+        ),
+    }
+}
+
+/// The effective values (as shown: secrets redacted) of `environment`'s services, by (service, name), as it runs;
+/// `None` when it cannot be resolved (it was deleted, say).
+async fn source_values(
+    state: &SharedState,
+    project: &ProjectRecord,
+    environment: &str,
+) -> Option<std::collections::BTreeMap<(String, String), String>> {
+    let record = state
+        .store
+        .environment(&project.name, environment)
+        .await
+        .ok()??;
+    let recorded = state
+        .store
+        .recorded_state(&project.name, environment)
+        .await
+        .ok()?;
+    let commit = crate::desired::running_commit(&recorded).or(record.follows.clone());
+    let resolved = crate::desired::resolve(
+        state,
+        project,
+        environment,
+        record.based_on.as_deref(),
+        commit.as_deref(),
+    )
+    .await
+    .ok()?;
+    Some(
+        resolved
+            .services
+            .values()
+            .flat_map(|service| {
+                service.variables.values().map(|v| {
+                    (
+                        (service.name.clone(), v.name.clone()),
+                        v.value.redacted(),
+                    )
+                })
+            })
+            .collect(),
+    )
+}
+
 /// Every effective variable of the environment's services with where it came from; secrets as `[secret]`.
 pub(crate) async fn show(
     State(state): State<SharedState>,
@@ -317,22 +373,52 @@ pub(crate) async fn show(
             "`{environment}` has no service `{service}`"
         )));
     }
+    // A clone's values beside those of the environment it was made from, as that one runs now.
+    let source = match &based_on {
+        Some(source) => source_values(&state, &project, source).await,
+        None => None,
+    };
+    // The port each app's running version was given, for what `PORT` means.
+    let address = preview_deploy::EnvironmentAddress {
+        project: project.name.clone(),
+        environment: environment.clone(),
+    };
+    let running = state.runtime.status(&address).await;
     let services: Vec<Value> = resolved
         .services
         .values()
         .filter(|s| query.service.as_ref().is_none_or(|wanted| wanted == &s.name))
         .map(|service| {
+            let version_port = running
+                .iter()
+                .find(|r| r.service == service.name)
+                .and_then(|r| r.address.as_deref())
+                .and_then(|a| a.rsplit_once(':'))
+                .map(|(_, port)| port.to_owned());
             let variables: Vec<Value> = service
                 .variables
                 .values()
                 .map(|v| {
+                    let mut shadowed: Vec<Value> = v.shadowed.iter().map(|s| json!({ "level": s.level, "source": s.source.to_string(), "value": s.value })).collect();
+                    if let (Some(source_name), Some(values)) = (&based_on, &source)
+                        && let Some(there) = values.get(&(service.name.clone(), v.name.clone()))
+                        && *there != v.value.redacted()
+                    {
+                        shadowed.push(json!({
+                            "level": "source environment",
+                            "source": format!("environment `{source_name}`, which this is a clone of"),
+                            "value": there,
+                        }));
+                    }
+                    let note = (v.name == "PORT").then(|| port_note(&service.name, version_port.as_deref()));
                     json!({
                         "name": v.name,
                         "value": v.value.redacted(),
                         "secret": v.value.is_secret(),
                         "level": v.level,
                         "source": v.source.to_string(),
-                        "shadowed": v.shadowed.iter().map(|s| json!({ "level": s.level, "source": s.source.to_string(), "value": s.value })).collect::<Vec<_>>(),
+                        "shadowed": shadowed,
+                        "note": note,
                     })
                 })
                 .collect();
