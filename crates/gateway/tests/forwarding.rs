@@ -94,7 +94,11 @@ async fn a_request_that_names_two_hosts_gets_400() {
         h2_status("web.shop.localhost", "web.shop.localhost").await,
         200
     );
-    assert_eq!(received.last_header("host"), "web.shop.localhost");
+    // The app is told the port the connection came in on.
+    assert_eq!(
+        received.last_header("host"),
+        format!("web.shop.localhost:{}", secure.port())
+    );
 }
 
 #[tokio::test]
@@ -109,12 +113,15 @@ async fn apps_learn_the_client_address_from_the_gateway_not_the_client() {
         ("x-real-ip", "203.0.113.9"),
     ];
     let edge = gateway(std::sync::Arc::clone(&routes), None).await;
-    let (status, _, _) = request(edge, "web.shop.localhost", "/", &spoofed).await;
+    // A port of the client's choosing in `Host` does not reach the app: it is told the one the gateway listens on.
+    let (status, _, _) = request(edge, "web.shop.localhost:99", "/", &spoofed).await;
     assert_eq!(status, 200);
+    let listening = format!("web.shop.localhost:{}", edge.port());
     for (name, expected) in [
         ("x-forwarded-for", "127.0.0.1"),
         ("x-forwarded-proto", "http"),
-        ("x-forwarded-host", "web.shop.localhost"),
+        ("x-forwarded-host", listening.as_str()),
+        ("host", listening.as_str()),
         ("forwarded", "-"),
         ("x-real-ip", "-"),
     ] {
@@ -177,4 +184,26 @@ async fn only_websocket_upgrades_are_tunnelled() {
     )
     .await;
     assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
+}
+
+#[tokio::test]
+async fn a_connect_request_opens_no_tunnel_and_reaches_no_app() {
+    let (app, received) = recording_app().await;
+    let routes = routes_of(vec![("web.shop.localhost", serving("web", "pr-1", app))]);
+    let edge = gateway(routes, None).await;
+    let mut stream = tokio::net::TcpStream::connect(edge).await.expect("connect");
+    stream
+        .write_all(
+            b"CONNECT web.shop.localhost:443 HTTP/1.1\r\nHost: web.shop.localhost:443\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    assert!(received.heads().is_empty(), "nothing reached the app");
 }
