@@ -326,13 +326,6 @@ impl Engine {
         }
     }
 
-    pub(crate) fn is_running(&self, deployment: &str) -> bool {
-        self.running
-            .lock()
-            .map(|r| r.contains_key(deployment))
-            .unwrap_or(false)
-    }
-
     /// Keeps `lease` (taken by a request sent at `sent`) while the deployment runs; a lost lease halts it.
     pub(crate) fn hold(self: &Arc<Self>, lease: Lease, sent: Instant) -> Held {
         let engine: Weak<Engine> = Arc::downgrade(self);

@@ -26,6 +26,9 @@ pub(crate) struct Vault {
     key_file: PathBuf,
     /// Held while this daemon rotates the key: a second rotation is refused, not queued.
     rotating: tokio::sync::Mutex<()>,
+    /// Secret writes and reveals hold it shared; a rotation holds it alone from reading the values until the new
+    /// key is in place, so that it is neither starved by writes nor seen half-done (writes queue behind it).
+    exclusive: tokio::sync::RwLock<()>,
 }
 
 impl Vault {
@@ -64,6 +67,7 @@ impl Vault {
             key: RwLock::new(Arc::new(key)),
             key_file,
             rotating: tokio::sync::Mutex::new(()),
+            exclusive: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -94,6 +98,18 @@ impl Vault {
         {
             return Ok(self.replace_key(again));
         }
+        // A rotation of this daemon whose commit was not known to have landed left the new key pending: the store
+        // now says it did, so finish moving it into place.
+        let pending = pending_file(&self.key_file);
+        if std::env::var_os(preview_secrets::KEY_ENV).is_none()
+            && let Ok(text) = std::fs::read_to_string(&pending)
+            && let Ok(new) = MasterKey::from_hex(&text)
+            && new.id() == key_id
+            && std::fs::rename(&pending, &self.key_file).is_ok()
+            && let Ok(loaded) = MasterKey::load(&self.key_file)
+        {
+            return Ok(self.replace_key(loaded));
+        }
         Err(format!(
             "the master key was rotated (the store's secrets are sealed with key `{key_id}`, this daemon has key `{}`); give this daemon the new key — in {} or PREVIEW_MASTER_KEY — and it is used from the next request on",
             key.id(),
@@ -120,7 +136,9 @@ impl Vault {
         previews: &str,
         now: i64,
     ) -> Result<SecretRecord, String> {
-        // A rotation committed between sealing and storing makes the store refuse: seal again with the new key.
+        let _shared = self.exclusive.read().await;
+        // A rotation committed (by another daemon) between sealing and storing makes the store refuse: seal again
+        // with the new key.
         for _ in 0..3 {
             let key = self.current_key().await?;
             let slot = Slot {
@@ -165,6 +183,7 @@ impl Vault {
         scope: &str,
         name: &str,
     ) -> Result<bool, String> {
+        let _shared = self.exclusive.read().await;
         let removed = self
             .store
             .delete_secret(project, scope, name)
@@ -214,6 +233,7 @@ impl Vault {
                 self.key_file.display()
             ));
         }
+        let _alone = self.exclusive.write().await;
         // A secret written while the values were read makes the store refuse: read them again.
         for _ in 0..5 {
             let old = self.current_key().await?;
@@ -261,10 +281,7 @@ impl Vault {
                 .await
             {
                 Ok(()) => {
-                    std::fs::rename(&pending, &self.key_file)
-                        .map_err(|e| format!("cannot move the new key into place: {e}"))?;
-                    let loaded = MasterKey::load(&self.key_file).map_err(|e| e.to_string())?;
-                    self.replace_key(loaded);
+                    self.take_new_key(&pending)?;
                     return Ok(resealed.len());
                 }
                 Err(StoreError::SecretsChanged) => {
@@ -278,12 +295,35 @@ impl Vault {
                     );
                 }
                 Err(error) => {
-                    let _ = std::fs::remove_file(&pending);
-                    return Err(error.to_string());
+                    // The commit may have landed (a connection that broke while committing): only the store can
+                    // say, and the pending key is the only copy of the key its secrets would be sealed with.
+                    return match self.store.key_id().await {
+                        Ok(Some(id)) if id == new.id() => {
+                            self.take_new_key(&pending)?;
+                            Ok(resealed.len())
+                        }
+                        Ok(_) => {
+                            let _ = std::fs::remove_file(&pending);
+                            Err(error.to_string())
+                        }
+                        Err(_) => Err(format!(
+                            "{error}; the new key stays in {} until the store says whether the rotation was made — the daemon settles that when the store answers again or when it starts",
+                            pending.display()
+                        )),
+                    };
                 }
             }
         }
         Err("secrets kept changing while the key was rotated; try again".to_owned())
+    }
+
+    /// After a rotation's commit: the pending key becomes the key file and this daemon's key.
+    fn take_new_key(&self, pending: &Path) -> Result<(), String> {
+        std::fs::rename(pending, &self.key_file)
+            .map_err(|e| format!("cannot move the new key into place: {e}"))?;
+        let loaded = MasterKey::load(&self.key_file).map_err(|e| e.to_string())?;
+        self.replace_key(loaded);
+        Ok(())
     }
 }
 
@@ -323,6 +363,7 @@ impl SecretSource for Vault {
         let (scope, secret) = name
             .rsplit_once('/')
             .ok_or_else(|| RuntimeError::new(format!("`{name}` is not a secret name")))?;
+        let _shared = self.exclusive.read().await;
         if let Some(database) = scope.strip_prefix("database:") {
             return Ok(self.key().derived_secret(&format!(
                 "database-password/{}/{}/{database}",

@@ -118,4 +118,9 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE secrets DROP COLUMN nonce",
         "ALTER TABLE secrets DROP COLUMN ciphertext",
     ],
+    // Which daemon runs where: a daemon's name may not be used by a live daemon somewhere else.
+    &["CREATE TABLE daemons (
+        id TEXT PRIMARY KEY,
+        home TEXT NOT NULL,
+        seen_at BIGINT NOT NULL)"],
 ];

@@ -26,6 +26,7 @@ cases!(
     delete_commit_removes_environment_and_state,
     journal_keeps_order_and_writers,
     a_taken_over_lease_fences_its_old_holder,
+    an_expired_lease_fences_its_holder_before_anyone_takes_it,
     unfinished_deployment_blocks_new_ones,
     an_environment_on_one_machine_belongs_to_its_daemon,
     a_deployment_that_cannot_finish_keeps_its_lease_and_first_reason,
@@ -396,6 +397,35 @@ async fn journal_keeps_order_and_writers(store: Store) {
         store.append_journal(&lease, &entries[0]).await.is_err(),
         "a sequence number is written once"
     );
+}
+
+async fn an_expired_lease_fences_its_holder_before_anyone_takes_it(store: Store) {
+    let d = deployment("d1", "staging", Operation::Create, "daemon-a/1");
+    let lease = start_for(&store, &d, 200).await.expect("start");
+    store
+        .append_journal(&lease, &entry("d1", 0))
+        .await
+        .expect("writes while the lease holds");
+    // Past its expiry by the store's clock, nobody has taken it over, and still every write is refused: a holder
+    // that slept through its lease cannot tell whether another daemon acted meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(matches!(
+        store.append_journal(&lease, &entry("d1", 1)).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        store
+            .set_status(&lease, DeploymentStatus::RollingBack, Some("x"))
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        store
+            .finish_deployment(&lease, &d, &Outcome::RolledBack { reason: "x".into() })
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(!store.renew_lease(&lease, HOUR).await.expect("renew"));
 }
 
 async fn a_taken_over_lease_fences_its_old_holder(store: Store) {
