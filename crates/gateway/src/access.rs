@@ -207,12 +207,19 @@ fn take_cookies(headers: &mut HeaderMap) -> Vec<Vec<u8>> {
 
 /// A `Referer` naming a URL with the token in its query (the page the visitor came from) loses the token.
 fn strip_token_from_referer(headers: &mut HeaderMap) {
-    let Some(referer) = headers
-        .get(header::REFERER)
-        .and_then(|v| v.to_str().ok())
-        .filter(|v| v.contains("preview_token="))
-        .map(str::to_owned)
-    else {
+    let Some(value) = headers.get(header::REFERER) else {
+        return;
+    };
+    if !value
+        .as_bytes()
+        .windows(COOKIE_PREFIX.len())
+        .any(|w| w == COOKIE_PREFIX)
+    {
+        return;
+    }
+    // Not text: it cannot be taken apart safely, so it goes.
+    let Ok(referer) = value.to_str().map(str::to_owned) else {
+        headers.remove(header::REFERER);
         return;
     };
     let (before, fragment) = match referer.split_once('#') {

@@ -92,9 +92,9 @@ impl Origin {
         }
     }
 
-    /// The connection came in on `port`.
-    pub(crate) fn on_port(mut self, port: u16) -> Origin {
-        self.port = Some(port);
+    /// The connection came in on `port` (when known).
+    pub(crate) fn on_port(mut self, port: Option<u16>) -> Origin {
+        self.port = port;
         self
     }
 
@@ -104,30 +104,46 @@ impl Origin {
         if self.trusted
             && let Some(proto) = headers.get(X_FORWARDED_PROTO)
         {
-            if proto.as_bytes().eq_ignore_ascii_case(b"https") {
+            // Proxies in a chain list theirs after the client's: the first is what the client used.
+            let first = proto
+                .as_bytes()
+                .split(|b| *b == b',')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            if first.eq_ignore_ascii_case(b"https") {
                 return "https";
             }
-            if proto.as_bytes().eq_ignore_ascii_case(b"http") {
+            if first.eq_ignore_ascii_case(b"http") {
                 return "http";
             }
         }
         self.scheme
     }
 
-    /// The `Host` an app is told: the route's host name, with the port the connection came in on unless it is the
-    /// scheme's default; from a trusted proxy, its own host (normalised).
+    /// The `Host` an app is told: the route's host name (normalised), with the port the client named only when it
+    /// is the one the connection came in on or the scheme's default — a client reaching the gateway through a
+    /// port forward names none, or the public one — and never another of its choosing. From a trusted proxy, its
+    /// own host (normalised).
     pub(crate) fn host_for_app(&self, host: &HeaderValue) -> HeaderValue {
         let canonical = canonical_host(host);
         if self.trusted {
             return canonical;
         }
-        let (name, _) = split_port(canonical.as_bytes());
-        let default = if self.scheme == "https" { 443 } else { 80 };
-        let text = match self.port {
-            Some(port) if port != default => format!("{}:{port}", String::from_utf8_lossy(name)),
-            _ => String::from_utf8_lossy(name).into_owned(),
+        let (name, port) = split_port(canonical.as_bytes());
+        let Some(port) = port else {
+            return canonical;
         };
-        HeaderValue::from_str(&text).unwrap_or(canonical)
+        let default: &[u8] = if self.scheme == "https" {
+            b"443"
+        } else {
+            b"80"
+        };
+        let listening = self.port.map(|p| p.to_string());
+        if port == default || listening.as_deref().map(str::as_bytes) == Some(port) {
+            return canonical;
+        }
+        HeaderValue::from_maybe_shared(Bytes::copy_from_slice(name)).unwrap_or(canonical)
     }
 }
 

@@ -83,7 +83,7 @@ fn worker(
                 continue;
             };
             let _ = stream.set_nodelay(true);
-            let port = stream.local_addr().map(|a| a.port()).unwrap_or(0);
+            let port = stream.local_addr().ok().map(|a| a.port());
             let (proxy, acceptor) = (Arc::clone(&proxy), acceptor.clone());
             tokio::spawn(async move {
                 let timeouts = proxy.config.timeouts;

@@ -145,7 +145,7 @@ async fn the_token_lets_visitors_in_and_never_reaches_the_app() {
         vec![
             (
                 "cookie",
-                format!("theme=dark; preview_token=0000; {cookie}"),
+                format!("theme=dark; {cookie}; preview_token=0000"),
             ),
             ("cookie", "lang=en".into()),
             ("x-preview-token", "stale".into()),

@@ -62,10 +62,7 @@ async fn silent_and_slow_http1_clients_are_let_go() {
         .expect("write");
     let answer = until_closed(&mut idle).await;
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
-    assert!(
-        answer.ends_with(&format!("host=web.shop.localhost:{}", plain.port())),
-        "{answer}"
-    );
+    assert!(answer.ends_with("host=web.shop.localhost"), "{answer}");
 
     // A request body that stops arriving: 408, and the connection is closed.
     let mut uploading = connect().await.expect("connect");

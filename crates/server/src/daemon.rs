@@ -100,8 +100,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             .map_err(|e| e.to_string())?
     {
         return Err(format!(
-            "another daemon named `{daemon}` is running with this store, at {elsewhere}; this data directory is a copy of its own (its `daemon-id`). Give this daemon a data directory of its own — or delete {} here for a new name — and start it again",
-            config.data_dir.join("daemon-id").display()
+            "another daemon named `{daemon}` runs with this store, at {elsewhere}: this data directory is a copy of its own (`daemon-id` holds the name). Give this daemon a data directory of its own and start it again; if that daemon is gone (this directory was moved or restored from a backup), this one may start {} s after that daemon was last seen",
+            presence.as_secs()
         ));
     }
     // A wrong master key stops the daemon here, before recovery or any request can write anything.
@@ -164,8 +164,15 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     }
 
     sweep_orphans(Arc::clone(&engine));
+    let name_lost = Arc::new(tokio::sync::Notify::new());
     if shared_store {
-        keep_presence(Arc::clone(&store), daemon.clone(), home, config.lease_ttl);
+        keep_presence(
+            Arc::clone(&store),
+            daemon.clone(),
+            home.clone(),
+            config.lease_ttl,
+            Arc::clone(&name_lost),
+        );
     }
     prune_secret_values(Arc::clone(&store), Arc::clone(&vault));
 
@@ -196,6 +203,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         client_config_path(&config.data_dir).display()
     ));
     let engine = Arc::clone(&state.engine);
+    let state_store = Arc::clone(&state.store);
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut serving = tokio::spawn(
         axum::serve(listener, router(state))
@@ -208,8 +216,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     // not keep a starting app running.
     let served = tokio::select! {
         () = shutdown_signal() => None,
+        () = name_lost.notified() => None,
         ended = &mut serving => Some(ended),
     };
+    // No new connection from now on; requests under way may finish while the deployments halt.
+    let _ = stop_serving.send(());
     // What running deployments' steps started stops with them; each is finished from its journal at the next
     // start.
     for id in engine.shutdown(Duration::from_secs(60)).await {
@@ -220,19 +231,20 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     // API requests under way get a few seconds to finish; then their connections are dropped.
     let served = match served {
         Some(ended) => ended,
-        None => {
-            let _ = stop_serving.send(());
-            match tokio::time::timeout(Duration::from_secs(5), &mut serving).await {
-                Ok(ended) => ended,
-                Err(_) => {
-                    serving.abort();
-                    Ok(Ok(()))
-                }
+        None => match tokio::time::timeout(Duration::from_secs(5), &mut serving).await {
+            Ok(ended) => ended,
+            Err(_) => {
+                serving.abort();
+                Ok(Ok(()))
             }
-        }
+        },
     };
     // Apps do not outlive the daemon: a restarted daemon starts them again from its records.
     runtime.shutdown().await;
+    if shared_store {
+        // Stopped cleanly: the name is free for this directory wherever it is started next.
+        let _ = state_store.release_daemon(&daemon, &home).await;
+    }
     match served {
         Ok(result) => result.map_err(|e| e.to_string()),
         Err(error) => Err(format!("the API server failed: {error}")),
@@ -376,7 +388,6 @@ fn make_files_private(data_dir: &Path) -> Result<(), String> {
         "preview.db-wal",
         "preview.db-shm",
         "master.key",
-        "master.key.new",
         "client.json",
         "daemon-id",
         "local/ca/ca.key",
@@ -416,13 +427,28 @@ fn prune_secret_values(store: Arc<Store>, vault: Arc<crate::vault::Vault>) {
 }
 
 /// Tells the store, every lease period, that this daemon still runs where it does (a daemon not seen for three
-/// lease periods gives its name up to one elsewhere).
-fn keep_presence(store: Arc<Store>, daemon: String, home: String, every: Duration) {
+/// lease periods gives its name up to one elsewhere). A daemon whose name was taken meanwhile (it was paused that
+/// long, and a copy of its directory started) stops: two may not act under one name.
+fn keep_presence(
+    store: Arc<Store>,
+    daemon: String,
+    home: String,
+    every: Duration,
+    lost: Arc<tokio::sync::Notify>,
+) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(every).await;
-            if let Err(error) = store.daemon_seen(&daemon, &home).await {
-                log(&format!("cannot tell the store this daemon runs: {error}"));
+            match store.daemon_seen(&daemon, &home).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    log(&format!(
+                        "the name `{daemon}` was taken by a daemon elsewhere while this one went unseen; stopping"
+                    ));
+                    lost.notify_one();
+                    return;
+                }
+                Err(error) => log(&format!("cannot tell the store this daemon runs: {error}")),
             }
         }
     });

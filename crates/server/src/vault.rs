@@ -99,16 +99,19 @@ impl Vault {
             return Ok(self.replace_key(again));
         }
         // A rotation of this daemon whose commit was not known to have landed left the new key pending: the store
-        // now says it did, so finish moving it into place.
-        let pending = pending_file(&self.key_file);
+        // now says it did, so finish moving it into place (or find that another caller just did).
+        let pending = pending_file(&self.key_file, key_id);
         if std::env::var_os(preview_secrets::KEY_ENV).is_none()
             && let Ok(text) = std::fs::read_to_string(&pending)
             && let Ok(new) = MasterKey::from_hex(&text)
             && new.id() == key_id
-            && std::fs::rename(&pending, &self.key_file).is_ok()
-            && let Ok(loaded) = MasterKey::load(&self.key_file)
         {
-            return Ok(self.replace_key(loaded));
+            let _ = std::fs::rename(&pending, &self.key_file);
+            if let Ok(loaded) = MasterKey::load(&self.key_file)
+                && loaded.id() == key_id
+            {
+                return Ok(self.replace_key(loaded));
+            }
         }
         Err(format!(
             "the master key was rotated (the store's secrets are sealed with key `{key_id}`, this daemon has key `{}`); give this daemon the new key — in {} or PREVIEW_MASTER_KEY — and it is used from the next request on",
@@ -218,7 +221,7 @@ impl Vault {
     }
 
     /// Re-seals every value of every secret under a new key in one store transaction. The new key is written to
-    /// `master.key.new` first and moved over `master.key` after the commit; a crash in between is repaired at
+    /// `master.key.<id>.new` first and moved over `master.key` after the commit; a crash in between is repaired at
     /// the next start by whichever key opens the store's key check. Refused while another rotation runs, here
     /// or in a daemon sharing the store.
     pub(crate) async fn rotate(&self) -> Result<usize, String> {
@@ -267,7 +270,9 @@ impl Vault {
                     ..version
                 });
             }
-            let pending = pending_file(&self.key_file);
+            // Named by its id: a later rotation never writes over a key whose rotation may yet turn out to have
+            // been made.
+            let pending = pending_file(&self.key_file, &new.id());
             new.write(&pending).map_err(|e| e.to_string())?;
             let check = new.key_check().map_err(|e| e.to_string())?;
             match self
@@ -295,22 +300,20 @@ impl Vault {
                     );
                 }
                 Err(error) => {
-                    // The commit may have landed (a connection that broke while committing): only the store can
-                    // say, and the pending key is the only copy of the key its secrets would be sealed with.
-                    return match self.store.key_id().await {
-                        Ok(Some(id)) if id == new.id() => {
-                            self.take_new_key(&pending)?;
-                            Ok(resealed.len())
-                        }
-                        Ok(_) => {
-                            let _ = std::fs::remove_file(&pending);
-                            Err(error.to_string())
-                        }
-                        Err(_) => Err(format!(
-                            "{error}; the new key stays in {} until the store says whether the rotation was made — the daemon settles that when the store answers again or when it starts",
-                            pending.display()
-                        )),
-                    };
+                    // The commit may have landed (a connection that broke while committing), or may yet become
+                    // visible: the pending key is the only copy of the key its secrets would be sealed with, so it
+                    // is kept until the store's key says which happened (the daemon settles that when it next meets
+                    // the new key's id, or when it starts).
+                    if let Ok(Some(id)) = self.store.key_id().await
+                        && id == new.id()
+                    {
+                        self.take_new_key(&pending)?;
+                        return Ok(resealed.len());
+                    }
+                    return Err(format!(
+                        "{error}; whether the rotation was made is not known yet, so the new key is kept in {}",
+                        pending.display()
+                    ));
                 }
             }
         }
@@ -327,29 +330,55 @@ impl Vault {
     }
 }
 
-fn pending_file(key_file: &Path) -> PathBuf {
-    key_file.with_extension("key.new")
+/// Where a rotation keeps the new key `id` until its commit is known: `master.key.<id>.new`.
+fn pending_file(key_file: &Path, id: &str) -> PathBuf {
+    key_file.with_extension(format!("key.{id}.new"))
 }
 
-/// After a crash during a rotation: if the pending key opens the store, the rotation committed — finish it.
+/// The keys rotations left pending next to `key_file`.
+fn pending_files(key_file: &Path) -> Vec<PathBuf> {
+    let Some(dir) = key_file.parent() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("master.key.") && n.ends_with(".new"))
+        })
+        .collect()
+}
+
+/// At start, after a crash or an unknown outcome during a rotation: a pending key that opens the store's key check
+/// is the store's key — the rotation was made, so it becomes the key file. Pending keys that do not open it belong
+/// to rotations that were not made, and go.
 fn recover_rotation(key_file: &Path, check: &Sealed) -> Result<Option<MasterKey>, String> {
-    let pending = pending_file(key_file);
-    if std::env::var_os(preview_secrets::KEY_ENV).is_some() || !pending.exists() {
+    if std::env::var_os(preview_secrets::KEY_ENV).is_some() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&pending).map_err(|e| e.to_string())?;
-    match MasterKey::from_hex(&text) {
-        Ok(key) if key.verify(check).is_ok() => {
-            std::fs::rename(&pending, key_file).map_err(|e| e.to_string())?;
-            MasterKey::load(key_file)
-                .map(Some)
-                .map_err(|e| e.to_string())
+    let pending = pending_files(key_file);
+    let made = pending.iter().find(|path| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| MasterKey::from_hex(&text).ok())
+            .is_some_and(|key| key.verify(check).is_ok())
+    });
+    let recovered = match made {
+        Some(path) => {
+            std::fs::rename(path, key_file).map_err(|e| e.to_string())?;
+            Some(MasterKey::load(key_file).map_err(|e| e.to_string())?)
         }
-        _ => {
-            let _ = std::fs::remove_file(&pending);
-            Ok(None)
-        }
+        None => None,
+    };
+    for path in pending.iter().filter(|path| Some(*path) != made) {
+        let _ = std::fs::remove_file(path);
     }
+    Ok(recovered)
 }
 
 #[async_trait]
@@ -395,5 +424,52 @@ impl SecretSource for Vault {
                 },
             )
             .map_err(|e| RuntimeError::new(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rotation whose commit was not known to have landed leaves its key pending under its own id; at the next
+    /// start the one that opens the store's key check becomes the key, and the others go.
+    #[test]
+    fn the_pending_key_that_opens_the_store_is_kept_and_the_others_go() {
+        let dir = preview_testing::TempDir::new("vault-pending");
+        let key_file = dir.path().join("master.key");
+        let old = MasterKey::generate().expect("old key");
+        old.write(&key_file).expect("write");
+        let made = MasterKey::generate().expect("key of a rotation that was made");
+        let not_made = MasterKey::generate().expect("key of a rotation that was not");
+        made.write(&pending_file(&key_file, &made.id()))
+            .expect("pending");
+        not_made
+            .write(&pending_file(&key_file, &not_made.id()))
+            .expect("pending");
+        // The store's check was sealed with the rotation that was made.
+        let check = made.key_check().expect("check");
+        let recovered = recover_rotation(&key_file, &check)
+            .expect("recovery")
+            .expect("a key");
+        assert_eq!(recovered.id(), made.id());
+        assert_eq!(
+            MasterKey::load(&key_file).expect("key file").id(),
+            made.id()
+        );
+        assert!(pending_files(&key_file).is_empty(), "nothing left pending");
+        // Nothing pending that opens the check: the key file stays as it was.
+        not_made
+            .write(&pending_file(&key_file, &not_made.id()))
+            .expect("pending");
+        assert!(
+            recover_rotation(&key_file, &check)
+                .expect("recovery")
+                .is_none()
+        );
+        assert_eq!(
+            MasterKey::load(&key_file).expect("key file").id(),
+            made.id()
+        );
+        assert!(pending_files(&key_file).is_empty());
     }
 }

@@ -66,12 +66,6 @@ async fn open(url: &str) -> Result<Client, DriverError> {
         .keepalives_interval(Duration::from_secs(5))
         .keepalives_retries(3)
         .tcp_user_timeout(Duration::from_secs(30));
-    let timeout = "-c statement_timeout=60000 -c lock_timeout=30000";
-    let options = match config.get_options() {
-        Some(given) => format!("{given} {timeout}"),
-        None => timeout.to_owned(),
-    };
-    config.options(options);
     let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
         .await
         .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
@@ -80,6 +74,22 @@ async fn open(url: &str) -> Result<Client, DriverError> {
         // The client reports a closed connection on its next use; the pool then makes a new one.
         let _ = connection.await;
     });
+    // Set once the session exists (connection poolers refuse them as startup options), unless the URL's
+    // `options` already set them.
+    let given = config.get_options().unwrap_or_default();
+    let mut settings = String::new();
+    if !given.contains("statement_timeout") {
+        settings.push_str("SET statement_timeout = 60000; ");
+    }
+    if !given.contains("lock_timeout") {
+        settings.push_str("SET lock_timeout = 30000; ");
+    }
+    if !settings.is_empty() {
+        client
+            .batch_execute(&settings)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+    }
     Ok(client)
 }
 

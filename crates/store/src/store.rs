@@ -203,11 +203,31 @@ impl Store {
         }
     }
 
-    /// The daemon `id` at `home` still runs.
-    pub async fn daemon_seen(&self, id: &str, home: &str) -> Result<()> {
+    /// The daemon `id` at `home` still runs; `false` if the name is no longer its own (a daemon elsewhere took
+    /// it after this one went unseen too long).
+    pub async fn daemon_seen(&self, id: &str, home: &str) -> Result<bool> {
+        match self
+            .driver
+            .transaction(vec![
+                Statement::new(
+                    &self.sql("UPDATE daemons SET seen_at = {now} WHERE id = $1 AND home = $2"),
+                    vec![id.into(), home.into()],
+                )
+                .must_change(),
+            ])
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(DriverError::Unchanged(_)) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The daemon `id` at `home` stopped: its name is free at once.
+    pub async fn release_daemon(&self, id: &str, home: &str) -> Result<()> {
         self.driver
             .transaction(vec![Statement::new(
-                &self.sql("UPDATE daemons SET seen_at = {now} WHERE id = $1 AND home = $2"),
+                "DELETE FROM daemons WHERE id = $1 AND home = $2",
                 vec![id.into(), home.into()],
             )])
             .await

@@ -35,6 +35,7 @@ cases!(
     concurrent_starts_let_exactly_one_through,
     history_is_newest_first,
     meta_values,
+    a_daemon_name_runs_in_one_place_at_a_time,
     variables_are_set_replaced_and_unset,
     secrets_are_kept_by_version_and_sealed_under_the_current_key,
 );
@@ -769,6 +770,65 @@ async fn history_is_newest_first(store: Store) {
         .map(|d| d.id)
         .collect();
     assert_eq!(ids, ["d3", "d2"]);
+}
+
+async fn a_daemon_name_runs_in_one_place_at_a_time(store: Store) {
+    assert_eq!(
+        store
+            .claim_daemon("daemon-a", "m1:/data", 300)
+            .await
+            .expect("claim"),
+        None
+    );
+    // Started again where it runs: granted at once.
+    assert_eq!(
+        store
+            .claim_daemon("daemon-a", "m1:/data", 300)
+            .await
+            .expect("claim"),
+        None
+    );
+    // A copy elsewhere is refused while the first is seen, and says where the name runs.
+    assert_eq!(
+        store
+            .claim_daemon("daemon-a", "m2:/copy", 300)
+            .await
+            .expect("claim"),
+        Some("m1:/data".to_owned())
+    );
+    assert!(
+        store
+            .daemon_seen("daemon-a", "m1:/data")
+            .await
+            .expect("seen")
+    );
+    // Unseen for longer than allowed, the name may be used elsewhere; the first then learns it lost it.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(
+        store
+            .claim_daemon("daemon-a", "m2:/copy", 300)
+            .await
+            .expect("claim"),
+        None
+    );
+    assert!(
+        !store
+            .daemon_seen("daemon-a", "m1:/data")
+            .await
+            .expect("seen")
+    );
+    // Released on a clean stop, the name is free at once.
+    store
+        .release_daemon("daemon-a", "m2:/copy")
+        .await
+        .expect("release");
+    assert_eq!(
+        store
+            .claim_daemon("daemon-a", "m1:/data", 300)
+            .await
+            .expect("claim"),
+        None
+    );
 }
 
 async fn meta_values(store: Store) {
