@@ -351,6 +351,24 @@ fn a_daemon_stopped_during_a_health_wait_leaves_no_process_of_the_version() {
         !processes_with(&[&marker, &of_unhealthy]).is_empty()
     });
     let starting = processes_with(&[&marker, &of_unhealthy]);
+    // An API client that never finishes its request does not hold the stop up.
+    let mut stalled = std::net::TcpStream::connect(&daemon.address).expect("connect to the API");
+    std::io::Write::write_all(&mut stalled, b"GET /v1/projects HTTP/1.1\r\nHost: x\r\n")
+        .expect("a partial request head");
+    let pid = daemon.pid();
+    assert!(
+        std::process::Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status()
+            .expect("kill")
+            .success()
+    );
+    wait_for(
+        "the daemon to stop while the client stalls",
+        Duration::from_secs(30),
+        || !alive(pid),
+    );
+    drop(stalled);
     daemon.stop();
     let left: Vec<u32> = starting.iter().copied().filter(|pid| alive(*pid)).collect();
     assert_eq!(

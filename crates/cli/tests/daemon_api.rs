@@ -495,3 +495,33 @@ fn a_deployment_that_cannot_finish_is_retried_later_and_an_operator_can_abandon_
     let again = daemon.cli(&["deployment", "abandon", &id]);
     assert!(!again.status.success(), "abandoned once");
 }
+
+/// A copy of a data directory used to set up a second daemon sharing a store carries the first daemon's name; two
+/// live daemons with one name would take each other's deployments over at once. The copy is refused while the
+/// first runs; the first, started again where it was, keeps its name and its deployments.
+#[test]
+fn a_copied_data_directory_cannot_run_beside_its_original() {
+    let server = preview_testing::TestPostgres::start();
+    let url = server.create_database("copied");
+    let root = preview_testing::TempDir::new("copied-id");
+    let (original, copy) = (root.path().join("data"), root.path().join("copy"));
+    let flags = ["--store", url.as_str(), "--lease-ttl", "1"];
+    let daemon = Daemon::start(&original, &flags);
+    daemon.stop();
+    support::copy_dir(&original, &copy);
+    let daemon = Daemon::start(&original, &flags);
+    let refused = support::serve_refused_with(&copy, &flags);
+    let said = String::from_utf8_lossy(&refused.stderr).into_owned();
+    assert!(
+        said.contains("another daemon named `daemon-")
+            && said.contains(&original.display().to_string()),
+        "{said}"
+    );
+    // Started again at once where it runs (after a crash, say), a daemon is not kept out by its own last start.
+    daemon.kill();
+    Daemon::start(&original, &flags).stop();
+    // Once the original has been gone for three lease periods, the name may be used elsewhere (a directory moved
+    // or restored from a backup).
+    std::thread::sleep(std::time::Duration::from_secs(4));
+    Daemon::start(&copy, &flags).stop();
+}

@@ -130,7 +130,9 @@ fn a_paused_daemon_or_one_whose_clock_is_wrong_never_acts_on_a_deployment_anothe
     let a = Daemon::start(&a_data, &slow_first());
     register_example(&a);
     share_key(&a_data, &root.path().join("b"));
-    // The second daemon's clock is an hour ahead: by its own clock every lease expired long ago.
+    // The second daemon's clock is an hour ahead: by its own clock every lease expired long ago. (The offset moves
+    // every reading of the daemon's wall clock; leases expire by the store's clock in the SQL itself, so a daemon
+    // that judged expiry by its own clock again would take the first daemon's leases here.)
     let b = Daemon::start_with_env(
         &root.path().join("b"),
         &common,
@@ -161,7 +163,14 @@ fn a_paused_daemon_or_one_whose_clock_is_wrong_never_acts_on_a_deployment_anothe
     let id = started["deployment"]["id"].as_str().expect("id").to_owned();
     wait_for_file(&runtime.join("fault-reached"));
     signal(&a, "STOP");
+    let reached = Instant::now();
     let ended = wait_until_ended(&b, &id);
+    // Resumed only once the slow operation's three seconds are over: its wait ends at once, before the daemon's
+    // heartbeat has had a chance to learn from the store that the lease is gone — only the daemon's own clock
+    // (its last renewal is older than the lease) can stop it from making its change.
+    std::thread::sleep(
+        (reached + Duration::from_secs(4)).saturating_duration_since(Instant::now()),
+    );
     signal(&a, "CONT");
     assert_eq!(ended["deployment"]["status"], "rolled_back", "{ended}");
     // Past the slow operation's three seconds: whatever the resumed daemon does, it has done.

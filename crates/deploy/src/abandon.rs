@@ -10,6 +10,19 @@ impl Engine {
     /// Ends an unfinished deployment as abandoned — one that could not finish, or whose daemon let its lease
     /// expire — releasing its environment. Refused while a daemon is working on it.
     pub async fn abandon(&self, id: &str) -> Result<DeploymentRecord, EngineError> {
+        // Registered as running for the whole of it: this daemon's recovery sweep cannot take the deployment over
+        // between the check and the release of its lease.
+        if self.try_register(id).is_none() {
+            return Err(EngineError::Conflict(format!(
+                "deployment {id} is being worked on by this daemon; cancel it with `preview deploy cancel ENV`, or wait until it ends or fails"
+            )));
+        }
+        let abandoned = self.abandon_registered(id).await;
+        self.unregister(id);
+        abandoned
+    }
+
+    async fn abandon_registered(&self, id: &str) -> Result<DeploymentRecord, EngineError> {
         let record = self.store.deployment(id).await?.ok_or_else(|| {
             EngineError::NotFound(format!(
                 "no deployment `{id}`; `preview deployments ENV` lists them"
@@ -27,8 +40,12 @@ impl Engine {
                 record.holder, record.environment
             ))
         };
-        if self.is_running(id) {
-            return Err(busy());
+        // What it did on a machine-local runtime is only visible on that machine: its daemon decides.
+        if let Some(owner) = record.owner.as_ref().filter(|owner| **owner != self.daemon) {
+            return Err(EngineError::Owned {
+                environment: record.environment.clone(),
+                owner: owner.clone(),
+            });
         }
         let epoch = self
             .store

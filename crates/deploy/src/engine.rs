@@ -192,6 +192,11 @@ impl Engine {
         self: &Arc<Self>,
         request: DeploymentRequest,
     ) -> Result<(DeploymentRecord, tokio::task::JoinHandle<DeploymentRecord>), EngineError> {
+        if self.stopping() {
+            return Err(EngineError::Conflict(
+                "the daemon is stopping; send the request again once it runs".to_owned(),
+            ));
+        }
         for _ in 0..16 {
             let base = self
                 .store
@@ -266,8 +271,12 @@ impl Engine {
     /// stopped, nothing is undone or finished — the next start (or another daemon) finishes each from its journal.
     /// Returns the ids it stopped, once they all stopped (or after `patience`).
     pub async fn shutdown(&self, patience: Duration) -> Vec<String> {
-        self.stopping
-            .store(true, std::sync::atomic::Ordering::SeqCst);
+        {
+            // Under the lock that registering takes: a deployment registered from now on starts halted.
+            let _running = self.running.lock();
+            self.stopping
+                .store(true, std::sync::atomic::Ordering::SeqCst);
+        }
         let ids: Vec<String> = self.running_ids();
         for id in &ids {
             self.signal(
@@ -318,7 +327,15 @@ impl Engine {
         if running.contains_key(deployment) {
             return None;
         }
-        let (sender, receiver) = watch::channel(Control::Go);
+        let initial = if self.stopping() {
+            Control::Halt(
+                "the daemon is stopping; the deployment is finished from its journal when a daemon starts again"
+                    .to_owned(),
+            )
+        } else {
+            Control::Go
+        };
+        let (sender, receiver) = watch::channel(initial);
         running.insert(deployment.to_owned(), sender);
         Some(receiver)
     }
@@ -332,13 +349,6 @@ impl Engine {
         if let Ok(mut running) = self.running.lock() {
             running.remove(deployment);
         }
-    }
-
-    pub(crate) fn is_running(&self, deployment: &str) -> bool {
-        self.running
-            .lock()
-            .map(|r| r.contains_key(deployment))
-            .unwrap_or(false)
     }
 
     /// Keeps `lease` (taken by a request sent at `sent`) while the deployment runs; a lost lease halts it.

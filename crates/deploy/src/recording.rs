@@ -74,6 +74,8 @@ impl Fault {
 pub struct RecordingRuntime {
     /// Where resources are kept; `None` keeps them in memory.
     dir: Option<PathBuf>,
+    /// The directory is one that daemons sharing a store share (as they would share a cluster).
+    shared: bool,
     memory: Mutex<BTreeMap<(EnvironmentAddress, String), Resource>>,
     operations: AtomicU64,
     fault: Option<Fault>,
@@ -86,6 +88,7 @@ impl RecordingRuntime {
     pub fn in_memory() -> Self {
         RecordingRuntime {
             dir: None,
+            shared: false,
             memory: Mutex::new(BTreeMap::new()),
             operations: AtomicU64::new(0),
             fault: None,
@@ -94,10 +97,19 @@ impl RecordingRuntime {
         }
     }
 
+    /// Resources kept in `dir`, a directory of this daemon's own: its environments are its machine's.
     pub fn on_disk(dir: &Path) -> Self {
         RecordingRuntime {
             dir: Some(dir.to_path_buf()),
             ..RecordingRuntime::in_memory()
+        }
+    }
+
+    /// Resources kept in `dir`, which every daemon sharing the store uses: any of them may act on any environment.
+    pub fn shared_on_disk(dir: &Path) -> Self {
+        RecordingRuntime {
+            shared: true,
+            ..RecordingRuntime::on_disk(dir)
         }
     }
 
@@ -235,9 +247,10 @@ fn io(error: std::io::Error) -> RuntimeError {
 
 #[async_trait]
 impl Runtime for RecordingRuntime {
-    /// Resources kept on disk can be a directory that several daemons share.
+    /// A directory named for it (`recording:DIR`) is one that several daemons share; the default one, in the
+    /// data directory, is this daemon's alone.
     fn shared(&self) -> bool {
-        self.dir.is_some()
+        self.shared
     }
 
     async fn apply(

@@ -602,6 +602,46 @@ async fn a_deployment_that_commits_while_another_is_planned_makes_the_other_plan
 }
 
 #[tokio::test]
+async fn a_cancel_past_the_point_of_no_return_completes_the_deployment() {
+    let want = desired(EXAMPLE, "staging");
+    let delete = preview_plan::plan_deployment("staging", &[], &want);
+    // The delete's last operation — removing the space, past the point — hangs once; a cancel lands meanwhile.
+    let hanging = (want.len() + delete.steps.len()) as u64;
+    let setup = Setup::new(Some(Fault {
+        at: hanging,
+        kind: FaultKind::Hang,
+    }))
+    .await;
+    let engine = setup.engine(Duration::from_secs(1));
+    deploy(&engine, request("staging", Operation::Create, want)).await;
+    let (record, handle) = engine
+        .start(request("staging", Operation::Delete, vec![]))
+        .await
+        .expect("starts");
+    wait_for_operations(&setup, hanging).await;
+    assert!(engine.cancel(&record.id), "it runs here");
+    let finished = handle.await.expect("runs");
+    assert_eq!(
+        finished.status,
+        DeploymentStatus::Committed,
+        "{:?}",
+        finished.reason
+    );
+    assert_state(&setup, "staging", &[]).await;
+    let journal = setup.store.journal(&record.id).await.expect("journal");
+    assert!(
+        journal.iter().any(|e| e
+            .message
+            .contains("a cancel came past the point of no return")),
+        "the journal says why the cancel was not followed"
+    );
+    assert!(
+        !journal.iter().any(|e| e.phase == Phase::Compensate),
+        "nothing undone"
+    );
+}
+
+#[tokio::test]
 async fn a_hanging_step_times_out_and_rolls_back() {
     let setup = Setup::new(Some(Fault {
         at: 4,

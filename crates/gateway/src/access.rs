@@ -50,6 +50,11 @@ pub fn basic_credentials(user: &str, password: &str) -> String {
 
 pub(crate) enum Verdict {
     Allow,
+    /// Allowed, but the token also came in the query: send the browser to the URL without it, so that the page
+    /// (a pull request's code) cannot read it from the address bar or a `Referer`.
+    Redirect {
+        location: String,
+    },
     /// The token came in the query: set the cookie and send the browser to the same URL without it.
     SetCookie {
         location: String,
@@ -93,11 +98,20 @@ pub(crate) fn check<B>(
             let by_header = headers
                 .remove(TOKEN_HEADER)
                 .is_some_and(|v| v.to_str().is_ok_and(|token| digest(token) == *expected));
-            let by_cookie =
-                take_cookie(headers).is_some_and(|value| cookie_matches(expected, host, &value));
+            // Any of them: a sibling preview's page may set a cookie of the same name for a parent domain.
+            let by_cookie = take_cookies(headers)
+                .iter()
+                .any(|value| cookie_matches(expected, host, value));
+            strip_token_from_referer(headers);
             let in_query = take_query_token(request.uri());
             if by_header || by_cookie {
                 if let Some((_, rest)) = &in_query {
+                    let method = request.method();
+                    if method == hyper::Method::GET || method == hyper::Method::HEAD {
+                        return Verdict::Redirect {
+                            location: same_site_location(request.uri().path(), rest),
+                        };
+                    }
                     without_query_token(request, rest);
                 }
                 return Verdict::Allow;
@@ -157,23 +171,23 @@ fn from_hex(text: &[u8]) -> Option<Vec<u8>> {
 
 const COOKIE_PREFIX: &[u8] = b"preview_token=";
 
-/// Removes the `preview_token` cookie from every `Cookie` header (keeping the others); its value, if it was there.
-fn take_cookie(headers: &mut HeaderMap) -> Option<Vec<u8>> {
+/// Removes every `preview_token` cookie from the `Cookie` headers (keeping the others); their values.
+fn take_cookies(headers: &mut HeaderMap) -> Vec<Vec<u8>> {
     let present = headers.get_all(header::COOKIE).iter().any(|v| {
         v.as_bytes()
             .windows(COOKIE_PREFIX.len())
             .any(|w| w == COOKIE_PREFIX)
     });
     if !present {
-        return None;
+        return Vec::new();
     }
-    let mut found = None;
+    let mut found = Vec::new();
     let mut kept: Vec<u8> = Vec::new();
     for value in headers.get_all(header::COOKIE) {
         for pair in value.as_bytes().split(|b| *b == b';') {
             let pair = pair.trim_ascii();
             if let Some(value) = pair.strip_prefix(COOKIE_PREFIX) {
-                found = Some(value.to_vec());
+                found.push(value.to_vec());
             } else if !pair.is_empty() {
                 if !kept.is_empty() {
                     kept.extend_from_slice(b"; ");
@@ -189,6 +203,56 @@ fn take_cookie(headers: &mut HeaderMap) -> Option<Vec<u8>> {
         headers.insert(header::COOKIE, value);
     }
     found
+}
+
+/// A `Referer` naming a URL with the token in its query (the page the visitor came from) loses the token.
+fn strip_token_from_referer(headers: &mut HeaderMap) {
+    let Some(value) = headers.get(header::REFERER) else {
+        return;
+    };
+    if !value
+        .as_bytes()
+        .windows(COOKIE_PREFIX.len())
+        .any(|w| w == COOKIE_PREFIX)
+    {
+        return;
+    }
+    // Not text: it cannot be taken apart safely, so it goes.
+    let Ok(referer) = value.to_str().map(str::to_owned) else {
+        headers.remove(header::REFERER);
+        return;
+    };
+    let (before, fragment) = match referer.split_once('#') {
+        Some((before, fragment)) => (before, Some(fragment)),
+        None => (referer.as_str(), None),
+    };
+    let cleaned = match before.split_once('?') {
+        Some((base, query)) => {
+            let kept: Vec<&str> = query
+                .split('&')
+                .filter(|pair| !pair.is_empty() && !pair.starts_with("preview_token="))
+                .collect();
+            let mut url = base.to_owned();
+            if !kept.is_empty() {
+                url.push('?');
+                url.push_str(&kept.join("&"));
+            }
+            url
+        }
+        None => before.to_owned(),
+    };
+    let cleaned = match fragment {
+        Some(fragment) if !fragment.contains("preview_token=") => format!("{cleaned}#{fragment}"),
+        _ => cleaned,
+    };
+    match HeaderValue::from_str(&cleaned) {
+        Ok(value) if !cleaned.contains("preview_token=") => {
+            headers.insert(header::REFERER, value);
+        }
+        _ => {
+            headers.remove(header::REFERER);
+        }
+    }
 }
 
 /// The token in `uri`'s query (decoded) and the rest of the query without it, when it has one.
@@ -333,15 +397,48 @@ mod tests {
             header::COOKIE,
             HeaderValue::from_static("a=1; preview_token=abcd; b=2"),
         );
-        headers.append(header::COOKIE, HeaderValue::from_static("c=3"));
-        assert_eq!(take_cookie(&mut headers), Some(b"abcd".to_vec()));
+        headers.append(
+            header::COOKIE,
+            HeaderValue::from_static("c=3; preview_token=efgh"),
+        );
+        assert_eq!(
+            take_cookies(&mut headers),
+            vec![b"abcd".to_vec(), b"efgh".to_vec()]
+        );
         assert_eq!(headers[header::COOKIE], "a=1; b=2; c=3");
         let mut headers = HeaderMap::new();
         headers.insert(
             header::COOKIE,
             HeaderValue::from_static("preview_token=abcd"),
         );
-        assert_eq!(take_cookie(&mut headers), Some(b"abcd".to_vec()));
+        assert_eq!(take_cookies(&mut headers), vec![b"abcd".to_vec()]);
         assert!(!headers.contains_key(header::COOKIE));
+    }
+
+    #[test]
+    fn the_token_is_taken_out_of_a_referer() {
+        for (referer, expected) in [
+            (
+                "https://web-qa.shop.localhost/a?preview_token=s3cret&x=1#top",
+                Some("https://web-qa.shop.localhost/a?x=1#top"),
+            ),
+            (
+                "https://web-qa.shop.localhost/?preview_token=s3cret",
+                Some("https://web-qa.shop.localhost/"),
+            ),
+            ("https://x/#preview_token=s3cret", Some("https://x/")),
+            ("https://x/?a=1", Some("https://x/?a=1")),
+        ] {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::REFERER, HeaderValue::from_static(referer));
+            strip_token_from_referer(&mut headers);
+            assert_eq!(
+                headers
+                    .get(header::REFERER)
+                    .map(|v| v.to_str().expect("text")),
+                expected,
+                "{referer}"
+            );
+        }
     }
 }

@@ -73,8 +73,9 @@ impl Default for Timeouts {
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
     /// Client connections served at once, across every listener of one [`crate::Proxy`]; the next waits in the
-    /// listen backlog until one closes.
-    pub connections: usize,
+    /// listen backlog until one closes. `None`: worked out from the descriptor limit when the proxy is made (after
+    /// the daemon raised it), a quarter of it and at most 16,384.
+    pub connections: Option<usize>,
     /// Requests in flight to one backend at once (each needs a connection to it); a request beyond waits a little,
     /// then gets 503.
     pub per_backend: usize,
@@ -89,13 +90,18 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Limits {
         Limits {
-            connections: connection_cap(open_files_limit()),
+            connections: None,
             per_backend: 256,
             request_head: 64 * 1024,
             answer_head: 64 * 1024,
             streams: 128,
         }
     }
+}
+
+/// The cap for this process's descriptor limit as it is now.
+pub(crate) fn connection_cap_now() -> usize {
+    connection_cap(open_files_limit())
 }
 
 /// At most this many client connections whatever the descriptor limit.

@@ -75,7 +75,9 @@ pub(crate) struct Origin {
     /// The peer's address as `X-Forwarded-For` names it.
     forwarded_for: HeaderValue,
     /// The peer is a trusted proxy: what it says about its own client is kept.
-    trusted: bool,
+    pub(crate) trusted: bool,
+    /// The port the connection came in on, which the app is told in `Host` (the client's own port is not trusted).
+    port: Option<u16>,
 }
 
 impl Origin {
@@ -86,7 +88,62 @@ impl Origin {
             forwarded_for: HeaderValue::from_maybe_shared(Bytes::from(peer.to_string()))
                 .unwrap_or(HeaderValue::from_static("unknown")),
             trusted: trusted_proxies.iter().any(|range| range.contains(peer)),
+            port: None,
         }
+    }
+
+    /// The connection came in on `port` (when known).
+    pub(crate) fn on_port(mut self, port: Option<u16>) -> Origin {
+        self.port = port;
+        self
+    }
+
+    /// The scheme the client used: the connection's, or — from a trusted proxy that terminates TLS itself — the
+    /// one its `X-Forwarded-Proto` names.
+    pub(crate) fn client_scheme(&self, headers: &HeaderMap) -> &'static str {
+        if self.trusted
+            && let Some(proto) = headers.get(X_FORWARDED_PROTO)
+        {
+            // Proxies in a chain list theirs after the client's: the first is what the client used.
+            let first = proto
+                .as_bytes()
+                .split(|b| *b == b',')
+                .next()
+                .unwrap_or_default()
+                .trim_ascii();
+            if first.eq_ignore_ascii_case(b"https") {
+                return "https";
+            }
+            if first.eq_ignore_ascii_case(b"http") {
+                return "http";
+            }
+        }
+        self.scheme
+    }
+
+    /// The `Host` an app is told: the route's host name (normalised), with the port the client named only when it
+    /// is the one the connection came in on or the scheme's default — a client reaching the gateway through a
+    /// port forward names none, or the public one — and never another of its choosing. From a trusted proxy, its
+    /// own host (normalised).
+    pub(crate) fn host_for_app(&self, host: &HeaderValue) -> HeaderValue {
+        let canonical = canonical_host(host);
+        if self.trusted {
+            return canonical;
+        }
+        let (name, port) = split_port(canonical.as_bytes());
+        let Some(port) = port else {
+            return canonical;
+        };
+        let default: &[u8] = if self.scheme == "https" {
+            b"443"
+        } else {
+            b"80"
+        };
+        let listening = self.port.map(|p| p.to_string());
+        if port == default || listening.as_deref().map(str::as_bytes) == Some(port) {
+            return canonical;
+        }
+        HeaderValue::from_maybe_shared(Bytes::copy_from_slice(name)).unwrap_or(canonical)
     }
 }
 
@@ -142,6 +199,25 @@ pub(crate) fn forward_request_headers(
         headers.insert(X_FORWARDED_HOST, host.clone());
     }
     headers.insert(header::HOST, host);
+    join_cookies(headers);
+}
+
+/// HTTP/2 may send a request's cookies in several `cookie` fields; an HTTP/1.1 app gets them in one header, joined
+/// with `; ` as HTTP/2 says.
+fn join_cookies(headers: &mut HeaderMap) {
+    let mut cookies = headers.get_all(header::COOKIE).iter();
+    if cookies.next().is_none() || cookies.next().is_none() {
+        return;
+    }
+    let joined: Vec<u8> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .map(HeaderValue::as_bytes)
+        .collect::<Vec<_>>()
+        .join(&b"; "[..]);
+    if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(joined)) {
+        headers.insert(header::COOKIE, value);
+    }
 }
 
 /// Removes an answer's connection-specific headers before it goes to the client.

@@ -13,9 +13,7 @@ use crate::access::{Access, Verdict};
 use crate::challenges::{CHALLENGE_PATH, Challenges};
 use crate::config::Config;
 use crate::deadlines::BodyDeadline;
-use crate::forwarding_headers::{
-    Origin, canonical_host, forward_request_headers, is_websocket_upgrade,
-};
+use crate::forwarding_headers::{Origin, forward_request_headers, is_websocket_upgrade};
 use crate::pages::{Body, empty, escape, page, redirect, whole};
 use crate::request_host::request_host;
 use crate::routes::{RouteState, Routes, normalize_host};
@@ -44,7 +42,13 @@ impl Proxy {
             upstreams: Upstreams::new(Arc::clone(&routes), &config.limits),
             routes,
             challenges: Arc::default(),
-            connections: Arc::new(Semaphore::new(config.limits.connections.max(1))),
+            connections: Arc::new(Semaphore::new(
+                config
+                    .limits
+                    .connections
+                    .unwrap_or_else(crate::config::connection_cap_now)
+                    .max(1),
+            )),
             hsts: config.hsts.and_then(|max_age| {
                 HeaderValue::try_from(format!("max-age={}", max_age.as_secs())).ok()
             }),
@@ -64,11 +68,19 @@ impl Proxy {
         mut request: Request<Incoming>,
         downstream: &Downstream,
     ) -> Response<Body> {
-        let scheme = downstream.origin.scheme;
+        let scheme = downstream.origin.client_scheme(request.headers());
         if request.uri().path().starts_with(CHALLENGE_PATH)
             && let Some(answer) = self.challenges.lookup(request.uri().path())
         {
             return whole(Bytes::from(answer), "application/octet-stream");
+        }
+        // A proxy's tunnel is nothing an app can serve through the gateway.
+        if request.method() == hyper::Method::CONNECT {
+            return page(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "Method not allowed",
+                "The gateway does not open tunnels (CONNECT).",
+            );
         }
         let host = match request_host(&request) {
             Ok(host) => host,
@@ -118,6 +130,9 @@ impl Proxy {
             }
             match crate::access::check(access, &mut request, &name, scheme) {
                 Verdict::Allow => {}
+                Verdict::Redirect { location } => {
+                    return redirect(StatusCode::SEE_OTHER, &location);
+                }
                 Verdict::SetCookie { location, cookie } => {
                     let mut response = redirect(StatusCode::SEE_OTHER, &location);
                     response.headers_mut().insert(header::SET_COOKIE, cookie);
@@ -171,7 +186,7 @@ impl Proxy {
             &mut parts.headers,
             websocket,
             &downstream.origin,
-            canonical_host(&host),
+            downstream.origin.host_for_app(&host),
         );
         let body = BodyDeadline::new(body, self.config.timeouts.request_body);
         let outgoing = Request::from_parts(parts, body);

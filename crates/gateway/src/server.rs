@@ -83,6 +83,7 @@ fn worker(
                 continue;
             };
             let _ = stream.set_nodelay(true);
+            let port = stream.local_addr().ok().map(|a| a.port());
             let (proxy, acceptor) = (Arc::clone(&proxy), acceptor.clone());
             tokio::spawn(async move {
                 let timeouts = proxy.config.timeouts;
@@ -95,13 +96,13 @@ fn worker(
                             tokio::time::timeout(timeouts.handshake, handshake).await
                         {
                             let http2 = stream.get_ref().1.alpn_protocol() == Some(b"h2");
-                            let origin = Origin::new(remote.ip(), "https", trusted);
+                            let origin = Origin::new(remote.ip(), "https", trusted).on_port(port);
                             let downstream = Downstream::new(origin, place);
                             connection(TokioIo::new(stream), proxy, downstream, http2).await;
                         }
                     }
                     None => {
-                        let origin = Origin::new(remote.ip(), "http", trusted);
+                        let origin = Origin::new(remote.ip(), "http", trusted).on_port(port);
                         let downstream = Downstream::new(origin, place);
                         connection(TokioIo::new(stream), proxy, downstream, false).await;
                     }

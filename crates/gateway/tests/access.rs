@@ -24,6 +24,11 @@ struct Protected {
 }
 
 async fn protected(hsts: Option<Duration>) -> Protected {
+    protected_behind(hsts, Vec::new()).await
+}
+
+/// [`protected`], trusting the proxies in `trusted_proxies`.
+async fn protected_behind(hsts: Option<Duration>, trusted_proxies: Vec<IpRange>) -> Protected {
     let (app, received) = recording_app().await;
     let token = || {
         Some(Access::Token {
@@ -64,6 +69,7 @@ async fn protected(hsts: Option<Duration>) -> Protected {
     let config = Config {
         https_port: secure_address.port(),
         hsts,
+        trusted_proxies,
         ..Config::default()
     };
     let proxy =
@@ -120,14 +126,33 @@ async fn the_token_lets_visitors_in_and_never_reaches_the_app() {
     assert_eq!(value.len(), 64, "{value}");
     assert!(!value.contains("s3cret"), "{value}");
 
-    // The cookie, beside the visitor's own cookies, a stale header and the token in the query once more: allowed,
-    // and the app gets the visitor's cookies and query but none of the gateway's credentials.
-    let (status, _, _) = get(
+    // The cookie with the token in the query once more (the shared link opened again): the browser is sent to the
+    // URL without it, so that the page cannot read the token from its address bar.
+    let (status, headers, _) = get(
         host,
         "/cart?item=3&preview_token=s3cret%20token",
+        vec![("cookie", cookie.clone())],
+    )
+    .await;
+    assert_eq!(status, 303);
+    assert_eq!(headers["location"], "/cart?item=3");
+    // The cookie, beside the visitor's own cookies (in two headers, as HTTP/2 may send them), a cookie of the same
+    // name set by another site, a stale header and a `Referer` that names the token: allowed, and the app gets the
+    // visitor's cookies (joined) and the referer without the token, but none of the gateway's credentials.
+    let (status, _, _) = get(
+        host,
+        "/cart?item=3",
         vec![
-            ("cookie", format!("theme=dark; {cookie}; lang=en")),
+            (
+                "cookie",
+                format!("theme=dark; {cookie}; preview_token=0000"),
+            ),
+            ("cookie", "lang=en".into()),
             ("x-preview-token", "stale".into()),
+            (
+                "referer",
+                format!("https://{host}/?preview_token=s3cret%20token&from=mail"),
+            ),
         ],
     )
     .await;
@@ -137,6 +162,11 @@ async fn the_token_lets_visitors_in_and_never_reaches_the_app() {
     assert_eq!(
         header_in(&head, "cookie").as_deref(),
         Some("theme=dark; lang=en"),
+        "{head}"
+    );
+    assert_eq!(
+        header_in(&head, "referer"),
+        Some(format!("https://{host}/?from=mail")),
         "{head}"
     );
     assert_eq!(header_in(&head, "x-preview-token"), None, "{head}");
@@ -189,6 +219,39 @@ async fn redirects_after_the_query_token_stay_on_the_site() {
         assert_eq!(status, 303, "{path}");
         assert_eq!(headers["location"], expected, "{path}");
     }
+}
+
+#[tokio::test]
+async fn a_trusted_proxy_that_terminates_tls_is_not_sent_in_circles() {
+    let trusted = vec![IpRange::parse("127.0.0.0/8").expect("range")];
+    let gateway = protected_behind(None, trusted).await;
+    // The proxy says its client used HTTPS: served, not redirected (which would loop).
+    let (status, _, body) = request(
+        gateway.plain,
+        "web-pr-1.shop.localhost",
+        "/",
+        &[("x-preview-token", TOKEN), ("x-forwarded-proto", "https")],
+    )
+    .await;
+    assert_eq!((status, body.as_str()), (200, "recorded"));
+    // It says nothing, or plain HTTP: sent to HTTPS.
+    for proto in [None, Some("http")] {
+        let mut headers = vec![("x-preview-token", TOKEN)];
+        headers.extend(proto.map(|p| ("x-forwarded-proto", p)));
+        let (status, _, _) = request(gateway.plain, "web-pr-1.shop.localhost", "/", &headers).await;
+        assert_eq!(status, 308, "{proto:?}");
+    }
+    // A client that is no trusted proxy cannot say so.
+    let untrusted = protected(None).await;
+    let (status, _, _) = request(
+        untrusted.plain,
+        "web-pr-1.shop.localhost",
+        "/",
+        &[("x-preview-token", TOKEN), ("x-forwarded-proto", "https")],
+    )
+    .await;
+    assert_eq!(status, 308);
+    assert!(untrusted.app.heads().is_empty(), "nothing reached the app");
 }
 
 #[tokio::test]

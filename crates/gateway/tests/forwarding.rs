@@ -109,17 +109,22 @@ async fn apps_learn_the_client_address_from_the_gateway_not_the_client() {
         ("x-real-ip", "203.0.113.9"),
     ];
     let edge = gateway(std::sync::Arc::clone(&routes), None).await;
-    let (status, _, _) = request(edge, "web.shop.localhost", "/", &spoofed).await;
+    // A port of the client's choosing in `Host` does not reach the app; the one the gateway listens on does.
+    let (status, _, _) = request(edge, "web.shop.localhost:99", "/", &spoofed).await;
     assert_eq!(status, 200);
     for (name, expected) in [
         ("x-forwarded-for", "127.0.0.1"),
         ("x-forwarded-proto", "http"),
         ("x-forwarded-host", "web.shop.localhost"),
+        ("host", "web.shop.localhost"),
         ("forwarded", "-"),
         ("x-real-ip", "-"),
     ] {
         assert_eq!(received.last_header(name), expected, "{name}");
     }
+    let listening = format!("web.shop.localhost:{}", edge.port());
+    request(edge, &listening, "/", &[]).await;
+    assert_eq!(received.last_header("host"), listening);
 
     // Behind a trusted proxy, what the proxy says about its client is kept.
     let config = Config {
@@ -177,4 +182,51 @@ async fn only_websocket_upgrades_are_tunnelled() {
     )
     .await;
     assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
+}
+
+#[tokio::test]
+async fn a_connect_request_opens_no_tunnel_and_reaches_no_app() {
+    let (app, received) = recording_app().await;
+    let routes = routes_of(vec![("web.shop.localhost", serving("web", "pr-1", app))]);
+    let edge = gateway(routes, None).await;
+    let mut stream = tokio::net::TcpStream::connect(edge).await.expect("connect");
+    stream
+        .write_all(
+            b"CONNECT web.shop.localhost:443 HTTP/1.1\r\nHost: web.shop.localhost:443\r\n\r\n",
+        )
+        .await
+        .expect("write");
+    let mut answer = vec![0u8; 4096];
+    let read = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut answer))
+        .await
+        .expect("an answer")
+        .expect("read");
+    let answer = String::from_utf8_lossy(&answer[..read]);
+    assert!(answer.starts_with("HTTP/1.1 405 "), "{answer}");
+    assert!(received.heads().is_empty(), "nothing reached the app");
+}
+
+#[tokio::test]
+async fn an_http2_requests_cookies_reach_an_http1_app_in_one_header() {
+    let (app, received) = recording_app().await;
+    let routes = routes_of(vec![("web.shop.localhost", serving("web", "pr-1", app))]);
+    let tls = Tls::for_names(&["*.shop.localhost"]);
+    let secure = gateway(routes, Some(std::sync::Arc::clone(&tls.server))).await;
+    let (mut sender, _connection) = tls.http2(secure, "web.shop.localhost").await;
+    let request = hyper::Request::get("https://web.shop.localhost/")
+        .header("cookie", "a=1")
+        .header("cookie", "b=2")
+        .body(http_body_util::Full::new(hyper::body::Bytes::new()))
+        .expect("request");
+    let response = sender.send_request(request).await.expect("answer");
+    assert_eq!(response.status(), 200);
+    let head = received.last();
+    assert_eq!(
+        head.lines()
+            .filter(|l| l.to_ascii_lowercase().starts_with("cookie:"))
+            .count(),
+        1,
+        "{head}"
+    );
+    assert_eq!(received.last_header("cookie"), "a=1; b=2", "{head}");
 }

@@ -28,7 +28,8 @@ async fn requests_reach_the_app_of_their_host_with_forwarding_headers() {
         ),
     ]);
     let gateway = gateway(routes, None).await;
-    // The app is told the host in one spelling: lower case, no trailing dot, the port the client named.
+    // The app is told the host in one spelling: lower case, no trailing dot, and the port the client named when
+    // it is the scheme's default (or the gateway's own).
     let (status, body) = get(gateway, "Web-PR-1.shop.localhost.:80", "/cart?item=3").await;
     assert_eq!(status, 200);
     assert_eq!(

@@ -372,7 +372,7 @@ async fn the_gateway_serves_so_many_connections_at_once() {
         serving("web", "pr-5", echo_app("web").await),
     )]);
     let mut config = Config::default();
-    config.limits.connections = 8;
+    config.limits.connections = Some(8);
     let gateway = gateway_with(Proxy::with_config(routes, config), None).await;
     let mut flood = Vec::new();
     for _ in 0..40 {
@@ -394,4 +394,84 @@ async fn the_gateway_serves_so_many_connections_at_once() {
         .expect("served once the flood left")
         .expect("request");
     assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn tunnels_hold_their_place_under_the_connection_cap() {
+    let routes = routes_of(vec![
+        (
+            "ws.shop.localhost",
+            serving("ws", "pr-6", websocket_echo_app().await),
+        ),
+        (
+            "web.shop.localhost",
+            serving("web", "pr-6", echo_app("web").await),
+        ),
+    ]);
+    let mut config = Config::default();
+    config.limits.connections = Some(2);
+    let gateway = gateway_with(Proxy::with_config(routes, config), None).await;
+    let mut sockets = Vec::new();
+    for _ in 0..2 {
+        let mut socket = TcpStream::connect(gateway).await.expect("connect");
+        socket
+            .write_all(websocket_request("ws.shop.localhost").as_bytes())
+            .await
+            .expect("upgrade");
+        let head = read_head(&mut socket).await;
+        assert!(head.starts_with("HTTP/1.1 101 "), "{head}");
+        assert_eq!(websocket_echo(&mut socket, "hello").await, "hello");
+        sockets.push(socket);
+    }
+    // Two open tunnels are two connections: a third client waits.
+    let waiting = tokio::spawn(get(gateway, "web.shop.localhost", "/next"));
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!waiting.is_finished(), "served beyond the cap");
+    drop(sockets);
+    let (status, _) = tokio::time::timeout(Duration::from_secs(10), waiting)
+        .await
+        .expect("served once a tunnel closed")
+        .expect("request");
+    assert_eq!(status, 200);
+}
+
+#[tokio::test]
+async fn an_http2_answer_that_keeps_coming_is_not_cut_by_the_idle_timeout() {
+    // An app streaming its answer for four times the idle timeout, a piece every 100 ms.
+    let streaming = raw_app(|mut stream| async move {
+        read_head(&mut stream).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await;
+        for _ in 0..12 {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            if stream.write_all(b"5\r\ntick\n\r\n").await.is_err() {
+                return;
+            }
+        }
+        let _ = stream.write_all(b"0\r\n\r\n").await;
+    })
+    .await;
+    let routes = routes_of(vec![(
+        "events.shop.localhost",
+        serving("events", "pr-7", streaming),
+    )]);
+    let tls = Tls::for_names(&["*.shop.localhost"]);
+    let (_, secure) = short_gateways(routes, &tls).await;
+    let (mut sender, _connection) = tls.http2(secure, "events.shop.localhost").await;
+    let response = sender
+        .send_request(
+            hyper::Request::get("https://events.shop.localhost/stream")
+                .body(Full::new(Bytes::new()))
+                .expect("request"),
+        )
+        .await
+        .expect("answer");
+    assert_eq!(response.status(), 200);
+    let body = tokio::time::timeout(Duration::from_secs(10), response.into_body().collect())
+        .await
+        .expect("the whole answer")
+        .expect("body")
+        .to_bytes();
+    assert_eq!(body, "tick\n".repeat(12).as_bytes());
 }

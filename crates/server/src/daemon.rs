@@ -87,6 +87,23 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     make_files_private(&config.data_dir)?;
     let store = Arc::new(open_store(&config).await?);
     let daemon = daemon_identity(&config.data_dir)?;
+    // On a store daemons share, the same name in use by a live daemon elsewhere (a copied data directory) stops this
+    // one before it acts. (An embedded store lives in the data directory, which one daemon at a time holds: a copy
+    // of it is a store of its own.)
+    let home = daemon_home(&config.data_dir);
+    let presence = config.lease_ttl.saturating_mul(3);
+    let shared_store = config.store.is_some();
+    if shared_store
+        && let Some(elsewhere) = store
+            .claim_daemon(&daemon, &home, presence.as_millis() as i64)
+            .await
+            .map_err(|e| e.to_string())?
+    {
+        return Err(format!(
+            "another daemon named `{daemon}` runs with this store, at {elsewhere}: this data directory is a copy of its own (`daemon-id` holds the name). Give this daemon a data directory of its own and start it again; if that daemon is gone (this directory was moved or restored from a backup), this one may start {} s after that daemon was last seen",
+            presence.as_secs()
+        ));
+    }
     // A wrong master key stops the daemon here, before recovery or any request can write anything.
     let vault = Arc::new(crate::vault::Vault::open(&config.data_dir, Arc::clone(&store)).await?);
     let mut gateway = None;
@@ -99,6 +116,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             local
         }
         RuntimeChoice::Recording { dir, fault } => {
+            let shared = dir.is_some();
             let dir = dir
                 .clone()
                 .unwrap_or_else(|| config.data_dir.join("runtime"));
@@ -109,9 +127,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
                 dir.display()
             ));
             Arc::new(
-                RecordingRuntime::on_disk(&dir)
-                    .with_fault(*fault)
-                    .with_secrets(Arc::clone(&vault) as Arc<dyn preview_deploy::SecretSource>),
+                if shared {
+                    RecordingRuntime::shared_on_disk(&dir)
+                } else {
+                    RecordingRuntime::on_disk(&dir)
+                }
+                .with_fault(*fault)
+                .with_secrets(Arc::clone(&vault) as Arc<dyn preview_deploy::SecretSource>),
             )
         }
     };
@@ -142,6 +164,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     }
 
     sweep_orphans(Arc::clone(&engine));
+    let name_lost = Arc::new(tokio::sync::Notify::new());
+    if shared_store {
+        keep_presence(
+            Arc::clone(&store),
+            daemon.clone(),
+            home.clone(),
+            config.lease_ttl,
+            Arc::clone(&name_lost),
+        );
+    }
     prune_secret_values(Arc::clone(&store), Arc::clone(&vault));
 
     let listener = tokio::net::TcpListener::bind(config.listen)
@@ -171,10 +203,24 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         client_config_path(&config.data_dir).display()
     ));
     let engine = Arc::clone(&state.engine);
-    let served = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown_signal())
-        .await
-        .map_err(|e| e.to_string());
+    let state_store = Arc::clone(&state.store);
+    let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
+    let mut serving = tokio::spawn(
+        axum::serve(listener, router(state))
+            .with_graceful_shutdown(async {
+                let _ = stopped.await;
+            })
+            .into_future(),
+    );
+    // The signal stops deployments at once, whatever API clients do: one that never finishes its request must
+    // not keep a starting app running.
+    let served = tokio::select! {
+        () = shutdown_signal() => None,
+        () = name_lost.notified() => None,
+        ended = &mut serving => Some(ended),
+    };
+    // No new connection from now on; requests under way may finish while the deployments halt.
+    let _ = stop_serving.send(());
     // What running deployments' steps started stops with them; each is finished from its journal at the next
     // start.
     for id in engine.shutdown(Duration::from_secs(60)).await {
@@ -182,9 +228,27 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             "stopped acting for deployment {id}; it is finished from its journal when the daemon starts again"
         ));
     }
+    // API requests under way get a few seconds to finish; then their connections are dropped.
+    let served = match served {
+        Some(ended) => ended,
+        None => match tokio::time::timeout(Duration::from_secs(5), &mut serving).await {
+            Ok(ended) => ended,
+            Err(_) => {
+                serving.abort();
+                Ok(Ok(()))
+            }
+        },
+    };
     // Apps do not outlive the daemon: a restarted daemon starts them again from its records.
     runtime.shutdown().await;
-    served
+    if shared_store {
+        // Stopped cleanly: the name is free for this directory wherever it is started next.
+        let _ = state_store.release_daemon(&daemon, &home).await;
+    }
+    match served {
+        Ok(result) => result.map_err(|e| e.to_string()),
+        Err(error) => Err(format!("the API server failed: {error}")),
+    }
 }
 
 /// The daemon's wall clock, moved by `PREVIEW_TEST_CLOCK_OFFSET_MS` — for tests that run a daemon whose clock is
@@ -324,7 +388,6 @@ fn make_files_private(data_dir: &Path) -> Result<(), String> {
         "preview.db-wal",
         "preview.db-shm",
         "master.key",
-        "master.key.new",
         "client.json",
         "daemon-id",
         "local/ca/ca.key",
@@ -358,6 +421,34 @@ fn prune_secret_values(store: Arc<Store>, vault: Arc<crate::vault::Vault>) {
             tokio::time::sleep(Duration::from_secs(3600)).await;
             for project in store.projects().await.unwrap_or_default() {
                 vault.prune(&project.name).await;
+            }
+        }
+    });
+}
+
+/// Tells the store, every lease period, that this daemon still runs where it does (a daemon not seen for three
+/// lease periods gives its name up to one elsewhere). A daemon whose name was taken meanwhile (it was paused that
+/// long, and a copy of its directory started) stops: two may not act under one name.
+fn keep_presence(
+    store: Arc<Store>,
+    daemon: String,
+    home: String,
+    every: Duration,
+    lost: Arc<tokio::sync::Notify>,
+) {
+    tokio::spawn(async move {
+        loop {
+            tokio::time::sleep(every).await;
+            match store.daemon_seen(&daemon, &home).await {
+                Ok(true) => {}
+                Ok(false) => {
+                    log(&format!(
+                        "the name `{daemon}` was taken by a daemon elsewhere while this one went unseen; stopping"
+                    ));
+                    lost.notify_one();
+                    return;
+                }
+                Err(error) => log(&format!("cannot tell the store this daemon runs: {error}")),
             }
         }
     });
@@ -427,17 +518,41 @@ fn create_private_dir(dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot restrict {}: {e}", dir.display()))
 }
 
-/// This daemon's name in leases: kept in the data directory, so a restarted daemon recognises its own leases.
+/// This daemon's name in leases: kept in the data directory, so a restarted daemon recognises its own leases (and
+/// takes them over at once).
 fn daemon_identity(data_dir: &Path) -> Result<String, String> {
     let path = data_dir.join("daemon-id");
-    if let Ok(id) = std::fs::read_to_string(&path)
-        && !id.trim().is_empty()
+    if let Ok(text) = std::fs::read_to_string(&path)
+        && let Some(id) = text
+            .lines()
+            .next()
+            .map(str::trim)
+            .filter(|id| !id.is_empty())
     {
-        return Ok(id.trim().to_owned());
+        return Ok(id.to_owned());
     }
     let id = format!("daemon-{}", &new_token()?[..12]);
     std::fs::write(&path, &id).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
     Ok(id)
+}
+
+/// Where this daemon runs: the machine (its machine id, else its host name) and the data directory's canonical path.
+/// Two live daemons with one name would take each other's deployments over at once, which happens when a data
+/// directory is copied to set up a second daemon sharing a store; the store refuses a name that a daemon elsewhere
+/// uses (see [`preview_store::Store::claim_daemon`]).
+fn daemon_home(data_dir: &Path) -> String {
+    let machine = std::fs::read_to_string("/etc/machine-id")
+        .ok()
+        .map(|id| id.trim().to_owned())
+        .filter(|id| !id.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/proc/sys/kernel/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_default();
+    let place = std::fs::canonicalize(data_dir).unwrap_or_else(|_| data_dir.to_path_buf());
+    format!("{machine}:{}", place.display())
 }
 
 /// Keeps the token of the existing client config if it is still the one whose hash is stored; otherwise makes a

@@ -26,6 +26,9 @@ pub(crate) struct Vault {
     key_file: PathBuf,
     /// Held while this daemon rotates the key: a second rotation is refused, not queued.
     rotating: tokio::sync::Mutex<()>,
+    /// Secret writes and reveals hold it shared; a rotation holds it alone from reading the values until the new
+    /// key is in place, so that it is neither starved by writes nor seen half-done (writes queue behind it).
+    exclusive: tokio::sync::RwLock<()>,
 }
 
 impl Vault {
@@ -64,6 +67,7 @@ impl Vault {
             key: RwLock::new(Arc::new(key)),
             key_file,
             rotating: tokio::sync::Mutex::new(()),
+            exclusive: tokio::sync::RwLock::new(()),
         })
     }
 
@@ -94,6 +98,21 @@ impl Vault {
         {
             return Ok(self.replace_key(again));
         }
+        // A rotation of this daemon whose commit was not known to have landed left the new key pending: the store
+        // now says it did, so finish moving it into place (or find that another caller just did).
+        let pending = pending_file(&self.key_file, key_id);
+        if std::env::var_os(preview_secrets::KEY_ENV).is_none()
+            && let Ok(text) = std::fs::read_to_string(&pending)
+            && let Ok(new) = MasterKey::from_hex(&text)
+            && new.id() == key_id
+        {
+            let _ = std::fs::rename(&pending, &self.key_file);
+            if let Ok(loaded) = MasterKey::load(&self.key_file)
+                && loaded.id() == key_id
+            {
+                return Ok(self.replace_key(loaded));
+            }
+        }
         Err(format!(
             "the master key was rotated (the store's secrets are sealed with key `{key_id}`, this daemon has key `{}`); give this daemon the new key — in {} or PREVIEW_MASTER_KEY — and it is used from the next request on",
             key.id(),
@@ -120,7 +139,9 @@ impl Vault {
         previews: &str,
         now: i64,
     ) -> Result<SecretRecord, String> {
-        // A rotation committed between sealing and storing makes the store refuse: seal again with the new key.
+        let _shared = self.exclusive.read().await;
+        // A rotation committed (by another daemon) between sealing and storing makes the store refuse: seal again
+        // with the new key.
         for _ in 0..3 {
             let key = self.current_key().await?;
             let slot = Slot {
@@ -165,6 +186,7 @@ impl Vault {
         scope: &str,
         name: &str,
     ) -> Result<bool, String> {
+        let _shared = self.exclusive.read().await;
         let removed = self
             .store
             .delete_secret(project, scope, name)
@@ -199,7 +221,7 @@ impl Vault {
     }
 
     /// Re-seals every value of every secret under a new key in one store transaction. The new key is written to
-    /// `master.key.new` first and moved over `master.key` after the commit; a crash in between is repaired at
+    /// `master.key.<id>.new` first and moved over `master.key` after the commit; a crash in between is repaired at
     /// the next start by whichever key opens the store's key check. Refused while another rotation runs, here
     /// or in a daemon sharing the store.
     pub(crate) async fn rotate(&self) -> Result<usize, String> {
@@ -214,6 +236,7 @@ impl Vault {
                 self.key_file.display()
             ));
         }
+        let _alone = self.exclusive.write().await;
         // A secret written while the values were read makes the store refuse: read them again.
         for _ in 0..5 {
             let old = self.current_key().await?;
@@ -247,7 +270,9 @@ impl Vault {
                     ..version
                 });
             }
-            let pending = pending_file(&self.key_file);
+            // Named by its id: a later rotation never writes over a key whose rotation may yet turn out to have
+            // been made.
+            let pending = pending_file(&self.key_file, &new.id());
             new.write(&pending).map_err(|e| e.to_string())?;
             let check = new.key_check().map_err(|e| e.to_string())?;
             match self
@@ -261,10 +286,7 @@ impl Vault {
                 .await
             {
                 Ok(()) => {
-                    std::fs::rename(&pending, &self.key_file)
-                        .map_err(|e| format!("cannot move the new key into place: {e}"))?;
-                    let loaded = MasterKey::load(&self.key_file).map_err(|e| e.to_string())?;
-                    self.replace_key(loaded);
+                    self.take_new_key(&pending)?;
                     return Ok(resealed.len());
                 }
                 Err(StoreError::SecretsChanged) => {
@@ -278,38 +300,85 @@ impl Vault {
                     );
                 }
                 Err(error) => {
-                    let _ = std::fs::remove_file(&pending);
-                    return Err(error.to_string());
+                    // The commit may have landed (a connection that broke while committing), or may yet become
+                    // visible: the pending key is the only copy of the key its secrets would be sealed with, so it
+                    // is kept until the store's key says which happened (the daemon settles that when it next meets
+                    // the new key's id, or when it starts).
+                    if let Ok(Some(id)) = self.store.key_id().await
+                        && id == new.id()
+                    {
+                        self.take_new_key(&pending)?;
+                        return Ok(resealed.len());
+                    }
+                    return Err(format!(
+                        "{error}; whether the rotation was made is not known yet, so the new key is kept in {}",
+                        pending.display()
+                    ));
                 }
             }
         }
         Err("secrets kept changing while the key was rotated; try again".to_owned())
     }
+
+    /// After a rotation's commit: the pending key becomes the key file and this daemon's key.
+    fn take_new_key(&self, pending: &Path) -> Result<(), String> {
+        std::fs::rename(pending, &self.key_file)
+            .map_err(|e| format!("cannot move the new key into place: {e}"))?;
+        let loaded = MasterKey::load(&self.key_file).map_err(|e| e.to_string())?;
+        self.replace_key(loaded);
+        Ok(())
+    }
 }
 
-fn pending_file(key_file: &Path) -> PathBuf {
-    key_file.with_extension("key.new")
+/// Where a rotation keeps the new key `id` until its commit is known: `master.key.<id>.new`.
+fn pending_file(key_file: &Path, id: &str) -> PathBuf {
+    key_file.with_extension(format!("key.{id}.new"))
 }
 
-/// After a crash during a rotation: if the pending key opens the store, the rotation committed — finish it.
+/// The keys rotations left pending next to `key_file`.
+fn pending_files(key_file: &Path) -> Vec<PathBuf> {
+    let Some(dir) = key_file.parent() else {
+        return Vec::new();
+    };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return Vec::new();
+    };
+    entries
+        .flatten()
+        .map(|entry| entry.path())
+        .filter(|path| {
+            path.file_name()
+                .and_then(|n| n.to_str())
+                .is_some_and(|n| n.starts_with("master.key.") && n.ends_with(".new"))
+        })
+        .collect()
+}
+
+/// At start, after a crash or an unknown outcome during a rotation: a pending key that opens the store's key check
+/// is the store's key — the rotation was made, so it becomes the key file. Pending keys that do not open it belong
+/// to rotations that were not made, and go.
 fn recover_rotation(key_file: &Path, check: &Sealed) -> Result<Option<MasterKey>, String> {
-    let pending = pending_file(key_file);
-    if std::env::var_os(preview_secrets::KEY_ENV).is_some() || !pending.exists() {
+    if std::env::var_os(preview_secrets::KEY_ENV).is_some() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&pending).map_err(|e| e.to_string())?;
-    match MasterKey::from_hex(&text) {
-        Ok(key) if key.verify(check).is_ok() => {
-            std::fs::rename(&pending, key_file).map_err(|e| e.to_string())?;
-            MasterKey::load(key_file)
-                .map(Some)
-                .map_err(|e| e.to_string())
+    let pending = pending_files(key_file);
+    let made = pending.iter().find(|path| {
+        std::fs::read_to_string(path)
+            .ok()
+            .and_then(|text| MasterKey::from_hex(&text).ok())
+            .is_some_and(|key| key.verify(check).is_ok())
+    });
+    let recovered = match made {
+        Some(path) => {
+            std::fs::rename(path, key_file).map_err(|e| e.to_string())?;
+            Some(MasterKey::load(key_file).map_err(|e| e.to_string())?)
         }
-        _ => {
-            let _ = std::fs::remove_file(&pending);
-            Ok(None)
-        }
+        None => None,
+    };
+    for path in pending.iter().filter(|path| Some(*path) != made) {
+        let _ = std::fs::remove_file(path);
     }
+    Ok(recovered)
 }
 
 #[async_trait]
@@ -323,6 +392,7 @@ impl SecretSource for Vault {
         let (scope, secret) = name
             .rsplit_once('/')
             .ok_or_else(|| RuntimeError::new(format!("`{name}` is not a secret name")))?;
+        let _shared = self.exclusive.read().await;
         if let Some(database) = scope.strip_prefix("database:") {
             return Ok(self.key().derived_secret(&format!(
                 "database-password/{}/{}/{database}",
@@ -354,5 +424,52 @@ impl SecretSource for Vault {
                 },
             )
             .map_err(|e| RuntimeError::new(e.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A rotation whose commit was not known to have landed leaves its key pending under its own id; at the next
+    /// start the one that opens the store's key check becomes the key, and the others go.
+    #[test]
+    fn the_pending_key_that_opens_the_store_is_kept_and_the_others_go() {
+        let dir = preview_testing::TempDir::new("vault-pending");
+        let key_file = dir.path().join("master.key");
+        let old = MasterKey::generate().expect("old key");
+        old.write(&key_file).expect("write");
+        let made = MasterKey::generate().expect("key of a rotation that was made");
+        let not_made = MasterKey::generate().expect("key of a rotation that was not");
+        made.write(&pending_file(&key_file, &made.id()))
+            .expect("pending");
+        not_made
+            .write(&pending_file(&key_file, &not_made.id()))
+            .expect("pending");
+        // The store's check was sealed with the rotation that was made.
+        let check = made.key_check().expect("check");
+        let recovered = recover_rotation(&key_file, &check)
+            .expect("recovery")
+            .expect("a key");
+        assert_eq!(recovered.id(), made.id());
+        assert_eq!(
+            MasterKey::load(&key_file).expect("key file").id(),
+            made.id()
+        );
+        assert!(pending_files(&key_file).is_empty(), "nothing left pending");
+        // Nothing pending that opens the check: the key file stays as it was.
+        not_made
+            .write(&pending_file(&key_file, &not_made.id()))
+            .expect("pending");
+        assert!(
+            recover_rotation(&key_file, &check)
+                .expect("recovery")
+                .is_none()
+        );
+        assert_eq!(
+            MasterKey::load(&key_file).expect("key file").id(),
+            made.id()
+        );
+        assert!(pending_files(&key_file).is_empty());
     }
 }

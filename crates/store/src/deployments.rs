@@ -516,7 +516,14 @@ impl Store {
         note: &str,
     ) -> Result<bool> {
         let prefix = format!("{daemon}/");
-        let batch = vec![
+        let release = if seen_epoch == 0 {
+            // It holds no lease (it was never taken over after its daemon let it go): nobody may have taken one since.
+            Statement::new(
+                "UPDATE deployments SET status = status WHERE id = $1
+                 AND NOT EXISTS (SELECT 1 FROM leases WHERE deployment = $1)",
+                vec![deployment.id.clone().into()],
+            )
+        } else {
             Statement::new(
                 &self.sql(
                     "DELETE FROM leases WHERE deployment = $1 AND epoch = $2
@@ -530,7 +537,9 @@ impl Store {
                     prefix.into(),
                 ],
             )
-            .must_change(),
+        };
+        let batch = vec![
+            release.must_change(),
             Statement::new(
                 &self.sql(&format!(
                     "UPDATE deployments SET status = 'abandoned', finished_at = {{now}}, retry_at = NULL WHERE id = $1 AND status IN {UNFINISHED}"

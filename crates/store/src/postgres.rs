@@ -54,15 +54,42 @@ impl Postgres {
 async fn open(url: &str) -> Result<Client, DriverError> {
     let unreachable =
         |e: String| DriverError::Database(format!("cannot connect to the PostgreSQL store: {e}"));
-    let (client, connection) =
-        tokio::time::timeout(CONNECT_TIMEOUT, tokio_postgres::connect(url, NoTls))
-            .await
-            .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
-            .map_err(|e| unreachable(e.to_string()))?;
+    let mut config: tokio_postgres::Config = url
+        .parse()
+        .map_err(|e: tokio_postgres::Error| unreachable(e.to_string()))?;
+    // A connection cut off without a reset (a partition, a host gone) is noticed within seconds, and no statement
+    // holds a connection of the pool for long: calls fail — and are retried on a new connection — instead of
+    // hanging with their slot.
+    config
+        .keepalives(true)
+        .keepalives_idle(Duration::from_secs(10))
+        .keepalives_interval(Duration::from_secs(5))
+        .keepalives_retries(3)
+        .tcp_user_timeout(Duration::from_secs(30));
+    let (client, connection) = tokio::time::timeout(CONNECT_TIMEOUT, config.connect(NoTls))
+        .await
+        .map_err(|_| unreachable(format!("no answer within {CONNECT_TIMEOUT:?}")))?
+        .map_err(|e| unreachable(e.to_string()))?;
     tokio::spawn(async move {
         // The client reports a closed connection on its next use; the pool then makes a new one.
         let _ = connection.await;
     });
+    // Set once the session exists (connection poolers refuse them as startup options), unless the URL's
+    // `options` already set them.
+    let given = config.get_options().unwrap_or_default();
+    let mut settings = String::new();
+    if !given.contains("statement_timeout") {
+        settings.push_str("SET statement_timeout = 60000; ");
+    }
+    if !given.contains("lock_timeout") {
+        settings.push_str("SET lock_timeout = 30000; ");
+    }
+    if !settings.is_empty() {
+        client
+            .batch_execute(&settings)
+            .await
+            .map_err(|e| unreachable(e.to_string()))?;
+    }
     Ok(client)
 }
 

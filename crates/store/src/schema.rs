@@ -118,6 +118,11 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE secrets DROP COLUMN nonce",
         "ALTER TABLE secrets DROP COLUMN ciphertext",
     ],
+    // Which daemon runs where: a daemon's name may not be used by a live daemon somewhere else.
+    &["CREATE TABLE daemons (
+        id TEXT PRIMARY KEY,
+        home TEXT NOT NULL,
+        seen_at BIGINT NOT NULL)"],
     // What a deployment builds from: the commit, and the branch, tag or commit its environment follows afterwards
     // (a later deployment without a reference builds that reference's head). A deletion removes the variables and
     // secrets scoped to its environment unless asked to keep them.

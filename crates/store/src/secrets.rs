@@ -316,11 +316,8 @@ impl Store {
     /// and no unfinished deployment names. Returns how many went.
     pub async fn prune_secret_versions(&self, project: &str, grace_ms: i64) -> Result<usize> {
         let mut needed = std::collections::BTreeSet::new();
-        for environment in self.environments(project).await? {
-            for resource in self.recorded_state(project, &environment.name).await? {
-                needed.extend(preview_plan::secret_versions_of(&resource));
-            }
-        }
+        // Unfinished deployments first, recorded states after: a deployment that commits between the two reads
+        // is then in one of them (read the other way round, it would be in neither).
         for deployment in self.unfinished_deployments().await? {
             if deployment.project != project {
                 continue;
@@ -329,6 +326,11 @@ impl Store {
                 for resource in step.before.iter().chain(&step.after) {
                     needed.extend(preview_plan::secret_versions_of(resource));
                 }
+            }
+        }
+        for environment in self.environments(project).await? {
+            for resource in self.recorded_state(project, &environment.name).await? {
+                needed.extend(preview_plan::secret_versions_of(&resource));
             }
         }
         let rows = self

@@ -202,6 +202,75 @@ impl Store {
         }
     }
 
+    // ------------------------------------------------------------------ daemons
+
+    /// Takes the name `id` for a daemon running at `home`: granted when no daemon has it, when the one that had it
+    /// ran at the same home (that is this daemon, started again), or when that one was last seen more than
+    /// `absent_ms` ago. Otherwise `Some(its home)`, and nothing changes.
+    pub async fn claim_daemon(
+        &self,
+        id: &str,
+        home: &str,
+        absent_ms: i64,
+    ) -> Result<Option<String>> {
+        let claim = Statement::new(
+            &self.sql(
+                "INSERT INTO daemons (id, home, seen_at) VALUES ($1, $2, {now})
+                 ON CONFLICT (id) DO UPDATE SET home = excluded.home, seen_at = excluded.seen_at
+                 WHERE daemons.home = excluded.home OR daemons.seen_at < {now} - $3",
+            ),
+            vec![id.into(), home.into(), absent_ms.into()],
+        )
+        .must_change();
+        match self.driver.transaction(vec![claim]).await {
+            Ok(()) => Ok(None),
+            Err(DriverError::Unchanged(_)) => {
+                let rows = self
+                    .driver
+                    .query("SELECT home FROM daemons WHERE id = $1", vec![id.into()])
+                    .await?;
+                Ok(Some(
+                    rows.first()
+                        .map(|row| text(row, 0))
+                        .transpose()?
+                        .unwrap_or_default(),
+                ))
+            }
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The daemon `id` at `home` still runs; `false` if the name is no longer its own (a daemon elsewhere took
+    /// it after this one went unseen too long).
+    pub async fn daemon_seen(&self, id: &str, home: &str) -> Result<bool> {
+        match self
+            .driver
+            .transaction(vec![
+                Statement::new(
+                    &self.sql("UPDATE daemons SET seen_at = {now} WHERE id = $1 AND home = $2"),
+                    vec![id.into(), home.into()],
+                )
+                .must_change(),
+            ])
+            .await
+        {
+            Ok(()) => Ok(true),
+            Err(DriverError::Unchanged(_)) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
+    /// The daemon `id` at `home` stopped: its name is free at once.
+    pub async fn release_daemon(&self, id: &str, home: &str) -> Result<()> {
+        self.driver
+            .transaction(vec![Statement::new(
+                "DELETE FROM daemons WHERE id = $1 AND home = $2",
+                vec![id.into(), home.into()],
+            )])
+            .await
+            .map_err(Into::into)
+    }
+
     pub async fn project(&self, name: &str) -> Result<Option<ProjectRecord>> {
         let rows = self
             .driver

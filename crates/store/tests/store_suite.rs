@@ -26,6 +26,7 @@ cases!(
     delete_commit_removes_environment_and_state,
     journal_keeps_order_and_writers,
     a_taken_over_lease_fences_its_old_holder,
+    an_expired_lease_fences_its_holder_before_anyone_takes_it,
     unfinished_deployment_blocks_new_ones,
     an_environment_on_one_machine_belongs_to_its_daemon,
     a_deployment_that_cannot_finish_keeps_its_lease_and_first_reason,
@@ -34,6 +35,7 @@ cases!(
     concurrent_starts_let_exactly_one_through,
     history_is_newest_first,
     meta_values,
+    a_daemon_name_runs_in_one_place_at_a_time,
     variables_are_set_replaced_and_unset,
     secrets_are_kept_by_version_and_sealed_under_the_current_key,
 );
@@ -404,6 +406,35 @@ async fn journal_keeps_order_and_writers(store: Store) {
     );
 }
 
+async fn an_expired_lease_fences_its_holder_before_anyone_takes_it(store: Store) {
+    let d = deployment("d1", "staging", Operation::Create, "daemon-a/1");
+    let lease = start_for(&store, &d, 200).await.expect("start");
+    store
+        .append_journal(&lease, &entry("d1", 0))
+        .await
+        .expect("writes while the lease holds");
+    // Past its expiry by the store's clock, nobody has taken it over, and still every write is refused: a holder
+    // that slept through its lease cannot tell whether another daemon acted meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert!(matches!(
+        store.append_journal(&lease, &entry("d1", 1)).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        store
+            .set_status(&lease, DeploymentStatus::RollingBack, Some("x"))
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(matches!(
+        store
+            .finish_deployment(&lease, &d, &Outcome::RolledBack { reason: "x".into() })
+            .await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert!(!store.renew_lease(&lease, HOUR).await.expect("renew"));
+}
+
 async fn a_taken_over_lease_fences_its_old_holder(store: Store) {
     let d = deployment("d1", "staging", Operation::Create, "daemon-a/1");
     let old = start_for(&store, &d, 300).await.expect("start");
@@ -745,6 +776,65 @@ async fn history_is_newest_first(store: Store) {
         .map(|d| d.id)
         .collect();
     assert_eq!(ids, ["d3", "d2"]);
+}
+
+async fn a_daemon_name_runs_in_one_place_at_a_time(store: Store) {
+    assert_eq!(
+        store
+            .claim_daemon("daemon-a", "m1:/data", 300)
+            .await
+            .expect("claim"),
+        None
+    );
+    // Started again where it runs: granted at once.
+    assert_eq!(
+        store
+            .claim_daemon("daemon-a", "m1:/data", 300)
+            .await
+            .expect("claim"),
+        None
+    );
+    // A copy elsewhere is refused while the first is seen, and says where the name runs.
+    assert_eq!(
+        store
+            .claim_daemon("daemon-a", "m2:/copy", 300)
+            .await
+            .expect("claim"),
+        Some("m1:/data".to_owned())
+    );
+    assert!(
+        store
+            .daemon_seen("daemon-a", "m1:/data")
+            .await
+            .expect("seen")
+    );
+    // Unseen for longer than allowed, the name may be used elsewhere; the first then learns it lost it.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    assert_eq!(
+        store
+            .claim_daemon("daemon-a", "m2:/copy", 300)
+            .await
+            .expect("claim"),
+        None
+    );
+    assert!(
+        !store
+            .daemon_seen("daemon-a", "m1:/data")
+            .await
+            .expect("seen")
+    );
+    // Released on a clean stop, the name is free at once.
+    store
+        .release_daemon("daemon-a", "m2:/copy")
+        .await
+        .expect("release");
+    assert_eq!(
+        store
+            .claim_daemon("daemon-a", "m1:/data", 300)
+            .await
+            .expect("claim"),
+        None
+    );
 }
 
 async fn meta_values(store: Store) {

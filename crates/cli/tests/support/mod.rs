@@ -349,6 +349,15 @@ fn defaults(extra: &[&str]) -> Vec<&'static str> {
 
 /// Runs `preview serve` where it is expected to refuse to start; returns its output once it exits.
 pub fn serve_refused(data: &Path, env: &[(&str, &str)]) -> Output {
+    serve_refused_full(data, &[], env)
+}
+
+/// [`serve_refused`] with `extra` flags.
+pub fn serve_refused_with(data: &Path, extra: &[&str]) -> Output {
+    serve_refused_full(data, extra, &[])
+}
+
+fn serve_refused_full(data: &Path, extra: &[&str], env: &[(&str, &str)]) -> Output {
     let mut child = preview()
         .args([
             "serve",
@@ -359,6 +368,7 @@ pub fn serve_refused(data: &Path, env: &[(&str, &str)]) -> Output {
             "--data-dir",
         ])
         .arg(data)
+        .args(extra)
         .envs(env.iter().copied())
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
@@ -585,12 +595,12 @@ pub fn local_daemon_holding(
     Daemon::start_full(data, &flags, &[], uid, holding)
 }
 
-/// [`local_daemon`] allowed at most `open_files` descriptors (soft and hard limit, so the daemon cannot raise its
-/// own past it), run through `prlimit`.
-pub fn local_daemon_with_open_files(data: &Path, ports: &str, open_files: u64) -> Daemon {
+/// [`local_daemon`] started with `open_files` descriptors (soft limit, hard limit: the daemon may raise its own up
+/// to the hard one, not past it), run through `prlimit`.
+pub fn local_daemon_with_open_files(data: &Path, ports: &str, open_files: (u64, u64)) -> Daemon {
     let mut command = Command::new("prlimit");
     command
-        .arg(format!("--nofile={open_files}:{open_files}"))
+        .arg(format!("--nofile={}:{}", open_files.0, open_files.1))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_preview"));
     let flags = [
