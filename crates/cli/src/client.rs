@@ -30,7 +30,10 @@ fn daemon_holds(data_dir: &Path) -> bool {
         return false;
     };
     let device = metadata.dev();
-    let (major, minor) = ((device >> 8) & 0xfff, (device & 0xff) | ((device >> 12) & 0xfff00));
+    let (major, minor) = (
+        (device >> 8) & 0xfff,
+        (device & 0xff) | ((device >> 12) & 0xfff00),
+    );
     let wanted = format!("{major:02x}:{minor:02x}:{}", metadata.ino());
     std::fs::read_to_string("/proc/locks").is_ok_and(|locks| {
         locks
@@ -106,7 +109,10 @@ impl Client {
         let mut client = None::<Client>;
         loop {
             let current = client.as_ref().unwrap_or(self);
-            match current.request_once(method.clone(), path, body.clone()).await {
+            match current
+                .request_once(method.clone(), path, body.clone())
+                .await
+            {
                 Err(Unreachable(_))
                     if daemon_holds(&self.data_dir) && started.elapsed() < STARTING_PATIENCE =>
                 {

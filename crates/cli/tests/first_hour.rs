@@ -281,6 +281,16 @@ fn deleting_an_environment_takes_what_was_set_for_it_unless_kept() {
     assert!(printed.contains("keeping what was set for it"), "{printed}");
     let vars = daemon.json(&["vars", "list"]);
     assert!(vars.to_string().contains("environment:qa"), "{vars}");
+
+    // What was set for an environment that has clones stays: the clones read it too.
+    ok(daemon.cli(&["env", "clone", "staging", "feat"]));
+    let printed = ok(daemon.cli(&["env", "delete", "staging"]));
+    assert!(
+        printed.contains("its clones (feat) read it too"),
+        "{printed}"
+    );
+    let vars = daemon.json(&["vars", "list"]);
+    assert!(vars.to_string().contains("environment:staging"), "{vars}");
 }
 
 #[test]
@@ -299,7 +309,7 @@ fn setting_a_secret_the_spec_does_not_declare_warns() {
 
 #[test]
 fn deleting_a_project_deletes_its_environments_first() {
-    let (_root, daemon, _repo) = project("project-delete");
+    let (_root, daemon, repo) = project("project-delete");
     set_token(&daemon);
     ok(daemon.cli(&["env", "create", "staging"]));
     ok(daemon.cli(&["env", "clone", "staging", "qa"]));
@@ -324,6 +334,20 @@ fn deleting_a_project_deletes_its_environments_first() {
     // Nothing of it is left to apply to a project registered again under the same name.
     let secrets = support::api(&daemon, "GET", "/v1/projects/hour/secrets", Value::Null);
     assert_eq!(secrets.0, 404, "{}", secrets.1);
+    let spec = repo.join("preview.yaml");
+    ok(daemon.cli(&["project", "register", "-f", spec.to_str().expect("utf-8")]));
+    assert_eq!(
+        daemon.json(&["secret", "list"])["secrets"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        daemon.json(&["vars", "list"])["variables"],
+        serde_json::json!([])
+    );
+    assert_eq!(
+        daemon.json(&["deployments", "staging"])["error"]["code"],
+        "not_found"
+    );
 }
 
 #[test]

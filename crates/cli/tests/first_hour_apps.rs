@@ -126,10 +126,10 @@ fn a_failed_start_says_what_went_wrong_with_that_version_only() {
     assert!(!printed.contains("first version says hello"), "{printed}");
 
     // An app that listens on a port of its own choosing is told so, without waiting out the start timeout.
-    update(&repo, &daemon, "      LISTEN: \"3000\"", health);
+    update(&repo, &daemon, "      LISTEN: \"39170\"", health);
     let printed = deploy_failure(&daemon, &["deploy", "staging"]);
     assert!(
-        printed.contains("`web` listens on 3000, not on `$PORT` ("),
+        printed.contains("`web` listens on 39170, not on `$PORT` ("),
         "{printed}"
     );
 
@@ -140,6 +140,15 @@ fn a_failed_start_says_what_went_wrong_with_that_version_only() {
         printed.contains("answered 404 3 times in a row") && printed.contains("check `health`"),
         "{printed}"
     );
+    // The spec's start timeout, not the daemon's (60 s here), bounds the wait for a version that never answers.
+    update(
+        &repo,
+        &daemon,
+        "      LISTEN: \"39171\"",
+        "{ http: /health, start_timeout: 2s }",
+    );
+    let printed = deploy_failure(&daemon, &["deploy", "staging"]);
+    assert!(printed.contains("not healthy in time"), "{printed}");
     // Through all of it the first version kept serving.
     let shown = daemon.json(&["env", "show", "staging"]);
     assert_eq!(shown["services"][0]["state"], "running", "{shown}");
@@ -286,7 +295,10 @@ environments:
         format!("https://web-gone.localhost:{https_port}"),
         "{shown}"
     );
-    let note = variable("PORT")["note"].as_str().unwrap_or_default().to_owned();
+    let note = variable("PORT")["note"]
+        .as_str()
+        .unwrap_or_default()
+        .to_owned();
     assert!(
         note.contains("WEB_PORT") && note.contains("the running one has"),
         "{note}"
@@ -296,7 +308,9 @@ environments:
         environment["shadowed"]
             .as_array()
             .is_some_and(|s| s.iter().any(|s| s["value"] == "staging"
-                && s["source"].as_str().is_some_and(|t| t.contains("environment `staging`")))),
+                && s["source"]
+                    .as_str()
+                    .is_some_and(|t| t.contains("environment `staging`")))),
         "{environment}"
     );
     let text = ok(daemon.cli(&["vars", "show", "gone", "--service", "web"]));

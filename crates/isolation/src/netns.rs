@@ -131,6 +131,14 @@ pub struct Link {
 }
 
 impl Link {
+    /// Removes the host's end of the link (the namespace's end goes with it) at once: left to the namespace's
+    /// removal, the kernel takes the pair down a little later. Nothing to do when it does not exist.
+    pub fn remove(&self) {
+        if std::path::Path::new(&format!("/sys/class/net/{}", self.host_interface)).exists() {
+            let _ = run("ip", &["link", "delete", &self.host_interface], None);
+        }
+    }
+
     /// Creates the link, its addresses and the default route; an existing link of that name is replaced.
     pub fn create(&self) -> Result<(), IsolationError> {
         let _ = run("ip", &["link", "delete", &self.host_interface], None);

@@ -379,7 +379,9 @@ impl LocalRuntime {
         self.publish();
         log.line(format!("`{service}` now answers from port {port}"));
         let recorded = self.record(env, resource);
-        if let Some(previous) = previous {
+        if let Some(mut previous) = previous {
+            // Its health checks end now: a version that drains is not restarted for failing them.
+            previous.checks = None;
             // Abandoned during the drain, the previous version is killed with this step (`Supervised`'s drop).
             tokio::time::sleep(self.config.drain).await;
             previous.supervised.stop().await;
@@ -413,7 +415,8 @@ impl LocalRuntime {
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
         let service = service_of(id);
-        if let Some(previous) = self.switch(env, &service, None) {
+        if let Some(mut previous) = self.switch(env, &service, None) {
+            previous.checks = None;
             self.publish();
             previous.supervised.stop().await;
             log.line(format!("stopped `{service}`"));
@@ -543,7 +546,8 @@ impl LocalRuntime {
         };
         // An app that listens, but on another port than the one it was given, will not become healthy by waiting.
         let elsewhere = || {
-            if started.elapsed() < Duration::from_secs(1) {
+            // Apps open debug or metrics ports first: only one still not on `$PORT` after a while is told.
+            if started.elapsed() < Duration::from_secs(5) {
                 return None;
             }
             let ports = crate::sockets::listening_ports(&version.supervised.processes());

@@ -67,7 +67,7 @@ pub async fn probe_status(
     }
 }
 
-/// The most of an answer a probe reads; an app that sends more is cut off there.
+/// The most of an answer's body a probe reads (counting it, not keeping it); an app that sends more is cut off there.
 const MOST_READ: usize = 16 * 1024 * 1024;
 
 async fn attempt(
@@ -125,22 +125,29 @@ async fn attempt(
             .lines()
             .any(|l| l.starts_with("transfer-encoding:") && l.contains("chunked"));
         let bodiless = status == 204 || status == 304 || (100..200).contains(&status);
-        let complete = |answer: &[u8]| -> bool {
-            let body = &answer[head_end..];
+        // The body is counted, not kept: only its last bytes, for the chunked encoding's end.
+        let mut read_body = answer.len() - head_end;
+        let mut tail: Vec<u8> = answer[head_end..].to_vec();
+        let complete = |read_body: usize, tail: &[u8]| -> bool {
             if bodiless {
                 true
             } else if let Some(length) = length {
-                body.len() >= length
+                read_body >= length
             } else if chunked {
-                body.ends_with(b"0\r\n\r\n")
+                tail.ends_with(b"0\r\n\r\n")
             } else {
                 false
             }
         };
-        while !complete(&answer) && answer.len() < MOST_READ {
+        while !complete(read_body, &tail) && read_body < MOST_READ {
             match stream.read(&mut buffer).await {
                 Ok(0) | Err(_) => break,
-                Ok(read) => answer.extend_from_slice(&buffer[..read]),
+                Ok(read) => {
+                    read_body += read;
+                    tail.extend_from_slice(&buffer[..read]);
+                    let keep = tail.len().saturating_sub(8);
+                    tail.drain(..keep);
+                }
             }
         }
     }

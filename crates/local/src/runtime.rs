@@ -595,7 +595,9 @@ impl Runtime for LocalRuntime {
                 .collect()
         };
         let mut stops = tokio::task::JoinSet::new();
-        for version in versions {
+        for mut version in versions {
+            // No health check restarts what is being stopped.
+            version.checks = None;
             stops.spawn(async move { version.supervised.stop().await });
         }
         while stops.join_next().await.is_some() {}
@@ -691,7 +693,8 @@ impl LocalRuntime {
                 .unwrap_or_default()
         };
         self.publish();
-        for version in versions {
+        for mut version in versions {
+            version.checks = None;
             version.supervised.stop().await;
         }
         if let Some(isolation) = &self.isolation {

@@ -318,30 +318,39 @@ pub(crate) fn fallback_certificates(
     routes: Arc<preview_gateway::Routes>,
 ) -> preview_gateway::Fallback {
     const KEPT: usize = 512;
-    let made: Mutex<std::collections::HashMap<String, Arc<rustls::sign::CertifiedKey>>> =
-        Mutex::default();
+    /// Valid for a day, made again after half of it.
+    const VALID: Duration = Duration::from_secs(24 * 3600);
+    type Made = std::collections::HashMap<String, (Arc<rustls::sign::CertifiedKey>, SystemTime)>;
+    let made: Mutex<Made> = Mutex::default();
     Arc::new(move |name: &str| {
         let name = preview_gateway::normalize_host(name);
-        let name = if !name.is_empty() && routes.snapshot().covers_domain_of(&name) {
+        // Under a domain of more than one label only (or `localhost`): a custom apex domain must not make every
+        // name of its top-level domain one the CA signs.
+        let served_domain = name
+            .split_once('.')
+            .is_some_and(|(_, parent)| parent == "localhost" || parent.contains('.'));
+        let name = if served_domain && routes.snapshot().covers_domain_of(&name) {
             name
         } else {
             "no-environment.invalid".to_owned()
         };
-        let mut made = match made.lock() {
+        let lock = || match made.lock() {
             Ok(made) => made,
             Err(poisoned) => poisoned.into_inner(),
         };
-        if let Some(key) = made.get(&name) {
+        if let Some((key, at)) = lock().get(&name)
+            && at.elapsed().is_ok_and(|age| age < VALID / 2)
+        {
             return Some(Arc::clone(key));
         }
-        let issued = ca
-            .issue(std::slice::from_ref(&name), Duration::from_secs(24 * 3600))
-            .ok()?;
+        // Made outside the lock: other handshakes do not wait for it.
+        let issued = ca.issue(std::slice::from_ref(&name), VALID).ok()?;
         let key = Certificates::certified_key(&issued.chain_pem, issued.key_pem.expose()).ok()?;
+        let mut made = lock();
         if made.len() >= KEPT {
             made.clear();
         }
-        made.insert(name, Arc::clone(&key));
+        made.insert(name, (Arc::clone(&key), SystemTime::now()));
         Some(key)
     })
 }

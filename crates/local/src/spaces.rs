@@ -391,6 +391,7 @@ impl Isolation {
             firewall
                 .remove_interface(&link.host_interface)
                 .map_err(|e| e.to_string())?;
+            link.remove();
             Netns::delete(&link.namespace).map_err(|e| e.to_string())?;
         }
         Ok(())

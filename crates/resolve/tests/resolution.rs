@@ -102,6 +102,7 @@ fn resolve(given: &Given, environment: &str, service: &str, variable: &str) -> S
         }),
         based_on: environment.starts_with("pr-").then(|| "staging".to_owned()),
         source: None,
+        public_port: None,
         endpoints: given
             .endpoints
             .iter()

@@ -99,7 +99,16 @@ pub(crate) async fn describe(
     if head == source.commit
         && let Ok(status) = git(
             repository,
-            &["status", "--porcelain", "--untracked-files=normal"],
+            // Changes to tracked files only (a file nobody added is not part of the project yet); no optional
+            // lock, no file-system monitor: looking must not write to the user's repository.
+            &[
+                "-c",
+                "core.fsmonitor=false",
+                "--no-optional-locks",
+                "status",
+                "--porcelain",
+                "--untracked-files=no",
+            ],
         )
         .await
         && !status.is_empty()
@@ -129,4 +138,33 @@ pub(crate) async fn describe(
         _ => {}
     }
     serde_json::json!({ "commit": source.commit, "short": short, "subject": subject, "warnings": warnings })
+}
+
+/// What an environment follows after a deployment asked for `reference`: the reference itself when it names a
+/// branch or a tag (a later deployment builds its head), else the commit it resolved to (`HEAD~1` is pinned, not
+/// followed).
+pub(crate) async fn to_follow(
+    directory: Option<&str>,
+    reference: &str,
+    commit: Option<&str>,
+) -> String {
+    if let Some(directory) = directory {
+        for kind in ["refs/heads/", "refs/tags/", "refs/remotes/"] {
+            if git(
+                directory,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("{kind}{reference}"),
+                ],
+            )
+            .await
+            .is_ok_and(|found| !found.is_empty())
+            {
+                return reference.to_owned();
+            }
+        }
+    }
+    commit.unwrap_or(reference).to_owned()
 }

@@ -29,7 +29,10 @@ pub(crate) fn misplaced_service(entry: &Entry, sink: &mut Sink) -> bool {
         format!(
             "`{key}` is a key of a service, not a service: it is indented too little — indent it under the service it belongs to"
         )
-    } else if TOP_KEYS.contains(&key) && !looks_like_a_service(entry) {
+    } else if TOP_KEYS.contains(&key)
+        && !ENVIRONMENT_KEYS.contains(&key)
+        && !looks_like_a_service(entry)
+    {
         format!(
             "`{key}` is a top-level key, not a service: it is indented too much — move it to the start of its line"
         )
@@ -44,7 +47,9 @@ pub(crate) fn misplaced_service(entry: &Entry, sink: &mut Sink) -> bool {
 pub(crate) fn misplaced_environment(entry: &Entry, sink: &mut Sink) -> bool {
     let key = entry.key.as_str();
     let environment_like = match &entry.value.value {
-        Value::Map(entries) => entries.iter().all(|e| ENVIRONMENT_KEYS.contains(&e.key.as_str())),
+        Value::Map(entries) => entries
+            .iter()
+            .all(|e| ENVIRONMENT_KEYS.contains(&e.key.as_str())),
         _ => entry.value.is_null(),
     };
     let message = if ENVIRONMENT_KEYS.contains(&key) && !environment_like {
@@ -67,7 +72,8 @@ pub(crate) fn misplaced_in(key: &str, what: &str) -> Option<String> {
     if what == "a project spec" {
         return None;
     }
-    if TOP_KEYS.contains(&key) {
+    // Keys that also belong to lower levels (`variables`, `secrets`, …) say nothing about where they were meant.
+    if TOP_KEYS.contains(&key) && !ENVIRONMENT_KEYS.contains(&key) && !is_service_key(key) {
         return Some(format!(
             "`{key}` is a top-level key, not one of {what}: it is indented too much — move it to the start of its line"
         ));

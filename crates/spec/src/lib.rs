@@ -335,8 +335,10 @@ fn declared_services<'n>(node: Option<&'n Node>, sink: &mut Sink) -> BTreeMap<St
     };
     named_entries(node, "services", sink)
         .iter()
-        .filter(|entry| !levels::misplaced_service(entry, sink))
-        .filter(|entry| names::check_name(&entry.key, "service name", &key_node(entry), sink))
+        .filter(|entry| {
+            !levels::misplaced_service(entry, sink)
+                && names::check_name(&entry.key, "service name", &key_node(entry), sink)
+        })
         .map(|entry| (entry.key.clone(), &entry.value))
         .collect()
 }
@@ -359,10 +361,10 @@ fn declared_environments<'n>(fields: &Fields<'n>, sink: &mut Sink) -> BTreeMap<S
     }
     entries
         .iter()
-        .filter(|entry| !levels::misplaced_environment(entry, sink))
         .filter(|entry| {
             let at = key_node(entry);
-            names::check_name(&entry.key, "environment name", &at, sink)
+            !levels::misplaced_environment(entry, sink)
+                && names::check_name(&entry.key, "environment name", &at, sink)
                 && !is_reserved(&entry.key, &at, sink)
                 && Fields::open(
                     &entry.value,

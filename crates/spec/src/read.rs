@@ -49,7 +49,12 @@ impl<'n> Fields<'n> {
         for entry in entries {
             if !known.contains(&entry.key.as_str()) {
                 let suggestion = did_you_mean(&entry.key, known.iter().copied());
-                let message = if let Some(misplaced) = crate::levels::misplaced_in(&entry.key, what) {
+                // A near key of this level is the likelier meaning; a key of another level comes next.
+                let misplaced = suggestion
+                    .is_empty()
+                    .then(|| crate::levels::misplaced_in(&entry.key, what))
+                    .flatten();
+                let message = if let Some(misplaced) = misplaced {
                     misplaced
                 } else if suggestion.is_empty() {
                     format!(

@@ -990,12 +990,14 @@ fn a_service_key_indented_too_little_is_not_taken_for_a_service() {
 #[test]
 fn a_top_level_key_indented_too_much_is_said_so() {
     check(
-        &with_envs("project: p\nservices:\n  web:\n    run: x\n    previews:\n      blueprint: staging\n"),
+        &with_envs(
+            "project: p\nservices:\n  web:\n    run: x\n    previews:\n      blueprint: staging\n",
+        ),
         "5:5 services.web.previews: `previews` is a top-level key, not one of service `web` (an app; add `type: database` or `type: job` for other kinds): it is indented too much — move it to the start of its line",
     );
     check(
         "project: p\nservices:\n  web:\n    run: x\n  environments:\n    staging: {}\n",
-        "5:3 services.environments: `environments` is a top-level key, not a service: it is indented too much — move it to the start of its line",
+        "1:1: missing required key `environments` (at least one environment, e.g. `environments: { production: {}, staging: {} }`)\n5:3 services.environments: `environments` is a top-level key, not a service: it is indented too much — move it to the start of its line",
     );
 }
 
@@ -1019,4 +1021,16 @@ fn a_service_key_in_an_environment_says_where_it_goes() {
 fn a_service_named_like_a_key_is_still_a_service() {
     let spec = with_envs("project: p\nservices:\n  public:\n    run: ./serve\n");
     preview_spec::parse_spec("preview.yaml", &spec).expect("a service called `public` is fine");
+}
+
+#[test]
+fn a_near_key_of_this_level_wins_over_a_key_of_another_level() {
+    let errors = parse_spec(
+        "preview.yaml",
+        &with_envs("project: p\nservices:\n  web:\n    run: x\n    public: true\n    domain: [a.example.com]\n"),
+    )
+    .expect_err("invalid")
+    .to_string();
+    assert!(errors.contains("did you mean `domains`?"), "{errors}");
+    assert!(!errors.contains("indented too much"), "{errors}");
 }

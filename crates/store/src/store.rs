@@ -179,6 +179,7 @@ impl Store {
                 "DELETE FROM projects WHERE name = $1
                  AND NOT EXISTS (SELECT 1 FROM environments WHERE project = $1)
                  AND NOT EXISTS (SELECT 1 FROM leases WHERE project = $1)
+                 AND NOT EXISTS (SELECT 1 FROM attention WHERE project = $1)
                  AND NOT EXISTS (SELECT 1 FROM deployments WHERE project = $1 AND status IN ('running', 'rolling_back', 'failed'))",
                 vec![name.into()],
             )

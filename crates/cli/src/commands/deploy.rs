@@ -202,7 +202,13 @@ fn print_settings(settings: &Value) {
         .map(|(kind, names)| format!("{kind} {}", names.join(", ")))
         .collect::<Vec<_>>()
         .join("; ");
-    if settings["kept"] == true {
+    if let Some(clones) = settings["kept_for"].as_array() {
+        let names: Vec<&str> = clones.iter().filter_map(Value::as_str).collect();
+        println!(
+            "keeping what was set for it ({listed}): its clones ({}) read it too; delete them first to remove it",
+            names.join(", ")
+        );
+    } else if settings["kept"] == true {
         println!(
             "keeping what was set for it ({listed}): a new environment of the same name gets it"
         );

@@ -310,7 +310,12 @@ pub async fn url(context: &Context, name: &str, service: Option<&str>) -> Result
         .as_array()
         .into_iter()
         .flatten()
-        .filter_map(|r| Some((r["service"].as_str()?.to_owned(), r["url"].as_str()?.to_owned())))
+        .filter_map(|r| {
+            Some((
+                r["service"].as_str()?.to_owned(),
+                r["url"].as_str()?.to_owned(),
+            ))
+        })
         .collect();
     let services: Vec<&str> = {
         let mut names: Vec<&str> = urls.iter().map(|(s, _)| s.as_str()).collect();
@@ -324,7 +329,8 @@ pub async fn url(context: &Context, name: &str, service: Option<&str>) -> Result
                 format!(
                     "`{name}` has no URL for `{wanted}`{}",
                     if services.is_empty() {
-                        " (it has no public service: give one `public: true` in preview.yaml)".to_owned()
+                        " (it has no public service: give one `public: true` in preview.yaml)"
+                            .to_owned()
                     } else {
                         format!(" (public services: {})", services.join(", "))
                     }
@@ -336,7 +342,9 @@ pub async fn url(context: &Context, name: &str, service: Option<&str>) -> Result
             [] => {
                 return Err(Failure::coded(
                     "not_found",
-                    format!("`{name}` has no public service: give one `public: true` in preview.yaml"),
+                    format!(
+                        "`{name}` has no public service: give one `public: true` in preview.yaml"
+                    ),
                 ));
             }
             several => {

@@ -102,6 +102,10 @@ pub struct ServeArgs {
     /// a dead daemon's deployments after that.
     #[arg(long, default_value_t = 30, hide = true)]
     pub lease_ttl: u64,
+    /// Start the daemon in the background and return once it answers (its log goes to `daemon.log` in the data
+    /// directory).
+    #[arg(long)]
+    pub background: bool,
 }
 
 /// `preview serve`'s choice of certificate issuer.
@@ -124,7 +128,92 @@ pub struct IssuerFlags {
     pub acme_root: Option<PathBuf>,
 }
 
+/// `preview serve --background`: the same command without the flag, in a process group of its own with its output in
+/// `daemon.log`; returns once it has published its address (or says why it did not start).
+fn start_in_background(data_dir: &std::path::Path) -> Result<(), Failure> {
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
+    use std::os::unix::process::CommandExt;
+    std::fs::create_dir_all(data_dir).map_err(|e| {
+        Failure::invalid(format!(
+            "cannot create the data directory {}: {e}",
+            data_dir.display()
+        ))
+    })?;
+    let log_path = data_dir.join("daemon.log");
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&log_path)
+        .map_err(|e| Failure::invalid(format!("cannot open {}: {e}", log_path.display())))?;
+    let config = preview_server::client_config_path(data_dir);
+    let before = std::fs::metadata(&config).map(|m| m.ino()).ok();
+    let program = std::env::current_exe()
+        .map_err(|e| Failure::internal(format!("cannot find this program: {e}")))?;
+    let args: Vec<std::ffi::OsString> = std::env::args_os()
+        .skip(1)
+        .filter(|arg| arg != "--background")
+        .collect();
+    let mut child = std::process::Command::new(program)
+        .args(args)
+        .env("PREVIEW_HOME", data_dir)
+        .stdin(std::process::Stdio::null())
+        .stdout(
+            log.try_clone()
+                .map_err(|e| Failure::internal(e.to_string()))?,
+        )
+        .stderr(log)
+        // Not in the terminal's process group: Ctrl-C in the shell that started it does not stop it.
+        .process_group(0)
+        .spawn()
+        .map_err(|e| Failure::internal(format!("cannot start the daemon: {e}")))?;
+    let deadline = std::time::Instant::now() + Duration::from_secs(300);
+    loop {
+        let published = std::fs::metadata(&config).is_ok_and(|m| Some(m.ino()) != before);
+        if published
+            && let Ok(text) = std::fs::read(&config)
+            && let Ok(parsed) = serde_json::from_slice::<serde_json::Value>(&text)
+        {
+            println!(
+                "preview daemon started in the background (pid {}), API on {}; its log is {}; stop it with `kill {}`",
+                child.id(),
+                parsed["address"].as_str().unwrap_or("?"),
+                log_path.display(),
+                child.id()
+            );
+            return Ok(());
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            let log = std::fs::read_to_string(&log_path).unwrap_or_default();
+            let tail: Vec<&str> = log
+                .lines()
+                .rev()
+                .take(5)
+                .collect::<Vec<_>>()
+                .into_iter()
+                .rev()
+                .collect();
+            return Err(Failure::invalid(format!(
+                "the daemon did not start ({status}); the end of {}:\n{}",
+                log_path.display(),
+                tail.join("\n")
+            )));
+        }
+        if std::time::Instant::now() > deadline {
+            return Err(Failure::invalid(format!(
+                "the daemon (pid {}) did not answer within 5 minutes; see {}",
+                child.id(),
+                log_path.display()
+            )));
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 pub fn run(data_dir: PathBuf, args: ServeArgs) -> Result<(), Failure> {
+    if args.background {
+        return start_in_background(&data_dir);
+    }
     let listen: SocketAddr = args.listen.parse().map_err(|_| {
         Failure::invalid(format!(
             "--listen: `{}` is not an address; write IP:PORT, e.g. 127.0.0.1:7670",

@@ -85,6 +85,18 @@ async fn described(project: &ProjectRecord, desired: &Desired) -> Option<Value> 
     }
 }
 
+/// What the environment follows once a deployment asked for `reference` commits: a branch or tag by name, any
+/// other reference as the commit it resolved to.
+async fn follows_for(
+    project: &ProjectRecord,
+    reference: Option<String>,
+    desired: &Desired,
+) -> Option<String> {
+    let reference = reference?;
+    let commit = desired.source.as_ref().map(|s| s.commit.as_str());
+    Some(crate::source::to_follow(project.directory.as_deref(), &reference, commit).await)
+}
+
 /// Names a new environment's problems before anything else: a bad name is the request's fault, not the spec's.
 fn check_new_name(name: &str) -> Result<(), ApiError> {
     match preview_spec::name_problem(name) {
@@ -260,13 +272,14 @@ pub(crate) async fn create(
     )
     .await?;
     let source = described(&project, &desired).await;
+    let follows = follows_for(&project, body.commit, &desired).await;
     let request = request(
         &project,
         &body.name,
         Operation::Create,
         None,
         desired,
-        body.commit,
+        follows,
     );
     start(&state, request, source).await
 }
@@ -290,13 +303,14 @@ pub(crate) async fn clone(
     )
     .await?;
     let described = described(&project, &desired).await;
+    let follows = follows_for(&project, body.commit, &desired).await;
     let request = request(
         &project,
         &body.name,
         Operation::Clone,
         Some(source),
         desired,
-        body.commit,
+        follows,
     );
     start(&state, request, described).await
 }
@@ -318,15 +332,28 @@ pub(crate) async fn deploy(
         reference.as_deref(),
         Purpose::Deploy,
     )
-    .await?;
+    .await
+    .map_err(|error| match (&body.commit, &environment.follows, error) {
+        // What it follows is gone (a deleted branch): say so, and how to follow something else.
+        (None, Some(follows), ApiError::BadRequest(message)) if message.starts_with("commit:") => {
+            ApiError::BadRequest(format!(
+                "`{name}` follows `{follows}`, which {}; deploy it with `preview deploy {name} --commit REF` to follow another branch",
+                message
+                    .split_once(" is not a commit")
+                    .map_or("cannot be found".to_owned(), |_| "is no longer a commit of the repository".to_owned())
+            ))
+        }
+        (_, _, error) => error,
+    })?;
     let source = described(&project, &desired).await;
+    let follows = follows_for(&project, body.commit, &desired).await;
     let request = request(
         &project,
         &name,
         Operation::Update,
         environment.based_on,
         desired,
-        body.commit,
+        follows,
     );
     start(&state, request, source).await
 }
@@ -359,7 +386,17 @@ pub(crate) async fn delete(
         desired,
         None,
     );
-    request.keep_settings = query.keep_settings;
+    // Clones of it read what was set for it too: while one exists, that stays.
+    let clones: Vec<String> = state
+        .store
+        .environments(&project.name)
+        .await?
+        .into_iter()
+        .filter(|e| e.based_on.as_deref() == Some(name.as_str()))
+        .map(|e| e.name)
+        .collect();
+    let keep = query.keep_settings || !clones.is_empty();
+    request.keep_settings = keep;
     // What is scoped to the environment, and whether it goes with it: said before it happens.
     let scoped = |scope: &str| {
         scope == format!("environment:{name}") || scope.ends_with(&format!("@{name}"))
@@ -381,8 +418,10 @@ pub(crate) async fn delete(
         .map(|s| format!("{} ({})", s.name, s.scope))
         .collect();
     let (status, Json(mut answer)) = start(&state, request, None).await?;
-    answer["settings"] =
-        json!({ "variables": variables, "secrets": secrets, "kept": query.keep_settings });
+    answer["settings"] = json!({
+        "variables": variables, "secrets": secrets, "kept": keep,
+        "kept_for": (!query.keep_settings && !clones.is_empty()).then_some(clones),
+    });
     Ok((status, Json(answer)))
 }
 

@@ -90,7 +90,13 @@ pub(crate) async fn delete(
         .into_iter()
         .map(|e| e.name)
         .collect();
-    Err(ApiError::Conflict(if environments.is_empty() {
+    let attention = state.store.attention(&project.name).await?;
+    Err(ApiError::Conflict(if let Some(mark) = attention.first() {
+        format!(
+            "`{}` of project `{}` needs attention ({}); clean up what it lists, create and delete it again, then delete the project",
+            mark.environment, project.name, mark.note
+        )
+    } else if environments.is_empty() {
         format!(
             "a deployment of project `{}` has not finished; wait for it (or abandon it) and try again",
             project.name

@@ -112,6 +112,7 @@ pub(crate) fn service_urls(
         .filter(|r| r.kind == preview_plan::ResourceKind::Route)
         .flat_map(|r| {
             let service = r.content["service"].as_str().unwrap_or_default().to_owned();
+            let port = port.clone();
             r.content["hostnames"]
                 .as_array()
                 .cloned()

@@ -330,12 +330,10 @@ async fn source_values(
             .services
             .values()
             .flat_map(|service| {
-                service.variables.values().map(|v| {
-                    (
-                        (service.name.clone(), v.name.clone()),
-                        v.value.redacted(),
-                    )
-                })
+                service
+                    .variables
+                    .values()
+                    .map(|v| ((service.name.clone(), v.name.clone()), v.value.redacted()))
             })
             .collect(),
     )
