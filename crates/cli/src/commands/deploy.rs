@@ -174,11 +174,17 @@ impl Spinner {
 /// `, building 1a2b3c4d5e6f "Fix the login form"` for a deployment with a source commit.
 pub fn commit_phrase(source: &Value) -> String {
     match source["short"].as_str() {
-        Some(short) => format!(
-            ", building {short} {:?}",
-            source["subject"].as_str().unwrap_or_default()
-        ),
+        Some(short) => format!(", building {short} {:?}", subject(source)),
         None => String::new(),
+    }
+}
+
+/// A commit's subject as a line shows it: cut to 60 characters.
+pub fn subject(source: &Value) -> String {
+    let subject = source["subject"].as_str().unwrap_or_default();
+    match subject.char_indices().nth(60) {
+        Some((cut, _)) => format!("{}…", &subject[..cut]),
+        None => subject.to_owned(),
     }
 }
 

@@ -158,7 +158,10 @@ pub async fn plan(context: &Context, name: &str, commit: Option<&str>) -> Result
         OutputFormat::Json => println!("{answer}"),
         OutputFormat::Text => {
             if let Some(short) = answer["source"]["short"].as_str() {
-                println!("at commit {short} {:?}", text(&answer["source"]["subject"]));
+                println!(
+                    "at commit {short} {:?}",
+                    crate::commands::deploy::subject(&answer["source"])
+                );
             }
             print!("{}", text(&answer["text"]));
         }

@@ -507,21 +507,20 @@ pub fn ok(output: Output) -> String {
 
 /// Where the daemon on `data` serves plain HTTP through its gateway, from its client config.
 pub fn gateway_http(data: &Path) -> String {
-    let config: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(data.join("client.json")).expect("client.json"))
-            .expect("json");
-    config["gateway_http"]
-        .as_str()
-        .expect("the daemon publishes its gateway")
-        .to_owned()
+    gateway_address(data, "gateway_http")
 }
 
 /// Where the daemon on `data` serves HTTPS through its gateway, from its client config.
 pub fn gateway_https(data: &Path) -> String {
+    gateway_address(data, "gateway_https")
+}
+
+/// A gateway address (`gateway_http`, `gateway_https`) the daemon on `data` published in its client config.
+fn gateway_address(data: &Path, key: &str) -> String {
     let config: serde_json::Value =
         serde_json::from_slice(&std::fs::read(data.join("client.json")).expect("client.json"))
             .expect("json");
-    config["gateway_https"]
+    config[key]
         .as_str()
         .expect("the daemon publishes its gateway")
         .to_owned()
