@@ -47,8 +47,24 @@ fn program(name: &str) -> PathBuf {
 }
 
 impl Pebble {
-    /// Starts Pebble validating HTTP-01 on `http_port` of 127.0.0.1.
+    /// Starts Pebble validating HTTP-01 on `http_port` of 127.0.0.1. The ports it listens on are found free and
+    /// released before it binds them, so a test running beside this one may take one meanwhile: then it is
+    /// started again on others.
     fn start(dir: &Path, http_port: u16) -> Pebble {
+        for _ in 0..3 {
+            if let Some(pebble) = Pebble::try_start(dir, http_port) {
+                return pebble;
+            }
+        }
+        panic!(
+            "Pebble did not start: {}",
+            std::fs::read_to_string(dir.join("pebble.log")).unwrap_or_default()
+        );
+    }
+
+    /// One try: `None` when Pebble or its DNS server ended, or Pebble's directory is not served with Pebble's own
+    /// certificate (another process has the port).
+    fn try_start(dir: &Path, http_port: u16) -> Option<Pebble> {
         // Pebble's API is HTTPS: a certificate for localhost from a CA of the test's own.
         let ca = LocalCa::load_or_create(&dir.join("api-ca")).expect("CA for Pebble's API");
         let issued = ca
@@ -97,24 +113,35 @@ impl Pebble {
             .stderr(log("pebble.err"))
             .spawn()
             .expect("start pebble");
-        let started = Pebble {
+        let mut started = Pebble {
             children: vec![dns_server, pebble],
             directory: format!("https://localhost:{api}/dir"),
             management,
             api_root,
         };
-        for port in [api, dns_management] {
-            let up = (0..200).any(|_| {
+        let dns_up = (0..200).any(|_| {
+            std::thread::sleep(Duration::from_millis(50));
+            std::net::TcpStream::connect(("127.0.0.1", dns_management)).is_ok()
+        });
+        let serving = dns_up
+            && (0..200).any(|_| {
                 std::thread::sleep(Duration::from_millis(50));
-                std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+                if started
+                    .children
+                    .iter_mut()
+                    .any(|child| child.try_wait().ok().flatten().is_some())
+                {
+                    return false;
+                }
+                Command::new("curl")
+                    .args(["-sSf", "-o", "/dev/null", "--max-time", "2", "--cacert"])
+                    .arg(&started.api_root)
+                    .arg(&started.directory)
+                    .status()
+                    .is_ok_and(|s| s.success())
             });
-            assert!(
-                up,
-                "Pebble did not start: {}",
-                std::fs::read_to_string(dir.join("pebble.log")).unwrap_or_default()
-            );
-        }
-        started
+        // Dropped when it did not come up: its processes are stopped.
+        serving.then_some(started)
     }
 
     /// The root Pebble issues under, PEM (a new one every time Pebble starts).
