@@ -140,7 +140,7 @@ fn a_job_that_times_out_is_killed_and_never_runs_again() {
     assert_eq!(ended["deployment"]["status"], "failed", "{ended}");
     let step = ended["steps"]
         .as_array()
-        .and_then(|steps| steps.iter().find(|s| s["resource"] == "job/work"))
+        .and_then(|steps| steps.iter().find(|s| s["resource"] == "job/tidy"))
         .and_then(|s| s["index"].as_i64())
         .expect("the job's step")
         - 1;
@@ -157,7 +157,7 @@ fn a_job_that_times_out_is_killed_and_never_runs_again() {
         Vec::<u32>::new(),
         "no run of the job is left once its deployment has ended"
     );
-    let starts = data.join("local/environments/chores/staging/home/work/starts");
+    let starts = data.join("local/environments/chores/staging/home/tidy/starts");
     let started = || {
         std::fs::read_to_string(&starts)
             .expect("the job's notes")
