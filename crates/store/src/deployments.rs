@@ -187,11 +187,7 @@ impl Store {
             ],
         )
         .must_change();
-        match self.driver.transaction(vec![renew]).await {
-            Ok(()) => Ok(true),
-            Err(DriverError::Unchanged(_)) => Ok(false),
-            Err(error) => Err(error.into()),
-        }
+        self.changed(vec![renew]).await
     }
 
     /// Who holds the deployment's lease, if it has one.
@@ -575,11 +571,7 @@ impl Store {
                 ],
             ),
         ];
-        match self.driver.transaction(batch).await {
-            Ok(()) => Ok(true),
-            Err(DriverError::Unchanged(_)) => Ok(false),
-            Err(error) => Err(error.into()),
-        }
+        self.changed(batch).await
     }
 
     pub async fn deployment(&self, id: &str) -> Result<Option<DeploymentRecord>> {

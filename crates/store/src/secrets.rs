@@ -63,11 +63,7 @@ impl Store {
     async fn delete_one(&self, sql: &str, project: &str, scope: &str, name: &str) -> Result<bool> {
         let delete =
             Statement::new(sql, vec![project.into(), scope.into(), name.into()]).must_change();
-        match self.driver.transaction(vec![delete]).await {
-            Ok(()) => Ok(true),
-            Err(DriverError::Unchanged(_)) => Ok(false),
-            Err(error) => Err(error.into()),
-        }
+        self.changed(vec![delete]).await
     }
 
     // ------------------------------------------------------------------ secrets
@@ -186,11 +182,7 @@ impl Store {
                 slot(),
             ),
         ];
-        match self.driver.transaction(batch).await {
-            Ok(()) => Ok(true),
-            Err(DriverError::Unchanged(_)) => Ok(false),
-            Err(error) => Err(error.into()),
-        }
+        self.changed(batch).await
     }
 
     /// The project's secrets (every project's with `None`) as they are now.

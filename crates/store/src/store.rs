@@ -113,6 +113,15 @@ impl Store {
     }
 
     /// `sql` with `{now}` replaced by the store's clock.
+    /// Runs `batch`; `false` when a `must_change` statement changed nothing (so nothing was written).
+    pub(crate) async fn changed(&self, batch: Vec<Statement>) -> Result<bool> {
+        match self.driver.transaction(batch).await {
+            Ok(()) => Ok(true),
+            Err(DriverError::Unchanged(_)) => Ok(false),
+            Err(error) => Err(error.into()),
+        }
+    }
+
     pub(crate) fn sql(&self, sql: &str) -> String {
         sql.replace("{now}", self.driver.now_sql())
     }
@@ -196,11 +205,7 @@ impl Store {
             of("revisions"),
             of("resources"),
         ];
-        match self.driver.transaction(batch).await {
-            Ok(()) => Ok(true),
-            Err(DriverError::Unchanged(_)) => Ok(false),
-            Err(error) => Err(error.into()),
-        }
+        self.changed(batch).await
     }
 
     // ------------------------------------------------------------------ daemons
@@ -244,21 +249,14 @@ impl Store {
     /// The daemon `id` at `home` still runs; `false` if the name is no longer its own (a daemon elsewhere took
     /// it after this one went unseen too long).
     pub async fn daemon_seen(&self, id: &str, home: &str) -> Result<bool> {
-        match self
-            .driver
-            .transaction(vec![
-                Statement::new(
-                    &self.sql("UPDATE daemons SET seen_at = {now} WHERE id = $1 AND home = $2"),
-                    vec![id.into(), home.into()],
-                )
-                .must_change(),
-            ])
-            .await
-        {
-            Ok(()) => Ok(true),
-            Err(DriverError::Unchanged(_)) => Ok(false),
-            Err(error) => Err(error.into()),
-        }
+        self.changed(vec![
+            Statement::new(
+                &self.sql("UPDATE daemons SET seen_at = {now} WHERE id = $1 AND home = $2"),
+                vec![id.into(), home.into()],
+            )
+            .must_change(),
+        ])
+        .await
     }
 
     /// The daemon `id` at `home` stopped: its name is free at once.
