@@ -13,38 +13,6 @@ use preview_testing::TempDir;
 /// (the hard limit): few enough that 10,000 connections would take them all.
 const OPEN_FILES: (u64, u64) = (1024, 4096);
 
-/// How many connections to `port` the daemon `pid` accepted: established, with a socket among its descriptors
-/// (those still waiting in the listen backlog have none, and other processes' sockets are not counted).
-fn accepted_connections(pid: u32, port: u16) -> usize {
-    let inodes: std::collections::BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .expect("the daemon's descriptors")
-        .flatten()
-        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
-        .filter_map(|target| {
-            let target = target.to_string_lossy().into_owned();
-            Some(
-                target
-                    .strip_prefix("socket:[")?
-                    .strip_suffix(']')?
-                    .to_owned(),
-            )
-        })
-        .collect();
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local_port = fields[1]
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            local_port == Some(port) && fields[3] == "01" && inodes.contains(fields[9])
-        })
-        .count()
-}
-
 fn open_descriptors(pid: u32) -> usize {
     std::fs::read_dir(format!("/proc/{pid}/fd"))
         .expect("the daemon's descriptors")
@@ -96,7 +64,7 @@ fn a_flood_of_connections_takes_neither_the_daemons_descriptors_nor_its_api() {
 
     // The gateway took its share of the descriptors the daemon raised its limit to, no more: a quarter, one per
     // client connection and one for the app behind each. (A share of the limit it started with would be 256.)
-    let accepted = accepted_connections(daemon.pid(), gateway.port());
+    let accepted = preview_testing::accepted_connections(daemon.pid(), gateway.port());
     // Give or take a few being handed over or let go while the tables are read.
     let share = (OPEN_FILES.1 / 4) as usize;
     assert!(

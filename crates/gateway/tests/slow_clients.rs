@@ -347,24 +347,6 @@ async fn a_backend_gets_so_many_requests_at_once_however_many_streams_ask() {
     );
 }
 
-/// How many connections to `port` on this machine were accepted: established, with a socket (an inode) of their
-/// own; those still waiting in the listen backlog have none.
-fn accepted_connections(port: u16) -> usize {
-    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
-    table
-        .lines()
-        .skip(1)
-        .filter(|line| {
-            let fields: Vec<&str> = line.split_whitespace().collect();
-            let local_port = fields[1]
-                .rsplit(':')
-                .next()
-                .and_then(|p| u16::from_str_radix(p, 16).ok());
-            local_port == Some(port) && fields[3] == "01" && fields[9] != "0"
-        })
-        .count()
-}
-
 #[tokio::test]
 async fn the_gateway_serves_so_many_connections_at_once() {
     let routes = routes_of(vec![(
@@ -380,7 +362,7 @@ async fn the_gateway_serves_so_many_connections_at_once() {
     }
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert_eq!(
-        accepted_connections(gateway.port()),
+        preview_testing::accepted_connections(std::process::id(), gateway.port()),
         8,
         "connections the gateway took"
     );

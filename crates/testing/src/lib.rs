@@ -233,3 +233,35 @@ fn run(command: &mut Command) {
         );
     }
 }
+
+/// How many connections to `port` the process `pid` accepted: established, with a socket among its descriptors
+/// (those still waiting in the listen backlog have none, and other processes' sockets are not counted).
+pub fn accepted_connections(pid: u32, port: u16) -> usize {
+    let inodes: std::collections::BTreeSet<String> = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .expect("the process's descriptors")
+        .flatten()
+        .filter_map(|entry| std::fs::read_link(entry.path()).ok())
+        .filter_map(|target| {
+            let target = target.to_string_lossy().into_owned();
+            Some(
+                target
+                    .strip_prefix("socket:[")?
+                    .strip_suffix(']')?
+                    .to_owned(),
+            )
+        })
+        .collect();
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    table
+        .lines()
+        .skip(1)
+        .filter(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let local_port = fields[1]
+                .rsplit(':')
+                .next()
+                .and_then(|p| u16::from_str_radix(p, 16).ok());
+            local_port == Some(port) && fields[3] == "01" && inodes.contains(fields[9])
+        })
+        .count()
+}
