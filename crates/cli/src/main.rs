@@ -115,6 +115,11 @@ enum Command {
         #[arg(long, short = 'f')]
         follow: bool,
     },
+    /// An environment's databases: list them, or open `psql` on one.
+    Db {
+        #[command(subcommand)]
+        action: DbAction,
+    },
     /// The local certificate authority behind the gateway's certificates.
     Ca {
         #[command(subcommand)]
@@ -267,6 +272,23 @@ enum EnvAction {
         #[arg(long)]
         keep_settings: bool,
     },
+}
+
+#[derive(Subcommand)]
+enum DbAction {
+    /// ENV's databases: their names on the server, engine, version and where their data came from.
+    List { env: String },
+    /// Open `psql` on ENV's database SERVICE as its own role (the password in psql's environment, never its
+    /// arguments); ARGS after `--` go to psql, e.g. `-- -c 'SELECT count(*) FROM orders'`.
+    Psql {
+        env: String,
+        service: String,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
+    /// Build the golden snapshot ENV's database SERVICE was copied from again, from its source's data as it is
+    /// now; environments already made keep their data, the next ones are made from the new snapshot.
+    Refresh { env: String, service: String },
 }
 
 #[derive(Subcommand)]
@@ -433,6 +455,15 @@ fn client_command(
                 service,
                 follow,
             } => commands::logs::run(&context, &env, &service, follow).await,
+            Command::Db { action } => match action {
+                DbAction::List { env } => commands::databases::list(&context, &env).await,
+                DbAction::Psql { env, service, args } => {
+                    commands::databases::psql(&context, &env, &service, &args).await
+                }
+                DbAction::Refresh { env, service } => {
+                    commands::databases::refresh(&context, &env, &service).await
+                }
+            },
             Command::Url { env, service } => {
                 commands::environments::url(&context, &env, service.as_deref()).await
             }

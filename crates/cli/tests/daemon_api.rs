@@ -283,7 +283,7 @@ fn bad_requests_get_a_clear_4xx_and_change_nothing() {
             None,
             b"",
             404,
-            "has no app or job `nobody`",
+            "has no app, job or database `nobody`",
         ),
     ];
     for (method, path, token, content_type, body, status, message) in cases {

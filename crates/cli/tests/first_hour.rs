@@ -222,7 +222,7 @@ fn errors_name_the_right_thing() {
     let out = daemon.cli(&["logs", "staging", "nosuch"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        stderr(&out).contains("has no app or job `nosuch` (it has: web)"),
+        stderr(&out).contains("has no app, job or database `nosuch` (it has: web)"),
         "{}",
         stderr(&out)
     );

@@ -156,6 +156,30 @@ pub trait Runtime: Send + Sync {
         )))
     }
 
+    /// How a person logs in to the environment's database `service` from the daemon's machine, for `preview db
+    /// psql`: the address, the database's own login and its password.
+    async fn database_login(
+        &self,
+        _env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<DatabaseLogin, RuntimeError> {
+        Err(RuntimeError::new(format!(
+            "this runtime offers no login to `{service}`"
+        )))
+    }
+
+    /// Builds the golden snapshot the environment's database `service` is copied from again, from its source's
+    /// data as it is now, for `preview db refresh`; what was done, line by line.
+    async fn refresh_database_snapshot(
+        &self,
+        _env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<Vec<String>, RuntimeError> {
+        Err(RuntimeError::new(format!(
+            "this runtime keeps no snapshot of `{service}`"
+        )))
+    }
+
     /// Returns once nothing that a step for the environment started is still running after the step was
     /// abandoned (cancelled, timed out, or its daemon stopped acting): the engine calls it before it undoes the
     /// step, so that an undo never races a process the step left.
@@ -185,6 +209,16 @@ pub struct ServiceStatus {
     pub last_exit: Option<String>,
     /// Where it listens, e.g. `127.0.0.1:20016`.
     pub address: Option<String>,
+}
+
+/// A login to an environment's database.
+#[derive(Debug, Clone)]
+pub struct DatabaseLogin {
+    pub host: String,
+    pub port: u16,
+    pub user: String,
+    pub database: String,
+    pub password: preview_secrets::Secret,
 }
 
 /// One way an environment is kept apart from the others, as a runtime enforces it.

@@ -31,6 +31,17 @@ impl ServicePort {
         network: Option<Arc<Netns>>,
         permits: Arc<Semaphore>,
     ) -> std::io::Result<ServicePort> {
+        ServicePort::bind_reaching(port, network.clone(), network, permits)
+    }
+
+    /// Like [`ServicePort::bind`], listening in `network` and connecting from `reach`: a database's service port
+    /// is in its environment's network and its server on the host's loopback.
+    pub(crate) fn bind_reaching(
+        port: u16,
+        network: Option<Arc<Netns>>,
+        reach: Option<Arc<Netns>>,
+        permits: Arc<Semaphore>,
+    ) -> std::io::Result<ServicePort> {
         let address = SocketAddr::from(([127, 0, 0, 1], port));
         let listener = match &network {
             Some(network) => network.listen(address)?,
@@ -39,7 +50,7 @@ impl ServicePort {
         listener.set_nonblocking(true)?;
         let listener = TcpListener::from_std(listener)?;
         let target = Arc::new(RwLock::new(None));
-        let task = tokio::spawn(accept(listener, Arc::clone(&target), network, permits));
+        let task = tokio::spawn(accept(listener, Arc::clone(&target), reach, permits));
         Ok(ServicePort { target, task })
     }
 

@@ -21,6 +21,8 @@
 mod accounts;
 mod apps;
 mod builds;
+mod database_servers;
+mod databases;
 mod forward;
 mod health;
 mod layout;

@@ -87,6 +87,38 @@ impl EnvironmentDir {
         write_atomically(&self.record_path(&record.id), &bytes)
     }
 
+    fn intent_path(&self, id: &str) -> PathBuf {
+        self.path
+            .join("intents")
+            .join(format!("{}.json", id.replace('/', "~")))
+    }
+
+    /// What a step is about to make, written before it makes anything that outlives the daemon (a database):
+    /// removing the resource then finds it even when the step never finished.
+    pub(crate) fn write_intent(&self, id: &str, content: &serde_json::Value) -> Result<(), String> {
+        let bytes = serde_json::to_vec(content).map_err(|e| e.to_string())?;
+        write_atomically(&self.intent_path(id), &bytes)
+    }
+
+    pub(crate) fn read_intent(&self, id: &str) -> Result<Option<serde_json::Value>, String> {
+        let path = self.intent_path(id);
+        match std::fs::read(&path) {
+            Ok(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| format!("{} is damaged: {e}", path.display())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
+        }
+    }
+
+    pub(crate) fn remove_intent(&self, id: &str) -> Result<(), String> {
+        match std::fs::remove_file(self.intent_path(id)) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(format!("cannot remove the intent of {id}: {e}")),
+        }
+    }
+
     pub(crate) fn remove(&self, id: &str) -> Result<(), String> {
         let path = self.record_path(id);
         match std::fs::remove_file(&path) {

@@ -153,6 +153,8 @@ pub struct LocalRuntime {
     pub(crate) state: Mutex<BTreeMap<(String, String), EnvironmentState>>,
     /// What abandoned steps left, until it is gone (`settle`).
     pub(crate) leftovers: Leftovers,
+    /// The PostgreSQL servers it runs.
+    pub(crate) databases: crate::database_servers::DatabaseServers,
 }
 
 impl LocalRuntime {
@@ -222,6 +224,7 @@ impl LocalRuntime {
             marker,
             state: Mutex::new(BTreeMap::new()),
             leftovers: Leftovers::default(),
+            databases: crate::database_servers::DatabaseServers::default(),
         });
         runtime.restore(log).await;
         Ok(runtime)
@@ -275,6 +278,19 @@ impl LocalRuntime {
                     "cannot give `{environment}` its space again: {error}"
                 ));
                 continue;
+            }
+            // Databases first: apps connect to them as they start.
+            for record in records.iter().filter(|r| r.kind == ResourceKind::Database) {
+                match self
+                    .restore_database(&env, &record.id, &record.content)
+                    .await
+                {
+                    Ok(()) => log(&format!("serving {} of `{environment}` again", record.id)),
+                    Err(error) => log(&format!(
+                        "cannot serve {} of `{environment}` again: {error}",
+                        record.id
+                    )),
+                }
             }
             for record in records {
                 match record.kind {
@@ -466,10 +482,7 @@ impl Runtime for LocalRuntime {
         match resource.kind {
             ResourceKind::Space => self.apply_space(env, resource),
             ResourceKind::Secrets => self.record(env, resource),
-            ResourceKind::Database => Err(RuntimeError::new(format!(
-                "{}: database resources are not supported by this runtime yet; the local runtime does not manage PostgreSQL servers yet, so deploy this environment without its databases",
-                resource.id
-            ))),
+            ResourceKind::Database => self.apply_database(env, resource, log).await,
             ResourceKind::Build => self.apply_build(env, resource, log).await,
             ResourceKind::Job => self.apply_job(env, resource, log).await,
             ResourceKind::App => self.apply_app(env, resource, log).await,
@@ -490,10 +503,8 @@ impl Runtime for LocalRuntime {
             ResourceKind::App => self.remove_app(env, id, log).await,
             ResourceKind::Certificate => self.remove_certificate(env, id),
             ResourceKind::Route => self.remove_route(env, id),
-            ResourceKind::Secrets
-            | ResourceKind::Database
-            | ResourceKind::Build
-            | ResourceKind::Job => self.forget(env, id),
+            ResourceKind::Database => self.remove_database(env, id, log).await,
+            ResourceKind::Secrets | ResourceKind::Build | ResourceKind::Job => self.forget(env, id),
         }
     }
 
@@ -570,8 +581,31 @@ impl Runtime for LocalRuntime {
         service: &str,
         from: u64,
     ) -> Result<LogChunk, RuntimeError> {
-        crate::apps::read_log(&self.dir_of(env).log_path(service), service, from)
-            .map_err(RuntimeError::new)
+        let id = format!("database/{service}");
+        let path = match self.dir_of(env).read(&id).ok().flatten() {
+            Some(record) => {
+                let content = crate::databases::DatabaseContent::parse(&id, &record.content)?;
+                self.server_log(&content.server_key(env, service))
+            }
+            None => self.dir_of(env).log_path(service),
+        };
+        crate::apps::read_log(&path, service, from).map_err(RuntimeError::new)
+    }
+
+    async fn database_login(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<preview_deploy::DatabaseLogin, RuntimeError> {
+        self.login(env, service).await
+    }
+
+    async fn refresh_database_snapshot(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<Vec<String>, RuntimeError> {
+        self.refresh_snapshot(env, service).await
     }
 
     /// What an abandoned step started was killed when the step was dropped; this waits until none of it is left
@@ -601,6 +635,7 @@ impl Runtime for LocalRuntime {
             stops.spawn(async move { version.supervised.stop().await });
         }
         while stops.join_next().await.is_some() {}
+        self.stop_servers().await;
         self.leftovers.settle_all().await;
         // Networks and cgroups are made again from the records at the next start: none is left meanwhile.
         if let Some(isolation) = &self.isolation {

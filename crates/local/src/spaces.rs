@@ -556,6 +556,28 @@ impl Isolation {
         ))
     }
 
+    /// The sandbox of a database server run by `uid`: the host's network (it listens on the host's loopback), its
+    /// own directory `root` at `inside` and the system directories, nothing of the daemon's or of environments'.
+    pub(crate) fn server_sandbox(&self, uid: u32, root: &Path, inside: &Path) -> Sandbox {
+        Sandbox {
+            uid,
+            gid: uid,
+            netns: None,
+            cgroup: None,
+            root: self.config.sandbox_root.clone(),
+            system: self.system.clone(),
+            binds: vec![Bind {
+                source: root.to_path_buf(),
+                target: inside.to_path_buf(),
+                writable: true,
+            }],
+            workdir: inside.to_path_buf(),
+            // The directories the sandbox makes for its mounts must stay passable; PostgreSQL makes its own files
+            // private whatever the mask.
+            umask: 0o022,
+        }
+    }
+
     /// Each tool directory on the host, and where builds see it.
     pub(crate) fn tools(&self) -> Vec<(PathBuf, PathBuf)> {
         self.config

@@ -165,16 +165,16 @@ async fn what_the_runtime_cannot_do_is_refused_with_the_reason() {
         "database/db",
         ResourceKind::Database,
         vec!["space".into()],
-        json!({ "engine": "postgres" }),
+        json!({ "engine": "mysql", "version": 8 }),
     );
     let error = runtime
         .apply(&staging(), &database, &StepLog::default())
         .await
-        .expect_err("databases are refused");
+        .expect_err("other engines are refused");
     assert!(
         error
             .message
-            .contains("database/db: database resources are not supported by this runtime yet"),
+            .contains("database/db: engine `mysql` is not supported by the local runtime"),
         "{error}"
     );
     let app = Resource::new(

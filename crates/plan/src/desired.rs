@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use preview_resolve::{Part, ResolvedEnvironment, ResolvedService, SecretRef};
+use preview_resolve::{Part, ResolvedEnvironment, ResolvedService, SecretRef, database_identity};
 use preview_spec::{Access, ClonePolicy, SeedSource, ServiceKind};
 use serde_json::json;
 
@@ -92,6 +92,7 @@ pub fn secret_versions_of(resource: &Resource) -> Vec<(String, String)> {
     for credential in [
         &content["access"]["token"],
         &content["access"]["basic_auth"]["password"],
+        &content["masking"]["key"],
     ] {
         if let (Some(name), Some(version)) =
             (credential["name"].as_str(), credential["version"].as_str())
@@ -220,8 +221,24 @@ fn service_resource(
             "engine": database.engine,
             "version": database.version,
             "mode": database.mode,
-            "clone": clone_policy(&database.clone),
-            "masking": database.masking.as_ref().map(|m| json!({ "key": m.key_secret, "tables": m.tables })),
+            "isolation": environment.isolation,
+            // The database's and its login role's name on the server.
+            "name": database_identity(&environment.project, &environment.name, &service.name),
+            "clone": clone_policy(environment, &service.name, &database.clone),
+            "masking": database.masking.as_ref().map(|m| json!({
+                "key": m.key_secret.as_ref().map(|name| {
+                    let name = format!("project/{name}");
+                    let version = versions.get(&name).cloned().unwrap_or_else(|| "unset".to_owned());
+                    json!({ "name": name, "version": version })
+                }),
+                "tables": m.tables,
+            })),
+            // Where a seed file is read from: the deployed commit (a new commit changes nothing else: the data of
+            // a database that exists is kept).
+            "source": match &database.clone {
+                ClonePolicy::Seed { source: SeedSource::File { .. } } => source.clone(),
+                _ => None,
+            },
         }),
         ServiceKind::Job(job) => json!({
             "hook": job.hook,
@@ -279,8 +296,14 @@ fn build(environment: &ResolvedEnvironment, service: &ResolvedService) -> Option
     ))
 }
 
-/// The clone policy without its place in the spec file: moving a line must not look like a change.
-fn clone_policy(policy: &ClonePolicy) -> serde_json::Value {
+/// The clone policy without its place in the spec file: moving a line must not look like a change. A copy names
+/// the source environment's database as the server knows it.
+fn clone_policy(
+    environment: &ResolvedEnvironment,
+    database: &str,
+    policy: &ClonePolicy,
+) -> serde_json::Value {
+    let source = |from: &str| database_identity(&environment.project, from, database);
     match policy {
         ClonePolicy::Empty => json!({ "policy": "empty" }),
         ClonePolicy::Seed {
@@ -289,8 +312,12 @@ fn clone_policy(policy: &ClonePolicy) -> serde_json::Value {
         ClonePolicy::Seed {
             source: SeedSource::Job(job),
         } => json!({ "policy": "seed", "job": job }),
-        ClonePolicy::Clone { from } => json!({ "policy": "clone", "from": from }),
-        ClonePolicy::Masked { from } => json!({ "policy": "masked", "from": from }),
+        ClonePolicy::Clone { from } => {
+            json!({ "policy": "clone", "from": from, "source": source(from) })
+        }
+        ClonePolicy::Masked { from } => {
+            json!({ "policy": "masked", "from": from, "source": source(from) })
+        }
     }
 }
 

@@ -98,6 +98,18 @@ pub(crate) fn router(state: SharedState) -> Router {
             "/v1/projects/{project}/environments/{environment}/services/{service}/logs",
             get(runtime::logs),
         )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/databases",
+            get(runtime::databases),
+        )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/databases/{service}/login",
+            post(runtime::database_login),
+        )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/databases/{service}/refresh",
+            post(runtime::refresh_database),
+        )
         .route("/v1/gateway", get(runtime::gateway))
         .route("/v1/ca", get(runtime::ca))
         .route("/v1/secrets/rotate-key", post(variables::rotate_key))

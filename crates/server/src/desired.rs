@@ -98,7 +98,7 @@ pub(crate) async fn resolve(
     })
 }
 
-/// Where the runtime has the environment's apps listen, for their addresses in other apps' variables.
+/// Where the runtime has the environment's apps and databases listen, for their addresses in other apps' variables.
 async fn endpoints(
     state: &SharedState,
     project: &ProjectRecord,
@@ -107,7 +107,11 @@ async fn endpoints(
     let apps: Vec<String> = environment
         .services
         .values()
-        .filter(|s| matches!(&s.kind, ServiceKind::App(app) if !app.ports.is_empty()))
+        .filter(|s| match &s.kind {
+            ServiceKind::App(app) => !app.ports.is_empty(),
+            ServiceKind::Database(_) => true,
+            ServiceKind::Job(_) => false,
+        })
         .map(|s| s.name.clone())
         .collect();
     let address = EnvironmentAddress {
@@ -177,6 +181,21 @@ pub(crate) async fn desired_for(
             missing.push(format!(
                 "`{secret}` (protects the preview's URLs; set it with `preview secret set {secret} --scope project`)"
             ));
+        }
+        for service in resolved.services.values() {
+            if let ServiceKind::Database(database) = &service.kind
+                && matches!(database.clone, preview_spec::ClonePolicy::Masked { .. })
+                && let Some(key) = database
+                    .masking
+                    .as_ref()
+                    .and_then(|m| m.key_secret.as_ref())
+                && !versions.contains_key(&format!("project/{key}"))
+            {
+                missing.push(format!(
+                    "`{key}` (keys the masking of `{}`; set it with `preview secret set {key} --scope project`)",
+                    service.name
+                ));
+            }
         }
         missing.sort();
         missing.dedup();

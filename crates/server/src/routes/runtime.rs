@@ -35,7 +35,7 @@ pub(crate) async fn logs(
             project.name
         )));
     }
-    // Only a service of this environment that runs (an app or a job) has a log.
+    // Only a service of this environment that runs (an app, a job, a database's server) has a log.
     let recorded = state
         .store
         .recorded_state(&project.name, &environment)
@@ -45,14 +45,16 @@ pub(crate) async fn logs(
         .filter(|r| {
             matches!(
                 r.kind,
-                preview_plan::ResourceKind::App | preview_plan::ResourceKind::Job
+                preview_plan::ResourceKind::App
+                    | preview_plan::ResourceKind::Job
+                    | preview_plan::ResourceKind::Database
             )
         })
         .filter_map(|r| r.id.split_once('/').map(|(_, name)| name))
         .collect();
     if !services.contains(&service.as_str()) {
         return Err(ApiError::NotFound(format!(
-            "environment `{environment}` has no app or job `{service}` (it has: {})",
+            "environment `{environment}` has no app, job or database `{service}` (it has: {})",
             services.join(", ")
         )));
     }
@@ -66,6 +68,108 @@ pub(crate) async fn logs(
         .await
         .map_err(|e| ApiError::NotFound(e.to_string()))?;
     Ok(Json(json!({ "text": chunk.text, "next": chunk.next })))
+}
+
+/// The environment's databases as recorded: their names on the server, engine, version and where their data came
+/// from. No credentials.
+pub(crate) async fn databases(
+    State(state): State<SharedState>,
+    Path((project, environment)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let recorded = recorded_environment(&state, &project.name, &environment).await?;
+    let databases: Vec<Value> = recorded
+        .iter()
+        .filter(|r| r.kind == preview_plan::ResourceKind::Database)
+        .map(|r| {
+            json!({
+                "service": r.id.trim_start_matches("database/"),
+                "name": r.content["name"],
+                "engine": r.content["engine"],
+                "version": r.content["version"],
+                "isolation": r.content["isolation"],
+                "mode": r.content["mode"],
+                "clone": r.content["clone"]["policy"],
+                "from": r.content["clone"]["from"],
+            })
+        })
+        .collect();
+    Ok(Json(json!({ "databases": databases })))
+}
+
+/// A login to one of the environment's databases, password included: the one answer that holds a secret value,
+/// asked for explicitly by `preview db psql`, which hands it to `psql` through its environment.
+pub(crate) async fn database_login(
+    State(state): State<SharedState>,
+    Path((project, environment, service)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let recorded = recorded_environment(&state, &project.name, &environment).await?;
+    let id = format!("database/{service}");
+    if !recorded.iter().any(|r| r.id == id) {
+        return Err(ApiError::NotFound(format!(
+            "environment `{environment}` has no database `{service}`"
+        )));
+    }
+    let address = EnvironmentAddress {
+        project: project.name,
+        environment,
+    };
+    let login = state
+        .runtime
+        .database_login(&address, &service)
+        .await
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    Ok(Json(json!({
+        "host": login.host,
+        "port": login.port,
+        "user": login.user,
+        "database": login.database,
+        "password": login.password.expose(),
+    })))
+}
+
+/// Builds the golden snapshot of one of the environment's databases again (`preview db refresh`).
+pub(crate) async fn refresh_database(
+    State(state): State<SharedState>,
+    Path((project, environment, service)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let recorded = recorded_environment(&state, &project.name, &environment).await?;
+    let id = format!("database/{service}");
+    if !recorded.iter().any(|r| r.id == id) {
+        return Err(ApiError::NotFound(format!(
+            "environment `{environment}` has no database `{service}`"
+        )));
+    }
+    let address = EnvironmentAddress {
+        project: project.name,
+        environment,
+    };
+    let lines = state
+        .runtime
+        .refresh_database_snapshot(&address, &service)
+        .await
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    Ok(Json(json!({ "lines": lines })))
+}
+
+async fn recorded_environment(
+    state: &SharedState,
+    project: &str,
+    environment: &str,
+) -> Result<Vec<preview_plan::Resource>, ApiError> {
+    if state
+        .store
+        .environment(project, environment)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::NotFound(format!(
+            "project `{project}` has no environment `{environment}`"
+        )));
+    }
+    Ok(state.store.recorded_state(project, environment).await?)
 }
 
 pub(crate) async fn gateway(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {

@@ -1,0 +1,642 @@
+//! Databases through the real daemon with real PostgreSQL servers from the distribution's packages: a staging
+//! database seeded from a file, previews masked from it through a golden snapshot, what one environment's login may
+//! not do to another's, the daemon stopping and starting its servers, and bad input refused with the place named and
+//! nothing left behind.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+use preview_testing::TempDir;
+use support::{Daemon, ReleaseAccounts, commit_all, git, local_daemon, ok};
+
+/// 200 customers whose names, e-mails and phones appear nowhere else, their orders (joined on the e-mail, which
+/// a masking rule names with `same_as`) and their reviews (joined by a foreign key alone).
+const SEED: &str = "
+CREATE TABLE customers (
+    id bigserial PRIMARY KEY,
+    email text NOT NULL UNIQUE,
+    full_name text NOT NULL,
+    phone text
+);
+CREATE TABLE orders (
+    id bigserial PRIMARY KEY,
+    customer_email text NOT NULL,
+    total_cents bigint NOT NULL
+);
+CREATE TABLE reviews (
+    id bigserial PRIMARY KEY,
+    author_email text NOT NULL REFERENCES customers (email),
+    body text NOT NULL
+);
+INSERT INTO customers (email, full_name, phone)
+    SELECT 'zq' || n || '.shopper@corp.test', 'Zorblat' || n || ' Quintessa', '+49 30 7777 ' || lpad(n::text, 4, '0')
+    FROM generate_series(1, 200) AS n;
+INSERT INTO orders (customer_email, total_cents)
+    SELECT 'zq' || (n % 200 + 1) || '.shopper@corp.test', n * 100 FROM generate_series(1, 500) AS n;
+INSERT INTO reviews (author_email, body)
+    SELECT 'zq' || (n % 50 + 1) || '.shopper@corp.test', 'fine' FROM generate_series(1, 80) AS n;
+";
+
+/// A project in a git repository of its own: a database seeded from `seed.sql` and masked in previews, and a
+/// migrate job that reaches it through `DATABASE_URL` from its sandbox.
+fn project(dir: &Path, name: &str, isolation: &str, database: &str, seed: &str) -> PathBuf {
+    let repo = dir.join(name);
+    std::fs::create_dir_all(&repo).expect("repo");
+    std::fs::write(repo.join("seed.sql"), seed).expect("seed");
+    std::fs::write(
+        repo.join("preview.yaml"),
+        format!(
+            "project: {name}
+isolation: {isolation}
+runtime: local
+secrets: [MASKING_KEY]
+services:
+  migrate:
+    type: job
+    hook: migrate
+    command: psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -q -c \"CREATE TABLE IF NOT EXISTS migrations (name text PRIMARY KEY); INSERT INTO migrations VALUES ('v1') ON CONFLICT DO NOTHING\"
+    depends_on: [db]
+  db:
+    type: database
+    engine: postgres
+{database}
+environments:
+  staging: {{}}
+previews:
+  blueprint: staging
+  overrides:
+    services:
+      db:
+        clone: {{ policy: masked, from: staging }}
+"
+        ),
+    )
+    .expect("spec");
+    git(&repo, &["init", "--quiet"]);
+    commit_all(&repo, "the project");
+    repo
+}
+
+const DATABASE: &str = "    version: 15
+    clone: { policy: seed, file: seed.sql }
+    masking:
+      key: MASKING_KEY
+      tables:
+        customers: { email: email, full_name: name, phone: phone }
+        orders: { customer_email: { same_as: customers.email } }";
+
+fn register(daemon: &Daemon, repo: &Path, key: &str) {
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        &repo.join("preview.yaml").display().to_string(),
+    ]));
+    set_key(daemon, repo, key);
+}
+
+fn set_key(daemon: &Daemon, repo: &Path, key: &str) {
+    let project = repo.file_name().and_then(|n| n.to_str()).expect("name");
+    ok(daemon.cli_with_input(
+        &[
+            "--project",
+            project,
+            "secret",
+            "set",
+            "MASKING_KEY",
+            "--scope",
+            "project",
+        ],
+        key,
+    ));
+}
+
+fn in_project(daemon: &Daemon, project: &str, args: &[&str]) -> Output {
+    let mut all = vec!["--project", project];
+    all.extend_from_slice(args);
+    daemon.cli(&all)
+}
+
+/// `psql -At -c sql` on ENV's database as its own role.
+fn sql(daemon: &Daemon, project: &str, environment: &str, query: &str) -> String {
+    ok(in_project(
+        daemon,
+        project,
+        &[
+            "db",
+            "psql",
+            environment,
+            "db",
+            "--",
+            "-X",
+            "-q",
+            "-At",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            query,
+        ],
+    ))
+    .trim()
+    .to_owned()
+}
+
+/// `sql` that must fail; its error output.
+fn refused(daemon: &Daemon, project: &str, environment: &str, args: &[&str]) -> String {
+    let mut all = vec![
+        "db",
+        "psql",
+        environment,
+        "db",
+        "--",
+        "-X",
+        "-At",
+        "-v",
+        "ON_ERROR_STOP=1",
+    ];
+    all.extend_from_slice(args);
+    let out = in_project(daemon, project, &all);
+    assert!(!out.status.success(), "{args:?} was allowed");
+    String::from_utf8_lossy(&out.stderr).into_owned()
+}
+
+/// Every value of every column of every table of ENV's database, as text.
+fn everything(daemon: &Daemon, project: &str, environment: &str) -> String {
+    let tables = sql(
+        daemon,
+        project,
+        environment,
+        "SELECT string_agg(tablename, ' ') FROM pg_tables WHERE schemaname = 'public'",
+    );
+    tables
+        .split_whitespace()
+        .map(|table| {
+            sql(
+                daemon,
+                project,
+                environment,
+                &format!("SELECT t::text FROM {table} t"),
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The databases and roles of the server that holds ENV's database, as its administrator sees them.
+fn server_catalog(daemon: &Daemon, project: &str, environment: &str) -> String {
+    let listed: serde_json::Value = serde_json::from_slice(
+        &in_project(daemon, project, &["-o", "json", "db", "list", environment]).stdout,
+    )
+    .expect("json");
+    assert_eq!(listed["databases"][0]["service"], "db", "{listed}");
+    sql(
+        daemon,
+        project,
+        environment,
+        "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database",
+    )
+}
+
+fn deploy(daemon: &Daemon, project: &str, args: &[&str]) -> String {
+    ok(in_project(daemon, project, args))
+}
+
+fn failed_deployment(daemon: &Daemon, project: &str, args: &[&str]) -> String {
+    let out = in_project(daemon, project, args);
+    assert!(
+        !out.status.success(),
+        "{args:?} succeeded:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// How many of the daemon's PostgreSQL servers run: a server's `postmaster.pid` names its process while it runs.
+fn running_servers(data: &Path) -> usize {
+    std::fs::read_dir(data.join("local/databases"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|server| {
+            std::fs::read_to_string(server.path().join("data/postmaster.pid")).ok()
+        })
+        .filter_map(|pid| pid.lines().next().map(str::trim).map(str::to_owned))
+        .filter(|pid| Path::new(&format!("/proc/{pid}")).exists())
+        .count()
+}
+
+/// `sql` as the administrator of every server the daemon runs (over their sockets, as the daemon's user), joined.
+fn on_every_server(data: &Path, query: &str) -> String {
+    let mut answers = Vec::new();
+    for server in std::fs::read_dir(data.join("local/databases"))
+        .into_iter()
+        .flatten()
+        .flatten()
+    {
+        let socket = server.path().join("socket");
+        let Some(port) = std::fs::read_dir(&socket)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .find_map(|f| {
+                f.file_name()
+                    .to_str()?
+                    .strip_prefix(".s.PGSQL.")?
+                    .parse::<u16>()
+                    .ok()
+            })
+        else {
+            continue;
+        };
+        let out = std::process::Command::new("psql")
+            .args(["-X", "-At", "-U", "preview", "-d", "postgres", "-c", query])
+            .env("PGHOST", &socket)
+            .env("PGPORT", port.to_string())
+            .output()
+            .expect("psql");
+        answers.push(ok(out).trim().to_owned());
+    }
+    answers.join("\n")
+}
+
+/// Every file the daemon keeps, as text.
+fn everything_kept(data: &Path) -> String {
+    fn walk(dir: &Path, text: &mut String) {
+        for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() && !path.ends_with("data") {
+                walk(&path, text);
+            } else if let Ok(bytes) = std::fs::read(&path) {
+                text.push_str(&String::from_utf8_lossy(&bytes));
+            }
+        }
+    }
+    let mut text = String::new();
+    walk(data, &mut text);
+    text
+}
+
+#[test]
+fn staging_is_seeded_and_previews_are_masked_copies_that_join_like_the_source() {
+    let dir = TempDir::new("databases-masked");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let daemon = local_daemon(&data, "29000-29249", &[], None);
+    let repo = project(dir.path(), "shopdb", "logical", DATABASE, SEED);
+    register(&daemon, &repo, "the-first-masking-key");
+
+    deploy(&daemon, "shopdb", &["env", "create", "staging"]);
+    assert_eq!(
+        sql(
+            &daemon,
+            "shopdb",
+            "staging",
+            "SELECT count(*) FROM customers"
+        ),
+        "200"
+    );
+    // The migrate job reached the database through DATABASE_URL, from its sandbox.
+    assert_eq!(
+        sql(&daemon, "shopdb", "staging", "SELECT name FROM migrations"),
+        "v1"
+    );
+    let source = everything(&daemon, "shopdb", "staging");
+
+    deploy(&daemon, "shopdb", &["env", "clone", "staging", "pr-1"]);
+    // Leak test: no e-mail, name or phone of the source appears anywhere in the preview's database.
+    let masked = everything(&daemon, "shopdb", "pr-1");
+    assert!(masked.len() > 10_000, "the preview holds the copied rows");
+    for n in 1..=200 {
+        for value in [
+            format!("zq{n}.shopper@corp.test"),
+            format!("Zorblat{n} Quintessa"),
+            format!("+49 30 7777 {n:04}"),
+        ] {
+            assert!(source.contains(&value), "{value} is in the source");
+            assert!(!masked.contains(&value), "{value} leaked into the preview");
+        }
+    }
+    assert!(
+        !masked.contains("Zorblat")
+            && !masked.contains("corp.test")
+            && !masked.contains("+49 30 7777")
+    );
+    // Realistic values, and joins exactly as in the source: `same_as` and the foreign key got the same transform.
+    let email = sql(
+        &daemon,
+        "shopdb",
+        "pr-1",
+        "SELECT email FROM customers ORDER BY id LIMIT 1",
+    );
+    assert!(
+        email.ends_with("@example.com") && email.contains('.'),
+        "{email}"
+    );
+    for join in [
+        "SELECT count(*) FROM orders o JOIN customers c ON c.email = o.customer_email",
+        "SELECT count(*) FROM reviews r JOIN customers c ON c.email = r.author_email",
+        "SELECT count(DISTINCT email) FROM customers",
+        "SELECT sum(total_cents) FROM orders",
+    ] {
+        assert_eq!(
+            sql(&daemon, "shopdb", "pr-1", join),
+            sql(&daemon, "shopdb", "staging", join),
+            "{join}"
+        );
+    }
+    assert_eq!(
+        sql(&daemon, "shopdb", "pr-1", "SELECT count(*) FROM orders"),
+        "500"
+    );
+    // Sequences continue where the source's are.
+    assert_eq!(
+        sql(
+            &daemon,
+            "shopdb",
+            "pr-1",
+            "INSERT INTO customers (email, full_name) VALUES ('n@x', 'N') RETURNING id"
+        ),
+        "201"
+    );
+
+    // Determinism: a preview made after its golden snapshot is built again holds the same values; another key
+    // gives other ones.
+    let masked_customers = "SELECT string_agg(email || full_name || coalesce(phone, ''), ',' ORDER BY id) FROM customers WHERE id <= 200";
+    let first = sql(&daemon, "shopdb", "pr-1", masked_customers);
+    ok(in_project(
+        &daemon,
+        "shopdb",
+        &["db", "refresh", "pr-1", "db"],
+    ));
+    deploy(&daemon, "shopdb", &["env", "clone", "staging", "pr-2"]);
+    assert_eq!(sql(&daemon, "shopdb", "pr-2", masked_customers), first);
+    set_key(&daemon, &repo, "another-masking-key");
+    deploy(&daemon, "shopdb", &["env", "clone", "staging", "pr-3"]);
+    let other = sql(&daemon, "shopdb", "pr-3", masked_customers);
+    assert_ne!(other, first);
+    assert_eq!(
+        sql(
+            &daemon,
+            "shopdb",
+            "pr-3",
+            "SELECT count(*) FROM orders o JOIN customers c ON c.email = o.customer_email"
+        ),
+        "500"
+    );
+
+    // The masking key is in no log, record, journal or store.
+    let kept = everything_kept(&data);
+    assert!(
+        kept.contains("golden snapshot"),
+        "the journal is among what was read"
+    );
+    assert!(!kept.contains("the-first-masking-key") && !kept.contains("another-masking-key"));
+
+    // A redeploy keeps the data; deleting drops the database and its role.
+    sql(
+        &daemon,
+        "shopdb",
+        "pr-1",
+        "INSERT INTO orders (customer_email, total_cents) SELECT email, 1 FROM customers LIMIT 1",
+    );
+    deploy(&daemon, "shopdb", &["deploy", "pr-1"]);
+    assert_eq!(
+        sql(&daemon, "shopdb", "pr-1", "SELECT count(*) FROM orders"),
+        "501"
+    );
+    deploy(&daemon, "shopdb", &["env", "delete", "pr-1"]);
+    let databases = server_catalog(&daemon, "shopdb", "staging");
+    assert!(!databases.contains("pr_1"), "{databases}");
+    assert!(
+        databases.contains("shopdb_staging_db") && databases.contains("preview_golden_"),
+        "{databases}"
+    );
+    assert_eq!(
+        sql(
+            &daemon,
+            "shopdb",
+            "staging",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'shopdb_pr_1_db'"
+        ),
+        "0"
+    );
+}
+
+#[test]
+fn one_environment_cannot_reach_another_environments_database() {
+    let dir = TempDir::new("databases-isolation");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let daemon = local_daemon(&data, "29250-29499", &[], None);
+    for (name, isolation) in [("logicaldb", "logical"), ("physicaldb", "physical")] {
+        let repo = project(dir.path(), name, isolation, DATABASE, SEED);
+        register(&daemon, &repo, "a-masking-key");
+        deploy(&daemon, name, &["env", "create", "staging"]);
+        deploy(&daemon, name, &["env", "clone", "staging", "pr-7"]);
+        let staging = format!("{name}_staging_db");
+        // pr-7's login, asked for staging's database (on its server, or on pr-7's own): refused.
+        let error = refused(&daemon, name, "pr-7", &["-d", &staging, "-c", "SELECT 1"]);
+        assert!(
+            error.contains("no pg_hba.conf entry") || error.contains("does not exist"),
+            "{isolation}: {error}"
+        );
+        let error = refused(
+            &daemon,
+            name,
+            "pr-7",
+            &["-c", &format!("CREATE DATABASE {name}_stolen")],
+        );
+        assert!(
+            error.contains("permission denied to create database"),
+            "{isolation}: {error}"
+        );
+        let error = refused(&daemon, name, "pr-7", &["-c", "CREATE ROLE intruder"]);
+        assert!(
+            error.contains("permission denied to create role"),
+            "{isolation}: {error}"
+        );
+        let error = refused(
+            &daemon,
+            name,
+            "pr-7",
+            &["-c", "ALTER ROLE CURRENT_USER SUPERUSER"],
+        );
+        assert!(
+            error.contains("must be superuser to alter superuser roles"),
+            "{isolation}: {error}"
+        );
+    }
+    // A physical environment's server goes with it: no process, no files.
+    let servers = data.join("local/databases");
+    let before = std::fs::read_dir(&servers).expect("servers").count();
+    assert_eq!(
+        running_servers(&data),
+        3,
+        "logicaldb's, and staging's and pr-7's of physicaldb"
+    );
+    deploy(&daemon, "physicaldb", &["env", "delete", "pr-7"]);
+    assert_eq!(
+        std::fs::read_dir(&servers).expect("servers").count(),
+        before - 1
+    );
+    assert_eq!(running_servers(&data), 2);
+    daemon.stop();
+    assert_eq!(
+        running_servers(&data),
+        0,
+        "the servers stopped with the daemon"
+    );
+}
+
+#[test]
+fn servers_come_back_with_their_data_after_the_daemon_stops_or_is_killed() {
+    let dir = TempDir::new("databases-restart");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let daemon = local_daemon(&data, "29500-29749", &[], None);
+    let repo = project(dir.path(), "keptdb", "logical", DATABASE, SEED);
+    register(&daemon, &repo, "a-masking-key");
+    deploy(&daemon, "keptdb", &["env", "create", "staging"]);
+    sql(
+        &daemon,
+        "keptdb",
+        "staging",
+        "INSERT INTO migrations VALUES ('kept')",
+    );
+    assert_eq!(running_servers(&data), 1);
+    daemon.stop();
+    assert_eq!(running_servers(&data), 0);
+    let daemon = local_daemon(&data, "29500-29749", &[], None);
+    assert_eq!(
+        sql(
+            &daemon,
+            "keptdb",
+            "staging",
+            "SELECT count(*) FROM migrations WHERE name = 'kept'"
+        ),
+        "1"
+    );
+    // Killed: the server outlives it, and the next daemon stops it and starts it again from its record.
+    daemon.kill();
+    assert_eq!(running_servers(&data), 1, "the server outlived the daemon");
+    let daemon = local_daemon(&data, "29500-29749", &[], None);
+    assert_eq!(
+        sql(
+            &daemon,
+            "keptdb",
+            "staging",
+            "SELECT count(*) FROM customers"
+        ),
+        "200"
+    );
+    assert_eq!(running_servers(&data), 1);
+    assert!(
+        ok(in_project(&daemon, "keptdb", &["logs", "staging", "db"]))
+            .contains("ready to accept connections")
+    );
+    daemon.stop();
+    assert_eq!(running_servers(&data), 0);
+}
+
+#[test]
+fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
+    let dir = TempDir::new("databases-bad-input");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let daemon = local_daemon(&data, "29750-29999", &[], None);
+
+    // A seed file with a syntax error on line 3: the file, the line and PostgreSQL's message.
+    let repo = project(
+        dir.path(),
+        "badseed",
+        "logical",
+        DATABASE,
+        "CREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\nINSERTT INTO t VALUES (2);\n",
+    );
+    register(&daemon, &repo, "k");
+    let out = failed_deployment(&daemon, "badseed", &["env", "create", "staging"]);
+    assert!(
+        out.contains("seed.sql:3: ERROR:  syntax error at or near \"INSERTT\""),
+        "{out}"
+    );
+    assert!(out.contains("rolled back"), "{out}");
+
+    // Masking rules against the source: a missing column, a unique column masked by a lossy rule.
+    let good = project(dir.path(), "masking", "logical", DATABASE, SEED);
+    register(&daemon, &good, "k");
+    deploy(&daemon, "masking", &["env", "create", "staging"]);
+    for (rules, expected) in [
+        (
+            "customers: { emial: email }",
+            "masking.tables.customers.emial: table `public.customers` has no column `emial`",
+        ),
+        (
+            "customers: { email: name }",
+            "masking of public.customers.email: the column is unique",
+        ),
+    ] {
+        let spec = std::fs::read_to_string(good.join("preview.yaml"))
+            .expect("spec")
+            .replace(
+                "customers: { email: email, full_name: name, phone: phone }\n        orders: { customer_email: { same_as: customers.email } }",
+                rules,
+            );
+        std::fs::write(good.join("preview.yaml"), spec).expect("spec");
+        commit_all(&good, "rules");
+        ok(daemon.cli(&[
+            "project",
+            "register",
+            "-f",
+            &good.join("preview.yaml").display().to_string(),
+        ]));
+        let out = failed_deployment(&daemon, "masking", &["env", "clone", "staging", "pr-1"]);
+        assert!(out.contains(expected), "{out}");
+        git(
+            &good,
+            &["checkout", "--quiet", "HEAD~1", "--", "preview.yaml"],
+        );
+        commit_all(&good, "back");
+    }
+    // A version that is not installed.
+    let missing = project(
+        dir.path(),
+        "oldpg",
+        "logical",
+        &DATABASE.replace("version: 15", "version: 13"),
+        SEED,
+    );
+    register(&daemon, &missing, "k");
+    let out = failed_deployment(&daemon, "oldpg", &["env", "create", "staging"]);
+    assert!(
+        out.contains("PostgreSQL 13 is not installed") && out.contains("`postgresql-13`"),
+        "{out}"
+    );
+    // A source environment that was never deployed.
+    let lonely = project(dir.path(), "lonely", "logical", DATABASE, SEED);
+    register(&daemon, &lonely, "k");
+    let out = failed_deployment(&daemon, "lonely", &["env", "clone", "staging", "pr-1"]);
+    assert!(
+        out.contains("deploy `staging` first") || out.contains("no environment `staging`"),
+        "{out}"
+    );
+
+    // Nothing of the failed attempts is left on any server: no database, no role, no half-made golden snapshot.
+    let databases = on_every_server(&data, "SELECT string_agg(datname, ' ') FROM pg_database");
+    let roles = on_every_server(&data, "SELECT string_agg(rolname, ' ') FROM pg_roles");
+    for leftover in [
+        "badseed_staging_db",
+        "masking_pr_1_db",
+        "lonely_pr_1_db",
+        "preview_making_",
+    ] {
+        assert!(!databases.contains(leftover), "{leftover} in {databases}");
+        assert!(!roles.contains(leftover), "{leftover} in {roles}");
+    }
+    assert!(databases.contains("masking_staging_db"), "{databases}");
+}

@@ -1,0 +1,326 @@
+//! The PostgreSQL servers the local runtime runs: one per project and major version for databases with logical
+//! isolation, one per environment and database for physical isolation. Each keeps its files under
+//! `<dir>/databases/<id>/` (its data directory, socket directory, log and `server.json`), listens on a port of the
+//! runtime's range on the host's loopback, runs as a user of its own when the daemon is root, and is supervised
+//! like an app: restarted with backoff when it exits, stopped with the daemon, started again from its record when
+//! the daemon starts.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use preview_database::postgres::{Binaries, Server};
+use preview_deploy::RuntimeError;
+use preview_isolation::signals::{SIGKILL, SIGTERM, group_alive, signal_group};
+use preview_secrets::Secret;
+
+use crate::runtime::LocalRuntime;
+use crate::supervisor::{Place, ProcessSpec, Supervised};
+
+/// Where a server run in a sandbox sees its directory.
+const SERVER_INSIDE: &str = "/run/preview/postgres";
+
+/// How long a server may take to accept connections after it starts (crash recovery included).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// A server that runs.
+pub(crate) struct RunningServer {
+    pub server: Server,
+    pub process: Supervised,
+    /// Held while a golden snapshot on this server is made, so that two previews made at once build it once.
+    pub golden: tokio::sync::Mutex<()>,
+}
+
+#[derive(Default)]
+pub(crate) struct DatabaseServers {
+    running: tokio::sync::Mutex<BTreeMap<String, Arc<RunningServer>>>,
+}
+
+#[derive(serde::Serialize, serde::Deserialize)]
+struct ServerRecord {
+    key: String,
+    version: u32,
+}
+
+/// `shop/15` (a project's server) or `shop/pr-1/db` (an environment's own): which server a database lives on.
+pub(crate) fn server_key(
+    project: &str,
+    environment: &str,
+    service: &str,
+    version: u32,
+    physical: bool,
+) -> String {
+    if physical {
+        format!("{project}/{environment}/{service}")
+    } else {
+        format!("{project}/{version}")
+    }
+}
+
+impl LocalRuntime {
+    fn servers_dir(&self) -> PathBuf {
+        self.config.dir.join("databases")
+    }
+
+    /// Where a server keeps its files: short, because its socket's path must fit in 107 bytes.
+    fn server_root(&self, key: &str) -> PathBuf {
+        let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
+        let id: String = digest.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.servers_dir().join(id)
+    }
+
+    fn port_key(key: &str) -> String {
+        format!("database-server:{key}")
+    }
+
+    fn account_key(key: &str) -> String {
+        format!("database-server:{key}")
+    }
+
+    /// The server `key` of `version`, started (and made, the first time) if it does not run.
+    pub(crate) async fn ensure_server(
+        &self,
+        key: &str,
+        version: u32,
+    ) -> Result<Arc<RunningServer>, RuntimeError> {
+        let mut running = self.databases.running.lock().await;
+        if let Some(server) = running.get(key) {
+            return Ok(Arc::clone(server));
+        }
+        let binaries = Binaries::find(version).map_err(|e| RuntimeError::new(e.to_string()))?;
+        let root = self.server_root(key);
+        let port = self
+            .ports
+            .assign(&Self::port_key(key), &["server".to_owned()], &mut |base| {
+                crate::ports::is_free(base, None)
+            })
+            .map_err(RuntimeError::new)?
+            .service_port("server")
+            .ok_or_else(|| RuntimeError::new(format!("no port for the database server {key}")))?;
+        let owner = match &self.isolation {
+            Some(isolation) => {
+                let uid = isolation
+                    .accounts
+                    .assign(&Self::account_key(key))
+                    .map_err(RuntimeError::new)?;
+                Some((uid, uid))
+            }
+            None if preview_isolation::user_name() == "root" => {
+                return Err(RuntimeError::new(
+                    "PostgreSQL does not run as root, and this daemon runs as root without isolation; start it with isolation on, or as another user",
+                ));
+            }
+            None => None,
+        };
+        crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
+        let server = Server {
+            binaries,
+            root: root.clone(),
+            port,
+            owner,
+            daemon_user: preview_isolation::user_name(),
+            inside: owner.map(|_| PathBuf::from(SERVER_INSIDE)),
+        };
+        // Its processes run in a sandbox of its own when the daemon is root: the server's user cannot reach its
+        // directory through the daemon's, and sees nothing else of it.
+        let place = match (owner, &self.isolation) {
+            (Some((uid, _)), Some(isolation)) => Place::Sandbox(Arc::new(
+                isolation.server_sandbox(uid, &root, std::path::Path::new(SERVER_INSIDE)),
+            )),
+            _ => Place::Host(root.clone()),
+        };
+        if !server.is_initialised() {
+            let command = server
+                .start_initialising()
+                .map_err(|e| RuntimeError::new(e.to_string()))?;
+            let initdb = Supervised::start(ProcessSpec {
+                name: format!("initdb {key}"),
+                command,
+                place: place.clone(),
+                env: Vec::new(),
+                log: root.join("initdb.log"),
+                log_limit: 1024 * 1024,
+                grace: self.config.grace,
+                backoff: Duration::from_millis(250),
+                max_backoff: Duration::from_secs(1),
+                memory_limit: None,
+                restart: false,
+                leftovers: None,
+            })
+            .await
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
+            initdb.ended().await;
+            let exit = initdb.last_exit().unwrap_or_default();
+            if exit != "exit status: 0" {
+                return Err(RuntimeError::new(format!(
+                    "initdb for the PostgreSQL server {key} failed ({exit}):\n{}",
+                    initdb.output_tail(15)
+                )));
+            }
+            server
+                .finish_initialising()
+                .map_err(|e| RuntimeError::new(e.to_string()))?;
+        }
+        server
+            .prepare_socket_dir()
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
+        crate::records::write_atomically(
+            &root.join("server.json"),
+            &serde_json::to_vec(&ServerRecord {
+                key: key.to_owned(),
+                version,
+            })
+            .map_err(|e| RuntimeError::new(e.to_string()))?,
+        )
+        .map_err(RuntimeError::new)?;
+        stop_stale(
+            &server.data_dir(),
+            &server.seen(&server.data_dir()),
+            owner.map(|(uid, _)| uid),
+            self.config.grace,
+        )
+        .await;
+        let process = Supervised::start(ProcessSpec {
+            name: format!("postgres {key}"),
+            command: server.command(),
+            place,
+            env: vec![(
+                crate::strays::MARKER_VARIABLE.to_owned(),
+                Secret::new(self.marker.clone()),
+            )],
+            log: root.join("server.log"),
+            log_limit: 8 * 1024 * 1024,
+            grace: self.config.grace,
+            backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            memory_limit: None,
+            restart: true,
+            leftovers: None,
+        })
+        .await
+        .map_err(|e| RuntimeError::new(e.to_string()))?;
+        server
+            .wait_ready(READY_TIMEOUT, || process.pid().is_some())
+            .await
+            .map_err(|e| {
+                RuntimeError::new(format!(
+                    "{e}; its log ends with:\n{}",
+                    process.output_tail(15)
+                ))
+            })?;
+        let admin = server
+            .admin()
+            .connect()
+            .await
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
+        preview_database::postgres::admin::ensure_golden_owner(&admin)
+            .await
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
+        let running_server = Arc::new(RunningServer {
+            server,
+            process,
+            golden: tokio::sync::Mutex::new(()),
+        });
+        running.insert(key.to_owned(), Arc::clone(&running_server));
+        Ok(running_server)
+    }
+
+    /// Stops the server `key` and removes its files, its port and its user (an environment's own server, when the
+    /// environment goes).
+    pub(crate) async fn remove_server(&self, key: &str) -> Result<(), RuntimeError> {
+        let running = self.databases.running.lock().await.remove(key);
+        if let Some(running) = running {
+            running.process.stop().await;
+        }
+        let root = self.server_root(key);
+        let owner = self
+            .isolation
+            .as_ref()
+            .and_then(|isolation| isolation.accounts.get(&Self::account_key(key)));
+        let seen = match owner {
+            Some(_) => PathBuf::from(SERVER_INSIDE).join("data"),
+            None => root.join("data"),
+        };
+        stop_stale(&root.join("data"), &seen, owner, self.config.grace).await;
+        preview_database::postgres::server::remove_tree(&root)
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
+        self.ports
+            .release(&Self::port_key(key))
+            .map_err(RuntimeError::new)?;
+        if let Some(isolation) = &self.isolation {
+            isolation
+                .accounts
+                .release(&Self::account_key(key))
+                .map_err(RuntimeError::new)?;
+        }
+        Ok(())
+    }
+
+    /// A server's log, for `preview logs` of a database service.
+    pub(crate) fn server_log(&self, key: &str) -> PathBuf {
+        self.server_root(key).join("server.log")
+    }
+
+    /// Stops every server (when the daemon stops).
+    pub(crate) async fn stop_servers(&self) {
+        let servers: Vec<Arc<RunningServer>> =
+            std::mem::take(&mut *self.databases.running.lock().await)
+                .into_values()
+                .collect();
+        for server in servers {
+            server.process.stop().await;
+        }
+    }
+}
+
+/// Ends a server left running by an earlier daemon that was killed (it runs in a session of its own, so it
+/// outlived it): SIGTERM, then SIGKILL after `grace`. `data_dir` is where the daemon sees its data directory,
+/// `seen` where the server does, `owner` its user.
+async fn stop_stale(
+    data_dir: &std::path::Path,
+    seen: &std::path::Path,
+    owner: Option<u32>,
+    grace: Duration,
+) {
+    let Ok(text) = std::fs::read_to_string(data_dir.join("postmaster.pid")) else {
+        return;
+    };
+    let Some(pid) = text
+        .lines()
+        .next()
+        .and_then(|l| l.trim().parse::<u32>().ok())
+    else {
+        return;
+    };
+    // Only a process that is this server: its command line names its data directory, and it runs as its user.
+    let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+    if !String::from_utf8_lossy(&cmdline).contains(&seen.display().to_string()) {
+        return;
+    }
+    if let Some(owner) = owner {
+        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        let uid = status
+            .lines()
+            .find_map(|line| line.strip_prefix("Uid:"))
+            .and_then(|ids| ids.split_whitespace().next())
+            .and_then(|uid| uid.parse::<u32>().ok());
+        if uid != Some(owner) {
+            return;
+        }
+    }
+    signal_group(pid, SIGTERM);
+    let deadline = std::time::Instant::now() + grace;
+    while group_alive(pid) && std::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    if group_alive(pid) {
+        signal_group(pid, SIGKILL);
+        while group_alive(pid) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}

@@ -1,0 +1,718 @@
+//! An environment's databases on the local runtime: its database and login role on a server of `database_servers`,
+//! its data made once by the clone policy (empty, a seed file, or a copy of another environment's database —
+//! plain or masked — made from a golden snapshot), and a service port in the environment's network that forwards
+//! to the server. A redeploy never touches data that exists; only removing the resource drops it.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use preview_database::masking::Masker;
+use preview_database::masking_plan::Rules;
+use preview_database::postgres::admin;
+use preview_database::postgres::copy::{Masking, copy_database};
+use preview_database::postgres::{Connection, Endpoint};
+use preview_deploy::{EnvironmentAddress, RuntimeError, StepLog};
+use preview_plan::Resource;
+use serde::Deserialize;
+
+use crate::database_servers::{RunningServer, server_key};
+use crate::forward::ServicePort;
+use crate::runtime::LocalRuntime;
+
+/// A database resource's content, as the planner writes it.
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct DatabaseContent {
+    pub version: u32,
+    pub mode: String,
+    pub isolation: String,
+    pub name: String,
+    pub clone: ClonePolicy,
+    pub masking: Option<MaskingContent>,
+    pub source: Option<SourceContent>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct ClonePolicy {
+    pub policy: String,
+    pub file: Option<String>,
+    pub from: Option<String>,
+    /// The source environment's database name.
+    pub source: Option<String>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct MaskingContent {
+    pub key: Option<SecretVersion>,
+    pub tables: Rules,
+}
+
+#[derive(Debug, Clone, Deserialize, serde::Serialize)]
+pub(crate) struct SecretVersion {
+    pub name: String,
+    pub version: String,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+pub(crate) struct SourceContent {
+    pub repository: String,
+    pub directory: String,
+    pub commit: String,
+}
+
+impl DatabaseContent {
+    pub(crate) fn parse(
+        resource_id: &str,
+        content: &serde_json::Value,
+    ) -> Result<DatabaseContent, RuntimeError> {
+        let engine = content["engine"].as_str().unwrap_or_default();
+        if engine != "postgres" {
+            return Err(RuntimeError::new(format!(
+                "{resource_id}: engine `{engine}` is not supported by the local runtime; it runs `postgres`"
+            )));
+        }
+        let parsed: DatabaseContent = serde_json::from_value(content.clone()).map_err(|e| {
+            RuntimeError::new(format!(
+                "{resource_id}: the recorded database is not readable: {e}"
+            ))
+        })?;
+        Ok(parsed)
+    }
+
+    pub(crate) fn physical(&self) -> bool {
+        self.isolation == "physical" || self.mode == "container"
+    }
+
+    pub(crate) fn server_key(&self, env: &EnvironmentAddress, service: &str) -> String {
+        server_key(
+            &env.project,
+            &env.environment,
+            service,
+            self.version,
+            self.physical(),
+        )
+    }
+}
+
+/// How a database's state is marked, in its comment: data is only kept once it is complete.
+const READY: &str = "preview: ready";
+
+fn fail(service: &str) -> impl Fn(preview_database::DatabaseError) -> RuntimeError + '_ {
+    move |e| RuntimeError::new(format!("database `{service}`: {e}"))
+}
+
+impl LocalRuntime {
+    pub(crate) async fn apply_database(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let service = resource.id.trim_start_matches("database/");
+        let content = DatabaseContent::parse(&resource.id, &resource.content)?;
+        log.check_lease()?;
+        // Written first: whatever happens from here on, removing the resource finds what to drop.
+        self.dir_of(env)
+            .write_intent(&resource.id, &resource.content)
+            .map_err(RuntimeError::new)?;
+        let running = self
+            .ensure_server(&content.server_key(env, service), content.version)
+            .await?;
+        let admin = running
+            .server
+            .admin()
+            .connect()
+            .await
+            .map_err(fail(service))?;
+        let password = self
+            .secrets
+            .reveal(env, &format!("database:{service}/password"), "derived")
+            .await?;
+        let ready = is_ready(&admin, &content.name)
+            .await
+            .map_err(fail(service))?;
+        log.check_lease()?;
+        admin::ensure_role(&admin, &content.name, &password)
+            .await
+            .map_err(fail(service))?;
+        if ready {
+            log.line(format!(
+                "database `{service}`: {} kept with its data",
+                content.name
+            ));
+        } else {
+            if let Err(error) = self
+                .make_data(env, service, &content, &running, &admin, &password, log)
+                .await
+            {
+                // Nothing half-made is left: the next attempt starts from scratch.
+                let _ = admin::drop_database(&admin, &content.name).await;
+                let _ = admin::drop_role(&admin, &content.name).await;
+                return Err(error);
+            }
+        }
+        self.serve_database(env, service, running.server.port)?;
+        self.record(env, resource)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn make_data(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        running: &RunningServer,
+        admin: &tokio_postgres::Client,
+        password: &preview_secrets::Secret,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let name = &content.name;
+        // A database left by a step that did not finish.
+        admin::drop_database(admin, name)
+            .await
+            .map_err(fail(service))?;
+        log.check_lease()?;
+        match content.clone.policy.as_str() {
+            "clone" | "masked" if content.physical() => {
+                self.copy_physical(env, service, content, running, admin, log)
+                    .await?;
+            }
+            "clone" | "masked" => {
+                let golden = self
+                    .ensure_golden(env, service, content, running, admin, log, false)
+                    .await?;
+                log.check_lease()?;
+                admin::create_database(admin, name, name, Some(&golden))
+                    .await
+                    .map_err(fail(service))?;
+                let inside = running
+                    .server
+                    .admin()
+                    .to_database(name)
+                    .connect()
+                    .await
+                    .map_err(fail(service))?;
+                admin::take_over(&inside, name)
+                    .await
+                    .map_err(fail(service))?;
+                log.line(format!(
+                    "database `{service}`: {name} made from the golden snapshot {golden}"
+                ));
+            }
+            policy => {
+                admin::create_database(admin, name, name, None)
+                    .await
+                    .map_err(fail(service))?;
+                if policy == "seed"
+                    && let Some(file) = &content.clone.file
+                {
+                    let sql = self.seed_file(service, content, file)?;
+                    let login = Connection {
+                        host: Endpoint::Tcp("127.0.0.1".to_owned()),
+                        port: running.server.port,
+                        user: name.clone(),
+                        password: Some(password.clone()),
+                        dbname: name.clone(),
+                        ssl_mode: Some("disable".to_owned()),
+                    };
+                    log.check_lease()?;
+                    // As the environment's own role: a seed file from a pull request has no more rights than its apps.
+                    preview_database::postgres::programs::run_sql(
+                        &running.server.binaries,
+                        &login,
+                        &sql,
+                        file,
+                        None,
+                    )
+                    .await
+                    .map_err(|e| {
+                        RuntimeError::new(format!("database `{service}`: seeding from {file} failed, nothing was kept:\n{e}"))
+                    })?;
+                    log.line(format!("database `{service}`: {name} seeded from {file}"));
+                } else {
+                    log.line(format!("database `{service}`: {name} made empty"));
+                }
+            }
+        }
+        admin
+            .batch_execute(&format!(
+                "COMMENT ON DATABASE {} IS {}",
+                preview_database::postgres::connection::quote_identifier(name),
+                preview_database::postgres::connection::quote_literal(READY)
+            ))
+            .await
+            .map_err(|e| {
+                fail(service)(preview_database::DatabaseError::postgres(
+                    "cannot mark the database ready",
+                    &e,
+                ))
+            })
+    }
+
+    /// The seed file as the deployed commit has it.
+    fn seed_file(
+        &self,
+        service: &str,
+        content: &DatabaseContent,
+        file: &str,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        let Some(source) = &content.source else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: the seed file {file} is read from the project's repository, and this project has none; register it from a directory in a git repository"
+            )));
+        };
+        let git_dir = crate::layout::git_dir(std::path::Path::new(&source.repository))
+            .map_err(RuntimeError::new)?;
+        let path = if source.directory.is_empty() {
+            file.to_owned()
+        } else {
+            format!("{}/{file}", source.directory)
+        };
+        let output = std::process::Command::new("git")
+            .args(["-c", "safe.directory=*", "--git-dir"])
+            .arg(&git_dir)
+            .args(["cat-file", "blob", &format!("{}:{path}", source.commit)])
+            .env_clear()
+            .env("PATH", "/usr/bin:/bin")
+            .output()
+            .map_err(|e| RuntimeError::new(format!("cannot run git: {e}")))?;
+        if !output.status.success() {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: the seed file {file} is not in commit {} ({})",
+                &source.commit[..source.commit.len().min(12)],
+                String::from_utf8_lossy(&output.stderr).trim()
+            )));
+        }
+        Ok(output.stdout)
+    }
+
+    /// The golden snapshot a copy is made from: the source's data (masked) as one database nobody connects to,
+    /// made once per source, rules and key (and again when `rebuild` says so).
+    #[allow(clippy::too_many_arguments)]
+    async fn ensure_golden(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        running: &RunningServer,
+        admin_client: &tokio_postgres::Client,
+        log: &StepLog,
+        rebuild: bool,
+    ) -> Result<String, RuntimeError> {
+        let (Some(from), Some(source)) = (&content.clone.from, &content.clone.source) else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `clone.from` names no environment"
+            )));
+        };
+        let masked = content.clone.policy == "masked";
+        let masking = self.masking_for(env, service, content).await?;
+        let identity = serde_json::json!({
+            "source": source,
+            "policy": content.clone.policy,
+            "tables": masking.as_ref().map(|m| &m.1),
+            "key": masking.as_ref().map(|m| &m.2),
+        });
+        let digest = ring::digest::digest(&ring::digest::SHA256, identity.to_string().as_bytes());
+        let id: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        let golden = format!("preview_golden_{id}");
+        let _building = running.golden.lock().await;
+        if !rebuild
+            && admin::database_exists(admin_client, &golden)
+                .await
+                .map_err(fail(service))?
+        {
+            return Ok(golden);
+        }
+        if !is_ready(admin_client, source)
+            .await
+            .map_err(fail(service))?
+        {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: environment `{from}` has no database `{service}` to copy ({source} does not exist on the server); deploy `{from}` first"
+            )));
+        }
+        let making = format!("preview_making_{id}");
+        admin::drop_database(admin_client, &making)
+            .await
+            .map_err(fail(service))?;
+        log.check_lease()?;
+        admin::create_database(
+            admin_client,
+            &making,
+            preview_database::postgres::server::ADMIN,
+            None,
+        )
+        .await
+        .map_err(fail(service))?;
+        let server = &running.server;
+        let started = std::time::Instant::now();
+        let lines = std::sync::Mutex::new(Vec::new());
+        let copied = copy_database(
+            &server.binaries,
+            &server.admin().to_database(source),
+            &server.admin().to_database(&making),
+            masking.as_ref().map(|(masker, rules, _)| Masking {
+                masker,
+                rules,
+                strict: false,
+            }),
+            &|line| {
+                if let Ok(mut lines) = lines.lock() {
+                    lines.push(line);
+                }
+            },
+        )
+        .await;
+        for line in lines.into_inner().unwrap_or_default() {
+            log.line(format!("database `{service}`: {line}"));
+        }
+        let report = match copied {
+            Ok(report) => report,
+            Err(error) => {
+                let _ = admin::drop_database(admin_client, &making).await;
+                return Err(fail(service)(error));
+            }
+        };
+        // Environments already made from the one it replaces are copies: they keep their data.
+        admin::drop_database(admin_client, &golden)
+            .await
+            .map_err(fail(service))?;
+        admin::rename_database(admin_client, &making, &golden)
+            .await
+            .map_err(fail(service))?;
+        admin::allow_connections(admin_client, &golden, false)
+            .await
+            .map_err(fail(service))?;
+        log.line(format!(
+            "database `{service}`: golden snapshot {golden} of `{from}` made{} in {} ms ({} tables, {} rows)",
+            if masked { ", masked," } else { "" },
+            started.elapsed().as_millis(),
+            report.tables,
+            report.rows
+        ));
+        Ok(golden)
+    }
+
+    /// The masking of a `masked` copy: its transforms keyed by the project's secret, its rules, and the key's
+    /// name and version (which name the golden snapshot, never the key).
+    async fn masking_for(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<Option<(Masker, Rules, SecretVersion)>, RuntimeError> {
+        if content.clone.policy != "masked" {
+            return Ok(None);
+        }
+        let Some(masking) = &content.masking else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `policy: masked` needs `masking` rules"
+            )));
+        };
+        let Some(key) = &masking.key else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: masking needs `key: <project secret>`, the key of its transforms"
+            )));
+        };
+        let secret = self.secrets.reveal(env, &key.name, &key.version).await?;
+        Ok(Some((
+            Masker::new(secret.expose()),
+            masking.tables.clone(),
+            key.clone(),
+        )))
+    }
+
+    /// A physical copy: the source environment's own server, read directly into this environment's.
+    async fn copy_physical(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        running: &RunningServer,
+        admin_client: &tokio_postgres::Client,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let (Some(from), Some(source)) = (&content.clone.from, &content.clone.source) else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `clone.from` names no environment"
+            )));
+        };
+        let masking = self.masking_for(env, service, content).await?;
+        let source_server = self
+            .ensure_server(
+                &server_key(&env.project, from, service, content.version, true),
+                content.version,
+            )
+            .await?;
+        let source_admin = source_server
+            .server
+            .admin()
+            .connect()
+            .await
+            .map_err(fail(service))?;
+        if !is_ready(&source_admin, source)
+            .await
+            .map_err(fail(service))?
+        {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: environment `{from}` has no database `{service}` to copy; deploy `{from}` first"
+            )));
+        }
+        let name = &content.name;
+        admin::create_database(
+            admin_client,
+            name,
+            preview_database::postgres::server::ADMIN,
+            None,
+        )
+        .await
+        .map_err(fail(service))?;
+        let lines = std::sync::Mutex::new(Vec::new());
+        let copied = copy_database(
+            &running.server.binaries,
+            &source_server.server.admin().to_database(source),
+            &running.server.admin().to_database(name),
+            masking.as_ref().map(|(masker, rules, _)| Masking {
+                masker,
+                rules,
+                strict: false,
+            }),
+            &|line| {
+                if let Ok(mut lines) = lines.lock() {
+                    lines.push(line);
+                }
+            },
+        )
+        .await;
+        for line in lines.into_inner().unwrap_or_default() {
+            log.line(format!("database `{service}`: {line}"));
+        }
+        let report = copied.map_err(fail(service))?;
+        admin_client
+            .batch_execute(&format!(
+                "ALTER DATABASE {0} OWNER TO {0}",
+                preview_database::postgres::connection::quote_identifier(name)
+            ))
+            .await
+            .map_err(|e| {
+                fail(service)(preview_database::DatabaseError::postgres(
+                    "cannot hand the copy over",
+                    &e,
+                ))
+            })?;
+        let inside = running
+            .server
+            .admin()
+            .to_database(name)
+            .connect()
+            .await
+            .map_err(fail(service))?;
+        admin::take_over(&inside, name)
+            .await
+            .map_err(fail(service))?;
+        log.line(format!(
+            "database `{service}`: {name} copied from `{from}` ({} tables, {} rows)",
+            report.tables, report.rows
+        ));
+        Ok(())
+    }
+
+    /// The database's service port in the environment's network, forwarding to its server.
+    fn serve_database(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        server_port: u16,
+    ) -> Result<(), RuntimeError> {
+        let block = self.assign_block(env, &[service.to_owned()])?;
+        let Some(port) = block.service_port(service) else {
+            return Ok(());
+        };
+        let target = SocketAddr::from(([127, 0, 0, 1], server_port));
+        let bound = self.with_state(env, |s| {
+            s.service_ports
+                .get(service)
+                .map(|p| p.set_target(Some(target)))
+                .is_some()
+        });
+        if bound {
+            return Ok(());
+        }
+        let permits = self.with_state(env, |s| {
+            Arc::clone(s.connections.get_or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    crate::forward::CONNECTIONS_PER_ENVIRONMENT,
+                ))
+            }))
+        });
+        let listener = ServicePort::bind_reaching(port, self.network_of(env), None, permits)
+            .map_err(|e| {
+                RuntimeError::new(format!(
+                    "cannot listen on 127.0.0.1:{port} for `{service}` of `{}`: {e}",
+                    env.environment
+                ))
+            })?;
+        listener.set_target(Some(target));
+        self.with_state(env, |s| {
+            s.service_ports.insert(service.to_owned(), listener);
+        });
+        Ok(())
+    }
+
+    pub(crate) async fn remove_database(
+        &self,
+        env: &EnvironmentAddress,
+        id: &str,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let service = id.trim_start_matches("database/");
+        let dir = self.dir_of(env);
+        let recorded = match dir.read(id).map_err(RuntimeError::new)? {
+            Some(record) => Some(record.content),
+            None => dir.read_intent(id).map_err(RuntimeError::new)?,
+        };
+        let Some(recorded) = recorded else {
+            return Ok(());
+        };
+        let content = DatabaseContent::parse(id, &recorded)?;
+        log.check_lease()?;
+        self.with_state(env, |s| s.service_ports.remove(service));
+        let key = content.server_key(env, service);
+        if content.physical() {
+            self.remove_server(&key).await?;
+        } else {
+            let running = self.ensure_server(&key, content.version).await?;
+            let admin = running
+                .server
+                .admin()
+                .connect()
+                .await
+                .map_err(fail(service))?;
+            admin::drop_database(&admin, &content.name)
+                .await
+                .map_err(fail(service))?;
+            admin::drop_role(&admin, &content.name)
+                .await
+                .map_err(fail(service))?;
+        }
+        log.line(format!("database `{service}`: {} dropped", content.name));
+        self.forget(env, id)?;
+        dir.remove_intent(id).map_err(RuntimeError::new)
+    }
+
+    /// Builds the golden snapshot the environment's database was copied from again, from its source's data as it
+    /// is now; environments already made keep theirs. Returns what was done, for people.
+    pub(crate) async fn refresh_snapshot(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<Vec<String>, RuntimeError> {
+        let id = format!("database/{service}");
+        let record = self
+            .dir_of(env)
+            .read(&id)
+            .map_err(RuntimeError::new)?
+            .ok_or_else(|| {
+                RuntimeError::new(format!(
+                    "environment `{}` has no database `{service}`",
+                    env.environment
+                ))
+            })?;
+        let content = DatabaseContent::parse(&id, &record.content)?;
+        if !matches!(content.clone.policy.as_str(), "clone" | "masked") || content.physical() {
+            return Err(RuntimeError::new(format!(
+                "database `{service}` of `{}` is not made from a golden snapshot (its policy is `{}`{}); nothing to refresh",
+                env.environment,
+                content.clone.policy,
+                if content.physical() {
+                    ", with physical isolation"
+                } else {
+                    ""
+                }
+            )));
+        }
+        let running = self
+            .ensure_server(&content.server_key(env, service), content.version)
+            .await?;
+        let admin = running
+            .server
+            .admin()
+            .connect()
+            .await
+            .map_err(fail(service))?;
+        let log = StepLog::default();
+        self.ensure_golden(env, service, &content, &running, &admin, &log, true)
+            .await?;
+        Ok(log.lines())
+    }
+
+    /// A login to the environment's database on its server's host address, for a person on this machine.
+    pub(crate) async fn login(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<preview_deploy::DatabaseLogin, RuntimeError> {
+        let id = format!("database/{service}");
+        let record = self
+            .dir_of(env)
+            .read(&id)
+            .map_err(RuntimeError::new)?
+            .ok_or_else(|| {
+                RuntimeError::new(format!(
+                    "environment `{}` has no database `{service}`",
+                    env.environment
+                ))
+            })?;
+        let content = DatabaseContent::parse(&id, &record.content)?;
+        let running = self
+            .ensure_server(&content.server_key(env, service), content.version)
+            .await?;
+        let password = self
+            .secrets
+            .reveal(env, &format!("database:{service}/password"), "derived")
+            .await?;
+        Ok(preview_deploy::DatabaseLogin {
+            host: "127.0.0.1".to_owned(),
+            port: running.server.port,
+            user: content.name.clone(),
+            database: content.name,
+            password,
+        })
+    }
+
+    /// Starts the servers of the environment's databases again and serves their ports (when the daemon starts).
+    pub(crate) async fn restore_database(
+        &self,
+        env: &EnvironmentAddress,
+        id: &str,
+        content: &serde_json::Value,
+    ) -> Result<(), RuntimeError> {
+        let service = id.trim_start_matches("database/");
+        let content = DatabaseContent::parse(id, content)?;
+        let running = self
+            .ensure_server(&content.server_key(env, service), content.version)
+            .await?;
+        self.serve_database(env, service, running.server.port)
+    }
+}
+
+async fn is_ready(
+    client: &tokio_postgres::Client,
+    database: &str,
+) -> Result<bool, preview_database::DatabaseError> {
+    let row = client
+        .query_opt(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            &[&database],
+        )
+        .await
+        .map_err(|e| {
+            preview_database::DatabaseError::postgres("cannot look for the database", &e)
+        })?;
+    Ok(row
+        .and_then(|row| row.get::<_, Option<String>>(0))
+        .as_deref()
+        == Some(READY))
+}
