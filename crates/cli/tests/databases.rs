@@ -79,6 +79,22 @@ previews:
     repo
 }
 
+/// The database service, for `version` (the installed PostgreSQL).
+fn database(version: u32) -> String {
+    DATABASE.replace("version: 15", &format!("version: {version}"))
+}
+
+/// The major version of the PostgreSQL server installed from the distribution's packages.
+fn installed_version() -> u32 {
+    std::fs::read_dir("/usr/lib/postgresql")
+        .expect("PostgreSQL is installed (scripts/test installs it)")
+        .flatten()
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|v| Path::new(&format!("/usr/lib/postgresql/{v}/bin/postgres")).is_file())
+        .max()
+        .expect("a PostgreSQL server under /usr/lib/postgresql")
+}
+
 const DATABASE: &str = "    version: 15
     clone: { policy: seed, file: seed.sql }
     masking:
@@ -288,7 +304,13 @@ fn staging_is_seeded_and_previews_are_masked_copies_that_join_like_the_source() 
     let data = dir.path().join("data");
     let _accounts = ReleaseAccounts(data.clone());
     let daemon = local_daemon(&data, "29000-29249", &[], None);
-    let repo = project(dir.path(), "shopdb", "logical", DATABASE, SEED);
+    let repo = project(
+        dir.path(),
+        "shopdb",
+        "logical",
+        &database(installed_version()),
+        SEED,
+    );
     register(&daemon, &repo, "the-first-masking-key");
 
     deploy(&daemon, "shopdb", &["env", "create", "staging"]);
@@ -435,7 +457,13 @@ fn one_environment_cannot_reach_another_environments_database() {
     let _accounts = ReleaseAccounts(data.clone());
     let daemon = local_daemon(&data, "29250-29499", &[], None);
     for (name, isolation) in [("logicaldb", "logical"), ("physicaldb", "physical")] {
-        let repo = project(dir.path(), name, isolation, DATABASE, SEED);
+        let repo = project(
+            dir.path(),
+            name,
+            isolation,
+            &database(installed_version()),
+            SEED,
+        );
         register(&daemon, &repo, "a-masking-key");
         deploy(&daemon, name, &["env", "create", "staging"]);
         deploy(&daemon, name, &["env", "clone", "staging", "pr-7"]);
@@ -500,7 +528,13 @@ fn servers_come_back_with_their_data_after_the_daemon_stops_or_is_killed() {
     let data = dir.path().join("data");
     let _accounts = ReleaseAccounts(data.clone());
     let daemon = local_daemon(&data, "29500-29749", &[], None);
-    let repo = project(dir.path(), "keptdb", "logical", DATABASE, SEED);
+    let repo = project(
+        dir.path(),
+        "keptdb",
+        "logical",
+        &database(installed_version()),
+        SEED,
+    );
     register(&daemon, &repo, "a-masking-key");
     deploy(&daemon, "keptdb", &["env", "create", "staging"]);
     sql(
@@ -540,8 +574,18 @@ fn servers_come_back_with_their_data_after_the_daemon_stops_or_is_killed() {
         ok(in_project(&daemon, "keptdb", &["logs", "staging", "db"]))
             .contains("ready to accept connections")
     );
-    daemon.stop();
+    // The project's server goes with its last environment's database: no process, no files, no user.
+    deploy(&daemon, "keptdb", &["env", "delete", "staging"]);
     assert_eq!(running_servers(&data), 0);
+    assert_eq!(
+        std::fs::read_dir(data.join("local/databases"))
+            .expect("servers")
+            .count(),
+        0
+    );
+    let accounts = std::fs::read_to_string(data.join("local/accounts.json")).unwrap_or_default();
+    assert!(!accounts.contains("database-server"), "{accounts}");
+    daemon.stop();
 }
 
 #[test]
@@ -556,7 +600,7 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
         dir.path(),
         "badseed",
         "logical",
-        DATABASE,
+        &database(installed_version()),
         "CREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\nINSERTT INTO t VALUES (2);\n",
     );
     register(&daemon, &repo, "k");
@@ -568,7 +612,13 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
     assert!(out.contains("rolled back"), "{out}");
 
     // Masking rules against the source: a missing column, a unique column masked by a lossy rule.
-    let good = project(dir.path(), "masking", "logical", DATABASE, SEED);
+    let good = project(
+        dir.path(),
+        "masking",
+        "logical",
+        &database(installed_version()),
+        SEED,
+    );
     register(&daemon, &good, "k");
     deploy(&daemon, "masking", &["env", "create", "staging"]);
     for (rules, expected) in [
@@ -618,7 +668,13 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
         "{out}"
     );
     // A source environment that was never deployed.
-    let lonely = project(dir.path(), "lonely", "logical", DATABASE, SEED);
+    let lonely = project(
+        dir.path(),
+        "lonely",
+        "logical",
+        &database(installed_version()),
+        SEED,
+    );
     register(&daemon, &lonely, "k");
     let out = failed_deployment(&daemon, "lonely", &["env", "clone", "staging", "pr-1"]);
     assert!(

@@ -502,14 +502,28 @@ fn the_demo_runs_the_example_and_leaves_nothing_behind() {
     let text = ok(output);
     for expected in [
         "https://storefront-staging.shop.localhost:",
-        "https://pr-1.preview.shop.test:",
-        "environment staging, mode staging, 3 products from the catalog of `staging`",
-        "environment pr-1, mode preview, 3 products from the catalog of `pr-1`",
+        "https://pr-1.preview.example.test:",
+        // staging's database seeded from the file, the preview's masked from it, orders still joined.
+        "customer 1 in staging  ada@example.test",
+        "(3 orders join their customers)",
+        "environment staging, mode staging, 3 products from the catalog of `staging`, 3 orders",
+        // An order added in the preview only: each storefront counts its own database's.
+        "environment pr-1, mode preview, 3 products from the catalog of `pr-1`, 4 orders",
         "curl --cacert ",
         "nothing is left running",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");
     }
+    let preview = text
+        .lines()
+        .find(|line| line.contains("customer 1 in pr-1"))
+        .expect("the preview's customer");
+    assert!(
+        preview.contains("@example.com")
+            && !preview.contains("ada@")
+            && !preview.contains("Lovelace"),
+        "{preview}"
+    );
     // No data directory, and no process that carries the demo's marker.
     let left: Vec<_> = std::fs::read_dir(dir.path())
         .expect("dir")

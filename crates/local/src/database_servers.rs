@@ -117,14 +117,18 @@ impl LocalRuntime {
             None => None,
         };
         crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
-        let server = Server {
+        let mut server = Server {
             binaries,
             root: root.clone(),
             port,
             owner,
             daemon_user: preview_isolation::user_name(),
             inside: owner.map(|_| PathBuf::from(SERVER_INSIDE)),
+            socket_link: None,
         };
+        if server.socket_path_too_long() {
+            server.socket_link = Some(self.socket_link(key)?);
+        }
         // Its processes run in a sandbox of its own when the daemon is root: the server's user cannot reach its
         // directory through the daemon's, and sees nothing else of it.
         let place = match (owner, &self.isolation) {
@@ -229,6 +233,27 @@ impl LocalRuntime {
         Ok(running_server)
     }
 
+    /// A short path for a link to the server's socket directory, in a directory only the daemon's user may use:
+    /// `/run/preview-sockets` as root, else one of the user's own in the temporary directory.
+    fn socket_link(&self, key: &str) -> Result<PathBuf, RuntimeError> {
+        let dir = if preview_isolation::user_name() == "root" {
+            PathBuf::from("/run/preview-sockets")
+        } else {
+            std::env::temp_dir().join(format!(
+                "preview-sockets-{}",
+                preview_isolation::user_name()
+            ))
+        };
+        crate::trees::own_dir(&dir, None, 0o700).map_err(RuntimeError::new)?;
+        let id = self.server_root(key).display().to_string();
+        let digest = ring::digest::digest(&ring::digest::SHA256, id.as_bytes());
+        let name: String = digest.as_ref()[..6]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Ok(dir.join(name))
+    }
+
     /// Stops the server `key` and removes its files, its port and its user (an environment's own server, when the
     /// environment goes).
     pub(crate) async fn remove_server(&self, key: &str) -> Result<(), RuntimeError> {
@@ -248,6 +273,9 @@ impl LocalRuntime {
         stop_stale(&root.join("data"), &seen, owner, self.config.grace).await;
         preview_database::postgres::server::remove_tree(&root)
             .map_err(|e| RuntimeError::new(e.to_string()))?;
+        if let Ok(link) = self.socket_link(key) {
+            let _ = std::fs::remove_file(link);
+        }
         self.ports
             .release(&Self::port_key(key))
             .map_err(RuntimeError::new)?;
@@ -273,6 +301,10 @@ impl LocalRuntime {
                 .collect();
         for server in servers {
             server.process.stop().await;
+            // Made again when the server starts again; nothing in /run outlives the daemon meanwhile.
+            if let Some(link) = &server.server.socket_link {
+                let _ = std::fs::remove_file(link);
+            }
         }
     }
 }

@@ -596,6 +596,19 @@ impl LocalRuntime {
             admin::drop_role(&admin, &content.name)
                 .await
                 .map_err(fail(service))?;
+            // The project's server goes with its last environment's database (its golden snapshots are copies
+            // of environments that are gone, or will be made again).
+            if admin::environment_databases(&admin)
+                .await
+                .map_err(fail(service))?
+                == 0
+            {
+                drop(admin);
+                self.remove_server(&key).await?;
+                log.line(format!(
+                    "database `{service}`: the project's PostgreSQL server was its last environment's; removed"
+                ));
+            }
         }
         log.line(format!("database `{service}`: {} dropped", content.name));
         self.forget(env, id)?;

@@ -1,7 +1,8 @@
 //! `preview demo`: the example project on this machine, start to finish. A daemon with a temporary data
-//! directory, the shop without its database registered from this checkout, `staging` deployed and cloned into
-//! the preview `pr-1`, every URL printed with the CA to trust and requested over HTTPS, then everything stopped
-//! (`--keep` leaves it running).
+//! directory, the whole shop registered from this checkout, `staging` deployed (its database seeded from
+//! `db/seed.sql`) and cloned into the preview `pr-1` (its database masked from staging's), one customer shown as
+//! each has it, every URL printed with the CA to trust and requested over HTTPS, each storefront counting its own
+//! orders, then everything stopped (`--keep` leaves it running).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -16,7 +17,7 @@ use crate::context::Context;
 use crate::exit::Failure;
 use crate::output::OutputFormat;
 
-const SPEC: &str = "examples/shop/demo.yaml";
+const SPEC: &str = "examples/shop/preview.yaml";
 
 /// The daemon the demo started; stopped (SIGTERM, so that it stops its apps) unless kept.
 struct DemoDaemon {
@@ -193,14 +194,25 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
             }),
         )
         .await?;
+    say("setting MASKING_KEY (keys the masking of customers in previews) and FORGE_WEBHOOK_SECRET");
+    for name in ["MASKING_KEY", "FORGE_WEBHOOK_SECRET"] {
+        client
+            .post(
+                "/v1/projects/shop/secrets",
+                json!({ "scope": "project", "name": name, "value": random_hex()? }),
+            )
+            .await?;
+    }
     let context = Context {
         client,
         project: "shop".to_owned(),
         output: OutputFormat::Text,
     };
-    say("deploying `staging` (the first build of the example apps takes a while)");
+    say(
+        "deploying `staging`: its database seeded from db/seed.sql (the first build of the example apps takes a while)",
+    );
     start(&context, Change::Create("staging", None), true).await?;
-    say("cloning `staging` into the preview `pr-1`");
+    say("cloning `staging` into the preview `pr-1`: its database a masked copy of staging's");
     start(
         &context,
         Change::Clone {
@@ -211,6 +223,7 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
         true,
     )
     .await?;
+    show_data(&context).await?;
     let ca = data.join("ca.pem");
     let pem = context.client.get("/v1/ca").await?["certificate"]
         .as_str()
@@ -263,6 +276,62 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
             println!("    → {answer}");
         }
     }
+    Ok(())
+}
+
+/// A client of ENV's database `db`, logged in as its own role.
+async fn database(context: &Context, environment: &str) -> Result<tokio_postgres::Client, Failure> {
+    let login = context
+        .client
+        .post(
+            &context.path(&format!("/environments/{environment}/databases/db/login")),
+            json!({}),
+        )
+        .await?;
+    let mut config = tokio_postgres::Config::new();
+    config
+        .host(login["host"].as_str().unwrap_or("127.0.0.1"))
+        .port(
+            login["port"]
+                .as_u64()
+                .and_then(|p| u16::try_from(p).ok())
+                .unwrap_or(5432),
+        )
+        .user(login["user"].as_str().unwrap_or_default())
+        .dbname(login["database"].as_str().unwrap_or_default())
+        .password(login["password"].as_str().unwrap_or_default());
+    let (client, connection) = config.connect(tokio_postgres::NoTls).await.map_err(|e| {
+        Failure::internal(format!("cannot reach the database of `{environment}`: {e}"))
+    })?;
+    tokio::spawn(connection);
+    Ok(client)
+}
+
+/// One customer as `staging` has it and as the preview has it, and the preview's orders joined to its customers.
+async fn show_data(context: &Context) -> Result<(), Failure> {
+    let failed =
+        |e: tokio_postgres::Error| Failure::internal(format!("the demo's query failed: {e}"));
+    let customer =
+        "SELECT email, full_name, coalesce(phone, '') FROM customers ORDER BY id LIMIT 1";
+    let joined = "SELECT count(*) FROM orders o JOIN customers c ON c.email = o.customer_email";
+    println!();
+    for environment in ["staging", "pr-1"] {
+        let db = database(context, environment).await?;
+        let row = db.query_one(customer, &[]).await.map_err(failed)?;
+        let orders: i64 = db.query_one(joined, &[]).await.map_err(failed)?.get(0);
+        println!(
+            "  customer 1 in {environment:<8} {:<44} {:<18} {:<18} ({orders} orders join their customers)",
+            row.get::<_, String>(0),
+            row.get::<_, String>(1),
+            row.get::<_, String>(2),
+        );
+    }
+    say("adding an order in `pr-1` only: each storefront counts its own database's orders");
+    database(context, "pr-1")
+        .await?
+        .batch_execute("INSERT INTO orders (customer_email, product_id) SELECT email, 1 FROM customers ORDER BY id LIMIT 1")
+        .await
+        .map_err(failed)?;
     Ok(())
 }
 
@@ -344,10 +413,11 @@ async fn get(
     }
     let summary: Value = serde_json::from_str(body).unwrap_or(Value::Null);
     Ok(format!(
-        "{status}: environment {}, mode {}, {} products from the catalog of `{}`",
+        "{status}: environment {}, mode {}, {} products from the catalog of `{}`, {} orders",
         summary["environment"].as_str().unwrap_or("?"),
         summary["mode"].as_str().unwrap_or("?"),
         summary["products"].as_array().map_or(0, Vec::len),
         summary["catalog"]["environment"].as_str().unwrap_or("?"),
+        summary["orders"],
     ))
 }

@@ -179,3 +179,19 @@ pub async fn databases_named(client: &Client, prefix: &str) -> Result<Vec<String
         .map_err(|e| DatabaseError::postgres("cannot list databases", &e))?;
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
+
+/// How many databases of environments the server holds: every database but its own, templates and golden
+/// snapshots (and their making).
+pub async fn environment_databases(client: &Client) -> Result<i64, DatabaseError> {
+    let row = client
+        .query_one(
+            "SELECT count(*) FROM pg_database
+             WHERE datname NOT IN ('postgres', 'template0', 'template1')
+               AND NOT starts_with(datname, 'preview_golden_')
+               AND NOT starts_with(datname, 'preview_making_')",
+            &[],
+        )
+        .await
+        .map_err(|e| DatabaseError::postgres("cannot count the server's databases", &e))?;
+    Ok(row.get(0))
+}

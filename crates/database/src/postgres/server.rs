@@ -26,6 +26,9 @@ pub struct Server {
     pub daemon_user: String,
     /// Where the server's own processes see `root`, when they run in a sandbox of their own; `None`: at `root`.
     pub inside: Option<PathBuf>,
+    /// Where the daemon reaches the socket directory when its own path is too long for a socket's (107 bytes):
+    /// a short link to it.
+    pub socket_link: Option<PathBuf>,
 }
 
 impl Server {
@@ -92,9 +95,21 @@ impl Server {
         }
     }
 
-    /// Makes the socket directory (it is not kept with the data).
+    /// Makes the socket directory (it is not kept with the data), and its short link when it has one.
     pub fn prepare_socket_dir(&self) -> Result<(), DatabaseError> {
-        make_dir(&self.socket_dir(), self.owner, 0o700)
+        make_dir(&self.socket_dir(), self.owner, 0o700)?;
+        if let Some(link) = &self.socket_link {
+            let _ = std::fs::remove_file(link);
+            std::os::unix::fs::symlink(self.socket_dir(), link).map_err(|e| {
+                DatabaseError::Server(format!("cannot link {}: {e}", link.display()))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether the daemon needs a short link to reach the socket: a socket's path holds at most 107 bytes.
+    pub fn socket_path_too_long(&self) -> bool {
+        self.socket_dir().as_os_str().len() + "/.s.PGSQL.65535".len() > 100
     }
 
     /// The shell command that runs the server in the foreground, for a supervisor. The port and the socket
@@ -112,7 +127,11 @@ impl Server {
     /// How the daemon logs in as the server's superuser.
     pub fn admin(&self) -> Connection {
         Connection {
-            host: Endpoint::Socket(self.socket_dir()),
+            host: Endpoint::Socket(
+                self.socket_link
+                    .clone()
+                    .unwrap_or_else(|| self.socket_dir()),
+            ),
             port: self.port,
             user: ADMIN.to_owned(),
             password: None,
