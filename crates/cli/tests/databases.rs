@@ -696,3 +696,119 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
     }
     assert!(databases.contains("masking_staging_db"), "{databases}");
 }
+
+#[test]
+fn an_external_server_gets_each_environments_database_and_role_through_its_admin_url() {
+    let dir = TempDir::new("databases-external");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    // A server the project already runs, as far as preview knows: only its admin URL, in a secret.
+    let external = preview_testing::TestPostgres::start();
+    let daemon = local_daemon(&data, "30000-30199", &[], None);
+    let spec = database(installed_version()).replace(
+        "    clone: { policy: seed, file: seed.sql }",
+        "    mode: external\n    admin_url: ADMIN_URL\n    clone: { policy: seed, file: seed.sql }",
+    );
+    let repo = project(dir.path(), "extdb", "logical", &spec, SEED);
+    let text = std::fs::read_to_string(repo.join("preview.yaml")).expect("spec");
+    std::fs::write(
+        repo.join("preview.yaml"),
+        text.replace(
+            "secrets: [MASKING_KEY]",
+            "secrets: [MASKING_KEY, ADMIN_URL]",
+        ),
+    )
+    .expect("spec");
+    commit_all(&repo, "external");
+    register(&daemon, &repo, "an-external-masking-key");
+    let url = format!(
+        "postgres://postgres:an-admin-password@127.0.0.1:{}/postgres",
+        external.port()
+    );
+    ok(daemon.cli_with_input(
+        &[
+            "--project",
+            "extdb",
+            "secret",
+            "set",
+            "ADMIN_URL",
+            "--scope",
+            "project",
+        ],
+        &url,
+    ));
+    let on_external = |query: &str| {
+        let out = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-At",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+                query,
+            ])
+            .env("PGPORT", external.port().to_string())
+            .output()
+            .expect("psql");
+        ok(out).trim().to_owned()
+    };
+
+    deploy(&daemon, "extdb", &["env", "create", "staging"]);
+    deploy(&daemon, "extdb", &["env", "clone", "staging", "pr-4"]);
+    let databases =
+        on_external("SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database");
+    assert!(
+        databases.contains("extdb_staging_db") && databases.contains("extdb_pr_4_db"),
+        "{databases}"
+    );
+    let roles = on_external(
+        "SELECT string_agg(rolname || ':' || rolsuper || rolcreatedb || rolcreaterole, ' ') FROM pg_roles WHERE rolname LIKE 'extdb_%'",
+    );
+    assert!(roles.contains("extdb_pr_4_db:falsefalsefalse"), "{roles}");
+    // The migrate job reached the external server through DATABASE_URL (the environment's service port), and the
+    // preview's copy is masked.
+    assert_eq!(
+        sql(&daemon, "extdb", "pr-4", "SELECT name FROM migrations"),
+        "v1"
+    );
+    assert_eq!(
+        sql(
+            &daemon,
+            "extdb",
+            "pr-4",
+            "SELECT count(*) FROM customers WHERE email LIKE '%corp.test'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        sql(
+            &daemon,
+            "extdb",
+            "staging",
+            "SELECT count(*) FROM customers WHERE email LIKE '%corp.test'"
+        ),
+        "200"
+    );
+
+    deploy(&daemon, "extdb", &["env", "delete", "pr-4"]);
+    let databases = on_external("SELECT string_agg(datname, ' ') FROM pg_database");
+    assert!(!databases.contains("extdb_pr_4_db"), "{databases}");
+    assert_eq!(
+        on_external("SELECT count(*) FROM pg_roles WHERE rolname = 'extdb_pr_4_db'"),
+        "0"
+    );
+    assert!(
+        databases.contains("extdb_staging_db"),
+        "the external server itself is left as it was"
+    );
+    assert!(!everything_kept(&data).contains("an-admin-password"));
+    assert_eq!(
+        running_servers(&data),
+        0,
+        "preview runs no server of its own for it"
+    );
+}

@@ -29,12 +29,14 @@ pub(crate) struct RunningServer {
     pub server: Server,
     pub process: Supervised,
     /// Held while a golden snapshot on this server is made, so that two previews made at once build it once.
-    pub golden: tokio::sync::Mutex<()>,
+    pub golden: Arc<tokio::sync::Mutex<()>>,
 }
 
 #[derive(Default)]
 pub(crate) struct DatabaseServers {
     running: tokio::sync::Mutex<BTreeMap<String, Arc<RunningServer>>>,
+    /// What a golden snapshot on an external server is made under, by project and database.
+    external: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -227,7 +229,7 @@ impl LocalRuntime {
         let running_server = Arc::new(RunningServer {
             server,
             process,
-            golden: tokio::sync::Mutex::new(()),
+            golden: Arc::default(),
         });
         running.insert(key.to_owned(), Arc::clone(&running_server));
         Ok(running_server)
@@ -252,6 +254,19 @@ impl LocalRuntime {
             .map(|b| format!("{b:02x}"))
             .collect();
         Ok(dir.join(name))
+    }
+
+    /// The lock golden snapshots of a project's database on an external server are made under.
+    pub(crate) fn external_golden_lock(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Arc<tokio::sync::Mutex<()>> {
+        let mut locks = match self.databases.external.lock() {
+            Ok(locks) => locks,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        Arc::clone(locks.entry(format!("{project}/{service}")).or_default())
     }
 
     /// Stops the server `key` and removes its files, its port and its user (an environment's own server, when the

@@ -18,6 +18,7 @@ use serde::Deserialize;
 use crate::database_servers::{RunningServer, server_key};
 use crate::forward::ServicePort;
 use crate::runtime::LocalRuntime;
+use preview_database::postgres::Binaries;
 
 /// A database resource's content, as the planner writes it.
 #[derive(Debug, Clone, Deserialize)]
@@ -29,6 +30,8 @@ pub(crate) struct DatabaseContent {
     pub clone: ClonePolicy,
     pub masking: Option<MaskingContent>,
     pub source: Option<SourceContent>,
+    /// With `mode: external`: the project secret holding the server's admin URL.
+    pub admin_url: Option<SecretVersion>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -79,7 +82,11 @@ impl DatabaseContent {
     }
 
     pub(crate) fn physical(&self) -> bool {
-        self.isolation == "physical" || self.mode == "container"
+        self.mode != "external" && (self.isolation == "physical" || self.mode == "container")
+    }
+
+    pub(crate) fn external(&self) -> bool {
+        self.mode == "external"
     }
 
     pub(crate) fn server_key(&self, env: &EnvironmentAddress, service: &str) -> String {
@@ -100,7 +107,85 @@ fn fail(service: &str) -> impl Fn(preview_database::DatabaseError) -> RuntimeErr
     move |e| RuntimeError::new(format!("database `{service}`: {e}"))
 }
 
+/// Where an environment's database lives: a server `preview` runs, or an external one.
+pub(crate) struct DatabaseHost {
+    /// The administrator's login.
+    pub admin: Connection,
+    /// The programs of the database's version (`psql`, `pg_dump`).
+    pub binaries: Binaries,
+    /// Where roles log in, as the daemon reaches it.
+    pub login_host: String,
+    pub login_port: u16,
+    /// Held while a golden snapshot there is made.
+    pub golden: Arc<tokio::sync::Mutex<()>>,
+}
+
+impl DatabaseHost {
+    fn of(running: &RunningServer) -> DatabaseHost {
+        DatabaseHost {
+            admin: running.server.admin(),
+            binaries: running.server.binaries.clone(),
+            login_host: "127.0.0.1".to_owned(),
+            login_port: running.server.port,
+            golden: Arc::clone(&running.golden),
+        }
+    }
+
+    /// The address the environment's service port forwards to.
+    async fn address(&self, service: &str) -> Result<SocketAddr, RuntimeError> {
+        tokio::net::lookup_host((self.login_host.as_str(), self.login_port))
+            .await
+            .ok()
+            .and_then(|mut found| found.next())
+            .ok_or_else(|| {
+                RuntimeError::new(format!(
+                    "database `{service}`: cannot resolve {}:{}",
+                    self.login_host, self.login_port
+                ))
+            })
+    }
+}
+
 impl LocalRuntime {
+    /// The host of the environment's database: its server, started if needed, or the external server its admin
+    /// URL names.
+    pub(crate) async fn database_host(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<DatabaseHost, RuntimeError> {
+        if !content.external() {
+            let running = self
+                .ensure_server(&content.server_key(env, service), content.version)
+                .await?;
+            return Ok(DatabaseHost::of(&running));
+        }
+        let Some(url) = &content.admin_url else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `mode: external` needs `admin_url: <project secret>`"
+            )));
+        };
+        let url = self.secrets.reveal(env, &url.name, &url.version).await?;
+        let admin = Connection::from_url(&url).map_err(fail(service))?;
+        let binaries = Binaries::find(content.version).map_err(fail(service))?;
+        let login_host = match &admin.host {
+            Endpoint::Tcp(host) => host.clone(),
+            Endpoint::Socket(_) => {
+                return Err(RuntimeError::new(format!(
+                    "database `{service}`: the admin URL names a socket; environments reach an external server over TCP, so name its host"
+                )));
+            }
+        };
+        Ok(DatabaseHost {
+            login_port: admin.port,
+            login_host,
+            golden: self.external_golden_lock(&env.project, service),
+            admin,
+            binaries,
+        })
+    }
+
     pub(crate) async fn apply_database(
         &self,
         env: &EnvironmentAddress,
@@ -114,15 +199,8 @@ impl LocalRuntime {
         self.dir_of(env)
             .write_intent(&resource.id, &resource.content)
             .map_err(RuntimeError::new)?;
-        let running = self
-            .ensure_server(&content.server_key(env, service), content.version)
-            .await?;
-        let admin = running
-            .server
-            .admin()
-            .connect()
-            .await
-            .map_err(fail(service))?;
+        let host = self.database_host(env, service, &content).await?;
+        let admin = host.admin.connect().await.map_err(fail(service))?;
         let password = self
             .secrets
             .reveal(env, &format!("database:{service}/password"), "derived")
@@ -141,7 +219,7 @@ impl LocalRuntime {
             ));
         } else {
             if let Err(error) = self
-                .make_data(env, service, &content, &running, &admin, &password, log)
+                .make_data(env, service, &content, &host, &admin, &password, log)
                 .await
             {
                 // Nothing half-made is left: the next attempt starts from scratch.
@@ -150,7 +228,7 @@ impl LocalRuntime {
                 return Err(error);
             }
         }
-        self.serve_database(env, service, running.server.port)?;
+        self.serve_database(env, service, host.address(service).await?)?;
         self.record(env, resource)
     }
 
@@ -160,7 +238,7 @@ impl LocalRuntime {
         env: &EnvironmentAddress,
         service: &str,
         content: &DatabaseContent,
-        running: &RunningServer,
+        host: &DatabaseHost,
         admin: &tokio_postgres::Client,
         password: &preview_secrets::Secret,
         log: &StepLog,
@@ -173,20 +251,19 @@ impl LocalRuntime {
         log.check_lease()?;
         match content.clone.policy.as_str() {
             "clone" | "masked" if content.physical() => {
-                self.copy_physical(env, service, content, running, admin, log)
+                self.copy_physical(env, service, content, host, admin, log)
                     .await?;
             }
             "clone" | "masked" => {
                 let golden = self
-                    .ensure_golden(env, service, content, running, admin, log, false)
+                    .ensure_golden(env, service, content, host, admin, log, false)
                     .await?;
                 log.check_lease()?;
                 admin::create_database(admin, name, name, Some(&golden))
                     .await
                     .map_err(fail(service))?;
-                let inside = running
-                    .server
-                    .admin()
+                let inside = host
+                    .admin
                     .to_database(name)
                     .connect()
                     .await
@@ -207,17 +284,17 @@ impl LocalRuntime {
                 {
                     let sql = self.seed_file(service, content, file)?;
                     let login = Connection {
-                        host: Endpoint::Tcp("127.0.0.1".to_owned()),
-                        port: running.server.port,
+                        host: Endpoint::Tcp(host.login_host.clone()),
+                        port: host.login_port,
                         user: name.clone(),
                         password: Some(password.clone()),
                         dbname: name.clone(),
-                        ssl_mode: Some("disable".to_owned()),
+                        ssl_mode: host.admin.ssl_mode.clone(),
                     };
                     log.check_lease()?;
                     // As the environment's own role: a seed file from a pull request has no more rights than its apps.
                     preview_database::postgres::programs::run_sql(
-                        &running.server.binaries,
+                        &host.binaries,
                         &login,
                         &sql,
                         file,
@@ -293,7 +370,7 @@ impl LocalRuntime {
         env: &EnvironmentAddress,
         service: &str,
         content: &DatabaseContent,
-        running: &RunningServer,
+        host: &DatabaseHost,
         admin_client: &tokio_postgres::Client,
         log: &StepLog,
         rebuild: bool,
@@ -317,7 +394,7 @@ impl LocalRuntime {
             .map(|b| format!("{b:02x}"))
             .collect();
         let golden = format!("preview_golden_{id}");
-        let _building = running.golden.lock().await;
+        let _building = host.golden.lock().await;
         if !rebuild
             && admin::database_exists(admin_client, &golden)
                 .await
@@ -333,26 +410,24 @@ impl LocalRuntime {
                 "database `{service}`: environment `{from}` has no database `{service}` to copy ({source} does not exist on the server); deploy `{from}` first"
             )));
         }
+        // An external server has no owner of golden snapshots' objects until the first one is made.
+        admin::ensure_golden_owner(admin_client)
+            .await
+            .map_err(fail(service))?;
         let making = format!("preview_making_{id}");
         admin::drop_database(admin_client, &making)
             .await
             .map_err(fail(service))?;
         log.check_lease()?;
-        admin::create_database(
-            admin_client,
-            &making,
-            preview_database::postgres::server::ADMIN,
-            None,
-        )
-        .await
-        .map_err(fail(service))?;
-        let server = &running.server;
+        admin::create_database(admin_client, &making, &host.admin.user, None)
+            .await
+            .map_err(fail(service))?;
         let started = std::time::Instant::now();
         let lines = std::sync::Mutex::new(Vec::new());
         let copied = copy_database(
-            &server.binaries,
-            &server.admin().to_database(source),
-            &server.admin().to_database(&making),
+            &host.binaries,
+            &host.admin.to_database(source),
+            &host.admin.to_database(&making),
             masking.as_ref().map(|(masker, rules, _)| Masking {
                 masker,
                 rules,
@@ -430,7 +505,7 @@ impl LocalRuntime {
         env: &EnvironmentAddress,
         service: &str,
         content: &DatabaseContent,
-        running: &RunningServer,
+        host: &DatabaseHost,
         admin_client: &tokio_postgres::Client,
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
@@ -471,9 +546,9 @@ impl LocalRuntime {
         .map_err(fail(service))?;
         let lines = std::sync::Mutex::new(Vec::new());
         let copied = copy_database(
-            &running.server.binaries,
+            &host.binaries,
             &source_server.server.admin().to_database(source),
-            &running.server.admin().to_database(name),
+            &host.admin.to_database(name),
             masking.as_ref().map(|(masker, rules, _)| Masking {
                 masker,
                 rules,
@@ -502,9 +577,8 @@ impl LocalRuntime {
                     &e,
                 ))
             })?;
-        let inside = running
-            .server
-            .admin()
+        let inside = host
+            .admin
             .to_database(name)
             .connect()
             .await
@@ -524,13 +598,12 @@ impl LocalRuntime {
         &self,
         env: &EnvironmentAddress,
         service: &str,
-        server_port: u16,
+        target: SocketAddr,
     ) -> Result<(), RuntimeError> {
         let block = self.assign_block(env, &[service.to_owned()])?;
         let Some(port) = block.service_port(service) else {
             return Ok(());
         };
-        let target = SocketAddr::from(([127, 0, 0, 1], server_port));
         let bound = self.with_state(env, |s| {
             s.service_ports
                 .get(service)
@@ -583,13 +656,8 @@ impl LocalRuntime {
         if content.physical() {
             self.remove_server(&key).await?;
         } else {
-            let running = self.ensure_server(&key, content.version).await?;
-            let admin = running
-                .server
-                .admin()
-                .connect()
-                .await
-                .map_err(fail(service))?;
+            let host = self.database_host(env, service, &content).await?;
+            let admin = host.admin.connect().await.map_err(fail(service))?;
             admin::drop_database(&admin, &content.name)
                 .await
                 .map_err(fail(service))?;
@@ -598,10 +666,11 @@ impl LocalRuntime {
                 .map_err(fail(service))?;
             // The project's server goes with its last environment's database (its golden snapshots are copies
             // of environments that are gone, or will be made again).
-            if admin::environment_databases(&admin)
-                .await
-                .map_err(fail(service))?
-                == 0
+            if !content.external()
+                && admin::environment_databases(&admin)
+                    .await
+                    .map_err(fail(service))?
+                    == 0
             {
                 drop(admin);
                 self.remove_server(&key).await?;
@@ -646,17 +715,10 @@ impl LocalRuntime {
                 }
             )));
         }
-        let running = self
-            .ensure_server(&content.server_key(env, service), content.version)
-            .await?;
-        let admin = running
-            .server
-            .admin()
-            .connect()
-            .await
-            .map_err(fail(service))?;
+        let host = self.database_host(env, service, &content).await?;
+        let admin = host.admin.connect().await.map_err(fail(service))?;
         let log = StepLog::default();
-        self.ensure_golden(env, service, &content, &running, &admin, &log, true)
+        self.ensure_golden(env, service, &content, &host, &admin, &log, true)
             .await?;
         Ok(log.lines())
     }
@@ -679,16 +741,14 @@ impl LocalRuntime {
                 ))
             })?;
         let content = DatabaseContent::parse(&id, &record.content)?;
-        let running = self
-            .ensure_server(&content.server_key(env, service), content.version)
-            .await?;
+        let host = self.database_host(env, service, &content).await?;
         let password = self
             .secrets
             .reveal(env, &format!("database:{service}/password"), "derived")
             .await?;
         Ok(preview_deploy::DatabaseLogin {
-            host: "127.0.0.1".to_owned(),
-            port: running.server.port,
+            host: host.login_host,
+            port: host.login_port,
             user: content.name.clone(),
             database: content.name,
             password,
@@ -704,10 +764,8 @@ impl LocalRuntime {
     ) -> Result<(), RuntimeError> {
         let service = id.trim_start_matches("database/");
         let content = DatabaseContent::parse(id, content)?;
-        let running = self
-            .ensure_server(&content.server_key(env, service), content.version)
-            .await?;
-        self.serve_database(env, service, running.server.port)
+        let host = self.database_host(env, service, &content).await?;
+        self.serve_database(env, service, host.address(service).await?)
     }
 }
 

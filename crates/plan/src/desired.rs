@@ -93,6 +93,7 @@ pub fn secret_versions_of(resource: &Resource) -> Vec<(String, String)> {
         &content["access"]["token"],
         &content["access"]["basic_auth"]["password"],
         &content["masking"]["key"],
+        &content["admin_url"],
     ] {
         if let (Some(name), Some(version)) =
             (credential["name"].as_str(), credential["version"].as_str())
@@ -233,6 +234,12 @@ fn service_resource(
                 }),
                 "tables": m.tables,
             })),
+            // An external server's admin URL: a project secret, by name and version.
+            "admin_url": database.admin_url.as_ref().map(|name| {
+                let name = format!("project/{name}");
+                let version = versions.get(&name).cloned().unwrap_or_else(|| "unset".to_owned());
+                json!({ "name": name, "version": version })
+            }),
             // Where a seed file is read from: the deployed commit (a new commit changes nothing else: the data of
             // a database that exists is kept).
             "source": match &database.clone {

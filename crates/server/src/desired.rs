@@ -184,6 +184,15 @@ pub(crate) async fn desired_for(
         }
         for service in resolved.services.values() {
             if let ServiceKind::Database(database) = &service.kind
+                && let Some(url) = &database.admin_url
+                && !versions.contains_key(&format!("project/{url}"))
+            {
+                missing.push(format!(
+                    "`{url}` (the admin URL of the server of `{}`; set it with `preview secret set {url} --scope project`)",
+                    service.name
+                ));
+            }
+            if let ServiceKind::Database(database) = &service.kind
                 && matches!(database.clone, preview_spec::ClonePolicy::Masked { .. })
                 && let Some(key) = database
                     .masking

@@ -327,6 +327,8 @@ pub struct Database {
     /// Major version, e.g. `16`.
     pub version: u16,
     pub mode: DatabaseMode,
+    /// With `mode: external`: the project secret that holds the server's admin URL.
+    pub admin_url: Option<String>,
     pub clone: ClonePolicy,
     pub masking: Option<Masking>,
 }
@@ -344,6 +346,9 @@ pub enum DatabaseMode {
     Container,
     /// A database created inside a server `preview` manages for the whole project.
     Managed,
+    /// A database created inside a server the project already runs (RDS, Cloud SQL, any PostgreSQL), through the
+    /// admin URL in a project secret.
+    External,
 }
 
 /// Where an environment's data comes from when the database is created.

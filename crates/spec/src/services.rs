@@ -35,6 +35,7 @@ pub(crate) const DATABASE_KEYS: &[&str] = &[
     "engine",
     "version",
     "mode",
+    "admin_url",
     "clone",
     "masking",
     "depends_on",
@@ -513,11 +514,38 @@ fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Opt
             )
         });
     let mode = match fields.get("mode") {
-        Some(n) => choice(n, "a database mode", &["container", "managed"], sink).map(|m| match m {
+        Some(n) => choice(
+            n,
+            "a database mode",
+            &["container", "managed", "external"],
+            sink,
+        )
+        .map(|m| match m {
             "container" => DatabaseMode::Container,
+            "external" => DatabaseMode::External,
             _ => DatabaseMode::Managed,
         }),
         None => Some(DatabaseMode::Managed),
+    };
+    let admin_url = match (mode, fields.get("admin_url")) {
+        (Some(DatabaseMode::External), Some(n)) => text(n, "a project secret's name", sink),
+        (Some(DatabaseMode::External), None) => {
+            fields.require(
+                "admin_url",
+                "the project secret holding the external server's admin URL (postgres://user:password@host:port/postgres)",
+                sink,
+            );
+            None
+        }
+        (_, Some(n)) => {
+            sink.push(
+                n.position,
+                &n.path,
+                "`admin_url` is only used with `mode: external`",
+            );
+            None
+        }
+        (_, None) => None,
     };
     let clone = match fields.get("clone") {
         Some(n) => crate::databases::read_clone_policy(n, names, sink),
@@ -530,6 +558,7 @@ fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Opt
         engine: engine?,
         version: version? as u16,
         mode: mode?,
+        admin_url,
         clone: clone?,
         masking,
     })

@@ -247,6 +247,26 @@ fn unsupported_postgres_version() {
 }
 
 #[test]
+fn external_database_without_its_admin_url() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    mode: external\n",
+        ),
+        "4:5 services.db: missing required key `admin_url` (the project secret holding the external server's admin URL (postgres://user:password@host:port/postgres))",
+    );
+}
+
+#[test]
+fn admin_url_without_an_external_server() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    admin_url: RDS\n",
+        ),
+        "7:16 services.db.admin_url: `admin_url` is only used with `mode: external`",
+    );
+}
+
+#[test]
 fn job_with_unknown_hook() {
     check(
         &with_envs(
