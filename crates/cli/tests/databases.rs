@@ -611,6 +611,26 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
     );
     assert!(out.contains("rolled back"), "{out}");
 
+    // A seed file comes from a pull request: a psql command in it (a shell escape) runs nowhere.
+    let witness = dir.path().join("shell-escape-ran");
+    let hostile = project(
+        dir.path(),
+        "hostileseed",
+        "logical",
+        &database(installed_version()),
+        &format!(
+            "CREATE TABLE t (id int);\n\\! touch {}\nINSERT INTO t VALUES (1);\n",
+            witness.display()
+        ),
+    );
+    register(&daemon, &hostile, "k");
+    let out = failed_deployment(&daemon, "hostileseed", &["env", "create", "staging"]);
+    assert!(
+        out.contains("seed.sql:2: `\\! touch") && out.contains("is a psql command"),
+        "{out}"
+    );
+    assert!(!witness.exists(), "the seed file ran a shell command");
+
     // Masking rules against the source: a missing column, a unique column masked by a lossy rule.
     let good = project(
         dir.path(),
@@ -687,6 +707,7 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
     let roles = on_every_server(&data, "SELECT string_agg(rolname, ' ') FROM pg_roles");
     for leftover in [
         "badseed_staging_db",
+        "hostileseed_staging_db",
         "masking_pr_1_db",
         "lonely_pr_1_db",
         "preview_making_",

@@ -11,6 +11,7 @@ pub mod copy_text;
 pub mod masking;
 pub mod masking_plan;
 pub mod postgres;
+pub mod sql_script;
 
 /// What went wrong with a database or its server; messages name the database, file or rule and say what to do.
 #[derive(Debug, thiserror::Error)]

@@ -292,15 +292,10 @@ impl LocalRuntime {
                         ssl_mode: host.admin.ssl_mode.clone(),
                     };
                     log.check_lease()?;
-                    // As the environment's own role: a seed file from a pull request has no more rights than its apps.
-                    preview_database::postgres::programs::run_sql(
-                        &host.binaries,
-                        &login,
-                        &sql,
-                        file,
-                        None,
-                    )
-                    .await
+                    // As the environment's own role, statement by statement over its own connection: a seed file
+                    // from a pull request has no more rights than its apps, and no program of this machine runs it.
+                    preview_database::postgres::seed::run_seed(&login, &sql, file)
+                        .await
                     .map_err(|e| {
                         RuntimeError::new(format!("database `{service}`: seeding from {file} failed, nothing was kept:\n{e}"))
                     })?;

@@ -7,6 +7,7 @@ pub mod catalog;
 pub mod connection;
 pub mod copy;
 pub mod programs;
+pub mod seed;
 pub mod server;
 
 pub use binaries::Binaries;
