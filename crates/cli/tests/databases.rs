@@ -631,6 +631,33 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
     );
     assert!(!witness.exists(), "the seed file ran a shell command");
 
+    // A migration that fails after the database was made: the new environment rolls back, its database with it.
+    let failing = project(
+        dir.path(),
+        "failingjob",
+        "logical",
+        &database(installed_version()),
+        SEED,
+    );
+    let spec = std::fs::read_to_string(failing.join("preview.yaml")).expect("spec");
+    let command = spec
+        .lines()
+        .find(|line| line.trim_start().starts_with("command: psql"))
+        .expect("the migrate command")
+        .to_owned();
+    std::fs::write(
+        failing.join("preview.yaml"),
+        spec.replace(&command, "    command: echo the migration broke; exit 3"),
+    )
+    .expect("spec");
+    commit_all(&failing, "a broken migration");
+    register(&daemon, &failing, "k");
+    let out = failed_deployment(&daemon, "failingjob", &["env", "create", "staging"]);
+    assert!(
+        out.contains("the migration broke") && out.contains("rolled back"),
+        "{out}"
+    );
+
     // Masking rules against the source: a missing column, a unique column masked by a lossy rule.
     let good = project(
         dir.path(),
@@ -708,6 +735,7 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
     for leftover in [
         "badseed_staging_db",
         "hostileseed_staging_db",
+        "failingjob_staging_db",
         "masking_pr_1_db",
         "lonely_pr_1_db",
         "preview_making_",

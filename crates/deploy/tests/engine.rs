@@ -213,19 +213,20 @@ async fn create_commits_and_journals_every_step() {
     );
 }
 
-/// The operations before a plan's point of no return are exactly its steps before it: the steps after it wait
-/// for all of those.
-fn operations_before_the_point(plan: &preview_plan::Plan) -> u64 {
-    plan.point_of_no_return
-        .expect("the example's plans have a job") as u64
-}
-
 #[tokio::test]
 async fn an_error_before_the_point_of_no_return_rolls_back_and_after_it_is_retried() {
     let want = desired(EXAMPLE, "staging");
     let create = preview_plan::plan_deployment("staging", &want, &[]);
-    let point = operations_before_the_point(&create);
-    assert!(point >= 1 && point < create.steps.len() as u64, "{point}");
+    // A new environment's jobs act only on what its plan makes: every step of a create can be rolled back.
+    assert!(
+        create
+            .steps
+            .iter()
+            .any(|s| s.kind == preview_plan::ResourceKind::Job),
+        "the example has a job"
+    );
+    assert_eq!(create.point_of_no_return, None);
+    let point = create.steps.len() as u64;
     let mut scenarios = 0;
     for k in 1..=create.steps.len() as u64 {
         let setup = Setup::new(Some(Fault {
@@ -280,7 +281,11 @@ async fn an_error_before_the_point_of_no_return_rolls_back_and_after_it_is_retri
     let before = want.clone();
     let update = preview_plan::plan_deployment("staging", &updated(), &before);
     assert!(!update.steps.is_empty(), "the update changes something");
-    let point = update.point_of_no_return.unwrap_or(update.steps.len()) as u64;
+    // The steps before the point are exactly the operations before it: the steps after it wait for all of those.
+    let point = update
+        .point_of_no_return
+        .expect("the update runs a job of an environment that exists") as u64;
+    assert!(point < update.steps.len() as u64, "{point}");
     for k in 1..=update.steps.len() as u64 {
         // Update: operations 1..=8 built the previous state; the fault hits the update's k-th.
         let setup = Setup::new(Some(Fault {

@@ -178,12 +178,21 @@ pub fn plan_deployment(environment: &str, desired: &[Resource], recorded: &[Reso
 
 /// Moves every step that cannot be undone, and every step that waits for one, after all the others, each waiting
 /// for all of those: a failure before the point rolls everything back, and nothing irreversible has happened yet.
+///
+/// A plan that makes the environment's space makes the whole environment: a job it runs acts only on what the
+/// plan makes (its databases), which rolling back removes, so there its jobs are no point of no return — a failing
+/// migration rolls the new environment back, its new database and role with it.
 fn with_point_of_no_return(plan: Plan) -> Plan {
+    let new_environment = plan
+        .steps
+        .iter()
+        .any(|s| s.kind == ResourceKind::Space && s.action == Action::Create);
     let mut after_point = vec![false; plan.steps.len()];
     // Steps only wait for earlier ones, so one pass in order sees every dependency's mark first.
     for step in &plan.steps {
-        after_point[step.index] =
-            step.is_irreversible() || step.after_steps.iter().any(|&d| after_point[d]);
+        let undone_with_the_environment = new_environment && step.kind == ResourceKind::Job;
+        after_point[step.index] = (step.is_irreversible() && !undone_with_the_environment)
+            || step.after_steps.iter().any(|&d| after_point[d]);
     }
     if !after_point.contains(&true) {
         return plan;
