@@ -391,6 +391,12 @@ fn staging_is_seeded_and_previews_are_masked_copies_that_join_like_the_source() 
     // gives other ones.
     let masked_customers = "SELECT string_agg(email || full_name || coalesce(phone, ''), ',' ORDER BY id) FROM customers WHERE id <= 200";
     let first = sql(&daemon, "shopdb", "pr-1", masked_customers);
+    sql(
+        &daemon,
+        "shopdb",
+        "staging",
+        "INSERT INTO customers (email, full_name) VALUES ('zq999.shopper@corp.test', 'Zorblat999 Quintessa')",
+    );
     ok(in_project(
         &daemon,
         "shopdb",
@@ -398,6 +404,21 @@ fn staging_is_seeded_and_previews_are_masked_copies_that_join_like_the_source() 
     ));
     deploy(&daemon, "shopdb", &["env", "clone", "staging", "pr-2"]);
     assert_eq!(sql(&daemon, "shopdb", "pr-2", masked_customers), first);
+    // The snapshot was made again from staging as it is now; pr-1 keeps what it had.
+    assert_eq!(
+        sql(&daemon, "shopdb", "pr-2", "SELECT count(*) FROM customers"),
+        "201"
+    );
+    assert_eq!(
+        sql(
+            &daemon,
+            "shopdb",
+            "pr-1",
+            "SELECT count(*) FROM customers WHERE email = 'n@x'"
+        ),
+        "1"
+    );
+    assert!(!everything(&daemon, "shopdb", "pr-2").contains("Zorblat999"));
     set_key(&daemon, &repo, "another-masking-key");
     deploy(&daemon, "shopdb", &["env", "clone", "staging", "pr-3"]);
     let other = sql(&daemon, "shopdb", "pr-3", masked_customers);
@@ -559,6 +580,16 @@ fn servers_come_back_with_their_data_after_the_daemon_stops_or_is_killed() {
     // Killed: the server outlives it, and the next daemon stops it and starts it again from its record.
     daemon.kill();
     assert_eq!(running_servers(&data), 1, "the server outlived the daemon");
+    let postmaster = || {
+        std::fs::read_dir(data.join("local/databases"))
+            .expect("servers")
+            .flatten()
+            .find_map(|server| {
+                std::fs::read_to_string(server.path().join("data/postmaster.pid")).ok()
+            })
+            .and_then(|pid| pid.lines().next().map(str::to_owned))
+    };
+    let outlived = postmaster();
     let daemon = local_daemon(&data, "29500-29749", &[], None);
     assert_eq!(
         sql(
@@ -570,6 +601,11 @@ fn servers_come_back_with_their_data_after_the_daemon_stops_or_is_killed() {
         "200"
     );
     assert_eq!(running_servers(&data), 1);
+    assert_ne!(
+        postmaster(),
+        outlived,
+        "the server that outlived its daemon was stopped"
+    );
     assert!(
         ok(in_project(&daemon, "keptdb", &["logs", "staging", "db"]))
             .contains("ready to accept connections")
@@ -843,6 +879,19 @@ fn an_external_server_gets_each_environments_database_and_role_through_its_admin
         "200"
     );
 
+    // Nothing but `REVOKE … FROM PUBLIC` keeps one environment's role out of another's database on a server whose
+    // client authentication is not preview's.
+    let error = refused(
+        &daemon,
+        "extdb",
+        "pr-4",
+        &["-d", "extdb_staging_db", "-c", "SELECT 1"],
+    );
+    assert!(error.contains("permission denied for database"), "{error}");
+    assert_eq!(
+        on_external("SELECT rolconnlimit FROM pg_roles WHERE rolname = 'extdb_pr_4_db'"),
+        "32"
+    );
     deploy(&daemon, "extdb", &["env", "delete", "pr-4"]);
     let databases = on_external("SELECT string_agg(datname, ' ') FROM pg_database");
     assert!(!databases.contains("extdb_pr_4_db"), "{databases}");
@@ -860,4 +909,55 @@ fn an_external_server_gets_each_environments_database_and_role_through_its_admin
         0,
         "preview runs no server of its own for it"
     );
+}
+
+#[test]
+fn a_copied_schema_cannot_make_its_owner_a_superuser() {
+    let dir = TempDir::new("databases-escalation");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let daemon = local_daemon(&data, "30200-30499", &[], None);
+    // staging's own role writes a check constraint whose function, run with a superuser's rights, would make that
+    // role a superuser (and swallows the error otherwise, so that the copy goes on).
+    let seed = format!(
+        "{SEED}
+CREATE FUNCTION harmless(n int) RETURNS boolean LANGUAGE plpgsql AS $$
+BEGIN
+    BEGIN
+        EXECUTE 'ALTER ROLE evildb_staging_db SUPERUSER';
+    EXCEPTION WHEN others THEN NULL;
+    END;
+    RETURN true;
+END $$;
+CREATE TABLE traps (n int CHECK (harmless(n)));
+INSERT INTO traps VALUES (1);
+"
+    );
+    for isolation in ["logical", "physical"] {
+        let name = format!("evildb{}", if isolation == "logical" { "" } else { "2" });
+        let repo = project(
+            dir.path(),
+            &name,
+            isolation,
+            &database(installed_version()),
+            &seed.replace("evildb_staging_db", &format!("{name}_staging_db")),
+        );
+        register(&daemon, &repo, "k");
+        deploy(&daemon, &name, &["env", "create", "staging"]);
+        deploy(&daemon, &name, &["env", "clone", "staging", "pr-1"]);
+        assert_eq!(
+            sql(&daemon, &name, "pr-1", "SELECT count(*) FROM traps"),
+            "1"
+        );
+        assert_eq!(
+            sql(
+                &daemon,
+                &name,
+                "staging",
+                "SELECT rolsuper FROM pg_roles WHERE rolname = current_user"
+            ),
+            "f",
+            "{isolation}: the copy ran the schema's code as a superuser"
+        );
+    }
 }

@@ -30,6 +30,8 @@ pub(crate) struct RunningServer {
     pub process: Supervised,
     /// Held while a golden snapshot on this server is made, so that two previews made at once build it once.
     pub golden: Arc<tokio::sync::Mutex<()>>,
+    /// Shared by whatever works on the server; taken alone to remove it.
+    pub in_use: Arc<tokio::sync::RwLock<()>>,
 }
 
 #[derive(Default)]
@@ -223,13 +225,14 @@ impl LocalRuntime {
             .connect()
             .await
             .map_err(|e| RuntimeError::new(e.to_string()))?;
-        preview_database::postgres::admin::ensure_golden_owner(&admin)
+        preview_database::postgres::admin::ensure_golden_owner(&admin, true)
             .await
             .map_err(|e| RuntimeError::new(e.to_string()))?;
         let running_server = Arc::new(RunningServer {
             server,
             process,
             golden: Arc::default(),
+            in_use: Arc::default(),
         });
         running.insert(key.to_owned(), Arc::clone(&running_server));
         Ok(running_server)
@@ -254,6 +257,25 @@ impl LocalRuntime {
             .map(|b| format!("{b:02x}"))
             .collect();
         Ok(dir.join(name))
+    }
+
+    /// Whether the server `key` that runs is the one whose use lock is `in_use` (it was not removed since).
+    pub(crate) async fn server_is_current(
+        &self,
+        key: &str,
+        in_use: &Arc<tokio::sync::RwLock<()>>,
+    ) -> bool {
+        self.databases
+            .running
+            .lock()
+            .await
+            .get(key)
+            .is_some_and(|running| Arc::ptr_eq(&running.in_use, in_use))
+    }
+
+    /// Whether the server `key` was ever made (its data directory exists).
+    pub(crate) fn server_exists(&self, key: &str) -> bool {
+        self.server_root(key).join("data").is_dir()
     }
 
     /// The lock golden snapshots of a project's database on an external server are made under.

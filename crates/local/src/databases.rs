@@ -9,7 +9,7 @@ use std::sync::Arc;
 use preview_database::masking::Masker;
 use preview_database::masking_plan::Rules;
 use preview_database::postgres::admin;
-use preview_database::postgres::copy::{Masking, copy_database};
+use preview_database::postgres::copy::{Masking, copy_database_as};
 use preview_database::postgres::{Connection, Endpoint};
 use preview_deploy::{EnvironmentAddress, RuntimeError, StepLog};
 use preview_plan::Resource;
@@ -103,6 +103,12 @@ impl DatabaseContent {
 /// How a database's state is marked, in its comment: data is only kept once it is complete.
 const READY: &str = "preview: ready";
 
+/// The mark of a database that is complete, naming whose it is: two environments whose names give the same
+/// database name (`a-b`/`c` and `a`/`b-c`) must not share data.
+fn ready_mark(env: &EnvironmentAddress, service: &str) -> String {
+    format!("{READY} for {}/{}/{service}", env.project, env.environment)
+}
+
 fn fail(service: &str) -> impl Fn(preview_database::DatabaseError) -> RuntimeError + '_ {
     move |e| RuntimeError::new(format!("database `{service}`: {e}"))
 }
@@ -118,6 +124,10 @@ pub(crate) struct DatabaseHost {
     pub login_port: u16,
     /// Held while a golden snapshot there is made.
     pub golden: Arc<tokio::sync::Mutex<()>>,
+    /// Shared by whatever works on the server; taken alone to remove it.
+    pub in_use: Arc<tokio::sync::RwLock<()>>,
+    /// The server, when `preview` runs it: copies are written by the golden owner's own login there.
+    pub server: Option<preview_database::postgres::Server>,
 }
 
 impl DatabaseHost {
@@ -128,6 +138,8 @@ impl DatabaseHost {
             login_host: "127.0.0.1".to_owned(),
             login_port: running.server.port,
             golden: Arc::clone(&running.golden),
+            in_use: Arc::clone(&running.in_use),
+            server: Some(running.server.clone()),
         }
     }
 
@@ -181,9 +193,32 @@ impl LocalRuntime {
             login_port: admin.port,
             login_host,
             golden: self.external_golden_lock(&env.project, service),
+            in_use: Arc::default(),
+            server: None,
             admin,
             binaries,
         })
+    }
+
+    /// [`LocalRuntime::database_host`], with the server's use lock shared: a server that was removed meanwhile
+    /// (with the project's last other database) is made again.
+    async fn database_host_in_use(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<(DatabaseHost, tokio::sync::OwnedRwLockReadGuard<()>), RuntimeError> {
+        loop {
+            let host = self.database_host(env, service, content).await?;
+            let using = host.in_use.clone().read_owned().await;
+            if content.external()
+                || self
+                    .server_is_current(&content.server_key(env, service), &host.in_use)
+                    .await
+            {
+                return Ok((host, using));
+            }
+        }
     }
 
     pub(crate) async fn apply_database(
@@ -199,15 +234,26 @@ impl LocalRuntime {
         self.dir_of(env)
             .write_intent(&resource.id, &resource.content)
             .map_err(RuntimeError::new)?;
-        let host = self.database_host(env, service, &content).await?;
+        let (host, _using) = self.database_host_in_use(env, service, &content).await?;
         let admin = host.admin.connect().await.map_err(fail(service))?;
         let password = self
             .secrets
             .reveal(env, &format!("database:{service}/password"), "derived")
             .await?;
-        let ready = is_ready(&admin, &content.name)
+        let mark = readiness(&admin, &content.name)
             .await
             .map_err(fail(service))?;
+        let ready = match mark {
+            Some(mark) if mark == ready_mark(env, service) => true,
+            Some(mark) if mark.starts_with(READY) => {
+                return Err(RuntimeError::new(format!(
+                    "database `{service}`: the database name {} is already taken ({}); rename the environment or the service so that their names differ by more than `-` and `_`",
+                    content.name,
+                    mark.trim_start_matches("preview: ")
+                )));
+            }
+            _ => false,
+        };
         log.check_lease()?;
         admin::ensure_role(&admin, &content.name, &password)
             .await
@@ -255,6 +301,8 @@ impl LocalRuntime {
                     .await?;
             }
             "clone" | "masked" => {
+                // Held until the copy is made: a refresh must not replace the golden snapshot meanwhile.
+                let _golden = host.golden.lock().await;
                 let golden = self
                     .ensure_golden(env, service, content, host, admin, log, false)
                     .await?;
@@ -309,7 +357,7 @@ impl LocalRuntime {
             .batch_execute(&format!(
                 "COMMENT ON DATABASE {} IS {}",
                 preview_database::postgres::connection::quote_identifier(name),
-                preview_database::postgres::connection::quote_literal(READY)
+                preview_database::postgres::connection::quote_literal(&ready_mark(env, service))
             ))
             .await
             .map_err(|e| {
@@ -358,7 +406,8 @@ impl LocalRuntime {
     }
 
     /// The golden snapshot a copy is made from: the source's data (masked) as one database nobody connects to,
-    /// made once per source, rules and key (and again when `rebuild` says so).
+    /// made once per source, rules and key (and again when `rebuild` says so). The caller holds the host's golden
+    /// lock.
     #[allow(clippy::too_many_arguments)]
     async fn ensure_golden(
         &self,
@@ -389,7 +438,6 @@ impl LocalRuntime {
             .map(|b| format!("{b:02x}"))
             .collect();
         let golden = format!("preview_golden_{id}");
-        let _building = host.golden.lock().await;
         if !rebuild
             && admin::database_exists(admin_client, &golden)
                 .await
@@ -406,7 +454,7 @@ impl LocalRuntime {
             )));
         }
         // An external server has no owner of golden snapshots' objects until the first one is made.
-        admin::ensure_golden_owner(admin_client)
+        admin::ensure_golden_owner(admin_client, false)
             .await
             .map_err(fail(service))?;
         let making = format!("preview_making_{id}");
@@ -419,10 +467,15 @@ impl LocalRuntime {
             .map_err(fail(service))?;
         let started = std::time::Instant::now();
         let lines = std::sync::Mutex::new(Vec::new());
-        let copied = copy_database(
+        let writer = host
+            .server
+            .as_ref()
+            .map(|server| server.golden_writer(&making));
+        let copied = copy_database_as(
             &host.binaries,
             &host.admin.to_database(source),
             &host.admin.to_database(&making),
+            writer.as_ref(),
             masking.as_ref().map(|(masker, rules, _)| Masking {
                 masker,
                 rules,
@@ -540,10 +593,15 @@ impl LocalRuntime {
         .await
         .map_err(fail(service))?;
         let lines = std::sync::Mutex::new(Vec::new());
-        let copied = copy_database(
+        let writer = host
+            .server
+            .as_ref()
+            .map(|server| server.golden_writer(name));
+        let copied = copy_database_as(
             &host.binaries,
             &source_server.server.admin().to_database(source),
             &host.admin.to_database(name),
+            writer.as_ref(),
             masking.as_ref().map(|(masker, rules, _)| Masking {
                 masker,
                 rules,
@@ -581,6 +639,19 @@ impl LocalRuntime {
         admin::take_over(&inside, name)
             .await
             .map_err(fail(service))?;
+        admin_client
+            .batch_execute(&format!(
+                "REVOKE ALL ON DATABASE {} FROM {}",
+                preview_database::postgres::connection::quote_identifier(name),
+                preview_database::postgres::connection::quote_identifier(admin::GOLDEN_OWNER)
+            ))
+            .await
+            .map_err(|e| {
+                fail(service)(preview_database::DatabaseError::postgres(
+                    "cannot close the copy to its writer",
+                    &e,
+                ))
+            })?;
         log.line(format!(
             "database `{service}`: {name} copied from `{from}` ({} tables, {} rows)",
             report.tables, report.rows
@@ -650,8 +721,13 @@ impl LocalRuntime {
         let key = content.server_key(env, service);
         if content.physical() {
             self.remove_server(&key).await?;
+        } else if !content.external() && !self.server_exists(&key) {
+            // Its server was never made (the step failed before, e.g. the version is not installed): there is
+            // nothing to drop, and nothing to start for it.
         } else {
             let host = self.database_host(env, service, &content).await?;
+            // No environment of the server makes or refreshes a database while its last one is removed with it.
+            let _exclusive = host.in_use.clone().write_owned().await;
             let admin = host.admin.connect().await.map_err(fail(service))?;
             admin::drop_database(&admin, &content.name)
                 .await
@@ -662,7 +738,7 @@ impl LocalRuntime {
             // The project's server goes with its last environment's database (its golden snapshots are copies
             // of environments that are gone, or will be made again).
             if !content.external()
-                && admin::environment_databases(&admin)
+                && admin::environment_databases_and_roles(&admin)
                     .await
                     .map_err(fail(service))?
                     == 0
@@ -713,6 +789,7 @@ impl LocalRuntime {
         let host = self.database_host(env, service, &content).await?;
         let admin = host.admin.connect().await.map_err(fail(service))?;
         let log = StepLog::default();
+        let _golden = host.golden.lock().await;
         self.ensure_golden(env, service, &content, &host, &admin, &log, true)
             .await?;
         Ok(log.lines())
@@ -768,6 +845,16 @@ async fn is_ready(
     client: &tokio_postgres::Client,
     database: &str,
 ) -> Result<bool, preview_database::DatabaseError> {
+    Ok(readiness(client, database)
+        .await?
+        .is_some_and(|mark| mark.starts_with(READY)))
+}
+
+/// The database's comment, where its mark is.
+async fn readiness(
+    client: &tokio_postgres::Client,
+    database: &str,
+) -> Result<Option<String>, preview_database::DatabaseError> {
     let row = client
         .query_opt(
             "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
@@ -777,8 +864,5 @@ async fn is_ready(
         .map_err(|e| {
             preview_database::DatabaseError::postgres("cannot look for the database", &e)
         })?;
-    Ok(row
-        .and_then(|row| row.get::<_, Option<String>>(0))
-        .as_deref()
-        == Some(READY))
+    Ok(row.and_then(|row| row.get::<_, Option<String>>(0)))
 }

@@ -56,22 +56,29 @@ pub async fn ensure_role(
         .map_err(|e| DatabaseError::postgres(&format!("cannot make role `{role}`"), &e))
 }
 
-/// The owner of golden snapshots' objects, which cannot log in.
-pub async fn ensure_golden_owner(client: &Client) -> Result<(), DatabaseError> {
+/// The owner of golden snapshots' objects. On servers `preview` runs it logs in (`login`), over the socket from the
+/// daemon's user only, to write copies; elsewhere it cannot log in.
+pub async fn ensure_golden_owner(client: &Client, login: bool) -> Result<(), DatabaseError> {
+    let fail = |e| DatabaseError::postgres("cannot make the golden snapshots' owner", &e);
     if role_exists(client, GOLDEN_OWNER).await? {
+        if login {
+            client
+                .batch_execute(&format!("ALTER ROLE {} LOGIN", ident(GOLDEN_OWNER)))
+                .await
+                .map_err(fail)?;
+        }
         return Ok(());
     }
-    match client
-        .batch_execute(&format!("CREATE ROLE {} NOLOGIN", ident(GOLDEN_OWNER)))
-        .await
-    {
+    let statement = format!(
+        "CREATE ROLE {} {}",
+        ident(GOLDEN_OWNER),
+        if login { "LOGIN" } else { "NOLOGIN" }
+    );
+    match client.batch_execute(&statement).await {
         Ok(()) => Ok(()),
         // Made meanwhile by another deployment on the same server.
         Err(_) if role_exists(client, GOLDEN_OWNER).await? => Ok(()),
-        Err(e) => Err(DatabaseError::postgres(
-            "cannot make the golden snapshots' owner",
-            &e,
-        )),
+        Err(e) => Err(fail(e)),
     }
 }
 
@@ -180,15 +187,18 @@ pub async fn databases_named(client: &Client, prefix: &str) -> Result<Vec<String
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// How many databases of environments the server holds: every database but its own, templates and golden
-/// snapshots (and their making).
-pub async fn environment_databases(client: &Client) -> Result<i64, DatabaseError> {
+/// How many databases and login roles of environments the server holds: every database but its own, templates
+/// and golden snapshots (and their making), every role but its own and the system's. A role without its database
+/// is an environment's database being made.
+pub async fn environment_databases_and_roles(client: &Client) -> Result<i64, DatabaseError> {
     let row = client
         .query_one(
-            "SELECT count(*) FROM pg_database
-             WHERE datname NOT IN ('postgres', 'template0', 'template1')
-               AND NOT starts_with(datname, 'preview_golden_')
-               AND NOT starts_with(datname, 'preview_making_')",
+            "SELECT (SELECT count(*) FROM pg_database
+                     WHERE datname NOT IN ('postgres', 'template0', 'template1')
+                       AND NOT starts_with(datname, 'preview_golden_')
+                       AND NOT starts_with(datname, 'preview_making_'))
+                  + (SELECT count(*) FROM pg_roles
+                     WHERE NOT starts_with(rolname, 'pg_') AND rolname NOT IN ('preview', 'preview_golden'))",
             &[],
         )
         .await

@@ -53,6 +53,26 @@ pub async fn copy_database(
     masking: Option<Masking<'_>>,
     log: &(dyn Fn(String) + Sync),
 ) -> Result<CopyReport, DatabaseError> {
+    copy_database_as(binaries, source, target, None, masking, log).await
+}
+
+/// [`copy_database`], writing into the copy as `writer` — a login of [`GOLDEN_OWNER`] itself — when given.
+/// Writing rows runs the copied schema's code (check constraints, domains, generated columns, functions they
+/// call), which the source's owner wrote: as the administrator it could make itself a superuser, and `SET ROLE`
+/// does not hold it (a function may `RESET ROLE`). Servers `preview` runs give the golden owner a login of its
+/// own for this; on an external server the administrator writes.
+pub async fn copy_database_as(
+    binaries: &Binaries,
+    source: &Connection,
+    target: &Connection,
+    writer: Option<&Connection>,
+    masking: Option<Masking<'_>>,
+    log: &(dyn Fn(String) + Sync),
+) -> Result<CopyReport, DatabaseError> {
+    let (writer, role) = match writer {
+        Some(writer) => (writer, None),
+        None => (target, Some(GOLDEN_OWNER)),
+    };
     let reader = source.connect().await?;
     reader
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
@@ -71,25 +91,19 @@ pub async fn copy_database(
     for warning in &plan.warnings {
         log(format!("warning: {warning}"));
     }
-    // The copy's objects are made by their own role, which may make them in the target's `public` schema.
+    // The copy's objects are made by their own role, which may connect to it and make them in its `public`
+    // schema.
     target
         .connect()
         .await?
         .batch_execute(&format!(
-            "GRANT USAGE, CREATE ON SCHEMA public TO {}",
-            quote_identifier(GOLDEN_OWNER)
+            "GRANT CONNECT ON DATABASE {db} TO {owner}; GRANT USAGE, CREATE ON SCHEMA public TO {owner}",
+            db = quote_identifier(&target.dbname),
+            owner = quote_identifier(GOLDEN_OWNER)
         ))
         .await
         .map_err(|e| DatabaseError::postgres("cannot prepare the copy", &e))?;
-    copy_schema_section(
-        binaries,
-        source,
-        &snapshot,
-        "pre-data",
-        target,
-        GOLDEN_OWNER,
-    )
-    .await?;
+    copy_schema_section(binaries, source, &snapshot, "pre-data", writer, role).await?;
     let mut tables: Vec<(&String, &catalog::Table)> = catalog.tables.iter().collect();
     tables.sort_by_key(|(_, table)| std::cmp::Reverse(table.estimated_rows));
     let queue = Arc::new(std::sync::Mutex::new(
@@ -123,7 +137,7 @@ pub async fn copy_database(
             ))
             .await
             .map_err(|e| DatabaseError::postgres("cannot read the source's snapshot", &e))?;
-            let to = target.connect().await?;
+            let to = writer.connect().await?;
             loop {
                 let next = queue.lock().ok().and_then(|mut q| q.pop());
                 let Some((table, columns, rules)) = next else {
@@ -141,15 +155,7 @@ pub async fn copy_database(
         report.rows += rows;
         report.bytes += bytes;
     }
-    copy_schema_section(
-        binaries,
-        source,
-        &snapshot,
-        "post-data",
-        target,
-        GOLDEN_OWNER,
-    )
-    .await?;
+    copy_schema_section(binaries, source, &snapshot, "post-data", writer, role).await?;
     let to = target.connect().await?;
     for (sequence, value, called) in &catalog.sequences {
         to.execute(

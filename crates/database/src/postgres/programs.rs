@@ -83,14 +83,14 @@ fn psql_errors(stderr: &[u8], name: &str) -> String {
 }
 
 /// `pg_dump` of one section (`pre-data`, `post-data`) of the schema, as seen by the snapshot `snapshot`, without
-/// owners or privileges; then `psql` runs it on `target` as `role`.
+/// owners or privileges; then `psql` runs it on `target` (as `role`, when given).
 pub async fn copy_schema_section(
     binaries: &Binaries,
     source: &Connection,
     snapshot: &str,
     section: &str,
     target: &Connection,
-    role: &str,
+    role: Option<&str>,
 ) -> Result<(), DatabaseError> {
     let output = command(binaries, "pg_dump", source)
         .args([
@@ -122,10 +122,13 @@ pub async fn copy_schema_section(
         target,
         &output.stdout,
         &format!("the {section} schema of {}", source.describe()),
-        Some(&format!(
-            "SET ROLE {}",
-            crate::postgres::connection::quote_identifier(role)
-        )),
+        role.map(|role| {
+            format!(
+                "SET ROLE {}",
+                crate::postgres::connection::quote_identifier(role)
+            )
+        })
+        .as_deref(),
     )
     .await
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use crate::DatabaseError;
+use crate::postgres::admin::GOLDEN_OWNER;
 use crate::postgres::binaries::Binaries;
 use crate::postgres::connection::{Connection, Endpoint};
 
@@ -72,8 +73,8 @@ impl Server {
         write_owned(
             &making.join("pg_ident.conf"),
             &format!(
-                "# The daemon's user is the only one that may log in as {ADMIN}.\npreview {} {ADMIN}\n",
-                self.daemon_user
+                "# The daemon's user is the only one that may log in as {ADMIN} (and as {GOLDEN_OWNER}, which writes copies).\npreview {user} {ADMIN}\npreview {user} {GOLDEN_OWNER}\n",
+                user = self.daemon_user
             ),
             self.owner,
         )?;
@@ -122,6 +123,15 @@ impl Server {
             self.port,
             self.seen(&self.socket_dir()).display()
         )
+    }
+
+    /// How the daemon logs in as the owner of golden snapshots' objects, to write copies without a superuser's
+    /// rights (over the socket, from the daemon's user only).
+    pub fn golden_writer(&self, database: &str) -> Connection {
+        Connection {
+            user: GOLDEN_OWNER.to_owned(),
+            ..self.admin().to_database(database)
+        }
     }
 
     /// How the daemon logs in as the server's superuser.
@@ -187,6 +197,7 @@ fn client_authentication() -> String {
     format!(
         "# Set by preview.\n\
          local all {ADMIN} peer map=preview\n\
+         local all {GOLDEN_OWNER} peer map=preview\n\
          host sameuser all 127.0.0.1/32 scram-sha-256\n"
     )
 }
