@@ -961,3 +961,75 @@ INSERT INTO traps VALUES (1);
         );
     }
 }
+
+#[test]
+fn a_daemon_killed_in_the_middle_of_a_masked_copy_leaves_nothing_of_it() {
+    let dir = TempDir::new("databases-killed");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let daemon = local_daemon(&data, "30500-30699", &[], None);
+    // Enough rows that the copy takes a while.
+    let seed = SEED.replace("generate_series(1, 200)", "generate_series(1, 300000)");
+    let repo = project(
+        dir.path(),
+        "killeddb",
+        "logical",
+        &database(installed_version()),
+        &seed,
+    );
+    register(&daemon, &repo, "k");
+    deploy(&daemon, "killeddb", &["env", "create", "staging"]);
+    let started = daemon.json(&[
+        "--project",
+        "killeddb",
+        "env",
+        "clone",
+        "staging",
+        "pr-1",
+        "--no-wait",
+    ]);
+    let id = started["deployment"]["id"]
+        .as_str()
+        .or_else(|| started["id"].as_str())
+        .unwrap_or_else(|| panic!("no deployment id in {started}"))
+        .to_owned();
+    // SIGKILL while the golden snapshot is half made.
+    support::wait_for(
+        "the copy to begin",
+        std::time::Duration::from_secs(60),
+        || {
+            on_every_server(&data, "SELECT string_agg(datname, ' ') FROM pg_database")
+                .contains("preview_making_")
+        },
+    );
+    daemon.kill();
+    let daemon = local_daemon(&data, "30500-30699", &[], None);
+    let ended = support::wait_until_ended(&daemon, &id);
+    assert_eq!(ended["deployment"]["status"], "rolled_back", "{ended}");
+    let databases = on_every_server(&data, "SELECT string_agg(datname, ' ') FROM pg_database");
+    let roles = on_every_server(&data, "SELECT string_agg(rolname, ' ') FROM pg_roles");
+    for leftover in ["killeddb_pr_1_db", "preview_making_"] {
+        assert!(!databases.contains(leftover), "{leftover} in {databases}");
+        assert!(!roles.contains(leftover), "{leftover} in {roles}");
+    }
+    // And the next attempt makes the snapshot from scratch.
+    deploy(&daemon, "killeddb", &["env", "clone", "staging", "pr-1"]);
+    assert_eq!(
+        sql(
+            &daemon,
+            "killeddb",
+            "pr-1",
+            "SELECT count(*) FROM customers"
+        ),
+        "300000"
+    );
+    assert_eq!(
+        sql(
+            &daemon,
+            "killeddb",
+            "pr-1",
+            "SELECT count(*) FROM customers WHERE email LIKE '%corp.test'"
+        ),
+        "0"
+    );
+}

@@ -735,6 +735,22 @@ impl LocalRuntime {
             admin::drop_role(&admin, &content.name)
                 .await
                 .map_err(fail(service))?;
+            // A golden snapshot left half-made (its step was abandoned or its daemon killed): nobody is making
+            // one while the golden lock is held.
+            {
+                let _golden = host.golden.lock().await;
+                for making in admin::databases_named(&admin, "preview_making_")
+                    .await
+                    .map_err(fail(service))?
+                {
+                    admin::drop_database(&admin, &making)
+                        .await
+                        .map_err(fail(service))?;
+                    log.line(format!(
+                        "database `{service}`: the half-made {making} dropped"
+                    ));
+                }
+            }
             // The project's server goes with its last environment's database (its golden snapshots are copies
             // of environments that are gone, or will be made again).
             if !content.external()
