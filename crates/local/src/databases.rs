@@ -466,31 +466,15 @@ impl LocalRuntime {
             .await
             .map_err(fail(service))?;
         let started = std::time::Instant::now();
-        let lines = std::sync::Mutex::new(Vec::new());
-        let writer = host
-            .server
-            .as_ref()
-            .map(|server| server.golden_writer(&making));
-        let copied = copy_database_as(
-            &host.binaries,
+        let copied = copy_logged(
+            service,
+            host,
             &host.admin.to_database(source),
-            &host.admin.to_database(&making),
-            writer.as_ref(),
-            masking.as_ref().map(|(masker, rules, _)| Masking {
-                masker,
-                rules,
-                strict: false,
-            }),
-            &|line| {
-                if let Ok(mut lines) = lines.lock() {
-                    lines.push(line);
-                }
-            },
+            &making,
+            masking.as_ref(),
+            log,
         )
         .await;
-        for line in lines.into_inner().unwrap_or_default() {
-            log.line(format!("database `{service}`: {line}"));
-        }
         let report = match copied {
             Ok(report) => report,
             Err(error) => {
@@ -592,31 +576,15 @@ impl LocalRuntime {
         )
         .await
         .map_err(fail(service))?;
-        let lines = std::sync::Mutex::new(Vec::new());
-        let writer = host
-            .server
-            .as_ref()
-            .map(|server| server.golden_writer(name));
-        let copied = copy_database_as(
-            &host.binaries,
+        let copied = copy_logged(
+            service,
+            host,
             &source_server.server.admin().to_database(source),
-            &host.admin.to_database(name),
-            writer.as_ref(),
-            masking.as_ref().map(|(masker, rules, _)| Masking {
-                masker,
-                rules,
-                strict: false,
-            }),
-            &|line| {
-                if let Ok(mut lines) = lines.lock() {
-                    lines.push(line);
-                }
-            },
+            name,
+            masking.as_ref(),
+            log,
         )
         .await;
-        for line in lines.into_inner().unwrap_or_default() {
-            log.line(format!("database `{service}`: {line}"));
-        }
         let report = copied.map_err(fail(service))?;
         admin_client
             .batch_execute(&format!(
@@ -855,6 +823,44 @@ impl LocalRuntime {
         let host = self.database_host(env, service, &content).await?;
         self.serve_database(env, service, host.address(service).await?)
     }
+}
+
+/// A copy of `source` into the database `target` of `host`, written by the golden owner's own login where `preview`
+/// runs the server, its lines in the step's log.
+async fn copy_logged(
+    service: &str,
+    host: &DatabaseHost,
+    source: &Connection,
+    target: &str,
+    masking: Option<&(Masker, Rules, SecretVersion)>,
+    log: &StepLog,
+) -> Result<preview_database::postgres::copy::CopyReport, preview_database::DatabaseError> {
+    let lines = std::sync::Mutex::new(Vec::new());
+    let writer = host
+        .server
+        .as_ref()
+        .map(|server| server.golden_writer(target));
+    let copied = copy_database_as(
+        &host.binaries,
+        source,
+        &host.admin.to_database(target),
+        writer.as_ref(),
+        masking.map(|(masker, rules, _)| Masking {
+            masker,
+            rules,
+            strict: false,
+        }),
+        &|line| {
+            if let Ok(mut lines) = lines.lock() {
+                lines.push(line);
+            }
+        },
+    )
+    .await;
+    for line in lines.into_inner().unwrap_or_default() {
+        log.line(format!("database `{service}`: {line}"));
+    }
+    copied
 }
 
 async fn is_ready(

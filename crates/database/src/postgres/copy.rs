@@ -213,15 +213,17 @@ async fn copy_table(
     while let Some(chunk) = out.next().await {
         let chunk = chunk.map_err(|e| fail("read", e))?;
         bytes += chunk.len() as u64;
-        let Some((rules, masker)) = &masked else {
-            sink.send(chunk).await.map_err(|e| fail("write", e))?;
-            continue;
-        };
-        lines.push(&chunk);
-        while let Some(row) = lines.next_row() {
-            mask_row(row, rules, masker, &mut batch).map_err(|e| {
-                DatabaseError::Invalid(format!("cannot mask a row of {table}: {e}"))
-            })?;
+        match &masked {
+            // PostgreSQL sends a message per row, and each send would wake the connection: rows go in batches.
+            None => batch.extend_from_slice(&chunk),
+            Some((rules, masker)) => {
+                lines.push(&chunk);
+                while let Some(row) = lines.next_row() {
+                    mask_row(row, rules, masker, &mut batch).map_err(|e| {
+                        DatabaseError::Invalid(format!("cannot mask a row of {table}: {e}"))
+                    })?;
+                }
+            }
         }
         if batch.len() >= BATCH {
             sink.send(Bytes::from(std::mem::replace(

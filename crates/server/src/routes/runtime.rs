@@ -103,18 +103,7 @@ pub(crate) async fn database_login(
     State(state): State<SharedState>,
     Path((project, environment, service)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let project = project_record(&state.store, &project).await?;
-    let recorded = recorded_environment(&state, &project.name, &environment).await?;
-    let id = format!("database/{service}");
-    if !recorded.iter().any(|r| r.id == id) {
-        return Err(ApiError::NotFound(format!(
-            "environment `{environment}` has no database `{service}`"
-        )));
-    }
-    let address = EnvironmentAddress {
-        project: project.name,
-        environment,
-    };
+    let address = database_of(&state, &project, &environment, &service).await?;
     let login = state
         .runtime
         .database_login(&address, &service)
@@ -134,24 +123,34 @@ pub(crate) async fn refresh_database(
     State(state): State<SharedState>,
     Path((project, environment, service)): Path<(String, String, String)>,
 ) -> Result<Json<Value>, ApiError> {
-    let project = project_record(&state.store, &project).await?;
-    let recorded = recorded_environment(&state, &project.name, &environment).await?;
-    let id = format!("database/{service}");
-    if !recorded.iter().any(|r| r.id == id) {
-        return Err(ApiError::NotFound(format!(
-            "environment `{environment}` has no database `{service}`"
-        )));
-    }
-    let address = EnvironmentAddress {
-        project: project.name,
-        environment,
-    };
+    let address = database_of(&state, &project, &environment, &service).await?;
     let lines = state
         .runtime
         .refresh_database_snapshot(&address, &service)
         .await
         .map_err(|e| ApiError::Conflict(e.to_string()))?;
     Ok(Json(json!({ "lines": lines })))
+}
+
+/// The environment that has the database `service`, or why there is none.
+async fn database_of(
+    state: &SharedState,
+    project: &str,
+    environment: &str,
+    service: &str,
+) -> Result<EnvironmentAddress, ApiError> {
+    let project = project_record(&state.store, project).await?;
+    let recorded = recorded_environment(state, &project.name, environment).await?;
+    let id = format!("database/{service}");
+    if !recorded.iter().any(|r| r.id == id) {
+        return Err(ApiError::NotFound(format!(
+            "environment `{environment}` has no database `{service}`"
+        )));
+    }
+    Ok(EnvironmentAddress {
+        project: project.name,
+        environment: environment.to_owned(),
+    })
 }
 
 async fn recorded_environment(
