@@ -706,6 +706,10 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
     deploy(&daemon, "masking", &["env", "create", "staging"]);
     for (rules, expected) in [
         (
+            "customers: { email: email }\n      strict: true",
+            "masking.strict is on and columns that look personal have no rule:\npublic.customers.full_name",
+        ),
+        (
             "customers: { emial: email }",
             "masking.tables.customers.emial: table `public.customers` has no column `emial`",
         ),

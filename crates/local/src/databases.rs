@@ -47,6 +47,8 @@ pub(crate) struct ClonePolicy {
 pub(crate) struct MaskingContent {
     pub key: Option<SecretVersion>,
     pub tables: Rules,
+    #[serde(default)]
+    pub strict: bool,
 }
 
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -472,6 +474,7 @@ impl LocalRuntime {
             &host.admin.to_database(source),
             &making,
             masking.as_ref(),
+            content.masking.as_ref().is_some_and(|m| m.strict),
             log,
         )
         .await;
@@ -582,6 +585,7 @@ impl LocalRuntime {
             &source_server.server.admin().to_database(source),
             name,
             masking.as_ref(),
+            content.masking.as_ref().is_some_and(|m| m.strict),
             log,
         )
         .await;
@@ -833,6 +837,7 @@ async fn copy_logged(
     source: &Connection,
     target: &str,
     masking: Option<&(Masker, Rules, SecretVersion)>,
+    strict: bool,
     log: &StepLog,
 ) -> Result<preview_database::postgres::copy::CopyReport, preview_database::DatabaseError> {
     let lines = std::sync::Mutex::new(Vec::new());
@@ -848,7 +853,7 @@ async fn copy_logged(
         masking.map(|(masker, rules, _)| Masking {
             masker,
             rules,
-            strict: false,
+            strict,
         }),
         &|line| {
             if let Ok(mut lines) = lines.lock() {

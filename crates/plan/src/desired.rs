@@ -233,6 +233,7 @@ fn service_resource(
                     json!({ "name": name, "version": version })
                 }),
                 "tables": m.tables,
+                "strict": m.strict,
             })),
             // An external server's admin URL: a project secret, by name and version.
             "admin_url": database.admin_url.as_ref().map(|name| {

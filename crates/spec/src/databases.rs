@@ -153,7 +153,11 @@ fn is_table_name(name: &str) -> bool {
 const RULES: &[&str] = &["hash", "email", "name", "phone", "null"];
 
 pub(crate) fn read_masking(node: &Node, sink: &mut Sink) -> Option<Masking> {
-    let fields = Fields::open(node, "masking rules", &["key", "tables"], sink)?;
+    let fields = Fields::open(node, "masking rules", &["key", "tables", "strict"], sink)?;
+    let strict = fields
+        .get("strict")
+        .and_then(|n| crate::read::boolean(n, sink))
+        .unwrap_or(false);
     let key_secret = fields
         .get("key")
         .and_then(|n| text(n, "a secret name", sink));
@@ -201,6 +205,7 @@ pub(crate) fn read_masking(node: &Node, sink: &mut Sink) -> Option<Masking> {
     Some(Masking {
         key_secret,
         tables,
+        strict,
         origin: node.origin(),
     })
 }

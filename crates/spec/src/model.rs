@@ -387,6 +387,8 @@ pub struct Masking {
     pub key_secret: Option<String>,
     /// table → column → rule.
     pub tables: BTreeMap<String, BTreeMap<String, MaskRule>>,
+    /// A column whose name looks personal and has no rule fails the copy instead of being reported.
+    pub strict: bool,
     pub origin: Origin,
 }
 
