@@ -289,6 +289,9 @@ enum DbAction {
     /// Build the golden snapshot ENV's database SERVICE was copied from again, from its source's data as it is
     /// now; environments already made keep their data, the next ones are made from the new snapshot.
     Refresh { env: String, service: String },
+    /// Make ENV's database SERVICE again by its clone policy (a copy from the current golden snapshot, the seed
+    /// file, or empty): its data and its apps' connections are dropped.
+    Reset { env: String, service: String },
 }
 
 #[derive(Subcommand)]
@@ -461,7 +464,10 @@ fn client_command(
                     commands::databases::psql(&context, &env, &service, &args).await
                 }
                 DbAction::Refresh { env, service } => {
-                    commands::databases::refresh(&context, &env, &service).await
+                    commands::databases::action(&context, &env, &service, "refresh").await
+                }
+                DbAction::Reset { env, service } => {
+                    commands::databases::action(&context, &env, &service, "reset").await
                 }
             },
             Command::Url { env, service } => {

@@ -441,6 +441,19 @@ fn staging_is_seeded_and_previews_are_masked_copies_that_join_like_the_source() 
     );
     assert!(!kept.contains("the-first-masking-key") && !kept.contains("another-masking-key"));
 
+    // A reset makes the database again from the current golden snapshot: the row added since is gone.
+    sql(&daemon, "shopdb", "pr-3", "DELETE FROM orders");
+    ok(in_project(
+        &daemon,
+        "shopdb",
+        &["db", "reset", "pr-3", "db"],
+    ));
+    assert_eq!(
+        sql(&daemon, "shopdb", "pr-3", "SELECT count(*) FROM orders"),
+        "500"
+    );
+    assert_eq!(sql(&daemon, "shopdb", "pr-3", masked_customers), other);
+
     // A redeploy keeps the data; deleting drops the database and its role.
     sql(
         &daemon,

@@ -180,6 +180,18 @@ pub trait Runtime: Send + Sync {
         )))
     }
 
+    /// Makes the environment's database `service` again by its clone policy, for `preview db reset`; what was
+    /// done, line by line.
+    async fn reset_database(
+        &self,
+        _env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<Vec<String>, RuntimeError> {
+        Err(RuntimeError::new(format!(
+            "this runtime cannot reset `{service}`"
+        )))
+    }
+
     /// Returns once nothing that a step for the environment started is still running after the step was
     /// abandoned (cancelled, timed out, or its daemon stopped acting): the engine calls it before it undoes the
     /// step, so that an undo never races a process the step left.

@@ -783,6 +783,46 @@ impl LocalRuntime {
         Ok(log.lines())
     }
 
+    /// Makes the environment's database again by its clone policy (from the current golden snapshot), for `preview
+    /// db reset`: its data is dropped — its apps' connections with it — and made as for a new environment.
+    pub(crate) async fn reset_database(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<Vec<String>, RuntimeError> {
+        let id = format!("database/{service}");
+        let record = self
+            .dir_of(env)
+            .read(&id)
+            .map_err(RuntimeError::new)?
+            .ok_or_else(|| {
+                RuntimeError::new(format!(
+                    "environment `{}` has no database `{service}`",
+                    env.environment
+                ))
+            })?;
+        let content = DatabaseContent::parse(&id, &record.content)?;
+        let (host, _using) = self.database_host_in_use(env, service, &content).await?;
+        let admin = host.admin.connect().await.map_err(fail(service))?;
+        let password = self
+            .secrets
+            .reveal(env, &format!("database:{service}/password"), "derived")
+            .await?;
+        let log = StepLog::default();
+        admin::ensure_role(&admin, &content.name, &password)
+            .await
+            .map_err(fail(service))?;
+        self.make_data(env, service, &content, &host, &admin, &password, &log)
+            .await
+            .map_err(|e| {
+                RuntimeError::new(format!(
+                    "{}; the environment has no database `{service}` now: run `preview db reset` again",
+                    e.message
+                ))
+            })?;
+        Ok(log.lines())
+    }
+
     /// A login to the environment's database on its server's host address, for a person on this machine.
     pub(crate) async fn login(
         &self,

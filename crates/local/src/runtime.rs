@@ -608,6 +608,14 @@ impl Runtime for LocalRuntime {
         self.refresh_snapshot(env, service).await
     }
 
+    async fn reset_database(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<Vec<String>, RuntimeError> {
+        LocalRuntime::reset_database(self, env, service).await
+    }
+
     /// What an abandoned step started was killed when the step was dropped; this waits until none of it is left
     /// (its processes reaped, their cgroups removed, half-made checkouts removed, their locks let go).
     async fn settle(&self, env: &EnvironmentAddress) {

@@ -110,6 +110,10 @@ pub(crate) fn router(state: SharedState) -> Router {
             "/v1/projects/{project}/environments/{environment}/databases/{service}/refresh",
             post(runtime::refresh_database),
         )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/databases/{service}/reset",
+            post(runtime::reset_database),
+        )
         .route("/v1/gateway", get(runtime::gateway))
         .route("/v1/ca", get(runtime::ca))
         .route("/v1/secrets/rotate-key", post(variables::rotate_key))

@@ -1,5 +1,5 @@
-//! `preview db list|psql|refresh`: an environment's databases, a `psql` session on one of them, and their golden
-//! snapshots built again.
+//! `preview db list|psql|refresh|reset`: an environment's databases, a `psql` session on one of them, their golden
+//! snapshots built again, and a database made again by its clone policy.
 
 use std::process::Stdio;
 
@@ -78,12 +78,18 @@ pub async fn psql(
     }
 }
 
-pub async fn refresh(context: &Context, environment: &str, service: &str) -> Result<(), Failure> {
+/// `refresh` or `reset` of one database; prints what was done.
+pub async fn action(
+    context: &Context,
+    environment: &str,
+    service: &str,
+    action: &str,
+) -> Result<(), Failure> {
     let answer = context
         .client
         .post(
             &context.path(&format!(
-                "/environments/{environment}/databases/{service}/refresh"
+                "/environments/{environment}/databases/{service}/{action}"
             )),
             serde_json::json!({}),
         )

@@ -132,6 +132,20 @@ pub(crate) async fn refresh_database(
     Ok(Json(json!({ "lines": lines })))
 }
 
+/// Makes one of the environment's databases again by its clone policy (`preview db reset`).
+pub(crate) async fn reset_database(
+    State(state): State<SharedState>,
+    Path((project, environment, service)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let address = database_of(&state, &project, &environment, &service).await?;
+    let lines = state
+        .runtime
+        .reset_database(&address, &service)
+        .await
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    Ok(Json(json!({ "lines": lines })))
+}
+
 /// The environment that has the database `service`, or why there is none.
 async fn database_of(
     state: &SharedState,
