@@ -1050,3 +1050,59 @@ fn a_daemon_killed_in_the_middle_of_a_masked_copy_leaves_nothing_of_it() {
         "0"
     );
 }
+
+#[test]
+fn jobs_run_by_their_hooks_once_on_creation_and_before_deletion() {
+    let dir = TempDir::new("databases-hooks");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let daemon = local_daemon(&data, "30700-30899", &[], None);
+    let repo = project(
+        dir.path(),
+        "hooksdb",
+        "logical",
+        &database(installed_version()),
+        SEED,
+    );
+    let spec = std::fs::read_to_string(repo.join("preview.yaml")).expect("spec");
+    let jobs = "  once:
+    type: job
+    hook: on-create
+    command: psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -q -c \"INSERT INTO migrations VALUES ('once-' || clock_timestamp())\"
+    depends_on: [db, migrate]
+  cleanup:
+    type: job
+    hook: on-delete
+    command: echo the environment goes
+    depends_on: [db]
+  db:
+";
+    std::fs::write(repo.join("preview.yaml"), spec.replacen("  db:\n", jobs, 1)).expect("spec");
+    commit_all(&repo, "hooks");
+    register(&daemon, &repo, "k");
+    deploy(&daemon, "hooksdb", &["env", "create", "staging"]);
+    let once = "SELECT count(*) FROM migrations WHERE name LIKE 'once-%'";
+    assert_eq!(sql(&daemon, "hooksdb", "staging", once), "1");
+    // A new commit redeploys the jobs' resources: the migration runs again, the on-create job does not.
+    std::fs::write(repo.join("NOTES"), "a change").expect("file");
+    commit_all(&repo, "a new commit");
+    deploy(&daemon, "hooksdb", &["deploy", "staging"]);
+    assert_eq!(sql(&daemon, "hooksdb", "staging", once), "1");
+    let started = daemon.json(&[
+        "--project",
+        "hooksdb",
+        "env",
+        "delete",
+        "staging",
+        "--no-wait",
+    ]);
+    let id = started["deployment"]["id"]
+        .as_str()
+        .or_else(|| started["id"].as_str())
+        .unwrap_or_else(|| panic!("no deployment id in {started}"))
+        .to_owned();
+    let ended = support::wait_until_ended(&daemon, &id);
+    assert_eq!(ended["deployment"]["status"], "committed", "{ended}");
+    let journal = daemon.json(&["deployment", "logs", &id]).to_string();
+    assert!(journal.contains("job `cleanup` finished"), "{journal}");
+}

@@ -278,7 +278,69 @@ impl LocalRuntime {
         Ok(assembled)
     }
 
+    /// A job by its hook: `migrate` (and a job without a hook) runs whenever its resource changes — a new commit
+    /// runs the new migrations; `on-create` and `seed` run once, when the environment gets them (a redeploy keeps
+    /// what they made); `on-delete` runs when it is removed — when the environment is deleted.
     pub(crate) async fn apply_job(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let hook = resource.content["hook"].as_str().unwrap_or_default();
+        let ran_before = self
+            .dir_of(env)
+            .read(&resource.id)
+            .map_err(RuntimeError::new)?
+            .is_some();
+        let service = resource.id.trim_start_matches("job/");
+        match hook {
+            "on-create" | "seed" if ran_before => {
+                log.line(format!(
+                    "job `{service}` ({hook}) ran when the environment got it; not again"
+                ));
+                return self.record(env, resource);
+            }
+            "on-delete" => {
+                log.line(format!(
+                    "job `{service}` (on-delete) runs when the environment is deleted"
+                ));
+                return self.record(env, resource);
+            }
+            _ => {}
+        }
+        self.run_job(env, resource, log).await
+    }
+
+    /// Runs an `on-delete` job before forgetting it; its failure is logged, not fatal: a delete must finish.
+    pub(crate) async fn remove_job(
+        &self,
+        env: &EnvironmentAddress,
+        id: &str,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let record = self.dir_of(env).read(id).map_err(RuntimeError::new)?;
+        if let Some(record) = record
+            && record.content["hook"].as_str() == Some("on-delete")
+        {
+            let resource = Resource {
+                id: record.id.clone(),
+                kind: record.kind,
+                depends_on: Vec::new(),
+                content: record.content.clone(),
+                hash: record.hash.clone(),
+            };
+            if let Err(error) = self.run_job(env, &resource, log).await {
+                log.line(format!(
+                    "{}: the on-delete job failed, the removal goes on: {}",
+                    record.id, error.message
+                ));
+            }
+        }
+        self.forget(env, id)
+    }
+
+    async fn run_job(
         &self,
         env: &EnvironmentAddress,
         resource: &Resource,

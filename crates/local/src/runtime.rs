@@ -504,7 +504,8 @@ impl Runtime for LocalRuntime {
             ResourceKind::Certificate => self.remove_certificate(env, id),
             ResourceKind::Route => self.remove_route(env, id),
             ResourceKind::Database => self.remove_database(env, id, log).await,
-            ResourceKind::Secrets | ResourceKind::Build | ResourceKind::Job => self.forget(env, id),
+            ResourceKind::Job => self.remove_job(env, id, log).await,
+            ResourceKind::Secrets | ResourceKind::Build => self.forget(env, id),
         }
     }
 
