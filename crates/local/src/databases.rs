@@ -743,13 +743,12 @@ impl LocalRuntime {
         dir.remove_intent(id).map_err(RuntimeError::new)
     }
 
-    /// Builds the golden snapshot the environment's database was copied from again, from its source's data as it
-    /// is now; environments already made keep theirs. Returns what was done, for people.
-    pub(crate) async fn refresh_snapshot(
+    /// The environment's database `service` as recorded, or why there is none.
+    fn recorded_database(
         &self,
         env: &EnvironmentAddress,
         service: &str,
-    ) -> Result<Vec<String>, RuntimeError> {
+    ) -> Result<DatabaseContent, RuntimeError> {
         let id = format!("database/{service}");
         let record = self
             .dir_of(env)
@@ -761,7 +760,17 @@ impl LocalRuntime {
                     env.environment
                 ))
             })?;
-        let content = DatabaseContent::parse(&id, &record.content)?;
+        DatabaseContent::parse(&id, &record.content)
+    }
+
+    /// Builds the golden snapshot the environment's database was copied from again, from its source's data as it
+    /// is now; environments already made keep theirs. Returns what was done, for people.
+    pub(crate) async fn refresh_snapshot(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<Vec<String>, RuntimeError> {
+        let content = self.recorded_database(env, service)?;
         if !matches!(content.clone.policy.as_str(), "clone" | "masked") || content.physical() {
             return Err(RuntimeError::new(format!(
                 "database `{service}` of `{}` is not made from a golden snapshot (its policy is `{}`{}); nothing to refresh",
@@ -790,18 +799,7 @@ impl LocalRuntime {
         env: &EnvironmentAddress,
         service: &str,
     ) -> Result<Vec<String>, RuntimeError> {
-        let id = format!("database/{service}");
-        let record = self
-            .dir_of(env)
-            .read(&id)
-            .map_err(RuntimeError::new)?
-            .ok_or_else(|| {
-                RuntimeError::new(format!(
-                    "environment `{}` has no database `{service}`",
-                    env.environment
-                ))
-            })?;
-        let content = DatabaseContent::parse(&id, &record.content)?;
+        let content = self.recorded_database(env, service)?;
         let (host, _using) = self.database_host_in_use(env, service, &content).await?;
         let admin = host.admin.connect().await.map_err(fail(service))?;
         let password = self
@@ -829,18 +827,7 @@ impl LocalRuntime {
         env: &EnvironmentAddress,
         service: &str,
     ) -> Result<preview_deploy::DatabaseLogin, RuntimeError> {
-        let id = format!("database/{service}");
-        let record = self
-            .dir_of(env)
-            .read(&id)
-            .map_err(RuntimeError::new)?
-            .ok_or_else(|| {
-                RuntimeError::new(format!(
-                    "environment `{}` has no database `{service}`",
-                    env.environment
-                ))
-            })?;
-        let content = DatabaseContent::parse(&id, &record.content)?;
+        let content = self.recorded_database(env, service)?;
         let host = self.database_host(env, service, &content).await?;
         let password = self
             .secrets
