@@ -322,20 +322,12 @@ impl LocalRuntime {
         let record = self.dir_of(env).read(id).map_err(RuntimeError::new)?;
         if let Some(record) = record
             && record.content["hook"].as_str() == Some("on-delete")
+            && let Err(error) = self.run_job(env, &record.resource(), log).await
         {
-            let resource = Resource {
-                id: record.id.clone(),
-                kind: record.kind,
-                depends_on: Vec::new(),
-                content: record.content.clone(),
-                hash: record.hash.clone(),
-            };
-            if let Err(error) = self.run_job(env, &resource, log).await {
-                log.line(format!(
-                    "{}: the on-delete job failed, the removal goes on: {}",
-                    record.id, error.message
-                ));
-            }
+            log.line(format!(
+                "{}: the on-delete job failed, the removal goes on: {}",
+                record.id, error.message
+            ));
         }
         self.forget(env, id)
     }

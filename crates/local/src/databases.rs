@@ -651,13 +651,7 @@ impl LocalRuntime {
         if bound {
             return Ok(());
         }
-        let permits = self.with_state(env, |s| {
-            Arc::clone(s.connections.get_or_insert_with(|| {
-                Arc::new(tokio::sync::Semaphore::new(
-                    crate::forward::CONNECTIONS_PER_ENVIRONMENT,
-                ))
-            }))
-        });
+        let permits = self.connection_permits(env);
         let listener = ServicePort::bind_reaching(port, self.network_of(env), None, permits)
             .map_err(|e| {
                 RuntimeError::new(format!(

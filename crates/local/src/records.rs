@@ -23,6 +23,17 @@ impl Record {
             content: resource.content.clone(),
         }
     }
+
+    /// The resource as applied, to apply again (its dependencies are not recorded: they were met then).
+    pub(crate) fn resource(&self) -> preview_plan::Resource {
+        preview_plan::Resource {
+            id: self.id.clone(),
+            kind: self.kind,
+            depends_on: Vec::new(),
+            content: self.content.clone(),
+            hash: self.hash.clone(),
+        }
+    }
 }
 
 /// `<root>/<project>/<environment>`: everything of one environment.
@@ -59,14 +70,7 @@ impl EnvironmentDir {
     }
 
     pub(crate) fn read(&self, id: &str) -> Result<Option<Record>, String> {
-        let path = self.record_path(id);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| format!("{} is damaged: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
+        read_json(&self.record_path(id))
     }
 
     pub(crate) fn all(&self) -> Vec<Record> {
@@ -101,14 +105,7 @@ impl EnvironmentDir {
     }
 
     pub(crate) fn read_intent(&self, id: &str) -> Result<Option<serde_json::Value>, String> {
-        let path = self.intent_path(id);
-        match std::fs::read(&path) {
-            Ok(bytes) => serde_json::from_slice(&bytes)
-                .map(Some)
-                .map_err(|e| format!("{} is damaged: {e}", path.display())),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", path.display())),
-        }
+        read_json(&self.intent_path(id))
     }
 
     pub(crate) fn remove_intent(&self, id: &str) -> Result<(), String> {
@@ -126,6 +123,17 @@ impl EnvironmentDir {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
             Err(e) => Err(format!("cannot remove {}: {e}", path.display())),
         }
+    }
+}
+
+/// The JSON file at `path`, `None` when there is none.
+fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>, String> {
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| format!("{} is damaged: {e}", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
 

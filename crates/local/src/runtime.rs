@@ -311,13 +311,7 @@ impl LocalRuntime {
                         let runtime = Arc::clone(self);
                         let env = env.clone();
                         starts.spawn(async move {
-                            let resource = Resource {
-                                id: record.id.clone(),
-                                kind: record.kind,
-                                depends_on: Vec::new(),
-                                content: record.content.clone(),
-                                hash: record.hash.clone(),
-                            };
+                            let resource = record.resource();
                             let result = runtime
                                 .apply_app(&env, &resource, &StepLog::default())
                                 .await;
@@ -396,19 +390,13 @@ impl LocalRuntime {
         if bound {
             return Ok(());
         }
-        let permits = self.with_state(env, |s| {
-            Arc::clone(s.connections.get_or_insert_with(|| {
-                Arc::new(tokio::sync::Semaphore::new(
-                    crate::forward::CONNECTIONS_PER_ENVIRONMENT,
-                ))
-            }))
-        });
-        let listener = ServicePort::bind(port, self.network_of(env), permits).map_err(|e| {
-            format!(
-                "cannot listen on 127.0.0.1:{port} for `{service}` of `{}`: {e}",
-                env.environment
-            )
-        })?;
+        let listener = ServicePort::bind(port, self.network_of(env), self.connection_permits(env))
+            .map_err(|e| {
+                format!(
+                    "cannot listen on 127.0.0.1:{port} for `{service}` of `{}`: {e}",
+                    env.environment
+                )
+            })?;
         self.with_state(env, |s| {
             // The target is set when a version runs (now, after a restart that already started it).
             if let Some(version) = s.versions.get(service) {
@@ -417,6 +405,20 @@ impl LocalRuntime {
             s.service_ports.insert(service.to_owned(), listener);
         });
         Ok(())
+    }
+
+    /// The connections the environment's service ports may forward at once, shared by all of them.
+    pub(crate) fn connection_permits(
+        &self,
+        env: &EnvironmentAddress,
+    ) -> Arc<tokio::sync::Semaphore> {
+        self.with_state(env, |s| {
+            Arc::clone(s.connections.get_or_insert_with(|| {
+                Arc::new(tokio::sync::Semaphore::new(
+                    crate::forward::CONNECTIONS_PER_ENVIRONMENT,
+                ))
+            }))
+        })
     }
 
     /// Issues again every certificate within `renew_before` of its end; returns the environments renewed.
