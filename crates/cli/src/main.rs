@@ -289,6 +289,11 @@ enum DbAction {
     /// Build the golden snapshot ENV's database SERVICE was copied from again, from its source's data as it is
     /// now; environments already made keep their data, the next ones are made from the new snapshot.
     Refresh { env: String, service: String },
+    /// The golden snapshot ENV's database SERVICE was made from: its source, age, size, rows, masking key version
+    /// and warm pool.
+    Snapshot { env: String, service: String },
+    /// Every golden snapshot of the project, with the environments made from each.
+    Snapshots,
     /// Make ENV's database SERVICE again by its clone policy (a copy from the current golden snapshot, the seed
     /// file, or empty): its data and its apps' connections are dropped.
     Reset { env: String, service: String },
@@ -469,6 +474,10 @@ fn client_command(
                 DbAction::Reset { env, service } => {
                     commands::databases::action(&context, &env, &service, "reset").await
                 }
+                DbAction::Snapshot { env, service } => {
+                    commands::databases::snapshot(&context, &env, &service).await
+                }
+                DbAction::Snapshots => commands::databases::snapshots(&context).await,
             },
             Command::Url { env, service } => {
                 commands::environments::url(&context, &env, service.as_deref()).await

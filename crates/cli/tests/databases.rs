@@ -1106,3 +1106,529 @@ fn jobs_run_by_their_hooks_once_on_creation_and_before_deletion() {
     let journal = daemon.json(&["deployment", "logs", &id]).to_string();
     assert!(journal.contains("job `cleanup` finished"), "{journal}");
 }
+
+/// Runs a deployment command with `--no-wait`, waits for it to commit, and returns its journal.
+fn deployed_journal(daemon: &Daemon, project: &str, args: &[&str]) -> String {
+    let mut all = vec!["--project", project];
+    all.extend_from_slice(args);
+    all.push("--no-wait");
+    let started = daemon.json(&all);
+    let id = started["deployment"]["id"]
+        .as_str()
+        .or_else(|| started["id"].as_str())
+        .unwrap_or_else(|| panic!("no deployment id in {started}"))
+        .to_owned();
+    let ended = support::wait_until_ended(daemon, &id);
+    assert_eq!(ended["deployment"]["status"], "committed", "{ended}");
+    daemon.json(&["deployment", "logs", &id]).to_string()
+}
+
+/// The warm pool's databases on every server, as `oid:name`.
+fn warm_databases(data: &Path) -> Vec<String> {
+    on_every_server(
+        data,
+        "SELECT string_agg(oid::text || ':' || datname, ' ') FROM pg_database WHERE datname LIKE 'preview_warm_%'",
+    )
+    .split_whitespace()
+    .map(str::to_owned)
+    .collect()
+}
+
+fn snapshot_of(daemon: &Daemon, project: &str, environment: &str) -> serde_json::Value {
+    daemon.json(&["--project", project, "db", "snapshot", environment, "db"])["snapshot"].clone()
+}
+
+#[test]
+fn previews_get_databases_from_the_warm_pool_by_rename_and_snapshots_are_listed_and_refreshed() {
+    let dir = TempDir::new("databases-warm");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let daemon = local_daemon(&data, "31000-31199", &[], None);
+    let repo = project(
+        dir.path(),
+        "warmdb",
+        "logical",
+        &database(installed_version()),
+        SEED,
+    );
+    let spec = repo.join("preview.yaml");
+    let text = std::fs::read_to_string(&spec).expect("spec");
+    std::fs::write(
+        &spec,
+        replaced_once(
+            &text,
+            "clone: { policy: masked, from: staging }",
+            "clone: { policy: masked, from: staging, warm_pool: 2, refresh: 3s }",
+        ),
+    )
+    .expect("spec");
+    commit_all(&repo, "a warm pool of two, snapshots refreshed after 3 s");
+    register(&daemon, &repo, "a-warm-masking-key");
+    deploy(&daemon, "warmdb", &["env", "create", "staging"]);
+
+    // The first preview builds the golden snapshot and is made from it; the pool is filled behind it.
+    let first = deployed_journal(&daemon, "warmdb", &["env", "clone", "staging", "pr-1"]);
+    assert!(first.contains("golden snapshot preview_golden_"), "{first}");
+    assert!(!first.contains("warm pool"), "{first}");
+    support::wait_for(
+        "the warm pool to fill",
+        std::time::Duration::from_secs(60),
+        || snapshot_of(&daemon, "warmdb", "pr-1")["warm"] == 2,
+    );
+    let warm = warm_databases(&data);
+    assert_eq!(warm.len(), 2, "{warm:?}");
+
+    // The next one is one of the pool's databases, renamed: the same database (its oid), with the masked data.
+    let second = deployed_journal(&daemon, "warmdb", &["env", "clone", "staging", "pr-2"]);
+    assert!(second.contains("handed out from its warm pool"), "{second}");
+    let oid = sql(
+        &daemon,
+        "warmdb",
+        "pr-2",
+        "SELECT oid FROM pg_database WHERE datname = current_database()",
+    );
+    assert!(
+        warm.iter().any(|w| w.starts_with(&format!("{oid}:"))),
+        "{oid} is not one of {warm:?}"
+    );
+    assert_eq!(
+        sql(&daemon, "warmdb", "pr-2", "SELECT count(*) FROM customers"),
+        "200"
+    );
+    assert!(!everything(&daemon, "warmdb", "pr-2").contains("corp.test"));
+    // It belongs to pr-2's role alone: its tables are pr-2's, and pr-1's role cannot connect to it.
+    assert_eq!(
+        sql(
+            &daemon,
+            "warmdb",
+            "pr-2",
+            "SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "warmdb_pr_2_db"
+    );
+    let denied = refused(
+        &daemon,
+        "warmdb",
+        "pr-1",
+        &["-d", "warmdb_pr_2_db", "-c", "SELECT 1"],
+    );
+    assert!(denied.contains("no pg_hba.conf entry"), "{denied}");
+
+    // Listed once, with the environments made from it, its source, rows and key version; never the key.
+    let listed = daemon.json(&["--project", "warmdb", "db", "snapshots"]);
+    let snapshots = listed["snapshots"].as_array().expect("snapshots");
+    assert_eq!(snapshots.len(), 1, "{listed}");
+    let snapshot = &snapshots[0];
+    assert_eq!(snapshot["from"], "staging", "{listed}");
+    assert_eq!(snapshot["policy"], "masked", "{listed}");
+    assert_eq!(
+        snapshot["environments"],
+        serde_json::json!(["pr-1", "pr-2"])
+    );
+    assert_eq!(snapshot["warm_pool"], 2, "{listed}");
+    assert_eq!(snapshot["refresh_seconds"], 3, "{listed}");
+    assert!(
+        snapshot["rows"].as_u64().unwrap_or_default() >= 780,
+        "{listed}"
+    );
+    assert!(
+        snapshot["size_bytes"].as_u64().unwrap_or_default() > 1_000_000,
+        "{listed}"
+    );
+    assert!(
+        snapshot["masking_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("project/MASKING_KEY@")),
+        "{listed}"
+    );
+    assert!(!listed.to_string().contains("a-warm-masking-key"));
+    let table = ok(in_project(&daemon, "warmdb", &["db", "snapshots"]));
+    assert!(
+        table.contains("staging (masked)") && table.contains("pr-1, pr-2"),
+        "{table}"
+    );
+    let plain = ok(in_project(
+        &daemon,
+        "warmdb",
+        &["db", "snapshot", "staging", "db"],
+    ));
+    assert!(plain.contains("not made from a golden snapshot"), "{plain}");
+
+    // Older than `refresh`: the next preview's database comes from a snapshot built again from staging as it is
+    // now, and the old snapshot's pool goes with it; the previews made before keep their data.
+    sql(
+        &daemon,
+        "warmdb",
+        "staging",
+        "INSERT INTO customers (email, full_name) VALUES ('zq999.shopper@corp.test', 'Zorblat999 Quintessa')",
+    );
+    support::wait_for(
+        "the pool to fill again",
+        std::time::Duration::from_secs(60),
+        || snapshot_of(&daemon, "warmdb", "pr-2")["warm"] == 2,
+    );
+    let before = warm_databases(&data);
+    std::thread::sleep(std::time::Duration::from_millis(4500));
+    let third = deployed_journal(&daemon, "warmdb", &["env", "clone", "staging", "pr-3"]);
+    assert!(third.contains("older than `refresh`"), "{third}");
+    assert!(!third.contains("handed out"), "{third}");
+    assert_eq!(
+        sql(&daemon, "warmdb", "pr-3", "SELECT count(*) FROM customers"),
+        "201"
+    );
+    assert_eq!(
+        sql(&daemon, "warmdb", "pr-1", "SELECT count(*) FROM customers"),
+        "200"
+    );
+    let after = warm_databases(&data);
+    assert!(
+        before.iter().all(|w| !after.contains(w)),
+        "{before:?} survived the refresh: {after:?}"
+    );
+
+    // Deleting every environment removes the project's server, golden snapshot and pool included.
+    for environment in ["pr-1", "pr-2", "pr-3", "staging"] {
+        deploy(&daemon, "warmdb", &["env", "delete", environment]);
+    }
+    assert_eq!(running_servers(&data), 0);
+    let left: Vec<_> = std::fs::read_dir(data.join("local/databases"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+}
+
+/// A daemon whose database operations fail or kill it on demand (`PREVIEW_TEST_FAULTS`), started again after each
+/// kill on the same data directory.
+struct Faulty {
+    data: PathBuf,
+    ports: &'static str,
+    faults: PathBuf,
+    daemon: Option<Daemon>,
+}
+
+impl Faulty {
+    fn start(dir: &Path, ports: &'static str) -> Faulty {
+        let faults = dir.join("faults");
+        std::fs::write(&faults, "").expect("faults");
+        let mut faulty = Faulty {
+            data: dir.join("data"),
+            ports,
+            faults,
+            daemon: None,
+        };
+        faulty.daemon = Some(faulty.started());
+        faulty
+    }
+
+    fn started(&self) -> Daemon {
+        support::local_daemon_with_env(
+            &self.data,
+            self.ports,
+            &[("PREVIEW_TEST_FAULTS", self.faults.to_str().expect("path"))],
+        )
+    }
+
+    fn daemon(&self) -> &Daemon {
+        self.daemon.as_ref().expect("a daemon")
+    }
+
+    /// Runs the deployment `args` of `project` with `fault` (`fail` or `kill`) `when` (`before` or `after`) the
+    /// database operation `operation`, and returns how the deployment ended once the fault was seen to happen (a
+    /// killed daemon started again and the deployment recovered; a failing operation allowed again after its
+    /// first failure, so that a step past the point of no return completes on its retry).
+    fn inject(
+        &mut self,
+        project: &str,
+        args: &[&str],
+        operation: &str,
+        fault: &str,
+        when: &str,
+    ) -> String {
+        std::fs::write(&self.faults, format!("{operation} {fault} {when}\n")).expect("faults");
+        let mut all = vec!["--project", project];
+        all.extend_from_slice(args);
+        all.push("--no-wait");
+        let started = self.daemon().json(&all);
+        let id = started["deployment"]["id"]
+            .as_str()
+            .or_else(|| started["id"].as_str())
+            .unwrap_or_else(|| panic!("no deployment id in {started}"))
+            .to_owned();
+        if fault == "kill" {
+            self.daemon.take().expect("a daemon").wait_killed();
+            std::fs::write(&self.faults, "").expect("faults");
+            self.daemon = Some(self.started());
+        } else {
+            let expected = format!("injected fault {when} the database operation `{operation}`");
+            support::wait_for(&expected, std::time::Duration::from_secs(60), || {
+                self.daemon()
+                    .json(&["deployment", "logs", &id])
+                    .to_string()
+                    .contains(&expected)
+            });
+            std::fs::write(&self.faults, "").expect("faults");
+        }
+        let ended = support::wait_until_ended(self.daemon(), &id);
+        ended["deployment"]["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Every database and role on every server, and how many servers have files and how many run.
+    fn servers(&self) -> (String, usize, usize) {
+        let catalog = on_every_server(
+            &self.data,
+            "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database UNION ALL SELECT string_agg(rolname, ' ' ORDER BY rolname) FROM pg_roles",
+        );
+        let made = std::fs::read_dir(self.data.join("local/databases"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .count();
+        (catalog, made, running_servers(&self.data))
+    }
+}
+
+const FAULTS: [(&str, &str); 4] = [
+    ("fail", "before"),
+    ("fail", "after"),
+    ("kill", "before"),
+    ("kill", "after"),
+];
+
+#[test]
+fn a_seeded_database_whose_operations_fail_or_are_killed_is_rolled_back_with_nothing_left() {
+    let dir = TempDir::new("db-fs");
+    let _accounts = ReleaseAccounts(dir.path().join("data"));
+    let mut faulty = Faulty::start(dir.path(), "31200-31399");
+    let repo = project(
+        dir.path(),
+        "faultseed",
+        "logical",
+        &database(installed_version()),
+        SEED,
+    );
+    let spec = repo.join("preview.yaml");
+    let text = std::fs::read_to_string(&spec).expect("spec");
+    std::fs::write(
+        &spec,
+        replaced_once(&text, "  staging: {}\n", "  staging: {}\n  keep: {}\n"),
+    )
+    .expect("spec");
+    commit_all(&repo, "another seeded environment");
+    register(faulty.daemon(), &repo, "k");
+    // The project's first database: its server is made in the step, and goes when the step is undone.
+    for (fault, when) in FAULTS {
+        let status = faulty.inject(
+            "faultseed",
+            &["env", "create", "staging"],
+            "server",
+            fault,
+            when,
+        );
+        assert_eq!(status, "rolled_back", "server {fault} {when}");
+        let (catalog, made, running) = faulty.servers();
+        assert_eq!(
+            (made, running),
+            (0, 0),
+            "server {fault} {when} left a server: {catalog}"
+        );
+    }
+    deploy(faulty.daemon(), "faultseed", &["env", "create", "keep"]);
+    for operation in ["role", "create", "seed", "mark"] {
+        for (fault, when) in FAULTS {
+            let status = faulty.inject(
+                "faultseed",
+                &["env", "create", "staging"],
+                operation,
+                fault,
+                when,
+            );
+            let case = format!("{operation} {fault} {when}");
+            assert_eq!(status, "rolled_back", "{case}");
+            let (catalog, made, running) = faulty.servers();
+            assert!(
+                !catalog.contains("faultseed_staging_db"),
+                "{case}: {catalog}"
+            );
+            assert_eq!((made, running), (1, 1), "{case}: {catalog}");
+            // The other environment's database is untouched.
+            assert_eq!(
+                sql(
+                    faulty.daemon(),
+                    "faultseed",
+                    "keep",
+                    "SELECT count(*) FROM orders"
+                ),
+                "500",
+                "{case}"
+            );
+        }
+    }
+    // And with no fault the same deployment succeeds.
+    deploy(faulty.daemon(), "faultseed", &["env", "create", "staging"]);
+    assert_eq!(
+        sql(
+            faulty.daemon(),
+            "faultseed",
+            "staging",
+            "SELECT count(*) FROM customers"
+        ),
+        "200"
+    );
+}
+
+#[test]
+fn a_masked_copy_whose_operations_fail_or_are_killed_leaves_the_old_or_the_new_state() {
+    let dir = TempDir::new("db-fm");
+    let _accounts = ReleaseAccounts(dir.path().join("data"));
+    let mut faulty = Faulty::start(dir.path(), "31400-31599");
+    let repo = project(
+        dir.path(),
+        "faultmask",
+        "logical",
+        &database(installed_version()),
+        SEED,
+    );
+    register(faulty.daemon(), &repo, "k");
+    deploy(faulty.daemon(), "faultmask", &["env", "create", "staging"]);
+    deploy(
+        faulty.daemon(),
+        "faultmask",
+        &["env", "clone", "staging", "pr-0"],
+    );
+    let admin = |faulty: &Faulty, query: &str| on_every_server(&faulty.data, query);
+    let warm = |faulty: &Faulty| {
+        admin(
+            faulty,
+            "SELECT count(*) FROM pg_database WHERE datname LIKE 'preview_warm_%'",
+        )
+    };
+    let pool_full = |faulty: &Faulty| {
+        if warm(faulty) == "0" {
+            // A killed daemon's refill never ran: building the snapshot again fills the pool.
+            ok(in_project(
+                faulty.daemon(),
+                "faultmask",
+                &["db", "refresh", "pr-0", "db"],
+            ));
+        }
+        support::wait_for(
+            "the warm pool to fill",
+            std::time::Duration::from_secs(60),
+            || warm(faulty) == "1",
+        );
+    };
+    let nothing_of_pr_1 = |faulty: &Faulty, case: &str| {
+        let (catalog, made, running) = faulty.servers();
+        assert!(!catalog.contains("faultmask_pr_1_db"), "{case}: {catalog}");
+        assert!(!catalog.contains("preview_making_"), "{case}: {catalog}");
+        assert_eq!((made, running), (1, 1), "{case}: {catalog}");
+        assert_eq!(
+            sql(
+                faulty.daemon(),
+                "faultmask",
+                "staging",
+                "SELECT count(*) FROM orders"
+            ),
+            "500",
+            "{case}"
+        );
+        assert_eq!(
+            sql(
+                faulty.daemon(),
+                "faultmask",
+                "pr-0",
+                "SELECT count(*) FROM orders"
+            ),
+            "500",
+            "{case}"
+        );
+    };
+    let clone = ["env", "clone", "staging", "pr-1"];
+    for operation in ["handout", "role", "mark"] {
+        for (fault, when) in FAULTS {
+            pool_full(&faulty);
+            let case = format!("{operation} {fault} {when}");
+            let status = faulty.inject("faultmask", &clone, operation, fault, when);
+            assert_eq!(status, "rolled_back", "{case}");
+            nothing_of_pr_1(&faulty, &case);
+        }
+    }
+    // A copy made from the golden snapshot itself, when the pool is empty.
+    for (fault, when) in FAULTS {
+        pool_full(&faulty);
+        admin(
+            &faulty,
+            "SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'preview_warm_%'",
+        )
+        .split_whitespace()
+        .for_each(|warm| {
+            admin(&faulty, &format!("DROP DATABASE {warm}"));
+        });
+        let case = format!("create {fault} {when}");
+        let status = faulty.inject("faultmask", &clone, "create", fault, when);
+        assert_eq!(status, "rolled_back", "{case}");
+        nothing_of_pr_1(&faulty, &case);
+    }
+    // The golden snapshot built again, when it is missing.
+    for (fault, when) in FAULTS {
+        pool_full(&faulty);
+        admin(&faulty, "SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'preview_warm_%' OR datname LIKE 'preview_golden_%'")
+            .split_whitespace()
+            .for_each(|database| {
+                admin(&faulty, &format!("DROP DATABASE {database}"));
+            });
+        let case = format!("golden {fault} {when}");
+        let status = faulty.inject("faultmask", &clone, "golden", fault, when);
+        assert_eq!(status, "rolled_back", "{case}");
+        nothing_of_pr_1(&faulty, &case);
+    }
+    // Deleting goes on past its point of no return: whatever fails, the environment ends up gone, and nothing of
+    // it is left.
+    for operation in ["drop", "drop-role"] {
+        for (fault, when) in FAULTS {
+            deploy(faulty.daemon(), "faultmask", &clone);
+            assert_eq!(
+                sql(
+                    faulty.daemon(),
+                    "faultmask",
+                    "pr-1",
+                    "SELECT count(*) FROM orders"
+                ),
+                "500"
+            );
+            let case = format!("{operation} {fault} {when}");
+            let status = faulty.inject(
+                "faultmask",
+                &["env", "delete", "pr-1"],
+                operation,
+                fault,
+                when,
+            );
+            assert_eq!(status, "committed", "{case}");
+            nothing_of_pr_1(&faulty, &case);
+        }
+    }
+    // With no fault, the clone succeeds with masked data.
+    deploy(faulty.daemon(), "faultmask", &clone);
+    assert_eq!(
+        sql(
+            faulty.daemon(),
+            "faultmask",
+            "pr-1",
+            "SELECT count(*) FROM customers WHERE email LIKE '%corp.test'"
+        ),
+        "0"
+    );
+}
+
+/// `text` with `from` replaced by `to`, which must be there.
+fn replaced_once(text: &str, from: &str, to: &str) -> String {
+    assert!(text.contains(from), "no `{from}` in {text}");
+    text.replacen(from, to, 1)
+}

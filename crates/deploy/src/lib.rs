@@ -20,6 +20,6 @@ pub use engine::{DeploymentRequest, Engine, EngineConfig, EngineError};
 pub use ids::Clock;
 pub use recording::{Fault, FaultKind, RecordingRuntime, SLOW, read_state};
 pub use runtime::{
-    DatabaseLogin, EnvironmentAddress, LogChunk, NoSecrets, Observed, Protection, Runtime,
-    RuntimeError, SecretSource, ServiceStatus, StepLog,
+    DatabaseLogin, DatabaseSnapshot, EnvironmentAddress, LogChunk, NoSecrets, Observed, Protection,
+    Runtime, RuntimeError, SecretSource, ServiceStatus, StepLog,
 };

@@ -180,6 +180,16 @@ pub trait Runtime: Send + Sync {
         )))
     }
 
+    /// The golden snapshot the environment's database `service` is made from, for `preview db snapshot(s)`; none
+    /// when its data is not made from one (an empty or seeded database, a physical copy).
+    async fn database_snapshot(
+        &self,
+        _env: &EnvironmentAddress,
+        _service: &str,
+    ) -> Result<Option<DatabaseSnapshot>, RuntimeError> {
+        Ok(None)
+    }
+
     /// Makes the environment's database `service` again by its clone policy, for `preview db reset`; what was
     /// done, line by line.
     async fn reset_database(
@@ -231,6 +241,28 @@ pub struct DatabaseLogin {
     pub user: String,
     pub database: String,
     pub password: preview_secrets::Secret,
+}
+
+/// A golden snapshot: a copy of an environment's database, masked or not, that new databases are made from.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct DatabaseSnapshot {
+    /// Its name on the server.
+    pub name: String,
+    /// The environment it is a copy of, and how (`clone` or `masked`).
+    pub from: String,
+    pub policy: String,
+    /// When it was made, in seconds since the Unix epoch.
+    pub made_at: u64,
+    pub size_bytes: u64,
+    pub tables: u64,
+    pub rows: u64,
+    /// The masking key's secret and its version, for a masked copy; never its value.
+    pub masking_key: Option<String>,
+    /// Databases made from it, ready to be handed out, and how many are wanted.
+    pub warm: u32,
+    pub warm_pool: u32,
+    /// How old it may get before it is built again, when the spec says.
+    pub refresh_seconds: Option<u64>,
 }
 
 /// One way an environment is kept apart from the others, as a runtime enforces it.

@@ -96,6 +96,7 @@ impl LocalRuntime {
             return Ok(Arc::clone(server));
         }
         let binaries = Binaries::find(version).map_err(|e| RuntimeError::new(e.to_string()))?;
+        crate::faults::at("server", crate::faults::When::Before)?;
         let root = self.server_root(key);
         let port = self
             .ports
@@ -235,6 +236,7 @@ impl LocalRuntime {
             in_use: Arc::default(),
         });
         running.insert(key.to_owned(), Arc::clone(&running_server));
+        crate::faults::at("server", crate::faults::When::After)?;
         Ok(running_server)
     }
 

@@ -16,6 +16,7 @@ use preview_plan::Resource;
 use serde::Deserialize;
 
 use crate::database_servers::{RunningServer, server_key};
+use crate::faults;
 use crate::forward::ServicePort;
 use crate::runtime::LocalRuntime;
 use preview_database::postgres::Binaries;
@@ -41,6 +42,16 @@ pub(crate) struct ClonePolicy {
     pub from: Option<String>,
     /// The source environment's database name.
     pub source: Option<String>,
+    /// A golden snapshot older than this many seconds is built again before it is used.
+    pub refresh_seconds: Option<u64>,
+    pub warm_pool: Option<u32>,
+}
+
+impl ClonePolicy {
+    /// How many databases made from the golden snapshot are kept ready.
+    pub(crate) fn warm_pool(&self) -> u32 {
+        self.warm_pool.unwrap_or(1)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -111,7 +122,7 @@ fn ready_mark(env: &EnvironmentAddress, service: &str) -> String {
     format!("{READY} for {}/{}/{service}", env.project, env.environment)
 }
 
-fn fail(service: &str) -> impl Fn(preview_database::DatabaseError) -> RuntimeError + '_ {
+pub(crate) fn fail(service: &str) -> impl Fn(preview_database::DatabaseError) -> RuntimeError + '_ {
     move |e| RuntimeError::new(format!("database `{service}`: {e}"))
 }
 
@@ -257,9 +268,12 @@ impl LocalRuntime {
             _ => false,
         };
         log.check_lease()?;
-        admin::ensure_role(&admin, &content.name, &password)
-            .await
-            .map_err(fail(service))?;
+        faults::around("role", async {
+            admin::ensure_role(&admin, &content.name, &password)
+                .await
+                .map_err(fail(service))
+        })
+        .await?;
         if ready {
             log.line(format!(
                 "database `{service}`: {} kept with its data",
@@ -304,31 +318,56 @@ impl LocalRuntime {
             }
             "clone" | "masked" => {
                 // Held until the copy is made: a refresh must not replace the golden snapshot meanwhile.
-                let _golden = host.golden.lock().await;
+                let held = host.golden.lock().await;
                 let golden = self
                     .ensure_golden(env, service, content, host, admin, log, false)
                     .await?;
                 log.check_lease()?;
-                admin::create_database(admin, name, name, Some(&golden))
-                    .await
-                    .map_err(fail(service))?;
-                let inside = host
-                    .admin
-                    .to_database(name)
-                    .connect()
-                    .await
-                    .map_err(fail(service))?;
-                admin::take_over(&inside, name)
-                    .await
-                    .map_err(fail(service))?;
+                let started = std::time::Instant::now();
+                let made = async {
+                    let handed = self.hand_out(admin, &golden, name, service).await?;
+                    if !handed {
+                        faults::around("create", async {
+                            admin::create_database(admin, name, name, Some(&golden.name))
+                                .await
+                                .map_err(fail(service))
+                        })
+                        .await?;
+                    }
+                    let inside = host
+                        .admin
+                        .to_database(name)
+                        .connect()
+                        .await
+                        .map_err(fail(service))?;
+                    admin::take_over(&inside, name)
+                        .await
+                        .map_err(fail(service))?;
+                    Ok::<bool, RuntimeError>(handed)
+                }
+                .await;
+                drop(held);
+                // Whether or not this one was made, the pool is filled again for the next.
+                self.refill_warm_pool(host, &golden, content.clone.warm_pool());
+                let handed = made?;
                 log.line(format!(
-                    "database `{service}`: {name} made from the golden snapshot {golden}"
+                    "database `{service}`: {name} made from the golden snapshot {}{} in {} ms",
+                    golden.name,
+                    if handed {
+                        ", handed out from its warm pool,"
+                    } else {
+                        ""
+                    },
+                    started.elapsed().as_millis()
                 ));
             }
             policy => {
-                admin::create_database(admin, name, name, None)
-                    .await
-                    .map_err(fail(service))?;
+                faults::around("create", async {
+                    admin::create_database(admin, name, name, None)
+                        .await
+                        .map_err(fail(service))
+                })
+                .await?;
                 if policy == "seed"
                     && let Some(file) = &content.clone.file
                 {
@@ -342,6 +381,7 @@ impl LocalRuntime {
                         ssl_mode: host.admin.ssl_mode.clone(),
                     };
                     log.check_lease()?;
+                    faults::at("seed", faults::When::Before)?;
                     // As the environment's own role, statement by statement over its own connection: a seed file
                     // from a pull request has no more rights than its apps, and no program of this machine runs it.
                     preview_database::postgres::seed::run_seed(&login, &sql, file)
@@ -349,25 +389,31 @@ impl LocalRuntime {
                     .map_err(|e| {
                         RuntimeError::new(format!("database `{service}`: seeding from {file} failed, nothing was kept:\n{e}"))
                     })?;
+                    faults::at("seed", faults::When::After)?;
                     log.line(format!("database `{service}`: {name} seeded from {file}"));
                 } else {
                     log.line(format!("database `{service}`: {name} made empty"));
                 }
             }
         }
-        admin
-            .batch_execute(&format!(
-                "COMMENT ON DATABASE {} IS {}",
-                preview_database::postgres::connection::quote_identifier(name),
-                preview_database::postgres::connection::quote_literal(&ready_mark(env, service))
-            ))
-            .await
-            .map_err(|e| {
-                fail(service)(preview_database::DatabaseError::postgres(
-                    "cannot mark the database ready",
-                    &e,
+        faults::around("mark", async {
+            admin
+                .batch_execute(&format!(
+                    "COMMENT ON DATABASE {} IS {}",
+                    preview_database::postgres::connection::quote_identifier(name),
+                    preview_database::postgres::connection::quote_literal(&ready_mark(
+                        env, service
+                    ))
                 ))
-            })
+                .await
+                .map_err(|e| {
+                    fail(service)(preview_database::DatabaseError::postgres(
+                        "cannot mark the database ready",
+                        &e,
+                    ))
+                })
+        })
+        .await
     }
 
     /// The seed file as the deployed commit has it.
@@ -407,133 +453,6 @@ impl LocalRuntime {
         Ok(output.stdout)
     }
 
-    /// The golden snapshot a copy is made from: the source's data (masked) as one database nobody connects to,
-    /// made once per source, rules and key (and again when `rebuild` says so). The caller holds the host's golden
-    /// lock.
-    #[allow(clippy::too_many_arguments)]
-    async fn ensure_golden(
-        &self,
-        env: &EnvironmentAddress,
-        service: &str,
-        content: &DatabaseContent,
-        host: &DatabaseHost,
-        admin_client: &tokio_postgres::Client,
-        log: &StepLog,
-        rebuild: bool,
-    ) -> Result<String, RuntimeError> {
-        let (Some(from), Some(source)) = (&content.clone.from, &content.clone.source) else {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: `clone.from` names no environment"
-            )));
-        };
-        let masked = content.clone.policy == "masked";
-        let masking = self.masking_for(env, service, content).await?;
-        let identity = serde_json::json!({
-            "source": source,
-            "policy": content.clone.policy,
-            "tables": masking.as_ref().map(|m| &m.1),
-            "key": masking.as_ref().map(|m| &m.2),
-        });
-        let digest = ring::digest::digest(&ring::digest::SHA256, identity.to_string().as_bytes());
-        let id: String = digest.as_ref()[..8]
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        let golden = format!("preview_golden_{id}");
-        if !rebuild
-            && admin::database_exists(admin_client, &golden)
-                .await
-                .map_err(fail(service))?
-        {
-            return Ok(golden);
-        }
-        if !is_ready(admin_client, source)
-            .await
-            .map_err(fail(service))?
-        {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: environment `{from}` has no database `{service}` to copy ({source} does not exist on the server); deploy `{from}` first"
-            )));
-        }
-        // An external server has no owner of golden snapshots' objects until the first one is made.
-        admin::ensure_golden_owner(admin_client, false)
-            .await
-            .map_err(fail(service))?;
-        let making = format!("preview_making_{id}");
-        admin::drop_database(admin_client, &making)
-            .await
-            .map_err(fail(service))?;
-        log.check_lease()?;
-        admin::create_database(admin_client, &making, &host.admin.user, None)
-            .await
-            .map_err(fail(service))?;
-        let started = std::time::Instant::now();
-        let copied = copy_logged(
-            service,
-            host,
-            &host.admin.to_database(source),
-            &making,
-            masking.as_ref(),
-            content.masking.as_ref().is_some_and(|m| m.strict),
-            log,
-        )
-        .await;
-        let report = match copied {
-            Ok(report) => report,
-            Err(error) => {
-                let _ = admin::drop_database(admin_client, &making).await;
-                return Err(fail(service)(error));
-            }
-        };
-        // Environments already made from the one it replaces are copies: they keep their data.
-        admin::drop_database(admin_client, &golden)
-            .await
-            .map_err(fail(service))?;
-        admin::rename_database(admin_client, &making, &golden)
-            .await
-            .map_err(fail(service))?;
-        admin::allow_connections(admin_client, &golden, false)
-            .await
-            .map_err(fail(service))?;
-        log.line(format!(
-            "database `{service}`: golden snapshot {golden} of `{from}` made{} in {} ms ({} tables, {} rows)",
-            if masked { ", masked," } else { "" },
-            started.elapsed().as_millis(),
-            report.tables,
-            report.rows
-        ));
-        Ok(golden)
-    }
-
-    /// The masking of a `masked` copy: its transforms keyed by the project's secret, its rules, and the key's
-    /// name and version (which name the golden snapshot, never the key).
-    async fn masking_for(
-        &self,
-        env: &EnvironmentAddress,
-        service: &str,
-        content: &DatabaseContent,
-    ) -> Result<Option<(Masker, Rules, SecretVersion)>, RuntimeError> {
-        if content.clone.policy != "masked" {
-            return Ok(None);
-        }
-        let Some(masking) = &content.masking else {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: `policy: masked` needs `masking` rules"
-            )));
-        };
-        let Some(key) = &masking.key else {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: masking needs `key: <project secret>`, the key of its transforms"
-            )));
-        };
-        let secret = self.secrets.reveal(env, &key.name, &key.version).await?;
-        Ok(Some((
-            Masker::new(secret.expose()),
-            masking.tables.clone(),
-            key.clone(),
-        )))
-    }
-
     /// A physical copy: the source environment's own server, read directly into this environment's.
     async fn copy_physical(
         &self,
@@ -571,14 +490,17 @@ impl LocalRuntime {
             )));
         }
         let name = &content.name;
-        admin::create_database(
-            admin_client,
-            name,
-            preview_database::postgres::server::ADMIN,
-            None,
-        )
-        .await
-        .map_err(fail(service))?;
+        faults::around("create", async {
+            admin::create_database(
+                admin_client,
+                name,
+                preview_database::postgres::server::ADMIN,
+                None,
+            )
+            .await
+            .map_err(fail(service))
+        })
+        .await?;
         let copied = copy_logged(
             service,
             host,
@@ -686,7 +608,7 @@ impl LocalRuntime {
         self.with_state(env, |s| s.service_ports.remove(service));
         let key = content.server_key(env, service);
         if content.physical() {
-            self.remove_server(&key).await?;
+            faults::around("drop", self.remove_server(&key)).await?;
         } else if !content.external() && !self.server_exists(&key) {
             // Its server was never made (the step failed before, e.g. the version is not installed): there is
             // nothing to drop, and nothing to start for it.
@@ -695,12 +617,18 @@ impl LocalRuntime {
             // No environment of the server makes or refreshes a database while its last one is removed with it.
             let _exclusive = host.in_use.clone().write_owned().await;
             let admin = host.admin.connect().await.map_err(fail(service))?;
-            admin::drop_database(&admin, &content.name)
-                .await
-                .map_err(fail(service))?;
-            admin::drop_role(&admin, &content.name)
-                .await
-                .map_err(fail(service))?;
+            faults::around("drop", async {
+                admin::drop_database(&admin, &content.name)
+                    .await
+                    .map_err(fail(service))
+            })
+            .await?;
+            faults::around("drop-role", async {
+                admin::drop_role(&admin, &content.name)
+                    .await
+                    .map_err(fail(service))
+            })
+            .await?;
             // A golden snapshot left half-made (its step was abandoned or its daemon killed): nobody is making
             // one while the golden lock is held.
             {
@@ -738,7 +666,7 @@ impl LocalRuntime {
     }
 
     /// The environment's database `service` as recorded, or why there is none.
-    fn recorded_database(
+    pub(crate) fn recorded_database(
         &self,
         env: &EnvironmentAddress,
         service: &str,
@@ -780,9 +708,12 @@ impl LocalRuntime {
         let host = self.database_host(env, service, &content).await?;
         let admin = host.admin.connect().await.map_err(fail(service))?;
         let log = StepLog::default();
-        let _golden = host.golden.lock().await;
-        self.ensure_golden(env, service, &content, &host, &admin, &log, true)
+        let held = host.golden.lock().await;
+        let golden = self
+            .ensure_golden(env, service, &content, &host, &admin, &log, true)
             .await?;
+        drop(held);
+        self.refill_warm_pool(&host, &golden, content.clone.warm_pool());
         Ok(log.lines())
     }
 
@@ -852,7 +783,7 @@ impl LocalRuntime {
 
 /// A copy of `source` into the database `target` of `host`, written by the golden owner's own login where `preview`
 /// runs the server, its lines in the step's log.
-async fn copy_logged(
+pub(crate) async fn copy_logged(
     service: &str,
     host: &DatabaseHost,
     source: &Connection,
@@ -889,7 +820,7 @@ async fn copy_logged(
     copied
 }
 
-async fn is_ready(
+pub(crate) async fn is_ready(
     client: &tokio_postgres::Client,
     database: &str,
 ) -> Result<bool, preview_database::DatabaseError> {

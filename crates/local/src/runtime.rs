@@ -619,6 +619,14 @@ impl Runtime for LocalRuntime {
         LocalRuntime::reset_database(self, env, service).await
     }
 
+    async fn database_snapshot(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<Option<preview_deploy::DatabaseSnapshot>, RuntimeError> {
+        self.snapshot_of(env, service).await
+    }
+
     /// What an abandoned step started was killed when the step was dropped; this waits until none of it is left
     /// (its processes reaped, their cgroups removed, half-made checkouts removed, their locks let go).
     async fn settle(&self, env: &EnvironmentAddress) {

@@ -320,11 +320,14 @@ fn clone_policy(
         ClonePolicy::Seed {
             source: SeedSource::Job(job),
         } => json!({ "policy": "seed", "job": job }),
-        ClonePolicy::Clone { from } => {
-            json!({ "policy": "clone", "from": from, "source": source(from) })
-        }
-        ClonePolicy::Masked { from } => {
-            json!({ "policy": "masked", "from": from, "source": source(from) })
+        ClonePolicy::Clone { from, snapshots } | ClonePolicy::Masked { from, snapshots } => {
+            json!({
+                "policy": policy.name(),
+                "from": from,
+                "source": source(from),
+                "refresh_seconds": snapshots.refresh.map(|d| d.as_secs()),
+                "warm_pool": snapshots.warm_pool,
+            })
         }
     }
 }

@@ -114,6 +114,14 @@ pub(crate) fn router(state: SharedState) -> Router {
             "/v1/projects/{project}/environments/{environment}/databases/{service}/reset",
             post(runtime::reset_database),
         )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/databases/{service}/snapshot",
+            get(runtime::database_snapshot),
+        )
+        .route(
+            "/v1/projects/{project}/database-snapshots",
+            get(runtime::database_snapshots),
+        )
         .route("/v1/gateway", get(runtime::gateway))
         .route("/v1/ca", get(runtime::ca))
         .route("/v1/secrets/rotate-key", post(variables::rotate_key))

@@ -3,8 +3,10 @@
 use std::collections::BTreeMap;
 
 use crate::diagnostic::Sink;
-use crate::model::{ClonePolicy, Environment, MaskRule, Masking, SeedSource, ServiceKind};
-use crate::read::{Fields, choice, named_entries, text};
+use crate::model::{
+    ClonePolicy, Environment, MaskRule, Masking, SeedSource, ServiceKind, Snapshots,
+};
+use crate::read::{Fields, choice, duration, integer, named_entries, text};
 use crate::services::Names;
 use crate::suggest::did_you_mean;
 use crate::yaml::{Node, Value};
@@ -17,7 +19,7 @@ pub(crate) fn read_clone_policy(
     let fields = Fields::open(
         node,
         "a clone policy",
-        &["policy", "file", "job", "from"],
+        &["policy", "file", "job", "from", "refresh", "warm_pool"],
         sink,
     )?;
     let policy = fields
@@ -48,7 +50,9 @@ pub(crate) fn read_clone_policy(
         only_with("job", "`policy: seed`", sink);
     }
     if policy != "clone" && policy != "masked" {
-        only_with("from", "`policy: clone` or `policy: masked`", sink);
+        for key in ["from", "refresh", "warm_pool"] {
+            only_with(key, "`policy: clone` or `policy: masked`", sink);
+        }
     }
     match policy {
         "empty" => Some(ClonePolicy::Empty),
@@ -77,13 +81,27 @@ pub(crate) fn read_clone_policy(
         _ => {
             let from_node = fields.require("from", "the environment whose data is copied", sink)?;
             let from = text(from_node, "an environment name", sink)?;
+            let refresh = match fields.get("refresh") {
+                Some(n) => Some(duration(n, "how old a golden snapshot may get", sink)?),
+                None => None,
+            };
+            let warm_pool = match fields.get("warm_pool") {
+                Some(n) => integer(
+                    n,
+                    "how many databases are kept ready",
+                    0..=i64::from(Snapshots::MAX_WARM_POOL),
+                    sink,
+                )? as u32,
+                None => Snapshots::WARM_POOL,
+            };
             if !check_source_environment(&from, from_node, names, sink) {
                 return None;
             }
+            let snapshots = Snapshots { refresh, warm_pool };
             Some(if policy == "clone" {
-                ClonePolicy::Clone { from }
+                ClonePolicy::Clone { from, snapshots }
             } else {
-                ClonePolicy::Masked { from }
+                ClonePolicy::Masked { from, snapshots }
             })
         }
     }

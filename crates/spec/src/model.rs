@@ -357,8 +357,33 @@ pub enum DatabaseMode {
 pub enum ClonePolicy {
     Empty,
     Seed { source: SeedSource },
-    Clone { from: String },
-    Masked { from: String },
+    Clone { from: String, snapshots: Snapshots },
+    Masked { from: String, snapshots: Snapshots },
+}
+
+/// How the golden snapshot a copy is made from is kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct Snapshots {
+    /// A golden snapshot older than this is built again before a database is made from it.
+    pub refresh: Option<std::time::Duration>,
+    /// How many databases made from the current golden snapshot are kept ready to be handed out.
+    pub warm_pool: u32,
+}
+
+impl Default for Snapshots {
+    fn default() -> Self {
+        Snapshots {
+            refresh: None,
+            warm_pool: Snapshots::WARM_POOL,
+        }
+    }
+}
+
+impl Snapshots {
+    /// The warm pool's size when the spec says nothing.
+    pub const WARM_POOL: u32 = 1;
+    /// The largest warm pool: each of its databases is a whole copy on disk.
+    pub const MAX_WARM_POOL: u32 = 8;
 }
 
 impl ClonePolicy {

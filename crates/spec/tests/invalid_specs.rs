@@ -520,6 +520,28 @@ fn seed_without_source() {
 }
 
 #[test]
+fn snapshot_keys_of_a_policy_without_snapshots() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    clone: { policy: empty, warm_pool: 2 }\n",
+        ),
+        "7:40 services.db.clone.warm_pool: `warm_pool` is only used with `policy: clone` or `policy: masked`; this policy is `empty`",
+    );
+}
+
+#[test]
+fn warm_pool_too_large_and_refresh_not_a_duration() {
+    check(
+        "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\nenvironments:\n  production: {}\n  staging:\n    services:\n      db:\n        clone: { policy: clone, from: production, warm_pool: 50 }\n",
+        "12:62 environments.staging.services.db.clone.warm_pool: 50 is not how many databases are kept ready; use a number from 0 to 8",
+    );
+    check(
+        "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\nenvironments:\n  production: {}\n  staging:\n    services:\n      db:\n        clone: { policy: clone, from: production, refresh: daily }\n",
+        "12:60 environments.staging.services.db.clone.refresh: `daily` is not a duration; write a number with a unit, such as `500ms`, `90s`, `30m`, `72h`, `7d` or `1h30m`",
+    );
+}
+
+#[test]
 fn from_with_seed_policy() {
     check(
         &with_envs(

@@ -1,7 +1,8 @@
 //! Valid specs read into the model with overrides applied where they belong.
 
 use preview_spec::{
-    ClonePolicy, Probe, Resources, SecretInPreviews, ServiceKind, Spec, VariableValue, parse_spec,
+    ClonePolicy, Probe, Resources, SecretInPreviews, ServiceKind, Snapshots, Spec, VariableValue,
+    parse_spec,
 };
 
 const EXAMPLE: &str = include_str!("../../../examples/shop/preview.yaml");
@@ -117,7 +118,8 @@ fn previews_are_the_blueprint_with_preview_overrides() {
     assert_eq!(
         database_clone(&previews.template),
         ClonePolicy::Masked {
-            from: "staging".into()
+            from: "staging".into(),
+            snapshots: Snapshots::default()
         }
     );
     // Blueprint variables are there, shadowed by the preview's where both set one.
@@ -213,7 +215,8 @@ fn clone_of_any_environment_gets_the_preview_overrides() {
     assert_eq!(
         database_clone(&qa),
         ClonePolicy::Masked {
-            from: "staging".into()
+            from: "staging".into(),
+            snapshots: Snapshots::default()
         }
     );
     assert_eq!(
@@ -401,4 +404,33 @@ environments:
     assert_eq!(api.interval, std::time::Duration::from_secs(2));
     assert_eq!(api.timeout, std::time::Duration::from_secs(1));
     assert_eq!((api.start_timeout, api.failures), (None, 3));
+}
+
+#[test]
+fn golden_snapshots_are_refreshed_and_kept_warm_as_the_clone_policy_says() {
+    let spec = parse_spec(
+        "preview.yaml",
+        "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\nenvironments:\n  production: {}\n  staging:\n    services:\n      db:\n        clone: { policy: clone, from: production, refresh: 24h, warm_pool: 3 }\n  qa:\n    services:\n      db:\n        clone: { policy: clone, from: production }\n",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        database_clone(&spec.environments["staging"]),
+        ClonePolicy::Clone {
+            from: "production".into(),
+            snapshots: Snapshots {
+                refresh: Some(std::time::Duration::from_secs(24 * 3600)),
+                warm_pool: 3
+            }
+        }
+    );
+    assert_eq!(
+        database_clone(&spec.environments["qa"]),
+        ClonePolicy::Clone {
+            from: "production".into(),
+            snapshots: Snapshots {
+                refresh: None,
+                warm_pool: 1
+            }
+        }
+    );
 }

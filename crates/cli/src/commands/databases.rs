@@ -1,5 +1,5 @@
-//! `preview db list|psql|refresh|reset`: an environment's databases, a `psql` session on one of them, their golden
-//! snapshots built again, and a database made again by its clone policy.
+//! `preview db list|psql|snapshot|snapshots|refresh|reset`: an environment's databases, a `psql` session on one of
+//! them, the golden snapshots they are made from, built again, and a database made again by its clone policy.
 
 use std::process::Stdio;
 
@@ -103,4 +103,139 @@ pub async fn action(
         }
     }
     Ok(())
+}
+
+pub async fn snapshot(context: &Context, environment: &str, service: &str) -> Result<(), Failure> {
+    let answer = context
+        .client
+        .get(&context.path(&format!(
+            "/environments/{environment}/databases/{service}/snapshot"
+        )))
+        .await?;
+    match context.output {
+        OutputFormat::Json => println!("{answer}"),
+        OutputFormat::Text if answer["snapshot"].is_null() => println!(
+            "database `{service}` of `{environment}` is not made from a golden snapshot (an empty or seeded database, or a physical copy read from its source's server)"
+        ),
+        OutputFormat::Text => {
+            let snapshot = &answer["snapshot"];
+            for (label, value) in describe(snapshot) {
+                println!("{label:<12} {value}");
+            }
+        }
+    }
+    Ok(())
+}
+
+pub async fn snapshots(context: &Context) -> Result<(), Failure> {
+    let answer = context
+        .client
+        .get(&context.path("/database-snapshots"))
+        .await?;
+    match context.output {
+        OutputFormat::Json => println!("{answer}"),
+        OutputFormat::Text => {
+            let listed = answer["snapshots"].as_array().cloned().unwrap_or_default();
+            if listed.is_empty() {
+                println!(
+                    "no golden snapshots: no environment's database is a copy of another's yet"
+                );
+            }
+            println!(
+                "{:<10} {:<24} {:>8} {:>10} {:>10} {:<6} {:<28} USED BY",
+                "SERVICE", "SOURCE", "AGE", "SIZE", "ROWS", "WARM", "MASKING KEY"
+            );
+            for snapshot in &listed {
+                let used_by: Vec<&str> = snapshot["environments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|e| e.as_str())
+                    .collect();
+                println!(
+                    "{:<10} {:<24} {:>8} {:>10} {:>10} {:<6} {:<28} {}",
+                    snapshot["service"].as_str().unwrap_or_default(),
+                    format!(
+                        "{} ({})",
+                        snapshot["from"].as_str().unwrap_or_default(),
+                        snapshot["policy"].as_str().unwrap_or_default()
+                    ),
+                    age(snapshot["made_at"].as_u64().unwrap_or_default()),
+                    size(snapshot["size_bytes"].as_u64().unwrap_or_default()),
+                    snapshot["rows"],
+                    format!("{}/{}", snapshot["warm"], snapshot["warm_pool"]),
+                    snapshot["masking_key"].as_str().unwrap_or("-"),
+                    used_by.join(", ")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
+fn describe(snapshot: &serde_json::Value) -> Vec<(&'static str, String)> {
+    vec![
+        (
+            "snapshot",
+            snapshot["name"].as_str().unwrap_or_default().to_owned(),
+        ),
+        (
+            "source",
+            format!(
+                "{} ({})",
+                snapshot["from"].as_str().unwrap_or_default(),
+                snapshot["policy"].as_str().unwrap_or_default()
+            ),
+        ),
+        ("age", age(snapshot["made_at"].as_u64().unwrap_or_default())),
+        (
+            "size",
+            size(snapshot["size_bytes"].as_u64().unwrap_or_default()),
+        ),
+        ("tables", snapshot["tables"].to_string()),
+        ("rows", snapshot["rows"].to_string()),
+        (
+            "masking key",
+            snapshot["masking_key"]
+                .as_str()
+                .unwrap_or("none (a plain copy)")
+                .to_owned(),
+        ),
+        (
+            "warm pool",
+            format!("{} of {} ready", snapshot["warm"], snapshot["warm_pool"]),
+        ),
+        (
+            "refresh",
+            match snapshot["refresh_seconds"].as_u64() {
+                Some(seconds) => format!("when older than {}", age_text(seconds)),
+                None => "on demand (`preview db refresh`)".to_owned(),
+            },
+        ),
+    ]
+}
+
+fn age(made_at: u64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default();
+    age_text(now.saturating_sub(made_at))
+}
+
+fn age_text(seconds: u64) -> String {
+    match seconds {
+        s if s < 120 => format!("{s}s"),
+        s if s < 2 * 3600 => format!("{}m", s / 60),
+        s if s < 2 * 86400 => format!("{}h", s / 3600),
+        s => format!("{}d", s / 86400),
+    }
+}
+
+fn size(bytes: u64) -> String {
+    match bytes {
+        b if b < 1 << 20 => format!("{} kB", b / 1024),
+        b if b < 1 << 30 => format!("{} MB", b >> 20),
+        b => format!("{:.1} GB", b as f64 / f64::from(1u32 << 30)),
+    }
 }

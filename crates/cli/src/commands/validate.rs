@@ -144,8 +144,8 @@ fn clone_text(policy: &ClonePolicy) -> String {
             preview_spec::SeedSource::File { path, .. } => format!("seed from {path}"),
             preview_spec::SeedSource::Job(job) => format!("seed by job {job}"),
         },
-        ClonePolicy::Clone { from } => format!("clone of {from}"),
-        ClonePolicy::Masked { from } => format!("masked clone of {from}"),
+        ClonePolicy::Clone { from, .. } => format!("clone of {from}"),
+        ClonePolicy::Masked { from, .. } => format!("masked clone of {from}"),
     }
 }
 
@@ -235,7 +235,7 @@ fn text_summary(file: &str, spec: &Spec) -> String {
     out
 }
 
-fn human_duration(duration: std::time::Duration) -> String {
+pub(crate) fn human_duration(duration: std::time::Duration) -> String {
     let seconds = duration.as_secs();
     match seconds {
         s if s % 86_400 == 0 => format!("{}d", s / 86_400),

@@ -139,6 +139,31 @@ impl Daemon {
         }
     }
 
+    /// Waits for the daemon to die by SIGKILL of its own (a fault the test asked for); fails when it does not, or
+    /// ends otherwise.
+    pub fn wait_killed(mut self) {
+        use std::os::unix::process::ExitStatusExt;
+        let mut child = self.child.take().expect("a daemon child");
+        let deadline = Instant::now() + Duration::from_secs(90);
+        loop {
+            if let Some(status) = child.try_wait().expect("wait") {
+                assert_eq!(
+                    status.signal(),
+                    Some(9),
+                    "the daemon ended with {status}, not SIGKILL:\n{}",
+                    read_log(&self.data)
+                );
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the daemon was not killed: the fault was never reached\n{}",
+                read_log(&self.data)
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// SIGTERM and wait: a clean stop.
     pub fn stop(mut self) {
         if let Some(mut child) = self.child.take() {
@@ -567,6 +592,23 @@ pub fn request(
 /// 20-second health timeout, and `extra` flags; run as `uid` when given.
 pub fn local_daemon(data: &Path, ports: &str, extra: &[&str], uid: Option<u32>) -> Daemon {
     local_daemon_holding(data, ports, extra, uid, None)
+}
+
+/// [`local_daemon`] with variables in its environment.
+pub fn local_daemon_with_env(data: &Path, ports: &str, env: &[(&str, &str)]) -> Daemon {
+    let flags = [
+        "--runtime",
+        "local",
+        "--http",
+        "127.0.0.1:0",
+        "--https",
+        "127.0.0.1:0",
+        "--ports",
+        ports,
+        "--health-timeout",
+        "20",
+    ];
+    Daemon::start_full(data, &flags, env, None, None)
 }
 
 /// [`local_daemon`], inheriting a descriptor on `holding` when given.

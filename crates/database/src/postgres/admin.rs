@@ -203,7 +203,7 @@ pub async fn databases_named(client: &Client, prefix: &str) -> Result<Vec<String
 }
 
 /// How many databases and login roles of environments the server holds: every database but its own, templates
-/// and golden snapshots (and their making), every role but its own and the system's. A role without its database
+/// golden snapshots (and their making) and their warm pools, every role but its own and the system's. A role without its database
 /// is an environment's database being made.
 pub async fn environment_databases_and_roles(client: &Client) -> Result<i64, DatabaseError> {
     let row = client
@@ -211,7 +211,8 @@ pub async fn environment_databases_and_roles(client: &Client) -> Result<i64, Dat
             "SELECT (SELECT count(*) FROM pg_database
                      WHERE datname NOT IN ('postgres', 'template0', 'template1')
                        AND NOT starts_with(datname, 'preview_golden_')
-                       AND NOT starts_with(datname, 'preview_making_'))
+                       AND NOT starts_with(datname, 'preview_making_')
+                       AND NOT starts_with(datname, 'preview_warm_'))
                   + (SELECT count(*) FROM pg_roles
                      WHERE NOT starts_with(rolname, 'pg_') AND rolname NOT IN ('preview', 'preview_golden'))",
             &[],

@@ -132,6 +132,76 @@ pub(crate) async fn refresh_database(
     Ok(Json(json!({ "lines": lines })))
 }
 
+/// The golden snapshot one of the environment's databases is made from (`preview db snapshot`).
+pub(crate) async fn database_snapshot(
+    State(state): State<SharedState>,
+    Path((project, environment, service)): Path<(String, String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let address = database_of(&state, &project, &environment, &service).await?;
+    let snapshot = state
+        .runtime
+        .database_snapshot(&address, &service)
+        .await
+        .map_err(|e| ApiError::Conflict(e.to_string()))?;
+    Ok(Json(json!({ "snapshot": snapshot })))
+}
+
+/// Every golden snapshot the project's environments are made from, once each, with the environments made from
+/// it (`preview db snapshots`).
+pub(crate) async fn database_snapshots(
+    State(state): State<SharedState>,
+    Path(project): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let mut snapshots: std::collections::BTreeMap<String, (Value, Vec<String>)> =
+        std::collections::BTreeMap::new();
+    for environment in state.store.environments(&project.name).await? {
+        let recorded = state
+            .store
+            .recorded_state(&project.name, &environment.name)
+            .await?;
+        let address = EnvironmentAddress {
+            project: project.name.clone(),
+            environment: environment.name.clone(),
+        };
+        for database in recorded
+            .iter()
+            .filter(|r| r.kind == preview_plan::ResourceKind::Database)
+            .filter(|r| {
+                matches!(
+                    r.content["clone"]["policy"].as_str(),
+                    Some("clone" | "masked")
+                )
+            })
+        {
+            let service = database.id.trim_start_matches("database/");
+            let Some(snapshot) = state
+                .runtime
+                .database_snapshot(&address, service)
+                .await
+                .map_err(|e| ApiError::Conflict(e.to_string()))?
+            else {
+                continue;
+            };
+            let key = format!("{service}/{}", snapshot.name);
+            let entry = snapshots.entry(key).or_insert_with(|| {
+                let mut described = json!(snapshot);
+                described["service"] = json!(service);
+                (described, Vec::new())
+            });
+            entry.1.push(environment.name.clone());
+        }
+    }
+    let snapshots: Vec<Value> = snapshots
+        .into_values()
+        .map(|(mut snapshot, environments)| {
+            snapshot["environments"] = json!(environments);
+            snapshot
+        })
+        .collect();
+    Ok(Json(json!({ "snapshots": snapshots })))
+}
+
 /// Makes one of the environment's databases again by its clone policy (`preview db reset`).
 pub(crate) async fn reset_database(
     State(state): State<SharedState>,

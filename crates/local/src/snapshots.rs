@@ -1,0 +1,466 @@
+//! Golden snapshots and their warm pools. A copy of another environment's database (`clone`, or `masked` once) is
+//! kept on the server as a golden snapshot nobody connects to, per source, policy, rules and key, and described in
+//! its comment (source, when, tables, rows, key version). New databases are made from it with `CREATE DATABASE …
+//! TEMPLATE`; a few made ahead of time — its warm pool — are handed out by a rename, so that a new environment's
+//! database is ready at once whatever its size. A golden snapshot older than the spec's `refresh` is built again
+//! before it is used; building it again drops its warm pool and the snapshots of the same source it replaces,
+//! never an environment's database.
+
+use std::sync::Arc;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use preview_database::masking::Masker;
+use preview_database::masking_plan::Rules;
+use preview_database::postgres::admin;
+use preview_database::postgres::connection::{quote_identifier, quote_literal};
+use preview_deploy::{DatabaseSnapshot, EnvironmentAddress, RuntimeError, StepLog};
+use serde::{Deserialize, Serialize};
+
+use crate::databases::{DatabaseContent, DatabaseHost, SecretVersion, copy_logged, fail, is_ready};
+use crate::faults::{self, When};
+use crate::runtime::LocalRuntime;
+
+/// How a golden snapshot's comment begins; the rest is its [`GoldenMark`].
+const GOLDEN: &str = "preview: golden ";
+
+/// What a golden snapshot's comment says of it.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct GoldenMark {
+    project: String,
+    service: String,
+    from: String,
+    policy: String,
+    made_at: u64,
+    tables: u64,
+    rows: u64,
+    masking_key: Option<String>,
+}
+
+/// A golden snapshot on its server.
+pub(crate) struct Golden {
+    pub name: String,
+    id: String,
+}
+
+impl Golden {
+    /// The golden snapshot of `content`'s source, policy, rules and key; its name depends on nothing else.
+    pub(crate) fn of(content: &DatabaseContent) -> Golden {
+        let identity = serde_json::json!({
+            "source": content.clone.source,
+            "policy": content.clone.policy,
+            "tables": content.masking.as_ref().filter(|_| content.clone.policy == "masked").map(|m| &m.tables),
+            "key": content.masking.as_ref().filter(|_| content.clone.policy == "masked").map(|m| &m.key),
+        });
+        let digest = ring::digest::digest(&ring::digest::SHA256, identity.to_string().as_bytes());
+        let id: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        Golden {
+            name: format!("preview_golden_{id}"),
+            id,
+        }
+    }
+
+    fn making(&self) -> String {
+        format!("preview_making_{}", self.id)
+    }
+
+    /// The prefix of its warm pool's databases.
+    fn warm_prefix(&self) -> String {
+        format!("preview_warm_{}_", self.id)
+    }
+}
+
+fn now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+async fn golden_mark(
+    client: &tokio_postgres::Client,
+    name: &str,
+) -> Result<Option<GoldenMark>, preview_database::DatabaseError> {
+    let row = client
+        .query_opt(
+            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
+            &[&name],
+        )
+        .await
+        .map_err(|e| {
+            preview_database::DatabaseError::postgres("cannot read a golden snapshot", &e)
+        })?;
+    Ok(row
+        .and_then(|row| row.get::<_, Option<String>>(0))
+        .and_then(|text| {
+            text.strip_prefix(GOLDEN)
+                .and_then(|json| serde_json::from_str(json).ok())
+        }))
+}
+
+async fn execute(
+    client: &tokio_postgres::Client,
+    what: &str,
+    statement: &str,
+) -> Result<(), preview_database::DatabaseError> {
+    client
+        .batch_execute(statement)
+        .await
+        .map_err(|e| preview_database::DatabaseError::postgres(what, &e))
+}
+
+impl LocalRuntime {
+    /// The golden snapshot a copy is made from: made once per source, rules and key, and again when `rebuild`
+    /// says so or it is older than the spec's `refresh`. The caller holds the host's golden lock.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn ensure_golden(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        host: &DatabaseHost,
+        admin_client: &tokio_postgres::Client,
+        log: &StepLog,
+        rebuild: bool,
+    ) -> Result<Golden, RuntimeError> {
+        let (Some(from), Some(source)) = (&content.clone.from, &content.clone.source) else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `clone.from` names no environment"
+            )));
+        };
+        let golden = Golden::of(content);
+        if !rebuild
+            && admin::database_exists(admin_client, &golden.name)
+                .await
+                .map_err(fail(service))?
+        {
+            let mark = golden_mark(admin_client, &golden.name)
+                .await
+                .map_err(fail(service))?;
+            let age = mark.map(|m| now().saturating_sub(m.made_at));
+            match (content.clone.refresh_seconds, age) {
+                (Some(refresh), Some(age)) if age > refresh => log.line(format!(
+                    "database `{service}`: the golden snapshot of `{from}` is {age} s old, older than `refresh` ({refresh} s); building it again"
+                )),
+                _ => return Ok(golden),
+            }
+        }
+        if !is_ready(admin_client, source)
+            .await
+            .map_err(fail(service))?
+        {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: environment `{from}` has no database `{service}` to copy ({source} does not exist on the server); deploy `{from}` first"
+            )));
+        }
+        let masked = content.clone.policy == "masked";
+        let masking = self.masking_for(env, service, content).await?;
+        // An external server has no owner of golden snapshots' objects until the first one is made.
+        admin::ensure_golden_owner(admin_client, false)
+            .await
+            .map_err(fail(service))?;
+        let making = golden.making();
+        admin::drop_database(admin_client, &making)
+            .await
+            .map_err(fail(service))?;
+        log.check_lease()?;
+        faults::at("golden", When::Before)?;
+        admin::create_database(admin_client, &making, &host.admin.user, None)
+            .await
+            .map_err(fail(service))?;
+        let started = std::time::Instant::now();
+        let copied = copy_logged(
+            service,
+            host,
+            &host.admin.to_database(source),
+            &making,
+            masking.as_ref(),
+            content.masking.as_ref().is_some_and(|m| m.strict),
+            log,
+        )
+        .await;
+        let report = match copied {
+            Ok(report) => report,
+            Err(error) => {
+                let _ = admin::drop_database(admin_client, &making).await;
+                return Err(fail(service)(error));
+            }
+        };
+        let mark = GoldenMark {
+            project: env.project.clone(),
+            service: service.to_owned(),
+            from: from.clone(),
+            policy: content.clone.policy.clone(),
+            made_at: now(),
+            tables: report.tables as u64,
+            rows: report.rows,
+            masking_key: masking
+                .as_ref()
+                .map(|(_, _, key)| format!("{}@{}", key.name, key.version)),
+        };
+        // Environments already made from the one it replaces, or from its warm pool, are copies: they keep their
+        // data. The pool's databases are of the old data, and go with it.
+        self.drop_warm_pool(admin_client, &golden, service).await?;
+        admin::drop_database(admin_client, &golden.name)
+            .await
+            .map_err(fail(service))?;
+        admin::rename_database(admin_client, &making, &golden.name)
+            .await
+            .map_err(fail(service))?;
+        admin::allow_connections(admin_client, &golden.name, false)
+            .await
+            .map_err(fail(service))?;
+        execute(
+            admin_client,
+            "cannot describe the golden snapshot",
+            &format!(
+                "COMMENT ON DATABASE {} IS {}",
+                quote_identifier(&golden.name),
+                quote_literal(&format!(
+                    "{GOLDEN}{}",
+                    serde_json::to_string(&mark).unwrap_or_default()
+                ))
+            ),
+        )
+        .await
+        .map_err(fail(service))?;
+        faults::at("golden", When::After)?;
+        self.drop_replaced_goldens(admin_client, &golden, &mark, service, log)
+            .await?;
+        log.line(format!(
+            "database `{service}`: golden snapshot {} of `{from}` made{} in {} ms ({} tables, {} rows)",
+            golden.name,
+            if masked { ", masked," } else { "" },
+            started.elapsed().as_millis(),
+            report.tables,
+            report.rows
+        ));
+        Ok(golden)
+    }
+
+    /// Golden snapshots of the same project, service, source and policy under another name (other rules or
+    /// another key): nothing will be made from them again.
+    async fn drop_replaced_goldens(
+        &self,
+        admin_client: &tokio_postgres::Client,
+        golden: &Golden,
+        mark: &GoldenMark,
+        service: &str,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        for other in admin::databases_named(admin_client, "preview_golden_")
+            .await
+            .map_err(fail(service))?
+        {
+            if other == golden.name {
+                continue;
+            }
+            let Some(theirs) = golden_mark(admin_client, &other)
+                .await
+                .map_err(fail(service))?
+            else {
+                continue;
+            };
+            if (
+                &theirs.project,
+                &theirs.service,
+                &theirs.from,
+                &theirs.policy,
+            ) != (&mark.project, &mark.service, &mark.from, &mark.policy)
+            {
+                continue;
+            }
+            let replaced = Golden {
+                name: other.clone(),
+                id: other.trim_start_matches("preview_golden_").to_owned(),
+            };
+            self.drop_warm_pool(admin_client, &replaced, service)
+                .await?;
+            admin::drop_database(admin_client, &other)
+                .await
+                .map_err(fail(service))?;
+            log.line(format!(
+                "database `{service}`: the golden snapshot {other}, made under other rules or another key, dropped"
+            ));
+        }
+        Ok(())
+    }
+
+    async fn drop_warm_pool(
+        &self,
+        admin_client: &tokio_postgres::Client,
+        golden: &Golden,
+        service: &str,
+    ) -> Result<(), RuntimeError> {
+        for warm in admin::databases_named(admin_client, &golden.warm_prefix())
+            .await
+            .map_err(fail(service))?
+        {
+            admin::drop_database(admin_client, &warm)
+                .await
+                .map_err(fail(service))?;
+        }
+        Ok(())
+    }
+
+    /// A database of the golden snapshot's warm pool, renamed to `name` and handed to its role; false when the
+    /// pool is empty. The caller holds the host's golden lock.
+    pub(crate) async fn hand_out(
+        &self,
+        admin_client: &tokio_postgres::Client,
+        golden: &Golden,
+        name: &str,
+        service: &str,
+    ) -> Result<bool, RuntimeError> {
+        let pool = admin::databases_named(admin_client, &golden.warm_prefix())
+            .await
+            .map_err(fail(service))?;
+        let Some(warm) = pool.first() else {
+            return Ok(false);
+        };
+        faults::at("handout", When::Before)?;
+        admin::rename_database(admin_client, warm, name)
+            .await
+            .map_err(fail(service))?;
+        execute(
+            admin_client,
+            "cannot hand the database over",
+            &format!(
+                "ALTER DATABASE {0} OWNER TO {0}; ALTER DATABASE {0} WITH ALLOW_CONNECTIONS true",
+                quote_identifier(name)
+            ),
+        )
+        .await
+        .map_err(fail(service))?;
+        faults::at("handout", When::After)?;
+        Ok(true)
+    }
+
+    /// Fills the golden snapshot's warm pool up to `size` in the background, under the host's locks, once the
+    /// caller has released them.
+    pub(crate) fn refill_warm_pool(&self, host: &DatabaseHost, golden: &Golden, size: u32) {
+        let admin_login = host.admin.clone();
+        let golden_lock = Arc::clone(&host.golden);
+        let in_use = Arc::clone(&host.in_use);
+        let golden_name = golden.name.clone();
+        let prefix = golden.warm_prefix();
+        tokio::spawn(async move {
+            let _using = in_use.read_owned().await;
+            let _golden = golden_lock.lock_owned().await;
+            let Ok(client) = admin_login.connect().await else {
+                return;
+            };
+            // The golden snapshot may be gone meanwhile (its server removed with the project's last database).
+            if !admin::database_exists(&client, &golden_name)
+                .await
+                .unwrap_or(false)
+            {
+                return;
+            }
+            let mut pool = admin::databases_named(&client, &prefix)
+                .await
+                .unwrap_or_default()
+                .len();
+            while pool < size as usize {
+                let warm = format!(
+                    "{prefix}{:08x}",
+                    u32::from_be_bytes(rand_bytes()) // a fresh name: a rename may have taken any
+                );
+                if admin::create_database(&client, &warm, &admin_login.user, Some(&golden_name))
+                    .await
+                    .is_err()
+                {
+                    return;
+                }
+                if admin::allow_connections(&client, &warm, false)
+                    .await
+                    .is_err()
+                {
+                    let _ = admin::drop_database(&client, &warm).await;
+                    return;
+                }
+                pool += 1;
+            }
+        });
+    }
+
+    /// The masking of a `masked` copy: its transforms keyed by the project's secret, its rules, and the key's
+    /// name and version (which name the golden snapshot, never the key).
+    pub(crate) async fn masking_for(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<Option<(Masker, Rules, SecretVersion)>, RuntimeError> {
+        if content.clone.policy != "masked" {
+            return Ok(None);
+        }
+        let Some(masking) = &content.masking else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `policy: masked` needs `masking` rules"
+            )));
+        };
+        let Some(key) = &masking.key else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: masking needs `key: <project secret>`, the key of its transforms"
+            )));
+        };
+        let secret = self.secrets.reveal(env, &key.name, &key.version).await?;
+        Ok(Some((
+            Masker::new(secret.expose()),
+            masking.tables.clone(),
+            key.clone(),
+        )))
+    }
+
+    /// The golden snapshot the environment's database is made from, as its server describes it.
+    pub(crate) async fn snapshot_of(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<Option<DatabaseSnapshot>, RuntimeError> {
+        let content = self.recorded_database(env, service)?;
+        if !matches!(content.clone.policy.as_str(), "clone" | "masked") || content.physical() {
+            return Ok(None);
+        }
+        let host = self.database_host(env, service, &content).await?;
+        let client = host.admin.connect().await.map_err(fail(service))?;
+        let golden = Golden::of(&content);
+        let Some(mark) = golden_mark(&client, &golden.name)
+            .await
+            .map_err(fail(service))?
+        else {
+            return Ok(None);
+        };
+        let size: i64 = client
+            .query_one("SELECT pg_database_size($1::text)", &[&golden.name])
+            .await
+            .map(|row| row.get(0))
+            .unwrap_or_default();
+        let warm = admin::databases_named(&client, &golden.warm_prefix())
+            .await
+            .map_err(fail(service))?
+            .len();
+        Ok(Some(DatabaseSnapshot {
+            name: golden.name,
+            from: mark.from,
+            policy: mark.policy,
+            made_at: mark.made_at,
+            size_bytes: u64::try_from(size).unwrap_or_default(),
+            tables: mark.tables,
+            rows: mark.rows,
+            masking_key: mark.masking_key,
+            warm: u32::try_from(warm).unwrap_or(u32::MAX),
+            warm_pool: content.clone.warm_pool(),
+            refresh_seconds: content.clone.refresh_seconds,
+        }))
+    }
+}
+
+fn rand_bytes() -> [u8; 4] {
+    let mut bytes = [0u8; 4];
+    let _ = ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes);
+    bytes
+}
