@@ -1254,6 +1254,21 @@ fn previews_get_databases_from_the_warm_pool_by_rename_and_snapshots_are_listed_
     ));
     assert!(plain.contains("not made from a golden snapshot"), "{plain}");
 
+    // `preview plan` checks a masked copy's rules against its source as it is now.
+    sql(
+        &daemon,
+        "warmdb",
+        "staging",
+        "ALTER TABLE customers ADD COLUMN home_address text",
+    );
+    let planned = daemon.json(&["--project", "warmdb", "plan", "pr-1"]);
+    assert!(
+        planned["warnings"]
+            .to_string()
+            .contains("public.customers.home_address looks like personal data"),
+        "{planned}"
+    );
+
     // Older than `refresh`: the next preview's database comes from a snapshot built again from staging as it is
     // now, and the old snapshot's pool goes with it; the previews made before keep their data.
     sql(

@@ -17,7 +17,7 @@ mod tests;
 
 use ring::hmac;
 
-pub use personal::looks_personal;
+pub use personal::{looks_personal, looks_personal_in};
 
 /// How a column's values are masked, as the planner hands it over (serialized in snake case: `"email"`,
 /// `{"fixed": "text"}`, `{"same_as": {"table": "customers", "column": "email"}}`).

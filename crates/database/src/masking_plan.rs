@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use crate::DatabaseError;
-use crate::masking::{Rule, keeps_unique, looks_personal};
+use crate::masking::{Rule, keeps_unique, looks_personal_in};
 use crate::postgres::catalog::Catalog;
 
 /// Table → column → rule, as the spec's `masking.tables` writes them (`customers` is `public.customers`).
@@ -127,7 +127,7 @@ pub fn plan_masking(
     for (table, found) in &catalog.tables {
         for column in &found.columns {
             let masked = columns.get(table).is_some_and(|c| c.contains_key(column));
-            if !masked && looks_personal(column) {
+            if !masked && looks_personal_in(table, column) {
                 warnings.push(format!(
                     "{table}.{column} looks like personal data and has no masking rule; it is copied as it is"
                 ));

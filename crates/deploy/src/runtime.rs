@@ -190,6 +190,17 @@ pub trait Runtime: Send + Sync {
         Ok(None)
     }
 
+    /// What copying the data of the database `resource` would warn about or fail on, checked against its source
+    /// as it is now (masking rules naming what the source lacks, columns that look personal and have no rule), for
+    /// `preview plan`; nothing when the runtime cannot tell without starting something.
+    async fn database_warnings(
+        &self,
+        _env: &EnvironmentAddress,
+        _resource: &Resource,
+    ) -> Vec<String> {
+        Vec::new()
+    }
+
     /// Makes the environment's database `service` again by its clone policy, for `preview db reset`; what was
     /// done, line by line.
     async fn reset_database(

@@ -275,6 +275,11 @@ impl LocalRuntime {
             .is_some_and(|running| Arc::ptr_eq(&running.in_use, in_use))
     }
 
+    /// The server `key` if it runs; nothing is started.
+    pub(crate) async fn running_server(&self, key: &str) -> Option<Arc<RunningServer>> {
+        self.databases.running.lock().await.get(key).cloned()
+    }
+
     /// Whether the server `key` was ever made (its data directory exists).
     pub(crate) fn server_exists(&self, key: &str) -> bool {
         self.server_root(key).join("data").is_dir()

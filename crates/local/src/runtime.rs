@@ -619,6 +619,14 @@ impl Runtime for LocalRuntime {
         LocalRuntime::reset_database(self, env, service).await
     }
 
+    async fn database_warnings(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &preview_plan::Resource,
+    ) -> Vec<String> {
+        self.masking_warnings(env, resource).await
+    }
+
     async fn database_snapshot(
         &self,
         env: &EnvironmentAddress,

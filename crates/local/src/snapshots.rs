@@ -415,6 +415,66 @@ impl LocalRuntime {
         )))
     }
 
+    /// What a masked copy of the database `resource` would report, checked against its source's catalog as it is
+    /// now (for `preview plan`). Only a server that runs is asked: a plan starts nothing.
+    pub(crate) async fn masking_warnings(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &preview_plan::Resource,
+    ) -> Vec<String> {
+        let service = resource.id.trim_start_matches("database/");
+        let Ok(content) = DatabaseContent::parse(&resource.id, &resource.content) else {
+            return Vec::new();
+        };
+        let (Some(masking), Some(from), Some(source)) = (
+            content
+                .masking
+                .as_ref()
+                .filter(|_| content.clone.policy == "masked"),
+            &content.clone.from,
+            &content.clone.source,
+        ) else {
+            return Vec::new();
+        };
+        let admin = if content.external() {
+            match self.database_host(env, service, &content).await {
+                Ok(host) => host.admin,
+                Err(e) => return vec![format!("database `{service}`: {}", e.message)],
+            }
+        } else {
+            let key = crate::database_servers::server_key(
+                &env.project,
+                from,
+                service,
+                content.version,
+                content.physical(),
+            );
+            match self.running_server(&key).await {
+                Some(running) => running.server.admin(),
+                None => {
+                    return vec![format!(
+                        "database `{service}`: the masking rules were not checked: `{from}` has no database server running"
+                    )];
+                }
+            }
+        };
+        let checked = async {
+            let client = admin.to_database(source).connect().await?;
+            let catalog = preview_database::postgres::catalog::read(&client).await?;
+            preview_database::masking_plan::plan_masking(&catalog, &masking.tables, masking.strict)
+        };
+        match checked.await {
+            Ok(plan) => plan
+                .warnings
+                .into_iter()
+                .map(|warning| format!("database `{service}`: {warning}"))
+                .collect(),
+            Err(e) => vec![format!(
+                "database `{service}`: a masked copy of `{from}` would fail: {e}"
+            )],
+        }
+    }
+
     /// The golden snapshot the environment's database is made from, as its server describes it.
     pub(crate) async fn snapshot_of(
         &self,

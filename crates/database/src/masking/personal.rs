@@ -11,7 +11,9 @@
 //!    `dob` must be whole words, which keeps `shipping`, `description`, `recipient` and `hotel` out. Trailing
 //!    digits and a plural `s`/`es` are ignored (`address_line1`, `phones`);
 //! 4. `name` counts alone (a column called `name`) or after a word that makes it a person's (`first_name`,
-//!    `customer_name`, `displayName`), but not after anything else (`product_name`, `file_name`).
+//!    `customer_name`, `displayName`), but not after anything else (`product_name`, `file_name`). Where the table
+//!    is known ([`looks_personal_in`]), a column called just `name` counts only in a table of people
+//!    (`customers.name`, not `products.name`).
 
 // Word lists are space-separated so that each reads as one line of data.
 
@@ -36,6 +38,10 @@ const PERSON_QUALIFIERS: &str = "first last full middle given family maiden nick
                                  customer person patient employee member owner holder recipient sender billing \
                                  shipping";
 
+/// Last words of a table's name that say its rows are people.
+const PEOPLE: &str = "customer user person people member employee patient contact author client student owner \
+                      buyer sender recipient subscriber guest profile account applicant candidate staff";
+
 fn listed(list: &str, word: &str) -> bool {
     list.split_whitespace().any(|listed| listed == word)
 }
@@ -58,6 +64,19 @@ pub fn looks_personal(column: &str) -> bool {
                     .is_some_and(|q| listed(PERSON_QUALIFIERS, q)));
         person_name || forms(w).any(is_personal_root)
     })
+}
+
+/// [`looks_personal`] for a column of `table` (`schema.table` or `table`): a column called just `name` is
+/// personal only when the table's rows are people.
+pub fn looks_personal_in(table: &str, column: &str) -> bool {
+    let table = table.rsplit('.').next().unwrap_or(table);
+    let column_words = words(column);
+    if column_words.len() == 1 && forms(&column_words[0]).any(|form| form == "name") {
+        return words(table)
+            .last()
+            .is_some_and(|last| forms(last).any(|form| listed(PEOPLE, form)));
+    }
+    looks_personal(column)
 }
 
 fn is_personal_root(form: &str) -> bool {
@@ -109,6 +128,27 @@ mod tests {
 
     fn check(column: &str, expected: bool) {
         assert_eq!(looks_personal(column), expected, "{column}");
+    }
+
+    #[test]
+    fn a_bare_name_is_personal_only_in_a_table_of_people() {
+        for (table, column) in [
+            ("public.customers", "name"),
+            ("users", "Name"),
+            ("crm.contact_people", "names"),
+            ("products", "full_name"),
+            ("products", "email"),
+        ] {
+            assert!(looks_personal_in(table, column), "{table}.{column}");
+        }
+        for (table, column) in [
+            ("public.products", "name"),
+            ("categories", "name"),
+            ("user_roles", "name"),
+            ("customers", "product_name"),
+        ] {
+            assert!(!looks_personal_in(table, column), "{table}.{column}");
+        }
     }
 
     #[test]

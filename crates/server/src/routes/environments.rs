@@ -249,6 +249,25 @@ pub(crate) async fn plan(
         .and_then(|s| s["warnings"].as_array().cloned())
         .unwrap_or_default();
     warnings.extend(refused.into_iter().map(Value::String));
+    // A masked copy's rules against its source as it is now: what the copy would refuse or report.
+    let address = preview_deploy::EnvironmentAddress {
+        project: project.name.clone(),
+        environment: name.clone(),
+    };
+    for resource in desired
+        .resources
+        .iter()
+        .filter(|r| r.kind == preview_plan::ResourceKind::Database)
+    {
+        warnings.extend(
+            state
+                .runtime
+                .database_warnings(&address, resource)
+                .await
+                .into_iter()
+                .map(Value::String),
+        );
+    }
     Ok(Json(
         json!({ "plan": plan, "text": text, "source": source, "warnings": warnings }),
     ))
