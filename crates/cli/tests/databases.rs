@@ -1647,3 +1647,246 @@ fn replaced_once(text: &str, from: &str, to: &str) -> String {
     assert!(text.contains(from), "no `{from}` in {text}");
     text.replacen(from, to, 1)
 }
+
+#[test]
+fn physical_previews_start_from_a_copy_of_a_stopped_golden_data_directory() {
+    let dir = TempDir::new("db-phys");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let daemon = local_daemon(&data, "31600-31999", &[], None);
+    let repo = project(
+        dir.path(),
+        "physdb",
+        "physical",
+        &database(installed_version()),
+        SEED,
+    );
+    register(&daemon, &repo, "a-physical-masking-key");
+    deploy(&daemon, "physdb", &["env", "create", "staging"]);
+
+    // The first preview builds the golden snapshot on a server of its own, stopped and kept; the preview's server
+    // starts from a copy of its data directory, whose database becomes the preview's.
+    let first = deployed_journal(&daemon, "physdb", &["env", "clone", "staging", "pr-1"]);
+    assert!(
+        first.contains("kept as a stopped data directory"),
+        "{first}"
+    );
+    assert!(
+        first.contains("data directory copied from the golden snapshot"),
+        "{first}"
+    );
+    assert!(first.contains("is the golden snapshot's copy"), "{first}");
+    assert!(!everything(&daemon, "physdb", "pr-1").contains("corp.test"));
+    let join = "SELECT count(*) FROM orders o JOIN customers c ON c.email = o.customer_email";
+    assert_eq!(sql(&daemon, "physdb", "pr-1", join), "500");
+    assert_eq!(
+        sql(
+            &daemon,
+            "physdb",
+            "pr-1",
+            "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database WHERE datname NOT LIKE 'template%'"
+        ),
+        "physdb_pr_1_db postgres"
+    );
+    assert_eq!(
+        sql(
+            &daemon,
+            "physdb",
+            "pr-1",
+            "SELECT string_agg(DISTINCT tableowner, ',') FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "physdb_pr_1_db"
+    );
+    // The next preview copies the same snapshot: nothing is read from staging again.
+    let second = deployed_journal(&daemon, "physdb", &["env", "clone", "staging", "pr-2"]);
+    assert!(
+        !second.contains("kept as a stopped data directory"),
+        "{second}"
+    );
+    assert!(
+        second.contains("data directory copied from the golden snapshot"),
+        "{second}"
+    );
+    assert_eq!(
+        sql(
+            &daemon,
+            "physdb",
+            "pr-2",
+            "SELECT string_agg(email, ',' ORDER BY id) FROM customers"
+        ),
+        sql(
+            &daemon,
+            "physdb",
+            "pr-1",
+            "SELECT string_agg(email, ',' ORDER BY id) FROM customers"
+        ),
+    );
+    let listed = daemon.json(&["--project", "physdb", "db", "snapshots"]);
+    let snapshots = listed["snapshots"].as_array().expect("snapshots");
+    assert_eq!(snapshots.len(), 1, "{listed}");
+    assert_eq!(
+        snapshots[0]["environments"],
+        serde_json::json!(["pr-1", "pr-2"])
+    );
+    assert_eq!(snapshots[0]["from"], "staging", "{listed}");
+    assert!(
+        snapshots[0]["rows"].as_u64().unwrap_or_default() >= 780,
+        "{listed}"
+    );
+    assert!(
+        snapshots[0]["size_bytes"].as_u64().unwrap_or_default() > 1_000_000,
+        "{listed}"
+    );
+    // Kept as the daemon's own files, not as the user of the server that built it.
+    let golden_dir = std::fs::read_dir(data.join("local/databases"))
+        .expect("servers")
+        .flatten()
+        .map(|e| e.path())
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n.to_string_lossy().starts_with("golden-"))
+        })
+        .expect("a golden snapshot's directory");
+    let owner = std::os::unix::fs::MetadataExt::uid(
+        &std::fs::metadata(golden_dir.join("data/base")).expect("base"),
+    );
+    let own = std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(&data).expect("data"));
+    assert_eq!(owner, own);
+
+    // Built again from staging as it is now; previews made before keep their data.
+    sql(
+        &daemon,
+        "physdb",
+        "staging",
+        "INSERT INTO customers (email, full_name) VALUES ('zq999.shopper@corp.test', 'Zorblat999 Quintessa')",
+    );
+    let refreshed = ok(in_project(
+        &daemon,
+        "physdb",
+        &["db", "refresh", "pr-1", "db"],
+    ));
+    assert!(
+        refreshed.contains("kept as a stopped data directory"),
+        "{refreshed}"
+    );
+    deploy(&daemon, "physdb", &["env", "clone", "staging", "pr-3"]);
+    assert_eq!(
+        sql(&daemon, "physdb", "pr-3", "SELECT count(*) FROM customers"),
+        "201"
+    );
+    assert_eq!(
+        sql(&daemon, "physdb", "pr-1", "SELECT count(*) FROM customers"),
+        "200"
+    );
+    assert!(!everything(&daemon, "physdb", "pr-3").contains("corp.test"));
+
+    // The snapshot goes with the project's last server of the database.
+    for environment in ["pr-1", "pr-2", "pr-3", "staging"] {
+        deploy(&daemon, "physdb", &["env", "delete", environment]);
+    }
+    let left: Vec<_> = std::fs::read_dir(data.join("local/databases"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert_eq!(running_servers(&data), 0);
+}
+
+/// The keys of the servers that have files, as their records say.
+fn server_keys(data: &Path) -> Vec<String> {
+    let mut keys: Vec<String> = std::fs::read_dir(data.join("local/databases"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|entry| std::fs::read(entry.path().join("server.json")).ok())
+        .filter_map(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+        .filter_map(|record| record["key"].as_str().map(str::to_owned))
+        .collect();
+    keys.sort();
+    keys
+}
+
+#[test]
+fn a_physical_copy_whose_operations_fail_or_are_killed_is_rolled_back_with_nothing_left() {
+    let dir = TempDir::new("db-fp");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let mut faulty = Faulty::start(dir.path(), "32000-32399");
+    let repo = project(
+        dir.path(),
+        "physfault",
+        "physical",
+        &database(installed_version()),
+        SEED,
+    );
+    register(faulty.daemon(), &repo, "k");
+    deploy(faulty.daemon(), "physfault", &["env", "create", "staging"]);
+    let clone = ["env", "clone", "staging", "pr-1"];
+    let goldens = |data: &Path| -> Vec<PathBuf> {
+        std::fs::read_dir(data.join("local/databases"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|e| e.path())
+            .filter(|p| {
+                p.file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with("golden-"))
+            })
+            .collect()
+    };
+    let nothing_of_pr_1 = |faulty: &Faulty, case: &str| {
+        assert_eq!(
+            server_keys(&faulty.data),
+            vec!["physfault/staging/db".to_owned()],
+            "{case}: only staging's server is left"
+        );
+        assert_eq!(running_servers(&faulty.data), 1, "{case}");
+        assert!(
+            goldens(&faulty.data).len() <= 1,
+            "{case}: {:?}",
+            goldens(&faulty.data)
+        );
+        assert_eq!(
+            sql(
+                faulty.daemon(),
+                "physfault",
+                "staging",
+                "SELECT count(*) FROM orders"
+            ),
+            "500",
+            "{case}"
+        );
+    };
+    for operation in ["golden", "create", "role", "mark"] {
+        for (fault, when) in FAULTS {
+            if operation == "golden" {
+                for golden in goldens(&faulty.data) {
+                    std::fs::remove_dir_all(golden).expect("remove the golden snapshot");
+                }
+            }
+            let case = format!("{operation} {fault} {when}");
+            let status = faulty.inject("physfault", &clone, operation, fault, when);
+            assert_eq!(status, "rolled_back", "{case}");
+            nothing_of_pr_1(&faulty, &case);
+        }
+    }
+    for (fault, when) in FAULTS {
+        deploy(faulty.daemon(), "physfault", &clone);
+        let case = format!("drop {fault} {when}");
+        let status = faulty.inject("physfault", &["env", "delete", "pr-1"], "drop", fault, when);
+        assert_eq!(status, "committed", "{case}");
+        nothing_of_pr_1(&faulty, &case);
+    }
+    deploy(faulty.daemon(), "physfault", &clone);
+    assert_eq!(
+        sql(
+            faulty.daemon(),
+            "physfault",
+            "pr-1",
+            "SELECT count(*) FROM customers WHERE email LIKE '%corp.test'"
+        ),
+        "0"
+    );
+}

@@ -106,21 +106,7 @@ impl LocalRuntime {
             .map_err(RuntimeError::new)?
             .service_port("server")
             .ok_or_else(|| RuntimeError::new(format!("no port for the database server {key}")))?;
-        let owner = match &self.isolation {
-            Some(isolation) => {
-                let uid = isolation
-                    .accounts
-                    .assign(&Self::account_key(key))
-                    .map_err(RuntimeError::new)?;
-                Some((uid, uid))
-            }
-            None if preview_isolation::user_name() == "root" => {
-                return Err(RuntimeError::new(
-                    "PostgreSQL does not run as root, and this daemon runs as root without isolation; start it with isolation on, or as another user",
-                ));
-            }
-            None => None,
-        };
+        let owner = self.server_owner(key)?;
         crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
         let mut server = Server {
             binaries,
@@ -238,6 +224,78 @@ impl LocalRuntime {
         running.insert(key.to_owned(), Arc::clone(&running_server));
         crate::faults::at("server", crate::faults::When::After)?;
         Ok(running_server)
+    }
+
+    /// The user (and group) the server `key` runs as: a user of its own when the daemon isolates, else the
+    /// daemon's (which must not be root).
+    fn server_owner(&self, key: &str) -> Result<Option<(u32, u32)>, RuntimeError> {
+        match &self.isolation {
+            Some(isolation) => {
+                let uid = isolation
+                    .accounts
+                    .assign(&Self::account_key(key))
+                    .map_err(RuntimeError::new)?;
+                Ok(Some((uid, uid)))
+            }
+            None if preview_isolation::user_name() == "root" => Err(RuntimeError::new(
+                "PostgreSQL does not run as root, and this daemon runs as root without isolation; start it with isolation on, or as another user",
+            )),
+            None => Ok(None),
+        }
+    }
+
+    /// Gives the server `key`, which was never made, a copy of the stopped data directory `from` (a physical
+    /// golden snapshot) instead of a new one from `initdb`; it starts from it.
+    pub(crate) async fn adopt_data_dir(
+        &self,
+        key: &str,
+        from: &std::path::Path,
+    ) -> Result<(), RuntimeError> {
+        let owner = self.server_owner(key)?;
+        crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
+        let root = self.server_root(key);
+        let from = from.to_path_buf();
+        tokio::task::spawn_blocking(move || {
+            preview_database::postgres::server::copy_data_dir(
+                &from,
+                &root,
+                owner,
+                &|path, uid, gid| {
+                    preview_isolation::hand_tree_to(path, uid, gid).map_err(|e| e.to_string())
+                },
+            )
+        })
+        .await
+        .map_err(|e| {
+            RuntimeError::new(format!(
+                "the copy of a data directory ended abnormally: {e}"
+            ))
+        })?
+        .map_err(|e| RuntimeError::new(e.to_string()))
+    }
+
+    /// Stops the server `key` and returns its data directory, kept (a physical golden snapshot's, once built).
+    pub(crate) async fn stop_server(&self, key: &str) -> PathBuf {
+        let running = self.databases.running.lock().await.remove(key);
+        if let Some(running) = running {
+            running.process.stop().await;
+            if let Some(link) = &running.server.socket_link {
+                let _ = std::fs::remove_file(link);
+            }
+        }
+        self.server_root(key).join("data")
+    }
+
+    /// The keys of every server that has files, as their records say.
+    pub(crate) fn recorded_server_keys(&self) -> Vec<String> {
+        std::fs::read_dir(self.servers_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| std::fs::read(entry.path().join("server.json")).ok())
+            .filter_map(|bytes| serde_json::from_slice::<ServerRecord>(&bytes).ok())
+            .map(|record| record.key)
+            .collect()
     }
 
     /// A short path for a link to the server's socket directory, in a directory only the daemon's user may use:

@@ -144,7 +144,7 @@ pub(crate) struct DatabaseHost {
 }
 
 impl DatabaseHost {
-    fn of(running: &RunningServer) -> DatabaseHost {
+    pub(crate) fn of(running: &RunningServer) -> DatabaseHost {
         DatabaseHost {
             admin: running.server.admin(),
             binaries: running.server.binaries.clone(),
@@ -247,6 +247,23 @@ impl LocalRuntime {
         self.dir_of(env)
             .write_intent(&resource.id, &resource.content)
             .map_err(RuntimeError::new)?;
+        // An environment's own server that is a copy starts from a copy of the golden snapshot's data directory.
+        let key = content.server_key(env, service);
+        if content.physical()
+            && matches!(content.clone.policy.as_str(), "clone" | "masked")
+            && !self.server_exists(&key)
+        {
+            let golden = self
+                .ensure_physical_golden(env, service, &content, log, false)
+                .await?;
+            log.check_lease()?;
+            let started = std::time::Instant::now();
+            faults::around("create", self.adopt_data_dir(&key, &golden.data)).await?;
+            log.line(format!(
+                "database `{service}`: its server's data directory copied from the golden snapshot in {} ms",
+                started.elapsed().as_millis()
+            ));
+        }
         let (host, _using) = self.database_host_in_use(env, service, &content).await?;
         let admin = host.admin.connect().await.map_err(fail(service))?;
         let password = self
@@ -313,8 +330,14 @@ impl LocalRuntime {
         log.check_lease()?;
         match content.clone.policy.as_str() {
             "clone" | "masked" if content.physical() => {
-                self.copy_physical(env, service, content, host, admin, log)
-                    .await?;
+                if self.take_golden_copy(host, admin, name, service).await? {
+                    log.line(format!(
+                        "database `{service}`: {name} is the golden snapshot's copy, handed to its role"
+                    ));
+                } else {
+                    self.copy_physical(env, service, content, host, admin, log)
+                        .await?;
+                }
             }
             "clone" | "masked" => {
                 // Held until the copy is made: a refresh must not replace the golden snapshot meanwhile.
@@ -609,6 +632,8 @@ impl LocalRuntime {
         let key = content.server_key(env, service);
         if content.physical() {
             faults::around("drop", self.remove_server(&key)).await?;
+            self.remove_unused_physical_goldens(&env.project, service)
+                .await?;
         } else if !content.external() && !self.server_exists(&key) {
             // Its server was never made (the step failed before, e.g. the version is not installed): there is
             // nothing to drop, and nothing to start for it.
@@ -693,17 +718,17 @@ impl LocalRuntime {
         service: &str,
     ) -> Result<Vec<String>, RuntimeError> {
         let content = self.recorded_database(env, service)?;
-        if !matches!(content.clone.policy.as_str(), "clone" | "masked") || content.physical() {
+        if !matches!(content.clone.policy.as_str(), "clone" | "masked") {
             return Err(RuntimeError::new(format!(
-                "database `{service}` of `{}` is not made from a golden snapshot (its policy is `{}`{}); nothing to refresh",
-                env.environment,
-                content.clone.policy,
-                if content.physical() {
-                    ", with physical isolation"
-                } else {
-                    ""
-                }
+                "database `{service}` of `{}` is not made from a golden snapshot (its policy is `{}`); nothing to refresh",
+                env.environment, content.clone.policy,
             )));
+        }
+        if content.physical() {
+            let log = StepLog::default();
+            self.ensure_physical_golden(env, service, &content, &log, true)
+                .await?;
+            return Ok(log.lines());
         }
         let host = self.database_host(env, service, &content).await?;
         let admin = host.admin.connect().await.map_err(fail(service))?;

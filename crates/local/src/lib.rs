@@ -30,6 +30,7 @@ mod layout;
 mod leftovers;
 mod logs;
 mod one_off;
+mod physical;
 mod ports;
 mod presence;
 mod records;

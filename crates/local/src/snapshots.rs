@@ -25,21 +25,21 @@ const GOLDEN: &str = "preview: golden ";
 
 /// What a golden snapshot's comment says of it.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-struct GoldenMark {
-    project: String,
-    service: String,
-    from: String,
-    policy: String,
-    made_at: u64,
-    tables: u64,
-    rows: u64,
-    masking_key: Option<String>,
+pub(crate) struct GoldenMark {
+    pub project: String,
+    pub service: String,
+    pub from: String,
+    pub policy: String,
+    pub made_at: u64,
+    pub tables: u64,
+    pub rows: u64,
+    pub masking_key: Option<String>,
 }
 
 /// A golden snapshot on its server.
 pub(crate) struct Golden {
     pub name: String,
-    id: String,
+    pub id: String,
 }
 
 impl Golden {
@@ -72,7 +72,7 @@ impl Golden {
     }
 }
 
-fn now() -> u64 {
+pub(crate) fn now() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
@@ -482,8 +482,11 @@ impl LocalRuntime {
         service: &str,
     ) -> Result<Option<DatabaseSnapshot>, RuntimeError> {
         let content = self.recorded_database(env, service)?;
-        if !matches!(content.clone.policy.as_str(), "clone" | "masked") || content.physical() {
+        if !matches!(content.clone.policy.as_str(), "clone" | "masked") {
             return Ok(None);
+        }
+        if content.physical() {
+            return Ok(self.physical_snapshot_of(&content));
         }
         let host = self.database_host(env, service, &content).await?;
         let client = host.admin.connect().await.map_err(fail(service))?;

@@ -222,6 +222,44 @@ fn write_owned(path: &Path, text: &str, owner: Option<(u32, u32)>) -> Result<(),
         .map_err(|e| DatabaseError::Server(format!("cannot write {}: {e}", path.display())))
 }
 
+/// Makes `root/data` a copy of the stopped server data directory `from` (a physical golden snapshot): a reflink
+/// where the file system has them (`cp --reflink=auto`), else a byte copy, into a directory of its own that
+/// `hand_over` gives to the server's user before it is renamed into place, so that a copy cut short never looks
+/// like a data directory.
+pub fn copy_data_dir(
+    from: &Path,
+    root: &Path,
+    owner: Option<(u32, u32)>,
+    hand_over: &dyn Fn(&Path, u32, u32) -> Result<(), String>,
+) -> Result<(), DatabaseError> {
+    make_dir(root, owner, 0o700)?;
+    let making = root.join("data.making");
+    remove_tree(&making)?;
+    let copied = std::process::Command::new("cp")
+        .args(["-a", "--reflink=auto", "--"])
+        .arg(from)
+        .arg(&making)
+        .output()
+        .map_err(|e| DatabaseError::Server(format!("cannot run cp: {e}")))?;
+    if !copied.status.success() {
+        let _ = remove_tree(&making);
+        return Err(DatabaseError::Server(format!(
+            "cannot copy {} to {}: {}",
+            from.display(),
+            making.display(),
+            String::from_utf8_lossy(&copied.stderr).trim()
+        )));
+    }
+    if let Some((uid, gid)) = owner {
+        hand_over(&making, uid, gid).map_err(DatabaseError::Server)?;
+    }
+    // The copy is of a stopped server, but a stale pid file must never keep the new one from starting.
+    let _ = std::fs::remove_file(making.join("postmaster.pid"));
+    std::fs::rename(&making, root.join("data")).map_err(|e| {
+        DatabaseError::Server(format!("cannot move {} into place: {e}", making.display()))
+    })
+}
+
 /// Removes a directory tree; nothing to do when it is absent.
 pub fn remove_tree(path: &Path) -> Result<(), DatabaseError> {
     match std::fs::remove_dir_all(path) {

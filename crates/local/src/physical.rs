@@ -1,0 +1,359 @@
+//! Golden snapshots for physical isolation: a stopped server's data directory holding the (masked) copy as the
+//! database `preview_golden`, under `<dir>/databases/golden-<id>/` with its description in `golden.json`. It is
+//! built once per source, policy, rules and key on a server of its own (started, filled by the same streaming
+//! copy as in logical mode, stopped); an environment's own server then starts from a copy of it (a reflink where
+//! the file system has them, else a byte copy), and the copy's `preview_golden` is renamed to the environment's
+//! database and handed to its role. Older than the spec's `refresh`, it is built again; it goes when the project
+//! has no server of that database left.
+
+use std::path::{Path, PathBuf};
+
+use preview_database::postgres::admin;
+use preview_database::postgres::server::remove_tree;
+use preview_deploy::{DatabaseSnapshot, EnvironmentAddress, RuntimeError, StepLog};
+
+use crate::database_servers::server_key;
+use crate::databases::{DatabaseContent, DatabaseHost, copy_logged, fail, is_ready};
+use crate::faults::{self, When};
+use crate::runtime::LocalRuntime;
+use crate::snapshots::{Golden, GoldenMark, now};
+
+/// The database a physical golden snapshot holds, renamed in each copy to its environment's.
+pub(crate) const GOLDEN_DATABASE: &str = "preview_golden";
+
+/// A physical golden snapshot's data directory, and its lock held: no rebuild replaces it while it is copied.
+pub(crate) struct PhysicalGolden {
+    pub data: PathBuf,
+    _held: tokio::sync::OwnedMutexGuard<()>,
+}
+
+impl LocalRuntime {
+    fn physical_golden_dir(&self, golden: &Golden) -> PathBuf {
+        self.config
+            .dir
+            .join("databases")
+            .join(format!("golden-{}", golden.id))
+    }
+
+    /// The key of the server a physical golden snapshot is built on.
+    fn golden_builder_key(project: &str, golden: &Golden, service: &str) -> String {
+        format!("{project}/+golden-{}/{service}", golden.id)
+    }
+
+    /// The physical golden snapshot of `content`'s source, built if it is missing, older than `refresh`, or
+    /// `rebuild` says so; returned with its lock held.
+    pub(crate) async fn ensure_physical_golden(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        log: &StepLog,
+        rebuild: bool,
+    ) -> Result<PhysicalGolden, RuntimeError> {
+        let (Some(from), Some(source)) = (&content.clone.from, &content.clone.source) else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `clone.from` names no environment"
+            )));
+        };
+        let golden = Golden::of(content);
+        let held = self
+            .external_golden_lock(&format!("physical/{}", env.project), service)
+            .lock_owned()
+            .await;
+        let dir = self.physical_golden_dir(&golden);
+        let data = dir.join("data");
+        let mark = read_mark(&dir);
+        if !rebuild && data.is_dir() {
+            let age = mark.as_ref().map(|m| now().saturating_sub(m.made_at));
+            match (content.clone.refresh_seconds, age) {
+                (Some(refresh), Some(age)) if age > refresh => log.line(format!(
+                    "database `{service}`: the golden snapshot of `{from}` is {age} s old, older than `refresh` ({refresh} s); building it again"
+                )),
+                _ => return Ok(PhysicalGolden { data, _held: held }),
+            }
+        }
+        let source_server = self
+            .ensure_server(
+                &server_key(&env.project, from, service, content.version, true),
+                content.version,
+            )
+            .await?;
+        let source_admin = source_server
+            .server
+            .admin()
+            .connect()
+            .await
+            .map_err(fail(service))?;
+        if !is_ready(&source_admin, source)
+            .await
+            .map_err(fail(service))?
+        {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: environment `{from}` has no database `{service}` to copy; deploy `{from}` first"
+            )));
+        }
+        drop(source_admin);
+        let masking = self.masking_for(env, service, content).await?;
+        log.check_lease()?;
+        faults::at("golden", When::Before)?;
+        // A builder a killed daemon left goes first.
+        let builder_key = Self::golden_builder_key(&env.project, &golden, service);
+        self.remove_server(&builder_key).await?;
+        let started = std::time::Instant::now();
+        let built = async {
+            let builder = self.ensure_server(&builder_key, content.version).await?;
+            let host = DatabaseHost::of(&builder);
+            let client = host.admin.connect().await.map_err(fail(service))?;
+            admin::create_database(
+                &client,
+                GOLDEN_DATABASE,
+                preview_database::postgres::server::ADMIN,
+                None,
+            )
+            .await
+            .map_err(fail(service))?;
+            drop(client);
+            copy_logged(
+                service,
+                &host,
+                &source_server.server.admin().to_database(source),
+                GOLDEN_DATABASE,
+                masking.as_ref(),
+                content.masking.as_ref().is_some_and(|m| m.strict),
+                log,
+            )
+            .await
+            .map_err(fail(service))
+        }
+        .await;
+        let report = match built {
+            Ok(report) => report,
+            Err(error) => {
+                let _ = self.remove_server(&builder_key).await;
+                return Err(error);
+            }
+        };
+        let built_data = self.stop_server(&builder_key).await;
+        let mark = GoldenMark {
+            project: env.project.clone(),
+            service: service.to_owned(),
+            from: from.clone(),
+            policy: content.clone.policy.clone(),
+            made_at: now(),
+            tables: report.tables as u64,
+            rows: report.rows,
+            masking_key: masking
+                .as_ref()
+                .map(|(_, _, key)| format!("{}@{}", key.name, key.version)),
+        };
+        let placed = place(&dir, &built_data, &mark);
+        self.remove_server(&builder_key).await?;
+        placed?;
+        faults::at("golden", When::After)?;
+        self.drop_replaced_physical_goldens(&golden, &mark, service, log);
+        log.line(format!(
+            "database `{service}`: golden snapshot of `{from}` made{} in {} ms ({} tables, {} rows), kept as a stopped data directory",
+            if masking.is_some() { ", masked," } else { "" },
+            started.elapsed().as_millis(),
+            report.tables,
+            report.rows
+        ));
+        Ok(PhysicalGolden { data, _held: held })
+    }
+
+    /// Physical golden snapshots of the same project, service, source and policy under another identity.
+    fn drop_replaced_physical_goldens(
+        &self,
+        golden: &Golden,
+        mark: &GoldenMark,
+        service: &str,
+        log: &StepLog,
+    ) {
+        for (dir, theirs) in self.physical_goldens() {
+            if dir == self.physical_golden_dir(golden) {
+                continue;
+            }
+            if (
+                &theirs.project,
+                &theirs.service,
+                &theirs.from,
+                &theirs.policy,
+            ) == (&mark.project, &mark.service, &mark.from, &mark.policy)
+                && remove_tree(&dir).is_ok()
+            {
+                log.line(format!(
+                    "database `{service}`: the golden snapshot in {}, made under other rules or another key, removed",
+                    dir.display()
+                ));
+            }
+        }
+    }
+
+    /// Every physical golden snapshot, with its description.
+    fn physical_goldens(&self) -> Vec<(PathBuf, GoldenMark)> {
+        std::fs::read_dir(self.config.dir.join("databases"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|entry| entry.file_name().to_string_lossy().starts_with("golden-"))
+            .filter_map(|entry| Some((entry.path(), read_mark(&entry.path())?)))
+            .collect()
+    }
+
+    /// Removes the builders of the project's physical golden snapshots of `service` that a killed daemon left, and
+    /// the snapshots themselves once no environment's server of it is left.
+    pub(crate) async fn remove_unused_physical_goldens(
+        &self,
+        project: &str,
+        service: &str,
+    ) -> Result<(), RuntimeError> {
+        // Nobody builds one meanwhile.
+        let _held = self
+            .external_golden_lock(&format!("physical/{project}"), service)
+            .lock_owned()
+            .await;
+        let keys = self.recorded_server_keys();
+        let of_service = |key: &&String| {
+            key.strip_prefix(&format!("{project}/"))
+                .and_then(|rest| rest.strip_suffix(&format!("/{service}")))
+                .is_some()
+        };
+        for builder in keys
+            .iter()
+            .filter(of_service)
+            .filter(|key| key.contains("/+golden-"))
+        {
+            self.remove_server(builder).await?;
+        }
+        if keys
+            .iter()
+            .filter(of_service)
+            .any(|key| !key.contains("/+golden-"))
+        {
+            return Ok(());
+        }
+        for (dir, mark) in self.physical_goldens() {
+            if mark.project == project && mark.service == service {
+                remove_tree(&dir).map_err(|e| RuntimeError::new(e.to_string()))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the copy's `preview_golden` database to the environment: renamed, owned by its role, its objects
+    /// too, and closed to the golden owner. False when the server holds none (it was not started from a copy).
+    pub(crate) async fn take_golden_copy(
+        &self,
+        host: &DatabaseHost,
+        admin_client: &tokio_postgres::Client,
+        name: &str,
+        service: &str,
+    ) -> Result<bool, RuntimeError> {
+        if !admin::database_exists(admin_client, GOLDEN_DATABASE)
+            .await
+            .map_err(fail(service))?
+        {
+            return Ok(false);
+        }
+        admin::rename_database(admin_client, GOLDEN_DATABASE, name)
+            .await
+            .map_err(fail(service))?;
+        let ident = preview_database::postgres::connection::quote_identifier;
+        admin_client
+            .batch_execute(&format!(
+                "ALTER DATABASE {0} OWNER TO {0}; REVOKE ALL ON DATABASE {0} FROM PUBLIC, {1}",
+                ident(name),
+                ident(admin::GOLDEN_OWNER)
+            ))
+            .await
+            .map_err(|e| {
+                fail(service)(preview_database::DatabaseError::postgres(
+                    "cannot hand the copy over",
+                    &e,
+                ))
+            })?;
+        let inside = host
+            .admin
+            .to_database(name)
+            .connect()
+            .await
+            .map_err(fail(service))?;
+        admin::take_over(&inside, name)
+            .await
+            .map_err(fail(service))?;
+        Ok(true)
+    }
+
+    /// The physical golden snapshot the environment's database was made from, for `db snapshot(s)`.
+    pub(crate) fn physical_snapshot_of(
+        &self,
+        content: &DatabaseContent,
+    ) -> Option<DatabaseSnapshot> {
+        let golden = Golden::of(content);
+        let dir = self.physical_golden_dir(&golden);
+        let mark = read_mark(&dir)?;
+        Some(DatabaseSnapshot {
+            name: dir.display().to_string(),
+            from: mark.from,
+            policy: mark.policy,
+            made_at: mark.made_at,
+            size_bytes: size_of(&dir.join("data")),
+            tables: mark.tables,
+            rows: mark.rows,
+            masking_key: mark.masking_key,
+            warm: 0,
+            warm_pool: 0,
+            refresh_seconds: content.clone.refresh_seconds,
+        })
+    }
+}
+
+fn read_mark(dir: &Path) -> Option<GoldenMark> {
+    std::fs::read(dir.join("golden.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok())
+}
+
+/// Puts a built data directory in place as the golden snapshot in `dir`, replacing the one there: the new one
+/// beside it first, then renamed over it, so that `dir/data` is always whole.
+fn place(dir: &Path, built: &Path, mark: &GoldenMark) -> Result<(), RuntimeError> {
+    let fail = |e: String| RuntimeError::new(format!("cannot keep the golden snapshot: {e}"));
+    crate::trees::own_dir(dir, None, 0o700).map_err(fail)?;
+    let fresh = dir.join("data.new");
+    remove_tree(&fresh).map_err(|e| fail(e.to_string()))?;
+    std::fs::rename(built, &fresh).map_err(|e| fail(format!("{}: {e}", built.display())))?;
+    // The daemon's own from now on (as its directory is): the builder's user goes with its server, and its id may
+    // be given to another.
+    let daemon = std::fs::metadata(dir).map_err(|e| fail(e.to_string()))?;
+    preview_isolation::hand_tree_to(
+        &fresh,
+        std::os::unix::fs::MetadataExt::uid(&daemon),
+        std::os::unix::fs::MetadataExt::gid(&daemon),
+    )
+    .map_err(|e| fail(e.to_string()))?;
+    let old = dir.join("data.old");
+    remove_tree(&old).map_err(|e| fail(e.to_string()))?;
+    if dir.join("data").is_dir() {
+        std::fs::rename(dir.join("data"), &old).map_err(|e| fail(e.to_string()))?;
+    }
+    std::fs::rename(&fresh, dir.join("data")).map_err(|e| fail(e.to_string()))?;
+    crate::records::write_atomically(
+        &dir.join("golden.json"),
+        &serde_json::to_vec(mark).map_err(|e| fail(e.to_string()))?,
+    )
+    .map_err(fail)?;
+    remove_tree(&old).map_err(|e| fail(e.to_string()))
+}
+
+fn size_of(path: &Path) -> u64 {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if meta.is_dir() => std::fs::read_dir(path)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| size_of(&entry.path()))
+            .sum(),
+        Ok(meta) => meta.len(),
+        Err(_) => 0,
+    }
+}
