@@ -1158,11 +1158,14 @@ fn previews_get_databases_from_the_warm_pool_by_rename_and_snapshots_are_listed_
         replaced_once(
             &text,
             "clone: { policy: masked, from: staging }",
-            "clone: { policy: masked, from: staging, warm_pool: 2, refresh: 3s }",
+            "clone: { policy: masked, from: staging, warm_pool: 2, refresh: 1h }",
         ),
     )
     .expect("spec");
-    commit_all(&repo, "a warm pool of two, snapshots refreshed after 3 s");
+    commit_all(
+        &repo,
+        "a warm pool of two, snapshots refreshed after an hour",
+    );
     register(&daemon, &repo, "a-warm-masking-key");
     deploy(&daemon, "warmdb", &["env", "create", "staging"]);
 
@@ -1190,6 +1193,27 @@ fn previews_get_databases_from_the_warm_pool_by_rename_and_snapshots_are_listed_
     assert!(
         warm.iter().any(|w| w.starts_with(&format!("{oid}:"))),
         "{oid} is not one of {warm:?}"
+    );
+    // Handed over whole: pr-2's, with no grant to anyone else; the pool's own are closed and the
+    // administrator's alone.
+    assert_eq!(
+        on_every_server(
+            &data,
+            "SELECT datdba::regrole || ' ' || datacl::text || ' ' || datallowconn FROM pg_database WHERE datname = 'warmdb_pr_2_db'"
+        ),
+        "warmdb_pr_2_db {warmdb_pr_2_db=CTc/warmdb_pr_2_db} true"
+    );
+    support::wait_for(
+        "the warm pool to fill again",
+        std::time::Duration::from_secs(60),
+        || snapshot_of(&daemon, "warmdb", "pr-2")["warm"] == 2,
+    );
+    assert_eq!(
+        on_every_server(
+            &data,
+            "SELECT string_agg(DISTINCT datdba::regrole || ' ' || datacl::text || ' ' || datallowconn, ',') FROM pg_database WHERE datname LIKE 'preview_warm_%' OR datname LIKE 'preview_golden_%'"
+        ),
+        "preview {preview=CTc/preview} false"
     );
     assert_eq!(
         sql(&daemon, "warmdb", "pr-2", "SELECT count(*) FROM customers"),
@@ -1226,19 +1250,31 @@ fn previews_get_databases_from_the_warm_pool_by_rename_and_snapshots_are_listed_
         serde_json::json!(["pr-1", "pr-2"])
     );
     assert_eq!(snapshot["warm_pool"], 2, "{listed}");
-    assert_eq!(snapshot["refresh_seconds"], 3, "{listed}");
+    assert_eq!(snapshot["warm"], 2, "{listed}");
+    assert_eq!(snapshot["refresh_seconds"], 3600, "{listed}");
     assert!(
         snapshot["rows"].as_u64().unwrap_or_default() >= 780,
         "{listed}"
     );
+    let staging_size: u64 = on_every_server(&data, "SELECT pg_database_size('warmdb_staging_db')")
+        .parse()
+        .expect("a size");
+    let golden_size = snapshot["size_bytes"].as_u64().unwrap_or_default();
     assert!(
-        snapshot["size_bytes"].as_u64().unwrap_or_default() > 1_000_000,
-        "{listed}"
+        golden_size * 10 >= staging_size * 9 && golden_size <= staging_size * 2,
+        "{golden_size} against staging's {staging_size}"
     );
-    assert!(
-        snapshot["masking_key"]
-            .as_str()
-            .is_some_and(|k| k.starts_with("project/MASKING_KEY@")),
+    let fingerprint = daemon.json(&["--project", "warmdb", "secret", "list"])["secrets"]
+        .as_array()
+        .expect("secrets")
+        .iter()
+        .find(|s| s["name"] == "MASKING_KEY")
+        .and_then(|s| s["fingerprint"].as_str())
+        .expect("the key's fingerprint")
+        .to_owned();
+    assert_eq!(
+        snapshot["masking_key"],
+        format!("project/MASKING_KEY@{fingerprint}"),
         "{listed}"
     );
     assert!(!listed.to_string().contains("a-warm-masking-key"));
@@ -1277,13 +1313,22 @@ fn previews_get_databases_from_the_warm_pool_by_rename_and_snapshots_are_listed_
         "staging",
         "INSERT INTO customers (email, full_name) VALUES ('zq999.shopper@corp.test', 'Zorblat999 Quintessa')",
     );
-    support::wait_for(
-        "the pool to fill again",
-        std::time::Duration::from_secs(60),
-        || snapshot_of(&daemon, "warmdb", "pr-2")["warm"] == 2,
-    );
     let before = warm_databases(&data);
-    std::thread::sleep(std::time::Duration::from_millis(4500));
+    // Two hours old, as its description says.
+    let described = on_every_server(
+        &data,
+        "SELECT datname || ' ' || shobj_description(oid, 'pg_database') FROM pg_database WHERE datname LIKE 'preview_golden_%'",
+    );
+    let (golden, mark) = described
+        .split_once(' ')
+        .expect("a described golden snapshot");
+    let mut mark: serde_json::Value =
+        serde_json::from_str(mark.strip_prefix("preview: golden ").expect("a mark")).expect("json");
+    mark["made_at"] = (mark["made_at"].as_u64().expect("made_at") - 7200).into();
+    on_every_server(
+        &data,
+        &format!("COMMENT ON DATABASE {golden} IS 'preview: golden {mark}'"),
+    );
     let third = deployed_journal(&daemon, "warmdb", &["env", "clone", "staging", "pr-3"]);
     assert!(third.contains("older than `refresh`"), "{third}");
     assert!(!third.contains("handed out"), "{third}");
@@ -1629,6 +1674,38 @@ fn a_masked_copy_whose_operations_fail_or_are_killed_leaves_the_old_or_the_new_s
             nothing_of_pr_1(&faulty, &case);
         }
     }
+    // A daemon killed while it fills the warm pool leaves a database that never joins the pool: it is not handed
+    // out, and the next fill drops it.
+    pool_full(&faulty);
+    admin(
+        &faulty,
+        "SELECT string_agg(datname, ' ') FROM pg_database WHERE datname LIKE 'preview_warm_%'",
+    )
+    .split_whitespace()
+    .for_each(|warm| {
+        admin(&faulty, &format!("DROP DATABASE {warm}"));
+    });
+    std::fs::write(&faulty.faults, "warm kill before\n").expect("faults");
+    let _ = in_project(
+        faulty.daemon(),
+        "faultmask",
+        &["db", "refresh", "pr-0", "db"],
+    );
+    faulty.daemon.take().expect("a daemon").wait_killed();
+    std::fs::write(&faulty.faults, "").expect("faults");
+    faulty.daemon = Some(faulty.started());
+    let filling = "SELECT count(*) FROM pg_database WHERE datname LIKE 'preview_filling_%'";
+    assert_eq!(admin(&faulty, filling), "1", "the fill was cut short");
+    assert_eq!(warm(&faulty), "0");
+    let journal = deployed_journal(faulty.daemon(), "faultmask", &clone);
+    assert!(!journal.contains("handed out"), "{journal}");
+    support::wait_for(
+        "the warm pool to fill",
+        std::time::Duration::from_secs(60),
+        || warm(&faulty) == "1" && admin(&faulty, filling) == "0",
+    );
+    deploy(faulty.daemon(), "faultmask", &["env", "delete", "pr-1"]);
+
     // With no fault, the clone succeeds with masked data.
     deploy(faulty.daemon(), "faultmask", &clone);
     assert_eq!(
@@ -1889,4 +1966,133 @@ fn a_physical_copy_whose_operations_fail_or_are_killed_is_rolled_back_with_nothi
         ),
         "0"
     );
+}
+
+#[test]
+fn an_external_server_that_insists_on_tls_is_reached_as_its_admin_url_says() {
+    let dir = TempDir::new("db-tls");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    // A server that refuses every connection without TLS, its certificate for 127.0.0.1 from a CA of the test's.
+    let external = preview_testing::TestPostgres::start();
+    let ca = preview_tls::LocalCa::load_or_create(&dir.path().join("ca")).expect("a CA");
+    let issued = ca
+        .issue(
+            &["127.0.0.1".to_owned()],
+            std::time::Duration::from_secs(86400),
+        )
+        .expect("a certificate");
+    external.require_tls(&issued.chain_pem, issued.key_pem.expose());
+    let trusted = dir.path().join("trusted.pem");
+    std::fs::write(&trusted, ca.certificate_pem()).expect("trusted");
+    let stranger =
+        preview_tls::LocalCa::load_or_create(&dir.path().join("stranger")).expect("a CA");
+    let untrusted = dir.path().join("untrusted.pem");
+    std::fs::write(&untrusted, stranger.certificate_pem()).expect("untrusted");
+
+    let daemon = local_daemon(&data, "32400-32599", &[], None);
+    let spec = database(installed_version()).replace(
+        "    clone: { policy: seed, file: seed.sql }",
+        "    mode: external\n    admin_url: ADMIN_URL\n    clone: { policy: seed, file: seed.sql }",
+    );
+    let repo = project(dir.path(), "tlsdb", "logical", &spec, SEED);
+    let text = std::fs::read_to_string(repo.join("preview.yaml")).expect("spec");
+    std::fs::write(
+        repo.join("preview.yaml"),
+        replaced_once(
+            &text,
+            "secrets: [MASKING_KEY]",
+            "secrets: [MASKING_KEY, ADMIN_URL]",
+        ),
+    )
+    .expect("spec");
+    commit_all(&repo, "external, over TLS");
+    register(&daemon, &repo, "a-tls-masking-key");
+    let set_url = |query: &str| {
+        ok(daemon.cli_with_input(
+            &[
+                "--project",
+                "tlsdb",
+                "secret",
+                "set",
+                "ADMIN_URL",
+                "--scope",
+                "project",
+            ],
+            &format!(
+                "postgres://postgres@127.0.0.1:{}/postgres?{query}",
+                external.port()
+            ),
+        ));
+    };
+
+    // Without TLS the server refuses; with a CA that did not sign its certificate, the daemon does.
+    set_url("sslmode=disable");
+    let refused = failed_deployment(&daemon, "tlsdb", &["env", "create", "staging"]);
+    assert!(refused.contains("no encryption"), "{refused}");
+    set_url(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        untrusted.display()
+    ));
+    let refused = failed_deployment(&daemon, "tlsdb", &["env", "create", "staging"]);
+    assert!(refused.contains("certificate"), "{refused}");
+    let catalog = {
+        let out = std::process::Command::new("psql")
+            .args([
+                "-X",
+                "-At",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+                "-c",
+            ])
+            .arg("SELECT count(*) FROM pg_database WHERE datname LIKE 'tlsdb_%'")
+            .env("PGPORT", external.port().to_string())
+            .env("PGSSLMODE", "require")
+            .output()
+            .expect("psql");
+        ok(out).trim().to_owned()
+    };
+    assert_eq!(catalog, "0", "a refused deployment left nothing");
+
+    // Verified against the right CA: the environment is made there, its seed and migration run (the job's psql
+    // negotiates TLS through the environment's service port), and a masked preview is copied over TLS.
+    set_url(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        trusted.display()
+    ));
+    deploy(&daemon, "tlsdb", &["env", "create", "staging"]);
+    assert_eq!(
+        sql(&daemon, "tlsdb", "staging", "SELECT name FROM migrations"),
+        "v1"
+    );
+    assert_eq!(
+        sql(
+            &daemon,
+            "tlsdb",
+            "staging",
+            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
+        ),
+        "t"
+    );
+    deploy(&daemon, "tlsdb", &["env", "clone", "staging", "pr-1"]);
+    assert_eq!(
+        sql(
+            &daemon,
+            "tlsdb",
+            "pr-1",
+            "SELECT count(*) FROM customers WHERE email LIKE '%corp.test'"
+        ),
+        "0"
+    );
+    assert_eq!(
+        sql(&daemon, "tlsdb", "pr-1", "SELECT count(*) FROM orders"),
+        "500"
+    );
+    for environment in ["pr-1", "staging"] {
+        deploy(&daemon, "tlsdb", &["env", "delete", environment]);
+    }
 }

@@ -278,7 +278,7 @@ fn login(port: u16, database: &str) -> Connection {
         user: "postgres".to_owned(),
         password: None,
         dbname: database.to_owned(),
-        ssl_mode: None,
+        ssl: None,
     }
 }
 

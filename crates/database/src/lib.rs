@@ -44,7 +44,19 @@ impl DatabaseError {
                 }
                 message
             }
-            None => format!("{context}: {error}"),
+            None => {
+                // What lies under it (a TLS handshake's reason, an I/O error), which its own text leaves out.
+                let mut message = format!("{context}: {error}");
+                let mut source = std::error::Error::source(error);
+                while let Some(cause) = source {
+                    let text = cause.to_string();
+                    if !message.contains(&text) {
+                        message.push_str(&format!(": {text}"));
+                    }
+                    source = cause.source();
+                }
+                message
+            }
         };
         DatabaseError::Server(message)
     }

@@ -116,10 +116,13 @@ impl DatabaseContent {
 /// How a database's state is marked, in its comment: data is only kept once it is complete.
 const READY: &str = "preview: ready";
 
+/// How the mark of an environment's database begins, before `<project>/<environment>/<service>`.
+pub(crate) const READY_FOR: &str = "preview: ready for ";
+
 /// The mark of a database that is complete, naming whose it is: two environments whose names give the same
 /// database name (`a-b`/`c` and `a`/`b-c`) must not share data.
 fn ready_mark(env: &EnvironmentAddress, service: &str) -> String {
-    format!("{READY} for {}/{}/{service}", env.project, env.environment)
+    format!("{READY_FOR}{}/{}/{service}", env.project, env.environment)
 }
 
 pub(crate) fn fail(service: &str) -> impl Fn(preview_database::DatabaseError) -> RuntimeError + '_ {
@@ -243,6 +246,12 @@ impl LocalRuntime {
         let service = resource.id.trim_start_matches("database/");
         let content = DatabaseContent::parse(&resource.id, &resource.content)?;
         log.check_lease()?;
+        if content.external() {
+            // An external server that cannot be reached (a wrong URL, TLS refused) gets nothing: the step fails
+            // before it writes anything that undoing it would have to reach the server for.
+            let host = self.database_host(env, service, &content).await?;
+            host.admin.connect().await.map_err(fail(service))?;
+        }
         // Written first: whatever happens from here on, removing the resource finds what to drop.
         self.dir_of(env)
             .write_intent(&resource.id, &resource.content)
@@ -401,7 +410,7 @@ impl LocalRuntime {
                         user: name.clone(),
                         password: Some(password.clone()),
                         dbname: name.clone(),
-                        ssl_mode: host.admin.ssl_mode.clone(),
+                        ssl: host.admin.ssl.clone(),
                     };
                     log.check_lease()?;
                     faults::at("seed", faults::When::Before)?;
@@ -658,6 +667,8 @@ impl LocalRuntime {
             // one while the golden lock is held.
             {
                 let _golden = host.golden.lock().await;
+                self.drop_unused_goldens(&admin, &env.project, service, log)
+                    .await?;
                 for making in admin::databases_named(&admin, "preview_making_")
                     .await
                     .map_err(fail(service))?
@@ -730,7 +741,7 @@ impl LocalRuntime {
                 .await?;
             return Ok(log.lines());
         }
-        let host = self.database_host(env, service, &content).await?;
+        let (host, _using) = self.database_host_in_use(env, service, &content).await?;
         let admin = host.admin.connect().await.map_err(fail(service))?;
         let log = StepLog::default();
         let held = host.golden.lock().await;

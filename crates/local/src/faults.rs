@@ -2,7 +2,7 @@
 //! leaves nothing behind. Only a daemon started with `PREVIEW_TEST_FAULTS=<file>` has them: at each operation it
 //! reads the file, and a line `<operation> <fail|kill> <before|after>` makes the operation fail (an error from the
 //! runtime) or the daemon die by SIGKILL, just before the operation or just after it took effect. Without the
-//! variable nothing is read.
+//! variable, and in release builds, nothing is read.
 
 use std::path::PathBuf;
 use std::sync::OnceLock;
@@ -17,6 +17,7 @@ pub(crate) const OPERATIONS: &[&str] = &[
     "seed",
     "golden",
     "handout",
+    "warm",
     "mark",
     "drop",
     "drop-role",
@@ -28,10 +29,15 @@ pub(crate) enum When {
     After,
 }
 
+/// The fault file; a release build never reads one.
 fn file() -> Option<&'static PathBuf> {
     static FILE: OnceLock<Option<PathBuf>> = OnceLock::new();
-    FILE.get_or_init(|| std::env::var_os("PREVIEW_TEST_FAULTS").map(PathBuf::from))
-        .as_ref()
+    FILE.get_or_init(|| {
+        std::env::var_os("PREVIEW_TEST_FAULTS")
+            .filter(|_| cfg!(debug_assertions))
+            .map(PathBuf::from)
+    })
+    .as_ref()
 }
 
 /// Fails or kills the daemon here when the fault file says so.

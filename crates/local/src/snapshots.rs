@@ -16,7 +16,9 @@ use preview_database::postgres::connection::{quote_identifier, quote_literal};
 use preview_deploy::{DatabaseSnapshot, EnvironmentAddress, RuntimeError, StepLog};
 use serde::{Deserialize, Serialize};
 
-use crate::databases::{DatabaseContent, DatabaseHost, SecretVersion, copy_logged, fail, is_ready};
+use crate::databases::{
+    DatabaseContent, DatabaseHost, READY_FOR, SecretVersion, copy_logged, fail, is_ready,
+};
 use crate::faults::{self, When};
 use crate::runtime::LocalRuntime;
 
@@ -69,6 +71,11 @@ impl Golden {
     /// The prefix of its warm pool's databases.
     fn warm_prefix(&self) -> String {
         format!("preview_warm_{}_", self.id)
+    }
+
+    /// The prefix of a warm pool's database while it is made, before it is whole and joins the pool by a rename.
+    fn filling_prefix(&self) -> String {
+        format!("preview_filling_{}_", self.id)
     }
 }
 
@@ -125,28 +132,69 @@ impl LocalRuntime {
         log: &StepLog,
         rebuild: bool,
     ) -> Result<Golden, RuntimeError> {
-        let (Some(from), Some(source)) = (&content.clone.from, &content.clone.source) else {
+        let Some(from) = &content.clone.from else {
             return Err(RuntimeError::new(format!(
                 "database `{service}`: `clone.from` names no environment"
             )));
         };
         let golden = Golden::of(content);
-        if !rebuild
-            && admin::database_exists(admin_client, &golden.name)
-                .await
-                .map_err(fail(service))?
-        {
+        let exists = admin::database_exists(admin_client, &golden.name)
+            .await
+            .map_err(fail(service))?;
+        // A golden snapshot a refresh may fall back to when building it again fails.
+        let mut fallback = false;
+        if !rebuild && exists {
             let mark = golden_mark(admin_client, &golden.name)
                 .await
                 .map_err(fail(service))?;
-            let age = mark.map(|m| now().saturating_sub(m.made_at));
-            match (content.clone.refresh_seconds, age) {
-                (Some(refresh), Some(age)) if age > refresh => log.line(format!(
-                    "database `{service}`: the golden snapshot of `{from}` is {age} s old, older than `refresh` ({refresh} s); building it again"
+            match (content.clone.refresh_seconds, mark) {
+                (_, None) => log.line(format!(
+                    "database `{service}`: the golden snapshot of `{from}` does not say when it was made; building it again"
                 )),
+                (Some(refresh), Some(mark)) if now().saturating_sub(mark.made_at) > refresh => {
+                    log.line(format!(
+                        "database `{service}`: the golden snapshot of `{from}` is {} s old, older than `refresh` ({refresh} s); building it again",
+                        now().saturating_sub(mark.made_at)
+                    ));
+                    fallback = true;
+                }
                 _ => return Ok(golden),
             }
         }
+        match self
+            .build_golden(env, service, content, host, admin_client, log, &golden)
+            .await
+        {
+            Err(error) if fallback => {
+                log.line(format!(
+                    "database `{service}`: warning: the golden snapshot of `{from}` could not be built again, so the older one is used: {}",
+                    error.message
+                ));
+                Ok(golden)
+            }
+            built => built.map(|()| golden),
+        }
+    }
+
+    /// Builds the golden snapshot of `content`'s source again: a copy into `preview_making_<id>`, described and
+    /// closed to connections before it is renamed over the old one (so a snapshot is always whole and
+    /// described). The caller holds the host's golden lock.
+    #[allow(clippy::too_many_arguments)]
+    async fn build_golden(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        host: &DatabaseHost,
+        admin_client: &tokio_postgres::Client,
+        log: &StepLog,
+        golden: &Golden,
+    ) -> Result<(), RuntimeError> {
+        let (Some(from), Some(source)) = (&content.clone.from, &content.clone.source) else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `clone.from` names no environment"
+            )));
+        };
         if !is_ready(admin_client, source)
             .await
             .map_err(fail(service))?
@@ -200,24 +248,28 @@ impl LocalRuntime {
                 .as_ref()
                 .map(|(_, _, key)| format!("{}@{}", key.name, key.version)),
         };
-        // Environments already made from the one it replaces, or from its warm pool, are copies: they keep their
-        // data. The pool's databases are of the old data, and go with it.
-        self.drop_warm_pool(admin_client, &golden, service).await?;
-        admin::drop_database(admin_client, &golden.name)
+        // Described and closed (to its writer too) before it takes the golden snapshot's name: whatever has that
+        // name is whole.
+        admin::allow_connections(admin_client, &making, false)
             .await
             .map_err(fail(service))?;
-        admin::rename_database(admin_client, &making, &golden.name)
-            .await
-            .map_err(fail(service))?;
-        admin::allow_connections(admin_client, &golden.name, false)
-            .await
-            .map_err(fail(service))?;
+        execute(
+            admin_client,
+            "cannot close the golden snapshot to its writer",
+            &format!(
+                "REVOKE ALL ON DATABASE {} FROM {}",
+                quote_identifier(&making),
+                quote_identifier(admin::GOLDEN_OWNER)
+            ),
+        )
+        .await
+        .map_err(fail(service))?;
         execute(
             admin_client,
             "cannot describe the golden snapshot",
             &format!(
                 "COMMENT ON DATABASE {} IS {}",
-                quote_identifier(&golden.name),
+                quote_identifier(&making),
                 quote_literal(&format!(
                     "{GOLDEN}{}",
                     serde_json::to_string(&mark).unwrap_or_default()
@@ -226,8 +278,17 @@ impl LocalRuntime {
         )
         .await
         .map_err(fail(service))?;
+        // Environments already made from the one it replaces, or from its warm pool, are copies: they keep their
+        // data. The pool's databases are of the old data, and go with it.
+        self.drop_warm_pool(admin_client, golden, service).await?;
+        admin::drop_database(admin_client, &golden.name)
+            .await
+            .map_err(fail(service))?;
+        admin::rename_database(admin_client, &making, &golden.name)
+            .await
+            .map_err(fail(service))?;
         faults::at("golden", When::After)?;
-        self.drop_replaced_goldens(admin_client, &golden, &mark, service, log)
+        self.drop_replaced_goldens(admin_client, golden, &mark, service, log)
             .await?;
         log.line(format!(
             "database `{service}`: golden snapshot {} of `{from}` made{} in {} ms ({} tables, {} rows)",
@@ -237,7 +298,7 @@ impl LocalRuntime {
             report.tables,
             report.rows
         ));
-        Ok(golden)
+        Ok(())
     }
 
     /// Golden snapshots of the same project, service, source and policy under another name (other rules or
@@ -294,19 +355,72 @@ impl LocalRuntime {
         golden: &Golden,
         service: &str,
     ) -> Result<(), RuntimeError> {
-        for warm in admin::databases_named(admin_client, &golden.warm_prefix())
-            .await
-            .map_err(fail(service))?
-        {
-            admin::drop_database(admin_client, &warm)
+        for prefix in [golden.warm_prefix(), golden.filling_prefix()] {
+            for warm in admin::databases_named(admin_client, &prefix)
                 .await
-                .map_err(fail(service))?;
+                .map_err(fail(service))?
+            {
+                admin::drop_database(admin_client, &warm)
+                    .await
+                    .map_err(fail(service))?;
+            }
         }
         Ok(())
     }
 
-    /// A database of the golden snapshot's warm pool, renamed to `name` and handed to its role; false when the
-    /// pool is empty. The caller holds the host's golden lock.
+    /// Drops the project's golden snapshots of `service` on this server, with their pools, once no environment's
+    /// database of it is left there (an external server is not removed with its last database). The caller holds
+    /// the host's golden lock.
+    pub(crate) async fn drop_unused_goldens(
+        &self,
+        admin_client: &tokio_postgres::Client,
+        project: &str,
+        service: &str,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let left: i64 = admin_client
+            .query_one(
+                "SELECT count(*) FROM pg_database, LATERAL (SELECT shobj_description(oid, 'pg_database') AS mark) m
+                 WHERE starts_with(m.mark, $1) AND right(m.mark, length($2)) = $2",
+                &[&format!("{READY_FOR}{project}/"), &format!("/{service}")],
+            )
+            .await
+            .map(|row| row.get(0))
+            .map_err(|e| fail(service)(preview_database::DatabaseError::postgres("cannot count the environments' databases", &e)))?;
+        if left > 0 {
+            return Ok(());
+        }
+        for name in admin::databases_named(admin_client, "preview_golden_")
+            .await
+            .map_err(fail(service))?
+        {
+            let Some(mark) = golden_mark(admin_client, &name)
+                .await
+                .map_err(fail(service))?
+            else {
+                continue;
+            };
+            if mark.project != project || mark.service != service {
+                continue;
+            }
+            let golden = Golden {
+                id: name.trim_start_matches("preview_golden_").to_owned(),
+                name: name.clone(),
+            };
+            self.drop_warm_pool(admin_client, &golden, service).await?;
+            admin::drop_database(admin_client, &name)
+                .await
+                .map_err(fail(service))?;
+            log.line(format!(
+                "database `{service}`: the golden snapshot {name} dropped with the project's last database of it"
+            ));
+        }
+        Ok(())
+    }
+
+    /// A whole database of the golden snapshot's warm pool, renamed to `name` and handed to its role; false when
+    /// the pool has none. A pool database that cannot be handed out is dropped and the next one tried. The caller
+    /// holds the host's golden lock.
     pub(crate) async fn hand_out(
         &self,
         admin_client: &tokio_postgres::Client,
@@ -314,74 +428,115 @@ impl LocalRuntime {
         name: &str,
         service: &str,
     ) -> Result<bool, RuntimeError> {
-        let pool = admin::databases_named(admin_client, &golden.warm_prefix())
+        // Whole: the administrator's, closed to connections, granted to no one else.
+        let pool = admin_client
+            .query(
+                "SELECT datname FROM pg_database d
+                 WHERE starts_with(datname, $1) AND NOT datallowconn AND datacl IS NOT NULL
+                   AND datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user)
+                   AND NOT EXISTS (SELECT 1 FROM aclexplode(d.datacl) a WHERE a.grantee <> d.datdba)
+                 ORDER BY datname",
+                &[&golden.warm_prefix()],
+            )
             .await
-            .map_err(fail(service))?;
-        let Some(warm) = pool.first() else {
-            return Ok(false);
-        };
-        faults::at("handout", When::Before)?;
-        admin::rename_database(admin_client, warm, name)
-            .await
-            .map_err(fail(service))?;
-        execute(
-            admin_client,
-            "cannot hand the database over",
-            &format!(
-                "ALTER DATABASE {0} OWNER TO {0}; ALTER DATABASE {0} WITH ALLOW_CONNECTIONS true",
-                quote_identifier(name)
-            ),
-        )
-        .await
-        .map_err(fail(service))?;
-        faults::at("handout", When::After)?;
-        Ok(true)
+            .map_err(|e| {
+                fail(service)(preview_database::DatabaseError::postgres(
+                    "cannot look at the warm pool",
+                    &e,
+                ))
+            })?;
+        for warm in pool.iter().map(|row| row.get::<_, String>(0)) {
+            faults::at("handout", When::Before)?;
+            let handed = async {
+                admin::rename_database(admin_client, &warm, name).await?;
+                execute(
+                    admin_client,
+                    "cannot hand the database over",
+                    &format!(
+                        "ALTER DATABASE {0} OWNER TO {0}; REVOKE ALL ON DATABASE {0} FROM PUBLIC; ALTER DATABASE {0} WITH ALLOW_CONNECTIONS true",
+                        quote_identifier(name)
+                    ),
+                )
+                .await
+            }
+            .await;
+            match handed {
+                Ok(()) => {
+                    faults::at("handout", When::After)?;
+                    return Ok(true);
+                }
+                Err(error) => {
+                    eprintln!(
+                        "preview daemon: database `{service}`: {warm} of the warm pool could not be handed out, so it is dropped: {error}"
+                    );
+                    let _ = admin::drop_database(admin_client, &warm).await;
+                    let _ = admin::drop_database(admin_client, name).await;
+                }
+            }
+        }
+        Ok(false)
     }
 
-    /// Fills the golden snapshot's warm pool up to `size` in the background, under the host's locks, once the
-    /// caller has released them.
+    /// Fills the golden snapshot's warm pool up to `size` (and no further) in the background, one database at a
+    /// time under the host's golden lock, so that handouts and clones go between them. Each is made under a
+    /// name of its own, closed, and only then renamed into the pool.
     pub(crate) fn refill_warm_pool(&self, host: &DatabaseHost, golden: &Golden, size: u32) {
         let admin_login = host.admin.clone();
         let golden_lock = Arc::clone(&host.golden);
         let in_use = Arc::clone(&host.in_use);
         let golden_name = golden.name.clone();
-        let prefix = golden.warm_prefix();
+        let (warm_prefix, filling_prefix) = (golden.warm_prefix(), golden.filling_prefix());
         tokio::spawn(async move {
             let _using = in_use.read_owned().await;
-            let _golden = golden_lock.lock_owned().await;
             let Ok(client) = admin_login.connect().await else {
                 return;
             };
-            // The golden snapshot may be gone meanwhile (its server removed with the project's last database).
-            if !admin::database_exists(&client, &golden_name)
-                .await
-                .unwrap_or(false)
-            {
-                return;
-            }
-            let mut pool = admin::databases_named(&client, &prefix)
-                .await
-                .unwrap_or_default()
-                .len();
-            while pool < size as usize {
-                let warm = format!(
-                    "{prefix}{:08x}",
-                    u32::from_be_bytes(rand_bytes()) // a fresh name: a rename may have taken any
-                );
-                if admin::create_database(&client, &warm, &admin_login.user, Some(&golden_name))
-                    .await
-                    .is_err()
-                {
-                    return;
+            loop {
+                let _golden = golden_lock.lock().await;
+                let filled = async {
+                    // The golden snapshot may be gone meanwhile (its server removed with the project's last
+                    // database, or dropped with its last environment's).
+                    if !admin::database_exists(&client, &golden_name).await? {
+                        return Ok(true);
+                    }
+                    for cut_short in admin::databases_named(&client, &filling_prefix).await? {
+                        admin::drop_database(&client, &cut_short).await?;
+                    }
+                    let pool = admin::databases_named(&client, &warm_prefix).await?;
+                    for extra in pool.iter().skip(size as usize) {
+                        admin::drop_database(&client, extra).await?;
+                    }
+                    if pool.len() >= size as usize {
+                        return Ok(true);
+                    }
+                    let suffix = format!("{:08x}", u32::from_be_bytes(rand_bytes()));
+                    let filling = format!("{filling_prefix}{suffix}");
+                    admin::create_database(
+                        &client,
+                        &filling,
+                        &admin_login.user,
+                        Some(&golden_name),
+                    )
+                    .await?;
+                    admin::allow_connections(&client, &filling, false).await?;
+                    if let Err(e) = faults::at("warm", When::Before) {
+                        return Err(preview_database::DatabaseError::Invalid(e.message));
+                    }
+                    admin::rename_database(&client, &filling, &format!("{warm_prefix}{suffix}"))
+                        .await?;
+                    Ok::<bool, preview_database::DatabaseError>(false)
                 }
-                if admin::allow_connections(&client, &warm, false)
-                    .await
-                    .is_err()
-                {
-                    let _ = admin::drop_database(&client, &warm).await;
-                    return;
+                .await;
+                match filled {
+                    Ok(true) => return,
+                    Ok(false) => continue,
+                    Err(error) => {
+                        eprintln!(
+                            "preview daemon: the warm pool of {golden_name} could not be filled: {error}"
+                        );
+                        return;
+                    }
                 }
-                pool += 1;
             }
         });
     }
@@ -459,7 +614,7 @@ impl LocalRuntime {
             }
         };
         let checked = async {
-            let client = admin.to_database(source).connect().await?;
+            let client = admin.to_database(source).connect_pinned().await?;
             let catalog = preview_database::postgres::catalog::read(&client).await?;
             preview_database::masking_plan::plan_masking(&catalog, &masking.tables, masking.strict)
         };
@@ -488,7 +643,15 @@ impl LocalRuntime {
         if content.physical() {
             return Ok(self.physical_snapshot_of(&content));
         }
-        let host = self.database_host(env, service, &content).await?;
+        // Read where it runs: a listing starts no server (one being removed must stay removed).
+        let host = if content.external() {
+            self.database_host(env, service, &content).await?
+        } else {
+            match self.running_server(&content.server_key(env, service)).await {
+                Some(running) => DatabaseHost::of(&running),
+                None => return Ok(None),
+            }
+        };
         let client = host.admin.connect().await.map_err(fail(service))?;
         let golden = Golden::of(&content);
         let Some(mark) = golden_mark(&client, &golden.name)

@@ -18,11 +18,18 @@ pub(crate) fn env_name(service: &str) -> String {
 }
 
 /// The database and role name of `database` in `environment`: `<project>_<environment>_<database>`, as a
-/// PostgreSQL identifier (lowercase, `_` for `-`, at most 63 bytes).
+/// PostgreSQL identifier (lowercase, `_` for `-`, at most 63 bytes), never starting with `preview_` (the
+/// runtime's own names): project `preview` gets `p_preview_…`.
 pub fn database_identity(project: &str, environment: &str, database: &str) -> String {
     let name = format!("{project}_{environment}_{database}")
         .to_ascii_lowercase()
         .replace('-', "_");
+    // Names starting with `preview_` are the runtime's own (golden snapshots, their pools and the golden owner).
+    let name = if name.starts_with("preview_") {
+        format!("p_{name}")
+    } else {
+        name
+    };
     name.chars().take(63).collect()
 }
 
@@ -105,5 +112,19 @@ pub(crate) fn output(
                 ServiceKind::Job(_) => "jobs offer none",
             }
         )),
+    }
+}
+
+#[cfg(test)]
+mod identity_tests {
+    use super::database_identity;
+
+    #[test]
+    fn database_names_never_take_the_runtimes_own_prefix() {
+        assert_eq!(database_identity("shop", "pr-1", "db"), "shop_pr_1_db");
+        assert_eq!(
+            database_identity("preview", "warm-1", "db"),
+            "p_preview_warm_1_db"
+        );
     }
 }

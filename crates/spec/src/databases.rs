@@ -82,7 +82,18 @@ pub(crate) fn read_clone_policy(
             let from_node = fields.require("from", "the environment whose data is copied", sink)?;
             let from = text(from_node, "an environment name", sink)?;
             let refresh = match fields.get("refresh") {
-                Some(n) => Some(duration(n, "how old a golden snapshot may get", sink)?),
+                Some(n) => {
+                    let refresh = duration(n, "how old a golden snapshot may get", sink)?;
+                    if refresh < std::time::Duration::from_secs(1) {
+                        sink.push(
+                            n.position,
+                            &n.path,
+                            "`refresh` under a second would build the golden snapshot again for every new database; use `1s` or more (e.g. `24h`)",
+                        );
+                        return None;
+                    }
+                    Some(refresh)
+                }
                 None => None,
             };
             let warm_pool = match fields.get("warm_pool") {

@@ -539,6 +539,16 @@ fn warm_pool_too_large_and_refresh_not_a_duration() {
         "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\nenvironments:\n  production: {}\n  staging:\n    services:\n      db:\n        clone: { policy: clone, from: production, refresh: daily }\n",
         "12:60 environments.staging.services.db.clone.refresh: `daily` is not a duration; write a number with a unit, such as `500ms`, `90s`, `30m`, `72h`, `7d` or `1h30m`",
     );
+    check(
+        "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\nenvironments:\n  production: {}\n  staging:\n    services:\n      db:\n        clone: { policy: clone, from: production, refresh: 500ms }\n",
+        "12:60 environments.staging.services.db.clone.refresh: `refresh` under a second would build the golden snapshot again for every new database; use `1s` or more (e.g. `24h`)",
+    );
+    check(
+        &with_envs(
+            "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    clone: { policy: seed, file: s.sql, refresh: 1h }\n",
+        ),
+        "7:50 services.db.clone.refresh: `refresh` is only used with `policy: clone` or `policy: masked`; this policy is `seed`",
+    );
 }
 
 #[test]

@@ -211,6 +211,45 @@ impl TestPostgres {
     }
 }
 
+impl TestPostgres {
+    /// Makes the server take connections over TLS only, with `chain_pem` and `key_pem` as its certificate and key
+    /// (restarting it).
+    pub fn require_tls(&self, chain_pem: &str, key_pem: &str) {
+        let data = self.dir.path().join("data");
+        std::fs::write(data.join("server.crt"), chain_pem).expect("certificate");
+        std::fs::write(data.join("server.key"), key_pem).expect("key");
+        {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(
+                data.join("server.key"),
+                std::fs::Permissions::from_mode(0o600),
+            )
+            .expect("key mode");
+        }
+        let settings = std::fs::read_to_string(data.join("postgresql.conf")).expect("settings");
+        std::fs::write(
+            data.join("postgresql.conf"),
+            format!(
+                "{settings}\nssl = on\nssl_cert_file = 'server.crt'\nssl_key_file = 'server.key'\n"
+            ),
+        )
+        .expect("settings");
+        let rules = std::fs::read_to_string(data.join("pg_hba.conf")).expect("pg_hba.conf");
+        std::fs::write(
+            data.join("pg_hba.conf"),
+            format!("hostnossl all all all reject\n{rules}"),
+        )
+        .expect("pg_hba.conf");
+        if running_as_root() {
+            run(Command::new("chown")
+                .args(["-R", "postgres:postgres"])
+                .arg(&data));
+        }
+        self.stop();
+        self.start_again();
+    }
+}
+
 impl Drop for TestPostgres {
     fn drop(&mut self) {
         let _ = as_postgres(&self.bin, "pg_ctl")

@@ -60,7 +60,8 @@ pub async fn psql(
         .env("PGUSER", text("user"))
         .env("PGDATABASE", text("database"))
         .env("PGPASSWORD", text("password"))
-        .env("PGSSLMODE", "disable")
+        // TLS when the server offers it (an external one may insist), none for the servers preview runs.
+        .env("PGSSLMODE", "prefer")
         .stdin(Stdio::inherit())
         .stdout(Stdio::inherit())
         .stderr(Stdio::inherit())

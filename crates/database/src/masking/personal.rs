@@ -12,8 +12,8 @@
 //!    digits and a plural `s`/`es` are ignored (`address_line1`, `phones`);
 //! 4. `name` counts alone (a column called `name`) or after a word that makes it a person's (`first_name`,
 //!    `customer_name`, `displayName`), but not after anything else (`product_name`, `file_name`). Where the table
-//!    is known ([`looks_personal_in`]), a column called just `name` counts only in a table of people
-//!    (`customers.name`, not `products.name`).
+//!    is known ([`looks_personal_in`]), a column called just `name` does not count in a table of things
+//!    (`products.name`, `categories.name`) unless the table's name also says people.
 
 // Word lists are space-separated so that each reads as one line of data.
 
@@ -38,9 +38,18 @@ const PERSON_QUALIFIERS: &str = "first last full middle given family maiden nick
                                  customer person patient employee member owner holder recipient sender billing \
                                  shipping";
 
-/// Last words of a table's name that say its rows are people.
+/// Words of a table's name that say its rows are people (also at the end of a glued word: `userprofiles`).
 const PEOPLE: &str = "customer user person people member employee patient contact author client student owner \
-                      buyer sender recipient subscriber guest profile account applicant candidate staff";
+                      buyer sender recipient subscriber guest profile account applicant candidate staff lead \
+                      driver tenant visitor participant signup reviewer passenger traveler traveller";
+
+/// Words of a table's name that say its rows are things, whose `name` is no person's.
+const THINGS: &str = "product item sku article category categories tag label role permission group team project \
+                      company companies organisation organization org department branch store shop warehouse \
+                      location country countries region province city cities currency currencies language \
+                      locale plan tier feature setting option file document page post topic channel event job \
+                      task queue migration type kind status brand model service app application module menu \
+                      course variant collection";
 
 fn listed(list: &str, word: &str) -> bool {
     list.split_whitespace().any(|listed| listed == word)
@@ -66,15 +75,26 @@ pub fn looks_personal(column: &str) -> bool {
     })
 }
 
-/// [`looks_personal`] for a column of `table` (`schema.table` or `table`): a column called just `name` is
-/// personal only when the table's rows are people.
+/// [`looks_personal`] for a column of `table` (`schema.table` or `table`). A column called just `name` is
+/// personal unless the table's name says its rows are things (`products.name`, `categories.name`) and nothing
+/// says they are people (`users_archive`, `customer_details` and `leads` keep it personal): a wrong warning costs
+/// a rule, a missed one a person's name in a preview.
 pub fn looks_personal_in(table: &str, column: &str) -> bool {
     let table = table.rsplit('.').next().unwrap_or(table);
     let column_words = words(column);
     if column_words.len() == 1 && forms(&column_words[0]).any(|form| form == "name") {
-        return words(table)
-            .last()
-            .is_some_and(|last| forms(last).any(|form| listed(PEOPLE, form)));
+        let table_words = words(table);
+        let people = table_words.iter().any(|word| {
+            forms(word).any(|form| {
+                PEOPLE
+                    .split_whitespace()
+                    .any(|person| form == person || form.ends_with(person))
+            })
+        });
+        let things = table_words
+            .iter()
+            .any(|word| forms(word).any(|form| listed(THINGS, form)));
+        return people || !things;
     }
     looks_personal(column)
 }
@@ -131,11 +151,19 @@ mod tests {
     }
 
     #[test]
-    fn a_bare_name_is_personal_only_in_a_table_of_people() {
+    fn a_bare_name_is_personal_unless_the_table_holds_things() {
         for (table, column) in [
             ("public.customers", "name"),
             ("users", "Name"),
+            ("users_archive", "name"),
+            ("customer_details", "name"),
+            ("patients_2023", "name"),
+            ("leads", "name"),
+            ("drivers", "name"),
+            ("userprofiles", "name"),
+            ("user_roles", "name"),
             ("crm.contact_people", "names"),
+            ("widgets", "name"),
             ("products", "full_name"),
             ("products", "email"),
         ] {
@@ -144,7 +172,8 @@ mod tests {
         for (table, column) in [
             ("public.products", "name"),
             ("categories", "name"),
-            ("user_roles", "name"),
+            ("product_variants", "name"),
+            ("cities", "name"),
             ("customers", "product_name"),
         ] {
             assert!(!looks_personal_in(table, column), "{table}.{column}");

@@ -212,7 +212,8 @@ pub async fn environment_databases_and_roles(client: &Client) -> Result<i64, Dat
                      WHERE datname NOT IN ('postgres', 'template0', 'template1')
                        AND NOT starts_with(datname, 'preview_golden_')
                        AND NOT starts_with(datname, 'preview_making_')
-                       AND NOT starts_with(datname, 'preview_warm_'))
+                       AND NOT starts_with(datname, 'preview_warm_')
+                       AND NOT starts_with(datname, 'preview_filling_'))
                   + (SELECT count(*) FROM pg_roles
                      WHERE NOT starts_with(rolname, 'pg_') AND rolname NOT IN ('preview', 'preview_golden'))",
             &[],

@@ -18,8 +18,15 @@ pub struct Connection {
     pub user: String,
     pub password: Option<Secret>,
     pub dbname: String,
-    /// `disable`, `prefer`, `require`, … as libpq spells it (external servers).
-    pub ssl_mode: Option<String>,
+    /// TLS, as the URL of an external server asks for it.
+    pub ssl: Option<Ssl>,
+}
+
+/// libpq's `sslmode` (`disable`, `allow`, `prefer`, `require`, `verify-ca`, `verify-full`) and `sslrootcert`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Ssl {
+    pub mode: String,
+    pub root_cert: Option<PathBuf>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,13 +44,37 @@ impl Connection {
         }
     }
 
-    /// Reads an admin URL (`postgres://user:password@host:port/dbname?sslmode=require`).
+    /// Reads an admin URL (`postgres://user:password@host:port/dbname?sslmode=verify-full&sslrootcert=/ca.pem`).
     pub fn from_url(url: &Secret) -> Result<Connection, DatabaseError> {
-        let config: tokio_postgres::Config = url.expose().parse().map_err(|_| {
-            DatabaseError::Invalid(
-                "the admin URL is not a PostgreSQL URL (postgres://user:password@host:port/database)"
-                    .to_owned(),
-            )
+        // TLS is set up here, not by `tokio_postgres` (which knows neither `verify-*` nor `sslrootcert`).
+        let (base, query) = url.expose().split_once('?').unwrap_or((url.expose(), ""));
+        let mut mode = None;
+        let mut root_cert = None;
+        let mut rest = Vec::new();
+        for pair in query.split('&').filter(|pair| !pair.is_empty()) {
+            match pair.split_once('=') {
+                Some(("sslmode", value)) => mode = Some(value.to_owned()),
+                Some(("sslrootcert", value)) => root_cert = Some(PathBuf::from(value)),
+                _ => rest.push(pair),
+            }
+        }
+        if let Some(mode) = &mode
+            && !crate::postgres::tls::MODES.contains(&mode.as_str())
+        {
+            return Err(DatabaseError::Invalid(format!(
+                "the admin URL's sslmode `{mode}` is not one of {}",
+                crate::postgres::tls::MODES.join(", ")
+            )));
+        }
+        let unparsed = if rest.is_empty() {
+            base.to_owned()
+        } else {
+            format!("{base}?{}", rest.join("&"))
+        };
+        let config: tokio_postgres::Config = unparsed.parse().map_err(|e: tokio_postgres::Error| {
+            DatabaseError::Invalid(format!(
+                "the admin URL is not a PostgreSQL URL (postgres://user:password@host:port/database): {e}"
+            ))
         })?;
         let host = match config.get_hosts().first() {
             Some(Host::Tcp(name)) => Endpoint::Tcp(name.clone()),
@@ -61,22 +92,21 @@ impl Connection {
         let password = config
             .get_password()
             .map(|p| Secret::new(String::from_utf8_lossy(p).into_owned()));
-        let ssl_mode = url
-            .expose()
-            .split_once('?')
-            .and_then(|(_, query)| {
-                query
-                    .split('&')
-                    .find_map(|pair| pair.strip_prefix("sslmode="))
-            })
-            .map(str::to_owned);
+        let ssl = match (mode, root_cert) {
+            (None, None) => None,
+            (mode, root_cert) => Some(Ssl {
+                // libpq checks the certificate against a root certificate it is given.
+                mode: mode.unwrap_or_else(|| "verify-full".to_owned()),
+                root_cert,
+            }),
+        };
         Ok(Connection {
             host,
             port: config.get_ports().first().copied().unwrap_or(5432),
             user,
             password,
             dbname: config.get_dbname().unwrap_or("postgres").to_owned(),
-            ssl_mode,
+            ssl,
         })
     }
 
@@ -98,18 +128,48 @@ impl Connection {
         config
     }
 
-    /// Connects; the connection's task ends with the client.
+    /// Connects (over TLS when its URL asked for it); the connection's task ends with the client.
     pub async fn connect(&self) -> Result<tokio_postgres::Client, DatabaseError> {
-        let (client, connection) =
-            self.config()
-                .connect(tokio_postgres::NoTls)
-                .await
-                .map_err(|e| {
-                    DatabaseError::postgres(&format!("cannot connect to {}", self.describe()), &e)
-                })?;
-        tokio::spawn(async move {
-            let _ = connection.await;
-        });
+        self.connect_with(self.config()).await
+    }
+
+    /// Connects with `pg_catalog` alone as the search path, whatever the database's settings say: for the
+    /// administrator reading a database whose owner is not trusted (`ALTER DATABASE … SET search_path` would
+    /// otherwise put the owner's functions before the catalog's in the administrator's session).
+    pub async fn connect_pinned(&self) -> Result<tokio_postgres::Client, DatabaseError> {
+        let mut config = self.config();
+        config.options("-c search_path=pg_catalog");
+        self.connect_with(config).await
+    }
+
+    async fn connect_with(
+        &self,
+        mut config: tokio_postgres::Config,
+    ) -> Result<tokio_postgres::Client, DatabaseError> {
+        let fail =
+            |e| DatabaseError::postgres(&format!("cannot connect to {}", self.describe()), &e);
+        let client = match &self.ssl {
+            Some(ssl) if ssl.mode != "disable" => {
+                let tls = crate::postgres::tls::Tls::new(&ssl.mode, ssl.root_cert.as_deref())?;
+                config.ssl_mode(match ssl.mode.as_str() {
+                    "allow" | "prefer" => tokio_postgres::config::SslMode::Prefer,
+                    _ => tokio_postgres::config::SslMode::Require,
+                });
+                let (client, connection) = config.connect(tls).await.map_err(fail)?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                client
+            }
+            _ => {
+                let (client, connection) =
+                    config.connect(tokio_postgres::NoTls).await.map_err(fail)?;
+                tokio::spawn(async move {
+                    let _ = connection.await;
+                });
+                client
+            }
+        };
         Ok(client)
     }
 
@@ -132,8 +192,11 @@ impl Connection {
         if let Some(password) = &self.password {
             variables.push(("PGPASSWORD".to_owned(), password.expose().to_owned()));
         }
-        if let Some(mode) = &self.ssl_mode {
-            variables.push(("PGSSLMODE".to_owned(), mode.clone()));
+        if let Some(ssl) = &self.ssl {
+            variables.push(("PGSSLMODE".to_owned(), ssl.mode.clone()));
+            if let Some(file) = &ssl.root_cert {
+                variables.push(("PGSSLROOTCERT".to_owned(), file.display().to_string()));
+            }
         }
         variables
     }
@@ -175,12 +238,37 @@ mod tests {
             connection.password.as_ref().expect("a password").expose(),
             "s@cret"
         );
-        assert_eq!(connection.ssl_mode.as_deref(), Some("require"));
+        assert_eq!(
+            connection.ssl,
+            Some(Ssl {
+                mode: "require".to_owned(),
+                root_cert: None
+            })
+        );
         let variables = connection.variables();
         assert!(variables.contains(&("PGPASSWORD".to_owned(), "s@cret".to_owned())));
         assert!(!connection.describe().contains("s@cret"));
         assert!(!format!("{connection:?}").contains("s@cret"));
-        for bad in ["mysql://x@y/z", "postgres:///postgres"] {
+        let verified = Connection::from_url(&Secret::new(
+            "postgres://admin@db.internal/postgres?application_name=x&sslrootcert=/etc/ca.pem"
+                .to_owned(),
+        ))
+        .expect("a URL");
+        let ssl = verified.ssl.clone().expect("TLS");
+        assert_eq!(
+            (ssl.mode.as_str(), ssl.root_cert),
+            ("verify-full", Some(PathBuf::from("/etc/ca.pem")))
+        );
+        assert!(
+            verified
+                .variables()
+                .contains(&("PGSSLROOTCERT".to_owned(), "/etc/ca.pem".to_owned()))
+        );
+        for bad in [
+            "mysql://x@y/z",
+            "postgres:///postgres",
+            "postgres://a@b/c?sslmode=verify",
+        ] {
             assert!(
                 Connection::from_url(&Secret::new(bad.to_owned())).is_err(),
                 "{bad}"

@@ -73,7 +73,7 @@ pub async fn copy_database_as(
         Some(writer) => (writer, None),
         None => (target, Some(GOLDEN_OWNER)),
     };
-    let reader = source.connect().await?;
+    let reader = source.connect_pinned().await?;
     reader
         .batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
         .await
@@ -130,7 +130,7 @@ pub async fn copy_database_as(
         let snapshot = snapshot.clone();
         async move {
             let (mut rows, mut bytes) = (0u64, 0u64);
-            let from = source.connect().await?;
+            let from = source.connect_pinned().await?;
             from.batch_execute(&format!(
                 "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY; SET TRANSACTION SNAPSHOT {}",
                 crate::postgres::connection::quote_literal(&snapshot)

@@ -9,6 +9,7 @@ pub mod copy;
 pub mod programs;
 pub mod seed;
 pub mod server;
+pub mod tls;
 
 pub use binaries::Binaries;
 pub use connection::{Connection, Endpoint};

@@ -146,7 +146,7 @@ impl Server {
             user: ADMIN.to_owned(),
             password: None,
             dbname: "postgres".to_owned(),
-            ssl_mode: None,
+            ssl: None,
         }
     }
 
