@@ -1774,6 +1774,31 @@ fn physical_previews_start_from_a_copy_of_a_stopped_golden_data_directory() {
         ),
         "physdb_pr_1_db"
     );
+    // Closed to the golden snapshot's writer; the builder's server is gone, and the snapshot is whole.
+    assert_eq!(
+        sql(
+            &daemon,
+            "physdb",
+            "pr-1",
+            "SELECT has_database_privilege('preview_golden', current_database(), 'CONNECT')"
+        ),
+        "f"
+    );
+    assert!(
+        server_keys(&data)
+            .iter()
+            .all(|key| !key.contains("+golden")),
+        "{:?}",
+        server_keys(&data)
+    );
+    let golden_dirs: Vec<String> = std::fs::read_dir(data.join("local/databases"))
+        .expect("servers")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with("golden-"))
+        .collect();
+    assert_eq!(golden_dirs.len(), 1, "{golden_dirs:?}");
+    assert!(!golden_dirs[0].contains('.'), "{golden_dirs:?}");
     // The next preview copies the same snapshot: nothing is read from staging again.
     let second = deployed_journal(&daemon, "physdb", &["env", "clone", "staging", "pr-2"]);
     assert!(
@@ -1973,16 +1998,16 @@ fn an_external_server_that_insists_on_tls_is_reached_as_its_admin_url_says() {
     let dir = TempDir::new("db-tls");
     let data = dir.path().join("data");
     let _accounts = ReleaseAccounts(data.clone());
-    // A server that refuses every connection without TLS, its certificate for 127.0.0.1 from a CA of the test's.
+    // A server that refuses every connection without TLS; its certificate, from a CA of the test's, names
+    // `localhost` only, while the admin URL names 127.0.0.1.
     let external = preview_testing::TestPostgres::start();
     let ca = preview_tls::LocalCa::load_or_create(&dir.path().join("ca")).expect("a CA");
-    let issued = ca
-        .issue(
-            &["127.0.0.1".to_owned()],
-            std::time::Duration::from_secs(86400),
-        )
-        .expect("a certificate");
-    external.require_tls(&issued.chain_pem, issued.key_pem.expose());
+    let certificate = |name: &str| {
+        ca.issue(&[name.to_owned()], std::time::Duration::from_secs(86400))
+            .expect("a certificate")
+    };
+    let localhost = certificate("localhost");
+    external.require_tls(&localhost.chain_pem, localhost.key_pem.expose());
     let trusted = dir.path().join("trusted.pem");
     std::fs::write(&trusted, ca.certificate_pem()).expect("trusted");
     let stranger =
@@ -2025,18 +2050,7 @@ fn an_external_server_that_insists_on_tls_is_reached_as_its_admin_url_says() {
             ),
         ));
     };
-
-    // Without TLS the server refuses; with a CA that did not sign its certificate, the daemon does.
-    set_url("sslmode=disable");
-    let refused = failed_deployment(&daemon, "tlsdb", &["env", "create", "staging"]);
-    assert!(refused.contains("no encryption"), "{refused}");
-    set_url(&format!(
-        "sslmode=verify-full&sslrootcert={}",
-        untrusted.display()
-    ));
-    let refused = failed_deployment(&daemon, "tlsdb", &["env", "create", "staging"]);
-    assert!(refused.contains("certificate"), "{refused}");
-    let catalog = {
+    let on_external = |query: &str| {
         let out = std::process::Command::new("psql")
             .args([
                 "-X",
@@ -2049,19 +2063,43 @@ fn an_external_server_that_insists_on_tls_is_reached_as_its_admin_url_says() {
                 "postgres",
                 "-c",
             ])
-            .arg("SELECT count(*) FROM pg_database WHERE datname LIKE 'tlsdb_%'")
+            .arg(query)
             .env("PGPORT", external.port().to_string())
             .env("PGSSLMODE", "require")
             .output()
             .expect("psql");
         ok(out).trim().to_owned()
     };
-    assert_eq!(catalog, "0", "a refused deployment left nothing");
+    let made = "SELECT count(*) FROM pg_database WHERE datname LIKE 'tlsdb_%'";
 
-    // Verified against the right CA: the environment is made there, its seed and migration run (the job's psql
-    // negotiates TLS through the environment's service port), and a masked preview is copied over TLS.
+    // Refused, each rolled back with nothing made: without TLS by the server; by the daemon, a certificate from a
+    // CA it was not told to trust (`verify-full`, and `require` with a root certificate, which checks the CA as
+    // libpq does), and one that does not name the URL's host (`verify-full`).
+    for (query, expected) in [
+        ("sslmode=disable".to_owned(), "no encryption"),
+        (
+            format!("sslmode=verify-full&sslrootcert={}", untrusted.display()),
+            "invalid peer certificate",
+        ),
+        (
+            format!("sslmode=require&sslrootcert={}", untrusted.display()),
+            "invalid peer certificate",
+        ),
+        (
+            format!("sslmode=verify-full&sslrootcert={}", trusted.display()),
+            "certificate not valid for name",
+        ),
+    ] {
+        set_url(&query);
+        let refused = failed_deployment(&daemon, "tlsdb", &["env", "create", "staging"]);
+        assert!(refused.contains(expected), "{query}: {refused}");
+        assert_eq!(on_external(made), "0", "{query} left something");
+    }
+
+    // `verify-ca` checks the CA and not the name: the environment is made, its seed and migration run (the job's
+    // psql negotiates TLS through the environment's service port, since the server takes nothing else).
     set_url(&format!(
-        "sslmode=verify-full&sslrootcert={}",
+        "sslmode=verify-ca&sslrootcert={}",
         trusted.display()
     ));
     deploy(&daemon, "tlsdb", &["env", "create", "staging"]);
@@ -2069,15 +2107,13 @@ fn an_external_server_that_insists_on_tls_is_reached_as_its_admin_url_says() {
         sql(&daemon, "tlsdb", "staging", "SELECT name FROM migrations"),
         "v1"
     );
-    assert_eq!(
-        sql(
-            &daemon,
-            "tlsdb",
-            "staging",
-            "SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()"
-        ),
-        "t"
-    );
+    // With a certificate that names 127.0.0.1, `verify-full` accepts it, and a masked preview is copied.
+    let address = certificate("127.0.0.1");
+    external.require_tls(&address.chain_pem, address.key_pem.expose());
+    set_url(&format!(
+        "sslmode=verify-full&sslrootcert={}",
+        trusted.display()
+    ));
     deploy(&daemon, "tlsdb", &["env", "clone", "staging", "pr-1"]);
     assert_eq!(
         sql(
@@ -2095,4 +2131,118 @@ fn an_external_server_that_insists_on_tls_is_reached_as_its_admin_url_says() {
     for environment in ["pr-1", "staging"] {
         deploy(&daemon, "tlsdb", &["env", "delete", environment]);
     }
+    assert_eq!(on_external(made), "0");
+}
+
+#[test]
+fn a_database_seeded_by_a_job_and_previews_that_are_plain_copies_of_it() {
+    let dir = TempDir::new("db-job");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let daemon = local_daemon(&data, "32600-32799", &[], None);
+    let repo = dir.path().join("jobdb");
+    std::fs::create_dir_all(&repo).expect("repo");
+    std::fs::write(repo.join("seed.sql"), SEED).expect("seed");
+    std::fs::write(
+        repo.join("preview.yaml"),
+        format!(
+            "project: jobdb
+isolation: logical
+runtime: local
+services:
+  load:
+    type: job
+    hook: seed
+    command: psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -q -f seed.sql && echo loaded the seed
+    depends_on: [db]
+  db:
+    type: database
+    engine: postgres
+    version: {}
+    clone: {{ policy: seed, job: load }}
+environments:
+  staging: {{}}
+previews:
+  blueprint: staging
+  overrides:
+    services:
+      db:
+        clone: {{ policy: clone, from: staging }}
+",
+            installed_version()
+        ),
+    )
+    .expect("spec");
+    git(&repo, &["init", "--quiet"]);
+    commit_all(&repo, "a database seeded by a job");
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        &repo.join("preview.yaml").display().to_string(),
+    ]));
+
+    let journal = deployed_journal(&daemon, "jobdb", &["env", "create", "staging"]);
+    assert!(journal.contains("loaded the seed"), "{journal}");
+    assert_eq!(
+        sql(
+            &daemon,
+            "jobdb",
+            "staging",
+            "SELECT count(*) FROM customers"
+        ),
+        "200"
+    );
+    // A plain copy holds exactly the source's values, through a golden snapshot without masking; the seed job
+    // does not run on it.
+    let cloned = deployed_journal(&daemon, "jobdb", &["env", "clone", "staging", "pr-1"]);
+    assert!(cloned.contains("job `load` (seed) not run"), "{cloned}");
+    for table in ["customers", "orders", "reviews"] {
+        let rows = format!(
+            "SELECT count(*) || ':' || md5(string_agg(t::text, ',' ORDER BY t::text)) FROM {table} t"
+        );
+        assert_eq!(
+            sql(&daemon, "jobdb", "pr-1", &rows),
+            sql(&daemon, "jobdb", "staging", &rows),
+            "{table}"
+        );
+    }
+    assert_eq!(
+        sql(
+            &daemon,
+            "jobdb",
+            "pr-1",
+            "SELECT count(*) FROM customers WHERE email LIKE '%corp.test'"
+        ),
+        "200"
+    );
+    let snapshot = snapshot_of(&daemon, "jobdb", "pr-1");
+    assert_eq!(snapshot["policy"], "clone", "{snapshot}");
+    assert_eq!(snapshot["from"], "staging", "{snapshot}");
+    assert!(snapshot["masking_key"].is_null(), "{snapshot}");
+    // The copy is pr-1's own: a change there is not staging's.
+    sql(&daemon, "jobdb", "pr-1", "DELETE FROM orders");
+    assert_eq!(
+        sql(&daemon, "jobdb", "staging", "SELECT count(*) FROM orders"),
+        "500"
+    );
+    // A reset makes the database again and runs its seed job again.
+    sql(&daemon, "jobdb", "staging", "DELETE FROM reviews");
+    let reset = ok(in_project(
+        &daemon,
+        "jobdb",
+        &["db", "reset", "staging", "db"],
+    ));
+    assert!(
+        reset.contains("loaded the seed") || reset.contains("made empty"),
+        "{reset}"
+    );
+    assert_eq!(
+        sql(&daemon, "jobdb", "staging", "SELECT count(*) FROM reviews"),
+        "80"
+    );
+    for environment in ["pr-1", "staging"] {
+        deploy(&daemon, "jobdb", &["env", "delete", environment]);
+    }
+    assert_eq!(running_servers(&data), 0);
 }

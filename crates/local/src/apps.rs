@@ -15,7 +15,6 @@ use serde_json::Value;
 
 use crate::builds::BuildRequest;
 use crate::health::Probe;
-use crate::logs::tail;
 use crate::ports::is_free;
 use crate::runtime::{LocalRuntime, Version};
 use crate::spaces::{DEFAULT_TASKS, Work, memory};
@@ -307,9 +306,27 @@ impl LocalRuntime {
                 ));
                 return self.record(env, resource);
             }
+            // A seed job seeds a database whose policy names it; an environment whose database is a copy (a
+            // preview) has its data already.
+            "seed" if !self.seeds_a_database(env, service) => {
+                log.line(format!(
+                    "job `{service}` (seed) not run: no database of `{}` is seeded by it (its clone policy says otherwise)",
+                    env.environment
+                ));
+                return self.record(env, resource);
+            }
             _ => {}
         }
         self.run_job(env, resource, log).await
+    }
+
+    /// Whether a database of the environment, as recorded, has `clone: { policy: seed, job: <job> }`.
+    fn seeds_a_database(&self, env: &EnvironmentAddress, job: &str) -> bool {
+        self.dir_of(env).all().iter().any(|record| {
+            record.kind == preview_plan::ResourceKind::Database
+                && record.content["clone"]["policy"] == "seed"
+                && record.content["clone"]["job"] == job
+        })
     }
 
     /// Runs an `on-delete` job before forgetting it; its failure is logged, not fatal: a delete must finish.
@@ -332,7 +349,7 @@ impl LocalRuntime {
         self.forget(env, id)
     }
 
-    async fn run_job(
+    pub(crate) async fn run_job(
         &self,
         env: &EnvironmentAddress,
         resource: &Resource,
@@ -351,6 +368,7 @@ impl LocalRuntime {
         let variables = self
             .environment(env, &workload, &running.home, None)
             .await?;
+        let secrets = secret_values(&workload, &variables);
         let log_path = self.dir_of(env).log_path(&workload.service);
         let mut spec = self.process_spec(
             env,
@@ -371,12 +389,16 @@ impl LocalRuntime {
             .last_exit()
             .unwrap_or_else(|| "no exit status".to_owned());
         process.stop().await;
+        // This run's own output (the log file also holds earlier runs'), secret values replaced.
+        let output = redact(&process.output_tail(20), &secrets);
         if exit != "exit status: 0" {
             return Err(RuntimeError::new(format!(
-                "job `{}` failed ({exit}); its output ends with:\n{}",
+                "job `{}` failed ({exit}); its output ends with:\n{output}",
                 workload.service,
-                tail(&log_path, 20)
             )));
+        }
+        for line in output.lines() {
+            log.line(format!("job `{}`: {line}", workload.service));
         }
         log.line(format!("job `{}` finished", workload.service));
         self.record(env, resource)
@@ -501,16 +523,7 @@ impl LocalRuntime {
         let variables = self
             .environment(env, workload, &running.home, Some(port))
             .await?;
-        let secrets: Vec<String> = variables
-            .iter()
-            .filter(|(name, _)| {
-                workload
-                    .variables
-                    .iter()
-                    .any(|(n, v)| n == name && v.is_array())
-            })
-            .map(|(_, value)| value.expose().to_owned())
-            .collect();
+        let secrets = secret_values(workload, &variables);
         let log_path = self.dir_of(env).log_path(service);
         log.check_lease()?;
         let supervised = Arc::new(
@@ -678,6 +691,23 @@ impl Drop for Reserved<'_> {
         self.runtime
             .with_state(self.env, |s| s.starting.remove(&self.port));
     }
+}
+
+/// The values of the workload's variables that hold a secret, to keep out of what is shown of its output.
+fn secret_values(
+    workload: &Workload,
+    variables: &[(String, preview_secrets::Secret)],
+) -> Vec<String> {
+    variables
+        .iter()
+        .filter(|(name, _)| {
+            workload
+                .variables
+                .iter()
+                .any(|(n, v)| n == name && v.is_array())
+        })
+        .map(|(_, value)| value.expose().to_owned())
+        .collect()
 }
 
 fn redact(text: &str, secrets: &[String]) -> String {

@@ -128,6 +128,17 @@ impl LocalRuntime {
             )),
             _ => Place::Host(root.clone()),
         };
+        // Recorded before anything else is made, so that whatever a kill leaves is found by its key.
+        crate::trees::own_dir(&root, None, 0o700).map_err(RuntimeError::new)?;
+        crate::records::write_atomically(
+            &root.join("server.json"),
+            &serde_json::to_vec(&ServerRecord {
+                key: key.to_owned(),
+                version,
+            })
+            .map_err(|e| RuntimeError::new(e.to_string()))?,
+        )
+        .map_err(RuntimeError::new)?;
         if !server.is_initialised() {
             let command = server
                 .start_initialising()

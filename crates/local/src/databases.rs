@@ -42,6 +42,8 @@ pub(crate) struct ClonePolicy {
     pub from: Option<String>,
     /// The source environment's database name.
     pub source: Option<String>,
+    /// With `policy: seed`: the job that seeds it, instead of a file.
+    pub job: Option<String>,
     /// A golden snapshot older than this many seconds is built again before it is used.
     pub refresh_seconds: Option<u64>,
     pub warm_pool: Option<u32>,
@@ -501,12 +503,15 @@ impl LocalRuntime {
             )));
         };
         let masking = self.masking_for(env, service, content).await?;
-        let source_server = self
-            .ensure_server(
-                &server_key(&env.project, from, service, content.version, true),
-                content.version,
-            )
-            .await?;
+        // The source's own server, never made here, and kept while it is read.
+        let source_key = server_key(&env.project, from, service, content.version, true);
+        if !self.server_exists(&source_key) {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: environment `{from}` has no database `{service}` to copy; deploy `{from}` first"
+            )));
+        }
+        let source_server = self.ensure_server(&source_key, content.version).await?;
+        let _source_in_use = Arc::clone(&source_server.in_use).read_owned().await;
         let source_admin = source_server
             .server
             .admin()
@@ -640,6 +645,12 @@ impl LocalRuntime {
         self.with_state(env, |s| s.service_ports.remove(service));
         let key = content.server_key(env, service);
         if content.physical() {
+            // Nobody reads it (a copy from it, as a source) while it is removed.
+            let running = self.running_server(&key).await;
+            let _exclusive = match &running {
+                Some(running) => Some(Arc::clone(&running.in_use).write_owned().await),
+                None => None,
+            };
             faults::around("drop", self.remove_server(&key)).await?;
             self.remove_unused_physical_goldens(&env.project, service)
                 .await?;
@@ -761,7 +772,7 @@ impl LocalRuntime {
         service: &str,
     ) -> Result<Vec<String>, RuntimeError> {
         let content = self.recorded_database(env, service)?;
-        let (host, _using) = self.database_host_in_use(env, service, &content).await?;
+        let (host, using) = self.database_host_in_use(env, service, &content).await?;
         let admin = host.admin.connect().await.map_err(fail(service))?;
         let password = self
             .secrets
@@ -779,6 +790,33 @@ impl LocalRuntime {
                     e.message
                 ))
             })?;
+        drop(using);
+        // A database seeded by a job is seeded again by it.
+        if let Some(job) = content
+            .clone
+            .job
+            .as_deref()
+            .filter(|_| content.clone.policy == "seed")
+        {
+            let record = self
+                .dir_of(env)
+                .read(&format!("job/{job}"))
+                .map_err(RuntimeError::new)?
+                .ok_or_else(|| {
+                    RuntimeError::new(format!(
+                        "database `{service}` is seeded by job `{job}`, which `{}` does not have",
+                        env.environment
+                    ))
+                })?;
+            self.run_job(env, &record.resource(), &log)
+                .await
+                .map_err(|e| {
+                    RuntimeError::new(format!(
+                        "database `{service}` was made again, but its seed job `{job}` failed: {}",
+                        e.message
+                    ))
+                })?;
+        }
         Ok(log.lines())
     }
 

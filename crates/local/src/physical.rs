@@ -7,6 +7,7 @@
 //! has no server of that database left.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use preview_database::postgres::admin;
 use preview_database::postgres::server::remove_tree;
@@ -50,7 +51,7 @@ impl LocalRuntime {
         log: &StepLog,
         rebuild: bool,
     ) -> Result<PhysicalGolden, RuntimeError> {
-        let (Some(from), Some(source)) = (&content.clone.from, &content.clone.source) else {
+        let Some(from) = &content.clone.from else {
             return Err(RuntimeError::new(format!(
                 "database `{service}`: `clone.from` names no environment"
             )));
@@ -62,22 +63,64 @@ impl LocalRuntime {
             .await;
         let dir = self.physical_golden_dir(&golden);
         let data = dir.join("data");
-        let mark = read_mark(&dir);
+        // A refresh that fails may fall back to the snapshot there is.
+        let mut fallback = false;
         if !rebuild && data.is_dir() {
-            let age = mark.as_ref().map(|m| now().saturating_sub(m.made_at));
-            match (content.clone.refresh_seconds, age) {
-                (Some(refresh), Some(age)) if age > refresh => log.line(format!(
-                    "database `{service}`: the golden snapshot of `{from}` is {age} s old, older than `refresh` ({refresh} s); building it again"
+            match (content.clone.refresh_seconds, read_mark(&dir)) {
+                (_, None) => log.line(format!(
+                    "database `{service}`: the golden snapshot of `{from}` does not say when it was made; building it again"
                 )),
+                (Some(refresh), Some(mark)) if now().saturating_sub(mark.made_at) > refresh => {
+                    log.line(format!(
+                        "database `{service}`: the golden snapshot of `{from}` is {} s old, older than `refresh` ({refresh} s); building it again",
+                        now().saturating_sub(mark.made_at)
+                    ));
+                    fallback = true;
+                }
                 _ => return Ok(PhysicalGolden { data, _held: held }),
             }
         }
-        let source_server = self
-            .ensure_server(
-                &server_key(&env.project, from, service, content.version, true),
-                content.version,
-            )
-            .await?;
+        match self
+            .build_physical_golden(env, service, content, &golden, &dir, log)
+            .await
+        {
+            Ok(()) => Ok(PhysicalGolden { data, _held: held }),
+            Err(error) if fallback => {
+                log.line(format!(
+                    "database `{service}`: warning: the golden snapshot of `{from}` could not be built again, so the older one is used: {}",
+                    error.message
+                ));
+                Ok(PhysicalGolden { data, _held: held })
+            }
+            Err(error) => Err(error),
+        }
+    }
+
+    /// Builds the physical golden snapshot into `dir`, replacing the one there. The caller holds its lock.
+    async fn build_physical_golden(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        golden: &Golden,
+        dir: &Path,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let (Some(from), Some(source)) = (&content.clone.from, &content.clone.source) else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `clone.from` names no environment"
+            )));
+        };
+        // The source's own server: never made here (a source that was never deployed, or was deleted, has none),
+        // and kept from being removed while it is read.
+        let source_key = server_key(&env.project, from, service, content.version, true);
+        if !self.server_exists(&source_key) {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: environment `{from}` has no database `{service}` to copy; deploy `{from}` first"
+            )));
+        }
+        let source_server = self.ensure_server(&source_key, content.version).await?;
+        let _source_in_use = Arc::clone(&source_server.in_use).read_owned().await;
         let source_admin = source_server
             .server
             .admin()
@@ -97,7 +140,7 @@ impl LocalRuntime {
         log.check_lease()?;
         faults::at("golden", When::Before)?;
         // A builder a killed daemon left goes first.
-        let builder_key = Self::golden_builder_key(&env.project, &golden, service);
+        let builder_key = Self::golden_builder_key(&env.project, golden, service);
         self.remove_server(&builder_key).await?;
         let started = std::time::Instant::now();
         let built = async {
@@ -146,11 +189,11 @@ impl LocalRuntime {
                 .as_ref()
                 .map(|(_, _, key)| format!("{}@{}", key.name, key.version)),
         };
-        let placed = place(&dir, &built_data, &mark);
+        let placed = place(dir, &built_data, &mark);
         self.remove_server(&builder_key).await?;
         placed?;
         faults::at("golden", When::After)?;
-        self.drop_replaced_physical_goldens(&golden, &mark, service, log);
+        self.drop_replaced_physical_goldens(golden, &mark, service, log);
         log.line(format!(
             "database `{service}`: golden snapshot of `{from}` made{} in {} ms ({} tables, {} rows), kept as a stopped data directory",
             if masking.is_some() { ", masked," } else { "" },
@@ -158,7 +201,7 @@ impl LocalRuntime {
             report.tables,
             report.rows
         ));
-        Ok(PhysicalGolden { data, _held: held })
+        Ok(())
     }
 
     /// Physical golden snapshots of the same project, service, source and policy under another identity.
@@ -191,12 +234,20 @@ impl LocalRuntime {
 
     /// Every physical golden snapshot, with its description.
     fn physical_goldens(&self) -> Vec<(PathBuf, GoldenMark)> {
+        self.golden_dirs()
+            .into_iter()
+            .filter_map(|dir| Some((dir.clone(), read_mark(&dir)?)))
+            .collect()
+    }
+
+    /// Every directory of a physical golden snapshot, whole or left half-placed by a kill.
+    fn golden_dirs(&self) -> Vec<PathBuf> {
         std::fs::read_dir(self.config.dir.join("databases"))
             .into_iter()
             .flatten()
             .flatten()
             .filter(|entry| entry.file_name().to_string_lossy().starts_with("golden-"))
-            .filter_map(|entry| Some((entry.path(), read_mark(&entry.path())?)))
+            .map(|entry| entry.path())
             .collect()
     }
 
@@ -232,8 +283,11 @@ impl LocalRuntime {
         {
             return Ok(());
         }
-        for (dir, mark) in self.physical_goldens() {
-            if mark.project == project && mark.service == service {
+        // Whole or left half-placed by a kill (`.new` and `.old` are described from the start).
+        for dir in self.golden_dirs() {
+            if read_mark(&dir)
+                .is_some_and(|mark| mark.project == project && mark.service == service)
+            {
                 remove_tree(&dir).map_err(|e| RuntimeError::new(e.to_string()))?;
             }
         }
@@ -314,35 +368,49 @@ fn read_mark(dir: &Path) -> Option<GoldenMark> {
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
 }
 
-/// Puts a built data directory in place as the golden snapshot in `dir`, replacing the one there: the new one
-/// beside it first, then renamed over it, so that `dir/data` is always whole.
+/// Puts a built data directory in place as the golden snapshot `dir`, replacing the one there: the data and its
+/// description are put together in `<dir>.new`, which is then renamed to `dir` (the old one moved aside to
+/// `<dir>.old` and removed), so that `dir` is always whole and described; what a kill leaves beside it is removed
+/// with the project's snapshots.
 fn place(dir: &Path, built: &Path, mark: &GoldenMark) -> Result<(), RuntimeError> {
     let fail = |e: String| RuntimeError::new(format!("cannot keep the golden snapshot: {e}"));
-    crate::trees::own_dir(dir, None, 0o700).map_err(fail)?;
-    let fresh = dir.join("data.new");
+    let fresh = sibling(dir, "new");
+    let old = sibling(dir, "old");
     remove_tree(&fresh).map_err(|e| fail(e.to_string()))?;
-    std::fs::rename(built, &fresh).map_err(|e| fail(format!("{}: {e}", built.display())))?;
+    remove_tree(&old).map_err(|e| fail(e.to_string()))?;
+    // Only a directory, never a link the builder's user could have put there.
+    if !std::fs::symlink_metadata(built).is_ok_and(|m| m.is_dir()) {
+        return Err(fail(format!("{} is not a directory", built.display())));
+    }
+    crate::trees::own_dir(&fresh, None, 0o700).map_err(fail)?;
+    crate::records::write_atomically(
+        &fresh.join("golden.json"),
+        &serde_json::to_vec(mark).map_err(|e| fail(e.to_string()))?,
+    )
+    .map_err(fail)?;
+    std::fs::rename(built, fresh.join("data"))
+        .map_err(|e| fail(format!("{}: {e}", built.display())))?;
     // The daemon's own from now on (as its directory is): the builder's user goes with its server, and its id may
     // be given to another.
-    let daemon = std::fs::metadata(dir).map_err(|e| fail(e.to_string()))?;
+    let daemon = std::fs::metadata(&fresh).map_err(|e| fail(e.to_string()))?;
     preview_isolation::hand_tree_to(
-        &fresh,
+        &fresh.join("data"),
         std::os::unix::fs::MetadataExt::uid(&daemon),
         std::os::unix::fs::MetadataExt::gid(&daemon),
     )
     .map_err(|e| fail(e.to_string()))?;
-    let old = dir.join("data.old");
-    remove_tree(&old).map_err(|e| fail(e.to_string()))?;
-    if dir.join("data").is_dir() {
-        std::fs::rename(dir.join("data"), &old).map_err(|e| fail(e.to_string()))?;
+    if dir.is_dir() {
+        std::fs::rename(dir, &old).map_err(|e| fail(e.to_string()))?;
     }
-    std::fs::rename(&fresh, dir.join("data")).map_err(|e| fail(e.to_string()))?;
-    crate::records::write_atomically(
-        &dir.join("golden.json"),
-        &serde_json::to_vec(mark).map_err(|e| fail(e.to_string()))?,
-    )
-    .map_err(fail)?;
+    std::fs::rename(&fresh, dir).map_err(|e| fail(e.to_string()))?;
     remove_tree(&old).map_err(|e| fail(e.to_string()))
+}
+
+/// `golden-<id>.<suffix>`, beside `dir`.
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.file_name().unwrap_or_default().to_os_string();
+    name.push(format!(".{suffix}"));
+    dir.with_file_name(name)
 }
 
 fn size_of(path: &Path) -> u64 {

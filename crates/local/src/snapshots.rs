@@ -48,6 +48,8 @@ impl Golden {
     /// The golden snapshot of `content`'s source, policy, rules and key; its name depends on nothing else.
     pub(crate) fn of(content: &DatabaseContent) -> Golden {
         let identity = serde_json::json!({
+            // A data directory (a physical snapshot) is only good for its own major version.
+            "version": content.version,
             "source": content.clone.source,
             "policy": content.clone.policy,
             "tables": content.masking.as_ref().filter(|_| content.clone.policy == "masked").map(|m| &m.tables),

@@ -92,14 +92,19 @@ impl Connection {
         let password = config
             .get_password()
             .map(|p| Secret::new(String::from_utf8_lossy(p).into_owned()));
-        let ssl = match (mode, root_cert) {
-            (None, None) => None,
-            (mode, root_cert) => Some(Ssl {
-                // libpq checks the certificate against a root certificate it is given.
-                mode: mode.unwrap_or_else(|| "verify-full".to_owned()),
-                root_cert,
+        let ssl = Some(Ssl {
+            // As libpq: TLS when the server offers it, unless the URL says otherwise; with a root certificate
+            // and no mode, the certificate is checked.
+            mode: mode.unwrap_or_else(|| {
+                if root_cert.is_some() {
+                    "verify-full"
+                } else {
+                    "prefer"
+                }
+                .to_owned()
             }),
-        };
+            root_cert,
+        });
         Ok(Connection {
             host,
             port: config.get_ports().first().copied().unwrap_or(5432),
@@ -194,8 +199,13 @@ impl Connection {
         }
         if let Some(ssl) = &self.ssl {
             variables.push(("PGSSLMODE".to_owned(), ssl.mode.clone()));
-            if let Some(file) = &ssl.root_cert {
-                variables.push(("PGSSLROOTCERT".to_owned(), file.display().to_string()));
+            // The programs trust what the daemon's own connections do: the file named, else the system's.
+            let root_cert = match &ssl.root_cert {
+                Some(file) if file != std::path::Path::new("system") => file.display().to_string(),
+                _ => crate::postgres::tls::SYSTEM_BUNDLE.to_owned(),
+            };
+            if ssl.root_cert.is_some() || ssl.mode.starts_with("verify") {
+                variables.push(("PGSSLROOTCERT".to_owned(), root_cert));
             }
         }
         variables

@@ -29,8 +29,8 @@ pub const MODES: &[&str] = &[
     "verify-full",
 ];
 
-/// Where Debian keeps the system's trusted CAs.
-const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
+/// Where Debian keeps the system's trusted CAs (`sslrootcert=system`, or none given).
+pub const SYSTEM_BUNDLE: &str = "/etc/ssl/certs/ca-certificates.crt";
 
 /// A TLS connector for `tokio_postgres`, made for one `sslmode`.
 #[derive(Clone)]
@@ -44,13 +44,20 @@ impl Tls {
         let builder = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
             .with_safe_default_protocol_versions()
             .map_err(|e| DatabaseError::Invalid(format!("cannot set TLS up: {e}")))?;
+        // As libpq: `require` with a root certificate checks that a trusted CA signed the server's.
+        let mode = match (mode, root_cert) {
+            ("require", Some(_)) => "verify-ca",
+            _ => mode,
+        };
         let config = match mode {
             "allow" | "prefer" | "require" => builder
                 .dangerous()
                 .with_custom_certificate_verifier(Arc::new(Unchecked(provider)))
                 .with_no_client_auth(),
             "verify-ca" | "verify-full" => {
-                let file = root_cert.unwrap_or(Path::new(SYSTEM_BUNDLE));
+                let file = root_cert
+                    .filter(|file| *file != Path::new("system"))
+                    .unwrap_or(Path::new(SYSTEM_BUNDLE));
                 let mut roots = rustls::RootCertStore::empty();
                 let certificates = CertificateDer::pem_file_iter(file).map_err(|e| {
                     DatabaseError::Invalid(format!(
