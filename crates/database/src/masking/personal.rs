@@ -41,7 +41,9 @@ const PERSON_QUALIFIERS: &str = "first last full middle given family maiden nick
 /// Words of a table's name that say its rows are people (also at the end of a glued word: `userprofiles`).
 const PEOPLE: &str = "customer user person people member employee patient contact author client student owner \
                       buyer sender recipient subscriber guest profile account applicant candidate staff lead \
-                      driver tenant visitor participant signup reviewer passenger traveler traveller";
+                      driver tenant visitor participant signup reviewer passenger traveler traveller attendee \
+                      assignee manager organizer organiser speaker volunteer worker agent player doctor nurse \
+                      teacher parent child resident citizen voter donor borrower seller";
 
 /// Words of a table's name that say its rows are things, whose `name` is no person's.
 const THINGS: &str = "product item sku article category categories tag label role permission group team project \
@@ -162,6 +164,8 @@ mod tests {
             ("drivers", "name"),
             ("userprofiles", "name"),
             ("user_roles", "name"),
+            ("event_attendees", "name"),
+            ("project_managers", "name"),
             ("crm.contact_people", "names"),
             ("widgets", "name"),
             ("products", "full_name"),
