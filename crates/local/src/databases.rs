@@ -487,6 +487,39 @@ impl LocalRuntime {
         Ok(output.stdout)
     }
 
+    /// The server of a physical copy's source environment, ready to be read and kept from being removed while
+    /// the returned guard is held; never made here (a source never deployed, or deleted, has none).
+    pub(crate) async fn physical_source(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        from: &str,
+        source: &str,
+    ) -> Result<(Arc<RunningServer>, tokio::sync::OwnedRwLockReadGuard<()>), RuntimeError> {
+        let missing = || {
+            RuntimeError::new(format!(
+                "database `{service}`: environment `{from}` has no database `{service}` to copy; deploy `{from}` first"
+            ))
+        };
+        let key = server_key(&env.project, from, service, content.version, true);
+        if !self.server_exists(&key) {
+            return Err(missing());
+        }
+        let server = self.ensure_server(&key, content.version).await?;
+        let in_use = Arc::clone(&server.in_use).read_owned().await;
+        let admin = server
+            .server
+            .admin()
+            .connect()
+            .await
+            .map_err(fail(service))?;
+        if !is_ready(&admin, source).await.map_err(fail(service))? {
+            return Err(missing());
+        }
+        Ok((server, in_use))
+    }
+
     /// A physical copy: the source environment's own server, read directly into this environment's.
     async fn copy_physical(
         &self,
@@ -503,29 +536,9 @@ impl LocalRuntime {
             )));
         };
         let masking = self.masking_for(env, service, content).await?;
-        // The source's own server, never made here, and kept while it is read.
-        let source_key = server_key(&env.project, from, service, content.version, true);
-        if !self.server_exists(&source_key) {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: environment `{from}` has no database `{service}` to copy; deploy `{from}` first"
-            )));
-        }
-        let source_server = self.ensure_server(&source_key, content.version).await?;
-        let _source_in_use = Arc::clone(&source_server.in_use).read_owned().await;
-        let source_admin = source_server
-            .server
-            .admin()
-            .connect()
-            .await
-            .map_err(fail(service))?;
-        if !is_ready(&source_admin, source)
-            .await
-            .map_err(fail(service))?
-        {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: environment `{from}` has no database `{service}` to copy; deploy `{from}` first"
-            )));
-        }
+        let (source_server, _source_in_use) = self
+            .physical_source(env, service, content, from, source)
+            .await?;
         let name = &content.name;
         faults::around("create", async {
             admin::create_database(
@@ -904,7 +917,7 @@ pub(crate) async fn is_ready(
 }
 
 /// The database's comment, where its mark is.
-async fn readiness(
+pub(crate) async fn readiness(
     client: &tokio_postgres::Client,
     database: &str,
 ) -> Result<Option<String>, preview_database::DatabaseError> {

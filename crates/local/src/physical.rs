@@ -7,14 +7,12 @@
 //! has no server of that database left.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 
 use preview_database::postgres::admin;
 use preview_database::postgres::server::remove_tree;
 use preview_deploy::{DatabaseSnapshot, EnvironmentAddress, RuntimeError, StepLog};
 
-use crate::database_servers::server_key;
-use crate::databases::{DatabaseContent, DatabaseHost, copy_logged, fail, is_ready};
+use crate::databases::{DatabaseContent, DatabaseHost, copy_logged, fail};
 use crate::faults::{self, When};
 use crate::runtime::LocalRuntime;
 use crate::snapshots::{Golden, GoldenMark, now};
@@ -111,31 +109,9 @@ impl LocalRuntime {
                 "database `{service}`: `clone.from` names no environment"
             )));
         };
-        // The source's own server: never made here (a source that was never deployed, or was deleted, has none),
-        // and kept from being removed while it is read.
-        let source_key = server_key(&env.project, from, service, content.version, true);
-        if !self.server_exists(&source_key) {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: environment `{from}` has no database `{service}` to copy; deploy `{from}` first"
-            )));
-        }
-        let source_server = self.ensure_server(&source_key, content.version).await?;
-        let _source_in_use = Arc::clone(&source_server.in_use).read_owned().await;
-        let source_admin = source_server
-            .server
-            .admin()
-            .connect()
-            .await
-            .map_err(fail(service))?;
-        if !is_ready(&source_admin, source)
-            .await
-            .map_err(fail(service))?
-        {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: environment `{from}` has no database `{service}` to copy; deploy `{from}` first"
-            )));
-        }
-        drop(source_admin);
+        let (source_server, _source_in_use) = self
+            .physical_source(env, service, content, from, source)
+            .await?;
         let masking = self.masking_for(env, service, content).await?;
         log.check_lease()?;
         faults::at("golden", When::Before)?;

@@ -17,7 +17,7 @@ use preview_deploy::{DatabaseSnapshot, EnvironmentAddress, RuntimeError, StepLog
 use serde::{Deserialize, Serialize};
 
 use crate::databases::{
-    DatabaseContent, DatabaseHost, READY_FOR, SecretVersion, copy_logged, fail, is_ready,
+    DatabaseContent, DatabaseHost, READY_FOR, SecretVersion, copy_logged, fail, is_ready, readiness,
 };
 use crate::faults::{self, When};
 use crate::runtime::LocalRuntime;
@@ -92,21 +92,10 @@ async fn golden_mark(
     client: &tokio_postgres::Client,
     name: &str,
 ) -> Result<Option<GoldenMark>, preview_database::DatabaseError> {
-    let row = client
-        .query_opt(
-            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
-            &[&name],
-        )
-        .await
-        .map_err(|e| {
-            preview_database::DatabaseError::postgres("cannot read a golden snapshot", &e)
-        })?;
-    Ok(row
-        .and_then(|row| row.get::<_, Option<String>>(0))
-        .and_then(|text| {
-            text.strip_prefix(GOLDEN)
-                .and_then(|json| serde_json::from_str(json).ok())
-        }))
+    Ok(readiness(client, name).await?.and_then(|text| {
+        text.strip_prefix(GOLDEN)
+            .and_then(|json| serde_json::from_str(json).ok())
+    }))
 }
 
 async fn execute(
