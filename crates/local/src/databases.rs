@@ -161,6 +161,42 @@ impl DatabaseHost {
         }
     }
 
+    /// Hands the objects of the copy `name` on this host to its role (connected inside it as the administrator).
+    pub(crate) async fn take_over(&self, name: &str, service: &str) -> Result<(), RuntimeError> {
+        let inside = self
+            .admin
+            .to_database(name)
+            .connect()
+            .await
+            .map_err(fail(service))?;
+        admin::take_over(&inside, name).await.map_err(fail(service))
+    }
+
+    /// Hands the copy `name`, its database and its objects, to its role, and closes it to everyone else (the
+    /// golden owner that wrote it included).
+    pub(crate) async fn hand_over_copy(
+        &self,
+        admin_client: &tokio_postgres::Client,
+        name: &str,
+        service: &str,
+    ) -> Result<(), RuntimeError> {
+        let ident = preview_database::postgres::connection::quote_identifier;
+        admin_client
+            .batch_execute(&format!(
+                "ALTER DATABASE {0} OWNER TO {0}; REVOKE ALL ON DATABASE {0} FROM PUBLIC, {1}",
+                ident(name),
+                ident(admin::GOLDEN_OWNER)
+            ))
+            .await
+            .map_err(|e| {
+                fail(service)(preview_database::DatabaseError::postgres(
+                    "cannot hand the copy over",
+                    &e,
+                ))
+            })?;
+        self.take_over(name, service).await
+    }
+
     /// The address the environment's service port forwards to.
     async fn address(&self, service: &str) -> Result<SocketAddr, RuntimeError> {
         tokio::net::lookup_host((self.login_host.as_str(), self.login_port))
@@ -368,15 +404,7 @@ impl LocalRuntime {
                         })
                         .await?;
                     }
-                    let inside = host
-                        .admin
-                        .to_database(name)
-                        .connect()
-                        .await
-                        .map_err(fail(service))?;
-                    admin::take_over(&inside, name)
-                        .await
-                        .map_err(fail(service))?;
+                    host.take_over(name, service).await?;
                     Ok::<bool, RuntimeError>(handed)
                 }
                 .await;
@@ -562,40 +590,7 @@ impl LocalRuntime {
         )
         .await;
         let report = copied.map_err(fail(service))?;
-        admin_client
-            .batch_execute(&format!(
-                "ALTER DATABASE {0} OWNER TO {0}",
-                preview_database::postgres::connection::quote_identifier(name)
-            ))
-            .await
-            .map_err(|e| {
-                fail(service)(preview_database::DatabaseError::postgres(
-                    "cannot hand the copy over",
-                    &e,
-                ))
-            })?;
-        let inside = host
-            .admin
-            .to_database(name)
-            .connect()
-            .await
-            .map_err(fail(service))?;
-        admin::take_over(&inside, name)
-            .await
-            .map_err(fail(service))?;
-        admin_client
-            .batch_execute(&format!(
-                "REVOKE ALL ON DATABASE {} FROM {}",
-                preview_database::postgres::connection::quote_identifier(name),
-                preview_database::postgres::connection::quote_identifier(admin::GOLDEN_OWNER)
-            ))
-            .await
-            .map_err(|e| {
-                fail(service)(preview_database::DatabaseError::postgres(
-                    "cannot close the copy to its writer",
-                    &e,
-                ))
-            })?;
+        host.hand_over_copy(admin_client, name, service).await?;
         log.line(format!(
             "database `{service}`: {name} copied from `{from}` ({} tables, {} rows)",
             report.tables, report.rows

@@ -153,18 +153,7 @@ impl LocalRuntime {
             }
         };
         let built_data = self.stop_server(&builder_key).await;
-        let mark = GoldenMark {
-            project: env.project.clone(),
-            service: service.to_owned(),
-            from: from.clone(),
-            policy: content.clone.policy.clone(),
-            made_at: now(),
-            tables: report.tables as u64,
-            rows: report.rows,
-            masking_key: masking
-                .as_ref()
-                .map(|(_, _, key)| format!("{}@{}", key.name, key.version)),
-        };
+        let mark = GoldenMark::now(env, service, content, &report, masking.as_ref());
         let placed = place(dir, &built_data, &mark);
         self.remove_server(&builder_key).await?;
         placed?;
@@ -288,29 +277,7 @@ impl LocalRuntime {
         admin::rename_database(admin_client, GOLDEN_DATABASE, name)
             .await
             .map_err(fail(service))?;
-        let ident = preview_database::postgres::connection::quote_identifier;
-        admin_client
-            .batch_execute(&format!(
-                "ALTER DATABASE {0} OWNER TO {0}; REVOKE ALL ON DATABASE {0} FROM PUBLIC, {1}",
-                ident(name),
-                ident(admin::GOLDEN_OWNER)
-            ))
-            .await
-            .map_err(|e| {
-                fail(service)(preview_database::DatabaseError::postgres(
-                    "cannot hand the copy over",
-                    &e,
-                ))
-            })?;
-        let inside = host
-            .admin
-            .to_database(name)
-            .connect()
-            .await
-            .map_err(fail(service))?;
-        admin::take_over(&inside, name)
-            .await
-            .map_err(fail(service))?;
+        host.hand_over_copy(admin_client, name, service).await?;
         Ok(true)
     }
 

@@ -38,6 +38,28 @@ pub(crate) struct GoldenMark {
     pub masking_key: Option<String>,
 }
 
+impl GoldenMark {
+    /// The description of a golden snapshot of `content`'s source just made, as `report` says.
+    pub(crate) fn now(
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        report: &preview_database::postgres::copy::CopyReport,
+        masking: Option<&(Masker, Rules, SecretVersion)>,
+    ) -> GoldenMark {
+        GoldenMark {
+            project: env.project.clone(),
+            service: service.to_owned(),
+            from: content.clone.from.clone().unwrap_or_default(),
+            policy: content.clone.policy.clone(),
+            made_at: now(),
+            tables: report.tables as u64,
+            rows: report.rows,
+            masking_key: masking.map(|(_, _, key)| format!("{}@{}", key.name, key.version)),
+        }
+    }
+}
+
 /// A golden snapshot on its server.
 pub(crate) struct Golden {
     pub name: String,
@@ -227,18 +249,7 @@ impl LocalRuntime {
                 return Err(fail(service)(error));
             }
         };
-        let mark = GoldenMark {
-            project: env.project.clone(),
-            service: service.to_owned(),
-            from: from.clone(),
-            policy: content.clone.policy.clone(),
-            made_at: now(),
-            tables: report.tables as u64,
-            rows: report.rows,
-            masking_key: masking
-                .as_ref()
-                .map(|(_, _, key)| format!("{}@{}", key.name, key.version)),
-        };
+        let mark = GoldenMark::now(env, service, content, &report, masking.as_ref());
         // Described and closed (to its writer too) before it takes the golden snapshot's name: whatever has that
         // name is whole.
         admin::allow_connections(admin_client, &making, false)
