@@ -1005,11 +1005,7 @@ fn a_daemon_killed_in_the_middle_of_a_masked_copy_leaves_nothing_of_it() {
         "pr-1",
         "--no-wait",
     ]);
-    let id = started["deployment"]["id"]
-        .as_str()
-        .or_else(|| started["id"].as_str())
-        .unwrap_or_else(|| panic!("no deployment id in {started}"))
-        .to_owned();
+    let id = deployment_id(&started);
     // SIGKILL while the golden snapshot is half made.
     support::wait_for(
         "the copy to begin",
@@ -1096,11 +1092,7 @@ fn jobs_run_by_their_hooks_once_on_creation_and_before_deletion() {
         "staging",
         "--no-wait",
     ]);
-    let id = started["deployment"]["id"]
-        .as_str()
-        .or_else(|| started["id"].as_str())
-        .unwrap_or_else(|| panic!("no deployment id in {started}"))
-        .to_owned();
+    let id = deployment_id(&started);
     let ended = support::wait_until_ended(&daemon, &id);
     assert_eq!(ended["deployment"]["status"], "committed", "{ended}");
     let journal = daemon.json(&["deployment", "logs", &id]).to_string();
@@ -1113,11 +1105,7 @@ fn deployed_journal(daemon: &Daemon, project: &str, args: &[&str]) -> String {
     all.extend_from_slice(args);
     all.push("--no-wait");
     let started = daemon.json(&all);
-    let id = started["deployment"]["id"]
-        .as_str()
-        .or_else(|| started["id"].as_str())
-        .unwrap_or_else(|| panic!("no deployment id in {started}"))
-        .to_owned();
+    let id = deployment_id(&started);
     let ended = support::wait_until_ended(daemon, &id);
     assert_eq!(ended["deployment"]["status"], "committed", "{ended}");
     daemon.json(&["deployment", "logs", &id]).to_string()
@@ -1412,11 +1400,7 @@ impl Faulty {
         all.extend_from_slice(args);
         all.push("--no-wait");
         let started = self.daemon().json(&all);
-        let id = started["deployment"]["id"]
-            .as_str()
-            .or_else(|| started["id"].as_str())
-            .unwrap_or_else(|| panic!("no deployment id in {started}"))
-            .to_owned();
+        let id = deployment_id(&started);
         if fault == "kill" {
             self.daemon.take().expect("a daemon").wait_killed();
             std::fs::write(&self.faults, "").expect("faults");
@@ -2245,4 +2229,13 @@ previews:
         deploy(&daemon, "jobdb", &["env", "delete", environment]);
     }
     assert_eq!(running_servers(&data), 0);
+}
+
+/// The id of the deployment a `--no-wait` command started.
+fn deployment_id(started: &serde_json::Value) -> String {
+    started["deployment"]["id"]
+        .as_str()
+        .or_else(|| started["id"].as_str())
+        .unwrap_or_else(|| panic!("no deployment id in {started}"))
+        .to_owned()
 }
