@@ -85,6 +85,11 @@ impl Client {
         })
     }
 
+    /// The daemon's URL for `path`, as this client reaches it.
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.authority)
+    }
+
     pub async fn get(&self, path: &str) -> Result<Value, Failure> {
         self.request(Method::GET, path, None).await
     }

@@ -120,6 +120,11 @@ enum Command {
         #[command(subcommand)]
         action: DbAction,
     },
+    /// Webhook deliveries from the project's forge.
+    Webhooks {
+        #[command(subcommand)]
+        action: WebhooksAction,
+    },
     /// The local certificate authority behind the gateway's certificates.
     Ca {
         #[command(subcommand)]
@@ -297,6 +302,13 @@ enum DbAction {
     /// Make ENV's database SERVICE again by its clone policy (a copy from the current golden snapshot, the seed
     /// file, or empty): its data and its apps' connections are dropped.
     Reset { env: String, service: String },
+}
+
+#[derive(Subcommand)]
+enum WebhooksAction {
+    /// The latest deliveries, newest first: id, event, action, pull request, verdict and why; and the URL the forge
+    /// sends them to.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -479,6 +491,9 @@ fn client_command(
                 }
                 DbAction::Snapshots => commands::databases::snapshots(&context).await,
             },
+            Command::Webhooks {
+                action: WebhooksAction::List,
+            } => commands::webhooks::list(&context).await,
             Command::Url { env, service } => {
                 commands::environments::url(&context, &env, service.as_deref()).await
             }

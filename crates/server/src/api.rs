@@ -14,7 +14,7 @@ use preview_store::Store;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::routes::{deployments, environments, projects, runtime, variables};
+use crate::routes::{deployments, environments, projects, runtime, variables, webhooks};
 
 /// Request bodies larger than this are refused: a spec is a few kilobytes.
 pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
@@ -122,6 +122,7 @@ pub(crate) fn router(state: SharedState) -> Router {
             "/v1/projects/{project}/database-snapshots",
             get(runtime::database_snapshots),
         )
+        .route("/v1/projects/{project}/webhooks", get(webhooks::list))
         .route("/v1/gateway", get(runtime::gateway))
         .route("/v1/ca", get(runtime::ca))
         .route("/v1/secrets/rotate-key", post(variables::rotate_key))
@@ -139,6 +140,8 @@ pub(crate) fn router(state: SharedState) -> Router {
         ));
     Router::new()
         .route("/health", get(|| async { Json(json!({ "ok": true })) }))
+        // Forges authenticate by the delivery's signature, not the API token.
+        .route("/webhooks/{project}", post(webhooks::receive))
         .merge(api)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .with_state(state)

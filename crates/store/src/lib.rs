@@ -14,7 +14,9 @@ mod schema;
 mod secrets;
 mod sqlite;
 mod store;
+mod webhooks;
 
 pub use deployments::{StartTerms, TakeOverTerms};
 pub use records::*;
 pub use store::{Store, StoreError};
+pub use webhooks::KEPT_DELIVERIES;

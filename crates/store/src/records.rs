@@ -41,6 +41,27 @@ pub struct AttentionRecord {
     pub at: i64,
 }
 
+/// A webhook delivery as the receiver judged it: accepted (stored for the reconciler), a duplicate of one
+/// accepted before, acknowledged without action, or refused (a bad signature; its id then is the receiver's own).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub project: String,
+    pub delivery: String,
+    pub forge: String,
+    pub event: String,
+    /// What happened, for a pull-request event (`opened`, `pushed`, …).
+    pub action: Option<String>,
+    pub pull_request: Option<i64>,
+    pub head: Option<String>,
+    /// `accepted`, `duplicate`, `ignored` or `refused`.
+    pub verdict: String,
+    /// Why, for people.
+    pub detail: String,
+    /// The event in preview's shape (JSON), for an accepted pull-request event.
+    pub event_json: Option<String>,
+    pub received_at: i64,
+}
+
 /// Declares an enum stored as snake_case text, with its conversions.
 macro_rules! stored_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {

@@ -132,4 +132,18 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
         "ALTER TABLE deployments ADD COLUMN keep_settings BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE environments ADD COLUMN follows TEXT",
     ],
+    // Webhook deliveries, by their forge's id: each is applied once; the latest are kept for `webhooks list`.
+    &["CREATE TABLE webhook_deliveries (
+        project TEXT NOT NULL,
+        delivery TEXT NOT NULL,
+        forge TEXT NOT NULL,
+        event TEXT NOT NULL,
+        action TEXT,
+        pull_request BIGINT,
+        head TEXT,
+        verdict TEXT NOT NULL,
+        detail TEXT NOT NULL,
+        event_json TEXT,
+        received_at BIGINT NOT NULL,
+        PRIMARY KEY (project, delivery))"],
 ];

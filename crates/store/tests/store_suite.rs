@@ -38,6 +38,7 @@ cases!(
     a_daemon_name_runs_in_one_place_at_a_time,
     variables_are_set_replaced_and_unset,
     secrets_are_kept_by_version_and_sealed_under_the_current_key,
+    webhook_deliveries_are_stored_once_and_the_latest_kept,
 );
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1046,4 +1047,62 @@ async fn secrets_are_kept_by_version_and_sealed_under_the_current_key(store: Sto
         .map(|v| v.fingerprint)
         .collect();
     assert_eq!(left, ["fa1", "fb1", "fc1"]);
+}
+
+fn delivery(id: &str, at: i64) -> DeliveryRecord {
+    DeliveryRecord {
+        project: "shop".into(),
+        delivery: id.into(),
+        forge: "github".into(),
+        event: "pull_request".into(),
+        action: Some("opened".into()),
+        pull_request: Some(7),
+        head: Some("6dcb09b5b57875f334f61aebed695e2e4193db5e".into()),
+        verdict: "accepted".into(),
+        detail: "pull request #7 opened".into(),
+        event_json: Some("{}".into()),
+        received_at: at,
+    }
+}
+
+async fn webhook_deliveries_are_stored_once_and_the_latest_kept(store: Store) {
+    assert!(
+        store
+            .record_delivery(&delivery("d1", 1))
+            .await
+            .expect("first")
+    );
+    // A redelivery (the same id) changes nothing, whatever it says.
+    let mut replayed = delivery("d1", 2);
+    replayed.action = Some("closed".into());
+    assert!(!store.record_delivery(&replayed).await.expect("again"));
+    let listed = store.deliveries("shop", 10).await.expect("list");
+    assert_eq!(listed, vec![delivery("d1", 1)]);
+    // Another project's id space is its own.
+    let mut elsewhere = delivery("d1", 3);
+    elsewhere.project = "blog".into();
+    assert!(
+        store
+            .record_delivery(&elsewhere)
+            .await
+            .expect("other project")
+    );
+    // Only the latest are kept, newest first.
+    for i in 0..KEPT_DELIVERIES + 5 {
+        assert!(
+            store
+                .record_delivery(&delivery(&format!("n{i}"), 10 + i))
+                .await
+                .expect("many")
+        );
+    }
+    let kept = store.deliveries("shop", 10_000).await.expect("list");
+    assert_eq!(
+        kept.len() as i64,
+        KEPT_DELIVERIES + 1,
+        "the boundary's own is kept"
+    );
+    assert_eq!(kept[0].delivery, format!("n{}", KEPT_DELIVERIES + 4));
+    assert!(kept.iter().all(|d| d.delivery != "d1"));
+    assert_eq!(store.deliveries("blog", 10).await.expect("blog").len(), 1);
 }

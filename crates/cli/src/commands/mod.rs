@@ -10,3 +10,4 @@ pub mod project;
 pub mod serve;
 pub mod validate;
 pub mod variables;
+pub mod webhooks;

@@ -5,6 +5,7 @@ pub(crate) mod environments;
 pub(crate) mod projects;
 pub(crate) mod runtime;
 pub(crate) mod variables;
+pub(crate) mod webhooks;
 
 use preview_store::{ProjectRecord, Store};
 
