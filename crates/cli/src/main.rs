@@ -229,6 +229,11 @@ enum ProjectAction {
     },
     /// List the registered projects.
     List,
+    /// A project's spec file and directory, and where its forge sends webhooks.
+    Show {
+        /// The project's name.
+        name: String,
+    },
     /// Delete a project: each of its environments in a deployment of its own, then the project with its
     /// variables, secrets and history.
     Delete {
@@ -405,6 +410,9 @@ fn client_command(
                     commands::project::register(&client, file, output).await
                 }
                 ProjectAction::List => commands::project::list(&client, output).await,
+                ProjectAction::Show { name } => {
+                    commands::project::show(&client, name, output).await
+                }
                 ProjectAction::Delete { name } => {
                     let context = Context::new(data_dir, Some(name.clone()), output).await?;
                     commands::project::delete(&context).await

@@ -259,6 +259,12 @@ fn github_deliveries_are_verified_over_their_raw_body_and_applied_once() {
             .any(|(v, d)| *v == "ignored" && d.contains("unreadable")),
         "{verdicts:?}"
     );
+    let shown = ok(daemon.cli(&["project", "show", "hooked"]));
+    assert!(
+        shown.contains(&format!("http://{}/webhooks/hooked", daemon.address))
+            && shown.contains("`HOOK`"),
+        "{shown}"
+    );
     let table = ok(daemon.cli(&["--project", "hooked", "webhooks", "list"]));
     assert!(
         table.contains("/webhooks/hooked") && table.contains("d-1"),

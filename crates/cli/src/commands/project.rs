@@ -60,6 +60,39 @@ pub async fn list(client: &Client, output: OutputFormat) -> Result<(), Failure> 
     Ok(())
 }
 
+pub async fn show(client: &Client, name: &str, output: OutputFormat) -> Result<(), Failure> {
+    let answer = client.get(&format!("/v1/projects/{name}")).await?;
+    match output {
+        OutputFormat::Json => println!("{answer}"),
+        OutputFormat::Text => {
+            let project = &answer["project"];
+            println!("project    {}", project["name"].as_str().unwrap_or("?"));
+            println!("spec       {}", project["file"].as_str().unwrap_or(""));
+            if let Some(directory) = project["directory"].as_str() {
+                println!("directory  {directory}");
+            }
+            let forge = &answer["forge"];
+            if forge.is_null() {
+                println!(
+                    "webhooks   none: its previews come from no forge (`previews.forge` in the spec)"
+                );
+            } else {
+                println!(
+                    "forge      {} {}",
+                    forge["kind"].as_str().unwrap_or("?"),
+                    forge["repository"].as_str().unwrap_or("?")
+                );
+                println!(
+                    "webhooks   {} (secret: project secret `{}`)",
+                    client.url(forge["webhook_path"].as_str().unwrap_or_default()),
+                    forge["webhook_secret"].as_str().unwrap_or("none named")
+                );
+            }
+        }
+    }
+    Ok(())
+}
+
 /// Deletes every environment of the project, each in a deployment of its own (followed like `env delete`), then
 /// the project itself with its variables, secrets and history.
 pub async fn delete(context: &crate::context::Context) -> Result<(), Failure> {

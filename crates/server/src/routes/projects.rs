@@ -68,8 +68,21 @@ pub(crate) async fn show(
     Path(name): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let project = super::project_record(&state.store, &name).await?;
+    // Where its forge sends webhooks, when its previews come from one that does.
+    let forge = preview_spec::parse_spec(&project.file, &project.source)
+        .ok()
+        .and_then(|spec| spec.previews.and_then(|p| p.forge))
+        .filter(|forge| forge.kind != preview_spec::ForgeKind::Local)
+        .map(|forge| {
+            json!({
+                "kind": forge.kind,
+                "repository": forge.repository,
+                "webhook_secret": forge.webhook_secret,
+                "webhook_path": format!("/webhooks/{}", project.name),
+            })
+        });
     Ok(Json(
-        json!({ "project": summary(&project), "source": project.source }),
+        json!({ "project": summary(&project), "source": project.source, "forge": forge }),
     ))
 }
 
