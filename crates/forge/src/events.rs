@@ -5,9 +5,9 @@
 //! `pull_request.merged`), `reopened`, `labeled`, `unlabeled`, `edited`, `ready_for_review`, `converted_to_draft`, …;
 //! `number`, `pull_request.head.sha`/`.ref`/`.repo.full_name`, `pull_request.base.ref`/`.repo.full_name`,
 //! `pull_request.labels[].name`, `pull_request.draft`, `pull_request.state`, `pull_request.user.login`.
-//! Gitea and Forgejo send the same shape under `X-Gitea-Event` / `X-Forgejo-Event` `pull_request` (also
-//! `pull_request_sync`, `pull_request_label`), with their own actions: `synchronized` for a push,
-//! `label_updated` and `label_cleared`.
+//! Gitea and Forgejo send the same shape under `X-Gitea-Event` / `X-Forgejo-Event: pull_request` (the finer
+//! `pull_request_sync` and `pull_request_label` are their `…-Event-Type`, also read), with their own actions:
+//! `synchronized` for a push, `label_updated` and `label_cleared`.
 //! GitLab (`X-Gitlab-Event: Merge Request Hook`): `object_attributes.iid`, `.action` (`open`, `update`, `close`,
 //! `merge`, `reopen`, …; an `update` is a push only when `.oldrev` is there), `.last_commit.id`, `.source_branch`,
 //! `.target_branch`, `.state`, `.draft`, `.source_project_id`/`.target_project_id`; `labels[].title`;

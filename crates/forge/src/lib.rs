@@ -7,7 +7,7 @@ pub mod events;
 pub mod signature;
 
 pub use events::{Action, Event, PullRequest, read_event};
-pub use signature::{Authenticated, Headers, Refusal, authenticate};
+pub use signature::{Authenticated, Headers, Refusal, SIGNATURE_HEADERS, authenticate};
 
 /// The forges that send webhooks. Forgejo is Gitea's fork and speaks its dialect under its own header names.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]

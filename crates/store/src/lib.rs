@@ -19,4 +19,4 @@ mod webhooks;
 pub use deployments::{StartTerms, TakeOverTerms};
 pub use records::*;
 pub use store::{Store, StoreError};
-pub use webhooks::KEPT_DELIVERIES;
+pub use webhooks::{KEPT_DELIVERIES, KEPT_REFUSED};

@@ -41,8 +41,8 @@ pub struct AttentionRecord {
     pub at: i64,
 }
 
-/// A webhook delivery as the receiver judged it: accepted (stored for the reconciler), a duplicate of one
-/// accepted before, acknowledged without action, or refused (a bad signature; its id then is the receiver's own).
+/// A webhook delivery as the receiver judged it: accepted (stored for the reconciler), acknowledged without action,
+/// or refused (a bad signature; its id then is the receiver's own). A duplicate is not stored again.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub project: String,
@@ -53,12 +53,14 @@ pub struct DeliveryRecord {
     pub action: Option<String>,
     pub pull_request: Option<i64>,
     pub head: Option<String>,
-    /// `accepted`, `duplicate`, `ignored` or `refused`.
+    /// `accepted`, `ignored` or `refused`.
     pub verdict: String,
     /// Why, for people.
     pub detail: String,
     /// The event in preview's shape (JSON), for an accepted pull-request event.
     pub event_json: Option<String>,
+    /// SHA-256 of an authenticated body: the same body under another id is a duplicate too.
+    pub body_digest: Option<String>,
     pub received_at: i64,
 }
 

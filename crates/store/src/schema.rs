@@ -144,6 +144,10 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
         verdict TEXT NOT NULL,
         detail TEXT NOT NULL,
         event_json TEXT,
+        body_digest TEXT,
         received_at BIGINT NOT NULL,
-        PRIMARY KEY (project, delivery))"],
+        PRIMARY KEY (project, delivery))",
+      // A body the forge signed is applied once, whatever id it comes under (ids are not signed).
+      "CREATE UNIQUE INDEX webhook_deliveries_body ON webhook_deliveries (project, body_digest)",
+      "CREATE INDEX webhook_deliveries_received ON webhook_deliveries (project, verdict, received_at)"],
 ];

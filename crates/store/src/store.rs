@@ -202,6 +202,7 @@ impl Store {
             of("secrets"),
             of("secret_versions"),
             of("attention"),
+            of("webhook_deliveries"),
             of("revisions"),
             of("resources"),
         ];

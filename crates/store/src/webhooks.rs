@@ -1,14 +1,18 @@
-//! Webhook deliveries: each forge delivery id is stored once per project (a redelivery or a replay is a
-//! duplicate), and the latest [`KEPT_DELIVERIES`] of a project are kept, refused ones included, for `preview webhooks
-//! list`.
+//! Webhook deliveries: each forge delivery id, and each signed body, is stored once per project (a redelivery or a
+//! replay under another id is a duplicate). The latest [`KEPT_DELIVERIES`] authenticated ones of a project are
+//! kept, and apart from them the latest [`KEPT_REFUSED`] refused ones, so that refusals — which anyone can cause —
+//! never push out what the forge sent.
 
 use crate::driver::{DriverError, Statement};
 use crate::records::DeliveryRecord;
 use crate::rows::{int, optional_int, optional_text, text};
 use crate::store::{Result, Store};
 
-/// How many deliveries of a project are kept.
+/// How many authenticated deliveries of a project are kept.
 pub const KEPT_DELIVERIES: i64 = 500;
+
+/// How many refused deliveries of a project are kept.
+pub const KEPT_REFUSED: i64 = 50;
 
 impl Store {
     /// Stores a delivery; false when one with its id was stored before (nothing is changed then).
@@ -17,9 +21,9 @@ impl Store {
             .driver
             .transaction(vec![
                 Statement::new(
-                    "INSERT INTO webhook_deliveries (project, delivery, forge, event, action, pull_request, head, verdict, detail, event_json, received_at)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)
-                     ON CONFLICT (project, delivery) DO NOTHING",
+                    "INSERT INTO webhook_deliveries (project, delivery, forge, event, action, pull_request, head, verdict, detail, event_json, body_digest, received_at)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                     ON CONFLICT DO NOTHING",
                     vec![
                         delivery.project.as_str().into(),
                         delivery.delivery.as_str().into(),
@@ -31,16 +35,23 @@ impl Store {
                         delivery.verdict.as_str().into(),
                         delivery.detail.as_str().into(),
                         delivery.event_json.clone().into(),
+                        delivery.body_digest.clone().into(),
                         delivery.received_at.into(),
                     ],
                 )
                 .must_change(),
-                // The oldest beyond what is kept.
+                // The oldest beyond what is kept, refused ones and the others each on their own.
                 Statement::new(
-                    "DELETE FROM webhook_deliveries WHERE project = $1 AND received_at < (
-                         SELECT received_at FROM webhook_deliveries WHERE project = $1
+                    "DELETE FROM webhook_deliveries WHERE project = $1 AND verdict <> 'refused' AND received_at <= (
+                         SELECT received_at FROM webhook_deliveries WHERE project = $1 AND verdict <> 'refused'
                          ORDER BY received_at DESC LIMIT 1 OFFSET $2)",
                     vec![delivery.project.as_str().into(), KEPT_DELIVERIES.into()],
+                ),
+                Statement::new(
+                    "DELETE FROM webhook_deliveries WHERE project = $1 AND verdict = 'refused' AND received_at <= (
+                         SELECT received_at FROM webhook_deliveries WHERE project = $1 AND verdict = 'refused'
+                         ORDER BY received_at DESC LIMIT 1 OFFSET $2)",
+                    vec![delivery.project.as_str().into(), KEPT_REFUSED.into()],
                 ),
             ])
             .await;
@@ -56,7 +67,7 @@ impl Store {
         let rows = self
             .driver
             .query(
-                "SELECT project, delivery, forge, event, action, pull_request, head, verdict, detail, event_json, received_at
+                "SELECT project, delivery, forge, event, action, pull_request, head, verdict, detail, event_json, body_digest, received_at
                  FROM webhook_deliveries WHERE project = $1 ORDER BY received_at DESC, delivery DESC LIMIT $2",
                 vec![project.into(), limit.into()],
             )
@@ -74,7 +85,8 @@ impl Store {
                     verdict: text(row, 7)?,
                     detail: text(row, 8)?,
                     event_json: optional_text(row, 9)?,
-                    received_at: int(row, 10)?,
+                    body_digest: optional_text(row, 10)?,
+                    received_at: int(row, 11)?,
                 })
             })
             .collect()

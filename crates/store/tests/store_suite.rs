@@ -1061,7 +1061,20 @@ fn delivery(id: &str, at: i64) -> DeliveryRecord {
         verdict: "accepted".into(),
         detail: "pull request #7 opened".into(),
         event_json: Some("{}".into()),
+        body_digest: Some(format!("digest-of-{id}")),
         received_at: at,
+    }
+}
+
+fn refusal(id: &str, at: i64) -> DeliveryRecord {
+    DeliveryRecord {
+        verdict: "refused".into(),
+        body_digest: None,
+        action: None,
+        pull_request: None,
+        head: None,
+        event_json: None,
+        ..delivery(id, at)
     }
 }
 
@@ -1072,13 +1085,22 @@ async fn webhook_deliveries_are_stored_once_and_the_latest_kept(store: Store) {
             .await
             .expect("first")
     );
-    // A redelivery (the same id) changes nothing, whatever it says.
+    // A redelivery (the same id) changes nothing, whatever it says; nor does the same body under another id.
     let mut replayed = delivery("d1", 2);
     replayed.action = Some("closed".into());
+    replayed.body_digest = Some("another body".into());
     assert!(!store.record_delivery(&replayed).await.expect("again"));
+    let mut relabelled = delivery("d1-under-another-id", 3);
+    relabelled.body_digest = Some("digest-of-d1".into());
+    assert!(
+        !store
+            .record_delivery(&relabelled)
+            .await
+            .expect("another id")
+    );
     let listed = store.deliveries("shop", 10).await.expect("list");
     assert_eq!(listed, vec![delivery("d1", 1)]);
-    // Another project's id space is its own.
+    // Another project's deliveries are its own.
     let mut elsewhere = delivery("d1", 3);
     elsewhere.project = "blog".into();
     assert!(
@@ -1087,22 +1109,38 @@ async fn webhook_deliveries_are_stored_once_and_the_latest_kept(store: Store) {
             .await
             .expect("other project")
     );
-    // Only the latest are kept, newest first.
+    // Refusals, however many, keep only the latest of their own and push out nothing the forge sent.
+    for i in 0..KEPT_REFUSED + 20 {
+        assert!(
+            store
+                .record_delivery(&refusal(&format!("r{i}"), 5 + i))
+                .await
+                .expect("refused")
+        );
+    }
+    let kept = store.deliveries("shop", 10_000).await.expect("list");
+    assert_eq!(
+        kept.iter().filter(|d| d.verdict == "refused").count() as i64,
+        KEPT_REFUSED
+    );
+    assert!(kept.iter().any(|d| d.delivery == "d1"), "{kept:?}");
+    // The latest authenticated ones are kept, newest first.
     for i in 0..KEPT_DELIVERIES + 5 {
         assert!(
             store
-                .record_delivery(&delivery(&format!("n{i}"), 10 + i))
+                .record_delivery(&delivery(&format!("n{i}"), 1000 + i))
                 .await
                 .expect("many")
         );
     }
     let kept = store.deliveries("shop", 10_000).await.expect("list");
-    assert_eq!(
-        kept.len() as i64,
-        KEPT_DELIVERIES + 1,
-        "the boundary's own is kept"
-    );
-    assert_eq!(kept[0].delivery, format!("n{}", KEPT_DELIVERIES + 4));
+    let accepted: Vec<&DeliveryRecord> = kept.iter().filter(|d| d.verdict != "refused").collect();
+    assert_eq!(accepted.len() as i64, KEPT_DELIVERIES);
+    assert_eq!(accepted[0].delivery, format!("n{}", KEPT_DELIVERIES + 4));
     assert!(kept.iter().all(|d| d.delivery != "d1"));
+    assert_eq!(
+        kept.iter().filter(|d| d.verdict == "refused").count() as i64,
+        KEPT_REFUSED
+    );
     assert_eq!(store.deliveries("blog", 10).await.expect("blog").len(), 1);
 }

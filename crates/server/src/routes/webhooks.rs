@@ -2,16 +2,16 @@
 //! delivery is authenticated over its raw body with the project's `webhook_secret` before anything of it is read,
 //! stored once by its forge's delivery id, and answered at once: an authenticated event `preview` does not act on is
 //! acknowledged (2xx) all the same, since forges give up on, or disable, a hook that keeps failing. A refusal is
-//! logged and recorded without the body. Pull requests are acted on from what is stored.
+//! logged and recorded without the body, at most once a second per project. A request without any signature header
+//! is refused before anything is looked up, and a body must arrive within seconds. Pull requests are acted on from
+//! what is stored.
 
 use axum::Json;
-use axum::body::Bytes;
-use axum::extract::rejection::BytesRejection;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use preview_deploy::{EnvironmentAddress, SecretSource};
-use preview_forge::{Event, Forge, Headers, authenticate, read_event};
+use preview_forge::{Event, Forge, Headers, SIGNATURE_HEADERS, authenticate, read_event};
 use preview_store::DeliveryRecord;
 use serde_json::{Value, json};
 
@@ -27,24 +27,54 @@ impl Headers for HttpHeaders<'_> {
     }
 }
 
+/// How long a delivery's body may take to arrive: forges send it at once (and give up after 5–10 s).
+const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 pub(crate) async fn receive(
     State(state): State<SharedState>,
     Path(project): Path<String>,
     headers: HeaderMap,
-    body: Result<Bytes, BytesRejection>,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
-    let body = body.map_err(|rejection| match rejection {
-        BytesRejection::FailedToBufferBody(_) => ApiError::TooLarge(format!(
-            "a webhook delivery holds at most {} KiB",
-            BODY_LIMIT / 1024
-        )),
-        other => ApiError::BadRequest(other.body_text()),
-    })?;
     // One answer for every project that takes no webhooks, whether or not it exists.
     let not_here = || ApiError::NotFound(format!("no webhooks are received for `{project}`"));
     if preview_spec::name_problem(&project).is_some() {
         return Err(not_here());
     }
+    // Nothing is looked up for a request that cannot be a forge's: it carries no signature header at all.
+    if !SIGNATURE_HEADERS
+        .iter()
+        .any(|name| headers.contains_key(*name))
+    {
+        let detail = "no signature or token header: the delivery is not signed".to_owned();
+        note_refusal(&state, &project, None, &detail).await?;
+        return Ok(refused(StatusCode::UNAUTHORIZED, &detail));
+    }
+    let too_large = || {
+        ApiError::TooLarge(format!(
+            "a webhook delivery holds at most {} KiB",
+            BODY_LIMIT / 1024
+        ))
+    };
+    if headers
+        .get(axum::http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok())
+        .is_some_and(|length| length > BODY_LIMIT)
+    {
+        return Err(too_large());
+    }
+    let body =
+        match tokio::time::timeout(BODY_TIMEOUT, axum::body::to_bytes(body, BODY_LIMIT)).await {
+            Ok(Ok(body)) => body,
+            Ok(Err(_)) => return Err(too_large()),
+            Err(_) => {
+                return Err(ApiError::BadRequest(format!(
+                    "the delivery's body did not arrive within {} s",
+                    BODY_TIMEOUT.as_secs()
+                )));
+            }
+        };
     let record = state.store.project(&project).await?.ok_or_else(not_here)?;
     let spec = preview_spec::parse_spec(&record.file, &record.source).map_err(|_| not_here())?;
     let forge_spec = spec
@@ -56,42 +86,35 @@ pub(crate) async fn receive(
         .ok()
         .and_then(|kind| kind.as_str().and_then(Forge::parse))
         .ok_or_else(not_here)?;
-    let received_at = state.store.now().await?;
-    let refuse = |detail: String| DeliveryRecord {
-        project: project.clone(),
-        // A refused delivery's id cannot be trusted: it is the receiver's own.
-        delivery: format!("refused-{received_at}-{}", short_random()),
-        forge: forge.name().to_owned(),
-        event: String::new(),
-        action: None,
-        pull_request: None,
-        head: None,
-        verdict: "refused".to_owned(),
-        detail,
-        event_json: None,
-        received_at,
-    };
     let secret = match webhook_secret(&state, &project, forge_spec.webhook_secret.as_deref()).await
     {
         Ok(secret) => secret,
         Err(detail) => {
-            eprintln!("preview daemon: webhook for `{project}` refused: {detail}");
-            state.store.record_delivery(&refuse(detail.clone())).await?;
-            return Ok(refused(StatusCode::SERVICE_UNAVAILABLE, &detail));
+            // The details are the operator's (the listing, the log); the caller learns only that it is refused.
+            note_refusal(&state, &project, Some(forge), &detail).await?;
+            return Ok(refused(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this project's webhook is not set up to verify deliveries yet",
+            ));
         }
     };
     let authenticated = match authenticate(forge, &HttpHeaders(&headers), &body, &secret) {
         Ok(authenticated) => authenticated,
         Err(refusal) => {
             let detail = refusal.to_string();
-            eprintln!("preview daemon: webhook for `{project}` refused: {detail}");
-            state.store.record_delivery(&refuse(detail.clone())).await?;
+            note_refusal(&state, &project, Some(forge), &detail).await?;
             return Ok(refused(StatusCode::UNAUTHORIZED, &detail));
         }
     };
+    let digest =
+        preview_secrets::hex::encode(ring::digest::digest(&ring::digest::SHA256, &body).as_ref());
     let mut delivery = DeliveryRecord {
         project: project.clone(),
-        delivery: authenticated.delivery.clone(),
+        // A forge that names no delivery: the body names it (a redelivery is the same body).
+        delivery: authenticated
+            .delivery
+            .clone()
+            .unwrap_or_else(|| format!("body-{}", &digest[..32])),
         forge: forge.name().to_owned(),
         event: authenticated.event.clone(),
         action: None,
@@ -100,7 +123,8 @@ pub(crate) async fn receive(
         verdict: "ignored".to_owned(),
         detail: String::new(),
         event_json: None,
-        received_at,
+        body_digest: Some(digest),
+        received_at: state.store.now().await?,
     };
     match read_event(forge, &authenticated.event, &body) {
         Ok(Event::Ping) => delivery.detail = "the forge checking the hook".to_owned(),
@@ -119,7 +143,7 @@ pub(crate) async fn receive(
             delivery.detail = format!(
                 "pull request #{} {action} at {}",
                 pull_request.number,
-                &pull_request.head_sha[..pull_request.head_sha.len().min(12)]
+                pull_request.head_sha.chars().take(12).collect::<String>()
             );
             delivery.action = Some(action);
             delivery.pull_request = i64::try_from(pull_request.number).ok();
@@ -146,6 +170,72 @@ pub(crate) async fn receive(
         Json(json!({ "verdict": delivery.verdict, "delivery": delivery.delivery, "detail": delivery.detail })),
     )
         .into_response())
+}
+
+/// When a project's refusals were last recorded, and how many were left out since: anyone can send refused
+/// deliveries, so at most one a second per project reaches the log and the store.
+static REFUSALS: std::sync::Mutex<Option<std::collections::HashMap<String, (i64, u64)>>> =
+    std::sync::Mutex::new(None);
+
+/// Logs and records a refusal, at most once a second per project, saying how many were left out since.
+async fn note_refusal(
+    state: &SharedState,
+    project: &str,
+    forge: Option<Forge>,
+    detail: &str,
+) -> Result<(), ApiError> {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+        .unwrap_or_default();
+    let left_out = {
+        let mut refusals = match REFUSALS.lock() {
+            Ok(refusals) => refusals,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let refusals = refusals.get_or_insert_with(Default::default);
+        if refusals.len() > 10_000 {
+            refusals.clear();
+        }
+        let entry = refusals.entry(project.to_owned()).or_insert((0, 0));
+        if now - entry.0 < 1000 {
+            entry.1 += 1;
+            return Ok(());
+        }
+        let left_out = entry.1;
+        *entry = (now, 0);
+        left_out
+    };
+    let detail = if left_out > 0 {
+        format!("{detail} (and {left_out} more refused since the last one recorded)")
+    } else {
+        detail.to_owned()
+    };
+    eprintln!("preview daemon: webhook for `{project}` refused: {detail}");
+    // Only a project that exists keeps a record of refusals.
+    if state.store.project(project).await?.is_none() {
+        return Ok(());
+    }
+    let received_at = state.store.now().await?;
+    state
+        .store
+        .record_delivery(&DeliveryRecord {
+            project: project.to_owned(),
+            // A refused delivery's id cannot be trusted: it is the receiver's own.
+            delivery: format!("refused-{received_at}-{}", short_random()),
+            forge: forge.map(Forge::name).unwrap_or_default().to_owned(),
+            event: String::new(),
+            action: None,
+            pull_request: None,
+            head: None,
+            verdict: "refused".to_owned(),
+            detail,
+            event_json: None,
+            body_digest: None,
+            received_at,
+        })
+        .await?;
+    Ok(())
 }
 
 /// The value of the project secret the spec names as `webhook_secret`.
