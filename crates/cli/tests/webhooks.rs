@@ -448,6 +448,36 @@ fn gitea_and_gitlab_deliveries_and_projects_that_take_none() {
         (202, Some("fj-1")),
         "{answer}"
     );
+    // A delivery signed with the secret it had a moment ago still verifies while the forge catches up.
+    ok(daemon.cli_with_input(
+        &[
+            "--project",
+            "forj",
+            "secret",
+            "set",
+            "HOOK",
+            "--scope",
+            "project",
+        ],
+        "the-secret-after-rotation",
+    ));
+    let rotated = pull_request("opened", "3333333333333333333333333333333333333333");
+    let old_signature = hmac_hex(&rotated);
+    let (status, answer) = post(
+        &daemon,
+        "/webhooks/forj",
+        &[
+            ("X-Forgejo-Event", "pull_request"),
+            ("X-Forgejo-Delivery", "fj-2"),
+            ("X-Forgejo-Signature", &old_signature),
+        ],
+        &rotated,
+    );
+    assert_eq!(
+        (status, answer["verdict"].as_str()),
+        (202, Some("accepted")),
+        "{answer}"
+    );
     // A deleted project's deliveries go with it: registered again, it starts with none.
     ok(daemon.cli(&["project", "delete", "forj"]));
     register(&daemon, dir.path(), "forj", "forgejo");

@@ -224,6 +224,33 @@ impl Vault {
     /// `master.key.<id>.new` first and moved over `master.key` after the commit; a crash in between is repaired at
     /// the next start by whichever key opens the store's key check. Refused while another rotation runs, here
     /// or in a daemon sharing the store.
+    /// The project secret `name`'s current value and the values it had within the grace period kept for
+    /// replaced values, newest first (a webhook signed just before the secret changed still verifies).
+    pub(crate) async fn recent_values(
+        &self,
+        project: &str,
+        name: &str,
+    ) -> Result<Vec<Secret>, String> {
+        let fingerprints = self
+            .store
+            .recent_secret_versions(project, "project", name, VERSION_GRACE_MS)
+            .await
+            .map_err(|e| e.to_string())?;
+        let address = EnvironmentAddress {
+            project: project.to_owned(),
+            environment: String::new(),
+        };
+        let mut values = Vec::new();
+        for fingerprint in fingerprints {
+            values.push(
+                self.reveal(&address, &format!("project/{name}"), &fingerprint)
+                    .await
+                    .map_err(|e| e.to_string())?,
+            );
+        }
+        Ok(values)
+    }
+
     pub(crate) async fn rotate(&self) -> Result<usize, String> {
         let _rotating = self
             .rotating

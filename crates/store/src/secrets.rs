@@ -235,6 +235,30 @@ impl Store {
         rows.first().map(sealed_version).transpose()
     }
 
+    /// The fingerprints of a secret's current value and of the values it had within the last `within_ms`, newest
+    /// first: what a forge may still sign with while its secret is being changed.
+    pub async fn recent_secret_versions(
+        &self,
+        project: &str,
+        scope: &str,
+        name: &str,
+        within_ms: i64,
+    ) -> Result<Vec<String>> {
+        let rows = self
+            .driver
+            .query(
+                &self.sql(
+                    "SELECT fingerprint FROM secret_versions
+                     WHERE project = $1 AND scope = $2 AND name = $3
+                       AND (retired_at IS NULL OR retired_at > {now} - $4)
+                     ORDER BY retired_at IS NOT NULL, retired_at DESC",
+                ),
+                vec![project.into(), scope.into(), name.into(), within_ms.into()],
+            )
+            .await?;
+        rows.iter().map(|row| crate::rows::text(row, 0)).collect()
+    }
+
     /// Every version of every secret, for a key rotation.
     pub async fn secret_versions(&self) -> Result<Vec<SealedVersion>> {
         let rows = self

@@ -10,7 +10,6 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use preview_deploy::{EnvironmentAddress, SecretSource};
 use preview_forge::{Event, Forge, Headers, SIGNATURE_HEADERS, authenticate, read_event};
 use preview_store::DeliveryRecord;
 use serde_json::{Value, json};
@@ -86,19 +85,26 @@ pub(crate) async fn receive(
         .ok()
         .and_then(|kind| kind.as_str().and_then(Forge::parse))
         .ok_or_else(not_here)?;
-    let secret = match webhook_secret(&state, &project, forge_spec.webhook_secret.as_deref()).await
-    {
-        Ok(secret) => secret,
-        Err(detail) => {
-            // The details are the operator's (the listing, the log); the caller learns only that it is refused.
-            note_refusal(&state, &project, Some(forge), &detail).await?;
-            return Ok(refused(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "this project's webhook is not set up to verify deliveries yet",
-            ));
-        }
-    };
-    let authenticated = match authenticate(forge, &HttpHeaders(&headers), &body, &secret) {
+    let secrets =
+        match webhook_secrets(&state, &project, forge_spec.webhook_secret.as_deref()).await {
+            Ok(secrets) => secrets,
+            Err(detail) => {
+                // The details are the operator's (the listing, the log); the caller learns only that it is refused.
+                note_refusal(&state, &project, Some(forge), &detail).await?;
+                return Ok(refused(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this project's webhook is not set up to verify deliveries yet",
+                ));
+            }
+        };
+    // The current secret, else one it had moments ago; the refusal is the current one's.
+    let mut tried = secrets
+        .iter()
+        .map(|secret| authenticate(forge, &HttpHeaders(&headers), &body, secret));
+    let first = tried
+        .next()
+        .unwrap_or(Err(preview_forge::Refusal::Unsigned("signature")));
+    let authenticated = match first.or_else(|refusal| tried.find_map(Result::ok).ok_or(refusal)) {
         Ok(authenticated) => authenticated,
         Err(refusal) => {
             let detail = refusal.to_string();
@@ -238,34 +244,26 @@ async fn note_refusal(
     Ok(())
 }
 
-/// The value of the project secret the spec names as `webhook_secret`.
-async fn webhook_secret(
+/// The values of the project secret the spec names as `webhook_secret`: the current one first, then those it had
+/// within the grace period (a delivery signed just before the secret changed).
+async fn webhook_secrets(
     state: &SharedState,
     project: &str,
     name: Option<&str>,
-) -> Result<preview_secrets::Secret, String> {
+) -> Result<Vec<preview_secrets::Secret>, String> {
     let Some(name) = name else {
         return Err(
             "the spec's `previews.forge` names no `webhook_secret`, so no delivery can be verified"
                 .to_owned(),
         );
     };
-    let key = format!("project/{name}");
-    let versions = state.vault.versions(project).await?;
-    let Some(version) = versions.get(&key) else {
+    let values = state.vault.recent_values(project, name).await?;
+    if values.is_empty() {
         return Err(format!(
             "the webhook secret `{name}` has no value; set it with `preview secret set {name} --scope project`"
         ));
-    };
-    let address = EnvironmentAddress {
-        project: project.to_owned(),
-        environment: String::new(),
-    };
-    state
-        .vault
-        .reveal(&address, &key, version)
-        .await
-        .map_err(|e| e.to_string())
+    }
+    Ok(values)
 }
 
 fn refused(status: StatusCode, detail: &str) -> Response {
