@@ -51,41 +51,16 @@ fn register(daemon: &Daemon, dir: &std::path::Path, project: &str, kind: &str) {
     ));
 }
 
-/// A POST to the daemon with these headers; the status and the JSON answer.
+/// A POST of JSON to the daemon with these headers; the status and the JSON answer.
 fn post(
     daemon: &Daemon,
     path: &str,
     headers: &[(&str, &str)],
     body: &[u8],
 ) -> (u16, serde_json::Value) {
-    let mut stream = std::net::TcpStream::connect(&daemon.address).expect("connect");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(30)))
-        .expect("timeout");
-    let mut head = format!(
-        "POST {path} HTTP/1.1\r\nHost: {}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n",
-        daemon.address,
-        body.len()
-    );
-    for (name, value) in headers {
-        head.push_str(&format!("{name}: {value}\r\n"));
-    }
-    head.push_str("\r\n");
-    stream.write_all(head.as_bytes()).expect("head");
-    let _ = stream.write_all(body);
-    let mut response = Vec::new();
-    let _ = stream.read_to_end(&mut response);
-    let text = String::from_utf8_lossy(&response);
-    let status = text
-        .split_whitespace()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(0);
-    let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
-    (
-        status,
-        serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
-    )
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend_from_slice(headers);
+    daemon.http_with("POST", path, &all, body)
 }
 
 fn hmac_hex(body: &[u8]) -> String {
