@@ -100,6 +100,17 @@ impl DatabaseContent {
         self.mode != "external" && (self.isolation == "physical" || self.mode == "container")
     }
 
+    /// The environment a copy is made from, and its database's name; an error naming the service when the
+    /// policy names none.
+    pub(crate) fn copied_from(&self, service: &str) -> Result<(&str, &str), RuntimeError> {
+        match (&self.clone.from, &self.clone.source) {
+            (Some(from), Some(source)) => Ok((from, source)),
+            _ => Err(RuntimeError::new(format!(
+                "database `{service}`: `clone.from` names no environment"
+            ))),
+        }
+    }
+
     pub(crate) fn external(&self) -> bool {
         self.mode == "external"
     }
@@ -558,11 +569,7 @@ impl LocalRuntime {
         admin_client: &tokio_postgres::Client,
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
-        let (Some(from), Some(source)) = (&content.clone.from, &content.clone.source) else {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: `clone.from` names no environment"
-            )));
-        };
+        let (from, source) = content.copied_from(service)?;
         let masking = self.masking_for(env, service, content).await?;
         let (source_server, _source_in_use) = self
             .physical_source(env, service, content, from, source)

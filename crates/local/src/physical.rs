@@ -15,7 +15,7 @@ use preview_deploy::{DatabaseSnapshot, EnvironmentAddress, RuntimeError, StepLog
 use crate::databases::{DatabaseContent, DatabaseHost, copy_logged, fail};
 use crate::faults::{self, When};
 use crate::runtime::LocalRuntime;
-use crate::snapshots::{Golden, GoldenMark, now};
+use crate::snapshots::{Golden, GoldenMark, or_older, stale};
 
 /// The database a physical golden snapshot holds, renamed in each copy to its environment's.
 pub(crate) const GOLDEN_DATABASE: &str = "preview_golden";
@@ -49,11 +49,7 @@ impl LocalRuntime {
         log: &StepLog,
         rebuild: bool,
     ) -> Result<PhysicalGolden, RuntimeError> {
-        let Some(from) = &content.clone.from else {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: `clone.from` names no environment"
-            )));
-        };
+        let (from, _) = content.copied_from(service)?;
         let golden = Golden::of(content);
         let held = self
             .external_golden_lock(&format!("physical/{}", env.project), service)
@@ -61,37 +57,18 @@ impl LocalRuntime {
             .await;
         let dir = self.physical_golden_dir(&golden);
         let data = dir.join("data");
-        // A refresh that fails may fall back to the snapshot there is.
         let mut fallback = false;
         if !rebuild && data.is_dir() {
-            match (content.clone.refresh_seconds, read_mark(&dir)) {
-                (_, None) => log.line(format!(
-                    "database `{service}`: the golden snapshot of `{from}` does not say when it was made; building it again"
-                )),
-                (Some(refresh), Some(mark)) if now().saturating_sub(mark.made_at) > refresh => {
-                    log.line(format!(
-                        "database `{service}`: the golden snapshot of `{from}` is {} s old, older than `refresh` ({refresh} s); building it again",
-                        now().saturating_sub(mark.made_at)
-                    ));
-                    fallback = true;
-                }
-                _ => return Ok(PhysicalGolden { data, _held: held }),
+            match stale(content, read_mark(&dir).as_ref(), service, from, log) {
+                Some(may_fall_back) => fallback = may_fall_back,
+                None => return Ok(PhysicalGolden { data, _held: held }),
             }
         }
-        match self
+        let built = self
             .build_physical_golden(env, service, content, &golden, &dir, log)
-            .await
-        {
-            Ok(()) => Ok(PhysicalGolden { data, _held: held }),
-            Err(error) if fallback => {
-                log.line(format!(
-                    "database `{service}`: warning: the golden snapshot of `{from}` could not be built again, so the older one is used: {}",
-                    error.message
-                ));
-                Ok(PhysicalGolden { data, _held: held })
-            }
-            Err(error) => Err(error),
-        }
+            .await;
+        or_older(built, fallback, service, from, log)?;
+        Ok(PhysicalGolden { data, _held: held })
     }
 
     /// Builds the physical golden snapshot into `dir`, replacing the one there. The caller holds its lock.
@@ -104,11 +81,7 @@ impl LocalRuntime {
         dir: &Path,
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
-        let (Some(from), Some(source)) = (&content.clone.from, &content.clone.source) else {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: `clone.from` names no environment"
-            )));
-        };
+        let (from, source) = content.copied_from(service)?;
         let (source_server, _source_in_use) = self
             .physical_source(env, service, content, from, source)
             .await?;

@@ -120,6 +120,74 @@ async fn golden_mark(
     }))
 }
 
+/// Whether a golden snapshot there is, described by `mark`, is to be built again: `None` when it is kept, else
+/// whether it may still be used should building it again fail (it is only older than `refresh`, not undescribed).
+pub(crate) fn stale(
+    content: &DatabaseContent,
+    mark: Option<&GoldenMark>,
+    service: &str,
+    from: &str,
+    log: &StepLog,
+) -> Option<bool> {
+    match (content.clone.refresh_seconds, mark) {
+        (_, None) => {
+            log.line(format!(
+                "database `{service}`: the golden snapshot of `{from}` does not say when it was made; building it again"
+            ));
+            Some(false)
+        }
+        (Some(refresh), Some(mark)) if now().saturating_sub(mark.made_at) > refresh => {
+            log.line(format!(
+                "database `{service}`: the golden snapshot of `{from}` is {} s old, older than `refresh` ({refresh} s); building it again",
+                now().saturating_sub(mark.made_at)
+            ));
+            Some(true)
+        }
+        _ => None,
+    }
+}
+
+/// A golden snapshot built again, or — when that failed and `fallback` allows — the older one, with a warning.
+pub(crate) fn or_older(
+    built: Result<(), RuntimeError>,
+    fallback: bool,
+    service: &str,
+    from: &str,
+    log: &StepLog,
+) -> Result<(), RuntimeError> {
+    match built {
+        Err(error) if fallback => {
+            log.line(format!(
+                "database `{service}`: warning: the golden snapshot of `{from}` could not be built again, so the older one is used: {}",
+                error.message
+            ));
+            Ok(())
+        }
+        built => built,
+    }
+}
+
+/// The golden snapshots on a server that say what they are.
+async fn described_goldens(
+    admin_client: &tokio_postgres::Client,
+    service: &str,
+) -> Result<Vec<(Golden, GoldenMark)>, RuntimeError> {
+    let mut described = Vec::new();
+    for name in admin::databases_named(admin_client, "preview_golden_")
+        .await
+        .map_err(fail(service))?
+    {
+        if let Some(mark) = golden_mark(admin_client, &name)
+            .await
+            .map_err(fail(service))?
+        {
+            let id = name.trim_start_matches("preview_golden_").to_owned();
+            described.push((Golden { name, id }, mark));
+        }
+    }
+    Ok(described)
+}
+
 async fn execute(
     client: &tokio_postgres::Client,
     what: &str,
@@ -145,48 +213,25 @@ impl LocalRuntime {
         log: &StepLog,
         rebuild: bool,
     ) -> Result<Golden, RuntimeError> {
-        let Some(from) = &content.clone.from else {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: `clone.from` names no environment"
-            )));
-        };
+        let (from, _) = content.copied_from(service)?;
         let golden = Golden::of(content);
         let exists = admin::database_exists(admin_client, &golden.name)
             .await
             .map_err(fail(service))?;
-        // A golden snapshot a refresh may fall back to when building it again fails.
         let mut fallback = false;
         if !rebuild && exists {
             let mark = golden_mark(admin_client, &golden.name)
                 .await
                 .map_err(fail(service))?;
-            match (content.clone.refresh_seconds, mark) {
-                (_, None) => log.line(format!(
-                    "database `{service}`: the golden snapshot of `{from}` does not say when it was made; building it again"
-                )),
-                (Some(refresh), Some(mark)) if now().saturating_sub(mark.made_at) > refresh => {
-                    log.line(format!(
-                        "database `{service}`: the golden snapshot of `{from}` is {} s old, older than `refresh` ({refresh} s); building it again",
-                        now().saturating_sub(mark.made_at)
-                    ));
-                    fallback = true;
-                }
-                _ => return Ok(golden),
+            match stale(content, mark.as_ref(), service, from, log) {
+                Some(may_fall_back) => fallback = may_fall_back,
+                None => return Ok(golden),
             }
         }
-        match self
+        let built = self
             .build_golden(env, service, content, host, admin_client, log, &golden)
-            .await
-        {
-            Err(error) if fallback => {
-                log.line(format!(
-                    "database `{service}`: warning: the golden snapshot of `{from}` could not be built again, so the older one is used: {}",
-                    error.message
-                ));
-                Ok(golden)
-            }
-            built => built.map(|()| golden),
-        }
+            .await;
+        or_older(built, fallback, service, from, log).map(|()| golden)
     }
 
     /// Builds the golden snapshot of `content`'s source again: a copy into `preview_making_<id>`, described and
@@ -203,11 +248,7 @@ impl LocalRuntime {
         log: &StepLog,
         golden: &Golden,
     ) -> Result<(), RuntimeError> {
-        let (Some(from), Some(source)) = (&content.clone.from, &content.clone.source) else {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: `clone.from` names no environment"
-            )));
-        };
+        let (from, source) = content.copied_from(service)?;
         if !is_ready(admin_client, source)
             .await
             .map_err(fail(service))?
@@ -282,10 +323,7 @@ impl LocalRuntime {
         .map_err(fail(service))?;
         // Environments already made from the one it replaces, or from its warm pool, are copies: they keep their
         // data. The pool's databases are of the old data, and go with it.
-        self.drop_warm_pool(admin_client, golden, service).await?;
-        admin::drop_database(admin_client, &golden.name)
-            .await
-            .map_err(fail(service))?;
+        self.drop_golden(admin_client, golden, service).await?;
         admin::rename_database(admin_client, &making, &golden.name)
             .await
             .map_err(fail(service))?;
@@ -313,42 +351,37 @@ impl LocalRuntime {
         service: &str,
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
-        for other in admin::databases_named(admin_client, "preview_golden_")
-            .await
-            .map_err(fail(service))?
-        {
-            if other == golden.name {
-                continue;
-            }
-            let Some(theirs) = golden_mark(admin_client, &other)
-                .await
-                .map_err(fail(service))?
-            else {
-                continue;
-            };
-            if (
+        let same_source = |theirs: &GoldenMark| {
+            (
                 &theirs.project,
                 &theirs.service,
                 &theirs.from,
                 &theirs.policy,
-            ) != (&mark.project, &mark.service, &mark.from, &mark.policy)
-            {
-                continue;
+            ) == (&mark.project, &mark.service, &mark.from, &mark.policy)
+        };
+        for (other, theirs) in described_goldens(admin_client, service).await? {
+            if other.name != golden.name && same_source(&theirs) {
+                self.drop_golden(admin_client, &other, service).await?;
+                log.line(format!(
+                    "database `{service}`: the golden snapshot {}, made under other rules or another key, dropped",
+                    other.name
+                ));
             }
-            let replaced = Golden {
-                name: other.clone(),
-                id: other.trim_start_matches("preview_golden_").to_owned(),
-            };
-            self.drop_warm_pool(admin_client, &replaced, service)
-                .await?;
-            admin::drop_database(admin_client, &other)
-                .await
-                .map_err(fail(service))?;
-            log.line(format!(
-                "database `{service}`: the golden snapshot {other}, made under other rules or another key, dropped"
-            ));
         }
         Ok(())
+    }
+
+    /// Drops a golden snapshot and its warm pool.
+    async fn drop_golden(
+        &self,
+        admin_client: &tokio_postgres::Client,
+        golden: &Golden,
+        service: &str,
+    ) -> Result<(), RuntimeError> {
+        self.drop_warm_pool(admin_client, golden, service).await?;
+        admin::drop_database(admin_client, &golden.name)
+            .await
+            .map_err(fail(service))
     }
 
     async fn drop_warm_pool(
@@ -392,30 +425,14 @@ impl LocalRuntime {
         if left > 0 {
             return Ok(());
         }
-        for name in admin::databases_named(admin_client, "preview_golden_")
-            .await
-            .map_err(fail(service))?
-        {
-            let Some(mark) = golden_mark(admin_client, &name)
-                .await
-                .map_err(fail(service))?
-            else {
-                continue;
-            };
-            if mark.project != project || mark.service != service {
-                continue;
+        for (golden, mark) in described_goldens(admin_client, service).await? {
+            if mark.project == project && mark.service == service {
+                self.drop_golden(admin_client, &golden, service).await?;
+                log.line(format!(
+                    "database `{service}`: the golden snapshot {} dropped with the project's last database of it",
+                    golden.name
+                ));
             }
-            let golden = Golden {
-                id: name.trim_start_matches("preview_golden_").to_owned(),
-                name: name.clone(),
-            };
-            self.drop_warm_pool(admin_client, &golden, service).await?;
-            admin::drop_database(admin_client, &name)
-                .await
-                .map_err(fail(service))?;
-            log.line(format!(
-                "database `{service}`: the golden snapshot {name} dropped with the project's last database of it"
-            ));
         }
         Ok(())
     }
