@@ -35,6 +35,22 @@ pub enum Action {
     Other(String),
 }
 
+impl Action {
+    /// How it is written in listings: `opened`, `pushed`, …, or the forge's own word for anything else.
+    pub fn name(&self) -> &str {
+        match self {
+            Action::Opened => "opened",
+            Action::Pushed => "pushed",
+            Action::Closed => "closed",
+            Action::Merged => "merged",
+            Action::Reopened => "reopened",
+            Action::Labeled => "labeled",
+            Action::DraftChanged => "draft_changed",
+            Action::Other(action) => action,
+        }
+    }
+}
+
 /// A pull request as the event shows it.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct PullRequest {

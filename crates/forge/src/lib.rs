@@ -20,16 +20,6 @@ pub enum Forge {
 }
 
 impl Forge {
-    pub fn parse(name: &str) -> Option<Forge> {
-        match name {
-            "github" => Some(Forge::Github),
-            "gitea" => Some(Forge::Gitea),
-            "forgejo" => Some(Forge::Forgejo),
-            "gitlab" => Some(Forge::Gitlab),
-            _ => None,
-        }
-    }
-
     pub fn name(self) -> &'static str {
         match self {
             Forge::Github => "github",

@@ -11,6 +11,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use preview_forge::{Event, Forge, Headers, SIGNATURE_HEADERS, authenticate, read_event};
+use preview_spec::ForgeKind;
 use preview_store::DeliveryRecord;
 use serde_json::{Value, json};
 
@@ -81,10 +82,14 @@ pub(crate) async fn receive(
         .as_ref()
         .and_then(|p| p.forge.as_ref())
         .ok_or_else(not_here)?;
-    let forge = serde_json::to_value(forge_spec.kind)
-        .ok()
-        .and_then(|kind| kind.as_str().and_then(Forge::parse))
-        .ok_or_else(not_here)?;
+    let forge = match forge_spec.kind {
+        ForgeKind::Github => Forge::Github,
+        ForgeKind::Gitea => Forge::Gitea,
+        ForgeKind::Forgejo => Forge::Forgejo,
+        ForgeKind::Gitlab => Forge::Gitlab,
+        // Branches of a local repository send no webhooks.
+        ForgeKind::Local => return Err(not_here()),
+    };
     let secrets =
         match webhook_secrets(&state, &project, forge_spec.webhook_secret.as_deref()).await {
             Ok(secrets) => secrets,
@@ -138,13 +143,7 @@ pub(crate) async fn receive(
             delivery.detail = format!("`{event}` events are not acted on")
         }
         Ok(Event::PullRequest(pull_request)) => {
-            let action = serde_json::to_value(&pull_request.action)
-                .ok()
-                .map(|a| match a {
-                    Value::String(name) => name,
-                    other => other["other"].as_str().unwrap_or("other").to_owned(),
-                })
-                .unwrap_or_default();
+            let action = pull_request.action.name().to_owned();
             delivery.verdict = "accepted".to_owned();
             delivery.detail = format!(
                 "pull request #{} {action} at {}",
