@@ -612,19 +612,7 @@ pub fn local_daemon(data: &Path, ports: &str, extra: &[&str], uid: Option<u32>) 
 
 /// [`local_daemon`] with variables in its environment.
 pub fn local_daemon_with_env(data: &Path, ports: &str, env: &[(&str, &str)]) -> Daemon {
-    let flags = [
-        "--runtime",
-        "local",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-        "--ports",
-        ports,
-        "--health-timeout",
-        "20",
-    ];
-    Daemon::start_full(data, &flags, env, None, None)
+    local_daemon_full(data, ports, &[], env, None, None)
 }
 
 /// [`local_daemon`], inheriting a descriptor on `holding` when given.
@@ -635,7 +623,12 @@ pub fn local_daemon_holding(
     uid: Option<u32>,
     holding: Option<&Path>,
 ) -> Daemon {
-    let mut flags = vec![
+    local_daemon_full(data, ports, extra, &[], uid, holding)
+}
+
+/// The flags of a daemon with the local runtime: gateway ports from the kernel, environments' from `ports`.
+fn local_flags(ports: &str) -> Vec<&str> {
+    vec![
         "--runtime",
         "local",
         "--http",
@@ -644,12 +637,23 @@ pub fn local_daemon_holding(
         "127.0.0.1:0",
         "--ports",
         ports,
-    ];
+    ]
+}
+
+fn local_daemon_full(
+    data: &Path,
+    ports: &str,
+    extra: &[&str],
+    env: &[(&str, &str)],
+    uid: Option<u32>,
+    holding: Option<&Path>,
+) -> Daemon {
+    let mut flags = local_flags(ports);
     if !extra.contains(&"--health-timeout") {
         flags.extend(["--health-timeout", "20"]);
     }
     flags.extend_from_slice(extra);
-    Daemon::start_full(data, &flags, &[], uid, holding)
+    Daemon::start_full(data, &flags, env, uid, holding)
 }
 
 /// [`local_daemon`] started with `open_files` descriptors (soft limit, hard limit: the daemon may raise its own up
@@ -660,17 +664,7 @@ pub fn local_daemon_with_open_files(data: &Path, ports: &str, open_files: (u64, 
         .arg(format!("--nofile={}:{}", open_files.0, open_files.1))
         .arg("--")
         .arg(env!("CARGO_BIN_EXE_preview"));
-    let flags = [
-        "--runtime",
-        "local",
-        "--http",
-        "127.0.0.1:0",
-        "--https",
-        "127.0.0.1:0",
-        "--ports",
-        ports,
-    ];
-    Daemon::start_command(command, data, &flags, &[], None)
+    Daemon::start_command(command, data, &local_flags(ports), &[], None)
 }
 
 /// A new git repository `dir/repo` holding `files`, in one commit.
