@@ -174,15 +174,6 @@ impl LocalRuntime {
         server
             .prepare_socket_dir()
             .map_err(|e| RuntimeError::new(e.to_string()))?;
-        crate::records::write_atomically(
-            &root.join("server.json"),
-            &serde_json::to_vec(&ServerRecord {
-                key: key.to_owned(),
-                version,
-            })
-            .map_err(|e| RuntimeError::new(e.to_string()))?,
-        )
-        .map_err(RuntimeError::new)?;
         stop_stale(
             &server.data_dir(),
             &server.seen(&server.data_dir()),
