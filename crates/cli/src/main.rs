@@ -120,6 +120,11 @@ enum Command {
         #[command(subcommand)]
         action: DbAction,
     },
+    /// Pull requests and their previews.
+    Previews {
+        #[command(subcommand)]
+        action: PreviewsAction,
+    },
     /// Webhook deliveries from the project's forge.
     Webhooks {
         #[command(subcommand)]
@@ -307,6 +312,22 @@ enum DbAction {
     /// Make ENV's database SERVICE again by its clone policy (a copy from the current golden snapshot, the seed
     /// file, or empty): its data and its apps' connections are dropped.
     Reset { env: String, service: String },
+}
+
+#[derive(Subcommand)]
+enum PreviewsAction {
+    /// Every pull request the project knows: its preview's state, commit, age, URLs, place in the queue, and why.
+    List,
+    /// Ask the forge for the open pull requests now (and try again heads whose deployment failed).
+    Sync,
+    /// Let a pull request from a fork have a preview at its current head commit; a later push needs a new approval.
+    Approve {
+        /// The pull request's number.
+        number: String,
+        /// The head commit approved (refused when the pull request has moved on); its current head by default.
+        #[arg(long)]
+        commit: Option<String>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -498,6 +519,13 @@ fn client_command(
                     commands::databases::snapshot(&context, &env, &service).await
                 }
                 DbAction::Snapshots => commands::databases::snapshots(&context).await,
+            },
+            Command::Previews { action } => match action {
+                PreviewsAction::List => commands::previews::list(&context).await,
+                PreviewsAction::Sync => commands::previews::sync(&context).await,
+                PreviewsAction::Approve { number, commit } => {
+                    commands::previews::approve(&context, &number, commit.as_deref()).await
+                }
             },
             Command::Webhooks {
                 action: WebhooksAction::List,

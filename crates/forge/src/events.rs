@@ -69,6 +69,28 @@ pub struct PullRequest {
     pub labels: Vec<String>,
     pub draft: bool,
     pub author: String,
+    pub title: String,
+    /// Where people read it on the forge.
+    pub url: String,
+}
+
+impl PullRequest {
+    /// Its state after the event, in the shape the forge's API gives.
+    pub fn state(&self) -> crate::PullState {
+        crate::PullState {
+            number: self.number,
+            open: self.open,
+            head_sha: self.head_sha.clone(),
+            head_ref: self.head_ref.clone(),
+            base_ref: self.base_ref.clone(),
+            fork: self.fork,
+            labels: self.labels.clone(),
+            draft: self.draft,
+            author: self.author.clone(),
+            title: self.title.clone(),
+            url: self.url.clone(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
@@ -76,7 +98,7 @@ pub struct PullRequest {
 pub enum Event {
     /// The forge checking the hook (GitHub's `ping`, GitLab's test deliveries).
     Ping,
-    PullRequest(PullRequest),
+    PullRequest(Box<PullRequest>),
     /// An event `preview` does not act on; acknowledged all the same.
     Ignored {
         event: String,
@@ -107,7 +129,7 @@ pub fn read_event(forge: Forge, event: &str, body: &[u8]) -> Result<Event, Strin
         Forge::Gitlab => gitlab(&json)?,
         _ => github_or_gitea(forge, &json)?,
     };
-    Ok(Event::PullRequest(pull_request))
+    Ok(Event::PullRequest(Box::new(pull_request)))
 }
 
 fn text(json: &Value, path: &str) -> Result<String, String> {
@@ -177,6 +199,8 @@ fn github_or_gitea(forge: Forge, json: &Value) -> Result<PullRequest, String> {
             .and_then(Value::as_bool)
             .unwrap_or(false),
         author: text(json, "/pull_request/user/login").unwrap_or_default(),
+        title: text(json, "/pull_request/title").unwrap_or_default(),
+        url: text(json, "/pull_request/html_url").unwrap_or_default(),
         action,
     })
 }
@@ -233,6 +257,8 @@ fn gitlab(json: &Value) -> Result<PullRequest, String> {
             .or_else(|| attributes["work_in_progress"].as_bool())
             .unwrap_or(false),
         author: text(json, "/user/username").unwrap_or_default(),
+        title: text(json, "/object_attributes/title").unwrap_or_default(),
+        url: text(json, "/object_attributes/url").unwrap_or_default(),
         action,
     })
 }

@@ -3,9 +3,11 @@
 //! happened to it, and its state at that moment (head commit, branches, labels, draft, fork). The reconciler needs
 //! no more than that from an event: it is woken by it, and asks the forge for the rest.
 
+pub mod api;
 pub mod events;
 pub mod signature;
 
+pub use api::PullState;
 pub use events::{Action, Event, PullRequest, read_event};
 pub use signature::{Authenticated, Headers, Refusal, SIGNATURE_HEADERS, authenticate};
 

@@ -14,7 +14,7 @@ use preview_store::Store;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::routes::{deployments, environments, projects, runtime, variables, webhooks};
+use crate::routes::{deployments, environments, previews, projects, runtime, variables, webhooks};
 
 /// Request bodies larger than this are refused: a spec is a few kilobytes.
 pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
@@ -28,6 +28,8 @@ pub(crate) struct AppState {
     pub runtime: Arc<dyn preview_deploy::Runtime>,
     /// The gateway, when the runtime serves routes.
     pub gateway: Option<Gateway>,
+    /// The reconciler of pull requests and previews.
+    pub previews: Arc<crate::previews::Previews>,
 }
 
 /// Where the gateway listens and the CA its certificates come from.
@@ -123,6 +125,12 @@ pub(crate) fn router(state: SharedState) -> Router {
             get(runtime::database_snapshots),
         )
         .route("/v1/projects/{project}/webhooks", get(webhooks::list))
+        .route("/v1/projects/{project}/previews", get(previews::list))
+        .route("/v1/projects/{project}/previews/sync", post(previews::sync))
+        .route(
+            "/v1/projects/{project}/previews/{number}/approve",
+            post(previews::approve),
+        )
         .route("/v1/gateway", get(runtime::gateway))
         .route("/v1/ca", get(runtime::ca))
         .route("/v1/secrets/rotate-key", post(variables::rotate_key))
@@ -162,6 +170,10 @@ async fn check_path_names(
                     .bytes()
                     .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit()))
             .then(|| "a deployment id is lowercase letters and digits".to_owned()),
+            "number" => {
+                (value.is_empty() || value.len() > 18 || !value.bytes().all(|b| b.is_ascii_digit()))
+                    .then(|| "a pull request number is digits".to_owned())
+            }
             _ => preview_spec::name_problem(value),
         };
         if let Some(problem) = problem {

@@ -197,11 +197,16 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         token_hash,
         runtime: Arc::clone(&runtime),
         gateway,
+        previews: Arc::new(crate::previews::Previews::new(
+            config.data_dir.join("mirrors"),
+        )),
     });
     log(&format!(
         "listening on http://{address}; client config in {}",
         client_config_path(&config.data_dir).display()
     ));
+    // Pull requests drive previews from now on; the first pass lists every forge.
+    let reconciler = crate::previews::spawn(Arc::clone(&state));
     let engine = Arc::clone(&state.engine);
     let state_store = Arc::clone(&state.store);
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -219,8 +224,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         () = name_lost.notified() => None,
         ended = &mut serving => Some(ended),
     };
-    // No new connection from now on; requests under way may finish while the deployments halt.
+    // No new connection from now on, and no new deployment for a pull request; requests under way may finish
+    // while the deployments halt.
     let _ = stop_serving.send(());
+    reconciler.abort();
     // What running deployments' steps started stops with them; each is finished from its journal at the next
     // start.
     for id in engine.shutdown(Duration::from_secs(60)).await {

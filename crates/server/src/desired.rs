@@ -6,7 +6,8 @@ use std::collections::BTreeMap;
 use preview_deploy::EnvironmentAddress;
 use preview_plan::{Resource, desired_state};
 use preview_resolve::{
-    Context, Endpoint, ResolvedEnvironment, Scope, SecretRef, StoredSecret, StoredVariable,
+    Context, Endpoint, PreviewContext, ResolvedEnvironment, Scope, SecretRef, StoredSecret,
+    StoredVariable,
 };
 use preview_spec::{Access, SecretInPreviews, ServiceKind};
 use preview_store::ProjectRecord;
@@ -32,6 +33,19 @@ pub(crate) async fn resolve(
     environment: &str,
     based_on: Option<&str>,
     commit: Option<&str>,
+) -> Result<ResolvedEnvironment, ApiError> {
+    let source = crate::source::source_commit(project.directory.as_deref(), commit).await?;
+    resolve_with(state, project, environment, based_on, source, None).await
+}
+
+/// Resolves `environment` built from `source`; a pull request's preview also knows its pull request.
+pub(crate) async fn resolve_with(
+    state: &SharedState,
+    project: &ProjectRecord,
+    environment: &str,
+    based_on: Option<&str>,
+    source: Option<preview_resolve::SourceCommit>,
+    preview: Option<PreviewContext>,
 ) -> Result<ResolvedEnvironment, ApiError> {
     let invalid =
         |diagnostics: preview_spec::Diagnostics| ApiError::BadRequest(diagnostics.to_string());
@@ -79,15 +93,14 @@ pub(crate) async fn resolve(
             })
         })
         .collect();
-    let source = crate::source::source_commit(project.directory.as_deref(), commit).await?;
     let context = Context {
         stored,
         secrets,
+        preview,
         based_on: based_on.map(str::to_owned),
         endpoints: endpoints(state, project, &env).await?,
         source,
         public_port: state.gateway.as_ref().map(|g| g.https.port()),
-        ..Context::default()
     };
     preview_resolve::resolve_environment(&spec, &env, &context).map_err(|errors| {
         let lines: Vec<String> = errors.iter().map(ToString::to_string).collect();
@@ -154,6 +167,17 @@ pub(crate) async fn desired_for(
     purpose: Purpose,
 ) -> Result<Desired, ApiError> {
     let resolved = resolve(state, project, environment, based_on, commit).await?;
+    desired_of(state, project, environment, resolved, purpose).await
+}
+
+/// What deploying a resolved environment would make it.
+pub(crate) async fn desired_of(
+    state: &SharedState,
+    project: &ProjectRecord,
+    environment: &str,
+    resolved: ResolvedEnvironment,
+    purpose: Purpose,
+) -> Result<Desired, ApiError> {
     let versions = state
         .vault
         .versions(&project.name)

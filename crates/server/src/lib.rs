@@ -9,6 +9,8 @@ mod auth;
 mod daemon;
 mod desired;
 mod error;
+mod forge_client;
+mod previews;
 mod routes;
 mod source;
 mod vault;

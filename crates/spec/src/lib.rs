@@ -9,6 +9,7 @@ mod databases;
 mod dependencies;
 mod diagnostic;
 mod environments;
+mod glob;
 mod levels;
 mod limits;
 pub mod model;
@@ -26,6 +27,7 @@ mod yaml;
 use std::collections::BTreeMap;
 
 pub use diagnostic::{Diagnostic, Diagnostics, Position};
+pub use glob::glob_matches;
 pub use model::*;
 pub use variables::is_variable_name;
 

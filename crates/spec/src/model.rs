@@ -476,8 +476,13 @@ pub struct PreviewPolicy {
     /// What a preview looks like: the blueprint with the preview overrides applied. Its name is a placeholder
     /// (`pr-{number}`); each preview gets its own.
     pub template: Environment,
+    /// Source branches.
     pub branches: Filter,
+    /// Target (base) branches.
+    pub target_branches: Filter,
     pub labels: Filter,
+    /// Whether draft pull requests get previews.
+    pub drafts: bool,
     pub paths: Filter,
     #[serde(rename = "ttl_ms", serialize_with = "optional_milliseconds")]
     pub ttl: Option<Duration>,
@@ -521,6 +526,18 @@ pub struct Forge {
     pub repository: String,
     /// Name of the project secret that holds the webhook secret.
     pub webhook_secret: Option<String>,
+    /// The forge's web address (`https://github.com`, `https://gitlab.com` by default; required for Gitea and
+    /// Forgejo), without a trailing slash.
+    pub url: Option<String>,
+    /// Its REST API's base, when not the forge's usual one under `url`.
+    pub api_url: Option<String>,
+    /// Where the repository is fetched from, when not `<url>/<repository>.git`.
+    pub clone_url: Option<String>,
+    /// Name of the project secret holding an API token (also used to fetch a private repository).
+    pub token: Option<String>,
+    /// How often the open pull requests are listed through the forge's API (default 5 minutes).
+    #[serde(rename = "resync_ms", serialize_with = "optional_milliseconds")]
+    pub resync: Option<Duration>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

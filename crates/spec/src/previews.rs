@@ -6,7 +6,7 @@ use std::collections::BTreeMap;
 use crate::diagnostic::Sink;
 use crate::limits::Totals;
 use crate::model::{Access, Filter, Forge, ForgeKind, PreviewPolicy, SecretDeclaration};
-use crate::read::{Fields, choice, duration, integer, list, text};
+use crate::read::{Fields, boolean, choice, duration, integer, list, text};
 use crate::services::Names;
 use crate::suggest::did_you_mean;
 use crate::yaml::{Node, Value};
@@ -15,7 +15,9 @@ const KEYS: &[&str] = &[
     "blueprint",
     "overrides",
     "branches",
+    "target_branches",
     "labels",
+    "drafts",
     "paths",
     "ttl",
     "idle_stop",
@@ -86,10 +88,18 @@ pub(crate) fn read_previews(
             .get("branches")
             .map(|n| read_filter(n, sink))
             .unwrap_or_default(),
+        target_branches: fields
+            .get("target_branches")
+            .map(|n| read_filter(n, sink))
+            .unwrap_or_default(),
         labels: fields
             .get("labels")
             .map(|n| read_filter(n, sink))
             .unwrap_or_default(),
+        drafts: fields
+            .get("drafts")
+            .and_then(|n| boolean(n, sink))
+            .unwrap_or(false),
         paths: fields
             .get("paths")
             .map(|n| read_filter(n, sink))
@@ -212,7 +222,16 @@ fn read_forge(
     let fields = Fields::open(
         node,
         "forge settings",
-        &["kind", "repository", "webhook_secret"],
+        &[
+            "kind",
+            "repository",
+            "webhook_secret",
+            "url",
+            "api_url",
+            "clone_url",
+            "token",
+            "resync",
+        ],
         sink,
     )?;
     let kind = fields
@@ -265,10 +284,59 @@ fn read_forge(
             return None;
         }
     };
+    let token = match fields.get("token") {
+        Some(n) => Some(declared_secret(n, project_secrets, sink)?),
+        None => None,
+    };
+    let url_of = |key: &str, sink: &mut Sink| -> Option<Option<String>> {
+        let Some(n) = fields.get(key) else {
+            return Some(None);
+        };
+        let url = text(n, "a URL", sink)?;
+        let url = url.trim_end_matches('/').to_owned();
+        let scheme_ok = url.starts_with("https://")
+            || url.starts_with("http://")
+            || (key == "clone_url" && (url.starts_with("file://") || url.starts_with("git://")));
+        if !scheme_ok || url.chars().any(char::is_whitespace) {
+            sink.push(
+                n.position,
+                &n.path,
+                format!(
+                    "`{url}` is not a URL; write it as `https://host…`{}",
+                    if key == "clone_url" {
+                        " (or `file://`, `git://`)"
+                    } else {
+                        ""
+                    }
+                ),
+            );
+            return None;
+        }
+        Some(Some(url))
+    };
+    let url = url_of("url", sink)?;
+    let api_url = url_of("api_url", sink)?;
+    let clone_url = url_of("clone_url", sink)?;
+    if url.is_none() && matches!(kind, ForgeKind::Gitea | ForgeKind::Forgejo) {
+        sink.push(
+            node.position,
+            &node.path,
+            "missing required key `url` (where the Gitea or Forgejo server is, e.g. `https://git.example.com`)",
+        );
+        return None;
+    }
+    let resync = fields
+        .get("resync")
+        .and_then(|n| duration(n, "a resync interval", sink));
     Some(Forge {
         kind,
         repository,
         webhook_secret,
+        url,
+        api_url,
+        clone_url,
+        token,
+        resync,
     })
 }
 

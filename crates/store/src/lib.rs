@@ -8,6 +8,7 @@
 mod deployments;
 pub mod driver;
 mod postgres;
+mod pull_requests;
 mod records;
 mod rows;
 mod schema;
@@ -17,6 +18,7 @@ mod store;
 mod webhooks;
 
 pub use deployments::{StartTerms, TakeOverTerms};
+pub use pull_requests::Observation;
 pub use records::*;
 pub use store::{Store, StoreError};
 pub use webhooks::{KEPT_DELIVERIES, KEPT_REFUSED};

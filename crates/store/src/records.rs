@@ -64,6 +64,37 @@ pub struct DeliveryRecord {
     pub received_at: i64,
 }
 
+/// A pull request as last seen, and what the reconciler keeps about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PullRequestRecord {
+    pub project: String,
+    pub number: i64,
+    /// Counts the observations written: a confirmation is written only over the version it read.
+    pub version: i64,
+    /// The pull request's state (the forge crate's `PullState`, as JSON).
+    pub state: String,
+    pub open: bool,
+    pub head: String,
+    /// The forge's API (or the local repository's branches) said so; `false`: only a webhook did, to be confirmed.
+    pub confirmed: bool,
+    pub observed_at: i64,
+    /// The reconciler made its preview (and so may change and remove it).
+    pub claimed: bool,
+    /// When the reconciler made its preview (for `ttl`).
+    pub claimed_at: Option<i64>,
+    /// The head a maintainer approved (fork pull requests).
+    pub approved_head: Option<String>,
+    /// The head whose preview outlived `ttl`: no preview again until a new head.
+    pub expired_head: Option<String>,
+    /// The head whose deployment failed: not tried again until a new head or a sync.
+    pub failed_head: Option<String>,
+    /// The head the changed paths were read at, and the paths (JSON list).
+    pub paths_head: Option<String>,
+    pub paths: Option<String>,
+    /// What the reconciler last decided, for people.
+    pub outcome: String,
+}
+
 /// Declares an enum stored as snake_case text, with its conversions.
 macro_rules! stored_enum {
     ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident => $text:literal),+ $(,)? }) => {

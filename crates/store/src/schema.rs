@@ -150,4 +150,25 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
       // A body the forge signed is applied once, whatever id it comes under (ids are not signed).
       "CREATE UNIQUE INDEX webhook_deliveries_body ON webhook_deliveries (project, body_digest)",
       "CREATE INDEX webhook_deliveries_received ON webhook_deliveries (project, verdict, received_at)"],
+    // Pull requests as last seen (a webhook's word until the forge's API confirms it: `version` counts every
+    // observation, so a confirmation read before a newer event never overwrites it), and what the reconciler
+    // keeps about each: whether it made the preview, the heads approved, expired or failed, its last decision.
+    &["CREATE TABLE pull_requests (
+        project TEXT NOT NULL,
+        number BIGINT NOT NULL,
+        version BIGINT NOT NULL,
+        state TEXT NOT NULL,
+        open BIGINT NOT NULL,
+        head TEXT NOT NULL,
+        confirmed BIGINT NOT NULL,
+        observed_at BIGINT NOT NULL,
+        claimed BIGINT NOT NULL DEFAULT 0,
+        claimed_at BIGINT,
+        approved_head TEXT,
+        expired_head TEXT,
+        failed_head TEXT,
+        paths_head TEXT,
+        paths TEXT,
+        outcome TEXT NOT NULL DEFAULT '',
+        PRIMARY KEY (project, number))"],
 ];

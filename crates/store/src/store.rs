@@ -203,6 +203,7 @@ impl Store {
             of("secret_versions"),
             of("attention"),
             of("webhook_deliveries"),
+            of("pull_requests"),
             of("revisions"),
             of("resources"),
         ];

@@ -4,6 +4,7 @@
 //! never push out what the forge sent.
 
 use crate::driver::{DriverError, Statement};
+use crate::pull_requests::Observation;
 use crate::records::DeliveryRecord;
 use crate::rows::{int, optional_int, optional_text, text};
 use crate::store::{Result, Store};
@@ -15,11 +16,14 @@ pub const KEPT_DELIVERIES: i64 = 500;
 pub const KEPT_REFUSED: i64 = 50;
 
 impl Store {
-    /// Stores a delivery; false when one with its id was stored before (nothing is changed then).
-    pub async fn record_delivery(&self, delivery: &DeliveryRecord) -> Result<bool> {
-        let inserted = self
-            .driver
-            .transaction(vec![
+    /// Stores a delivery, and with it what it says of a pull request; false when one with its id (or its body) was
+    /// stored before (nothing is changed then).
+    pub async fn record_delivery(
+        &self,
+        delivery: &DeliveryRecord,
+        observation: Option<&Observation>,
+    ) -> Result<bool> {
+        let mut batch = vec![
                 Statement::new(
                     "INSERT INTO webhook_deliveries (project, delivery, forge, event, action, pull_request, head, verdict, detail, event_json, body_digest, received_at)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
@@ -53,8 +57,15 @@ impl Store {
                          ORDER BY received_at DESC LIMIT 1 OFFSET $2)",
                     vec![delivery.project.as_str().into(), KEPT_REFUSED.into()],
                 ),
-            ])
-            .await;
+        ];
+        if let Some(seen) = observation {
+            batch.push(Store::observe_statement(
+                &delivery.project,
+                seen,
+                delivery.received_at,
+            ));
+        }
+        let inserted = self.driver.transaction(batch).await;
         match inserted {
             Ok(()) => Ok(true),
             Err(DriverError::Unchanged(0)) => Ok(false),

@@ -39,6 +39,7 @@ cases!(
     variables_are_set_replaced_and_unset,
     secrets_are_kept_by_version_and_sealed_under_the_current_key,
     webhook_deliveries_are_stored_once_and_the_latest_kept,
+    pull_requests_keep_the_newest_observation_and_the_reconcilers_marks,
 );
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1081,7 +1082,7 @@ fn refusal(id: &str, at: i64) -> DeliveryRecord {
 async fn webhook_deliveries_are_stored_once_and_the_latest_kept(store: Store) {
     assert!(
         store
-            .record_delivery(&delivery("d1", 1))
+            .record_delivery(&delivery("d1", 1), None)
             .await
             .expect("first")
     );
@@ -1089,12 +1090,12 @@ async fn webhook_deliveries_are_stored_once_and_the_latest_kept(store: Store) {
     let mut replayed = delivery("d1", 2);
     replayed.action = Some("closed".into());
     replayed.body_digest = Some("another body".into());
-    assert!(!store.record_delivery(&replayed).await.expect("again"));
+    assert!(!store.record_delivery(&replayed, None).await.expect("again"));
     let mut relabelled = delivery("d1-under-another-id", 3);
     relabelled.body_digest = Some("digest-of-d1".into());
     assert!(
         !store
-            .record_delivery(&relabelled)
+            .record_delivery(&relabelled, None)
             .await
             .expect("another id")
     );
@@ -1105,7 +1106,7 @@ async fn webhook_deliveries_are_stored_once_and_the_latest_kept(store: Store) {
     elsewhere.project = "blog".into();
     assert!(
         store
-            .record_delivery(&elsewhere)
+            .record_delivery(&elsewhere, None)
             .await
             .expect("other project")
     );
@@ -1113,7 +1114,7 @@ async fn webhook_deliveries_are_stored_once_and_the_latest_kept(store: Store) {
     for i in 0..KEPT_REFUSED + 20 {
         assert!(
             store
-                .record_delivery(&refusal(&format!("r{i}"), 5 + i))
+                .record_delivery(&refusal(&format!("r{i}"), 5 + i), None)
                 .await
                 .expect("refused")
         );
@@ -1128,7 +1129,7 @@ async fn webhook_deliveries_are_stored_once_and_the_latest_kept(store: Store) {
     for i in 0..KEPT_DELIVERIES + 5 {
         assert!(
             store
-                .record_delivery(&delivery(&format!("n{i}"), 1000 + i))
+                .record_delivery(&delivery(&format!("n{i}"), 1000 + i), None)
                 .await
                 .expect("many")
         );
@@ -1143,4 +1144,111 @@ async fn webhook_deliveries_are_stored_once_and_the_latest_kept(store: Store) {
         KEPT_REFUSED
     );
     assert_eq!(store.deliveries("blog", 10).await.expect("blog").len(), 1);
+}
+
+fn observation(number: i64, head: &str, open: bool, confirmed: bool) -> Observation {
+    Observation {
+        number,
+        state: format!("{{\"head_sha\":\"{head}\"}}"),
+        open,
+        head: head.into(),
+        confirmed,
+    }
+}
+
+async fn pull_requests_keep_the_newest_observation_and_the_reconcilers_marks(store: Store) {
+    // A delivery and what it says of its pull request are stored together, once.
+    assert!(
+        store
+            .record_delivery(&delivery("e1", 1), Some(&observation(7, "a1", true, false)))
+            .await
+            .expect("delivery")
+    );
+    assert!(
+        !store
+            .record_delivery(
+                &delivery("e1", 2),
+                Some(&observation(7, "zz", false, false))
+            )
+            .await
+            .expect("replay")
+    );
+    let seen = store.pull_requests("shop").await.expect("list");
+    assert_eq!(seen.len(), 1);
+    assert_eq!(
+        (seen[0].head.as_str(), seen[0].open, seen[0].confirmed),
+        ("a1", true, false)
+    );
+    // The reconciler's marks stay whatever is observed later.
+    let mut marks = seen[0].clone();
+    marks.claimed = true;
+    marks.claimed_at = Some(5);
+    marks.outcome = "deploying a1".into();
+    store.mark_pull_request(&marks).await.expect("mark");
+    // A confirmation read before a newer event is not written over it.
+    let read_at = seen[0].version;
+    assert!(
+        store
+            .record_delivery(&delivery("e2", 3), Some(&observation(7, "a2", true, false)))
+            .await
+            .expect("newer event")
+    );
+    assert!(
+        !store
+            .confirm_pull_request("shop", &observation(7, "a1", true, true), Some(read_at))
+            .await
+            .expect("stale confirmation")
+    );
+    let seen = store.pull_requests("shop").await.expect("list");
+    assert_eq!(seen[0].head, "a2");
+    assert!(seen[0].claimed);
+    assert_eq!(seen[0].claimed_at, Some(5));
+    assert_eq!(seen[0].outcome, "deploying a1");
+    assert!(
+        store
+            .confirm_pull_request(
+                "shop",
+                &observation(7, "a2", false, true),
+                Some(seen[0].version)
+            )
+            .await
+            .expect("confirmation")
+    );
+    let seen = store.pull_requests("shop").await.expect("list");
+    assert_eq!(
+        (seen[0].open, seen[0].confirmed, seen[0].claimed),
+        (false, true, true)
+    );
+    // An approval is of one head; a pull request nobody knows cannot be approved.
+    assert!(
+        store
+            .approve_pull_request("shop", 7, "a2")
+            .await
+            .expect("approve")
+    );
+    assert!(
+        !store
+            .approve_pull_request("shop", 8, "a2")
+            .await
+            .expect("unknown")
+    );
+    // A closed pull request with its preview still claimed is never forgotten; without it, it is after the age.
+    store
+        .forget_closed_pull_requests("shop", 0)
+        .await
+        .expect("forget");
+    assert_eq!(store.pull_requests("shop").await.expect("list").len(), 1);
+    let mut released = store.pull_requests("shop").await.expect("list")[0].clone();
+    released.claimed = false;
+    store.mark_pull_request(&released).await.expect("release");
+    store
+        .forget_closed_pull_requests("shop", HOUR)
+        .await
+        .expect("young");
+    assert_eq!(store.pull_requests("shop").await.expect("list").len(), 1);
+    store
+        .forget_closed_pull_requests("shop", -1)
+        .await
+        .expect("forget");
+    assert!(store.pull_requests("shop").await.expect("list").is_empty());
 }

@@ -2,6 +2,8 @@
 
 #![allow(dead_code)]
 
+pub mod forge;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

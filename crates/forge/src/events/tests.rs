@@ -9,6 +9,7 @@ fn github(action: &str, merged: bool, head_repo: &str) -> Vec<u8> {
         "number": 42,
         "pull_request": {
             "url": "https://api.github.com/repos/octo-org/shop/pulls/42",
+            "html_url": "https://github.com/octo-org/shop/pull/42",
             "number": 42,
             "state": if action == "closed" { "closed" } else { "open" },
             "locked": false,
@@ -44,7 +45,7 @@ fn github_pull_request_events() {
         "pull_request",
         &github(action, merged, "octo-org/shop"),
     ) {
-        Ok(Event::PullRequest(pr)) => pr,
+        Ok(Event::PullRequest(pr)) => *pr,
         other => panic!("{other:?}"),
     };
     let opened = read("opened", false);
@@ -63,6 +64,8 @@ fn github_pull_request_events() {
             labels: vec!["preview".to_owned()],
             draft: false,
             author: "octocat".to_owned(),
+            title: "Faster checkout".to_owned(),
+            url: "https://github.com/octo-org/shop/pull/42".to_owned(),
         }
     );
     assert_eq!(read("synchronize", false).action, Action::Pushed);
@@ -212,7 +215,7 @@ fn gitlab_merge_request_events() {
         "Merge Request Hook",
         &gitlab(attributes, changes),
     ) {
-        Ok(Event::PullRequest(pr)) => pr,
+        Ok(Event::PullRequest(pr)) => *pr,
         other => panic!("{other:?}"),
     };
     let opened = read(serde_json::json!({}), serde_json::json!({}));

@@ -2,6 +2,7 @@
 
 pub(crate) mod deployments;
 pub(crate) mod environments;
+pub(crate) mod previews;
 pub(crate) mod projects;
 pub(crate) mod runtime;
 pub(crate) mod variables;

@@ -137,6 +137,7 @@ pub(crate) async fn receive(
         body_digest: Some(digest),
         received_at: state.store.now().await?,
     };
+    let mut observation = None;
     match read_event(forge, &authenticated.event, &body) {
         Ok(Event::Ping) => delivery.detail = "the forge checking the hook".to_owned(),
         Ok(Event::Ignored { event }) => {
@@ -154,11 +155,20 @@ pub(crate) async fn receive(
             delivery.pull_request = i64::try_from(pull_request.number).ok();
             delivery.head = Some(pull_request.head_sha.clone());
             delivery.event_json = serde_json::to_string(&pull_request).ok();
+            // A hint until the forge's API confirms it.
+            observation = Some(crate::previews::observe::observation(
+                &pull_request.state(),
+                false,
+            ));
         }
         // Signed by the forge but not what its event says: acknowledged, so that the hook is not disabled.
         Err(problem) => delivery.detail = format!("unreadable: {problem}"),
     }
-    if !state.store.record_delivery(&delivery).await? {
+    if !state
+        .store
+        .record_delivery(&delivery, observation.as_ref())
+        .await?
+    {
         return Ok((
             StatusCode::OK,
             Json(json!({ "verdict": "duplicate", "delivery": delivery.delivery })),
@@ -166,6 +176,7 @@ pub(crate) async fn receive(
             .into_response());
     }
     let status = if delivery.verdict == "accepted" {
+        state.previews.wake();
         StatusCode::ACCEPTED
     } else {
         StatusCode::OK
@@ -224,21 +235,24 @@ async fn note_refusal(
     let received_at = state.store.now().await?;
     state
         .store
-        .record_delivery(&DeliveryRecord {
-            project: project.to_owned(),
-            // A refused delivery's id cannot be trusted: it is the receiver's own.
-            delivery: format!("refused-{received_at}-{}", short_random()),
-            forge: forge.map(Forge::name).unwrap_or_default().to_owned(),
-            event: String::new(),
-            action: None,
-            pull_request: None,
-            head: None,
-            verdict: "refused".to_owned(),
-            detail,
-            event_json: None,
-            body_digest: None,
-            received_at,
-        })
+        .record_delivery(
+            &DeliveryRecord {
+                project: project.to_owned(),
+                // A refused delivery's id cannot be trusted: it is the receiver's own.
+                delivery: format!("refused-{received_at}-{}", short_random()),
+                forge: forge.map(Forge::name).unwrap_or_default().to_owned(),
+                event: String::new(),
+                action: None,
+                pull_request: None,
+                head: None,
+                verdict: "refused".to_owned(),
+                detail,
+                event_json: None,
+                body_digest: None,
+                received_at,
+            },
+            None,
+        )
         .await?;
     Ok(())
 }

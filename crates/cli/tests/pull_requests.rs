@@ -1,0 +1,964 @@
+//! Pull requests drive previews, through the real daemon: signed webhooks as GitHub, GitLab and Gitea send them,
+//! a test forge that answers their REST APIs as documented (and checks every request), and real git repositories
+//! the commits are fetched from. Each story opens, pushes and closes pull requests and looks at what runs: the
+//! preview's URL answering with the right commit, environments made and destroyed, deployments cancelled when a
+//! newer head or a close beats them, and the reconciler catching up with a forge after it was down.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use preview_testing::TempDir;
+use serde_json::{Value, json};
+use support::forge::{Kind, Pull, TestForge};
+use support::{Daemon, ReleaseAccounts, git, ok, wait_for};
+
+const HOOK_SECRET: &str = "the-webhook-secret-of-the-forge";
+const TOKEN: &str = "forge-api-token-0123456789";
+const REPOSITORY: &str = "octo-org/plain";
+
+/// The app: answers with its environment and commit.
+const WEB: &str = include_str!("plain/web.py");
+
+/// The project's spec: one app (`build` as given), the forge's settings, and the preview policy's `extra` keys.
+fn spec(build: &str, forge: &str, extra: &str) -> String {
+    format!(
+        "project: plain
+domain:
+  base: plain.localhost
+secrets: [HOOK, FORGE_TOKEN]
+services:
+  web:
+    build: \"{build}\"
+    run: python3 web.py
+    ports: [8000]
+    health: {{ http: /healthz }}
+    public: true
+environments:
+  staging: {{}}
+previews:
+  blueprint: staging
+{extra}  forge:
+{forge}"
+    )
+}
+
+/// A forge's settings in the spec: the test forge's API, the origin repository, the secrets.
+fn remote_forge(kind: Kind, forge: &TestForge, origin: &Path) -> String {
+    let (name, url) = match kind {
+        Kind::Github => ("github", format!("    api_url: {}\n", forge.api_base())),
+        Kind::Gitlab => ("gitlab", format!("    url: {}\n", forge.url())),
+        Kind::Gitea => ("gitea", format!("    url: {}\n", forge.url())),
+    };
+    format!(
+        "    kind: {name}
+    repository: {REPOSITORY}
+{url}    clone_url: file://{}
+    webhook_secret: HOOK
+    token: FORGE_TOKEN
+",
+        origin.display()
+    )
+}
+
+/// The forge's repository (`origin.git`, bare) holding the project on `main`, and a working clone of it — the
+/// project's registered directory, where pull requests' commits are made.
+fn repositories(dir: &Path, spec: &str) -> (PathBuf, PathBuf) {
+    let work = dir.join("work");
+    std::fs::create_dir_all(&work).expect("work");
+    std::fs::write(work.join("preview.yaml"), spec).expect("spec");
+    std::fs::write(work.join("web.py"), WEB).expect("web.py");
+    git(&work, &["init", "--quiet", "--initial-branch=main"]);
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "--quiet", "-m", "the project"]);
+    let origin = dir.join("origin.git");
+    git(
+        dir,
+        &[
+            "clone",
+            "--quiet",
+            "--bare",
+            work.to_str().expect("path"),
+            origin.to_str().expect("path"),
+        ],
+    );
+    // The daemon's builders read the registered directory's repository.
+    let _ = std::process::Command::new("chmod")
+        .args(["-R", "a+rX"])
+        .arg(dir)
+        .status();
+    (work, origin)
+}
+
+/// A commit on `branch` (made from `main` when new) changing `file`, published to the forge as pull request
+/// `number`'s head (`refs/pull/N/head`, or `refs/merge-requests/N/head` on GitLab); its id.
+fn push_head(
+    work: &Path,
+    origin: &Path,
+    kind: Kind,
+    number: u64,
+    branch: &str,
+    file: &str,
+) -> String {
+    let current = git(work, &["rev-parse", "--abbrev-ref", "HEAD"]);
+    if current.trim() != branch {
+        let exists = std::process::Command::new("git")
+            .arg("-C")
+            .arg(work)
+            .args([
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("refs/heads/{branch}"),
+            ])
+            .status()
+            .expect("git")
+            .success();
+        if exists {
+            git(work, &["checkout", "--quiet", branch]);
+        } else {
+            git(work, &["checkout", "--quiet", "-b", branch, "main"]);
+        }
+    }
+    std::fs::write(work.join(file), format!("{file} {}\n", rand_suffix())).expect("file");
+    git(work, &["add", "-A"]);
+    git(
+        work,
+        &["commit", "--quiet", "-m", &format!("change {file}")],
+    );
+    let sha = git(work, &["rev-parse", "HEAD"]).trim().to_owned();
+    let reference = match kind {
+        Kind::Gitlab => format!("refs/merge-requests/{number}/head"),
+        _ => format!("refs/pull/{number}/head"),
+    };
+    git(
+        work,
+        &[
+            "push",
+            "--quiet",
+            "--force",
+            origin.to_str().expect("path"),
+            &format!("{sha}:{reference}"),
+        ],
+    );
+    git(work, &["checkout", "--quiet", "main"]);
+    sha
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .expect("time")
+        .as_nanos()
+}
+
+fn hmac_hex(body: &[u8]) -> String {
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, HOOK_SECRET.as_bytes());
+    ring::hmac::sign(&key, body)
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// A pull-request event's body as each forge documents it, for `pull` after `action` (GitHub's words: `opened`,
+/// `synchronize`, `closed`, `labeled`, `unlabeled`, `reopened`).
+fn event_body(kind: Kind, action: &str, pull: &Pull) -> Vec<u8> {
+    let open = matches!(pull.state, support::forge::State::Open);
+    let head_repo = if pull.fork {
+        "a-contributor/plain"
+    } else {
+        REPOSITORY
+    };
+    match kind {
+        Kind::Github | Kind::Gitea => {
+            let action = match (kind, action) {
+                (Kind::Gitea, "synchronize") => "synchronized",
+                (Kind::Gitea, "labeled" | "unlabeled") => "label_updated",
+                (_, other) => other,
+            };
+            json!({
+                "action": action,
+                "number": pull.number,
+                "pull_request": {
+                    "number": pull.number,
+                    "state": if open { "open" } else { "closed" },
+                    "title": pull.title,
+                    "html_url": format!("https://forge.test/{REPOSITORY}/pull/{}", pull.number),
+                    "user": { "login": pull.author },
+                    "draft": pull.draft,
+                    "merged": matches!(pull.state, support::forge::State::Merged),
+                    "labels": pull.labels.iter().map(|l| json!({ "name": l, "color": "ededed" })).collect::<Vec<_>>(),
+                    "head": { "ref": pull.head_ref, "sha": pull.head_sha, "repo": { "full_name": head_repo } },
+                    "base": { "ref": pull.base_ref, "sha": "0d1a26e67d8f5eaf1f6ba5c57fc3c7d91ac0fd1c", "repo": { "full_name": REPOSITORY } }
+                },
+                "repository": { "full_name": REPOSITORY },
+                "sender": { "login": pull.author }
+            })
+        }
+        Kind::Gitlab => {
+            let (action, oldrev) = match action {
+                "opened" => ("open", None),
+                "synchronize" => ("update", Some("da1560886d4f094c3e6c9ef40349f7d38b5d27d7")),
+                "closed" => ("close", None),
+                "reopened" => ("reopen", None),
+                _ => ("update", None),
+            };
+            let mut attributes = json!({
+                "iid": pull.number,
+                "id": 90_000 + pull.number,
+                "action": action,
+                "state": if open { "opened" } else { "closed" },
+                "title": pull.title,
+                "url": format!("https://forge.test/{REPOSITORY}/-/merge_requests/{}", pull.number),
+                "source_branch": pull.head_ref,
+                "target_branch": pull.base_ref,
+                "source_project_id": if pull.fork { 99 } else { 14 },
+                "target_project_id": 14,
+                "draft": pull.draft,
+                "work_in_progress": pull.draft,
+                "last_commit": { "id": pull.head_sha, "message": "a change" },
+                "source": { "path_with_namespace": head_repo },
+                "target": { "path_with_namespace": REPOSITORY }
+            });
+            if let Some(oldrev) = oldrev {
+                attributes["oldrev"] = json!(oldrev);
+            }
+            json!({
+                "object_kind": "merge_request",
+                "event_type": "merge_request",
+                "user": { "username": pull.author, "name": "Octo Cat" },
+                "project": { "id": 14, "path_with_namespace": REPOSITORY },
+                "object_attributes": attributes,
+                "labels": pull.labels.iter().map(|l| json!({ "title": l })).collect::<Vec<_>>(),
+                "changes": {}
+            })
+        }
+    }
+    .to_string()
+    .into_bytes()
+}
+
+/// Sends a signed delivery of `pull`'s event; the receiver's status.
+fn deliver(daemon: &Daemon, kind: Kind, action: &str, pull: &Pull, delivery: &str) -> u16 {
+    let body = event_body(kind, action, pull);
+    let signature = hmac_hex(&body);
+    let github_signature = format!("sha256={signature}");
+    let headers: Vec<(&str, &str)> = match kind {
+        Kind::Github => vec![
+            ("X-GitHub-Event", "pull_request"),
+            ("X-GitHub-Delivery", delivery),
+            ("X-Hub-Signature-256", &github_signature),
+        ],
+        Kind::Gitea => vec![
+            ("X-Gitea-Event", "pull_request"),
+            ("X-Gitea-Delivery", delivery),
+            ("X-Gitea-Signature", &signature),
+        ],
+        Kind::Gitlab => vec![
+            ("X-Gitlab-Event", "Merge Request Hook"),
+            ("Idempotency-Key", delivery),
+            ("X-Gitlab-Token", HOOK_SECRET),
+        ],
+    };
+    let mut all = vec![("Content-Type", "application/json")];
+    all.extend(headers);
+    let (status, answer) = daemon.http_with("POST", "/webhooks/plain", &all, &body);
+    assert!(status == 202 || status == 200, "{status} {answer}");
+    status
+}
+
+fn register(daemon: &Daemon, work: &Path) {
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        work.join("preview.yaml").to_str().expect("path"),
+    ]));
+    ok(daemon.cli_with_input(
+        &[
+            "--project",
+            "plain",
+            "secret",
+            "set",
+            "HOOK",
+            "--scope",
+            "project",
+        ],
+        HOOK_SECRET,
+    ));
+    ok(daemon.cli_with_input(
+        &[
+            "--project",
+            "plain",
+            "secret",
+            "set",
+            "FORGE_TOKEN",
+            "--scope",
+            "project",
+        ],
+        TOKEN,
+    ));
+}
+
+fn create_staging(daemon: &Daemon) {
+    let answer = daemon.json(&["--project", "plain", "env", "create", "staging"]);
+    let id = answer["deployment"]["id"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned();
+    let ended = support::wait_until_ended(daemon, &id);
+    assert_eq!(ended["deployment"]["status"], "committed", "{ended}");
+}
+
+fn previews(daemon: &Daemon) -> Vec<Value> {
+    daemon.json(&["--project", "plain", "previews", "list"])["previews"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+fn environments(daemon: &Daemon) -> Vec<String> {
+    daemon.json(&["--project", "plain", "env", "list"])["environments"]
+        .as_array()
+        .map(|a| {
+            a.iter()
+                .filter_map(|e| e["name"].as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The commit environment `name` runs, when it exists and its last deployment committed.
+fn running_commit(daemon: &Daemon, name: &str) -> Option<String> {
+    let list = daemon.json(&["--project", "plain", "env", "list"]);
+    let environment = list["environments"]
+        .as_array()?
+        .iter()
+        .find(|e| e["name"] == name)?
+        .clone();
+    if environment["last_deployment"]["status"] != "committed" {
+        return None;
+    }
+    environment["commit"].as_str().map(str::to_owned)
+}
+
+/// The deployments of environment `name`, oldest first.
+fn deployments(daemon: &Daemon, name: &str) -> Vec<Value> {
+    let output = daemon.cli(&[
+        "--project",
+        "plain",
+        "--output",
+        "json",
+        "deployments",
+        name,
+    ]);
+    let answer: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
+    let mut list = answer["deployments"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    list.reverse();
+    list
+}
+
+/// What the preview of pull request `number` answers through the gateway: its environment and commit.
+fn answer_of(data: &Path, number: u64) -> Option<Value> {
+    let gateway = support::gateway_http(data);
+    let (status, body) = support::request(
+        &gateway,
+        "GET",
+        &format!("web-pr-{number}.plain.localhost"),
+        "/",
+        "",
+    );
+    (status == 200).then_some(body)
+}
+
+fn wait_answering(daemon: &Daemon, number: u64, commit: &str) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(90);
+    while !answer_of(&daemon.data, number).is_some_and(|a| a["commit"] == commit) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "pr-{number} does not answer at {commit}: {:?}\n{}",
+            previews(daemon),
+            support::read_log(&daemon.data)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn wait_gone(daemon: &Daemon, number: u64) {
+    let name = format!("pr-{number}");
+    wait_for(
+        &format!("{name} to be destroyed"),
+        Duration::from_secs(90),
+        || {
+            !environments(daemon).contains(&name)
+                && deployments(daemon, &name)
+                    .last()
+                    .is_none_or(|d| d["status"] != "running" && d["status"] != "rolling_back")
+        },
+    );
+}
+
+/// The whole story on one forge: open → the preview answers at the head; push → at the new head; (with labels)
+/// label removed → destroyed, added again → made again; close → destroyed. Every request to the forge passed its
+/// checks, and every delivery is listed.
+fn story(kind: Kind, dir_name: &str, ports: &str) {
+    let dir = TempDir::new(dir_name);
+    let forge = TestForge::start(kind, REPOSITORY, TOKEN);
+    let labels = matches!(kind, Kind::Github);
+    let extra = if labels { "  labels: [preview]\n" } else { "" };
+    let origin_path = dir.path().join("origin.git");
+    let text = spec("true", &remote_forge(kind, &forge, &origin_path), extra);
+    let (work, origin) = repositories(dir.path(), &text);
+    let data = dir.path().join("data");
+    let _release = ReleaseAccounts(data.clone());
+    let daemon = support::local_daemon(&data, ports, &[], None);
+    register(&daemon, &work);
+    create_staging(&daemon);
+
+    // Opened: the preview is made at the head, and answers.
+    let first = push_head(&work, &origin, kind, 7, "faster-checkout", "checkout.txt");
+    let mut pull = Pull::new(7, "faster-checkout", &first);
+    if labels {
+        pull.labels = vec!["preview".to_owned()];
+    }
+    forge.open_pull(pull);
+    let current = |forge: &TestForge| forge.pull(7).expect("pull request 7");
+    deliver(&daemon, kind, "opened", &current(&forge), "delivery-1");
+    wait_answering(&daemon, 7, &first);
+    assert_eq!(answer_of(&data, 7).expect("answer")["environment"], "pr-7");
+
+    // Pushed: redeployed at the new head.
+    let second = push_head(&work, &origin, kind, 7, "faster-checkout", "checkout.txt");
+    forge.push(7, &second);
+    deliver(&daemon, kind, "synchronize", &current(&forge), "delivery-2");
+    wait_answering(&daemon, 7, &second);
+
+    if labels {
+        // The label removed: the preview goes; added again: it comes back at the same head.
+        forge.set_labels(7, &[]);
+        deliver(&daemon, kind, "unlabeled", &current(&forge), "delivery-3");
+        wait_gone(&daemon, 7);
+        forge.set_labels(7, &["preview"]);
+        deliver(&daemon, kind, "labeled", &current(&forge), "delivery-4");
+        wait_answering(&daemon, 7, &second);
+    }
+
+    // Closed: destroyed.
+    forge.close(7, false);
+    deliver(&daemon, kind, "closed", &current(&forge), "delivery-5");
+    wait_gone(&daemon, 7);
+    assert!(answer_of(&data, 7).is_none());
+
+    let listed = previews(&daemon);
+    let seven = listed.iter().find(|p| p["number"] == 7).expect("listed");
+    assert_eq!(seven["open"], false, "{seven}");
+    let deliveries = daemon.json(&["--project", "plain", "webhooks", "list"])["deliveries"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(
+        deliveries
+            .iter()
+            .filter(|d| d["verdict"] == "accepted")
+            .count()
+            >= 3,
+        "{deliveries:?}"
+    );
+    // Everything was asked of the forge as its API documents, with the token.
+    let problems = forge.problems();
+    assert!(problems.is_empty(), "{problems:?}");
+    let requests = forge.requests();
+    let list_path = match kind {
+        Kind::Github => format!("/repos/{REPOSITORY}/pulls"),
+        Kind::Gitlab => "/api/v4/projects/octo-org%2Fplain/merge_requests".to_owned(),
+        Kind::Gitea => format!("/api/v1/repos/{REPOSITORY}/pulls"),
+    };
+    assert!(
+        requests.iter().any(|r| r.path == list_path),
+        "the open pull requests were listed at start: {:?}",
+        requests.iter().map(|r| &r.path).collect::<Vec<_>>()
+    );
+    assert!(
+        requests
+            .iter()
+            .any(|r| r.path.starts_with(&format!("{list_path}/7"))),
+        "a pull request a webhook named was read again"
+    );
+    // The log says why the preview went.
+    let log = support::read_log(&data);
+    assert!(log.contains("destroying `pr-7`"), "{log}");
+    assert!(!log.contains(TOKEN) && !log.contains(HOOK_SECRET));
+    daemon.stop();
+}
+
+#[test]
+fn github_pull_requests_make_update_and_destroy_previews() {
+    story(Kind::Github, "pr-github", "18000-18199");
+}
+
+#[test]
+fn gitlab_merge_requests_make_update_and_destroy_previews() {
+    story(Kind::Gitlab, "pr-gitlab", "18200-18399");
+}
+
+#[test]
+fn gitea_pull_requests_make_update_and_destroy_previews() {
+    story(Kind::Gitea, "pr-gitea", "18400-18599");
+}
+
+/// A project on a GitHub test forge with its repositories, and a daemon on it — the local runtime on `ports`, or the
+/// recording runtime when `None` — with the blueprint made.
+struct Setup {
+    dir: TempDir,
+    forge: TestForge,
+    work: PathBuf,
+    origin: PathBuf,
+    daemon: Daemon,
+    _release: ReleaseAccounts,
+}
+
+impl Setup {
+    fn new(name: &str, build: &str, extra: &str, ports: Option<&str>) -> Setup {
+        let dir = TempDir::new(name);
+        let forge = TestForge::start(Kind::Github, REPOSITORY, TOKEN);
+        let origin = dir.path().join("origin.git");
+        let text = spec(build, &remote_forge(Kind::Github, &forge, &origin), extra);
+        let (work, origin) = repositories(dir.path(), &text);
+        let data = dir.path().join("data");
+        let release = ReleaseAccounts(data.clone());
+        let daemon = Setup::daemon(&data, ports);
+        register(&daemon, &work);
+        create_staging(&daemon);
+        Setup {
+            dir,
+            forge,
+            work,
+            origin,
+            daemon,
+            _release: release,
+        }
+    }
+
+    fn daemon(data: &Path, ports: Option<&str>) -> Daemon {
+        match ports {
+            Some(ports) => support::local_daemon(data, ports, &[], None),
+            None => Daemon::start(data, &[]),
+        }
+    }
+
+    fn head(&self, number: u64, file: &str) -> String {
+        push_head(
+            &self.work,
+            &self.origin,
+            Kind::Github,
+            number,
+            &format!("change-{number}"),
+            file,
+        )
+    }
+
+    /// Opens pull request `number` on the forge at a new head and delivers the event; the head.
+    fn open(&self, number: u64, fork: bool) -> String {
+        let head = self.head(number, &format!("file-{number}.txt"));
+        let mut pull = Pull::new(number, &format!("change-{number}"), &head);
+        pull.fork = fork;
+        self.forge.open_pull(pull);
+        self.deliver(number, "opened");
+        head
+    }
+
+    fn deliver(&self, number: u64, action: &str) {
+        let pull = self.forge.pull(number).expect("pull request");
+        deliver(
+            &self.daemon,
+            Kind::Github,
+            action,
+            &pull,
+            &format!("{number}-{action}-{}", rand_suffix()),
+        );
+    }
+
+    fn wait_commit(&self, number: u64, commit: &str) {
+        let name = format!("pr-{number}");
+        let deadline = std::time::Instant::now() + Duration::from_secs(90);
+        while running_commit(&self.daemon, &name).as_deref() != Some(commit) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{name} is not at {commit}: {:?}\n{}",
+                previews(&self.daemon),
+                support::read_log(&self.daemon.data)
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn outcome(&self, number: u64) -> String {
+        previews(&self.daemon)
+            .iter()
+            .find(|p| p["number"] == number)
+            .map(|p| format!("{} / {}", p["decision"], p["outcome"]))
+            .unwrap_or_default()
+    }
+}
+
+/// Deployments of one environment never overlap, and each began after the one before it ended.
+fn assert_one_at_a_time(list: &[Value]) {
+    for pair in list.windows(2) {
+        let ended = pair[0]["finished_at"]
+            .as_i64()
+            .expect("the earlier one ended");
+        let began = pair[1]["created_at"].as_i64().expect("created");
+        assert!(began >= ended, "two deployments at once: {pair:?}");
+    }
+}
+
+#[test]
+fn the_latest_head_wins_and_a_close_beats_a_running_create() {
+    let setup = Setup::new("pr-races", "sleep 2", "", Some("18600-18799"));
+    let daemon = &setup.daemon;
+
+    // Ten pushes within a second while the first head builds: only the last head is deployed.
+    let first = setup.open(3, false);
+    wait_for(
+        "the first deployment of pr-3",
+        Duration::from_secs(30),
+        || {
+            deployments(daemon, "pr-3")
+                .last()
+                .is_some_and(|d| d["status"] == "running")
+        },
+    );
+    // The ten commits are made first, so that their pushes come within a second.
+    git(&setup.work, &["checkout", "--quiet", "change-3"]);
+    let heads: Vec<String> = (0..10)
+        .map(|i| {
+            std::fs::write(setup.work.join("push.txt"), format!("push {i}\n")).expect("write");
+            git(&setup.work, &["add", "-A"]);
+            git(
+                &setup.work,
+                &["commit", "--quiet", "-m", &format!("push {i}")],
+            );
+            git(&setup.work, &["rev-parse", "HEAD"]).trim().to_owned()
+        })
+        .collect();
+    git(&setup.work, &["checkout", "--quiet", "main"]);
+    let started = std::time::Instant::now();
+    for head in &heads {
+        git(
+            &setup.work,
+            &[
+                "push",
+                "--quiet",
+                "--force",
+                setup.origin.to_str().expect("path"),
+                &format!("{head}:refs/pull/3/head"),
+            ],
+        );
+        setup.forge.push(3, head);
+        setup.deliver(3, "synchronize");
+    }
+    assert!(started.elapsed() < Duration::from_secs(5));
+    let last = heads.last().expect("heads").clone();
+    setup.wait_commit(3, &last);
+    let list = deployments(daemon, "pr-3");
+    assert_one_at_a_time(&list);
+    let committed: Vec<&str> = list
+        .iter()
+        .filter(|d| d["status"] == "committed")
+        .filter_map(|d| d["commit"].as_str())
+        .collect();
+    assert!(
+        committed.iter().all(|c| *c == last || *c == first),
+        "an intermediate head was deployed: {list:?}"
+    );
+    assert!(
+        list.len() <= 4,
+        "superseded heads were deployed one by one: {list:?}"
+    );
+    assert!(
+        list.iter().any(|d| d["status"] == "rolled_back"),
+        "the deployment of the first head was cancelled: {list:?}"
+    );
+    let log = support::read_log(&daemon.data);
+    assert!(log.contains("moved on to"), "{log}");
+
+    // A close while the preview's first deployment runs: it is cancelled and nothing is left.
+    setup.open(4, false);
+    wait_for("the deployment of pr-4", Duration::from_secs(30), || {
+        deployments(daemon, "pr-4")
+            .last()
+            .is_some_and(|d| d["status"] == "running")
+    });
+    setup.forge.close(4, false);
+    setup.deliver(4, "closed");
+    wait_gone(daemon, 4);
+    let list = deployments(daemon, "pr-4");
+    assert_eq!(list.len(), 1, "{list:?}");
+    assert_eq!(list[0]["status"], "rolled_back", "{list:?}");
+    let accounts =
+        std::fs::read_to_string(daemon.data.join("local/accounts.json")).unwrap_or_default();
+    assert!(!accounts.contains("plain/pr-4"), "{accounts}");
+    let problems = setup.forge.problems();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+/// A small deterministic shuffle (the tests must not depend on a random crate's stream).
+fn shuffle<T>(items: &mut [T], mut seed: u64) {
+    for i in (1..items.len()).rev() {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        items.swap(i, (seed % (i as u64 + 1)) as usize);
+    }
+}
+
+#[test]
+fn a_hundred_events_for_twenty_pull_requests_at_once_leave_exactly_the_right_previews() {
+    let setup = Setup::new("pr-hundred", "true", "", None);
+    let daemon = &setup.daemon;
+    // Twenty pull requests, each pushed one to four times; every fourth is closed in the end.
+    let mut events: Vec<(u64, &str, Pull, String)> = Vec::new();
+    let mut finals = Vec::new();
+    for number in 1..=20u64 {
+        let pushes = 1 + (number % 4) as usize;
+        let mut heads = Vec::new();
+        for push in 0..pushes {
+            heads.push(setup.head(number, &format!("f-{number}-{push}.txt")));
+        }
+        let branch = format!("change-{number}");
+        for (i, head) in heads.iter().enumerate() {
+            let action = if i == 0 { "opened" } else { "synchronize" };
+            events.push((
+                number,
+                action,
+                Pull::new(number, &branch, head),
+                format!("d-{number}-{i}"),
+            ));
+        }
+        let last = heads.last().expect("a head").clone();
+        let mut final_state = Pull::new(number, &branch, &last);
+        if number % 4 == 0 {
+            final_state.state = support::forge::State::Closed;
+            events.push((
+                number,
+                "closed",
+                final_state.clone(),
+                format!("d-{number}-closed"),
+            ));
+        }
+        setup.forge.open_pull(Pull::new(number, &branch, &last));
+        if number % 4 == 0 {
+            setup.forge.close(number, false);
+        }
+        finals.push((number, last, number % 4 != 0));
+    }
+    // Some deliveries come twice (a forge redelivers), and everything arrives in any order, at once.
+    let duplicates: Vec<_> = events.iter().step_by(5).cloned().collect();
+    events.extend(duplicates);
+    shuffle(&mut events, 0x9e37_79b9_7f4a_7c15);
+    assert!(events.len() >= 60, "{}", events.len());
+    let accepted = std::sync::atomic::AtomicUsize::new(0);
+    std::thread::scope(|scope| {
+        for chunk in events.chunks(events.len().div_ceil(8)) {
+            let accepted = &accepted;
+            scope.spawn(move || {
+                for (_, action, pull, delivery) in chunk {
+                    if deliver(daemon, Kind::Github, action, pull, delivery) == 202 {
+                        accepted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                    }
+                }
+            });
+        }
+    });
+    let unique: std::collections::BTreeSet<&str> =
+        events.iter().map(|(_, _, _, d)| d.as_str()).collect();
+    assert_eq!(
+        accepted.into_inner(),
+        unique.len(),
+        "each delivery applied once"
+    );
+
+    let wanted: Vec<String> = finals
+        .iter()
+        .filter(|(_, _, open)| *open)
+        .map(|(n, _, _)| format!("pr-{n}"))
+        .collect();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let mut present: Vec<String> = environments(daemon)
+            .into_iter()
+            .filter(|e| e.starts_with("pr-"))
+            .collect();
+        present.sort();
+        let mut expected = wanted.clone();
+        expected.sort();
+        let at_heads = finals
+            .iter()
+            .filter(|(_, _, open)| *open)
+            .all(|(n, head, _)| {
+                running_commit(daemon, &format!("pr-{n}")).as_deref() == Some(head)
+            });
+        if present == expected && at_heads {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "previews {present:?}, wanted {expected:?}: {:?}",
+            previews(daemon)
+        );
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    // And it stays so: nothing else is deployed once everything is in place.
+    let before: usize = wanted.iter().map(|n| deployments(daemon, n).len()).sum();
+    std::thread::sleep(Duration::from_secs(3));
+    let after: usize = wanted.iter().map(|n| deployments(daemon, n).len()).sum();
+    assert_eq!(before, after);
+    for (number, _, open) in &finals {
+        if !open {
+            assert!(
+                deployments(daemon, &format!("pr-{number}"))
+                    .iter()
+                    .all(|d| d["status"] != "running")
+            );
+        }
+    }
+    let problems = setup.forge.problems();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn a_daemon_that_was_down_catches_up_with_the_forge() {
+    let mut setup = Setup::new("pr-down", "true", "", None);
+    let one = setup.open(1, false);
+    let three = setup.open(3, false);
+    setup.wait_commit(1, &one);
+    setup.wait_commit(3, &three);
+    let data = setup.daemon.data.clone();
+    let stopped = std::mem::replace(
+        &mut setup.daemon,
+        Daemon::start(&setup.dir.path().join("other"), &[]),
+    );
+    stopped.stop();
+    // While it is down, #1 is closed and #2 opened; the forge's deliveries never arrive.
+    setup.forge.close(1, true);
+    let two = setup.head(2, "two.txt");
+    setup.forge.open_pull(Pull::new(2, "change-2", &two));
+    setup.daemon = Setup::daemon(&data, None);
+    wait_gone(&setup.daemon, 1);
+    setup.wait_commit(2, &two);
+    setup.wait_commit(3, &three);
+    // A pull request the forge no longer lists as open loses its preview at the next sync, event or not.
+    setup.forge.close(3, false);
+    ok(setup
+        .daemon
+        .cli(&["--project", "plain", "previews", "sync"]));
+    wait_gone(&setup.daemon, 3);
+    let log = support::read_log(&data);
+    assert!(log.contains("destroying `pr-1`"), "{log}");
+    assert!(log.contains("destroying `pr-3`"), "{log}");
+    let problems = setup.forge.problems();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn a_fork_pull_request_waits_for_an_approval_of_each_head() {
+    let setup = Setup::new("pr-fork", "true", "", None);
+    let daemon = &setup.daemon;
+    let first = setup.open(9, true);
+    wait_for(
+        "the fork's pull request to be seen",
+        Duration::from_secs(30),
+        || setup.outcome(9).contains("approve"),
+    );
+    std::thread::sleep(Duration::from_secs(3));
+    assert!(!environments(daemon).contains(&"pr-9".to_owned()));
+    assert!(setup.outcome(9).contains("fork"), "{}", setup.outcome(9));
+    ok(daemon.cli(&["--project", "plain", "previews", "approve", "9"]));
+    setup.wait_commit(9, &first);
+    // A push is not approved: the preview stays at the approved commit.
+    let second = setup.head(9, "fork-2.txt");
+    setup.forge.push(9, &second);
+    setup.deliver(9, "synchronize");
+    wait_for("the push to be seen", Duration::from_secs(30), || {
+        setup.outcome(9).contains(&second[..12])
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(
+        running_commit(daemon, "pr-9").as_deref(),
+        Some(first.as_str())
+    );
+    // Approving a commit it is no longer at is refused.
+    let stale = daemon.cli(&[
+        "--project",
+        "plain",
+        "previews",
+        "approve",
+        "9",
+        "--commit",
+        &first,
+    ]);
+    assert!(!stale.status.success());
+    assert!(String::from_utf8_lossy(&stale.stderr).contains("a push needs a new approval"));
+    ok(daemon.cli(&["--project", "plain", "previews", "approve", "9"]));
+    setup.wait_commit(9, &second);
+    let problems = setup.forge.problems();
+    assert!(problems.is_empty(), "{problems:?}");
+}
+
+#[test]
+fn branches_of_a_local_repository_act_as_pull_requests() {
+    let dir = TempDir::new("pr-local");
+    let forge = "    kind: local\n    repository: .\n";
+    // No forge, no webhook, no token: no secrets either.
+    let text = spec("true", forge, "").replace("secrets: [HOOK, FORGE_TOKEN]\n", "");
+    let (work, _origin) = repositories(dir.path(), &text);
+    let data = dir.path().join("data");
+    let _release = ReleaseAccounts(data.clone());
+    let daemon = support::local_daemon(&data, "18800-18999", &[], None);
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        work.join("preview.yaml").to_str().expect("path"),
+    ]));
+    create_staging(&daemon);
+    // A developer's clone pushes branches to the registered repository; its checked-out `main` stays as it is.
+    let dev = dir.path().join("dev");
+    git(
+        dir.path(),
+        &[
+            "clone",
+            "--quiet",
+            work.to_str().expect("path"),
+            dev.to_str().expect("path"),
+        ],
+    );
+    let commit_on = |file: &str| {
+        std::fs::write(dev.join(file), format!("{file} {}\n", rand_suffix())).expect("write");
+        git(&dev, &["add", "-A"]);
+        git(&dev, &["commit", "--quiet", "-m", file]);
+        git(&dev, &["push", "--quiet", "origin", "feature-a"]);
+        git(&dev, &["rev-parse", "HEAD"]).trim().to_owned()
+    };
+    git(&dev, &["checkout", "--quiet", "-b", "feature-a"]);
+    let first = commit_on("a.txt");
+    wait_answering(&daemon, 1, &first);
+    let listed = previews(&daemon);
+    assert_eq!(listed[0]["branch"], "feature-a", "{listed:?}");
+    let second = commit_on("b.txt");
+    wait_answering(&daemon, 1, &second);
+    git(
+        &dev,
+        &["push", "--quiet", "origin", "--delete", "feature-a"],
+    );
+    wait_gone(&daemon, 1);
+    // A branch made again gets its number back.
+    git(&dev, &["push", "--quiet", "origin", "feature-a"]);
+    wait_answering(&daemon, 1, &second);
+    daemon.stop();
+}

@@ -1,0 +1,730 @@
+//! Pull requests drive previews: a level-triggered reconciler. The desired set is "every open pull request that
+//! passes the preview policy, at its head commit" (`decide`); what is known of pull requests comes from their
+//! source of truth (`observe`: the forge's API, or local branches), webhooks only say where to look and wake the
+//! reconciler. Each pass compares the desired set with the environments and deployments in the store and moves one
+//! step toward it per pull request: it starts a preview's clone or update, cancels a deployment of an older head
+//! (the latest head wins) or of a pull request that should have no preview (a close beats anything in flight), and
+//! destroys previews nobody wants any more, saying why in the log. A pass runs when woken (a webhook, a finished
+//! deployment, `previews sync`) and every few seconds; the forge's open pull requests are listed at start, every
+//! `forge.resync` and on `previews sync`, so a missed event, a failed teardown or a daemon that was down never leave
+//! a preview behind.
+
+pub(crate) mod decide;
+pub(crate) mod mirror;
+pub(crate) mod observe;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use preview_deploy::{DeploymentRequest, EnvironmentAddress};
+use preview_forge::PullState;
+use preview_resolve::{PreviewContext, SourceCommit};
+use preview_spec::{ForgeKind, PreviewPolicy, Spec};
+use preview_store::{
+    DeploymentRecord, DeploymentStatus, EnvironmentRecord, Operation, ProjectRecord,
+    PullRequestRecord,
+};
+use tokio::sync::Notify;
+
+use crate::api::SharedState;
+use decide::{Seen, Verdict, Want, decide};
+use observe::ForgeSettings;
+
+/// How often a pass runs when nothing wakes the reconciler (time-to-live, local branches, deployments ending).
+const TICK: Duration = Duration::from_secs(2);
+
+/// How often a forge's open pull requests are listed when the spec does not say.
+const DEFAULT_RESYNC: Duration = Duration::from_secs(300);
+
+/// How long the reconciler leaves a forge alone after it failed to answer.
+const FORGE_PAUSE: Duration = Duration::from_secs(30);
+
+/// How long a closed pull request without a preview is remembered.
+const FORGET_CLOSED_MS: i64 = 30 * 24 * 3600 * 1000;
+
+fn log(project: &str, message: &str) {
+    eprintln!("preview daemon: previews of `{project}`: {message}");
+}
+
+fn short(commit: &str) -> &str {
+    commit.get(..12).unwrap_or(commit)
+}
+
+/// The reconciler's handle: wake it, or ask it to list a forge now.
+pub(crate) struct Previews {
+    wake: Notify,
+    /// Where the mirrors of projects' repositories live.
+    mirrors: PathBuf,
+    /// Projects whose next pass lists the forge's pull requests and tries failed heads again.
+    syncs: Mutex<HashSet<String>>,
+    /// When each project's forge was last listed.
+    listed: Mutex<HashMap<String, Instant>>,
+    /// Forges that failed to answer, until when they are left alone, and the last error (logged once).
+    paused: Mutex<HashMap<String, (Instant, String)>>,
+}
+
+impl Previews {
+    pub(crate) fn new(mirrors: PathBuf) -> Previews {
+        Previews {
+            wake: Notify::new(),
+            mirrors,
+            syncs: Mutex::new(HashSet::new()),
+            listed: Mutex::new(HashMap::new()),
+            paused: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Runs a pass as soon as the current one ends.
+    pub(crate) fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    /// Lists the project's forge (or branches) in the next pass and tries heads that failed again.
+    pub(crate) fn sync(&self, project: &str) {
+        self.syncs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(project.to_owned());
+        self.wake();
+    }
+
+    fn take_sync(&self, project: &str) -> bool {
+        self.syncs
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(project)
+    }
+}
+
+/// Runs the reconciler until the daemon stops (the task is aborted then).
+pub(crate) fn spawn(state: SharedState) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        loop {
+            match state.store.projects().await {
+                Ok(projects) => {
+                    for project in projects {
+                        if let Err(error) = reconcile(&state, &project).await {
+                            log(&project.name, &error);
+                        }
+                    }
+                }
+                Err(error) => eprintln!("preview daemon: previews: cannot read projects: {error}"),
+            }
+            tokio::select! {
+                () = state.previews.wake.notified() => {}
+                () = tokio::time::sleep(TICK) => {}
+            }
+        }
+    })
+}
+
+/// What a pass knows of a project while it acts.
+struct Pass<'a> {
+    state: &'a SharedState,
+    project: &'a ProjectRecord,
+    policy: Option<&'a PreviewPolicy>,
+    forge: Option<ForgeSettings>,
+    /// The spec's directory inside its repository, where build and run commands run.
+    prefix: String,
+    retry: bool,
+}
+
+async fn reconcile(state: &SharedState, project: &ProjectRecord) -> Result<(), String> {
+    let Ok(spec) = preview_spec::parse_spec(&project.file, &project.source) else {
+        // A registered spec parsed when it was registered; one that does not now is left alone.
+        return Ok(());
+    };
+    let store_error = |e: preview_store::StoreError| e.to_string();
+    let records = state
+        .store
+        .pull_requests(&project.name)
+        .await
+        .map_err(store_error)?;
+    let policy = spec.previews.as_ref();
+    if policy.is_none() && !records.iter().any(|r| r.claimed) {
+        return Ok(());
+    }
+    let retry = state.previews.take_sync(&project.name);
+    let forge = policy.and_then(|p| p.forge.as_ref()).map(ForgeSettings::of);
+    if let Some(settings) = &forge {
+        observe_project(state, project, settings, &records, retry).await;
+    }
+    let records = state
+        .store
+        .pull_requests(&project.name)
+        .await
+        .map_err(store_error)?;
+    let pass = Pass {
+        state,
+        project,
+        policy,
+        prefix: spec_prefix(project.directory.as_deref()).await,
+        forge,
+        retry,
+    };
+    if let Some(policy) = policy
+        && !policy.paths.is_empty()
+    {
+        read_changed_paths(&pass, &records).await;
+    }
+    let records = state
+        .store
+        .pull_requests(&project.name)
+        .await
+        .map_err(store_error)?;
+    let seen: Vec<Seen<'_>> = records
+        .iter()
+        .filter_map(|record| {
+            Some(Seen {
+                record,
+                state: serde_json::from_str(&record.state).ok()?,
+            })
+        })
+        .collect();
+    let now = state.store.now().await.map_err(store_error)?;
+    let verdicts = decide(policy, &seen, now);
+    let environments: HashMap<String, EnvironmentRecord> = state
+        .store
+        .environments(&project.name)
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .map(|e| (e.name.clone(), e))
+        .collect();
+    let running: HashMap<String, DeploymentRecord> = state
+        .store
+        .unfinished_deployments()
+        .await
+        .map_err(store_error)?
+        .into_iter()
+        .filter(|d| d.project == project.name)
+        .map(|d| (d.environment.clone(), d))
+        .collect();
+    for (pr, verdict) in seen.iter().zip(&verdicts) {
+        let name = PreviewPolicy::environment_name(pr.record.number as u64);
+        if let Err(error) = act(
+            &pass,
+            pr,
+            verdict,
+            environments.get(&name),
+            running.get(&name),
+        )
+        .await
+        {
+            log(
+                &project.name,
+                &format!("pull request #{}: {error}", pr.record.number),
+            );
+        }
+    }
+    state
+        .store
+        .forget_closed_pull_requests(&project.name, FORGET_CLOSED_MS)
+        .await
+        .map_err(store_error)
+}
+
+/// Asks the project's source of truth about its pull requests, when due.
+async fn observe_project(
+    state: &SharedState,
+    project: &ProjectRecord,
+    settings: &ForgeSettings,
+    records: &[PullRequestRecord],
+    sync: bool,
+) {
+    let previews = &state.previews;
+    let result = if settings.kind == ForgeKind::Local {
+        let repository =
+            observe::local_repository(project.directory.as_deref(), &settings.repository);
+        observe::from_branches(state, &project.name, &repository, records).await
+    } else if settings.token.is_none() {
+        // Without a token the forge is not asked at all: webhooks alone say what pull requests are.
+        Ok(())
+    } else {
+        let resync = spec_resync(project).unwrap_or(DEFAULT_RESYNC);
+        let due = sync
+            || previews
+                .listed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&project.name)
+                .is_none_or(|at| at.elapsed() >= resync);
+        let paused = previews
+            .paused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&project.name)
+            .is_some_and(|(until, _)| Instant::now() < *until);
+        if (!due && !records.iter().any(|r| !r.confirmed)) || (paused && !sync) {
+            return;
+        }
+        let listed = async {
+            let client = observe::client(state, &project.name, settings).await?;
+            observe::from_forge(state, &project.name, &client, records, due).await
+        }
+        .await;
+        if listed.is_ok() && due {
+            previews
+                .listed
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(project.name.clone(), Instant::now());
+            log(&project.name, "listed the forge's open pull requests");
+        }
+        listed
+    };
+    let mut paused = previews.paused.lock().unwrap_or_else(|e| e.into_inner());
+    match result {
+        Ok(()) => {
+            paused.remove(&project.name);
+        }
+        Err(error) => {
+            let again = paused
+                .get(&project.name)
+                .is_none_or(|(_, last)| *last != error);
+            if again {
+                log(
+                    &project.name,
+                    &format!(
+                        "cannot ask the forge ({error}); acting on what webhooks said, asking again in {} s",
+                        FORGE_PAUSE.as_secs()
+                    ),
+                );
+            }
+            paused.insert(project.name.clone(), (Instant::now() + FORGE_PAUSE, error));
+        }
+    }
+}
+
+fn spec_resync(project: &ProjectRecord) -> Option<Duration> {
+    preview_spec::parse_spec(&project.file, &project.source)
+        .ok()
+        .and_then(|spec: Spec| spec.previews?.forge?.resync)
+}
+
+/// The spec's directory relative to its repository's top (`""` at the top or outside any repository).
+async fn spec_prefix(directory: Option<&str>) -> String {
+    let Some(directory) = directory else {
+        return String::new();
+    };
+    let output = tokio::process::Command::new("git")
+        .args(["-C", directory, "rev-parse", "--show-prefix"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await;
+    match output {
+        Ok(output) if output.status.success() => String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .trim_end_matches('/')
+            .to_owned(),
+        _ => String::new(),
+    }
+}
+
+/// Reads the paths each open pull request changes at its head, where not read yet.
+async fn read_changed_paths(pass: &Pass<'_>, records: &[PullRequestRecord]) {
+    let Some(settings) = &pass.forge else {
+        return;
+    };
+    let project = &pass.project.name;
+    let client = match settings.kind {
+        ForgeKind::Local => None,
+        _ if settings.token.is_none() => return,
+        _ => match observe::client(pass.state, project, settings).await {
+            Ok(client) => Some(client),
+            Err(_) => return,
+        },
+    };
+    for record in records
+        .iter()
+        .filter(|r| r.open && r.paths_head.as_deref() != Some(r.head.as_str()))
+    {
+        let Ok(state) = serde_json::from_str::<PullState>(&record.state) else {
+            continue;
+        };
+        let paths = match &client {
+            Some(client) => client
+                .changed_paths(record.number as u64)
+                .await
+                .map_err(|e| e.to_string()),
+            None => {
+                let repository = observe::local_repository(
+                    pass.project.directory.as_deref(),
+                    &settings.repository,
+                );
+                observe::changed_paths_local(&repository, &state.base_ref, &record.head).await
+            }
+        };
+        match paths {
+            Ok(paths) => {
+                let mut marks = record.clone();
+                marks.paths_head = Some(record.head.clone());
+                marks.paths = serde_json::to_string(&paths).ok();
+                if let Err(error) = pass.state.store.mark_pull_request(&marks).await {
+                    log(project, &error.to_string());
+                }
+            }
+            Err(error) => log(
+                project,
+                &format!(
+                    "cannot read the paths pull request #{} changes: {error}",
+                    record.number
+                ),
+            ),
+        }
+    }
+}
+
+/// Moves one pull request one step toward what it should have.
+async fn act(
+    pass: &Pass<'_>,
+    pr: &Seen<'_>,
+    verdict: &Verdict,
+    environment: Option<&EnvironmentRecord>,
+    running: Option<&DeploymentRecord>,
+) -> Result<(), String> {
+    let state = pass.state;
+    let project = &pass.project.name;
+    let record = pr.record;
+    let name = PreviewPolicy::environment_name(record.number as u64);
+    let mut marks = record.clone();
+    if verdict.expired {
+        marks.expired_head = Some(pr.state.head_sha.clone());
+    }
+    let outcome = match &verdict.want {
+        Want::Preview { head } => {
+            if environment.is_some() && !record.claimed {
+                format!(
+                    "environment `{name}` exists and was not made for this pull request; delete it (`preview env delete {name}`) to let the pull request have its preview"
+                )
+            } else if let Some(deployment) = running {
+                if deployment.operation == Operation::Delete {
+                    format!(
+                        "waiting for deployment {} to delete the old preview",
+                        deployment.id
+                    )
+                } else if deployment.source_commit.as_deref() != Some(head.as_str()) {
+                    if state.engine.cancel(&deployment.id) {
+                        log(
+                            project,
+                            &format!(
+                                "cancelling deployment {} of `{name}` at {}: pull request #{} moved on to {}",
+                                deployment.id,
+                                deployment
+                                    .source_commit
+                                    .as_deref()
+                                    .map(short)
+                                    .unwrap_or("?"),
+                                record.number,
+                                short(head)
+                            ),
+                        );
+                    }
+                    format!(
+                        "superseding deployment {} with commit {}",
+                        deployment.id,
+                        short(head)
+                    )
+                } else {
+                    format!("deploying {} (deployment {})", short(head), deployment.id)
+                }
+            } else {
+                let last = state
+                    .store
+                    .deployments(project, &name, 1)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .next();
+                let at_head =
+                    |d: &DeploymentRecord| d.source_commit.as_deref() == Some(head.as_str());
+                match last {
+                    Some(last)
+                        if environment.is_some()
+                            && last.status == DeploymentStatus::Committed
+                            && at_head(&last) =>
+                    {
+                        format!("live at {}", short(head))
+                    }
+                    Some(last)
+                        if !pass.retry
+                            && last.operation != Operation::Delete
+                            && at_head(&last)
+                            && last.status != DeploymentStatus::Committed
+                            && !last.reason.as_deref().unwrap_or("").contains("cancelled") =>
+                    {
+                        format!(
+                            "deployment {} of {} failed: {}; push again or run `preview previews sync` to try again",
+                            last.id,
+                            short(head),
+                            last.reason
+                                .as_deref()
+                                .unwrap_or("see `preview deployment show`")
+                        )
+                    }
+                    _ if !pass.retry && marks.failed_head.as_deref() == Some(head.as_str()) => {
+                        record.outcome.clone()
+                    }
+                    _ => match deploy(pass, pr, head, environment, &mut marks).await {
+                        Ok(id) => {
+                            marks.failed_head = None;
+                            log(
+                                project,
+                                &format!(
+                                    "{} `{name}` at {} for pull request #{} (deployment {id})",
+                                    if environment.is_some() {
+                                        "updating"
+                                    } else {
+                                        "creating"
+                                    },
+                                    short(head),
+                                    record.number
+                                ),
+                            );
+                            format!("deploying {} (deployment {id})", short(head))
+                        }
+                        Err(error) => {
+                            marks.failed_head = Some(head.clone());
+                            log(
+                                project,
+                                &format!("cannot deploy `{name}` at {}: {error}", short(head)),
+                            );
+                            format!("cannot deploy {}: {error}", short(head))
+                        }
+                    },
+                }
+            }
+        }
+        Want::Queued { .. } | Want::Nothing => {
+            if !record.claimed {
+                verdict.why.clone()
+            } else if let Some(deployment) = running {
+                if deployment.operation != Operation::Delete && state.engine.cancel(&deployment.id)
+                {
+                    log(
+                        project,
+                        &format!(
+                            "cancelling deployment {} of `{name}`: pull request #{} is {}",
+                            deployment.id, record.number, verdict.why
+                        ),
+                    );
+                }
+                format!("removing the preview: {}", verdict.why)
+            } else if environment.is_some() {
+                let id = destroy(pass, &name).await?;
+                log(
+                    project,
+                    &format!(
+                        "destroying `{name}` (deployment {id}): pull request #{} is {}",
+                        record.number, verdict.why
+                    ),
+                );
+                format!("removing the preview: {}", verdict.why)
+            } else {
+                marks.claimed = false;
+                marks.claimed_at = None;
+                mirror::forget(&state.previews.mirrors, project, record.number).await;
+                verdict.why.clone()
+            }
+        }
+    };
+    marks.outcome = outcome;
+    if marks != *record {
+        state
+            .store
+            .mark_pull_request(&marks)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+/// Starts the deployment that makes (or updates) a pull request's preview at `head`; its id.
+async fn deploy(
+    pass: &Pass<'_>,
+    pr: &Seen<'_>,
+    head: &str,
+    environment: Option<&EnvironmentRecord>,
+    marks: &mut PullRequestRecord,
+) -> Result<String, String> {
+    let state = pass.state;
+    let project = pass.project;
+    let (Some(policy), Some(settings)) = (pass.policy, &pass.forge) else {
+        return Err("the project's spec has no `previews.forge`".to_owned());
+    };
+    let number = pr.record.number;
+    let name = PreviewPolicy::environment_name(number as u64);
+    let blueprint = environment
+        .and_then(|e| e.based_on.clone())
+        .unwrap_or_else(|| policy.blueprint.clone());
+    if environment.is_none()
+        && state
+            .store
+            .environment(&project.name, &blueprint)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_none()
+    {
+        return Err(format!(
+            "previews are cloned from `{blueprint}`, which does not exist yet; create it with `preview env create {blueprint}`"
+        ));
+    }
+    if settings.kind != ForgeKind::Local {
+        // A pull request's code runs only where environments are kept apart.
+        let address = EnvironmentAddress {
+            project: project.name.clone(),
+            environment: name.clone(),
+        };
+        let protections = state.runtime.isolation(&address).await;
+        if let Some(users) = protections.iter().find(|p| p.name == "users")
+            && !users.in_effect
+        {
+            return Err(format!(
+                "pull requests' code runs only in isolated environments, and this daemon cannot isolate them ({}); run it as root",
+                users.detail
+            ));
+        }
+    }
+    let repository = match settings.kind {
+        ForgeKind::Local => {
+            let repository =
+                observe::local_repository(project.directory.as_deref(), &settings.repository);
+            if !mirror::has_commit(&repository, head).await {
+                return Err(format!("commit {head} is not in {}", repository.display()));
+            }
+            std::fs::canonicalize(&repository)
+                .map_err(|e| format!("{}: {e}", repository.display()))?
+        }
+        _ => {
+            let token = match &settings.token {
+                Some(secret) => state
+                    .vault
+                    .recent_values(&project.name, secret)
+                    .await?
+                    .into_iter()
+                    .next(),
+                None => None,
+            };
+            mirror::fetch(
+                &state.previews.mirrors,
+                &project.name,
+                number,
+                head,
+                &mirror::Remote {
+                    clone_url: &settings.clone_url,
+                    reference: settings.head_reference(number),
+                    token: token.as_ref(),
+                    token_user: settings.token_user(),
+                },
+            )
+            .await?
+        }
+    };
+    let source = SourceCommit {
+        repository: repository.to_string_lossy().into_owned(),
+        directory: pass.prefix.clone(),
+        commit: head.to_owned(),
+    };
+    let context = PreviewContext {
+        forge: match settings.kind {
+            ForgeKind::Github => "github",
+            ForgeKind::Gitlab => "gitlab",
+            ForgeKind::Gitea => "gitea",
+            ForgeKind::Forgejo => "forgejo",
+            ForgeKind::Local => "local",
+        }
+        .to_owned(),
+        repository: settings.repository.clone(),
+        number: number as u64,
+        branch: pr.state.head_ref.clone(),
+        commit: head.to_owned(),
+    };
+    let resolved = crate::desired::resolve_with(
+        state,
+        project,
+        &name,
+        Some(&blueprint),
+        Some(source),
+        Some(context),
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    let desired = crate::desired::desired_of(
+        state,
+        project,
+        &name,
+        resolved,
+        crate::desired::Purpose::Deploy,
+    )
+    .await
+    .map_err(|e| e.to_string())?;
+    // Claimed before it starts: a crash in between leaves a claim on nothing, which the next pass settles.
+    if !marks.claimed {
+        marks.claimed = true;
+        marks.claimed_at = Some(state.store.now().await.map_err(|e| e.to_string())?);
+        state
+            .store
+            .mark_pull_request(marks)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    let request = DeploymentRequest {
+        project: project.name.clone(),
+        environment: name,
+        operation: if environment.is_some() {
+            Operation::Update
+        } else {
+            Operation::Clone
+        },
+        based_on: Some(blueprint),
+        source_commit: desired.source.map(|s| s.commit),
+        follows: None,
+        keep_settings: false,
+        desired: desired.resources,
+    };
+    let (record, handle) = state
+        .engine
+        .start(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    wake_when_done(state, handle);
+    Ok(record.id)
+}
+
+/// Starts the deployment that destroys a preview; its id.
+async fn destroy(pass: &Pass<'_>, name: &str) -> Result<String, String> {
+    let state = pass.state;
+    let environment = state
+        .store
+        .environment(&pass.project.name, name)
+        .await
+        .map_err(|e| e.to_string())?;
+    let request = DeploymentRequest {
+        project: pass.project.name.clone(),
+        environment: name.to_owned(),
+        operation: Operation::Delete,
+        based_on: environment.and_then(|e| e.based_on),
+        source_commit: None,
+        follows: None,
+        keep_settings: false,
+        desired: Vec::new(),
+    };
+    let (record, handle) = state
+        .engine
+        .start(request)
+        .await
+        .map_err(|e| e.to_string())?;
+    wake_when_done(state, handle);
+    Ok(record.id)
+}
+
+/// Runs a pass once a deployment ends, so the next step follows at once.
+fn wake_when_done(state: &SharedState, handle: tokio::task::JoinHandle<DeploymentRecord>) {
+    let state = std::sync::Arc::clone(state);
+    tokio::spawn(async move {
+        let _ = handle.await;
+        state.previews.wake();
+    });
+}

@@ -1,0 +1,325 @@
+//! What the reconciler knows of a project's pull requests, brought up to date from their source of truth: the
+//! forge's API (a listing of the open ones at start, every `forge.resync` and on `previews sync`; a read of each one
+//! a webhook told of since), or for `forge.kind: local` the branches of a repository on this machine. A webhook's
+//! word is only a hint until the forge confirms it; when the forge cannot be asked, the hint is acted on.
+
+use std::path::{Path, PathBuf};
+
+use preview_forge::PullState;
+use preview_forge::api::Api;
+use preview_spec::{Forge as ForgeSpec, ForgeKind};
+use preview_store::{Observation, PullRequestRecord};
+use tokio::process::Command;
+
+use crate::api::SharedState;
+use crate::forge_client::ForgeClient;
+
+/// Where a project's forge is and how it is reached.
+pub(crate) struct ForgeSettings {
+    pub kind: ForgeKind,
+    pub repository: String,
+    /// The API's base URL (remote forges).
+    pub api_base: String,
+    /// Where the repository is fetched from (remote forges).
+    pub clone_url: String,
+    /// The project secret holding the API token.
+    pub token: Option<String>,
+}
+
+impl ForgeSettings {
+    pub(crate) fn of(forge: &ForgeSpec) -> ForgeSettings {
+        let web = forge.url.clone().unwrap_or_else(|| {
+            match forge.kind {
+                ForgeKind::Gitlab => "https://gitlab.com",
+                _ => "https://github.com",
+            }
+            .to_owned()
+        });
+        let api_base = match (forge.api_url.clone(), remote(forge.kind)) {
+            (Some(url), _) => url,
+            (None, Some(kind)) if forge.url.is_none() && kind == preview_forge::Forge::Github => {
+                "https://api.github.com".to_owned()
+            }
+            (None, Some(kind)) => Api::default_base(kind, &web),
+            (None, None) => String::new(),
+        };
+        ForgeSettings {
+            kind: forge.kind,
+            repository: forge.repository.clone(),
+            api_base,
+            clone_url: forge
+                .clone_url
+                .clone()
+                .unwrap_or_else(|| format!("{web}/{}.git", forge.repository)),
+            token: forge.token.clone(),
+        }
+    }
+
+    /// The forge's reference of a pull request's head.
+    pub(crate) fn head_reference(&self, number: i64) -> String {
+        match self.kind {
+            ForgeKind::Gitlab => format!("refs/merge-requests/{number}/head"),
+            _ => format!("refs/pull/{number}/head"),
+        }
+    }
+
+    /// The user name a token is sent under when fetching.
+    pub(crate) fn token_user(&self) -> &'static str {
+        match self.kind {
+            ForgeKind::Gitlab => "oauth2",
+            _ => "x-access-token",
+        }
+    }
+}
+
+/// The forge crate's name for a remote forge; `None` for local branches.
+pub(crate) fn remote(kind: ForgeKind) -> Option<preview_forge::Forge> {
+    match kind {
+        ForgeKind::Github => Some(preview_forge::Forge::Github),
+        ForgeKind::Gitlab => Some(preview_forge::Forge::Gitlab),
+        ForgeKind::Gitea => Some(preview_forge::Forge::Gitea),
+        ForgeKind::Forgejo => Some(preview_forge::Forge::Forgejo),
+        ForgeKind::Local => None,
+    }
+}
+
+/// A state as the store keeps it.
+pub(crate) fn observation(state: &PullState, confirmed: bool) -> Observation {
+    Observation {
+        number: state.number as i64,
+        state: serde_json::to_string(state).unwrap_or_default(),
+        open: state.open,
+        head: state.head_sha.clone(),
+        confirmed,
+    }
+}
+
+/// Writes what the source of truth says of a pull request, unless the store already says exactly that.
+async fn confirm(
+    state: &SharedState,
+    project: &str,
+    known: Option<&PullRequestRecord>,
+    seen: &PullState,
+) -> Result<(), String> {
+    let seen = observation(seen, true);
+    if let Some(known) = known
+        && known.confirmed
+        && known.state == seen.state
+    {
+        return Ok(());
+    }
+    state
+        .store
+        .confirm_pull_request(project, &seen, known.map(|k| k.version))
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+/// The state of a pull request the forge no longer has open, when it cannot say more.
+fn closed(known: &PullRequestRecord) -> Option<PullState> {
+    let mut state: PullState = serde_json::from_str(&known.state).ok()?;
+    state.open = false;
+    Some(state)
+}
+
+/// The API client of a project's forge, with its token revealed from the vault.
+pub(crate) async fn client(
+    state: &SharedState,
+    project: &str,
+    settings: &ForgeSettings,
+) -> Result<ForgeClient, String> {
+    let kind = remote(settings.kind).ok_or("branches of a local repository have no API")?;
+    let token = match &settings.token {
+        Some(name) => Some(
+            state
+                .vault
+                .recent_values(project, name)
+                .await?
+                .into_iter()
+                .next()
+                .ok_or_else(|| {
+                    format!(
+                        "the forge token `{name}` has no value; set it with `preview secret set {name} --scope project`"
+                    )
+                })?,
+        ),
+        None => None,
+    };
+    ForgeClient::new(
+        Api::new(kind, &settings.api_base, &settings.repository),
+        token,
+    )
+}
+
+/// Brings a remote forge's pull requests up to date: every open one when `list`, else those a webhook told of.
+pub(crate) async fn from_forge(
+    state: &SharedState,
+    project: &str,
+    client: &ForgeClient,
+    records: &[PullRequestRecord],
+    list: bool,
+) -> Result<(), String> {
+    let by_number = |n: u64| records.iter().find(|r| r.number == n as i64);
+    if list {
+        let open = client.open_pulls().await.map_err(|e| e.to_string())?;
+        for pull in &open {
+            confirm(state, project, by_number(pull.number), pull).await?;
+        }
+        for known in records.iter().filter(|r| r.open) {
+            if open.iter().any(|p| p.number as i64 == known.number) {
+                continue;
+            }
+            // Listed as open no more: read it, to know whether it was merged or closed.
+            let now = match client.pull(known.number as u64).await {
+                Ok(Some(pull)) if !pull.open => Some(pull),
+                Ok(_) => closed(known),
+                Err(error) => return Err(error.to_string()),
+            };
+            if let Some(now) = now {
+                confirm(state, project, Some(known), &now).await?;
+            }
+        }
+        return Ok(());
+    }
+    for known in records.iter().filter(|r| !r.confirmed) {
+        let now = match client.pull(known.number as u64).await {
+            Ok(Some(pull)) => Some(pull),
+            Ok(None) => closed(known),
+            Err(error) => return Err(error.to_string()),
+        };
+        if let Some(now) = now {
+            confirm(state, project, Some(known), &now).await?;
+        }
+    }
+    Ok(())
+}
+
+async fn git(directory: &Path, args: &[&str]) -> Result<String, String> {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(directory)
+        .args(args)
+        .env("GIT_CONFIG_NOSYSTEM", "1")
+        .env("GIT_CONFIG_GLOBAL", "/dev/null")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .await
+        .map_err(|e| format!("cannot run git: {e}"))?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout)
+            .trim_end()
+            .to_owned())
+    } else {
+        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+    }
+}
+
+/// The repository whose branches act as pull requests: `forge.repository`, relative to the spec's directory.
+pub(crate) fn local_repository(directory: Option<&str>, repository: &str) -> PathBuf {
+    let path = Path::new(repository);
+    match directory {
+        Some(dir) if path.is_relative() => Path::new(dir).join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
+/// The default branch of a local repository: where its HEAD points.
+pub(crate) async fn default_branch(repository: &Path) -> Result<String, String> {
+    git(repository, &["symbolic-ref", "--quiet", "--short", "HEAD"])
+        .await
+        .map_err(|e| format!("{} has no default branch: {e}", repository.display()))
+}
+
+/// Brings the pull requests of a local repository up to date: every branch but the default one is an open pull
+/// request at its tip; a branch that is gone is a closed one. A branch keeps its number while it exists, and gets it
+/// back when it comes back.
+pub(crate) async fn from_branches(
+    state: &SharedState,
+    project: &str,
+    repository: &Path,
+    records: &[PullRequestRecord],
+) -> Result<(), String> {
+    let default = default_branch(repository).await?;
+    let listing = git(
+        repository,
+        &[
+            "for-each-ref",
+            "--format=%(refname:short)%00%(objectname)%00%(subject)%00%(authorname)",
+            "refs/heads",
+        ],
+    )
+    .await
+    .map_err(|e| format!("cannot list the branches of {}: {e}", repository.display()))?;
+    let states: Vec<(PullRequestRecord, PullState)> = records
+        .iter()
+        .filter_map(|r| Some((r.clone(), serde_json::from_str(&r.state).ok()?)))
+        .collect();
+    let mut next = records.iter().map(|r| r.number).max().unwrap_or(0) + 1;
+    let mut present = Vec::new();
+    for line in listing.lines() {
+        let mut parts = line.split('\0');
+        let (Some(branch), Some(head)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        if branch == default {
+            continue;
+        }
+        let subject = parts.next().unwrap_or_default();
+        let author = parts.next().unwrap_or_default();
+        let known = states
+            .iter()
+            .filter(|(_, s)| s.head_ref == branch)
+            .max_by_key(|(r, _)| (r.open, r.number))
+            .map(|(r, _)| r);
+        let number = match known {
+            Some(record) => record.number,
+            None => {
+                next += 1;
+                next - 1
+            }
+        };
+        present.push(number);
+        let now = PullState {
+            number: number as u64,
+            open: true,
+            head_sha: head.to_owned(),
+            head_ref: branch.to_owned(),
+            base_ref: default.clone(),
+            fork: false,
+            labels: Vec::new(),
+            draft: false,
+            author: author.to_owned(),
+            title: subject.to_owned(),
+            url: String::new(),
+        };
+        confirm(state, project, known, &now).await?;
+    }
+    for (record, pull) in &states {
+        if record.open && !present.contains(&record.number) {
+            let mut gone = pull.clone();
+            gone.open = false;
+            confirm(state, project, Some(record), &gone).await?;
+        }
+    }
+    Ok(())
+}
+
+/// The paths a local branch changes against the default branch (since they parted).
+pub(crate) async fn changed_paths_local(
+    repository: &Path,
+    base: &str,
+    head: &str,
+) -> Result<Vec<String>, String> {
+    let listing = git(
+        repository,
+        &[
+            "diff",
+            "--name-only",
+            "--no-renames",
+            &format!("{base}...{head}"),
+        ],
+    )
+    .await?;
+    Ok(listing.lines().map(str::to_owned).collect())
+}

@@ -1,0 +1,176 @@
+//! Pull requests and their previews: the listing (`preview previews list`), a resync now (`previews sync`), and a
+//! maintainer's approval of a fork's head commit (`previews approve`).
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use preview_forge::PullState;
+use preview_spec::PreviewPolicy;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::{Body, SharedState};
+use crate::desired::running_commit;
+use crate::error::ApiError;
+use crate::previews::decide::{Seen, Want, decide};
+use crate::routes::project_record;
+
+pub(crate) async fn list(
+    State(state): State<SharedState>,
+    Path(project): Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let policy = preview_spec::parse_spec(&project.file, &project.source)
+        .ok()
+        .and_then(|s| s.previews);
+    let records = state.store.pull_requests(&project.name).await?;
+    let seen: Vec<Seen<'_>> = records
+        .iter()
+        .filter_map(|record| {
+            Some(Seen {
+                record,
+                state: serde_json::from_str(&record.state).ok()?,
+            })
+        })
+        .collect();
+    let now = state.store.now().await?;
+    let verdicts = decide(policy.as_ref(), &seen, now);
+    let mut previews = Vec::new();
+    for (pr, verdict) in seen.iter().zip(&verdicts) {
+        let pull: &PullState = &pr.state;
+        let name = PreviewPolicy::environment_name(pull.number);
+        let environment = state.store.environment(&project.name, &name).await?;
+        let (commit, urls, last) = match &environment {
+            Some(_) => {
+                let recorded = state.store.recorded_state(&project.name, &name).await?;
+                let urls: Vec<String> = super::runtime::service_urls(&state, &recorded)
+                    .into_iter()
+                    .map(|(_, url)| url)
+                    .collect();
+                let last = state.store.deployments(&project.name, &name, 1).await?;
+                (running_commit(&recorded), urls, last.into_iter().next())
+            }
+            None => (None, Vec::new(), None),
+        };
+        let queue_position = match verdict.want {
+            Want::Queued { position } => Some(position),
+            _ => None,
+        };
+        let wanted = match &verdict.want {
+            Want::Preview { head } => Some(head.clone()),
+            _ => None,
+        };
+        previews.push(json!({
+            "number": pull.number,
+            "title": pull.title,
+            "url": pull.url,
+            "author": pull.author,
+            "branch": pull.head_ref,
+            "target_branch": pull.base_ref,
+            "head": pull.head_sha,
+            "open": pr.record.open,
+            "draft": pull.draft,
+            "fork": pull.fork,
+            "labels": pull.labels,
+            "approved_head": pr.record.approved_head,
+            "confirmed": pr.record.confirmed,
+            "environment": environment.as_ref().map(|e| &e.name),
+            "made_by_reconciler": pr.record.claimed,
+            "created_at": pr.record.claimed_at.or(environment.as_ref().map(|e| e.created_at)),
+            "commit": commit,
+            "wanted_commit": wanted,
+            "queue_position": queue_position,
+            "urls": urls,
+            "last_deployment": last.map(|d| json!({ "id": d.id, "operation": d.operation, "status": d.status, "commit": d.source_commit, "reason": d.reason })),
+            "decision": verdict.why,
+            "outcome": pr.record.outcome,
+        }));
+    }
+    Ok(Json(json!({
+        "now": now,
+        "forge": policy.as_ref().and_then(|p| p.forge.as_ref()).map(|f| json!({ "kind": f.kind, "repository": f.repository })),
+        "max_live": policy.as_ref().and_then(|p| p.max_live),
+        "previews": previews,
+    })))
+}
+
+pub(crate) async fn sync(
+    State(state): State<SharedState>,
+    Path(project): Path<String>,
+) -> Result<(StatusCode, Json<Value>), ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let has_forge = preview_spec::parse_spec(&project.file, &project.source)
+        .ok()
+        .and_then(|s| s.previews?.forge)
+        .is_some();
+    if !has_forge {
+        return Err(ApiError::BadRequest(format!(
+            "project `{}` has no `previews.forge` in its spec, so there are no pull requests to sync",
+            project.name
+        )));
+    }
+    state.previews.sync(&project.name);
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(json!({ "sync": "started", "project": project.name })),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct Approval {
+    /// The head commit approved; the pull request's current head when absent. An approval is for one commit.
+    #[serde(default)]
+    commit: Option<String>,
+}
+
+pub(crate) async fn approve(
+    State(state): State<SharedState>,
+    Path((project, number)): Path<(String, String)>,
+    Body(body): Body<Approval>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let number: i64 = number
+        .trim_start_matches('#')
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| ApiError::BadRequest(format!("`{number}` is not a pull request number")))?;
+    let records = state.store.pull_requests(&project.name).await?;
+    let record = records
+        .iter()
+        .find(|r| r.number == number)
+        .ok_or_else(|| {
+            ApiError::NotFound(format!(
+                "project `{}` knows no pull request #{number}; `preview previews list` shows them, `preview previews sync` asks the forge",
+                project.name
+            ))
+        })?;
+    if !record.open {
+        return Err(ApiError::Conflict(format!(
+            "pull request #{number} is closed"
+        )));
+    }
+    let commit = body.commit.unwrap_or_else(|| record.head.clone());
+    if commit != record.head {
+        return Err(ApiError::Conflict(format!(
+            "pull request #{number} is at {} now, not {commit}: approve the commit it is at (a push needs a new approval)",
+            record.head
+        )));
+    }
+    if !state
+        .store
+        .approve_pull_request(&project.name, number, &commit)
+        .await?
+    {
+        return Err(ApiError::NotFound(format!(
+            "pull request #{number} is gone"
+        )));
+    }
+    eprintln!(
+        "preview daemon: previews of `{}`: pull request #{number} approved at {commit}",
+        project.name
+    );
+    state.previews.wake();
+    Ok(Json(json!({ "number": number, "approved_head": commit })))
+}
