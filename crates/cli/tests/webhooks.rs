@@ -28,6 +28,7 @@ previews:
   forge:
     kind: {kind}
     repository: octo-org/shop
+    url: https://git.example.test
     webhook_secret: HOOK
 "
     )
@@ -81,6 +82,7 @@ fn pull_request(action: &str, sha: &str) -> Vec<u8> {
             "number": 42,
             "state": "open",
             "title": "zq-unique-title-of-the-body",
+            "body": "zq-unique-description-of-the-body",
             "user": { "login": "octocat" },
             "draft": false,
             "merged": false,
@@ -320,6 +322,10 @@ fn github_deliveries_are_verified_over_their_raw_body_and_applied_once() {
         stored.as_str(),
     ] {
         assert!(!text.contains(SECRET));
+        // The body is not kept: only what the reconciler reads of the pull request (its title among it).
+        assert!(!text.contains("zq-unique-description-of-the-body"));
+    }
+    for text in [log.as_str(), table.as_str()] {
         assert!(!text.contains("zq-unique-title-of-the-body"));
     }
 }

@@ -7,13 +7,37 @@ use tokio::process::Command;
 use crate::error::ApiError;
 
 async fn git(directory: &str, args: &[&str]) -> Result<String, String> {
-    let output = Command::new("git")
+    run_git(std::path::Path::new(directory), args, &[], GIT_PATIENCE).await
+}
+
+/// How long a git command that only reads may take.
+pub(crate) const GIT_PATIENCE: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Runs git in `directory` with `env` added to its environment, killed after `timeout`; its output, or what it
+/// said on failure.
+pub(crate) async fn run_git(
+    directory: &std::path::Path,
+    args: &[&str],
+    env: &[(&str, &str)],
+    timeout: std::time::Duration,
+) -> Result<String, String> {
+    let mut command = Command::new("git");
+    command
         .arg("-C")
         .arg(directory)
         .args(args)
+        .envs(env.iter().copied())
         .stdin(std::process::Stdio::null())
-        .output()
+        .kill_on_drop(true);
+    let output = tokio::time::timeout(timeout, command.output())
         .await
+        .map_err(|_| {
+            format!(
+                "git {} took longer than {} s",
+                args.first().unwrap_or(&""),
+                timeout.as_secs()
+            )
+        })?
         .map_err(|e| format!("cannot run git: {e}"))?;
     if output.status.success() {
         Ok(String::from_utf8_lossy(&output.stdout)

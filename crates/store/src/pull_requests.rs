@@ -27,11 +27,26 @@ const COLUMNS: &str = "project, number, version, state, open, head, confirmed, o
 impl Store {
     /// The statement that writes an observation of an event, whatever was seen before.
     pub(crate) fn observe_statement(project: &str, seen: &Observation, now: i64) -> Statement {
-        Statement::new(
-            "INSERT INTO pull_requests (project, number, version, state, open, head, confirmed, observed_at)
-             VALUES ($1, $2, 1, $3, $4, $5, $6, $7)
-             ON CONFLICT (project, number) DO UPDATE SET version = pull_requests.version + 1, state = $3,
+        Store::insert_observation(
+            project,
+            seen,
+            now,
+            "ON CONFLICT (project, number) DO UPDATE SET version = pull_requests.version + 1, state = $3,
                  open = $4, head = $5, confirmed = $6, observed_at = $7",
+        )
+    }
+
+    fn insert_observation(
+        project: &str,
+        seen: &Observation,
+        now: i64,
+        on_conflict: &str,
+    ) -> Statement {
+        Statement::new(
+            &format!(
+                "INSERT INTO pull_requests (project, number, version, state, open, head, confirmed, observed_at)
+                 VALUES ($1, $2, 1, $3, $4, $5, $6, $7) {on_conflict}"
+            ),
             vec![
                 project.into(),
                 seen.number.into(),
@@ -54,19 +69,7 @@ impl Store {
     ) -> Result<bool> {
         let now = self.now().await?;
         let statement = match over {
-            None => Statement::new(
-                "INSERT INTO pull_requests (project, number, version, state, open, head, confirmed, observed_at)
-                 VALUES ($1, $2, 1, $3, $4, $5, $6, $7) ON CONFLICT DO NOTHING",
-                vec![
-                    project.into(),
-                    seen.number.into(),
-                    seen.state.as_str().into(),
-                    i64::from(seen.open).into(),
-                    seen.head.as_str().into(),
-                    i64::from(seen.confirmed).into(),
-                    now.into(),
-                ],
-            ),
+            None => Store::insert_observation(project, seen, now, "ON CONFLICT DO NOTHING"),
             Some(version) => Statement::new(
                 "UPDATE pull_requests SET version = version + 1, state = $1, open = $2, head = $3, confirmed = $4,
                      observed_at = $5

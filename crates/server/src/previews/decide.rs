@@ -33,6 +33,19 @@ pub(crate) struct Seen<'a> {
     pub state: PullState,
 }
 
+/// Each record with its state read back (a record whose state cannot be read is left out).
+pub(crate) fn seen(records: &[PullRequestRecord]) -> Vec<Seen<'_>> {
+    records
+        .iter()
+        .filter_map(|record| {
+            Some(Seen {
+                record,
+                state: serde_json::from_str(&record.state).ok()?,
+            })
+        })
+        .collect()
+}
+
 fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }

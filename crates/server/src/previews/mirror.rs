@@ -9,45 +9,30 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use preview_secrets::Secret;
-use tokio::process::Command;
 
 /// How long one fetch may take.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(600);
 
-/// Runs git with no configuration but the repository's own, and `extra` in its environment.
+/// What git's environment holds for the mirror: no configuration but the repository's own, no prompt, and only
+/// the file, git, HTTP(S) and SSH transports.
+const ENVIRONMENT: &[(&str, &str)] = &[
+    ("GIT_CONFIG_NOSYSTEM", "1"),
+    ("GIT_CONFIG_GLOBAL", "/dev/null"),
+    ("GIT_TERMINAL_PROMPT", "0"),
+    ("GIT_ASKPASS", "/bin/false"),
+    ("SSH_ASKPASS", "/bin/false"),
+    ("GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh"),
+];
+
 async fn git(
     directory: &Path,
     args: &[&str],
     extra: &[(String, String)],
     timeout: Duration,
 ) -> Result<String, String> {
-    let mut command = Command::new("git");
-    command
-        .arg("-C")
-        .arg(directory)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .env("GIT_TERMINAL_PROMPT", "0")
-        .env("GIT_ASKPASS", "/bin/false")
-        .env("SSH_ASKPASS", "/bin/false")
-        .env("GIT_ALLOW_PROTOCOL", "file:git:http:https:ssh")
-        .stdin(std::process::Stdio::null())
-        .kill_on_drop(true);
-    for (name, value) in extra {
-        command.env(name, value);
-    }
-    let output = tokio::time::timeout(timeout, command.output())
-        .await
-        .map_err(|_| format!("git {} took longer than {} s", args[0], timeout.as_secs()))?
-        .map_err(|e| format!("cannot run git: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout)
-            .trim_end()
-            .to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-    }
+    let mut env: Vec<(&str, &str)> = ENVIRONMENT.to_vec();
+    env.extend(extra.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    crate::source::run_git(directory, args, &env, timeout).await
 }
 
 /// Whether `commit` is a commit of the repository at `directory`.

@@ -174,15 +174,7 @@ async fn reconcile(state: &SharedState, project: &ProjectRecord) -> Result<(), S
         .pull_requests(&project.name)
         .await
         .map_err(store_error)?;
-    let seen: Vec<Seen<'_>> = records
-        .iter()
-        .filter_map(|record| {
-            Some(Seen {
-                record,
-                state: serde_json::from_str(&record.state).ok()?,
-            })
-        })
-        .collect();
+    let seen = decide::seen(&records);
     let now = state.store.now().await.map_err(store_error)?;
     let verdicts = decide(policy, &seen, now);
     let environments: HashMap<String, EnvironmentRecord> = state
@@ -684,13 +676,7 @@ async fn deploy(
         keep_settings: false,
         desired: desired.resources,
     };
-    let (record, handle) = state
-        .engine
-        .start(request)
-        .await
-        .map_err(|e| e.to_string())?;
-    wake_when_done(state, handle);
-    Ok(record.id)
+    start(state, request).await
 }
 
 /// Starts the deployment that destroys a preview; its id.
@@ -711,20 +697,20 @@ async fn destroy(pass: &Pass<'_>, name: &str) -> Result<String, String> {
         keep_settings: false,
         desired: Vec::new(),
     };
+    start(state, request).await
+}
+
+/// Starts a deployment and runs a pass once it ends, so that the next step follows at once; its id.
+async fn start(state: &SharedState, request: DeploymentRequest) -> Result<String, String> {
     let (record, handle) = state
         .engine
         .start(request)
         .await
         .map_err(|e| e.to_string())?;
-    wake_when_done(state, handle);
-    Ok(record.id)
-}
-
-/// Runs a pass once a deployment ends, so the next step follows at once.
-fn wake_when_done(state: &SharedState, handle: tokio::task::JoinHandle<DeploymentRecord>) {
     let state = std::sync::Arc::clone(state);
     tokio::spawn(async move {
         let _ = handle.await;
         state.previews.wake();
     });
+    Ok(record.id)
 }

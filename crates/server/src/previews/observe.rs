@@ -9,7 +9,6 @@ use preview_forge::PullState;
 use preview_forge::api::Api;
 use preview_spec::{Forge as ForgeSpec, ForgeKind};
 use preview_store::{Observation, PullRequestRecord};
-use tokio::process::Command;
 
 use crate::api::SharedState;
 use crate::forge_client::ForgeClient;
@@ -195,24 +194,20 @@ pub(crate) async fn from_forge(
     Ok(())
 }
 
+/// Reads a local repository the operator named, whoever owns it, without running anything its configuration names.
 async fn git(directory: &Path, args: &[&str]) -> Result<String, String> {
-    let output = Command::new("git")
-        .arg("-C")
-        .arg(directory)
-        .args(args)
-        .env("GIT_CONFIG_NOSYSTEM", "1")
-        .env("GIT_CONFIG_GLOBAL", "/dev/null")
-        .stdin(std::process::Stdio::null())
-        .output()
-        .await
-        .map_err(|e| format!("cannot run git: {e}"))?;
-    if output.status.success() {
-        Ok(String::from_utf8_lossy(&output.stdout)
-            .trim_end()
-            .to_owned())
-    } else {
-        Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
-    }
+    let mut all = vec!["-c", "safe.directory=*", "-c", "core.fsmonitor=false"];
+    all.extend_from_slice(args);
+    crate::source::run_git(
+        directory,
+        &all,
+        &[
+            ("GIT_CONFIG_NOSYSTEM", "1"),
+            ("GIT_CONFIG_GLOBAL", "/dev/null"),
+        ],
+        crate::source::GIT_PATIENCE,
+    )
+    .await
 }
 
 /// The repository whose branches act as pull requests: `forge.repository`, relative to the spec's directory.

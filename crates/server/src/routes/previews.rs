@@ -12,7 +12,7 @@ use serde_json::{Value, json};
 use crate::api::{Body, SharedState};
 use crate::desired::running_commit;
 use crate::error::ApiError;
-use crate::previews::decide::{Seen, Want, decide};
+use crate::previews::decide::{self, Want, decide};
 use crate::routes::project_record;
 
 pub(crate) async fn list(
@@ -24,15 +24,7 @@ pub(crate) async fn list(
         .ok()
         .and_then(|s| s.previews);
     let records = state.store.pull_requests(&project.name).await?;
-    let seen: Vec<Seen<'_>> = records
-        .iter()
-        .filter_map(|record| {
-            Some(Seen {
-                record,
-                state: serde_json::from_str(&record.state).ok()?,
-            })
-        })
-        .collect();
+    let seen = decide::seen(&records);
     let now = state.store.now().await?;
     let verdicts = decide(policy.as_ref(), &seen, now);
     let mut previews = Vec::new();
