@@ -82,6 +82,8 @@ pub struct RecordingRuntime {
     /// A fault fires once; this marks that `StopVerify` has.
     verify_stopped: std::sync::atomic::AtomicBool,
     secrets: std::sync::Arc<dyn SecretSource>,
+    /// Environments put to sleep (kept in memory only: nothing runs to stop or start again).
+    sleeping: Mutex<std::collections::BTreeSet<EnvironmentAddress>>,
 }
 
 impl RecordingRuntime {
@@ -94,6 +96,7 @@ impl RecordingRuntime {
             fault: None,
             verify_stopped: std::sync::atomic::AtomicBool::new(false),
             secrets: std::sync::Arc::new(NoSecrets),
+            sleeping: Mutex::default(),
         }
     }
 
@@ -184,6 +187,17 @@ impl RecordingRuntime {
         }
     }
 
+    /// Marks the environment asleep or awake.
+    fn set_sleeping(&self, env: &EnvironmentAddress, sleeping: bool) {
+        if let Ok(mut asleep) = self.sleeping.lock() {
+            if sleeping {
+                asleep.insert(env.clone());
+            } else {
+                asleep.remove(env);
+            }
+        }
+    }
+
     /// Counts a mutating operation and plays the fault if it is this one. `Ok(true)` means "stop after the effect".
     async fn count(&self) -> Result<bool, RuntimeError> {
         let n = self.operations.fetch_add(1, Ordering::SeqCst) + 1;
@@ -260,6 +274,8 @@ impl Runtime for RecordingRuntime {
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
         let stop_after = self.count().await?;
+        // A change wakes a sleeping environment first.
+        self.set_sleeping(env, false);
         self.reveal_secrets(env, resource, log).await?;
         // A daemon that lost its lease while this operation waited changes nothing.
         log.check_lease()?;
@@ -323,6 +339,22 @@ impl Runtime for RecordingRuntime {
         Ok(())
     }
 
+    async fn sleep(&self, env: &EnvironmentAddress) -> Result<(), RuntimeError> {
+        self.set_sleeping(env, true);
+        Ok(())
+    }
+
+    async fn wake(&self, env: &EnvironmentAddress) -> Result<(), RuntimeError> {
+        self.set_sleeping(env, false);
+        Ok(())
+    }
+
+    async fn sleeping(&self, env: &EnvironmentAddress) -> bool {
+        self.sleeping
+            .lock()
+            .is_ok_and(|asleep| asleep.contains(env))
+    }
+
     async fn observe(
         &self,
         env: &EnvironmentAddress,
@@ -338,5 +370,41 @@ impl Runtime for RecordingRuntime {
             id: id.to_owned(),
             hash: resource.hash.clone(),
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn an_environment_sleeps_until_woken_or_changed() {
+        let runtime = RecordingRuntime::in_memory();
+        let env = EnvironmentAddress {
+            project: "shop".into(),
+            environment: "pr-1".into(),
+        };
+        assert!(!runtime.sleeping(&env).await);
+        runtime.sleep(&env).await.expect("sleep");
+        assert!(runtime.sleeping(&env).await);
+        runtime.wake(&env).await.expect("wake");
+        assert!(!runtime.sleeping(&env).await);
+        runtime.sleep(&env).await.expect("sleep");
+        let space = Resource::new(
+            "space",
+            ResourceKind::Space,
+            Vec::new(),
+            serde_json::json!({}),
+        );
+        runtime
+            .apply(&env, &space, &StepLog::default())
+            .await
+            .expect("apply");
+        assert!(!runtime.sleeping(&env).await, "a change wakes it");
+        assert_eq!(
+            runtime.operations(),
+            1,
+            "sleeping and waking are no operations"
+        );
     }
 }

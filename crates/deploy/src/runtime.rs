@@ -213,6 +213,26 @@ pub trait Runtime: Send + Sync {
         )))
     }
 
+    /// Puts the environment to sleep: what runs for it stops, everything it keeps (records, addresses, data,
+    /// checkouts) stays, and its routes answer as sleeping until [`Runtime::wake`]. A runtime level state, not a
+    /// deployment: the recorded state does not change. Idempotent; a sleeping environment keeps sleeping when the
+    /// daemon starts again. A runtime that cannot sleep does nothing.
+    async fn sleep(&self, _env: &EnvironmentAddress) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// Starts what the sleeping environment runs again, as recorded, and returns once it serves; nothing when it
+    /// does not sleep. Concurrent calls wake it once, the others waiting for that wake. A change to a sleeping
+    /// environment (`apply`) wakes it first.
+    async fn wake(&self, _env: &EnvironmentAddress) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
+    /// Whether the environment sleeps ([`Runtime::sleep`]).
+    async fn sleeping(&self, _env: &EnvironmentAddress) -> bool {
+        false
+    }
+
     /// Returns once nothing that a step for the environment started is still running after the step was
     /// abandoned (cancelled, timed out, or its daemon stopped acting): the engine calls it before it undoes the
     /// step, so that an undo never races a process the step left.
@@ -233,7 +253,7 @@ pub trait Runtime: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct ServiceStatus {
     pub service: String,
-    /// `running`, `restarting` (exited, waiting to start again) or `stopped`.
+    /// `running`, `restarting` (exited, waiting to start again), `stopped` or `sleeping` (its environment sleeps).
     pub state: String,
     pub pid: Option<u32>,
     /// How often the process was restarted after it exited.

@@ -51,6 +51,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
                 network: network.clone(),
             }],
             access: None,
+            last_request: Arc::default(),
         },
     );
     let routes = Arc::new(Routes::default());

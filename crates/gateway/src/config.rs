@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use crate::forwarding_headers::IpRange;
+use crate::waking::Waker;
 
 /// Everything a [`crate::Proxy`] is configured with; `Config::default()` is what the daemon runs with unless told
 /// otherwise.
@@ -20,6 +21,11 @@ pub struct Config {
     pub https_port: u16,
     /// With a value, HTTPS answers of protected routes carry `Strict-Transport-Security` for that long.
     pub hsts: Option<Duration>,
+    /// Wakes a sleeping environment when a request comes for it; without one, sleeping routes answer 503.
+    pub waker: Option<Waker>,
+    /// How long a request for a sleeping environment waits for it to wake; past it, a browser gets a page that
+    /// reloads itself and other clients a 503, both with `Retry-After`.
+    pub wake_timeout: Duration,
 }
 
 impl Default for Config {
@@ -30,6 +36,8 @@ impl Default for Config {
             trusted_proxies: Vec::new(),
             https_port: 443,
             hsts: None,
+            waker: None,
+            wake_timeout: Duration::from_secs(30),
         }
     }
 }

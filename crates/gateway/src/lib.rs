@@ -8,11 +8,14 @@
 //! host it names (`request_host`), the route's access protection (`access`), the headers the app gets
 //! (`forwarding_headers`), the connection to the app (`upstream`, admitted by the backend's gate in `gates`), the
 //! answer made safe for the client (`answers`) or a WebSocket tunnel (`tunnel`), and the gateway's own pages
-//! (`pages`). `challenges` holds the answers to ACME HTTP-01 challenges while a certificate is issued. A backend may
-//! live in another network (an environment's network namespace): the gateway then connects with sockets that
-//! network makes (`Network`).
+//! (`pages`). A request for a sleeping environment asks the daemon's `Waker` to wake it and waits a bounded time
+//! (`waking`, one wake per environment whatever the number of requests), unless a link-preview bot sent it
+//! (`link_preview_bots`); `activity` keeps when a request last reached each environment. `challenges` holds the
+//! answers to ACME HTTP-01 challenges while a certificate is issued. A backend may live in another network (an
+//! environment's network namespace): the gateway then connects with sockets that network makes (`Network`).
 
 mod access;
+mod activity;
 mod answers;
 mod certificates;
 mod challenges;
@@ -21,6 +24,7 @@ mod deadlines;
 mod forwarding_headers;
 mod gates;
 mod idle_streams;
+mod link_preview_bots;
 mod pages;
 mod proxy;
 mod request_host;
@@ -28,8 +32,10 @@ mod routes;
 mod server;
 mod tunnel;
 mod upstream;
+mod waking;
 
 pub use access::{Access, basic_credentials, digest};
+pub use activity::{Activity, LastRequest};
 pub use certificates::{Certificates, Fallback};
 pub use challenges::Challenges;
 pub use config::{Config, Limits, Timeouts};
@@ -37,3 +43,4 @@ pub use forwarding_headers::IpRange;
 pub use proxy::Proxy;
 pub use routes::{Backend, Network, Route, RouteState, RouteTable, Routes, normalize_host};
 pub use server::{serve, tls_config};
+pub use waking::{WakeFuture, Waker};

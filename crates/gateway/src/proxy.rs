@@ -1,6 +1,6 @@
-//! Forwarding one request: find the route by its one host, check access, set the forwarding headers, send it to
-//! the app, and relay the answer (or tunnel a WebSocket); answer with a page that names the environment when it
-//! cannot.
+//! Forwarding one request: find the route by its one host, check access, note that someone used its environment
+//! (and wake it when it sleeps), set the forwarding headers, send it to the app, and relay the answer (or tunnel a
+//! WebSocket); answer with a page that names the environment when it cannot.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,14 +10,17 @@ use hyper::{Request, Response, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access::{Access, Verdict};
+use crate::activity::now_ms;
 use crate::challenges::{CHALLENGE_PATH, Challenges};
 use crate::config::Config;
 use crate::deadlines::BodyDeadline;
 use crate::forwarding_headers::{Origin, forward_request_headers, is_websocket_upgrade};
-use crate::pages::{Body, empty, escape, page, redirect, whole};
+use crate::link_preview_bots::is_link_preview_bot;
+use crate::pages::{Body, empty, escape, page, redirect, retry_later, whole};
 use crate::request_host::request_host;
-use crate::routes::{RouteState, Routes, normalize_host};
+use crate::routes::{Route, RouteState, Routes, normalize_host};
 use crate::upstream::{Affinity, Upstreams, pool_authority};
+use crate::waking::{Wakes, Woken};
 
 /// What every worker forwards with: the route table, the ACME challenge answers, the connections to apps, the
 /// configuration, and the places under the connection cap shared by every listener served with this proxy.
@@ -25,6 +28,8 @@ pub struct Proxy {
     routes: Arc<Routes>,
     challenges: Arc<Challenges>,
     upstreams: Upstreams,
+    /// Wakes of sleeping environments under way.
+    wakes: Wakes,
     /// `Strict-Transport-Security` for protected routes' HTTPS answers, when configured.
     hsts: Option<HeaderValue>,
     pub(crate) config: Config,
@@ -40,6 +45,7 @@ impl Proxy {
     pub fn with_config(routes: Arc<Routes>, config: Config) -> Proxy {
         Proxy {
             upstreams: Upstreams::new(Arc::clone(&routes), &config.limits),
+            wakes: Wakes::new(config.waker.clone()),
             routes,
             challenges: Arc::default(),
             connections: Arc::new(Semaphore::new(
@@ -87,8 +93,7 @@ impl Proxy {
             Err(problem) => return page(problem.status(), "Bad host", problem.explanation()),
         };
         let host_name = host.to_str().unwrap_or_default();
-        let table = self.routes.snapshot();
-        let Some(route) = table.lookup(host_name) else {
+        let Some(mut route) = self.routes.snapshot().lookup(host_name) else {
             let name = escape(&normalize_host(host_name));
             return page(
                 StatusCode::NOT_FOUND,
@@ -98,29 +103,9 @@ impl Proxy {
                 ),
             );
         };
-        // Only pages use it: not made for requests that are forwarded.
-        let who = || {
-            format!(
-                "<b>{}</b> of environment <b>{}</b> ({})",
-                escape(&route.service),
-                escape(&route.environment),
-                escape(&route.project)
-            )
-        };
-        if route.state == RouteState::Stopped {
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Environment stopped",
-                &format!("{} is stopped.", who()),
-            );
+        if let Some(unavailable) = unavailable(&route) {
+            return unavailable;
         }
-        let Some(backend) = route.backends.first() else {
-            return page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "Not running",
-                &format!("{} has no running instance.", who()),
-            );
-        };
         if let Some(access) = &route.access {
             let name = normalize_host(host_name);
             // A credential sent over plain HTTP can be read on the way: protected routes are served over HTTPS
@@ -150,6 +135,39 @@ impl Proxy {
                 }
             }
         }
+        // Someone used the environment (noted at most once a second); a link-preview bot is nobody, and wakes
+        // nothing.
+        let sleeping = route.state == RouteState::Sleeping;
+        let now = now_ms();
+        if sleeping || route.last_request.due(now) {
+            if !is_link_preview_bot(request.headers()) {
+                route.last_request.note(now);
+            } else if sleeping {
+                return retry_later(
+                    "Environment asleep",
+                    &format!("{} is asleep; link previews do not wake it.", who(&route)),
+                    false,
+                );
+            }
+        }
+        if sleeping {
+            route = match self.woken(&route, host_name, request.headers()).await {
+                Ok(woken) => woken,
+                Err(answer) => return answer,
+            };
+            if let Some(unavailable) = unavailable(&route) {
+                return unavailable;
+            }
+        }
+        let Some(backend) = route.backends.first() else {
+            return page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Not running",
+                &format!("{} has no running instance.", who(&route)),
+            );
+        };
+        // Only pages use it: not made for requests that are forwarded.
+        let named = || who(&route);
         let websocket = is_websocket_upgrade(request.headers());
         // HTTP/2 streams run at once and share the pool; HTTP/1.1 requests come one by one and use their
         // connection's own upstream connection.
@@ -204,7 +222,7 @@ impl Proxy {
                 return page(
                     status,
                     "The app did not answer",
-                    &format!("{} did not answer: {reason}.", who()),
+                    &format!("{} did not answer: {reason}.", named()),
                 );
             }
         };
@@ -215,7 +233,7 @@ impl Proxy {
                     "The app did not answer",
                     &format!(
                         "{} switched protocols although the request asked for none.",
-                        who()
+                        named()
                     ),
                 );
             };
@@ -228,13 +246,56 @@ impl Proxy {
             let (parts, _) = response.into_parts();
             return Response::from_parts(parts, empty());
         }
-        let mut answer = crate::answers::relay(response, permit, who).await;
+        let mut answer = crate::answers::relay(response, permit, named).await;
         if let (Some(_), "https", Some(hsts)) = (&route.access, scheme, &self.hsts) {
             answer
                 .headers_mut()
                 .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
         answer
+    }
+
+    /// Wakes the environment of the sleeping `route` and waits for it, at most `Config::wake_timeout`: the route
+    /// that serves `host` then, or the answer to give instead.
+    async fn woken(
+        &self,
+        route: &Route,
+        host: &str,
+        headers: &hyper::HeaderMap,
+    ) -> Result<Arc<Route>, Response<Body>> {
+        let outcome = self
+            .wakes
+            .wake(&route.project, &route.environment, self.config.wake_timeout)
+            .await;
+        if outcome == Woken::Finished
+            && let Some(now) = self.routes.snapshot().lookup(host)
+            && now.state != RouteState::Sleeping
+            // The environment and protection the request was let through for.
+            && now.project == route.project
+            && now.environment == route.environment
+            && now.access == route.access
+        {
+            return Ok(now);
+        }
+        let browser = headers
+            .get_all(header::ACCEPT)
+            .iter()
+            .any(|accept| accept.to_str().is_ok_and(|a| a.contains("text/html")));
+        Err(match outcome {
+            Woken::NoWaker => retry_later(
+                "Environment asleep",
+                &format!("{} is asleep, and nothing here can wake it.", who(route)),
+                false,
+            ),
+            Woken::Finished | Woken::StillWaking => retry_later(
+                "Waking up",
+                &format!(
+                    "{} is waking up: it was stopped because nobody used it. This page reloads by itself in a few seconds.",
+                    who(route)
+                ),
+                browser,
+            ),
+        })
     }
 
     /// 308 to the same URL over HTTPS.
@@ -245,6 +306,34 @@ impl Proxy {
             port => format!("https://{host}:{port}{path}"),
         };
         redirect(StatusCode::PERMANENT_REDIRECT, &location)
+    }
+}
+
+/// `<b>web</b> of environment <b>pr-1</b> (shop)`, for pages.
+fn who(route: &Route) -> String {
+    format!(
+        "<b>{}</b> of environment <b>{}</b> ({})",
+        escape(&route.service),
+        escape(&route.environment),
+        escape(&route.project)
+    )
+}
+
+/// The page for a route that cannot be served whoever asks: its environment is stopped, or its app has no running
+/// instance.
+fn unavailable(route: &Route) -> Option<Response<Body>> {
+    match route.state {
+        RouteState::Stopped => Some(page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Environment stopped",
+            &format!("{} is stopped.", who(route)),
+        )),
+        RouteState::Serving if route.backends.is_empty() => Some(page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "Not running",
+            &format!("{} has no running instance.", who(route)),
+        )),
+        RouteState::Serving | RouteState::Sleeping => None,
     }
 }
 

@@ -4,6 +4,8 @@ use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 
+use crate::activity::{Activity, LastRequest};
+
 /// Where requests for a route go: an address, in the gateway's own network or in another one (an
 /// environment's network namespace, whose loopback only sockets made inside it reach).
 #[derive(Debug, Clone)]
@@ -33,8 +35,10 @@ pub trait Network: Send + Sync + std::fmt::Debug {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RouteState {
     Serving,
-    /// Stopped (idle, or being deleted): answered with 503.
+    /// Stopped (being deleted, or its app is not running): answered with 503.
     Stopped,
+    /// Put to sleep because nobody used it: a request asks the proxy's waker to wake it and waits for it.
+    Sleeping,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -46,6 +50,9 @@ pub struct Route {
     pub backends: Vec<Backend>,
     /// Protection of a preview: requests without the credential get 401.
     pub access: Option<crate::access::Access>,
+    /// When a request last reached the route's environment: [`Routes::swap`] gives every route of one environment
+    /// the same cell, kept from table to table, whatever the table was built with.
+    pub last_request: Arc<LastRequest>,
 }
 
 /// Hostnames to routes. Built whole, then swapped in; never changed in place.
@@ -148,6 +155,10 @@ impl RouteTable {
                 .any(|domain| domain.split_once('.').is_some_and(|(_, up)| up == parent))
     }
 
+    fn routes(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.exact.values().chain(self.wildcard.values())
+    }
+
     pub fn len(&self) -> usize {
         self.exact.len() + self.wildcard.len()
     }
@@ -161,6 +172,7 @@ impl RouteTable {
 #[derive(Debug, Default)]
 pub struct Routes {
     current: RwLock<Arc<RouteTable>>,
+    activity: Arc<Activity>,
 }
 
 impl Routes {
@@ -172,8 +184,26 @@ impl Routes {
         }
     }
 
+    /// When requests last reached each environment of the tables swapped in.
+    pub fn activity(&self) -> &Arc<Activity> {
+        &self.activity
+    }
+
     /// Replaces the table; requests that already took a snapshot finish with the old one.
-    pub fn swap(&self, table: RouteTable) {
+    pub fn swap(&self, mut table: RouteTable) {
+        let cells = {
+            let present: Vec<(&str, &str)> = table
+                .routes()
+                .map(|route| (route.project.as_str(), route.environment.as_str()))
+                .collect();
+            self.activity.keep_only(&present)
+        };
+        for route in table.exact.values_mut().chain(table.wildcard.values_mut()) {
+            let key = (route.project.clone(), route.environment.clone());
+            if let Some(cell) = cells.get(&key) {
+                Arc::make_mut(route).last_request = Arc::clone(cell);
+            }
+        }
         let table = Arc::new(table);
         match self.current.write() {
             Ok(mut current) => *current = table,
@@ -197,6 +227,7 @@ mod tests {
                 network: None,
             }],
             access: None,
+            last_request: Arc::default(),
         }
     }
 
@@ -287,5 +318,31 @@ mod tests {
             Some("storefront-v2")
         );
         assert_eq!(after.lookup("api.pr-42.preview.example.test"), None);
+    }
+
+    #[test]
+    fn an_environment_keeps_one_last_request_across_swaps() {
+        let routes = Routes::default();
+        routes.swap(table());
+        let cell = |host: &str| {
+            routes
+                .snapshot()
+                .lookup(host)
+                .map(|route| Arc::clone(&route.last_request))
+                .expect("a route")
+        };
+        let storefront = cell("storefront-pr-42.shop.localhost");
+        assert!(Arc::ptr_eq(
+            &storefront,
+            &cell("api.pr-42.preview.example.test")
+        ));
+        storefront.note(42_000);
+        routes.swap(table());
+        assert!(Arc::ptr_eq(
+            &storefront,
+            &cell("docs.pr-42.preview.example.test")
+        ));
+        assert!(routes.activity().last_request("shop", "pr-42").is_some());
+        assert_eq!(routes.activity().last_request("shop", "pr-43"), None);
     }
 }

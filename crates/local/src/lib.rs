@@ -14,7 +14,8 @@
 //! commit and builder, build commands; `trees` copies a preview's cache from its project's), `apps` (start a
 //! version, wait until healthy, switch, drain the previous one), `ports` (a block of ports per environment),
 //! `forward` (stable service ports in front of the running version), `site` (the gateway's routes and
-//! certificates, from the local CA or an ACME CA), `records` (what was applied, on disk) and `strays` (what an
+//! certificates, from the local CA or an ACME CA), `sleep` (environments put to sleep when idle, and woken),
+//! `records` (what was applied, on disk) and `strays` (what an
 //! earlier run left behind). Every privileged system call is made through `preview-isolation`.
 //! This crate knows resources and their JSON content, never the spec or the store.
 
@@ -37,6 +38,7 @@ mod records;
 mod resolver;
 mod runtime;
 mod site;
+mod sleep;
 mod snapshots;
 mod sockets;
 mod spaces;

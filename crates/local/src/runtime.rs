@@ -133,6 +133,10 @@ pub(crate) struct EnvironmentState {
     pub starting: std::collections::BTreeSet<u16>,
     /// The connections its service ports may forward at once.
     pub connections: Option<Arc<tokio::sync::Semaphore>>,
+    /// Put to sleep: its apps (and its own database servers) do not run, its routes answer as sleeping.
+    pub sleeping: bool,
+    /// Taken alone to put it to sleep or wake it, shared to apply or remove its resources (`sleep`).
+    pub changes: Arc<tokio::sync::RwLock<()>>,
 }
 
 pub struct LocalRuntime {
@@ -270,7 +274,16 @@ impl LocalRuntime {
         let mut starts = tokio::task::JoinSet::new();
         for (project, environment) in environments(&self.config.dir.join("environments")) {
             let env = address(&project, &environment);
-            let records = self.environment_dir(&project, &environment).all();
+            let dir = self.environment_dir(&project, &environment);
+            let records = dir.all();
+            // A sleeping environment keeps sleeping: none of its apps, nor its own servers, start until it is woken.
+            let sleeping = dir.is_sleeping();
+            if sleeping {
+                self.with_state(&env, |s| s.sleeping = true);
+                log(&format!(
+                    "`{environment}` sleeps; it starts again with its next request"
+                ));
+            }
             if let Some(space) = records.iter().find(|r| r.kind == ResourceKind::Space)
                 && let Err(error) = self.establish(&env, &space.content)
             {
@@ -280,7 +293,10 @@ impl LocalRuntime {
                 continue;
             }
             // Databases first: apps connect to them as they start.
-            for record in records.iter().filter(|r| r.kind == ResourceKind::Database) {
+            for record in records.iter().filter(|r| {
+                r.kind == ResourceKind::Database
+                    && !(sleeping && LocalRuntime::sleeps_with_environment(r))
+            }) {
                 match self
                     .restore_database(&env, &record.id, &record.content)
                     .await
@@ -307,7 +323,7 @@ impl LocalRuntime {
                             log(&error);
                         }
                     }
-                    ResourceKind::App => {
+                    ResourceKind::App if !sleeping => {
                         let runtime = Arc::clone(self);
                         let env = env.clone();
                         starts.spawn(async move {
@@ -481,6 +497,7 @@ impl Runtime for LocalRuntime {
         resource: &Resource,
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
+        let _changing = self.changing(env, true, log).await?;
         match resource.kind {
             ResourceKind::Space => self.apply_space(env, resource),
             ResourceKind::Secrets => self.record(env, resource),
@@ -500,6 +517,8 @@ impl Runtime for LocalRuntime {
         kind: ResourceKind,
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
+        // Removing what does not run needs nothing awake; an `on-delete` job may need the environment's services.
+        let _changing = self.changing(env, kind == ResourceKind::Job, log).await?;
         match kind {
             ResourceKind::Space => self.remove_space(env).await,
             ResourceKind::App => self.remove_app(env, id, log).await,
@@ -545,7 +564,8 @@ impl Runtime for LocalRuntime {
     }
 
     async fn status(&self, env: &EnvironmentAddress) -> Vec<ServiceStatus> {
-        self.with_state(env, |s| {
+        let sleeping = self.sleeping_services(env);
+        let mut services = self.with_state(env, |s| {
             s.versions
                 .iter()
                 .map(|(service, version)| {
@@ -564,8 +584,28 @@ impl Runtime for LocalRuntime {
                         address: Some(version.address().to_string()),
                     }
                 })
-                .collect()
-        })
+                .collect::<Vec<_>>()
+        });
+        services.extend(sleeping);
+        services.sort_by(|a, b| a.service.cmp(&b.service));
+        services
+    }
+
+    async fn sleep(&self, env: &EnvironmentAddress) -> Result<(), RuntimeError> {
+        self.sleep_environment(env).await
+    }
+
+    async fn wake(&self, env: &EnvironmentAddress) -> Result<(), RuntimeError> {
+        let failed = self.wake_environment(env).await?;
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(RuntimeError::new(failed.join("; ")))
+        }
+    }
+
+    async fn sleeping(&self, env: &EnvironmentAddress) -> bool {
+        self.is_sleeping(env)
     }
 
     async fn isolation(&self, env: &EnvironmentAddress) -> Vec<Protection> {

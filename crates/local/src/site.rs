@@ -46,7 +46,9 @@ impl LocalRuntime {
                         project: project.clone(),
                         environment: environment.clone(),
                         service: service.clone(),
-                        state: if version.is_some() {
+                        state: if env.sleeping {
+                            RouteState::Sleeping
+                        } else if version.is_some() {
                             RouteState::Serving
                         } else {
                             RouteState::Stopped
@@ -62,6 +64,7 @@ impl LocalRuntime {
                             })
                             .unwrap_or_default(),
                         access: served.access.clone(),
+                        last_request: Arc::default(),
                     };
                     for name in &served.hostnames {
                         table.insert(name, route.clone());

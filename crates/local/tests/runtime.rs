@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use preview_deploy::{EnvironmentAddress, NoSecrets, Runtime, StepLog};
-use preview_gateway::{Certificates, Challenges, Routes};
+use preview_gateway::{Certificates, Challenges, RouteState, Routes};
 use preview_local::{LocalConfig, LocalRuntime, PortRange};
 use preview_plan::{Resource, ResourceKind};
 use preview_testing::TempDir;
@@ -200,4 +200,74 @@ async fn what_the_runtime_cannot_do_is_refused_with_the_reason() {
     );
     let logs = runtime.logs(&staging(), "web", 0).await;
     assert!(logs.is_err(), "no log for an app that never ran");
+}
+
+#[tokio::test]
+async fn a_sleeping_environment_routes_as_sleeping_until_it_is_woken_even_across_a_restart() {
+    let dir = TempDir::new("local-runtime-sleep");
+    let open = |routes: Arc<Routes>| {
+        let mut config = LocalConfig::new(dir.path().join("local"));
+        config.ports = PortRange::parse("23000-23999").expect("range");
+        LocalRuntime::open(
+            config,
+            Arc::new(NoSecrets),
+            routes,
+            Arc::new(Certificates::default()),
+            Arc::new(Challenges::default()),
+            &|_| {},
+        )
+    };
+    let host = "web-staging.shop.localhost";
+    let state = |routes: &Routes| routes.snapshot().lookup(host).map(|route| route.state);
+    let routes = Arc::new(Routes::default());
+    let runtime = open(Arc::clone(&routes)).await.expect("the runtime opens");
+    let route = Resource::new(
+        "route/web",
+        ResourceKind::Route,
+        vec!["space".into()],
+        json!({ "service": "web", "hostnames": [host] }),
+    );
+    let log = StepLog::default();
+    for resource in [space(), route.clone()] {
+        runtime
+            .apply(&staging(), &resource, &log)
+            .await
+            .expect("apply");
+    }
+    assert_eq!(state(&routes), Some(RouteState::Stopped), "no app runs");
+    assert!(!runtime.sleeping(&staging()).await);
+    runtime.sleep(&staging()).await.expect("sleep");
+    runtime.sleep(&staging()).await.expect("sleep again");
+    assert!(runtime.sleeping(&staging()).await);
+    assert_eq!(state(&routes), Some(RouteState::Sleeping));
+
+    // A daemon started again finds it asleep.
+    runtime.shutdown().await;
+    drop(runtime);
+    let routes = Arc::new(Routes::default());
+    let runtime = open(Arc::clone(&routes))
+        .await
+        .expect("the runtime opens again");
+    assert!(runtime.sleeping(&staging()).await);
+    assert_eq!(state(&routes), Some(RouteState::Sleeping));
+    runtime.wake(&staging()).await.expect("wake");
+    runtime.wake(&staging()).await.expect("wake again");
+    assert!(!runtime.sleeping(&staging()).await);
+    assert_eq!(state(&routes), Some(RouteState::Stopped));
+
+    // A change to a sleeping environment wakes it first.
+    runtime.sleep(&staging()).await.expect("sleep");
+    runtime
+        .apply(&staging(), &certificate(), &log)
+        .await
+        .expect("apply");
+    assert!(!runtime.sleeping(&staging()).await);
+    assert!(
+        log.lines()
+            .iter()
+            .any(|l| l.contains("woke `staging` first")),
+        "{:?}",
+        log.lines()
+    );
+    runtime.shutdown().await;
 }

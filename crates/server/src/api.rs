@@ -32,11 +32,12 @@ pub(crate) struct AppState {
     pub previews: Arc<crate::previews::Previews>,
 }
 
-/// Where the gateway listens and the CA its certificates come from.
+/// Where the gateway listens, the CA its certificates come from, and when requests last reached each environment.
 pub(crate) struct Gateway {
     pub http: std::net::SocketAddr,
     pub https: std::net::SocketAddr,
     pub ca_pem: String,
+    pub activity: Arc<preview_gateway::Activity>,
 }
 
 pub(crate) type SharedState = Arc<AppState>;

@@ -207,6 +207,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     ));
     // Pull requests drive previews from now on; the first pass lists every forge.
     let reconciler = crate::previews::spawn(Arc::clone(&state));
+    let idle = crate::idle::spawn(Arc::clone(&state));
     let engine = Arc::clone(&state.engine);
     let state_store = Arc::clone(&state.store);
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -228,6 +229,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     // while the deployments halt.
     let _ = stop_serving.send(());
     reconciler.abort();
+    idle.abort();
     // What running deployments' steps started stops with them; each is finished from its journal at the next
     // start.
     for id in engine.shutdown(Duration::from_secs(60)).await {
@@ -317,9 +319,12 @@ async fn start_local(
     // through it.
     let resolver: Arc<Certificates> = Arc::clone(&certificates);
     let tls = preview_gateway::tls_config(resolver).map_err(|e| e.to_string())?;
-    // Protected routes asked for over plain HTTP are sent to the HTTPS listener.
+    // Protected routes asked for over plain HTTP are sent to the HTTPS listener; sleeping environments are woken
+    // by the runtime, once it is open.
+    let opened = Arc::new(std::sync::OnceLock::new());
     let gateway = preview_gateway::Config {
         https_port: https_address.port(),
+        waker: Some(crate::idle::waker(Arc::clone(&opened))),
         ..options.gateway.clone()
     };
     let proxy = Arc::new(
@@ -331,12 +336,15 @@ async fn start_local(
     if let Some(isolation) = &mut local.isolation {
         isolation.gateway_ports = vec![http_address.port(), https_address.port()];
     }
+    let activity = Arc::clone(routes.activity());
     let runtime = LocalRuntime::open(local, vault, routes, certificates, challenges, &log).await?;
+    let _ = opened.set(Arc::clone(&runtime) as Arc<dyn Runtime>);
     report_protections(&runtime);
     let addresses = Gateway {
         http: http_address,
         https: https_address,
         ca_pem: runtime.ca_certificate(),
+        activity,
     };
     log(&format!(
         "runtime: local processes; gateway on http://{} and https://{}",

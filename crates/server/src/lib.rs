@@ -10,6 +10,7 @@ mod daemon;
 mod desired;
 mod error;
 mod forge_client;
+mod idle;
 mod previews;
 mod routes;
 mod source;

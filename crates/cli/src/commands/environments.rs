@@ -29,7 +29,7 @@ pub async fn list(context: &Context) -> Result<(), Failure> {
     for environment in environments {
         let last = &environment["last_deployment"];
         println!(
-            "{:<16} {:<18} {:<12} last: {} {} ({}){}",
+            "{:<16} {:<18} {:<12} last: {} {} ({}){}{}",
             text(&environment["name"]),
             environment["based_on"]
                 .as_str()
@@ -39,6 +39,11 @@ pub async fn list(context: &Context) -> Result<(), Failure> {
             text(&last["operation"]),
             text(&last["id"]),
             text(&last["status"]),
+            if environment["sleeping"] == true {
+                "  sleeping"
+            } else {
+                ""
+            },
             if environment["attention"].is_string() {
                 "  NEEDS ATTENTION (`preview env show` says why)"
             } else {
@@ -76,6 +81,12 @@ pub async fn show(context: &Context, name: &str) -> Result<(), Failure> {
                 .map(|f| format!(" (follows `{f}`)"))
                 .unwrap_or_default()
         );
+    }
+    if answer["sleeping"] == true {
+        println!("sleeping: nobody used it for a while; its next request wakes it");
+    }
+    if let Some(at) = answer["last_request_at"].as_i64() {
+        println!("last request {}", format_utc(at));
     }
     if let Some(note) = answer["attention"].as_str() {
         println!("\nNEEDS ATTENTION: {note}");

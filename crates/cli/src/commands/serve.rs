@@ -91,6 +91,10 @@ pub struct ServeArgs {
     /// by default.
     #[arg(long, value_name = "SECONDS")]
     pub hsts: Option<u64>,
+    /// Seconds a request for a sleeping preview (see `previews.idle_stop`) waits for it to wake; past them, a
+    /// browser gets a page that reloads itself and other clients a 503, both with Retry-After.
+    #[arg(long, default_value_t = 30.0, value_name = "SECONDS")]
+    pub wake_timeout: f64,
     /// For tests: make the runtime fail (`fail@N`, or from then on: `fail-from@N`), hang (`hang@N`), take three
     /// seconds (`slow@N`) or stop dead (`stop-before@N`, `stop-after@N`, `stop-verify@1`) at its N-th operation.
     #[arg(long, hide = true)]
@@ -271,6 +275,12 @@ pub fn run(data_dir: PathBuf, args: ServeArgs) -> Result<(), Failure> {
                     })
                     .collect::<Result<_, _>>()?,
                 hsts: args.hsts.map(Duration::from_secs),
+                wake_timeout: Duration::try_from_secs_f64(args.wake_timeout).map_err(|_| {
+                    Failure::invalid(format!(
+                        "--wake-timeout: `{}` is not a number of seconds; write e.g. 30",
+                        args.wake_timeout
+                    ))
+                })?,
                 ..GatewayConfig::default()
             },
         })),

@@ -176,6 +176,7 @@ pub fn route(service: &str, environment: &str, state: RouteState, backend: Socke
             network: None,
         }],
         access: None,
+        last_request: Arc::default(),
     }
 }
 

@@ -130,8 +130,13 @@ pub(crate) async fn list(
             .store
             .recorded_state(&project.name, &environment.name)
             .await?;
+        let address = preview_deploy::EnvironmentAddress {
+            project: project.name.clone(),
+            environment: environment.name.clone(),
+        };
         environments.push(json!({
             "name": environment.name,
+            "sleeping": state.runtime.sleeping(&address).await,
             "based_on": environment.based_on,
             "created_at": environment.created_at,
             "commit": running_commit(&recorded),
@@ -176,6 +181,9 @@ pub(crate) async fn show(
     };
     let services = state.runtime.status(&address).await;
     let isolation = state.runtime.isolation(&address).await;
+    let sleeping = state.runtime.sleeping(&address).await;
+    let last_request_at =
+        crate::idle::last_request(&state, &address).map(crate::idle::milliseconds);
     let resources: Vec<Value> = recorded
         .iter()
         .map(|r| json!({ "id": r.id, "kind": r.kind, "hash": r.hash }))
@@ -193,7 +201,7 @@ pub(crate) async fn show(
         .map(|d| json!({ "id": d.id, "operation": d.operation, "status": d.status, "reason": d.reason, "commit": d.source_commit, "created_at": d.created_at }))
         .collect();
     Ok(Json(
-        json!({ "environment": environment, "commit": running_commit(&recorded), "resources": resources, "services": services, "isolation": isolation, "urls": urls, "routes": routes, "deployments": recent, "attention": attention }),
+        json!({ "environment": environment, "commit": running_commit(&recorded), "sleeping": sleeping, "last_request_at": last_request_at, "resources": resources, "services": services, "isolation": isolation, "urls": urls, "routes": routes, "deployments": recent, "attention": attention }),
     ))
 }
 
