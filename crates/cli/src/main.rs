@@ -324,9 +324,10 @@ enum PreviewsAction {
     Approve {
         /// The pull request's number.
         number: String,
-        /// The head commit approved (refused when the pull request has moved on); its current head by default.
+        /// The head commit reviewed (at least its first seven hexadecimal digits); refused when the pull request
+        /// has moved on since.
         #[arg(long)]
-        commit: Option<String>,
+        commit: String,
     },
 }
 
@@ -524,7 +525,7 @@ fn client_command(
                 PreviewsAction::List => commands::previews::list(&context).await,
                 PreviewsAction::Sync => commands::previews::sync(&context).await,
                 PreviewsAction::Approve { number, commit } => {
-                    commands::previews::approve(&context, &number, commit.as_deref()).await
+                    commands::previews::approve(&context, &number, &commit).await
                 }
             },
             Command::Webhooks {

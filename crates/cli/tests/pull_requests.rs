@@ -431,12 +431,31 @@ fn story(kind: Kind, dir_name: &str, ports: &str) {
     deliver(&daemon, kind, "opened", &current(&forge), "delivery-1");
     wait_answering(&daemon, 7, &first);
     assert_eq!(answer_of(&data, 7).expect("answer")["environment"], "pr-7");
+    // The pull request is told: one comment with the URL and the phases, a success on the head, a deployment.
+    told(&forge, kind, &first, "live");
+    let comment = sticky(&forge);
+    for part in ["web-pr-7.plain.localhost", "| build |", "| start |", "**total**", &first[..12]] {
+        assert!(comment.body.contains(part), "{part}: {}", comment.body);
+    }
+    // The secrets that run previews never reach a pull request's code.
+    let variables = daemon.json(&["--project", "plain", "vars", "show", "pr-7"]).to_string();
+    assert!(!variables.contains("FORGE_TOKEN") && !variables.contains("\"HOOK\""), "{variables}");
+    let blueprint = daemon.json(&["--project", "plain", "vars", "show", "staging"]).to_string();
+    assert!(blueprint.contains("FORGE_TOKEN"), "{blueprint}");
 
     // Pushed: redeployed at the new head.
     let second = push_head(&work, &origin, kind, 7, "faster-checkout", "checkout.txt");
     forge.push(7, &second);
     deliver(&daemon, kind, "synchronize", &current(&forge), "delivery-2");
     wait_answering(&daemon, 7, &second);
+    told(&forge, kind, &second, "live");
+    // The first head's success stays its own; on GitHub its deployment is retired.
+    assert_eq!(last_status(&forge, &first).as_deref(), Some("success"));
+    if matches!(kind, Kind::Github) {
+        wait_for("the first deployment to be retired", Duration::from_secs(30), || {
+            deployment_state(&forge, &first).as_deref() == Some("inactive")
+        });
+    }
 
     if labels {
         // The label removed: the preview goes; added again: it comes back at the same head.
@@ -453,6 +472,22 @@ fn story(kind: Kind, dir_name: &str, ports: &str) {
     deliver(&daemon, kind, "closed", &current(&forge), "delivery-5");
     wait_gone(&daemon, 7);
     assert!(answer_of(&data, 7).is_none());
+    told(&forge, kind, &second, "removed");
+    let comment = sticky(&forge);
+    assert!(comment.edits >= 3, "edited in place through the story: {comment:?}");
+    if matches!(kind, Kind::Github) {
+        wait_for("every deployment to be retired", Duration::from_secs(30), || {
+            forge.deployments().iter().all(|d| {
+                d.statuses.last().is_some_and(|s| s.state == "inactive")
+            })
+        });
+        let deployments = forge.deployments();
+        assert!(deployments.len() >= 2, "{deployments:?}");
+        assert!(deployments.iter().all(|d| d.transient_environment
+            && !d.auto_merge
+            && d.required_contexts.is_empty()
+            && d.environment == "pr-7"));
+    }
 
     let listed = previews(&daemon);
     let seven = listed.iter().find(|p| p["number"] == 7).expect("listed");
@@ -619,7 +654,14 @@ fn assert_one_at_a_time(list: &[Value]) {
 
 #[test]
 fn the_latest_head_wins_and_a_close_beats_a_running_create() {
-    let setup = Setup::new("pr-races", "sleep 2", "", Some("18600-18799"));
+    // Builds take two seconds; a commit with a file `broken` fails to build, saying it was "cancelled" (which must
+    // not pass for a cancellation).
+    let setup = Setup::new(
+        "pr-races",
+        "sleep 2; test ! -f broken || (echo operation cancelled; exit 1)",
+        "",
+        Some("18600-18799"),
+    );
     let daemon = &setup.daemon;
 
     // Ten pushes within a second while the first head builds: only the last head is deployed.
@@ -703,6 +745,47 @@ fn the_latest_head_wins_and_a_close_beats_a_running_create() {
     let accounts =
         std::fs::read_to_string(daemon.data.join("local/accounts.json")).unwrap_or_default();
     assert!(!accounts.contains("plain/pr-4"), "{accounts}");
+
+    // A push that fails to build: tried once, not again at that commit; the preview keeps its earlier commit and
+    // the pull request is told which step failed — no success is left on the failed head.
+    let good = setup.open(5, false);
+    setup.wait_commit(5, &good);
+    let broken = setup.head(5, "broken");
+    setup.forge.push(5, &broken);
+    setup.deliver(5, "synchronize");
+    wait_for("the broken head's deployment to end", Duration::from_secs(60), || {
+        deployments(daemon, "pr-5").last().is_some_and(|d| {
+            d["commit"] == broken.as_str() && d["status"] == "rolled_back"
+        })
+    });
+    let tried = deployments(daemon, "pr-5").len();
+    std::thread::sleep(Duration::from_secs(6));
+    assert_eq!(deployments(daemon, "pr-5").len(), tried, "a failed head is not tried again");
+    // Still running the good commit (its last deployment, the failed one, changed nothing).
+    let listed = daemon.json(&["--project", "plain", "env", "list"]);
+    let five = listed["environments"]
+        .as_array()
+        .and_then(|a| a.iter().find(|e| e["name"] == "pr-5"))
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(five["commit"], good.as_str(), "{five}");
+    assert_eq!(answer_of(&daemon.data, 5).expect("it answers")["commit"], good.as_str());
+    assert!(setup.outcome(5).contains("failed"), "{}", setup.outcome(5));
+    wait_for("the failure to be told", Duration::from_secs(30), || {
+        setup.forge.statuses(&broken).last().is_some_and(|s| s.state == "failure")
+            && setup
+                .forge
+                .comments(5)
+                .iter()
+                .any(|c| c.body.contains(": failed") && c.body.contains(&broken[..12]))
+    });
+    assert!(setup.forge.statuses(&broken).iter().all(|s| s.state != "success"));
+    // A sync tries it once more.
+    ok(daemon.cli(&["--project", "plain", "previews", "sync"]));
+    wait_for("one more try", Duration::from_secs(60), || {
+        let list = deployments(daemon, "pr-5");
+        list.len() == tried + 1 && list.last().is_some_and(|d| d["status"] == "rolled_back")
+    });
     let problems = setup.forge.problems();
     assert!(problems.is_empty(), "{problems:?}");
 }
@@ -878,7 +961,15 @@ fn a_fork_pull_request_waits_for_an_approval_of_each_head() {
     std::thread::sleep(Duration::from_secs(3));
     assert!(!environments(daemon).contains(&"pr-9".to_owned()));
     assert!(setup.outcome(9).contains("fork"), "{}", setup.outcome(9));
-    ok(daemon.cli(&["--project", "plain", "previews", "approve", "9"]));
+    ok(daemon.cli(&[
+        "--project",
+        "plain",
+        "previews",
+        "approve",
+        "9",
+        "--commit",
+        &first[..7],
+    ]));
     setup.wait_commit(9, &first);
     // A push is not approved: the preview stays at the approved commit.
     let second = setup.head(9, "fork-2.txt");
@@ -904,7 +995,15 @@ fn a_fork_pull_request_waits_for_an_approval_of_each_head() {
     ]);
     assert!(!stale.status.success());
     assert!(String::from_utf8_lossy(&stale.stderr).contains("a push needs a new approval"));
-    ok(daemon.cli(&["--project", "plain", "previews", "approve", "9"]));
+    ok(daemon.cli(&[
+        "--project",
+        "plain",
+        "previews",
+        "approve",
+        "9",
+        "--commit",
+        &second,
+    ]));
     setup.wait_commit(9, &second);
     let problems = setup.forge.problems();
     assert!(problems.is_empty(), "{problems:?}");
@@ -961,4 +1060,60 @@ fn branches_of_a_local_repository_act_as_pull_requests() {
     git(&dev, &["push", "--quiet", "origin", "feature-a"]);
     wait_answering(&daemon, 1, &second);
     daemon.stop();
+}
+
+/// The one comment of the bot on pull request 7 (the test fails if there is more than one).
+fn sticky(forge: &TestForge) -> support::forge::TestComment {
+    let comments: Vec<_> = forge
+        .comments(7)
+        .into_iter()
+        .filter(|c| c.author == "preview-bot")
+        .collect();
+    assert_eq!(comments.len(), 1, "exactly one comment: {comments:?}");
+    comments.into_iter().next().expect("one")
+}
+
+fn last_status(forge: &TestForge, sha: &str) -> Option<String> {
+    forge.statuses(sha).last().map(|s| s.state.clone())
+}
+
+fn deployment_state(forge: &TestForge, sha: &str) -> Option<String> {
+    forge
+        .deployments()
+        .iter()
+        .rev()
+        .find(|d| d.sha == sha)
+        .and_then(|d| d.statuses.last().map(|s| s.state.clone()))
+}
+
+/// Waits until pull request 7's comment says `headline` for `head`, and (when live) its status and deployment say
+/// so too.
+fn told(forge: &TestForge, kind: Kind, head: &str, headline: &str) {
+    wait_for(
+        &format!("pull request 7 to be told `{headline}` at {head}"),
+        Duration::from_secs(30),
+        || {
+            forge.comments(7).iter().any(|c| {
+                c.body.contains(&format!(": {headline}")) && c.body.contains(&head[..12])
+            })
+        },
+    );
+    if headline == "live" {
+        wait_for("the head's status", Duration::from_secs(30), || {
+            last_status(forge, head).as_deref() == Some("success")
+        });
+        let status = forge.statuses(head).last().cloned().expect("a status");
+        assert!(
+            status
+                .target_url
+                .as_deref()
+                .is_some_and(|u| u.contains("web-pr-7")),
+            "{status:?}"
+        );
+        if matches!(kind, Kind::Github) {
+            wait_for("the head's deployment", Duration::from_secs(30), || {
+                deployment_state(forge, head).as_deref() == Some("success")
+            });
+        }
+    }
 }

@@ -1,8 +1,11 @@
 //! The test forge itself, through a raw HTTP client: each forge's pagination followed link by link, its answers in
 //! the forge's shape, its 404s, its refusal of a request without the token (with the problem recorded), failures
-//! and rate limits on demand, and keep-alive connections.
+//! and rate limits on demand, and keep-alive connections. The writes (comments, commit statuses, deployments) are
+//! in `writes`.
 
 mod support;
+#[path = "test_forge/writes.rs"]
+mod writes;
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
@@ -62,15 +65,24 @@ fn send(
     target: &str,
     headers: &[(&str, String)],
 ) -> Answer {
+    exchange(connection, method, target, headers, b"")
+}
+
+fn exchange(
+    connection: &mut BufReader<TcpStream>,
+    method: &str,
+    target: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> Answer {
     let mut request = format!("{method} {target} HTTP/1.1\r\nHost: 127.0.0.1\r\n");
     for (name, value) in headers {
         request.push_str(&format!("{name}: {value}\r\n"));
     }
     request.push_str("\r\n");
-    connection
-        .get_mut()
-        .write_all(request.as_bytes())
-        .expect("send");
+    let mut request = request.into_bytes();
+    request.extend_from_slice(body);
+    connection.get_mut().write_all(&request).expect("send");
     let mut line = String::new();
     connection.read_line(&mut line).expect("status line");
     let status = line
@@ -116,6 +128,36 @@ fn get_with(forge: &TestForge, target: &str, headers: &[(&str, String)]) -> Answ
 
 fn get(forge: &TestForge, kind: Kind, target: &str) -> Answer {
     get_with(forge, target, &credentials(kind))
+}
+
+/// A write with `body` as JSON and the forge's credentials.
+fn write(forge: &TestForge, kind: Kind, method: &str, target: &str, body: Value) -> Answer {
+    let body = body.to_string();
+    write_raw(
+        forge,
+        kind,
+        method,
+        target,
+        Some("application/json"),
+        body.as_bytes(),
+    )
+}
+
+fn write_raw(
+    forge: &TestForge,
+    kind: Kind,
+    method: &str,
+    target: &str,
+    content_type: Option<&str>,
+    body: &[u8],
+) -> Answer {
+    let mut headers = credentials(kind);
+    if let Some(content_type) = content_type {
+        headers.push(("Content-Type", content_type.into()));
+    }
+    headers.push(("Content-Length", body.len().to_string()));
+    headers.push(("Connection", "close".into()));
+    exchange(&mut connect(forge), method, target, &headers, body)
 }
 
 /// Every item of a paginated list, following the forge's `rel="next"` links from `first`, and the answers.

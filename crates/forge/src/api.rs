@@ -1,6 +1,7 @@
 //! The forges' REST APIs as `preview` uses them, pure: which request lists a repository's open pull requests,
-//! reads one, or lists the paths it changes, and how each forge's answer (and its pagination and rate-limit
-//! headers) reads. The daemon sends the requests; nothing here does I/O.
+//! reads one, or lists the paths it changes; which ones give feedback on a pull request (its comments, a commit
+//! status on its head, on GitHub a deployment and its statuses); and how each forge's answer (and its pagination
+//! and rate-limit headers) reads. The daemon sends the requests; nothing here does I/O.
 //!
 //! - GitHub: `{base}/repos/{owner}/{name}/pulls[/{number}[/files]]`, `Authorization: Bearer`, pages by `Link`.
 //! - GitLab: `{base}/projects/{url-encoded path}/merge_requests[/{iid}[/diffs]]`, `PRIVATE-TOKEN`, pages by
@@ -10,7 +11,7 @@
 
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::{Forge, Headers};
 
@@ -51,7 +52,40 @@ pub struct ApiRequest {
     /// The full URL, query included.
     pub url: String,
     pub headers: Vec<(&'static str, String)>,
+    /// JSON, sent with `Content-Type: application/json` (which the sender adds); reads have none.
+    pub body: Option<String>,
 }
+
+/// A comment on a pull request (on GitLab, a merge request's note).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Comment {
+    pub id: u64,
+    /// Its author's login (GitLab: username).
+    pub author: String,
+    pub body: String,
+}
+
+/// A commit status as `preview` sets it on a pull request's head.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CommitState {
+    Pending,
+    /// Only GitLab tells it from `Pending`; GitHub and Gitea show it as pending.
+    Running,
+    Success,
+    Failure,
+}
+
+/// A GitHub deployment's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DeploymentState {
+    InProgress,
+    Success,
+    Failure,
+    Inactive,
+}
+
+/// GitHub refuses a commit or deployment status whose description is longer.
+const GITHUB_DESCRIPTION: usize = 140;
 
 impl Api {
     pub fn new(forge: Forge, base: &str, repository: &str) -> Api {
@@ -111,28 +145,38 @@ impl Api {
         })
     }
 
+    /// A read of `rest`, a path under the repository's.
     fn request(&self, rest: &str) -> ApiRequest {
-        let (project, headers) = match self.forge {
-            Forge::Github => (
-                format!("repos/{}", self.owner_and_name()),
-                vec![
-                    ("Accept", "application/vnd.github+json".to_owned()),
-                    ("X-GitHub-Api-Version", "2022-11-28".to_owned()),
-                ],
-            ),
-            Forge::Gitlab => (
-                format!("projects/{}", percent_encode(&self.repository)),
-                vec![("Accept", "application/json".to_owned())],
-            ),
-            Forge::Gitea | Forge::Forgejo => (
-                format!("repos/{}", self.owner_and_name()),
-                vec![("Accept", "application/json".to_owned())],
-            ),
+        self.call("GET", &format!("{}/{rest}", self.project()), None)
+    }
+
+    /// A write of `body` to `rest`, a path under the repository's.
+    fn write(&self, method: &'static str, rest: &str, body: Value) -> ApiRequest {
+        self.call(method, &format!("{}/{rest}", self.project()), Some(body))
+    }
+
+    /// A request to `path`, under the API's root.
+    fn call(&self, method: &'static str, path: &str, body: Option<Value>) -> ApiRequest {
+        let headers = match self.forge {
+            Forge::Github => vec![
+                ("Accept", "application/vnd.github+json".to_owned()),
+                ("X-GitHub-Api-Version", "2022-11-28".to_owned()),
+            ],
+            _ => vec![("Accept", "application/json".to_owned())],
         };
         ApiRequest {
-            method: "GET",
-            url: format!("{}/{project}/{rest}", self.base),
+            method,
+            url: format!("{}/{path}", self.base),
             headers,
+            body: body.map(|body| body.to_string()),
+        }
+    }
+
+    /// The repository's path under the API's root.
+    fn project(&self) -> String {
+        match self.forge {
+            Forge::Gitlab => format!("projects/{}", percent_encode(&self.repository)),
+            _ => format!("repos/{}", self.owner_and_name()),
         }
     }
 
@@ -164,8 +208,7 @@ impl Api {
 
     /// Reads an answer to `get`.
     pub fn read_one(&self, body: &[u8]) -> Result<PullState, String> {
-        let json: Value =
-            serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))?;
+        let json = one(body)?;
         self.pull_state(&json)
             .map_err(|e| format!("the answer has {e}"))
     }
@@ -208,7 +251,7 @@ impl Api {
             return Ok(PullState {
                 number: number(json, "/iid")?,
                 open: text(json, "/state")? == "opened",
-                head_sha: text(json, "/sha")?,
+                head_sha: crate::commit_id(text(json, "/sha")?, "sha")?,
                 head_ref: text(json, "/source_branch")?,
                 base_ref: text(json, "/target_branch")?,
                 fork: number(json, "/source_project_id")? != number(json, "/target_project_id")?,
@@ -228,7 +271,7 @@ impl Api {
         Ok(PullState {
             number: number(json, "/number")?,
             open: text(json, "/state")? == "open" && json["merged_at"].is_null(),
-            head_sha: text(json, "/head/sha")?,
+            head_sha: crate::commit_id(text(json, "/head/sha")?, "head.sha")?,
             head_ref: text(json, "/head/ref")?,
             base_ref: text(json, "/base/ref")?,
             fork: head_repository.as_deref() != Some(base_repository.as_str()),
@@ -255,11 +298,212 @@ impl Api {
     }
 }
 
-/// How long to wait before asking again, when an answer with `status` says the client is rate limited, given the
-/// current unix time: its `Retry-After` seconds (GitHub's secondary limits, GitLab), else until the
-/// `X-RateLimit-Reset` (GitHub, Gitea) or `RateLimit-Reset` (GitLab) epoch second when no request is left. A 429
-/// that says nothing more waits a minute. Any other answer (a 403 that is a refusal) is not a rate limit.
-pub fn rate_limit_wait(status: u16, headers: &dyn Headers, now_unix: u64) -> Option<Duration> {
+/// Feedback on a pull request: its comments, a commit status on its head, and on GitHub a deployment.
+impl Api {
+    /// The user the token belongs to (`preview`'s own, to tell its comments from others').
+    pub fn current_user(&self) -> ApiRequest {
+        self.call("GET", "user", None)
+    }
+
+    /// Reads an answer to `current_user`: its login (GitLab: username).
+    pub fn read_user(&self, body: &[u8]) -> Result<String, String> {
+        let field = match self.forge {
+            Forge::Gitlab => "/username",
+            _ => "/login",
+        };
+        text(&one(body)?, field).map_err(|e| format!("the answer has {e}"))
+    }
+
+    /// One page (from 1) of a pull request's comments, oldest first (GitLab: its notes).
+    pub fn comments(&self, number: u64, page: u32) -> ApiRequest {
+        self.request(&match self.forge {
+            Forge::Github => format!("issues/{number}/comments?per_page=100&page={page}"),
+            Forge::Gitlab => format!(
+                "merge_requests/{number}/notes?per_page=100&page={page}&sort=asc&order_by=created_at"
+            ),
+            Forge::Gitea | Forge::Forgejo => {
+                format!("issues/{number}/comments?page={page}&limit=50")
+            }
+        })
+    }
+
+    /// Reads an answer to `comments`. GitLab's system notes ("added 1 commit") are no one's comments, and left
+    /// out.
+    pub fn read_comments(&self, body: &[u8]) -> Result<Vec<Comment>, String> {
+        let mut comments = Vec::new();
+        for (i, item) in items(body)?.iter().enumerate() {
+            if self.forge == Forge::Gitlab && item["system"].as_bool() == Some(true) {
+                continue;
+            }
+            comments.push(
+                self.comment(item)
+                    .map_err(|e| format!("the answer's item {i} has {e}"))?,
+            );
+        }
+        Ok(comments)
+    }
+
+    /// Reads an answer to `create_comment` or `edit_comment`.
+    pub fn read_comment(&self, body: &[u8]) -> Result<Comment, String> {
+        self.comment(&one(body)?)
+            .map_err(|e| format!("the answer has {e}"))
+    }
+
+    pub fn create_comment(&self, number: u64, text: &str) -> ApiRequest {
+        let rest = match self.forge {
+            Forge::Gitlab => format!("merge_requests/{number}/notes"),
+            _ => format!("issues/{number}/comments"),
+        };
+        self.write("POST", &rest, json!({ "body": text }))
+    }
+
+    /// Replaces the text of comment `id` on pull request `number` (GitHub and Gitea name a comment by its id
+    /// alone).
+    pub fn edit_comment(&self, number: u64, id: u64, text: &str) -> ApiRequest {
+        let body = json!({ "body": text });
+        match self.forge {
+            Forge::Gitlab => {
+                self.write("PUT", &format!("merge_requests/{number}/notes/{id}"), body)
+            }
+            _ => self.write("PATCH", &format!("issues/comments/{id}"), body),
+        }
+    }
+
+    /// Sets the status named `context` on commit `sha`.
+    pub fn commit_status(
+        &self,
+        sha: &str,
+        state: CommitState,
+        context: &str,
+        description: &str,
+        target_url: Option<&str>,
+    ) -> ApiRequest {
+        let mut body = match self.forge {
+            Forge::Github => json!({
+                "state": github_state(state),
+                "description": cut(description, GITHUB_DESCRIPTION),
+                "context": context,
+            }),
+            Forge::Gitlab => json!({
+                "state": match state {
+                    CommitState::Pending => "pending",
+                    CommitState::Running => "running",
+                    CommitState::Success => "success",
+                    CommitState::Failure => "failed",
+                },
+                "name": context,
+                "description": description,
+            }),
+            Forge::Gitea | Forge::Forgejo => json!({
+                "state": github_state(state),
+                "context": context,
+                "description": description,
+            }),
+        };
+        if let Some(url) = target_url {
+            body["target_url"] = json!(url);
+        }
+        self.write("POST", &format!("statuses/{sha}"), body)
+    }
+
+    /// A deployment of commit `sha` to `environment`, which GitHub shows on the pull request; `None` on forges
+    /// without deployments. The environment is transient (it goes with the preview) and not production; GitHub
+    /// neither merges the default branch into `sha` nor waits for its checks.
+    pub fn create_deployment(
+        &self,
+        sha: &str,
+        environment: &str,
+        description: &str,
+    ) -> Option<ApiRequest> {
+        (self.forge == Forge::Github).then(|| {
+            let body = json!({
+                "ref": sha,
+                "environment": environment,
+                "description": description,
+                "transient_environment": true,
+                "production_environment": false,
+                "auto_merge": false,
+                "required_contexts": [],
+            });
+            self.write("POST", "deployments", body)
+        })
+    }
+
+    /// Reads an answer to `create_deployment`: the deployment's id.
+    pub fn read_deployment(&self, body: &[u8]) -> Result<u64, String> {
+        number(&one(body)?, "/id").map_err(|e| format!("the answer has {e}"))
+    }
+
+    /// A new status of deployment `id`; `None` on forges without deployments. Earlier deployments of the
+    /// environment are left as they are (`auto_inactive: false`): `preview` says itself which one is gone.
+    pub fn deployment_status(
+        &self,
+        id: u64,
+        state: DeploymentState,
+        environment_url: Option<&str>,
+        log_url: Option<&str>,
+        description: &str,
+    ) -> Option<ApiRequest> {
+        (self.forge == Forge::Github).then(|| {
+            let mut body = json!({
+                "state": match state {
+                    DeploymentState::InProgress => "in_progress",
+                    DeploymentState::Success => "success",
+                    DeploymentState::Failure => "failure",
+                    DeploymentState::Inactive => "inactive",
+                },
+                "description": cut(description, GITHUB_DESCRIPTION),
+                "auto_inactive": false,
+            });
+            if let Some(url) = environment_url {
+                body["environment_url"] = json!(url);
+            }
+            if let Some(url) = log_url {
+                body["log_url"] = json!(url);
+            }
+            self.write("POST", &format!("deployments/{id}/statuses"), body)
+        })
+    }
+
+    fn comment(&self, json: &Value) -> Result<Comment, String> {
+        let author = match self.forge {
+            Forge::Gitlab => "/author/username",
+            _ => "/user/login",
+        };
+        Ok(Comment {
+            id: number(json, "/id")?,
+            // A comment whose author is gone is nobody's, and so not `preview`'s.
+            author: text(json, author).unwrap_or_default(),
+            body: text(json, "/body")?,
+        })
+    }
+}
+
+/// GitHub's and Gitea's name for a state; they have no "running".
+fn github_state(state: CommitState) -> &'static str {
+    match state {
+        CommitState::Pending | CommitState::Running => "pending",
+        CommitState::Success => "success",
+        CommitState::Failure => "failure",
+    }
+}
+
+/// `text`'s first `most` characters.
+fn cut(text: &str, most: usize) -> String {
+    text.chars().take(most).collect()
+}
+
+/// How long to wait before asking again, when an answer with `status`, `headers` and `body` says the client is
+/// rate limited, given the current unix time: its `Retry-After` seconds (GitHub's secondary limits, GitLab), else
+/// until the `X-RateLimit-Reset` (GitHub, Gitea) or `RateLimit-Reset` (GitLab) epoch second when no request is
+/// left. A 429 that says nothing more waits a minute, and so does a 403 whose message says it is GitHub's
+/// secondary rate limit, as GitHub asks. Any other answer (a 403 that is a refusal) is not a rate limit.
+pub fn rate_limit_wait(
+    status: u16,
+    headers: &dyn Headers,
+    body: &[u8],
+    now_unix: u64,
+) -> Option<Duration> {
     if status != 403 && status != 429 {
         return None;
     }
@@ -269,14 +513,31 @@ pub fn rate_limit_wait(status: u16, headers: &dyn Headers, now_unix: u64) -> Opt
         return Some(Duration::from_secs(after));
     }
     let remaining = header("X-RateLimit-Remaining").or_else(|| header("RateLimit-Remaining"));
-    if remaining != Some("0") && status != 429 {
-        return None;
+    if remaining == Some("0") || status == 429 {
+        let reset = seconds("X-RateLimit-Reset").or_else(|| seconds("RateLimit-Reset"));
+        // A reset already past (clocks differ) still waits a moment rather than asking at once.
+        return Some(Duration::from_secs(
+            reset.map_or(60, |reset| reset.saturating_sub(now_unix).max(1)),
+        ));
     }
-    let reset = seconds("X-RateLimit-Reset").or_else(|| seconds("RateLimit-Reset"));
-    // A reset already past (clocks differ) still waits a moment rather than asking at once.
-    Some(Duration::from_secs(
-        reset.map_or(60, |reset| reset.saturating_sub(now_unix).max(1)),
-    ))
+    // The primary limit's reset says nothing of when a secondary one lifts.
+    secondary_rate_limit(body).then_some(Duration::from_secs(60))
+}
+
+/// Whether GitHub's message says a secondary rate limit was hit (an older GitHub Enterprise server's, that an
+/// abuse detection mechanism was triggered).
+fn secondary_rate_limit(body: &[u8]) -> bool {
+    let Ok(json) = serde_json::from_slice::<Value>(body) else {
+        return false;
+    };
+    json["message"].as_str().is_some_and(|message| {
+        let message = message.to_lowercase();
+        message.contains("secondary rate limit") || message.contains("abuse detection")
+    })
+}
+
+fn one(body: &[u8]) -> Result<Value, String> {
+    serde_json::from_slice(body).map_err(|e| format!("the answer is not JSON: {e}"))
 }
 
 fn items(body: &[u8]) -> Result<Vec<Value>, String> {

@@ -187,7 +187,10 @@ fn github_or_gitea(forge: Forge, json: &Value) -> Result<PullRequest, String> {
     Ok(PullRequest {
         number: number(json, "/number").or_else(|_| number(json, "/pull_request/number"))?,
         open: text(json, "/pull_request/state")? == "open",
-        head_sha: text(json, "/pull_request/head/sha")?,
+        head_sha: crate::commit_id(
+            text(json, "/pull_request/head/sha")?,
+            "pull_request.head.sha",
+        )?,
         head_ref: text(json, "/pull_request/head/ref")?,
         base_ref: text(json, "/pull_request/base/ref")?,
         fork: head_repository != repository,
@@ -245,7 +248,10 @@ fn gitlab(json: &Value) -> Result<PullRequest, String> {
     Ok(PullRequest {
         number: number(json, "/object_attributes/iid")?,
         open: text(json, "/object_attributes/state")? == "opened",
-        head_sha: text(json, "/object_attributes/last_commit/id")?,
+        head_sha: crate::commit_id(
+            text(json, "/object_attributes/last_commit/id")?,
+            "object_attributes.last_commit.id",
+        )?,
         head_ref: text(json, "/object_attributes/source_branch")?,
         base_ref: text(json, "/object_attributes/target_branch")?,
         repository,

@@ -72,6 +72,7 @@ pub(crate) fn collect(
     }
     let in_spec = spec_layers(spec, environment, service);
     let declared = declared_secrets(spec, environment, service);
+    let withheld = spec.withheld_from_previews();
     for scope in scopes(
         &service.name,
         &environment.name,
@@ -114,6 +115,7 @@ pub(crate) fn collect(
         }
         for (name, previews) in secrets_at(&scope, own_scope, &declared, &context.secrets) {
             let raw = match (context.is_preview(), previews) {
+                (true, _) if withheld.contains(&name) => continue,
                 (true, SecretInPreviews::Withheld) => continue,
                 (true, SecretInPreviews::Substitute(variable)) => Raw::Alias(variable),
                 _ => Raw::Value(Value::secret(SecretRef::Stored {

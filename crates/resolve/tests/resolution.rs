@@ -18,6 +18,9 @@ secrets:
     previews: withhold
   - name: STRIPE
     previews: { substitute: STRIPE_TEST }
+  - FORGE_TOKEN
+  - HOOK
+  - ACCESS
 services:
   web:
     run: ./web
@@ -50,6 +53,8 @@ previews:
   blueprint: staging
   overrides:
     variables: { MODE: preview }
+  forge: { kind: github, repository: octo-org/shop, webhook_secret: HOOK, token: FORGE_TOKEN }
+  access: { token: ACCESS }
 "#;
 
 #[derive(Default)]
@@ -577,6 +582,21 @@ fn a_withheld_secret_is_absent_from_previews() {
         "[secret] <- secret:project",
     );
     check(none(), ("pr-42", "web", "PAY"), "(absent)");
+}
+
+#[test]
+fn the_secrets_that_run_previews_never_reach_them() {
+    // Shared by their policy, yet a pull request's code never sees the forge's token, the webhook secret or the
+    // previews' access token; the blueprint's apps do.
+    for name in ["FORGE_TOKEN", "HOOK", "ACCESS"] {
+        check(
+            none(),
+            ("staging", "web", name),
+            "[secret] <- secret:project",
+        );
+        check(none(), ("pr-42", "web", name), "(absent)");
+    }
+    check(none(), ("pr-42", "web", "API_KEY"), "[secret] <- secret:project");
 }
 
 #[test]

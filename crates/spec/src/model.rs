@@ -35,6 +35,41 @@ pub struct Spec {
 }
 
 impl Spec {
+    /// The project secrets that run previews rather than belong to any app — the forge's token and webhook secret,
+    /// the previews' access credential, external servers' admin URLs, masking keys. A preview never receives them,
+    /// whatever their preview policy says: a pull request's code would read them.
+    pub fn withheld_from_previews(&self) -> std::collections::BTreeSet<String> {
+        let mut names = std::collections::BTreeSet::new();
+        if let Some(previews) = &self.previews {
+            if let Some(forge) = &previews.forge {
+                names.extend(forge.token.clone());
+                names.extend(forge.webhook_secret.clone());
+            }
+            match &previews.access {
+                Some(Access::Token { secret } | Access::BasicAuth { secret, .. }) => {
+                    names.insert(secret.clone());
+                }
+                None => {}
+            }
+        }
+        let services = self
+            .services
+            .values()
+            .chain(self.environments.values().flat_map(|e| e.services.values()))
+            .chain(
+                self.previews
+                    .iter()
+                    .flat_map(|p| p.template.services.values()),
+            );
+        for service in services {
+            if let ServiceKind::Database(database) = &service.kind {
+                names.extend(database.admin_url.clone());
+                names.extend(database.masking.as_ref().and_then(|m| m.key_secret.clone()));
+            }
+        }
+        names
+    }
+
     /// Whether any scope — the project, an environment, a service, a service in an environment, the preview
     /// template — declares a secret called `name`.
     pub fn declares_secret(&self, name: &str) -> bool {

@@ -122,12 +122,18 @@ impl Store {
             .collect()
     }
 
-    /// Writes the reconciler's marks on a pull request (not its observed state).
-    pub async fn mark_pull_request(&self, marks: &PullRequestRecord) -> Result<()> {
-        self.changed(vec![Statement::new(
+    /// Writes the reconciler's marks on a pull request (not its observed state), if its claim is still the one the
+    /// reconciler read (`claimed_at`): false when another daemon's reconciler claimed or released it meanwhile.
+    pub async fn mark_pull_request(
+        &self,
+        marks: &PullRequestRecord,
+        read_claimed_at: Option<i64>,
+    ) -> Result<bool> {
+        self.changed(vec![
+            Statement::new(
                 "UPDATE pull_requests SET claimed = $1, claimed_at = $2, expired_head = $3, failed_head = $4,
                      paths_head = $5, paths = $6, outcome = $7
-                 WHERE project = $8 AND number = $9",
+                 WHERE project = $8 AND number = $9 AND COALESCE(claimed_at, -1) = $10",
                 vec![
                     i64::from(marks.claimed).into(),
                     marks.claimed_at.into(),
@@ -138,10 +144,12 @@ impl Store {
                     marks.outcome.as_str().into(),
                     marks.project.as_str().into(),
                     marks.number.into(),
+                    read_claimed_at.unwrap_or(-1).into(),
                 ],
-            )])
-            .await?;
-        Ok(())
+            )
+            .must_change(),
+        ])
+        .await
     }
 
     /// Records a maintainer's approval of a pull request's head; false when the pull request is not known.

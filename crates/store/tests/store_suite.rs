@@ -1184,7 +1184,12 @@ async fn pull_requests_keep_the_newest_observation_and_the_reconcilers_marks(sto
     marks.claimed = true;
     marks.claimed_at = Some(5);
     marks.outcome = "deploying a1".into();
-    store.mark_pull_request(&marks).await.expect("mark");
+    assert!(store.mark_pull_request(&marks, None).await.expect("mark"));
+    // A claim read before another reconciler's is not written over it.
+    let mut stale = marks.clone();
+    stale.claimed = false;
+    stale.claimed_at = None;
+    assert!(!store.mark_pull_request(&stale, None).await.expect("stale"));
     // A confirmation read before a newer event is not written over it.
     let read_at = seen[0].version;
     assert!(
@@ -1239,8 +1244,15 @@ async fn pull_requests_keep_the_newest_observation_and_the_reconcilers_marks(sto
         .expect("forget");
     assert_eq!(store.pull_requests("shop").await.expect("list").len(), 1);
     let mut released = store.pull_requests("shop").await.expect("list")[0].clone();
+    let held = released.claimed_at;
     released.claimed = false;
-    store.mark_pull_request(&released).await.expect("release");
+    released.claimed_at = None;
+    assert!(
+        store
+            .mark_pull_request(&released, held)
+            .await
+            .expect("release")
+    );
     store
         .forget_closed_pull_requests("shop", HOUR)
         .await

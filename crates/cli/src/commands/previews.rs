@@ -111,7 +111,7 @@ pub async fn sync(context: &Context) -> Result<(), Failure> {
     Ok(())
 }
 
-pub async fn approve(context: &Context, number: &str, commit: Option<&str>) -> Result<(), Failure> {
+pub async fn approve(context: &Context, number: &str, commit: &str) -> Result<(), Failure> {
     let number = number.trim_start_matches('#');
     let answer = context
         .client

@@ -1,19 +1,25 @@
 //! A forge for the tests: an HTTP server on loopback that answers as GitHub's, GitLab's or Gitea's REST API does
-//! for the endpoints `preview` reads — a repository's open pull requests, one pull request, the paths one changes —
-//! with each forge's shapes, pagination headers, rate-limit headers and error bodies.
+//! for the endpoints `preview` uses — a repository's open pull requests, one pull request, the paths one changes,
+//! the token's user, a pull request's comments, commit statuses and GitHub's deployments — with each forge's shapes,
+//! pagination headers, rate-limit headers and error bodies.
 //!
 //! It records every request and checks it as the forge would (its token in the forge's own header, GitHub's required
-//! headers, only known endpoints, query parameters and methods); what did not pass is kept in `problems()`, which
-//! tests assert is empty. Tests change its state (open, push, label, close) and make it misbehave on demand (failed
-//! answers, rate limits, one-item pages).
+//! headers, only known endpoints, query parameters and methods, JSON bodies of the shape each write takes, writes
+//! the forge's state refuses); what did not pass is kept in `problems()`, which tests assert is empty. Tests change
+//! its state (open, push, label, close, comment as someone else), read what was written (comments, statuses,
+//! deployments) and make it misbehave on demand (failed answers, rate limits, one-item pages).
 //!
-//! This file holds what the forges share: the state, the order of the checks, and the answer to each endpoint.
-//! What differs is the `Dialect` trait (`dialect`), implemented in `github`, `gitlab` and `gitea`; `query` reads
-//! pages and checks query parameters, `http` speaks HTTP/1.1, and `synthetic` makes up ids, shas and times.
+//! This file holds what the forges share: the pull requests, the order of the checks, and the answer to each read
+//! of them; `feedback` holds what is written back and the answers to those endpoints, with the `TestForge` methods
+//! about it. What differs is the `Dialect` trait (`dialect`), implemented in `github`, `gitlab` and `gitea`; `body`
+//! checks the bodies of writes, `query` reads pages and checks query parameters, `http` speaks HTTP/1.1, and
+//! `synthetic` makes up ids, shas and times.
 
 #![allow(dead_code)]
 
+mod body;
 mod dialect;
+mod feedback;
 mod gitea;
 mod github;
 mod gitlab;
@@ -30,9 +36,14 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use serde_json::Value;
 
 use dialect::{Dialect, Endpoint, Missing, Routed, number};
+use feedback::Feedback;
 use http::{Connections, Handler, Request, Response};
 use query::{Page, Paging, check_query};
 use synthetic::{fake_sha, iso, stable_id};
+
+// Not every test binary that holds the forge names them.
+#[allow(unused_imports)]
+pub use feedback::{TestComment, TestDeployment, TestDeploymentStatus, TestStatus};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -170,6 +181,7 @@ impl TestForge {
         let mut state = self.shared.lock();
         let now = state.tick();
         let closed = (pr.state != State::Open).then_some(now);
+        state.feedback.commits.insert(pr.head_sha.clone());
         match state.entries.get_mut(&pr.number) {
             Some(entry) => {
                 entry.closed = if pr.state == State::Open {
@@ -199,6 +211,11 @@ impl TestForge {
         self.shared.change(number, |entry, _| {
             entry.pull.head_sha = head_sha.to_string()
         });
+        self.shared
+            .lock()
+            .feedback
+            .commits
+            .insert(head_sha.to_string());
     }
 
     pub fn close(&self, number: u64, merged: bool) {
@@ -251,6 +268,12 @@ impl TestForge {
     /// The next `n` requests are refused as over the rate limit, each forge in its way.
     pub fn rate_limit_next(&self, n: usize) {
         self.shared.lock().rate_limited = n;
+    }
+
+    /// The next `n` requests are refused as sent too soon after others: GitHub's secondary rate limit, with
+    /// `Retry-After`; the other forges answer their only rate limit.
+    pub fn secondary_rate_limit_next(&self, n: usize) {
+        self.shared.lock().secondary_limited = n;
     }
 
     /// Pages hold at most `n` items, whatever larger size the client asks for.
@@ -342,9 +365,11 @@ struct ForgeState {
     failures: usize,
     failure_status: u16,
     rate_limited: usize,
+    secondary_limited: usize,
     page_size: Option<usize>,
     requests: Vec<Recorded>,
     problems: Vec<String>,
+    feedback: Feedback,
 }
 
 impl Default for ForgeState {
@@ -355,9 +380,11 @@ impl Default for ForgeState {
             failures: 0,
             failure_status: 502,
             rate_limited: 0,
+            secondary_limited: 0,
             page_size: None,
             requests: Vec::new(),
             problems: Vec::new(),
+            feedback: Feedback::default(),
         }
     }
 }
@@ -395,7 +422,7 @@ impl Shared {
     /// The answer to a request that passed the checks.
     fn respond(
         &self,
-        state: &ForgeState,
+        state: &mut ForgeState,
         request: &Request,
         problems: &mut Vec<String>,
     ) -> Response {
@@ -422,7 +449,7 @@ impl Shared {
             }
         };
         check_query(dialect, &routed, request, problems);
-        match routed.endpoint {
+        match &routed.endpoint {
             Endpoint::ListPulls => {
                 let states = match dialect.listed(site, request.param("state")) {
                     Ok(states) => states,
@@ -448,12 +475,12 @@ impl Shared {
                 Response::json(200, &Value::Array(items))
                     .with_all(dialect.page_headers(site, request, &routed, &page))
             }
-            Endpoint::Pull(number) => match state.entries.get(&number) {
+            Endpoint::Pull(number) => match state.entries.get(number) {
                 Some(entry) => Response::json(200, &dialect.pull(site, entry, true)),
                 None => dialect.not_found(site, Missing::Pull { files: false }),
             },
             Endpoint::PullFiles(number) => {
-                let Some(entry) = state.entries.get(&number) else {
+                let Some(entry) = state.entries.get(number) else {
                     return dialect.not_found(site, Missing::Pull { files: true });
                 };
                 let page = Page::of(
@@ -469,6 +496,21 @@ impl Shared {
                     .collect();
                 Response::json(200, &Value::Array(items))
                     .with_all(dialect.page_headers(site, request, &routed, &page))
+            }
+            Endpoint::User => self.user(state),
+            Endpoint::ListComments(number) => {
+                self.list_comments(state, request, &routed, *number, problems)
+            }
+            Endpoint::CreateComment(number) => {
+                self.create_comment(state, request, *number, problems)
+            }
+            Endpoint::EditComment { pull, id } => {
+                self.edit_comment(state, request, (*pull, *id), problems)
+            }
+            Endpoint::CreateStatus(sha) => self.create_status(state, request, sha, problems),
+            Endpoint::CreateDeployment => self.create_deployment(state, request, problems),
+            Endpoint::CreateDeploymentStatus(id) => {
+                self.create_deployment_status(state, request, *id, problems)
             }
         }
     }
@@ -496,8 +538,11 @@ impl Handler for Shared {
         } else if state.rate_limited > 0 {
             state.rate_limited -= 1;
             self.dialect.rate_limited(&self.site, now() + 1)
+        } else if state.secondary_limited > 0 {
+            state.secondary_limited -= 1;
+            self.dialect.secondary_rate_limited(&self.site, now() + 1)
         } else {
-            self.respond(&state, request, &mut problems)
+            self.respond(&mut state, request, &mut problems)
         };
         self.dialect
             .finish(&self.site, served, self.started, &mut response);

@@ -37,6 +37,7 @@ fn pull(number: u64, open: bool, fork: bool) -> PullState {
 fn check_request(request: ApiRequest, url: &str, headers: &[(&str, &str)]) {
     assert_eq!(request.method, "GET");
     assert_eq!(request.url, url);
+    assert_eq!(request.body, None, "{url}");
     let got: Vec<(&str, &str)> = request
         .headers
         .iter()
@@ -502,7 +503,7 @@ fn rate_limits_say_how_long_to_wait() {
     let now = 1_700_000_000;
     let check = |status: u16, headers: &[(&str, &str)], expected: Option<u64>| {
         assert_eq!(
-            rate_limit_wait(status, &Pairs(headers), now),
+            rate_limit_wait(status, &Pairs(headers), b"{}", now),
             expected.map(Duration::from_secs),
             "{status} {headers:?}"
         );
@@ -564,4 +565,481 @@ fn rate_limits_say_how_long_to_wait() {
         Some(1),
     );
     check(429, &[], Some(60));
+}
+
+#[test]
+fn github_secondary_rate_limits_are_known_by_their_message() {
+    let now = 1_700_000_000;
+    let reset = (now + 3000).to_string();
+    // What GitHub sends on a secondary limit: requests left on the primary one, and its far reset.
+    let primary = [
+        ("x-ratelimit-remaining", "4990"),
+        ("x-ratelimit-reset", reset.as_str()),
+    ];
+    let check = |status: u16, headers: &[(&str, &str)], message: &str, expected: Option<u64>| {
+        let body = body(json!({
+            "message": message,
+            "documentation_url": "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api"
+        }));
+        assert_eq!(
+            rate_limit_wait(status, &Pairs(headers), &body, now),
+            expected.map(Duration::from_secs),
+            "{status} {headers:?} {message}"
+        );
+    };
+    let secondary =
+        "You have exceeded a secondary rate limit. Please wait a few minutes before you try again.";
+    check(403, &primary, secondary, Some(60));
+    check(403, &[], secondary, Some(60));
+    check(403, &[("Retry-After", "5")], secondary, Some(5));
+    check(
+        403,
+        &primary,
+        "You have triggered an abuse detection mechanism. Please wait a few minutes before you try again.",
+        Some(60),
+    );
+    // Used up, the primary limit's reset says when.
+    check(
+        403,
+        &[
+            ("x-ratelimit-remaining", "0"),
+            ("x-ratelimit-reset", reset.as_str()),
+        ],
+        secondary,
+        Some(3000),
+    );
+    check(
+        403,
+        &primary,
+        "Resource not accessible by integration",
+        None,
+    );
+    check(422, &[], secondary, None);
+}
+
+/// A write: its method, URL, headers and JSON body (compared as JSON, whatever the order of its keys).
+fn check_write(
+    request: Option<ApiRequest>,
+    method: &str,
+    url: &str,
+    headers: &[(&str, &str)],
+    expected: Value,
+) {
+    let request = request.unwrap_or_else(|| panic!("a request to {method} {url}"));
+    assert_eq!((request.method, request.url.as_str()), (method, url));
+    let got: Vec<(&str, &str)> = request
+        .headers
+        .iter()
+        .map(|(name, value)| (*name, value.as_str()))
+        .collect();
+    assert_eq!(got, headers, "{url}");
+    let sent: Value = serde_json::from_str(request.body.as_deref().expect("a body")).expect("JSON");
+    assert_eq!(sent, expected, "{method} {url}");
+}
+
+#[test]
+fn github_feedback_requests() {
+    let headers = [
+        ("Accept", "application/vnd.github+json"),
+        ("X-GitHub-Api-Version", "2022-11-28"),
+    ];
+    let api = Api::new(Forge::Github, "https://api.github.com", "octo-org/shop");
+    let repo = "https://api.github.com/repos/octo-org/shop";
+    check_request(api.current_user(), "https://api.github.com/user", &headers);
+    check_request(
+        api.comments(42, 2),
+        &format!("{repo}/issues/42/comments?per_page=100&page=2"),
+        &headers,
+    );
+    check_write(
+        Some(api.create_comment(42, "Preview ready")),
+        "POST",
+        &format!("{repo}/issues/42/comments"),
+        &headers,
+        json!({ "body": "Preview ready" }),
+    );
+    check_write(
+        Some(api.edit_comment(42, 1001, "Preview gone")),
+        "PATCH",
+        &format!("{repo}/issues/comments/1001"),
+        &headers,
+        json!({ "body": "Preview gone" }),
+    );
+    let sha = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
+    for (state, name) in [
+        (CommitState::Pending, "pending"),
+        (CommitState::Running, "pending"),
+        (CommitState::Success, "success"),
+        (CommitState::Failure, "failure"),
+    ] {
+        check_write(
+            Some(api.commit_status(sha, state, "preview", "Deploying", None)),
+            "POST",
+            &format!("{repo}/statuses/{sha}"),
+            &headers,
+            json!({ "state": name, "description": "Deploying", "context": "preview" }),
+        );
+    }
+    // GitHub refuses a description longer than 140 characters; a character is not a byte.
+    let long = "é".repeat(150);
+    check_write(
+        Some(api.commit_status(
+            sha,
+            CommitState::Success,
+            "preview",
+            &long,
+            Some("https://pr-42.preview.example.com"),
+        )),
+        "POST",
+        &format!("{repo}/statuses/{sha}"),
+        &headers,
+        json!({
+            "state": "success",
+            "target_url": "https://pr-42.preview.example.com",
+            "description": "é".repeat(140),
+            "context": "preview"
+        }),
+    );
+    check_write(
+        api.create_deployment(sha, "pr-42", "The preview of #42"),
+        "POST",
+        &format!("{repo}/deployments"),
+        &headers,
+        json!({
+            "ref": sha,
+            "environment": "pr-42",
+            "description": "The preview of #42",
+            "transient_environment": true,
+            "production_environment": false,
+            "auto_merge": false,
+            "required_contexts": []
+        }),
+    );
+    for (state, name) in [
+        (DeploymentState::InProgress, "in_progress"),
+        (DeploymentState::Success, "success"),
+        (DeploymentState::Failure, "failure"),
+        (DeploymentState::Inactive, "inactive"),
+    ] {
+        check_write(
+            api.deployment_status(7, state, None, None, "Deploying"),
+            "POST",
+            &format!("{repo}/deployments/7/statuses"),
+            &headers,
+            json!({ "state": name, "description": "Deploying", "auto_inactive": false }),
+        );
+    }
+    check_write(
+        api.deployment_status(
+            7,
+            DeploymentState::Success,
+            Some("https://pr-42.preview.example.com"),
+            Some("https://preview.example.com/projects/shop/previews/42"),
+            &long,
+        ),
+        "POST",
+        &format!("{repo}/deployments/7/statuses"),
+        &headers,
+        json!({
+            "state": "success",
+            "environment_url": "https://pr-42.preview.example.com",
+            "log_url": "https://preview.example.com/projects/shop/previews/42",
+            "description": "é".repeat(140),
+            "auto_inactive": false
+        }),
+    );
+}
+
+#[test]
+fn gitlab_feedback_requests() {
+    let headers = [("Accept", "application/json")];
+    let api = Api::new(Forge::Gitlab, "https://gitlab.com/api/v4", "group/shop");
+    let project = "https://gitlab.com/api/v4/projects/group%2Fshop";
+    check_request(
+        api.current_user(),
+        "https://gitlab.com/api/v4/user",
+        &headers,
+    );
+    check_request(
+        api.comments(7, 3),
+        &format!(
+            "{project}/merge_requests/7/notes?per_page=100&page=3&sort=asc&order_by=created_at"
+        ),
+        &headers,
+    );
+    check_write(
+        Some(api.create_comment(7, "Preview ready")),
+        "POST",
+        &format!("{project}/merge_requests/7/notes"),
+        &headers,
+        json!({ "body": "Preview ready" }),
+    );
+    check_write(
+        Some(api.edit_comment(7, 302, "Preview gone")),
+        "PUT",
+        &format!("{project}/merge_requests/7/notes/302"),
+        &headers,
+        json!({ "body": "Preview gone" }),
+    );
+    let sha = "8888888888888888888888888888888888888888";
+    for (state, name) in [
+        (CommitState::Pending, "pending"),
+        (CommitState::Running, "running"),
+        (CommitState::Success, "success"),
+        (CommitState::Failure, "failed"),
+    ] {
+        check_write(
+            Some(api.commit_status(sha, state, "preview", "Deploying", None)),
+            "POST",
+            &format!("{project}/statuses/{sha}"),
+            &headers,
+            json!({ "state": name, "name": "preview", "description": "Deploying" }),
+        );
+    }
+    // Only GitHub's descriptions are cut.
+    let long = "x".repeat(300);
+    check_write(
+        Some(api.commit_status(
+            sha,
+            CommitState::Success,
+            "preview",
+            &long,
+            Some("https://mr-7.preview.example.com"),
+        )),
+        "POST",
+        &format!("{project}/statuses/{sha}"),
+        &headers,
+        json!({
+            "state": "success",
+            "name": "preview",
+            "description": long,
+            "target_url": "https://mr-7.preview.example.com"
+        }),
+    );
+    assert_eq!(
+        api.create_deployment(sha, "mr-7", "The preview of !7"),
+        None
+    );
+    assert_eq!(
+        api.deployment_status(1, DeploymentState::Success, None, None, "Ready"),
+        None
+    );
+}
+
+#[test]
+fn gitea_feedback_requests() {
+    let headers = [("Accept", "application/json")];
+    for forge in [Forge::Gitea, Forge::Forgejo] {
+        let api = Api::new(forge, "https://codeberg.org/api/v1/", "team/shop");
+        let repo = "https://codeberg.org/api/v1/repos/team/shop";
+        check_request(
+            api.current_user(),
+            "https://codeberg.org/api/v1/user",
+            &headers,
+        );
+        check_request(
+            api.comments(3, 2),
+            &format!("{repo}/issues/3/comments?page=2&limit=50"),
+            &headers,
+        );
+        check_write(
+            Some(api.create_comment(3, "Preview ready")),
+            "POST",
+            &format!("{repo}/issues/3/comments"),
+            &headers,
+            json!({ "body": "Preview ready" }),
+        );
+        check_write(
+            Some(api.edit_comment(3, 55, "Preview gone")),
+            "PATCH",
+            &format!("{repo}/issues/comments/55"),
+            &headers,
+            json!({ "body": "Preview gone" }),
+        );
+        let sha = "a".repeat(40);
+        for (state, name) in [
+            (CommitState::Pending, "pending"),
+            (CommitState::Running, "pending"),
+            (CommitState::Success, "success"),
+            (CommitState::Failure, "failure"),
+        ] {
+            check_write(
+                Some(api.commit_status(&sha, state, "preview", "Deploying", None)),
+                "POST",
+                &format!("{repo}/statuses/{sha}"),
+                &headers,
+                json!({ "state": name, "context": "preview", "description": "Deploying" }),
+            );
+        }
+        let long = "x".repeat(300);
+        check_write(
+            Some(api.commit_status(
+                &sha,
+                CommitState::Failure,
+                "preview",
+                &long,
+                Some("https://pr-3.preview.example.com"),
+            )),
+            "POST",
+            &format!("{repo}/statuses/{sha}"),
+            &headers,
+            json!({
+                "state": "failure",
+                "context": "preview",
+                "description": long,
+                "target_url": "https://pr-3.preview.example.com"
+            }),
+        );
+        assert_eq!(
+            api.create_deployment(&sha, "pr-3", "The preview of #3"),
+            None
+        );
+        assert_eq!(
+            api.deployment_status(1, DeploymentState::Inactive, None, None, "Gone"),
+            None
+        );
+    }
+}
+
+fn comment(id: u64, author: &str, text: &str) -> Comment {
+    Comment {
+        id,
+        author: author.to_owned(),
+        body: text.to_owned(),
+    }
+}
+
+/// A comment as GitHub's and Gitea's issue comments list it.
+fn issue_comment(id: u64, login: &str, text: &str) -> Value {
+    json!({
+        "id": id,
+        "node_id": "MDEyOklzc3VlQ29tbWVudDE=",
+        "html_url": format!("https://github.com/octo-org/shop/issues/42#issuecomment-{id}"),
+        "body": text,
+        "user": { "login": login, "id": 1, "type": "Bot" },
+        "created_at": "2011-04-14T16:00:49Z",
+        "updated_at": "2011-04-14T16:00:49Z",
+        "author_association": "NONE"
+    })
+}
+
+/// A note as GitLab's merge request notes list it.
+fn gitlab_note(id: u64, username: &str, text: &str, system: bool) -> Value {
+    json!({
+        "id": id,
+        "body": text,
+        "attachment": null,
+        "author": { "id": 1, "username": username, "name": "Preview Bot", "state": "active" },
+        "created_at": "2013-10-02T09:22:45Z",
+        "system": system,
+        "noteable_id": 377,
+        "noteable_type": "MergeRequest",
+        "noteable_iid": 7,
+        "resolvable": false
+    })
+}
+
+#[test]
+fn comments_read_their_author_and_gitlab_leaves_out_system_notes() {
+    let listing = json!([
+        issue_comment(1, "octocat", "Looks good"),
+        issue_comment(2, "preview-bot[bot]", "<!-- preview -->\nReady"),
+    ]);
+    for forge in [Forge::Github, Forge::Gitea, Forge::Forgejo] {
+        let api = Api::new(forge, "https://example.com", "o/r");
+        assert_eq!(
+            api.read_comments(&body(listing.clone())),
+            Ok(vec![
+                comment(1, "octocat", "Looks good"),
+                comment(2, "preview-bot[bot]", "<!-- preview -->\nReady"),
+            ]),
+            "{forge:?}"
+        );
+        assert_eq!(
+            api.read_comment(&body(issue_comment(3, "preview-bot", "Gone"))),
+            Ok(comment(3, "preview-bot", "Gone")),
+            "{forge:?}"
+        );
+    }
+    let gitlab = Api::new(Forge::Gitlab, "https://gitlab.com/api/v4", "a/b");
+    let notes = json!([
+        gitlab_note(301, "admin", "added 1 commit", true),
+        gitlab_note(302, "preview-bot", "<!-- preview -->", false),
+        gitlab_note(303, "admin", "Thanks", false),
+    ]);
+    assert_eq!(
+        gitlab.read_comments(&body(notes)),
+        Ok(vec![
+            comment(302, "preview-bot", "<!-- preview -->"),
+            comment(303, "admin", "Thanks"),
+        ])
+    );
+    assert_eq!(
+        gitlab.read_comment(&body(gitlab_note(304, "preview-bot", "Ready", false))),
+        Ok(comment(304, "preview-bot", "Ready"))
+    );
+    // A comment whose author's account is gone is nobody's.
+    let mut orphan = issue_comment(4, "x", "Old");
+    orphan["user"] = Value::Null;
+    let github = Api::new(Forge::Github, "https://api.github.com", "o/r");
+    assert_eq!(
+        github.read_comments(&body(json!([orphan]))),
+        Ok(vec![comment(4, "", "Old")])
+    );
+    let mut no_id = issue_comment(5, "octocat", "Hm");
+    no_id.as_object_mut().expect("an object").remove("id");
+    assert_eq!(
+        github.read_comments(&body(json!([issue_comment(1, "a", "b"), no_id.clone()]))),
+        Err("the answer's item 1 has no number `id`".to_owned())
+    );
+    assert_eq!(
+        github.read_comment(&body(no_id)),
+        Err("the answer has no number `id`".to_owned())
+    );
+}
+
+#[test]
+fn users_and_deployments_read() {
+    let github_user =
+        json!({ "login": "preview-bot", "id": 1, "type": "User", "site_admin": false });
+    let gitea_user =
+        json!({ "id": 1, "login": "preview-bot", "full_name": "", "email": "bot@example.com" });
+    let gitlab_user =
+        json!({ "id": 1, "username": "preview-bot", "name": "Preview Bot", "state": "active" });
+    for (forge, answer) in [
+        (Forge::Github, &github_user),
+        (Forge::Gitea, &gitea_user),
+        (Forge::Forgejo, &gitea_user),
+        (Forge::Gitlab, &gitlab_user),
+    ] {
+        let api = Api::new(forge, "https://example.com", "o/r");
+        assert_eq!(
+            api.read_user(&body(answer.clone())),
+            Ok("preview-bot".to_owned()),
+            "{forge:?}"
+        );
+    }
+    let gitlab = Api::new(Forge::Gitlab, "https://gitlab.com/api/v4", "a/b");
+    assert_eq!(
+        gitlab.read_user(&body(github_user)),
+        Err("the answer has no `username`".to_owned())
+    );
+    let github = Api::new(Forge::Github, "https://api.github.com", "o/r");
+    let deployment = json!({
+        "url": "https://api.github.com/repos/octocat/example/deployments/1",
+        "id": 1,
+        "sha": "a84d88e7554fc1fa21bcbc4efae3c782a70d2b9d",
+        "ref": "topic-branch",
+        "task": "deploy",
+        "environment": "pr-42",
+        "transient_environment": true,
+        "production_environment": false
+    });
+    assert_eq!(github.read_deployment(&body(deployment)), Ok(1));
+    assert_eq!(
+        github.read_deployment(
+            br#"{"message":"Auto-merged master into topic-branch on deployment."}"#
+        ),
+        Err("the answer has no number `id`".to_owned())
+    );
 }

@@ -271,3 +271,23 @@ fn gitlab_merge_request_events() {
         })
     );
 }
+
+#[test]
+fn a_head_that_is_not_a_commit_id_is_refused() {
+    for head in [
+        "main",
+        "refs/preview/pull/3",
+        "6DCB09B5B57875F334F61AEBED695E2E4193DB5E",
+        "6dcb09b5",
+    ] {
+        let body = github("opened", false, "octo-org/shop");
+        let text = String::from_utf8(body)
+            .expect("utf-8")
+            .replace("6dcb09b5b57875f334f61aebed695e2e4193db5e", head);
+        let read = read_event(Forge::Github, "pull_request", text.as_bytes());
+        assert!(
+            matches!(&read, Err(problem) if problem.contains("pull_request.head.sha")),
+            "{head}: {read:?}"
+        );
+    }
+}

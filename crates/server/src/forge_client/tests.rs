@@ -1,6 +1,6 @@
 //! The client against a forge that answers from a script: one connection per request, read on a thread.
 
-use std::io::{BufRead, BufReader, Write};
+use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpListener;
 use std::thread::{self, JoinHandle};
 use std::time::Instant;
@@ -18,6 +18,8 @@ struct Seen {
     line: String,
     /// Names lowercased.
     headers: Vec<(String, String)>,
+    /// As long as its `Content-Length` says.
+    body: String,
 }
 
 impl Seen {
@@ -26,6 +28,12 @@ impl Seen {
             .iter()
             .find(|(n, _)| n == name)
             .map(|(_, v)| v.as_str())
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| {
+            panic!("{}: the body is not JSON ({e}): {:?}", self.line, self.body)
+        })
     }
 }
 
@@ -41,8 +49,8 @@ fn answer(status: u16, headers: &[(&str, &str)], body: &str) -> String {
     text
 }
 
-/// A forge at `http://127.0.0.1:<port>` giving `answers` in turn, one per connection; the thread returns what it
-/// was asked.
+/// A forge at `http://127.0.0.1:<port>` giving `answers` in turn, one per connection (an empty one closes the
+/// connection without answering); the thread returns what it was asked.
 fn forge(answers: Vec<String>) -> (String, JoinHandle<Vec<Seen>>) {
     let listener = TcpListener::bind("127.0.0.1:0").expect("a port");
     let address = listener.local_addr().expect("its address");
@@ -63,7 +71,18 @@ fn forge(answers: Vec<String>) -> (String, JoinHandle<Vec<Seen>>) {
                 };
                 headers.push((name.to_ascii_lowercase(), value.trim().to_owned()));
             }
-            seen.push(Seen { line, headers });
+            let length = headers
+                .iter()
+                .find(|(name, _)| name == "content-length")
+                .map_or(0, |(_, value)| value.parse().expect("a length"));
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).expect("the body");
+            let body = String::from_utf8(body).expect("a UTF-8 body");
+            seen.push(Seen {
+                line,
+                headers,
+                body,
+            });
             let mut stream = reader.into_inner();
             stream
                 .write_all(answer.as_bytes())
@@ -267,5 +286,277 @@ async fn an_unreachable_forge_is_tried_three_times() {
             "GET /api/v1/repos/team/shop/pulls/3: the forge could not be reached after 3 tries"
         ),
         "{text}"
+    );
+}
+
+fn github_comment(id: u64, text: &str) -> String {
+    serde_json::json!({
+        "id": id,
+        "html_url": format!("https://github.com/octo-org/shop/pull/42#issuecomment-{id}"),
+        "body": text,
+        "user": { "login": "preview-bot", "type": "User" },
+        "created_at": "2011-04-14T16:00:49Z"
+    })
+    .to_string()
+}
+
+/// A write as the forge must have received it: its line, JSON body and content type.
+fn check_write(seen: &Seen, line: &str, body: serde_json::Value) {
+    assert_eq!(seen.line, line);
+    assert_eq!(
+        seen.header("content-type"),
+        Some("application/json"),
+        "{line}"
+    );
+    assert_eq!(seen.json(), body, "{line}");
+    assert_eq!(
+        seen.header("authorization"),
+        Some("Bearer ghp_secret"),
+        "{line}"
+    );
+}
+
+#[tokio::test]
+async fn a_comment_deleted_meanwhile_is_none_when_edited() {
+    let (base, thread) = forge(vec![
+        answer(
+            200,
+            &[],
+            r#"{"login":"preview-bot","id":1,"type":"User","site_admin":false}"#,
+        ),
+        answer(
+            404,
+            &[],
+            r#"{"message":"Not Found","documentation_url":"https://docs.github.com/rest"}"#,
+        ),
+    ]);
+    let client = client(Forge::Github, &base, "octo-org/shop");
+    assert_eq!(
+        client.current_user().await.expect("the user"),
+        "preview-bot"
+    );
+    let edited = client
+        .edit_comment(42, 1001, "<!-- preview -->\nGone")
+        .await
+        .expect("an answer");
+    assert_eq!(edited, None);
+    let seen = thread.join().expect("the forge's requests");
+    assert_eq!(seen[0].line, "GET /user");
+    // A read has no body, and says none.
+    assert_eq!(seen[0].body, "");
+    assert_eq!(seen[0].header("content-type"), None);
+    check_write(
+        &seen[1],
+        "PATCH /repos/octo-org/shop/issues/comments/1001",
+        serde_json::json!({ "body": "<!-- preview -->\nGone" }),
+    );
+}
+
+#[tokio::test]
+async fn a_new_comment_is_sent_again_after_a_502() {
+    let (base, thread) = forge(vec![
+        answer(502, &[], r#"{"message":"Server Error"}"#),
+        answer(201, &[], &github_comment(1001, "<!-- preview -->\nReady")),
+    ]);
+    let comment = client(Forge::Github, &base, "octo-org/shop")
+        .create_comment(42, "<!-- preview -->\nReady")
+        .await
+        .expect("the comment");
+    assert_eq!(
+        comment,
+        Comment {
+            id: 1001,
+            author: "preview-bot".to_owned(),
+            body: "<!-- preview -->\nReady".to_owned(),
+        }
+    );
+    let seen = thread.join().expect("the forge's requests");
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        check_write(
+            request,
+            "POST /repos/octo-org/shop/issues/42/comments",
+            serde_json::json!({ "body": "<!-- preview -->\nReady" }),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_new_comment_that_may_have_been_made_is_not_sent_again_but_a_status_is() {
+    // The forge reads each request, then hangs up without answering.
+    let (base, thread) = forge(vec![String::new()]);
+    let error = client(Forge::Github, &base, "octo-org/shop")
+        .create_comment(42, "<!-- preview -->")
+        .await
+        .expect_err("no answer");
+    assert!(matches!(error, ForgeError::NoAnswer { .. }), "{error:?}");
+    assert!(
+        error
+            .to_string()
+            .starts_with("POST /repos/octo-org/shop/issues/42/comments: no answer"),
+        "{error}"
+    );
+    assert_eq!(thread.join().expect("the forge's requests").len(), 1);
+
+    let sha = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
+    let (base, thread) = forge(vec![String::new(), answer(201, &[], r#"{"id":1}"#)]);
+    client(Forge::Github, &base, "octo-org/shop")
+        .set_status(sha, CommitState::Running, "preview", "deploying", None)
+        .await
+        .expect("the status set");
+    let seen = thread.join().expect("the forge's requests");
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        check_write(
+            request,
+            &format!("POST /repos/octo-org/shop/statuses/{sha}"),
+            serde_json::json!({ "state": "pending", "description": "deploying", "context": "preview" }),
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_status_waits_out_a_secondary_rate_limit() {
+    let sha = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
+    let (base, thread) = forge(vec![
+        answer(
+            403,
+            &[
+                ("Retry-After", "1"),
+                ("x-ratelimit-remaining", "4990"),
+                ("x-ratelimit-reset", &(now() + 3000).to_string()),
+            ],
+            r#"{"message":"You have exceeded a secondary rate limit. Please wait a few minutes before you try again.","documentation_url":"https://docs.github.com/rest"}"#,
+        ),
+        answer(
+            201,
+            &[],
+            r#"{"id":1,"state":"success","context":"preview","target_url":"https://pr-42.preview.example.com"}"#,
+        ),
+    ]);
+    let started = Instant::now();
+    client(Forge::Github, &base, "octo-org/shop")
+        .set_status(
+            sha,
+            CommitState::Success,
+            "preview",
+            "live",
+            Some("https://pr-42.preview.example.com"),
+        )
+        .await
+        .expect("the status set");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "waited a second"
+    );
+    let seen = thread.join().expect("the forge's requests");
+    assert_eq!(seen.len(), 2);
+    for request in &seen {
+        check_write(
+            request,
+            &format!("POST /repos/octo-org/shop/statuses/{sha}"),
+            serde_json::json!({
+                "state": "success",
+                "target_url": "https://pr-42.preview.example.com",
+                "description": "live",
+                "context": "preview"
+            }),
+        );
+    }
+}
+
+#[tokio::test]
+async fn gitlab_notes_and_a_deployment_that_only_github_has() {
+    let (base, thread) = forge(vec![
+        answer(
+            200,
+            &[("X-Next-Page", "2")],
+            r#"[{"id":301,"body":"added 1 commit","author":{"username":"admin"},"system":true},
+                {"id":302,"body":"<!-- preview -->","author":{"username":"preview-bot"},"system":false}]"#,
+        ),
+        answer(
+            200,
+            &[("X-Next-Page", "")],
+            r#"[{"id":303,"body":"Thanks","author":{"username":"admin"},"system":false}]"#,
+        ),
+    ]);
+    let client = client(Forge::Gitlab, &format!("{base}/api/v4"), "group/shop");
+    let comments = client.comments(7).await.expect("the notes");
+    let ids: Vec<(u64, &str)> = comments.iter().map(|c| (c.id, c.author.as_str())).collect();
+    assert_eq!(ids, [(302, "preview-bot"), (303, "admin")]);
+    // GitLab has no deployments: nothing is asked.
+    assert_eq!(
+        client
+            .create_deployment("8888888888888888888888888888888888888888", "mr-7", "!7")
+            .await
+            .expect("nothing to do"),
+        None
+    );
+    client
+        .set_deployment_status(1, DeploymentState::Success, None, None, "live")
+        .await
+        .expect("nothing to do");
+    let seen = thread.join().expect("the forge's requests");
+    let notes = "GET /api/v4/projects/group%2Fshop/merge_requests/7/notes?per_page=100";
+    let lines: Vec<&str> = seen.iter().map(|s| s.line.as_str()).collect();
+    assert_eq!(
+        lines,
+        [
+            format!("{notes}&page=1&sort=asc&order_by=created_at"),
+            format!("{notes}&page=2&sort=asc&order_by=created_at"),
+        ]
+    );
+}
+
+#[tokio::test]
+async fn a_github_deployment_and_its_status() {
+    let sha = "6dcb09b5b57875f334f61aebed695e2e4193db5e";
+    let (base, thread) = forge(vec![
+        answer(
+            201,
+            &[],
+            r#"{"id":77,"sha":"6dcb09b5b57875f334f61aebed695e2e4193db5e","environment":"pr-42"}"#,
+        ),
+        answer(201, &[], r#"{"id":1,"state":"success"}"#),
+    ]);
+    let client = client(Forge::Github, &base, "octo-org/shop");
+    let id = client
+        .create_deployment(sha, "pr-42", "the preview of #42")
+        .await
+        .expect("the deployment");
+    assert_eq!(id, Some(77));
+    client
+        .set_deployment_status(
+            77,
+            DeploymentState::Success,
+            Some("https://pr-42.preview.example.com"),
+            None,
+            "live",
+        )
+        .await
+        .expect("its status");
+    let seen = thread.join().expect("the forge's requests");
+    check_write(
+        &seen[0],
+        "POST /repos/octo-org/shop/deployments",
+        serde_json::json!({
+            "ref": sha,
+            "environment": "pr-42",
+            "description": "the preview of #42",
+            "transient_environment": true,
+            "production_environment": false,
+            "auto_merge": false,
+            "required_contexts": []
+        }),
+    );
+    check_write(
+        &seen[1],
+        "POST /repos/octo-org/shop/deployments/77/statuses",
+        serde_json::json!({
+            "state": "success",
+            "environment_url": "https://pr-42.preview.example.com",
+            "description": "live",
+            "auto_inactive": false
+        }),
     );
 }

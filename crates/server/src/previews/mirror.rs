@@ -37,9 +37,16 @@ async fn git(
 
 /// Whether `commit` is a commit of the repository at `directory`.
 pub(crate) async fn has_commit(directory: &Path, commit: &str) -> bool {
+    // A local repository may be anyone's; reading one object runs nothing of its configuration.
     git(
         directory,
-        &["cat-file", "-e", &format!("{commit}^{{commit}}")],
+        &[
+            "-c",
+            "safe.directory=*",
+            "cat-file",
+            "-e",
+            &format!("{commit}^{{commit}}"),
+        ],
         &[],
         Duration::from_secs(30),
     )
@@ -130,7 +137,10 @@ pub(crate) async fn fetch(
     .await
     .map_err(|e| {
         let e = match remote.token {
-            Some(token) => e.replace(token.expose(), "[secret]"),
+            Some(token) => e.replace(token.expose(), "[secret]").replace(
+                &preview_gateway::basic_credentials(remote.token_user, token.expose()),
+                "[secret]",
+            ),
             None => e,
         };
         format!(

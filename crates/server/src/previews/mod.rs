@@ -10,6 +10,7 @@
 //! a preview behind.
 
 pub(crate) mod decide;
+pub(crate) mod feedback;
 pub(crate) mod mirror;
 pub(crate) mod observe;
 
@@ -52,6 +53,9 @@ fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
+/// The last failed destruction of a preview, how many failed in a row, and when to try again.
+type DestroyFailures = (String, u32, Instant);
+
 /// The reconciler's handle: wake it, or ask it to list a forge now.
 pub(crate) struct Previews {
     wake: Notify,
@@ -63,6 +67,13 @@ pub(crate) struct Previews {
     listed: Mutex<HashMap<String, Instant>>,
     /// Forges that failed to answer, until when they are left alone, and the last error (logged once).
     paused: Mutex<HashMap<String, (Instant, String)>>,
+    /// What pull requests are told.
+    feedback: feedback::Feedback,
+    /// The deployments the reconciler cancelled (a newer head, a close): not failures of their head.
+    cancelled: Mutex<HashSet<String>>,
+    /// Destructions that failed, per pull request (project, number): the deployment that failed last, how many
+    /// failed in a row and when to try again.
+    destroy_failures: Mutex<HashMap<(String, i64), DestroyFailures>>,
 }
 
 impl Previews {
@@ -73,6 +84,9 @@ impl Previews {
             syncs: Mutex::new(HashSet::new()),
             listed: Mutex::new(HashMap::new()),
             paused: Mutex::new(HashMap::new()),
+            feedback: feedback::Feedback::default(),
+            cancelled: Mutex::new(HashSet::new()),
+            destroy_failures: Mutex::new(HashMap::new()),
         }
     }
 
@@ -88,6 +102,22 @@ impl Previews {
             .unwrap_or_else(|e| e.into_inner())
             .insert(project.to_owned());
         self.wake();
+    }
+
+    /// Cancels a deployment for the reconciler's own reasons, so that it is not taken for a failure of its head.
+    fn cancel(&self, engine: &preview_deploy::Engine, deployment: &str) -> bool {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(deployment.to_owned());
+        engine.cancel(deployment)
+    }
+
+    fn was_cancelled(&self, deployment: &str) -> bool {
+        self.cancelled
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(deployment)
     }
 
     fn take_sync(&self, project: &str) -> bool {
@@ -349,22 +379,31 @@ async fn read_changed_paths(pass: &Pass<'_>, records: &[PullRequestRecord]) {
                 observe::changed_paths_local(&repository, &state.base_ref, &record.head).await
             }
         };
-        match paths {
-            Ok(paths) => {
-                let mut marks = record.clone();
-                marks.paths_head = Some(record.head.clone());
-                marks.paths = serde_json::to_string(&paths).ok();
-                if let Err(error) = pass.state.store.mark_pull_request(&marks).await {
-                    log(project, &error.to_string());
-                }
+        // Paths that cannot be read count as passing (an unneeded preview rather than a missing one), and are not
+        // asked for again at this head.
+        let paths = match paths {
+            Ok(paths) => serde_json::to_string(&paths).ok(),
+            Err(error) => {
+                log(
+                    project,
+                    &format!(
+                        "cannot read the paths pull request #{} changes ({error}); it passes `previews.paths` at this head",
+                        record.number
+                    ),
+                );
+                None
             }
-            Err(error) => log(
-                project,
-                &format!(
-                    "cannot read the paths pull request #{} changes: {error}",
-                    record.number
-                ),
-            ),
+        };
+        let mut marks = record.clone();
+        marks.paths_head = Some(record.head.clone());
+        marks.paths = paths;
+        if let Err(error) = pass
+            .state
+            .store
+            .mark_pull_request(&marks, record.claimed_at)
+            .await
+        {
+            log(project, &error.to_string());
         }
     }
 }
@@ -385,6 +424,16 @@ async fn act(
     if verdict.expired {
         marks.expired_head = Some(pr.state.head_sha.clone());
     }
+    // What the pull request should show, where the forge is told.
+    let mut told: Option<feedback::Key> = None;
+    let tell = |stage: feedback::Stage, head: &str, deployment: Option<&str>, why: &str| {
+        Some(feedback::Key {
+            stage,
+            head: head.to_owned(),
+            deployment: deployment.map(str::to_owned),
+            why: why.to_owned(),
+        })
+    };
     let outcome = match &verdict.want {
         Want::Preview { head } => {
             if environment.is_some() && !record.claimed {
@@ -398,7 +447,7 @@ async fn act(
                         deployment.id
                     )
                 } else if deployment.source_commit.as_deref() != Some(head.as_str()) {
-                    if state.engine.cancel(&deployment.id) {
+                    if state.previews.cancel(&state.engine, &deployment.id) {
                         log(
                             project,
                             &format!(
@@ -414,12 +463,14 @@ async fn act(
                             ),
                         );
                     }
+                    told = tell(feedback::Stage::Deploying, head, None, "");
                     format!(
                         "superseding deployment {} with commit {}",
                         deployment.id,
                         short(head)
                     )
                 } else {
+                    told = tell(feedback::Stage::Deploying, head, Some(&deployment.id), "");
                     format!("deploying {} (deployment {})", short(head), deployment.id)
                 }
             } else {
@@ -438,6 +489,7 @@ async fn act(
                             && last.status == DeploymentStatus::Committed
                             && at_head(&last) =>
                     {
+                        told = tell(feedback::Stage::Live, head, Some(&last.id), "");
                         format!("live at {}", short(head))
                     }
                     Some(last)
@@ -445,18 +497,23 @@ async fn act(
                             && last.operation != Operation::Delete
                             && at_head(&last)
                             && last.status != DeploymentStatus::Committed
-                            && !last.reason.as_deref().unwrap_or("").contains("cancelled") =>
+                            && !state.previews.was_cancelled(&last.id) =>
                     {
+                        // Remembered in the store: not tried again at this head, even after a restart.
+                        marks.failed_head = Some(head.clone());
+                        let reason = last
+                            .reason
+                            .as_deref()
+                            .unwrap_or("see `preview deployment show`");
+                        told = tell(feedback::Stage::Failed, head, Some(&last.id), reason);
                         format!(
-                            "deployment {} of {} failed: {}; push again or run `preview previews sync` to try again",
+                            "deployment {} of {} failed: {reason}; push again or run `preview previews sync` to try again",
                             last.id,
                             short(head),
-                            last.reason
-                                .as_deref()
-                                .unwrap_or("see `preview deployment show`")
                         )
                     }
                     _ if !pass.retry && marks.failed_head.as_deref() == Some(head.as_str()) => {
+                        told = tell(feedback::Stage::Failed, head, None, &record.outcome);
                         record.outcome.clone()
                     }
                     _ => match deploy(pass, pr, head, environment, &mut marks).await {
@@ -475,10 +532,12 @@ async fn act(
                                     record.number
                                 ),
                             );
+                            told = tell(feedback::Stage::Deploying, head, Some(&id), "");
                             format!("deploying {} (deployment {id})", short(head))
                         }
                         Err(error) => {
                             marks.failed_head = Some(head.clone());
+                            told = tell(feedback::Stage::Failed, head, None, &error);
                             log(
                                 project,
                                 &format!("cannot deploy `{name}` at {}: {error}", short(head)),
@@ -490,10 +549,18 @@ async fn act(
             }
         }
         Want::Queued { .. } | Want::Nothing => {
+            let head = pr.state.head_sha.as_str();
+            if record.claimed || verdict.expired {
+                told = tell(feedback::Stage::Removed, head, None, &verdict.why);
+            } else if record.open && (matches!(verdict.want, Want::Queued { .. }) || pr.state.fork)
+            {
+                told = tell(feedback::Stage::Waiting, head, None, &verdict.why);
+            }
             if !record.claimed {
                 verdict.why.clone()
             } else if let Some(deployment) = running {
-                if deployment.operation != Operation::Delete && state.engine.cancel(&deployment.id)
+                if deployment.operation != Operation::Delete
+                    && state.previews.cancel(&state.engine, &deployment.id)
                 {
                     log(
                         project,
@@ -505,15 +572,20 @@ async fn act(
                 }
                 format!("removing the preview: {}", verdict.why)
             } else if environment.is_some() {
-                let id = destroy(pass, &name).await?;
-                log(
-                    project,
-                    &format!(
-                        "destroying `{name}` (deployment {id}): pull request #{} is {}",
-                        record.number, verdict.why
-                    ),
-                );
-                format!("removing the preview: {}", verdict.why)
+                match destroy_pause(pass, record.number, &name).await? {
+                    Some(pause) => pause,
+                    None => {
+                        let id = destroy(pass, &name).await?;
+                        log(
+                            project,
+                            &format!(
+                                "destroying `{name}` (deployment {id}): pull request #{} is {}",
+                                record.number, verdict.why
+                            ),
+                        );
+                        format!("removing the preview: {}", verdict.why)
+                    }
+                }
             } else {
                 marks.claimed = false;
                 marks.claimed_at = None;
@@ -523,14 +595,93 @@ async fn act(
         }
     };
     marks.outcome = outcome;
-    if marks != *record {
-        state
+    if let Some(key) = told {
+        report(pass, pr, key).await;
+    }
+    // The claim as it is now: the one read, or the one this pass made.
+    let claim = if marks.claimed && !record.claimed {
+        marks.claimed_at
+    } else {
+        record.claimed_at
+    };
+    if marks != *record
+        && !state
             .store
-            .mark_pull_request(&marks)
+            .mark_pull_request(&marks, claim)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+    {
+        log(
+            project,
+            &format!(
+                "pull request #{} was claimed or released elsewhere meanwhile; looked at again next pass",
+                record.number
+            ),
+        );
     }
     Ok(())
+}
+
+/// Tells the pull request what `key` says, when its forge can be told and it says something new.
+async fn report(pass: &Pass<'_>, pr: &Seen<'_>, key: feedback::Key) {
+    let Some(settings) = &pass.forge else {
+        return;
+    };
+    if settings.token.is_none() || observe::remote(settings.kind).is_none() {
+        return;
+    }
+    let state = pass.state;
+    let project = &pass.project.name;
+    let number = pr.record.number as u64;
+    let feedback = &state.previews.feedback;
+    if !feedback.is_new(project, number, &key) {
+        return;
+    }
+    let environment = PreviewPolicy::environment_name(number);
+    let mut report = feedback::Report {
+        project: project.clone(),
+        number,
+        environment: environment.clone(),
+        urls: Vec::new(),
+        phases: Vec::new(),
+        total_ms: None,
+        key,
+    };
+    if let (Some(id), feedback::Stage::Live | feedback::Stage::Failed) =
+        (report.key.deployment.clone(), &report.key.stage)
+        && let (Ok(Some(deployment)), Ok(journal)) = (
+            state.store.deployment(&id).await,
+            state.store.journal(&id).await,
+        )
+    {
+        let received_at = state
+            .store
+            .deliveries(project, preview_store::KEPT_DELIVERIES)
+            .await
+            .unwrap_or_default()
+            .iter()
+            .filter(|d| {
+                d.pull_request == Some(pr.record.number)
+                    && d.head.as_deref() == Some(report.key.head.as_str())
+            })
+            .map(|d| d.received_at)
+            .min();
+        let (phases, total) = feedback::phases(
+            feedback,
+            (project, number, &report.key.head),
+            received_at,
+            &deployment,
+            &journal,
+        );
+        report.phases = phases;
+        report.total_ms = total;
+        if report.key.stage == feedback::Stage::Live
+            && let Ok(recorded) = state.store.recorded_state(project, &environment).await
+        {
+            report.urls = crate::routes::runtime::service_urls(state, &recorded);
+        }
+    }
+    feedback.send(state, report);
 }
 
 /// Starts the deployment that makes (or updates) a pull request's preview at `head`; its id.
@@ -590,6 +741,10 @@ async fn deploy(
                 .map_err(|e| format!("{}: {e}", repository.display()))?
         }
         _ => {
+            let began = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64);
+            let fetching = Instant::now();
             let token = match &settings.token {
                 Some(secret) => state
                     .vault
@@ -599,7 +754,7 @@ async fn deploy(
                     .next(),
                 None => None,
             };
-            mirror::fetch(
+            let fetched = mirror::fetch(
                 &state.previews.mirrors,
                 &project.name,
                 number,
@@ -611,7 +766,15 @@ async fn deploy(
                     token_user: settings.token_user(),
                 },
             )
-            .await?
+            .await?;
+            state.previews.feedback.fetched(
+                &project.name,
+                number as u64,
+                head,
+                began,
+                fetching.elapsed().as_millis() as i64,
+            );
+            fetched
         }
     };
     let source = SourceCommit {
@@ -654,13 +817,17 @@ async fn deploy(
     .map_err(|e| e.to_string())?;
     // Claimed before it starts: a crash in between leaves a claim on nothing, which the next pass settles.
     if !marks.claimed {
+        let read = marks.claimed_at;
         marks.claimed = true;
         marks.claimed_at = Some(state.store.now().await.map_err(|e| e.to_string())?);
-        state
+        if !state
             .store
-            .mark_pull_request(marks)
+            .mark_pull_request(marks, read)
             .await
-            .map_err(|e| e.to_string())?;
+            .map_err(|e| e.to_string())?
+        {
+            return Err("another daemon's reconciler claimed this preview meanwhile".to_owned());
+        }
     }
     let request = DeploymentRequest {
         project: project.name.clone(),
@@ -677,6 +844,60 @@ async fn deploy(
         desired: desired.resources,
     };
     start(state, request).await
+}
+
+/// When the last deployment that destroyed the preview failed: the pause before the next try (doubling from
+/// 5 s up to 10 minutes), as the pull request's outcome, or `None` to try now.
+async fn destroy_pause(pass: &Pass<'_>, number: i64, name: &str) -> Result<Option<String>, String> {
+    let project = &pass.project.name;
+    let last = pass
+        .state
+        .store
+        .deployments(project, name, 1)
+        .await
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .next();
+    let Some(last) = last
+        .filter(|d| d.operation == Operation::Delete && d.status != DeploymentStatus::Committed)
+    else {
+        return Ok(None);
+    };
+    let mut failures = pass
+        .state
+        .previews
+        .destroy_failures
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    let key = (project.clone(), number);
+    let (count, next) = match failures.get(&key) {
+        Some((id, count, next)) if *id == last.id => (*count, *next),
+        known => {
+            let count = known.map_or(1, |(_, count, _)| count + 1);
+            let pause =
+                Duration::from_secs(5 * (1u64 << count.min(7))).min(Duration::from_secs(600));
+            let next = Instant::now() + pause;
+            failures.insert(key, (last.id.clone(), count, next));
+            log(
+                project,
+                &format!(
+                    "destroying `{name}` failed ({}); trying again in {} s",
+                    last.reason.as_deref().unwrap_or("see its deployment"),
+                    pause.as_secs()
+                ),
+            );
+            (count, next)
+        }
+    };
+    let now = Instant::now();
+    Ok((now < next).then(|| {
+        format!(
+            "destroying the preview failed {count} time(s) (deployment {}: {}); trying again in {} s",
+            last.id,
+            last.reason.as_deref().unwrap_or("see its deployment"),
+            (next - now).as_secs()
+        )
+    }))
 }
 
 /// Starts the deployment that destroys a preview; its id.

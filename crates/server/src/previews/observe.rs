@@ -163,16 +163,29 @@ pub(crate) async fn from_forge(
     if list {
         let open = client.open_pulls().await.map_err(|e| e.to_string())?;
         for pull in &open {
-            confirm(state, project, by_number(pull.number), pull).await?;
+            let known = by_number(pull.number);
+            // A close a webhook told of that the listing does not show yet: the pull request itself says.
+            let pull = match known {
+                Some(known) if !known.open && !known.confirmed => {
+                    match client.pull(pull.number).await {
+                        Ok(Some(read)) => read,
+                        Ok(None) => continue,
+                        Err(error) => return Err(error.to_string()),
+                    }
+                }
+                _ => pull.clone(),
+            };
+            confirm(state, project, known, &pull).await?;
         }
         for known in records.iter().filter(|r| r.open) {
             if open.iter().any(|p| p.number as i64 == known.number) {
                 continue;
             }
-            // Listed as open no more: read it, to know whether it was merged or closed.
+            // Listed as open no more: read it, to know whether it was merged or closed (or slipped between two
+            // pages of the listing, and is open after all).
             let now = match client.pull(known.number as u64).await {
-                Ok(Some(pull)) if !pull.open => Some(pull),
-                Ok(_) => closed(known),
+                Ok(Some(pull)) => Some(pull),
+                Ok(None) => closed(known),
                 Err(error) => return Err(error.to_string()),
             };
             if let Some(now) = now {

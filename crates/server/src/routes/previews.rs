@@ -111,9 +111,9 @@ pub(crate) async fn sync(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Approval {
-    /// The head commit approved; the pull request's current head when absent. An approval is for one commit.
-    #[serde(default)]
-    commit: Option<String>,
+    /// The head commit the maintainer reviewed (its id, or at least seven of its first hex digits). Required: an
+    /// approval of "whatever the head is now" would take a push that came after the review.
+    commit: String,
 }
 
 pub(crate) async fn approve(
@@ -122,34 +122,36 @@ pub(crate) async fn approve(
     Body(body): Body<Approval>,
 ) -> Result<Json<Value>, ApiError> {
     let project = project_record(&state.store, &project).await?;
-    let number: i64 = number
-        .trim_start_matches('#')
-        .parse()
-        .ok()
-        .filter(|n| *n > 0)
-        .ok_or_else(|| ApiError::BadRequest(format!("`{number}` is not a pull request number")))?;
-    let records = state.store.pull_requests(&project.name).await?;
-    let record = records
-        .iter()
-        .find(|r| r.number == number)
-        .ok_or_else(|| {
-            ApiError::NotFound(format!(
-                "project `{}` knows no pull request #{number}; `preview previews list` shows them, `preview previews sync` asks the forge",
-                project.name
-            ))
+    let number: i64 =
+        number.parse().ok().filter(|n| *n > 0).ok_or_else(|| {
+            ApiError::BadRequest(format!("`{number}` is not a pull request number"))
         })?;
+    let records = state.store.pull_requests(&project.name).await?;
+    let record = records.iter().find(|r| r.number == number).ok_or_else(|| {
+        ApiError::NotFound(format!(
+            "project `{}` knows no pull request #{number}; `preview previews list` shows them, `preview previews sync` asks the forge",
+            project.name
+        ))
+    })?;
     if !record.open {
         return Err(ApiError::Conflict(format!(
             "pull request #{number} is closed"
         )));
     }
-    let commit = body.commit.unwrap_or_else(|| record.head.clone());
-    if commit != record.head {
+    let given = body.commit.trim().to_ascii_lowercase();
+    if given.len() < 7 || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return Err(ApiError::BadRequest(format!(
+            "commit: `{}` is not a commit id (at least seven hexadecimal digits)",
+            body.commit
+        )));
+    }
+    if !record.head.starts_with(&given) {
         return Err(ApiError::Conflict(format!(
-            "pull request #{number} is at {} now, not {commit}: approve the commit it is at (a push needs a new approval)",
+            "pull request #{number} is at {} now, not {given}: review that commit and approve it (a push needs a new approval)",
             record.head
         )));
     }
+    let commit = record.head.clone();
     if !state
         .store
         .approve_pull_request(&project.name, number, &commit)

@@ -143,6 +143,17 @@ pub(crate) async fn receive(
         Ok(Event::Ignored { event }) => {
             delivery.detail = format!("`{event}` events are not acted on")
         }
+        Ok(Event::PullRequest(pull_request))
+            if !pull_request
+                .repository
+                .eq_ignore_ascii_case(&forge_spec.repository) =>
+        {
+            // A hook shared by several repositories: another repository's pull request #7 is not this one's.
+            delivery.detail = format!(
+                "a pull request of `{}`, not of `{}`",
+                pull_request.repository, forge_spec.repository
+            );
+        }
         Ok(Event::PullRequest(pull_request)) => {
             let action = pull_request.action.name().to_owned();
             delivery.verdict = "accepted".to_owned();

@@ -1,9 +1,15 @@
 //! Gitea's REST API under `/api/v1`: `Authorization: token …`, pull requests and changed files in Gitea's shapes,
 //! `page`/`limit` pagination (at most 50 a page, Gitea's default `MAX_RESPONSE_ITEMS`) answered with `X-Total-Count`
-//! and a `Link` joined by bare commas, as Gitea writes it.
+//! and a `Link` joined by bare commas, as Gitea writes it. What its writes take and answer (comments, commit
+//! statuses) is in `writes`.
 
-use serde_json::{Value, json};
+mod writes;
 
+use serde_json::{Map, Value, json};
+
+use super::body::{Fault, Field, Shape, Type, Wrong, text};
+use super::dialect::Refusal;
+use super::feedback::{Comment, CommitStatus, Person, StatusFields};
 use super::http::{Request, Response, query_with_page};
 use super::{
     Dialect, Endpoint, Entry, Missing, Page, Paging, Routed, Site, State, fake_sha, iso, number,
@@ -23,6 +29,7 @@ impl Dialect for Gitea {
 
     fn route(&self, site: &Site, method: &str, segments: &[&str]) -> Result<Routed, Missing> {
         let rest = match segments {
+            ["user"] if method == "GET" => return Ok(Routed::new(Endpoint::User)),
             ["repos", owner, name, rest @ ..] if site.is(owner, name) => rest,
             ["repos", _, _, ..] => return Err(Missing::Repository),
             _ => return Err(Missing::Endpoint),
@@ -33,6 +40,17 @@ impl Dialect for Gitea {
             ("GET", ["pulls", index, "files"]) => {
                 Ok(Routed::new(Endpoint::PullFiles(number(index)?)))
             }
+            ("GET", ["issues", index, "comments"]) => {
+                Ok(Routed::new(Endpoint::ListComments(number(index)?)))
+            }
+            ("POST", ["issues", index, "comments"]) => {
+                Ok(Routed::new(Endpoint::CreateComment(number(index)?)))
+            }
+            ("PATCH", ["issues", "comments", comment]) => Ok(Routed::new(Endpoint::EditComment {
+                pull: None,
+                id: number(comment)?,
+            })),
+            ("POST", ["statuses", sha]) => Ok(Routed::new(Endpoint::CreateStatus(sha.to_string()))),
             _ => Err(Missing::Endpoint),
         }
     }
@@ -221,12 +239,20 @@ impl Dialect for Gitea {
     }
 
     fn not_found(&self, site: &Site, missing: Missing) -> Response {
+        // Gitea looks an issue up by its index without telling "none" from a failure: an internal error, whose
+        // message it keeps to itself in production.
+        if missing == Missing::Issue {
+            return self.answer(site, 500, "", None);
+        }
         let errors = match missing {
             Missing::Pull { .. } => vec![format!(
                 "pull request does not exist [id: 0, issue_id: 0, head_repo_id: 0, base_repo_id: {}, head_branch: , base_branch: ]",
                 site.id
             )],
-            Missing::Endpoint | Missing::Repository => Vec::new(),
+            Missing::Comment => vec!["comment does not exist".into()],
+            Missing::Endpoint | Missing::Repository | Missing::Issue | Missing::Deployment => {
+                Vec::new()
+            }
         };
         self.answer(site, 404, "The target couldn't be found.", Some(errors))
     }
@@ -238,6 +264,48 @@ impl Dialect for Gitea {
     fn rate_limited(&self, site: &Site, _reset: u64) -> Response {
         self.answer(site, 429, "Too Many Requests", None)
             .with("Retry-After", 1)
+    }
+
+    fn user(&self, site: &Site, user: &Person) -> Value {
+        writes::user(site, user)
+    }
+
+    fn comment(&self, site: &Site, comment: &Comment) -> Value {
+        writes::comment(site, comment)
+    }
+
+    fn pages_comments(&self) -> bool {
+        false
+    }
+
+    fn comment_shape(&self) -> &'static Shape {
+        &writes::COMMENT
+    }
+
+    fn status_shape(&self) -> &'static Shape {
+        &writes::STATUS
+    }
+
+    fn status_fields(&self, body: &Map<String, Value>) -> StatusFields {
+        StatusFields {
+            state: text(body, "state").unwrap_or_default(),
+            context: text(body, "context").unwrap_or_default(),
+            description: text(body, "description"),
+            target_url: text(body, "target_url"),
+            reference: None,
+        }
+    }
+
+    fn status(&self, site: &Site, status: &CommitStatus) -> Value {
+        writes::status(site, status)
+    }
+
+    fn invalid(&self, site: &Site, _shape: &Shape, faults: &[Fault]) -> Response {
+        writes::invalid(site, faults)
+    }
+
+    fn refuse(&self, site: &Site, refusal: &Refusal) -> Option<Response> {
+        writes::refuse(site, refusal)
     }
 }
 
@@ -259,8 +327,12 @@ impl Gitea {
 }
 
 fn user(site: &Site, login: &str) -> Value {
+    person(site, login, stable_id(login))
+}
+
+fn person(site: &Site, login: &str, id: u64) -> Value {
     json!({
-        "id": stable_id(login),
+        "id": id,
         "login": login,
         "login_name": "",
         "source_id": 0,

@@ -1,9 +1,15 @@
 //! GitHub's REST API, served at the root as `api.github.com` serves it: the headers it requires (`User-Agent`,
 //! a Bearer token) and recommends (its media type and API version), its pull-request and file shapes, `Link`
-//! pagination through `/repositories/{id}` as GitHub writes it, and `x-ratelimit-*` on every answer.
+//! pagination through `/repositories/{id}` as GitHub writes it, `x-ratelimit-*` on every answer, and its secondary
+//! rate limit. What its writes take and answer (comments, statuses, deployments) is in `writes`.
 
-use serde_json::{Value, json};
+mod writes;
 
+use serde_json::{Map, Value, json};
+
+use super::body::{Fault, Field, Shape, Type, Wrong, text};
+use super::dialect::{Deployments, Refusal};
+use super::feedback::{Comment, CommitStatus, Deployment, DeploymentStatus, Person, StatusFields};
 use super::http::{Request, Response, query_with_page};
 use super::{
     Dialect, Endpoint, Entry, Missing, Page, Paging, Routed, Site, State, fake_sha, iso, number,
@@ -32,6 +38,7 @@ impl Dialect for Github {
     fn route(&self, site: &Site, method: &str, segments: &[&str]) -> Result<Routed, Missing> {
         let id = site.id.to_string();
         let rest = match segments {
+            ["user"] if method == "GET" => return Ok(Routed::new(Endpoint::User)),
             ["repos", owner, name, rest @ ..] if site.is(owner, name) => rest,
             // Where GitHub's own pagination links point.
             ["repositories", repository, rest @ ..] if *repository == id => rest,
@@ -42,6 +49,21 @@ impl Dialect for Github {
             ("GET", ["pulls"]) => Ok(Routed::new(Endpoint::ListPulls).require("state", "open")),
             ("GET", ["pulls", n]) => Ok(Routed::new(Endpoint::Pull(number(n)?))),
             ("GET", ["pulls", n, "files"]) => Ok(Routed::new(Endpoint::PullFiles(number(n)?))),
+            ("GET", ["issues", n, "comments"]) => {
+                Ok(Routed::new(Endpoint::ListComments(number(n)?)))
+            }
+            ("POST", ["issues", n, "comments"]) => {
+                Ok(Routed::new(Endpoint::CreateComment(number(n)?)))
+            }
+            ("PATCH", ["issues", "comments", comment]) => Ok(Routed::new(Endpoint::EditComment {
+                pull: None,
+                id: number(comment)?,
+            })),
+            ("POST", ["statuses", sha]) => Ok(Routed::new(Endpoint::CreateStatus(sha.to_string()))),
+            ("POST", ["deployments"]) => Ok(Routed::new(Endpoint::CreateDeployment)),
+            ("POST", ["deployments", deployment, "statuses"]) => Ok(Routed::new(
+                Endpoint::CreateDeploymentStatus(number(deployment)?),
+            )),
             _ => Err(Missing::Endpoint),
         }
     }
@@ -279,8 +301,9 @@ impl Dialect for Github {
         routed: &Routed,
         page: &Page,
     ) -> Vec<(String, String)> {
-        let path = match routed.endpoint {
+        let path = match &routed.endpoint {
             Endpoint::PullFiles(n) => format!("/repositories/{}/pulls/{n}/files", site.id),
+            Endpoint::ListComments(n) => format!("/repositories/{}/issues/{n}/comments", site.id),
             _ => format!("/repositories/{}/pulls", site.id),
         };
         let link = |page: usize, rel: &str| {
@@ -316,6 +339,13 @@ impl Dialect for Github {
             Missing::Pull { files: true } => {
                 "https://docs.github.com/rest/pulls/pulls#list-pull-requests-files"
             }
+            Missing::Issue => "https://docs.github.com/rest/issues/comments#list-issue-comments",
+            Missing::Comment => {
+                "https://docs.github.com/rest/issues/comments#update-an-issue-comment"
+            }
+            Missing::Deployment => {
+                "https://docs.github.com/rest/deployments/statuses#create-a-deployment-status"
+            }
             Missing::Endpoint | Missing::Repository => DOCS,
         };
         self.answer(404, "Not Found", docs)
@@ -336,6 +366,16 @@ impl Dialect for Github {
         .with("x-ratelimit-reset", reset)
         .with("x-ratelimit-used", HOURLY_LIMIT)
         .with("x-ratelimit-resource", "core")
+    }
+
+    fn secondary_rate_limited(&self, _site: &Site, _reset: u64) -> Response {
+        self.answer(
+            403,
+            "You have exceeded a secondary rate limit. Please wait a few minutes before you try again. If you \
+             reach out to GitHub Support for help, please include the request ID 0000:1111:2222:3333:4444.",
+            "https://docs.github.com/rest/overview/rate-limits-for-the-rest-api#about-secondary-rate-limits",
+        )
+        .with("Retry-After", 1)
     }
 
     fn finish(&self, _site: &Site, served: u64, started: u64, response: &mut Response) {
@@ -361,6 +401,48 @@ impl Dialect for Github {
             "github.v3; format=json".into(),
         ));
     }
+
+    fn user(&self, site: &Site, user: &Person) -> Value {
+        writes::user(site, user)
+    }
+
+    fn comment(&self, site: &Site, comment: &Comment) -> Value {
+        writes::comment(site, comment)
+    }
+
+    fn comment_shape(&self) -> &'static Shape {
+        &writes::COMMENT
+    }
+
+    fn status_shape(&self) -> &'static Shape {
+        &writes::STATUS
+    }
+
+    fn status_fields(&self, body: &Map<String, Value>) -> StatusFields {
+        StatusFields {
+            state: text(body, "state").unwrap_or_default(),
+            context: text(body, "context").unwrap_or_else(|| "default".into()),
+            description: text(body, "description"),
+            target_url: text(body, "target_url"),
+            reference: None,
+        }
+    }
+
+    fn status(&self, site: &Site, status: &CommitStatus) -> Value {
+        writes::status(site, status)
+    }
+
+    fn deployments(&self) -> Option<&dyn Deployments> {
+        Some(self)
+    }
+
+    fn invalid(&self, _site: &Site, shape: &Shape, faults: &[Fault]) -> Response {
+        writes::invalid(shape, faults)
+    }
+
+    fn refuse(&self, _site: &Site, refusal: &Refusal) -> Option<Response> {
+        writes::refuse(refusal)
+    }
 }
 
 impl Github {
@@ -374,14 +456,19 @@ impl Github {
 }
 
 fn user(site: &Site, login: &str) -> Value {
+    person(site, login, stable_id(login))
+}
+
+/// A user object; GitHub Apps' bot accounts (`name[bot]`) are of type `Bot`.
+fn person(site: &Site, login: &str, id: u64) -> Value {
     json!({
         "login": login,
-        "id": stable_id(login),
-        "node_id": format!("U_kgDO{}", stable_id(login)),
+        "id": id,
+        "node_id": format!("U_kgDO{id}"),
         "avatar_url": format!("{}/avatars/{login}", site.url),
         "url": format!("{}/users/{login}", site.url),
         "html_url": format!("{}/{login}", site.url),
-        "type": "User",
+        "type": if login.ends_with("[bot]") { "Bot" } else { "User" },
         "site_admin": false,
     })
 }

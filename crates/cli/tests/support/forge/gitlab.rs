@@ -1,10 +1,15 @@
 //! GitLab's REST API under `/api/v4`: projects named by their URL-encoded path (`group%2Fname`) or numeric id,
 //! `PRIVATE-TOKEN` authentication, merge requests and their diffs in GitLab's shapes, and its pagination headers
 //! (`X-Page`, `X-Next-Page`, `X-Total`, … and a `Link` whose query carries the route's own parameters, as GitLab's
-//! documented example shows).
+//! documented example shows). What its writes take and answer (notes, commit statuses) is in `writes`.
 
-use serde_json::{Value, json};
+mod writes;
 
+use serde_json::{Map, Value, json};
+
+use super::body::{Fault, Field, Shape, Type, Wrong, text};
+use super::dialect::Refusal;
+use super::feedback::{Comment, CommitStatus, Person, StatusFields};
 use super::http::{Request, Response, decode, query_with_page};
 use super::{
     Dialect, Endpoint, Entry, Missing, Page, Paging, Routed, Site, State, fake_sha, iso, number,
@@ -27,6 +32,7 @@ impl Dialect for Gitlab {
 
     fn route(&self, site: &Site, method: &str, segments: &[&str]) -> Result<Routed, Missing> {
         let (project, rest) = match segments {
+            ["user"] if method == "GET" => return Ok(Routed::new(Endpoint::User)),
             ["projects", project, rest @ ..] => (decode(project), rest),
             _ => return Err(Missing::Endpoint),
         };
@@ -41,6 +47,21 @@ impl Dialect for Gitlab {
             ("GET", ["merge_requests", iid, "diffs"]) => {
                 Routed::new(Endpoint::PullFiles(number(iid)?)).echo("merge_request_iid", iid)
             }
+            // GitLab lists notes newest first unless asked otherwise.
+            ("GET", ["merge_requests", iid, "notes"]) => {
+                Routed::new(Endpoint::ListComments(number(iid)?))
+                    .require("sort", "asc")
+                    .allow("order_by", "created_at")
+                    .echo("noteable_id", iid)
+            }
+            ("POST", ["merge_requests", iid, "notes"]) => {
+                Routed::new(Endpoint::CreateComment(number(iid)?))
+            }
+            ("PUT", ["merge_requests", iid, "notes", note]) => Routed::new(Endpoint::EditComment {
+                pull: Some(number(iid)?),
+                id: number(note)?,
+            }),
+            ("POST", ["statuses", sha]) => Routed::new(Endpoint::CreateStatus(sha.to_string())),
             _ => return Err(Missing::Endpoint),
         };
         Ok(routed.echo("id", &project))
@@ -247,7 +268,10 @@ impl Dialect for Gitlab {
         let body = match missing {
             Missing::Endpoint => json!({"error": "404 Not Found"}),
             Missing::Repository => json!({"message": "404 Project Not Found"}),
-            Missing::Pull { .. } => json!({"message": "404 Not found"}),
+            Missing::Pull { .. } | Missing::Issue | Missing::Comment => {
+                json!({"message": "404 Not found"})
+            }
+            Missing::Deployment => json!({"error": "404 Not Found"}),
         };
         Response::json(404, &body)
     }
@@ -269,6 +293,47 @@ impl Dialect for Gitlab {
             .with("RateLimit-Remaining", 0)
             .with("RateLimit-Reset", 1)
     }
+
+    fn user(&self, site: &Site, user: &Person) -> Value {
+        writes::user(site, user)
+    }
+
+    fn comment(&self, site: &Site, comment: &Comment) -> Value {
+        writes::note(site, comment)
+    }
+
+    fn comment_shape(&self) -> &'static Shape {
+        &writes::NOTE
+    }
+
+    fn status_shape(&self) -> &'static Shape {
+        &writes::STATUS
+    }
+
+    fn status_fields(&self, body: &Map<String, Value>) -> StatusFields {
+        StatusFields {
+            state: text(body, "state").unwrap_or_default(),
+            // `context` is GitLab's other name for `name`.
+            context: text(body, "name")
+                .or_else(|| text(body, "context"))
+                .unwrap_or_else(|| "default".into()),
+            description: text(body, "description"),
+            target_url: text(body, "target_url"),
+            reference: text(body, "ref"),
+        }
+    }
+
+    fn status(&self, site: &Site, status: &CommitStatus) -> Value {
+        writes::status(site, status)
+    }
+
+    fn invalid(&self, _site: &Site, shape: &Shape, faults: &[Fault]) -> Response {
+        writes::invalid(shape, faults)
+    }
+
+    fn refuse(&self, _site: &Site, refusal: &Refusal) -> Option<Response> {
+        writes::refuse(refusal)
+    }
 }
 
 /// GitLab's times carry milliseconds: `2024-05-01T12:00:00.000Z`.
@@ -277,13 +342,17 @@ fn time(seconds: u64) -> String {
 }
 
 fn user(site: &Site, username: &str) -> Value {
+    person(site, username, stable_id(username))
+}
+
+fn person(site: &Site, username: &str, id: u64) -> Value {
     json!({
-        "id": stable_id(username),
+        "id": id,
         "username": username,
         "name": username,
         "state": "active",
         "locked": false,
-        "avatar_url": format!("{}/uploads/-/system/user/avatar/{}/avatar.png", site.url, stable_id(username)),
+        "avatar_url": format!("{}/uploads/-/system/user/avatar/{id}/avatar.png", site.url),
         "web_url": format!("{}/{username}", site.url),
     })
 }

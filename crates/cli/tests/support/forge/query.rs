@@ -58,6 +58,16 @@ impl Page {
         }
     }
 
+    /// All `total` items on one page, whatever the query asked.
+    pub fn whole(total: usize) -> Page {
+        Page {
+            number: 1,
+            size: total.max(1),
+            total,
+            last: 1,
+        }
+    }
+
     pub fn range(&self) -> Range<usize> {
         let start = (self.number - 1).saturating_mul(self.size).min(self.total);
         start..start.saturating_add(self.size).min(self.total)
@@ -92,6 +102,7 @@ pub(super) fn check_query(
             .required
             .iter()
             .chain(&routed.echoed)
+            .chain(&routed.allowed)
             .find(|(known, _)| known == name);
         match known {
             Some((_, wanted)) if wanted == value => {}
