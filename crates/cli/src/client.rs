@@ -94,6 +94,11 @@ impl Client {
         self.request(Method::GET, path, None).await
     }
 
+    /// Where the daemon listens (`host:port`).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
     pub async fn post(&self, path: &str, body: Value) -> Result<Value, Failure> {
         self.request(Method::POST, path, Some(body)).await
     }

@@ -510,6 +510,12 @@ fn the_demo_runs_the_example_and_leaves_nothing_behind() {
         // An order added in the preview only: each storefront counts its own database's.
         "environment pr-1, mode preview, 3 products from the catalog of `pr-1`, 4 orders",
         "curl --cacert ",
+        // A pull request through signed webhooks: its preview appears at the head, moves to the pushed commit, goes.
+        "pull request #2 opened at ",
+        "pull request #2 synchronize at ",
+        "→ accepted",
+        "environment pr-2, mode preview",
+        "pull request #2 closed: `pr-2` is destroyed",
         "nothing is left running",
     ] {
         assert!(text.contains(expected), "missing `{expected}` in:\n{text}");

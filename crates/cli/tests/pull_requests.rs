@@ -434,13 +434,26 @@ fn story(kind: Kind, dir_name: &str, ports: &str) {
     // The pull request is told: one comment with the URL and the phases, a success on the head, a deployment.
     told(&forge, kind, &first, "live");
     let comment = sticky(&forge);
-    for part in ["web-pr-7.plain.localhost", "| build |", "| start |", "**total**", &first[..12]] {
+    for part in [
+        "web-pr-7.plain.localhost",
+        "| build |",
+        "| start |",
+        "**total**",
+        &first[..12],
+    ] {
         assert!(comment.body.contains(part), "{part}: {}", comment.body);
     }
     // The secrets that run previews never reach a pull request's code.
-    let variables = daemon.json(&["--project", "plain", "vars", "show", "pr-7"]).to_string();
-    assert!(!variables.contains("FORGE_TOKEN") && !variables.contains("\"HOOK\""), "{variables}");
-    let blueprint = daemon.json(&["--project", "plain", "vars", "show", "staging"]).to_string();
+    let variables = daemon
+        .json(&["--project", "plain", "vars", "show", "pr-7"])
+        .to_string();
+    assert!(
+        !variables.contains("FORGE_TOKEN") && !variables.contains("\"HOOK\""),
+        "{variables}"
+    );
+    let blueprint = daemon
+        .json(&["--project", "plain", "vars", "show", "staging"])
+        .to_string();
     assert!(blueprint.contains("FORGE_TOKEN"), "{blueprint}");
 
     // Pushed: redeployed at the new head.
@@ -452,9 +465,11 @@ fn story(kind: Kind, dir_name: &str, ports: &str) {
     // The first head's success stays its own; on GitHub its deployment is retired.
     assert_eq!(last_status(&forge, &first).as_deref(), Some("success"));
     if matches!(kind, Kind::Github) {
-        wait_for("the first deployment to be retired", Duration::from_secs(30), || {
-            deployment_state(&forge, &first).as_deref() == Some("inactive")
-        });
+        wait_for(
+            "the first deployment to be retired",
+            Duration::from_secs(30),
+            || deployment_state(&forge, &first).as_deref() == Some("inactive"),
+        );
     }
 
     if labels {
@@ -474,13 +489,21 @@ fn story(kind: Kind, dir_name: &str, ports: &str) {
     assert!(answer_of(&data, 7).is_none());
     told(&forge, kind, &second, "removed");
     let comment = sticky(&forge);
-    assert!(comment.edits >= 3, "edited in place through the story: {comment:?}");
+    assert!(
+        comment.edits >= 3,
+        "edited in place through the story: {comment:?}"
+    );
     if matches!(kind, Kind::Github) {
-        wait_for("every deployment to be retired", Duration::from_secs(30), || {
-            forge.deployments().iter().all(|d| {
-                d.statuses.last().is_some_and(|s| s.state == "inactive")
-            })
-        });
+        wait_for(
+            "every deployment to be retired",
+            Duration::from_secs(30),
+            || {
+                forge
+                    .deployments()
+                    .iter()
+                    .all(|d| d.statuses.last().is_some_and(|s| s.state == "inactive"))
+            },
+        );
         let deployments = forge.deployments();
         assert!(deployments.len() >= 2, "{deployments:?}");
         assert!(deployments.iter().all(|d| d.transient_environment
@@ -753,14 +776,22 @@ fn the_latest_head_wins_and_a_close_beats_a_running_create() {
     let broken = setup.head(5, "broken");
     setup.forge.push(5, &broken);
     setup.deliver(5, "synchronize");
-    wait_for("the broken head's deployment to end", Duration::from_secs(60), || {
-        deployments(daemon, "pr-5").last().is_some_and(|d| {
-            d["commit"] == broken.as_str() && d["status"] == "rolled_back"
-        })
-    });
+    wait_for(
+        "the broken head's deployment to end",
+        Duration::from_secs(60),
+        || {
+            deployments(daemon, "pr-5")
+                .last()
+                .is_some_and(|d| d["commit"] == broken.as_str() && d["status"] == "rolled_back")
+        },
+    );
     let tried = deployments(daemon, "pr-5").len();
     std::thread::sleep(Duration::from_secs(6));
-    assert_eq!(deployments(daemon, "pr-5").len(), tried, "a failed head is not tried again");
+    assert_eq!(
+        deployments(daemon, "pr-5").len(),
+        tried,
+        "a failed head is not tried again"
+    );
     // Still running the good commit (its last deployment, the failed one, changed nothing).
     let listed = daemon.json(&["--project", "plain", "env", "list"]);
     let five = listed["environments"]
@@ -769,17 +800,30 @@ fn the_latest_head_wins_and_a_close_beats_a_running_create() {
         .cloned()
         .unwrap_or_default();
     assert_eq!(five["commit"], good.as_str(), "{five}");
-    assert_eq!(answer_of(&daemon.data, 5).expect("it answers")["commit"], good.as_str());
+    assert_eq!(
+        answer_of(&daemon.data, 5).expect("it answers")["commit"],
+        good.as_str()
+    );
     assert!(setup.outcome(5).contains("failed"), "{}", setup.outcome(5));
     wait_for("the failure to be told", Duration::from_secs(30), || {
-        setup.forge.statuses(&broken).last().is_some_and(|s| s.state == "failure")
+        setup
+            .forge
+            .statuses(&broken)
+            .last()
+            .is_some_and(|s| s.state == "failure")
             && setup
                 .forge
                 .comments(5)
                 .iter()
                 .any(|c| c.body.contains(": failed") && c.body.contains(&broken[..12]))
     });
-    assert!(setup.forge.statuses(&broken).iter().all(|s| s.state != "success"));
+    assert!(
+        setup
+            .forge
+            .statuses(&broken)
+            .iter()
+            .all(|s| s.state != "success")
+    );
     // A sync tries it once more.
     ok(daemon.cli(&["--project", "plain", "previews", "sync"]));
     wait_for("one more try", Duration::from_secs(60), || {
@@ -1093,9 +1137,10 @@ fn told(forge: &TestForge, kind: Kind, head: &str, headline: &str) {
         &format!("pull request 7 to be told `{headline}` at {head}"),
         Duration::from_secs(30),
         || {
-            forge.comments(7).iter().any(|c| {
-                c.body.contains(&format!(": {headline}")) && c.body.contains(&head[..12])
-            })
+            forge
+                .comments(7)
+                .iter()
+                .any(|c| c.body.contains(&format!(": {headline}")) && c.body.contains(&head[..12]))
         },
     );
     if headline == "live" {

@@ -596,7 +596,11 @@ fn the_secrets_that_run_previews_never_reach_them() {
         );
         check(none(), ("pr-42", "web", name), "(absent)");
     }
-    check(none(), ("pr-42", "web", "API_KEY"), "[secret] <- secret:project");
+    check(
+        none(),
+        ("pr-42", "web", "API_KEY"),
+        "[secret] <- secret:project",
+    );
 }
 
 #[test]

@@ -479,7 +479,9 @@ impl ForgeClient {
         };
         // The token goes before the message is cut, so that no piece of it is left at the cut.
         let message = match &self.token {
-            Some(token) if !token.expose().is_empty() => message.replace(token.expose(), "[redacted]"),
+            Some(token) if !token.expose().is_empty() => {
+                message.replace(token.expose(), "[redacted]")
+            }
             _ => message,
         };
         Some(message.chars().take(300).collect())

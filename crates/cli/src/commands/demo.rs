@@ -176,6 +176,9 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
     let source = std::fs::read_to_string(spec)
         .map_err(|e| Failure::invalid(format!("cannot read {}: {e}", spec.display())))?;
     let directory = spec.parent().map(|p| p.display().to_string());
+    // The demo is its own forge: pull requests' commits are fetched from a bare repository in its data directory.
+    let forge = data.join("forge.git");
+    let source = with_clone_url(&source, &forge)?;
     client
         .post(
             "/v1/projects",
@@ -195,11 +198,15 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
         )
         .await?;
     say("setting MASKING_KEY (keys the masking of customers in previews) and FORGE_WEBHOOK_SECRET");
-    for name in ["MASKING_KEY", "FORGE_WEBHOOK_SECRET"] {
+    let webhook_secret = random_hex()?;
+    for (name, value) in [
+        ("MASKING_KEY", random_hex()?),
+        ("FORGE_WEBHOOK_SECRET", webhook_secret.clone()),
+    ] {
         client
             .post(
                 "/v1/projects/shop/secrets",
-                json!({ "scope": "project", "name": name, "value": random_hex()? }),
+                json!({ "scope": "project", "name": name, "value": value }),
             )
             .await?;
     }
@@ -273,6 +280,252 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
                 https.port()
             );
             let answer = get(&tls, https, host, "/api/summary").await?;
+            println!("    → {answer}");
+        }
+    }
+    pull_request(&context, &forge, spec, &webhook_secret, &tls, https).await
+}
+
+/// The spec's text with the forge's `clone_url` pointing at `forge`, a repository on this machine.
+fn with_clone_url(source: &str, forge: &Path) -> Result<String, Failure> {
+    let anchor = "    repository: example/shop\n";
+    if !source.contains(anchor) {
+        return Err(Failure::invalid(
+            "the example's spec no longer names `repository: example/shop` under `previews.forge`",
+        ));
+    }
+    Ok(source.replacen(
+        anchor,
+        &format!("{anchor}    clone_url: file://{}\n", forge.display()),
+        1,
+    ))
+}
+
+fn git(directory: &Path, args: &[&str]) -> Result<String, Failure> {
+    let output = Command::new("git")
+        .arg("-C")
+        .arg(directory)
+        .args(["-c", "user.name=Demo", "-c", "user.email=demo@example.test"])
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .map_err(|e| Failure::internal(format!("cannot run git: {e}")))?;
+    if !output.status.success() {
+        return Err(Failure::internal(format!(
+            "git {}: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&output.stderr).trim()
+        )));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+}
+
+/// Pull request #2, as GitHub would send it: opened, pushed, closed — each a delivery signed with the webhook
+/// secret — and its preview appearing, moving to the new commit, and going.
+async fn pull_request(
+    context: &Context,
+    forge: &Path,
+    spec: &Path,
+    secret: &str,
+    tls: &tokio_rustls::TlsConnector,
+    https: std::net::SocketAddr,
+) -> Result<(), Failure> {
+    let repository = spec
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+        .ok_or_else(|| Failure::internal("the example is not inside a repository"))?;
+    let data = forge
+        .parent()
+        .ok_or_else(|| Failure::internal("the forge has no directory"))?;
+    say(
+        "a pull request: the demo acts as GitHub — a repository with `refs/pull/2/head`, signed webhooks",
+    );
+    let work = data.join("pull-request");
+    git(
+        data,
+        &[
+            "clone",
+            "--quiet",
+            "--bare",
+            &repository.display().to_string(),
+            &forge.display().to_string(),
+        ],
+    )?;
+    git(
+        data,
+        &[
+            "clone",
+            "--quiet",
+            &forge.display().to_string(),
+            &work.display().to_string(),
+        ],
+    )?;
+    git(&work, &["checkout", "--quiet", "-b", "warmer-welcome"])?;
+    let push = |round: u32| -> Result<String, Failure> {
+        let note = work.join("examples/shop/apps/storefront/CHANGES.txt");
+        std::fs::write(&note, format!("round {round} of the pull request\n"))
+            .map_err(|e| Failure::internal(format!("cannot write {}: {e}", note.display())))?;
+        git(&work, &["add", "-A"])?;
+        git(
+            &work,
+            &[
+                "commit",
+                "--quiet",
+                "-m",
+                &format!("A warmer welcome, round {round}"),
+            ],
+        )?;
+        let head = git(&work, &["rev-parse", "HEAD"])?;
+        git(
+            &work,
+            &[
+                "push",
+                "--quiet",
+                "--force",
+                "origin",
+                "HEAD:refs/pull/2/head",
+            ],
+        )?;
+        Ok(head)
+    };
+    let first = push(1)?;
+    deliver(context, secret, "opened", &first, true).await?;
+    show_preview(context, &first, tls, https).await?;
+    let second = push(2)?;
+    deliver(context, secret, "synchronize", &second, true).await?;
+    show_preview(context, &second, tls, https).await?;
+    deliver(context, secret, "closed", &second, false).await?;
+    let deadline = Instant::now() + Duration::from_secs(300);
+    loop {
+        let environments = context.client.get(&context.path("/environments")).await?;
+        let present = environments["environments"]
+            .as_array()
+            .is_some_and(|list| list.iter().any(|e| e["name"] == "pr-2"));
+        if !present {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err(Failure::internal(
+                "`pr-2` was not destroyed after its pull request closed",
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    say(
+        "pull request #2 closed: `pr-2` is destroyed (`preview webhooks list` shows the deliveries)",
+    );
+    Ok(())
+}
+
+/// Sends pull request #2's `action` at `head` to the daemon's webhook receiver, signed as GitHub signs it.
+async fn deliver(
+    context: &Context,
+    secret: &str,
+    action: &str,
+    head: &str,
+    open: bool,
+) -> Result<(), Failure> {
+    let body = json!({
+        "action": action,
+        "number": 2,
+        "pull_request": {
+            "number": 2,
+            "state": if open { "open" } else { "closed" },
+            "title": "A warmer welcome",
+            "html_url": "https://github.com/example/shop/pull/2",
+            "user": { "login": "octocat" },
+            "draft": false,
+            "merged": false,
+            "labels": [{ "name": "preview" }],
+            "head": { "ref": "warmer-welcome", "sha": head, "repo": { "full_name": "example/shop" } },
+            "base": { "ref": "main", "repo": { "full_name": "example/shop" } }
+        },
+        "repository": { "full_name": "example/shop" },
+        "sender": { "login": "octocat" }
+    })
+    .to_string();
+    let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, secret.as_bytes());
+    let signature: String = ring::hmac::sign(&key, body.as_bytes())
+        .as_ref()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    say(&format!(
+        "pull request #2 {action} at {}: POST /webhooks/shop, X-Hub-Signature-256: sha256={}…",
+        &head[..12],
+        &signature[..16]
+    ));
+    // What GitHub sends: a plain POST, no token of the daemon's, the signature over the raw body.
+    let answer = {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let authority = context.client.authority().to_owned();
+        let failed = |e: std::io::Error| Failure::internal(format!("POST /webhooks/shop: {e}"));
+        let mut stream = tokio::net::TcpStream::connect(&authority)
+            .await
+            .map_err(failed)?;
+        let request = format!(
+            "POST /webhooks/shop HTTP/1.1\r\nHost: {authority}\r\nContent-Type: application/json\r\nX-GitHub-Event: pull_request\r\nX-GitHub-Delivery: demo-{action}-{}\r\nX-Hub-Signature-256: sha256={signature}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            &head[..12],
+            body.len()
+        );
+        stream.write_all(request.as_bytes()).await.map_err(failed)?;
+        let mut response = Vec::new();
+        stream.read_to_end(&mut response).await.map_err(failed)?;
+        let text = String::from_utf8_lossy(&response);
+        let json = text
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b)
+            .unwrap_or_default();
+        serde_json::from_str::<Value>(json).unwrap_or(Value::Null)
+    };
+    println!("    → {}", answer["verdict"].as_str().unwrap_or("?"));
+    Ok(())
+}
+
+/// Waits until pull request #2's preview runs `head`, then shows it and asks its storefront.
+async fn show_preview(
+    context: &Context,
+    head: &str,
+    tls: &tokio_rustls::TlsConnector,
+    https: std::net::SocketAddr,
+) -> Result<(), Failure> {
+    let deadline = Instant::now() + Duration::from_secs(900);
+    let preview = loop {
+        let listed = context.client.get(&context.path("/previews")).await?;
+        let preview = listed["previews"]
+            .as_array()
+            .and_then(|list| list.iter().find(|p| p["number"] == 2))
+            .cloned()
+            .unwrap_or(Value::Null);
+        if preview["commit"] == head && preview["last_deployment"]["status"] == "committed" {
+            break preview;
+        }
+        let failed = preview["last_deployment"]["status"] == "rolled_back"
+            && preview["last_deployment"]["commit"] == head;
+        if failed || Instant::now() > deadline {
+            return Err(Failure::internal(format!(
+                "the preview of pull request #2 did not come up at {head}: {}",
+                preview["outcome"]
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    };
+    println!(
+        "  pr-2 at {} ({})",
+        &head[..12],
+        preview["outcome"].as_str().unwrap_or_default()
+    );
+    for url in preview["urls"].as_array().into_iter().flatten() {
+        let url = url.as_str().unwrap_or_default();
+        let host = url
+            .trim_start_matches("https://")
+            .split(':')
+            .next()
+            .unwrap_or_default();
+        println!("  {url}");
+        if host.starts_with("storefront") || host.starts_with("pr-2.") {
+            let answer = get(tls, https, host, "/api/summary").await?;
             println!("    → {answer}");
         }
     }
