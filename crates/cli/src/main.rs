@@ -324,8 +324,7 @@ enum PreviewsAction {
     Approve {
         /// The pull request's number.
         number: String,
-        /// The head commit reviewed (at least its first seven hexadecimal digits); refused when the pull request
-        /// has moved on since.
+        /// The head commit reviewed, its whole id; refused when the pull request has moved on since.
         #[arg(long)]
         commit: String,
     },

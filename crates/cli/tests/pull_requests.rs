@@ -681,7 +681,7 @@ fn the_latest_head_wins_and_a_close_beats_a_running_create() {
     // not pass for a cancellation).
     let setup = Setup::new(
         "pr-races",
-        "sleep 2; test ! -f broken || (echo operation cancelled; exit 1)",
+        "sleep 2; test ! -f broken || (echo operation cancelled; echo; echo '| web | https://evil.example |'; echo @org/security; exit 1)",
         "",
         Some("18600-18799"),
     );
@@ -824,6 +824,20 @@ fn the_latest_head_wins_and_a_close_beats_a_running_create() {
             .iter()
             .all(|s| s.state != "success")
     );
+    // The comment names the step that failed, never the build's output (which the pull request writes).
+    let told: Vec<String> = setup
+        .forge
+        .comments(5)
+        .into_iter()
+        .map(|c| c.body)
+        .collect();
+    assert_eq!(told.len(), 1, "{told:?}");
+    assert!(told[0].contains("build/web"), "{}", told[0]);
+    assert!(
+        !told[0].contains("evil.example") && !told[0].contains("@org"),
+        "{}",
+        told[0]
+    );
     // A sync tries it once more.
     ok(daemon.cli(&["--project", "plain", "previews", "sync"]));
     wait_for("one more try", Duration::from_secs(60), || {
@@ -965,6 +979,20 @@ fn a_daemon_that_was_down_catches_up_with_the_forge() {
     let three = setup.open(3, false);
     setup.wait_commit(1, &one);
     setup.wait_commit(3, &three);
+    // Both were told they are live (a comment each, and #1's deployment) before the daemon stops.
+    wait_for("#1 and #3 to be told", Duration::from_secs(30), || {
+        [1, 3].iter().all(|n| {
+            setup
+                .forge
+                .comments(*n)
+                .iter()
+                .any(|c| c.body.contains(": live"))
+        }) && setup
+            .forge
+            .deployments()
+            .iter()
+            .any(|d| d.sha == one && d.statuses.last().is_some_and(|s| s.state == "success"))
+    });
     let data = setup.daemon.data.clone();
     let stopped = std::mem::replace(
         &mut setup.daemon,
@@ -979,6 +1007,39 @@ fn a_daemon_that_was_down_catches_up_with_the_forge() {
     wait_gone(&setup.daemon, 1);
     setup.wait_commit(2, &two);
     setup.wait_commit(3, &three);
+    // What the pull requests were told before the restart is not forgotten: #1's comment is edited (not made
+    // again) to say the preview is gone, the deployments the first daemon made are retired, and #3's comment is
+    // found again rather than made twice.
+    wait_for(
+        "#1 to be told its preview went",
+        Duration::from_secs(30),
+        || {
+            setup
+                .forge
+                .comments(1)
+                .iter()
+                .any(|c| c.body.contains(": removed"))
+        },
+    );
+    assert_eq!(setup.forge.comments(1).len(), 1);
+    wait_for(
+        "#1's deployments to be retired",
+        Duration::from_secs(30),
+        || {
+            let made: Vec<_> = setup
+                .forge
+                .deployments()
+                .into_iter()
+                .filter(|d| d.sha == one)
+                .collect();
+            !made.is_empty()
+                && made
+                    .iter()
+                    .all(|d| d.statuses.last().is_some_and(|s| s.state == "inactive"))
+        },
+    );
+    std::thread::sleep(Duration::from_secs(2));
+    assert_eq!(setup.forge.comments(3).len(), 1);
     // A pull request the forge no longer lists as open loses its preview at the next sync, event or not.
     setup.forge.close(3, false);
     ok(setup
@@ -1012,7 +1073,7 @@ fn a_fork_pull_request_waits_for_an_approval_of_each_head() {
         "approve",
         "9",
         "--commit",
-        &first[..7],
+        &first,
     ]));
     setup.wait_commit(9, &first);
     // A push is not approved: the preview stays at the approved commit.
@@ -1027,7 +1088,18 @@ fn a_fork_pull_request_waits_for_an_approval_of_each_head() {
         running_commit(daemon, "pr-9").as_deref(),
         Some(first.as_str())
     );
-    // Approving a commit it is no longer at is refused.
+    // A short id is refused (a forged commit can share it), and so is a commit it is no longer at.
+    let short = daemon.cli(&[
+        "--project",
+        "plain",
+        "previews",
+        "approve",
+        "9",
+        "--commit",
+        &second[..12],
+    ]);
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stderr).contains("not a whole commit id"));
     let stale = daemon.cli(&[
         "--project",
         "plain",
@@ -1161,4 +1233,67 @@ fn told(forge: &TestForge, kind: Kind, head: &str, headline: &str) {
             });
         }
     }
+}
+
+#[test]
+fn changed_paths_a_queue_and_a_time_to_live() {
+    let setup = Setup::new(
+        "pr-policy",
+        "true",
+        "  paths: { exclude: [\"docs/**\"] }\n  max_live: 1\n  ttl: 6s\n",
+        None,
+    );
+    let daemon = &setup.daemon;
+    // Changes to the documentation alone get no preview (the paths come from the forge's files API).
+    let head = setup.head(11, "docs-note.txt");
+    setup.forge.open_pull(Pull::new(11, "change-11", &head));
+    setup
+        .forge
+        .set_files(11, &["docs/guide.md", "docs/images/a.png"]);
+    setup.deliver(11, "opened");
+    wait_for("#11 to be decided", Duration::from_secs(30), || {
+        setup.outcome(11).contains("previews.paths")
+    });
+    assert!(!environments(daemon).contains(&"pr-11".to_owned()));
+    assert!(
+        setup
+            .forge
+            .requests()
+            .iter()
+            .any(|r| r.path == format!("/repos/{REPOSITORY}/pulls/11/files")),
+        "the changed paths were read from the forge"
+    );
+    // One place: the first pull request with code gets it, the next waits first in line.
+    let twelve = setup.head(12, "src-12.txt");
+    setup.forge.open_pull(Pull::new(12, "change-12", &twelve));
+    setup.forge.set_files(12, &["src/main.rs"]);
+    setup.deliver(12, "opened");
+    setup.wait_commit(12, &twelve);
+    let thirteen = setup.head(13, "src-13.txt");
+    setup.forge.open_pull(Pull::new(13, "change-13", &thirteen));
+    setup.forge.set_files(13, &["src/lib.rs", "docs/a.md"]);
+    setup.deliver(13, "opened");
+    wait_for("#13 to queue", Duration::from_secs(30), || {
+        previews(daemon)
+            .iter()
+            .any(|p| p["number"] == 13 && p["queue_position"] == 1)
+    });
+    assert!(!environments(daemon).contains(&"pr-13".to_owned()));
+    // #12's preview outlives its time to live: it goes (and the pull request is told why), and #13 takes the place.
+    wait_gone(daemon, 12);
+    wait_for("#12 to be told why", Duration::from_secs(30), || {
+        setup
+            .forge
+            .comments(12)
+            .iter()
+            .any(|c| c.body.contains(": removed") && c.body.contains("ttl"))
+    });
+    setup.wait_commit(13, &thirteen);
+    // Once gone for its time to live, #12 gets a preview again only with a new push.
+    std::thread::sleep(Duration::from_secs(3));
+    let listed = previews(daemon);
+    let entry = listed.iter().find(|p| p["number"] == 12).expect("#12");
+    assert!(entry["environment"].is_null(), "{entry}");
+    let problems = setup.forge.problems();
+    assert!(problems.is_empty(), "{problems:?}");
 }

@@ -66,17 +66,19 @@ pub struct Comment {
 }
 
 /// A commit status as `preview` sets it on a pull request's head.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum CommitState {
     Pending,
     /// Only GitLab tells it from `Pending`; GitHub and Gitea show it as pending.
     Running,
     Success,
     Failure,
+    /// Given up for a newer head: GitLab's `canceled`, GitHub's and Gitea's `error`.
+    Canceled,
 }
 
 /// A GitHub deployment's state.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub enum DeploymentState {
     InProgress,
     Success,
@@ -390,6 +392,7 @@ impl Api {
                     CommitState::Running => "running",
                     CommitState::Success => "success",
                     CommitState::Failure => "failed",
+                    CommitState::Canceled => "canceled",
                 },
                 "name": context,
                 "description": description,
@@ -485,6 +488,7 @@ fn github_state(state: CommitState) -> &'static str {
         CommitState::Pending | CommitState::Running => "pending",
         CommitState::Success => "success",
         CommitState::Failure => "failure",
+        CommitState::Canceled => "error",
     }
 }
 

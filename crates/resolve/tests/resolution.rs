@@ -699,3 +699,61 @@ fn previews_are_marked_and_carry_their_totals() {
     assert_eq!(preview.limits, clone.limits);
     assert_eq!(preview.limits.processes, Some(4096));
 }
+
+#[test]
+fn an_external_servers_admin_url_and_a_masking_key_never_reach_previews() {
+    let spec = r#"
+project: shop
+secrets: [ADMIN_URL, MASK_KEY, OTHER]
+services:
+  web:
+    run: ./web
+    ports: [8080]
+  db:
+    type: database
+    engine: postgres
+    version: 16
+    mode: external
+    admin_url: ADMIN_URL
+    clone: { policy: empty }
+    masking: { key: MASK_KEY, tables: { customers: { email: email } } }
+environments:
+  staging: {}
+previews:
+  blueprint: staging
+  overrides:
+    services:
+      db:
+        clone: { policy: masked, from: staging }
+"#;
+    let variables = |environment: &str| {
+        let (spec, env) = if environment == "staging" {
+            let spec =
+                preview_spec::parse_spec("shop.yaml", spec).unwrap_or_else(|e| panic!("{e}"));
+            let env = spec.environments["staging"].clone();
+            (spec, env)
+        } else {
+            preview_spec::clone_environment("shop.yaml", spec, "staging", environment)
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let context = Context {
+            based_on: (environment != "staging").then(|| "staging".to_owned()),
+            ..Context::default()
+        };
+        let resolved =
+            resolve_environment(&spec, &env, &context).unwrap_or_else(|e| panic!("{e:?}"));
+        resolved.services["web"]
+            .variables
+            .keys()
+            .cloned()
+            .collect::<Vec<String>>()
+    };
+    let staging = variables("staging");
+    let preview = variables("pr-3");
+    for name in ["ADMIN_URL", "MASK_KEY", "OTHER"] {
+        assert!(staging.contains(&name.to_owned()), "{name} in {staging:?}");
+    }
+    assert!(preview.contains(&"OTHER".to_owned()), "{preview:?}");
+    assert!(!preview.contains(&"ADMIN_URL".to_owned()), "{preview:?}");
+    assert!(!preview.contains(&"MASK_KEY".to_owned()), "{preview:?}");
+}

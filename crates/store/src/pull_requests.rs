@@ -22,7 +22,7 @@ pub struct Observation {
     pub confirmed: bool,
 }
 
-const COLUMNS: &str = "project, number, version, state, open, head, confirmed, observed_at, claimed, claimed_at, approved_head, expired_head, failed_head, paths_head, paths, outcome";
+const COLUMNS: &str = "project, number, version, state, open, head, confirmed, observed_at, claimed, claimed_at, approved_head, expired_head, failed_head, paths_head, paths, outcome, feedback";
 
 impl Store {
     /// The statement that writes an observation of an event, whatever was seen before.
@@ -117,6 +117,7 @@ impl Store {
                     paths_head: optional_text(row, 13)?,
                     paths: optional_text(row, 14)?,
                     outcome: text(row, 15)?,
+                    feedback: optional_text(row, 16)?,
                 })
             })
             .collect()
@@ -150,6 +151,21 @@ impl Store {
             .must_change(),
         ])
         .await
+    }
+
+    /// Keeps what a pull request was told through its forge.
+    pub async fn set_pull_request_feedback(
+        &self,
+        project: &str,
+        number: i64,
+        feedback: &str,
+    ) -> Result<()> {
+        self.changed(vec![Statement::new(
+            "UPDATE pull_requests SET feedback = $1 WHERE project = $2 AND number = $3",
+            vec![feedback.into(), project.into(), number.into()],
+        )])
+        .await?;
+        Ok(())
     }
 
     /// Records a maintainer's approval of a pull request's head; false when the pull request is not known.

@@ -93,6 +93,8 @@ pub struct PullRequestRecord {
     pub paths: Option<String>,
     /// What the reconciler last decided, for people.
     pub outcome: String,
+    /// What the pull request was told through its forge (JSON, the daemon's own shape).
+    pub feedback: Option<String>,
 }
 
 /// Declares an enum stored as snake_case text, with its conversions.

@@ -171,4 +171,7 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
         paths TEXT,
         outcome TEXT NOT NULL DEFAULT '',
         PRIMARY KEY (project, number))"],
+    // What each pull request was told through its forge (its comment, the statuses and deployments sent), so that a
+    // restarted daemon edits the same comment and retires the deployments it made before.
+    &["ALTER TABLE pull_requests ADD COLUMN feedback TEXT"],
 ];

@@ -1208,6 +1208,11 @@ async fn pull_requests_keep_the_newest_observation_and_the_reconcilers_marks(sto
     assert_eq!(seen[0].head, "a2");
     assert!(seen[0].claimed);
     assert_eq!(seen[0].claimed_at, Some(5));
+    // What the pull request was told is kept apart, whatever is observed or marked.
+    store
+        .set_pull_request_feedback("shop", 7, "{\"comment\":42}")
+        .await
+        .expect("feedback");
     assert_eq!(seen[0].outcome, "deploying a1");
     assert!(
         store
@@ -1224,6 +1229,7 @@ async fn pull_requests_keep_the_newest_observation_and_the_reconcilers_marks(sto
         (seen[0].open, seen[0].confirmed, seen[0].claimed),
         (false, true, true)
     );
+    assert_eq!(seen[0].feedback.as_deref(), Some("{\"comment\":42}"));
     // An approval is of one head; a pull request nobody knows cannot be approved.
     assert!(
         store

@@ -57,8 +57,8 @@ pub async fn list(context: &Context) -> Result<(), Failure> {
     }
     let now = answer["now"].as_i64().unwrap_or_default();
     println!(
-        "{:<6} {:<12} {:<13} {:<5} {:<28} {:<40} WHY",
-        "PR", "STATE", "COMMIT", "AGE", "BRANCH", "URLS"
+        "{:<6} {:<12} {:<13} {:<5} {:<6} {:<28} {:<40} WHY",
+        "PR", "STATE", "COMMIT", "AGE", "IDLE", "BRANCH", "URLS"
     );
     for preview in &previews {
         let commit = preview["commit"]
@@ -66,10 +66,20 @@ pub async fn list(context: &Context) -> Result<(), Failure> {
             .or(preview["head"].as_str())
             .map(short)
             .unwrap_or("-");
-        let age = preview["created_at"]
+        let made = preview["created_at"]
             .as_i64()
             .filter(|_| preview["environment"].is_string())
             .map_or("-".to_owned(), |at| age(now, at));
+        // How long since its last request (or since it was made); `asleep` once it sleeps.
+        let idle = if preview["sleeping"] == true {
+            "asleep".to_owned()
+        } else {
+            preview["last_request_at"]
+                .as_i64()
+                .or(preview["created_at"].as_i64())
+                .filter(|_| preview["environment"].is_string())
+                .map_or("-".to_owned(), |at| age(now, at))
+        };
         let urls: Vec<&str> = preview["urls"]
             .as_array()
             .map(|u| u.iter().filter_map(Value::as_str).collect())
@@ -79,11 +89,12 @@ pub async fn list(context: &Context) -> Result<(), Failure> {
             _ => preview["decision"].as_str().unwrap_or_default(),
         };
         println!(
-            "{:<6} {:<12} {:<13} {:<5} {:<28} {:<40} {}",
+            "{:<6} {:<12} {:<13} {:<5} {:<6} {:<28} {:<40} {}",
             format!("#{}", preview["number"]),
             state_of(preview),
             commit,
-            age,
+            made,
+            idle,
             preview["branch"].as_str().unwrap_or_default(),
             if urls.is_empty() {
                 "-".to_owned()

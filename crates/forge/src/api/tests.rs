@@ -671,6 +671,7 @@ fn github_feedback_requests() {
         (CommitState::Running, "pending"),
         (CommitState::Success, "success"),
         (CommitState::Failure, "failure"),
+        (CommitState::Canceled, "error"),
     ] {
         check_write(
             Some(api.commit_status(sha, state, "preview", "Deploying", None)),
@@ -787,6 +788,7 @@ fn gitlab_feedback_requests() {
         (CommitState::Running, "running"),
         (CommitState::Success, "success"),
         (CommitState::Failure, "failed"),
+        (CommitState::Canceled, "canceled"),
     ] {
         check_write(
             Some(api.commit_status(sha, state, "preview", "Deploying", None)),
@@ -862,6 +864,7 @@ fn gitea_feedback_requests() {
             (CommitState::Running, "pending"),
             (CommitState::Success, "success"),
             (CommitState::Failure, "failure"),
+            (CommitState::Canceled, "error"),
         ] {
             check_write(
                 Some(api.commit_status(&sha, state, "preview", "Deploying", None)),

@@ -13,7 +13,7 @@ use preview_store::{JournalEntry, JournalEvent, Phase};
 use tokio::sync::watch;
 
 use crate::api::SharedState;
-use crate::forge_client::ForgeClient;
+use crate::forge_client::{ForgeClient, ForgeError};
 
 use super::observe::{self, ForgeSettings};
 
@@ -51,6 +51,8 @@ pub(crate) struct Report {
     /// Each phase and how long it took (`None`: not known).
     pub phases: Vec<(&'static str, Option<i64>)>,
     pub total_ms: Option<i64>,
+    /// For a failed deployment: the step that failed (a resource id of the plan, never its output).
+    pub failed_step: Option<String>,
 }
 
 /// A pull request: its project and number.
@@ -95,6 +97,22 @@ impl Feedback {
             .copied()
     }
 
+    /// Forgets a pull request whose removal was written: its writer ended.
+    fn forget(&self, id: &PullId) {
+        self.writers
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        self.keys
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(id);
+        self.fetches
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .retain(|(project, number, _), _| (project, number) != (&id.0, &id.1));
+    }
+
     /// Hands `report` to the pull request's writer, starting one when there is none.
     pub(crate) fn send(&self, state: &SharedState, report: Report) {
         let id = (report.project.clone(), report.number);
@@ -123,6 +141,37 @@ fn short(commit: &str) -> &str {
     commit.get(..12).unwrap_or(commit)
 }
 
+/// Text from a pull request (a branch name in a reason, say) as one inert line of Markdown: no heading, link, image,
+/// table, HTML or mention can come of it.
+fn escape(text: &str) -> String {
+    let mut escaped = String::new();
+    for c in text.chars().filter(|c| !c.is_control()).take(300) {
+        match c {
+            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '.'
+            | '!' | '|' | '<' | '>' | '~' | '=' | ':' | '&' => {
+                escaped.push('\\');
+                escaped.push(c);
+            }
+            // A zero-width space keeps `@team` from mentioning anyone.
+            '@' => escaped.push_str("@\u{200b}"),
+            c => escaped.push(c),
+        }
+    }
+    escaped
+}
+
+/// What a failed report says failed: the step, named by its resource, or that the deployment could not start — never
+/// the step's output, which is the pull request's to write.
+fn failure(report: &Report) -> String {
+    match (&report.failed_step, &report.key.deployment) {
+        (Some(step), _) => format!("failed at step {step}"),
+        (None, Some(_)) => "the deployment failed".to_owned(),
+        (None, None) => {
+            "the deployment could not start; `preview previews list` says why".to_owned()
+        }
+    }
+}
+
 fn seconds(ms: i64) -> String {
     format!("{:.2} s", ms as f64 / 1000.0)
 }
@@ -149,14 +198,25 @@ pub(crate) fn render(report: &Report) -> String {
     }
     text.push_str("\n\n");
     match key.stage {
-        Stage::Waiting => text.push_str(&format!("No preview yet: {}.\n", key.why)),
-        Stage::Deploying => text.push_str("Deploying this commit; this comment changes when it is done.\n"),
-        Stage::Failed => text.push_str(&format!(
-            "The deployment failed: {}. Its log: `preview deployment show {}`. The preview, if it ran before, still runs its earlier commit.\n",
-            key.why,
-            key.deployment.as_deref().unwrap_or("?")
-        )),
-        Stage::Removed => text.push_str(&format!("The preview was removed: {}.\n", key.why)),
+        Stage::Waiting => text.push_str(&format!("No preview yet: {}.\n", escape(&key.why))),
+        Stage::Deploying => {
+            text.push_str("Deploying this commit; this comment changes when it is done.\n")
+        }
+        Stage::Failed => {
+            text.push_str(&format!(
+                "This commit's deployment {}.",
+                escape(&failure(report))
+            ));
+            if let Some(deployment) = &key.deployment {
+                text.push_str(&format!(
+                    " Its log: `preview deployment show {deployment}`."
+                ));
+            }
+            text.push_str(" The preview, if it ran before, still runs its earlier commit.\n");
+        }
+        Stage::Removed => {
+            text.push_str(&format!("The preview was removed: {}.\n", escape(&key.why)))
+        }
         Stage::Live => {}
     }
     if key.stage == Stage::Live && !report.urls.is_empty() {
@@ -229,45 +289,102 @@ pub(crate) fn phases(
     (phases, total)
 }
 
-/// Writes the latest report of one pull request until there is nothing more to write.
+/// Writes the latest report of one pull request until there is nothing more to write: once the preview is removed
+/// and that is written, the writer ends and forgets the pull request.
 async fn write_loop(state: SharedState, mut receiver: watch::Receiver<Option<Report>>) {
-    let mut written = Written::default();
+    let mut written: Option<Written> = None;
     let mut pause = Duration::from_secs(1);
     loop {
         let Some(report) = receiver.borrow_and_update().clone() else {
             return;
         };
-        match write(&state, &report, &mut written).await {
-            Ok(()) => pause = Duration::from_secs(1),
+        let id = (report.project.clone(), report.number);
+        let known = match written.take() {
+            Some(known) => known,
+            None => Written::load(&state, &report).await,
+        };
+        let mut now = known;
+        match write(&state, &report, &mut now).await {
+            Ok(()) => {
+                pause = Duration::from_secs(1);
+                now.save(&state, &report).await;
+                if report.key.stage == Stage::Removed && !receiver.has_changed().unwrap_or(false) {
+                    state.previews.feedback.forget(&id);
+                    return;
+                }
+            }
             Err(error) => {
+                now.save(&state, &report).await;
                 eprintln!(
                     "preview daemon: previews of `{}`: cannot tell pull request #{} ({error}); trying again in {} s",
                     report.project,
                     report.number,
                     pause.as_secs()
                 );
-                tokio::time::sleep(pause).await;
+                // A newer report does not wait for the pause to end.
+                tokio::select! {
+                    () = tokio::time::sleep(pause) => {}
+                    changed = receiver.changed() => if changed.is_err() { return },
+                }
                 pause = (pause * 2).min(Duration::from_secs(300));
                 // The latest report is written next, whether or not it changed meanwhile.
                 receiver.mark_changed();
             }
         }
+        written = Some(now);
         if receiver.changed().await.is_err() {
             return;
         }
     }
 }
 
-/// What one writer has told the forge, so that it neither repeats itself nor forgets a deployment to retire.
-#[derive(Default)]
+/// What a pull request was told through its forge, kept in the store so that a restarted daemon edits the same
+/// comment and retires the deployments it made before.
+#[derive(Default, serde::Serialize, serde::Deserialize)]
 struct Written {
+    #[serde(skip)]
     bot: Option<String>,
     comment: Option<u64>,
+    #[serde(skip)]
     comment_text: Option<String>,
     /// The last commit status sent per head.
     statuses: HashMap<String, CommitState>,
     /// GitHub's deployment per head, and the last state each was given.
     deployments: HashMap<String, (u64, Option<DeploymentState>)>,
+}
+
+impl Written {
+    async fn load(state: &SharedState, report: &Report) -> Written {
+        state
+            .store
+            .pull_requests(&report.project)
+            .await
+            .ok()
+            .and_then(|records| {
+                records
+                    .into_iter()
+                    .find(|r| r.number == report.number as i64)?
+                    .feedback
+            })
+            .and_then(|text| serde_json::from_str(&text).ok())
+            .unwrap_or_default()
+    }
+
+    async fn save(&self, state: &SharedState, report: &Report) {
+        let Ok(text) = serde_json::to_string(self) else {
+            return;
+        };
+        if let Err(error) = state
+            .store
+            .set_pull_request_feedback(&report.project, report.number as i64, &text)
+            .await
+        {
+            eprintln!(
+                "preview daemon: previews of `{}`: cannot keep what pull request #{} was told: {error}",
+                report.project, report.number
+            );
+        }
+    }
 }
 
 async fn client(state: &SharedState, project: &str) -> Result<Option<ForgeClient>, String> {
@@ -288,6 +405,18 @@ async fn client(state: &SharedState, project: &str) -> Result<Option<ForgeClient
     observe::client(state, project, &settings).await.map(Some)
 }
 
+/// GitLab refuses a status its commit already has ("Cannot transition status via :run from :running"): that one
+/// was written before.
+fn already_set(error: &ForgeError) -> bool {
+    matches!(error, ForgeError::Refused { status: 400, message: Some(message), .. }
+        if message.contains("Cannot transition status"))
+}
+
+/// The commit status's description: the forges' shortest limit (GitHub's 140 characters) for all.
+fn description(text: &str) -> String {
+    text.chars().take(140).collect()
+}
+
 async fn write(state: &SharedState, report: &Report, written: &mut Written) -> Result<(), String> {
     let Some(client) = client(state, &report.project).await? else {
         return Ok(());
@@ -296,14 +425,6 @@ async fn write(state: &SharedState, report: &Report, written: &mut Written) -> R
     // The sticky comment: edited in place, made once.
     let text = render(report);
     if written.comment_text.as_deref() != Some(text.as_str()) {
-        let bot = match &written.bot {
-            Some(bot) => bot.clone(),
-            None => {
-                let bot = client.current_user().await.map_err(|e| e.to_string())?;
-                written.bot = Some(bot.clone());
-                bot
-            }
-        };
         let mut edited = false;
         if let Some(id) = written.comment {
             edited = client
@@ -313,13 +434,21 @@ async fn write(state: &SharedState, report: &Report, written: &mut Written) -> R
                 .is_some();
         }
         if !edited {
+            // The bot's user, when the token may say who it is (an installation token may not): its comment with
+            // the marker is found again; without it, a comment is made and its id kept.
+            if written.bot.is_none() {
+                written.bot = client.current_user().await.ok();
+            }
             let marker = marker(&report.project);
-            let found = client
-                .comments(report.number)
-                .await
-                .map_err(|e| e.to_string())?
-                .into_iter()
-                .find(|c| c.author == bot && c.body.contains(&marker));
+            let found = match &written.bot {
+                Some(bot) => client
+                    .comments(report.number)
+                    .await
+                    .map_err(|e| e.to_string())?
+                    .into_iter()
+                    .find(|c| c.author == *bot && c.body.contains(&marker)),
+                None => None,
+            };
             let id = match found {
                 Some(comment) => {
                     client
@@ -340,30 +469,52 @@ async fn write(state: &SharedState, report: &Report, written: &mut Written) -> R
         }
         written.comment_text = Some(text);
     }
+    // Heads given up for this one: a status still running ends as canceled, a deployment in progress as inactive.
+    let superseded: Vec<String> = written
+        .statuses
+        .iter()
+        .filter(|(head, state)| **head != key.head && **state == CommitState::Running)
+        .map(|(head, _)| head.clone())
+        .collect();
+    let context = format!("preview/{}", report.project);
+    for head in superseded {
+        let described = description(&format!("superseded by commit {}", short(&key.head)));
+        match client
+            .set_status(&head, CommitState::Canceled, &context, &described, None)
+            .await
+        {
+            Ok(()) => {}
+            Err(error) if already_set(&error) => {}
+            Err(error) => return Err(error.to_string()),
+        }
+        written.statuses.insert(head, CommitState::Canceled);
+    }
     // The head's commit status.
     let url = report.urls.first().map(|(_, url)| url.as_str());
-    let (status, description) = match key.stage {
-        Stage::Waiting => (None, String::new()),
+    let (status, described) = match key.stage {
+        Stage::Waiting | Stage::Removed => (None, String::new()),
         Stage::Deploying => (
             Some(CommitState::Running),
             "deploying the preview".to_owned(),
         ),
         Stage::Live => (
             Some(CommitState::Success),
-            format!("live: {}", url.unwrap_or("no public URL")),
+            description(&format!("live: {}", url.unwrap_or("no public URL"))),
         ),
-        Stage::Failed => (Some(CommitState::Failure), format!("failed: {}", key.why)),
-        Stage::Removed => (None, String::new()),
+        Stage::Failed => (Some(CommitState::Failure), description(&failure(report))),
     };
     if let Some(status) = status
         && written.statuses.get(&key.head) != Some(&status)
     {
-        let context = format!("preview/{}", report.project);
         let target = if key.stage == Stage::Live { url } else { None };
-        client
-            .set_status(&key.head, status, &context, &description, target)
+        match client
+            .set_status(&key.head, status, &context, &described, target)
             .await
-            .map_err(|e| e.to_string())?;
+        {
+            Ok(()) => {}
+            Err(error) if already_set(&error) => {}
+            Err(error) => return Err(error.to_string()),
+        }
         written.statuses.insert(key.head.clone(), status);
     }
     // GitHub's deployments: one per head, retired when the preview goes.
@@ -393,19 +544,23 @@ async fn write(state: &SharedState, report: &Report, written: &mut Written) -> R
             if entry.1 != Some(wanted) {
                 let environment_url = if key.stage == Stage::Live { url } else { None };
                 client
-                    .set_deployment_status(id, wanted, environment_url, None, &description)
+                    .set_deployment_status(id, wanted, environment_url, None, &described)
                     .await
                     .map_err(|e| e.to_string())?;
                 entry.1 = Some(wanted);
             }
         }
     }
-    // Every deployment of another head, or of any head once the preview is gone, is inactive.
+    // Retired: every deployment once the preview is gone; those of other heads once a newer one is live, and a
+    // deployment of another head that never became live as soon as it is given up.
     let retire: Vec<(String, u64)> = written
         .deployments
         .iter()
         .filter(|(head, (_, last))| {
-            (key.stage == Stage::Removed || (key.stage == Stage::Live && **head != key.head))
+            let other = **head != key.head;
+            (key.stage == Stage::Removed
+                || (other && key.stage == Stage::Live)
+                || (other && *last == Some(DeploymentState::InProgress)))
                 && *last != Some(DeploymentState::Inactive)
         })
         .map(|(head, (id, _))| (head.clone(), *id))

@@ -207,6 +207,19 @@ async fn reconcile(state: &SharedState, project: &ProjectRecord) -> Result<(), S
     let seen = decide::seen(&records);
     let now = state.store.now().await.map_err(store_error)?;
     let verdicts = decide(policy, &seen, now);
+    // What only a webhook said waits for the forge to confirm it, when the forge can be asked: acting on it could
+    // deploy a head an older event named after a newer one.
+    let can_ask = pass.forge.as_ref().is_some_and(|f| {
+        f.kind != ForgeKind::Local
+            && f.token.is_some()
+            && !state
+                .previews
+                .paused
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(&project.name)
+                .is_some_and(|(until, _)| Instant::now() < *until)
+    });
     let environments: HashMap<String, EnvironmentRecord> = state
         .store
         .environments(&project.name)
@@ -225,6 +238,11 @@ async fn reconcile(state: &SharedState, project: &ProjectRecord) -> Result<(), S
         .map(|d| (d.environment.clone(), d))
         .collect();
     for (pr, verdict) in seen.iter().zip(&verdicts) {
+        if can_ask && !pr.record.confirmed {
+            // The forge is asked next pass, at once (the webhook woke the reconciler).
+            state.previews.wake();
+            continue;
+        }
         let name = PreviewPolicy::environment_name(pr.record.number as u64);
         if let Err(error) = act(
             &pass,
@@ -497,15 +515,13 @@ async fn act(
                             && last.operation != Operation::Delete
                             && at_head(&last)
                             && last.status != DeploymentStatus::Committed
-                            && !state.previews.was_cancelled(&last.id) =>
+                            && !gave_up(state, &last) =>
                     {
-                        // Remembered in the store: not tried again at this head, even after a restart.
-                        marks.failed_head = Some(head.clone());
                         let reason = last
                             .reason
                             .as_deref()
                             .unwrap_or("see `preview deployment show`");
-                        told = tell(feedback::Stage::Failed, head, Some(&last.id), reason);
+                        told = tell(feedback::Stage::Failed, head, Some(&last.id), "");
                         format!(
                             "deployment {} of {} failed: {reason}; push again or run `preview previews sync` to try again",
                             last.id,
@@ -513,7 +529,7 @@ async fn act(
                         )
                     }
                     _ if !pass.retry && marks.failed_head.as_deref() == Some(head.as_str()) => {
-                        told = tell(feedback::Stage::Failed, head, None, &record.outcome);
+                        told = tell(feedback::Stage::Failed, head, None, "");
                         record.outcome.clone()
                     }
                     _ => match deploy(pass, pr, head, environment, &mut marks).await {
@@ -537,7 +553,7 @@ async fn act(
                         }
                         Err(error) => {
                             marks.failed_head = Some(head.clone());
-                            told = tell(feedback::Stage::Failed, head, None, &error);
+                            told = tell(feedback::Stage::Failed, head, None, "");
                             log(
                                 project,
                                 &format!("cannot deploy `{name}` at {}: {error}", short(head)),
@@ -622,6 +638,18 @@ async fn act(
     Ok(())
 }
 
+/// Whether a deployment that did not commit was given up rather than failed: cancelled (by the reconciler for a
+/// newer head or a close — it knows its own by id —, or by anyone: the engine's reason is then exactly
+/// `cancelled`), or rolled back because the daemon stopped during it. Such a head is deployed again; a failed one is
+/// not. A step's own failure never reads like these: its reason is the runtime's message.
+fn gave_up(state: &SharedState, deployment: &DeploymentRecord) -> bool {
+    let reason = deployment.reason.as_deref().unwrap_or("");
+    state.previews.was_cancelled(&deployment.id)
+        || reason == "cancelled"
+        || reason.starts_with("the daemon stopped during step ")
+        || reason.starts_with("the daemon stopped before the first step")
+}
+
 /// Tells the pull request what `key` says, when its forge can be told and it says something new.
 async fn report(pass: &Pass<'_>, pr: &Seen<'_>, key: feedback::Key) {
     let Some(settings) = &pass.forge else {
@@ -645,6 +673,7 @@ async fn report(pass: &Pass<'_>, pr: &Seen<'_>, key: feedback::Key) {
         urls: Vec::new(),
         phases: Vec::new(),
         total_ms: None,
+        failed_step: None,
         key,
     };
     if let (Some(id), feedback::Stage::Live | feedback::Stage::Failed) =
@@ -675,6 +704,22 @@ async fn report(pass: &Pass<'_>, pr: &Seen<'_>, key: feedback::Key) {
         );
         report.phases = phases;
         report.total_ms = total;
+        // The step that failed, by its resource: the first whose application failed other than by a cancel.
+        report.failed_step = journal
+            .iter()
+            .find(|e| {
+                e.phase == preview_store::Phase::Apply
+                    && e.event == preview_store::JournalEvent::Failed
+                    && !e.message.ends_with(": cancelled")
+            })
+            .and_then(|e| {
+                deployment
+                    .plan
+                    .steps
+                    .iter()
+                    .find(|s| s.index as i64 == e.step)
+            })
+            .map(|s| s.resource.clone());
         if report.key.stage == feedback::Stage::Live
             && let Ok(recorded) = state.store.recorded_state(project, &environment).await
         {

@@ -32,6 +32,17 @@ pub(crate) async fn list(
         let pull: &PullState = &pr.state;
         let name = PreviewPolicy::environment_name(pull.number);
         let environment = state.store.environment(&project.name, &name).await?;
+        let address = preview_deploy::EnvironmentAddress {
+            project: project.name.clone(),
+            environment: name.clone(),
+        };
+        let (sleeping, last_request_at) = match &environment {
+            Some(_) => (
+                state.runtime.sleeping(&address).await,
+                crate::idle::last_request(&state, &address).map(crate::idle::milliseconds),
+            ),
+            None => (false, None),
+        };
         let (commit, urls, last) = match &environment {
             Some(_) => {
                 let recorded = state.store.recorded_state(&project.name, &name).await?;
@@ -73,6 +84,8 @@ pub(crate) async fn list(
             "wanted_commit": wanted,
             "queue_position": queue_position,
             "urls": urls,
+            "sleeping": sleeping,
+            "last_request_at": last_request_at,
             "last_deployment": last.map(|d| json!({ "id": d.id, "operation": d.operation, "status": d.status, "commit": d.source_commit, "reason": d.reason })),
             "decision": verdict.why,
             "outcome": pr.record.outcome,
@@ -111,8 +124,8 @@ pub(crate) async fn sync(
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Approval {
-    /// The head commit the maintainer reviewed (its id, or at least seven of its first hex digits). Required: an
-    /// approval of "whatever the head is now" would take a push that came after the review.
+    /// The head commit the maintainer reviewed, its whole id. Required, and whole: an approval of "whatever the head
+    /// is now" would take a push that came after the review, and a short prefix can be matched by a forged commit.
     commit: String,
 }
 
@@ -139,13 +152,13 @@ pub(crate) async fn approve(
         )));
     }
     let given = body.commit.trim().to_ascii_lowercase();
-    if given.len() < 7 || !given.bytes().all(|b| b.is_ascii_hexdigit()) {
+    if !preview_forge::is_commit_id(&given) {
         return Err(ApiError::BadRequest(format!(
-            "commit: `{}` is not a commit id (at least seven hexadecimal digits)",
-            body.commit
+            "commit: `{}` is not a whole commit id (40 hexadecimal digits, or 64); pull request #{number} is at {}",
+            body.commit, record.head
         )));
     }
-    if !record.head.starts_with(&given) {
+    if record.head != given {
         return Err(ApiError::Conflict(format!(
             "pull request #{number} is at {} now, not {given}: review that commit and approve it (a push needs a new approval)",
             record.head

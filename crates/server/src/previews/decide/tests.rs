@@ -57,6 +57,7 @@ fn record(state: &PullState) -> PullRequestRecord {
         paths_head: None,
         paths: None,
         outcome: String::new(),
+        feedback: None,
     }
 }
 
