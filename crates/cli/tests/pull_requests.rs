@@ -527,6 +527,16 @@ fn story(kind: Kind, dir_name: &str, ports: &str) {
             >= 3,
         "{deliveries:?}"
     );
+    // Each accepted delivery says what the reconciler made of its pull request since.
+    assert!(
+        deliveries
+            .iter()
+            .filter(|d| d["verdict"] == "accepted")
+            .all(|d| d["reconciler"]
+                .as_str()
+                .is_some_and(|o| o.contains("closed"))),
+        "{deliveries:?}"
+    );
     // Everything was asked of the forge as its API documents, with the token.
     let problems = forge.problems();
     assert!(problems.is_empty(), "{problems:?}");
@@ -1130,7 +1140,9 @@ fn branches_of_a_local_repository_act_as_pull_requests() {
     let dir = TempDir::new("pr-local");
     let forge = "    kind: local\n    repository: .\n";
     // No forge, no webhook, no token: no secrets either.
-    let text = spec("true", forge, "").replace("secrets: [HOOK, FORGE_TOKEN]\n", "");
+    // Previews take their spec from the branch (`spec: pull_request`).
+    let text =
+        spec("true", forge, "  spec: pull_request\n").replace("secrets: [HOOK, FORGE_TOKEN]\n", "");
     let (work, _origin) = repositories(dir.path(), &text);
     let data = dir.path().join("data");
     let _release = ReleaseAccounts(data.clone());
@@ -1167,6 +1179,58 @@ fn branches_of_a_local_repository_act_as_pull_requests() {
     assert_eq!(listed[0]["branch"], "feature-a", "{listed:?}");
     let second = commit_on("b.txt");
     wait_answering(&daemon, 1, &second);
+    // The branch's own spec applies to its preview (a variable it adds), never to `staging`.
+    std::fs::write(
+        dev.join("preview.yaml"),
+        text.replace(
+            "services:\n",
+            "variables:\n  FROM_THE_BRANCH: \"yes\"\nservices:\n",
+        ),
+    )
+    .expect("spec");
+    // The branch's app says what it got.
+    std::fs::write(
+        dev.join("web.py"),
+        WEB.replace(
+            "\"uid\": os.getuid(),",
+            "\"uid\": os.getuid(), \"from_the_branch\": os.environ.get(\"FROM_THE_BRANCH\"),",
+        ),
+    )
+    .expect("web.py");
+    git(&dev, &["commit", "--quiet", "-am", "a variable"]);
+    git(&dev, &["push", "--quiet", "origin", "feature-a"]);
+    let third = git(&dev, &["rev-parse", "HEAD"]).trim().to_owned();
+    wait_answering(&daemon, 1, &third);
+    assert_eq!(
+        answer_of(&daemon.data, 1).expect("answers")["from_the_branch"],
+        "yes"
+    );
+    // A branch whose spec is not valid gets no deployment, and says why.
+    std::fs::write(
+        dev.join("preview.yaml"),
+        "project: plain\nservices: [oops\n",
+    )
+    .expect("spec");
+    git(&dev, &["commit", "--quiet", "-am", "a broken spec"]);
+    git(&dev, &["push", "--quiet", "origin", "feature-a"]);
+    wait_for(
+        "the broken spec to be refused",
+        Duration::from_secs(30),
+        || {
+            previews(&daemon).iter().any(|p| {
+                p["outcome"]
+                    .as_str()
+                    .is_some_and(|o| o.contains("is not valid"))
+            })
+        },
+    );
+    assert_eq!(
+        answer_of(&daemon.data, 1).expect("answers")["commit"],
+        third.as_str()
+    );
+    git(&dev, &["reset", "--quiet", "--hard", &third]);
+    git(&dev, &["push", "--quiet", "--force", "origin", "feature-a"]);
+    let second = third;
     git(
         &dev,
         &["push", "--quiet", "origin", "--delete", "feature-a"],

@@ -146,22 +146,44 @@ pub(crate) async fn describe(
             if more > 0 { format!(" and {more} more") } else { String::new() }
         ));
     }
+    if let (in_repository, Ok(committed)) = spec_at(source, registered_file).await
+        && committed.trim_end() != registered_spec.trim_end()
+    {
+        warnings.push(format!(
+            "{in_repository} at {short} differs from the registered spec, which is what is deployed; take the committed one with `preview project register -f {registered_file}`"
+        ));
+    }
+    serde_json::json!({ "commit": source.commit, "short": short, "subject": subject, "warnings": warnings })
+}
+
+/// The spec file at `source`'s commit, where the registered one lies in the repository (its path there, and its text
+/// or why it cannot be read).
+pub(crate) async fn spec_at(
+    source: &SourceCommit,
+    registered_file: &str,
+) -> (String, Result<String, String>) {
     let file_name = std::path::Path::new(registered_file)
         .file_name()
         .map(|name| name.to_string_lossy().into_owned())
         .unwrap_or_else(|| "preview.yaml".to_owned());
     let in_repository = if source.directory.is_empty() {
-        file_name.clone()
+        file_name
     } else {
         format!("{}/{file_name}", source.directory)
     };
-    match git(repository, &["show", &format!("{}:{in_repository}", source.commit)]).await {
-        Ok(committed) if committed.trim_end() != registered_spec.trim_end() => warnings.push(format!(
-            "{in_repository} at {short} differs from the registered spec, which is what is deployed; take the committed one with `preview project register -f {registered_file}`"
-        )),
-        _ => {}
-    }
-    serde_json::json!({ "commit": source.commit, "short": short, "subject": subject, "warnings": warnings })
+    let text = run_git(
+        std::path::Path::new(&source.repository),
+        &[
+            "-c",
+            "safe.directory=*",
+            "show",
+            &format!("{}:{in_repository}", source.commit),
+        ],
+        &[],
+        GIT_PATIENCE,
+    )
+    .await;
+    (in_repository, text)
 }
 
 /// What an environment follows after a deployment asked for `reference`: the reference itself when it names a

@@ -524,6 +524,9 @@ pub struct PreviewPolicy {
     #[serde(rename = "idle_stop_ms", serialize_with = "optional_milliseconds")]
     pub idle_stop: Option<Duration>,
     pub max_live: Option<u32>,
+    /// `spec: pull_request`: a pull request's preview is made from the `preview.yaml` at its head commit (never a
+    /// fork's); by default, from the registered one.
+    pub spec_from_pull_request: bool,
     pub forge: Option<Forge>,
     /// Who may open a preview's URLs; `None`: anyone who can reach the gateway.
     pub access: Option<Access>,

@@ -25,6 +25,7 @@ const KEYS: &[&str] = &[
     "forge",
     "access",
     "limits",
+    "spec",
 ];
 
 /// The name a preview's template environment carries; real previews are named `pr-<number>`.
@@ -111,6 +112,17 @@ pub(crate) fn read_previews(
             .get("idle_stop")
             .and_then(|n| duration(n, "an idle time", sink)),
         max_live,
+        spec_from_pull_request: fields
+            .get("spec")
+            .and_then(|n| {
+                choice(
+                    n,
+                    "where previews take their spec from",
+                    &["registered", "pull_request"],
+                    sink,
+                )
+            })
+            .is_some_and(|choice| choice == "pull_request"),
         forge: fields
             .get("forge")
             .and_then(|n| read_forge(n, project_secrets, sink)),

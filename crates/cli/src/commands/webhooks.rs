@@ -33,6 +33,10 @@ pub async fn list(context: &Context) -> Result<(), Failure> {
                     delivery["verdict"].as_str().unwrap_or_default(),
                     delivery["detail"].as_str().unwrap_or_default(),
                 );
+                // What the reconciler made of the pull request since (its latest decision).
+                if let Some(outcome) = delivery["reconciler"].as_str().filter(|o| !o.is_empty()) {
+                    println!("{:<20} {:<38} → {outcome}", "", "");
+                }
             }
         }
     }

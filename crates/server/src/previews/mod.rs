@@ -827,6 +827,24 @@ async fn deploy(
         directory: pass.prefix.clone(),
         commit: head.to_owned(),
     };
+    // The spec that applies: the registered one, or (when the project says so, and never for a fork) the one at the
+    // pull request's head — which must be valid and name the same project.
+    let from_pull_request = policy.spec_from_pull_request && !pr.state.fork;
+    let mut project = project.clone();
+    if from_pull_request {
+        let (path, text) = crate::source::spec_at(&source, &project.file).await;
+        let text = text.map_err(|e| format!("the pull request has no {path}: {e}"))?;
+        let spec = preview_spec::parse_spec(&path, &text)
+            .map_err(|problems| format!("the pull request's {path} is not valid:\n{problems}"))?;
+        if spec.project != project.name {
+            return Err(format!(
+                "the pull request's {path} is of project `{}`, not `{}`",
+                spec.project, project.name
+            ));
+        }
+        project.source = text;
+    }
+    let project = &project;
     let context = PreviewContext {
         forge: match settings.kind {
             ForgeKind::Github => "github",

@@ -311,6 +311,14 @@ pub(crate) async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let project = crate::routes::project_record(&state.store, &project).await?;
     let deliveries = state.store.deliveries(&project.name, 100).await?;
+    // What the reconciler made of each pull request since: its latest decision.
+    let outcomes: std::collections::HashMap<i64, String> = state
+        .store
+        .pull_requests(&project.name)
+        .await?
+        .into_iter()
+        .map(|pr| (pr.number, pr.outcome))
+        .collect();
     let url = format!("/webhooks/{}", project.name);
     Ok(Json(json!({
         "url": url,
@@ -323,6 +331,9 @@ pub(crate) async fn list(
             "head": d.head,
             "verdict": d.verdict,
             "detail": d.detail,
+            "reconciler": (d.verdict == "accepted")
+                .then(|| d.pull_request.and_then(|n| outcomes.get(&n)))
+                .flatten(),
             "received_at": d.received_at,
         })).collect::<Vec<_>>(),
     })))
