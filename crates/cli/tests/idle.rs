@@ -2,18 +2,22 @@
 //! `previews.idle_stop` (its processes gone, its files kept, the blueprint awake), a request wakes it and is answered
 //! by the app, requests at once wake it once, a link-preview bot wakes nothing, a browser that waits longer than the
 //! bound gets the waking page, a deployment to a sleeping preview wakes it, and a restarted daemon keeps it asleep.
+//! An answer streamed for longer than `idle_stop` keeps it awake; a protected preview wakes for a visitor with its
+//! token only.
 
 mod support;
 
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::process::Command;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use support::{Daemon, ReleaseAccounts, commit_all, ok, repository, wait_for};
 
 /// Notes each start (its pid) in a file of its home, then — after `SLOW_START` seconds — answers `/starts` with
-/// that file and anything else with `<GREETING> from <environment>`.
+/// that file, `/stream` with `tick` every half second for five seconds, and anything else with `<GREETING> from
+/// <environment>`.
 const APP: &str = r#"
 import http.server, os, socketserver, time
 starts = os.path.join(os.environ["HOME"], "starts")
@@ -22,6 +26,15 @@ with open(starts, "a") as f:
 time.sleep(float(os.environ.get("SLOW_START", "0")))
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):
+        if self.path == "/stream":
+            self.send_response(200)
+            self.send_header("Content-Type", "text/plain")
+            self.end_headers()
+            for _ in range(10):
+                self.wfile.write(b"tick\n")
+                self.wfile.flush()
+                time.sleep(0.5)
+            return
         if self.path == "/starts":
             with open(starts) as f:
                 body = f.read().encode()
@@ -360,6 +373,139 @@ fn a_sleeping_preview_stays_asleep_when_the_daemon_starts_again() {
     assert_eq!(woken["sleeping"], false, "{woken}");
     assert!(web_pid(&woken).is_some_and(alive), "{woken}");
     assert_eq!(starts(&daemon).len(), 2);
+}
+
+#[test]
+fn an_answer_streamed_for_longer_than_idle_stop_keeps_the_preview_awake() {
+    let root = preview_testing::TempDir::new("idle-stream");
+    let _accounts = ReleaseAccounts(root.path().join("data"));
+    let (daemon, _repo) = daemon_with_a_preview(root.path(), "19800-19899", "", &[]);
+    wait_until_asleep(&daemon, "pr-1");
+    let slept = |daemon: &Daemon| {
+        support::read_log(&daemon.data)
+            .matches("`pr-1` slept")
+            .count()
+    };
+    wait_for("the log to say it slept", Duration::from_secs(15), || {
+        slept(&daemon) == 1
+    });
+    // Five seconds of answer, two of `idle_stop`: it wakes the preview, which stays awake until the answer ends.
+    let (status, body) = curl(&daemon, "http", "pr-1", "/stream", &[]);
+    let ended = now_ms();
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body, "tick\n".repeat(10), "the whole answer went through");
+    assert_eq!(slept(&daemon), 1, "{}", support::read_log(&daemon.data));
+    let awake = shown(&daemon, "pr-1");
+    assert_eq!(awake["sleeping"], false, "{awake}");
+    // Idleness counts from the end of the answer.
+    let last = awake["last_request_at"].as_i64().expect("a last request");
+    assert!(last >= ended - 1500, "{last} < {ended} - 1500");
+    // The app started twice: once created, once woken — never again during the answer.
+    assert_eq!(starts(&daemon).len(), 2);
+}
+
+#[test]
+fn a_protected_preview_wakes_for_a_visitor_with_its_token_only() {
+    let root = preview_testing::TempDir::new("idle-protected");
+    let _accounts = ReleaseAccounts(root.path().join("data"));
+    let protected = spec("hello", "").replace(
+        "previews:\n",
+        "secrets: [PREVIEW_TOKEN]\n\npreviews:\n  access: { token: PREVIEW_TOKEN }\n",
+    );
+    let repo = repository(
+        root.path(),
+        &[("app.py", APP), ("preview.yaml", &protected)],
+    );
+    let daemon = start(root.path(), "19900-19999", &[]);
+    let spec_file = repo.join("preview.yaml");
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        spec_file.to_str().expect("utf-8"),
+    ]));
+    ok(daemon.cli_with_input(
+        &["secret", "set", "PREVIEW_TOKEN", "--scope", "project"],
+        "let-me-in\n",
+    ));
+    ok(daemon.cli(&["env", "create", "staging"]));
+    ok(daemon.cli(&["env", "clone", "staging", "pr-1"]));
+    let ca = root.path().join("ca.pem");
+    ok(daemon.cli(&["ca", "export", "-f", ca.to_str().expect("utf-8")]));
+    let asleep = wait_until_asleep(&daemon, "pr-1");
+
+    // Without the token, or with a wrong one: refused, and the preview sleeps on.
+    let ca = ca.to_str().expect("utf-8");
+    for token in [vec![], vec!["-H", "X-Preview-Token: not-it"]] {
+        let (status, body) = curl(
+            &daemon,
+            "https",
+            "pr-1",
+            "/",
+            &[&["--cacert", ca], &token[..]].concat(),
+        );
+        assert_eq!(status, 401, "{body}");
+    }
+    std::thread::sleep(Duration::from_secs(1));
+    let still = shown(&daemon, "pr-1");
+    assert_eq!(still["sleeping"], true, "{still}");
+    assert_eq!(
+        still["last_request_at"], asleep["last_request_at"],
+        "{still}"
+    );
+    assert!(!support::read_log(&daemon.data).contains("`pr-1` woke"));
+
+    // With it: woken, and answered by the app.
+    let (status, body) = curl(
+        &daemon,
+        "https",
+        "pr-1",
+        "/",
+        &["--cacert", ca, "-H", "X-Preview-Token: let-me-in"],
+    );
+    assert_eq!((status, body.as_str()), (200, "hello from pr-1"));
+    let woken = shown(&daemon, "pr-1");
+    assert_eq!(woken["sleeping"], false, "{woken}");
+}
+
+/// One request with curl through the gateway's `scheme` listener for `web-<environment>.localhost`, with `extra`
+/// arguments; the status and the body.
+fn curl(
+    daemon: &Daemon,
+    scheme: &str,
+    environment: &str,
+    path: &str,
+    extra: &[&str],
+) -> (u16, String) {
+    let address = if scheme == "https" {
+        support::gateway_https(&daemon.data)
+    } else {
+        support::gateway_http(&daemon.data)
+    };
+    let port = address.rsplit_once(':').expect("a port").1;
+    let host = format!("web-{environment}.localhost");
+    let output = Command::new("curl")
+        .args(["-sS", "--max-time", "60"])
+        .args(["--resolve", &format!("{host}:{port}:127.0.0.1")])
+        .args(extra)
+        .args(["-w", "\n%{http_code}"])
+        .arg(format!("{scheme}://{host}:{port}{path}"))
+        .output()
+        .expect("curl runs");
+    assert!(
+        output.status.success(),
+        "curl: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let text = String::from_utf8_lossy(&output.stdout).into_owned();
+    let (body, status) = text.rsplit_once('\n').unwrap_or(("", &text));
+    (status.parse().unwrap_or(0), body.to_owned())
+}
+
+fn now_ms() -> i64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
 }
 
 /// The major version of the PostgreSQL server installed from the distribution's packages.

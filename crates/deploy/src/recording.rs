@@ -339,9 +339,13 @@ impl Runtime for RecordingRuntime {
         Ok(())
     }
 
-    async fn sleep(&self, env: &EnvironmentAddress) -> Result<(), RuntimeError> {
+    async fn sleep(
+        &self,
+        env: &EnvironmentAddress,
+        _idle_since: std::time::SystemTime,
+    ) -> Result<bool, RuntimeError> {
         self.set_sleeping(env, true);
-        Ok(())
+        Ok(true)
     }
 
     async fn wake(&self, env: &EnvironmentAddress) -> Result<(), RuntimeError> {
@@ -385,11 +389,17 @@ mod tests {
             environment: "pr-1".into(),
         };
         assert!(!runtime.sleeping(&env).await);
-        runtime.sleep(&env).await.expect("sleep");
+        runtime
+            .sleep(&env, std::time::SystemTime::now())
+            .await
+            .expect("sleep");
         assert!(runtime.sleeping(&env).await);
         runtime.wake(&env).await.expect("wake");
         assert!(!runtime.sleeping(&env).await);
-        runtime.sleep(&env).await.expect("sleep");
+        runtime
+            .sleep(&env, std::time::SystemTime::now())
+            .await
+            .expect("sleep");
         let space = Resource::new(
             "space",
             ResourceKind::Space,

@@ -217,8 +217,16 @@ pub trait Runtime: Send + Sync {
     /// checkouts) stays, and its routes answer as sleeping until [`Runtime::wake`]. A runtime level state, not a
     /// deployment: the recorded state does not change. Idempotent; a sleeping environment keeps sleeping when the
     /// daemon starts again. A runtime that cannot sleep does nothing.
-    async fn sleep(&self, _env: &EnvironmentAddress) -> Result<(), RuntimeError> {
-        Ok(())
+    ///
+    /// `idle_since` is when the caller found the environment idle from: one used since — a request through the
+    /// gateway under way or made after it, looked at once nothing else can change the environment and before
+    /// anything stops — stays awake, and `Ok(false)` says so. Whether it sleeps now otherwise.
+    async fn sleep(
+        &self,
+        _env: &EnvironmentAddress,
+        _idle_since: std::time::SystemTime,
+    ) -> Result<bool, RuntimeError> {
+        Ok(false)
     }
 
     /// Starts what the sleeping environment runs again, as recorded, and returns once it serves; nothing when it

@@ -9,8 +9,9 @@
 //! (`forwarding_headers`), the connection to the app (`upstream`, admitted by the backend's gate in `gates`), the
 //! answer made safe for the client (`answers`) or a WebSocket tunnel (`tunnel`), and the gateway's own pages
 //! (`pages`). A request for a sleeping environment asks the daemon's `Waker` to wake it and waits a bounded time
-//! (`waking`, one wake per environment whatever the number of requests), unless a link-preview bot sent it
-//! (`link_preview_bots`); `activity` keeps when a request last reached each environment. `challenges` holds the
+//! (`waking`, one wake per environment whatever the number of requests, and a pause after a failed one), unless a
+//! link-preview bot sent it (`link_preview_bots`); `activity` counts the requests under way in each environment and
+//! keeps when one last reached it, and is where an environment is marked asleep without a race with requests. `challenges` holds the
 //! answers to ACME HTTP-01 challenges while a certificate is issued. A backend may live in another network (an
 //! environment's network namespace): the gateway then connects with sockets that network makes (`Network`).
 
@@ -43,4 +44,4 @@ pub use forwarding_headers::IpRange;
 pub use proxy::Proxy;
 pub use routes::{Backend, Network, Route, RouteState, RouteTable, Routes, normalize_host};
 pub use server::{serve, tls_config};
-pub use waking::{WakeFuture, Waker};
+pub use waking::{FailedWake, WakeFuture, Waker};

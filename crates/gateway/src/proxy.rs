@@ -1,6 +1,7 @@
-//! Forwarding one request: find the route by its one host, check access, note that someone used its environment
-//! (and wake it when it sleeps), set the forwarding headers, send it to the app, and relay the answer (or tunnel a
-//! WebSocket); answer with a page that names the environment when it cannot.
+//! Forwarding one request: find the route by its one host, check access, count the request as under way in its
+//! environment until it is over (and wake the environment when it sleeps), set the forwarding headers, send it to
+//! the app, and relay the answer (or tunnel a WebSocket); answer with a page that names the environment when it
+//! cannot.
 
 use std::sync::{Arc, Mutex};
 
@@ -10,12 +11,10 @@ use hyper::{Request, Response, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::access::{Access, Verdict};
-use crate::activity::now_ms;
 use crate::challenges::{CHALLENGE_PATH, Challenges};
 use crate::config::Config;
 use crate::deadlines::BodyDeadline;
 use crate::forwarding_headers::{Origin, forward_request_headers, is_websocket_upgrade};
-use crate::link_preview_bots::is_link_preview_bot;
 use crate::pages::{Body, empty, escape, page, redirect, retry_later, whole};
 use crate::request_host::request_host;
 use crate::routes::{Route, RouteState, Routes, normalize_host};
@@ -135,21 +134,22 @@ impl Proxy {
                 }
             }
         }
-        // Someone used the environment (noted at most once a second); a link-preview bot is nobody, and wakes
-        // nothing.
-        let sleeping = route.state == RouteState::Sleeping;
-        let now = now_ms();
-        if sleeping || route.last_request.due(now) {
-            if !is_link_preview_bot(request.headers()) {
-                route.last_request.note(now);
-            } else if sleeping {
-                return retry_later(
-                    "Environment asleep",
-                    &format!("{} is asleep; link previews do not wake it.", who(&route)),
-                    false,
-                );
-            }
+        // Under way until its answer has gone out or its tunnel closed, whichever way it ends: an environment is
+        // not put to sleep under a request. Someone used the environment (noted at most once a second, and as the
+        // request ends); a link-preview bot is nobody, and wakes nothing. The environment may be being put to sleep
+        // while its route still says it serves: the request then wakes it too.
+        let mut flight = route
+            .last_request
+            .begin(request.headers().get(header::USER_AGENT));
+        let sleeping = route.state == RouteState::Sleeping || flight.found_asleep();
+        if sleeping && flight.by_link_preview_bot() {
+            return retry_later(
+                "Environment asleep",
+                &format!("{} is asleep; link previews do not wake it.", who(&route)),
+                false,
+            );
         }
+        flight.note();
         if sleeping {
             route = match self.woken(&route, host_name, request.headers()).await {
                 Ok(woken) => woken,
@@ -239,14 +239,20 @@ impl Proxy {
             };
             let outgoing = hyper::upgrade::on(&mut response);
             // The tunnel is the client connection from now on: its place under the connection cap goes with it,
-            // which bounds tunnels. The backend's gate counts requests in flight, and this one has been answered.
+            // which bounds tunnels, and so does the request's flight, which keeps the environment awake. The
+            // backend's gate counts requests in flight, and this one has been answered.
             drop(permit);
             let connection = downstream.take_place();
-            crate::tunnel::spawn(incoming, outgoing, self.config.timeouts.tunnel, connection);
+            crate::tunnel::spawn(
+                incoming,
+                outgoing,
+                self.config.timeouts.tunnel,
+                (connection, flight),
+            );
             let (parts, _) = response.into_parts();
             return Response::from_parts(parts, empty());
         }
-        let mut answer = crate::answers::relay(response, permit, named).await;
+        let mut answer = crate::answers::relay(response, (permit, flight), named).await;
         if let (Some(_), "https", Some(hsts)) = (&route.access, scheme, &self.hsts) {
             answer
                 .headers_mut()
@@ -267,9 +273,11 @@ impl Proxy {
             .wakes
             .wake(&route.project, &route.environment, self.config.wake_timeout)
             .await;
-        if outcome == Woken::Finished
+        // A wake that failed may still have left the environment serving.
+        if matches!(outcome, Woken::Finished | Woken::Failed)
             && let Some(now) = self.routes.snapshot().lookup(host)
             && now.state != RouteState::Sleeping
+            && !now.last_request.is_asleep()
             // The environment and protection the request was let through for.
             && now.project == route.project
             && now.environment == route.environment
@@ -286,6 +294,14 @@ impl Proxy {
                 "Environment asleep",
                 &format!("{} is asleep, and nothing here can wake it.", who(route)),
                 false,
+            ),
+            Woken::Failed => retry_later(
+                "Waking failed",
+                &format!(
+                    "{} is asleep, and waking it failed just now; it is tried again in a little while.",
+                    who(route)
+                ),
+                browser,
             ),
             Woken::Finished | Woken::StillWaking => retry_later(
                 "Waking up",

@@ -14,7 +14,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::Instant;
 
 /// Tunnels `client` and `app` once both upgrades complete; `held` (the client connection's place under the
-/// connection cap, and the app's under its gate) is let go when the tunnel ends.
+/// connection cap, and the request's flight, which keeps its environment awake) is let go when the tunnel ends.
 pub(crate) fn spawn<H: Send + 'static>(client: OnUpgrade, app: OnUpgrade, idle: Duration, held: H) {
     tokio::spawn(async move {
         let _held = held;

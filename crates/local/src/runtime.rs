@@ -591,8 +591,12 @@ impl Runtime for LocalRuntime {
         services
     }
 
-    async fn sleep(&self, env: &EnvironmentAddress) -> Result<(), RuntimeError> {
-        self.sleep_environment(env).await
+    async fn sleep(
+        &self,
+        env: &EnvironmentAddress,
+        idle_since: std::time::SystemTime,
+    ) -> Result<bool, RuntimeError> {
+        self.sleep_environment(env, idle_since).await
     }
 
     async fn wake(&self, env: &EnvironmentAddress) -> Result<(), RuntimeError> {

@@ -7,8 +7,14 @@
 //! A sleeping environment is marked by a `sleeping` file in its directory, written before anything stops: a daemon
 //! started again, however the last one ended, starts nothing of it. Sleeping and waking take the environment's
 //! change lock alone; applying and removing resources take it shared, so neither ever sees the other half done.
+//!
+//! Whoever decides that an environment is idle does it a moment before the sleep: a request may reach it in
+//! between. So the sleep asks the gateway's activity again once it holds the change lock, before anything stops
+//! (`Activity::fall_asleep`): an environment with a request under way, or one since the cut-off, stays awake, and a
+//! request from then on finds it asleep and asks for a wake, which waits for the sleep to end.
 
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use preview_deploy::{EnvironmentAddress, RuntimeError, ServiceStatus, StepLog};
 use preview_plan::ResourceKind;
@@ -81,14 +87,16 @@ impl LocalRuntime {
     }
 
     /// Stops the environment's app versions and its own database servers; keeps everything else. Refused while a
-    /// change to the environment is under way (it is not idle).
+    /// change to the environment is under way, and — `Ok(false)` — when a request through the gateway is under way
+    /// or came after `idle_since` (it is not idle).
     pub(crate) async fn sleep_environment(
         &self,
         env: &EnvironmentAddress,
-    ) -> Result<(), RuntimeError> {
+        idle_since: SystemTime,
+    ) -> Result<bool, RuntimeError> {
         let dir = self.dir_of(env);
         if !dir.path.is_dir() {
-            return Ok(());
+            return Ok(false);
         }
         let Ok(_alone) = self.change_lock(env).try_write_owned() else {
             return Err(RuntimeError::new(format!(
@@ -97,12 +105,22 @@ impl LocalRuntime {
             )));
         };
         if self.is_sleeping(env) {
-            return Ok(());
+            return Ok(true);
+        }
+        // Sleeping before the gateway is asked: a request that finds the environment asleep from then on asks for
+        // a wake, and the wake waits for this sleep to end rather than finding the environment awake.
+        self.with_state(env, |s| s.sleeping = true);
+        let activity = self.routes.activity();
+        if !activity.fall_asleep(&env.project, &env.environment, idle_since) {
+            self.stay_awake(env);
+            return Ok(false);
         }
         // Marked before anything stops: a daemon killed from here on starts none of it again.
-        dir.mark_sleeping(true)?;
+        if let Err(error) = dir.mark_sleeping(true) {
+            self.stay_awake(env);
+            return Err(error);
+        }
         let versions = self.with_state(env, |s| {
-            s.sleeping = true;
             for service in s.versions.keys() {
                 if let Some(port) = s.service_ports.get(service) {
                     port.set_target(None);
@@ -127,7 +145,15 @@ impl LocalRuntime {
                 self.stop_server(&key).await;
             }
         }
-        Ok(())
+        Ok(true)
+    }
+
+    /// Gives up a sleep that stopped nothing yet: routes published meanwhile (for another environment's change)
+    /// said it sleeps.
+    fn stay_awake(&self, env: &EnvironmentAddress) {
+        self.with_state(env, |s| s.sleeping = false);
+        self.routes.activity().woke(&env.project, &env.environment);
+        self.publish();
     }
 
     /// Starts the sleeping environment's own database servers (waiting until they accept connections), then its
@@ -170,6 +196,7 @@ impl LocalRuntime {
             .collect();
         dir.mark_sleeping(false)?;
         self.with_state(env, |s| s.sleeping = false);
+        self.routes.activity().woke(&env.project, &env.environment);
         self.publish();
         Ok(failed)
     }

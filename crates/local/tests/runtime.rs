@@ -2,7 +2,7 @@
 //! their renewal, refusals with clear messages, idempotent removal.
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use preview_deploy::{EnvironmentAddress, NoSecrets, Runtime, StepLog};
 use preview_gateway::{Certificates, Challenges, RouteState, Routes};
@@ -236,8 +236,18 @@ async fn a_sleeping_environment_routes_as_sleeping_until_it_is_woken_even_across
     }
     assert_eq!(state(&routes), Some(RouteState::Stopped), "no app runs");
     assert!(!runtime.sleeping(&staging()).await);
-    runtime.sleep(&staging()).await.expect("sleep");
-    runtime.sleep(&staging()).await.expect("sleep again");
+    assert!(
+        runtime
+            .sleep(&staging(), SystemTime::now())
+            .await
+            .expect("sleep")
+    );
+    assert!(
+        runtime
+            .sleep(&staging(), SystemTime::now())
+            .await
+            .expect("sleep again")
+    );
     assert!(runtime.sleeping(&staging()).await);
     assert_eq!(state(&routes), Some(RouteState::Sleeping));
 
@@ -256,7 +266,12 @@ async fn a_sleeping_environment_routes_as_sleeping_until_it_is_woken_even_across
     assert_eq!(state(&routes), Some(RouteState::Stopped));
 
     // A change to a sleeping environment wakes it first.
-    runtime.sleep(&staging()).await.expect("sleep");
+    assert!(
+        runtime
+            .sleep(&staging(), SystemTime::now())
+            .await
+            .expect("sleep")
+    );
     runtime
         .apply(&staging(), &certificate(), &log)
         .await

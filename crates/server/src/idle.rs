@@ -6,8 +6,12 @@
 //! first change.
 //!
 //! Idleness is counted from the latest of: the last request the gateway let through (link-preview bots and
-//! refused visitors do not count), the end of its last deployment (or its start, while none ended), its creation,
-//! and this daemon's start — requests before it are not known.
+//! refused visitors do not count; one under way — a long upload, a streamed answer, a WebSocket — is a request now,
+//! and one that ended counts from its end), the end of its last deployment (or its start, while none ended), its
+//! creation, and this daemon's start — requests before it are not known. The runtime is given the cut-off the
+//! preview was found idle from, and leaves it awake if a request came in the meantime, while the store was asked.
+//!
+//! A wake that fails is logged once, with the pause before the gateway tries again.
 
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -89,13 +93,17 @@ async fn put_idle_previews_to_sleep(
         if !idle_since_its_deployments(state, environment, now - idle_ms).await? {
             continue;
         }
-        match state.runtime.sleep(&address).await {
-            Ok(()) => log(&format!(
+        let idle_since =
+            UNIX_EPOCH + Duration::from_millis(u64::try_from(now - idle_ms).unwrap_or(0));
+        match state.runtime.sleep(&address, idle_since).await {
+            Ok(true) => log(&format!(
                 "`{}` slept: no request for {} (project `{}`)",
                 environment.name,
                 human(idle_stop),
                 project.name
             )),
+            // A request came as it was about to sleep; the next look counts from it.
+            Ok(false) => {}
             Err(error) => log(&format!(
                 "`{}` stays awake: {error} (project `{}`)",
                 environment.name, project.name
@@ -166,6 +174,8 @@ fn human(duration: Duration) -> String {
 
 /// What the gateway calls to wake a sleeping environment: the runtime's `wake` — once it is open (the gateway
 /// serves before it) — run as a task of the daemon's own, so that it goes on whatever the request that asked does.
+/// A wake that leaves the environment asleep fails; one that leaves some of its apps stopped does not (its routes
+/// say the rest).
 pub(crate) fn waker(runtime: Arc<OnceLock<Arc<dyn Runtime>>>) -> Waker {
     let tasks = tokio::runtime::Handle::current();
     Waker::new(move |project, environment| -> WakeFuture {
@@ -181,8 +191,11 @@ pub(crate) fn waker(runtime: Arc<OnceLock<Arc<dyn Runtime>>>) -> Waker {
             };
             let began = Instant::now();
             let name = env.environment.clone();
-            let woken = tasks
-                .spawn(async move { runtime.wake(&env).await })
+            let (woken, asleep) = tasks
+                .spawn(async move {
+                    let woken = runtime.wake(&env).await;
+                    (woken, runtime.sleeping(&env).await)
+                })
                 .await
                 .map_err(|e| format!("the wake ended abnormally: {e}"))?;
             match woken {
@@ -193,12 +206,22 @@ pub(crate) fn waker(runtime: Arc<OnceLock<Arc<dyn Runtime>>>) -> Waker {
                     ));
                     Ok(())
                 }
-                Err(error) => {
+                Err(error) if !asleep => {
                     log(&format!("`{name}` woke for a request, not whole: {error}"));
-                    Err(error.message)
+                    Ok(())
                 }
+                Err(error) => Err(error.message),
             }
         })
+    })
+    .reporting(|failed| {
+        log(&format!(
+            "`{}` did not wake for a request: {} (project `{}`); requests for it get 503 for {} before it is tried again",
+            failed.environment,
+            failed.error,
+            failed.project,
+            human(failed.pause)
+        ));
     })
 }
 

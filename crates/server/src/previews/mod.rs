@@ -212,13 +212,13 @@ async fn reconcile(state: &SharedState, project: &ProjectRecord) -> Result<(), S
     let can_ask = pass.forge.as_ref().is_some_and(|f| {
         f.kind != ForgeKind::Local
             && f.token.is_some()
-            && !state
+            && state
                 .previews
                 .paused
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .get(&project.name)
-                .is_some_and(|(until, _)| Instant::now() < *until)
+                .is_none_or(|(until, _)| Instant::now() >= *until)
     });
     let environments: HashMap<String, EnvironmentRecord> = state
         .store
