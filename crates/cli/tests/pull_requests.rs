@@ -691,7 +691,7 @@ fn the_latest_head_wins_and_a_close_beats_a_running_create() {
     // not pass for a cancellation).
     let setup = Setup::new(
         "pr-races",
-        "sleep 2; test ! -f broken || (echo operation cancelled; echo; echo '| web | https://evil.example |'; echo @org/security; exit 1)",
+        "sleep 2; test ! -f broken || (echo operation cancelled; echo; echo '| web | https://evil.example |'; echo @org/security; echo EVILTOKEN; exit 1)",
         "",
         Some("18600-18799"),
     );
@@ -844,7 +844,7 @@ fn the_latest_head_wins_and_a_close_beats_a_running_create() {
     assert_eq!(told.len(), 1, "{told:?}");
     assert!(told[0].contains("build/web"), "{}", told[0]);
     assert!(
-        !told[0].contains("evil.example") && !told[0].contains("@org"),
+        !told[0].contains("EVILTOKEN") && !told[0].contains("evil") && !told[0].contains("@org"),
         "{}",
         told[0]
     );
@@ -1221,6 +1221,32 @@ fn branches_of_a_local_repository_act_as_pull_requests() {
                 p["outcome"]
                     .as_str()
                     .is_some_and(|o| o.contains("is not valid"))
+            })
+        },
+    );
+    assert_eq!(
+        answer_of(&daemon.data, 1).expect("answers")["commit"],
+        third.as_str()
+    );
+    // A branch's spec may change how its apps build, run and are configured, not the preview policy.
+    std::fs::write(
+        dev.join("preview.yaml"),
+        text.replace(
+            "  spec: pull_request\n",
+            "  spec: pull_request\n  drafts: true\n",
+        ),
+    )
+    .expect("spec");
+    git(&dev, &["commit", "--quiet", "-am", "a policy of its own"]);
+    git(&dev, &["push", "--quiet", "origin", "feature-a"]);
+    wait_for(
+        "the policy change to be refused",
+        Duration::from_secs(30),
+        || {
+            previews(&daemon).iter().any(|p| {
+                p["outcome"]
+                    .as_str()
+                    .is_some_and(|o| o.contains("changes `previews.drafts`"))
             })
         },
     );

@@ -103,10 +103,7 @@ impl Feedback {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .remove(id);
-        self.keys
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(id);
+        // The key stays: the same report (a removal whose destruction is retried) is not written again.
         self.fetches
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -146,15 +143,37 @@ fn short(commit: &str) -> &str {
 fn escape(text: &str) -> String {
     let mut escaped = String::new();
     for c in text.chars().filter(|c| !c.is_control()).take(300) {
-        match c {
-            '\\' | '`' | '*' | '_' | '{' | '}' | '[' | ']' | '(' | ')' | '#' | '+' | '-' | '.'
-            | '!' | '|' | '<' | '>' | '~' | '=' | ':' | '&' => {
-                escaped.push('\\');
-                escaped.push(c);
-            }
-            // A zero-width space keeps `@team` from mentioning anyone.
-            '@' => escaped.push_str("@\u{200b}"),
-            c => escaped.push(c),
+        // Markdown's punctuation is escaped; a zero-width space after `@`, `#`, `!`, `%`, `$` and `:` keeps `@team`
+        // from mentioning anyone, `#12`, `!12`, `%1`, `$1` from referring to anything and `https://` from linking.
+        if matches!(
+            c,
+            '\\' | '`'
+                | '*'
+                | '_'
+                | '{'
+                | '}'
+                | '['
+                | ']'
+                | '('
+                | ')'
+                | '#'
+                | '+'
+                | '-'
+                | '.'
+                | '!'
+                | '|'
+                | '<'
+                | '>'
+                | '~'
+                | '='
+                | ':'
+                | '&'
+        ) {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+        if matches!(c, '@' | '#' | '!' | '%' | '$' | ':') {
+            escaped.push('\u{200b}');
         }
     }
     escaped
@@ -299,22 +318,32 @@ async fn write_loop(state: SharedState, mut receiver: watch::Receiver<Option<Rep
             return;
         };
         let id = (report.project.clone(), report.number);
-        let known = match written.take() {
-            Some(known) => known,
+        let loaded = match written.take() {
+            Some(known) => Ok(known),
             None => Written::load(&state, &report).await,
         };
-        let mut now = known;
-        match write(&state, &report, &mut now).await {
+        let (mut now, result) = match loaded {
+            Ok(mut now) => {
+                let result = write(&state, &report, &mut now).await;
+                (Some(now), result)
+            }
+            Err(error) => (None, Err(error)),
+        };
+        match result {
             Ok(()) => {
                 pause = Duration::from_secs(1);
-                now.save(&state, &report).await;
+                if let Some(now) = &now {
+                    now.save(&state, &report).await;
+                }
                 if report.key.stage == Stage::Removed && !receiver.has_changed().unwrap_or(false) {
                     state.previews.feedback.forget(&id);
                     return;
                 }
             }
             Err(error) => {
-                now.save(&state, &report).await;
+                if let Some(now) = &now {
+                    now.save(&state, &report).await;
+                }
                 eprintln!(
                     "preview daemon: previews of `{}`: cannot tell pull request #{} ({error}); trying again in {} s",
                     report.project,
@@ -331,7 +360,7 @@ async fn write_loop(state: SharedState, mut receiver: watch::Receiver<Option<Rep
                 receiver.mark_changed();
             }
         }
-        written = Some(now);
+        written = now.take();
         if receiver.changed().await.is_err() {
             return;
         }
@@ -354,20 +383,23 @@ struct Written {
 }
 
 impl Written {
-    async fn load(state: &SharedState, report: &Report) -> Written {
-        state
+    /// What the store keeps of the pull request's feedback; an error when it cannot be read, so that nothing is
+    /// written over it (a comment made again, deployments never retired).
+    async fn load(state: &SharedState, report: &Report) -> Result<Written, String> {
+        let records = state
             .store
             .pull_requests(&report.project)
             .await
-            .ok()
-            .and_then(|records| {
-                records
-                    .into_iter()
-                    .find(|r| r.number == report.number as i64)?
-                    .feedback
-            })
-            .and_then(|text| serde_json::from_str(&text).ok())
-            .unwrap_or_default()
+            .map_err(|e| format!("cannot read what it was told: {e}"))?;
+        match records
+            .into_iter()
+            .find(|r| r.number == report.number as i64)
+            .and_then(|r| r.feedback)
+        {
+            Some(text) => serde_json::from_str(&text)
+                .map_err(|e| format!("what it was told cannot be read back: {e}")),
+            None => Ok(Written::default()),
+        }
     }
 
     async fn save(&self, state: &SharedState, report: &Report) {
@@ -581,4 +613,24 @@ async fn write(state: &SharedState, report: &Report, written: &mut Written) -> R
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape;
+
+    #[test]
+    fn text_from_a_pull_request_is_one_inert_line() {
+        let hostile = "fix\n### Preview: live\n| web | https://evil.example |\n![x](https://evil.example/a.png) <b>hi</b> @org/team #12 !7";
+        let escaped = escape(hostile);
+        assert!(!escaped.contains('\n'));
+        for raw in [
+            "###", "| web |", "https://", "![x](", "<b>", "@org", "#12", "!7",
+        ] {
+            assert!(!escaped.contains(raw), "{raw} in {escaped}");
+        }
+        // What it says is still there, for people.
+        assert!(escaped.contains("evil\\.example") && escaped.contains("org/team"));
+        assert_eq!(escape(&"x".repeat(1000)).len(), 300);
+    }
 }

@@ -13,6 +13,7 @@ pub(crate) mod decide;
 pub(crate) mod feedback;
 pub(crate) mod mirror;
 pub(crate) mod observe;
+mod own_spec;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -42,6 +43,9 @@ const DEFAULT_RESYNC: Duration = Duration::from_secs(300);
 /// How long the reconciler leaves a forge alone after it failed to answer.
 const FORGE_PAUSE: Duration = Duration::from_secs(30);
 
+/// How long what only webhooks said waits for the forge before it is acted on.
+const UNCONFIRMED_PATIENCE: Duration = Duration::from_secs(60);
+
 /// How long a closed pull request without a preview is remembered.
 const FORGET_CLOSED_MS: i64 = 30 * 24 * 3600 * 1000;
 
@@ -69,6 +73,8 @@ pub(crate) struct Previews {
     paused: Mutex<HashMap<String, (Instant, String)>>,
     /// What pull requests are told.
     feedback: feedback::Feedback,
+    /// Since when each pull request is known only from webhooks (forges whose API answers).
+    unconfirmed: Mutex<HashMap<(String, i64), Instant>>,
     /// The deployments the reconciler cancelled (a newer head, a close): not failures of their head.
     cancelled: Mutex<HashSet<String>>,
     /// Destructions that failed, per pull request (project, number): the deployment that failed last, how many
@@ -86,6 +92,7 @@ impl Previews {
             paused: Mutex::new(HashMap::new()),
             feedback: feedback::Feedback::default(),
             cancelled: Mutex::new(HashSet::new()),
+            unconfirmed: Mutex::new(HashMap::new()),
             destroy_failures: Mutex::new(HashMap::new()),
         }
     }
@@ -111,6 +118,22 @@ impl Previews {
             .unwrap_or_else(|e| e.into_inner())
             .insert(deployment.to_owned());
         engine.cancel(deployment)
+    }
+
+    /// Whether a pull request known only from webhooks has waited long enough for the forge to confirm it: one whose
+    /// events keep coming faster than the forge is read is acted on after a minute.
+    fn waited_long(&self, project: &str, record: &PullRequestRecord) -> bool {
+        let mut unconfirmed = self.unconfirmed.lock().unwrap_or_else(|e| e.into_inner());
+        let key = (project.to_owned(), record.number);
+        if record.confirmed {
+            unconfirmed.remove(&key);
+            return true;
+        }
+        unconfirmed
+            .entry(key)
+            .or_insert_with(Instant::now)
+            .elapsed()
+            >= UNCONFIRMED_PATIENCE
     }
 
     fn was_cancelled(&self, deployment: &str) -> bool {
@@ -238,9 +261,8 @@ async fn reconcile(state: &SharedState, project: &ProjectRecord) -> Result<(), S
         .map(|d| (d.environment.clone(), d))
         .collect();
     for (pr, verdict) in seen.iter().zip(&verdicts) {
-        if can_ask && !pr.record.confirmed {
-            // The forge is asked next pass, at once (the webhook woke the reconciler).
-            state.previews.wake();
+        if can_ask && !state.previews.waited_long(&project.name, pr.record) {
+            // The forge is asked next pass (the webhook woke the reconciler).
             continue;
         }
         let name = PreviewPolicy::environment_name(pr.record.number as u64);
@@ -492,13 +514,12 @@ async fn act(
                     format!("deploying {} (deployment {})", short(head), deployment.id)
                 }
             } else {
-                let last = state
+                let history = state
                     .store
-                    .deployments(project, &name, 1)
+                    .deployments(project, &name, 10)
                     .await
-                    .map_err(|e| e.to_string())?
-                    .into_iter()
-                    .next();
+                    .map_err(|e| e.to_string())?;
+                let last = history.first().cloned();
                 let at_head =
                     |d: &DeploymentRecord| d.source_commit.as_deref() == Some(head.as_str());
                 match last {
@@ -515,7 +536,7 @@ async fn act(
                             && last.operation != Operation::Delete
                             && at_head(&last)
                             && last.status != DeploymentStatus::Committed
-                            && !gave_up(state, &last) =>
+                            && !gave_up(state, &last, &history) =>
                     {
                         let reason = last
                             .reason
@@ -642,12 +663,28 @@ async fn act(
 /// newer head or a close — it knows its own by id —, or by anyone: the engine's reason is then exactly
 /// `cancelled`), or rolled back because the daemon stopped during it. Such a head is deployed again; a failed one is
 /// not. A step's own failure never reads like these: its reason is the runtime's message.
-fn gave_up(state: &SharedState, deployment: &DeploymentRecord) -> bool {
+fn gave_up(
+    state: &SharedState,
+    deployment: &DeploymentRecord,
+    history: &[DeploymentRecord],
+) -> bool {
     let reason = deployment.reason.as_deref().unwrap_or("");
+    let stopped = |reason: &str| {
+        reason.starts_with("the daemon stopped during step ")
+            || reason.starts_with("the daemon stopped before the first step")
+    };
+    // A head during whose deployment the daemon stopped twice is taken for the cause (it may bring the daemon down)
+    // and not tried again by itself.
+    let stops_at_head = history
+        .iter()
+        .filter(|d| {
+            d.source_commit == deployment.source_commit
+                && stopped(d.reason.as_deref().unwrap_or(""))
+        })
+        .count();
     state.previews.was_cancelled(&deployment.id)
         || reason == "cancelled"
-        || reason.starts_with("the daemon stopped during step ")
-        || reason.starts_with("the daemon stopped before the first step")
+        || (stopped(reason) && stops_at_head < 2)
 }
 
 /// Tells the pull request what `key` says, when its forge can be told and it says something new.
@@ -836,10 +873,11 @@ async fn deploy(
         let text = text.map_err(|e| format!("the pull request has no {path}: {e}"))?;
         let spec = preview_spec::parse_spec(&path, &text)
             .map_err(|problems| format!("the pull request's {path} is not valid:\n{problems}"))?;
-        if spec.project != project.name {
+        let registered = preview_spec::parse_spec(&project.file, &project.source)
+            .map_err(|problems| format!("the registered spec is not valid:\n{problems}"))?;
+        if let Some(place) = own_spec::beyond_its_own(&registered, &spec) {
             return Err(format!(
-                "the pull request's {path} is of project `{}`, not `{}`",
-                spec.project, project.name
+                "the pull request's {path} changes `{place}`; a pull request's spec may change only its apps' `build` and `run`, its jobs' `command` and `variables` (the rest comes from the registered spec)"
             ));
         }
         project.source = text;

@@ -194,17 +194,22 @@ pub(crate) async fn from_forge(
         }
         return Ok(());
     }
+    // One pull request the forge cannot answer for keeps none of the others from being confirmed.
+    let mut first_error = None;
     for known in records.iter().filter(|r| !r.confirmed) {
         let now = match client.pull(known.number as u64).await {
             Ok(Some(pull)) => Some(pull),
             Ok(None) => closed(known),
-            Err(error) => return Err(error.to_string()),
+            Err(error) => {
+                first_error.get_or_insert(format!("pull request #{}: {error}", known.number));
+                continue;
+            }
         };
         if let Some(now) = now {
             confirm(state, project, Some(known), &now).await?;
         }
     }
-    Ok(())
+    first_error.map_or(Ok(()), Err)
 }
 
 /// Reads a local repository the operator named, whoever owns it, without running anything its configuration names.
