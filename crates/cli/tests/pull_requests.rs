@@ -1205,55 +1205,34 @@ fn branches_of_a_local_repository_act_as_pull_requests() {
         answer_of(&daemon.data, 1).expect("answers")["from_the_branch"],
         "yes"
     );
-    // A branch whose spec is not valid gets no deployment, and says why.
-    std::fs::write(
-        dev.join("preview.yaml"),
-        "project: plain\nservices: [oops\n",
-    )
-    .expect("spec");
-    git(&dev, &["commit", "--quiet", "-am", "a broken spec"]);
-    git(&dev, &["push", "--quiet", "origin", "feature-a"]);
-    wait_for(
-        "the broken spec to be refused",
-        Duration::from_secs(30),
-        || {
-            previews(&daemon).iter().any(|p| {
-                p["outcome"]
-                    .as_str()
-                    .is_some_and(|o| o.contains("is not valid"))
-            })
-        },
-    );
-    assert_eq!(
-        answer_of(&daemon.data, 1).expect("answers")["commit"],
-        third.as_str()
-    );
-    // A branch's spec may change how its apps build, run and are configured, not the preview policy.
-    std::fs::write(
-        dev.join("preview.yaml"),
-        text.replace(
-            "  spec: pull_request\n",
-            "  spec: pull_request\n  drafts: true\n",
+    // A branch whose spec is not valid, or changes more than its apps (here the preview policy), gets no deployment
+    // and says why; the preview keeps its commit.
+    for (spec_text, refusal) in [
+        (
+            "project: plain\nservices: [oops\n".to_owned(),
+            "is not valid",
         ),
-    )
-    .expect("spec");
-    git(&dev, &["commit", "--quiet", "-am", "a policy of its own"]);
-    git(&dev, &["push", "--quiet", "origin", "feature-a"]);
-    wait_for(
-        "the policy change to be refused",
-        Duration::from_secs(30),
-        || {
-            previews(&daemon).iter().any(|p| {
-                p["outcome"]
-                    .as_str()
-                    .is_some_and(|o| o.contains("changes `previews.drafts`"))
-            })
-        },
-    );
-    assert_eq!(
-        answer_of(&daemon.data, 1).expect("answers")["commit"],
-        third.as_str()
-    );
+        (
+            text.replace(
+                "  spec: pull_request\n",
+                "  spec: pull_request\n  drafts: true\n",
+            ),
+            "changes `previews.drafts`",
+        ),
+    ] {
+        std::fs::write(dev.join("preview.yaml"), spec_text).expect("spec");
+        git(&dev, &["commit", "--quiet", "-am", refusal]);
+        git(&dev, &["push", "--quiet", "origin", "feature-a"]);
+        wait_for(refusal, Duration::from_secs(30), || {
+            previews(&daemon)
+                .iter()
+                .any(|p| p["outcome"].as_str().is_some_and(|o| o.contains(refusal)))
+        });
+        assert_eq!(
+            answer_of(&daemon.data, 1).expect("answers")["commit"],
+            third.as_str()
+        );
+    }
     git(&dev, &["reset", "--quiet", "--hard", &third]);
     git(&dev, &["push", "--quiet", "--force", "origin", "feature-a"]);
     let second = third;

@@ -266,20 +266,14 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
                 protection["detail"].as_str().unwrap_or_default()
             );
         }
-        for url in shown["urls"].as_array().into_iter().flatten() {
-            let url = url.as_str().unwrap_or_default();
-            let host = url
-                .trim_start_matches("https://")
-                .split(':')
-                .next()
-                .unwrap_or_default();
+        for (url, host) in hosts(&shown["urls"]) {
             println!("  {url}");
             println!(
                 "    curl --cacert {} --resolve {host}:{}:127.0.0.1 {url}/api/summary",
                 ca.display(),
                 https.port()
             );
-            let answer = get(&tls, https, host, "/api/summary").await?;
+            let answer = get(&tls, https, &host, "/api/summary").await?;
             println!("    → {answer}");
         }
     }
@@ -516,20 +510,31 @@ async fn show_preview(
         &head[..12],
         preview["outcome"].as_str().unwrap_or_default()
     );
-    for url in preview["urls"].as_array().into_iter().flatten() {
-        let url = url.as_str().unwrap_or_default();
-        let host = url
-            .trim_start_matches("https://")
-            .split(':')
-            .next()
-            .unwrap_or_default();
+    for (url, host) in hosts(&preview["urls"]) {
         println!("  {url}");
         if host.starts_with("storefront") || host.starts_with("pr-2.") {
-            let answer = get(tls, https, host, "/api/summary").await?;
+            let answer = get(tls, https, &host, "/api/summary").await?;
             println!("    → {answer}");
         }
     }
     Ok(())
+}
+
+/// Each URL of a list with its host name.
+fn hosts(urls: &Value) -> Vec<(String, String)> {
+    urls.as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(Value::as_str)
+        .map(|url| {
+            let host = url
+                .trim_start_matches("https://")
+                .split(':')
+                .next()
+                .unwrap_or_default();
+            (url.to_owned(), host.to_owned())
+        })
+        .collect()
 }
 
 /// A client of ENV's database `db`, logged in as its own role.
