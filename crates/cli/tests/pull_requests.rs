@@ -581,13 +581,15 @@ fn gitea_pull_requests_make_update_and_destroy_previews() {
 
 /// A project on a GitHub test forge with its repositories, and a daemon on it — the local runtime on `ports`, or the
 /// recording runtime when `None` — with the blueprint made.
+/// Fields drop in order: the daemon stops first, then its accounts go (read from its data directory), and only then
+/// the directories.
 struct Setup {
-    dir: TempDir,
+    daemon: Daemon,
+    _release: ReleaseAccounts,
     forge: TestForge,
     work: PathBuf,
     origin: PathBuf,
-    daemon: Daemon,
-    _release: ReleaseAccounts,
+    dir: TempDir,
 }
 
 impl Setup {
