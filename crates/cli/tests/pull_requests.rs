@@ -1368,3 +1368,93 @@ fn changed_paths_a_queue_and_a_time_to_live() {
     let problems = setup.forge.problems();
     assert!(problems.is_empty(), "{problems:?}");
 }
+
+#[test]
+fn daemons_sharing_a_store_reconcile_one_at_a_time() {
+    let server = preview_testing::TestPostgres::start();
+    let url = server.create_database("previews");
+    let dir = TempDir::new("pr-shared");
+    let forge = TestForge::start(Kind::Github, REPOSITORY, TOKEN);
+    let origin = dir.path().join("origin.git");
+    let text = spec("true", &remote_forge(Kind::Github, &forge, &origin), "");
+    let (work, origin) = repositories(dir.path(), &text);
+    // Two daemons on one store and one (shared) runtime, with the same master key, as a team would run them.
+    let runtime = format!("recording:{}", dir.path().join("runtime").display());
+    let flags = [
+        "--store",
+        url.as_str(),
+        "--runtime",
+        runtime.as_str(),
+        "--lease-ttl",
+        "1",
+    ];
+    let key = [("PREVIEW_MASTER_KEY", "7a".repeat(32))];
+    let key: Vec<(&str, &str)> = key.iter().map(|(n, v)| (*n, v.as_str())).collect();
+    let first = Daemon::start_with_env(&dir.path().join("a"), &flags, &key);
+    register(&first, &work);
+    create_staging(&first);
+    let second = Daemon::start_with_env(&dir.path().join("b"), &flags, &key);
+    // A webhook may reach either daemon; one of them reconciles.
+    let head = push_head(&work, &origin, Kind::Github, 1, "change-1", "one.txt");
+    forge.open_pull(Pull::new(1, "change-1", &head));
+    deliver(
+        &second,
+        Kind::Github,
+        "opened",
+        &forge.pull(1).expect("#1"),
+        "shared-1",
+    );
+    wait_for("pr-1 at its head", Duration::from_secs(60), || {
+        running_commit(&second, "pr-1").as_deref() == Some(head.as_str())
+    });
+    wait_for("#1 to be told", Duration::from_secs(30), || {
+        forge.comments(1).iter().any(|c| c.body.contains(": live"))
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    // Told once: one comment, one deployment of the head, one success.
+    assert_eq!(forge.comments(1).len(), 1);
+    assert_eq!(
+        forge.deployments().iter().filter(|d| d.sha == head).count(),
+        1
+    );
+    let successes = forge
+        .statuses(&head)
+        .iter()
+        .filter(|s| s.state == "success")
+        .count();
+    assert_eq!(successes, 1);
+    let logs = [
+        support::read_log(&first.data),
+        support::read_log(&second.data),
+    ];
+    let leaders = logs
+        .iter()
+        .filter(|log| log.contains("this daemon reconciles pull requests"))
+        .count();
+    assert_eq!(leaders, 1, "{logs:?}");
+    // The first daemon stops (it held the role: it was up first); the second takes over at once.
+    first.stop();
+    let next = push_head(&work, &origin, Kind::Github, 1, "change-1", "two.txt");
+    forge.push(1, &next);
+    deliver(
+        &second,
+        Kind::Github,
+        "synchronize",
+        &forge.pull(1).expect("#1"),
+        "shared-2",
+    );
+    wait_for("pr-1 at the new head", Duration::from_secs(60), || {
+        running_commit(&second, "pr-1").as_deref() == Some(next.as_str())
+    });
+    wait_for("#1 to be told again", Duration::from_secs(30), || {
+        forge
+            .comments(1)
+            .iter()
+            .any(|c| c.body.contains(": live") && c.body.contains(&next[..12]))
+    });
+    assert_eq!(forge.comments(1).len(), 1, "the same comment, edited");
+    assert!(support::read_log(&second.data).contains("this daemon reconciles pull requests"));
+    let problems = forge.problems();
+    assert!(problems.is_empty(), "{problems:?}");
+    second.stop();
+}

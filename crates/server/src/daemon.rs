@@ -229,6 +229,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     // while the deployments halt.
     let _ = stop_serving.send(());
     reconciler.abort();
+    // Another daemon sharing the store reconciles from now on, without waiting for the role to expire.
+    let _ = state_store
+        .release_role(crate::previews::ROLE, engine.holder())
+        .await;
     idle.abort();
     // What running deployments' steps started stops with them; each is finished from its journal at the next
     // start.

@@ -185,6 +185,33 @@ impl Store {
         .await
     }
 
+    /// Takes or keeps the role `name` for `holder` for `ttl_ms` more milliseconds (the store's clock): true when
+    /// `holder` has it now — nobody had it, it expired, or it was `holder`'s already.
+    pub async fn hold_role(&self, name: &str, holder: &str, ttl_ms: i64) -> Result<bool> {
+        self.changed(vec![
+            Statement::new(
+                &self.sql(
+                    "INSERT INTO roles (name, holder, expires_at) VALUES ($1, $2, {now} + $3)
+                     ON CONFLICT (name) DO UPDATE SET holder = $2, expires_at = {now} + $3
+                     WHERE roles.holder = $2 OR roles.expires_at < {now}",
+                ),
+                vec![name.into(), holder.into(), ttl_ms.into()],
+            )
+            .must_change(),
+        ])
+        .await
+    }
+
+    /// Gives the role `name` up, if `holder` has it.
+    pub async fn release_role(&self, name: &str, holder: &str) -> Result<()> {
+        self.changed(vec![Statement::new(
+            "DELETE FROM roles WHERE name = $1 AND holder = $2",
+            vec![name.into(), holder.into()],
+        )])
+        .await?;
+        Ok(())
+    }
+
     /// Forgets pull requests closed for longer than `age_ms` whose preview is gone.
     pub async fn forget_closed_pull_requests(&self, project: &str, age_ms: i64) -> Result<()> {
         let now = self.now().await?;

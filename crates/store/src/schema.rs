@@ -174,4 +174,10 @@ pub(crate) const MIGRATIONS: &[&[&str]] = &[
     // What each pull request was told through its forge (its comment, the statuses and deployments sent), so that a
     // restarted daemon edits the same comment and retires the deployments it made before.
     &["ALTER TABLE pull_requests ADD COLUMN feedback TEXT"],
+    // Work one daemon of those sharing a store does at a time (the reconciler of pull requests), held like a lease:
+    // by the store's clock, taken over once it expired.
+    &["CREATE TABLE roles (
+        name TEXT PRIMARY KEY,
+        holder TEXT NOT NULL,
+        expires_at BIGINT NOT NULL)"],
 ];

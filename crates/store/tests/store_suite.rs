@@ -40,6 +40,7 @@ cases!(
     secrets_are_kept_by_version_and_sealed_under_the_current_key,
     webhook_deliveries_are_stored_once_and_the_latest_kept,
     pull_requests_keep_the_newest_observation_and_the_reconcilers_marks,
+    a_role_is_held_by_one_daemon_until_it_expires,
 );
 
 #[tokio::test(flavor = "multi_thread")]
@@ -1269,4 +1270,72 @@ async fn pull_requests_keep_the_newest_observation_and_the_reconcilers_marks(sto
         .await
         .expect("forget");
     assert!(store.pull_requests("shop").await.expect("list").is_empty());
+}
+
+async fn a_role_is_held_by_one_daemon_until_it_expires(store: Store) {
+    assert!(
+        store
+            .hold_role("previews", "a/1", 60_000)
+            .await
+            .expect("take")
+    );
+    assert!(
+        store
+            .hold_role("previews", "a/1", 60_000)
+            .await
+            .expect("keep")
+    );
+    assert!(
+        !store
+            .hold_role("previews", "b/1", 60_000)
+            .await
+            .expect("refused")
+    );
+    // Another role is another matter.
+    assert!(
+        store
+            .hold_role("other", "b/1", 60_000)
+            .await
+            .expect("other")
+    );
+    // Expired, it is anyone's.
+    assert!(
+        store
+            .hold_role("previews", "a/1", -1)
+            .await
+            .expect("shorten")
+    );
+    assert!(
+        store
+            .hold_role("previews", "b/1", 60_000)
+            .await
+            .expect("taken over")
+    );
+    assert!(
+        !store
+            .hold_role("previews", "a/1", 60_000)
+            .await
+            .expect("lost")
+    );
+    // Given up by its holder only.
+    store
+        .release_role("previews", "a/1")
+        .await
+        .expect("not a's");
+    assert!(
+        !store
+            .hold_role("previews", "a/1", 60_000)
+            .await
+            .expect("still b's")
+    );
+    store
+        .release_role("previews", "b/1")
+        .await
+        .expect("release");
+    assert!(
+        store
+            .hold_role("previews", "a/1", 60_000)
+            .await
+            .expect("free")
+    );
 }

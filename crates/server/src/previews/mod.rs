@@ -37,6 +37,11 @@ use observe::ForgeSettings;
 /// How often a pass runs when nothing wakes the reconciler (time-to-live, local branches, deployments ending).
 const TICK: Duration = Duration::from_secs(2);
 
+/// The role, in the store, of the daemon that reconciles (one of those sharing a store), and how long it is held
+/// after the last pass renewed it.
+pub(crate) const ROLE: &str = "previews";
+const ROLE_TTL: Duration = Duration::from_secs(10);
+
 /// How often a forge's open pull requests are listed when the spec does not say.
 const DEFAULT_RESYNC: Duration = Duration::from_secs(300);
 
@@ -154,10 +159,42 @@ impl Previews {
 /// Runs the reconciler until the daemon stops (the task is aborted then).
 pub(crate) fn spawn(state: SharedState) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
+        let mut leading = false;
         loop {
+            // Of daemons sharing a store, one reconciles at a time: the one holding the role.
+            let holder = state.engine.holder().to_owned();
+            let held = state
+                .store
+                .hold_role(ROLE, &holder, ROLE_TTL.as_millis() as i64)
+                .await
+                .unwrap_or(false);
+            if held != leading {
+                leading = held;
+                eprintln!(
+                    "preview daemon: previews: {}",
+                    if held {
+                        "this daemon reconciles pull requests"
+                    } else {
+                        "another daemon sharing the store reconciles pull requests"
+                    }
+                );
+            }
+            if !held {
+                tokio::time::sleep(TICK).await;
+                continue;
+            }
             match state.store.projects().await {
                 Ok(projects) => {
                     for project in projects {
+                        // A long pass (a slow forge) renews the role before each project, and stops once lost.
+                        if !state
+                            .store
+                            .hold_role(ROLE, &holder, ROLE_TTL.as_millis() as i64)
+                            .await
+                            .unwrap_or(false)
+                        {
+                            break;
+                        }
                         if let Err(error) = reconcile(&state, &project).await {
                             log(&project.name, &error);
                         }
