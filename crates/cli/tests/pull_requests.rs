@@ -1207,6 +1207,24 @@ fn branches_of_a_local_repository_act_as_pull_requests() {
         answer_of(&daemon.data, 1).expect("answers")["from_the_branch"],
         "yes"
     );
+    // `vars show` shows the preview as it runs (once its deployment committed): its branch's spec, its commit
+    // (never `staging`'s).
+    wait_for(
+        "pr-1's deployment to commit",
+        Duration::from_secs(30),
+        || running_commit(&daemon, "pr-1").as_deref() == Some(third.as_str()),
+    );
+    let shown = daemon
+        .json(&["--project", "plain", "vars", "show", "pr-1"])
+        .to_string();
+    assert!(
+        shown.contains("FROM_THE_BRANCH") && shown.contains(&third),
+        "{shown}"
+    );
+    let blueprint = daemon
+        .json(&["--project", "plain", "vars", "show", "staging"])
+        .to_string();
+    assert!(!blueprint.contains("FROM_THE_BRANCH"), "{blueprint}");
     // A branch whose spec is not valid, or changes more than its apps (here the preview policy), gets no deployment
     // and says why; the preview keeps its commit.
     for (spec_text, refusal) in [

@@ -256,3 +256,43 @@ pub(crate) fn running_commit(recorded: &[Resource]) -> Option<String> {
             .map(str::to_owned)
     })
 }
+
+/// Where an environment's recorded apps were built from — the repository (the daemon's mirror, for a pull request's
+/// preview), the spec's directory in it and the commit — when they were built from a commit.
+pub(crate) fn running_source(recorded: &[Resource]) -> Option<preview_resolve::SourceCommit> {
+    recorded.iter().find_map(|resource| {
+        let source = &resource.content["source"];
+        Some(preview_resolve::SourceCommit {
+            repository: source["repository"].as_str()?.to_owned(),
+            directory: source["directory"].as_str()?.to_owned(),
+            commit: source["commit"].as_str()?.to_owned(),
+        })
+    })
+}
+
+/// Resolves an environment as it runs: from the commit its apps were built from, in the repository they were built
+/// from (for a pull request's preview, the mirror, with its pull request and — with `previews.spec: pull_request` —
+/// the spec at that commit); else as `resolve` does with `commit`.
+pub(crate) async fn resolve_running(
+    state: &SharedState,
+    project: &ProjectRecord,
+    environment: &str,
+    based_on: Option<&str>,
+    recorded: &[Resource],
+    commit: Option<&str>,
+) -> Result<ResolvedEnvironment, ApiError> {
+    let Some(source) = running_source(recorded) else {
+        return resolve(state, project, environment, based_on, commit).await;
+    };
+    let (project, preview) =
+        crate::previews::as_deployed(state, project, environment, &source).await;
+    resolve_with(
+        state,
+        &project,
+        environment,
+        based_on,
+        Some(source),
+        preview,
+    )
+    .await
+}

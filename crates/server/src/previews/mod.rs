@@ -921,14 +921,7 @@ async fn deploy(
     }
     let project = &project;
     let context = PreviewContext {
-        forge: match settings.kind {
-            ForgeKind::Github => "github",
-            ForgeKind::Gitlab => "gitlab",
-            ForgeKind::Gitea => "gitea",
-            ForgeKind::Forgejo => "forgejo",
-            ForgeKind::Local => "local",
-        }
-        .to_owned(),
+        forge: observe::forge_name(settings.kind).to_owned(),
         repository: settings.repository.clone(),
         number: number as u64,
         branch: pr.state.head_ref.clone(),
@@ -1036,6 +1029,59 @@ async fn destroy_pause(pass: &Pass<'_>, number: i64, name: &str) -> Result<Optio
             (next - now).as_secs()
         )
     }))
+}
+
+/// The project as a preview of a pull request was deployed — with the spec at its commit when the project takes
+/// previews' specs from their pull requests (and it is not a fork's) — and its pull request, for its built-ins. Any
+/// other environment: the project as registered, and no pull request.
+pub(crate) async fn as_deployed(
+    state: &SharedState,
+    project: &ProjectRecord,
+    environment: &str,
+    source: &SourceCommit,
+) -> (ProjectRecord, Option<PreviewContext>) {
+    let registered = (project.clone(), None);
+    let Some(number) = environment
+        .strip_prefix("pr-")
+        .and_then(|n| n.parse::<i64>().ok())
+    else {
+        return registered;
+    };
+    let Ok(spec) = preview_spec::parse_spec(&project.file, &project.source) else {
+        return registered;
+    };
+    let (Some(policy), Ok(records)) = (
+        spec.previews,
+        state.store.pull_requests(&project.name).await,
+    ) else {
+        return registered;
+    };
+    let Some(record) = records
+        .into_iter()
+        .find(|r| r.number == number && r.claimed)
+    else {
+        return registered;
+    };
+    let Ok(pull) = serde_json::from_str::<PullState>(&record.state) else {
+        return registered;
+    };
+    let settings = policy.forge.as_ref().map(ForgeSettings::of);
+    let preview = settings.as_ref().map(|settings| PreviewContext {
+        forge: observe::forge_name(settings.kind).to_owned(),
+        repository: settings.repository.clone(),
+        number: number as u64,
+        branch: pull.head_ref.clone(),
+        commit: source.commit.clone(),
+    });
+    let mut deployed = project.clone();
+    if policy.spec_from_pull_request
+        && !pull.fork
+        && let (_, Ok(text)) = crate::source::spec_at(source, &project.file).await
+        && preview_spec::parse_spec(&project.file, &text).is_ok()
+    {
+        deployed.source = text;
+    }
+    (deployed, preview)
 }
 
 /// Starts the deployment that destroys a preview; its id.

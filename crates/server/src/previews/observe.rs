@@ -71,6 +71,17 @@ impl ForgeSettings {
     }
 }
 
+/// How the spec names the forge (`PREVIEW_FORGE` in a preview's variables).
+pub(crate) fn forge_name(kind: ForgeKind) -> &'static str {
+    match kind {
+        ForgeKind::Github => "github",
+        ForgeKind::Gitlab => "gitlab",
+        ForgeKind::Gitea => "gitea",
+        ForgeKind::Forgejo => "forgejo",
+        ForgeKind::Local => "local",
+    }
+}
+
 /// The forge crate's name for a remote forge; `None` for local branches.
 pub(crate) fn remote(kind: ForgeKind) -> Option<preview_forge::Forge> {
     match kind {

@@ -316,11 +316,12 @@ async fn source_values(
         .await
         .ok()?;
     let commit = crate::desired::running_commit(&recorded).or(record.follows.clone());
-    let resolved = crate::desired::resolve(
+    let resolved = crate::desired::resolve_running(
         state,
         project,
         environment,
         record.based_on.as_deref(),
+        &recorded,
         commit.as_deref(),
     )
     .await
@@ -356,11 +357,12 @@ pub(crate) async fn show(
         .await?;
     let commit = crate::desired::running_commit(&recorded)
         .or_else(|| record.as_ref().and_then(|e| e.follows.clone()));
-    let resolved = crate::desired::resolve(
+    let resolved = crate::desired::resolve_running(
         &state,
         &project,
         &environment,
         based_on.as_deref(),
+        &recorded,
         commit.as_deref(),
     )
     .await?;
