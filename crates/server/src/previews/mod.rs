@@ -23,7 +23,7 @@ use std::time::{Duration, Instant};
 use preview_deploy::{DeploymentRequest, EnvironmentAddress};
 use preview_forge::PullState;
 use preview_resolve::{PreviewContext, SourceCommit};
-use preview_spec::{ForgeKind, PreviewPolicy, Spec};
+use preview_spec::{ForgeKind, PreviewPolicy};
 use preview_store::{
     DeploymentRecord, DeploymentStatus, EnvironmentRecord, Operation, ProjectRecord,
     PullRequestRecord,
@@ -342,7 +342,7 @@ async fn observe_project(
         // Without a token the forge is not asked at all: webhooks alone say what pull requests are.
         Ok(())
     } else {
-        let resync = spec_resync(project).unwrap_or(DEFAULT_RESYNC);
+        let resync = settings.resync.unwrap_or(DEFAULT_RESYNC);
         let due = sync
             || previews
                 .listed
@@ -395,12 +395,6 @@ async fn observe_project(
             paused.insert(project.name.clone(), (Instant::now() + FORGE_PAUSE, error));
         }
     }
-}
-
-fn spec_resync(project: &ProjectRecord) -> Option<Duration> {
-    preview_spec::parse_spec(&project.file, &project.source)
-        .ok()
-        .and_then(|spec: Spec| spec.previews?.forge?.resync)
 }
 
 /// The spec's directory relative to its repository's top (`""` at the top or outside any repository).
@@ -920,13 +914,7 @@ async fn deploy(
         project.source = text;
     }
     let project = &project;
-    let context = PreviewContext {
-        forge: observe::forge_name(settings.kind).to_owned(),
-        repository: settings.repository.clone(),
-        number: number as u64,
-        branch: pr.state.head_ref.clone(),
-        commit: head.to_owned(),
-    };
+    let context = settings.preview_context(number as u64, &pr.state.head_ref, head);
     let resolved = crate::desired::resolve_with(
         state,
         project,
@@ -1066,13 +1054,9 @@ pub(crate) async fn as_deployed(
         return registered;
     };
     let settings = policy.forge.as_ref().map(ForgeSettings::of);
-    let preview = settings.as_ref().map(|settings| PreviewContext {
-        forge: observe::forge_name(settings.kind).to_owned(),
-        repository: settings.repository.clone(),
-        number: number as u64,
-        branch: pull.head_ref.clone(),
-        commit: source.commit.clone(),
-    });
+    let preview = settings
+        .as_ref()
+        .map(|settings| settings.preview_context(number as u64, &pull.head_ref, &source.commit));
     let mut deployed = project.clone();
     if policy.spec_from_pull_request
         && !pull.fork

@@ -4,9 +4,11 @@
 //! word is only a hint until the forge confirms it; when the forge cannot be asked, the hint is acted on.
 
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use preview_forge::PullState;
 use preview_forge::api::Api;
+use preview_resolve::PreviewContext;
 use preview_spec::{Forge as ForgeSpec, ForgeKind};
 use preview_store::{Observation, PullRequestRecord};
 
@@ -23,6 +25,8 @@ pub(crate) struct ForgeSettings {
     pub clone_url: String,
     /// The project secret holding the API token.
     pub token: Option<String>,
+    /// How often the open pull requests are listed, when the spec says.
+    pub resync: Option<Duration>,
 }
 
 impl ForgeSettings {
@@ -51,6 +55,23 @@ impl ForgeSettings {
                 .clone()
                 .unwrap_or_else(|| format!("{web}/{}.git", forge.repository)),
             token: forge.token.clone(),
+            resync: forge.resync,
+        }
+    }
+
+    /// What a preview of pull request `number`, on `branch` at `commit`, knows of it (its built-ins).
+    pub(crate) fn preview_context(
+        &self,
+        number: u64,
+        branch: &str,
+        commit: &str,
+    ) -> PreviewContext {
+        PreviewContext {
+            forge: forge_name(self.kind).to_owned(),
+            repository: self.repository.clone(),
+            number,
+            branch: branch.to_owned(),
+            commit: commit.to_owned(),
         }
     }
 

@@ -11,7 +11,6 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use preview_forge::{Event, Forge, Headers, SIGNATURE_HEADERS, authenticate, read_event};
-use preview_spec::ForgeKind;
 use preview_store::DeliveryRecord;
 use serde_json::{Value, json};
 
@@ -82,14 +81,8 @@ pub(crate) async fn receive(
         .as_ref()
         .and_then(|p| p.forge.as_ref())
         .ok_or_else(not_here)?;
-    let forge = match forge_spec.kind {
-        ForgeKind::Github => Forge::Github,
-        ForgeKind::Gitea => Forge::Gitea,
-        ForgeKind::Forgejo => Forge::Forgejo,
-        ForgeKind::Gitlab => Forge::Gitlab,
-        // Branches of a local repository send no webhooks.
-        ForgeKind::Local => return Err(not_here()),
-    };
+    // Branches of a local repository send no webhooks.
+    let forge = crate::previews::observe::remote(forge_spec.kind).ok_or_else(not_here)?;
     let secrets =
         match webhook_secrets(&state, &project, forge_spec.webhook_secret.as_deref()).await {
             Ok(secrets) => secrets,
