@@ -29,7 +29,7 @@ pub fn desired_state(
             "secrets",
             ResourceKind::Secrets,
             vec!["space".to_owned()],
-            json!({ "names": with_versions(secret_names(environment), versions) }),
+            secrets_content(environment, versions),
         ),
     ];
     let mut hostnames: Vec<&str> = Vec::new();
@@ -133,6 +133,36 @@ fn secret_names(environment: &ResolvedEnvironment) -> Vec<String> {
     names.sort_unstable();
     names.dedup();
     names
+}
+
+/// The environment's secrets by name and version; on Kubernetes also each value that holds a secret, by service
+/// and variable, as parts: the runtime assembles them in the environment's Secret, which pods read them from.
+fn secrets_content(
+    environment: &ResolvedEnvironment,
+    versions: &SecretVersions,
+) -> serde_json::Value {
+    let mut content = json!({ "names": with_versions(secret_names(environment), versions) });
+    if environment.runtime == preview_spec::RuntimeKind::Kubernetes {
+        content["variables"] = secret_variables(environment);
+    }
+    content
+}
+
+fn secret_variables(environment: &ResolvedEnvironment) -> serde_json::Value {
+    environment
+        .services
+        .values()
+        .filter_map(|service| {
+            let variables: serde_json::Map<String, serde_json::Value> = service
+                .variables
+                .iter()
+                .filter(|(_, variable)| variable.value.is_secret())
+                .map(|(name, variable)| (name.clone(), parts(&variable.value)))
+                .collect();
+            (!variables.is_empty()).then(|| (service.name.clone(), variables.into()))
+        })
+        .collect::<serde_json::Map<_, _>>()
+        .into()
 }
 
 /// The resource id of a service, by kind: `app/web`, `database/db`, `job/migrate`.
@@ -358,7 +388,7 @@ fn route(
     versions: &SecretVersions,
 ) -> Resource {
     let port = match &service.kind {
-        ServiceKind::App(app) => app.ports.first().map(|p| p.name.clone()),
+        ServiceKind::App(app) => app.ports.first(),
         _ => None,
     };
     Resource::new(
@@ -370,7 +400,8 @@ fn route(
         ],
         json!({
             "service": service.name,
-            "port": port,
+            "port": port.map(|p| &p.name),
+            "port_number": port.map(|p| p.number),
             "hostnames": service.hostnames,
             "access": access(environment, versions),
         }),

@@ -177,11 +177,14 @@ fn secret_list(names: &Value) -> String {
 /// `key: old → new` for each changed field, one level into objects (`variables.LOG_LEVEL: info → debug`).
 fn changes(before: &Resource, after: &Resource) -> String {
     if before.kind == ResourceKind::Secrets {
-        return format!(
-            "{} → {}",
-            secret_list(&before.content["names"]),
-            secret_list(&after.content["names"])
-        );
+        let (old, new) = (&before.content["names"], &after.content["names"]);
+        if old == new {
+            return format!(
+                "values that hold secrets: {}",
+                changed_keys(&before.content["variables"], &after.content["variables"])
+            );
+        }
+        return format!("{} → {}", secret_list(old), secret_list(new));
     }
     let mut changed = Vec::new();
     let (Value::Object(old), Value::Object(new)) = (&before.content, &after.content) else {
@@ -221,6 +224,30 @@ fn changes(before: &Resource, after: &Resource) -> String {
         ));
     }
     changed.join("; ")
+}
+
+/// `web.DATABASE_URL, …`: the service variables whose parts differ (names only: the parts name secrets).
+fn changed_keys(before: &Value, after: &Value) -> String {
+    let services: std::collections::BTreeSet<&String> = [before, after]
+        .iter()
+        .filter_map(|v| v.as_object())
+        .flat_map(|m| m.keys())
+        .collect();
+    let mut changed = Vec::new();
+    for service in services {
+        let variables: std::collections::BTreeSet<&String> = [&before[service], &after[service]]
+            .iter()
+            .filter_map(|v| v.as_object())
+            .flat_map(|m| m.keys())
+            .collect();
+        changed.extend(
+            variables
+                .into_iter()
+                .filter(|v| before[service][v.as_str()] != after[service][v.as_str()])
+                .map(|v| format!("{service}.{v}")),
+        );
+    }
+    changed.join(", ")
 }
 
 /// `(none)` for null, a CPU or memory amount as it was written (`250m`, `4Gi`), anything else compact.

@@ -259,3 +259,32 @@ fn moving_lines_in_the_spec_changes_nothing() {
     let shifted = format!("# a comment that moves every line down\n\n{EXAMPLE}");
     assert!(plan_deployment("staging", &desired(&shifted, "staging"), &state).is_empty());
 }
+
+#[test]
+fn on_kubernetes_the_secrets_carry_the_values_that_hold_secrets() {
+    let kubernetes = EXAMPLE.replace("runtime: local", "runtime: kubernetes");
+    let before = desired(&kubernetes, "staging");
+    assert_eq!(
+        content(&before, "secrets")["variables"]["storefront"]["SHOP_DATABASE"][1],
+        serde_json::json!({ "secret": "database:db/password" })
+    );
+    assert!(
+        content(&desired(EXAMPLE, "staging"), "secrets")
+            .get("variables")
+            .is_none()
+    );
+    let after = desired(
+        &kubernetes.replace(
+            "SHOP_DATABASE: { alias: DATABASE_URL }",
+            "SHOP_DATABASE: plain",
+        ),
+        "staging",
+    );
+    let plan = render_plan(&plan_deployment("staging", &after, &before));
+    assert!(
+        plan.contains(
+            "~ update  secrets                values that hold secrets: storefront.SHOP_DATABASE"
+        ),
+        "{plan}"
+    );
+}
