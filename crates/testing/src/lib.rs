@@ -1,7 +1,10 @@
-//! What tests need from the machine, made and cleaned up by the tests themselves: temporary directories and
-//! throw-away PostgreSQL servers on loopback ports of their own.
+//! What tests need from the machine, made and cleaned up by the tests themselves: temporary directories,
+//! throw-away PostgreSQL servers on loopback ports of their own, and an in-process fake of the Kubernetes API server
+//! ([`kubernetes::ApiServer`]).
 //!
 //! Only dev-dependencies use this crate; nothing in the product links it.
+
+pub mod kubernetes;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
