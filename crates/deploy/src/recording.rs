@@ -84,6 +84,10 @@ pub struct RecordingRuntime {
     secrets: std::sync::Arc<dyn SecretSource>,
     /// Environments put to sleep (kept in memory only: nothing runs to stop or start again).
     sleeping: Mutex<std::collections::BTreeSet<EnvironmentAddress>>,
+    /// What the pre-flight check refuses with, if anything (as a cluster's admission would).
+    preflight_refusal: Mutex<Option<String>>,
+    /// The states pre-flight checks were asked about, in order.
+    preflights: Mutex<Vec<Vec<Resource>>>,
 }
 
 impl RecordingRuntime {
@@ -97,7 +101,24 @@ impl RecordingRuntime {
             verify_stopped: std::sync::atomic::AtomicBool::new(false),
             secrets: std::sync::Arc::new(NoSecrets),
             sleeping: Mutex::default(),
+            preflight_refusal: Mutex::default(),
+            preflights: Mutex::default(),
         }
+    }
+
+    /// Makes every pre-flight check fail with `reason` (`None`: pass again).
+    pub fn refuse_preflight(&self, reason: Option<&str>) {
+        if let Ok(mut refusal) = self.preflight_refusal.lock() {
+            *refusal = reason.map(str::to_owned);
+        }
+    }
+
+    /// The states pre-flight checks were asked about, in order.
+    pub fn preflights(&self) -> Vec<Vec<Resource>> {
+        self.preflights
+            .lock()
+            .map(|p| p.clone())
+            .unwrap_or_default()
     }
 
     /// Resources kept in `dir`, a directory of this daemon's own: its environments are its machine's.
@@ -265,6 +286,20 @@ impl Runtime for RecordingRuntime {
     /// data directory, is this daemon's alone.
     fn shared(&self) -> bool {
         self.shared
+    }
+
+    async fn preflight(
+        &self,
+        _env: &EnvironmentAddress,
+        resources: &[Resource],
+    ) -> Result<(), RuntimeError> {
+        if let Ok(mut asked) = self.preflights.lock() {
+            asked.push(resources.to_vec());
+        }
+        match self.preflight_refusal.lock().ok().and_then(|r| r.clone()) {
+            Some(reason) => Err(RuntimeError::new(reason)),
+            None => Ok(()),
+        }
     }
 
     async fn apply(

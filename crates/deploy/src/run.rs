@@ -42,8 +42,37 @@ impl Engine {
     ) -> DeploymentRecord {
         let context = Arc::new(self.context(&record, &held, 0, control));
         let done = vec![false; record.plan.steps.len()];
-        let ending = self.carry_out(&context, &record, &recorded, done).await;
+        let ending = match self.preflight(&context, &record, &recorded).await {
+            Ok(()) => self.carry_out(&context, &record, &recorded, done).await,
+            // Nothing was done: the undo has no step to undo and records the rollback with the reason.
+            Err(reason) => self.undo(&context, &record, reason).await,
+        };
         self.end(&record, held, ending).await
+    }
+
+    /// Asks the runtime to check the state the plan leads to as a whole before the first step changes anything
+    /// (on Kubernetes: a dry run of every object). Nothing to check when the plan only deletes.
+    async fn preflight(
+        &self,
+        context: &StepContext,
+        record: &DeploymentRecord,
+        recorded: &[Resource],
+    ) -> Result<(), String> {
+        if record.plan.steps.iter().all(|s| s.after.is_none()) {
+            return Ok(());
+        }
+        let state = record.plan.resulting_state(recorded);
+        match self.runtime.preflight(&context.env, &state).await {
+            Ok(()) => Ok(()),
+            Err(error) => {
+                let reason = format!("the pre-flight check failed: {}", error.message);
+                let _ = context
+                    .journal
+                    .write(0, Phase::Apply, JournalEvent::Log, reason.clone())
+                    .await;
+                Err(reason)
+            }
+        }
     }
 
     /// Applies the steps not `done` yet, then verifies and commits — or undoes, or leaves it to a retry.

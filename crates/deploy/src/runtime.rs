@@ -107,6 +107,17 @@ pub trait Runtime: Send + Sync {
         log: &StepLog,
     ) -> Result<(), RuntimeError>;
 
+    /// Checks `resources` — the whole state a deployment leads to — before its first step changes anything, so that
+    /// what the runtime would refuse (an object its admission or validation rejects) fails the deployment while
+    /// nothing has changed. Nothing to check by default.
+    async fn preflight(
+        &self,
+        _env: &EnvironmentAddress,
+        _resources: &[Resource],
+    ) -> Result<(), RuntimeError> {
+        Ok(())
+    }
+
     /// Makes the resource not exist.
     async fn remove(
         &self,

@@ -860,3 +860,39 @@ async fn a_crash_when_only_verification_remained_commits_on_recovery() {
             .is_some()
     );
 }
+
+#[tokio::test]
+async fn a_refused_pre_flight_check_fails_the_deployment_before_anything_changes() {
+    let setup = Setup::new(None).await;
+    let engine = setup.engine(Duration::from_secs(5));
+    setup
+        .runtime
+        .refuse_preflight(Some("Deployment web: 422 Invalid: spec.template: bad"));
+    let want = desired(EXAMPLE, "staging");
+    let record = deploy(&engine, request("staging", Operation::Create, want.clone())).await;
+    assert_eq!(record.status, DeploymentStatus::RolledBack);
+    assert_eq!(
+        record.reason.as_deref(),
+        Some("the pre-flight check failed: Deployment web: 422 Invalid: spec.template: bad")
+    );
+    assert_eq!(setup.runtime.operations(), 0, "no step ran");
+    assert!(setup.runtime_state("staging").is_empty());
+    // It was asked about the whole state the deployment leads to.
+    assert_eq!(setup.runtime.preflights(), vec![want.clone()]);
+
+    setup.runtime.refuse_preflight(None);
+    let record = deploy(&engine, request("staging", Operation::Create, want.clone())).await;
+    assert_eq!(record.status, DeploymentStatus::Committed);
+    // An update is checked as the whole state it leads to, the unchanged resources included; a refusal leaves the
+    // environment as it was.
+    setup.runtime.refuse_preflight(Some("refused"));
+    let before = setup.runtime.operations();
+    let record = deploy(&engine, request("staging", Operation::Update, updated())).await;
+    assert_eq!(record.status, DeploymentStatus::RolledBack);
+    assert_eq!(setup.runtime.operations(), before);
+    assert_state(&setup, "staging", &want).await;
+    assert_eq!(setup.runtime.preflights().last(), Some(&updated()));
+    // A deletion leads to nothing to check.
+    let record = deploy(&engine, request("staging", Operation::Delete, Vec::new())).await;
+    assert_eq!(record.status, DeploymentStatus::Committed);
+}
