@@ -1,6 +1,6 @@
 //! A database of `mode: container`: a PostgreSQL StatefulSet of one pod with its volume, a headless Service by the
-//! database's name and a Secret with its password. Databases of `mode: managed` and `external` live in servers
-//! outside the environment's namespace: nothing is rendered for them.
+//! database's name and a Secret with its password. On a cluster, `mode: managed` — a server `preview` runs — is the
+//! same: the server runs in the environment's namespace, one per environment. `mode: external` is not rendered yet.
 
 use std::collections::BTreeMap;
 
@@ -35,8 +35,11 @@ pub(crate) fn render(
     values: &crate::Values<'_>,
 ) -> Result<Vec<Object>, RenderError> {
     let content = &resource.content;
-    if content["mode"] != "container" {
-        return Ok(Vec::new());
+    if content["mode"] == "external" {
+        return Err(RenderError::new(
+            resource,
+            "`mode: external` is not supported on Kubernetes yet; use `mode: container` (a server in the environment's namespace)",
+        ));
     }
     if content["engine"] != "postgres" {
         return Err(RenderError::new(

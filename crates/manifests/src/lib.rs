@@ -3,10 +3,10 @@
 //! Each resource of a plan becomes the objects that make it on a cluster — the space a Namespace with its
 //! isolation baseline (Pod Security `restricted`, default-deny NetworkPolicies with the allows an environment
 //! needs, a ResourceQuota, a LimitRange, a ServiceAccount without a token), the secret set one Secret, an app a
-//! Deployment and a Service, a job a Job, a database of `mode: container` a StatefulSet with its volume and a
-//! headless Service, a route an Ingress or an HTTPRoute, the certificate a cert-manager Certificate. Objects are
-//! built as `k8s-openapi` types (or, for custom resources, as the documented JSON) and carried as [`Object`]s, which
-//! the runtime applies by server-side apply.
+//! Deployment and a Service, a job a Job, a database a StatefulSet with its volume and a headless Service, a
+//! route an Ingress or an HTTPRoute, the certificate a cert-manager Certificate. Objects are built as `k8s-openapi`
+//! types (or, for custom resources, as the documented JSON) and carried as [`Object`]s, which the runtime applies
+//! by server-side apply.
 //!
 //! Secret values enter only through [`Values::Revealed`], only into Secret objects, and an [`Object`]'s `Debug`
 //! and its redacted YAML never print them.

@@ -467,3 +467,57 @@ fn namespace_names_stay_dns_labels_with_their_suffix() {
     let cut_at_dash = preview_manifests::namespace_name(&"a".repeat(56), "b", "abcde");
     assert!(!cut_at_dash.contains("--"), "{cut_at_dash}");
 }
+
+#[test]
+fn a_managed_database_is_a_server_in_the_namespace_and_an_external_one_is_refused() {
+    let database = |source: &str| {
+        resources(source, "staging")
+            .into_iter()
+            .find(|r| r.id == "database/db")
+            .unwrap_or_else(|| panic!("no database"))
+    };
+    let managed = render(
+        &database(&EXAMPLE.replace("runtime: local", "runtime: kubernetes")),
+        &target(),
+        &Settings::default(),
+        &Values::Redacted,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    let container = render(
+        &database(&kubernetes_example()),
+        &target(),
+        &Settings::default(),
+        &Values::Redacted,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        managed
+            .iter()
+            .map(|o| o.body["spec"].clone())
+            .collect::<Vec<_>>(),
+        container
+            .iter()
+            .map(|o| o.body["spec"].clone())
+            .collect::<Vec<_>>()
+    );
+    assert_eq!(
+        managed.iter().map(|o| o.kind.as_str()).collect::<Vec<_>>(),
+        ["Secret", "StatefulSet", "Service"]
+    );
+    let mut external = database(&kubernetes_example());
+    external.content["mode"] = "external".into();
+    let error = render(
+        &external,
+        &target(),
+        &Settings::default(),
+        &Values::Redacted,
+    )
+    .err()
+    .map(|e| e.to_string());
+    assert_eq!(
+        error.as_deref(),
+        Some(
+            "database/db: `mode: external` is not supported on Kubernetes yet; use `mode: container` (a server in the environment's namespace)"
+        )
+    );
+}
