@@ -82,6 +82,19 @@ enum Command {
         #[arg(long, value_name = "REF")]
         commit: Option<String>,
     },
+    /// Print the Kubernetes objects deploying ENV would apply (Secret values redacted), or write them to a
+    /// directory, one file per object: for review, or for a GitOps repository.
+    Render {
+        /// The environment.
+        env: String,
+        /// The commit, branch or tag to render for (default: what the environment follows).
+        #[arg(long, value_name = "REF")]
+        commit: Option<String>,
+        /// Write `NN-kind-name.yaml` files into this directory instead of printing one stream (`-o` is the
+        /// output format of every command).
+        #[arg(long = "directory", short = 'd', value_name = "DIR")]
+        output_dir: Option<PathBuf>,
+    },
     /// Deploy ENV's current spec (one transaction: it completes or the environment stays as it was).
     #[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
     Deploy {
@@ -129,6 +142,11 @@ enum Command {
     Webhooks {
         #[command(subcommand)]
         action: WebhooksAction,
+    },
+    /// The Kubernetes clusters environments live on (`preview serve --runtime kubernetes`).
+    Cluster {
+        #[command(subcommand)]
+        action: ClusterAction,
     },
     /// The local certificate authority behind the gateway's certificates.
     Ca {
@@ -338,6 +356,17 @@ enum WebhooksAction {
 }
 
 #[derive(Subcommand)]
+enum ClusterAction {
+    /// The server's version, which permissions the credentials lack (asked of the API server for each verb and
+    /// kind), the ingress, storage and snapshot classes, the custom resources preview can use, and what is missing.
+    Check {
+        /// The cluster [default: the daemon's own]
+        #[arg(default_value = "default")]
+        name: String,
+    },
+}
+
+#[derive(Subcommand)]
 enum CaAction {
     /// Write the CA certificate (PEM) to FILE, or print it, for browsers' and curl's trust stores.
     Export {
@@ -424,6 +453,13 @@ fn client_command(
             let client = client::Client::from_data_dir(&data_dir)?;
             return commands::logs::export_ca(&client, file.as_deref(), output).await;
         }
+        if let Command::Cluster {
+            action: ClusterAction::Check { name },
+        } = &command
+        {
+            let client = client::Client::from_data_dir(&data_dir)?;
+            return commands::clusters::check(&client, name, output).await;
+        }
         if let Command::Project { action } = &command {
             let client = client::Client::from_data_dir(&data_dir)?;
             return match action {
@@ -483,6 +519,19 @@ fn client_command(
                         .await
                 }
             },
+            Command::Render {
+                env,
+                commit,
+                output_dir,
+            } => {
+                commands::environments::render(
+                    &context,
+                    &env,
+                    commit.as_deref(),
+                    output_dir.as_deref(),
+                )
+                .await
+            }
             Command::Plan { env, commit } => {
                 commands::environments::plan(&context, &env, commit.as_deref()).await
             }

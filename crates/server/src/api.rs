@@ -14,7 +14,9 @@ use preview_store::Store;
 use serde_json::json;
 
 use crate::error::ApiError;
-use crate::routes::{deployments, environments, previews, projects, runtime, variables, webhooks};
+use crate::routes::{
+    clusters, deployments, environments, previews, projects, runtime, variables, webhooks,
+};
 
 /// Request bodies larger than this are refused: a spec is a few kilobytes.
 pub(crate) const BODY_LIMIT: usize = 1024 * 1024;
@@ -28,6 +30,8 @@ pub(crate) struct AppState {
     pub runtime: Arc<dyn preview_deploy::Runtime>,
     /// The gateway, when the runtime serves routes.
     pub gateway: Option<Gateway>,
+    /// The cluster, when environments live on Kubernetes: what `preview render` renders for.
+    pub kubernetes: Option<Arc<preview_kubernetes::KubernetesRuntime>>,
     /// The reconciler of pull requests and previews.
     pub previews: Arc<crate::previews::Previews>,
 }
@@ -60,6 +64,10 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route(
             "/v1/projects/{project}/environments/{environment}/plan",
             get(environments::plan),
+        )
+        .route(
+            "/v1/projects/{project}/environments/{environment}/manifests",
+            get(environments::manifests),
         )
         .route(
             "/v1/projects/{project}/environments/{environment}/deploy",
@@ -134,6 +142,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         )
         .route("/v1/gateway", get(runtime::gateway))
         .route("/v1/ca", get(runtime::ca))
+        .route("/v1/clusters/{name}/check", get(clusters::check))
         .route("/v1/secrets/rotate-key", post(variables::rotate_key))
         .route("/v1/deployments/{id}", get(deployments::show))
         .route("/v1/deployments/{id}/logs", get(deployments::logs))

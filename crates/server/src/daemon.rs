@@ -22,8 +22,10 @@ use crate::auth::{
 };
 
 /// Where environments live.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum RuntimeChoice {
+    /// A namespace per environment on a Kubernetes cluster.
+    Kubernetes(Box<preview_kubernetes::KubernetesOptions>),
     /// Records resources as files under the directory and starts nothing; faults can be injected for tests.
     Recording {
         dir: Option<PathBuf>,
@@ -58,7 +60,7 @@ pub struct LocalOptions {
     pub gateway: preview_gateway::Config,
 }
 
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct ServeConfig {
     pub data_dir: PathBuf,
     /// `postgres://…` to share state between daemons; `None` for the SQLite file in the data directory.
@@ -108,7 +110,13 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let vault = Arc::new(crate::vault::Vault::open(&config.data_dir, Arc::clone(&store)).await?);
     let mut gateway = None;
     let mut local_runtime = None;
+    let mut kubernetes = None;
     let runtime: Arc<dyn Runtime> = match &config.runtime {
+        RuntimeChoice::Kubernetes(options) => {
+            let cluster = Arc::new(start_kubernetes(&config, options, Arc::clone(&vault)).await?);
+            kubernetes = Some(Arc::clone(&cluster));
+            cluster
+        }
         RuntimeChoice::Local(options) => {
             let (local, addresses) = start_local(&config, options, Arc::clone(&vault)).await?;
             gateway = Some(addresses);
@@ -197,6 +205,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         token_hash,
         runtime: Arc::clone(&runtime),
         gateway,
+        kubernetes,
         previews: Arc::new(crate::previews::Previews::new(
             config.data_dir.join("mirrors"),
         )),
@@ -283,6 +292,36 @@ fn test_clock() -> Result<preview_deploy::Clock, String> {
 
 /// Opens the local runtime (stopping what an earlier run left, starting recorded apps again) and the gateway in
 /// front of it.
+/// Connects to the cluster; its certificates, when no cert-manager issues them, come from the local CA in the data
+/// directory.
+async fn start_kubernetes(
+    config: &ServeConfig,
+    options: &preview_kubernetes::KubernetesOptions,
+    vault: Arc<crate::vault::Vault>,
+) -> Result<preview_kubernetes::KubernetesRuntime, String> {
+    let ca = Arc::new(
+        preview_tls::LocalCa::load_or_create(&config.data_dir.join("ca"))
+            .map_err(|e| e.to_string())?,
+    );
+    let issuer = move |hostnames: &[String]| {
+        ca.issue(hostnames, Duration::from_secs(90 * 24 * 3600))
+            .map(|issued| (issued.chain_pem, issued.key_pem))
+            .map_err(|e| e.to_string())
+    };
+    let runtime = preview_kubernetes::KubernetesRuntime::connect(
+        options.clone(),
+        vault as Arc<dyn preview_deploy::SecretSource>,
+        Arc::new(issuer),
+    )
+    .await?;
+    log(&format!(
+        "runtime: kubernetes, environments in namespaces of {} (inventory in namespace {})",
+        runtime.cluster_url(),
+        options.inventory_namespace
+    ));
+    Ok(runtime)
+}
+
 async fn start_local(
     config: &ServeConfig,
     options: &LocalOptions,

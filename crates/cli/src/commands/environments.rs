@@ -181,6 +181,44 @@ pub async fn plan(context: &Context, name: &str, commit: Option<&str>) -> Result
     Ok(())
 }
 
+pub async fn render(
+    context: &Context,
+    name: &str,
+    commit: Option<&str>,
+    output_dir: Option<&std::path::Path>,
+) -> Result<(), Failure> {
+    let query = match commit {
+        Some(reference) => format!("?commit={}", percent_encode(reference)),
+        None => String::new(),
+    };
+    let answer = context
+        .client
+        .get(&context.path(&format!("/environments/{name}/manifests{query}")))
+        .await?;
+    let Some(dir) = output_dir else {
+        match context.output {
+            OutputFormat::Json => println!("{answer}"),
+            OutputFormat::Text => print!("{}", text(&answer["yaml"])),
+        }
+        return Ok(());
+    };
+    std::fs::create_dir_all(dir)
+        .map_err(|e| Failure::invalid(format!("cannot create {}: {e}", dir.display())))?;
+    let objects = answer["objects"].as_array().cloned().unwrap_or_default();
+    for (index, object) in objects.iter().enumerate() {
+        let file = dir.join(format!(
+            "{:02}-{}-{}.yaml",
+            index + 1,
+            text(&object["kind"]).to_ascii_lowercase(),
+            text(&object["name"])
+        ));
+        std::fs::write(&file, text(&object["yaml"]))
+            .map_err(|e| Failure::invalid(format!("cannot write {}: {e}", file.display())))?;
+    }
+    println!("{} objects written to {}", objects.len(), dir.display());
+    Ok(())
+}
+
 /// A reference as a query parameter value: everything but unreserved characters percent-encoded.
 fn percent_encode(value: &str) -> String {
     value

@@ -1,5 +1,6 @@
 //! One module per command or group of commands.
 
+pub mod clusters;
 pub mod databases;
 pub mod demo;
 pub mod deploy;

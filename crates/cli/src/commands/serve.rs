@@ -27,7 +27,8 @@ pub struct ServeArgs {
     )]
     pub listen: String,
     /// Where environments live: `local` (apps as supervised processes behind the built-in gateway),
-    /// `recording` (resources recorded as files, no processes) or `recording:DIR`.
+    /// `kubernetes` (a namespace per environment on the cluster `--kubeconfig` names), `recording` (resources
+    /// recorded as files, no processes) or `recording:DIR`.
     #[arg(long, default_value = "local", env = "PREVIEW_RUNTIME")]
     pub runtime: String,
     /// Where the gateway serves plain HTTP (local runtime).
@@ -83,6 +84,8 @@ pub struct ServeArgs {
     pub drain: f64,
     #[command(flatten)]
     pub issuer: IssuerFlags,
+    #[command(flatten)]
+    pub kubernetes: KubernetesFlags,
     /// Proxies in front of the gateway (ADDRESS[/PREFIX], comma-separated) whose X-Forwarded-For, -Proto, -Host,
     /// Forwarded and X-Real-IP are kept; from any other client they are replaced or removed.
     #[arg(long, value_name = "ADDRESS/PREFIX,…", value_delimiter = ',')]
@@ -110,6 +113,108 @@ pub struct ServeArgs {
     /// directory).
     #[arg(long)]
     pub background: bool,
+}
+
+/// `preview serve --runtime kubernetes`: the cluster and how environments are rendered on it.
+#[derive(clap::Args)]
+pub struct KubernetesFlags {
+    /// The kubeconfig file of the cluster [default: $KUBECONFIG, ~/.kube/config, or the service account of the
+    /// pod the daemon runs in]
+    #[arg(long, value_name = "FILE", env = "PREVIEW_KUBECONFIG")]
+    pub kubeconfig: Option<PathBuf>,
+    /// A context of the kubeconfig [default: its current context]
+    #[arg(long, value_name = "NAME")]
+    pub context: Option<String>,
+    /// The namespace where the runtime keeps its inventory of what each environment made.
+    #[arg(long, default_value = "preview-system", value_name = "NAME")]
+    pub inventory_namespace: String,
+    /// The namespace the ingress controller runs in: the only one whose pods may reach environments' pods from
+    /// outside their namespace.
+    #[arg(long, default_value = "ingress-nginx", value_name = "NAME")]
+    pub ingress_namespace: String,
+    /// Routes as `ingress` (networking.k8s.io/v1 Ingress) or `gateway:NAMESPACE/NAME` (Gateway API HTTPRoutes
+    /// attached to that Gateway).
+    #[arg(
+        long,
+        default_value = "ingress",
+        value_name = "ingress|gateway:NS/NAME"
+    )]
+    pub routes: String,
+    /// The IngressClass of environments' Ingresses [default: the cluster's default class]
+    #[arg(long, value_name = "NAME")]
+    pub ingress_class: Option<String>,
+    /// Certificates from cert-manager through this ClusterIssuer (HTTP-01); without it, TLS Secrets are issued
+    /// by the local CA (`preview ca export`).
+    #[arg(long, value_name = "NAME")]
+    pub cert_manager_issuer: Option<String>,
+    /// With `--cert-manager-issuer`: the ClusterIssuer (DNS-01) of wildcard hostnames.
+    #[arg(long, value_name = "NAME")]
+    pub cert_manager_wildcard_issuer: Option<String>,
+    /// Seconds a resource's objects may take to be ready (Deployments rolled out, Jobs complete) before the
+    /// deployment rolls back.
+    #[arg(long, default_value_t = 300, value_name = "SECONDS")]
+    pub ready_timeout: u64,
+}
+
+impl KubernetesFlags {
+    fn options(&self) -> Result<preview_kubernetes::KubernetesOptions, Failure> {
+        use preview_manifests::{Certificates, RouteApi, Settings};
+        let routes = match self.routes.split_once(':') {
+            None if self.routes == "ingress" => RouteApi::Ingress {
+                class: self.ingress_class.clone(),
+            },
+            Some(("gateway", place)) => match place.split_once('/') {
+                Some((namespace, name)) if !namespace.is_empty() && !name.is_empty() => {
+                    RouteApi::Gateway {
+                        name: name.to_owned(),
+                        namespace: namespace.to_owned(),
+                    }
+                }
+                _ => {
+                    return Err(Failure::invalid(format!(
+                        "--routes: `{}` names no Gateway; write gateway:NAMESPACE/NAME",
+                        self.routes
+                    )));
+                }
+            },
+            _ => {
+                return Err(Failure::invalid(format!(
+                    "--routes: `{}` is not `ingress` or `gateway:NAMESPACE/NAME`",
+                    self.routes
+                )));
+            }
+        };
+        let certificates = match (
+            &self.cert_manager_issuer,
+            &self.cert_manager_wildcard_issuer,
+        ) {
+            (Some(issuer), wildcard) => Certificates::CertManager {
+                issuer: issuer.clone(),
+                wildcard_issuer: wildcard.clone(),
+            },
+            (None, None) => Certificates::LocalCa,
+            (None, Some(_)) => {
+                return Err(Failure::invalid(
+                    "--cert-manager-wildcard-issuer needs --cert-manager-issuer too".to_owned(),
+                ));
+            }
+        };
+        Ok(preview_kubernetes::KubernetesOptions {
+            cluster: preview_kubernetes::ClusterConfig {
+                kubeconfig: self.kubeconfig.clone(),
+                context: self.context.clone(),
+            },
+            settings: Settings {
+                ingress_namespace: self.ingress_namespace.clone(),
+                routes,
+                certificates,
+                ..Settings::default()
+            },
+            inventory_namespace: self.inventory_namespace.clone(),
+            ready_timeout: Duration::from_secs(self.ready_timeout.max(1)),
+            ..preview_kubernetes::KubernetesOptions::default()
+        })
+    }
 }
 
 /// `preview serve`'s choice of certificate issuer.
@@ -284,6 +389,9 @@ pub fn run(data_dir: PathBuf, args: ServeArgs) -> Result<(), Failure> {
                 ..GatewayConfig::default()
             },
         })),
+        None if args.runtime == "kubernetes" => {
+            RuntimeChoice::Kubernetes(Box::new(args.kubernetes.options()?))
+        }
         None if args.runtime == "recording" => RuntimeChoice::Recording { dir: None, fault },
         Some(("recording", dir)) => RuntimeChoice::Recording {
             dir: Some(PathBuf::from(dir)),
@@ -291,7 +399,7 @@ pub fn run(data_dir: PathBuf, args: ServeArgs) -> Result<(), Failure> {
         },
         _ => {
             return Err(Failure::invalid(format!(
-                "--runtime: `{}` is not available; use `local`, `recording` or `recording:DIR`",
+                "--runtime: `{}` is not available; use `local`, `kubernetes`, `recording` or `recording:DIR`",
                 args.runtime
             )));
         }

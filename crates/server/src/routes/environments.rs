@@ -486,3 +486,68 @@ fn request(
         desired: desired.resources,
     }
 }
+
+/// The Kubernetes objects deploying the environment would apply, Secret values redacted: `preview render`. On a
+/// daemon running environments elsewhere, they are rendered with the default cluster settings, for review.
+pub(crate) async fn manifests(
+    State(state): State<SharedState>,
+    Path((project, name)): Path<(String, String)>,
+    Query(query): Query<PlanQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    let environment = state.store.environment(&project.name, &name).await?;
+    let based_on = environment.as_ref().and_then(|e| e.based_on.clone());
+    let reference = query
+        .commit
+        .clone()
+        .or_else(|| environment.as_ref().and_then(|e| e.follows.clone()));
+    let desired = desired_for(
+        &state,
+        &project,
+        &name,
+        based_on.as_deref(),
+        reference.as_deref(),
+        Purpose::Plan,
+    )
+    .await?;
+    let address = preview_deploy::EnvironmentAddress {
+        project: project.name.clone(),
+        environment: name.clone(),
+    };
+    let objects = match &state.kubernetes {
+        Some(cluster) => {
+            cluster
+                .render_environment(&address, &desired.resources)
+                .await
+        }
+        None => preview_kubernetes::render_redacted(
+            &address,
+            None,
+            &desired.resources,
+            &preview_manifests::Settings::default(),
+        ),
+    }
+    .map_err(|e| {
+        ApiError::BadRequest(format!(
+            "{project}/{name} cannot be rendered: {e}",
+            project = project.name
+        ))
+    })?;
+    let listed: Vec<Value> = objects
+        .iter()
+        .map(|object| {
+            json!({
+                "api_version": object.api_version,
+                "kind": object.kind,
+                "namespace": object.namespace,
+                "name": object.name,
+                "yaml": preview_manifests::to_yaml(std::slice::from_ref(object)),
+            })
+        })
+        .collect();
+    Ok(Json(json!({
+        "objects": listed,
+        "yaml": preview_manifests::to_yaml(&objects),
+        "cluster": state.kubernetes.as_ref().map(|k| k.cluster_url().to_owned()),
+    })))
+}

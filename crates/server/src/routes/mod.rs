@@ -1,5 +1,6 @@
 //! One module per kind of API resource.
 
+pub(crate) mod clusters;
 pub(crate) mod deployments;
 pub(crate) mod environments;
 pub(crate) mod previews;

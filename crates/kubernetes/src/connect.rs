@@ -1,0 +1,115 @@
+//! Reaching a cluster: a kubeconfig file and context, or the service account of the pod the daemon runs in; and
+//! what the client's errors mean, said so that a person knows what to do.
+
+use std::path::PathBuf;
+
+use kube::config::{KubeConfigOptions, Kubeconfig};
+
+/// Which cluster, and as whom.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ClusterConfig {
+    /// A kubeconfig file; `None`: `$KUBECONFIG`, `~/.kube/config`, or the pod's service account.
+    pub kubeconfig: Option<PathBuf>,
+    /// A context of that file; `None`: its current context.
+    pub context: Option<String>,
+}
+
+/// A client of the cluster `config` names, and the API server's address. Nothing is sent yet.
+pub async fn connect(config: &ClusterConfig) -> Result<(kube::Client, String), String> {
+    let options = KubeConfigOptions {
+        context: config.context.clone(),
+        ..KubeConfigOptions::default()
+    };
+    let client_config = match &config.kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read the kubeconfig {}: {e}", path.display()))?;
+            kube::Config::from_custom_kubeconfig(file, &options)
+                .await
+                .map_err(|e| match &config.context {
+                    Some(context) => format!(
+                        "the kubeconfig {} has no usable context `{context}`: {e}",
+                        path.display()
+                    ),
+                    None => format!("the kubeconfig {} cannot be used: {e}", path.display()),
+                })?
+        }
+        None if config.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| format!("no usable kubeconfig context: {e}"))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no cluster configured (no kubeconfig, not in a pod): {e}"))?,
+    };
+    let url = client_config.cluster_url.to_string();
+    let client = kube::Client::try_from(client_config)
+        .map_err(|e| format!("cannot make a client of the cluster at {url}: {e}"))?;
+    Ok((client, url))
+}
+
+/// What went wrong with a request about `what` (`Deployment shop-pr-1-x7k2p/web`), for a person: the API server's
+/// own message for refusals (conflicts name the other field manager and the field), what to check otherwise.
+pub(crate) fn explain(what: &str, error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            let causes: Vec<String> = status
+                .details
+                .as_ref()
+                .map(|d| {
+                    d.causes
+                        .iter()
+                        .map(|c| match (c.field.is_empty(), c.message.is_empty()) {
+                            (false, false) => format!("{}: {}", c.field, c.message),
+                            (true, false) => c.message.clone(),
+                            _ => c.reason.clone(),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            let message = if status.message.is_empty() {
+                status.reason.clone()
+            } else {
+                status.message.clone()
+            };
+            let what_to_do = match status.code {
+                401 => {
+                    " (the cluster refused the credentials: they may have expired; renew them in the kubeconfig)"
+                }
+                403 if status.reason == "Forbidden" && !is_terminating(status) => {
+                    " (the credentials may not do this: `preview cluster check` lists what they lack)"
+                }
+                409 if message.contains("conflict") => {
+                    " (another field manager owns the field: remove its change, or let it own the object)"
+                }
+                _ => "",
+            };
+            let detail = if causes.is_empty() || message.contains(&causes.join("; ")) {
+                String::new()
+            } else {
+                format!(" [{}]", causes.join("; "))
+            };
+            format!(
+                "{what}: {} {}: {message}{detail}{what_to_do}",
+                status.code, status.reason
+            )
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) => format!(
+            "{what}: cannot reach the cluster: {error} (is the API server up and the kubeconfig's address right?)"
+        ),
+        other => format!("{what}: {other}"),
+    }
+}
+
+/// The refusal of a write into a namespace being deleted.
+pub(crate) fn is_terminating(status: &kube::core::Status) -> bool {
+    status
+        .details
+        .as_ref()
+        .is_some_and(|d| d.causes.iter().any(|c| c.reason == "NamespaceTerminating"))
+        || status.message.contains("because it is being terminated")
+}
+
+/// Whether the error says the object (or its namespace) does not exist.
+pub(crate) fn is_not_found(error: &kube::Error) -> bool {
+    matches!(error, kube::Error::Api(status) if status.code == 404)
+}

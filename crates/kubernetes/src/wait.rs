@@ -1,0 +1,128 @@
+//! Waiting for an applied object to be ready: its readiness read again on every change the API server reports
+//! (a watch of that one object), under a deadline; workloads also fail as soon as a pod of theirs cannot start.
+
+use futures_util::StreamExt;
+use kube::api::{DynamicObject, WatchEvent, WatchParams};
+use preview_manifests::Object;
+use serde_json::Value;
+use tokio::time::Instant;
+
+use crate::apply::api_for;
+use crate::connect::explain;
+use crate::diagnose::{hopeless, last_events, pods_of};
+use crate::readiness::{Readiness, readiness};
+
+/// How long one watch runs before the object and its pods are looked at again.
+const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// Returns once `object` (as applied: `stored`) is ready; an error naming it and why, once it cannot be or the
+/// deadline passed.
+pub(crate) async fn wait_ready(
+    client: &kube::Client,
+    object: &Object,
+    stored: DynamicObject,
+    deadline: Instant,
+) -> Result<(), String> {
+    let api = api_for(client, object);
+    let mut current = stored;
+    loop {
+        let body = serde_json::to_value(&current).unwrap_or(Value::Null);
+        let why = match readiness(&object.kind, &body) {
+            Readiness::Ready => return Ok(()),
+            Readiness::Failed(reason) => {
+                let events = events_of(client, object, &body).await;
+                return Err(format!(
+                    "{} cannot become ready: {reason}{events}",
+                    object.describe()
+                ));
+            }
+            Readiness::InProgress(why) => why,
+        };
+        let namespace = object.namespace.clone().unwrap_or_default();
+        if matches!(object.kind.as_str(), "Deployment" | "StatefulSet" | "Job") {
+            let pods = pods_of(client, &namespace, &body).await;
+            if let Some(reason) = hopeless(&pods) {
+                let events = events_of(client, object, &body).await;
+                return Err(format!(
+                    "{} cannot become ready: {reason}{events}",
+                    object.describe()
+                ));
+            }
+        }
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            let events = events_of(client, object, &body).await;
+            return Err(format!(
+                "{} did not become ready in time: {why}{events}",
+                object.describe()
+            ));
+        }
+        // A change to the object ends the watch early; its end (or the deadline) looks again either way.
+        let seconds = left.min(LOOK_AGAIN).as_secs().max(1);
+        let version = current
+            .metadata
+            .resource_version
+            .clone()
+            .unwrap_or_default();
+        let params = WatchParams::default()
+            .fields(&format!("metadata.name={}", object.name))
+            .timeout(u32::try_from(seconds).unwrap_or(2));
+        match api.watch(&params, &version).await {
+            Ok(stream) => {
+                let mut stream = stream.boxed();
+                let wait = tokio::time::timeout(
+                    left.min(LOOK_AGAIN) + std::time::Duration::from_millis(500),
+                    async {
+                        while let Some(event) = stream.next().await {
+                            match event {
+                                Ok(WatchEvent::Added(changed) | WatchEvent::Modified(changed)) => {
+                                    return Some(changed);
+                                }
+                                Ok(WatchEvent::Deleted(_)) | Ok(WatchEvent::Error(_)) | Err(_) => {
+                                    return None;
+                                }
+                                Ok(WatchEvent::Bookmark(_)) => {}
+                            }
+                        }
+                        None
+                    },
+                );
+                if let Ok(Some(changed)) = wait.await {
+                    current = changed;
+                    continue;
+                }
+            }
+            Err(e) => {
+                // A watch refused is not the object failing: read it again, after a pause.
+                tokio::time::sleep(std::time::Duration::from_millis(200).min(left)).await;
+                let _ = explain(&object.describe(), &e);
+            }
+        }
+        current = match api.get_opt(&object.name).await {
+            Ok(Some(fresh)) => fresh,
+            Ok(None) => {
+                return Err(format!(
+                    "{} disappeared while it was waited for",
+                    object.describe()
+                ));
+            }
+            Err(e) => return Err(explain(&object.describe(), &e)),
+        };
+    }
+}
+
+async fn events_of(client: &kube::Client, object: &Object, body: &Value) -> String {
+    let Some(namespace) = &object.namespace else {
+        return String::new();
+    };
+    let mut names = vec![object.name.clone()];
+    if matches!(object.kind.as_str(), "Deployment" | "StatefulSet" | "Job") {
+        names.extend(
+            pods_of(client, namespace, body)
+                .await
+                .into_iter()
+                .filter_map(|p| p.metadata.name),
+        );
+    }
+    last_events(client, namespace, &names).await
+}

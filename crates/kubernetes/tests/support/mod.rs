@@ -1,0 +1,176 @@
+//! A cluster for the runtime's tests: the fake API server, a runtime connected to it through a kubeconfig, and the
+//! example shop's resources for Kubernetes.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use preview_deploy::{EnvironmentAddress, Runtime, RuntimeError, SecretSource, StepLog};
+use preview_kubernetes::{ClusterConfig, KubernetesOptions, KubernetesRuntime};
+use preview_plan::{Resource, desired_state};
+use preview_testing::TempDir;
+use preview_testing::kubernetes::ApiServer;
+
+pub const EXAMPLE: &str = include_str!("../../../../examples/shop/preview.yaml");
+
+/// Values no object but a Secret may hold.
+pub const CANARY: &str = "CANARY-k8s-3f9a1c";
+
+/// Every secret's value is the canary and its name, so that each is told apart and found anywhere it leaks.
+pub struct TestSecrets;
+
+#[async_trait::async_trait]
+impl SecretSource for TestSecrets {
+    async fn reveal(
+        &self,
+        _env: &EnvironmentAddress,
+        name: &str,
+        _version: &str,
+    ) -> Result<preview_secrets::Secret, RuntimeError> {
+        Ok(preview_secrets::Secret::new(format!("{CANARY}:{name}")))
+    }
+}
+
+pub struct Cluster {
+    pub api: ApiServer,
+    pub runtime: Arc<KubernetesRuntime>,
+    pub options: KubernetesOptions,
+    pub dir: TempDir,
+}
+
+pub fn env(name: &str) -> EnvironmentAddress {
+    EnvironmentAddress {
+        project: "shop".into(),
+        environment: name.into(),
+    }
+}
+
+impl Cluster {
+    pub async fn start() -> Cluster {
+        Cluster::start_with(|_| {}).await
+    }
+
+    pub async fn start_with(change: impl FnOnce(&mut KubernetesOptions)) -> Cluster {
+        let api = ApiServer::start().await;
+        let dir = TempDir::new("kubernetes");
+        let kubeconfig = dir.path().join("kubeconfig");
+        api.kubeconfig(&kubeconfig).expect("kubeconfig");
+        let mut options = KubernetesOptions {
+            cluster: ClusterConfig {
+                kubeconfig: Some(kubeconfig),
+                context: None,
+            },
+            ready_timeout: Duration::from_secs(10),
+            namespace_timeout: Duration::from_secs(5),
+            ..KubernetesOptions::default()
+        };
+        change(&mut options);
+        let runtime = Arc::new(Cluster::connect(&options).await.expect("connects"));
+        Cluster {
+            api,
+            runtime,
+            options,
+            dir,
+        }
+    }
+
+    pub async fn connect(options: &KubernetesOptions) -> Result<KubernetesRuntime, String> {
+        let issuer = |hostnames: &[String]| {
+            Ok((
+                format!("-----BEGIN CERTIFICATE----- for {}", hostnames.join(",")),
+                preview_secrets::Secret::new(format!("{CANARY}:tls-key")),
+            ))
+        };
+        KubernetesRuntime::connect(options.clone(), Arc::new(TestSecrets), Arc::new(issuer)).await
+    }
+
+    /// The namespace the environment lives in, from the inventory.
+    pub fn namespace(&self, environment: &str) -> String {
+        let inventory = self
+            .api
+            .object(
+                "configmaps",
+                Some("preview-system"),
+                &format!("shop.{environment}.space"),
+            )
+            .expect("the space's inventory");
+        let entry: serde_json::Value =
+            serde_json::from_str(inventory["data"]["inventory"].as_str().expect("entry"))
+                .expect("json");
+        entry["namespace"].as_str().expect("namespace").to_owned()
+    }
+
+    /// Every resource applied in build order, as the engine would for a new environment.
+    pub async fn create(&self, environment: &str, resources: &[Resource]) {
+        for resource in in_order(resources) {
+            self.runtime
+                .apply(&env(environment), &resource, &StepLog::default())
+                .await
+                .unwrap_or_else(|e| panic!("{}: {e}", resource.id));
+        }
+    }
+
+    /// Non-dry-run writes (PATCH, POST, PUT, DELETE) made since the requests were last cleared, as `METHOD path`.
+    pub fn writes(&self) -> Vec<String> {
+        self.api
+            .requests()
+            .iter()
+            .filter(|r| r.method != "GET" && r.param("dryRun").is_none())
+            .filter(|r| !r.path.contains("selfsubjectaccessreviews"))
+            .map(|r| format!("{} {}", r.method, r.path))
+            .collect()
+    }
+}
+
+pub fn in_order(resources: &[Resource]) -> Vec<Resource> {
+    let mut ordered = resources.to_vec();
+    ordered.sort_by_key(|r| (r.kind.level(), r.id.clone()));
+    ordered
+}
+
+/// The example on Kubernetes, its database a server in the namespace.
+pub fn kubernetes_example() -> String {
+    EXAMPLE.replace("runtime: local", "runtime: kubernetes")
+}
+
+pub fn resources(source: &str, environment: &str) -> Vec<Resource> {
+    let spec = preview_spec::parse_spec("shop.yaml", source).unwrap_or_else(|e| panic!("{e}"));
+    let context = preview_resolve::Context {
+        source: Some(preview_resolve::SourceCommit {
+            repository: "/srv/shop".into(),
+            directory: ".".into(),
+            commit: "0123456789abcdef0123456789abcdef01234567".into(),
+        }),
+        ..Default::default()
+    };
+    let resolved =
+        preview_resolve::resolve_environment(&spec, &spec.environments[environment], &context)
+            .unwrap_or_else(|e| panic!("{e:?}"));
+    let versions = BTreeMap::from([
+        ("service:storefront/SESSION_KEY".to_owned(), "v1".to_owned()),
+        ("project/MASKING_KEY".to_owned(), "v1".to_owned()),
+        ("project/FORGE_WEBHOOK_SECRET".to_owned(), "v1".to_owned()),
+    ]);
+    desired_state(&resolved, &versions)
+}
+
+pub fn find<'a>(resources: &'a [Resource], id: &str) -> &'a Resource {
+    resources
+        .iter()
+        .find(|r| r.id == id)
+        .unwrap_or_else(|| panic!("no {id}"))
+}
+
+/// `resource` with a changed content, hashed again.
+pub fn changed(resource: &Resource, change: impl FnOnce(&mut serde_json::Value)) -> Resource {
+    let mut content = resource.content.clone();
+    change(&mut content);
+    Resource::new(
+        resource.id.clone(),
+        resource.kind,
+        resource.depends_on.clone(),
+        content,
+    )
+}

@@ -1,0 +1,125 @@
+//! Removing an environment's space: its namespace deleted and waited for until its uid is gone, the inventory
+//! with it; a namespace held by finalizers is reported with what holds it, and the finalizers are left alone.
+
+mod support;
+
+use preview_deploy::{Runtime, StepLog};
+use preview_plan::ResourceKind;
+use support::{Cluster, env, kubernetes_example, resources};
+
+#[tokio::test]
+async fn the_namespace_goes_and_the_inventory_with_it() {
+    let cluster = Cluster::start().await;
+    let example = resources(&kubernetes_example(), "staging");
+    cluster.create("staging", &example).await;
+    let namespace = cluster.namespace("staging");
+    assert!(
+        cluster
+            .api
+            .objects("configmaps", Some("preview-system"))
+            .len()
+            >= example.len()
+    );
+    // In the engine's order: every resource, the space last.
+    for resource in support::in_order(&example).iter().rev() {
+        cluster
+            .runtime
+            .remove(
+                &env("staging"),
+                &resource.id,
+                resource.kind,
+                &StepLog::default(),
+            )
+            .await
+            .expect("removed");
+    }
+    assert!(!cluster.api.namespaces().contains(&namespace));
+    let inventory: Vec<_> = cluster
+        .api
+        .objects("configmaps", Some("preview-system"))
+        .into_iter()
+        .filter(|c| {
+            c["metadata"]["name"]
+                .as_str()
+                .is_some_and(|n| n.starts_with("shop."))
+        })
+        .collect();
+    assert!(inventory.is_empty(), "{inventory:?}");
+    // Removing it again — or an environment whose namespace someone already deleted — succeeds.
+    cluster
+        .runtime
+        .remove(
+            &env("staging"),
+            "space",
+            ResourceKind::Space,
+            &StepLog::default(),
+        )
+        .await
+        .expect("again");
+}
+
+#[tokio::test]
+async fn a_namespace_held_by_a_finalizer_is_reported_and_left_to_its_owner() {
+    let cluster = Cluster::start().await;
+    let example = resources(&kubernetes_example(), "staging");
+    cluster.create("staging", &example).await;
+    let namespace = cluster.namespace("staging");
+    assert!(cluster.api.add_finalizer(
+        "deployments",
+        Some(&namespace),
+        "catalog",
+        "example.com/hold"
+    ));
+    let error = cluster
+        .runtime
+        .remove(
+            &env("staging"),
+            "space",
+            ResourceKind::Space,
+            &StepLog::default(),
+        )
+        .await
+        .expect_err("held");
+    assert!(
+        error.message.starts_with(&format!(
+            "Namespace {namespace} is still terminating after 5 s"
+        )),
+        "{}",
+        error.message
+    );
+    assert!(
+        error.message.contains("NamespaceFinalizersRemaining"),
+        "{}",
+        error.message
+    );
+    assert!(
+        error
+            .message
+            .contains("held by Deployment catalog (example.com/hold)"),
+        "{}",
+        error.message
+    );
+    let held = cluster
+        .api
+        .object("deployments", Some(&namespace), "catalog")
+        .expect("still there");
+    assert_eq!(
+        held["metadata"]["finalizers"][0], "example.com/hold",
+        "finalizers are never removed"
+    );
+    // Once its owner lets it go, removing the space again finishes.
+    cluster
+        .api
+        .remove_finalizers("deployments", Some(&namespace), "catalog");
+    cluster
+        .runtime
+        .remove(
+            &env("staging"),
+            "space",
+            ResourceKind::Space,
+            &StepLog::default(),
+        )
+        .await
+        .expect("gone");
+    assert!(!cluster.api.namespaces().contains(&namespace));
+}
