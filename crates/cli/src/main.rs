@@ -357,6 +357,22 @@ enum WebhooksAction {
 
 #[derive(Subcommand)]
 enum ClusterAction {
+    /// Register a further cluster, for environments whose spec names it (`cluster:`); its kubeconfig must hold
+    /// its credentials inline (`kubectl config view --flatten --minify` writes one), and is sealed in the store.
+    Add {
+        /// The cluster's name in specs (a DNS label).
+        name: String,
+        /// The kubeconfig file.
+        #[arg(long, value_name = "FILE")]
+        kubeconfig: PathBuf,
+        /// A context of the kubeconfig [default: its current context]
+        #[arg(long, value_name = "NAME")]
+        context: Option<String>,
+    },
+    /// The clusters, their servers and the environments on each.
+    List,
+    /// Forget a registered cluster no environment lives on.
+    Remove { name: String },
     /// The server's version, which permissions the credentials lack (asked of the API server for each verb and
     /// kind), the ingress, storage and snapshot classes, the custom resources preview can use, and what is missing.
     Check {
@@ -453,12 +469,25 @@ fn client_command(
             let client = client::Client::from_data_dir(&data_dir)?;
             return commands::logs::export_ca(&client, file.as_deref(), output).await;
         }
-        if let Command::Cluster {
-            action: ClusterAction::Check { name },
-        } = &command
-        {
+        if let Command::Cluster { action } = &command {
             let client = client::Client::from_data_dir(&data_dir)?;
-            return commands::clusters::check(&client, name, output).await;
+            return match action {
+                ClusterAction::Check { name } => {
+                    commands::clusters::check(&client, name, output).await
+                }
+                ClusterAction::Add {
+                    name,
+                    kubeconfig,
+                    context,
+                } => {
+                    commands::clusters::add(&client, name, kubeconfig, context.as_deref(), output)
+                        .await
+                }
+                ClusterAction::List => commands::clusters::list(&client, output).await,
+                ClusterAction::Remove { name } => {
+                    commands::clusters::remove(&client, name, output).await
+                }
+            };
         }
         if let Command::Project { action } = &command {
             let client = client::Client::from_data_dir(&data_dir)?;

@@ -139,6 +139,11 @@ fn the_example_shop_on_a_cluster() {
     );
     assert!(rendered.contains("[redacted]"));
 
+    // The migration job prints a secret it was given (and a terminal escape): the deployment's log gets neither.
+    api.set_logs(
+        "migrate-",
+        &format!("migrating with {}\n\u{1b}]0;title\u{7}done\n", CANARIES[0]),
+    );
     run(&["env", "create", "staging"]);
     let namespaces: Vec<String> = api
         .namespaces()
@@ -208,7 +213,9 @@ fn the_example_shop_on_a_cluster() {
         .expect("id")
         .to_owned();
     run(&["deployment", "show", &id]);
-    run(&["deployment", "logs", &id]);
+    let job_log = run(&["deployment", "logs", &id]);
+    assert!(job_log.contains(": migrating with [secret]"), "{job_log}");
+    assert!(!job_log.contains('\u{1b}'), "{job_log:?}");
     run(&["plan", "staging"]);
     run(&["vars", "show", "staging"]);
 
@@ -379,4 +386,132 @@ fn a_cluster_that_cannot_be_reached_stops_the_daemon_with_a_clear_error() {
         text.contains("--routes: `gateway:nope` names no Gateway; write gateway:NAMESPACE/NAME"),
         "{text}"
     );
+}
+
+/// `preview cluster add` registers a second cluster; the spec puts `production` on it, and it stays there.
+#[test]
+fn environments_go_to_the_cluster_their_spec_names_and_stay_there() {
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    let (main, prod) =
+        tokio.block_on(async { (ApiServer::start().await, ApiServer::start().await) });
+    let root = preview_testing::TempDir::new("kubernetes-clusters");
+    let (main_config, prod_config) = (
+        root.path().join("main.kubeconfig"),
+        root.path().join("prod.kubeconfig"),
+    );
+    main.kubeconfig(&main_config).expect("kubeconfig");
+    prod.kubeconfig(&prod_config).expect("kubeconfig");
+    let data = root.path().join("data");
+    let flags = [
+        "--runtime",
+        "kubernetes",
+        "--kubeconfig",
+        main_config.to_str().expect("path"),
+    ];
+    let daemon = Daemon::start(&data, &flags);
+    let register = |daemon: &Daemon, production_cluster: &str| {
+        let source = kubernetes_example().replace(
+            "  production:\n    variables:",
+            &format!("  production:\n    cluster: {production_cluster}\n    variables:"),
+        );
+        let body = serde_json::json!({ "file": "preview.yaml", "source": source }).to_string();
+        let (status, answer) = daemon.http(
+            "POST",
+            "/v1/projects",
+            Some(&daemon.token),
+            Some("application/json"),
+            body.as_bytes(),
+        );
+        assert_eq!(status, 200, "{answer}");
+    };
+    register(&daemon, "prod");
+    daemon.set_example_secrets();
+    // Not registered yet: a deployment to it is refused by name, and nothing is made anywhere.
+    let out = daemon.cli(&["env", "create", "production"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && text.contains(
+                "no cluster `prod` is registered (`preview cluster add prod --kubeconfig FILE`)"
+            ),
+        "{text}"
+    );
+
+    support::ok(daemon.cli(&[
+        "cluster",
+        "add",
+        "prod",
+        "--kubeconfig",
+        prod_config.to_str().expect("path"),
+    ]));
+    let listed = support::ok(daemon.cli(&["cluster", "list"]));
+    assert!(
+        listed.contains("prod") && listed.contains(&prod.url()),
+        "{listed}"
+    );
+    support::ok(daemon.cli(&["env", "create", "staging"]));
+    support::ok(daemon.cli(&["env", "create", "production"]));
+    let on = |api: &ApiServer, environment: &str| {
+        api.namespaces()
+            .iter()
+            .any(|n| n.starts_with(&format!("shop-{environment}-")))
+    };
+    assert!(on(&main, "staging") && !on(&prod, "staging"));
+    assert!(on(&prod, "production") && !on(&main, "production"));
+    let shown = support::ok(daemon.cli(&["env", "show", "production"]));
+    assert!(shown.contains("on cluster `prod`"), "{shown}");
+    // Checked with its own credentials (its missing classes make the check fail, as on the daemon's own cluster).
+    let checked =
+        String::from_utf8_lossy(&daemon.cli(&["cluster", "check", "prod"]).stdout).into_owned();
+    assert!(
+        checked.contains(&format!("cluster prod: {}", prod.url()))
+            && checked.contains("all granted"),
+        "{checked}"
+    );
+
+    // The credentials are sealed: the store holds no part of the kubeconfig's token.
+    let store: Vec<u8> = std::fs::read(data.join("preview.db")).expect("store");
+    assert!(
+        !store
+            .windows(prod.token().len())
+            .any(|w| w == prod.token().as_bytes())
+    );
+
+    // A cluster environments live on is kept; a daemon started again knows it.
+    let out = daemon.cli(&["cluster", "remove", "prod"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && text.contains("environments live on cluster `prod`: shop/production"),
+        "{text}"
+    );
+    daemon.stop();
+    let daemon = Daemon::start(&data, &flags);
+    assert!(support::ok(daemon.cli(&["cluster", "list"])).contains("prod"));
+
+    // An environment stays where it was made: a spec that moves it is refused, and it is left as it was.
+    register(&daemon, "default");
+    let out = daemon.cli(&["deploy", "production"]);
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success()
+            && text
+                .contains("shop/production lives on cluster `prod` and the spec names `default`"),
+        "{text}"
+    );
+    assert!(on(&prod, "production") && !on(&main, "production"));
+
+    register(&daemon, "prod");
+    support::ok(daemon.cli(&["env", "delete", "production"]));
+    assert!(!on(&prod, "production"));
+    support::ok(daemon.cli(&["cluster", "remove", "prod"]));
+    assert!(!support::ok(daemon.cli(&["cluster", "list"])).contains("prod"));
+    support::ok(daemon.cli(&["env", "delete", "staging"]));
+    daemon.stop();
 }

@@ -91,30 +91,55 @@ pub(crate) async fn get_object(
         .map_err(|e| explain(&object.describe(), &e))
 }
 
+/// Who an object belongs to: the resource that made it, in which environment.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Owner<'a> {
+    pub project: &'a str,
+    pub environment: &'a str,
+    pub resource: &'a str,
+}
+
+impl Owner<'_> {
+    /// Whether an object with this metadata carries this owner's marks: the resource's annotation and the
+    /// environment's labels.
+    pub fn marked(
+        &self,
+        metadata: &k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta,
+    ) -> bool {
+        let annotation = metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get("preview.dev/resource"))
+            .is_some_and(|r| r == self.resource);
+        let label = |key: &str, value: &str| {
+            metadata
+                .labels
+                .as_ref()
+                .and_then(|l| l.get(key))
+                .is_some_and(|v| v == value)
+        };
+        annotation
+            && label("preview.dev/project", self.project)
+            && label("preview.dev/environment", self.environment)
+    }
+}
+
 /// Deletes the object if it is the one recorded: by its uid, or — for one recorded before it was made — when it
-/// carries the annotation of `resource`. Absent is deleted. Its dependents go in the background.
+/// carries the owner's marks. Absent is deleted. Its dependents go in the background.
 pub(crate) async fn delete_object(
     client: &kube::Client,
     object: &ObjectRef,
-    resource: &str,
+    owner: Owner<'_>,
 ) -> Result<(), String> {
     let uid = match &object.uid {
         Some(uid) => uid.clone(),
         None => match get_object(client, object).await? {
             None => return Ok(()),
-            Some(live) => {
-                let ours = live
-                    .metadata
-                    .annotations
-                    .as_ref()
-                    .and_then(|a| a.get("preview.dev/resource"))
-                    .is_some_and(|r| r == resource);
-                match (ours, live.metadata.uid) {
-                    (true, Some(uid)) => uid,
-                    // Someone else's object of the same name: not ours to delete.
-                    _ => return Ok(()),
-                }
-            }
+            Some(live) => match (owner.marked(&live.metadata), live.metadata.uid) {
+                (true, Some(uid)) => uid,
+                // Someone else's object of the same name: not ours to delete.
+                _ => return Ok(()),
+            },
         },
     };
     let params = DeleteParams {
@@ -150,5 +175,6 @@ pub(crate) fn reference(object: &Object, stored: Option<&DynamicObject>) -> Obje
         namespace: object.namespace.clone(),
         name: object.name.clone(),
         uid: stored.and_then(|s| s.metadata.uid.clone()),
+        generation: stored.and_then(|s| s.metadata.generation),
     }
 }

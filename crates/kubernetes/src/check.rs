@@ -68,13 +68,42 @@ pub async fn check_cluster(
         version: version.git_version.clone(),
         ..ClusterReport::default()
     };
-    let crds = names(
+    let reviews: Api<DynamicObject> = api_of(
         client,
-        "apiextensions.k8s.io/v1",
-        "CustomResourceDefinition",
-        "customresourcedefinitions",
-    )
-    .await?;
+        "authorization.k8s.io/v1",
+        "SelfSubjectAccessReview",
+        "selfsubjectaccessreviews",
+        None,
+    );
+    // What the check itself lists is asked about first, so that a credential that may not list it is named rather
+    // than failed on.
+    let mut listable = |group: &str, resource: &str| {
+        let reviews = reviews.clone();
+        let (group, resource) = (group.to_owned(), resource.to_owned());
+        report.permissions_checked += 1;
+        async move {
+            let allowed = allowed(&reviews, &group, &resource, "list").await?;
+            Ok::<_, String>((allowed, format!("list {resource}.{group}")))
+        }
+    };
+    let mut denied = Vec::new();
+    let (may, what) = listable("apiextensions.k8s.io", "customresourcedefinitions").await?;
+    let crds = if may {
+        names(
+            client,
+            "apiextensions.k8s.io/v1",
+            "CustomResourceDefinition",
+            "customresourcedefinitions",
+        )
+        .await?
+    } else {
+        denied.push(what);
+        Vec::new()
+    };
+    let (may_ingress, what_ingress) = listable("networking.k8s.io", "ingressclasses").await?;
+    let (may_storage, what_storage) = listable("storage.k8s.io", "storageclasses").await?;
+    let (may_snapshots, what_snapshots) =
+        listable("snapshot.storage.k8s.io", "volumesnapshotclasses").await?;
     let has = |crd: &str| crds.iter().any(|c| c == crd);
     let cert_manager = has("certificates.cert-manager.io");
     let gateway_api = has("httproutes.gateway.networking.k8s.io");
@@ -123,30 +152,11 @@ pub async fn check_cluster(
             ));
         }
     }
-    report.permissions_checked = wanted.len();
-    let reviews: Api<DynamicObject> = api_of(
-        client,
-        "authorization.k8s.io/v1",
-        "SelfSubjectAccessReview",
-        "selfsubjectaccessreviews",
-        None,
-    );
+    report.permissions_checked += wanted.len();
     for (group, resource, verb) in &wanted {
-        let (resource, subresource) = resource.split_once('/').unwrap_or((resource.as_str(), ""));
-        let review: DynamicObject = serde_json::from_value(json!({
-            "apiVersion": "authorization.k8s.io/v1",
-            "kind": "SelfSubjectAccessReview",
-            "metadata": {},
-            "spec": { "resourceAttributes": {
-                "group": group, "resource": resource, "subresource": subresource, "verb": verb,
-            } },
-        }))
-        .map_err(|e| e.to_string())?;
-        let answer = reviews
-            .create(&PostParams::default(), &review)
-            .await
-            .map_err(|e| explain("a SelfSubjectAccessReview", &e))?;
-        if answer.data["status"]["allowed"] != true {
+        if !allowed(&reviews, group, resource, verb).await? {
+            let (resource, subresource) =
+                resource.split_once('/').unwrap_or((resource.as_str(), ""));
             let kind = match (group.is_empty(), subresource.is_empty()) {
                 (true, true) => resource.to_owned(),
                 (true, false) => format!("{resource}/{subresource}"),
@@ -156,19 +166,27 @@ pub async fn check_cluster(
             report.denied.push(format!("{verb} {kind}"));
         }
     }
-    report.ingress_classes = defaults(
-        client,
-        ("networking.k8s.io/v1", "IngressClass", "ingressclasses"),
-        "ingressclass.kubernetes.io/is-default-class",
-    )
-    .await?;
-    report.storage_classes = defaults(
-        client,
-        ("storage.k8s.io/v1", "StorageClass", "storageclasses"),
-        "storageclass.kubernetes.io/is-default-class",
-    )
-    .await?;
-    if snapshots {
+    if may_ingress {
+        report.ingress_classes = defaults(
+            client,
+            ("networking.k8s.io/v1", "IngressClass", "ingressclasses"),
+            "ingressclass.kubernetes.io/is-default-class",
+        )
+        .await?;
+    } else {
+        denied.push(what_ingress);
+    }
+    if may_storage {
+        report.storage_classes = defaults(
+            client,
+            ("storage.k8s.io/v1", "StorageClass", "storageclasses"),
+            "storageclass.kubernetes.io/is-default-class",
+        )
+        .await?;
+    } else {
+        denied.push(what_storage);
+    }
+    if snapshots && may_snapshots {
         report.snapshot_classes = defaults(
             client,
             (
@@ -179,7 +197,10 @@ pub async fn check_cluster(
             "snapshot.storage.kubernetes.io/is-default-class",
         )
         .await?;
+    } else if snapshots {
+        denied.push(what_snapshots);
     }
+    report.denied.extend(denied);
     if !report.denied.is_empty() {
         report.missing.push(format!(
             "permissions: the credentials may not {} (grant them in a ClusterRole bound to preview's user or service account)",
@@ -188,20 +209,22 @@ pub async fn check_cluster(
     }
     match &settings.routes {
         RouteApi::Ingress { class: Some(class) }
-            if !report
-                .ingress_classes
-                .iter()
-                .any(|c| c.split(' ').next() == Some(class)) =>
+            if may_ingress
+                && !report
+                    .ingress_classes
+                    .iter()
+                    .any(|c| c.split(' ').next() == Some(class)) =>
         {
             report.missing.push(format!(
                 "ingress class `{class}` (--ingress-class) does not exist"
             ));
         }
         RouteApi::Ingress { class: None }
-            if !report
-                .ingress_classes
-                .iter()
-                .any(|c| c.ends_with("(default)")) =>
+            if may_ingress
+                && !report
+                    .ingress_classes
+                    .iter()
+                    .any(|c| c.ends_with("(default)")) =>
         {
             report.missing.push("a default IngressClass (or --ingress-class NAME): environments' Ingresses would have no controller".to_owned());
         }
@@ -217,16 +240,41 @@ pub async fn check_cluster(
             "cert-manager (its Certificate CRD), which --cert-manager-issuer needs".to_owned(),
         );
     }
-    if !report
-        .storage_classes
-        .iter()
-        .any(|c| c.ends_with("(default)"))
+    if may_storage
+        && !report
+            .storage_classes
+            .iter()
+            .any(|c| c.ends_with("(default)"))
     {
         report
             .missing
-            .push("a default StorageClass: databases of `mode: container` need volumes".to_owned());
+            .push("a default StorageClass: databases need volumes".to_owned());
     }
     Ok(report)
+}
+
+/// Whether the API server says the credentials may do `verb` on `group/resource` (a SelfSubjectAccessReview).
+async fn allowed(
+    reviews: &Api<DynamicObject>,
+    group: &str,
+    resource: &str,
+    verb: &str,
+) -> Result<bool, String> {
+    let (resource, subresource) = resource.split_once('/').unwrap_or((resource, ""));
+    let review: DynamicObject = serde_json::from_value(json!({
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "metadata": {},
+        "spec": { "resourceAttributes": {
+            "group": group, "resource": resource, "subresource": subresource, "verb": verb,
+        } },
+    }))
+    .map_err(|e| e.to_string())?;
+    let answer = reviews
+        .create(&PostParams::default(), &review)
+        .await
+        .map_err(|e| explain("a SelfSubjectAccessReview", &e))?;
+    Ok(answer.data["status"]["allowed"] == true)
 }
 
 async fn names(

@@ -10,6 +10,8 @@ use kube::config::{KubeConfigOptions, Kubeconfig};
 pub struct ClusterConfig {
     /// A kubeconfig file; `None`: `$KUBECONFIG`, `~/.kube/config`, or the pod's service account.
     pub kubeconfig: Option<PathBuf>,
+    /// A kubeconfig's text (a registered cluster's, unsealed from the store), in place of a file.
+    pub inline: Option<preview_secrets::Secret>,
     /// A context of that file; `None`: its current context.
     pub context: Option<String>,
 }
@@ -20,31 +22,73 @@ pub async fn connect(config: &ClusterConfig) -> Result<(kube::Client, String), S
         context: config.context.clone(),
         ..KubeConfigOptions::default()
     };
-    let client_config = match &config.kubeconfig {
-        Some(path) => {
-            let file = Kubeconfig::read_from(path)
-                .map_err(|e| format!("cannot read the kubeconfig {}: {e}", path.display()))?;
-            kube::Config::from_custom_kubeconfig(file, &options)
+    let client_config =
+        match (&config.inline, &config.kubeconfig) {
+            (Some(text), _) => {
+                let file = Kubeconfig::from_yaml(text.expose()).map_err(|e| {
+                    format!(
+                        "the kubeconfig cannot be read: {}",
+                        without_secrets(&e.to_string(), text)
+                    )
+                })?;
+                kube::Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| match &config.context {
+                        Some(context) => format!(
+                            "the kubeconfig has no usable context `{context}`: {}",
+                            without_secrets(&e.to_string(), text)
+                        ),
+                        None => format!(
+                            "the kubeconfig cannot be used: {}",
+                            without_secrets(&e.to_string(), text)
+                        ),
+                    })?
+            }
+            (None, Some(path)) => {
+                let file = Kubeconfig::read_from(path)
+                    .map_err(|e| format!("cannot read the kubeconfig {}: {e}", path.display()))?;
+                kube::Config::from_custom_kubeconfig(file, &options)
+                    .await
+                    .map_err(|e| match &config.context {
+                        Some(context) => format!(
+                            "the kubeconfig {} has no usable context `{context}`: {e}",
+                            path.display()
+                        ),
+                        None => format!("the kubeconfig {} cannot be used: {e}", path.display()),
+                    })?
+            }
+            (None, None) if config.context.is_some() => kube::Config::from_kubeconfig(&options)
                 .await
-                .map_err(|e| match &config.context {
-                    Some(context) => format!(
-                        "the kubeconfig {} has no usable context `{context}`: {e}",
-                        path.display()
-                    ),
-                    None => format!("the kubeconfig {} cannot be used: {e}", path.display()),
-                })?
-        }
-        None if config.context.is_some() => kube::Config::from_kubeconfig(&options)
-            .await
-            .map_err(|e| format!("no usable kubeconfig context: {e}"))?,
-        None => kube::Config::infer()
-            .await
-            .map_err(|e| format!("no cluster configured (no kubeconfig, not in a pod): {e}"))?,
-    };
+                .map_err(|e| format!("no usable kubeconfig context: {e}"))?,
+            (None, None) => kube::Config::infer()
+                .await
+                .map_err(|e| format!("no cluster configured (no kubeconfig, not in a pod): {e}"))?,
+        };
+    let mut client_config = client_config;
+    // No request waits forever on a server that stopped answering: every wait of the runtime has a deadline of its
+    // own, and these bound what lies under it.
+    client_config.connect_timeout = Some(std::time::Duration::from_secs(10));
+    client_config.read_timeout = Some(std::time::Duration::from_secs(30));
+    client_config.write_timeout = Some(std::time::Duration::from_secs(30));
     let url = client_config.cluster_url.to_string();
     let client = kube::Client::try_from(client_config)
         .map_err(|e| format!("cannot make a client of the cluster at {url}: {e}"))?;
     Ok((client, url))
+}
+
+/// A parser's message about a kubeconfig may quote it: no line of the kubeconfig's own is repeated.
+fn without_secrets(message: &str, kubeconfig: &preview_secrets::Secret) -> String {
+    let quoted = kubeconfig
+        .expose()
+        .lines()
+        .map(str::trim)
+        .filter(|line| line.len() >= 8)
+        .any(|line| message.contains(line));
+    if quoted {
+        "it is not a valid kubeconfig".to_owned()
+    } else {
+        message.to_owned()
+    }
 }
 
 /// What went wrong with a request about `what` (`Deployment shop-pr-1-x7k2p/web`), for a person: the API server's

@@ -5,6 +5,22 @@ use k8s_openapi::api::core::v1::{Event, Pod};
 use kube::api::{Api, ListParams};
 use serde_json::Value;
 
+/// Whether a pod of these waits for a node.
+pub(crate) fn unschedulable(pods: &[Pod]) -> bool {
+    pods.iter().any(|pod| {
+        pod.status
+            .as_ref()
+            .and_then(|s| s.conditions.as_ref())
+            .into_iter()
+            .flatten()
+            .any(|c| {
+                c.type_ == "PodScheduled"
+                    && c.status == "False"
+                    && c.reason.as_deref() == Some("Unschedulable")
+            })
+    })
+}
+
 /// Reasons after which a pod will not start without a change: the rollout cannot succeed.
 const HOPELESS: &[&str] = &[
     "ImagePullBackOff",
@@ -14,6 +30,82 @@ const HOPELESS: &[&str] = &[
     "CreateContainerError",
     "RunContainerError",
 ];
+
+/// The pods of a workload's newest revision: a Deployment's newest ReplicaSet's (by `pod-template-hash`), a
+/// StatefulSet's `updateRevision`'s (by `controller-revision-hash`), a Job's own (by owner, as every run of a job has
+/// the same labels). Pods of older revisions are on their way out and say nothing of the rollout.
+pub(crate) async fn current_pods(
+    client: &kube::Client,
+    namespace: &str,
+    workload: &Value,
+) -> Vec<Pod> {
+    let pods = pods_of(client, namespace, workload).await;
+    match workload["kind"].as_str() {
+        Some("Deployment") => match newest_template_hash(client, namespace, workload).await {
+            Some(hash) => pods
+                .into_iter()
+                .filter(|p| label(p, "pod-template-hash") == Some(hash.as_str()))
+                .collect(),
+            None => pods,
+        },
+        Some("StatefulSet") => match workload["status"]["updateRevision"].as_str() {
+            Some(revision) => pods
+                .into_iter()
+                .filter(|p| label(p, "controller-revision-hash") == Some(revision))
+                .collect(),
+            None => pods,
+        },
+        _ => pods,
+    }
+}
+
+fn label<'a>(pod: &'a Pod, key: &str) -> Option<&'a str> {
+    pod.metadata.labels.as_ref()?.get(key).map(String::as_str)
+}
+
+/// The `pod-template-hash` of the Deployment's ReplicaSet with the highest revision.
+async fn newest_template_hash(
+    client: &kube::Client,
+    namespace: &str,
+    deployment: &Value,
+) -> Option<String> {
+    let uid = deployment["metadata"]["uid"].as_str()?;
+    let api = crate::apply::api_of(
+        client,
+        "apps/v1",
+        "ReplicaSet",
+        "replicasets",
+        Some(namespace),
+    );
+    let sets = api.list(&ListParams::default()).await.ok()?;
+    sets.items
+        .into_iter()
+        .filter(|set| {
+            set.metadata
+                .owner_references
+                .iter()
+                .flatten()
+                .any(|o| o.uid == uid)
+        })
+        .filter_map(|set| {
+            let revision: u64 = set
+                .metadata
+                .annotations
+                .as_ref()?
+                .get("deployment.kubernetes.io/revision")?
+                .parse()
+                .ok()?;
+            let hash = set
+                .metadata
+                .labels
+                .as_ref()?
+                .get("pod-template-hash")?
+                .clone();
+            Some((revision, hash))
+        })
+        .max()
+        .map(|(_, hash)| hash)
+}
 
 /// The pods of a workload (by its selector; a Job's by owner as well, as every run of a job has the same labels).
 pub(crate) async fn pods_of(client: &kube::Client, namespace: &str, workload: &Value) -> Vec<Pod> {
@@ -48,8 +140,13 @@ pub(crate) async fn pods_of(client: &kube::Client, namespace: &str, workload: &V
         .collect()
 }
 
-/// Why a pod cannot start, when it cannot without a change: `pod web-5d9f-x2k: ImagePullBackOff: …`.
-pub(crate) fn hopeless(pods: &[Pod]) -> Option<String> {
+/// Why a pod cannot start, when it cannot without a change: `pod web-5d9f-x2k: ImagePullBackOff: …`; a pod
+/// that no node can take counts once it has waited `unschedulable_for` (a cluster autoscaler may add one).
+pub(crate) fn hopeless(
+    pods: &[Pod],
+    unschedulable_since: Option<std::time::Duration>,
+    grace: std::time::Duration,
+) -> Option<String> {
     for pod in pods {
         let name = pod.metadata.name.clone().unwrap_or_default();
         let Some(status) = &pod.status else { continue };
@@ -75,6 +172,7 @@ pub(crate) fn hopeless(pods: &[Pod]) -> Option<String> {
             if condition.type_ == "PodScheduled"
                 && condition.status == "False"
                 && condition.reason.as_deref() == Some("Unschedulable")
+                && unschedulable_since.is_some_and(|waited| waited >= grace)
             {
                 return Some(format!(
                     "pod {name}: Unschedulable: {}",

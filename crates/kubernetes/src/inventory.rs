@@ -25,8 +25,12 @@ pub(crate) struct ObjectRef {
     pub plural: String,
     pub namespace: Option<String>,
     pub name: String,
-    /// `None` for an object about to be made: it is ours if it carries the resource's annotation.
+    /// `None` for an object about to be made (or made by a controller for it, as a StatefulSet's volume claims):
+    /// it is ours if it carries the resource's annotation and the environment's labels.
     pub uid: Option<String>,
+    /// Its `metadata.generation` as applied, where it has one: a change of its spec by anyone else shows as another.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub generation: Option<i64>,
 }
 
 impl ObjectRef {
@@ -210,6 +214,36 @@ impl Inventory {
                 &e,
             )),
         }
+    }
+
+    /// Every environment with a space entry, as `project/environment`.
+    pub async fn spaces(&self) -> Result<Vec<String>, String> {
+        let list = self
+            .api()
+            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=preview"))
+            .await
+            .map_err(|e| explain(&format!("ConfigMaps of {} (inventory)", self.namespace), &e))?;
+        let mut spaces: Vec<String> = list
+            .items
+            .iter()
+            .filter(|map| {
+                map.metadata
+                    .annotations
+                    .as_ref()
+                    .and_then(|a| a.get("preview.dev/resource"))
+                    .is_some_and(|r| r == "space")
+            })
+            .filter_map(|map| {
+                let labels = map.metadata.labels.as_ref()?;
+                Some(format!(
+                    "{}/{}",
+                    labels.get("preview.dev/project")?,
+                    labels.get("preview.dev/environment")?
+                ))
+            })
+            .collect();
+        spaces.sort();
+        Ok(spaces)
     }
 
     /// The ids of the resources the environment has entries for.

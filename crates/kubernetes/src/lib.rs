@@ -12,18 +12,23 @@
 //!
 //! This crate knows the engine only through [`preview_deploy::Runtime`]; it never reads the spec.
 
+mod access;
 mod apply;
 mod check;
+mod clusters;
 mod connect;
 mod diagnose;
 mod inventory;
+mod job_output;
 mod readiness;
 mod runtime;
 mod teardown;
 mod values;
+mod views;
 mod wait;
 
 pub use check::{ClusterReport, check_cluster};
+pub use clusters::{Clusters, DEFAULT_CLUSTER};
 pub use connect::{ClusterConfig, connect};
 pub use readiness::{Readiness, readiness};
 pub use runtime::{CertificateIssuer, KubernetesOptions, KubernetesRuntime, render_redacted};

@@ -56,6 +56,13 @@ pub fn readiness(kind: &str, object: &Value) -> Readiness {
     };
     match kind {
         "Deployment" => {
+            // Conditions written for an older generation say nothing of this one (kstatus reads them only once the
+            // controller has seen it): a fix applied after a failed rollout, or the rollback of one, is waited for.
+            if !seen {
+                return InProgress(
+                    "waiting for the controller to see the new generation".to_owned(),
+                );
+            }
             if let Some(c) = condition(object, "Progressing")
                 && c["status"] == "False"
                 && c["reason"] == "ProgressDeadlineExceeded"
@@ -66,11 +73,6 @@ pub fn readiness(kind: &str, object: &Value) -> Readiness {
                 && c["status"] == "True"
             {
                 return Failed(said(c));
-            }
-            if !seen {
-                return InProgress(
-                    "waiting for the controller to see the new generation".to_owned(),
-                );
             }
             let wanted = object["spec"]["replicas"].as_i64().unwrap_or(1);
             let (updated, total, available, ready) = (
@@ -146,6 +148,33 @@ pub fn readiness(kind: &str, object: &Value) -> Readiness {
                 InProgress("waiting for a load balancer address".to_owned())
             }
         }
+        "HTTPRoute" => {
+            // A route is only as good as each Gateway's acceptance of it, kept per parent.
+            let parents = object["status"]["parents"]
+                .as_array()
+                .cloned()
+                .unwrap_or_default();
+            if parents.is_empty() {
+                return InProgress("no Gateway has accepted it yet".to_owned());
+            }
+            for parent in &parents {
+                let conditions = parent["conditions"].as_array().cloned().unwrap_or_default();
+                for kind in ["Accepted", "ResolvedRefs"] {
+                    match conditions.iter().find(|c| c["type"] == kind) {
+                        Some(c) if c["status"] == "True" => {}
+                        Some(c) if c["status"] == "False" => {
+                            return Failed(format!("{kind} is false: {}", said(c)));
+                        }
+                        _ => {
+                            return InProgress(format!(
+                                "waiting for the Gateway to say whether it is {kind}"
+                            ));
+                        }
+                    }
+                }
+            }
+            Ready
+        }
         _ => {
             // Custom resources: the conditions kstatus reads.
             if let Some(c) = condition(object, "Stalled")
@@ -162,8 +191,22 @@ pub fn readiness(kind: &str, object: &Value) -> Readiness {
                 return InProgress("reconciling".to_owned());
             }
             match condition(object, "Ready") {
+                // A condition that says which generation it is about (cert-manager's do) counts for that one only.
+                Some(c)
+                    if c["observedGeneration"]
+                        .as_i64()
+                        .zip(generation)
+                        .is_some_and(|(seen, now)| seen < now) =>
+                {
+                    InProgress("waiting for the controller to see the new generation".to_owned())
+                }
                 Some(c) if c["status"] == "True" => Ready,
                 Some(c) => InProgress(said(c)),
+                // A Certificate without its `Ready` condition yet is not issued yet; other kinds without one have
+                // nothing to wait for.
+                None if kind == "Certificate" => {
+                    InProgress("waiting for its Ready condition".to_owned())
+                }
                 None => Ready,
             }
         }

@@ -1,12 +1,13 @@
-//! [`KubernetesRuntime`]: the engine's operations on a cluster.
+//! [`KubernetesRuntime`]: the engine's operations on one cluster.
 
-use std::collections::{BTreeMap, HashMap};
-use std::sync::{Arc, Mutex};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use k8s_openapi::api::core::v1::{Namespace, Pod};
-use kube::api::{Api, ListParams, LogParams};
+use k8s_openapi::api::core::v1::Namespace;
+use kube::api::{Api, DynamicObject};
 use preview_deploy::{
     EnvironmentAddress, LogChunk, Observed, Protection, Runtime, RuntimeError, SecretSource,
     ServiceStatus, StepLog,
@@ -16,9 +17,8 @@ use preview_plan::{Resource, ResourceKind};
 use preview_secrets::Secret;
 use tokio::time::Instant;
 
-use crate::apply::{Mode, apply_object, delete_object, get_object, reference};
+use crate::apply::{Mode, Owner, apply_object, delete_object, get_object, reference};
 use crate::connect::{ClusterConfig, connect, explain};
-use crate::diagnose::pods_of;
 use crate::inventory::{Entry, Inventory, ObjectRef, State};
 use crate::teardown::{delete_namespace, delete_objects};
 use crate::values::values_of;
@@ -37,6 +37,9 @@ pub struct KubernetesOptions {
     pub ready_timeout: Duration,
     /// How long a deleted namespace may take to go.
     pub namespace_timeout: Duration,
+    /// How long a pod may stay unschedulable before its rollout is failed (a cluster autoscaler adds nodes in
+    /// that time).
+    pub unschedulable_grace: Duration,
 }
 
 impl Default for KubernetesOptions {
@@ -47,23 +50,21 @@ impl Default for KubernetesOptions {
             inventory_namespace: "preview-system".to_owned(),
             ready_timeout: Duration::from_secs(300),
             namespace_timeout: Duration::from_secs(120),
+            unschedulable_grace: Duration::from_secs(90),
         }
     }
 }
 
 pub struct KubernetesRuntime {
-    client: kube::Client,
+    pub(crate) client: kube::Client,
     url: String,
-    options: KubernetesOptions,
-    inventory: Inventory,
-    secrets: Arc<dyn SecretSource>,
+    pub(crate) options: KubernetesOptions,
+    pub(crate) inventory: Inventory,
+    pub(crate) secrets: Arc<dyn SecretSource>,
     issuer: Arc<CertificateIssuer>,
-    /// The namespace of each environment, as its space's inventory entry says.
-    namespaces: Mutex<HashMap<EnvironmentAddress, String>>,
+    /// Whether the cluster answered and the runtime's namespace is made.
+    reached: AtomicBool,
 }
-
-/// The lines of a job's output kept in the deployment's log.
-const JOB_LOG_LINES: i64 = 200;
 
 impl KubernetesRuntime {
     /// Connects to the cluster the options name, checks that it answers, and makes the runtime's namespace.
@@ -72,22 +73,51 @@ impl KubernetesRuntime {
         secrets: Arc<dyn SecretSource>,
         issuer: Arc<CertificateIssuer>,
     ) -> Result<KubernetesRuntime, String> {
+        let runtime = KubernetesRuntime::open(options, secrets, issuer).await?;
+        runtime.reach().await?;
+        Ok(runtime)
+    }
+
+    /// A client of the cluster the options name, without asking it anything yet: a registered cluster that does
+    /// not answer when the daemon starts is still known, and its environments fail with why.
+    pub async fn open(
+        options: KubernetesOptions,
+        secrets: Arc<dyn SecretSource>,
+        issuer: Arc<CertificateIssuer>,
+    ) -> Result<KubernetesRuntime, String> {
         let (client, url) = connect(&options.cluster).await?;
-        client
-            .apiserver_version()
-            .await
-            .map_err(|e| explain(&format!("the cluster at {url}"), &e))?;
-        let runtime = KubernetesRuntime {
+        Ok(KubernetesRuntime {
             inventory: Inventory::new(client.clone(), options.inventory_namespace.clone()),
             client,
             url,
             options,
             secrets,
             issuer,
-            namespaces: Mutex::default(),
+            reached: AtomicBool::new(false),
+        })
+    }
+
+    /// Checks that the cluster answers and makes the runtime's namespace, once.
+    pub async fn reach(&self) -> Result<(), String> {
+        if self.reached.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        self.client
+            .apiserver_version()
+            .await
+            .map_err(|e| explain(&format!("the cluster at {}", self.url), &e))?;
+        self.inventory.ensure_namespace().await?;
+        self.reached.store(true, Ordering::SeqCst);
+        Ok(())
+    }
+
+    /// Another cluster with this one's settings, secrets and issuer: a registered one (`preview cluster add`).
+    pub async fn another(&self, cluster: ClusterConfig) -> Result<KubernetesRuntime, String> {
+        let options = KubernetesOptions {
+            cluster,
+            ..self.options.clone()
         };
-        runtime.inventory.ensure_namespace().await?;
-        Ok(runtime)
+        KubernetesRuntime::open(options, Arc::clone(&self.secrets), Arc::clone(&self.issuer)).await
     }
 
     /// The objects of `resources` in `env` as they would be applied, Secret values redacted: for review.
@@ -105,30 +135,39 @@ impl KubernetesRuntime {
         crate::check_cluster(&self.client, &self.url, &self.options.settings).await
     }
 
+    /// Whether the environment lives on this cluster: its space has an inventory entry here.
+    pub async fn holds(&self, env: &EnvironmentAddress) -> Result<bool, RuntimeError> {
+        Ok(self
+            .inventory
+            .read(env, "space")
+            .await
+            .map_err(RuntimeError::new)?
+            .is_some())
+    }
+
+    /// The environments on this cluster, as `project/environment`.
+    pub async fn environments(&self) -> Result<Vec<String>, String> {
+        self.inventory.spaces().await
+    }
+
     /// The API server's address.
     pub fn cluster_url(&self) -> &str {
         &self.url
     }
 
-    async fn namespace_of(&self, env: &EnvironmentAddress) -> Result<String, RuntimeError> {
-        if let Some(namespace) = self
-            .namespaces
-            .lock()
-            .ok()
-            .and_then(|n| n.get(env).cloned())
-        {
-            return Ok(namespace);
-        }
+    /// The environment's namespace, as its space's entry says now (read each time: a daemon sharing the cluster may
+    /// have made the environment again since).
+    pub(crate) async fn namespace_of(
+        &self,
+        env: &EnvironmentAddress,
+    ) -> Result<String, RuntimeError> {
         match self
             .inventory
             .read(env, "space")
             .await
             .map_err(RuntimeError::new)?
         {
-            Some(entry) => {
-                self.remember(env, &entry.namespace);
-                Ok(entry.namespace)
-            }
+            Some(entry) => Ok(entry.namespace),
             None => Err(RuntimeError::new(format!(
                 "{}/{} has no namespace on the cluster: its space is not made",
                 env.project, env.environment
@@ -136,20 +175,10 @@ impl KubernetesRuntime {
         }
     }
 
-    fn remember(&self, env: &EnvironmentAddress, namespace: &str) {
-        if let Ok(mut namespaces) = self.namespaces.lock() {
-            namespaces.insert(env.clone(), namespace.to_owned());
-        }
-    }
-
-    fn forget(&self, env: &EnvironmentAddress) {
-        if let Ok(mut namespaces) = self.namespaces.lock() {
-            namespaces.remove(env);
-        }
-    }
-
-    /// The namespace a space applies to: the one its entry names while that namespace is not being deleted, else
-    /// a new incarnation's.
+    /// The namespace a space applies to: the one its entry names while that namespace is not being deleted; a new
+    /// incarnation's when there is none (or it is going and nothing else of the environment is recorded). A
+    /// namespace deleted behind `preview`'s back under an environment that has other resources fails the step: they
+    /// would be left behind in it.
     async fn space_namespace(
         &self,
         env: &EnvironmentAddress,
@@ -160,28 +189,49 @@ impl KubernetesRuntime {
             let live = api.get_opt(&entry.namespace).await.map_err(|e| {
                 RuntimeError::new(explain(&format!("Namespace {}", entry.namespace), &e))
             })?;
-            let terminating = live
+            let going = live
                 .as_ref()
-                .is_some_and(|n| n.metadata.deletion_timestamp.is_some());
-            if !terminating {
+                .is_none_or(|n| n.metadata.deletion_timestamp.is_some());
+            if !going {
                 return Ok(entry.namespace.clone());
+            }
+            let others: Vec<String> = self
+                .inventory
+                .resources(env)
+                .await
+                .map_err(RuntimeError::new)?
+                .into_iter()
+                .filter(|id| id != "space")
+                .collect();
+            if !others.is_empty() {
+                return Err(RuntimeError::new(format!(
+                    "Namespace {} of {}/{} was deleted outside preview while {} still live in it; delete the environment and create it again",
+                    entry.namespace,
+                    env.project,
+                    env.environment,
+                    others.join(", ")
+                )));
             }
         }
         Ok(namespace_name(
             &env.project,
             &env.environment,
-            &incarnation_suffix(),
+            &incarnation_suffix()?,
         ))
     }
 
-    /// Whether every object of the entry is on the cluster as recorded.
+    /// Whether every recorded object is on the cluster as applied: the same uid, not being deleted, and — where it
+    /// has a generation — no change of its spec since.
     async fn intact(&self, entry: &Entry) -> Result<bool, RuntimeError> {
-        for object in &entry.objects {
+        for object in entry.objects.iter().filter(|o| o.uid.is_some()) {
             let live = get_object(&self.client, object)
                 .await
                 .map_err(RuntimeError::new)?;
             let same = live.is_some_and(|live| {
-                live.metadata.uid == object.uid && live.metadata.deletion_timestamp.is_none()
+                live.metadata.uid == object.uid
+                    && live.metadata.deletion_timestamp.is_none()
+                    && (object.generation.is_none()
+                        || live.metadata.generation == object.generation)
             });
             if !same {
                 return Ok(false);
@@ -190,24 +240,30 @@ impl KubernetesRuntime {
         Ok(true)
     }
 
-    /// Fails when an object about to be made exists already and is not one `preview` made for this resource: it is
-    /// someone else's, and applying would take it over.
-    async fn refuse_foreign(&self, object: &Object, resource: &str) -> Result<(), RuntimeError> {
+    /// Whether `object` may be written, and with force: forced when it is the very object recorded (same uid);
+    /// written without force when it does not exist, or carries this resource's marks but is not recorded (a field
+    /// another manager owns then fails the step, naming both); refused when it is someone else's.
+    async fn placement(
+        &self,
+        object: &Object,
+        before: &[ObjectRef],
+        owner: Owner<'_>,
+    ) -> Result<bool, RuntimeError> {
         let place = reference(object, None);
         let Some(live) = get_object(&self.client, &place)
             .await
             .map_err(RuntimeError::new)?
         else {
-            return Ok(());
+            return Ok(false);
         };
-        let ours = live
-            .metadata
-            .annotations
-            .as_ref()
-            .and_then(|a| a.get("preview.dev/resource"))
-            .is_some_and(|r| r == resource);
-        if ours {
-            return Ok(());
+        let recorded = before
+            .iter()
+            .any(|o| o.same_place(&place) && o.uid.is_some() && o.uid == live.metadata.uid);
+        if recorded {
+            return Ok(true);
+        }
+        if owner.marked(&live.metadata) {
+            return Ok(false);
         }
         let managers: Vec<String> = live
             .metadata
@@ -217,8 +273,10 @@ impl KubernetesRuntime {
             .filter_map(|m| m.manager.clone())
             .collect();
         Err(RuntimeError::new(format!(
-            "{} exists and was not made by preview (managed by {}): it is left as it is",
+            "{} exists and was not made by preview for {}/{} (managed by {}): it is left as it is",
             object.describe(),
+            owner.project,
+            owner.environment,
             if managers.is_empty() {
                 "no one recorded".to_owned()
             } else {
@@ -227,12 +285,35 @@ impl KubernetesRuntime {
         )))
     }
 
+    async fn write_entry(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+        state: State,
+        namespace: &str,
+        objects: Vec<ObjectRef>,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        log.check_lease()?;
+        let entry = Entry {
+            hash: resource.hash.clone(),
+            state,
+            namespace: namespace.to_owned(),
+            objects,
+        };
+        self.inventory
+            .write(env, &resource.id, &entry)
+            .await
+            .map_err(RuntimeError::new)
+    }
+
     async fn apply_resource(
         &self,
         env: &EnvironmentAddress,
         resource: &Resource,
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
+        self.reach().await.map_err(RuntimeError::new)?;
         let old = self
             .inventory
             .read(env, &resource.id)
@@ -250,6 +331,14 @@ impl KubernetesRuntime {
         } else {
             self.namespace_of(env).await?
         };
+        let owner = Owner {
+            project: &env.project,
+            environment: &env.environment,
+            resource: &resource.id,
+        };
+        if resource.kind == ResourceKind::Route {
+            crate::access::check_protection(&self.client, &self.options.settings, resource).await?;
+        }
         let target = Target {
             project: env.project.clone(),
             environment: env.environment.clone(),
@@ -273,76 +362,75 @@ impl KubernetesRuntime {
         )
         .map_err(|e| RuntimeError::new(e.to_string()))?;
         let before: Vec<ObjectRef> = old.as_ref().map(|e| e.objects.clone()).unwrap_or_default();
-        // What may exist once this apply stops, wherever it stops: recorded before anything is written.
+        // What may exist once this apply stops, wherever it stops — the objects it writes and the volume claims
+        // their controllers make — recorded before anything is written.
+        let mut wanted: Vec<ObjectRef> = objects.iter().map(|o| reference(o, None)).collect();
+        wanted.extend(objects.iter().flat_map(claims_of));
         let mut intended = before.clone();
-        for object in &objects {
-            let place = reference(object, None);
-            if !intended.iter().any(|o| o.same_place(&place)) {
-                intended.push(place);
+        for place in &wanted {
+            if !intended.iter().any(|o| o.same_place(place)) {
+                intended.push(place.clone());
             }
         }
-        log.check_lease()?;
-        self.inventory
-            .write(
-                env,
-                &resource.id,
-                &Entry {
-                    hash: resource.hash.clone(),
-                    state: State::Applying,
-                    namespace: namespace.clone(),
-                    objects: intended.clone(),
-                },
-            )
-            .await
-            .map_err(RuntimeError::new)?;
-        if resource.kind == ResourceKind::Space {
-            self.remember(env, &namespace);
-        }
-        let deadline = Instant::now() + self.options.ready_timeout;
-        let mut made = Vec::new();
+        self.write_entry(
+            env,
+            resource,
+            State::Applying,
+            &namespace,
+            intended.clone(),
+            log,
+        )
+        .await?;
+        let started = Instant::now();
+        let deadline = started + self.options.ready_timeout;
+        let mut made: Vec<ObjectRef> = Vec::new();
         let mut stored_objects = Vec::new();
         for object in &objects {
-            let ours = before
-                .iter()
-                .any(|o| o.uid.is_some() && o.same_place(&reference(object, None)));
-            if !ours {
-                self.refuse_foreign(object, &resource.id).await?;
-            }
+            let force = self.placement(object, &before, owner).await?;
             log.check_lease()?;
-            let stored = apply_object(&self.client, object, ours, Mode::Real)
+            let stored = apply_object(&self.client, object, force, Mode::Real)
                 .await
                 .map_err(RuntimeError::new)?;
             made.push(reference(object, Some(&stored)));
             log.line(format!("applied {}", object.describe()));
             stored_objects.push(stored);
             // The made objects' uids, as soon as they are known: a stop from here on deletes exactly them.
-            let mut recorded = intended.clone();
-            for reference in &made {
-                if let Some(slot) = recorded.iter_mut().find(|o| o.same_place(reference)) {
-                    *slot = reference.clone();
-                }
-            }
-            self.inventory
-                .write(
-                    env,
-                    &resource.id,
-                    &Entry {
-                        hash: resource.hash.clone(),
-                        state: State::Applying,
-                        namespace: namespace.clone(),
-                        objects: recorded,
-                    },
-                )
-                .await
-                .map_err(RuntimeError::new)?;
+            self.write_entry(
+                env,
+                resource,
+                State::Applying,
+                &namespace,
+                recorded(&intended, &made),
+                log,
+            )
+            .await?;
         }
+        let written = Instant::now();
+        log.line(format!(
+            "{} objects written in {} ms",
+            objects.len(),
+            written.duration_since(started).as_millis()
+        ));
         for (object, stored) in objects.iter().zip(stored_objects) {
-            let waited = wait_ready(&self.client, object, stored.clone(), deadline).await;
+            let waited = wait_ready(self, object, stored.clone(), deadline).await;
             if object.kind == "Job" {
-                self.job_output(object, &stored, resource, &values, log)
+                crate::job_output::copy_to_log(self, env, object, &stored, resource, &values, log)
                     .await;
             }
             waited.map_err(RuntimeError::new)?;
+        }
+        if !objects.is_empty() {
+            log.line(format!("ready in {} ms", written.elapsed().as_millis()));
+        }
+        // The claims the StatefulSets made, by their uids now.
+        for claim in objects.iter().flat_map(claims_of) {
+            let live = get_object(&self.client, &claim)
+                .await
+                .map_err(RuntimeError::new)?;
+            let uid = live
+                .filter(|l| owner.marked(&l.metadata))
+                .and_then(|l| l.metadata.uid);
+            made.push(ObjectRef { uid, ..claim });
         }
         // Objects the resource no longer has go, each by the uid it was recorded with.
         let left: Vec<ObjectRef> = intended
@@ -352,96 +440,25 @@ impl KubernetesRuntime {
             .collect();
         for object in &left {
             log.check_lease()?;
-            delete_object(&self.client, object, &resource.id)
+            delete_object(&self.client, object, owner)
                 .await
                 .map_err(RuntimeError::new)?;
             log.line(format!("deleted {} (no longer wanted)", object.describe()));
         }
-        log.check_lease()?;
-        self.inventory
-            .write(
-                env,
-                &resource.id,
-                &Entry {
-                    hash: resource.hash.clone(),
-                    state: State::Applied,
-                    namespace,
-                    objects: made,
-                },
-            )
+        self.write_entry(env, resource, State::Applied, &namespace, made, log)
             .await
-            .map_err(RuntimeError::new)
     }
 
-    /// A job's output in the deployment's log, the secrets it was given replaced by `[secret]`.
-    async fn job_output(
-        &self,
-        object: &Object,
-        stored: &kube::api::DynamicObject,
-        resource: &Resource,
-        values: &BTreeMap<String, Secret>,
-        log: &StepLog,
-    ) {
-        let Some(namespace) = &object.namespace else {
-            return;
-        };
-        let body = serde_json::to_value(stored).unwrap_or_default();
-        let mut revealed: Vec<String> = values.values().map(|v| v.expose().to_owned()).collect();
-        for (name, version) in resource.content["secrets"]
-            .as_object()
-            .into_iter()
-            .flatten()
-        {
-            let env = EnvironmentAddress {
-                project: object.body["metadata"]["labels"]["preview.dev/project"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-                environment: object.body["metadata"]["labels"]["preview.dev/environment"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned(),
-            };
-            if let Ok(value) = self
-                .secrets
-                .reveal(&env, name, version.as_str().unwrap_or("unset"))
-                .await
-            {
-                revealed.push(value.expose().to_owned());
-            }
-        }
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), namespace);
-        for pod in pods_of(&self.client, namespace, &body).await {
-            let Some(name) = pod.metadata.name else {
-                continue;
-            };
-            let params = LogParams {
-                tail_lines: Some(JOB_LOG_LINES),
-                ..LogParams::default()
-            };
-            if let Ok(text) = api.logs(&name, &params).await {
-                for line in text.lines() {
-                    let line = revealed
-                        .iter()
-                        .filter(|s| s.len() >= 4)
-                        .fold(line.to_owned(), |line, secret| {
-                            line.replace(secret.as_str(), "[secret]")
-                        });
-                    log.line(format!("{name}: {line}"));
-                }
-            }
-        }
-    }
-
-    /// Every object of `resources` applied with `dryRun=All`: admission, validation and field conflicts are found
-    /// while nothing has changed. An environment with a namespace is checked in it; a new one — whose namespace
-    /// does not exist yet, and a dry run cannot make one to check objects in — in the runtime's own namespace,
-    /// which is under the same Pod Security level.
+    /// Every object of `resources` applied with `dryRun=All`: validation, admission webhooks and field conflicts are
+    /// found while nothing has changed. An environment with a namespace is checked in it; a new one — whose namespace
+    /// does not exist yet, and a dry run cannot make one to check objects in — in the runtime's own namespace. Pod
+    /// Security applies to pods, which a dry run of their workloads does not make: it is enforced at the rollout.
     async fn dry_run(
         &self,
         env: &EnvironmentAddress,
         resources: &[Resource],
     ) -> Result<(), RuntimeError> {
+        self.reach().await.map_err(RuntimeError::new)?;
         let space = self
             .inventory
             .read(env, "space")
@@ -468,6 +485,10 @@ impl KubernetesRuntime {
         };
         let mut objects = Vec::new();
         for resource in resources {
+            if resource.kind == ResourceKind::Route {
+                crate::access::check_protection(&self.client, &self.options.settings, resource)
+                    .await?;
+            }
             let rendered = render(resource, &target, &self.options.settings, &Values::Redacted)
                 .map_err(|e| RuntimeError::new(e.to_string()))?;
             let made: Vec<ObjectRef> = match live_namespace {
@@ -481,11 +502,10 @@ impl KubernetesRuntime {
                 None => Vec::new(),
             };
             for object in rendered {
-                // Without its namespace, only the Namespace itself and the namespaced objects are checked as new.
                 if object.kind == "Namespace" && live_namespace.is_none() {
                     let mut namespace = object.clone();
                     namespace.name =
-                        namespace_name(&env.project, &env.environment, &incarnation_suffix());
+                        namespace_name(&env.project, &env.environment, &incarnation_suffix()?);
                     namespace.body["metadata"]["name"] = namespace.name.clone().into();
                     objects.push((namespace, false));
                     continue;
@@ -521,6 +541,11 @@ impl KubernetesRuntime {
             .await
             .map_err(RuntimeError::new)?;
         log.check_lease()?;
+        let owner = Owner {
+            project: &env.project,
+            environment: &env.environment,
+            resource: id,
+        };
         if kind == ResourceKind::Space {
             if let Some(entry) = &entry {
                 let uid = entry
@@ -533,6 +558,7 @@ impl KubernetesRuntime {
                     &self.client,
                     &entry.namespace,
                     uid.as_deref(),
+                    owner,
                     self.options.namespace_timeout,
                 )
                 .await
@@ -550,15 +576,14 @@ impl KubernetesRuntime {
                     .await
                     .map_err(RuntimeError::new)?;
             }
-            self.inventory
+            return self
+                .inventory
                 .remove(env, id)
                 .await
-                .map_err(RuntimeError::new)?;
-            self.forget(env);
-            return Ok(());
+                .map_err(RuntimeError::new);
         }
         let Some(entry) = entry else { return Ok(()) };
-        delete_objects(&self.client, &entry.objects, id)
+        delete_objects(&self.client, &entry.objects, owner)
             .await
             .map_err(RuntimeError::new)?;
         for object in &entry.objects {
@@ -571,20 +596,57 @@ impl KubernetesRuntime {
     }
 }
 
-/// Five characters from the clock and the process: a new namespace name each time an environment is made.
-fn incarnation_suffix() -> String {
-    use std::time::{SystemTime, UNIX_EPOCH};
-    let nanos = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or(0);
-    let seed = format!("{nanos}-{}-{:p}", std::process::id(), &nanos);
-    let digest = ring::digest::digest(&ring::digest::SHA256, seed.as_bytes());
+/// `intended` with the objects made so far in place of their unmade records.
+fn recorded(intended: &[ObjectRef], made: &[ObjectRef]) -> Vec<ObjectRef> {
+    let mut recorded = intended.to_vec();
+    for reference in made {
+        if let Some(slot) = recorded.iter_mut().find(|o| o.same_place(reference)) {
+            *slot = reference.clone();
+        }
+    }
+    recorded
+}
+
+/// The volume claims a StatefulSet's controller makes for it (`<claim>-<name>-<ordinal>`): they outlive it
+/// unless deleted with it, so they are the resource's too.
+fn claims_of(object: &Object) -> Vec<ObjectRef> {
+    if object.kind != "StatefulSet" {
+        return Vec::new();
+    }
+    let replicas = object.body["spec"]["replicas"].as_u64().unwrap_or(1);
+    let templates = object.body["spec"]["volumeClaimTemplates"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    templates
+        .iter()
+        .filter_map(|t| t["metadata"]["name"].as_str().map(str::to_owned))
+        .flat_map(|claim| {
+            (0..replicas).map(move |ordinal| ObjectRef {
+                api_version: "v1".to_owned(),
+                kind: "PersistentVolumeClaim".to_owned(),
+                plural: "persistentvolumeclaims".to_owned(),
+                namespace: object.namespace.clone(),
+                name: format!("{claim}-{}-{ordinal}", object.name),
+                uid: None,
+                generation: None,
+            })
+        })
+        .collect()
+}
+
+/// Five characters from the system's random source: a new namespace name each time an environment is made.
+fn incarnation_suffix() -> Result<String, RuntimeError> {
+    use ring::rand::SecureRandom;
     const ALPHABET: &[u8] = b"bcdfghjklmnpqrstvwxz2456789";
-    digest.as_ref()[..5]
+    let mut bytes = [0u8; 5];
+    ring::rand::SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| RuntimeError::new("the system's random source failed"))?;
+    Ok(bytes
         .iter()
         .map(|b| ALPHABET[usize::from(*b) % ALPHABET.len()] as char)
-        .collect()
+        .collect())
 }
 
 /// Every resource's objects in `namespace`, Secret values redacted, in the order they are applied. Without a
@@ -613,6 +675,11 @@ pub fn render_redacted(
     Ok(objects)
 }
 
+/// An object as stored, read back as JSON.
+pub(crate) fn body_of(stored: &DynamicObject) -> serde_json::Value {
+    serde_json::to_value(stored).unwrap_or_default()
+}
+
 #[async_trait]
 impl Runtime for KubernetesRuntime {
     async fn apply(
@@ -629,7 +696,17 @@ impl Runtime for KubernetesRuntime {
         env: &EnvironmentAddress,
         resources: &[Resource],
     ) -> Result<(), RuntimeError> {
-        self.dry_run(env, resources).await
+        // A cluster that stops answering does not hold the deployment (and its lease) for longer than a rollout may
+        // take.
+        match tokio::time::timeout(self.options.ready_timeout, self.dry_run(env, resources)).await {
+            Ok(result) => result,
+            Err(_) => Err(RuntimeError::new(format!(
+                "the dry run of {}/{} took longer than {} s",
+                env.project,
+                env.environment,
+                self.options.ready_timeout.as_secs()
+            ))),
+        }
     }
 
     async fn remove(
@@ -655,8 +732,8 @@ impl Runtime for KubernetesRuntime {
         else {
             return Ok(None);
         };
-        // An apply that stopped half-way, or objects changed or deleted behind preview's back, are not the recorded
-        // resource: the engine sees them as different.
+        // An apply that stopped half-way, or objects deleted, replaced or changed behind preview's back, are not
+        // the recorded resource: the engine sees them as different.
         let hash = if entry.state == State::Applied && self.intact(&entry).await? {
             entry.hash
         } else {
@@ -669,105 +746,11 @@ impl Runtime for KubernetesRuntime {
     }
 
     async fn status(&self, env: &EnvironmentAddress) -> Vec<ServiceStatus> {
-        let Ok(namespace) = self.namespace_of(env).await else {
-            return Vec::new();
-        };
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let Ok(pods) = api
-            .list(&ListParams::default().labels("app.kubernetes.io/managed-by=preview"))
-            .await
-        else {
-            return Vec::new();
-        };
-        let mut statuses: Vec<ServiceStatus> = pods
-            .items
-            .iter()
-            .map(|pod| {
-                let service = pod
-                    .metadata
-                    .labels
-                    .as_ref()
-                    .and_then(|l| l.get("app.kubernetes.io/name").cloned())
-                    .unwrap_or_default();
-                let status = pod.status.clone().unwrap_or_default();
-                let containers = status.container_statuses.clone().unwrap_or_default();
-                let ready = !containers.is_empty() && containers.iter().all(|c| c.ready);
-                let waiting = containers
-                    .iter()
-                    .find_map(|c| c.state.as_ref()?.waiting.as_ref()?.reason.clone());
-                let state = match (ready, waiting, status.phase.as_deref()) {
-                    (true, _, _) => "running".to_owned(),
-                    (false, Some(reason), _) => format!("waiting ({reason})"),
-                    (false, None, Some("Succeeded")) => "completed".to_owned(),
-                    (false, None, phase) => phase.unwrap_or("pending").to_ascii_lowercase(),
-                };
-                let last_exit = containers.iter().find_map(|c| {
-                    let terminated = c.last_state.as_ref()?.terminated.as_ref()?;
-                    Some(format!(
-                        "exit status: {}{}",
-                        terminated.exit_code,
-                        terminated
-                            .reason
-                            .as_ref()
-                            .map(|r| format!(" ({r})"))
-                            .unwrap_or_default()
-                    ))
-                });
-                ServiceStatus {
-                    service: format!(
-                        "{service} (pod {})",
-                        pod.metadata.name.clone().unwrap_or_default()
-                    ),
-                    state,
-                    pid: None,
-                    restarts: containers
-                        .iter()
-                        .map(|c| c.restart_count.max(0) as u32)
-                        .sum(),
-                    last_exit,
-                    address: status.pod_ip.clone(),
-                }
-            })
-            .collect();
-        statuses.sort_by(|a, b| a.service.cmp(&b.service));
-        statuses
+        self.pods_status(env).await
     }
 
     async fn isolation(&self, env: &EnvironmentAddress) -> Vec<Protection> {
-        let Ok(Some(space)) = self.inventory.read(env, "space").await else {
-            return Vec::new();
-        };
-        let has = |kind: &str, name: &str| {
-            space
-                .objects
-                .iter()
-                .any(|o| o.kind == kind && o.name == name && o.uid.is_some())
-        };
-        vec![
-            Protection {
-                name: "users".to_owned(),
-                in_effect: has("Namespace", &space.namespace),
-                detail: format!(
-                    "namespace {} under Pod Security `restricted`: non-root, no privilege escalation, no capabilities, ServiceAccount without a token",
-                    space.namespace
-                ),
-            },
-            Protection {
-                name: "network".to_owned(),
-                in_effect: has("NetworkPolicy", "default-deny")
-                    && has("NetworkPolicy", "allow-environment"),
-                detail: format!(
-                    "default-deny NetworkPolicy; in from the namespace and from {}; out to the namespace, DNS and the internet but private and metadata addresses (enforced where the cluster's network plugin enforces NetworkPolicy)",
-                    self.options.settings.ingress_namespace
-                ),
-            },
-            Protection {
-                name: "limits".to_owned(),
-                in_effect: has("ResourceQuota", "environment") && has("LimitRange", "containers"),
-                detail: "ResourceQuota for the environment, LimitRange defaults for containers"
-                    .to_owned(),
-            },
-        ]
+        self.protections(env).await
     }
 
     async fn logs(
@@ -776,38 +759,15 @@ impl Runtime for KubernetesRuntime {
         service: &str,
         from: u64,
     ) -> Result<LogChunk, RuntimeError> {
-        let namespace = self.namespace_of(env).await?;
-        let api: Api<Pod> = Api::namespaced(self.client.clone(), &namespace);
-        let selector =
-            format!("app.kubernetes.io/name={service},app.kubernetes.io/managed-by=preview");
-        let pods = api
-            .list(&ListParams::default().labels(&selector))
-            .await
-            .map_err(|e| RuntimeError::new(explain(&format!("pods of `{service}`"), &e)))?;
-        let Some(pod) = pods
-            .items
-            .iter()
-            .filter_map(|p| p.metadata.name.clone())
-            .max()
-        else {
-            return Err(RuntimeError::new(format!(
-                "`{service}` has no pod in {namespace}"
-            )));
-        };
-        let text = api.logs(&pod, &LogParams::default()).await.map_err(|e| {
-            RuntimeError::new(explain(&format!("the log of pod {namespace}/{pod}"), &e))
-        })?;
-        let start = usize::try_from(from).unwrap_or(usize::MAX).min(text.len());
-        let start = (start..=text.len())
-            .find(|i| text.is_char_boundary(*i))
-            .unwrap_or(text.len());
-        Ok(LogChunk {
-            text: text[start..].to_owned(),
-            next: text.len() as u64,
-        })
+        self.service_log(env, service, from).await
     }
 
     fn shared(&self) -> bool {
         true
     }
+}
+
+/// The secret values revealed for a resource, as the texts to keep out of logs.
+pub(crate) fn secret_texts(values: &BTreeMap<String, Secret>) -> Vec<String> {
+    values.values().map(|v| v.expose().to_owned()).collect()
 }

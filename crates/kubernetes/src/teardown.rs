@@ -6,7 +6,7 @@ use k8s_openapi::api::core::v1::Namespace;
 use kube::api::{Api, DeleteParams, ListParams, Preconditions, PropagationPolicy};
 use tokio::time::Instant;
 
-use crate::apply::{api_of, delete_object};
+use crate::apply::{Owner, api_of, delete_object};
 use crate::connect::{explain, is_not_found};
 use crate::inventory::ObjectRef;
 
@@ -14,10 +14,10 @@ use crate::inventory::ObjectRef;
 pub(crate) async fn delete_objects(
     client: &kube::Client,
     objects: &[ObjectRef],
-    resource: &str,
+    owner: Owner<'_>,
 ) -> Result<(), String> {
     for object in objects.iter().rev() {
-        delete_object(client, object, resource).await?;
+        delete_object(client, object, owner).await?;
     }
     Ok(())
 }
@@ -35,12 +35,13 @@ const HOLDERS: &[(&str, &str, &str)] = &[
     ("networking.k8s.io/v1", "Ingress", "ingresses"),
 ];
 
-/// Deletes the namespace `name` if it is the incarnation `uid` (any, when `None`), and returns once it is gone.
-/// Gone already is done.
+/// Deletes the namespace `name` if it is the incarnation `uid` — or, when none was recorded, if it carries the
+/// environment's marks — and returns once it is gone. Gone already is done.
 pub(crate) async fn delete_namespace(
     client: &kube::Client,
     name: &str,
     uid: Option<&str>,
+    owner: Owner<'_>,
     patience: std::time::Duration,
 ) -> Result<(), String> {
     let api: Api<Namespace> = Api::all(client.clone());
@@ -50,8 +51,12 @@ pub(crate) async fn delete_namespace(
     };
     let Some(live) = live else { return Ok(()) };
     let live_uid = live.metadata.uid.clone().unwrap_or_default();
-    if uid.is_some_and(|uid| uid != live_uid) {
-        // Another namespace of that name: the recorded one is gone.
+    let ours = match uid {
+        Some(uid) => uid == live_uid,
+        None => owner.marked(&live.metadata),
+    };
+    if !ours {
+        // Another namespace of that name: the recorded one is gone, or it never was this environment's.
         return Ok(());
     }
     if live.metadata.deletion_timestamp.is_none() {

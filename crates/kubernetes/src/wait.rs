@@ -1,5 +1,6 @@
 //! Waiting for an applied object to be ready: its readiness read again on every change the API server reports
-//! (a watch of that one object), under a deadline; workloads also fail as soon as a pod of theirs cannot start.
+//! (a watch of that one object), under a deadline that bounds every request too; workloads also fail as soon as a pod
+//! of their newest revision cannot start.
 
 use futures_util::StreamExt;
 use kube::api::{DynamicObject, WatchEvent, WatchParams};
@@ -7,9 +8,10 @@ use preview_manifests::Object;
 use serde_json::Value;
 use tokio::time::Instant;
 
+use crate::KubernetesRuntime;
 use crate::apply::api_for;
 use crate::connect::explain;
-use crate::diagnose::{hopeless, last_events, pods_of};
+use crate::diagnose::{current_pods, hopeless, last_events, unschedulable};
 use crate::readiness::{Readiness, readiness};
 
 /// How long one watch runs before the object and its pods are looked at again.
@@ -18,13 +20,15 @@ const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(2);
 /// Returns once `object` (as applied: `stored`) is ready; an error naming it and why, once it cannot be or the
 /// deadline passed.
 pub(crate) async fn wait_ready(
-    client: &kube::Client,
+    runtime: &KubernetesRuntime,
     object: &Object,
     stored: DynamicObject,
     deadline: Instant,
 ) -> Result<(), String> {
+    let client = &runtime.client;
     let api = api_for(client, object);
     let mut current = stored;
+    let mut waiting_for_node: Option<Instant> = None;
     loop {
         let body = serde_json::to_value(&current).unwrap_or(Value::Null);
         let why = match readiness(&object.kind, &body) {
@@ -40,8 +44,14 @@ pub(crate) async fn wait_ready(
         };
         let namespace = object.namespace.clone().unwrap_or_default();
         if matches!(object.kind.as_str(), "Deployment" | "StatefulSet" | "Job") {
-            let pods = pods_of(client, &namespace, &body).await;
-            if let Some(reason) = hopeless(&pods) {
+            let pods = current_pods(client, &namespace, &body).await;
+            if unschedulable(&pods) {
+                waiting_for_node.get_or_insert_with(Instant::now);
+            } else {
+                waiting_for_node = None;
+            }
+            let waited = waiting_for_node.map(|since| since.elapsed());
+            if let Some(reason) = hopeless(&pods, waited, runtime.options.unschedulable_grace) {
                 let events = events_of(client, object, &body).await;
                 return Err(format!(
                     "{} cannot become ready: {reason}{events}",
@@ -67,46 +77,51 @@ pub(crate) async fn wait_ready(
         let params = WatchParams::default()
             .fields(&format!("metadata.name={}", object.name))
             .timeout(u32::try_from(seconds).unwrap_or(2));
-        match api.watch(&params, &version).await {
-            Ok(stream) => {
-                let mut stream = stream.boxed();
-                let wait = tokio::time::timeout(
-                    left.min(LOOK_AGAIN) + std::time::Duration::from_millis(500),
-                    async {
-                        while let Some(event) = stream.next().await {
-                            match event {
-                                Ok(WatchEvent::Added(changed) | WatchEvent::Modified(changed)) => {
-                                    return Some(changed);
-                                }
-                                Ok(WatchEvent::Deleted(_)) | Ok(WatchEvent::Error(_)) | Err(_) => {
-                                    return None;
-                                }
-                                Ok(WatchEvent::Bookmark(_)) => {}
-                            }
-                        }
-                        None
-                    },
-                );
-                if let Ok(Some(changed)) = wait.await {
-                    current = changed;
-                    continue;
+        // The watch as a whole — its request and its stream — is bounded: a server that holds it does not hold the
+        // wait past the deadline.
+        let bound = left.min(LOOK_AGAIN) + std::time::Duration::from_millis(500);
+        let watched = tokio::time::timeout(bound, async {
+            let mut stream = match api.watch(&params, &version).await {
+                Ok(stream) => stream.boxed(),
+                Err(_) => {
+                    // A watch refused is not the object failing: it is read again, after a pause.
+                    tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+                    return None;
+                }
+            };
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(WatchEvent::Added(changed) | WatchEvent::Modified(changed)) => {
+                        return Some(changed);
+                    }
+                    Ok(WatchEvent::Deleted(_)) | Ok(WatchEvent::Error(_)) | Err(_) => return None,
+                    Ok(WatchEvent::Bookmark(_)) => {}
                 }
             }
-            Err(e) => {
-                // A watch refused is not the object failing: read it again, after a pause.
-                tokio::time::sleep(std::time::Duration::from_millis(200).min(left)).await;
-                let _ = explain(&object.describe(), &e);
-            }
+            None
+        });
+        if let Ok(Some(changed)) = watched.await {
+            current = changed;
+            continue;
         }
-        current = match api.get_opt(&object.name).await {
-            Ok(Some(fresh)) => fresh,
-            Ok(None) => {
+        let left = deadline
+            .saturating_duration_since(Instant::now())
+            .max(std::time::Duration::from_secs(1));
+        current = match tokio::time::timeout(left, api.get_opt(&object.name)).await {
+            Ok(Ok(Some(fresh))) => fresh,
+            Ok(Ok(None)) => {
                 return Err(format!(
                     "{} disappeared while it was waited for",
                     object.describe()
                 ));
             }
-            Err(e) => return Err(explain(&object.describe(), &e)),
+            Ok(Err(e)) => return Err(explain(&object.describe(), &e)),
+            Err(_) => {
+                return Err(format!(
+                    "{} did not become ready in time: the cluster stopped answering",
+                    object.describe()
+                ));
+            }
         };
     }
 }
@@ -118,11 +133,17 @@ async fn events_of(client: &kube::Client, object: &Object, body: &Value) -> Stri
     let mut names = vec![object.name.clone()];
     if matches!(object.kind.as_str(), "Deployment" | "StatefulSet" | "Job") {
         names.extend(
-            pods_of(client, namespace, body)
+            current_pods(client, namespace, body)
                 .await
                 .into_iter()
                 .filter_map(|p| p.metadata.name),
         );
     }
-    last_events(client, namespace, &names).await
+    // Bounded like every wait: events are a courtesy, not worth hanging for.
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        last_events(client, namespace, &names),
+    )
+    .await
+    .unwrap_or_default()
 }

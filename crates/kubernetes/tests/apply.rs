@@ -369,7 +369,7 @@ async fn objects_preview_did_not_make_are_left_alone_and_conflicts_name_the_mana
     assert_eq!(
         error.message,
         format!(
-            "Service {namespace}/catalog exists and was not made by preview (managed by helm): it is left as it is"
+            "Service {namespace}/catalog exists and was not made by preview for shop/staging (managed by helm): it is left as it is"
         )
     );
     assert_eq!(
@@ -388,7 +388,7 @@ async fn objects_preview_did_not_make_are_left_alone_and_conflicts_name_the_mana
             "helm",
             serde_json::json!({
                 "apiVersion": "v1", "kind": "Service",
-                "metadata": { "name": "catalog", "namespace": namespace, "annotations": { "preview.dev/resource": "app/catalog" } },
+                "metadata": { "name": "catalog", "namespace": namespace, "annotations": { "preview.dev/resource": "app/catalog" }, "labels": { "preview.dev/project": "shop", "preview.dev/environment": "staging" } },
                 "spec": { "ports": [{ "name": "http", "port": 9999, "protocol": "TCP" }] },
             }),
         )
@@ -506,14 +506,35 @@ async fn invalid_objects_and_a_terminating_namespace_are_refused_by_name() {
         "{}",
         error.message
     );
-    // Making the space again takes a new namespace instead of waiting for the old one.
+    // The space cannot move to a new namespace while another resource of the environment is recorded in the old
+    // one: it would be left behind there.
+    let space_again = changed(space, |c| c["preview"] = true.into());
+    let error = cluster
+        .runtime
+        .apply(&env("staging"), &space_again, &StepLog::default())
+        .await
+        .expect_err("stranded");
+    assert_eq!(
+        error.message,
+        format!(
+            "Namespace {namespace} of shop/staging was deleted outside preview while secrets still live in it; delete the environment and create it again"
+        )
+    );
+    // Once nothing else is recorded (the failed step undone), making the space again takes a new namespace instead of
+    // waiting for the old one.
     cluster
         .runtime
-        .apply(
+        .remove(
             &env("staging"),
-            &changed(space, |c| c["preview"] = true.into()),
+            "secrets",
+            ResourceKind::Secrets,
             &StepLog::default(),
         )
+        .await
+        .expect("undone");
+    cluster
+        .runtime
+        .apply(&env("staging"), &space_again, &StepLog::default())
         .await
         .expect("again");
     let again = cluster.namespace("staging");
@@ -566,4 +587,153 @@ async fn an_unreachable_cluster_and_refused_credentials_are_said_as_such() {
         .expect("refused");
     assert!(refused.contains("cannot reach the cluster"), "{refused}");
     let _ = Duration::ZERO;
+}
+
+#[tokio::test]
+async fn a_field_changed_behind_its_back_shows_as_changed_and_is_taken_back_by_applying_again() {
+    let cluster = Cluster::start().await;
+    let example = resources(&kubernetes_example(), "staging");
+    cluster.create("staging", &example).await;
+    let namespace = cluster.namespace("staging");
+    let app = find(&example, "app/catalog");
+    let image = |cluster: &Cluster| {
+        cluster
+            .api
+            .object("deployments", Some(&namespace), "catalog")
+            .expect("deployment")["spec"]["template"]["spec"]["containers"][0]["image"]
+            .clone()
+    };
+    let wanted = image(&cluster);
+    cluster
+        .api
+        .edit_as(
+            "kubectl-set",
+            "deployments",
+            Some(&namespace),
+            "catalog",
+            serde_json::json!({ "spec": { "template": { "spec": { "containers": [{ "name": "catalog", "image": "evil:1" }] } } } }),
+        )
+        .expect("edited");
+    assert_eq!(image(&cluster), "evil:1");
+    let observed = cluster
+        .runtime
+        .observe(&env("staging"), &app.id)
+        .await
+        .expect("observe")
+        .expect("entry");
+    assert_ne!(
+        observed.hash, app.hash,
+        "a changed spec is not the recorded resource"
+    );
+    // The same resource applied again (its hash unchanged) writes it again, forcing the field back.
+    cluster
+        .runtime
+        .apply(&env("staging"), app, &StepLog::default())
+        .await
+        .expect("again");
+    assert_eq!(image(&cluster), wanted);
+    let observed = cluster
+        .runtime
+        .observe(&env("staging"), &app.id)
+        .await
+        .expect("observe")
+        .expect("entry");
+    assert_eq!(observed.hash, app.hash);
+}
+
+#[tokio::test]
+async fn a_protected_preview_is_applied_only_behind_ingress_nginx() {
+    let cluster = Cluster::start().await;
+    let example = resources(&kubernetes_example(), "staging");
+    for id in [
+        "space",
+        "secrets",
+        "database/db",
+        "job/migrate",
+        "app/catalog",
+        "app/storefront",
+        "certificate",
+    ] {
+        cluster
+            .runtime
+            .apply(&env("staging"), find(&example, id), &StepLog::default())
+            .await
+            .expect(id);
+    }
+    let protected = changed(find(&example, "route/storefront"), |c| {
+        c["access"] = serde_json::json!({
+            "basic_auth": { "user": "review", "password": { "name": "project/PREVIEW_PASSWORD", "version": "v1" } }
+        })
+    });
+    let namespace = cluster.namespace("staging");
+    let class = |controller: &str| {
+        serde_json::json!({
+            "apiVersion": "networking.k8s.io/v1", "kind": "IngressClass",
+            "metadata": { "name": "public", "annotations": { "ingressclass.kubernetes.io/is-default-class": "true" } },
+            "spec": { "controller": controller },
+        })
+    };
+    // No IngressClass to tell: refused, and by the dry run too.
+    let error = cluster
+        .runtime
+        .apply(&env("staging"), &protected, &StepLog::default())
+        .await
+        .expect_err("refused");
+    assert!(
+        error
+            .message
+            .contains("the default IngressClass does not exist; the preview is not deployed open"),
+        "{}",
+        error.message
+    );
+    let error = cluster
+        .runtime
+        .preflight(&env("staging"), std::slice::from_ref(&protected))
+        .await
+        .expect_err("refused");
+    assert!(
+        error.message.contains("not deployed open"),
+        "{}",
+        error.message
+    );
+    // Another controller ignores ingress-nginx's authentication: refused, naming it.
+    cluster
+        .api
+        .apply_as("admin", class("traefik.io/ingress-controller"))
+        .expect("class");
+    let error = cluster
+        .runtime
+        .apply(&env("staging"), &protected, &StepLog::default())
+        .await
+        .expect_err("refused");
+    assert!(
+        error.message.contains("the default IngressClass is served by `traefik.io/ingress-controller`, which ignores its authentication"),
+        "{}",
+        error.message
+    );
+    assert!(
+        cluster
+            .api
+            .object("ingresses", Some(&namespace), "storefront")
+            .is_none(),
+        "nothing served open"
+    );
+    // ingress-nginx: applied with its authentication.
+    cluster
+        .api
+        .apply_as("admin", class("k8s.io/ingress-nginx"))
+        .expect("class");
+    cluster
+        .runtime
+        .apply(&env("staging"), &protected, &StepLog::default())
+        .await
+        .expect("applied");
+    let ingress = cluster
+        .api
+        .object("ingresses", Some(&namespace), "storefront")
+        .expect("ingress");
+    assert_eq!(
+        ingress["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-type"],
+        "basic"
+    );
 }

@@ -1,121 +1,21 @@
 //! The engine over the Kubernetes runtime and the fake API server: a failed rollout rolled back by applying the
-//! recorded objects again, and the fault suite — an error, or a crash before or after the effect, at every runtime
-//! operation of a create and of an update — ending with the old objects or the new ones, never a mix, and nothing
-//! on the cluster that no inventory entry names.
+//! recorded objects again, and the fault suite — at every write the cluster receives during a create and an update
+//! (inventory entries and objects alike), the server failing it, or the daemon stopping dead before or after its
+//! effect and another recovering — ending with the old objects or the new ones, never a mix, and nothing on the
+//! cluster that no inventory entry names.
 
 mod support;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use async_trait::async_trait;
-use preview_deploy::{
-    DeploymentRequest, Engine, EngineConfig, EnvironmentAddress, Observed, Runtime, RuntimeError,
-    StepLog,
-};
-use preview_kubernetes::KubernetesRuntime;
-use preview_plan::{Resource, ResourceKind};
+use preview_deploy::{DeploymentRequest, Engine, EngineConfig, Runtime};
+use preview_plan::Resource;
 use preview_store::{DeploymentRecord, DeploymentStatus, Operation, Store};
 use preview_testing::TempDir;
+use preview_testing::kubernetes::WriteFault;
 use support::{Cluster, changed, env, kubernetes_example, resources};
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Fault {
-    /// The operation's effect happens, then it reports an error.
-    FailAfter,
-    /// The daemon dies before the operation does anything.
-    StopBefore,
-    /// The daemon dies once the operation's effect happened, before it returns.
-    StopAfter,
-}
-
-/// The Kubernetes runtime with a fault at its `at`-th apply or remove.
-struct Faulty {
-    inner: Arc<KubernetesRuntime>,
-    operations: AtomicU64,
-    fault: Option<(u64, Fault)>,
-    /// Whether the fault happened: a deployment with fewer operations never reaches it.
-    fired: std::sync::atomic::AtomicBool,
-}
-
-impl Faulty {
-    fn new(inner: Arc<KubernetesRuntime>, fault: Option<(u64, Fault)>) -> Faulty {
-        Faulty {
-            inner,
-            operations: AtomicU64::new(0),
-            fault,
-            fired: Default::default(),
-        }
-    }
-
-    fn operations(&self) -> u64 {
-        self.operations.load(Ordering::SeqCst)
-    }
-
-    async fn around<F: std::future::Future<Output = Result<(), RuntimeError>>>(
-        &self,
-        operation: F,
-    ) -> Result<(), RuntimeError> {
-        let n = self.operations.fetch_add(1, Ordering::SeqCst) + 1;
-        match self.fault {
-            Some((at, Fault::StopBefore)) if at == n => std::future::pending().await,
-            Some((at, Fault::StopAfter)) if at == n => {
-                let _ = operation.await;
-                std::future::pending().await
-            }
-            Some((at, Fault::FailAfter)) if at == n => {
-                self.fired.store(true, Ordering::SeqCst);
-                operation.await?;
-                Err(RuntimeError::new("injected failure after the effect"))
-            }
-            _ => operation.await,
-        }
-    }
-}
-
-#[async_trait]
-impl Runtime for Faulty {
-    async fn preflight(
-        &self,
-        env: &EnvironmentAddress,
-        resources: &[Resource],
-    ) -> Result<(), RuntimeError> {
-        self.inner.preflight(env, resources).await
-    }
-
-    async fn apply(
-        &self,
-        env: &EnvironmentAddress,
-        resource: &Resource,
-        log: &StepLog,
-    ) -> Result<(), RuntimeError> {
-        self.around(self.inner.apply(env, resource, log)).await
-    }
-
-    async fn remove(
-        &self,
-        env: &EnvironmentAddress,
-        id: &str,
-        kind: ResourceKind,
-        log: &StepLog,
-    ) -> Result<(), RuntimeError> {
-        self.around(self.inner.remove(env, id, kind, log)).await
-    }
-
-    async fn observe(
-        &self,
-        env: &EnvironmentAddress,
-        id: &str,
-    ) -> Result<Option<Observed>, RuntimeError> {
-        self.inner.observe(env, id).await
-    }
-
-    fn shared(&self) -> bool {
-        true
-    }
-}
 
 struct Setup {
     cluster: Cluster,
@@ -196,6 +96,11 @@ impl Setup {
                 ("jobs", "Job"),
                 ("ingresses", "Ingress"),
                 ("networkpolicies", "NetworkPolicy"),
+                ("resourcequotas", "ResourceQuota"),
+                ("limitranges", "LimitRange"),
+                ("serviceaccounts", "ServiceAccount"),
+                ("persistentvolumeclaims", "PersistentVolumeClaim"),
+                ("statefulsets", "StatefulSet"),
             ] {
                 for object in self.cluster.api.objects(plural, Some(namespace)) {
                     let name = object["metadata"]["name"].as_str().unwrap_or_default();
@@ -325,53 +230,86 @@ async fn a_rollout_that_cannot_succeed_is_rolled_back_to_the_recorded_objects() 
     assert!(!setup.cluster.api.namespaces().contains(&namespace));
 }
 
-/// Runs `request` with `fault` at operation `at`; on a crash, recovers with a new engine. How it ended.
+/// The writes a deployment of `operation` sends when nothing goes wrong.
+async fn writes_of(operation: Operation, old: &[Resource], new: &[Resource]) -> u64 {
+    let setup = Setup::new().await;
+    let plain: Arc<dyn Runtime> = setup.cluster.runtime.clone();
+    if operation != Operation::Create {
+        let record = deploy(
+            &setup.engine(plain.clone()),
+            request("staging", Operation::Create, old.to_vec()),
+        )
+        .await;
+        assert_eq!(record.status, DeploymentStatus::Committed);
+    }
+    let before = setup.cluster.api.writes();
+    let record = deploy(
+        &setup.engine(plain),
+        request("staging", operation, new.to_vec()),
+    )
+    .await;
+    assert_eq!(
+        record.status,
+        DeploymentStatus::Committed,
+        "{:?}",
+        record.reason
+    );
+    setup.cluster.api.writes() - before
+}
+
+/// Runs `request` with `fault` at the cluster's `at`-th write from now on — the server failing it, or the daemon
+/// stopping dead before or after its effect and a new one recovering — and returns how it ended; `None` when the
+/// deployment sent fewer writes.
 async fn run_with_fault(
     setup: &Setup,
     request: DeploymentRequest,
     at: u64,
-    fault: Fault,
+    fault: WriteFault,
 ) -> Option<DeploymentRecord> {
-    let faulty = Arc::new(Faulty::new(
-        setup.cluster.runtime.clone(),
-        Some((at, fault)),
-    ));
-    let engine = setup.engine(faulty.clone());
+    let plain: Arc<dyn Runtime> = setup.cluster.runtime.clone();
+    let api = &setup.cluster.api;
+    let base = api.writes();
+    api.fault_write(at, fault);
+    let engine = setup.engine(plain.clone());
     let (_, handle) = engine.start(request).await.expect("starts");
-    if fault == Fault::FailAfter {
+    if matches!(fault, WriteFault::FailBefore | WriteFault::FailAfter) {
         let record = handle.await.expect("runs");
-        return faulty.fired.load(Ordering::SeqCst).then_some(record);
+        api.clear_faults();
+        return (api.writes() >= base + at).then_some(record);
     }
     let deadline = std::time::Instant::now() + Duration::from_secs(30);
-    while faulty.operations() < at {
+    while api.writes() < base + at {
         if handle.is_finished() {
-            // The deployment needed fewer operations than `at`: no fault happened.
+            api.clear_faults();
             return None;
         }
         assert!(
             std::time::Instant::now() < deadline,
-            "operation {at} never came"
+            "write {at} never came"
         );
         tokio::time::sleep(Duration::from_millis(5)).await;
     }
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    // The daemon stops dead here: its deployment is dropped mid-request; another recovers it.
     handle.abort();
     let _ = handle.await;
-    let plain: Arc<dyn Runtime> = setup.cluster.runtime.clone();
+    drop(engine);
+    api.clear_faults();
     let recovered = setup.engine(plain).recover().await.expect("recovers");
-    assert_eq!(recovered.len(), 1, "the crashed deployment is recovered");
+    assert_eq!(recovered.len(), 1, "the stopped deployment is recovered");
     Some(recovered[0].clone())
 }
 
-async fn suite(operation: Operation, faults: &[Fault]) {
+async fn suite(operation: Operation, faults: &[WriteFault]) {
     let example = resources(&kubernetes_example(), "staging");
     let (old, new) = match operation {
         Operation::Create => (Vec::new(), example.clone()),
         _ => (example.clone(), updated(&example)),
     };
+    let writes = writes_of(operation, &old, &new).await;
+    assert!(writes > new.len() as u64, "{writes} writes");
     let mut ended = BTreeMap::<String, usize>::new();
     for fault in faults {
-        for at in 1..=(new.len() + old.len()) as u64 {
+        for at in 1..=writes {
             let setup = Setup::new().await;
             if operation != Operation::Create {
                 let plain: Arc<dyn Runtime> = setup.cluster.runtime.clone();
@@ -390,7 +328,6 @@ async fn suite(operation: Operation, faults: &[Fault]) {
             )
             .await
             else {
-                // The deployment has fewer operations: every one was tried.
                 break;
             };
             let state = setup.cluster_state("staging", &ids(&old, &new)).await;
@@ -429,10 +366,10 @@ async fn suite(operation: Operation, faults: &[Fault]) {
                 }
                 other => panic!("{fault:?}@{at}: ended {other}: {:?}", record.reason),
             }
-            eprintln!("{fault:?}@{at}: {:?} {:?}", record.status, record.reason);
             *ended.entry(format!("{:?}", record.status)).or_default() += 1;
         }
     }
+    println!("{operation:?}: {writes} writes, each faulted as {faults:?}: {ended:?}");
     // Faults before the point of no return roll back; past it (an update's new job run) the deployment completes.
     assert!(ended.contains_key("RolledBack"), "{ended:?}");
     if operation == Operation::Update {
@@ -441,12 +378,28 @@ async fn suite(operation: Operation, faults: &[Fault]) {
 }
 
 #[tokio::test]
-async fn an_error_at_any_operation_of_a_create_or_an_update_leaves_the_old_or_the_new_objects() {
-    suite(Operation::Update, &[Fault::FailAfter]).await;
-    suite(Operation::Create, &[Fault::FailAfter]).await;
+async fn a_failed_write_anywhere_in_a_create_leaves_no_object_behind() {
+    suite(Operation::Create, &[WriteFault::FailAfter]).await;
 }
 
 #[tokio::test]
-async fn a_crash_at_any_operation_of_a_create_leaves_the_old_or_the_new_objects() {
-    suite(Operation::Create, &[Fault::StopBefore, Fault::StopAfter]).await;
+async fn a_daemon_stopping_at_any_write_of_a_create_leaves_no_object_behind() {
+    suite(
+        Operation::Create,
+        &[WriteFault::HoldBefore, WriteFault::HoldAfter],
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn a_failed_write_or_a_stop_anywhere_in_an_update_leaves_the_old_or_the_new_objects() {
+    suite(
+        Operation::Update,
+        &[
+            WriteFault::FailAfter,
+            WriteFault::HoldBefore,
+            WriteFault::HoldAfter,
+        ],
+    )
+    .await;
 }

@@ -65,14 +65,15 @@ async fn a_crashing_container_a_full_quota_and_no_node_each_fail_with_their_reas
         .await
         .expect_err("fails");
     assert!(error.contains("cannot become ready"), "{error}");
-    // The database's StatefulSet is the first workload that cannot make a pod.
     assert!(
-        error.contains("exceeded quota") || error.contains("FailedCreate"),
+        error.contains("exceeded quota") && error.contains("FailedCreate"),
         "{error}"
     );
 
-    let cluster = Cluster::start().await;
+    // A pod no node can take fails the rollout once it has waited the grace a cluster autoscaler needs…
+    let cluster = Cluster::start_with(|o| o.unschedulable_grace = Duration::from_millis(400)).await;
     cluster.api.set_schedulable(false);
+    let started = std::time::Instant::now();
     let error = apply_catalog_with_image(&cluster, "registry.example/catalog:1")
         .await
         .expect_err("fails");
@@ -80,6 +81,18 @@ async fn a_crashing_container_a_full_quota_and_no_node_each_fail_with_their_reas
         error.contains("Unschedulable: 0/1 nodes are available"),
         "{error}"
     );
+    assert!(started.elapsed() >= Duration::from_millis(400));
+    // …and not before: within it, the rollout is waited for.
+    let cluster = Cluster::start_with(|o| {
+        o.unschedulable_grace = Duration::from_secs(60);
+        o.ready_timeout = Duration::from_secs(2);
+    })
+    .await;
+    cluster.api.set_schedulable(false);
+    let error = apply_catalog_with_image(&cluster, "registry.example/catalog:1")
+        .await
+        .expect_err("times out");
+    assert!(error.contains("did not become ready in time"), "{error}");
 }
 
 #[tokio::test]
@@ -169,6 +182,8 @@ async fn a_jobs_output_reaches_the_log_without_its_secrets_and_a_failed_job_fail
     let failing = changed(find(&example, "job/migrate"), |c| {
         c["command"] = "bin/shop-catalog fail".into()
     });
+    let failing_job = format!("migrate-{}", &failing.hash[..8]);
+    cluster.api.set_logs(&failing_job, "fail output: boom\n");
     let log = StepLog::default();
     let error = cluster
         .runtime
@@ -183,7 +198,10 @@ async fn a_jobs_output_reaches_the_log_without_its_secrets_and_a_failed_job_fail
         error.message
     );
     assert!(
-        !log.lines().is_empty(),
-        "the failed run's output is in the log too"
+        log.lines()
+            .iter()
+            .any(|l| l.starts_with(&failing_job) && l.ends_with(": fail output: boom")),
+        "the failed run's output is in the log too: {:?}",
+        log.lines()
     );
 }

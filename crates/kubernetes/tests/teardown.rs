@@ -123,3 +123,45 @@ async fn a_namespace_held_by_a_finalizer_is_reported_and_left_to_its_owner() {
         .expect("gone");
     assert!(!cluster.api.namespaces().contains(&namespace));
 }
+
+#[tokio::test]
+async fn an_environment_whose_namespace_someone_deleted_is_removed_all_the_same() {
+    let cluster = Cluster::start().await;
+    let example = resources(&kubernetes_example(), "staging");
+    cluster.create("staging", &example).await;
+    let namespace = cluster.namespace("staging");
+    let config = kube::Config::from_custom_kubeconfig(
+        kube::config::Kubeconfig::read_from(cluster.dir.path().join("kubeconfig")).expect("read"),
+        &Default::default(),
+    )
+    .await
+    .expect("config");
+    let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
+        kube::Api::all(kube::Client::try_from(config).expect("client"));
+    namespaces
+        .delete(&namespace, &Default::default())
+        .await
+        .expect("deleted");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while cluster.api.namespaces().contains(&namespace) {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the namespace never went"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    // Its inventory is still there; removing every resource, the space last, succeeds and clears it.
+    for resource in support::in_order(&example).iter().rev() {
+        cluster
+            .runtime
+            .remove(
+                &env("staging"),
+                &resource.id,
+                resource.kind,
+                &StepLog::default(),
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{}: {e}", resource.id));
+    }
+    assert!(!cluster.runtime.holds(&env("staging")).await.expect("holds"));
+}

@@ -5,7 +5,9 @@
 use std::collections::BTreeMap;
 
 use k8s_openapi::ByteString;
-use k8s_openapi::api::apps::v1::{StatefulSet, StatefulSetSpec};
+use k8s_openapi::api::apps::v1::{
+    StatefulSet, StatefulSetPersistentVolumeClaimRetentionPolicy, StatefulSetSpec,
+};
 use k8s_openapi::api::core::v1::{
     Container, ContainerPort, EnvVar, EnvVarSource, ExecAction, PersistentVolumeClaim,
     PersistentVolumeClaimSpec, PodSecurityContext, PodTemplateSpec, Probe, Secret,
@@ -152,10 +154,21 @@ pub(crate) fn render(
                 }),
                 spec: Some(pod_spec),
             },
+            // The claims go with the StatefulSet, and carry the resource's marks so that the inventory finds them.
+            persistent_volume_claim_retention_policy: Some(
+                StatefulSetPersistentVolumeClaimRetentionPolicy {
+                    when_deleted: Some("Delete".to_owned()),
+                    when_scaled: Some("Retain".to_owned()),
+                },
+            ),
             volume_claim_templates: Some(vec![PersistentVolumeClaim {
                 metadata: ObjectMeta {
                     name: Some("data".to_owned()),
                     labels: Some(labels(target, service)),
+                    annotations: Some(BTreeMap::from([(
+                        crate::labels::RESOURCE.to_owned(),
+                        resource.id.clone(),
+                    )])),
                     ..ObjectMeta::default()
                 },
                 spec: Some(PersistentVolumeClaimSpec {

@@ -24,10 +24,11 @@ pub(crate) fn render(resource: &Resource, target: &Target) -> Result<Object, Ren
     let container = Container {
         name: service.to_owned(),
         image: Some(image(resource)?),
+        // `$(NAME)` in a command would be expanded by the kubelet before the shell sees it; `$$` keeps a `$`.
         command: Some(vec![
             "/bin/sh".to_owned(),
             "-c".to_owned(),
-            command.to_owned(),
+            command.replace('$', "$$"),
         ]),
         env: Some(variables(resource)),
         resources: resources(content),

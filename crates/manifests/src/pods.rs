@@ -80,10 +80,14 @@ pub(crate) fn variables(resource: &Resource) -> Vec<EnvVar> {
     env
 }
 
-/// A digest of the secret versions a workload uses, as a pod annotation: a new secret value rolls its pods, which
-/// read variables from the Secret only when they start.
+/// A digest of what the pods read from the Secret — the secret versions and the text around them in each variable
+/// that holds one — as a pod annotation: a change of either rolls the pods, which read the Secret only when they
+/// start.
 pub(crate) fn secrets_digest(resource: &Resource) -> BTreeMap<String, String> {
-    let versions = resource.content["secrets"].to_string();
+    let versions = format!(
+        "{}{}",
+        resource.content["secrets"], resource.content["with_secrets"]
+    );
     let digest = ring::digest::digest(&ring::digest::SHA256, versions.as_bytes());
     let hex: String = digest.as_ref()[..8]
         .iter()

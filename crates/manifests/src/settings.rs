@@ -18,9 +18,13 @@ pub struct Settings {
     pub container_memory: String,
     /// The volume of a database of `mode: container`.
     pub database_storage: String,
-    /// Egress is allowed to every address but these: the cloud metadata address, and the private ranges where
-    /// other environments' pods, nodes and the cluster's own services live (IPv4 and IPv6).
+    /// Egress is allowed to every address but these: the cloud metadata addresses (169.254.169.254, Azure's
+    /// 168.63.129.16), the private and shared ranges where other environments' pods, nodes and the cluster's own
+    /// services usually live, NAT64's prefix; a cluster whose pods, services or nodes have public addresses adds
+    /// them (`--egress-except`).
     pub egress_except: Vec<String>,
+    /// Where the cluster's DNS runs: the namespace environments may reach on port 53.
+    pub dns_namespace: String,
 }
 
 impl Default for Settings {
@@ -38,14 +42,17 @@ impl Default for Settings {
             egress_except: [
                 "10.0.0.0/8",
                 "100.64.0.0/10",
+                "168.63.129.16/32",
                 "169.254.0.0/16",
                 "172.16.0.0/12",
                 "192.168.0.0/16",
+                "64:ff9b::/96",
                 "fc00::/7",
                 "fe80::/10",
             ]
             .map(str::to_owned)
             .to_vec(),
+            dns_namespace: "kube-system".to_owned(),
         }
     }
 }

@@ -105,7 +105,7 @@ pub(crate) fn render(
                     ..NetworkPolicyEgressRule::default()
                 },
                 NetworkPolicyEgressRule {
-                    to: Some(vec![namespace_named("kube-system")]),
+                    to: Some(vec![namespace_named(&settings.dns_namespace)]),
                     ports: Some(vec![dns_port("UDP"), dns_port("TCP")]),
                 },
                 NetworkPolicyEgressRule {

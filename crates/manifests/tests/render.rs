@@ -296,6 +296,23 @@ fn a_new_secret_value_rolls_the_pods_that_use_it() {
     };
     assert_ne!(annotation("v1"), annotation("v2"));
     assert_eq!(annotation("v1"), annotation("v1"));
+    // The text around a secret in a variable changed: the Secret's value changes, so the pods roll too.
+    let source = kubernetes_example();
+    let example = resources(&source, "staging");
+    let app = example
+        .iter()
+        .find(|r| r.id == "app/storefront")
+        .cloned()
+        .unwrap_or_else(|| panic!("no app"));
+    let mut moved = app.clone();
+    moved.content["with_secrets"]["DATABASE_URL"][0]["text"] = "postgres://other-host/".into();
+    let digest = |resource: &Resource| {
+        render(resource, &target(), &Settings::default(), &Values::Redacted)
+            .unwrap_or_else(|e| panic!("{e}"))[0]
+            .body["spec"]["template"]["metadata"]["annotations"]["preview.dev/secrets"]
+            .clone()
+    };
+    assert_ne!(digest(&app), digest(&moved));
 }
 
 #[test]
@@ -453,6 +470,9 @@ fn basic_auth_of_previews_is_a_salted_line_nginx_reads() {
         objects[1].body["metadata"]["annotations"]["nginx.ingress.kubernetes.io/auth-secret"],
         "storefront-access"
     );
+    let redacted = render(&route, &target(), &Settings::default(), &Values::Redacted)
+        .unwrap_or_else(|e| panic!("{e}"));
+    insta::assert_snapshot!("protected_route", to_yaml(&redacted));
 }
 
 #[test]

@@ -66,6 +66,10 @@ fn space_content(environment: &ResolvedEnvironment) -> serde_json::Value {
         "preview": environment.preview,
         "limits": environment.limits,
     });
+    if let Some(cluster) = &environment.cluster {
+        // Where a new environment is made; one that exists stays where it was made.
+        content["cluster"] = cluster.clone().into();
+    }
     if !environment.endpoints.is_empty() {
         content["endpoints"] = environment
             .endpoints

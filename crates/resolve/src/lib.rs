@@ -109,6 +109,8 @@ pub struct ResolvedEnvironment {
     /// Where the runtime has each app listen (the context's endpoints): the runtime reserves exactly these when it
     /// makes the environment's space, so that the addresses in variables are the ones that are served.
     pub endpoints: BTreeMap<String, Endpoint>,
+    /// The registered cluster the environment is made on (Kubernetes); `None`: the daemon's own.
+    pub cluster: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -240,6 +242,7 @@ pub fn resolve_environment(
         preview: context.is_preview(),
         limits: environment.limits.clone(),
         endpoints: context.endpoints.clone(),
+        cluster: environment.cluster.clone(),
     })
 }
 

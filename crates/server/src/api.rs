@@ -31,7 +31,7 @@ pub(crate) struct AppState {
     /// The gateway, when the runtime serves routes.
     pub gateway: Option<Gateway>,
     /// The cluster, when environments live on Kubernetes: what `preview render` renders for.
-    pub kubernetes: Option<Arc<preview_kubernetes::KubernetesRuntime>>,
+    pub kubernetes: Option<Arc<preview_kubernetes::Clusters>>,
     /// The reconciler of pull requests and previews.
     pub previews: Arc<crate::previews::Previews>,
 }
@@ -142,6 +142,11 @@ pub(crate) fn router(state: SharedState) -> Router {
         )
         .route("/v1/gateway", get(runtime::gateway))
         .route("/v1/ca", get(runtime::ca))
+        .route("/v1/clusters", get(clusters::list).post(clusters::add))
+        .route(
+            "/v1/clusters/{name}",
+            axum::routing::delete(clusters::remove),
+        )
         .route("/v1/clusters/{name}/check", get(clusters::check))
         .route("/v1/secrets/rotate-key", post(variables::rotate_key))
         .route("/v1/deployments/{id}", get(deployments::show))

@@ -113,9 +113,11 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     let mut kubernetes = None;
     let runtime: Arc<dyn Runtime> = match &config.runtime {
         RuntimeChoice::Kubernetes(options) => {
-            let cluster = Arc::new(start_kubernetes(&config, options, Arc::clone(&vault)).await?);
-            kubernetes = Some(Arc::clone(&cluster));
-            cluster
+            let default = Arc::new(start_kubernetes(&config, options, Arc::clone(&vault)).await?);
+            let clusters = Arc::new(preview_kubernetes::Clusters::new(default));
+            crate::clusters::load(&vault, &clusters, log).await?;
+            kubernetes = Some(Arc::clone(&clusters));
+            clusters
         }
         RuntimeChoice::Local(options) => {
             let (local, addresses) = start_local(&config, options, Arc::clone(&vault)).await?;

@@ -6,6 +6,7 @@
 
 mod api;
 mod auth;
+mod clusters;
 mod daemon;
 mod desired;
 mod error;

@@ -38,6 +38,7 @@ pub(crate) fn build_environment(
 ) -> Environment {
     let mut variables = Variables::new();
     let mut secrets = Vec::new();
+    let mut cluster = None;
     let mut service_variables: BTreeMap<String, Variables> = BTreeMap::new();
     let mut merged: BTreeMap<String, Node> = base
         .iter()
@@ -45,6 +46,9 @@ pub(crate) fn build_environment(
         .collect();
     let scope = format!("environment:{name}");
     for layer in layers {
+        if let Some(node) = layer.get("cluster") {
+            cluster = read_cluster(node, sink);
+        }
         if let Some(node) = layer.get("variables") {
             variables.extend(read_variables(node, &scope, sink));
         }
@@ -89,8 +93,64 @@ pub(crate) fn build_environment(
         secrets,
         services,
         service_variables,
+        cluster,
         limits: totals.resources(),
         origin,
+    }
+}
+
+/// A cluster's name as `preview cluster add` registers it: a DNS label.
+pub(crate) fn read_cluster(node: &Node, sink: &mut Sink) -> Option<String> {
+    let name = crate::read::text(node, "a cluster name", sink)?;
+    if let Some(problem) = crate::names::dns_label_problem(&name) {
+        sink.push(
+            node.position,
+            &node.path,
+            format!("`{name}` is not a cluster name: it {problem}"),
+        );
+        return None;
+    }
+    Some(name)
+}
+
+/// With `isolation: physical` on Kubernetes every environment runs on a cluster of its own: each must name one
+/// (previews through `previews.cluster`).
+pub(crate) fn check_physical_clusters(environments: &[(&Environment, bool)], sink: &mut Sink) {
+    for (environment, preview) in environments {
+        if environment.cluster.is_none() {
+            let (key, what) = if *preview {
+                ("previews.cluster", "previews".to_owned())
+            } else {
+                ("cluster", format!("environment `{}`", environment.name))
+            };
+            sink.push(
+                environment.origin.position,
+                &environment.origin.path,
+                format!(
+                    "`isolation: physical` on Kubernetes puts {what} on a cluster of its own: name a registered cluster with `{key}:` (`preview cluster add NAME --kubeconfig FILE`)"
+                ),
+            );
+        }
+    }
+}
+
+/// `cluster:` names a Kubernetes cluster: on the local runtime it would be silently ignored.
+pub(crate) fn check_no_clusters(environments: &[(&Environment, bool)], sink: &mut Sink) {
+    for (environment, preview) in environments {
+        if let Some(cluster) = &environment.cluster {
+            let what = if *preview {
+                "previews".to_owned()
+            } else {
+                format!("environment `{}`", environment.name)
+            };
+            sink.push(
+                environment.origin.position,
+                &environment.origin.path,
+                format!(
+                    "{what} names the cluster `{cluster}`, but the project's runtime is `local`: `cluster:` is for `runtime: kubernetes`"
+                ),
+            );
+        }
     }
 }
 

@@ -56,7 +56,8 @@ pub(crate) const TOP_KEYS: &[&str] = &[
     "previews",
 ];
 
-pub(crate) const ENVIRONMENT_KEYS: &[&str] = &["variables", "secrets", "services", "limits"];
+pub(crate) const ENVIRONMENT_KEYS: &[&str] =
+    &["variables", "secrets", "services", "limits", "cluster"];
 
 /// Parses and validates the spec in `source`; `file` is the name used in messages.
 pub fn parse_spec(file: &str, source: &str) -> Result<Spec, Diagnostics> {
@@ -234,6 +235,12 @@ fn read_spec(
         checked.push((cloned, false));
     }
     databases::check_masking_use(&checked.iter().map(|(e, _)| *e).collect::<Vec<_>>(), sink);
+    if runtime == Some(RuntimeKind::Kubernetes) && isolation == Some(Isolation::Physical) {
+        environments::check_physical_clusters(&checked, sink);
+    }
+    if runtime == Some(RuntimeKind::Local) {
+        environments::check_no_clusters(&checked, sink);
+    }
     check_masking_keys(&checked, &secrets, sink);
     let (project, domain) = (project?, domain?);
     routes::RouteCheck { project: &project }.check(&checked, sink);
@@ -291,7 +298,7 @@ fn build_clone(
     if let Some(overrides) = root.get("previews").and_then(|p| p.get("overrides")) {
         layers.push(overrides);
     }
-    Some(environments::build_environment(
+    let mut clone = environments::build_environment(
         request.name,
         source.origin(),
         &layers,
@@ -299,7 +306,15 @@ fn build_clone(
         names,
         totals,
         sink,
-    ))
+    );
+    if let Some(cluster) = root
+        .get("previews")
+        .and_then(|p| p.get("cluster"))
+        .and_then(|n| environments::read_cluster(n, sink))
+    {
+        clone.cluster = Some(cluster);
+    }
+    Some(clone)
 }
 
 fn read_domain(node: &Node, sink: &mut Sink) -> Option<DomainSettings> {

@@ -497,6 +497,9 @@ pub struct Environment {
     pub services: BTreeMap<String, Service>,
     /// Variables of a service in this environment only (the most specific scope).
     pub service_variables: BTreeMap<String, Variables>,
+    /// The registered Kubernetes cluster the environment is made on (`cluster:`; for previews and other clones
+    /// `previews.cluster`, else their source's); `None`: the daemon's own cluster.
+    pub cluster: Option<String>,
     /// The totals of everything the environment runs at once (apps, jobs and builds together), after layering:
     /// the project's `limits`, then the environment's own; for previews and other clones the project's, then
     /// `previews.limits`, then the built-in preview defaults. A key still unset has no total.

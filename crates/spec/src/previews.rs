@@ -26,6 +26,7 @@ const KEYS: &[&str] = &[
     "access",
     "limits",
     "spec",
+    "cluster",
 ];
 
 /// The name a preview's template environment carries; real previews are named `pr-<number>`.
@@ -69,7 +70,7 @@ pub(crate) fn read_previews(
         layers.push(overrides);
     }
     let origin = fields.get("overrides").unwrap_or(node).origin();
-    let template = crate::environments::build_environment(
+    let mut template = crate::environments::build_environment(
         TEMPLATE_NAME,
         origin,
         &layers,
@@ -78,6 +79,13 @@ pub(crate) fn read_previews(
         totals,
         sink,
     );
+    // Previews may live on a cluster of their own; without one, on their blueprint's.
+    if let Some(cluster) = fields
+        .get("cluster")
+        .and_then(|n| crate::environments::read_cluster(n, sink))
+    {
+        template.cluster = Some(cluster);
+    }
     let max_live = fields
         .get("max_live")
         .and_then(|n| integer(n, "a number of previews", 1..=10_000, sink))

@@ -1086,3 +1086,19 @@ fn a_near_key_of_this_level_wins_over_a_key_of_another_level() {
     assert!(errors.contains("did you mean `domains`?"), "{errors}");
     assert!(!errors.contains("indented too much"), "{errors}");
 }
+
+#[test]
+fn clusters_belong_to_kubernetes_and_physical_isolation_needs_them() {
+    check(
+        "project: p\nenvironments:\n  staging:\n    cluster: big\n",
+        "4:5 environments.staging: environment `staging` names the cluster `big`, but the project's runtime is `local`: `cluster:` is for `runtime: kubernetes`",
+    );
+    check(
+        "project: p\nruntime: kubernetes\nenvironments:\n  staging:\n    cluster: Big_One\n",
+        "5:14 environments.staging.cluster: `Big_One` is not a cluster name: it contains the uppercase letter `B`; use lowercase",
+    );
+    check(
+        "project: p\nruntime: kubernetes\nisolation: physical\nenvironments:\n  production:\n    cluster: prod\n  staging: {}\npreviews:\n  blueprint: production\n",
+        "7:12 environments.staging: `isolation: physical` on Kubernetes puts environment `staging` on a cluster of its own: name a registered cluster with `cluster:` (`preview cluster add NAME --kubeconfig FILE`)",
+    );
+}

@@ -61,3 +61,67 @@ pub async fn check(client: &Client, name: &str, output: OutputFormat) -> Result<
         if missing.len() == 1 { "" } else { "s" }
     )))
 }
+
+pub async fn add(
+    client: &Client,
+    name: &str,
+    kubeconfig: &std::path::Path,
+    context: Option<&str>,
+    output: OutputFormat,
+) -> Result<(), Failure> {
+    let text = std::fs::read_to_string(kubeconfig).map_err(|e| {
+        Failure::invalid(format!(
+            "--kubeconfig: cannot read {}: {e}",
+            kubeconfig.display()
+        ))
+    })?;
+    let answer = client
+        .post(
+            "/v1/clusters",
+            serde_json::json!({ "name": name, "kubeconfig": text, "context": context }),
+        )
+        .await?;
+    match output {
+        OutputFormat::Json => println!("{answer}"),
+        OutputFormat::Text => println!(
+            "cluster {name} registered: {} (its credentials are sealed in the store; name it in a spec with `cluster: {name}`)",
+            answer["server"].as_str().unwrap_or_default()
+        ),
+    }
+    Ok(())
+}
+
+pub async fn list(client: &Client, output: OutputFormat) -> Result<(), Failure> {
+    let answer = client.get("/v1/clusters").await?;
+    if output == OutputFormat::Json {
+        println!("{answer}");
+        return Ok(());
+    }
+    println!("{:<16} {:<40} ENVIRONMENTS", "CLUSTER", "SERVER");
+    for cluster in answer["clusters"].as_array().into_iter().flatten() {
+        let environments = match cluster["environments"].as_array() {
+            Some(list) if list.is_empty() => "-".to_owned(),
+            Some(list) => list
+                .iter()
+                .filter_map(|e| e.as_str())
+                .collect::<Vec<_>>()
+                .join(", "),
+            None => format!("unknown: {}", cluster["error"].as_str().unwrap_or_default()),
+        };
+        println!(
+            "{:<16} {:<40} {environments}",
+            cluster["name"].as_str().unwrap_or_default(),
+            cluster["server"].as_str().unwrap_or_default()
+        );
+    }
+    Ok(())
+}
+
+pub async fn remove(client: &Client, name: &str, output: OutputFormat) -> Result<(), Failure> {
+    let answer = client.delete(&format!("/v1/clusters/{name}")).await?;
+    match output {
+        OutputFormat::Json => println!("{answer}"),
+        OutputFormat::Text => println!("cluster {name} removed"),
+    }
+    Ok(())
+}

@@ -204,6 +204,19 @@ pub async fn render(
     };
     std::fs::create_dir_all(dir)
         .map_err(|e| Failure::invalid(format!("cannot create {}: {e}", dir.display())))?;
+    // The files of an earlier render go: an object no longer rendered must not stay behind in a repository.
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rendered = name.len() > 3
+            && name.as_bytes()[..2].iter().all(u8::is_ascii_digit)
+            && name.as_bytes()[2] == b'-'
+            && name.ends_with(".yaml");
+        if rendered {
+            std::fs::remove_file(entry.path()).map_err(|e| {
+                Failure::invalid(format!("cannot remove {}: {e}", entry.path().display()))
+            })?;
+        }
+    }
     let objects = answer["objects"].as_array().cloned().unwrap_or_default();
     for (index, object) in objects.iter().enumerate() {
         let file = dir.join(format!(

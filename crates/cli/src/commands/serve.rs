@@ -150,6 +150,14 @@ pub struct KubernetesFlags {
     /// With `--cert-manager-issuer`: the ClusterIssuer (DNS-01) of wildcard hostnames.
     #[arg(long, value_name = "NAME")]
     pub cert_manager_wildcard_issuer: Option<String>,
+    /// Addresses (ADDRESS/PREFIX, comma-separated) environments may not reach besides the private, shared,
+    /// link-local and metadata ranges closed by default: the cluster's public node, API server and load balancer
+    /// addresses, or pod and service ranges outside the private ones.
+    #[arg(long, value_name = "ADDRESS/PREFIX,…", value_delimiter = ',')]
+    pub egress_except: Vec<String>,
+    /// The namespace the cluster's DNS runs in, which environments may reach on port 53.
+    #[arg(long, default_value = "kube-system", value_name = "NAME")]
+    pub dns_namespace: String,
     /// Seconds a resource's objects may take to be ready (Deployments rolled out, Jobs complete) before the
     /// deployment rolls back.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
@@ -202,9 +210,23 @@ impl KubernetesFlags {
         Ok(preview_kubernetes::KubernetesOptions {
             cluster: preview_kubernetes::ClusterConfig {
                 kubeconfig: self.kubeconfig.clone(),
+                inline: None,
                 context: self.context.clone(),
             },
             settings: Settings {
+                egress_except: {
+                    let mut except = Settings::default().egress_except;
+                    for cidr in &self.egress_except {
+                        if !is_cidr(cidr) {
+                            return Err(Failure::invalid(format!(
+                                "--egress-except: `{cidr}` is not an address range; write ADDRESS/PREFIX, e.g. 34.118.224.0/20"
+                            )));
+                        }
+                        except.push(cidr.clone());
+                    }
+                    except
+                },
+                dns_namespace: self.dns_namespace.clone(),
                 ingress_namespace: self.ingress_namespace.clone(),
                 routes,
                 certificates,
@@ -214,6 +236,18 @@ impl KubernetesFlags {
             ready_timeout: Duration::from_secs(self.ready_timeout.max(1)),
             ..preview_kubernetes::KubernetesOptions::default()
         })
+    }
+}
+
+/// `ADDRESS/PREFIX`, IPv4 or IPv6, the prefix no longer than the address.
+fn is_cidr(text: &str) -> bool {
+    let Some((address, prefix)) = text.split_once('/') else {
+        return false;
+    };
+    match (address.parse::<std::net::IpAddr>(), prefix.parse::<u8>()) {
+        (Ok(std::net::IpAddr::V4(_)), Ok(prefix)) => prefix <= 32,
+        (Ok(std::net::IpAddr::V6(_)), Ok(prefix)) => prefix <= 128,
+        _ => false,
     }
 }
 

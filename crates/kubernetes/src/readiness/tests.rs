@@ -51,10 +51,20 @@ fn deployments() {
     );
     check(
         "Deployment",
-        deployment(json!({ "observedGeneration": 1, "conditions": [
+        deployment(json!({ "observedGeneration": 2, "conditions": [
             { "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "exceeded quota" }
         ] })),
         Failed("FailedCreate: exceeded quota".into()),
+    );
+    // A failure of the previous generation says nothing of this one: a fix applied after a failed rollout (or the
+    // rollback of one) is waited for, not failed at once.
+    check(
+        "Deployment",
+        deployment(json!({ "observedGeneration": 1, "conditions": [
+            { "type": "ReplicaFailure", "status": "True", "reason": "FailedCreate", "message": "exceeded quota" },
+            { "type": "Progressing", "status": "False", "reason": "ProgressDeadlineExceeded", "message": "old" }
+        ] })),
+        InProgress("waiting for the controller to see the new generation".into()),
     );
     // One replica unless the spec says otherwise; a Deployment being deleted never becomes ready.
     check(
@@ -143,10 +153,41 @@ fn statefulsets_jobs_claims_and_the_rest() {
         json!({ "metadata": { "generation": 1 }, "status": { "observedGeneration": 1, "conditions": [{ "type": "Ready", "status": "True" }] } }),
         Ready,
     );
+    let route = |conditions: serde_json::Value| json!({ "status": { "parents": [{ "parentRef": { "name": "public" }, "conditions": conditions }] } });
     check(
         "HTTPRoute",
+        route(
+            json!([{ "type": "Accepted", "status": "True" }, { "type": "ResolvedRefs", "status": "True" }]),
+        ),
+        Ready,
+    );
+    check(
+        "HTTPRoute",
+        route(
+            json!([{ "type": "Accepted", "status": "False", "reason": "NotAllowedByListeners", "message": "hostname not allowed" }]),
+        ),
+        Failed("Accepted is false: NotAllowedByListeners: hostname not allowed".into()),
+    );
+    check(
+        "HTTPRoute",
+        json!({ "status": { "parents": [] } }),
+        InProgress("no Gateway has accepted it yet".into()),
+    );
+    check(
+        "Widget",
         json!({ "status": { "conditions": [{ "type": "Stalled", "status": "True", "reason": "Invalid", "message": "no parent" }] } }),
         Failed("Invalid: no parent".into()),
+    );
+    // A Certificate without its Ready condition yet, or with one of an older generation, is not ready.
+    check(
+        "Certificate",
+        json!({ "metadata": { "generation": 1 }, "status": {} }),
+        InProgress("waiting for its Ready condition".into()),
+    );
+    check(
+        "Certificate",
+        json!({ "metadata": { "generation": 2 }, "status": { "conditions": [{ "type": "Ready", "status": "True", "observedGeneration": 1 }] } }),
+        InProgress("waiting for the controller to see the new generation".into()),
     );
 }
 

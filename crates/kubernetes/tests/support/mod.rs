@@ -40,6 +40,13 @@ pub struct Cluster {
     pub dir: TempDir,
 }
 
+pub fn env_of(project: &str, name: &str) -> EnvironmentAddress {
+    EnvironmentAddress {
+        project: project.into(),
+        environment: name.into(),
+    }
+}
+
 pub fn env(name: &str) -> EnvironmentAddress {
     EnvironmentAddress {
         project: "shop".into(),
@@ -60,7 +67,7 @@ impl Cluster {
         let mut options = KubernetesOptions {
             cluster: ClusterConfig {
                 kubeconfig: Some(kubeconfig),
-                context: None,
+                ..ClusterConfig::default()
             },
             ready_timeout: Duration::from_secs(10),
             namespace_timeout: Duration::from_secs(5),

@@ -548,6 +548,5 @@ pub(crate) async fn manifests(
     Ok(Json(json!({
         "objects": listed,
         "yaml": preview_manifests::to_yaml(&objects),
-        "cluster": state.kubernetes.as_ref().map(|k| k.cluster_url().to_owned()),
     })))
 }

@@ -238,6 +238,19 @@ impl ApiServer {
         self.shared.lock().faults.delay(matcher, duration);
     }
 
+    /// Makes the `n`-th write from now on (counted from 1; reads, dry runs and access reviews do not count) fail or
+    /// hang, before or after its effect.
+    pub fn fault_write(&self, n: u64, fault: super::WriteFault) {
+        let mut state = self.shared.lock();
+        let at = state.faults.writes + n;
+        state.faults.write_fault = Some((at, fault));
+    }
+
+    /// How many writes the server has received.
+    pub fn writes(&self) -> u64 {
+        self.shared.lock().faults.writes
+    }
+
     /// Forgets the failures not yet used and the delays.
     pub fn clear_faults(&self) {
         self.shared.lock().faults.clear();

@@ -91,12 +91,29 @@ impl Matcher {
     }
 }
 
+/// What happens to the one write (a request that may change something: not a read, not a dry run, not an access
+/// review) a test picked by its number: as a process that stops dead sees it, or as a failing server answers it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteFault {
+    /// Answered `500 InternalError`; nothing changes.
+    FailBefore,
+    /// Carried out, then answered `500 InternalError`.
+    FailAfter,
+    /// Never answered; nothing changes (the caller stopped before it was sent).
+    HoldBefore,
+    /// Carried out, never answered (the caller stopped before it heard back).
+    HoldAfter,
+}
+
 #[derive(Debug, Default)]
 pub(crate) struct Faults {
     /// Each answers one request, then is gone.
     failures: Vec<(Matcher, u16, String)>,
     /// Each holds every matching request.
     delays: Vec<(Matcher, Duration)>,
+    /// The write counted so far, and the one a fault is set for.
+    pub writes: u64,
+    pub write_fault: Option<(u64, WriteFault)>,
 }
 
 impl Faults {
@@ -130,5 +147,21 @@ impl Faults {
     pub fn clear(&mut self) {
         self.failures.clear();
         self.delays.clear();
+        self.write_fault = None;
+    }
+
+    /// Counts `request` if it is a write, and the fault set for it if it is the one.
+    pub fn count_write(&mut self, request: &Request) -> Option<WriteFault> {
+        let write = request.method != "GET"
+            && !request.query.iter().any(|(k, _)| k == "dryRun")
+            && !request.path.contains("selfsubjectaccessreviews");
+        if !write {
+            return None;
+        }
+        self.writes += 1;
+        match self.write_fault {
+            Some((at, fault)) if at == self.writes => Some(fault),
+            _ => None,
+        }
     }
 }

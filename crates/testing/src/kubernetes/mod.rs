@@ -52,7 +52,7 @@ use std::time::Duration;
 use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
-pub use faults::{Recorded, RecordedBody};
+pub use faults::{Recorded, RecordedBody, WriteFault};
 
 use commit::system_create;
 use state::{Shared, State};

@@ -20,7 +20,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use tokio::task::JoinSet;
 
-use super::faults::Recorded;
+use super::faults::{Recorded, WriteFault};
 use super::request::{Request, parse_query};
 use super::route::{Route, Target, route};
 use super::state::{Shared, State};
@@ -98,17 +98,30 @@ async fn handle(
         body,
     };
     let authorization = header(header::AUTHORIZATION);
-    let delay = {
+    let (delay, write_fault) = {
         let mut state = shared.lock();
         state.records.push(Recorded::of(&request));
-        state.faults.delay_for(&request)
+        (
+            state.faults.delay_for(&request),
+            state.faults.count_write(&request),
+        )
     };
     if !delay.is_zero() {
         tokio::time::sleep(delay).await;
     }
-    let reply = {
-        let mut state = shared.lock();
-        answer(&mut state, &request, authorization.as_deref(), &address)
+    let injected = || ApiError::injected(500, "InternalError", &request.method, &request.path);
+    let reply = match write_fault {
+        Some(WriteFault::HoldBefore) => std::future::pending().await,
+        Some(WriteFault::FailBefore) => Err(injected()),
+        _ => {
+            let mut state = shared.lock();
+            answer(&mut state, &request, authorization.as_deref(), &address)
+        }
+    };
+    let reply = match write_fault {
+        Some(WriteFault::HoldAfter) => std::future::pending().await,
+        Some(WriteFault::FailAfter) => Err(injected()),
+        _ => reply,
     };
     Ok(match reply {
         Ok(Reply::Json(code, value)) => full(code, "application/json", value.to_string()),
