@@ -13,17 +13,34 @@ use crate::connect::{explain, is_not_found};
 /// The controller name ingress-nginx's IngressClasses carry.
 const INGRESS_NGINX: &str = "k8s.io/ingress-nginx";
 
-pub(crate) async fn check_protection(
+/// The settings a route is rendered with: for a protected one, the IngressClass checked to be ingress-nginx's,
+/// named in the Ingress so that no other default can take it over later.
+pub(crate) async fn settings_for(
     client: &kube::Client,
     settings: &Settings,
     route: &Resource,
-) -> Result<(), RuntimeError> {
-    if route.content["access"].is_null() {
-        return Ok(());
+) -> Result<Settings, RuntimeError> {
+    match check_protection(client, settings, route).await? {
+        Some(class) => Ok(Settings {
+            routes: RouteApi::Ingress { class: Some(class) },
+            ..settings.clone()
+        }),
+        None => Ok(settings.clone()),
     }
-    // Behind a Gateway, rendering refuses protection by itself.
+}
+
+/// The name of the ingress-nginx class a protected route gets; `None` when it is not protected (or behind a
+/// Gateway, where rendering refuses protection by itself).
+async fn check_protection(
+    client: &kube::Client,
+    settings: &Settings,
+    route: &Resource,
+) -> Result<Option<String>, RuntimeError> {
+    if route.content["access"].is_null() {
+        return Ok(None);
+    }
     let RouteApi::Ingress { class } = &settings.routes else {
-        return Ok(());
+        return Ok(None);
     };
     let api = api_of(
         client,
@@ -77,5 +94,5 @@ pub(crate) async fn check_protection(
             route.id
         )));
     }
-    Ok(())
+    Ok(found.metadata.name)
 }

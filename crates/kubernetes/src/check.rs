@@ -46,6 +46,10 @@ const WRITES: &[(&str, &str)] = &[
 ];
 const WRITE_VERBS: &[&str] = &["get", "list", "watch", "create", "patch", "delete"];
 const READS: &[(&str, &str, &str)] = &[
+    ("", "persistentvolumeclaims", "get"),
+    ("", "persistentvolumeclaims", "delete"),
+    ("apps", "replicasets", "list"),
+    ("networking.k8s.io", "ingressclasses", "get"),
     ("", "pods", "list"),
     ("", "pods", "watch"),
     ("", "pods/log", "get"),

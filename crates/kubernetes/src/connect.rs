@@ -91,6 +91,47 @@ fn without_secrets(message: &str, kubeconfig: &preview_secrets::Secret) -> Strin
     }
 }
 
+/// A registered cluster's kubeconfig carries its credentials inline: a path would be read on the daemon's machine
+/// (and not be sealed), a command or auth plugin would run as the daemon.
+pub fn inline_credentials_only(kubeconfig: &preview_secrets::Secret) -> Result<(), String> {
+    let file = Kubeconfig::from_yaml(kubeconfig.expose())
+        .map_err(|_| "the kubeconfig is not a valid kubeconfig".to_owned())?;
+    for user in &file.auth_infos {
+        let Some(auth) = &user.auth_info else {
+            continue;
+        };
+        let refused = [
+            (auth.exec.is_some(), "an `exec` command"),
+            (auth.auth_provider.is_some(), "an `auth-provider`"),
+            (auth.token_file.is_some(), "a `tokenFile`"),
+            (
+                auth.client_certificate.is_some(),
+                "a `client-certificate` file",
+            ),
+            (auth.client_key.is_some(), "a `client-key` file"),
+        ];
+        if let Some((_, what)) = refused.iter().find(|(present, _)| *present) {
+            return Err(format!(
+                "user `{}` of the kubeconfig uses {what}; a registered cluster's credentials must be inline (`kubectl config view --flatten --minify` writes them so)",
+                user.name
+            ));
+        }
+    }
+    for cluster in &file.clusters {
+        if cluster
+            .cluster
+            .as_ref()
+            .is_some_and(|c| c.certificate_authority.is_some())
+        {
+            return Err(format!(
+                "cluster `{}` of the kubeconfig names a `certificate-authority` file; a registered cluster's must be inline (`certificate-authority-data`)",
+                cluster.name
+            ));
+        }
+    }
+    Ok(())
+}
+
 /// What went wrong with a request about `what` (`Deployment shop-pr-1-x7k2p/web`), for a person: the API server's
 /// own message for refusals (conflicts name the other field manager and the field), what to check otherwise.
 pub(crate) fn explain(what: &str, error: &kube::Error) -> String {

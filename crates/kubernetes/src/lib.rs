@@ -29,7 +29,7 @@ mod wait;
 
 pub use check::{ClusterReport, check_cluster};
 pub use clusters::{Clusters, DEFAULT_CLUSTER};
-pub use connect::{ClusterConfig, connect};
+pub use connect::{ClusterConfig, connect, inline_credentials_only};
 pub use readiness::{Readiness, readiness};
 pub use runtime::{CertificateIssuer, KubernetesOptions, KubernetesRuntime, render_redacted};
 

@@ -160,7 +160,17 @@ pub fn readiness(kind: &str, object: &Value) -> Readiness {
             for parent in &parents {
                 let conditions = parent["conditions"].as_array().cloned().unwrap_or_default();
                 for kind in ["Accepted", "ResolvedRefs"] {
-                    match conditions.iter().find(|c| c["type"] == kind) {
+                    let current = |c: &&Value| {
+                        c["observedGeneration"]
+                            .as_i64()
+                            .zip(generation)
+                            .is_none_or(|(seen, now)| seen >= now)
+                    };
+                    match conditions
+                        .iter()
+                        .find(|c| c["type"] == kind)
+                        .filter(current)
+                    {
                         Some(c) if c["status"] == "True" => {}
                         Some(c) if c["status"] == "False" => {
                             return Failed(format!("{kind} is false: {}", said(c)));

@@ -336,9 +336,11 @@ impl KubernetesRuntime {
             environment: &env.environment,
             resource: &resource.id,
         };
-        if resource.kind == ResourceKind::Route {
-            crate::access::check_protection(&self.client, &self.options.settings, resource).await?;
-        }
+        let settings = if resource.kind == ResourceKind::Route {
+            crate::access::settings_for(&self.client, &self.options.settings, resource).await?
+        } else {
+            self.options.settings.clone()
+        };
         let target = Target {
             project: env.project.clone(),
             environment: env.environment.clone(),
@@ -354,13 +356,8 @@ impl KubernetesRuntime {
             local_ca,
         )
         .await?;
-        let objects = render(
-            resource,
-            &target,
-            &self.options.settings,
-            &Values::Revealed(&values),
-        )
-        .map_err(|e| RuntimeError::new(e.to_string()))?;
+        let objects = render(resource, &target, &settings, &Values::Revealed(&values))
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
         let before: Vec<ObjectRef> = old.as_ref().map(|e| e.objects.clone()).unwrap_or_default();
         // What may exist once this apply stops, wherever it stops — the objects it writes and the volume claims
         // their controllers make — recorded before anything is written.
@@ -394,16 +391,6 @@ impl KubernetesRuntime {
             made.push(reference(object, Some(&stored)));
             log.line(format!("applied {}", object.describe()));
             stored_objects.push(stored);
-            // The made objects' uids, as soon as they are known: a stop from here on deletes exactly them.
-            self.write_entry(
-                env,
-                resource,
-                State::Applying,
-                &namespace,
-                recorded(&intended, &made),
-                log,
-            )
-            .await?;
         }
         let written = Instant::now();
         log.line(format!(
@@ -485,11 +472,12 @@ impl KubernetesRuntime {
         };
         let mut objects = Vec::new();
         for resource in resources {
-            if resource.kind == ResourceKind::Route {
-                crate::access::check_protection(&self.client, &self.options.settings, resource)
-                    .await?;
-            }
-            let rendered = render(resource, &target, &self.options.settings, &Values::Redacted)
+            let settings = if resource.kind == ResourceKind::Route {
+                crate::access::settings_for(&self.client, &self.options.settings, resource).await?
+            } else {
+                self.options.settings.clone()
+            };
+            let rendered = render(resource, &target, &settings, &Values::Redacted)
                 .map_err(|e| RuntimeError::new(e.to_string()))?;
             let made: Vec<ObjectRef> = match live_namespace {
                 Some(_) => self
@@ -594,17 +582,6 @@ impl KubernetesRuntime {
             .await
             .map_err(RuntimeError::new)
     }
-}
-
-/// `intended` with the objects made so far in place of their unmade records.
-fn recorded(intended: &[ObjectRef], made: &[ObjectRef]) -> Vec<ObjectRef> {
-    let mut recorded = intended.to_vec();
-    for reference in made {
-        if let Some(slot) = recorded.iter_mut().find(|o| o.same_place(reference)) {
-            *slot = reference.clone();
-        }
-    }
-    recorded
 }
 
 /// The volume claims a StatefulSet's controller makes for it (`<claim>-<name>-<ordinal>`): they outlive it

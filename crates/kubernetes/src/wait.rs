@@ -43,7 +43,12 @@ pub(crate) async fn wait_ready(
             Readiness::InProgress(why) => why,
         };
         let namespace = object.namespace.clone().unwrap_or_default();
-        if matches!(object.kind.as_str(), "Deployment" | "StatefulSet" | "Job") {
+        // Until the controller has seen the new generation, its newest revision is still the old one: its pods say
+        // nothing of this rollout.
+        let generation_seen = body["metadata"]["generation"].as_i64()
+            <= body["status"]["observedGeneration"].as_i64()
+            || object.kind == "Job";
+        if generation_seen && matches!(object.kind.as_str(), "Deployment" | "StatefulSet" | "Job") {
             let pods = current_pods(client, &namespace, &body).await;
             if unschedulable(&pods) {
                 waiting_for_node.get_or_insert_with(Instant::now);

@@ -81,6 +81,10 @@ impl Setup {
                     })
                 })
             };
+        let spaces: Vec<&str> = entries
+            .iter()
+            .filter_map(|e| e["namespace"].as_str())
+            .collect();
         for namespace in self
             .cluster
             .api
@@ -88,6 +92,10 @@ impl Setup {
             .iter()
             .filter(|n| n.starts_with("shop-"))
         {
+            assert!(
+                spaces.contains(&namespace.as_str()),
+                "Namespace {namespace} is on the cluster but in no inventory entry"
+            );
             for (plural, kind) in [
                 ("deployments", "Deployment"),
                 ("statefulsets", "StatefulSet"),

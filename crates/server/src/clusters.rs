@@ -43,6 +43,7 @@ pub(crate) async fn add(
         .into_iter()
         .next()
         .ok_or_else(|| "the daemon has no cluster".to_owned())?;
+    preview_kubernetes::inline_credentials_only(&kubeconfig)?;
     let cluster = Arc::new(default.another(config(&kubeconfig, context)).await?);
     cluster.reach().await?;
     let sealed = serde_json::to_string(&Sealed {
@@ -63,8 +64,9 @@ pub(crate) async fn remove(vault: &Vault, clusters: &Clusters, name: &str) -> Re
     Ok(())
 }
 
-/// Opens every registered cluster; one that does not answer now is registered all the same, and its
-/// environments' steps fail with why until it does.
+/// Opens every registered cluster; one that does not answer now is registered all the same, and one that cannot
+/// be opened (its sealed credentials damaged, or no longer making a client) is known as unusable: its environments'
+/// steps fail saying why, and nothing takes one of them for gone.
 pub(crate) async fn load(
     vault: &Arc<Vault>,
     clusters: &Clusters,
@@ -83,17 +85,21 @@ pub(crate) async fn load(
         let Some(name) = slot.strip_prefix("cluster/") else {
             continue;
         };
-        let value = vault
-            .reveal(&address, &slot, &version)
-            .await
-            .map_err(|e| format!("cluster `{name}`: {}", e.message))?;
-        let sealed: Sealed = serde_json::from_str(value.expose())
-            .map_err(|_| format!("cluster `{name}`: its sealed credentials are damaged"))?;
-        let kubeconfig = Secret::new(sealed.kubeconfig);
-        match default
-            .another(config(&kubeconfig, sealed.context.as_deref()))
-            .await
-        {
+        let sealed = match vault.reveal(&address, &slot, &version).await {
+            Ok(value) => serde_json::from_str::<Sealed>(value.expose())
+                .map_err(|_| "its sealed credentials are damaged".to_owned()),
+            Err(e) => Err(e.message),
+        };
+        let opened = match sealed {
+            Ok(sealed) => {
+                let kubeconfig = Secret::new(sealed.kubeconfig);
+                default
+                    .another(config(&kubeconfig, sealed.context.as_deref()))
+                    .await
+            }
+            Err(e) => Err(e),
+        };
+        match opened {
             Ok(cluster) => {
                 if let Err(e) = cluster.reach().await {
                     log(&format!("cluster `{name}` does not answer now: {e}"));
@@ -101,7 +107,10 @@ pub(crate) async fn load(
                 log(&format!("cluster `{name}`: {}", cluster.cluster_url()));
                 clusters.register(name, Arc::new(cluster));
             }
-            Err(e) => log(&format!("cluster `{name}` cannot be used: {e}")),
+            Err(e) => {
+                log(&format!("cluster `{name}` cannot be used: {e}"));
+                clusters.register_broken(name, &e);
+            }
         }
     }
     Ok(())

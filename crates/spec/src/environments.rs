@@ -116,7 +116,25 @@ pub(crate) fn read_cluster(node: &Node, sink: &mut Sink) -> Option<String> {
 /// With `isolation: physical` on Kubernetes every environment runs on a cluster of its own: each must name one
 /// (previews through `previews.cluster`).
 pub(crate) fn check_physical_clusters(environments: &[(&Environment, bool)], sink: &mut Sink) {
+    // Previews run code nobody reviewed yet: with physical isolation they never share a cluster with an environment.
+    let named: Vec<&str> = environments
+        .iter()
+        .filter(|(_, preview)| !preview)
+        .filter_map(|(e, _)| e.cluster.as_deref())
+        .collect();
     for (environment, preview) in environments {
+        if *preview
+            && let Some(cluster) = environment.cluster.as_deref().filter(|c| named.contains(c))
+        {
+            sink.push(
+                environment.origin.position,
+                &environment.origin.path,
+                format!(
+                    "`isolation: physical` on Kubernetes keeps previews off the clusters of environments, and previews would run on `{cluster}`: name a cluster of their own with `previews.cluster:`"
+                ),
+            );
+            continue;
+        }
         if environment.cluster.is_none() {
             let (key, what) = if *preview {
                 ("previews.cluster", "previews".to_owned())

@@ -1099,6 +1099,16 @@ fn clusters_belong_to_kubernetes_and_physical_isolation_needs_them() {
     );
     check(
         "project: p\nruntime: kubernetes\nisolation: physical\nenvironments:\n  production:\n    cluster: prod\n  staging: {}\npreviews:\n  blueprint: production\n",
-        "7:12 environments.staging: `isolation: physical` on Kubernetes puts environment `staging` on a cluster of its own: name a registered cluster with `cluster:` (`preview cluster add NAME --kubeconfig FILE`)",
+        "7:12 environments.staging: `isolation: physical` on Kubernetes puts environment `staging` on a cluster of its own: name a registered cluster with `cluster:` (`preview cluster add NAME --kubeconfig FILE`)
+9:3 previews: `isolation: physical` on Kubernetes keeps previews off the clusters of environments, and previews would run on `prod`: name a cluster of their own with `previews.cluster:`",
+    );
+    // Previews named onto a cluster of their own are accepted.
+    let spec = "project: p\nruntime: kubernetes\nisolation: physical\nenvironments:\n  production:\n    cluster: prod\npreviews:\n  blueprint: production\n  cluster: previews\n";
+    let parsed = parse_spec("preview.yaml", spec).unwrap_or_else(|e| panic!("{e}"));
+    let previews = parsed.previews.unwrap_or_else(|| panic!("previews"));
+    assert_eq!(previews.template.cluster.as_deref(), Some("previews"));
+    assert_eq!(
+        parsed.environments["production"].cluster.as_deref(),
+        Some("prod")
     );
 }

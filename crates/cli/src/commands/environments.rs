@@ -181,6 +181,9 @@ pub async fn plan(context: &Context, name: &str, commit: Option<&str>) -> Result
     Ok(())
 }
 
+/// The first line of every file `render -d` writes: the files it may replace.
+const RENDERED: &str = "# rendered by `preview render`; written again by it\n";
+
 pub async fn render(
     context: &Context,
     name: &str,
@@ -207,10 +210,8 @@ pub async fn render(
     // The files of an earlier render go: an object no longer rendered must not stay behind in a repository.
     for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
-        let rendered = name.len() > 3
-            && name.as_bytes()[..2].iter().all(u8::is_ascii_digit)
-            && name.as_bytes()[2] == b'-'
-            && name.ends_with(".yaml");
+        let rendered = name.ends_with(".yaml")
+            && std::fs::read_to_string(entry.path()).is_ok_and(|text| text.starts_with(RENDERED));
         if rendered {
             std::fs::remove_file(entry.path()).map_err(|e| {
                 Failure::invalid(format!("cannot remove {}: {e}", entry.path().display()))
@@ -225,7 +226,7 @@ pub async fn render(
             text(&object["kind"]).to_ascii_lowercase(),
             text(&object["name"])
         ));
-        std::fs::write(&file, text(&object["yaml"]))
+        std::fs::write(&file, format!("{RENDERED}{}", text(&object["yaml"])))
             .map_err(|e| Failure::invalid(format!("cannot write {}: {e}", file.display())))?;
     }
     println!("{} objects written to {}", objects.len(), dir.display());

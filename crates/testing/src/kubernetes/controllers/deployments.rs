@@ -94,11 +94,13 @@ fn roll_out(state: &mut State, key: &Key, deployment: &Value) {
         }
     }
 
+    // The progress deadline counts from the last change of the spec (a new template, or a scale): each is progress.
     let tick = state.memory.tick;
+    let generation = deployment["metadata"]["generation"].as_i64().unwrap_or(0);
     let started = *state
         .memory
         .rollouts
-        .entry(format!("{uid}/{hash}"))
+        .entry(format!("{uid}/{hash}/{generation}"))
         .or_insert(tick);
     let status = status_of(state, deployment, &current, tick.saturating_sub(started));
     set_status(state, key, status, CONTROLLER_MANAGER);
