@@ -213,27 +213,39 @@ pub(crate) struct PlanQuery {
     commit: Option<String>,
 }
 
-pub(crate) async fn plan(
-    State(state): State<SharedState>,
-    Path((project, name)): Path<(String, String)>,
-    Query(query): Query<PlanQuery>,
-) -> Result<Json<Value>, ApiError> {
-    let project = project_record(&state.store, &project).await?;
-    let environment = state.store.environment(&project.name, &name).await?;
+/// What deploying the environment would make it, for a plan or a render: at the commit asked for, else what the
+/// environment follows.
+async fn planned(
+    state: &SharedState,
+    project: &str,
+    name: &str,
+    query: &PlanQuery,
+) -> Result<(ProjectRecord, Option<EnvironmentRecord>, Desired), ApiError> {
+    let project = project_record(&state.store, project).await?;
+    let environment = state.store.environment(&project.name, name).await?;
     let based_on = environment.as_ref().and_then(|e| e.based_on.clone());
     let reference = query
         .commit
         .clone()
         .or_else(|| environment.as_ref().and_then(|e| e.follows.clone()));
     let desired = desired_for(
-        &state,
+        state,
         &project,
-        &name,
+        name,
         based_on.as_deref(),
         reference.as_deref(),
         Purpose::Plan,
     )
     .await?;
+    Ok((project, environment, desired))
+}
+
+pub(crate) async fn plan(
+    State(state): State<SharedState>,
+    Path((project, name)): Path<(String, String)>,
+    Query(query): Query<PlanQuery>,
+) -> Result<Json<Value>, ApiError> {
+    let (project, environment, desired) = planned(&state, &project, &name, &query).await?;
     let plan = state
         .engine
         .plan(&project.name, &name, &desired.resources)
@@ -494,22 +506,7 @@ pub(crate) async fn manifests(
     Path((project, name)): Path<(String, String)>,
     Query(query): Query<PlanQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let project = project_record(&state.store, &project).await?;
-    let environment = state.store.environment(&project.name, &name).await?;
-    let based_on = environment.as_ref().and_then(|e| e.based_on.clone());
-    let reference = query
-        .commit
-        .clone()
-        .or_else(|| environment.as_ref().and_then(|e| e.follows.clone()));
-    let desired = desired_for(
-        &state,
-        &project,
-        &name,
-        based_on.as_deref(),
-        reference.as_deref(),
-        Purpose::Plan,
-    )
-    .await?;
+    let (project, _, desired) = planned(&state, &project, &name, &query).await?;
     let address = preview_deploy::EnvironmentAddress {
         project: project.name.clone(),
         environment: name.clone(),
