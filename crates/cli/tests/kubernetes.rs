@@ -386,6 +386,29 @@ fn a_cluster_that_cannot_be_reached_stops_the_daemon_with_a_clear_error() {
         text.contains("--routes: `gateway:nope` names no Gateway; write gateway:NAMESPACE/NAME"),
         "{text}"
     );
+    let text = refused(
+        &data,
+        &["--runtime", "kubernetes", "--dns-address", "169.254.20.10"],
+    );
+    assert!(
+        text.contains(
+            "--dns-address: `169.254.20.10` is not an address range; write ADDRESS/PREFIX"
+        ),
+        "{text}"
+    );
+    let text = refused(
+        &data,
+        &[
+            "--runtime",
+            "kubernetes",
+            "--egress-except",
+            "34.118.224.0/40",
+        ],
+    );
+    assert!(
+        text.contains("--egress-except: `34.118.224.0/40` is not an address range"),
+        "{text}"
+    );
 }
 
 /// `preview cluster add` registers a second cluster; the spec puts `production` on it, and it stays there.

@@ -25,6 +25,9 @@ pub struct Settings {
     pub egress_except: Vec<String>,
     /// Where the cluster's DNS runs: the namespace environments may reach on port 53.
     pub dns_namespace: String,
+    /// Addresses of DNS caches outside any namespace (NodeLocal DNSCache's 169.254.20.10 on the nodes), which
+    /// environments may reach on port 53 too.
+    pub dns_addresses: Vec<String>,
 }
 
 impl Default for Settings {
@@ -53,6 +56,7 @@ impl Default for Settings {
             .map(str::to_owned)
             .to_vec(),
             dns_namespace: "kube-system".to_owned(),
+            dns_addresses: Vec::new(),
         }
     }
 }

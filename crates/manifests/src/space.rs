@@ -87,6 +87,40 @@ pub(crate) fn render(
         .iter()
         .cloned()
         .partition(|cidr| !cidr.contains(':'));
+    let mut egress = vec![
+        NetworkPolicyEgressRule {
+            to: Some(vec![same_namespace.clone()]),
+            ..NetworkPolicyEgressRule::default()
+        },
+        NetworkPolicyEgressRule {
+            to: Some(vec![namespace_named(&settings.dns_namespace)]),
+            ports: Some(vec![dns_port("UDP"), dns_port("TCP")]),
+        },
+        NetworkPolicyEgressRule {
+            to: Some(vec![internet("0.0.0.0/0", v4), internet("::/0", v6)]),
+            ..NetworkPolicyEgressRule::default()
+        },
+    ];
+    // DNS caches outside any namespace (NodeLocal DNSCache): a rule of their own, only when named — a rule with no
+    // peers would allow port 53 everywhere.
+    if !settings.dns_addresses.is_empty() {
+        egress.push(NetworkPolicyEgressRule {
+            to: Some(
+                settings
+                    .dns_addresses
+                    .iter()
+                    .map(|cidr| NetworkPolicyPeer {
+                        ip_block: Some(IPBlock {
+                            cidr: cidr.clone(),
+                            except: None,
+                        }),
+                        ..NetworkPolicyPeer::default()
+                    })
+                    .collect(),
+            ),
+            ports: Some(vec![dns_port("UDP"), dns_port("TCP")]),
+        });
+    }
     let allow = NetworkPolicy {
         metadata: meta("allow-environment"),
         spec: Some(NetworkPolicySpec {
@@ -99,20 +133,7 @@ pub(crate) fn render(
                 ]),
                 ..NetworkPolicyIngressRule::default()
             }]),
-            egress: Some(vec![
-                NetworkPolicyEgressRule {
-                    to: Some(vec![same_namespace]),
-                    ..NetworkPolicyEgressRule::default()
-                },
-                NetworkPolicyEgressRule {
-                    to: Some(vec![namespace_named(&settings.dns_namespace)]),
-                    ports: Some(vec![dns_port("UDP"), dns_port("TCP")]),
-                },
-                NetworkPolicyEgressRule {
-                    to: Some(vec![internet("0.0.0.0/0", v4), internet("::/0", v6)]),
-                    ..NetworkPolicyEgressRule::default()
-                },
-            ]),
+            egress: Some(egress),
         }),
     };
     let limits = &resource.content["limits"];

@@ -541,3 +541,40 @@ fn a_managed_database_is_a_server_in_the_namespace_and_an_external_one_is_refuse
         )
     );
 }
+
+#[test]
+fn a_dns_cache_on_the_nodes_is_reached_on_port_53_only_when_named() {
+    let space = resources(&kubernetes_example(), "staging")
+        .into_iter()
+        .find(|r| r.id == "space")
+        .unwrap_or_else(|| panic!("no space"));
+    let egress = |settings: &Settings| {
+        render(&space, &target(), settings, &Values::Redacted)
+            .unwrap_or_else(|e| panic!("{e}"))
+            .into_iter()
+            .find(|o| o.name == "allow-environment")
+            .map(|o| o.body["spec"]["egress"].clone())
+            .unwrap_or_default()
+    };
+    let plain = egress(&Settings::default());
+    let rules = plain.as_array().cloned().unwrap_or_default();
+    assert_eq!(rules.len(), 3);
+    // Every rule names its peers: a rule without them would allow its ports everywhere.
+    assert!(
+        rules
+            .iter()
+            .all(|r| r["to"].as_array().is_some_and(|to| !to.is_empty())),
+        "{plain}"
+    );
+    let cached = egress(&Settings {
+        dns_addresses: vec!["169.254.20.10/32".to_owned()],
+        ..Settings::default()
+    });
+    assert_eq!(
+        cached[3],
+        serde_json::json!({
+            "to": [{ "ipBlock": { "cidr": "169.254.20.10/32" } }],
+            "ports": [{ "port": 53, "protocol": "UDP" }, { "port": 53, "protocol": "TCP" }],
+        })
+    );
+}

@@ -158,6 +158,10 @@ pub struct KubernetesFlags {
     /// The namespace the cluster's DNS runs in, which environments may reach on port 53.
     #[arg(long, default_value = "kube-system", value_name = "NAME")]
     pub dns_namespace: String,
+    /// Addresses (ADDRESS/PREFIX, comma-separated) of DNS caches on the nodes, which environments may reach on port
+    /// 53 too: NodeLocal DNSCache's 169.254.20.10/32.
+    #[arg(long, value_name = "ADDRESS/PREFIX,…", value_delimiter = ',')]
+    pub dns_address: Vec<String>,
     /// Seconds a resource's objects may take to be ready (Deployments rolled out, Jobs complete) before the
     /// deployment rolls back.
     #[arg(long, default_value_t = 300, value_name = "SECONDS")]
@@ -227,6 +231,14 @@ impl KubernetesFlags {
                     except
                 },
                 dns_namespace: self.dns_namespace.clone(),
+                dns_addresses: {
+                    if let Some(bad) = self.dns_address.iter().find(|c| !is_cidr(c)) {
+                        return Err(Failure::invalid(format!(
+                            "--dns-address: `{bad}` is not an address range; write ADDRESS/PREFIX, e.g. 169.254.20.10/32"
+                        )));
+                    }
+                    self.dns_address.clone()
+                },
                 ingress_namespace: self.ingress_namespace.clone(),
                 routes,
                 certificates,
