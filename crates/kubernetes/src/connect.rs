@@ -22,48 +22,44 @@ pub async fn connect(config: &ClusterConfig) -> Result<(kube::Client, String), S
         context: config.context.clone(),
         ..KubeConfigOptions::default()
     };
-    let client_config =
-        match (&config.inline, &config.kubeconfig) {
-            (Some(text), _) => {
-                let file = Kubeconfig::from_yaml(text.expose()).map_err(|e| {
-                    format!(
-                        "the kubeconfig cannot be read: {}",
-                        without_secrets(&e.to_string(), text)
-                    )
-                })?;
-                kube::Config::from_custom_kubeconfig(file, &options)
-                    .await
-                    .map_err(|e| match &config.context {
-                        Some(context) => format!(
-                            "the kubeconfig has no usable context `{context}`: {}",
-                            without_secrets(&e.to_string(), text)
-                        ),
-                        None => format!(
-                            "the kubeconfig cannot be used: {}",
-                            without_secrets(&e.to_string(), text)
-                        ),
-                    })?
-            }
-            (None, Some(path)) => {
-                let file = Kubeconfig::read_from(path)
-                    .map_err(|e| format!("cannot read the kubeconfig {}: {e}", path.display()))?;
-                kube::Config::from_custom_kubeconfig(file, &options)
-                    .await
-                    .map_err(|e| match &config.context {
-                        Some(context) => format!(
-                            "the kubeconfig {} has no usable context `{context}`: {e}",
-                            path.display()
-                        ),
-                        None => format!("the kubeconfig {} cannot be used: {e}", path.display()),
-                    })?
-            }
-            (None, None) if config.context.is_some() => kube::Config::from_kubeconfig(&options)
-                .await
-                .map_err(|e| format!("no usable kubeconfig context: {e}"))?,
-            (None, None) => kube::Config::infer()
-                .await
-                .map_err(|e| format!("no cluster configured (no kubeconfig, not in a pod): {e}"))?,
-        };
+    // A kubeconfig from text (a registered cluster's) or a file, named as errors should name it.
+    let file = match (&config.inline, &config.kubeconfig) {
+        (Some(text), _) => Some((
+            Kubeconfig::from_yaml(text.expose()).map_err(|e| {
+                format!(
+                    "the kubeconfig cannot be read: {}",
+                    without_secrets(&e.to_string(), text)
+                )
+            })?,
+            "the kubeconfig".to_owned(),
+        )),
+        (None, Some(path)) => Some((
+            Kubeconfig::read_from(path)
+                .map_err(|e| format!("cannot read the kubeconfig {}: {e}", path.display()))?,
+            format!("the kubeconfig {}", path.display()),
+        )),
+        (None, None) => None,
+    };
+    let client_config = match file {
+        Some((file, named)) => kube::Config::from_custom_kubeconfig(file, &options)
+            .await
+            .map_err(|e| {
+                let e = match &config.inline {
+                    Some(text) => without_secrets(&e.to_string(), text),
+                    None => e.to_string(),
+                };
+                match &config.context {
+                    Some(context) => format!("{named} has no usable context `{context}`: {e}"),
+                    None => format!("{named} cannot be used: {e}"),
+                }
+            })?,
+        None if config.context.is_some() => kube::Config::from_kubeconfig(&options)
+            .await
+            .map_err(|e| format!("no usable kubeconfig context: {e}"))?,
+        None => kube::Config::infer()
+            .await
+            .map_err(|e| format!("no cluster configured (no kubeconfig, not in a pod): {e}"))?,
+    };
     let mut client_config = client_config;
     // No request waits forever on a server that stopped answering: every wait of the runtime has a deadline of its
     // own, and these bound what lies under it.

@@ -165,11 +165,7 @@ async fn an_update_rolls_the_workload_and_objects_that_left_are_deleted_by_uid()
         .object("deployments", Some(&namespace), "catalog")
         .expect("deployment");
     let more = changed(app, |c| c["replicas"] = 3.into());
-    cluster
-        .runtime
-        .apply(&env("staging"), &more, &StepLog::default())
-        .await
-        .expect("update");
+    cluster.apply(&more).await.expect("update");
     let after = cluster
         .api
         .object("deployments", Some(&namespace), "catalog")
@@ -224,13 +220,7 @@ async fn an_update_rolls_the_workload_and_objects_that_left_are_deleted_by_uid()
     // A route removed: its Ingress goes, and nothing else.
     let route = find(&example, "route/storefront");
     cluster
-        .runtime
-        .remove(
-            &env("staging"),
-            &route.id,
-            ResourceKind::Route,
-            &StepLog::default(),
-        )
+        .remove(&route.id, ResourceKind::Route)
         .await
         .expect("removed");
     assert!(
@@ -267,7 +257,7 @@ async fn objects_changed_behind_its_back_are_seen_and_taken_back() {
     let deployment = api
         .object("deployments", Some(&namespace), "catalog")
         .expect("deployment");
-    let client = kube_client(&cluster).await;
+    let client = cluster.kube_client().await;
     let deployments: kube::Api<k8s_openapi::api::apps::v1::Deployment> =
         kube::Api::namespaced(client, &namespace);
     deployments
@@ -282,11 +272,7 @@ async fn objects_changed_behind_its_back_are_seen_and_taken_back() {
         .expect("entry");
     assert_ne!(observed.hash, app.hash);
     // Applying the resource again makes it again.
-    cluster
-        .runtime
-        .apply(&env("staging"), app, &StepLog::default())
-        .await
-        .expect("again");
+    cluster.apply(app).await.expect("again");
     let made = api
         .object("deployments", Some(&namespace), "catalog")
         .expect("made again");
@@ -312,11 +298,7 @@ async fn objects_changed_behind_its_back_are_seen_and_taken_back() {
     )
     .expect("edited");
     let more = changed(app, |c| c["replicas"] = 2.into());
-    cluster
-        .runtime
-        .apply(&env("staging"), &more, &StepLog::default())
-        .await
-        .expect("forced");
+    cluster.apply(&more).await.expect("forced");
     assert_eq!(
         api.object("deployments", Some(&namespace), "catalog")
             .expect("d")["spec"]["replicas"],
@@ -324,26 +306,12 @@ async fn objects_changed_behind_its_back_are_seen_and_taken_back() {
     );
 }
 
-async fn kube_client(cluster: &Cluster) -> kube::Client {
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(cluster.dir.path().join("kubeconfig")).expect("read"),
-        &Default::default(),
-    )
-    .await
-    .expect("config");
-    kube::Client::try_from(config).expect("client")
-}
-
 #[tokio::test]
 async fn objects_preview_did_not_make_are_left_alone_and_conflicts_name_the_manager_and_field() {
     let cluster = Cluster::start().await;
     let example = resources(&kubernetes_example(), "staging");
     let space = find(&example, "space");
-    cluster
-        .runtime
-        .apply(&env("staging"), space, &StepLog::default())
-        .await
-        .expect("space");
+    cluster.apply(space).await.expect("space");
     let namespace = cluster.namespace("staging");
     // A Service of another tool, by the name an app's Service would have.
     cluster
@@ -358,12 +326,7 @@ async fn objects_preview_did_not_make_are_left_alone_and_conflicts_name_the_mana
         )
         .expect("helm's service");
     let error = cluster
-        .runtime
-        .apply(
-            &env("staging"),
-            find(&example, "app/catalog"),
-            &StepLog::default(),
-        )
+        .apply(find(&example, "app/catalog"))
         .await
         .expect_err("refused");
     assert_eq!(
@@ -394,12 +357,7 @@ async fn objects_preview_did_not_make_are_left_alone_and_conflicts_name_the_mana
         )
         .expect("helm's service");
     let error = cluster
-        .runtime
-        .apply(
-            &env("staging"),
-            find(&example, "app/catalog"),
-            &StepLog::default(),
-        )
+        .apply(find(&example, "app/catalog"))
         .await
         .expect_err("conflict");
     assert!(
@@ -466,11 +424,7 @@ async fn invalid_objects_and_a_terminating_namespace_are_refused_by_name() {
 
     // A namespace being deleted refuses new objects: the step says so.
     let space = find(&example, "space");
-    cluster
-        .runtime
-        .apply(&env("staging"), space, &StepLog::default())
-        .await
-        .expect("space");
+    cluster.apply(space).await.expect("space");
     let namespace = cluster.namespace("staging");
     cluster
         .api
@@ -479,19 +433,14 @@ async fn invalid_objects_and_a_terminating_namespace_are_refused_by_name() {
     cluster
         .api
         .add_finalizer("configmaps", Some(&namespace), "held", "example.com/hold");
-    let client = kube_client(&cluster).await;
+    let client = cluster.kube_client().await;
     let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> = kube::Api::all(client);
     namespaces
         .delete(&namespace, &Default::default())
         .await
         .expect("deleting");
     let error = cluster
-        .runtime
-        .apply(
-            &env("staging"),
-            find(&example, "secrets"),
-            &StepLog::default(),
-        )
+        .apply(find(&example, "secrets"))
         .await
         .expect_err("terminating");
     assert!(
@@ -509,11 +458,7 @@ async fn invalid_objects_and_a_terminating_namespace_are_refused_by_name() {
     // The space cannot move to a new namespace while another resource of the environment is recorded in the old
     // one: it would be left behind there.
     let space_again = changed(space, |c| c["preview"] = true.into());
-    let error = cluster
-        .runtime
-        .apply(&env("staging"), &space_again, &StepLog::default())
-        .await
-        .expect_err("stranded");
+    let error = cluster.apply(&space_again).await.expect_err("stranded");
     assert_eq!(
         error.message,
         format!(
@@ -523,20 +468,10 @@ async fn invalid_objects_and_a_terminating_namespace_are_refused_by_name() {
     // Once nothing else is recorded (the failed step undone), making the space again takes a new namespace instead of
     // waiting for the old one.
     cluster
-        .runtime
-        .remove(
-            &env("staging"),
-            "secrets",
-            ResourceKind::Secrets,
-            &StepLog::default(),
-        )
+        .remove("secrets", ResourceKind::Secrets)
         .await
         .expect("undone");
-    cluster
-        .runtime
-        .apply(&env("staging"), &space_again, &StepLog::default())
-        .await
-        .expect("again");
+    cluster.apply(&space_again).await.expect("again");
     let again = cluster.namespace("staging");
     assert_ne!(again, namespace);
 }
@@ -547,12 +482,7 @@ async fn an_unreachable_cluster_and_refused_credentials_are_said_as_such() {
     let example = resources(&kubernetes_example(), "staging");
     cluster.api.set_token("rotated");
     let error = cluster
-        .runtime
-        .apply(
-            &env("staging"),
-            find(&example, "space"),
-            &StepLog::default(),
-        )
+        .apply(find(&example, "space"))
         .await
         .expect_err("401");
     assert!(
@@ -567,12 +497,7 @@ async fn an_unreachable_cluster_and_refused_credentials_are_said_as_such() {
     );
     cluster.api.stop().await;
     let error = cluster
-        .runtime
-        .apply(
-            &env("staging"),
-            find(&example, "space"),
-            &StepLog::default(),
-        )
+        .apply(find(&example, "space"))
         .await
         .expect_err("unreachable");
     assert!(
@@ -626,11 +551,7 @@ async fn a_field_changed_behind_its_back_shows_as_changed_and_is_taken_back_by_a
         "a changed spec is not the recorded resource"
     );
     // The same resource applied again (its hash unchanged) writes it again, forcing the field back.
-    cluster
-        .runtime
-        .apply(&env("staging"), app, &StepLog::default())
-        .await
-        .expect("again");
+    cluster.apply(app).await.expect("again");
     assert_eq!(image(&cluster), wanted);
     let observed = cluster
         .runtime
@@ -654,11 +575,7 @@ async fn a_protected_preview_is_applied_only_behind_ingress_nginx() {
         "app/storefront",
         "certificate",
     ] {
-        cluster
-            .runtime
-            .apply(&env("staging"), find(&example, id), &StepLog::default())
-            .await
-            .expect(id);
+        cluster.apply(find(&example, id)).await.expect(id);
     }
     let protected = changed(find(&example, "route/storefront"), |c| {
         c["access"] = serde_json::json!({
@@ -674,11 +591,7 @@ async fn a_protected_preview_is_applied_only_behind_ingress_nginx() {
         })
     };
     // No IngressClass to tell: refused, and by the dry run too.
-    let error = cluster
-        .runtime
-        .apply(&env("staging"), &protected, &StepLog::default())
-        .await
-        .expect_err("refused");
+    let error = cluster.apply(&protected).await.expect_err("refused");
     assert!(
         error
             .message
@@ -701,11 +614,7 @@ async fn a_protected_preview_is_applied_only_behind_ingress_nginx() {
         .api
         .apply_as("admin", class("traefik.io/ingress-controller"))
         .expect("class");
-    let error = cluster
-        .runtime
-        .apply(&env("staging"), &protected, &StepLog::default())
-        .await
-        .expect_err("refused");
+    let error = cluster.apply(&protected).await.expect_err("refused");
     assert!(
         error.message.contains("the default IngressClass is served by `traefik.io/ingress-controller`, which ignores its authentication"),
         "{}",
@@ -723,11 +632,7 @@ async fn a_protected_preview_is_applied_only_behind_ingress_nginx() {
         .api
         .apply_as("admin", class("k8s.io/ingress-nginx"))
         .expect("class");
-    cluster
-        .runtime
-        .apply(&env("staging"), &protected, &StepLog::default())
-        .await
-        .expect("applied");
+    cluster.apply(&protected).await.expect("applied");
     let ingress = cluster
         .api
         .object("ingresses", Some(&namespace), "storefront")

@@ -14,17 +14,12 @@ async fn apply_catalog_with_image(cluster: &Cluster, image: &str) -> Result<(), 
     let example = resources(&kubernetes_example(), "staging");
     for id in ["space", "secrets", "database/db"] {
         cluster
-            .runtime
-            .apply(&env("staging"), find(&example, id), &StepLog::default())
+            .apply(find(&example, id))
             .await
             .map_err(|e| e.message)?;
     }
     let app = changed(find(&example, "app/catalog"), |c| c["image"] = image.into());
-    cluster
-        .runtime
-        .apply(&env("staging"), &app, &StepLog::default())
-        .await
-        .map_err(|e| e.message)
+    cluster.apply(&app).await.map_err(|e| e.message)
 }
 
 #[tokio::test]
@@ -99,33 +94,15 @@ async fn a_crashing_container_a_full_quota_and_no_node_each_fail_with_their_reas
 async fn a_wait_that_runs_out_of_time_says_what_it_waited_for() {
     let cluster = Cluster::start_with(|o| o.ready_timeout = Duration::from_millis(1500)).await;
     let example = resources(&kubernetes_example(), "staging");
+    cluster.apply(find(&example, "space")).await.expect("space");
     cluster
-        .runtime
-        .apply(
-            &env("staging"),
-            find(&example, "space"),
-            &StepLog::default(),
-        )
-        .await
-        .expect("space");
-    cluster
-        .runtime
-        .apply(
-            &env("staging"),
-            find(&example, "secrets"),
-            &StepLog::default(),
-        )
+        .apply(find(&example, "secrets"))
         .await
         .expect("secrets");
     cluster.api.pause_controllers(true);
     let started = std::time::Instant::now();
     let error = cluster
-        .runtime
-        .apply(
-            &env("staging"),
-            find(&example, "app/storefront"),
-            &StepLog::default(),
-        )
+        .apply(find(&example, "app/storefront"))
         .await
         .expect_err("times out");
     let namespace = cluster.namespace("staging");
@@ -154,11 +131,7 @@ async fn a_jobs_output_reaches_the_log_without_its_secrets_and_a_failed_job_fail
     let cluster = Cluster::start().await;
     let example = resources(&kubernetes_example(), "staging");
     for id in ["space", "secrets", "database/db"] {
-        cluster
-            .runtime
-            .apply(&env("staging"), find(&example, id), &StepLog::default())
-            .await
-            .expect(id);
+        cluster.apply(find(&example, id)).await.expect(id);
     }
     cluster.api.set_logs(
         "migrate-",

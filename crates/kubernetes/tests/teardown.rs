@@ -3,7 +3,6 @@
 
 mod support;
 
-use preview_deploy::{Runtime, StepLog};
 use preview_plan::ResourceKind;
 use support::{Cluster, env, kubernetes_example, resources};
 
@@ -23,13 +22,7 @@ async fn the_namespace_goes_and_the_inventory_with_it() {
     // In the engine's order: every resource, the space last.
     for resource in support::in_order(&example).iter().rev() {
         cluster
-            .runtime
-            .remove(
-                &env("staging"),
-                &resource.id,
-                resource.kind,
-                &StepLog::default(),
-            )
+            .remove(&resource.id, resource.kind)
             .await
             .expect("removed");
     }
@@ -47,13 +40,7 @@ async fn the_namespace_goes_and_the_inventory_with_it() {
     assert!(inventory.is_empty(), "{inventory:?}");
     // Removing it again — or an environment whose namespace someone already deleted — succeeds.
     cluster
-        .runtime
-        .remove(
-            &env("staging"),
-            "space",
-            ResourceKind::Space,
-            &StepLog::default(),
-        )
+        .remove("space", ResourceKind::Space)
         .await
         .expect("again");
 }
@@ -71,13 +58,7 @@ async fn a_namespace_held_by_a_finalizer_is_reported_and_left_to_its_owner() {
         "example.com/hold"
     ));
     let error = cluster
-        .runtime
-        .remove(
-            &env("staging"),
-            "space",
-            ResourceKind::Space,
-            &StepLog::default(),
-        )
+        .remove("space", ResourceKind::Space)
         .await
         .expect_err("held");
     assert!(
@@ -112,13 +93,7 @@ async fn a_namespace_held_by_a_finalizer_is_reported_and_left_to_its_owner() {
         .api
         .remove_finalizers("deployments", Some(&namespace), "catalog");
     cluster
-        .runtime
-        .remove(
-            &env("staging"),
-            "space",
-            ResourceKind::Space,
-            &StepLog::default(),
-        )
+        .remove("space", ResourceKind::Space)
         .await
         .expect("gone");
     assert!(!cluster.api.namespaces().contains(&namespace));
@@ -130,14 +105,8 @@ async fn an_environment_whose_namespace_someone_deleted_is_removed_all_the_same(
     let example = resources(&kubernetes_example(), "staging");
     cluster.create("staging", &example).await;
     let namespace = cluster.namespace("staging");
-    let config = kube::Config::from_custom_kubeconfig(
-        kube::config::Kubeconfig::read_from(cluster.dir.path().join("kubeconfig")).expect("read"),
-        &Default::default(),
-    )
-    .await
-    .expect("config");
     let namespaces: kube::Api<k8s_openapi::api::core::v1::Namespace> =
-        kube::Api::all(kube::Client::try_from(config).expect("client"));
+        kube::Api::all(cluster.kube_client().await);
     namespaces
         .delete(&namespace, &Default::default())
         .await
@@ -153,13 +122,7 @@ async fn an_environment_whose_namespace_someone_deleted_is_removed_all_the_same(
     // Its inventory is still there; removing every resource, the space last, succeeds and clears it.
     for resource in support::in_order(&example).iter().rev() {
         cluster
-            .runtime
-            .remove(
-                &env("staging"),
-                &resource.id,
-                resource.kind,
-                &StepLog::default(),
-            )
+            .remove(&resource.id, resource.kind)
             .await
             .unwrap_or_else(|e| panic!("{}: {e}", resource.id));
     }

@@ -53,13 +53,12 @@ pub(crate) fn render(
     let identity = content["name"].as_str().unwrap_or(service);
     let version = content["version"].as_u64().unwrap_or(16);
     let password_secret = format!("{service}-password");
-    let password = match values {
-        crate::Values::Redacted => crate::object::REDACTED.as_bytes().to_vec(),
-        crate::Values::Revealed(values) => values
-            .get(&password_name(service))
-            .map(|secret| secret.expose().as_bytes().to_vec())
-            .ok_or_else(|| RenderError::new(resource, "the database's password is not at hand"))?,
-    };
+    let password = values.bytes(
+        resource,
+        &password_name(service),
+        "the database's password is not at hand",
+        |v| v.as_bytes().to_vec(),
+    )?;
     let secret = Secret {
         metadata: metadata(target, &resource.id, &password_secret, service),
         type_: Some("Opaque".to_owned()),

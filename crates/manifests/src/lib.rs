@@ -48,6 +48,26 @@ pub enum Values<'a> {
     Redacted,
 }
 
+impl Values<'_> {
+    /// The bytes `make` turns the value of `name` into; `[redacted]` when redacting; an error saying `missing`
+    /// when the value is not at hand, so that no object is rendered half-empty.
+    pub(crate) fn bytes(
+        &self,
+        resource: &Resource,
+        name: &str,
+        missing: &str,
+        make: impl FnOnce(&str) -> Vec<u8>,
+    ) -> Result<Vec<u8>, RenderError> {
+        match self {
+            Values::Redacted => Ok(object::REDACTED.as_bytes().to_vec()),
+            Values::Revealed(values) => values
+                .get(name)
+                .map(|secret| make(secret.expose()))
+                .ok_or_else(|| RenderError::new(resource, missing)),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("{resource}: {message}")]
 pub struct RenderError {

@@ -84,18 +84,12 @@ pub(crate) fn render_route(
                 let password_name = access["basic_auth"]["password"]["name"]
                     .as_str()
                     .unwrap_or_default();
-                let line = match values {
-                    Values::Redacted => crate::object::REDACTED.as_bytes().to_vec(),
-                    Values::Revealed(values) => {
-                        let password = values.get(password_name).ok_or_else(|| {
-                            RenderError::new(
-                                resource,
-                                format!("the value of `{password_name}` is not at hand"),
-                            )
-                        })?;
-                        htpasswd_line(user, password.expose()).into_bytes()
-                    }
-                };
+                let line = values.bytes(
+                    resource,
+                    password_name,
+                    &format!("the value of `{password_name}` is not at hand"),
+                    |password| htpasswd_line(user, password).into_bytes(),
+                )?;
                 let secret = Secret {
                     metadata: metadata(target, &resource.id, &secret_name, service),
                     type_: Some("Opaque".to_owned()),
@@ -235,19 +229,13 @@ pub(crate) fn render_certificate(
             )])
         }
         Certificates::LocalCa => {
-            let value = |name: &str| -> Result<Vec<u8>, RenderError> {
-                match values {
-                    Values::Redacted => Ok(crate::object::REDACTED.as_bytes().to_vec()),
-                    Values::Revealed(values) => values
-                        .get(name)
-                        .map(|v| v.expose().as_bytes().to_vec())
-                        .ok_or_else(|| {
-                            RenderError::new(
-                                resource,
-                                "the certificate from the local CA is not at hand",
-                            )
-                        }),
-                }
+            let value = |name: &str| {
+                values.bytes(
+                    resource,
+                    name,
+                    "the certificate from the local CA is not at hand",
+                    |v| v.as_bytes().to_vec(),
+                )
             };
             let secret = Secret {
                 metadata: metadata(target, &resource.id, TLS_SECRET, "certificate"),

@@ -27,16 +27,13 @@ pub(crate) fn render(
     target: &Target,
     values: &Values<'_>,
 ) -> Result<Object, RenderError> {
-    let value_of = |name: &str| -> Result<Vec<u8>, RenderError> {
-        match values {
-            Values::Redacted => Ok(crate::object::REDACTED.as_bytes().to_vec()),
-            Values::Revealed(values) => values
-                .get(name)
-                .map(|secret| secret.expose().as_bytes().to_vec())
-                .ok_or_else(|| {
-                    RenderError::new(resource, format!("the value of `{name}` is not at hand"))
-                }),
-        }
+    let value_of = |name: &str| {
+        values.bytes(
+            resource,
+            name,
+            &format!("the value of `{name}` is not at hand"),
+            |v| v.as_bytes().to_vec(),
+        )
     };
     let mut data = BTreeMap::new();
     for name in resource.content["names"]

@@ -109,6 +109,35 @@ impl Cluster {
         entry["namespace"].as_str().expect("namespace").to_owned()
     }
 
+    /// `resource` applied to `staging`.
+    pub async fn apply(&self, resource: &Resource) -> Result<(), RuntimeError> {
+        self.runtime
+            .apply(&env("staging"), resource, &StepLog::default())
+            .await
+    }
+
+    /// The resource `id` of `staging` removed.
+    pub async fn remove(
+        &self,
+        id: &str,
+        kind: preview_plan::ResourceKind,
+    ) -> Result<(), RuntimeError> {
+        self.runtime
+            .remove(&env("staging"), id, kind, &StepLog::default())
+            .await
+    }
+
+    /// A client of the fake cluster, as another tool (or a person with `kubectl`) would use it.
+    pub async fn kube_client(&self) -> kube::Client {
+        let config = kube::Config::from_custom_kubeconfig(
+            kube::config::Kubeconfig::read_from(self.dir.path().join("kubeconfig")).expect("read"),
+            &Default::default(),
+        )
+        .await
+        .expect("config");
+        kube::Client::try_from(config).expect("client")
+    }
+
     /// Every resource applied in build order, as the engine would for a new environment.
     pub async fn create(&self, environment: &str, resources: &[Resource]) {
         for resource in in_order(resources) {
