@@ -1407,11 +1407,21 @@ impl Faulty {
             self.daemon = Some(self.started());
         } else {
             let expected = format!("injected fault {when} the database operation `{operation}`");
-            support::wait_for(&expected, std::time::Duration::from_secs(60), || {
-                self.daemon()
-                    .json(&["deployment", "logs", &id])
-                    .to_string()
-                    .contains(&expected)
+            support::wait_for(&expected, std::time::Duration::from_secs(120), || {
+                let logs = self.daemon().json(&["deployment", "logs", &id]).to_string();
+                if logs.contains(&expected) {
+                    return true;
+                }
+                // Ended without getting to the operation: say how, rather than wait on.
+                let shown = self.daemon().json(&["deployment", "show", &id]);
+                assert!(
+                    !matches!(
+                        shown["deployment"]["status"].as_str(),
+                        Some("committed" | "rolled_back" | "abandoned")
+                    ),
+                    "the deployment ended before the fault: {shown}\n{logs}"
+                );
+                false
             });
             std::fs::write(&self.faults, "").expect("faults");
         }

@@ -111,7 +111,7 @@ impl Supervised {
     /// Starts the process; an error if it cannot be started at all (then nothing is left running).
     pub async fn start(mut spec: ProcessSpec) -> Result<Supervised, SupervisorError> {
         let recent = Recent::default();
-        let child = spawn(&spec, &recent)?;
+        let (child, output) = spawn(&spec, &recent)?;
         let pid = child.id();
         let state = Arc::new(Mutex::new(State {
             pid,
@@ -129,7 +129,7 @@ impl Supervised {
             let state = Arc::clone(&state);
             let recent = recent.clone();
             async move {
-                monitor(spec, child, state, asked, recent).await;
+                monitor(spec, child, output, state, asked, recent).await;
                 let _ = done.send(true);
             }
         });
@@ -306,7 +306,23 @@ impl Drop for Supervised {
     }
 }
 
-fn spawn(spec: &ProcessSpec, recent: &Recent) -> Result<Child, SupervisorError> {
+/// The tasks that copy a process's output into its log.
+struct Output(Vec<tokio::task::JoinHandle<()>>);
+
+impl Output {
+    /// Waits until the output is copied to its end (every writer of its pipes gone), for at most a few seconds:
+    /// a process that escaped its group may hold them open.
+    async fn drained(self) {
+        let copying = async {
+            for task in self.0 {
+                let _ = task.await;
+            }
+        };
+        let _ = tokio::time::timeout(Duration::from_secs(3), copying).await;
+    }
+}
+
+fn spawn(spec: &ProcessSpec, recent: &Recent) -> Result<(Child, Output), SupervisorError> {
     let fail = |reason: String| SupervisorError::Spawn {
         name: spec.name.clone(),
         reason,
@@ -357,14 +373,15 @@ fn spawn(spec: &ProcessSpec, recent: &Recent) -> Result<Child, SupervisorError> 
         }
     })?;
     let log = Arc::new(LogFile::keeping(&spec.log, spec.log_limit, recent));
+    let mut output = Vec::new();
     if let Some(stdout) = child.stdout.take() {
         let log = Arc::clone(&log);
-        tokio::spawn(async move { log.capture(stdout, "").await });
+        output.push(tokio::spawn(async move { log.capture(stdout, "").await }));
     }
     if let Some(stderr) = child.stderr.take() {
-        tokio::spawn(async move { log.capture(stderr, "").await });
+        output.push(tokio::spawn(async move { log.capture(stderr, "").await }));
     }
-    Ok(child)
+    Ok((child, Output(output)))
 }
 
 /// Supervises until told to stop (or, for a process that is not restarted, until it exits); then nothing of the
@@ -372,11 +389,12 @@ fn spawn(spec: &ProcessSpec, recent: &Recent) -> Result<Child, SupervisorError> 
 async fn monitor(
     spec: ProcessSpec,
     child: Child,
+    output: Output,
     state: Arc<Mutex<State>>,
     asked: watch::Receiver<Wanted>,
     recent: Recent,
 ) {
-    supervise(&spec, child, state, asked, &recent).await;
+    supervise(&spec, child, output, state, asked, &recent).await;
     if let Some(cgroup) = spec.place.cgroup() {
         let _ = cgroup.kill_all(Duration::from_secs(10)).await;
         let _ = cgroup.remove();
@@ -387,6 +405,7 @@ async fn monitor(
 async fn supervise(
     spec: &ProcessSpec,
     mut child: Child,
+    mut output: Output,
     state: Arc<Mutex<State>>,
     mut asked: watch::Receiver<Wanted>,
     recent: &Recent,
@@ -420,6 +439,8 @@ async fn supervise(
                         }
                     }
                 }
+                // Its last words before the line that says it ended.
+                std::mem::replace(&mut output, Output(Vec::new())).drained().await;
                 log.append(&format!("[preview] {name} exited ({exit})\n")).await;
                 if let Ok(mut s) = state.lock() {
                     s.pid = None;
@@ -441,6 +462,8 @@ async fn supervise(
                     (_, Some(cgroup)) => terminate_cgroup(&mut child, cgroup, spec.grace).await,
                     (_, None) => terminate(&mut child, group, spec.grace).await,
                 }
+                // Nothing of it writes to its log once it is stopped: its files may be removed next.
+                output.drained().await;
                 if let Ok(mut s) = state.lock() {
                     s.pid = None;
                 }
@@ -464,8 +487,8 @@ async fn supervise(
             _ = asked_to_end(&mut asked) => return,
         }
         match spawn(spec, recent) {
-            Ok(next) => {
-                child = next;
+            Ok((next, next_output)) => {
+                (child, output) = (next, next_output);
                 if let Ok(mut s) = state.lock() {
                     s.pid = child.id();
                     s.restarted_at.push(Instant::now());
@@ -484,7 +507,7 @@ async fn supervise(
                     _ = asked_to_end(&mut asked) => return,
                 }
                 match spawn(spec, recent) {
-                    Ok(next) => child = next,
+                    Ok((next, next_output)) => (child, output) = (next, next_output),
                     Err(_) => return,
                 }
             }

@@ -141,6 +141,33 @@ async fn stop_ends_the_whole_group_even_when_sigterm_is_ignored() {
 }
 
 #[tokio::test]
+async fn what_a_process_writes_on_its_way_out_is_logged_before_stop_returns() {
+    let dir = TempDir::new("supervisor-last-words");
+    // On SIGTERM it writes far more than a pipe holds, then its last line, and exits: the log has all of it
+    // before `stop` returns, and nothing is written after (its directory may be removed next).
+    let process = Supervised::start(spec(
+        dir.path(),
+        "trap 'head -c 500000 /dev/zero | tr \\\\0 x; echo; echo last-words; exit 0' TERM; while :; do sleep 0.05; done",
+    ))
+    .await
+    .expect("starts");
+    wait_for("the start", || log(dir.path()).contains("started")).await;
+    process.stop().await;
+    let written = log(dir.path());
+    let last_words = written.find("last-words").expect("its last line is logged");
+    let stopped = written
+        .find("[preview] test-app stopped")
+        .expect("the stop is logged");
+    assert!(last_words < stopped, "the stop is the last line");
+    std::fs::remove_dir_all(dir.path().join("logs")).expect("the logs are removed");
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        !dir.path().join("logs").exists(),
+        "nothing is written once stopped"
+    );
+}
+
+#[tokio::test]
 async fn a_process_that_exits_is_restarted_with_growing_delays() {
     let dir = TempDir::new("supervisor-restart");
     let process = Supervised::start(spec(dir.path(), "echo run; exit 3"))
