@@ -18,6 +18,27 @@ fn kubernetes_example() -> String {
     support::EXAMPLE.replace("runtime: local", "runtime: kubernetes")
 }
 
+/// Registers `source` as the project's spec from a git repository in `dir` that also holds the example's seed file.
+fn register(daemon: &Daemon, dir: &std::path::Path, source: &str) {
+    let spec = source.replace("file: db/seed.sql", "file: seed.sql");
+    let repo = support::repository(
+        dir,
+        &[
+            ("preview.yaml", spec.as_str()),
+            (
+                "seed.sql",
+                include_str!("../../../examples/shop/db/seed.sql"),
+            ),
+        ],
+    );
+    support::ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        &repo.join("preview.yaml").display().to_string(),
+    ]));
+}
+
 fn assert_no_canary(what: &str, text: &str) {
     for canary in CANARIES {
         assert!(
@@ -68,6 +89,7 @@ fn the_example_shop_on_a_cluster() {
         .build()
         .expect("tokio");
     let api = tokio.block_on(ApiServer::start());
+    let _databases = api.serve_postgres_pods();
     let root = preview_testing::TempDir::new("kubernetes-daemon");
     let kubeconfig = root.path().join("kubeconfig");
     api.kubeconfig(&kubeconfig).expect("kubeconfig");
@@ -84,16 +106,7 @@ fn the_example_shop_on_a_cluster() {
         ],
         &[("RUST_LOG", "trace")],
     );
-    let body =
-        serde_json::json!({ "file": "preview.yaml", "source": kubernetes_example() }).to_string();
-    let (status, answer) = daemon.http(
-        "POST",
-        "/v1/projects",
-        Some(&daemon.token),
-        Some("application/json"),
-        body.as_bytes(),
-    );
-    assert_eq!(status, 200, "{answer}");
+    register(&daemon, root.path(), &kubernetes_example());
     for ((name, scope), value) in support::EXAMPLE_SECRETS.iter().zip(CANARIES) {
         support::ok(daemon.cli_with_input(
             &["secret", "set", name, "--scope", scope],
@@ -216,6 +229,8 @@ fn the_example_shop_on_a_cluster() {
     let job_log = run(&["deployment", "logs", &id]);
     assert!(job_log.contains(": migrating with [secret]"), "{job_log}");
     assert!(!job_log.contains('\u{1b}'), "{job_log:?}");
+    // The database was seeded in its pod, reached through the API server's port forwarding.
+    assert!(job_log.contains("seeded from seed.sql"), "{job_log}");
     run(&["plan", "staging"]);
     run(&["vars", "show", "staging"]);
 
@@ -420,6 +435,7 @@ fn environments_go_to_the_cluster_their_spec_names_and_stay_there() {
         .expect("tokio");
     let (main, prod) =
         tokio.block_on(async { (ApiServer::start().await, ApiServer::start().await) });
+    let _databases = (main.serve_postgres_pods(), prod.serve_postgres_pods());
     let root = preview_testing::TempDir::new("kubernetes-clusters");
     let (main_config, prod_config) = (
         root.path().join("main.kubeconfig"),
@@ -440,15 +456,11 @@ fn environments_go_to_the_cluster_their_spec_names_and_stay_there() {
             "  production:\n    variables:",
             &format!("  production:\n    cluster: {production_cluster}\n    variables:"),
         );
-        let body = serde_json::json!({ "file": "preview.yaml", "source": source }).to_string();
-        let (status, answer) = daemon.http(
-            "POST",
-            "/v1/projects",
-            Some(&daemon.token),
-            Some("application/json"),
-            body.as_bytes(),
-        );
-        assert_eq!(status, 200, "{answer}");
+        static REGISTERED: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = REGISTERED.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let dir = root.path().join(format!("{production_cluster}-{n}"));
+        std::fs::create_dir_all(&dir).expect("dir");
+        register(daemon, &dir, &source);
     };
     register(&daemon, "prod");
     daemon.set_example_secrets();

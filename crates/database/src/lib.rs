@@ -7,6 +7,7 @@
 //! This crate knows nothing of the engine, the store or the runtimes' processes: a runtime hands it what a server
 //! needs (a port, a directory, a user) and supervises the server's process itself.
 
+pub mod content;
 pub mod copy_text;
 pub mod masking;
 pub mod masking_plan;

@@ -28,6 +28,12 @@ pub struct RuntimeError {
     pub message: String,
 }
 
+impl From<String> for RuntimeError {
+    fn from(message: String) -> Self {
+        RuntimeError::new(message)
+    }
+}
+
 impl RuntimeError {
     /// An error with `message`, cut to 16 KiB: it goes into the journal and the deployment's record, whatever a
     /// runtime quotes of a process's output.

@@ -53,6 +53,9 @@ const READS: &[(&str, &str, &str)] = &[
     ("", "pods", "list"),
     ("", "pods", "watch"),
     ("", "pods/log", "get"),
+    // Databases are filled through port forwards: a WebSocket upgrade is a `get`, the older SPDY one a `create`.
+    ("", "pods/portforward", "get"),
+    ("", "pods/portforward", "create"),
     ("", "events", "list"),
     ("", "persistentvolumeclaims", "list"),
 ];

@@ -409,6 +409,9 @@ impl KubernetesRuntime {
         if !objects.is_empty() {
             log.line(format!("ready in {} ms", written.elapsed().as_millis()));
         }
+        if resource.kind == ResourceKind::Database {
+            crate::data::fill(self, env, resource, &namespace, &values, log).await?;
+        }
         // The claims the StatefulSets made, by their uids now.
         for claim in objects.iter().flat_map(claims_of) {
             let live = get_object(&self.client, &claim)

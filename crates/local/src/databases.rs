@@ -13,109 +13,24 @@ use preview_database::postgres::copy::{Masking, copy_database_as};
 use preview_database::postgres::{Connection, Endpoint};
 use preview_deploy::{EnvironmentAddress, RuntimeError, StepLog};
 use preview_plan::Resource;
-use serde::Deserialize;
 
 use crate::database_servers::{RunningServer, server_key};
 use crate::faults;
 use crate::forward::ServicePort;
 use crate::runtime::LocalRuntime;
+pub(crate) use preview_database::content::{
+    self, DatabaseContent, READY, READY_FOR, SecretVersion, is_ready, readiness,
+};
 use preview_database::postgres::Binaries;
 
-/// A database resource's content, as the planner writes it.
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct DatabaseContent {
-    pub version: u32,
-    pub mode: String,
-    pub isolation: String,
-    pub name: String,
-    pub clone: ClonePolicy,
-    pub masking: Option<MaskingContent>,
-    pub source: Option<SourceContent>,
-    /// With `mode: external`: the project secret holding the server's admin URL.
-    pub admin_url: Option<SecretVersion>,
+/// What the local runtime asks of a database resource's content beyond what every runtime reads.
+pub(crate) trait LocalContent {
+    /// The key of the server the database lives on.
+    fn server_key(&self, env: &EnvironmentAddress, service: &str) -> String;
 }
 
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct ClonePolicy {
-    pub policy: String,
-    pub file: Option<String>,
-    pub from: Option<String>,
-    /// The source environment's database name.
-    pub source: Option<String>,
-    /// With `policy: seed`: the job that seeds it, instead of a file.
-    pub job: Option<String>,
-    /// A golden snapshot older than this many seconds is built again before it is used.
-    pub refresh_seconds: Option<u64>,
-    pub warm_pool: Option<u32>,
-}
-
-impl ClonePolicy {
-    /// How many databases made from the golden snapshot are kept ready.
-    pub(crate) fn warm_pool(&self) -> u32 {
-        self.warm_pool.unwrap_or(1)
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct MaskingContent {
-    pub key: Option<SecretVersion>,
-    pub tables: Rules,
-    #[serde(default)]
-    pub strict: bool,
-}
-
-#[derive(Debug, Clone, Deserialize, serde::Serialize)]
-pub(crate) struct SecretVersion {
-    pub name: String,
-    pub version: String,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-pub(crate) struct SourceContent {
-    pub repository: String,
-    pub directory: String,
-    pub commit: String,
-}
-
-impl DatabaseContent {
-    pub(crate) fn parse(
-        resource_id: &str,
-        content: &serde_json::Value,
-    ) -> Result<DatabaseContent, RuntimeError> {
-        let engine = content["engine"].as_str().unwrap_or_default();
-        if engine != "postgres" {
-            return Err(RuntimeError::new(format!(
-                "{resource_id}: engine `{engine}` is not supported by the local runtime; it runs `postgres`"
-            )));
-        }
-        let parsed: DatabaseContent = serde_json::from_value(content.clone()).map_err(|e| {
-            RuntimeError::new(format!(
-                "{resource_id}: the recorded database is not readable: {e}"
-            ))
-        })?;
-        Ok(parsed)
-    }
-
-    pub(crate) fn physical(&self) -> bool {
-        self.mode != "external" && (self.isolation == "physical" || self.mode == "container")
-    }
-
-    /// The environment a copy is made from, and its database's name; an error naming the service when the
-    /// policy names none.
-    pub(crate) fn copied_from(&self, service: &str) -> Result<(&str, &str), RuntimeError> {
-        match (&self.clone.from, &self.clone.source) {
-            (Some(from), Some(source)) => Ok((from, source)),
-            _ => Err(RuntimeError::new(format!(
-                "database `{service}`: `clone.from` names no environment"
-            ))),
-        }
-    }
-
-    pub(crate) fn external(&self) -> bool {
-        self.mode == "external"
-    }
-
-    pub(crate) fn server_key(&self, env: &EnvironmentAddress, service: &str) -> String {
+impl LocalContent for DatabaseContent {
+    fn server_key(&self, env: &EnvironmentAddress, service: &str) -> String {
         server_key(
             &env.project,
             &env.environment,
@@ -126,16 +41,9 @@ impl DatabaseContent {
     }
 }
 
-/// How a database's state is marked, in its comment: data is only kept once it is complete.
-const READY: &str = "preview: ready";
-
-/// How the mark of an environment's database begins, before `<project>/<environment>/<service>`.
-pub(crate) const READY_FOR: &str = "preview: ready for ";
-
-/// The mark of a database that is complete, naming whose it is: two environments whose names give the same
-/// database name (`a-b`/`c` and `a`/`b-c`) must not share data.
+/// The mark of an environment's database that is complete.
 fn ready_mark(env: &EnvironmentAddress, service: &str) -> String {
-    format!("{READY_FOR}{}/{}/{service}", env.project, env.environment)
+    content::ready_mark(&env.project, &env.environment, service)
 }
 
 pub(crate) fn fail(service: &str) -> impl Fn(preview_database::DatabaseError) -> RuntimeError + '_ {
@@ -293,7 +201,7 @@ impl LocalRuntime {
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
         let service = resource.id.trim_start_matches("database/");
-        let content = DatabaseContent::parse(&resource.id, &resource.content)?;
+        let content = DatabaseContent::parse(&resource.id, &resource.content, "local")?;
         log.check_lease()?;
         if content.external() {
             // An external server that cannot be reached (a wrong URL, TLS refused) gets nothing: the step fails
@@ -444,7 +352,9 @@ impl LocalRuntime {
                 if policy == "seed"
                     && let Some(file) = &content.clone.file
                 {
-                    let sql = self.seed_file(service, content, file)?;
+                    let sql = content
+                        .seed_file(service, file)
+                        .map_err(RuntimeError::new)?;
                     let login = Connection {
                         host: Endpoint::Tcp(host.login_host.clone()),
                         port: host.login_port,
@@ -487,43 +397,6 @@ impl LocalRuntime {
                 })
         })
         .await
-    }
-
-    /// The seed file as the deployed commit has it.
-    fn seed_file(
-        &self,
-        service: &str,
-        content: &DatabaseContent,
-        file: &str,
-    ) -> Result<Vec<u8>, RuntimeError> {
-        let Some(source) = &content.source else {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: the seed file {file} is read from the project's repository, and this project has none; register it from a directory in a git repository"
-            )));
-        };
-        let git_dir = crate::layout::git_dir(std::path::Path::new(&source.repository))
-            .map_err(RuntimeError::new)?;
-        let path = if source.directory.is_empty() {
-            file.to_owned()
-        } else {
-            format!("{}/{file}", source.directory)
-        };
-        let output = std::process::Command::new("git")
-            .args(["-c", "safe.directory=*", "--git-dir"])
-            .arg(&git_dir)
-            .args(["cat-file", "blob", &format!("{}:{path}", source.commit)])
-            .env_clear()
-            .env("PATH", "/usr/bin:/bin")
-            .output()
-            .map_err(|e| RuntimeError::new(format!("cannot run git: {e}")))?;
-        if !output.status.success() {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: the seed file {file} is not in commit {} ({})",
-                &source.commit[..source.commit.len().min(12)],
-                String::from_utf8_lossy(&output.stderr).trim()
-            )));
-        }
-        Ok(output.stdout)
     }
 
     /// The server of a physical copy's source environment, ready to be read and kept from being removed while
@@ -655,7 +528,7 @@ impl LocalRuntime {
         let Some(recorded) = recorded else {
             return Ok(());
         };
-        let content = DatabaseContent::parse(id, &recorded)?;
+        let content = DatabaseContent::parse(id, &recorded, "local")?;
         log.check_lease()?;
         self.with_state(env, |s| s.service_ports.remove(service));
         let key = content.server_key(env, service);
@@ -744,7 +617,7 @@ impl LocalRuntime {
                     env.environment
                 ))
             })?;
-        DatabaseContent::parse(&id, &record.content)
+        DatabaseContent::parse(&id, &record.content, "local").map_err(RuntimeError::new)
     }
 
     /// Builds the golden snapshot the environment's database was copied from again, from its source's data as it
@@ -864,7 +737,7 @@ impl LocalRuntime {
         content: &serde_json::Value,
     ) -> Result<(), RuntimeError> {
         let service = id.trim_start_matches("database/");
-        let content = DatabaseContent::parse(id, content)?;
+        let content = DatabaseContent::parse(id, content, "local")?;
         let host = self.database_host(env, service, &content).await?;
         self.serve_database(env, service, host.address(service).await?)
     }
@@ -907,30 +780,4 @@ pub(crate) async fn copy_logged(
         log.line(format!("database `{service}`: {line}"));
     }
     copied
-}
-
-pub(crate) async fn is_ready(
-    client: &tokio_postgres::Client,
-    database: &str,
-) -> Result<bool, preview_database::DatabaseError> {
-    Ok(readiness(client, database)
-        .await?
-        .is_some_and(|mark| mark.starts_with(READY)))
-}
-
-/// The database's comment, where its mark is.
-pub(crate) async fn readiness(
-    client: &tokio_postgres::Client,
-    database: &str,
-) -> Result<Option<String>, preview_database::DatabaseError> {
-    let row = client
-        .query_opt(
-            "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = $1",
-            &[&database],
-        )
-        .await
-        .map_err(|e| {
-            preview_database::DatabaseError::postgres("cannot look for the database", &e)
-        })?;
-    Ok(row.and_then(|row| row.get::<_, Option<String>>(0)))
 }

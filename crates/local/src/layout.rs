@@ -86,33 +86,7 @@ impl Builder {
     }
 }
 
-/// The git directory of the repository at `repository`: `.git` itself, or the one a worktree's `.git` file names
-/// (its common directory, which holds the objects).
-pub(crate) fn git_dir(repository: &Path) -> Result<PathBuf, String> {
-    let dot_git = repository.join(".git");
-    if dot_git.is_dir() {
-        return Ok(dot_git);
-    }
-    if repository.join("objects").is_dir() && repository.join("HEAD").is_file() {
-        return Ok(repository.to_path_buf());
-    }
-    let text = std::fs::read_to_string(&dot_git).map_err(|e| {
-        format!(
-            "{} is not a git repository ({}: {e})",
-            repository.display(),
-            dot_git.display()
-        )
-    })?;
-    let named = text
-        .trim()
-        .strip_prefix("gitdir:")
-        .map(|d| repository.join(d.trim()))
-        .ok_or_else(|| format!("{} does not name a git directory", dot_git.display()))?;
-    match std::fs::read_to_string(named.join("commondir")) {
-        Ok(common) => Ok(named.join(common.trim())),
-        Err(_) => Ok(named),
-    }
-}
+pub(crate) use preview_database::content::git_dir;
 
 #[cfg(test)]
 mod tests {

@@ -20,6 +20,7 @@ use preview_plan::{Resource, ResourceKind};
 use preview_tls::{AcmeIssuer, LocalCa};
 
 use crate::builds::BuildLocks;
+use crate::databases::LocalContent;
 use crate::forward::ServicePort;
 use crate::layout::Builder;
 use crate::leftovers::Leftovers;
@@ -631,7 +632,8 @@ impl Runtime for LocalRuntime {
         let id = format!("database/{service}");
         let path = match self.dir_of(env).read(&id).ok().flatten() {
             Some(record) => {
-                let content = crate::databases::DatabaseContent::parse(&id, &record.content)?;
+                let content =
+                    crate::databases::DatabaseContent::parse(&id, &record.content, "local")?;
                 self.server_log(&content.server_key(env, service))
             }
             None => self.dir_of(env).log_path(service),

@@ -20,14 +20,14 @@ use preview_deploy::{EnvironmentAddress, RuntimeError, ServiceStatus, StepLog};
 use preview_plan::ResourceKind;
 use tokio::sync::OwnedRwLockReadGuard;
 
-use crate::databases::DatabaseContent;
+use crate::databases::{DatabaseContent, LocalContent};
 use crate::records::{EnvironmentDir, Record};
 use crate::runtime::LocalRuntime;
 
 /// Whether a database record's server is the environment's own (physical isolation), which sleeps with it.
 fn has_own_server(record: &Record) -> bool {
     record.kind == ResourceKind::Database
-        && DatabaseContent::parse(&record.id, &record.content).is_ok_and(|c| c.physical())
+        && DatabaseContent::parse(&record.id, &record.content, "local").is_ok_and(|c| c.physical())
 }
 
 impl EnvironmentDir {
@@ -137,7 +137,7 @@ impl LocalRuntime {
         futures_util::future::join_all(stops).await;
         for record in dir.all().iter().filter(|r| has_own_server(r)) {
             let service = record.id.trim_start_matches("database/");
-            let content = DatabaseContent::parse(&record.id, &record.content)?;
+            let content = DatabaseContent::parse(&record.id, &record.content, "local")?;
             let key = content.server_key(env, service);
             if let Some(running) = self.running_server(&key).await {
                 // Nothing reads it (a copy from it, as a source) while it stops.

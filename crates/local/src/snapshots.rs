@@ -17,7 +17,8 @@ use preview_deploy::{DatabaseSnapshot, EnvironmentAddress, RuntimeError, StepLog
 use serde::{Deserialize, Serialize};
 
 use crate::databases::{
-    DatabaseContent, DatabaseHost, READY_FOR, SecretVersion, copy_logged, fail, is_ready, readiness,
+    DatabaseContent, DatabaseHost, LocalContent, READY_FOR, SecretVersion, copy_logged, fail,
+    is_ready, readiness,
 };
 use crate::faults::{self, When};
 use crate::runtime::LocalRuntime;
@@ -597,7 +598,7 @@ impl LocalRuntime {
         resource: &preview_plan::Resource,
     ) -> Vec<String> {
         let service = resource.id.trim_start_matches("database/");
-        let Ok(content) = DatabaseContent::parse(&resource.id, &resource.content) else {
+        let Ok(content) = DatabaseContent::parse(&resource.id, &resource.content, "local") else {
             return Vec::new();
         };
         let (Some(masking), Some(from), Some(source)) = (

@@ -215,6 +215,32 @@ impl TestPostgres {
 }
 
 impl TestPostgres {
+    /// Runs `statement` in `database` as the `postgres` user and returns what it printed (unaligned, tuples only).
+    pub fn sql(&self, database: &str, statement: &str) -> Result<String, String> {
+        let output = Command::new(self.bin.join("psql"))
+            .args(["-X", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(["-U", "postgres", "-d", database, "-v", "ON_ERROR_STOP=1"])
+            .args(["-q", "-t", "-A", "-c", statement])
+            .env("LC_ALL", "C")
+            .output()
+            .map_err(|e| format!("cannot run psql: {e}"))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+        }
+    }
+
+    /// From now on, every login over TCP but the test's own `postgres` needs its password.
+    pub fn require_passwords(&self) -> Result<(), String> {
+        std::fs::write(
+            self.dir.path().join("data/pg_hba.conf"),
+            "local all all trust\nhost all postgres 127.0.0.1/32 trust\nhost all all 127.0.0.1/32 scram-sha-256\nhost all all ::1/128 scram-sha-256\n",
+        )
+        .map_err(|e| format!("cannot write pg_hba.conf: {e}"))?;
+        self.sql("postgres", "SELECT pg_reload_conf()").map(drop)
+    }
+
     /// Makes the server take connections over TLS only, with `chain_pem` and `key_pem` as its certificate and key
     /// (restarting it).
     pub fn require_tls(&self, chain_pem: &str, key_pem: &str) {

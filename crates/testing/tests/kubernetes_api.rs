@@ -1334,3 +1334,121 @@ async fn a_new_template_replaces_the_old_pods() {
     .await;
     assert_eq!(status["replicas"], 1);
 }
+
+/// A PostgreSQL StatefulSet whose password comes from a Secret, as the manifests render one.
+fn database_set(name: &str, namespace: &str) -> Value {
+    json!({
+        "apiVersion": "apps/v1",
+        "kind": "StatefulSet",
+        "metadata": { "name": name, "namespace": namespace },
+        "spec": {
+            "replicas": 1,
+            "serviceName": name,
+            "selector": { "matchLabels": { "app": name } },
+            "template": {
+                "metadata": { "labels": { "app": name } },
+                "spec": { "containers": [{
+                    "name": "postgres",
+                    "image": "postgres:16",
+                    "ports": [{ "name": "postgres", "containerPort": 5432 }],
+                    "env": [
+                        { "name": "POSTGRES_USER", "value": "shop_staging" },
+                        { "name": "POSTGRES_DB", "value": "shop_staging" },
+                        { "name": "POSTGRES_PASSWORD", "valueFrom": { "secretKeyRef": { "name": "db-password", "key": "password" } } },
+                    ],
+                }] },
+            },
+        },
+    })
+}
+
+#[tokio::test]
+async fn ports_of_running_pods_are_forwarded_to_what_serves_them() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = ApiServer::start().await;
+    let client = connect(&server).await;
+    make_namespace(&client, "shop").await;
+    let pods: Api<Pod> = Api::namespaced(client.clone(), "shop");
+    // No such pod: the API's 404.
+    let Err(missing) = pods.portforward("db-0", &[5432]).await else {
+        panic!("a pod that does not exist is forwarded to");
+    };
+    assert!(
+        matches!(&missing, kube::Error::Api(s) if s.code == 404 && s.reason == "NotFound"),
+        "{missing:?}"
+    );
+    let secret = json!({
+        "apiVersion": "v1", "kind": "Secret",
+        "metadata": { "name": "db-password", "namespace": "shop" },
+        "stringData": { "password": "s3cret 'quoted'" },
+    });
+    let secrets: Api<k8s_openapi::api::core::v1::Secret> = Api::namespaced(client.clone(), "shop");
+    secrets
+        .patch(
+            "db-password",
+            &PatchParams::apply("preview"),
+            &Patch::Apply(secret),
+        )
+        .await
+        .expect("secret applied");
+    server.pause_controllers(true);
+    let sets: Api<StatefulSet> = Api::namespaced(client.clone(), "shop");
+    sets.patch(
+        "db",
+        &PatchParams::apply("preview"),
+        &Patch::Apply(database_set("db", "shop")),
+    )
+    .await
+    .expect("applied");
+    // Nothing runs while the controllers are held: there is no pod to forward to.
+    assert!(pods.portforward("db-0", &[5432]).await.is_err());
+    server.pause_controllers(false);
+    eventually("db-0 running", || {
+        server
+            .object("pods", Some("shop"), "db-0")
+            .filter(|p| p["status"]["phase"] == "Running")
+    })
+    .await;
+    // Running, but nothing serves it: the port's error channel says so.
+    let mut forwarder = pods.portforward("db-0", &[5432]).await.expect("upgraded");
+    let error = forwarder.take_error(5432).expect("an error channel").await;
+    assert!(
+        error
+            .as_deref()
+            .is_some_and(|e| e.contains("error forwarding port 5432 to pod db-0")),
+        "{error:?}"
+    );
+    // Served: the bytes reach a PostgreSQL server made as the image makes one, which answers an SSL request.
+    let postgres = server.serve_postgres_pods();
+    let mut forwarder = pods.portforward("db-0", &[5432]).await.expect("upgraded");
+    let mut stream = forwarder.take_stream(5432).expect("a stream");
+    stream
+        .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+        .await
+        .expect("written");
+    let mut answer = [0u8; 1];
+    stream.read_exact(&mut answer).await.expect("an answer");
+    assert_eq!(&answer, b"N", "PostgreSQL declines TLS");
+    drop(stream);
+    forwarder.join().await.expect("the forwarding ends cleanly");
+    let made = postgres.server("shop", "db-0").expect("a server for db-0");
+    assert_eq!(
+        made.sql(
+            "postgres",
+            "SELECT rolsuper, (SELECT pg_get_userbyid(datdba) FROM pg_database WHERE datname = 'shop_staging') FROM pg_roles WHERE rolname = 'shop_staging'"
+        )
+        .expect("asked"),
+        "t|shop_staging"
+    );
+    assert_eq!(postgres.pods(), 1);
+    let forwarded = server
+        .requests()
+        .iter()
+        .filter(|r| r.path == "/api/v1/namespaces/shop/pods/db-0/portforward")
+        .map(|r| r.param("ports").map(str::to_owned))
+        .collect::<Vec<_>>();
+    assert!(
+        forwarded.len() >= 3 && forwarded.iter().all(|p| p.as_deref() == Some("5432")),
+        "{forwarded:?}"
+    );
+}

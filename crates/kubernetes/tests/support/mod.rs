@@ -11,7 +11,7 @@ use preview_deploy::{EnvironmentAddress, Runtime, RuntimeError, SecretSource, St
 use preview_kubernetes::{ClusterConfig, KubernetesOptions, KubernetesRuntime};
 use preview_plan::{Resource, desired_state};
 use preview_testing::TempDir;
-use preview_testing::kubernetes::ApiServer;
+use preview_testing::kubernetes::{ApiServer, PostgresPods};
 
 pub const EXAMPLE: &str = include_str!("../../../../examples/shop/preview.yaml");
 
@@ -35,6 +35,8 @@ impl SecretSource for TestSecrets {
 
 pub struct Cluster {
     pub api: ApiServer,
+    /// The servers of database pods (one PostgreSQL server, started when a database pod is first reached).
+    pub postgres: Arc<PostgresPods>,
     pub runtime: Arc<KubernetesRuntime>,
     pub options: KubernetesOptions,
     pub dir: TempDir,
@@ -61,6 +63,7 @@ impl Cluster {
 
     pub async fn start_with(change: impl FnOnce(&mut KubernetesOptions)) -> Cluster {
         let api = ApiServer::start().await;
+        let postgres = api.serve_postgres_pods();
         let dir = TempDir::new("kubernetes");
         let kubeconfig = dir.path().join("kubeconfig");
         api.kubeconfig(&kubeconfig).expect("kubeconfig");
@@ -77,6 +80,7 @@ impl Cluster {
         let runtime = Arc::new(Cluster::connect(&options).await.expect("connects"));
         Cluster {
             api,
+            postgres,
             runtime,
             options,
             dir,
@@ -171,19 +175,47 @@ pub fn kubernetes_example() -> String {
     EXAMPLE.replace("runtime: local", "runtime: kubernetes")
 }
 
+/// The commit of this repository the example is read from (its seed file, `examples/shop/db/seed.sql`, is in it).
+pub fn example_source() -> preview_resolve::SourceCommit {
+    let repository = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let head = std::process::Command::new("git")
+        .args(["-c", "safe.directory=*", "rev-parse", "HEAD"])
+        .current_dir(&repository)
+        .output()
+        .expect("git");
+    assert!(head.status.success(), "the tests run in a git checkout");
+    preview_resolve::SourceCommit {
+        repository: repository.display().to_string(),
+        directory: "examples/shop".into(),
+        commit: String::from_utf8_lossy(&head.stdout).trim().to_owned(),
+    }
+}
+
 pub fn resources(source: &str, environment: &str) -> Vec<Resource> {
     let spec = preview_spec::parse_spec("shop.yaml", source).unwrap_or_else(|e| panic!("{e}"));
+    let env = spec.environments[environment].clone();
+    desired(&spec, &env, None)
+}
+
+/// The resources of `name`, a new environment made from `from` (a preview of the example, when `name` is `pr-N`).
+pub fn clone_resources(source: &str, from: &str, name: &str) -> Vec<Resource> {
+    let (spec, env) = preview_spec::clone_environment("shop.yaml", source, from, name)
+        .unwrap_or_else(|e| panic!("{e}"));
+    desired(&spec, &env, Some(from))
+}
+
+fn desired(
+    spec: &preview_spec::Spec,
+    env: &preview_spec::Environment,
+    based_on: Option<&str>,
+) -> Vec<Resource> {
     let context = preview_resolve::Context {
-        source: Some(preview_resolve::SourceCommit {
-            repository: "/srv/shop".into(),
-            directory: ".".into(),
-            commit: "0123456789abcdef0123456789abcdef01234567".into(),
-        }),
+        source: Some(example_source()),
+        based_on: based_on.map(str::to_owned),
         ..Default::default()
     };
-    let resolved =
-        preview_resolve::resolve_environment(&spec, &spec.environments[environment], &context)
-            .unwrap_or_else(|e| panic!("{e:?}"));
+    let resolved = preview_resolve::resolve_environment(spec, env, &context)
+        .unwrap_or_else(|e| panic!("{e:?}"));
     let versions = BTreeMap::from([
         ("service:storefront/SESSION_KEY".to_owned(), "v1".to_owned()),
         ("project/MASKING_KEY".to_owned(), "v1".to_owned()),

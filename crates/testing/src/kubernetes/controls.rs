@@ -146,6 +146,22 @@ impl ApiServer {
             .insert(0, (pod_prefix.to_owned(), text.to_owned()));
     }
 
+    /// What serves pods' forwarded ports from now on (see [`super::PostgresPods`] for database servers).
+    pub fn serve_pods(&self, backend: super::PodBackend) {
+        self.shared.lock().pod_backend = Some(backend);
+    }
+
+    /// Pods of PostgreSQL images served by real PostgreSQL servers, one per pod, made as the image makes its
+    /// server (see [`super::PostgresPods`]).
+    pub fn serve_postgres_pods(&self) -> std::sync::Arc<super::PostgresPods> {
+        let pods = std::sync::Arc::new(super::PostgresPods::default());
+        let serving = std::sync::Arc::clone(&pods);
+        self.serve_pods(std::sync::Arc::new(move |port: &super::PodPort| {
+            serving.serve(port)
+        }));
+        pods
+    }
+
     /// Whether pods can be scheduled; while not, new pods stay `Pending` as `Unschedulable`.
     pub fn set_schedulable(&self, schedulable: bool) {
         self.shared.lock().schedulable = schedulable;

@@ -1,6 +1,7 @@
 //! An in-process Kubernetes API server for tests of code that talks to a cluster through the `kube` client: it answers
 //! the requests a preview runtime makes — server-side apply with field ownership and conflicts, create, replace,
-//! merge patch, get, list, watch, delete with preconditions and finalizers, pod logs, access reviews, discovery — with
+//! merge patch, get, list, watch, delete with preconditions and finalizers, pod logs, port forwarding, access reviews,
+//! discovery — with
 //! the paths, status codes and `Status` bodies of the real API (1.33), and runs fake controllers on a tick so that
 //! workloads become ready, fail as their images ask, and namespaces terminate.
 //!
@@ -28,9 +29,11 @@ mod delete;
 mod discovery;
 mod faults;
 mod fields;
+mod forward;
 mod identity;
 mod inspect;
 mod logs;
+mod postgres_pods;
 mod quota;
 mod reads;
 mod request;
@@ -53,6 +56,8 @@ use serde_json::{Value, json};
 use tokio::task::JoinHandle;
 
 pub use faults::{Recorded, RecordedBody, WriteFault};
+pub use forward::{PodBackend, PodPort};
+pub use postgres_pods::PostgresPods;
 
 use commit::system_create;
 use state::{Shared, State};

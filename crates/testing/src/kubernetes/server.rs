@@ -1,6 +1,7 @@
 //! The HTTP side: the accept loop (each connection a task of its own, all ended with the loop), reading a request,
 //! recording it, holding it for a test's delay, checking the bearer token, answering a test's injected failure,
 //! then routing it to the handler of its verb and path and writing the answer — JSON, text, or a watch's stream.
+//! Port forwarding upgrades the connection (see `forward`).
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -27,7 +28,7 @@ use super::state::{Shared, State};
 use super::status::ApiError;
 use super::watch::Watch;
 use super::writes::PatchKind;
-use super::{access, delete, discovery, logs, reads, writes};
+use super::{access, delete, discovery, forward, logs, reads, writes};
 
 type Body = UnsyncBoxBody<Bytes, Infallible>;
 
@@ -62,6 +63,7 @@ pub(crate) async fn serve(listener: TcpListener, shared: Arc<Shared>) {
                     // A client going away mid-request is no concern of the server's.
                     let _ = http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
+                        .with_upgrades()
                         .await;
                 });
             }
@@ -75,6 +77,9 @@ async fn handle(
     address: String,
     request: hyper::Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
+    if forward::is_portforward(&request) {
+        return Ok(forward::upgrade(shared, request));
+    }
     let (parts, body) = request.into_parts();
     // A body cut short is read as what arrived; the handler then refuses it as malformed.
     let body = body

@@ -25,6 +25,8 @@ pub(crate) struct State {
     pub schedulable: bool,
     pub paused: bool,
     pub memory: Memory,
+    /// What serves pods' forwarded ports.
+    pub pod_backend: Option<super::forward::PodBackend>,
 }
 
 impl State {
@@ -41,6 +43,7 @@ impl State {
             schedulable: true,
             paused: false,
             memory: Memory::default(),
+            pod_backend: None,
         }
     }
 }

@@ -1,0 +1,326 @@
+//! Database data on a cluster, through port forwards of the fake API server to a real PostgreSQL server made as
+//! the image makes one: staging seeded from the example's seed file at the deployed commit, a preview a masked copy
+//! of staging, data kept by later applies, and seeds, copies and forwards that fail named and retried from scratch.
+
+mod support;
+
+use preview_deploy::{Runtime, StepLog};
+use preview_plan::Resource;
+use serde_json::json;
+use support::{
+    Cluster, changed, clone_resources, env, find, in_order, kubernetes_example, resources,
+};
+
+/// The database name of the environment's `db`.
+fn database_name(resources: &[Resource]) -> String {
+    find(resources, "database/db").content["name"]
+        .as_str()
+        .expect("a name")
+        .to_owned()
+}
+
+/// `query` in `database` of the environment's database server, as its superuser.
+fn sql(cluster: &Cluster, environment: &str, database: &str, query: &str) -> String {
+    cluster
+        .postgres
+        .server(&format!("shop-{environment}-"), "db-0")
+        .expect("a database pod was reached")
+        .sql(database, query)
+        .unwrap_or_else(|e| panic!("{query}: {e}"))
+}
+
+async fn apply_logged(
+    cluster: &Cluster,
+    environment: &str,
+    resource: &Resource,
+) -> (Result<(), preview_deploy::RuntimeError>, String) {
+    let log = StepLog::default();
+    let result = cluster
+        .runtime
+        .apply(&env(environment), resource, &log)
+        .await;
+    (result, log.lines().join("\n"))
+}
+
+#[tokio::test]
+async fn staging_is_seeded_and_a_preview_is_a_masked_copy_that_joins_like_it() {
+    let cluster = Cluster::start().await;
+    let example = kubernetes_example();
+    let staging = resources(&example, "staging");
+    let staging_db = database_name(&staging);
+    for resource in in_order(&staging) {
+        let (result, log) = apply_logged(&cluster, "staging", &resource).await;
+        result.unwrap_or_else(|e| panic!("{}: {e}", resource.id));
+        if resource.id == "database/db" {
+            assert!(
+                log.contains(&format!("{staging_db} seeded from db/seed.sql")),
+                "{log}"
+            );
+        }
+    }
+    assert_eq!(
+        sql(
+            &cluster,
+            "staging",
+            &staging_db,
+            "SELECT count(*) FROM customers"
+        ),
+        "3"
+    );
+    // The environment's role owns its data.
+    assert_eq!(
+        sql(
+            &cluster,
+            "staging",
+            &staging_db,
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'customers'"
+        ),
+        staging_db
+    );
+
+    // A later apply of a changed resource keeps the data, rows added since included.
+    sql(
+        &cluster,
+        "staging",
+        &staging_db,
+        "INSERT INTO customers (email, full_name) VALUES ('zed@corp.test', 'Zed Quux')",
+    );
+    let db = find(&staging, "database/db");
+    let again = changed(db, |content| content["storage_note"] = json!("more"));
+    let (result, log) = apply_logged(&cluster, "staging", &again).await;
+    result.expect("applied again");
+    assert!(log.contains("kept with its data"), "{log}");
+    assert!(!log.contains("seeded"), "{log}");
+    assert_eq!(
+        sql(
+            &cluster,
+            "staging",
+            &staging_db,
+            "SELECT count(*) FROM customers"
+        ),
+        "4"
+    );
+
+    // The preview: a masked copy of staging as it is now.
+    let preview = clone_resources(&example, "staging", "pr-1");
+    let preview_db = database_name(&preview);
+    assert_ne!(preview_db, staging_db);
+    for resource in in_order(&preview) {
+        let (result, log) = apply_logged(&cluster, "pr-1", &resource).await;
+        result.unwrap_or_else(|e| panic!("{}: {e}", resource.id));
+        if resource.id == "database/db" {
+            assert!(
+                log.contains(&format!("{preview_db} masked and copied from `staging`")),
+                "{log}"
+            );
+        }
+    }
+    assert_eq!(
+        sql(
+            &cluster,
+            "pr-1",
+            &preview_db,
+            "SELECT count(*) FROM customers"
+        ),
+        "4"
+    );
+    let emails = sql(
+        &cluster,
+        "pr-1",
+        &preview_db,
+        "SELECT string_agg(email || ' ' || full_name, ',') FROM customers",
+    );
+    for original in [
+        "ada@example.test",
+        "Ada Lovelace",
+        "zed@corp.test",
+        "Zed Quux",
+    ] {
+        assert!(!emails.contains(original), "{original} in {emails}");
+    }
+    // Orders still find their customers by the masked e-mail.
+    assert_eq!(
+        sql(
+            &cluster,
+            "pr-1",
+            &preview_db,
+            "SELECT count(*) FROM orders o JOIN customers c ON c.email = o.customer_email"
+        ),
+        sql(
+            &cluster,
+            "staging",
+            &staging_db,
+            "SELECT count(*) FROM orders"
+        )
+    );
+    assert_eq!(
+        sql(
+            &cluster,
+            "pr-1",
+            &preview_db,
+            "SELECT tableowner FROM pg_tables WHERE tablename = 'customers'"
+        ),
+        preview_db
+    );
+    // The copy was written by a role of its own, which is gone.
+    assert_eq!(
+        sql(
+            &cluster,
+            "pr-1",
+            "postgres",
+            "SELECT count(*) FROM pg_roles WHERE rolname = 'preview_golden'"
+        ),
+        "0"
+    );
+    // Every connection went through the API server's port forwarding of the database pods.
+    let forwards: Vec<String> = cluster
+        .api
+        .requests()
+        .iter()
+        .filter(|r| r.path.ends_with("/portforward"))
+        .map(|r| r.path.clone())
+        .collect();
+    assert!(
+        forwards
+            .iter()
+            .any(|p| p.contains("/namespaces/shop-staging-")),
+        "{forwards:?}"
+    );
+    assert!(
+        forwards
+            .iter()
+            .any(|p| p.contains("/namespaces/shop-pr-1-")),
+        "{forwards:?}"
+    );
+}
+
+/// A repository whose one commit holds `seed` as `db/seed.sql`, as a database's source.
+fn repository_with_seed(dir: &std::path::Path, seed: &str) -> serde_json::Value {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(repo.join("db")).expect("repo");
+    std::fs::write(repo.join("db/seed.sql"), seed).expect("seed");
+    let git = |args: &[&str]| {
+        let status = std::process::Command::new("git")
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.test"])
+            .args(args)
+            .current_dir(&repo)
+            .status()
+            .expect("git");
+        assert!(status.success(), "git {args:?}");
+    };
+    git(&["init", "--quiet"]);
+    git(&["add", "-A"]);
+    git(&["commit", "--quiet", "-m", "seed"]);
+    let head = std::process::Command::new("git")
+        .args(["rev-parse", "HEAD"])
+        .current_dir(&repo)
+        .output()
+        .expect("git");
+    json!({
+        "repository": repo.display().to_string(),
+        "directory": "",
+        "commit": String::from_utf8_lossy(&head.stdout).trim(),
+    })
+}
+
+#[tokio::test]
+async fn a_seed_that_fails_names_its_line_and_keeps_nothing_and_the_next_attempt_starts_afresh() {
+    let cluster = Cluster::start().await;
+    let staging = resources(&kubernetes_example(), "staging");
+    let name = database_name(&staging);
+    for resource in in_order(&staging)
+        .into_iter()
+        .filter(|r| r.id == "space" || r.id == "secrets")
+    {
+        cluster.apply(&resource).await.expect("applied");
+    }
+    let db = find(&staging, "database/db");
+    let bad = changed(db, |content| {
+        content["source"] = repository_with_seed(
+            cluster.dir.path(),
+            "CREATE TABLE kept (id int);\nINSERT INTO kept VALUES (1);\nINSERT INTO nowhere VALUES (2);\n",
+        );
+    });
+    let error = cluster.apply(&bad).await.expect_err("the seed fails");
+    assert!(error.message.contains("db/seed.sql:3"), "{error}");
+    assert!(error.message.contains("nowhere"), "{error}");
+    assert_eq!(
+        sql(
+            &cluster,
+            "staging",
+            &name,
+            "SELECT count(*) FROM pg_tables WHERE tablename = 'kept'"
+        ),
+        "0",
+        "nothing of the failed seed is kept"
+    );
+    // Not marked complete: the next attempt seeds from an empty database.
+    assert_eq!(
+        sql(
+            &cluster,
+            "staging",
+            "postgres",
+            &format!(
+                "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = '{name}'"
+            )
+        ),
+        ""
+    );
+    sql(&cluster, "staging", &name, "CREATE TABLE leftover (id int)");
+    cluster.apply(db).await.expect("the example's seed");
+    assert_eq!(
+        sql(
+            &cluster,
+            "staging",
+            &name,
+            "SELECT count(*) FROM pg_tables WHERE tablename IN ('leftover', 'customers')"
+        ),
+        "1",
+        "the database was made again before the seed"
+    );
+}
+
+#[tokio::test]
+async fn a_database_pod_that_cannot_be_reached_or_a_source_that_is_missing_fails_the_step_by_name()
+{
+    let cluster = Cluster::start().await;
+    let staging = resources(&kubernetes_example(), "staging");
+    for resource in in_order(&staging)
+        .into_iter()
+        .filter(|r| r.id == "space" || r.id == "secrets")
+    {
+        cluster.apply(&resource).await.expect("applied");
+    }
+    cluster
+        .api
+        .fail_next("GET", "/pods/db-0/portforward", 403, "Forbidden");
+    let error = cluster
+        .apply(find(&staging, "database/db"))
+        .await
+        .expect_err("no forwarding");
+    assert!(error.message.contains("database `db`"), "{error}");
+    assert!(error.message.contains("db-0"), "{error}");
+    assert!(error.message.contains("port 5432"), "{error}");
+
+    // A preview of an environment that has no database on this cluster.
+    let preview = clone_resources(&kubernetes_example(), "staging", "pr-2");
+    let mut failed = None;
+    for resource in in_order(&preview) {
+        if let Err(error) = cluster
+            .runtime
+            .apply(&env("pr-2"), &resource, &StepLog::default())
+            .await
+        {
+            failed = Some((resource.id.clone(), error));
+            break;
+        }
+    }
+    let (id, error) = failed.expect("the copy fails");
+    assert_eq!(id, "database/db");
+    assert!(
+        error
+            .message
+            .contains("environment `staging` has no database `db`"),
+        "{error}"
+    );
+}
