@@ -104,6 +104,28 @@ impl DatabaseContent {
         }
     }
 
+    /// The masking of a `masked` copy — its rules and the project secret keying them —, none for other policies;
+    /// an error naming the service when the rules or the key are missing.
+    pub fn masking_of(
+        &self,
+        service: &str,
+    ) -> Result<Option<(&MaskingContent, &SecretVersion)>, String> {
+        if self.clone.policy != "masked" {
+            return Ok(None);
+        }
+        let Some(masking) = &self.masking else {
+            return Err(format!(
+                "database `{service}`: `policy: masked` needs `masking` rules"
+            ));
+        };
+        let Some(key) = &masking.key else {
+            return Err(format!(
+                "database `{service}`: masking needs `key: <project secret>`, the key of its transforms"
+            ));
+        };
+        Ok(Some((masking, key)))
+    }
+
     /// The seed file `file` as the deployed commit has it, read from the project's repository.
     pub fn seed_file(&self, service: &str, file: &str) -> Result<Vec<u8>, String> {
         let Some(source) = &self.source else {

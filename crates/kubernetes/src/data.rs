@@ -8,7 +8,7 @@
 
 use std::collections::BTreeMap;
 
-use preview_database::content::{self, DatabaseContent, is_ready, mark_ready, readiness};
+use preview_database::content::{self, DatabaseContent, mark_ready, readiness};
 use preview_database::masking::Masker;
 use preview_database::postgres::copy::{Masking, copy_database};
 use preview_database::postgres::{Binaries, Connection, Endpoint, admin};
@@ -21,6 +21,9 @@ use crate::tunnel::Tunnel;
 
 /// The port the server listens on in its pod.
 const POSTGRES_PORT: u16 = 5432;
+
+/// How long connecting and logging in to a server through its tunnel may take.
+const CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
 
 fn fail(service: &str) -> impl Fn(preview_database::DatabaseError) -> RuntimeError + '_ {
     move |e| RuntimeError::new(format!("database `{service}`: {e}"))
@@ -49,8 +52,8 @@ impl Reached {
         .await
         .map_err(|e| RuntimeError::new(format!("database `{service}`: {e}")))?;
         let login = Connection {
-            host: Endpoint::Tcp("127.0.0.1".to_owned()),
-            port: tunnel.port,
+            host: Endpoint::Socket(tunnel.dir().to_path_buf()),
+            port: POSTGRES_PORT,
             user: user.to_owned(),
             password: Some(password),
             dbname: "postgres".to_owned(),
@@ -64,13 +67,19 @@ impl Reached {
         service: &str,
         database: &str,
     ) -> Result<tokio_postgres::Client, RuntimeError> {
-        self.login
-            .to_database(database)
-            .connect()
+        // Bounded as a whole: through a forward, a pod that never answers stalls the login, not the connect.
+        match tokio::time::timeout(CONNECT_TIMEOUT, self.login.to_database(database).connect())
             .await
-            .map_err(|e| {
-                RuntimeError::new(self.tunnel.explain(format!("database `{service}`: {e}")))
-            })
+        {
+            Ok(Ok(client)) => Ok(client),
+            Ok(Err(e)) => Err(RuntimeError::new(
+                self.tunnel.explain(format!("database `{service}`: {e}")),
+            )),
+            Err(_) => Err(RuntimeError::new(self.tunnel.explain(format!(
+                "database `{service}`: no answer from its server in {} s",
+                CONNECT_TIMEOUT.as_secs()
+            )))),
+        }
     }
 }
 
@@ -95,6 +104,7 @@ pub(crate) async fn fill(
     let target = Reached::open(runtime, namespace, service, name, password).await?;
     let admin_client = target.connect(service, "postgres").await?;
     let mark = content::ready_mark(&env.project, &env.environment, service);
+    let filling = format!("{FILLING_FOR}{}/{}/{service}", env.project, env.environment);
     match readiness(&admin_client, name)
         .await
         .map_err(fail(service))?
@@ -109,14 +119,32 @@ pub(crate) async fn fill(
                 found.trim_start_matches("preview: ")
             )));
         }
+        // Cut short by an earlier attempt: made again from nothing below.
+        Some(found) if found == filling => {}
+        // Data no attempt of this environment's was making — the server's own empty database, or data written
+        // before data was marked — is never dropped: with tables in it, it is the environment's data.
+        _ if holds_tables(&target, service, name).await? => {
+            log.check_lease()?;
+            mark_ready(&admin_client, name, &mark)
+                .await
+                .map_err(fail(service))?;
+            log.line(format!(
+                "database `{service}`: {name} already holds data, kept as it is (its clone policy applies to new databases only)"
+            ));
+            return Ok(());
+        }
         _ => {}
     }
     log.check_lease()?;
-    // Whatever an earlier attempt left goes: the data is made whole or not at all.
+    // The data is made whole or not at all: from an empty database, marked as being made until it is complete.
     admin::drop_database(&admin_client, name)
         .await
         .map_err(fail(service))?;
     admin::create_database(&admin_client, name, name, None)
+        .await
+        .map_err(fail(service))?;
+    let made = database_oid(&admin_client, service, name).await?;
+    mark_ready(&admin_client, name, &filling)
         .await
         .map_err(fail(service))?;
     match content.clone.policy.as_str() {
@@ -147,9 +175,58 @@ pub(crate) async fn fill(
         }
         _ => log.line(format!("database `{service}`: {name} made empty")),
     }
+    // Only this attempt's database, and only while this daemon still holds the deployment: a daemon that was
+    // paused past its lease must not mark the database another one is making.
+    log.check_lease()?;
+    if database_oid(&admin_client, service, name).await? != made {
+        return Err(RuntimeError::new(format!(
+            "database `{service}`: {name} was made again by another attempt meanwhile; not marked"
+        )));
+    }
     mark_ready(&admin_client, name, &mark)
         .await
         .map_err(fail(service))
+}
+
+/// How the comment of a database being made begins, before `<project>/<environment>/<service>`.
+const FILLING_FOR: &str = "preview: filling for ";
+
+/// Whether the database has tables, views or sequences of its own (not the catalog's).
+async fn holds_tables(target: &Reached, service: &str, name: &str) -> Result<bool, RuntimeError> {
+    let inside = target.connect(service, name).await?;
+    let row = inside
+        .query_one(
+            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
+               AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')",
+            &[],
+        )
+        .await
+        .map_err(|e| {
+            fail(service)(preview_database::DatabaseError::postgres(
+                "cannot look into the database",
+                &e,
+            ))
+        })?;
+    Ok(row.get::<_, i64>(0) > 0)
+}
+
+/// The database's oid: which incarnation of it this is.
+async fn database_oid(
+    client: &tokio_postgres::Client,
+    service: &str,
+    name: &str,
+) -> Result<Option<u32>, RuntimeError> {
+    let row = client
+        .query_opt("SELECT oid FROM pg_database WHERE datname = $1", &[&name])
+        .await
+        .map_err(|e| {
+            fail(service)(preview_database::DatabaseError::postgres(
+                "cannot look for the database",
+                &e,
+            ))
+        })?;
+    Ok(row.map(|row| row.get::<_, u32>(0)))
 }
 
 /// A copy of the source environment's database, read from its pod on this cluster, masked in the stream when the
@@ -195,24 +272,16 @@ async fn copy_from_source(
         source_password,
     )
     .await?;
-    if !is_ready(&source.connect(service, "postgres").await?, source_name)
+    let source_mark = readiness(&source.connect(service, "postgres").await?, source_name)
         .await
-        .map_err(fail(service))?
-    {
-        return Err(missing());
+        .map_err(fail(service))?;
+    if source_mark != Some(content::ready_mark(&env.project, from, service)) {
+        return Err(RuntimeError::new(format!(
+            "database `{service}`: the database of `{from}` is not complete (it is being made, or its making was cut short); deploy `{from}` again, then this"
+        )));
     }
-    let masker = match content.clone.policy.as_str() {
-        "masked" => {
-            let masking = content.masking.as_ref().ok_or_else(|| {
-                RuntimeError::new(format!(
-                    "database `{service}`: `policy: masked` needs `masking` rules"
-                ))
-            })?;
-            let key = masking.key.as_ref().ok_or_else(|| {
-                RuntimeError::new(format!(
-                    "database `{service}`: masking needs `key: <project secret>`, the key of its transforms"
-                ))
-            })?;
+    let masker = match content.masking_of(service)? {
+        Some((masking, key)) => {
             let secret = runtime.secrets.reveal(env, &key.name, &key.version).await?;
             Some((
                 Masker::new(secret.expose()),
@@ -220,7 +289,7 @@ async fn copy_from_source(
                 masking.strict,
             ))
         }
-        _ => None,
+        None => None,
     };
     let binaries = Binaries::client_for(content.version).map_err(fail(service))?;
     admin::ensure_golden_owner(admin_client, false)
@@ -255,24 +324,18 @@ async fn copy_from_source(
                 .explain(target.tunnel.explain(format!("database `{service}`: {e}"))),
         )
     })?;
-    // The copy's objects go to the environment's role; the golden owner keeps nothing here.
-    admin::take_over(&target.connect(service, name).await?, name)
+    // The copy and its objects go to the environment's role; the golden owner is not left on its server.
+    admin::hand_over_copy(
+        admin_client,
+        &target.connect(service, name).await?,
+        name,
+        name,
+    )
+    .await
+    .map_err(fail(service))?;
+    admin::drop_role(admin_client, admin::GOLDEN_OWNER)
         .await
         .map_err(fail(service))?;
-    let ident = preview_database::postgres::connection::quote_identifier;
-    admin_client
-        .batch_execute(&format!(
-            "REVOKE ALL ON DATABASE {0} FROM {1}; DROP ROLE {1}",
-            ident(name),
-            ident(admin::GOLDEN_OWNER)
-        ))
-        .await
-        .map_err(|e| {
-            fail(service)(preview_database::DatabaseError::postgres(
-                "cannot hand the copy over",
-                &e,
-            ))
-        })?;
     log.line(format!(
         "database `{service}`: {name} {} from `{from}` in {} ms ({} tables, {} rows)",
         if masker.is_some() {

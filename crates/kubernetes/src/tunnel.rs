@@ -1,18 +1,22 @@
-//! A pod's port reached from the daemon's machine, as `kubectl port-forward` does: a listener on a free loopback
-//! port whose every connection is carried to the pod through the API server's `portforward` subresource (a
-//! WebSocket of its own per connection). The daemon's database code and `pg_dump` connect to it as to any server.
-//! Dropping the tunnel closes the listener and every connection through it.
+//! A pod's port reached from the daemon's machine, as `kubectl port-forward` does, but private to the daemon: a Unix
+//! socket in a directory only the daemon's user may enter (named `.s.PGSQL.<port>`, so that PostgreSQL clients and
+//! `pg_dump` find it as a server's socket), whose every connection is carried to the pod through the API server's
+//! `portforward` subresource (a WebSocket of its own per connection). No other user of the machine can use the
+//! tunnel: a server in a pod may trust connections from its own loopback, which is where a forward arrives.
+//! Dropping the tunnel closes the socket, every connection through it, and removes the directory.
 
+use std::os::unix::fs::DirBuilderExt;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use k8s_openapi::api::core::v1::Pod;
 use kube::{Api, Client};
-use tokio::net::TcpListener;
+use tokio::net::UnixListener;
 use tokio::task::{JoinHandle, JoinSet};
 
 pub(crate) struct Tunnel {
-    pub port: u16,
+    dir: PathBuf,
     /// Why the last connection could not be carried, for errors to quote.
     trouble: Arc<Mutex<Option<String>>>,
     accepting: JoinHandle<()>,
@@ -21,11 +25,15 @@ pub(crate) struct Tunnel {
 impl Drop for Tunnel {
     fn drop(&mut self) {
         self.accepting.abort();
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
 /// How long opening one connection to the pod may take.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a connection that ended may take to close its WebSocket (it is dropped after that).
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 impl Tunnel {
     /// A tunnel to `port` of the pod `namespace/pod`, tried once before it is returned, so that a pod that cannot
@@ -42,14 +50,15 @@ impl Tunnel {
             .await
             .map_err(|e| format!("cannot reach port {port} of {name}: {e}"))?;
         drop(tried.take_stream(port));
-        let _ = tried.join().await;
-        let listener = TcpListener::bind(("127.0.0.1", 0))
-            .await
-            .map_err(|e| format!("cannot listen on a loopback port for {name}: {e}"))?;
-        let local = listener
-            .local_addr()
-            .map_err(|e| format!("cannot listen on a loopback port for {name}: {e}"))?
-            .port();
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, tried.join()).await;
+        let dir = private_dir().map_err(|e| format!("cannot make a tunnel to {name}: {e}"))?;
+        let listener = match UnixListener::bind(dir.join(format!(".s.PGSQL.{port}"))) {
+            Ok(listener) => listener,
+            Err(e) => {
+                let _ = std::fs::remove_dir_all(&dir);
+                return Err(format!("cannot make a tunnel to {name}: {e}"));
+            }
+        };
         let trouble: Arc<Mutex<Option<String>>> = Arc::default();
         let accepting = tokio::spawn({
             let trouble = Arc::clone(&trouble);
@@ -87,7 +96,7 @@ impl Tunnel {
                                 {
                                     *trouble = Some(error);
                                 }
-                                let _ = forwarder.join().await;
+                                let _ = tokio::time::timeout(CLOSE_TIMEOUT, forwarder.join()).await;
                             });
                         }
                         Some(_) = connections.join_next(), if !connections.is_empty() => {}
@@ -96,10 +105,15 @@ impl Tunnel {
             }
         });
         Ok(Tunnel {
-            port: local,
+            dir,
             trouble,
             accepting,
         })
+    }
+
+    /// The directory of the tunnel's socket, as a PostgreSQL client's host.
+    pub(crate) fn dir(&self) -> &Path {
+        &self.dir
     }
 
     /// `error`, with why the tunnel could not carry a connection when it could not.
@@ -109,6 +123,17 @@ impl Tunnel {
             None => error,
         }
     }
+}
+
+/// A new directory only the daemon's user may enter, under the system's temporary directory.
+fn private_dir() -> std::io::Result<PathBuf> {
+    let mut random = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
+        .map_err(|_| std::io::Error::other("no random bytes"))?;
+    let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
+    let dir = std::env::temp_dir().join(format!("preview-tunnel-{suffix}"));
+    std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
+    Ok(dir)
 }
 
 async fn forward(

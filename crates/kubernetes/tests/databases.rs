@@ -67,6 +67,17 @@ async fn staging_is_seeded_and_a_preview_is_a_masked_copy_that_joins_like_it() {
         ),
         "3"
     );
+    // Its server asks every login for its password, those arriving on its loopback through a forward included.
+    let server = cluster
+        .postgres
+        .server("shop-staging-", "db-0")
+        .expect("staging's server");
+    assert!(server.login(&staging_db, None, &staging_db).is_err());
+    assert!(
+        server
+            .login(&staging_db, Some("wrong"), &staging_db)
+            .is_err()
+    );
     // The environment's role owns its data.
     assert_eq!(
         sql(
@@ -101,7 +112,8 @@ async fn staging_is_seeded_and_a_preview_is_a_masked_copy_that_joins_like_it() {
         "4"
     );
 
-    // The preview: a masked copy of staging as it is now.
+    // The preview: a masked copy of staging as it is now, read from staging's pod and written into its own.
+    cluster.api.clear_requests();
     let preview = clone_resources(&example, "staging", "pr-1");
     let preview_db = database_name(&preview);
     assert_ne!(preview_db, staging_db);
@@ -162,7 +174,7 @@ async fn staging_is_seeded_and_a_preview_is_a_masked_copy_that_joins_like_it() {
         ),
         preview_db
     );
-    // The copy was written by a role of its own, which is gone.
+    // The role the copy was written as is not left on the preview's server.
     assert_eq!(
         sql(
             &cluster,
@@ -172,7 +184,7 @@ async fn staging_is_seeded_and_a_preview_is_a_masked_copy_that_joins_like_it() {
         ),
         "0"
     );
-    // Every connection went through the API server's port forwarding of the database pods.
+    // The preview's apply reached both pods through the API server's port forwarding.
     let forwards: Vec<String> = cluster
         .api
         .requests()
@@ -254,7 +266,7 @@ async fn a_seed_that_fails_names_its_line_and_keeps_nothing_and_the_next_attempt
         "0",
         "nothing of the failed seed is kept"
     );
-    // Not marked complete: the next attempt seeds from an empty database.
+    // Marked as being made, not complete: the next attempt seeds from an empty database.
     assert_eq!(
         sql(
             &cluster,
@@ -264,7 +276,7 @@ async fn a_seed_that_fails_names_its_line_and_keeps_nothing_and_the_next_attempt
                 "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = '{name}'"
             )
         ),
-        ""
+        "preview: filling for shop/staging/db"
     );
     sql(&cluster, "staging", &name, "CREATE TABLE leftover (id int)");
     cluster.apply(db).await.expect("the example's seed");
@@ -278,13 +290,92 @@ async fn a_seed_that_fails_names_its_line_and_keeps_nothing_and_the_next_attempt
         "1",
         "the database was made again before the seed"
     );
+
+    // Data no attempt was making — written before databases were marked, or its mark lost — is kept and marked,
+    // whatever the clone policy would make.
+    sql(
+        &cluster,
+        "staging",
+        "postgres",
+        &format!("COMMENT ON DATABASE {name} IS NULL"),
+    );
+    sql(
+        &cluster,
+        "staging",
+        &name,
+        "INSERT INTO customers (email, full_name) VALUES ('kept@corp.test', 'Kept')",
+    );
+    let log = StepLog::default();
+    let again = changed(db, |content| content["storage_note"] = json!("again"));
+    cluster
+        .runtime
+        .apply(&env("staging"), &again, &log)
+        .await
+        .expect("applied");
+    let log = log.lines().join("\n");
+    assert!(log.contains("already holds data, kept as it is"), "{log}");
+    assert_eq!(
+        sql(
+            &cluster,
+            "staging",
+            &name,
+            "SELECT count(*) FROM customers WHERE email = 'kept@corp.test'"
+        ),
+        "1"
+    );
+    assert_eq!(
+        sql(
+            &cluster,
+            "staging",
+            "postgres",
+            &format!(
+                "SELECT shobj_description(oid, 'pg_database') FROM pg_database WHERE datname = '{name}'"
+            )
+        ),
+        "preview: ready for shop/staging/db"
+    );
+}
+
+/// The environment's resources applied in order up to the first that fails: its id and error.
+async fn first_failure(
+    cluster: &Cluster,
+    environment: &str,
+    resources: &[Resource],
+) -> (String, preview_deploy::RuntimeError) {
+    for resource in in_order(resources) {
+        if let Err(error) = cluster
+            .runtime
+            .apply(&env(environment), &resource, &StepLog::default())
+            .await
+        {
+            return (resource.id.clone(), error);
+        }
+    }
+    panic!("every resource of {environment} was applied");
 }
 
 #[tokio::test]
-async fn a_database_pod_that_cannot_be_reached_or_a_source_that_is_missing_fails_the_step_by_name()
-{
+async fn a_pod_that_cannot_be_reached_a_missing_or_incomplete_source_and_credentials_in_it_fail_the_step_by_name()
+ {
     let cluster = Cluster::start().await;
-    let staging = resources(&kubernetes_example(), "staging");
+    let example = kubernetes_example();
+    // A preview of an environment that is not on this cluster at all.
+    let (id, error) = first_failure(
+        &cluster,
+        "pr-1",
+        &clone_resources(&example, "staging", "pr-1"),
+    )
+    .await;
+    assert_eq!(id, "database/db");
+    assert!(
+        error
+            .message
+            .contains("environment `staging` has no database `db` on this cluster"),
+        "{error}"
+    );
+
+    // A pod the API server does not forward to.
+    let staging = resources(&example, "staging");
     for resource in in_order(&staging)
         .into_iter()
         .filter(|r| r.id == "space" || r.id == "secrets")
@@ -302,25 +393,65 @@ async fn a_database_pod_that_cannot_be_reached_or_a_source_that_is_missing_fails
     assert!(error.message.contains("db-0"), "{error}");
     assert!(error.message.contains("port 5432"), "{error}");
 
-    // A preview of an environment that has no database on this cluster.
-    let preview = clone_resources(&kubernetes_example(), "staging", "pr-2");
-    let mut failed = None;
-    for resource in in_order(&preview) {
-        if let Err(error) = cluster
-            .runtime
-            .apply(&env("pr-2"), &resource, &StepLog::default())
-            .await
-        {
-            failed = Some((resource.id.clone(), error));
-            break;
-        }
-    }
-    let (id, error) = failed.expect("the copy fails");
+    // Staging's database exists, but its data was never made: not copied.
+    let (id, error) = first_failure(
+        &cluster,
+        "pr-2",
+        &clone_resources(&example, "staging", "pr-2"),
+    )
+    .await;
     assert_eq!(id, "database/db");
     assert!(
         error
             .message
-            .contains("environment `staging` has no database `db`"),
+            .contains("the database of `staging` is not complete"),
         "{error}"
+    );
+
+    // Complete, but holding another system's credentials in a user mapping: not copied, the password not quoted.
+    cluster
+        .apply(find(&staging, "database/db"))
+        .await
+        .expect("seeded");
+    let staging_db = database_name(&staging);
+    sql(
+        &cluster,
+        "staging",
+        &staging_db,
+        "CREATE EXTENSION postgres_fdw; CREATE SERVER billing FOREIGN DATA WRAPPER postgres_fdw OPTIONS (host 'billing.example.test'); CREATE USER MAPPING FOR PUBLIC SERVER billing OPTIONS (user 'shop', password 'billing-password-9d1e')",
+    );
+    let (id, error) = first_failure(
+        &cluster,
+        "pr-3",
+        &clone_resources(&example, "staging", "pr-3"),
+    )
+    .await;
+    assert_eq!(id, "database/db");
+    assert!(
+        error
+            .message
+            .contains("user mappings for foreign servers (billing for public)"),
+        "{error}"
+    );
+    assert!(!error.message.contains("billing-password-9d1e"), "{error}");
+    let preview_db = database_name(&clone_resources(&example, "staging", "pr-3"));
+    assert_eq!(
+        sql(
+            &cluster,
+            "pr-3",
+            "postgres",
+            "SELECT count(*) FROM pg_user_mappings"
+        ),
+        "0"
+    );
+    assert_eq!(
+        sql(
+            &cluster,
+            "pr-3",
+            &preview_db,
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
+        ),
+        "0",
+        "nothing of the source reached the preview"
     );
 }

@@ -99,21 +99,15 @@ impl DatabaseHost {
         name: &str,
         service: &str,
     ) -> Result<(), RuntimeError> {
-        let ident = preview_database::postgres::connection::quote_identifier;
-        admin_client
-            .batch_execute(&format!(
-                "ALTER DATABASE {0} OWNER TO {0}; REVOKE ALL ON DATABASE {0} FROM PUBLIC, {1}",
-                ident(name),
-                ident(admin::GOLDEN_OWNER)
-            ))
+        let inside = self
+            .admin
+            .to_database(name)
+            .connect()
             .await
-            .map_err(|e| {
-                fail(service)(preview_database::DatabaseError::postgres(
-                    "cannot hand the copy over",
-                    &e,
-                ))
-            })?;
-        self.take_over(name, service).await
+            .map_err(fail(service))?;
+        admin::hand_over_copy(admin_client, &inside, name, name)
+            .await
+            .map_err(fail(service))
     }
 
     /// The address the environment's service port forwards to.

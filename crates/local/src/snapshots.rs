@@ -569,18 +569,8 @@ impl LocalRuntime {
         service: &str,
         content: &DatabaseContent,
     ) -> Result<Option<(Masker, Rules, SecretVersion)>, RuntimeError> {
-        if content.clone.policy != "masked" {
+        let Some((masking, key)) = content.masking_of(service)? else {
             return Ok(None);
-        }
-        let Some(masking) = &content.masking else {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: `policy: masked` needs `masking` rules"
-            )));
-        };
-        let Some(key) = &masking.key else {
-            return Err(RuntimeError::new(format!(
-                "database `{service}`: masking needs `key: <project secret>`, the key of its transforms"
-            )));
         };
         let secret = self.secrets.reveal(env, &key.name, &key.version).await?;
         Ok(Some((

@@ -145,16 +145,23 @@ async fn what_a_process_writes_on_its_way_out_is_logged_before_stop_returns() {
     let dir = TempDir::new("supervisor-last-words");
     // On SIGTERM it writes far more than a pipe holds, then its last line, and exits: the log has all of it
     // before `stop` returns, and nothing is written after (its directory may be removed next).
-    let process = Supervised::start(spec(
+    let mut spec = spec(
         dir.path(),
-        "trap 'head -c 500000 /dev/zero | tr \\\\0 x; echo; echo last-words; exit 0' TERM; while :; do sleep 0.05; done",
-    ))
-    .await
-    .expect("starts");
-    wait_for("the start", || log(dir.path()).contains("started")).await;
+        "trap 'head -c 500000 /dev/zero | tr \\\\0 x; echo; echo last-words; exit 0' TERM; echo trapping; while :; do sleep 0.05; done",
+    );
+    // Time enough to write it all however busy the machine is: it is not killed half-way.
+    spec.grace = Duration::from_secs(30);
+    let process = Supervised::start(spec).await.expect("starts");
+    // Its trap is set once it says so (a SIGTERM before would end it at once).
+    wait_for("the trap", || log(dir.path()).contains("trapping")).await;
     process.stop().await;
     let written = log(dir.path());
-    let last_words = written.find("last-words").expect("its last line is logged");
+    let last_words = written.find("last-words").unwrap_or_else(|| {
+        panic!(
+            "its last line is not logged: {}",
+            &written[written.len().saturating_sub(300)..]
+        )
+    });
     let stopped = written
         .find("[preview] test-app stopped")
         .expect("the stop is logged");

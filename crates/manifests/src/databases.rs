@@ -112,6 +112,11 @@ pub(crate) fn render(
                 ..EnvVar::default()
             },
             plain("POSTGRES_USER", identity),
+            // Every login needs its password, loopback ones included: a port forward arrives on the pod's loopback.
+            plain(
+                "POSTGRES_INITDB_ARGS",
+                "--auth-local=scram-sha-256 --auth-host=scram-sha-256",
+            ),
         ]),
         ports: Some(vec![ContainerPort {
             name: Some("postgres".to_owned()),

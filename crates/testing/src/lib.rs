@@ -231,6 +231,39 @@ impl TestPostgres {
         }
     }
 
+    /// Logs in as `user` with `password` (none: without one) over TCP, and returns the user the server says it is.
+    pub fn login(
+        &self,
+        user: &str,
+        password: Option<&str>,
+        database: &str,
+    ) -> Result<String, String> {
+        let mut psql = Command::new(self.bin.join("psql"));
+        psql.args(["-X", "-w", "-h", "127.0.0.1", "-p", &self.port.to_string()])
+            .args([
+                "-U",
+                user,
+                "-d",
+                database,
+                "-q",
+                "-t",
+                "-A",
+                "-c",
+                "SELECT current_user",
+            ])
+            .env("LC_ALL", "C")
+            .env_remove("PGPASSWORD");
+        if let Some(password) = password {
+            psql.env("PGPASSWORD", password);
+        }
+        let output = psql.output().map_err(|e| format!("cannot run psql: {e}"))?;
+        if output.status.success() {
+            Ok(String::from_utf8_lossy(&output.stdout).trim().to_owned())
+        } else {
+            Err(String::from_utf8_lossy(&output.stderr).trim().to_owned())
+        }
+    }
+
     /// From now on, every login over TCP but the test's own `postgres` needs its password.
     pub fn require_passwords(&self) -> Result<(), String> {
         std::fs::write(

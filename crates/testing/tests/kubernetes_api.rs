@@ -1336,7 +1336,7 @@ async fn a_new_template_replaces_the_old_pods() {
 }
 
 /// A PostgreSQL StatefulSet whose password comes from a Secret, as the manifests render one.
-fn database_set(name: &str, namespace: &str) -> Value {
+fn database_set(name: &str, namespace: &str, initdb_args: &str) -> Value {
     json!({
         "apiVersion": "apps/v1",
         "kind": "StatefulSet",
@@ -1355,6 +1355,7 @@ fn database_set(name: &str, namespace: &str) -> Value {
                         { "name": "POSTGRES_USER", "value": "shop_staging" },
                         { "name": "POSTGRES_DB", "value": "shop_staging" },
                         { "name": "POSTGRES_PASSWORD", "valueFrom": { "secretKeyRef": { "name": "db-password", "key": "password" } } },
+                        { "name": "POSTGRES_INITDB_ARGS", "value": initdb_args },
                     ],
                 }] },
             },
@@ -1396,7 +1397,11 @@ async fn ports_of_running_pods_are_forwarded_to_what_serves_them() {
     sets.patch(
         "db",
         &PatchParams::apply("preview"),
-        &Patch::Apply(database_set("db", "shop")),
+        &Patch::Apply(database_set(
+            "db",
+            "shop",
+            "--auth-local=scram-sha-256 --auth-host=scram-sha-256",
+        )),
     )
     .await
     .expect("applied");
@@ -1440,7 +1445,40 @@ async fn ports_of_running_pods_are_forwarded_to_what_serves_them() {
         .expect("asked"),
         "t|shop_staging"
     );
-    assert_eq!(postgres.pods(), 1);
+    // Its password is asked for and checked, as the pod's initdb arguments say.
+    assert_eq!(
+        made.login("shop_staging", Some("s3cret 'quoted'"), "shop_staging"),
+        Ok("shop_staging".to_owned())
+    );
+    assert!(
+        made.login("shop_staging", Some("wrong"), "shop_staging")
+            .is_err()
+    );
+    assert!(made.login("shop_staging", None, "shop_staging").is_err());
+    // Without those arguments, as the image does, logins over the pod's loopback are trusted.
+    sets.patch(
+        "open",
+        &PatchParams::apply("preview"),
+        &Patch::Apply(database_set("open", "shop", "")),
+    )
+    .await
+    .expect("applied");
+    eventually("open-0 running", || {
+        server
+            .object("pods", Some("shop"), "open-0")
+            .filter(|p| p["status"]["phase"] == "Running")
+    })
+    .await;
+    let mut forwarder = pods.portforward("open-0", &[5432]).await.expect("upgraded");
+    drop(forwarder.take_stream(5432));
+    forwarder.join().await.expect("closed");
+    // Made by the forward's connection, which the client need not wait for.
+    let open = eventually("a server for open-0", || postgres.server("shop", "open-0")).await;
+    assert_eq!(
+        open.login("shop_staging", None, "shop_staging"),
+        Ok("shop_staging".to_owned())
+    );
+    assert_eq!(postgres.pods(), 2);
     let forwarded = server
         .requests()
         .iter()

@@ -190,6 +190,26 @@ pub async fn take_over(client: &Client, role: &str) -> Result<(), DatabaseError>
         })
 }
 
+/// Hands a copy the golden owner wrote to `role`: the database `database` itself and, through `inside` (a client
+/// connected to it), every object in it; the database is closed to everyone else, the golden owner included.
+pub async fn hand_over_copy(
+    client: &Client,
+    inside: &Client,
+    database: &str,
+    role: &str,
+) -> Result<(), DatabaseError> {
+    client
+        .batch_execute(&format!(
+            "ALTER DATABASE {0} OWNER TO {1}; REVOKE ALL ON DATABASE {0} FROM PUBLIC, {2}",
+            ident(database),
+            ident(role),
+            ident(GOLDEN_OWNER)
+        ))
+        .await
+        .map_err(|e| DatabaseError::postgres("cannot hand the copy over", &e))?;
+    take_over(inside, role).await
+}
+
 /// The databases whose names start with `prefix`.
 pub async fn databases_named(client: &Client, prefix: &str) -> Result<Vec<String>, DatabaseError> {
     let rows = client

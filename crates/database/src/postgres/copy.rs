@@ -43,6 +43,27 @@ const PARALLEL_TABLES: usize = 4;
 /// How much masked output is gathered before it is sent.
 const BATCH: usize = 256 * 1024;
 
+/// A database whose foreign servers have user mappings is not copied: their options may hold another system's
+/// credentials, which the copy's schema would carry to whoever owns the copy.
+async fn refuse_user_mappings(reader: &Client, source: &Connection) -> Result<(), DatabaseError> {
+    let rows = reader
+        .query(
+            "SELECT srvname || ' for ' || usename FROM pg_user_mappings ORDER BY 1",
+            &[],
+        )
+        .await
+        .map_err(|e| DatabaseError::postgres("cannot read the source's user mappings", &e))?;
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let mappings: Vec<String> = rows.iter().map(|row| row.get(0)).collect();
+    Err(DatabaseError::Invalid(format!(
+        "{} has user mappings for foreign servers ({}); their options may hold credentials, which a copy would hand to the copy's owner, so it is not copied (drop the mappings, or use `policy: seed`)",
+        source.describe(),
+        mappings.join(", ")
+    )))
+}
+
 /// Copies `source` (an admin login to the source database) into `target` (an admin login to a new, empty
 /// database), whose objects end up owned by [`GOLDEN_OWNER`]. Masking rules are checked against the source
 /// before anything is copied.
@@ -83,6 +104,7 @@ pub async fn copy_database_as(
         .await
         .map_err(|e| DatabaseError::postgres("cannot share the source's snapshot", &e))?
         .get(0);
+    refuse_user_mappings(&reader, source).await?;
     let catalog = catalog::read(&reader).await?;
     let plan = match &masking {
         Some(masking) => plan_masking(&catalog, masking.rules, masking.strict)?,

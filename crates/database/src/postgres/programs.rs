@@ -16,6 +16,8 @@ fn command(binaries: &Binaries, program: &str, connection: &Connection) -> Comma
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("PGCONNECT_TIMEOUT", "10")
+        // What a server (or code in it) says besides errors is not read, and a flood of it would be held here.
+        .env("PGOPTIONS", "-c client_min_messages=error")
         .envs(connection.variables())
         .kill_on_drop(true);
     command
@@ -99,6 +101,8 @@ pub async fn copy_schema_section(
             "--no-privileges",
             "--no-publications",
             "--no-subscriptions",
+            // A table another session holds exclusively fails the copy instead of holding it.
+            "--lock-wait-timeout=60s",
             "--section",
             section,
             "--snapshot",

@@ -1,6 +1,6 @@
 //! Port forwarding: `GET /api/v1/namespaces/{ns}/pods/{name}/portforward?ports=N`, upgraded to a WebSocket with
-//! the `v4.channel.k8s.io` subprotocol. The pod must exist and run, and `ports` name one port its containers
-//! declare. A port's bytes go to the address the test's [`PodBackend`] gives for the pod (none given: the port is
+//! the `v4.channel.k8s.io` subprotocol. The pod must exist and run, and `ports` name one port (as with a kubelet,
+//! whether a container declares it does not matter). A port's bytes go to the address the test's [`PodBackend`] gives for the pod (none given: the port is
 //! refused on its error channel, as a kubelet refuses a port nothing listens on), in the API server's framing:
 //! every binary message starts with its channel — `0` the port's data, `1` its errors —, and the first message of
 //! each channel from the server is the port number, two bytes, little endian.
@@ -164,7 +164,8 @@ fn check(
     {
         return Err(ApiError::no_such_resource());
     }
-    if !matches!(request.method.as_str(), "GET" | "POST") {
+    // A WebSocket upgrade is a GET (SPDY clients, which POST, are not served here).
+    if request.method != "GET" {
         return Err(ApiError::method_not_allowed());
     }
     if !upgrade.is_some_and(|u| u.eq_ignore_ascii_case("websocket"))

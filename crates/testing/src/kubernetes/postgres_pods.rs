@@ -1,12 +1,12 @@
-//! Database pods served by a real PostgreSQL server. The first time a pod of a `postgres` image is reached on port
-//! 5432, it is made as the image's entrypoint makes its server on a new volume: `POSTGRES_USER` a superuser with
-//! the password `POSTGRES_PASSWORD`, and an empty `POSTGRES_DB` owned by it. Logins over TCP need their passwords
-//! (the test's own `postgres` user excepted, for its checks). To keep tests quick, every pod is served by one
-//! throw-away server, started when the first pod is reached: pods are told apart by their users and databases,
-//! which differ per environment, and nothing here separates them further. The server's major version is the
-//! machine's, whatever the image's tag says. It stops when this is dropped.
+//! Database pods served by real PostgreSQL servers, one per pod. The first time a pod of a `postgres` image is
+//! reached on port 5432, a throw-away server is started for it and made as the image's entrypoint makes one on a new
+//! volume: `POSTGRES_USER` a superuser with the password `POSTGRES_PASSWORD`, and an empty `POSTGRES_DB` owned by
+//! it. As with the image, logins over the pod's loopback — where a port forward arrives — are trusted, unless
+//! `POSTGRES_INITDB_ARGS` asks for passwords there (`--auth-local=scram-sha-256 --auth-host=scram-sha-256`); the
+//! test's own `postgres` user stays trusted, for its checks. The server's major version is the machine's, whatever
+//! the image's tag says. Servers stop when this is dropped.
 
-use std::collections::BTreeSet;
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, PoisonError};
 
@@ -15,14 +15,8 @@ use crate::TestPostgres;
 
 #[derive(Default)]
 pub struct PostgresPods {
-    served: Mutex<Served>,
-}
-
-#[derive(Default)]
-struct Served {
-    server: Option<Arc<TestPostgres>>,
-    /// The pods made, by namespace and name.
-    pods: BTreeSet<(String, String)>,
+    /// By namespace and pod.
+    servers: Mutex<BTreeMap<(String, String), Arc<TestPostgres>>>,
 }
 
 fn ident(name: &str) -> String {
@@ -46,20 +40,10 @@ impl PostgresPods {
                 port.port, port.pod
             ));
         }
-        let mut served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
-        let server = match &served.server {
-            Some(server) => Arc::clone(server),
-            None => {
-                let server = Arc::new(TestPostgres::start());
-                server.require_passwords()?;
-                served.server = Some(Arc::clone(&server));
-                server
-            }
-        };
-        let address = SocketAddr::from(([127, 0, 0, 1], server.port()));
+        let mut servers = self.servers.lock().unwrap_or_else(PoisonError::into_inner);
         let key = (port.namespace.clone(), port.pod.clone());
-        if served.pods.contains(&key) {
-            return Ok(address);
+        if let Some(server) = servers.get(&key) {
+            return Ok(SocketAddr::from(([127, 0, 0, 1], server.port())));
         }
         let password = port.env.get("POSTGRES_PASSWORD").ok_or_else(|| {
             "the container exited: POSTGRES_PASSWORD is not set, and the image starts no server without it"
@@ -75,59 +59,56 @@ impl PostgresPods {
             .get("POSTGRES_DB")
             .cloned()
             .unwrap_or_else(|| user.clone());
-        if database == "postgres" || user == "postgres" {
-            return Err("a pod's user and database here are its own, never `postgres`".to_owned());
-        }
-        // A new volume: whatever an earlier pod of the same names left is gone.
-        server.sql(
-            "postgres",
-            &format!("DROP DATABASE IF EXISTS {} WITH (FORCE)", ident(&database)),
-        )?;
-        let exists = server.sql(
-            "postgres",
-            &format!(
-                "SELECT count(*) FROM pg_roles WHERE rolname = {}",
-                literal(&user)
-            ),
-        )? == "1";
-        server.sql(
-            "postgres",
-            &format!(
-                "{} ROLE {} SUPERUSER LOGIN PASSWORD {}",
-                if exists { "ALTER" } else { "CREATE" },
+        let initdb = port
+            .env
+            .get("POSTGRES_INITDB_ARGS")
+            .cloned()
+            .unwrap_or_default();
+        let server = TestPostgres::start();
+        let role = if user == "postgres" {
+            format!("ALTER ROLE postgres PASSWORD {}", literal(password))
+        } else {
+            format!(
+                "CREATE ROLE {} SUPERUSER LOGIN PASSWORD {}",
                 ident(&user),
                 literal(password)
-            ),
-        )?;
-        server.sql(
-            "postgres",
-            &format!(
-                "CREATE DATABASE {} OWNER {}",
-                ident(&database),
-                ident(&user)
-            ),
-        )?;
-        served.pods.insert(key);
+            )
+        };
+        server.sql("postgres", &role)?;
+        if database != "postgres" {
+            server.sql(
+                "postgres",
+                &format!(
+                    "CREATE DATABASE {} OWNER {}",
+                    ident(&database),
+                    ident(&user)
+                ),
+            )?;
+        }
+        let asks = |option: &str| initdb.split_whitespace().any(|word| word == option);
+        if asks("--auth-local=scram-sha-256") && asks("--auth-host=scram-sha-256") {
+            server.require_passwords()?;
+        }
+        let address = SocketAddr::from(([127, 0, 0, 1], server.port()));
+        servers.insert(key, Arc::new(server));
         Ok(address)
     }
 
     /// The server of the pod `pod` in the namespace whose name starts with `namespace_prefix`, once it was reached.
     pub fn server(&self, namespace_prefix: &str, pod: &str) -> Option<Arc<TestPostgres>> {
-        let served = self.served.lock().unwrap_or_else(PoisonError::into_inner);
-        served
-            .pods
-            .iter()
-            .any(|(namespace, name)| namespace.starts_with(namespace_prefix) && name == pod)
-            .then(|| served.server.clone())
-            .flatten()
-    }
-
-    /// How many pods were made.
-    pub fn pods(&self) -> usize {
-        self.served
+        self.servers
             .lock()
             .unwrap_or_else(PoisonError::into_inner)
-            .pods
+            .iter()
+            .find(|((namespace, name), _)| namespace.starts_with(namespace_prefix) && name == pod)
+            .map(|(_, server)| Arc::clone(server))
+    }
+
+    /// How many pods were reached (each has a server of its own).
+    pub fn pods(&self) -> usize {
+        self.servers
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
             .len()
     }
 }
