@@ -272,9 +272,25 @@ async fn copy_from_source(
         source_password,
     )
     .await?;
-    let source_mark = readiness(&source.connect(service, "postgres").await?, source_name)
+    let source_admin = source.connect(service, "postgres").await?;
+    let source_mark = readiness(&source_admin, source_name)
         .await
         .map_err(fail(service))?;
+    // `pg_dump` reads servers of its version and older: the newer of the two servers decides.
+    let source_version = source_admin
+        .query_one(
+            "SELECT current_setting('server_version_num')::int / 10000",
+            &[],
+        )
+        .await
+        .map(|row| row.get::<_, i32>(0))
+        .map_err(|e| {
+            fail(service)(preview_database::DatabaseError::postgres(
+                "cannot read the source server's version",
+                &e,
+            ))
+        })?;
+    drop(source_admin);
     if source_mark != Some(content::ready_mark(&env.project, from, service)) {
         return Err(RuntimeError::new(format!(
             "database `{service}`: the database of `{from}` is not complete (it is being made, or its making was cut short); deploy `{from}` again, then this"
@@ -291,7 +307,12 @@ async fn copy_from_source(
         }
         None => None,
     };
-    let binaries = Binaries::client_for(content.version).map_err(fail(service))?;
+    let binaries = Binaries::client_for(
+        content
+            .version
+            .max(u32::try_from(source_version).unwrap_or(0)),
+    )
+    .map_err(fail(service))?;
     admin::ensure_golden_owner(admin_client, false)
         .await
         .map_err(fail(service))?;
