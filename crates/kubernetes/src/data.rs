@@ -121,9 +121,16 @@ pub(crate) async fn fill(
         }
         // Cut short by an earlier attempt: made again from nothing below.
         Some(found) if found == filling => {}
-        // Data no attempt of this environment's was making — the server's own empty database, or data written
-        // before data was marked — is never dropped: with tables in it, it is the environment's data.
-        _ if holds_tables(&target, service, name).await? => {
+        Some(found) if found.starts_with(FILLING) => {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: the database {name} is another environment's, half made ({})",
+                found.trim_start_matches("preview: ")
+            )));
+        }
+        // Data no attempt of this environment's was making — data written before databases were marked, or whose
+        // mark was lost — is never dropped: holding anything of its own, it is the environment's data. (A database
+        // that is not there at all — dropped by an attempt cut short before it was made again — holds nothing.)
+        _ if holds_data(&admin_client, &target, service, name).await? => {
             log.check_lease()?;
             mark_ready(&admin_client, name, &mark)
                 .await
@@ -175,30 +182,86 @@ pub(crate) async fn fill(
         }
         _ => log.line(format!("database `{service}`: {name} made empty")),
     }
-    // Only this attempt's database, and only while this daemon still holds the deployment: a daemon that was
-    // paused past its lease must not mark the database another one is making.
-    log.check_lease()?;
-    if database_oid(&admin_client, service, name).await? != made {
-        return Err(RuntimeError::new(format!(
-            "database `{service}`: {name} was made again by another attempt meanwhile; not marked"
-        )));
-    }
-    mark_ready(&admin_client, name, &mark)
-        .await
-        .map_err(fail(service))
+    mark_complete(&admin_client, service, name, &mark, made, log).await
 }
+
+/// Marks the database complete — only this attempt's database (the one whose oid is `made`), and only while this
+/// daemon still holds the deployment: a daemon paused past its lease must not mark the database another is making.
+/// The mark comes first, in a transaction: it locks the database, so that a drop by another attempt waits for the
+/// checks after it, and the mark is committed only when both still hold.
+async fn mark_complete(
+    admin_client: &tokio_postgres::Client,
+    service: &str,
+    name: &str,
+    mark: &str,
+    made: Option<u32>,
+    log: &StepLog,
+) -> Result<(), RuntimeError> {
+    let postgres = |context: &'static str| {
+        move |e: tokio_postgres::Error| {
+            fail(service)(preview_database::DatabaseError::postgres(context, &e))
+        }
+    };
+    admin_client
+        .batch_execute("BEGIN")
+        .await
+        .map_err(postgres("cannot mark the database ready"))?;
+    let checked = async {
+        mark_ready(admin_client, name, mark)
+            .await
+            .map_err(fail(service))?;
+        if database_oid(admin_client, service, name).await? != made {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: {name} was made again by another attempt meanwhile; not marked"
+            )));
+        }
+        log.check_lease()
+    }
+    .await;
+    let end = if checked.is_ok() {
+        "COMMIT"
+    } else {
+        "ROLLBACK"
+    };
+    admin_client
+        .batch_execute(end)
+        .await
+        .map_err(postgres("cannot mark the database ready"))?;
+    checked
+}
+
+/// How the comment of a database being made begins.
+const FILLING: &str = "preview: filling";
 
 /// How the comment of a database being made begins, before `<project>/<environment>/<service>`.
 const FILLING_FOR: &str = "preview: filling for ";
 
-/// Whether the database has tables, views or sequences of its own (not the catalog's).
-async fn holds_tables(target: &Reached, service: &str, name: &str) -> Result<bool, RuntimeError> {
+/// Whether the database exists and holds anything of its own: relations (temporary ones aside), large objects,
+/// functions, types, schemas or extensions beyond what a new database has.
+async fn holds_data(
+    admin_client: &tokio_postgres::Client,
+    target: &Reached,
+    service: &str,
+    name: &str,
+) -> Result<bool, RuntimeError> {
+    if database_oid(admin_client, service, name).await?.is_none() {
+        return Ok(false);
+    }
     let inside = target.connect(service, name).await?;
     let row = inside
         .query_one(
-            "SELECT count(*) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg_toast%'
-               AND c.relkind IN ('r', 'p', 'v', 'm', 'S', 'f')",
+            "WITH own AS (
+                 SELECT oid FROM pg_namespace
+                 WHERE nspname NOT IN ('pg_catalog', 'information_schema')
+                   AND nspname NOT LIKE 'pg_toast%' AND nspname NOT LIKE 'pg_temp%'
+             )
+             SELECT EXISTS (SELECT 1 FROM pg_class WHERE relnamespace IN (SELECT oid FROM own)
+                                                     AND relkind IN ('r', 'p', 'v', 'm', 'S', 'f'))
+                 OR EXISTS (SELECT 1 FROM pg_largeobject_metadata)
+                 OR EXISTS (SELECT 1 FROM pg_proc WHERE pronamespace IN (SELECT oid FROM own))
+                 OR EXISTS (SELECT 1 FROM pg_type WHERE typnamespace IN (SELECT oid FROM own))
+                 OR EXISTS (SELECT 1 FROM pg_extension WHERE extname <> 'plpgsql')
+                 OR EXISTS (SELECT 1 FROM own WHERE oid <> 'public'::regnamespace)",
             &[],
         )
         .await
@@ -208,7 +271,7 @@ async fn holds_tables(target: &Reached, service: &str, name: &str) -> Result<boo
                 &e,
             ))
         })?;
-    Ok(row.get::<_, i64>(0) > 0)
+    Ok(row.get::<_, bool>(0))
 }
 
 /// The database's oid: which incarnation of it this is.
@@ -276,7 +339,6 @@ async fn copy_from_source(
     let source_mark = readiness(&source_admin, source_name)
         .await
         .map_err(fail(service))?;
-    // `pg_dump` reads servers of its version and older: the newer of the two servers decides.
     let source_version = source_admin
         .query_one(
             "SELECT current_setting('server_version_num')::int / 10000",
@@ -291,6 +353,13 @@ async fn copy_from_source(
             ))
         })?;
     drop(source_admin);
+    // A newer server's schema may use what an older one does not know.
+    if u32::try_from(source_version).unwrap_or(u32::MAX) > content.version {
+        return Err(RuntimeError::new(format!(
+            "database `{service}`: `{from}` runs PostgreSQL {source_version}, newer than this environment's {}; a copy goes to the same version or a newer one",
+            content.version
+        )));
+    }
     if source_mark != Some(content::ready_mark(&env.project, from, service)) {
         return Err(RuntimeError::new(format!(
             "database `{service}`: the database of `{from}` is not complete (it is being made, or its making was cut short); deploy `{from}` again, then this"
@@ -307,12 +376,7 @@ async fn copy_from_source(
         }
         None => None,
     };
-    let binaries = Binaries::client_for(
-        content
-            .version
-            .max(u32::try_from(source_version).unwrap_or(0)),
-    )
-    .map_err(fail(service))?;
+    let binaries = Binaries::client_for(content.version).map_err(fail(service))?;
     admin::ensure_golden_owner(admin_client, false)
         .await
         .map_err(fail(service))?;

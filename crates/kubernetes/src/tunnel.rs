@@ -125,13 +125,19 @@ impl Tunnel {
     }
 }
 
-/// A new directory only the daemon's user may enter, under the system's temporary directory.
+/// A new directory only the daemon's user may enter, under the system's temporary directory (or `/tmp`, when that
+/// one's path is too long for a socket's).
 fn private_dir() -> std::io::Result<PathBuf> {
     let mut random = [0u8; 8];
     ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut random)
         .map_err(|_| std::io::Error::other("no random bytes"))?;
     let suffix: String = random.iter().map(|b| format!("{b:02x}")).collect();
-    let dir = std::env::temp_dir().join(format!("preview-tunnel-{suffix}"));
+    let name = format!("preview-tunnel-{suffix}");
+    // A socket's path holds at most 107 bytes; `/.s.PGSQL.NNNNN` takes 16 of them.
+    let base = Some(std::env::temp_dir())
+        .filter(|dir| dir.as_os_str().len() + name.len() + 18 <= 107)
+        .unwrap_or_else(|| PathBuf::from("/tmp"));
+    let dir = base.join(name);
     std::fs::DirBuilder::new().mode(0o700).create(&dir)?;
     Ok(dir)
 }
@@ -146,5 +152,107 @@ async fn forward(
         Ok(Err(kube::Error::Api(status))) => Err(status.message.clone()),
         Ok(Err(error)) => Err(error.to_string()),
         Err(_) => Err(format!("no answer in {} s", OPEN_TIMEOUT.as_secs())),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use kube::api::{Patch, PatchParams};
+    use preview_testing::kubernetes::ApiServer;
+    use serde_json::json;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    #[tokio::test]
+    async fn a_tunnel_is_a_socket_only_its_user_can_reach_and_goes_when_dropped() {
+        let api = ApiServer::start().await;
+        let postgres = api.serve_postgres_pods();
+        let dir = preview_testing::TempDir::new("tunnel");
+        let kubeconfig = dir.path().join("kubeconfig");
+        api.kubeconfig(&kubeconfig).expect("kubeconfig");
+        let (client, _) = crate::connect(&crate::ClusterConfig {
+            kubeconfig: Some(kubeconfig),
+            ..crate::ClusterConfig::default()
+        })
+        .await
+        .expect("client");
+        let apply = |plural: &str, object: serde_json::Value| {
+            let client = client.clone();
+            let plural = plural.to_owned();
+            async move {
+                let name = object["metadata"]["name"]
+                    .as_str()
+                    .expect("name")
+                    .to_owned();
+                let namespaced = plural != "namespaces";
+                let resource = kube::api::ApiResource {
+                    group: String::new(),
+                    version: "v1".into(),
+                    api_version: "v1".into(),
+                    kind: object["kind"].as_str().expect("kind").to_owned(),
+                    plural,
+                };
+                let api: Api<kube::api::DynamicObject> = if namespaced {
+                    Api::namespaced_with(client, "shop", &resource)
+                } else {
+                    Api::all_with(client, &resource)
+                };
+                api.patch(&name, &PatchParams::apply("test"), &Patch::Apply(object))
+                    .await
+                    .expect("applied");
+            }
+        };
+        apply(
+            "namespaces",
+            json!({ "apiVersion": "v1", "kind": "Namespace", "metadata": { "name": "shop" } }),
+        )
+        .await;
+        apply(
+            "pods",
+            json!({
+                "apiVersion": "v1", "kind": "Pod",
+                "metadata": { "name": "db-0", "namespace": "shop" },
+                "spec": { "containers": [{ "name": "postgres", "image": "postgres:16", "env": [
+                    { "name": "POSTGRES_USER", "value": "shop" },
+                    { "name": "POSTGRES_PASSWORD", "value": "pw" },
+                ] }] },
+            }),
+        )
+        .await;
+        for _ in 0..200 {
+            if api
+                .object("pods", Some("shop"), "db-0")
+                .is_some_and(|p| p["status"]["phase"] == "Running")
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        let tunnel = Tunnel::open(&client, "shop", "db-0", 5432)
+            .await
+            .expect("a tunnel");
+        let place = tunnel.dir().to_path_buf();
+        let mode = std::fs::metadata(&place)
+            .expect("its directory")
+            .permissions()
+            .mode();
+        assert_eq!(mode & 0o777, 0o700, "only the daemon's user enters it");
+        // Bytes through the socket reach the pod's server, which declines TLS as PostgreSQL does.
+        let mut stream = tokio::net::UnixStream::connect(place.join(".s.PGSQL.5432"))
+            .await
+            .expect("connects");
+        stream
+            .write_all(&[0, 0, 0, 8, 0x04, 0xd2, 0x16, 0x2f])
+            .await
+            .expect("written");
+        let mut answer = [0u8; 1];
+        stream.read_exact(&mut answer).await.expect("an answer");
+        assert_eq!(&answer, b"N");
+        assert_eq!(postgres.pods(), 1);
+        drop(tunnel);
+        assert!(!place.exists(), "its directory goes with it");
     }
 }

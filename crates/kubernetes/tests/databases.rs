@@ -278,8 +278,34 @@ async fn a_seed_that_fails_names_its_line_and_keeps_nothing_and_the_next_attempt
         ),
         "preview: filling for shop/staging/db"
     );
+    // A filling attempt that stopped between dropping the database and making it again leaves none: made anew.
+    sql(
+        &cluster,
+        "staging",
+        "postgres",
+        &format!("DROP DATABASE {name} WITH (FORCE)"),
+    );
+    cluster
+        .apply(db)
+        .await
+        .expect("made again when it is not there");
+    assert_eq!(
+        sql(&cluster, "staging", &name, "SELECT count(*) FROM customers"),
+        "3"
+    );
+    sql(
+        &cluster,
+        "staging",
+        "postgres",
+        &format!("COMMENT ON DATABASE {name} IS 'preview: filling for shop/staging/db'"),
+    );
     sql(&cluster, "staging", &name, "CREATE TABLE leftover (id int)");
-    cluster.apply(db).await.expect("the example's seed");
+    cluster
+        .apply(&changed(db, |content| {
+            content["storage_note"] = json!("retried")
+        }))
+        .await
+        .expect("the example's seed");
     assert_eq!(
         sql(
             &cluster,
@@ -434,24 +460,31 @@ async fn a_pod_that_cannot_be_reached_a_missing_or_incomplete_source_and_credent
         "{error}"
     );
     assert!(!error.message.contains("billing-password-9d1e"), "{error}");
-    let preview_db = database_name(&clone_resources(&example, "staging", "pr-3"));
-    assert_eq!(
-        sql(
-            &cluster,
-            "pr-3",
-            "postgres",
-            "SELECT count(*) FROM pg_user_mappings"
-        ),
-        "0"
+
+    // Complete, but for another environment (a restored volume, say): not taken for staging's.
+    sql(
+        &cluster,
+        "staging",
+        &staging_db,
+        "DROP USER MAPPING FOR PUBLIC SERVER billing",
     );
-    assert_eq!(
-        sql(
-            &cluster,
-            "pr-3",
-            &preview_db,
-            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public'"
-        ),
-        "0",
-        "nothing of the source reached the preview"
+    sql(
+        &cluster,
+        "staging",
+        "postgres",
+        &format!("COMMENT ON DATABASE {staging_db} IS 'preview: ready for shop/qa/db'"),
+    );
+    let (id, error) = first_failure(
+        &cluster,
+        "pr-4",
+        &clone_resources(&example, "staging", "pr-4"),
+    )
+    .await;
+    assert_eq!(id, "database/db");
+    assert!(
+        error
+            .message
+            .contains("the database of `staging` is not complete"),
+        "{error}"
     );
 }

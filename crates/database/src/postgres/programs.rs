@@ -16,8 +16,6 @@ fn command(binaries: &Binaries, program: &str, connection: &Connection) -> Comma
         .env_clear()
         .env("PATH", "/usr/bin:/bin")
         .env("PGCONNECT_TIMEOUT", "10")
-        // What a server (or code in it) says besides errors is not read, and a flood of it would be held here.
-        .env("PGOPTIONS", "-c client_min_messages=error")
         .envs(connection.variables())
         .kill_on_drop(true);
     command
@@ -44,6 +42,22 @@ pub async fn run_sql(
     let mut child = psql
         .spawn()
         .map_err(|e| DatabaseError::Server(format!("cannot run psql: {e}")))?;
+    let stderr = child.stderr.take();
+    // Only the beginning of what it says is kept: a server (or code in it) can make it say without end.
+    let said = tokio::spawn(async move {
+        let mut kept = Vec::new();
+        if let Some(mut stderr) = stderr {
+            let mut chunk = vec![0u8; 8192];
+            while let Ok(read) = tokio::io::AsyncReadExt::read(&mut stderr, &mut chunk).await {
+                if read == 0 {
+                    break;
+                }
+                let room = STDERR_KEPT.saturating_sub(kept.len());
+                kept.extend_from_slice(&chunk[..read.min(room)]);
+            }
+        }
+        kept
+    });
     let mut stdin = child
         .stdin
         .take()
@@ -53,16 +67,20 @@ pub async fn run_sql(
         // psql stops reading at the first error: the rest of the input is not needed.
         let _ = stdin.write_all(&sql).await;
     });
-    let output = child
-        .wait_with_output()
+    let status = child
+        .wait()
         .await
         .map_err(|e| DatabaseError::Server(format!("psql failed: {e}")))?;
     let _ = writer.await;
-    if output.status.success() {
+    let stderr = said.await.unwrap_or_default();
+    if status.success() {
         return Ok(());
     }
-    Err(DatabaseError::Sql(psql_errors(&output.stderr, name)))
+    Err(DatabaseError::Sql(psql_errors(&stderr, name)))
 }
+
+/// How much of `psql`'s messages is kept.
+const STDERR_KEPT: usize = 64 * 1024;
 
 /// psql's error lines, with its name for standard input replaced by the file's.
 fn psql_errors(stderr: &[u8], name: &str) -> String {
@@ -121,10 +139,18 @@ pub async fn copy_schema_section(
             String::from_utf8_lossy(&output.stderr).trim()
         )));
     }
+    // `pg_dump` 17 and later write a setting older servers do not have; without it, nothing changes.
+    let script: Vec<u8> = output
+        .stdout
+        .split_inclusive(|b| *b == b'\n')
+        .filter(|line| line.trim_ascii() != b"SET transaction_timeout = 0;")
+        .flatten()
+        .copied()
+        .collect();
     run_sql(
         binaries,
         target,
-        &output.stdout,
+        &script,
         &format!("the {section} schema of {}", source.describe()),
         role.map(|role| {
             format!(
