@@ -13,7 +13,7 @@ mod time;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 
 use crate::commands::deploy::Change;
 use crate::context::Context;
@@ -155,6 +155,18 @@ enum Command {
     },
     /// Run the example project on this machine: a daemon with a temporary data directory, `staging` and a
     /// preview cloned from it, their URLs requested over HTTPS; then stop everything.
+    /// Print the shell completion script for SHELL (`preview completions bash > /etc/bash_completion.d/preview`).
+    Completions {
+        /// The shell.
+        #[arg(value_enum)]
+        shell: commands::manual::Shell,
+    },
+    /// Print the manual page (roff), or write one page per command into DIR (`preview.1`, `preview-env.1`, …).
+    Man {
+        /// Write every page into this directory instead.
+        #[arg(long, short = 'd', value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
     Demo {
         /// Leave the daemon and the environments running.
         #[arg(long)]
@@ -440,6 +452,8 @@ fn run(cli: Cli) -> Result<(), Failure> {
         Command::Validate { file } => commands::validate::run(&file, cli.output),
         Command::Serve(args) => commands::serve::run(data_dir, *args),
         Command::Demo { keep, repository } => commands::demo::run(repository, keep),
+        Command::Completions { shell } => commands::manual::completions(shell, Cli::command()),
+        Command::Man { dir } => commands::manual::man(Cli::command(), dir.as_deref()),
         command => client_command(command, data_dir, cli.project, cli.output),
     }
 }

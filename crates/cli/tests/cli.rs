@@ -266,3 +266,121 @@ fn missing_seed_file_is_reported_at_its_key() {
     let out = preview(&["validate"], &scratch.0);
     assert_eq!(out.status.code(), Some(0), "{}", stderr(&out));
 }
+
+/// `script` run by `shell` with `args` (the script's path appended); its standard output, or why it failed.
+fn shell(shell: &str, args: &[&str], script: &Path) -> String {
+    let out = Command::new(shell)
+        .args(args)
+        .arg(script)
+        .output()
+        .unwrap_or_else(|e| panic!("{shell} runs (scripts/test installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{shell} {args:?}: {}{}",
+        stdout(&out),
+        stderr(&out)
+    );
+    stdout(&out)
+}
+
+#[test]
+fn completions_complete_commands_in_bash_zsh_and_fish() {
+    let dir = Scratch::new("completions");
+    let script = |name: &str| {
+        let out = preview(&["completions", name], &dir.0);
+        assert!(out.status.success(), "{}", stderr(&out));
+        let path = dir.0.join(format!("preview.{name}"));
+        std::fs::write(&path, &out.stdout).expect("script");
+        path
+    };
+    // bash: completing `preview clu` and `preview env cr` as bash would.
+    let bash = script("bash");
+    let complete = |words: &str| {
+        let driver = dir.0.join("complete.sh");
+        std::fs::write(
+            &driver,
+            format!(
+                "source {}\nCOMP_WORDS=({words})\nCOMP_CWORD=$(( ${{#COMP_WORDS[@]}} - 1 ))\nCOMP_LINE=\"{words}\"\nCOMP_POINT=${{#COMP_LINE}}\n_preview preview \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\nprintf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+                bash.display()
+            ),
+        )
+        .expect("driver");
+        shell("bash", &[], &driver)
+    };
+    assert_eq!(complete("preview clu").trim(), "cluster");
+    assert!(
+        complete("preview env cr").lines().any(|l| l == "create"),
+        "{}",
+        complete("preview env cr")
+    );
+    assert_eq!(complete("preview completions f").trim(), "fish");
+    // zsh: a well-formed completion function for `preview`.
+    let zsh = script("zsh");
+    shell("zsh", &["-n"], &zsh);
+    let text = std::fs::read_to_string(&zsh).expect("zsh script");
+    assert!(text.starts_with("#compdef preview"), "{text:.200}");
+    // fish: what fish itself offers after loading the script.
+    let fish = script("fish");
+    shell("fish", &["--no-execute"], &fish);
+    let driver = dir.0.join("complete.fish");
+    std::fs::write(
+        &driver,
+        format!(
+            "source {}\ncomplete --do-complete 'preview clu'\ncomplete --do-complete 'preview env cr'\n",
+            fish.display()
+        ),
+    )
+    .expect("driver");
+    let offered = shell("fish", &[], &driver);
+    assert!(
+        offered.lines().any(|l| l.starts_with("cluster")),
+        "{offered}"
+    );
+    assert!(
+        offered.lines().any(|l| l.starts_with("create")),
+        "{offered}"
+    );
+    // A shell it does not know is a bad argument.
+    let out = preview(&["completions", "tcsh"], &dir.0);
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+}
+
+#[test]
+fn the_manual_is_generated_from_the_commands() {
+    let dir = Scratch::new("man");
+    let out = preview(&["man"], &dir.0);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let page = stdout(&out);
+    assert!(page.contains(".TH preview 1"), "{page:.300}");
+    // Read by `man` as a person would (no warnings about the roff).
+    let path = dir.0.join("preview.1");
+    std::fs::write(&path, &page).expect("page");
+    let rendered = Command::new("man")
+        .args(["--warnings", "-l"])
+        .arg(&path)
+        .env("MANWIDTH", "100")
+        .env("MANPAGER", "cat")
+        .env("PAGER", "cat")
+        .output()
+        .expect("man runs");
+    let text = stdout(&rendered);
+    assert!(rendered.status.success(), "{}", stderr(&rendered));
+    assert!(stderr(&rendered).trim().is_empty(), "{}", stderr(&rendered));
+    for expected in ["preview", "SUBCOMMANDS", "completions", "--output"] {
+        assert!(text.contains(expected), "{expected} in {text:.2000}");
+    }
+    // Every page into a directory: one per command and subcommand.
+    let pages = dir.0.join("pages");
+    let out = preview(&["man", "-d", pages.to_str().expect("path")], &dir.0);
+    assert!(out.status.success(), "{}", stderr(&out));
+    for name in [
+        "preview.1",
+        "preview-env.1",
+        "preview-env-create.1",
+        "preview-cluster-check.1",
+    ] {
+        let text =
+            std::fs::read_to_string(pages.join(name)).unwrap_or_else(|e| panic!("{name}: {e}"));
+        assert!(text.contains(".TH"), "{name}");
+    }
+}

@@ -7,6 +7,7 @@ pub mod deploy;
 pub mod environments;
 pub mod init;
 pub mod logs;
+pub mod manual;
 pub mod previews;
 pub mod project;
 pub mod serve;
