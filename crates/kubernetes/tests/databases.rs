@@ -488,3 +488,68 @@ async fn a_pod_that_cannot_be_reached_a_missing_or_incomplete_source_and_credent
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn a_database_made_again_by_another_attempt_meanwhile_is_not_marked_complete() {
+    let cluster = Cluster::start().await;
+    let example = kubernetes_example();
+    cluster
+        .create("staging", &resources(&example, "staging"))
+        .await;
+    let preview = clone_resources(&example, "staging", "pr-1");
+    let preview_db = database_name(&preview);
+    let staging_namespace = cluster.namespace("staging");
+    // The copy's first connection to staging is held, long enough for another attempt to make the preview's
+    // database again meanwhile.
+    cluster.api.delay(
+        "GET",
+        &format!("/namespaces/{staging_namespace}/pods/db-0/portforward"),
+        std::time::Duration::from_secs(3),
+    );
+    let runtime = std::sync::Arc::clone(&cluster.runtime);
+    let applying = tokio::spawn(async move {
+        let log = StepLog::default();
+        for resource in in_order(&preview) {
+            let applied = runtime.apply(&env("pr-1"), &resource, &log).await;
+            if resource.id == "database/db" {
+                return applied;
+            }
+            applied.unwrap_or_else(|e| panic!("{}: {e}", resource.id));
+        }
+        panic!("no database");
+    });
+    let filling = "preview: filling for shop/pr-1/db";
+    let comment = format!(
+        "SELECT coalesce(shobj_description(oid, 'pg_database'), '') FROM pg_database WHERE datname = '{preview_db}'"
+    );
+    let mut seen = false;
+    for _ in 0..100 {
+        let server = cluster.postgres.server("shop-pr-1-", "db-0");
+        if server.is_some_and(|s| s.sql("postgres", &comment).as_deref() == Ok(filling)) {
+            seen = true;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(seen, "the preview's database is being made");
+    // Another attempt: the database dropped and made again, marked as being made.
+    for statement in [
+        format!("DROP DATABASE {preview_db} WITH (FORCE)"),
+        format!("CREATE DATABASE {preview_db} OWNER {preview_db}"),
+        format!("COMMENT ON DATABASE {preview_db} IS '{filling}'"),
+    ] {
+        sql(&cluster, "pr-1", "postgres", &statement);
+    }
+    cluster.api.clear_faults();
+    let error = applying
+        .await
+        .expect("the apply ends")
+        .expect_err("not marked");
+    assert!(
+        error
+            .message
+            .contains("was made again by another attempt meanwhile; not marked"),
+        "{error}"
+    );
+    assert_eq!(sql(&cluster, "pr-1", "postgres", &comment), filling);
+}

@@ -56,7 +56,7 @@ pub(crate) fn is_portforward(request: &hyper::Request<Incoming>) -> bool {
 }
 
 /// Answers a port-forward request: `101 Switching Protocols` and the forwarding, or the API's error.
-pub(crate) fn upgrade(
+pub(crate) async fn upgrade(
     shared: Arc<Shared>,
     mut request: hyper::Request<Incoming>,
 ) -> Response<Body> {
@@ -75,9 +75,17 @@ pub(crate) fn upgrade(
         user_agent: header(header::USER_AGENT),
         body: bytes::Bytes::new(),
     };
-    let checked = {
+    let delay = {
         let mut state = shared.lock();
         state.records.push(Recorded::of(&seen));
+        state.faults.delay_for(&seen)
+    };
+    // A test's delay holds the forward before it is answered, as a slow API server or kubelet would.
+    if !delay.is_zero() {
+        tokio::time::sleep(delay).await;
+    }
+    let checked = {
+        let mut state = shared.lock();
         check(
             &mut state,
             &seen,

@@ -78,7 +78,7 @@ async fn handle(
     request: hyper::Request<Incoming>,
 ) -> Result<Response<Body>, Infallible> {
     if forward::is_portforward(&request) {
-        return Ok(forward::upgrade(shared, request));
+        return Ok(forward::upgrade(shared, request).await);
     }
     let (parts, body) = request.into_parts();
     // A body cut short is read as what arrived; the handler then refuses it as malformed.
