@@ -382,7 +382,6 @@ async fn copy_from_source(
         .map_err(fail(service))?;
     log.check_lease()?;
     let started = std::time::Instant::now();
-    let lines = std::sync::Mutex::new(Vec::new());
     let copied = copy_database(
         &binaries,
         &source.login.to_database(source_name),
@@ -392,16 +391,9 @@ async fn copy_from_source(
             rules,
             strict: *strict,
         }),
-        &|line| {
-            if let Ok(mut lines) = lines.lock() {
-                lines.push(line);
-            }
-        },
+        &|line| log.line(format!("database `{service}`: {line}")),
     )
     .await;
-    for line in lines.into_inner().unwrap_or_default() {
-        log.line(format!("database `{service}`: {line}"));
-    }
     let report = copied.map_err(|e| {
         RuntimeError::new(
             source

@@ -748,12 +748,11 @@ pub(crate) async fn copy_logged(
     strict: bool,
     log: &StepLog,
 ) -> Result<preview_database::postgres::copy::CopyReport, preview_database::DatabaseError> {
-    let lines = std::sync::Mutex::new(Vec::new());
     let writer = host
         .server
         .as_ref()
         .map(|server| server.golden_writer(target));
-    let copied = copy_database_as(
+    copy_database_as(
         &host.binaries,
         source,
         &host.admin.to_database(target),
@@ -763,15 +762,7 @@ pub(crate) async fn copy_logged(
             rules,
             strict,
         }),
-        &|line| {
-            if let Ok(mut lines) = lines.lock() {
-                lines.push(line);
-            }
-        },
+        &|line| log.line(format!("database `{service}`: {line}")),
     )
-    .await;
-    for line in lines.into_inner().unwrap_or_default() {
-        log.line(format!("database `{service}`: {line}"));
-    }
-    copied
+    .await
 }

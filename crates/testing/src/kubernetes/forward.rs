@@ -133,15 +133,7 @@ pub(crate) async fn upgrade(
 }
 
 fn answer(code: u16, body: String) -> Response<Body> {
-    let mut response = Response::new(http_body_util::BodyExt::boxed_unsync(
-        http_body_util::Full::new(bytes::Bytes::from(body)),
-    ));
-    *response.status_mut() = StatusCode::from_u16(code).unwrap_or(StatusCode::BAD_REQUEST);
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
+    super::server::full(code, "application/json", body)
 }
 
 /// The port asked for and what serves it, or the error the API server would answer with.
@@ -152,17 +144,7 @@ fn check(
     upgrade: Option<&str>,
     protocols: Option<&str>,
 ) -> Result<(PodPort, Option<PodBackend>), ApiError> {
-    if authorization != Some(format!("Bearer {}", state.token).as_str()) {
-        return Err(ApiError::unauthorized());
-    }
-    if let Some((code, reason)) = state.faults.take_failure(request) {
-        return Err(ApiError::injected(
-            code,
-            &reason,
-            &request.method,
-            &request.path,
-        ));
-    }
+    super::server::admit(state, request, authorization)?;
     let Route::Resource(target) = route(&state.catalog, &request.path) else {
         return Err(ApiError::no_such_resource());
     };

@@ -143,7 +143,7 @@ async fn handle(
     })
 }
 
-fn full(code: u16, content_type: &'static str, text: String) -> Response<Body> {
+pub(super) fn full(code: u16, content_type: &'static str, text: String) -> Response<Body> {
     with_status(
         code,
         content_type,
@@ -161,24 +161,34 @@ fn with_status(code: u16, content_type: &'static str, body: Body) -> Response<Bo
     response
 }
 
+/// A request with the bearer token, unless a test injected a failure for it: the API server's first checks.
+pub(super) fn admit(
+    state: &mut State,
+    request: &Request,
+    authorization: Option<&str>,
+) -> Result<(), ApiError> {
+    let expected = format!("Bearer {}", state.token);
+    if authorization != Some(expected.as_str()) {
+        return Err(ApiError::unauthorized());
+    }
+    match state.faults.take_failure(request) {
+        Some((code, reason)) => Err(ApiError::injected(
+            code,
+            &reason,
+            &request.method,
+            &request.path,
+        )),
+        None => Ok(()),
+    }
+}
+
 fn answer(
     state: &mut State,
     request: &Request,
     authorization: Option<&str>,
     address: &str,
 ) -> Result<Reply, ApiError> {
-    let expected = format!("Bearer {}", state.token);
-    if authorization != Some(expected.as_str()) {
-        return Err(ApiError::unauthorized());
-    }
-    if let Some((code, reason)) = state.faults.take_failure(request) {
-        return Err(ApiError::injected(
-            code,
-            &reason,
-            &request.method,
-            &request.path,
-        ));
-    }
+    admit(state, request, authorization)?;
     let json = |value: Value| Ok(Reply::Json(200, value));
     match route(&state.catalog, &request.path) {
         Route::Version => json(discovery::version()),
