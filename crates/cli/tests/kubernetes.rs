@@ -103,6 +103,9 @@ fn the_example_shop_on_a_cluster() {
             kubeconfig.to_str().expect("path"),
             "--ready-timeout",
             "20",
+            // The log collectors' format: the values a leak would show are in it as they are in text.
+            "--log-format",
+            "json",
         ],
         &[("RUST_LOG", "trace")],
     );
@@ -308,7 +311,12 @@ fn the_example_shop_on_a_cluster() {
     );
     daemon.stop();
     let mut seen = seen.into_inner();
-    seen.push(("the daemon's log".to_owned(), support::read_log(&data)));
+    let daemon_log = support::read_log(&data);
+    assert!(
+        daemon_log.contains(r#""level":"DEBUG""#) && daemon_log.contains(r#""event":"log""#),
+        "the daemon logged at debug, the steps' lines included"
+    );
+    seen.push(("the daemon's log".to_owned(), daemon_log));
     // Every object on the cluster but Secrets, and every request the daemon sent but the Secrets' own.
     for plural in [
         "deployments",

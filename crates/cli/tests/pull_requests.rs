@@ -594,6 +594,17 @@ struct Setup {
 
 impl Setup {
     fn new(name: &str, build: &str, extra: &str, ports: Option<&str>) -> Setup {
+        Setup::with_flags(name, build, extra, ports, &[])
+    }
+
+    /// [`Setup::new`] with a daemon started with `flags` too (the local runtime only).
+    fn with_flags(
+        name: &str,
+        build: &str,
+        extra: &str,
+        ports: Option<&str>,
+        flags: &[&str],
+    ) -> Setup {
         let dir = TempDir::new(name);
         let forge = TestForge::start(Kind::Github, REPOSITORY, TOKEN);
         let origin = dir.path().join("origin.git");
@@ -601,7 +612,10 @@ impl Setup {
         let (work, origin) = repositories(dir.path(), &text);
         let data = dir.path().join("data");
         let release = ReleaseAccounts(data.clone());
-        let daemon = Setup::daemon(&data, ports);
+        let daemon = match ports {
+            Some(ports) => support::local_daemon(&data, ports, flags, None),
+            None => Setup::daemon(&data, None),
+        };
         register(&daemon, &work);
         create_staging(&daemon);
         Setup {
@@ -1475,4 +1489,266 @@ fn daemons_sharing_a_store_reconcile_one_at_a_time() {
     let problems = forge.problems();
     assert!(problems.is_empty(), "{problems:?}");
     second.stop();
+}
+
+/// The samples of a `/metrics` answer as the Prometheus project's own OpenMetrics parser reads them (the test
+/// fails if it cannot): name, labels and value of each.
+fn parse_exposition(text: &str) -> Vec<(String, Value, f64)> {
+    use std::io::Write;
+    const READ: &str = "import json, sys
+from prometheus_client.openmetrics.parser import text_string_to_metric_families
+print(json.dumps([[s.name, s.labels, s.value] for f in text_string_to_metric_families(sys.stdin.read()) for s in f.samples]))";
+    let mut child = std::process::Command::new("/usr/bin/python3")
+        .args(["-c", READ])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(text.as_bytes())
+        .expect("write");
+    let out = child.wait_with_output().expect("parser");
+    assert!(
+        out.status.success(),
+        "the exposition does not parse: {}\n{text}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let samples: Vec<(String, Value, f64)> = serde_json::from_slice(&out.stdout).expect("samples");
+    samples
+}
+
+/// The value of the sample `name` whose labels include `labels` (0 when there is none).
+fn sample(samples: &[(String, Value, f64)], name: &str, labels: &[(&str, &str)]) -> f64 {
+    samples
+        .iter()
+        .filter(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l[*k] == *v))
+        .map(|(_, _, value)| value)
+        .sum()
+}
+
+/// The daemon's metrics after a story — deployments, a rollback, requests through the gateway, webhook deliveries,
+/// calls to the forge — read by a Prometheus parser: every series is there with the counts of what happened.
+#[test]
+fn metrics_count_what_the_daemon_did() {
+    let flags = ["--metrics-listen", "127.0.0.1:0", "--health-timeout", "5"];
+    let setup = Setup::with_flags("pr-metrics", "true", "", Some("20100-20299"), &flags);
+    let daemon = &setup.daemon;
+    let config: Value = serde_json::from_slice(
+        &std::fs::read(daemon.data.join("client.json")).expect("client config"),
+    )
+    .expect("json");
+    let metrics_url = config["metrics"]
+        .as_str()
+        .expect("the metrics address")
+        .to_owned();
+    let metrics_address = metrics_url
+        .trim_start_matches("http://")
+        .trim_end_matches("/metrics")
+        .to_owned();
+    let scrape = || {
+        let (status, body) = support::request(&metrics_address, "GET", "scraper", "/metrics", "");
+        assert_eq!(status, 200, "{body}");
+        let text = body.as_str().map(str::to_owned).unwrap_or_default();
+        parse_exposition(&text)
+    };
+
+    // A pull request's preview, made by a webhook and calls to the forge.
+    let head = setup.open(3, false);
+    setup.wait_commit(3, &head);
+    // A delivery signed with another secret is refused.
+    let body = b"{}";
+    let (status, _) = daemon.http_with(
+        "POST",
+        "/webhooks/plain",
+        &[
+            ("Content-Type", "application/json"),
+            ("X-GitHub-Event", "pull_request"),
+            ("X-GitHub-Delivery", "forged-1"),
+            ("X-Hub-Signature-256", "sha256=00"),
+        ],
+        body,
+    );
+    assert_eq!(status, 401);
+    // A deployment whose app does not start is rolled back.
+    git(&setup.work, &["checkout", "--quiet", "-b", "broken"]);
+    std::fs::write(setup.work.join("web.py"), "raise SystemExit(3)\n").expect("web.py");
+    git(
+        &setup.work,
+        &["commit", "--quiet", "-am", "an app that exits"],
+    );
+    git(&setup.work, &["checkout", "--quiet", "main"]);
+    let broken = daemon.json(&[
+        "--project",
+        "plain",
+        "deploy",
+        "staging",
+        "--commit",
+        "broken",
+    ]);
+    assert_eq!(broken["deployment"]["status"], "rolled_back", "{broken}");
+
+    // Exactly five answered requests and two 404s through the gateway, between two scrapes.
+    let before = scrape();
+    let gateway = support::gateway_http(&daemon.data);
+    for path in ["/", "/a", "/b", "/c", "/d"] {
+        let (status, _) = support::request(&gateway, "GET", "web-pr-3.plain.localhost", path, "");
+        assert_eq!(status, 200);
+    }
+    let after = scrape();
+    let route = [
+        ("project", "plain"),
+        ("environment", "pr-3"),
+        ("service", "web"),
+    ];
+    let with = |class: &'static str| {
+        let mut labels = route.to_vec();
+        labels.push(("class", class));
+        labels
+    };
+    let delta = |name: &str, labels: &[(&str, &str)]| {
+        sample(&after, name, labels) - sample(&before, name, labels)
+    };
+    assert_eq!(delta("preview_gateway_requests_total", &with("2xx")), 5.0);
+    assert_eq!(delta("preview_gateway_requests_total", &with("5xx")), 0.0);
+    assert_eq!(
+        delta("preview_gateway_request_duration_seconds_count", &route),
+        5.0
+    );
+    let unknown = support::request(&gateway, "GET", "nothing-here.plain.localhost", "/", "");
+    assert_eq!(unknown.0, 404);
+
+    let samples = scrape();
+    let count = |name: &str, labels: &[(&str, &str)]| sample(&samples, name, labels);
+    // Deployments by operation and outcome: staging made, the preview cloned, the broken one rolled back.
+    assert_eq!(
+        count(
+            "preview_deployments_total",
+            &[("operation", "create"), ("outcome", "committed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "preview_deployments_total",
+            &[("operation", "clone"), ("outcome", "committed")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "preview_deployments_total",
+            &[("operation", "update"), ("outcome", "rolled_back")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count("preview_rollbacks_total", &[("operation", "update")]),
+        1.0
+    );
+    assert_eq!(count("preview_recoveries_total", &[]), 0.0);
+    // Step durations by kind: the app's steps applied, and the broken one undone.
+    assert!(
+        count(
+            "preview_step_duration_seconds_count",
+            &[("kind", "app"), ("phase", "apply"), ("result", "done")]
+        ) >= 2.0
+    );
+    assert!(
+        count(
+            "preview_step_duration_seconds_count",
+            &[("kind", "app"), ("phase", "compensate"), ("result", "done")]
+        ) >= 1.0
+    );
+    assert!(
+        count(
+            "preview_step_duration_seconds_count",
+            &[("kind", "build"), ("phase", "apply")]
+        ) >= 3.0
+    );
+    // Environments and previews by state.
+    assert_eq!(count("preview_environments", &[("state", "ready")]), 2.0);
+    assert_eq!(
+        count("preview_environments", &[("state", "deploying")]),
+        0.0
+    );
+    assert_eq!(count("preview_previews", &[("state", "ready")]), 1.0);
+    // Webhooks by forge and verdict; the forge's API answered.
+    assert_eq!(
+        count(
+            "preview_webhook_deliveries_total",
+            &[("forge", "github"), ("verdict", "accepted")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "preview_webhook_deliveries_total",
+            &[("forge", "github"), ("verdict", "refused")]
+        ),
+        1.0
+    );
+    assert!(
+        count(
+            "preview_forge_requests_total",
+            &[("forge", "github"), ("class", "2xx")]
+        ) >= 1.0
+    );
+    assert_eq!(count("preview_forge_rate_limit_waits_total", &[]), 0.0);
+    // A request no route answers is in no environment's series.
+    assert!(
+        !samples
+            .iter()
+            .any(|(name, labels, _)| name.starts_with("preview_gateway")
+                && labels["environment"] != "pr-3"),
+        "{samples:?}"
+    );
+    // No series names a request, a commit or a deployment.
+    for (name, labels, _) in &samples {
+        let labels = labels.as_object().expect("labels");
+        for key in labels.keys() {
+            assert!(
+                [
+                    "operation",
+                    "outcome",
+                    "kind",
+                    "phase",
+                    "result",
+                    "state",
+                    "project",
+                    "environment",
+                    "service",
+                    "class",
+                    "forge",
+                    "verdict",
+                    "policy",
+                    "le"
+                ]
+                .contains(&key.as_str()),
+                "{name} has the label {key}"
+            );
+        }
+    }
+
+    // On the API's address /metrics needs the token.
+    let (status, _) = daemon.http("GET", "/metrics", None, None, b"");
+    assert_eq!(status, 401);
+    let (status, _, _) = daemon.http_full(
+        "GET",
+        "/metrics",
+        &[("Authorization", &format!("Bearer {}", daemon.token))],
+        b"",
+    );
+    assert_eq!(status, 200);
+    // The metrics address serves nothing else.
+    let (status, _) = support::request(&metrics_address, "GET", "scraper", "/v1/projects", "");
+    assert_eq!(status, 404);
+    assert!(
+        setup.forge.problems().is_empty(),
+        "{:?}",
+        setup.forge.problems()
+    );
 }

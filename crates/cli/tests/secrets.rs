@@ -251,6 +251,12 @@ fn secret_values_appear_nowhere() {
     support::ok(daemon.cli(&["env", "delete", "qa"]));
     support::ok(daemon.cli(&["env", "delete", "staging"]));
     daemon.stop();
+    // The daemon's log was written at every level: each step's journal lines and each request's answer.
+    let daemon_log = support::read_log(&data);
+    assert!(
+        daemon_log.contains("DEBUG") && daemon_log.contains(" answered"),
+        "the daemon logged at debug and below"
+    );
     // The store, the runtime's records, the apps' logs, the daemon's log, the client config: every file the
     // daemon wrote.
     let files = files_under(&data);

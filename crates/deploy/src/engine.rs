@@ -11,6 +11,7 @@ use preview_store::{
 };
 use tokio::sync::watch;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::ids::{Clock, new_deployment_id, random_hex};
 use crate::lease::{Held, hold};
@@ -243,9 +244,12 @@ impl Engine {
                     let held = self.hold(lease, sent);
                     let engine = Arc::clone(self);
                     let started = record.clone();
-                    let handle = tokio::spawn(async move {
-                        engine.run(started, base.recorded, control, held).await
-                    });
+                    let span = crate::run::deployment_span(&started);
+                    let handle = tokio::spawn(
+                        engine
+                            .run(started, base.recorded, control, held)
+                            .instrument(span),
+                    );
                     return Ok((record, handle));
                 }
                 Err(StoreError::Stale { .. }) => self.unregister(&record.id),

@@ -7,6 +7,7 @@ use preview_store::{
     DeploymentRecord, DeploymentStatus, JournalEntry, JournalEvent, Phase, TakeOverTerms,
 };
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::engine::{Engine, EngineError};
 use crate::run::Ending;
@@ -64,8 +65,23 @@ impl Engine {
             };
             let next_seq = journal.iter().map(|e| e.seq + 1).max().unwrap_or(0);
             let context = Arc::new(self.context(&deployment, &held, next_seq, control));
-            let ending = self.recover_one(&context, &deployment, &journal).await;
-            recovered.push(self.end(&deployment, held, ending).await);
+            let recovering = async {
+                tracing::info!(status = deployment.status.as_str(), "recovering");
+                let ending = self.recover_one(&context, &deployment, &journal).await;
+                let ended = self.end(&deployment, held, ending).await;
+                preview_metrics::metrics()
+                    .recoveries
+                    .get_or_create(&preview_metrics::OutcomeLabels {
+                        outcome: ended.status.as_str(),
+                    })
+                    .inc();
+                ended
+            };
+            recovered.push(
+                recovering
+                    .instrument(crate::run::deployment_span(&deployment))
+                    .await,
+            );
         }
         Ok(recovered)
     }

@@ -9,6 +9,7 @@ use preview_store::{DeploymentRecord, DeploymentStatus, JournalEvent, Outcome, P
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
+use tracing::Instrument;
 
 use crate::engine::Engine;
 use crate::lease::Held;
@@ -32,6 +33,17 @@ enum Applied {
     Halted(String),
 }
 
+/// The span a deployment's work is done in, whichever daemon runs or recovers it.
+pub(crate) fn deployment_span(record: &DeploymentRecord) -> tracing::Span {
+    tracing::info_span!(
+        "deployment",
+        deployment = %record.id,
+        project = %record.project,
+        environment = %record.environment,
+        operation = record.operation.as_str()
+    )
+}
+
 impl Engine {
     pub(crate) async fn run(
         self: Arc<Self>,
@@ -40,6 +52,7 @@ impl Engine {
         control: watch::Receiver<Control>,
         held: Held,
     ) -> DeploymentRecord {
+        tracing::info!(steps = record.plan.steps.len(), "started");
         let context = Arc::new(self.context(&record, &held, 0, control));
         let done = vec![false; record.plan.steps.len()];
         let ending = match self.preflight(&context, &record, &recorded).await {
@@ -152,9 +165,13 @@ impl Engine {
                         begun[i] = true;
                         let (context, step) = (Arc::clone(context), step.clone());
                         let cancellable = i < point;
-                        running.spawn(async move {
-                            (step.index, apply_step(&context, &step, cancellable).await)
-                        });
+                        // The step's task is still the deployment's work: its log lines say so.
+                        running.spawn(
+                            async move {
+                                (step.index, apply_step(&context, &step, cancellable).await)
+                            }
+                            .instrument(tracing::Span::current()),
+                        );
                     }
                 }
             }
@@ -280,9 +297,17 @@ impl Engine {
             Err(error) => return failed(format!("cannot read the journal: {error}")),
         };
         match compensate(context, &record.plan, &journal).await {
-            Ok(()) => Ending::Finished(Outcome::RolledBack {
-                reason: reason.clone(),
-            }),
+            Ok(()) => {
+                preview_metrics::metrics()
+                    .rollbacks
+                    .get_or_create(&preview_metrics::OperationLabels {
+                        operation: record.operation.as_str(),
+                    })
+                    .inc();
+                Ending::Finished(Outcome::RolledBack {
+                    reason: reason.clone(),
+                })
+            }
             Err(UndoStop::Failed(error)) => failed(error),
             Err(UndoStop::Halted(why)) => Ending::Halted(why),
         }
@@ -302,18 +327,39 @@ impl Engine {
                     .finish_deployment(&held.lease, record, &outcome)
                     .await
                 {
-                    Ok(()) => {}
-                    Err(StoreError::Fenced { .. }) => eprintln!(
-                        "deployment {}: its lease was taken over before its end was recorded; the new holder finishes it",
-                        record.id
+                    Ok(()) => {
+                        let outcome = match &outcome {
+                            Outcome::Committed { .. } => {
+                                tracing::info!("committed");
+                                "committed"
+                            }
+                            Outcome::RolledBack { reason } => {
+                                tracing::info!("rolled back: {reason}");
+                                "rolled_back"
+                            }
+                            Outcome::Failed { error, .. } => {
+                                tracing::warn!("not finished: {error}");
+                                "failed"
+                            }
+                        };
+                        preview_metrics::metrics()
+                            .deployments
+                            .get_or_create(&preview_metrics::DeploymentLabels {
+                                operation: record.operation.as_str(),
+                                outcome,
+                            })
+                            .inc();
+                    }
+                    Err(StoreError::Fenced { .. }) => tracing::warn!(
+                        "its lease was taken over before its end was recorded; the new holder finishes it"
                     ),
                     // The journal still holds everything; recovery finishes the job.
                     Err(error) => {
-                        eprintln!("deployment {}: cannot record its end: {error}", record.id)
+                        tracing::warn!("cannot record its end: {error}")
                     }
                 }
             }
-            Ending::Halted(reason) => eprintln!("deployment {}: {reason}", record.id),
+            Ending::Halted(reason) => tracing::info!("stopped acting: {reason}"),
         }
         drop(held);
         self.unregister(&record.id);

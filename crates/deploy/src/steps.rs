@@ -9,6 +9,7 @@ use std::time::{Duration, Instant};
 use preview_plan::{Action, Plan, Resource, Step};
 use preview_store::{JournalEntry, JournalEvent, Lease, Phase, Store, StoreError};
 use tokio::sync::watch;
+use tracing::Instrument;
 
 use crate::lease::Fence;
 use crate::runtime::{EnvironmentAddress, Runtime, RuntimeError, StepLog};
@@ -58,6 +59,25 @@ impl Journal {
         event: JournalEvent,
         message: String,
     ) -> Result<(), StoreError> {
+        // Every journal entry is also a log line with its ids; the journal holds no secret value, so neither
+        // does the line.
+        let (number, phase_name) = (step + 1, phase.as_str());
+        match event {
+            JournalEvent::Failed => {
+                tracing::info!(
+                    step = number,
+                    phase = phase_name,
+                    event = event.as_str(),
+                    "{message}"
+                )
+            }
+            _ => tracing::debug!(
+                step = number,
+                phase = phase_name,
+                event = event.as_str(),
+                "{message}"
+            ),
+        }
         let entry = JournalEntry {
             deployment: self.lease.deployment.clone(),
             seq: self.next.fetch_add(1, Ordering::SeqCst),
@@ -165,7 +185,24 @@ async fn call(context: &StepContext, step: &Step, log: &StepLog, cancellable: bo
 
 /// Runs one step of the plan: intent, the runtime call, result. Past the point of no return (`cancellable`
 /// false) a cancel does not stop it.
+/// The span a step's work is done in: its number (from 1, as people and the journal's readers count), what it
+/// does, and whether it applies the plan or undoes it.
+fn step_span(step: &Step, phase: Phase) -> tracing::Span {
+    tracing::info_span!(
+        "step",
+        step = step.index + 1,
+        phase = phase.as_str(),
+        action = %describe(step)
+    )
+}
+
 pub(crate) async fn apply_step(context: &StepContext, step: &Step, cancellable: bool) -> StepEnd {
+    apply_step_in_span(context, step, cancellable)
+        .instrument(step_span(step, Phase::Apply))
+        .await
+}
+
+async fn apply_step_in_span(context: &StepContext, step: &Step, cancellable: bool) -> StepEnd {
     if let Some(reason) = context.halted() {
         return StepEnd::Halted(reason);
     }
@@ -223,6 +260,18 @@ async fn finish(
             .write(step.index, phase, JournalEvent::Log, line)
             .await;
     }
+    preview_metrics::metrics()
+        .step_duration
+        .get_or_create(&preview_metrics::StepLabels {
+            kind: step.kind.as_str(),
+            phase: phase.as_str(),
+            result: if *end == StepEnd::Done {
+                "done"
+            } else {
+                "failed"
+            },
+        })
+        .observe(started.elapsed().as_secs_f64());
     let elapsed = started.elapsed().as_millis();
     let (event, message) = match end {
         StepEnd::Done => (
@@ -279,51 +328,60 @@ pub(crate) async fn compensate(
         if let Some(reason) = context.halted() {
             return Err(UndoStop::Halted(reason));
         }
-        match context
-            .journal
-            .write(
-                index,
-                Phase::Compensate,
-                JournalEvent::Intent,
-                format!("undo {}", describe(step)),
-            )
-            .await
-        {
-            Ok(()) => {}
-            Err(StoreError::Fenced { .. }) => {
-                return Err(UndoStop::Halted(
-                    "the deployment's lease was taken over, so this daemon stopped acting for it"
-                        .to_owned(),
-                ));
-            }
-            Err(error) => {
-                return Err(UndoStop::Failed(format!(
-                    "cannot write the journal: {error}"
-                )));
-            }
+        undo_step(context, step, &inverse)
+            .instrument(step_span(step, Phase::Compensate))
+            .await?;
+    }
+    Ok(())
+}
+
+/// Undoes one started step with its inverse, tried up to three times.
+async fn undo_step(context: &StepContext, step: &Step, inverse: &Step) -> Result<(), UndoStop> {
+    let index = step.index;
+    match context
+        .journal
+        .write(
+            index,
+            Phase::Compensate,
+            JournalEvent::Intent,
+            format!("undo {}", describe(step)),
+        )
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Fenced { .. }) => {
+            return Err(UndoStop::Halted(
+                "the deployment's lease was taken over, so this daemon stopped acting for it"
+                    .to_owned(),
+            ));
         }
-        let began = Instant::now();
-        let log = StepLog::fenced(Arc::clone(&context.fence));
-        let mut end = StepEnd::Failed(String::new());
-        // Undoing must not give up at the first hiccup: an environment left half-undone is the worst outcome.
-        for _ in 0..3 {
-            end = call(context, &inverse, &log, false).await;
-            if matches!(end, StepEnd::Done | StepEnd::Halted(_)) {
-                break;
-            }
+        Err(error) => {
+            return Err(UndoStop::Failed(format!(
+                "cannot write the journal: {error}"
+            )));
         }
-        finish(context, &inverse, Phase::Compensate, &log, began, &end).await;
-        match end {
-            StepEnd::Done => {}
-            StepEnd::Halted(reason) => return Err(UndoStop::Halted(reason)),
-            StepEnd::Cancelled => return Err(UndoStop::Failed("cancelled".to_owned())),
-            StepEnd::Failed(reason) => {
-                return Err(UndoStop::Failed(format!(
-                    "undoing step {} ({}) failed: {reason}",
-                    index + 1,
-                    describe(step)
-                )));
-            }
+    }
+    let began = Instant::now();
+    let log = StepLog::fenced(Arc::clone(&context.fence));
+    let mut end = StepEnd::Failed(String::new());
+    // Undoing must not give up at the first hiccup: an environment left half-undone is the worst outcome.
+    for _ in 0..3 {
+        end = call(context, inverse, &log, false).await;
+        if matches!(end, StepEnd::Done | StepEnd::Halted(_)) {
+            break;
+        }
+    }
+    finish(context, inverse, Phase::Compensate, &log, began, &end).await;
+    match end {
+        StepEnd::Done => {}
+        StepEnd::Halted(reason) => return Err(UndoStop::Halted(reason)),
+        StepEnd::Cancelled => return Err(UndoStop::Failed("cancelled".to_owned())),
+        StepEnd::Failed(reason) => {
+            return Err(UndoStop::Failed(format!(
+                "undoing step {} ({}) failed: {reason}",
+                index + 1,
+                describe(step)
+            )));
         }
     }
     Ok(())

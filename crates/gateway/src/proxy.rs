@@ -67,11 +67,31 @@ impl Proxy {
         self
     }
 
-    /// Handles one request that arrived on `downstream`.
+    /// Handles one request that arrived on `downstream`; a request that reached a route is counted with the
+    /// status of its answer and the time until the answer began.
     pub(crate) async fn handle(
+        &self,
+        request: Request<Incoming>,
+        downstream: &Downstream,
+    ) -> Response<Body> {
+        let began = std::time::Instant::now();
+        let mut routed = None;
+        let response = self.answer(request, downstream, &mut routed).await;
+        if let Some(route) = routed {
+            preview_metrics::metrics().gateway_request(
+                &route_labels(&route),
+                response.status().as_u16(),
+                began.elapsed(),
+            );
+        }
+        response
+    }
+
+    async fn answer(
         &self,
         mut request: Request<Incoming>,
         downstream: &Downstream,
+        routed: &mut Option<Arc<Route>>,
     ) -> Response<Body> {
         let scheme = downstream.origin.client_scheme(request.headers());
         if request.uri().path().starts_with(CHALLENGE_PATH)
@@ -102,6 +122,7 @@ impl Proxy {
                 ),
             );
         };
+        *routed = Some(Arc::clone(&route));
         if let Some(unavailable) = unavailable(&route) {
             return unavailable;
         }
@@ -326,6 +347,15 @@ impl Proxy {
 }
 
 /// `<b>web</b> of environment <b>pr-1</b> (shop)`, for pages.
+/// The labels of a route's series.
+pub(crate) fn route_labels(route: &Route) -> preview_metrics::RouteLabels {
+    preview_metrics::RouteLabels {
+        project: route.project.clone(),
+        environment: route.environment.clone(),
+        service: route.service.clone(),
+    }
+}
+
 fn who(route: &Route) -> String {
     format!(
         "<b>{}</b> of environment <b>{}</b> ({})",

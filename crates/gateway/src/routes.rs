@@ -204,10 +204,36 @@ impl Routes {
                 Arc::make_mut(route).last_request = Arc::clone(cell);
             }
         }
+        // The series of a route no environment serves any more go with it: previews come and go by the thousand.
+        let served: std::collections::HashSet<(&str, &str, &str)> = table
+            .routes()
+            .map(|r| {
+                (
+                    r.project.as_str(),
+                    r.environment.as_str(),
+                    r.service.as_str(),
+                )
+            })
+            .collect();
+        let gone: Vec<preview_metrics::RouteLabels> = self
+            .snapshot()
+            .routes()
+            .filter(|r| {
+                !served.contains(&(
+                    r.project.as_str(),
+                    r.environment.as_str(),
+                    r.service.as_str(),
+                ))
+            })
+            .map(|r| crate::proxy::route_labels(r))
+            .collect();
         let table = Arc::new(table);
         match self.current.write() {
             Ok(mut current) => *current = table,
             Err(poisoned) => *poisoned.into_inner() = table,
+        }
+        for route in &gone {
+            preview_metrics::metrics().forget_route(route);
         }
     }
 }

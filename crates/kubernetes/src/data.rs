@@ -154,6 +154,7 @@ pub(crate) async fn fill(
     mark_ready(&admin_client, name, &filling)
         .await
         .map_err(fail(service))?;
+    let began = std::time::Instant::now();
     match content.clone.policy.as_str() {
         "seed" => {
             if let Some(file) = &content.clone.file {
@@ -182,6 +183,7 @@ pub(crate) async fn fill(
         }
         _ => log.line(format!("database `{service}`: {name} made empty")),
     }
+    preview_metrics::metrics().database_content_made(&content.clone.policy, began.elapsed());
     mark_complete(&admin_client, service, name, &mark, made, log).await
 }
 

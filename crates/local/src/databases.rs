@@ -257,10 +257,15 @@ impl LocalRuntime {
                 content.name
             ));
         } else {
-            if let Err(error) = self
+            let began = std::time::Instant::now();
+            let made = self
                 .make_data(env, service, &content, &host, &admin, &password, log)
-                .await
-            {
+                .await;
+            if made.is_ok() {
+                preview_metrics::metrics()
+                    .database_content_made(&content.clone.policy, began.elapsed());
+            }
+            if let Err(error) = made {
                 // Nothing half-made is left: the next attempt starts from scratch.
                 let _ = admin::drop_database(&admin, &content.name).await;
                 let _ = admin::drop_role(&admin, &content.name).await;

@@ -64,9 +64,11 @@ impl LocalRuntime {
                 None => return Ok(PhysicalGolden { data, _held: held }),
             }
         }
+        let began = std::time::Instant::now();
         let built = self
             .build_physical_golden(env, service, content, &golden, &dir, log)
             .await;
+        preview_metrics::metrics().snapshot_built(&built, began);
         or_older(built, fallback, service, from, log)?;
         Ok(PhysicalGolden { data, _held: held })
     }

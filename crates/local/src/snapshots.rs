@@ -229,9 +229,11 @@ impl LocalRuntime {
                 None => return Ok(golden),
             }
         }
+        let began = std::time::Instant::now();
         let built = self
             .build_golden(env, service, content, host, admin_client, log, &golden)
             .await;
+        preview_metrics::metrics().snapshot_built(&built, began);
         or_older(built, fallback, service, from, log).map(|()| golden)
     }
 
@@ -486,8 +488,8 @@ impl LocalRuntime {
                     return Ok(true);
                 }
                 Err(error) => {
-                    eprintln!(
-                        "preview daemon: database `{service}`: {warm} of the warm pool could not be handed out, so it is dropped: {error}"
+                    tracing::warn!(
+                        "database `{service}`: {warm} of the warm pool could not be handed out, so it is dropped: {error}"
                     );
                     let _ = admin::drop_database(admin_client, &warm).await;
                     let _ = admin::drop_database(admin_client, name).await;
@@ -551,8 +553,8 @@ impl LocalRuntime {
                     Ok(true) => return,
                     Ok(false) => continue,
                     Err(error) => {
-                        eprintln!(
-                            "preview daemon: the warm pool of {golden_name} could not be filled: {error}"
+                        tracing::warn!(
+                            "the warm pool of {golden_name} could not be filled: {error}"
                         );
                         return;
                     }

@@ -24,6 +24,20 @@ pub enum ResourceKind {
 }
 
 impl ResourceKind {
+    /// The kind's name, as resource ids and metrics spell it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResourceKind::Space => "space",
+            ResourceKind::Secrets => "secrets",
+            ResourceKind::Database => "database",
+            ResourceKind::Build => "build",
+            ResourceKind::Job => "job",
+            ResourceKind::App => "app",
+            ResourceKind::Certificate => "certificate",
+            ResourceKind::Route => "route",
+        }
+    }
+
     /// Build order: space → secrets, databases and builds → jobs → apps and certificates → routes.
     pub fn level(self) -> u8 {
         match self {

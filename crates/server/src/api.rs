@@ -12,10 +12,11 @@ use axum::{Json, Router};
 use preview_deploy::Engine;
 use preview_store::Store;
 use serde_json::json;
+use tracing::Instrument;
 
 use crate::error::ApiError;
 use crate::routes::{
-    clusters, deployments, environments, previews, projects, runtime, variables, webhooks,
+    clusters, deployments, environments, metrics, previews, projects, runtime, variables, webhooks,
 };
 
 /// Request bodies larger than this are refused: a spec is a few kilobytes.
@@ -153,6 +154,8 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/v1/deployments/{id}/logs", get(deployments::logs))
         .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
         .route("/v1/deployments/{id}/abandon", post(deployments::abandon))
+        // With the token here; without it only on an address of its own (`--metrics-listen`).
+        .route("/metrics", get(metrics::scrape))
         .route_layer(axum::middleware::from_fn(check_path_names))
         .fallback(|| async {
             ApiError::NotFound("no such API route; the routes start with /v1/".to_owned())
@@ -167,6 +170,63 @@ pub(crate) fn router(state: SharedState) -> Router {
         .route("/webhooks/{project}", post(webhooks::receive))
         .merge(api)
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
+        .layer(axum::middleware::from_fn(trace_request))
+        .with_state(state)
+}
+
+/// The header that names a request in the daemon's log: the client's own id when it sends a plain one (so a
+/// request can be followed through a proxy), else one made here; the response carries it back.
+pub(crate) const REQUEST_ID: &str = "x-request-id";
+
+/// Runs each request in a span of its own (its id, method and path; never its query or body) and answers with
+/// its id.
+async fn trace_request(mut request: Request, next: Next) -> Response {
+    let given = request
+        .headers()
+        .get(REQUEST_ID)
+        .and_then(|value| value.to_str().ok())
+        .filter(|id| {
+            !id.is_empty()
+                && id.len() <= 64
+                && id
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_owned);
+    let id = given.unwrap_or_else(new_request_id);
+    let value = axum::http::HeaderValue::from_str(&id).expect("the id is plain ASCII");
+    request.headers_mut().insert(REQUEST_ID, value.clone());
+    let span = tracing::info_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path()
+    );
+    let began = std::time::Instant::now();
+    let mut response = next.run(request).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::debug!(
+            status = response.status().as_u16(),
+            ms = began.elapsed().as_millis() as u64,
+            "answered"
+        )
+    });
+    response.headers_mut().insert(REQUEST_ID, value);
+    response
+}
+
+fn new_request_id() -> String {
+    let mut bytes = [0u8; 8];
+    ring::rand::SecureRandom::fill(&ring::rand::SystemRandom::new(), &mut bytes)
+        .expect("the system's random source works");
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The router of `--metrics-listen`: `/metrics` alone, without the token (a scraper's address is for scrapers).
+pub(crate) fn metrics_router(state: SharedState) -> Router {
+    Router::new()
+        .route("/metrics", get(metrics::scrape))
+        .fallback(|| async { ApiError::NotFound("only /metrics is served here".to_owned()) })
         .with_state(state)
 }
 

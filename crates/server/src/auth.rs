@@ -17,6 +17,9 @@ pub struct ClientConfig {
     pub gateway_https: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub gateway_http: Option<String>,
+    /// Where `/metrics` is served without the token (`http://127.0.0.1:PORT/metrics`), with `--metrics-listen`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metrics: Option<String>,
 }
 
 pub fn client_config_path(data_dir: &Path) -> PathBuf {

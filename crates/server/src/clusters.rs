@@ -67,11 +67,7 @@ pub(crate) async fn remove(vault: &Vault, clusters: &Clusters, name: &str) -> Re
 /// Opens every registered cluster; one that does not answer now is registered all the same, and one that cannot
 /// be opened (its sealed credentials damaged, or no longer making a client) is known as unusable: its environments'
 /// steps fail saying why, and nothing takes one of them for gone.
-pub(crate) async fn load(
-    vault: &Arc<Vault>,
-    clusters: &Clusters,
-    log: impl Fn(&str),
-) -> Result<(), String> {
+pub(crate) async fn load(vault: &Arc<Vault>, clusters: &Clusters) -> Result<(), String> {
     let (_, default) = clusters
         .all()
         .into_iter()
@@ -102,13 +98,13 @@ pub(crate) async fn load(
         match opened {
             Ok(cluster) => {
                 if let Err(e) = cluster.reach().await {
-                    log(&format!("cluster `{name}` does not answer now: {e}"));
+                    tracing::warn!("cluster `{name}` does not answer now: {e}");
                 }
-                log(&format!("cluster `{name}`: {}", cluster.cluster_url()));
+                tracing::info!("cluster `{name}`: {}", cluster.cluster_url());
                 clusters.register(name, Arc::new(cluster));
             }
             Err(e) => {
-                log(&format!("cluster `{name}` cannot be used: {e}"));
+                tracing::warn!("cluster `{name}` cannot be used: {e}");
                 clusters.register_broken(name, &e);
             }
         }

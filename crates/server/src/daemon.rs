@@ -66,6 +66,9 @@ pub struct ServeConfig {
     /// `postgres://…` to share state between daemons; `None` for the SQLite file in the data directory.
     pub store: Option<String>,
     pub listen: SocketAddr,
+    /// Where `/metrics` is served without the API token, apart from the API; `None`: on the API's address only,
+    /// with the token.
+    pub metrics_listen: Option<SocketAddr>,
     pub runtime: RuntimeChoice,
     pub step_timeout: Duration,
     /// How long a deployment's lease lasts without renewal; another daemon takes over after it expires.
@@ -73,10 +76,6 @@ pub struct ServeConfig {
 }
 
 const TOKEN_HASH_KEY: &str = "api_token_sha256";
-
-fn log(message: &str) {
-    eprintln!("preview daemon: {message}");
-}
 
 pub async fn serve(config: ServeConfig) -> Result<(), String> {
     // Everything the daemon writes is its own: store, keys, logs and records hold secrets.
@@ -115,7 +114,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         RuntimeChoice::Kubernetes(options) => {
             let default = Arc::new(start_kubernetes(&config, options, Arc::clone(&vault)).await?);
             let clusters = Arc::new(preview_kubernetes::Clusters::new(default));
-            crate::clusters::load(&vault, &clusters, log).await?;
+            crate::clusters::load(&vault, &clusters).await?;
             kubernetes = Some(Arc::clone(&clusters));
             clusters
         }
@@ -132,10 +131,10 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
                 .unwrap_or_else(|| config.data_dir.join("runtime"));
             std::fs::create_dir_all(&dir)
                 .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-            log(&format!(
+            tracing::info!(
                 "runtime: recording resources under {} (no processes are started)",
                 dir.display()
-            ));
+            );
             Arc::new(
                 if shared {
                     RecordingRuntime::shared_on_disk(&dir)
@@ -158,19 +157,18 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             ..EngineConfig::default()
         },
     );
-    log(&format!(
-        "daemon `{daemon}`, acting as `{}`",
-        engine.holder()
-    ));
+    tracing::info!("daemon `{daemon}`, acting as `{}`", engine.holder());
     let recovered = engine
         .recover()
         .await
         .map_err(|e| format!("recovery failed: {e}"))?;
     for deployment in &recovered {
-        log(&format!(
+        tracing::info!(
             "recovered deployment {} of `{}`: {}",
-            deployment.id, deployment.environment, deployment.status
-        ));
+            deployment.id,
+            deployment.environment,
+            deployment.status
+        );
     }
 
     sweep_orphans(Arc::clone(&engine));
@@ -190,11 +188,24 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         .await
         .map_err(|e| format!("cannot listen on {}: {e}", config.listen))?;
     let address = listener.local_addr().map_err(|e| e.to_string())?;
+    let metrics_listener = match config.metrics_listen {
+        Some(at) => Some(
+            tokio::net::TcpListener::bind(at)
+                .await
+                .map_err(|e| format!("--metrics-listen: cannot listen on {at}: {e}"))?,
+        ),
+        None => None,
+    };
+    let metrics_address = match &metrics_listener {
+        Some(listener) => Some(listener.local_addr().map_err(|e| e.to_string())?),
+        None => None,
+    };
     let token_hash = publish_token(
         &store,
         &config.data_dir,
         &format!("http://{address}"),
         gateway.as_ref(),
+        metrics_address,
     )
     .await?;
     if let Some(local) = local_runtime {
@@ -212,15 +223,24 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             config.data_dir.join("mirrors"),
         )),
     });
-    log(&format!(
+    tracing::info!(
         "listening on http://{address}; client config in {}",
         client_config_path(&config.data_dir).display()
-    ));
+    );
     // Pull requests drive previews from now on; the first pass lists every forge.
     let reconciler = crate::previews::spawn(Arc::clone(&state));
     let idle = crate::idle::spawn(Arc::clone(&state));
     let engine = Arc::clone(&state.engine);
     let state_store = Arc::clone(&state.store);
+    if let (Some(listener), Some(at)) = (metrics_listener, metrics_address) {
+        tracing::info!("metrics on http://{at}/metrics, without the API token");
+        let metrics = crate::api::metrics_router(Arc::clone(&state));
+        tokio::spawn(async move {
+            if let Err(error) = axum::serve(listener, metrics).await {
+                tracing::warn!("the metrics listener stopped: {error}");
+            }
+        });
+    }
     let (stop_serving, stopped) = tokio::sync::oneshot::channel::<()>();
     let mut serving = tokio::spawn(
         axum::serve(listener, router(state))
@@ -248,9 +268,9 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     // What running deployments' steps started stops with them; each is finished from its journal at the next
     // start.
     for id in engine.shutdown(Duration::from_secs(60)).await {
-        log(&format!(
+        tracing::info!(
             "stopped acting for deployment {id}; it is finished from its journal when the daemon starts again"
-        ));
+        );
     }
     // API requests under way get a few seconds to finish; then their connections are dropped.
     let served = match served {
@@ -285,9 +305,9 @@ fn test_clock() -> Result<preview_deploy::Clock, String> {
         Err(_) => 0,
     };
     if offset_ms != 0 {
-        log(&format!(
+        tracing::info!(
             "this daemon's clock is moved by {offset_ms} ms (PREVIEW_TEST_CLOCK_OFFSET_MS)"
-        ));
+        );
     }
     Ok(preview_deploy::Clock { offset_ms })
 }
@@ -316,11 +336,11 @@ async fn start_kubernetes(
         Arc::new(issuer),
     )
     .await?;
-    log(&format!(
+    tracing::info!(
         "runtime: kubernetes, environments in namespaces of {} (inventory in namespace {})",
         runtime.cluster_url(),
         options.inventory_namespace
-    ));
+    );
     Ok(runtime)
 }
 
@@ -382,6 +402,7 @@ async fn start_local(
         isolation.gateway_ports = vec![http_address.port(), https_address.port()];
     }
     let activity = Arc::clone(routes.activity());
+    let log = |message: &str| tracing::info!("{message}");
     let runtime = LocalRuntime::open(local, vault, routes, certificates, challenges, &log).await?;
     let _ = opened.set(Arc::clone(&runtime) as Arc<dyn Runtime>);
     report_protections(&runtime);
@@ -391,10 +412,11 @@ async fn start_local(
         ca_pem: runtime.ca_certificate(),
         activity,
     };
-    log(&format!(
+    tracing::info!(
         "runtime: local processes; gateway on http://{} and https://{}",
-        addresses.http, addresses.https
-    ));
+        addresses.http,
+        addresses.https
+    );
     Ok((runtime, addresses))
 }
 
@@ -402,18 +424,18 @@ async fn start_local(
 fn report_protections(runtime: &LocalRuntime) {
     let protections = runtime.protections();
     if protections.iter().all(|p| !p.in_effect) {
-        log(&format!(
+        tracing::warn!(
             "environments are NOT isolated from each other: the daemon runs as {}, not root, so none of the protections below is possible; do not run untrusted code (pull requests from forks) this way",
             preview_isolation::user_name()
-        ));
+        );
     }
     for protection in protections {
-        log(&format!(
+        tracing::info!(
             "isolation: {} {}: {}",
             protection.name,
             if protection.in_effect { "on" } else { "OFF" },
             protection.detail
-        ));
+        );
     }
 }
 
@@ -468,7 +490,7 @@ fn renew_certificates(runtime: Arc<LocalRuntime>) {
         loop {
             tokio::time::sleep(Duration::from_secs(6 * 3600)).await;
             for environment in runtime.renew_certificates().await {
-                log(&format!("renewed the certificate of `{environment}`"));
+                tracing::info!("renewed the certificate of `{environment}`");
             }
         }
     });
@@ -502,13 +524,13 @@ fn keep_presence(
             match store.daemon_seen(&daemon, &home).await {
                 Ok(true) => {}
                 Ok(false) => {
-                    log(&format!(
+                    tracing::warn!(
                         "the name `{daemon}` was taken by a daemon elsewhere while this one went unseen; stopping"
-                    ));
+                    );
                     lost.notify_one();
                     return;
                 }
-                Err(error) => log(&format!("cannot tell the store this daemon runs: {error}")),
+                Err(error) => tracing::warn!("cannot tell the store this daemon runs: {error}"),
             }
         }
     });
@@ -522,13 +544,15 @@ fn sweep_orphans(engine: Arc<Engine>) {
             match engine.recover().await {
                 Ok(recovered) => {
                     for deployment in recovered {
-                        log(&format!(
+                        tracing::info!(
                             "recovered deployment {} of `{}`: {}",
-                            deployment.id, deployment.environment, deployment.status
-                        ));
+                            deployment.id,
+                            deployment.environment,
+                            deployment.status
+                        );
                     }
                 }
-                Err(error) => log(&format!("recovery sweep failed: {error}")),
+                Err(error) => tracing::warn!("recovery sweep failed: {error}"),
             }
         }
     });
@@ -622,6 +646,7 @@ async fn publish_token(
     data_dir: &Path,
     address: &str,
     gateway: Option<&Gateway>,
+    metrics: Option<SocketAddr>,
 ) -> Result<String, String> {
     let path = client_config_path(data_dir);
     let stored = store
@@ -636,7 +661,7 @@ async fn publish_token(
                 .set_meta(TOKEN_HASH_KEY, &sha256_hex(&token))
                 .await
                 .map_err(|e| e.to_string())?;
-            log("generated a new API token");
+            tracing::info!("generated a new API token");
             token
         }
     };
@@ -647,6 +672,7 @@ async fn publish_token(
             token: token.clone(),
             gateway_https: gateway.map(|g| g.https.to_string()),
             gateway_http: gateway.map(|g| g.http.to_string()),
+            metrics: metrics.map(|m| format!("http://{m}/metrics")),
         },
     )
     .map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -666,5 +692,5 @@ async fn shutdown_signal() {
         _ = terminate => {}
         _ = tokio::signal::ctrl_c() => {}
     }
-    log("stopping");
+    tracing::info!("stopping");
 }

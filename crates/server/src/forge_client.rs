@@ -339,7 +339,12 @@ impl ForgeClient {
         let mut waits = 0;
         loop {
             tries += 1;
-            let answer = match self.try_once(request).await {
+            let tried = self.try_once(request).await;
+            self.count(match &tried {
+                Ok(answer) => preview_metrics::status_class(answer.status),
+                Err(_) => "error",
+            });
+            let answer = match tried {
                 Ok(answer) => answer,
                 Err(Failure::Final(error)) => return Err(error),
                 Err(Failure::MaybeSent(reason)) if resend == Resend::OnlyUnsent => {
@@ -366,6 +371,12 @@ impl ForgeClient {
             let headers = AnswerHeaders(&answer.headers);
             if let Some(wait) = rate_limit_wait(answer.status, &headers, &answer.body, now) {
                 waits += 1;
+                preview_metrics::metrics()
+                    .forge_rate_limit_waits
+                    .get_or_create(&preview_metrics::ForgeKindLabels {
+                        forge: self.api.forge().name().to_owned(),
+                    })
+                    .inc();
                 if wait > LONGEST_WAIT || waits > RATE_LIMIT_WAITS {
                     return Err(ForgeError::RateLimited {
                         request: described(request),
@@ -397,6 +408,17 @@ impl ForgeClient {
                 }
             }
         }
+    }
+
+    /// Counts one call by its forge and how it was answered.
+    fn count(&self, class: &'static str) {
+        preview_metrics::metrics()
+            .forge_requests
+            .get_or_create(&preview_metrics::ForgeLabels {
+                forge: self.api.forge().name().to_owned(),
+                class,
+            })
+            .inc();
     }
 
     /// One try: the answer's status, headers and whole body, within the timeout.

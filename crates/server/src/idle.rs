@@ -26,7 +26,7 @@ use crate::api::SharedState;
 const EVERY: Duration = Duration::from_secs(2);
 
 fn log(message: &str) {
-    eprintln!("preview daemon: {message}");
+    tracing::info!("{message}");
 }
 
 /// Starts the idle checker.

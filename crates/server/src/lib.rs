@@ -12,6 +12,7 @@ mod desired;
 mod error;
 mod forge_client;
 mod idle;
+mod logging;
 mod previews;
 mod routes;
 mod source;
@@ -19,6 +20,7 @@ mod vault;
 
 pub use auth::{ClientConfig, client_config_path};
 pub use daemon::{LocalOptions, RuntimeChoice, ServeConfig, serve};
+pub use logging::{LogFormat, init_logging};
 pub use preview_gateway::{Config as GatewayConfig, IpRange};
 pub use preview_local::{IdRange, Issuer, PortRange, Subnet};
 pub use preview_tls::{AcmeConfig, LETS_ENCRYPT};

@@ -203,7 +203,7 @@ impl Vault {
             .prune_secret_versions(project, VERSION_GRACE_MS)
             .await
         {
-            eprintln!("preview daemon: cannot prune old secret values of `{project}`: {error}");
+            tracing::warn!("cannot prune old secret values of `{project}`: {error}");
         }
     }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 
 use preview_deploy::Fault;
 use preview_server::{
-    AcmeConfig, GatewayConfig, IdRange, IpRange, Issuer, LETS_ENCRYPT, LocalOptions, PortRange,
-    RuntimeChoice, ServeConfig, Subnet,
+    AcmeConfig, GatewayConfig, IdRange, IpRange, Issuer, LETS_ENCRYPT, LocalOptions, LogFormat,
+    PortRange, RuntimeChoice, ServeConfig, Subnet, init_logging,
 };
 
 use crate::exit::Failure;
@@ -26,6 +26,10 @@ pub struct ServeArgs {
         env = "PREVIEW_LISTEN"
     )]
     pub listen: String,
+    /// Serve `/metrics` (Prometheus) on this address of its own, without the API token; without it, `/metrics`
+    /// is on the API's address and needs the token.
+    #[arg(long, value_name = "IP:PORT", env = "PREVIEW_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
     /// Where environments live: `local` (apps as supervised processes behind the built-in gateway),
     /// `kubernetes` (a namespace per environment on the cluster `--kubeconfig` names), `recording` (resources
     /// recorded as files, no processes) or `recording:DIR`.
@@ -113,6 +117,16 @@ pub struct ServeArgs {
     /// directory).
     #[arg(long)]
     pub background: bool,
+    /// How the daemon writes its log on stderr: `text`, or `json` (one object per line, with the ids of the
+    /// deployment, step and API request each line belongs to). `RUST_LOG` chooses what is written (default
+    /// `info`; e.g. `RUST_LOG=debug` or `RUST_LOG=preview_deploy=debug`).
+    #[arg(
+        long,
+        default_value = "text",
+        value_name = "text|json",
+        env = "PREVIEW_LOG_FORMAT"
+    )]
+    pub log_format: String,
 }
 
 /// `preview serve --runtime kubernetes`: the cluster and how environments are rendered on it.
@@ -369,6 +383,9 @@ pub fn run(data_dir: PathBuf, args: ServeArgs) -> Result<(), Failure> {
     if args.background {
         return start_in_background(&data_dir);
     }
+    let log_format = LogFormat::parse(&args.log_format)
+        .map_err(|e| Failure::invalid(format!("--log-format: {e}")))?;
+    init_logging(log_format).map_err(Failure::invalid)?;
     let listen: SocketAddr = args.listen.parse().map_err(|_| {
         Failure::invalid(format!(
             "--listen: `{}` is not an address; write IP:PORT, e.g. 127.0.0.1:7670",
@@ -450,10 +467,16 @@ pub fn run(data_dir: PathBuf, args: ServeArgs) -> Result<(), Failure> {
             )));
         }
     };
+    let metrics_listen = args
+        .metrics_listen
+        .as_deref()
+        .map(|text| address("metrics-listen", text))
+        .transpose()?;
     let config = ServeConfig {
         data_dir,
         store: args.store,
         listen,
+        metrics_listen,
         runtime,
         step_timeout: Duration::from_secs(args.step_timeout.max(1)),
         lease_ttl: Duration::from_secs(args.lease_ttl.max(1)),

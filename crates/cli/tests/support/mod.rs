@@ -261,6 +261,18 @@ impl Daemon {
         headers: &[(&str, &str)],
         body: &[u8],
     ) -> (u16, serde_json::Value) {
+        let (status, _, body) = self.http_full(method, path, headers, body);
+        (status, body)
+    }
+
+    /// A raw HTTP/1.1 request with these headers; returns the status, the response's head and its parsed JSON body.
+    pub fn http_full(
+        &self,
+        method: &str,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: &[u8],
+    ) -> (u16, String, serde_json::Value) {
         let mut stream = std::net::TcpStream::connect(&self.address).expect("connect");
         stream
             .set_read_timeout(Some(Duration::from_secs(30)))
@@ -285,9 +297,10 @@ impl Daemon {
             .nth(1)
             .and_then(|s| s.parse().ok())
             .unwrap_or(0);
-        let body = text.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+        let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
         (
             status,
+            head.to_owned(),
             serde_json::from_str(body).unwrap_or(serde_json::Value::Null),
         )
     }

@@ -344,8 +344,8 @@ async fn write_loop(state: SharedState, mut receiver: watch::Receiver<Option<Rep
                 if let Some(now) = &now {
                     now.save(&state, &report).await;
                 }
-                eprintln!(
-                    "preview daemon: previews of `{}`: cannot tell pull request #{} ({error}); trying again in {} s",
+                tracing::warn!(
+                    "previews of `{}`: cannot tell pull request #{} ({error}); trying again in {} s",
                     report.project,
                     report.number,
                     pause.as_secs()
@@ -411,9 +411,10 @@ impl Written {
             .set_pull_request_feedback(&report.project, report.number as i64, &text)
             .await
         {
-            eprintln!(
-                "preview daemon: previews of `{}`: cannot keep what pull request #{} was told: {error}",
-                report.project, report.number
+            tracing::warn!(
+                "previews of `{}`: cannot keep what pull request #{} was told: {error}",
+                report.project,
+                report.number
             );
         }
     }

@@ -55,7 +55,7 @@ const UNCONFIRMED_PATIENCE: Duration = Duration::from_secs(60);
 const FORGET_CLOSED_MS: i64 = 30 * 24 * 3600 * 1000;
 
 fn log(project: &str, message: &str) {
-    eprintln!("preview daemon: previews of `{project}`: {message}");
+    tracing::info!(project, "previews: {message}");
 }
 
 fn short(commit: &str) -> &str {
@@ -170,8 +170,8 @@ pub(crate) fn spawn(state: SharedState) -> tokio::task::JoinHandle<()> {
                 .unwrap_or(false);
             if held != leading {
                 leading = held;
-                eprintln!(
-                    "preview daemon: previews: {}",
+                tracing::info!(
+                    "previews: {}",
                     if held {
                         "this daemon reconciles pull requests"
                     } else {
@@ -200,7 +200,7 @@ pub(crate) fn spawn(state: SharedState) -> tokio::task::JoinHandle<()> {
                         }
                     }
                 }
-                Err(error) => eprintln!("preview daemon: previews: cannot read projects: {error}"),
+                Err(error) => tracing::warn!("previews: cannot read projects: {error}"),
             }
             tokio::select! {
                 () = state.previews.wake.notified() => {}

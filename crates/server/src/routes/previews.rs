@@ -174,8 +174,8 @@ pub(crate) async fn approve(
             "pull request #{number} is gone"
         )));
     }
-    eprintln!(
-        "preview daemon: previews of `{}`: pull request #{number} approved at {commit}",
+    tracing::info!(
+        "previews of `{}`: pull request #{number} approved at {commit}",
         project.name
     );
     state.previews.wake();

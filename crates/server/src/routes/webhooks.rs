@@ -168,11 +168,19 @@ pub(crate) async fn receive(
         // Signed by the forge but not what its event says: acknowledged, so that the hook is not disabled.
         Err(problem) => delivery.detail = format!("unreadable: {problem}"),
     }
-    if !state
+    let recorded = state
         .store
         .record_delivery(&delivery, observation.as_ref())
-        .await?
-    {
+        .await?;
+    count_delivery(
+        &delivery.forge,
+        match delivery.verdict.as_str() {
+            _ if !recorded => "duplicate",
+            "accepted" => "accepted",
+            _ => "ignored",
+        },
+    );
+    if !recorded {
         return Ok((
             StatusCode::OK,
             Json(json!({ "verdict": "duplicate", "delivery": delivery.delivery })),
@@ -192,6 +200,18 @@ pub(crate) async fn receive(
         .into_response())
 }
 
+/// Counts a delivery by forge and verdict (`accepted`, `ignored`, `duplicate`, `refused`): every one, also those
+/// whose record the once-a-second limit leaves out.
+fn count_delivery(forge: &str, verdict: &'static str) {
+    preview_metrics::metrics()
+        .webhook_deliveries
+        .get_or_create(&preview_metrics::WebhookLabels {
+            forge: forge.to_owned(),
+            verdict,
+        })
+        .inc();
+}
+
 /// When a project's refusals were last recorded, and how many were left out since: anyone can send refused
 /// deliveries, so at most one a second per project reaches the log and the store.
 static REFUSALS: std::sync::Mutex<Option<std::collections::HashMap<String, (i64, u64)>>> =
@@ -204,6 +224,7 @@ async fn note_refusal(
     forge: Option<Forge>,
     detail: &str,
 ) -> Result<(), ApiError> {
+    count_delivery(forge.map(Forge::name).unwrap_or("unknown"), "refused");
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
@@ -231,7 +252,7 @@ async fn note_refusal(
     } else {
         detail.to_owned()
     };
-    eprintln!("preview daemon: webhook for `{project}` refused: {detail}");
+    tracing::info!("webhook for `{project}` refused: {detail}");
     // Only a project that exists keeps a record of refusals.
     if state.store.project(project).await?.is_none() {
         return Ok(());

@@ -1,0 +1,370 @@
+//! The daemon's Prometheus metrics: every series it exports is declared here, so that names, labels and
+//! cardinality are reviewed in one room. The engine, the gateway, the runtimes and the API record into them; the
+//! API encodes them in the Prometheus text format at `/metrics`.
+//!
+//! Labels take their values from small fixed sets (operations, outcomes, kinds, phases, states, status classes,
+//! forge kinds, verdicts) or name things an operator made (project, environment, service) — never a per-request,
+//! per-commit or per-deployment value. A gateway series goes with its route when the environment no longer serves
+//! it.
+//!
+//! The metrics are the process's own, as a scrape target's are: one daemon runs per process.
+
+use std::sync::LazyLock;
+use std::time::Duration;
+
+use prometheus_client::encoding::EncodeLabelSet;
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::{Family, MetricConstructor};
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::Histogram;
+use prometheus_client::registry::{Registry, Unit};
+
+/// Seconds a step may take: from a recorded resource to a long build.
+const STEP_BUCKETS: [f64; 14] = [
+    0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0,
+];
+/// Seconds until a proxied request's answer begins.
+const REQUEST_BUCKETS: [f64; 13] = [
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+/// Seconds a database copy or snapshot may take: from a small seed to a large masked clone.
+const DATABASE_BUCKETS: [f64; 13] = [
+    0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 1800.0,
+];
+
+#[derive(Clone, Copy)]
+pub struct Buckets(&'static [f64]);
+
+impl MetricConstructor<Histogram> for Buckets {
+    fn new_metric(&self) -> Histogram {
+        Histogram::new(self.0.iter().copied())
+    }
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DeploymentLabels {
+    /// `create`, `update`, `clone` or `delete`.
+    pub operation: &'static str,
+    /// `committed`, `rolled_back` or `failed` (could not finish; retried).
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OperationLabels {
+    pub operation: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StepLabels {
+    /// The resource kind: `space`, `secrets`, `database`, `build`, `job`, `app`, `certificate`, `route`.
+    pub kind: &'static str,
+    /// `apply` or `compensate`.
+    pub phase: &'static str,
+    /// `done` or `failed`.
+    pub result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct OutcomeLabels {
+    pub outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct StateLabels {
+    pub state: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct RouteLabels {
+    pub project: String,
+    pub environment: String,
+    pub service: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct GatewayRequestLabels {
+    pub project: String,
+    pub environment: String,
+    pub service: String,
+    /// `1xx` … `5xx`.
+    pub class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct WebhookLabels {
+    /// `github`, `gitlab` or `gitea`; `unknown` when the project has no forge.
+    pub forge: String,
+    /// What became of the delivery: `accepted`, `ignored`, `duplicate` or `refused`.
+    pub verdict: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DatabaseLabels {
+    /// What made the database's content: `empty`, `seed`, `clone` or `masked`.
+    pub policy: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForgeLabels {
+    pub forge: String,
+    /// `2xx` … `5xx`, or `error` when no answer came.
+    pub class: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ForgeKindLabels {
+    pub forge: String,
+}
+
+/// Every series the daemon exports.
+pub struct Metrics {
+    registry: Registry,
+    pub deployments: Family<DeploymentLabels, Counter>,
+    pub rollbacks: Family<OperationLabels, Counter>,
+    pub recoveries: Family<OutcomeLabels, Counter>,
+    pub step_duration: Family<StepLabels, Histogram, Buckets>,
+    pub environments: Family<StateLabels, Gauge>,
+    pub previews: Family<StateLabels, Gauge>,
+    pub gateway_requests: Family<GatewayRequestLabels, Counter>,
+    pub gateway_latency: Family<RouteLabels, Histogram, Buckets>,
+    pub webhook_deliveries: Family<WebhookLabels, Counter>,
+    pub database_copy: Family<DatabaseLabels, Histogram, Buckets>,
+    pub database_snapshot: Histogram,
+    pub forge_requests: Family<ForgeLabels, Counter>,
+    pub forge_rate_limit_waits: Family<ForgeKindLabels, Counter>,
+}
+
+static METRICS: LazyLock<Metrics> = LazyLock::new(Metrics::new);
+
+/// The process's metrics.
+pub fn metrics() -> &'static Metrics {
+    &METRICS
+}
+
+impl Metrics {
+    fn new() -> Metrics {
+        let mut registry = Registry::with_prefix("preview");
+        let metrics = Metrics {
+            deployments: Family::default(),
+            rollbacks: Family::default(),
+            recoveries: Family::default(),
+            step_duration: Family::new_with_constructor(Buckets(&STEP_BUCKETS)),
+            environments: Family::default(),
+            previews: Family::default(),
+            gateway_requests: Family::default(),
+            gateway_latency: Family::new_with_constructor(Buckets(&REQUEST_BUCKETS)),
+            webhook_deliveries: Family::default(),
+            database_copy: Family::new_with_constructor(Buckets(&DATABASE_BUCKETS)),
+            database_snapshot: Histogram::new(DATABASE_BUCKETS.iter().copied()),
+            forge_requests: Family::default(),
+            forge_rate_limit_waits: Family::default(),
+            registry: Registry::default(),
+        };
+        registry.register(
+            "deployments",
+            "Deployments that ended, by operation and outcome",
+            metrics.deployments.clone(),
+        );
+        registry.register(
+            "rollbacks",
+            "Deployments rolled back (every started step undone), by operation",
+            metrics.rollbacks.clone(),
+        );
+        registry.register(
+            "recoveries",
+            "Unfinished deployments taken over from the journal (at start, after a pause, from a dead daemon), by how they ended",
+            metrics.recoveries.clone(),
+        );
+        registry.register_with_unit(
+            "step_duration",
+            "How long deployment steps took, by resource kind, phase and result",
+            Unit::Seconds,
+            metrics.step_duration.clone(),
+        );
+        registry.register(
+            "environments",
+            "Environments by state (read from the store at each scrape)",
+            metrics.environments.clone(),
+        );
+        registry.register(
+            "previews",
+            "Pull-request previews by state (read from the store at each scrape)",
+            metrics.previews.clone(),
+        );
+        registry.register(
+            "gateway_requests",
+            "Requests the gateway forwarded to an environment, by project, environment, service and status class",
+            metrics.gateway_requests.clone(),
+        );
+        registry.register_with_unit(
+            "gateway_request_duration",
+            "Time until the answer to a forwarded request began, by project, environment and service",
+            Unit::Seconds,
+            metrics.gateway_latency.clone(),
+        );
+        registry.register(
+            "webhook_deliveries",
+            "Webhook deliveries received, by forge and verdict",
+            metrics.webhook_deliveries.clone(),
+        );
+        registry.register_with_unit(
+            "database_copy_duration",
+            "Time to give a new environment's database its content, by clone policy",
+            Unit::Seconds,
+            metrics.database_copy.clone(),
+        );
+        registry.register_with_unit(
+            "database_snapshot_duration",
+            "Time to build a golden snapshot of a source database",
+            Unit::Seconds,
+            metrics.database_snapshot.clone(),
+        );
+        registry.register(
+            "forge_requests",
+            "Calls to forges' APIs, by forge and status class",
+            metrics.forge_requests.clone(),
+        );
+        registry.register(
+            "forge_rate_limit_waits",
+            "Times the daemon held its calls to a forge because the forge's rate limit ran out",
+            metrics.forge_rate_limit_waits.clone(),
+        );
+        Metrics {
+            registry,
+            ..metrics
+        }
+    }
+
+    /// Every series in the Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut text = String::new();
+        prometheus_client::encoding::text::encode(&mut text, &self.registry)
+            .expect("writing to a String does not fail");
+        text
+    }
+
+    /// Counts a request the gateway forwarded to a route and the time its answer took to begin.
+    pub fn gateway_request(&self, route: &RouteLabels, status: u16, began: Duration) {
+        let labels = GatewayRequestLabels {
+            project: route.project.clone(),
+            environment: route.environment.clone(),
+            service: route.service.clone(),
+            class: status_class(status),
+        };
+        self.gateway_requests.get_or_create(&labels).inc();
+        self.gateway_latency
+            .get_or_create(route)
+            .observe(began.as_secs_f64());
+    }
+
+    /// Records the time a new database's content (`policy`: empty, seed, clone or masked) took to make.
+    pub fn database_content_made(&self, policy: &str, took: Duration) {
+        let policy = match policy {
+            "empty" => "empty",
+            "seed" => "seed",
+            "clone" => "clone",
+            "masked" => "masked",
+            _ => "other",
+        };
+        self.database_copy
+            .get_or_create(&DatabaseLabels { policy })
+            .observe(took.as_secs_f64());
+    }
+
+    /// Records the time a golden snapshot took to build (`began`), when it was built.
+    pub fn snapshot_built<T, E>(&self, built: &Result<T, E>, began: std::time::Instant) {
+        if built.is_ok() {
+            self.database_snapshot
+                .observe(began.elapsed().as_secs_f64());
+        }
+    }
+
+    /// Drops the gateway's series of a route no environment serves any more.
+    pub fn forget_route(&self, route: &RouteLabels) {
+        self.gateway_latency.remove(route);
+        for class in CLASSES {
+            self.gateway_requests.remove(&GatewayRequestLabels {
+                project: route.project.clone(),
+                environment: route.environment.clone(),
+                service: route.service.clone(),
+                class,
+            });
+        }
+    }
+
+    /// Replaces a gauge family's values with `counts` (state → number), so that a state nothing is in any more
+    /// reads 0 rather than its last count.
+    pub fn set_states(family: &Family<StateLabels, Gauge>, counts: &[(String, i64)]) {
+        for (state, count) in counts {
+            family
+                .get_or_create(&StateLabels {
+                    state: state.clone(),
+                })
+                .set(*count);
+        }
+    }
+}
+
+const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// `404` → `4xx`.
+pub fn status_class(status: u16) -> &'static str {
+    match status {
+        100..=199 => "1xx",
+        200..=299 => "2xx",
+        300..=399 => "3xx",
+        400..=499 => "4xx",
+        _ => "5xx",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn series_are_encoded_with_their_labels_and_forgotten_routes_leave() {
+        let metrics = Metrics::new();
+        metrics
+            .deployments
+            .get_or_create(&DeploymentLabels {
+                operation: "create",
+                outcome: "committed",
+            })
+            .inc();
+        let route = RouteLabels {
+            project: "shop".into(),
+            environment: "pr-7".into(),
+            service: "web".into(),
+        };
+        metrics.gateway_request(&route, 503, Duration::from_millis(3));
+        let text = metrics.encode();
+        assert!(
+            text.contains(
+                "preview_deployments_total{operation=\"create\",outcome=\"committed\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(text.contains(
+            "preview_gateway_requests_total{project=\"shop\",environment=\"pr-7\",service=\"web\",class=\"5xx\"} 1"
+        ), "{text}");
+        assert!(text.contains(
+            "preview_gateway_request_duration_seconds_bucket{le=\"0.005\",project=\"shop\",environment=\"pr-7\",service=\"web\"} 1"
+        ), "{text}");
+        metrics.forget_route(&route);
+        assert!(!metrics.encode().contains("pr-7"));
+    }
+
+    #[test]
+    fn status_classes() {
+        for (status, class) in [
+            (101, "1xx"),
+            (200, "2xx"),
+            (304, "3xx"),
+            (404, "4xx"),
+            (502, "5xx"),
+        ] {
+            assert_eq!(status_class(status), class);
+        }
+    }
+}

@@ -1,0 +1,88 @@
+//! `/metrics`: the daemon's series in the Prometheus text format. Counters and histograms are kept as things happen
+//! (`preview-metrics`); the counts of environments and previews by state are read from the store at each scrape.
+
+use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use preview_deploy::EnvironmentAddress;
+use preview_metrics::{Metrics, metrics};
+use preview_spec::PreviewPolicy;
+use preview_store::{DeploymentRecord, DeploymentStatus};
+
+use crate::api::SharedState;
+use crate::error::ApiError;
+
+/// What the exposition is, for a scraper's content negotiation.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
+
+/// Every state an environment is counted in, each always exported (0 when nothing is in it).
+const ENVIRONMENT_STATES: [&str; 5] = ["ready", "deploying", "sleeping", "failed", "attention"];
+
+pub(crate) async fn scrape(State(state): State<SharedState>) -> Result<Response, ApiError> {
+    count_by_state(&state).await?;
+    Ok(([(CONTENT_TYPE, OPENMETRICS)], metrics().encode()).into_response())
+}
+
+/// An environment's state: an abandoned deployment's mark first, then its last deployment, then whether it sleeps.
+fn environment_state(
+    last: Option<&DeploymentRecord>,
+    sleeping: bool,
+    attention: bool,
+) -> &'static str {
+    if attention {
+        return "attention";
+    }
+    match last.map(|d| d.status) {
+        Some(DeploymentStatus::Running | DeploymentStatus::RollingBack) => "deploying",
+        Some(DeploymentStatus::Failed | DeploymentStatus::Abandoned) => "failed",
+        _ if sleeping => "sleeping",
+        _ => "ready",
+    }
+}
+
+/// Counts environments, and pull requests' previews, by state: a preview that exists is in its environment's
+/// state; an open pull request without one is `waiting` (queued, awaiting approval, or not previewed by policy).
+async fn count_by_state(state: &SharedState) -> Result<(), ApiError> {
+    let mut environments: Vec<(String, i64)> = ENVIRONMENT_STATES
+        .iter()
+        .map(|s| ((*s).to_owned(), 0))
+        .collect();
+    let mut previews = environments.clone();
+    previews.push(("waiting".to_owned(), 0));
+    let add = |counts: &mut Vec<(String, i64)>, state: &str| {
+        if let Some((_, count)) = counts.iter_mut().find(|(s, _)| s == state) {
+            *count += 1;
+        }
+    };
+    for project in state.store.projects().await? {
+        let attention = state.store.attention(&project.name).await?;
+        let mut states = Vec::new();
+        for environment in state.store.environments(&project.name).await? {
+            let last = state
+                .store
+                .deployments(&project.name, &environment.name, 1)
+                .await?;
+            let address = EnvironmentAddress {
+                project: project.name.clone(),
+                environment: environment.name.clone(),
+            };
+            let sleeping = state.runtime.sleeping(&address).await;
+            let marked = attention.iter().any(|a| a.environment == environment.name);
+            let current = environment_state(last.first(), sleeping, marked);
+            add(&mut environments, current);
+            states.push((environment.name, current));
+        }
+        for pull in state.store.pull_requests(&project.name).await? {
+            let name = PreviewPolicy::environment_name(u64::try_from(pull.number).unwrap_or(0));
+            match states.iter().find(|(environment, _)| *environment == name) {
+                Some((_, current)) => add(&mut previews, current),
+                None if pull.open => add(&mut previews, "waiting"),
+                None => {}
+            }
+        }
+    }
+    let metrics = metrics();
+    Metrics::set_states(&metrics.environments, &environments);
+    Metrics::set_states(&metrics.previews, &previews);
+    Ok(())
+}
