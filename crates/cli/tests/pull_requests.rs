@@ -1559,6 +1559,10 @@ fn metrics_count_what_the_daemon_did() {
     // A pull request's preview, made by a webhook and calls to the forge.
     let head = setup.open(3, false);
     setup.wait_commit(3, &head);
+    // The same delivery twice: the second is a duplicate.
+    let pull = setup.forge.pull(3).expect("pull request 3");
+    deliver(daemon, Kind::Github, "labeled", &pull, "delivered-twice");
+    deliver(daemon, Kind::Github, "labeled", &pull, "delivered-twice");
     // A delivery signed with another secret is refused.
     let body = b"{}";
     let (status, _) = daemon.http_with(
@@ -1591,7 +1595,7 @@ fn metrics_count_what_the_daemon_did() {
     ]);
     assert_eq!(broken["deployment"]["status"], "rolled_back", "{broken}");
 
-    // Exactly five answered requests and two 404s through the gateway, between two scrapes.
+    // Exactly five requests through the gateway between two scrapes, all answered by the app.
     let before = scrape();
     let gateway = support::gateway_http(&daemon.data);
     for path in ["/", "/a", "/b", "/c", "/d"] {
@@ -1613,7 +1617,9 @@ fn metrics_count_what_the_daemon_did() {
         sample(&after, name, labels) - sample(&before, name, labels)
     };
     assert_eq!(delta("preview_gateway_requests_total", &with("2xx")), 5.0);
-    assert_eq!(delta("preview_gateway_requests_total", &with("5xx")), 0.0);
+    for class in ["1xx", "3xx", "4xx", "5xx"] {
+        assert_eq!(delta("preview_gateway_requests_total", &with(class)), 0.0);
+    }
     assert_eq!(
         delta("preview_gateway_request_duration_seconds_count", &route),
         5.0
@@ -1623,6 +1629,19 @@ fn metrics_count_what_the_daemon_did() {
 
     let samples = scrape();
     let count = |name: &str, labels: &[(&str, &str)]| sample(&samples, name, labels);
+    // The series a count of 0 is read from are there: a missing one would read 0 too.
+    for (name, labels) in [
+        ("preview_environments", [("state", "deploying")]),
+        ("preview_environments", [("state", "failed")]),
+        ("preview_previews", [("state", "waiting")]),
+    ] {
+        assert!(
+            samples
+                .iter()
+                .any(|(n, l, _)| n == name && labels.iter().all(|(k, v)| l[*k] == *v)),
+            "{name} {labels:?} is exported"
+        );
+    }
     // Deployments by operation and outcome: staging made, the preview cloned, the broken one rolled back.
     assert_eq!(
         count(
@@ -1649,7 +1668,7 @@ fn metrics_count_what_the_daemon_did() {
         count("preview_rollbacks_total", &[("operation", "update")]),
         1.0
     );
-    assert_eq!(count("preview_recoveries_total", &[]), 0.0);
+    assert_eq!(count("preview_deployment_failures_total", &[]), 0.0);
     // Step durations by kind: the app's steps applied, and the broken one undone.
     assert!(
         count(
@@ -1682,6 +1701,13 @@ fn metrics_count_what_the_daemon_did() {
             "preview_webhook_deliveries_total",
             &[("forge", "github"), ("verdict", "accepted")]
         ),
+        2.0
+    );
+    assert_eq!(
+        count(
+            "preview_webhook_deliveries_total",
+            &[("forge", "github"), ("verdict", "duplicate")]
+        ),
         1.0
     );
     assert_eq!(
@@ -1697,7 +1723,6 @@ fn metrics_count_what_the_daemon_did() {
             &[("forge", "github"), ("class", "2xx")]
         ) >= 1.0
     );
-    assert_eq!(count("preview_forge_rate_limit_waits_total", &[]), 0.0);
     // A request no route answers is in no environment's series.
     assert!(
         !samples
@@ -1746,6 +1771,33 @@ fn metrics_count_what_the_daemon_did() {
     // The metrics address serves nothing else.
     let (status, _) = support::request(&metrics_address, "GET", "scraper", "/v1/projects", "");
     assert_eq!(status, 404);
+
+    // Closed: the preview is deleted, and its route's series go with it; the rate limit ran out once meanwhile.
+    setup.forge.rate_limit_next(1);
+    setup.forge.close(3, false);
+    setup.deliver(3, "closed");
+    wait_gone(daemon, 3);
+    wait_for(
+        "the preview's series to go and the forge to be asked past its rate limit",
+        Duration::from_secs(30),
+        || {
+            let samples = scrape();
+            !samples.iter().any(|(name, labels, _)| {
+                name.starts_with("preview_gateway") && labels["environment"] == "pr-3"
+            }) && sample(&samples, "preview_previews", &[("state", "ready")]) == 0.0
+                && sample(&samples, "preview_environments", &[("state", "ready")]) == 1.0
+                && sample(
+                    &samples,
+                    "preview_deployments_total",
+                    &[("operation", "delete"), ("outcome", "committed")],
+                ) == 1.0
+                && sample(
+                    &samples,
+                    "preview_forge_rate_limit_waits_total",
+                    &[("forge", "github")],
+                ) >= 1.0
+        },
+    );
     assert!(
         setup.forge.problems().is_empty(),
         "{:?}",

@@ -88,6 +88,14 @@ impl Engine {
         {
             return Err(busy());
         }
+        tracing::warn!(deployment = %id, "abandoned by an operator; {note}");
+        preview_metrics::metrics()
+            .deployments
+            .get_or_create(&preview_metrics::DeploymentLabels {
+                operation: record.operation.as_str(),
+                outcome: "abandoned",
+            })
+            .inc();
         Ok(self.store.deployment(id).await?.unwrap_or(record))
     }
 }

@@ -69,12 +69,15 @@ impl Engine {
                 tracing::info!(status = deployment.status.as_str(), "recovering");
                 let ending = self.recover_one(&context, &deployment, &journal).await;
                 let ended = self.end(&deployment, held, ending).await;
-                preview_metrics::metrics()
-                    .recoveries
-                    .get_or_create(&preview_metrics::OutcomeLabels {
-                        outcome: ended.status.as_str(),
-                    })
-                    .inc();
+                // A `failed` one taken up again is a retry (counted by its end), not a recovery.
+                if deployment.status != DeploymentStatus::Failed {
+                    preview_metrics::metrics()
+                        .recoveries
+                        .get_or_create(&preview_metrics::OutcomeLabels {
+                            outcome: ended.status.as_str(),
+                        })
+                        .inc();
+                }
                 ended
             };
             recovered.push(

@@ -297,17 +297,9 @@ impl Engine {
             Err(error) => return failed(format!("cannot read the journal: {error}")),
         };
         match compensate(context, &record.plan, &journal).await {
-            Ok(()) => {
-                preview_metrics::metrics()
-                    .rollbacks
-                    .get_or_create(&preview_metrics::OperationLabels {
-                        operation: record.operation.as_str(),
-                    })
-                    .inc();
-                Ending::Finished(Outcome::RolledBack {
-                    reason: reason.clone(),
-                })
-            }
+            Ok(()) => Ending::Finished(Outcome::RolledBack {
+                reason: reason.clone(),
+            }),
             Err(UndoStop::Failed(error)) => failed(error),
             Err(UndoStop::Halted(why)) => Ending::Halted(why),
         }
@@ -327,35 +319,14 @@ impl Engine {
                     .finish_deployment(&held.lease, record, &outcome)
                     .await
                 {
-                    Ok(()) => {
-                        let outcome = match &outcome {
-                            Outcome::Committed { .. } => {
-                                tracing::info!("committed");
-                                "committed"
-                            }
-                            Outcome::RolledBack { reason } => {
-                                tracing::info!("rolled back: {reason}");
-                                "rolled_back"
-                            }
-                            Outcome::Failed { error, .. } => {
-                                tracing::warn!("not finished: {error}");
-                                "failed"
-                            }
-                        };
-                        preview_metrics::metrics()
-                            .deployments
-                            .get_or_create(&preview_metrics::DeploymentLabels {
-                                operation: record.operation.as_str(),
-                                outcome,
-                            })
-                            .inc();
-                    }
+                    Ok(()) => count_end(record, &outcome),
                     Err(StoreError::Fenced { .. }) => tracing::warn!(
+                        deployment = %record.id,
                         "its lease was taken over before its end was recorded; the new holder finishes it"
                     ),
                     // The journal still holds everything; recovery finishes the job.
                     Err(error) => {
-                        tracing::warn!("cannot record its end: {error}")
+                        tracing::warn!(deployment = %record.id, "cannot record its end: {error}")
                     }
                 }
             }
@@ -369,5 +340,39 @@ impl Engine {
             .ok()
             .flatten()
             .unwrap_or_else(|| record.clone())
+    }
+}
+
+/// Logs and counts an end the store recorded: once per deployment for an end, once per attempt that could not
+/// finish (it is tried again).
+fn count_end(record: &DeploymentRecord, outcome: &Outcome) {
+    let metrics = preview_metrics::metrics();
+    let operation = record.operation.as_str();
+    let ended = |outcome: &'static str| {
+        metrics
+            .deployments
+            .get_or_create(&preview_metrics::DeploymentLabels { operation, outcome })
+            .inc();
+    };
+    match outcome {
+        Outcome::Committed { .. } => {
+            tracing::info!("committed");
+            ended("committed");
+        }
+        Outcome::RolledBack { reason } => {
+            tracing::info!("rolled back: {reason}");
+            ended("rolled_back");
+            metrics
+                .rollbacks
+                .get_or_create(&preview_metrics::OperationLabels { operation })
+                .inc();
+        }
+        Outcome::Failed { error, .. } => {
+            tracing::warn!(deployment = %record.id, "not finished: {error}");
+            metrics
+                .deployment_failures
+                .get_or_create(&preview_metrics::OperationLabels { operation })
+                .inc();
+        }
     }
 }

@@ -183,8 +183,6 @@ async fn call(context: &StepContext, step: &Step, log: &StepLog, cancellable: bo
     end
 }
 
-/// Runs one step of the plan: intent, the runtime call, result. Past the point of no return (`cancellable`
-/// false) a cancel does not stop it.
 /// The span a step's work is done in: its number (from 1, as people and the journal's readers count), what it
 /// does, and whether it applies the plan or undoes it.
 fn step_span(step: &Step, phase: Phase) -> tracing::Span {
@@ -196,6 +194,8 @@ fn step_span(step: &Step, phase: Phase) -> tracing::Span {
     )
 }
 
+/// Runs one step of the plan: intent, the runtime call, result. Past the point of no return (`cancellable`
+/// false) a cancel does not stop it.
 pub(crate) async fn apply_step(context: &StepContext, step: &Step, cancellable: bool) -> StepEnd {
     apply_step_in_span(context, step, cancellable)
         .instrument(step_span(step, Phase::Apply))
@@ -265,13 +265,13 @@ async fn finish(
         .get_or_create(&preview_metrics::StepLabels {
             kind: step.kind.as_str(),
             phase: phase.as_str(),
-            result: if *end == StepEnd::Done {
-                "done"
-            } else {
-                "failed"
+            result: match end {
+                StepEnd::Done => "done",
+                StepEnd::Cancelled => "cancelled",
+                StepEnd::Failed(_) | StepEnd::Halted(_) => "failed",
             },
         })
-        .observe(started.elapsed().as_secs_f64());
+        .observe(started.elapsed());
     let elapsed = started.elapsed().as_millis();
     let (event, message) = match end {
         StepEnd::Done => (

@@ -77,12 +77,8 @@ impl Proxy {
         let began = std::time::Instant::now();
         let mut routed = None;
         let response = self.answer(request, downstream, &mut routed).await;
-        if let Some(route) = routed {
-            preview_metrics::metrics().gateway_request(
-                &route_labels(&route),
-                response.status().as_u16(),
-                began.elapsed(),
-            );
+        if let Some(series) = routed.as_ref().and_then(|route| route.series.as_ref()) {
+            series.record(response.status().as_u16(), began.elapsed());
         }
         response
     }
@@ -346,7 +342,6 @@ impl Proxy {
     }
 }
 
-/// `<b>web</b> of environment <b>pr-1</b> (shop)`, for pages.
 /// The labels of a route's series.
 pub(crate) fn route_labels(route: &Route) -> preview_metrics::RouteLabels {
     preview_metrics::RouteLabels {
@@ -356,6 +351,7 @@ pub(crate) fn route_labels(route: &Route) -> preview_metrics::RouteLabels {
     }
 }
 
+/// `<b>web</b> of environment <b>pr-1</b> (shop)`, for pages.
 fn who(route: &Route) -> String {
     format!(
         "<b>{}</b> of environment <b>{}</b> ({})",

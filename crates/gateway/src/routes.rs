@@ -53,6 +53,17 @@ pub struct Route {
     /// When a request last reached the route's environment: [`Routes::swap`] gives every route of one environment
     /// the same cell, kept from table to table, whatever the table was built with.
     pub last_request: Arc<LastRequest>,
+    /// The route's metrics: [`Routes::swap`] gives each route of a table its own handle on them.
+    pub series: Option<Arc<preview_metrics::RouteSeries>>,
+}
+
+/// What a route's series are kept by: its project, environment and service.
+fn triple(route: &Route) -> (String, String, String) {
+    (
+        route.project.clone(),
+        route.environment.clone(),
+        route.service.clone(),
+    )
 }
 
 /// Hostnames to routes. Built whole, then swapped in; never changed in place.
@@ -198,43 +209,43 @@ impl Routes {
                 .collect();
             self.activity.keep_only(&present)
         };
+        // Under the lock, so that every route keeps one handle on its series from table to table, and the series of
+        // a route no environment serves any more go with it, once (previews come and go by the thousand).
+        let mut current = match self.current.write() {
+            Ok(current) => current,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        let mut kept: HashMap<(String, String, String), Arc<preview_metrics::RouteSeries>> =
+            current
+                .routes()
+                .filter_map(|route| Some((triple(route), Arc::clone(route.series.as_ref()?))))
+                .collect();
         for route in table.exact.values_mut().chain(table.wildcard.values_mut()) {
             let key = (route.project.clone(), route.environment.clone());
+            let series = match kept.get(&triple(route)) {
+                Some(series) => Arc::clone(series),
+                None => {
+                    let series = Arc::new(
+                        preview_metrics::metrics().route_series(crate::proxy::route_labels(route)),
+                    );
+                    kept.insert(triple(route), Arc::clone(&series));
+                    series
+                }
+            };
+            let route = Arc::make_mut(route);
             if let Some(cell) = cells.get(&key) {
-                Arc::make_mut(route).last_request = Arc::clone(cell);
+                route.last_request = Arc::clone(cell);
+            }
+            route.series = Some(series);
+        }
+        let served: std::collections::HashSet<(String, String, String)> =
+            table.routes().map(|route| triple(route)).collect();
+        for (route, series) in &kept {
+            if !served.contains(route) {
+                series.retire();
             }
         }
-        // The series of a route no environment serves any more go with it: previews come and go by the thousand.
-        let served: std::collections::HashSet<(&str, &str, &str)> = table
-            .routes()
-            .map(|r| {
-                (
-                    r.project.as_str(),
-                    r.environment.as_str(),
-                    r.service.as_str(),
-                )
-            })
-            .collect();
-        let gone: Vec<preview_metrics::RouteLabels> = self
-            .snapshot()
-            .routes()
-            .filter(|r| {
-                !served.contains(&(
-                    r.project.as_str(),
-                    r.environment.as_str(),
-                    r.service.as_str(),
-                ))
-            })
-            .map(|r| crate::proxy::route_labels(r))
-            .collect();
-        let table = Arc::new(table);
-        match self.current.write() {
-            Ok(mut current) => *current = table,
-            Err(poisoned) => *poisoned.into_inner() = table,
-        }
-        for route in &gone {
-            preview_metrics::metrics().forget_route(route);
-        }
+        *current = Arc::new(table);
     }
 }
 
@@ -254,6 +265,7 @@ mod tests {
             }],
             access: None,
             last_request: Arc::default(),
+            series: None,
         }
     }
 

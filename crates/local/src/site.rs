@@ -65,6 +65,7 @@ impl LocalRuntime {
                             .unwrap_or_default(),
                         access: served.access.clone(),
                         last_request: Arc::default(),
+                        series: None,
                     };
                     for name in &served.hostnames {
                         table.insert(name, route.clone());

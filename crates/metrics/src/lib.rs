@@ -9,15 +9,19 @@
 //!
 //! The metrics are the process's own, as a scrape target's are: one daemon runs per process.
 
-use std::sync::LazyLock;
+mod histogram;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{LazyLock, OnceLock};
 use std::time::Duration;
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::{Registry, Unit};
+
+pub use histogram::DurationHistogram;
 
 /// Seconds a step may take: from a recorded resource to a long build.
 const STEP_BUCKETS: [f64; 14] = [
@@ -35,9 +39,9 @@ const DATABASE_BUCKETS: [f64; 13] = [
 #[derive(Clone, Copy)]
 pub struct Buckets(&'static [f64]);
 
-impl MetricConstructor<Histogram> for Buckets {
-    fn new_metric(&self) -> Histogram {
-        Histogram::new(self.0.iter().copied())
+impl MetricConstructor<DurationHistogram> for Buckets {
+    fn new_metric(&self) -> DurationHistogram {
+        DurationHistogram::new(self.0)
     }
 }
 
@@ -45,7 +49,7 @@ impl MetricConstructor<Histogram> for Buckets {
 pub struct DeploymentLabels {
     /// `create`, `update`, `clone` or `delete`.
     pub operation: &'static str,
-    /// `committed`, `rolled_back` or `failed` (could not finish; retried).
+    /// `committed`, `rolled_back` or `abandoned`.
     pub outcome: &'static str,
 }
 
@@ -60,7 +64,7 @@ pub struct StepLabels {
     pub kind: &'static str,
     /// `apply` or `compensate`.
     pub phase: &'static str,
-    /// `done` or `failed`.
+    /// `done`, `failed` or `cancelled`.
     pub result: &'static str,
 }
 
@@ -121,15 +125,16 @@ pub struct Metrics {
     registry: Registry,
     pub deployments: Family<DeploymentLabels, Counter>,
     pub rollbacks: Family<OperationLabels, Counter>,
+    pub deployment_failures: Family<OperationLabels, Counter>,
     pub recoveries: Family<OutcomeLabels, Counter>,
-    pub step_duration: Family<StepLabels, Histogram, Buckets>,
+    pub step_duration: Family<StepLabels, DurationHistogram, Buckets>,
     pub environments: Family<StateLabels, Gauge>,
     pub previews: Family<StateLabels, Gauge>,
     pub gateway_requests: Family<GatewayRequestLabels, Counter>,
-    pub gateway_latency: Family<RouteLabels, Histogram, Buckets>,
+    pub gateway_latency: Family<RouteLabels, DurationHistogram, Buckets>,
     pub webhook_deliveries: Family<WebhookLabels, Counter>,
-    pub database_copy: Family<DatabaseLabels, Histogram, Buckets>,
-    pub database_snapshot: Histogram,
+    pub database_copy: Family<DatabaseLabels, DurationHistogram, Buckets>,
+    pub database_snapshot: DurationHistogram,
     pub forge_requests: Family<ForgeLabels, Counter>,
     pub forge_rate_limit_waits: Family<ForgeKindLabels, Counter>,
 }
@@ -147,6 +152,7 @@ impl Metrics {
         let metrics = Metrics {
             deployments: Family::default(),
             rollbacks: Family::default(),
+            deployment_failures: Family::default(),
             recoveries: Family::default(),
             step_duration: Family::new_with_constructor(Buckets(&STEP_BUCKETS)),
             environments: Family::default(),
@@ -155,14 +161,14 @@ impl Metrics {
             gateway_latency: Family::new_with_constructor(Buckets(&REQUEST_BUCKETS)),
             webhook_deliveries: Family::default(),
             database_copy: Family::new_with_constructor(Buckets(&DATABASE_BUCKETS)),
-            database_snapshot: Histogram::new(DATABASE_BUCKETS.iter().copied()),
+            database_snapshot: DurationHistogram::new(&DATABASE_BUCKETS),
             forge_requests: Family::default(),
             forge_rate_limit_waits: Family::default(),
             registry: Registry::default(),
         };
         registry.register(
             "deployments",
-            "Deployments that ended, by operation and outcome",
+            "Deployments that ended (committed, rolled back or abandoned), by operation and outcome",
             metrics.deployments.clone(),
         );
         registry.register(
@@ -171,8 +177,13 @@ impl Metrics {
             metrics.rollbacks.clone(),
         );
         registry.register(
+            "deployment_failures",
+            "Attempts to finish a deployment that could not (its rollback, or past its point of no return its completion); it is tried again later, or abandoned",
+            metrics.deployment_failures.clone(),
+        );
+        registry.register(
             "recoveries",
-            "Unfinished deployments taken over from the journal (at start, after a pause, from a dead daemon), by how they ended",
+            "Deployments that were under way when their daemon stopped acting for them (a crash, a stop, a pause, a lost store), finished from the journal, by how that went",
             metrics.recoveries.clone(),
         );
         registry.register_with_unit(
@@ -226,7 +237,7 @@ impl Metrics {
         );
         registry.register(
             "forge_rate_limit_waits",
-            "Times the daemon held its calls to a forge because the forge's rate limit ran out",
+            "Times a forge said its rate limit ran out (the daemon waited for the reset, or gave up when it was too far)",
             metrics.forge_rate_limit_waits.clone(),
         );
         Metrics {
@@ -243,18 +254,15 @@ impl Metrics {
         text
     }
 
-    /// Counts a request the gateway forwarded to a route and the time its answer took to begin.
-    pub fn gateway_request(&self, route: &RouteLabels, status: u16, began: Duration) {
-        let labels = GatewayRequestLabels {
-            project: route.project.clone(),
-            environment: route.environment.clone(),
-            service: route.service.clone(),
-            class: status_class(status),
-        };
-        self.gateway_requests.get_or_create(&labels).inc();
-        self.gateway_latency
-            .get_or_create(route)
-            .observe(began.as_secs_f64());
+    /// The series of a route, to be kept with the route: each request then counts with atomic additions only.
+    pub fn route_series(&'static self, route: RouteLabels) -> RouteSeries {
+        RouteSeries {
+            metrics: self,
+            route,
+            classes: Default::default(),
+            latency: OnceLock::new(),
+            retired: AtomicBool::new(false),
+        }
     }
 
     /// Records the time a new database's content (`policy`: empty, seed, clone or masked) took to make.
@@ -268,14 +276,13 @@ impl Metrics {
         };
         self.database_copy
             .get_or_create(&DatabaseLabels { policy })
-            .observe(took.as_secs_f64());
+            .observe(took);
     }
 
     /// Records the time a golden snapshot took to build (`began`), when it was built.
     pub fn snapshot_built<T, E>(&self, built: &Result<T, E>, began: std::time::Instant) {
         if built.is_ok() {
-            self.database_snapshot
-                .observe(began.elapsed().as_secs_f64());
+            self.database_snapshot.observe(began.elapsed());
         }
     }
 
@@ -292,8 +299,8 @@ impl Metrics {
         }
     }
 
-    /// Replaces a gauge family's values with `counts` (state → number), so that a state nothing is in any more
-    /// reads 0 rather than its last count.
+    /// Sets a gauge family's values to `counts` (state → number); the caller passes every state, 0 included, so
+    /// that a state nothing is in any more reads 0 rather than its last count.
     pub fn set_states(family: &Family<StateLabels, Gauge>, counts: &[(String, i64)]) {
         for (state, count) in counts {
             family
@@ -306,6 +313,76 @@ impl Metrics {
 }
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
+
+/// A route's gateway series, made when first used and then kept with the route, so that counting a request looks
+/// nothing up and takes no lock.
+pub struct RouteSeries {
+    metrics: &'static Metrics,
+    route: RouteLabels,
+    classes: [OnceLock<Counter>; 5],
+    latency: OnceLock<DurationHistogram>,
+    /// The route is gone: its series were dropped, and a request still under way must not bring them back.
+    retired: AtomicBool,
+}
+
+impl std::fmt::Debug for RouteSeries {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouteSeries")
+            .field("route", &self.route)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Two handles on the same route's series are the same.
+impl PartialEq for RouteSeries {
+    fn eq(&self, other: &RouteSeries) -> bool {
+        self.route == other.route
+    }
+}
+
+impl Eq for RouteSeries {}
+
+impl RouteSeries {
+    /// Counts a request forwarded to the route, answered with `status` after `took` (until its answer began).
+    pub fn record(&self, status: u16, took: Duration) {
+        if self.retired.load(Ordering::Acquire) {
+            return;
+        }
+        let class = status_class(status);
+        let index = CLASSES.iter().position(|c| *c == class).unwrap_or(4);
+        self.classes[index]
+            .get_or_init(|| {
+                self.metrics
+                    .gateway_requests
+                    .get_or_create(&GatewayRequestLabels {
+                        project: self.route.project.clone(),
+                        environment: self.route.environment.clone(),
+                        service: self.route.service.clone(),
+                        class,
+                    })
+                    .clone()
+            })
+            .inc();
+        self.latency
+            .get_or_init(|| {
+                self.metrics
+                    .gateway_latency
+                    .get_or_create(&self.route)
+                    .clone()
+            })
+            .observe(took);
+        // Retired while this request made its series: they go again.
+        if self.retired.load(Ordering::Acquire) {
+            self.metrics.forget_route(&self.route);
+        }
+    }
+
+    /// The route no longer serves: drops its series, for good.
+    pub fn retire(&self) {
+        self.retired.store(true, Ordering::Release);
+        self.metrics.forget_route(&self.route);
+    }
+}
 
 /// `404` → `4xx`.
 pub fn status_class(status: u16) -> &'static str {
@@ -337,7 +414,9 @@ mod tests {
             environment: "pr-7".into(),
             service: "web".into(),
         };
-        metrics.gateway_request(&route, 503, Duration::from_millis(3));
+        let metrics: &'static Metrics = Box::leak(Box::new(metrics));
+        let series = metrics.route_series(route.clone());
+        series.record(503, Duration::from_millis(3));
         let text = metrics.encode();
         assert!(
             text.contains(
@@ -351,7 +430,10 @@ mod tests {
         assert!(text.contains(
             "preview_gateway_request_duration_seconds_bucket{le=\"0.005\",project=\"shop\",environment=\"pr-7\",service=\"web\"} 1"
         ), "{text}");
-        metrics.forget_route(&route);
+        series.retire();
+        assert!(!metrics.encode().contains("pr-7"));
+        // A request that was under way when the route went does not bring its series back.
+        series.record(200, Duration::from_millis(1));
         assert!(!metrics.encode().contains("pr-7"));
     }
 

@@ -227,6 +227,7 @@ pub(crate) fn metrics_router(state: SharedState) -> Router {
     Router::new()
         .route("/metrics", get(metrics::scrape))
         .fallback(|| async { ApiError::NotFound("only /metrics is served here".to_owned()) })
+        .layer(axum::middleware::from_fn(trace_request))
         .with_state(state)
 }
 

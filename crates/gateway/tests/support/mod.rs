@@ -177,6 +177,7 @@ pub fn route(service: &str, environment: &str, state: RouteState, backend: Socke
         }],
         access: None,
         last_request: Arc::default(),
+        series: None,
     }
 }
 

@@ -1,6 +1,8 @@
 //! `/metrics`: the daemon's series in the Prometheus text format. Counters and histograms are kept as things happen
 //! (`preview-metrics`); the counts of environments and previews by state are read from the store at each scrape.
 
+use std::time::{Duration, Instant};
+
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
@@ -18,9 +20,28 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 /// Every state an environment is counted in, each always exported (0 when nothing is in it).
 const ENVIRONMENT_STATES: [&str; 5] = ["ready", "deploying", "sleeping", "failed", "attention"];
 
-pub(crate) async fn scrape(State(state): State<SharedState>) -> Result<Response, ApiError> {
-    count_by_state(&state).await?;
-    Ok(([(CONTENT_TYPE, OPENMETRICS)], metrics().encode()).into_response())
+/// How long the counts by state are reused: scrapes come every few seconds at most, and each count reads every
+/// environment from the store.
+const COUNTS_FOR: Duration = Duration::from_secs(2);
+
+/// When the counts by state were last made; held while they are made again, so that scrapes at once make them
+/// once.
+static COUNTED: tokio::sync::Mutex<Option<Instant>> = tokio::sync::Mutex::const_new(None);
+
+pub(crate) async fn scrape(State(state): State<SharedState>) -> Response {
+    {
+        let mut counted = COUNTED.lock().await;
+        if counted.is_none_or(|at| at.elapsed() >= COUNTS_FOR) {
+            // The counters stand without the store: a store that does not answer leaves the last counts.
+            match count_by_state(&state).await {
+                Ok(()) => *counted = Some(Instant::now()),
+                Err(error) => {
+                    tracing::warn!("metrics: cannot count environments by state: {error}")
+                }
+            }
+        }
+    }
+    ([(CONTENT_TYPE, OPENMETRICS)], metrics().encode()).into_response()
 }
 
 /// An environment's state: an abandoned deployment's mark first, then its last deployment, then whether it sleeps.
@@ -42,6 +63,8 @@ fn environment_state(
 
 /// Counts environments, and pull requests' previews, by state: a preview that exists is in its environment's
 /// state; an open pull request without one is `waiting` (queued, awaiting approval, or not previewed by policy).
+/// An environment still being made (its first deployment under way, or unable to finish) counts too. The counts are
+/// the store's: daemons sharing one all report the same.
 async fn count_by_state(state: &SharedState) -> Result<(), ApiError> {
     let mut environments: Vec<(String, i64)> = ENVIRONMENT_STATES
         .iter()
@@ -54,9 +77,10 @@ async fn count_by_state(state: &SharedState) -> Result<(), ApiError> {
             *count += 1;
         }
     };
+    let unfinished = state.store.unfinished_deployments().await?;
     for project in state.store.projects().await? {
         let attention = state.store.attention(&project.name).await?;
-        let mut states = Vec::new();
+        let mut states: Vec<(String, &str)> = Vec::new();
         for environment in state.store.environments(&project.name).await? {
             let last = state
                 .store
@@ -71,6 +95,26 @@ async fn count_by_state(state: &SharedState) -> Result<(), ApiError> {
             let current = environment_state(last.first(), sleeping, marked);
             add(&mut environments, current);
             states.push((environment.name, current));
+        }
+        // Not yet made: a first deployment under way or unable to finish, or an abandoned one's leftovers.
+        for deployment in unfinished.iter().filter(|d| d.project == project.name) {
+            if !states
+                .iter()
+                .any(|(name, _)| *name == deployment.environment)
+            {
+                let marked = attention
+                    .iter()
+                    .any(|a| a.environment == deployment.environment);
+                let current = environment_state(Some(deployment), false, marked);
+                add(&mut environments, current);
+                states.push((deployment.environment.clone(), current));
+            }
+        }
+        for mark in &attention {
+            if !states.iter().any(|(name, _)| *name == mark.environment) {
+                add(&mut environments, "attention");
+                states.push((mark.environment.clone(), "attention"));
+            }
         }
         for pull in state.store.pull_requests(&project.name).await? {
             let name = PreviewPolicy::environment_name(u64::try_from(pull.number).unwrap_or(0));
