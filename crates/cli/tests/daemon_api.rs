@@ -275,6 +275,34 @@ fn bad_requests_get_a_clear_4xx_and_change_nothing() {
             400,
             "the path's id \"../../etc\" is not a valid name",
         ),
+        // A name that is not UTF-8, and query parameters the route does not take: JSON errors too.
+        (
+            "GET",
+            "/v1/projects/%FF/environments",
+            token,
+            None,
+            b"",
+            400,
+            "the path: Invalid UTF-8 in `project`",
+        ),
+        (
+            "GET",
+            "/v1/projects/shop/environments/staging/plan?branch=main",
+            token,
+            None,
+            b"",
+            400,
+            "the query string: branch: unknown field `branch`, expected `commit`",
+        ),
+        (
+            "GET",
+            "/v1/projects/shop/environments/staging/services/storefront/logs?from=x",
+            token,
+            None,
+            b"",
+            400,
+            "the query string: from: invalid digit",
+        ),
         // A service that is not the environment's has no log.
         (
             "GET",

@@ -6,13 +6,16 @@ use axum::extract::rejection::JsonRejection;
 use axum::extract::{FromRequest, Request, State};
 use axum::http::header::AUTHORIZATION;
 use axum::middleware::Next;
+use axum::response::IntoResponse;
 use axum::response::Response;
-use axum::routing::{get, post};
+use axum::routing::get;
 use axum::{Json, Router};
 use preview_deploy::Engine;
 use preview_store::Store;
 use serde_json::json;
 use tracing::Instrument;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::routes::{
@@ -48,114 +51,56 @@ pub(crate) struct Gateway {
 pub(crate) type SharedState = Arc<AppState>;
 
 pub(crate) fn router(state: SharedState) -> Router {
-    let api = Router::new()
-        .route("/v1/projects", get(projects::list).post(projects::register))
-        .route(
-            "/v1/projects/{project}",
-            get(projects::show).delete(projects::delete),
-        )
-        .route(
-            "/v1/projects/{project}/environments",
-            get(environments::list).post(environments::create),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}",
-            get(environments::show).delete(environments::delete),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/plan",
-            get(environments::plan),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/manifests",
-            get(environments::manifests),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/deploy",
-            post(environments::deploy),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/clone",
-            post(environments::clone),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/cancel",
-            post(environments::cancel),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/deployments",
-            get(deployments::list),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/variables",
-            get(variables::show),
-        )
-        .route(
-            "/v1/projects/{project}/variables",
-            get(variables::list).post(variables::set),
-        )
-        .route(
-            "/v1/projects/{project}/variables/unset",
-            post(variables::unset),
-        )
-        .route(
-            "/v1/projects/{project}/secrets",
-            get(variables::list_secrets).post(variables::set_secret),
-        )
-        .route(
-            "/v1/projects/{project}/secrets/unset",
-            post(variables::unset_secret),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/services/{service}/logs",
-            get(runtime::logs),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/databases",
-            get(runtime::databases),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/databases/{service}/login",
-            post(runtime::database_login),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/databases/{service}/refresh",
-            post(runtime::refresh_database),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/databases/{service}/reset",
-            post(runtime::reset_database),
-        )
-        .route(
-            "/v1/projects/{project}/environments/{environment}/databases/{service}/snapshot",
-            get(runtime::database_snapshot),
-        )
-        .route(
-            "/v1/projects/{project}/database-snapshots",
-            get(runtime::database_snapshots),
-        )
-        .route("/v1/projects/{project}/webhooks", get(webhooks::list))
-        .route("/v1/projects/{project}/previews", get(previews::list))
-        .route("/v1/projects/{project}/previews/sync", post(previews::sync))
-        .route(
-            "/v1/projects/{project}/previews/{number}/approve",
-            post(previews::approve),
-        )
-        .route("/v1/gateway", get(runtime::gateway))
-        .route("/v1/ca", get(runtime::ca))
-        .route("/v1/clusters", get(clusters::list).post(clusters::add))
-        .route(
-            "/v1/clusters/{name}",
-            axum::routing::delete(clusters::remove),
-        )
-        .route("/v1/clusters/{name}/check", get(clusters::check))
-        .route("/v1/secrets/rotate-key", post(variables::rotate_key))
-        .route("/v1/deployments/{id}", get(deployments::show))
-        .route("/v1/deployments/{id}/logs", get(deployments::logs))
-        .route("/v1/deployments/{id}/cancel", post(deployments::cancel))
-        .route("/v1/deployments/{id}/abandon", post(deployments::abandon))
+    let (api, described) = OpenApiRouter::new()
+        .routes(routes!(projects::list, projects::register))
+        .routes(routes!(projects::show, projects::delete))
+        .routes(routes!(environments::list, environments::create))
+        .routes(routes!(environments::show, environments::delete))
+        .routes(routes!(environments::plan))
+        .routes(routes!(environments::manifests))
+        .routes(routes!(environments::deploy))
+        .routes(routes!(environments::clone))
+        .routes(routes!(environments::cancel))
+        .routes(routes!(deployments::list))
+        .routes(routes!(variables::show))
+        .routes(routes!(variables::list, variables::set))
+        .routes(routes!(variables::unset))
+        .routes(routes!(variables::list_secrets, variables::set_secret))
+        .routes(routes!(variables::unset_secret))
+        .routes(routes!(runtime::logs))
+        .routes(routes!(runtime::databases))
+        .routes(routes!(runtime::database_login))
+        .routes(routes!(runtime::refresh_database))
+        .routes(routes!(runtime::reset_database))
+        .routes(routes!(runtime::database_snapshot))
+        .routes(routes!(runtime::database_snapshots))
+        .routes(routes!(webhooks::list))
+        .routes(routes!(previews::list))
+        .routes(routes!(previews::sync))
+        .routes(routes!(previews::approve))
+        .routes(routes!(runtime::gateway))
+        .routes(routes!(runtime::ca))
+        .routes(routes!(clusters::list, clusters::add))
+        .routes(routes!(clusters::remove))
+        .routes(routes!(clusters::check))
+        .routes(routes!(variables::rotate_key))
+        .routes(routes!(deployments::show))
+        .routes(routes!(deployments::logs))
+        .routes(routes!(deployments::cancel))
+        .routes(routes!(deployments::abandon))
         // With the token here; without it only on an address of its own (`--metrics-listen`).
-        .route("/metrics", get(metrics::scrape))
+        .routes(routes!(metrics::scrape))
+        .split_for_parts();
+    let (public, public_described) = OpenApiRouter::new()
+        .routes(routes!(health))
+        // Forges authenticate by the delivery's signature, not the API token.
+        .routes(routes!(webhooks::receive))
+        .routes(routes!(openapi_document))
+        .split_for_parts();
+    let mut described = described;
+    described.merge(public_described);
+    let document: Arc<str> = crate::openapi::document(described).into();
+    let api = api
         .route_layer(axum::middleware::from_fn(check_path_names))
         .fallback(|| async {
             ApiError::NotFound("no such API route; the routes start with /v1/".to_owned())
@@ -164,14 +109,50 @@ pub(crate) fn router(state: SharedState) -> Router {
             Arc::clone(&state),
             authenticate,
         ));
-    Router::new()
-        .route("/health", get(|| async { Json(json!({ "ok": true })) }))
-        // Forges authenticate by the delivery's signature, not the API token.
-        .route("/webhooks/{project}", post(webhooks::receive))
+    public
         .merge(api)
+        .layer(axum::Extension(OpenApiDocument(document)))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(trace_request))
         .with_state(state)
+}
+
+/// The OpenAPI document, made once when the router is.
+#[derive(Clone)]
+struct OpenApiDocument(Arc<str>);
+
+/// Whether the daemon answers.
+#[utoipa::path(
+    get,
+    operation_id = "health",
+    path = "/health",
+    tag = "daemon",
+    summary = "Whether the daemon answers",
+    security(()),
+    responses((status = 200, description = "It answers", body = crate::openapi::answers::Health))
+)]
+async fn health() -> Json<serde_json::Value> {
+    Json(json!({ "ok": true }))
+}
+
+/// This document.
+#[utoipa::path(
+    get,
+    operation_id = "openapi_document",
+    path = "/api/openapi.json",
+    tag = "daemon",
+    summary = "The OpenAPI 3.1 document of this API",
+    security(()),
+    responses((status = 200, description = "The document", content_type = "application/json", body = Object))
+)]
+async fn openapi_document(
+    axum::Extension(OpenApiDocument(document)): axum::Extension<OpenApiDocument>,
+) -> Response {
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/json")],
+        document.to_string(),
+    )
+        .into_response()
 }
 
 /// The header that names a request in the daemon's log: the client's own id when it sends a plain one (so a
@@ -234,10 +215,13 @@ pub(crate) fn metrics_router(state: SharedState) -> Router {
 /// Refuses a request whose path names something with a name no project, environment, service or deployment can
 /// have — `..%2F` included — before any handler uses it.
 async fn check_path_names(
-    params: axum::extract::RawPathParams,
+    params: Result<axum::extract::RawPathParams, axum::extract::rejection::RawPathParamsRejection>,
     request: Request,
     next: Next,
 ) -> Result<Response, ApiError> {
+    let params = params.map_err(|rejection| {
+        ApiError::BadRequest(format!("the path: {}", rejection.body_text()))
+    })?;
     for (key, value) in &params {
         let problem = match key {
             "id" => (value.is_empty()
@@ -307,6 +291,30 @@ impl<S: Send + Sync, T: serde::de::DeserializeOwned> FromRequest<S> for Body<T> 
                 }
                 other => ApiError::BadRequest(other.body_text()),
             }),
+        }
+    }
+}
+
+/// Query parameters whose rejections (unknown parameters, values of the wrong type) are clear API errors.
+pub(crate) struct Params<T>(pub T);
+
+impl<S: Send + Sync, T: serde::de::DeserializeOwned> axum::extract::FromRequestParts<S>
+    for Params<T>
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Params(value)),
+            Err(rejection) => Err(ApiError::BadRequest(format!(
+                "the query string: {}",
+                rejection
+                    .body_text()
+                    .trim_start_matches("Failed to deserialize query string: ")
+            ))),
         }
     }
 }

@@ -13,6 +13,7 @@ mod error;
 mod forge_client;
 mod idle;
 mod logging;
+mod openapi;
 mod previews;
 mod routes;
 mod source;

@@ -18,6 +18,14 @@ fn clusters(state: &SharedState) -> Result<&Clusters, ApiError> {
     })
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "clusters_list",
+    path = "/v1/clusters",
+    tag = "clusters",
+    summary = "The clusters environments may live on",
+    responses((status = 200, description = "Every cluster", body = crate::openapi::answers::ClusterList), crate::openapi::Refusals)
+)]
 /// Every cluster with its server and the environments on it.
 pub(crate) async fn list(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
     let clusters = clusters(&state)?;
@@ -34,9 +42,10 @@ pub(crate) async fn list(State(state): State<SharedState>) -> Result<Json<Value>
     Ok(Json(json!({ "clusters": listed })))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewCluster {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     name: String,
     /// The kubeconfig's text.
     kubeconfig: String,
@@ -44,6 +53,15 @@ pub(crate) struct NewCluster {
     context: Option<String>,
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "clusters_add",
+    path = "/v1/clusters",
+    tag = "clusters",
+    summary = "Add a cluster by its kubeconfig (stored sealed)",
+    request_body = NewCluster,
+    responses((status = 200, description = "Added", body = crate::openapi::answers::ClusterAdded), crate::openapi::Refusals)
+)]
 /// Registers a cluster once its server answers with the credentials given.
 pub(crate) async fn add(
     State(state): State<SharedState>,
@@ -78,6 +96,15 @@ pub(crate) async fn add(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "clusters_remove",
+    path = "/v1/clusters/{name}",
+    tag = "clusters",
+    summary = "Remove a cluster no environment lives on",
+    params(crate::openapi::params::ClusterPath),
+    responses((status = 200, description = "Removed", body = crate::openapi::answers::ClusterRemoved), crate::openapi::Refusals)
+)]
 /// Forgets a cluster no environment lives on.
 pub(crate) async fn remove(
     State(state): State<SharedState>,
@@ -109,6 +136,15 @@ pub(crate) async fn remove(
     Ok(Json(json!({ "removed": name })))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "clusters_check",
+    path = "/v1/clusters/{name}/check",
+    tag = "clusters",
+    summary = "What the daemon may do on the cluster, permission by permission",
+    params(crate::openapi::params::ClusterPath),
+    responses((status = 200, description = "The report", body = Object), crate::openapi::Refusals)
+)]
 /// What the cluster offers, and what the credentials may not do.
 pub(crate) async fn check(
     State(state): State<SharedState>,

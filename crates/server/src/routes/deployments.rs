@@ -20,6 +20,15 @@ async fn record(state: &SharedState, id: &str) -> Result<DeploymentRecord, ApiEr
     })
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "deployments_list",
+    path = "/v1/projects/{project}/environments/{environment}/deployments",
+    tag = "deployments",
+    summary = "The environment's latest deployments, newest first",
+    params(crate::openapi::params::EnvironmentPath),
+    responses((status = 200, description = "Up to 50 deployments", body = crate::openapi::answers::DeploymentList), crate::openapi::Refusals)
+)]
 pub(crate) async fn list(
     State(state): State<SharedState>,
     Path((project, environment)): Path<(String, String)>,
@@ -97,6 +106,15 @@ fn step_report(record: &DeploymentRecord, journal: &[JournalEntry]) -> Vec<Value
         .collect()
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "deployments_show",
+    path = "/v1/deployments/{id}",
+    tag = "deployments",
+    summary = "A deployment with each step's state and timing",
+    params(crate::openapi::params::DeploymentPath),
+    responses((status = 200, description = "The deployment", body = crate::openapi::answers::DeploymentShown), crate::openapi::Refusals)
+)]
 pub(crate) async fn show(
     State(state): State<SharedState>,
     Path(id): Path<String>,
@@ -132,6 +150,15 @@ pub(crate) async fn show(
     })))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "deployments_logs",
+    path = "/v1/deployments/{id}/logs",
+    tag = "deployments",
+    summary = "A deployment's journal",
+    params(crate::openapi::params::DeploymentPath),
+    responses((status = 200, description = "Its entries in order", body = crate::openapi::answers::Journal), crate::openapi::Refusals)
+)]
 pub(crate) async fn logs(
     State(state): State<SharedState>,
     Path(id): Path<String>,
@@ -141,6 +168,15 @@ pub(crate) async fn logs(
     Ok(Json(json!({ "entries": entries })))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "deployments_cancel",
+    path = "/v1/deployments/{id}/cancel",
+    tag = "deployments",
+    summary = "Cancel a running deployment",
+    params(crate::openapi::params::DeploymentPath),
+    responses((status = 202, description = "Told to stop", body = crate::openapi::answers::Cancelling), crate::openapi::Refusals)
+)]
 pub(crate) async fn cancel(
     State(state): State<SharedState>,
     Path(id): Path<String>,
@@ -155,6 +191,15 @@ pub(crate) async fn cancel(
     cancel_running(&state, &record)
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "deployments_abandon",
+    path = "/v1/deployments/{id}/abandon",
+    tag = "deployments",
+    summary = "Give up on a deployment that cannot finish; its environment is marked as needing attention",
+    params(crate::openapi::params::DeploymentPath),
+    responses((status = 200, description = "Abandoned", body = crate::openapi::answers::Abandoned), crate::openapi::Refusals)
+)]
 /// Gives up on a deployment that cannot finish; its environment is marked as needing attention.
 pub(crate) async fn abandon(
     State(state): State<SharedState>,

@@ -2,29 +2,30 @@
 //! deployment and answered with `202 Accepted` and the deployment's record.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use preview_deploy::DeploymentRequest;
 use preview_store::{EnvironmentRecord, Operation, ProjectRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{Body, SharedState};
+use crate::api::{Body, Params, SharedState};
 use crate::desired::{Desired, Purpose, desired_for, running_commit};
 use crate::error::ApiError;
 use crate::routes::project_record;
 use crate::source::describe;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct NewEnvironment {
+    #[schema(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     name: String,
     /// A commit, branch or tag of the project's repository to build from; HEAD when absent.
     #[serde(default)]
     commit: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Redeploy {
     #[serde(default)]
@@ -107,6 +108,15 @@ fn check_new_name(name: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "environments_list",
+    path = "/v1/projects/{project}/environments",
+    tag = "environments",
+    summary = "The project's environments",
+    params(crate::openapi::params::ProjectPath),
+    responses((status = 200, description = "Every environment, and abandoned creations that need attention", body = crate::openapi::answers::EnvironmentList), crate::openapi::Refusals)
+)]
 pub(crate) async fn list(
     State(state): State<SharedState>,
     Path(project): Path<String>,
@@ -163,6 +173,15 @@ pub(crate) async fn list(
     Ok(Json(json!({ "environments": environments })))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "environments_show",
+    path = "/v1/projects/{project}/environments/{environment}",
+    tag = "environments",
+    summary = "An environment: its services, URLs, resources, isolation and recent deployments",
+    params(crate::openapi::params::EnvironmentPath),
+    responses((status = 200, description = "The environment", body = crate::openapi::answers::EnvironmentShown), crate::openapi::Refusals)
+)]
 pub(crate) async fn show(
     State(state): State<SharedState>,
     Path((project, name)): Path<(String, String)>,
@@ -205,7 +224,8 @@ pub(crate) async fn show(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PlanQuery {
     /// A commit, branch or tag to plan for instead of what the environment follows.
@@ -240,10 +260,19 @@ async fn planned(
     Ok((project, environment, desired))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "environments_plan",
+    path = "/v1/projects/{project}/environments/{environment}/plan",
+    tag = "environments",
+    summary = "What deploying the environment (or creating it) would change",
+    params(crate::openapi::params::EnvironmentPath, PlanQuery),
+    responses((status = 200, description = "The plan", body = crate::openapi::answers::Planned), crate::openapi::Refusals)
+)]
 pub(crate) async fn plan(
     State(state): State<SharedState>,
     Path((project, name)): Path<(String, String)>,
-    Query(query): Query<PlanQuery>,
+    Params(query): Params<PlanQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (project, environment, desired) = planned(&state, &project, &name, &query).await?;
     let plan = state
@@ -293,6 +322,16 @@ pub(crate) async fn plan(
     ))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "environments_create",
+    path = "/v1/projects/{project}/environments",
+    tag = "environments",
+    summary = "Create a declared environment: one deployment",
+    params(crate::openapi::params::ProjectPath),
+    request_body = NewEnvironment,
+    responses((status = 202, description = "The deployment started", body = crate::openapi::answers::Started), crate::openapi::Refusals)
+)]
 pub(crate) async fn create(
     State(state): State<SharedState>,
     Path(project): Path<String>,
@@ -323,6 +362,16 @@ pub(crate) async fn create(
     start(&state, request, source).await
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "environments_clone",
+    path = "/v1/projects/{project}/environments/{environment}/clone",
+    tag = "environments",
+    summary = "Clone the environment into a new one: one deployment",
+    params(crate::openapi::params::EnvironmentPath),
+    request_body = NewEnvironment,
+    responses((status = 202, description = "The deployment started", body = crate::openapi::answers::Started), crate::openapi::Refusals)
+)]
 pub(crate) async fn clone(
     State(state): State<SharedState>,
     Path((project, source)): Path<(String, String)>,
@@ -354,6 +403,16 @@ pub(crate) async fn clone(
     start(&state, request, described).await
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "environments_deploy",
+    path = "/v1/projects/{project}/environments/{environment}/deploy",
+    tag = "environments",
+    summary = "Deploy the environment again, at a commit or what it follows: one deployment",
+    params(crate::openapi::params::EnvironmentPath),
+    request_body = Redeploy,
+    responses((status = 202, description = "The deployment started", body = crate::openapi::answers::Started), crate::openapi::Refusals)
+)]
 pub(crate) async fn deploy(
     State(state): State<SharedState>,
     Path((project, name)): Path<(String, String)>,
@@ -397,7 +456,8 @@ pub(crate) async fn deploy(
     start(&state, request, source).await
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct DeleteQuery {
     /// Keep the variables and secrets scoped to the environment instead of removing them with it.
@@ -405,10 +465,19 @@ pub(crate) struct DeleteQuery {
     keep_settings: bool,
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "environments_delete",
+    path = "/v1/projects/{project}/environments/{environment}",
+    tag = "environments",
+    summary = "Delete the environment: one deployment",
+    params(crate::openapi::params::EnvironmentPath, DeleteQuery),
+    responses((status = 202, description = "The deployment started", body = crate::openapi::answers::DeletionStarted), crate::openapi::Refusals)
+)]
 pub(crate) async fn delete(
     State(state): State<SharedState>,
     Path((project, name)): Path<(String, String)>,
-    Query(query): Query<DeleteQuery>,
+    Params(query): Params<DeleteQuery>,
 ) -> Result<Accepted, ApiError> {
     let project = project_record(&state.store, &project).await?;
     let environment = existing(&state, &project, &name).await?;
@@ -464,6 +533,15 @@ pub(crate) async fn delete(
     Ok((status, Json(answer)))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "environments_cancel",
+    path = "/v1/projects/{project}/environments/{environment}/cancel",
+    tag = "environments",
+    summary = "Cancel the environment's running deployment (past its point of no return it completes)",
+    params(crate::openapi::params::EnvironmentPath),
+    responses((status = 202, description = "Told to stop", body = crate::openapi::answers::Cancelling), crate::openapi::Refusals)
+)]
 pub(crate) async fn cancel(
     State(state): State<SharedState>,
     Path((project, name)): Path<(String, String)>,
@@ -499,12 +577,21 @@ fn request(
     }
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "environments_manifests",
+    path = "/v1/projects/{project}/environments/{environment}/manifests",
+    tag = "environments",
+    summary = "The Kubernetes objects the environment is rendered to (secret values redacted)",
+    params(crate::openapi::params::EnvironmentPath, PlanQuery),
+    responses((status = 200, description = "The objects", body = crate::openapi::answers::Manifests), crate::openapi::Refusals)
+)]
 /// The Kubernetes objects deploying the environment would apply, Secret values redacted: `preview render`. On a
 /// daemon running environments elsewhere, they are rendered with the default cluster settings, for review.
 pub(crate) async fn manifests(
     State(state): State<SharedState>,
     Path((project, name)): Path<(String, String)>,
-    Query(query): Query<PlanQuery>,
+    Params(query): Params<PlanQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let (project, _, desired) = planned(&state, &project, &name, &query).await?;
     let address = preview_deploy::EnvironmentAddress {

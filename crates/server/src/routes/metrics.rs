@@ -28,6 +28,18 @@ const COUNTS_FOR: Duration = Duration::from_secs(2);
 /// once.
 static COUNTED: tokio::sync::Mutex<Option<Instant>> = tokio::sync::Mutex::const_new(None);
 
+#[utoipa::path(
+    get,
+    operation_id = "metrics_scrape",
+    path = "/metrics",
+    tag = "daemon",
+    summary = "The daemon's metrics in the Prometheus (OpenMetrics) text format",
+    description = "With the token on the API's address; `preview serve --metrics-listen` also serves it without the token on an address of its own.",
+    responses(
+        (status = 200, description = "Every series", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8", body = String),
+        (status = 401, description = "A missing or wrong token", body = crate::openapi::answers::ErrorBody)
+    )
+)]
 pub(crate) async fn scrape(State(state): State<SharedState>) -> Response {
     {
         let mut counted = COUNTED.lock().await;

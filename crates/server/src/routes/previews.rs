@@ -15,6 +15,15 @@ use crate::error::ApiError;
 use crate::previews::decide::{self, Want, decide};
 use crate::routes::project_record;
 
+#[utoipa::path(
+    get,
+    operation_id = "previews_list",
+    path = "/v1/projects/{project}/previews",
+    tag = "previews",
+    summary = "Pull requests and their previews, with the reconciler's decisions",
+    params(crate::openapi::params::ProjectPath),
+    responses((status = 200, description = "Every pull request seen", body = crate::openapi::answers::PreviewList), crate::openapi::Refusals)
+)]
 pub(crate) async fn list(
     State(state): State<SharedState>,
     Path(project): Path<String>,
@@ -99,6 +108,15 @@ pub(crate) async fn list(
     })))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "previews_sync",
+    path = "/v1/projects/{project}/previews/sync",
+    tag = "previews",
+    summary = "Ask the forge for the pull requests now",
+    params(crate::openapi::params::ProjectPath),
+    responses((status = 202, description = "Started", body = crate::openapi::answers::SyncStarted), crate::openapi::Refusals)
+)]
 pub(crate) async fn sync(
     State(state): State<SharedState>,
     Path(project): Path<String>,
@@ -121,14 +139,25 @@ pub(crate) async fn sync(
     ))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Approval {
     /// The head commit the maintainer reviewed, its whole id. Required, and whole: an approval of "whatever the head
     /// is now" would take a push that came after the review, and a short prefix can be matched by a forged commit.
+    #[schema(pattern = "^[0-9a-f]{40}([0-9a-f]{24})?$")]
     commit: String,
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "previews_approve",
+    path = "/v1/projects/{project}/previews/{number}/approve",
+    tag = "previews",
+    summary = "Approve a fork pull request's head commit for a preview",
+    params(crate::openapi::params::PullRequestPath),
+    request_body = Approval,
+    responses((status = 200, description = "Approved", body = crate::openapi::answers::Approved), crate::openapi::Refusals)
+)]
 pub(crate) async fn approve(
     State(state): State<SharedState>,
     Path((project, number)): Path<(String, String)>,

@@ -10,10 +10,15 @@ use serde_json::{Value, json};
 use crate::api::{Body, SharedState};
 use crate::error::ApiError;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Register {
     /// The spec's file name, used in error messages.
+    #[schema(
+        min_length = 1,
+        max_length = 255,
+        pattern = "^[^\\x00-\\x1f\\x7f-\\x9f]+$"
+    )]
     file: String,
     /// The spec's text.
     source: String,
@@ -27,11 +32,25 @@ fn summary(project: &ProjectRecord) -> Value {
     json!({ "name": project.name, "file": project.file, "directory": project.directory, "updated_at": project.updated_at })
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "projects_register",
+    path = "/v1/projects",
+    tag = "projects",
+    summary = "Register (or replace) a project's spec; an invalid spec changes nothing",
+    request_body = Register,
+    responses((status = 200, description = "The project as stored", body = crate::openapi::answers::Registered), crate::openapi::Refusals)
+)]
 /// Validates the spec and stores it under its project name; an invalid spec changes nothing.
 pub(crate) async fn register(
     State(state): State<SharedState>,
     Body(body): Body<Register>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
+    if body.file.is_empty() || body.file.len() > 255 || body.file.chars().any(char::is_control) {
+        return Err(ApiError::BadRequest(
+            "file: the spec's file name is 1 to 255 bytes without control characters".to_owned(),
+        ));
+    }
     let spec = preview_spec::parse_spec(&body.file, &body.source)
         .map_err(|d| ApiError::BadRequest(d.to_string()))?;
     if let Some(directory) = &body.directory
@@ -58,11 +77,28 @@ pub(crate) async fn register(
     ))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "projects_list",
+    path = "/v1/projects",
+    tag = "projects",
+    summary = "The registered projects",
+    responses((status = 200, description = "Every project", body = crate::openapi::answers::ProjectList), crate::openapi::Refusals)
+)]
 pub(crate) async fn list(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
     let projects: Vec<Value> = state.store.projects().await?.iter().map(summary).collect();
     Ok(Json(json!({ "projects": projects })))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "projects_show",
+    path = "/v1/projects/{project}",
+    tag = "projects",
+    summary = "A project, its spec and where its forge sends webhooks",
+    params(crate::openapi::params::ProjectPath),
+    responses((status = 200, description = "The project", body = crate::openapi::answers::ProjectShown), crate::openapi::Refusals)
+)]
 pub(crate) async fn show(
     State(state): State<SharedState>,
     Path(name): Path<String>,
@@ -86,6 +122,15 @@ pub(crate) async fn show(
     ))
 }
 
+#[utoipa::path(
+    delete,
+    operation_id = "projects_delete",
+    path = "/v1/projects/{project}",
+    tag = "projects",
+    summary = "Remove a project once its environments are gone",
+    params(crate::openapi::params::ProjectPath),
+    responses((status = 200, description = "Removed", body = crate::openapi::answers::Deleted), crate::openapi::Refusals)
+)]
 /// Removes a project once its environments are gone (`preview project delete` deletes them first, each in a
 /// deployment); refused while any remains or a deployment of it has not finished.
 pub(crate) async fn delete(

@@ -1,16 +1,17 @@
 //! What the runtime knows beyond resources: services' logs, the gateway's addresses, the CA to trust.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use preview_deploy::EnvironmentAddress;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::SharedState;
+use crate::api::{Params, SharedState};
 use crate::error::ApiError;
 use crate::routes::project_record;
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LogQuery {
     /// The byte offset to continue from, as returned in `next`.
@@ -18,10 +19,19 @@ pub(crate) struct LogQuery {
     from: u64,
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "runtime_logs",
+    path = "/v1/projects/{project}/environments/{environment}/services/{service}/logs",
+    tag = "environments",
+    summary = "What an app, job or database of the environment printed, from an offset",
+    params(crate::openapi::params::ServicePath, LogQuery),
+    responses((status = 200, description = "A chunk of the log", body = crate::openapi::answers::LogChunk), crate::openapi::Refusals)
+)]
 pub(crate) async fn logs(
     State(state): State<SharedState>,
     Path((project, environment, service)): Path<(String, String, String)>,
-    Query(query): Query<LogQuery>,
+    Params(query): Params<LogQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let project = project_record(&state.store, &project).await?;
     if state
@@ -70,6 +80,15 @@ pub(crate) async fn logs(
     Ok(Json(json!({ "text": chunk.text, "next": chunk.next })))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "runtime_databases",
+    path = "/v1/projects/{project}/environments/{environment}/databases",
+    tag = "databases",
+    summary = "The environment's databases",
+    params(crate::openapi::params::EnvironmentPath),
+    responses((status = 200, description = "Every database", body = crate::openapi::answers::DatabaseList), crate::openapi::Refusals)
+)]
 /// The environment's databases as recorded: their names on the server, engine, version and where their data came
 /// from. No credentials.
 pub(crate) async fn databases(
@@ -97,6 +116,15 @@ pub(crate) async fn databases(
     Ok(Json(json!({ "databases": databases })))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "runtime_database_login",
+    path = "/v1/projects/{project}/environments/{environment}/databases/{service}/login",
+    tag = "databases",
+    summary = "A login to one of the environment's databases (for psql)",
+    params(crate::openapi::params::ServicePath),
+    responses((status = 200, description = "The login", body = crate::openapi::answers::DatabaseLogin), crate::openapi::Refusals)
+)]
 /// A login to one of the environment's databases, password included: the one answer that holds a secret value,
 /// asked for explicitly by `preview db psql`, which hands it to `psql` through its environment.
 pub(crate) async fn database_login(
@@ -118,6 +146,15 @@ pub(crate) async fn database_login(
     })))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "runtime_refresh_database",
+    path = "/v1/projects/{project}/environments/{environment}/databases/{service}/refresh",
+    tag = "databases",
+    summary = "Build the golden snapshot the database is copied from again",
+    params(crate::openapi::params::ServicePath),
+    responses((status = 200, description = "What was done", body = crate::openapi::answers::Lines), crate::openapi::Refusals)
+)]
 /// Builds the golden snapshot of one of the environment's databases again (`preview db refresh`).
 pub(crate) async fn refresh_database(
     State(state): State<SharedState>,
@@ -132,6 +169,15 @@ pub(crate) async fn refresh_database(
     Ok(Json(json!({ "lines": lines })))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "runtime_database_snapshot",
+    path = "/v1/projects/{project}/environments/{environment}/databases/{service}/snapshot",
+    tag = "databases",
+    summary = "The golden snapshot the database was made from",
+    params(crate::openapi::params::ServicePath),
+    responses((status = 200, description = "The snapshot, or null", body = crate::openapi::answers::SnapshotShown), crate::openapi::Refusals)
+)]
 /// The golden snapshot one of the environment's databases is made from (`preview db snapshot`).
 pub(crate) async fn database_snapshot(
     State(state): State<SharedState>,
@@ -146,6 +192,15 @@ pub(crate) async fn database_snapshot(
     Ok(Json(json!({ "snapshot": snapshot })))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "runtime_database_snapshots",
+    path = "/v1/projects/{project}/database-snapshots",
+    tag = "databases",
+    summary = "The project's golden snapshots and the environments made from each",
+    params(crate::openapi::params::ProjectPath),
+    responses((status = 200, description = "Every snapshot", body = crate::openapi::answers::SnapshotList), crate::openapi::Refusals)
+)]
 /// Every golden snapshot the project's environments are made from, once each, with the environments made from
 /// it (`preview db snapshots`).
 pub(crate) async fn database_snapshots(
@@ -199,6 +254,15 @@ pub(crate) async fn database_snapshots(
     Ok(Json(json!({ "snapshots": snapshots })))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "runtime_reset_database",
+    path = "/v1/projects/{project}/environments/{environment}/databases/{service}/reset",
+    tag = "databases",
+    summary = "Make the database again as its clone policy says",
+    params(crate::openapi::params::ServicePath),
+    responses((status = 200, description = "What was done", body = crate::openapi::answers::Lines), crate::openapi::Refusals)
+)]
 /// Makes one of the environment's databases again by its clone policy (`preview db reset`).
 pub(crate) async fn reset_database(
     State(state): State<SharedState>,
@@ -252,6 +316,14 @@ async fn recorded_environment(
     Ok(state.store.recorded_state(project, environment).await?)
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "runtime_gateway",
+    path = "/v1/gateway",
+    tag = "daemon",
+    summary = "Where the gateway listens",
+    responses((status = 200, description = "Its addresses", body = crate::openapi::answers::GatewayAddresses), crate::openapi::Refusals)
+)]
 pub(crate) async fn gateway(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
     let gateway = state.gateway.as_ref().ok_or_else(no_gateway)?;
     Ok(Json(
@@ -259,6 +331,14 @@ pub(crate) async fn gateway(State(state): State<SharedState>) -> Result<Json<Val
     ))
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "runtime_ca",
+    path = "/v1/ca",
+    tag = "daemon",
+    summary = "The local CA's certificate, to trust environments' HTTPS",
+    responses((status = 200, description = "The certificate", body = crate::openapi::answers::Certificate), crate::openapi::Refusals)
+)]
 pub(crate) async fn ca(State(state): State<SharedState>) -> Result<Json<Value>, ApiError> {
     let gateway = state.gateway.as_ref().ok_or_else(no_gateway)?;
     Ok(Json(json!({ "certificate": gateway.ca_pem })))

@@ -2,7 +2,7 @@
 //! No route returns a secret's value.
 
 use axum::Json;
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use preview_resolve::Scope;
 use preview_secrets::Secret;
@@ -10,7 +10,7 @@ use preview_store::{ProjectRecord, VariableRecord};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::{Body, SharedState};
+use crate::api::{Body, Params, SharedState};
 use crate::error::ApiError;
 use crate::routes::project_record;
 use crate::routes::projects::now_ms;
@@ -66,21 +66,55 @@ async fn environments_of(state: &SharedState, project: &str) -> Result<Vec<Strin
         .collect())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct SetVariable {
+    /// `project`, `environment:ENV`, `service:S` or `service:S@ENV`.
+    #[schema(
+        pattern = "^(project|environment:[a-z0-9-]{1,63}|service:[a-z0-9-]{1,63}(@[a-z0-9-]{1,63})?)$"
+    )]
     scope: String,
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]*$")]
     name: String,
     value: String,
 }
 
-#[derive(Deserialize)]
+/// A secret to set. Read field by field (the value never enters a typed copy that could be logged).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+pub(crate) struct NewSecret {
+    /// `project`, `environment:ENV`, `service:S` or `service:S@ENV`.
+    #[schema(
+        pattern = "^(project|environment:[a-z0-9-]{1,63}|service:[a-z0-9-]{1,63}(@[a-z0-9-]{1,63})?)$"
+    )]
+    scope: String,
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]*$")]
+    name: String,
+    value: String,
+    /// What previews get: `share` (default), `withhold` or `substitute:VARIABLE`.
+    previews: Option<String>,
+}
+
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Slot {
+    #[schema(
+        pattern = "^(project|environment:[a-z0-9-]{1,63}|service:[a-z0-9-]{1,63}(@[a-z0-9-]{1,63})?)$"
+    )]
     scope: String,
+    #[schema(pattern = "^[A-Za-z_][A-Za-z0-9_]*$")]
     name: String,
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "variables_list",
+    path = "/v1/projects/{project}/variables",
+    tag = "variables",
+    summary = "The project's variables at every scope",
+    params(crate::openapi::params::ProjectPath),
+    responses((status = 200, description = "Every variable", body = crate::openapi::answers::VariableList), crate::openapi::Refusals)
+)]
 pub(crate) async fn list(
     State(state): State<SharedState>,
     Path(project): Path<String>,
@@ -90,6 +124,16 @@ pub(crate) async fn list(
     Ok(Json(json!({ "variables": variables })))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "variables_set",
+    path = "/v1/projects/{project}/variables",
+    tag = "variables",
+    summary = "Set a variable at a scope",
+    params(crate::openapi::params::ProjectPath),
+    request_body = SetVariable,
+    responses((status = 200, description = "The variable as stored", body = crate::openapi::answers::VariableSet), crate::openapi::Refusals)
+)]
 pub(crate) async fn set(
     State(state): State<SharedState>,
     Path(project): Path<String>,
@@ -113,6 +157,16 @@ pub(crate) async fn set(
     Ok(Json(json!({ "variable": record })))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "variables_unset",
+    path = "/v1/projects/{project}/variables/unset",
+    tag = "variables",
+    summary = "Remove a variable from a scope",
+    params(crate::openapi::params::ProjectPath),
+    request_body = Slot,
+    responses((status = 200, description = "Removed", body = crate::openapi::answers::Unset), crate::openapi::Refusals)
+)]
 pub(crate) async fn unset(
     State(state): State<SharedState>,
     Path(project): Path<String>,
@@ -166,6 +220,11 @@ async fn remove(
 
 /// The fields of a secret request, read by hand: serde's messages may quote the value they failed on.
 fn secret_fields(body: &Value) -> Result<(String, String, Secret, String), ApiError> {
+    if !body.is_object() {
+        return Err(ApiError::BadRequest(
+            "a secret is a JSON object with scope, name, value and previews".to_owned(),
+        ));
+    }
     let field = |name: &str| body.get(name).and_then(Value::as_str).map(str::to_owned);
     let allowed = ["scope", "name", "value", "previews"];
     if let Some(unknown) = body
@@ -182,7 +241,15 @@ fn secret_fields(body: &Value) -> Result<(String, String, Secret, String), ApiEr
         .ok_or_else(|| ApiError::BadRequest("`name` (a string) is required".to_owned()))?;
     let value = field("value")
         .ok_or_else(|| ApiError::BadRequest("`value` (a string) is required".to_owned()))?;
-    let previews = field("previews").unwrap_or_else(|| "share".to_owned());
+    let previews = match body.get("previews") {
+        None | Some(Value::Null) => "share".to_owned(),
+        Some(Value::String(previews)) => previews.clone(),
+        Some(_) => {
+            return Err(ApiError::BadRequest(
+                "`previews` is a string: `share`, `withhold` or `substitute:VARIABLE`".to_owned(),
+            ));
+        }
+    };
     Ok((scope, name, Secret::new(value), previews))
 }
 
@@ -198,6 +265,16 @@ fn check_previews(previews: &str) -> Result<(), ApiError> {
     }
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "variables_set_secret",
+    path = "/v1/projects/{project}/secrets",
+    tag = "variables",
+    summary = "Set a secret at a scope; it is sealed, and only its fingerprint is ever answered",
+    params(crate::openapi::params::ProjectPath),
+    request_body = crate::routes::variables::NewSecret,
+    responses((status = 200, description = "The secret, without its value", body = crate::openapi::answers::SecretSet), crate::openapi::Refusals)
+)]
 pub(crate) async fn set_secret(
     State(state): State<SharedState>,
     Path(project): Path<String>,
@@ -240,6 +317,16 @@ pub(crate) async fn set_secret(
     ))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "variables_unset_secret",
+    path = "/v1/projects/{project}/secrets/unset",
+    tag = "variables",
+    summary = "Remove a secret from a scope",
+    params(crate::openapi::params::ProjectPath),
+    request_body = Slot,
+    responses((status = 200, description = "Removed", body = crate::openapi::answers::Unset), crate::openapi::Refusals)
+)]
 pub(crate) async fn unset_secret(
     State(state): State<SharedState>,
     Path(project): Path<String>,
@@ -258,6 +345,15 @@ fn secret_summary(record: &preview_store::SecretRecord) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "variables_list_secrets",
+    path = "/v1/projects/{project}/secrets",
+    tag = "variables",
+    summary = "The project's secrets: names, scopes and fingerprints, never values",
+    params(crate::openapi::params::ProjectPath),
+    responses((status = 200, description = "Every secret", body = crate::openapi::answers::SecretList), crate::openapi::Refusals)
+)]
 pub(crate) async fn list_secrets(
     State(state): State<SharedState>,
     Path(project): Path<String>,
@@ -273,6 +369,14 @@ pub(crate) async fn list_secrets(
     Ok(Json(json!({ "secrets": secrets })))
 }
 
+#[utoipa::path(
+    post,
+    operation_id = "variables_rotate_key",
+    path = "/v1/secrets/rotate-key",
+    tag = "daemon",
+    summary = "Seal every secret again under a new master key, in one transaction",
+    responses((status = 200, description = "Rotated", body = crate::openapi::answers::Rotated), crate::openapi::Refusals)
+)]
 pub(crate) async fn rotate_key(
     State(state): State<SharedState>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
@@ -280,8 +384,10 @@ pub(crate) async fn rotate_key(
     Ok((StatusCode::OK, Json(json!({ "rotated": rotated }))))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub(crate) struct ShowQuery {
+    /// Only this service's variables.
     service: Option<String>,
 }
 
@@ -340,11 +446,20 @@ async fn source_values(
     )
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "variables_show",
+    path = "/v1/projects/{project}/environments/{environment}/variables",
+    tag = "variables",
+    summary = "Every effective variable of the environment's services with its provenance; secrets as [secret]",
+    params(crate::openapi::params::EnvironmentPath, ShowQuery),
+    responses((status = 200, description = "The variables", body = crate::openapi::answers::EffectiveVariables), crate::openapi::Refusals)
+)]
 /// Every effective variable of the environment's services with where it came from; secrets as `[secret]`.
 pub(crate) async fn show(
     State(state): State<SharedState>,
     Path((project, environment)): Path<(String, String)>,
-    Query(query): Query<ShowQuery>,
+    Params(query): Params<ShowQuery>,
 ) -> Result<Json<Value>, ApiError> {
     let project = project_record(&state.store, &project).await?;
     let record = state.store.environment(&project.name, &environment).await?;

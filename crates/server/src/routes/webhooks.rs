@@ -29,6 +29,25 @@ impl Headers for HttpHeaders<'_> {
 /// How long a delivery's body may take to arrive: forges send it at once (and give up after 5–10 s).
 const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
 
+#[utoipa::path(
+    post,
+    operation_id = "webhooks_receive",
+    path = "/webhooks/{project}",
+    tag = "previews",
+    summary = "A forge's webhook delivery (GitHub, GitLab, Gitea, Forgejo), authenticated by its signature or token",
+    security(()),
+    params(crate::openapi::params::ProjectPath),
+    request_body(content = Object, description = "The forge's event, as it sends it", content_type = "application/json"),
+    responses(
+        (status = 202, description = "Accepted: a pull-request event for the reconciler", body = crate::openapi::answers::Delivered),
+        (status = 200, description = "Acknowledged: ignored, or a duplicate", body = crate::openapi::answers::Delivered),
+        (status = 400, description = "A body that did not arrive in time", body = crate::openapi::answers::ErrorBody),
+        (status = 401, description = "Not signed, or signed with another secret", body = crate::openapi::answers::ErrorBody),
+        (status = 404, description = "The project takes no webhooks", body = crate::openapi::answers::ErrorBody),
+        (status = 413, description = "A body over the limit", body = crate::openapi::answers::ErrorBody),
+        (status = 503, description = "The project's webhook secret has no value yet", body = crate::openapi::answers::ErrorBody)
+    )
+)]
 pub(crate) async fn receive(
     State(state): State<SharedState>,
     Path(project): Path<String>,
@@ -318,6 +337,15 @@ fn short_random() -> String {
     preview_secrets::hex::encode(&bytes)
 }
 
+#[utoipa::path(
+    get,
+    operation_id = "webhooks_list",
+    path = "/v1/projects/{project}/webhooks",
+    tag = "previews",
+    summary = "The project's latest webhook deliveries with their verdicts",
+    params(crate::openapi::params::ProjectPath),
+    responses((status = 200, description = "Up to 100 deliveries, newest first", body = crate::openapi::answers::Deliveries), crate::openapi::Refusals)
+)]
 /// The project's latest deliveries with their verdicts, newest first (`preview webhooks list`).
 pub(crate) async fn list(
     State(state): State<SharedState>,
