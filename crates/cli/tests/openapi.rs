@@ -94,6 +94,9 @@ fn the_api_keeps_to_its_openapi_document() {
             "--exclude-checks",
             "positive_data_acceptance,ensure_resource_availability",
         ])
+        // Server-sent event streams end only with what they follow (or after an hour): not for a checker that
+        // waits for whole answers.
+        .args(["--exclude-path-regex", "/events$"])
         .args(["--max-examples", "60", "--workers", "2", "--seed", &seed])
         .args(["--generation-database", "none", "--no-color"])
         .output()
@@ -129,8 +132,14 @@ fn the_api_keeps_to_its_openapi_document() {
     };
     let (selected, tested) = (field("Selected:"), field("Tested:"));
     let loaded: usize = tested.parse().unwrap_or(0);
+    let streams = document["paths"]
+        .as_object()
+        .expect("paths")
+        .keys()
+        .filter(|path| path.ends_with("/events"))
+        .count();
     assert!(
-        selected == format!("{tested}/{tested}") && loaded + 1 >= operations,
+        selected.ends_with(&format!("/{}", loaded + streams)) && loaded + streams + 1 >= operations,
         "not every operation was tested ({selected} selected, {tested} tested, {operations} documented):\n{report}"
     );
 }

@@ -19,7 +19,8 @@ use utoipa_axum::routes;
 
 use crate::error::ApiError;
 use crate::routes::{
-    clusters, deployments, environments, metrics, previews, projects, runtime, variables, webhooks,
+    clusters, deployments, environments, events, metrics, previews, projects, runtime, variables,
+    webhooks,
 };
 
 /// Request bodies larger than this are refused: a spec is a few kilobytes.
@@ -38,6 +39,8 @@ pub(crate) struct AppState {
     pub kubernetes: Option<Arc<preview_kubernetes::Clusters>>,
     /// The reconciler of pull requests and previews.
     pub previews: Arc<crate::previews::Previews>,
+    /// The dashboard's signed-in browsers.
+    pub sessions: crate::dashboard::sessions::Sessions,
 }
 
 /// Where the gateway listens, the CA its certificates come from, and when requests last reached each environment.
@@ -61,6 +64,10 @@ pub(crate) fn router(state: SharedState) -> Router {
         .routes(routes!(environments::deploy))
         .routes(routes!(environments::clone))
         .routes(routes!(environments::cancel))
+        .routes(routes!(environments::wake))
+        .routes(routes!(events::deployment))
+        .routes(routes!(events::environments))
+        .routes(routes!(events::logs))
         .routes(routes!(deployments::list))
         .routes(routes!(variables::show))
         .routes(routes!(variables::list, variables::set))
@@ -110,6 +117,7 @@ pub(crate) fn router(state: SharedState) -> Router {
             authenticate,
         ));
     public
+        .merge(crate::dashboard::router())
         .merge(api)
         .layer(axum::Extension(OpenApiDocument(document)))
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
@@ -246,6 +254,8 @@ async fn check_path_names(
     Ok(next.run(request).await)
 }
 
+/// Lets through a request with the API token, or from a signed-in dashboard: with its session cookie, the CSRF
+/// token on every change, and never to a route that answers a secret value.
 async fn authenticate(
     State(state): State<SharedState>,
     request: Request,
@@ -255,13 +265,39 @@ async fn authenticate(
         .headers()
         .get(AUTHORIZATION)
         .and_then(|value| value.to_str().ok())
-        .and_then(|value| value.strip_prefix("Bearer "));
-    match presented {
-        Some(token) if crate::auth::token_matches(token.trim(), &state.token_hash) => {
-            Ok(next.run(request).await)
-        }
-        _ => Err(ApiError::Unauthorized),
+        .map(|value| value.strip_prefix("Bearer ").unwrap_or_default().to_owned());
+    if let Some(token) = presented {
+        return match crate::auth::token_matches(token.trim(), &state.token_hash) {
+            true => Ok(next.run(request).await),
+            false => Err(ApiError::Unauthorized),
+        };
     }
+    let signed = crate::dashboard::sessions::cookie_id(request.headers())
+        .and_then(|id| state.sessions.find(&id))
+        .ok_or(ApiError::Unauthorized)?;
+    let changes = !matches!(
+        *request.method(),
+        axum::http::Method::GET | axum::http::Method::HEAD
+    );
+    if changes {
+        let sent = request
+            .headers()
+            .get(crate::dashboard::sessions::CSRF_HEADER)
+            .and_then(|value| value.to_str().ok())
+            .unwrap_or_default();
+        if !crate::dashboard::sessions::same(sent, &signed.csrf) {
+            return Err(ApiError::Forbidden(
+                "a change from the dashboard needs the page's CSRF token (`X-CSRF-Token`); reload the page".to_owned(),
+            ));
+        }
+    }
+    // A database's login holds its password: for `preview db psql` with the token, never for a browser.
+    if request.uri().path().ends_with("/login") {
+        return Err(ApiError::Forbidden(
+            "a database's login is not given to the dashboard; use `preview db psql`".to_owned(),
+        ));
+    }
+    Ok(next.run(request).await)
 }
 
 /// A JSON body whose rejections (bad JSON, wrong fields, too large, wrong content type) are clear API errors.

@@ -222,6 +222,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
         previews: Arc::new(crate::previews::Previews::new(
             config.data_dir.join("mirrors"),
         )),
+        sessions: Default::default(),
     });
     tracing::info!(
         "listening on http://{address}; client config in {}",

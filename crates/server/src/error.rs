@@ -11,6 +11,8 @@ use serde_json::json;
 pub enum ApiError {
     BadRequest(String),
     Unauthorized,
+    /// Signed in, but not allowed: a change without its CSRF token, or a secret asked for from a browser.
+    Forbidden(String),
     NotFound(String),
     Conflict(String),
     TooLarge(String),
@@ -27,6 +29,7 @@ impl IntoResponse for ApiError {
                 "unauthorized",
                 "missing or wrong token: send `Authorization: Bearer <token>` with the token from the client config file the daemon wrote".to_owned(),
             ),
+            ApiError::Forbidden(m) => (StatusCode::FORBIDDEN, "forbidden", m),
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
@@ -52,6 +55,7 @@ impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             ApiError::BadRequest(m)
+            | ApiError::Forbidden(m)
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::TooLarge(m)

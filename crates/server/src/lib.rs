@@ -8,6 +8,7 @@ mod api;
 mod auth;
 mod clusters;
 mod daemon;
+mod dashboard;
 mod desired;
 mod error;
 mod forge_client;

@@ -24,6 +24,7 @@ pub(crate) struct ErrorDetail {
 pub(crate) enum ErrorCode {
     BadRequest,
     Unauthorized,
+    Forbidden,
     NotFound,
     Conflict,
     TooLarge,
@@ -250,6 +251,8 @@ pub(crate) struct StepReport {
     resource: String,
     /// `applied`, `failed`, `undone`, `interrupted` or `not started`.
     state: String,
+    /// When it began (milliseconds since the Unix epoch).
+    started_at: Option<i64>,
     duration_ms: Option<i64>,
     error: Option<String>,
 }
@@ -450,4 +453,10 @@ pub(crate) struct ClusterAdded {
 #[derive(ToSchema)]
 pub(crate) struct ClusterRemoved {
     removed: String,
+}
+
+#[derive(ToSchema)]
+pub(crate) struct Woken {
+    environment: String,
+    sleeping: bool,
 }

@@ -66,6 +66,9 @@ pub(crate) enum Refusals {
     /// A missing or wrong token.
     #[response(status = 401)]
     Unauthorized(ErrorBody),
+    /// A browser's session without the CSRF token for a change, or asking for a secret.
+    #[response(status = 403)]
+    Forbidden(ErrorBody),
     /// No such project, environment, service, deployment or route.
     #[response(status = 404)]
     NotFound(ErrorBody),

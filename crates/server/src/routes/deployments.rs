@@ -99,6 +99,7 @@ fn step_report(record: &DeploymentRecord, journal: &[JournalEntry]) -> Vec<Value
                 "action": step.action,
                 "resource": step.resource,
                 "state": state,
+                "started_at": started,
                 "duration_ms": started.zip(applied.or(failed.map(|f| f.at))).map(|(s, e)| e - s),
                 "error": failed.map(|f| f.message.clone()),
             })

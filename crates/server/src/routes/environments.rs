@@ -634,3 +634,45 @@ pub(crate) async fn manifests(
         "yaml": preview_manifests::to_yaml(&objects),
     })))
 }
+
+#[utoipa::path(
+    post,
+    operation_id = "environments_wake",
+    path = "/v1/projects/{project}/environments/{environment}/wake",
+    tag = "environments",
+    summary = "Wake a sleeping environment (a preview stopped by `idle_stop`); nothing happens to one awake",
+    params(crate::openapi::params::EnvironmentPath),
+    responses(
+        (status = 200, description = "Whether it still sleeps", body = crate::openapi::answers::Woken),
+        crate::openapi::Refusals
+    )
+)]
+pub(crate) async fn wake(
+    State(state): State<SharedState>,
+    Path((project, name)): Path<(String, String)>,
+) -> Result<Json<Value>, ApiError> {
+    let project = project_record(&state.store, &project).await?;
+    existing(&state, &project, &name).await?;
+    let address = preview_deploy::EnvironmentAddress {
+        project: project.name.clone(),
+        environment: name.clone(),
+    };
+    // The daemon's own task: the wake goes on whatever the client does.
+    let runtime = std::sync::Arc::clone(&state.runtime);
+    let (woken, sleeping) = tokio::spawn(async move {
+        let woken = runtime.wake(&address).await;
+        (woken, runtime.sleeping(&address).await)
+    })
+    .await
+    .map_err(|e| ApiError::Internal(format!("the wake ended abnormally: {e}")))?;
+    match woken {
+        Err(error) if sleeping => Err(ApiError::Conflict(format!(
+            "`{name}` did not wake: {}",
+            error.message
+        ))),
+        _ => {
+            tracing::info!("`{name}` woke (asked through the API)");
+            Ok(Json(json!({ "environment": name, "sleeping": sleeping })))
+        }
+    }
+}

@@ -3,6 +3,7 @@
 pub(crate) mod clusters;
 pub(crate) mod deployments;
 pub(crate) mod environments;
+pub(crate) mod events;
 pub(crate) mod metrics;
 pub(crate) mod previews;
 pub(crate) mod projects;

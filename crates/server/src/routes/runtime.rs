@@ -16,7 +16,7 @@ use crate::routes::project_record;
 pub(crate) struct LogQuery {
     /// The byte offset to continue from, as returned in `next`.
     #[serde(default)]
-    from: u64,
+    pub(crate) from: u64,
 }
 
 #[utoipa::path(
