@@ -93,11 +93,18 @@ pub fn run(repository: Option<PathBuf>, keep: bool) -> Result<(), Failure> {
         runtime.block_on(delete_all(&data))?;
     }
     if keep {
+        let config = preview_server::client_config_path(&data);
+        let address = std::fs::read(&config)
+            .ok()
+            .and_then(|bytes| serde_json::from_slice::<serde_json::Value>(&bytes).ok())
+            .and_then(|parsed| parsed["address"].as_str().map(str::to_owned))
+            .unwrap_or_default();
         println!(
-            "\nleft running: daemon pid {}, data directory {}\n  preview --data-dir {} env list\n  stop it with `kill {}` (its apps stop with it)",
+            "\nleft running: daemon pid {}, data directory {}\n  preview --data-dir {} env list\n  dashboard: {address}/ (sign in with the token in {})\n  stop it with `kill {}` (its apps stop with it)",
             daemon.child.id(),
             data.display(),
             data.display(),
+            config.display(),
             daemon.child.id()
         );
         return Ok(());
