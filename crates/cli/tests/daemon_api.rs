@@ -275,6 +275,44 @@ fn bad_requests_get_a_clear_4xx_and_change_nothing() {
             400,
             "the path's id \"../../etc\" is not a valid name",
         ),
+        // A spec's file name with a control character, a secret's `previews` that is not a string, a secret body
+        // with a field it does not have.
+        (
+            "POST",
+            "/v1/projects",
+            token,
+            json_type,
+            b"{\"file\": \"shop\\u001b[2J.yaml\", \"source\": \"project: shop\"}",
+            400,
+            "file: the spec's file name is 1 to 255 characters, none of them a control character",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/secrets",
+            token,
+            json_type,
+            b"{\"scope\": \"project\", \"name\": \"MASKING_KEY\", \"value\": \"v\", \"previews\": {}}",
+            400,
+            "`previews` is a string",
+        ),
+        (
+            "POST",
+            "/v1/projects/shop/secrets",
+            token,
+            json_type,
+            b"{\"scope\": \"project\", \"name\": \"MASKING_KEY\", \"value\": \"v\", \"note\": \"x\"}",
+            400,
+            "unknown field `note`",
+        ),
+        (
+            "POST",
+            "/webhooks/%FF",
+            None,
+            json_type,
+            b"{}",
+            400,
+            "the path: Invalid UTF-8 in `project`",
+        ),
         // A name that is not UTF-8, and query parameters the route does not take: JSON errors too.
         (
             "GET",

@@ -30,7 +30,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         self.wfile.write(body)
     def log_message(self, *args):
         pass
-print("listening", flush=True)
+print("listening; session key: " + os.environ.get("SESSION_KEY", "none"), flush=True)
 http.server.ThreadingHTTPServer(("0.0.0.0", int(os.environ["PORT"])), Handler).serve_forever()
 "#;
 

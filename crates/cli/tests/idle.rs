@@ -611,3 +611,46 @@ previews:
     assert_eq!(running_servers(&data), 2);
     assert_eq!(sql(&daemon, "pr-1", "SELECT n FROM kept"), "42");
 }
+
+#[test]
+fn a_sleeping_preview_wakes_when_asked_through_the_api() {
+    let root = preview_testing::TempDir::new("idle-wake-api");
+    let _accounts = ReleaseAccounts(root.path().join("data"));
+    let (daemon, _repo) = daemon_with_a_preview(root.path(), "20500-20599", "", &[]);
+    let asleep = wait_until_asleep(&daemon, "pr-1");
+    assert_eq!(web_pid(&asleep), None, "{asleep}");
+    let (status, answer) = daemon.http(
+        "POST",
+        "/v1/projects/idle/environments/pr-1/wake",
+        Some(&daemon.token),
+        None,
+        b"",
+    );
+    assert_eq!(status, 200, "{answer}");
+    assert_eq!(answer["sleeping"], false, "{answer}");
+    let awake = shown(&daemon, "pr-1");
+    assert_eq!(awake["sleeping"], false, "{awake}");
+    let pid = web_pid(&awake).expect("the preview's app runs again");
+    assert!(alive(pid));
+    // Waking one that is awake does nothing, and says so.
+    let (status, answer) = daemon.http(
+        "POST",
+        "/v1/projects/idle/environments/staging/wake",
+        Some(&daemon.token),
+        None,
+        b"",
+    );
+    assert_eq!(
+        (status, &answer["sleeping"]),
+        (200, &Value::Bool(false)),
+        "{answer}"
+    );
+    let (status, _) = daemon.http(
+        "POST",
+        "/v1/projects/idle/environments/nowhere/wake",
+        Some(&daemon.token),
+        None,
+        b"",
+    );
+    assert_eq!(status, 404);
+}

@@ -143,3 +143,51 @@ fn the_api_keeps_to_its_openapi_document() {
         "not every operation was tested ({selected} selected, {tested} tested, {operations} documented):\n{report}"
     );
 }
+
+/// Every operation the document says needs the token answers 401 without it (the checker can miss a route that
+/// 404s before its authentication would show); those it says are public answer something else.
+#[test]
+fn every_operation_that_needs_the_token_refuses_a_request_without_it() {
+    let root = preview_testing::TempDir::new("openapi-auth");
+    let daemon = Daemon::start(&root.path().join("data"), &[]);
+    register_example(&daemon);
+    let (_, _, document) = daemon.http_full("GET", "/api/openapi.json", &[], b"");
+    let mut checked = 0;
+    for (path, item) in document["paths"].as_object().expect("paths") {
+        for (method, operation) in item.as_object().expect("methods") {
+            let public = operation["security"].as_array().is_some_and(|s| {
+                s.iter()
+                    .all(|r| r.as_object().is_some_and(|r| r.is_empty()))
+            });
+            // Names the API takes, so that a refusal is about the token, not the path.
+            let concrete = path
+                .replace("{number}", "1")
+                .replace("{id}", "abc123")
+                .split('/')
+                .map(|part| if part.starts_with('{') { "shop" } else { part })
+                .collect::<Vec<_>>()
+                .join("/");
+            let (status, body) = daemon.http_with(
+                &method.to_ascii_uppercase(),
+                &concrete,
+                &[("Content-Type", "application/json")],
+                b"{}",
+            );
+            if public {
+                // (A webhook delivery is refused for its missing signature, not for a token.)
+                assert_ne!(
+                    body["error"]["code"], "unauthorized",
+                    "{method} {path} is public: {status} {body}"
+                );
+            } else {
+                assert_eq!(
+                    status, 401,
+                    "{method} {path} answered without the token: {body}"
+                );
+                assert_eq!(body["error"]["code"], "unauthorized", "{method} {path}");
+                checked += 1;
+            }
+        }
+    }
+    assert!(checked >= 45, "only {checked} operations need the token");
+}

@@ -240,12 +240,15 @@ impl Routes {
         }
         let served: std::collections::HashSet<(String, String, String)> =
             table.routes().map(|route| triple(route)).collect();
+        *current = Arc::new(table);
+        drop(current);
+        // Out of the table's lock: dropping series waits for a scrape that reads them, and requests must not wait
+        // for that.
         for (route, series) in &kept {
             if !served.contains(route) {
                 series.retire();
             }
         }
-        *current = Arc::new(table);
     }
 }
 

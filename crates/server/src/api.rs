@@ -41,6 +41,10 @@ pub(crate) struct AppState {
     pub previews: Arc<crate::previews::Previews>,
     /// The dashboard's signed-in browsers.
     pub sessions: crate::dashboard::sessions::Sessions,
+    /// Set when the daemon stops: event streams end at once rather than hold the stop up.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
+    /// Event streams open at once, across every client.
+    pub streams: Arc<tokio::sync::Semaphore>,
 }
 
 /// Where the gateway listens, the CA its certificates come from, and when requests last reached each environment.
@@ -66,7 +70,7 @@ pub(crate) fn router(state: SharedState) -> Router {
         .routes(routes!(environments::cancel))
         .routes(routes!(environments::wake))
         .routes(routes!(events::deployment))
-        .routes(routes!(events::environments))
+        .routes(routes!(events::environment_list))
         .routes(routes!(events::logs))
         .routes(routes!(deployments::list))
         .routes(routes!(variables::show))
@@ -104,9 +108,10 @@ pub(crate) fn router(state: SharedState) -> Router {
         .routes(routes!(webhooks::receive))
         .routes(routes!(openapi_document))
         .split_for_parts();
+    let public = public.route_layer(axum::middleware::from_fn(check_path_names));
     let mut described = described;
     described.merge(public_described);
-    let document: Arc<str> = crate::openapi::document(described).into();
+    let document = bytes::Bytes::from(crate::openapi::document(described));
     let api = api
         .route_layer(axum::middleware::from_fn(check_path_names))
         .fallback(|| async {
@@ -127,7 +132,7 @@ pub(crate) fn router(state: SharedState) -> Router {
 
 /// The OpenAPI document, made once when the router is.
 #[derive(Clone)]
-struct OpenApiDocument(Arc<str>);
+struct OpenApiDocument(bytes::Bytes);
 
 /// Whether the daemon answers.
 #[utoipa::path(
@@ -158,7 +163,7 @@ async fn openapi_document(
 ) -> Response {
     (
         [(axum::http::header::CONTENT_TYPE, "application/json")],
-        document.to_string(),
+        document,
     )
         .into_response()
 }
@@ -201,7 +206,29 @@ async fn trace_request(mut request: Request, next: Next) -> Response {
         )
     });
     response.headers_mut().insert(REQUEST_ID, value);
+    protect(response.headers_mut());
     response
+}
+
+/// What every answer may be used for, the dashboard's page and the API's JSON alike: this origin's scripts and
+/// styles only, nothing inline, nothing framed, read only as its Content-Type says, never cached, no referrer.
+const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+
+fn protect(headers: &mut axum::http::HeaderMap) {
+    use axum::http::{HeaderName, HeaderValue};
+    for (name, value) in [
+        ("content-security-policy", POLICY),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "no-referrer"),
+        ("cross-origin-opener-policy", "same-origin"),
+        ("cache-control", "no-store"),
+    ] {
+        headers.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        );
+    }
 }
 
 fn new_request_id() -> String {
@@ -254,6 +281,10 @@ async fn check_path_names(
     Ok(next.run(request).await)
 }
 
+/// The one route whose answer holds a secret value.
+const DATABASE_LOGIN: &str =
+    "/v1/projects/{project}/environments/{environment}/databases/{service}/login";
+
 /// Lets through a request with the API token, or from a signed-in dashboard: with its session cookie, the CSRF
 /// token on every change, and never to a route that answers a secret value.
 async fn authenticate(
@@ -272,8 +303,9 @@ async fn authenticate(
             false => Err(ApiError::Unauthorized),
         };
     }
-    let signed = crate::dashboard::sessions::cookie_id(request.headers())
-        .and_then(|id| state.sessions.find(&id))
+    let signed = state
+        .sessions
+        .find_in(request.headers())
         .ok_or(ApiError::Unauthorized)?;
     let changes = !matches!(
         *request.method(),
@@ -285,14 +317,18 @@ async fn authenticate(
             .get(crate::dashboard::sessions::CSRF_HEADER)
             .and_then(|value| value.to_str().ok())
             .unwrap_or_default();
-        if !crate::dashboard::sessions::same(sent, &signed.csrf) {
+        if !crate::auth::constant_time_eq(sent, &signed.csrf) {
             return Err(ApiError::Forbidden(
                 "a change from the dashboard needs the page's CSRF token (`X-CSRF-Token`); reload the page".to_owned(),
             ));
         }
     }
     // A database's login holds its password: for `preview db psql` with the token, never for a browser.
-    if request.uri().path().ends_with("/login") {
+    let route = request
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|matched| matched.as_str().to_owned());
+    if route.as_deref() == Some(DATABASE_LOGIN) {
         return Err(ApiError::Forbidden(
             "a database's login is not given to the dashboard; use `preview db psql`".to_owned(),
         ));

@@ -41,12 +41,15 @@ pub(crate) fn new_token() -> Result<String, String> {
 
 /// True when `presented` is the token whose hash is stored; compares hashes in constant time.
 pub(crate) fn token_matches(presented: &str, stored_hash: &str) -> bool {
-    let presented = sha256_hex(presented);
-    presented.len() == stored_hash.len()
-        && presented
-            .bytes()
-            .zip(stored_hash.bytes())
-            .fold(0u8, |diff, (a, b)| diff | (a ^ b))
+    constant_time_eq(&sha256_hex(presented), stored_hash)
+}
+
+/// Whether two strings are equal, in a time that depends on their lengths only.
+pub(crate) fn constant_time_eq(a: &str, b: &str) -> bool {
+    a.len() == b.len()
+        && a.bytes()
+            .zip(b.bytes())
+            .fold(0u8, |diff, (x, y)| diff | (x ^ y))
             == 0
 }
 

@@ -211,6 +211,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     if let Some(local) = local_runtime {
         renew_certificates(local);
     }
+    let (stopping, stopping_signal) = tokio::sync::watch::channel(false);
     let state = Arc::new(AppState {
         store,
         engine,
@@ -223,6 +224,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
             config.data_dir.join("mirrors"),
         )),
         sessions: Default::default(),
+        stopping: stopping_signal.clone(),
+        streams: Arc::new(tokio::sync::Semaphore::new(crate::routes::events::AT_ONCE)),
     });
     tracing::info!(
         "listening on http://{address}; client config in {}",
@@ -260,6 +263,8 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     // No new connection from now on, and no new deployment for a pull request; requests under way may finish
     // while the deployments halt.
     let _ = stop_serving.send(());
+    // Event streams end now: an open dashboard must not hold the stop up.
+    let _ = stopping.send(true);
     reconciler.abort();
     // Another daemon sharing the store reconciles from now on, without waiting for the role to expire.
     let _ = state_store

@@ -16,6 +16,8 @@ pub enum ApiError {
     NotFound(String),
     Conflict(String),
     TooLarge(String),
+    /// Too many of something at once (event streams): try again later.
+    TooMany(String),
     /// The detail is logged, never sent.
     Internal(String),
 }
@@ -33,6 +35,7 @@ impl IntoResponse for ApiError {
             ApiError::NotFound(m) => (StatusCode::NOT_FOUND, "not_found", m),
             ApiError::Conflict(m) => (StatusCode::CONFLICT, "conflict", m),
             ApiError::TooLarge(m) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large", m),
+            ApiError::TooMany(m) => (StatusCode::TOO_MANY_REQUESTS, "too_many", m),
             ApiError::Internal(detail) => {
                 tracing::error!("internal error: {detail}");
                 (
@@ -59,6 +62,7 @@ impl std::fmt::Display for ApiError {
             | ApiError::NotFound(m)
             | ApiError::Conflict(m)
             | ApiError::TooLarge(m)
+            | ApiError::TooMany(m)
             | ApiError::Internal(m) => f.write_str(m),
             ApiError::Unauthorized => f.write_str("unauthorized"),
         }
@@ -82,6 +86,19 @@ impl From<EngineError> for ApiError {
                 ApiError::NotFound(missing.to_string())
             }
             EngineError::Store(error) => error.into(),
+        }
+    }
+}
+
+impl ApiError {
+    /// What a client may be told: an internal error's detail is logged and replaced.
+    pub(crate) fn public_message(&self) -> String {
+        match self {
+            ApiError::Internal(detail) => {
+                tracing::error!("internal error: {detail}");
+                "internal error; the daemon's log has the details".to_owned()
+            }
+            other => other.to_string(),
         }
     }
 }

@@ -39,7 +39,7 @@ impl LogFormat {
 
 /// Whether an event or span may be written at all: the daemon's own at any level, other libraries' errors only.
 fn may_be_written(metadata: &Metadata<'_>) -> bool {
-    metadata.target().starts_with("preview") || *metadata.level() <= Level::ERROR
+    metadata.target().starts_with("preview_") || *metadata.level() <= Level::ERROR
 }
 
 /// Writes each formatted event (one call per event, its line break last) with the line breaks inside it escaped.

@@ -207,6 +207,30 @@ impl Vault {
         }
     }
 
+    /// The values an environment's output must not show: every current secret of the project, and the passwords
+    /// of the environment's databases (`databases`, by service).
+    pub(crate) async fn values_to_hide(
+        &self,
+        env: &EnvironmentAddress,
+        databases: &[String],
+    ) -> Result<Vec<Secret>, String> {
+        let mut values = Vec::new();
+        for (name, fingerprint) in self.versions(&env.project).await? {
+            if let Ok(value) = self.reveal(env, &name, &fingerprint).await {
+                values.push(value);
+            }
+        }
+        for database in databases {
+            if let Ok(value) = self
+                .reveal(env, &format!("database:{database}/password"), "")
+                .await
+            {
+                values.push(value);
+            }
+        }
+        Ok(values)
+    }
+
     /// Each secret's current fingerprint under the name resources use, for the project.
     pub(crate) async fn versions(&self, project: &str) -> Result<SecretVersions, String> {
         let records = self

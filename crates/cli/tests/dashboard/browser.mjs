@@ -52,6 +52,10 @@ try {
     if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) pageErrors.push(message.text());
   });
   const failed = [];
+  const streamsOpened = [];
+  page.on('request', (request) => {
+    if (request.url().endsWith('/events')) streamsOpened.push(new URL(request.url()).pathname);
+  });
   page.on('response', (response) => {
     if (response.status() >= 400) failed.push(`${response.status()} ${response.request().method()} ${new URL(response.url()).pathname}`);
   });
@@ -77,7 +81,7 @@ try {
   await page.click('button[type=submit]');
   await page.waitForSelector('a[href="#/p/board"]');
   const [cookie] = await context.cookies();
-  assert.equal(cookie.name, 'preview_session');
+  assert.equal(cookie.name, '__Host-preview_session');
   assert.equal(cookie.httpOnly, true);
   assert.equal(cookie.sameSite, 'Strict');
   assert.equal(cookie.secure, true);
@@ -101,10 +105,18 @@ try {
   await page.waitForSelector('li[data-state="running"]', { timeout: 30000 });
   await shot(page, 'deployment-live');
   const runningStep = await page.getAttribute('li[data-state="running"]', 'data-step');
+  const deploymentId = page.url().split('/').pop();
   await page.waitForSelector('#status .badge.committed', { timeout: 60000 });
   assert.equal(await page.getAttribute(`li[data-step="${runningStep}"]`, 'data-state'), 'applied');
   assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was not loaded again');
   assert.ok((await page.locator('li[data-state="applied"]').count()) >= 2);
+  // Its journal lines arrived with the events (the build's line is there), and once it ended nothing is followed.
+  assert.match(await page.textContent('#steps'), /built web at [0-9a-f]{12}/);
+  const followed = () => streamsOpened.filter((p) => p === `/v1/deployments/${deploymentId}/events`).length;
+  const opened = followed();
+  assert.ok(opened >= 1, 'the page followed the deployment through its event stream');
+  await page.waitForTimeout(4000);
+  assert.equal(followed(), opened, 'the stream is not opened again after the deployment ended');
 
   // A rollback shows the steps it undid.
   step('a rollback');
@@ -149,6 +161,12 @@ try {
   step('live log');
   await page.goto(`${DASHBOARD}#/p/board/e/staging/logs/web`);
   await page.waitForSelector('#log');
+  // The app printed its secret when it started: the log shows where, not what.
+  const logDeadline = Date.now() + 20000;
+  while (!(await page.textContent('#log')).includes('session key: [secret]')) {
+    assert.ok(Date.now() < logDeadline, `the log does not hide the secret's value: ${await page.textContent('#log')}`);
+    await page.waitForTimeout(200);
+  }
   const marker = `/marker-${Date.now()}`;
   const answered = await throughGateway('staging', marker);
   assert.equal(answered.status, 200);
@@ -181,8 +199,28 @@ try {
   assert.ok(!everything.includes(CANARY), 'a secret value reached the browser');
   assert.ok(received.length > 20, `the scan saw ${received.length} answers`);
 
+  // Every answer carries the policy, the API's JSON too.
+  const [apiStatus, apiPolicy, apiSniff] = await page.evaluate(async () => {
+    const answer = await fetch('/v1/projects');
+    return [answer.status, answer.headers.get('content-security-policy'), answer.headers.get('x-content-type-options')];
+  });
+  assert.equal(apiStatus, 200);
+  assert.match(apiPolicy, /default-src 'none'/);
+  assert.equal(apiSniff, 'nosniff');
+
   // Refused: a change without the CSRF token, a database's login, and anything without the cookie.
   step('refusals');
+  const login = await page.evaluate(async () => {
+    const { csrf } = await (await fetch('/dashboard/session')).json();
+    const answer = await fetch('/v1/projects/board/environments/staging/databases/web/login', {
+      method: 'POST', headers: { 'X-CSRF-Token': csrf }, credentials: 'same-origin',
+    });
+    return [answer.status, (await answer.json()).error.message];
+  });
+  assert.deepEqual(login, [403, 'a database\'s login is not given to the dashboard; use `preview db psql`']);
+  // Only that route: an environment that happens to be named `login` is no secret.
+  const named = await page.evaluate(async () => (await fetch('/v1/projects/board/environments/login')).status);
+  assert.equal(named, 404);
   const withoutCsrf = await page.evaluate(async () => (await fetch('/v1/projects/board/environments/staging/deploy', {
     method: 'POST', headers: { 'Content-Type': 'application/json' }, body: '{}', credentials: 'same-origin',
   })).status);
@@ -200,7 +238,7 @@ try {
 
   // Signing out ends the session: the old cookie opens nothing.
   step('sign out');
-  const cookieHeader = `preview_session=${cookie.value}`;
+  const cookieHeader = `__Host-preview_session=${cookie.value}`;
   await page.click('#sign-out');
   await page.waitForSelector('form.sign-in');
   const afterSignOut = await fetch(`${origin}/v1/projects`, { headers: { Cookie: cookieHeader } });
@@ -211,6 +249,8 @@ try {
   const expected = new Set([
     '401 GET /dashboard/session', '401 POST /dashboard/session',
     '403 POST /v1/projects/board/environments/staging/deploy',
+    '403 POST /v1/projects/board/environments/staging/databases/web/login',
+    '404 GET /v1/projects/board/environments/login',
   ]);
   assert.deepEqual(failed.filter((f) => !expected.has(f)), [], `unexpected failed answers: ${failed.join(', ')}`);
   console.log('dashboard: every check passed');

@@ -3,18 +3,19 @@
 //! REST API with the session cookie instead of the token (`api::authenticate` takes either), follows deployments,
 //! environments and logs through server-sent events, and sends its CSRF token with every change.
 //!
-//! What a browser gets is bounded: a strict Content-Security-Policy (scripts and styles of this origin only, no
-//! inline code, nothing framed), no secret value (a browser's session is refused the one route that answers one,
-//! a database's login), and the page builds every element from text, never from HTML.
+//! What a browser gets is bounded: a strict Content-Security-Policy on every answer (`api::protect`: scripts and
+//! styles of this origin only, no inline code, nothing framed), no secret value (a browser's session is refused the
+//! one route that answers one, a database's login, and logs show `[secret]`), and the page builds every element
+//! from text, never from HTML. Signing in needs a loopback address or HTTPS (a `Secure` cookie is dropped by
+//! browsers otherwise, and the token would cross the network in clear).
 
 pub(crate) mod sessions;
 
 use axum::Json;
 use axum::Router;
 use axum::extract::{Request, State};
-use axum::http::header::{CACHE_CONTROL, CONTENT_TYPE, SET_COOKIE};
-use axum::http::{HeaderName, HeaderValue, StatusCode};
-use axum::middleware::Next;
+use axum::http::header::{CONTENT_TYPE, SET_COOKIE};
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Deserialize;
@@ -26,9 +27,6 @@ use crate::error::ApiError;
 const PAGE: &str = include_str!("assets/index.html");
 const SCRIPT: &str = include_str!("assets/app.js");
 const STYLE: &str = include_str!("assets/app.css");
-
-/// What a dashboard response may load and do.
-const POLICY: &str = "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 
 pub(crate) fn router() -> Router<SharedState> {
     Router::new()
@@ -48,32 +46,10 @@ pub(crate) fn router() -> Router<SharedState> {
             "/dashboard/session",
             get(session).post(sign_in).delete(sign_out),
         )
-        .layer(axum::middleware::from_fn(guarded))
 }
 
 fn asset(content_type: &'static str, text: &'static str) -> Response {
     ([(CONTENT_TYPE, content_type)], text).into_response()
-}
-
-/// The headers of every dashboard response: its policy, no sniffing, no framing, no referrer, no caching of
-/// anything signed in.
-async fn guarded(request: Request, next: Next) -> Response {
-    let mut response = next.run(request).await;
-    let headers = response.headers_mut();
-    for (name, value) in [
-        ("content-security-policy", POLICY),
-        ("x-content-type-options", "nosniff"),
-        ("x-frame-options", "DENY"),
-        ("referrer-policy", "no-referrer"),
-        ("cross-origin-opener-policy", "same-origin"),
-    ] {
-        headers.insert(
-            HeaderName::from_static(name),
-            HeaderValue::from_static(value),
-        );
-    }
-    headers.insert(CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    response
 }
 
 #[derive(Deserialize)]
@@ -83,13 +59,47 @@ struct SignIn {
     token: String,
 }
 
-/// Exchanges the API token for a session cookie and a CSRF token.
+/// Whether the page was reached in a way a `Secure` cookie survives: a loopback name or address, or HTTPS (as a
+/// proxy in front says with `X-Forwarded-Proto`).
+fn secure_enough(headers: &axum::http::HeaderMap) -> bool {
+    let forwarded_https = headers
+        .get("x-forwarded-proto")
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|proto| proto.eq_ignore_ascii_case("https"));
+    let host = headers
+        .get(axum::http::header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.bytes().all(|b| b.is_ascii_digit()) => name,
+        _ => host,
+    };
+    let loopback = name == "localhost"
+        || name.ends_with(".localhost")
+        || name
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback());
+    forwarded_https || loopback
+}
+
+/// Exchanges the API token for a session cookie and a CSRF token; a session the browser already had ends.
 async fn sign_in(
     State(state): State<SharedState>,
+    headers: axum::http::HeaderMap,
     Body(body): Body<SignIn>,
 ) -> Result<Response, ApiError> {
+    if !secure_enough(&headers) {
+        return Err(ApiError::BadRequest(
+            "the dashboard signs in over a loopback address (http://127.0.0.1:PORT/) or HTTPS only: browsers drop its Secure cookie on plain HTTP elsewhere, and the token would cross the network in clear; put the API behind an HTTPS proxy that sets X-Forwarded-Proto".to_owned(),
+        ));
+    }
     if !crate::auth::token_matches(body.token.trim(), &state.token_hash) {
         return Err(ApiError::Unauthorized);
+    }
+    if let Some(previous) = state.sessions.id_in(&headers) {
+        state.sessions.close(&previous);
     }
     let (id, csrf) = state.sessions.open();
     let mut response = Json(json!({ "csrf": csrf })).into_response();
@@ -102,8 +112,9 @@ async fn sign_in(
 
 /// The signed-in page's CSRF token (the page keeps it in memory only, so a reload asks again).
 async fn session(State(state): State<SharedState>, request: Request) -> Result<Response, ApiError> {
-    let signed = sessions::cookie_id(request.headers())
-        .and_then(|id| state.sessions.find(&id))
+    let signed = state
+        .sessions
+        .find_in(request.headers())
         .ok_or(ApiError::Unauthorized)?;
     Ok(Json(json!({ "csrf": signed.csrf })).into_response())
 }
@@ -113,14 +124,17 @@ async fn sign_out(
     State(state): State<SharedState>,
     request: Request,
 ) -> Result<Response, ApiError> {
-    let id = sessions::cookie_id(request.headers()).ok_or(ApiError::Unauthorized)?;
+    let id = state
+        .sessions
+        .id_in(request.headers())
+        .ok_or(ApiError::Unauthorized)?;
     let signed = state.sessions.find(&id).ok_or(ApiError::Unauthorized)?;
     let sent = request
         .headers()
         .get(sessions::CSRF_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !sessions::same(sent, &signed.csrf) {
+    if !crate::auth::constant_time_eq(sent, &signed.csrf) {
         return Err(ApiError::Forbidden(
             "signing out needs the page's CSRF token".to_owned(),
         ));

@@ -8,14 +8,15 @@ use std::time::{Duration, Instant};
 
 use ring::rand::{SecureRandom, SystemRandom};
 
-/// The cookie's name.
-pub(crate) const COOKIE: &str = "preview_session";
+/// The cookie's name: the `__Host-` prefix makes browsers keep it only as set here (Secure, for this host alone,
+/// path `/`), so a preview served under a parent domain cannot set one of the same name for it.
+pub(crate) const COOKIE: &str = "__Host-preview_session";
 /// The header a signed-in page sends its CSRF token in with each change.
 pub(crate) const CSRF_HEADER: &str = "x-csrf-token";
 /// How long a session lasts.
 pub(crate) const LIFETIME: Duration = Duration::from_secs(12 * 3600);
 /// At most this many sessions at once; signing in past it ends the oldest.
-const MOST: usize = 256;
+const MAX_SESSIONS: usize = 256;
 
 struct Session {
     csrf: String,
@@ -45,11 +46,6 @@ fn digest(id: &str) -> String {
     crate::auth::sha256_hex(id)
 }
 
-/// Compares in constant time.
-pub(crate) fn same(a: &str, b: &str) -> bool {
-    a.len() == b.len() && a.bytes().zip(b.bytes()).fold(0u8, |d, (x, y)| d | (x ^ y)) == 0
-}
-
 impl Sessions {
     /// A new session: its id (for the cookie) and its CSRF token.
     pub(crate) fn open(&self) -> (String, String) {
@@ -57,7 +53,7 @@ impl Sessions {
         let mut sessions = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
         let now = Instant::now();
         sessions.retain(|_, s| s.until > now);
-        if sessions.len() >= MOST
+        if sessions.len() >= MAX_SESSIONS
             && let Some(oldest) = sessions
                 .iter()
                 .min_by_key(|(_, s)| s.until)
@@ -84,20 +80,31 @@ impl Sessions {
         })
     }
 
+    /// The session one of the request's cookies names (a browser may send several of the name; any that is a
+    /// session counts), with its id.
+    pub(crate) fn find_in(&self, headers: &axum::http::HeaderMap) -> Option<Signed> {
+        cookie_ids(headers).find_map(|id| self.find(&id))
+    }
+
+    /// The id of the session one of the request's cookies names.
+    pub(crate) fn id_in(&self, headers: &axum::http::HeaderMap) -> Option<String> {
+        cookie_ids(headers).find(|id| self.find(id).is_some())
+    }
+
     pub(crate) fn close(&self, id: &str) {
         let mut sessions = self.by_digest.lock().unwrap_or_else(|e| e.into_inner());
         sessions.remove(&digest(id));
     }
 }
 
-/// The session id the request's cookie header carries, if any.
-pub(crate) fn cookie_id(headers: &axum::http::HeaderMap) -> Option<String> {
+/// The values of the request's session cookies.
+fn cookie_ids(headers: &axum::http::HeaderMap) -> impl Iterator<Item = String> + '_ {
     headers
         .get_all(axum::http::header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
-        .find_map(|pair| {
+        .filter_map(|pair| {
             let (name, value) = pair.trim().split_once('=')?;
             (name == COOKIE && !value.is_empty()).then(|| value.to_owned())
         })
@@ -135,13 +142,21 @@ mod tests {
     }
 
     #[test]
-    fn the_cookie_is_read_among_others() {
+    fn the_session_is_found_among_other_cookies_of_the_name() {
+        let sessions = Sessions::default();
+        let (id, csrf) = sessions.open();
         let mut headers = axum::http::HeaderMap::new();
         headers.insert(
             axum::http::header::COOKIE,
-            "a=b; preview_session=abc123; c=d".parse().expect("header"),
+            format!("a=b; __Host-preview_session=planted; __Host-preview_session={id}; c=d")
+                .parse()
+                .expect("header"),
         );
-        assert_eq!(cookie_id(&headers).as_deref(), Some("abc123"));
-        assert!(set_cookie(Some("x")).contains("HttpOnly; SameSite=Strict; Secure"));
+        assert_eq!(sessions.find_in(&headers).map(|s| s.csrf), Some(csrf));
+        assert_eq!(sessions.id_in(&headers), Some(id));
+        assert!(
+            set_cookie(Some("x"))
+                .starts_with("__Host-preview_session=x; Path=/; HttpOnly; SameSite=Strict; Secure")
+        );
     }
 }

@@ -28,6 +28,7 @@ pub(crate) enum ErrorCode {
     NotFound,
     Conflict,
     TooLarge,
+    TooMany,
     Internal,
     /// A webhook delivery that was not accepted.
     Refused,
@@ -146,6 +147,10 @@ pub(crate) struct DeletedSettings {
 pub(crate) struct EnvironmentEntry {
     name: String,
     sleeping: bool,
+    /// Where its public services answer.
+    urls: Vec<String>,
+    /// When a request last reached it through the gateway (since the daemon started).
+    last_request_at: Option<i64>,
     based_on: Option<String>,
     created_at: Option<i64>,
     commit: Option<String>,
@@ -173,8 +178,7 @@ pub(crate) struct EnvironmentShown {
     services: Vec<Value>,
     #[schema(value_type = Vec<Object>)]
     isolation: Vec<Value>,
-    #[schema(value_type = Vec<Object>)]
-    urls: Vec<Value>,
+    urls: Vec<String>,
     #[schema(value_type = Vec<Object>)]
     routes: Vec<Value>,
     #[schema(value_type = Vec<Object>)]

@@ -87,7 +87,5 @@ pub(crate) enum Refusals {
 pub(crate) fn document(api: utoipa::openapi::OpenApi) -> String {
     let mut document = ApiDoc::openapi();
     document.merge(api);
-    document
-        .to_pretty_json()
-        .expect("an OpenAPI document is JSON")
+    document.to_json().expect("an OpenAPI document is JSON")
 }

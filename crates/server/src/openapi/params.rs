@@ -48,7 +48,7 @@ pub(crate) struct PullRequestPath {
     #[param(pattern = "^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")]
     project: String,
     /// The pull request's number.
-    #[param(pattern = "^[1-9][0-9]{0,17}$")]
+    #[param(pattern = "^[0-9]{1,18}$")]
     number: String,
 }
 

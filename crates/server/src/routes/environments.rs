@@ -144,6 +144,9 @@ pub(crate) async fn list(
             project: project.name.clone(),
             environment: environment.name.clone(),
         };
+        let urls = super::runtime::urls(&state, &recorded);
+        let last_request_at =
+            crate::idle::last_request(&state, &address).map(crate::idle::milliseconds);
         environments.push(json!({
             "name": environment.name,
             "sleeping": state.runtime.sleeping(&address).await,
@@ -151,6 +154,8 @@ pub(crate) async fn list(
             "created_at": environment.created_at,
             "commit": running_commit(&recorded),
             "follows": environment.follows,
+            "urls": urls,
+            "last_request_at": last_request_at,
             "last_deployment": last.first().map(|d| json!({ "id": d.id, "operation": d.operation, "status": d.status })),
             "attention": note(&environment.name),
         }));
@@ -162,6 +167,9 @@ pub(crate) async fn list(
     {
         environments.push(json!({
             "name": mark.environment,
+            "sleeping": false,
+            "urls": [],
+            "last_request_at": null,
             "based_on": null,
             "created_at": null,
             "commit": null,
@@ -657,6 +665,7 @@ pub(crate) async fn wake(
         project: project.name.clone(),
         environment: name.clone(),
     };
+    let was_sleeping = state.runtime.sleeping(&address).await;
     // The daemon's own task: the wake goes on whatever the client does.
     let runtime = std::sync::Arc::clone(&state.runtime);
     let (woken, sleeping) = tokio::spawn(async move {
@@ -671,7 +680,9 @@ pub(crate) async fn wake(
             error.message
         ))),
         _ => {
-            tracing::info!("`{name}` woke (asked through the API)");
+            if was_sleeping {
+                tracing::info!("`{name}` woke (asked through the API)");
+            }
             Ok(Json(json!({ "environment": name, "sleeping": sleeping })))
         }
     }

@@ -24,6 +24,9 @@ const ENVIRONMENT_STATES: [&str; 5] = ["ready", "deploying", "sleeping", "failed
 /// environment from the store.
 const COUNTS_FOR: Duration = Duration::from_secs(2);
 
+/// How long counting may take before a scrape answers with the last counts.
+const COUNTING_TAKES_AT_MOST: Duration = Duration::from_secs(5);
+
 /// When the counts by state were last made; held while they are made again, so that scrapes at once make them
 /// once.
 static COUNTED: tokio::sync::Mutex<Option<Instant>> = tokio::sync::Mutex::const_new(None);
@@ -41,16 +44,20 @@ static COUNTED: tokio::sync::Mutex<Option<Instant>> = tokio::sync::Mutex::const_
     )
 )]
 pub(crate) async fn scrape(State(state): State<SharedState>) -> Response {
+    // One scrape counts at a time; the others answer with the last counts. The counters stand without the store:
+    // a store that does not answer (in time) leaves the last counts.
+    if let Ok(mut counted) = COUNTED.try_lock()
+        && counted.is_none_or(|at| at.elapsed() >= COUNTS_FOR)
     {
-        let mut counted = COUNTED.lock().await;
-        if counted.is_none_or(|at| at.elapsed() >= COUNTS_FOR) {
-            // The counters stand without the store: a store that does not answer leaves the last counts.
-            match count_by_state(&state).await {
-                Ok(()) => *counted = Some(Instant::now()),
-                Err(error) => {
-                    tracing::warn!("metrics: cannot count environments by state: {error}")
-                }
+        match tokio::time::timeout(COUNTING_TAKES_AT_MOST, count_by_state(&state)).await {
+            Ok(Ok(())) => *counted = Some(Instant::now()),
+            Ok(Err(error)) => {
+                tracing::warn!("metrics: cannot count environments by state: {error}")
             }
+            Err(_) => tracing::warn!(
+                "metrics: counting environments by state took over {} s; the last counts stand",
+                COUNTING_TAKES_AT_MOST.as_secs()
+            ),
         }
     }
     ([(CONTENT_TYPE, OPENMETRICS)], metrics().encode()).into_response()

@@ -144,7 +144,7 @@ pub(crate) async fn sync(
 pub(crate) struct Approval {
     /// The head commit the maintainer reviewed, its whole id. Required, and whole: an approval of "whatever the head
     /// is now" would take a push that came after the review, and a short prefix can be matched by a forged commit.
-    #[schema(pattern = "^[0-9a-f]{40}([0-9a-f]{24})?$")]
+    #[schema(pattern = "^\\s*[0-9a-fA-F]{40}([0-9a-fA-F]{24})?\\s*$")]
     commit: String,
 }
 

@@ -46,9 +46,11 @@ pub(crate) async fn register(
     State(state): State<SharedState>,
     Body(body): Body<Register>,
 ) -> Result<(StatusCode, Json<Value>), ApiError> {
-    if body.file.is_empty() || body.file.len() > 255 || body.file.chars().any(char::is_control) {
+    let characters = body.file.chars().count();
+    if characters == 0 || characters > 255 || body.file.chars().any(char::is_control) {
         return Err(ApiError::BadRequest(
-            "file: the spec's file name is 1 to 255 bytes without control characters".to_owned(),
+            "file: the spec's file name is 1 to 255 characters, none of them a control character"
+                .to_owned(),
         ));
     }
     let spec = preview_spec::parse_spec(&body.file, &body.source)

@@ -68,6 +68,11 @@ pub(crate) async fn logs(
             services.join(", ")
         )));
     }
+    let databases: Vec<String> = recorded
+        .iter()
+        .filter(|r| r.kind == preview_plan::ResourceKind::Database)
+        .filter_map(|r| r.id.strip_prefix("database/").map(str::to_owned))
+        .collect();
     let address = EnvironmentAddress {
         project: project.name,
         environment,
@@ -77,7 +82,58 @@ pub(crate) async fn logs(
         .logs(&address, &service, query.from)
         .await
         .map_err(|e| ApiError::NotFound(e.to_string()))?;
-    Ok(Json(json!({ "text": chunk.text, "next": chunk.next })))
+    // What an app prints is its own; a secret value it prints is shown as `[secret]` all the same.
+    let hidden = state
+        .vault
+        .values_to_hide(&address, &databases)
+        .await
+        .map_err(ApiError::Internal)?;
+    let (text, next) = hide_secrets(chunk.text, chunk.next, &hidden);
+    Ok(Json(json!({ "text": text, "next": next })))
+}
+
+/// `text` (read up to the byte offset `next`) with every value of `hidden` replaced by `[secret]`; when the text
+/// ends with the beginning of one, that end is left for the next read (which starts earlier), so that no value is
+/// shown cut in two.
+fn hide_secrets(text: String, next: u64, hidden: &[preview_secrets::Secret]) -> (String, u64) {
+    let values: Vec<&str> = hidden
+        .iter()
+        .map(|s| s.expose())
+        .filter(|v| v.len() >= 4)
+        .collect();
+    let mut keep = text.len();
+    for value in &values {
+        for length in (1..value.len()).rev() {
+            if value.is_char_boundary(length) && text[..keep].ends_with(&value[..length]) {
+                keep -= length;
+                break;
+            }
+        }
+    }
+    let held_back = (text.len() - keep) as u64;
+    let shown = values.iter().fold(text[..keep].to_owned(), |text, value| {
+        text.replace(value, "[secret]")
+    });
+    (shown, next.saturating_sub(held_back))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::hide_secrets;
+    use preview_secrets::Secret;
+
+    #[test]
+    fn secret_values_in_a_log_are_hidden_even_cut_between_two_reads() {
+        let hidden = [Secret::new("s3cr3t-value".to_owned())];
+        let (text, next) = hide_secrets("key=s3cr3t-value ok\n".to_owned(), 100, &hidden);
+        assert_eq!((text.as_str(), next), ("key=[secret] ok\n", 100));
+        // The chunk ends inside the value: that end is read again with what follows.
+        let (text, next) = hide_secrets("key=s3cr3t".to_owned(), 10, &hidden);
+        assert_eq!((text.as_str(), next), ("key=", 4));
+        // Short values are not hunted for: they would hide ordinary words.
+        let short = [Secret::new("abc".to_owned())];
+        assert_eq!(hide_secrets("abc".to_owned(), 3, &short).0, "abc");
+    }
 }
 
 #[utoipa::path(

@@ -79,8 +79,10 @@ pub(crate) struct SetVariable {
     value: String,
 }
 
-/// A secret to set. Read field by field (the value never enters a typed copy that could be logged).
-#[derive(utoipa::ToSchema)]
+/// A secret to set. Read field by field (the value never enters a typed copy that could be logged); described
+/// here, with the fields the reading takes and no other.
+#[derive(Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
 #[allow(dead_code)]
 pub(crate) struct NewSecret {
     /// `project`, `environment:ENV`, `service:S` or `service:S@ENV`.
@@ -92,6 +94,7 @@ pub(crate) struct NewSecret {
     name: String,
     value: String,
     /// What previews get: `share` (default), `withhold` or `substitute:VARIABLE`.
+    #[schema(pattern = "^(share|withhold|substitute:[A-Za-z_][A-Za-z0-9_]*)$")]
     previews: Option<String>,
 }
 
@@ -386,6 +389,7 @@ pub(crate) async fn rotate_key(
 
 #[derive(Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
 pub(crate) struct ShowQuery {
     /// Only this service's variables.
     service: Option<String>,

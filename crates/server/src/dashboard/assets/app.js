@@ -25,7 +25,9 @@ function el(tag, attributes, ...children) {
 }
 
 const badge = (text, kind) => el('span', { class: `badge ${kind || text}`, text });
-const link = (href, text) => el('a', { href, text });
+// A link only to this page's views or to web addresses; anything else (a `javascript:` URL a forge or an app
+// answered with) is shown as text.
+const link = (href, text) => (/^(#|https?:\/\/)/.test(href || '') ? el('a', { href, text }) : el('span', { text }));
 const short = (commit) => (commit ? commit.slice(0, 12) : '');
 const when = (ms) => (ms ? new Date(ms).toLocaleString() : '');
 
@@ -86,12 +88,22 @@ async function api(method, path, body) {
   return data;
 }
 
-// Follows `path`'s server-sent `event`s until the page changes.
+// Follows `path`'s server-sent `event`s until the page changes. When the stream breaks, a session that ended
+// (a daemon restart, a sign-out elsewhere) brings the sign-in back; the browser connects again otherwise.
 function follow(path, event, onData) {
   const source = new EventSource(path);
-  source.addEventListener(event, (message) => onData(JSON.parse(message.data)));
+  source.addEventListener(event, (message) => onData(JSON.parse(message.data), source));
   source.addEventListener('open', () => { document.getElementById('live').hidden = false; });
-  source.addEventListener('error', () => { document.getElementById('live').hidden = true; });
+  source.addEventListener('failure', (message) => {
+    source.close();
+    show(failure(new Error(JSON.parse(message.data).message)));
+  });
+  source.addEventListener('error', async () => {
+    document.getElementById('live').hidden = true;
+    if (!state.streams.includes(source)) return;
+    const session = await fetch('/dashboard/session', { credentials: 'same-origin' }).catch(() => null);
+    if (session && session.status === 401) signIn('Your session ended; sign in again.');
+  });
   state.streams.push(source);
   return source;
 }
@@ -138,10 +150,20 @@ function signIn(message) {
       });
       input.value = '';
       if (!response.ok) {
-        said.textContent = 'That is not the API token; it is in client.json in the daemon\'s data directory.';
+        const answer = await response.json().catch(() => null);
+        said.textContent = response.status === 401
+          ? 'That is not the API token; it is in client.json in the daemon\'s data directory.'
+          : ((answer && answer.error && answer.error.message) || response.statusText);
         return;
       }
-      state.csrf = (await response.json()).csrf;
+      const signedIn = (await response.json()).csrf;
+      // The browser must have kept the cookie: it drops a Secure one on plain HTTP other than loopback.
+      const kept = await fetch('/dashboard/session', { credentials: 'same-origin' });
+      if (!kept.ok) {
+        said.textContent = 'This browser did not keep the session cookie: open the dashboard on a loopback address (http://127.0.0.1:PORT/) or over HTTPS.';
+        return;
+      }
+      state.csrf = signedIn;
       route();
     },
   },
@@ -155,7 +177,11 @@ function signIn(message) {
 }
 
 async function signOut() {
-  await fetch('/dashboard/session', { method: 'DELETE', headers: { 'X-CSRF-Token': state.csrf || '' }, credentials: 'same-origin' });
+  const response = await fetch('/dashboard/session', { method: 'DELETE', headers: { 'X-CSRF-Token': state.csrf || '' }, credentials: 'same-origin' });
+  if (!response.ok && response.status !== 401) {
+    window.alert('Not signed out: reload the page and try again.');
+    return;
+  }
   signIn('Signed out.');
 }
 
@@ -267,8 +293,8 @@ async function projectView(project) {
           el('span', { 'data-state': entry.name }, stateBadges(entry)),
           el('span', { class: 'mono', text: short(entry.commit) }),
           ago(entry.created_at),
-          preview && preview.last_request_at ? ago(preview.last_request_at) : '',
-          el('span', {}, ((preview && preview.urls) || []).map((url) => el('div', {}, link(url, url)))),
+          entry.last_request_at ? ago(entry.last_request_at) : '',
+          el('span', {}, (entry.urls || []).map((url) => el('div', {}, link(url, url)))),
           snapshot ? el('span', { class: 'mono', text: `${snapshot.name} (${snapshot.policy} of ${snapshot.from})` }) : '',
           entry.created_at ? environmentActions(project, entry, refresh) : '',
         ];
@@ -369,6 +395,7 @@ async function deploymentView(id) {
   const path = `/v1/deployments/${enc(id)}`;
   let shown = await api('GET', path);
   let journal = await api('GET', `${path}/logs`);
+  const finished = (d) => ['committed', 'rolled_back', 'abandoned'].includes(d.status);
   const page = el('div', {});
   function render() {
     const d = shown.deployment;
@@ -406,11 +433,18 @@ async function deploymentView(id) {
   }
   render();
   show(page);
-  follow(`${path}/events`, 'deployment', async (data) => {
-    shown = data;
-    journal = await api('GET', `${path}/logs`);
-    render();
-  });
+  // Each event holds the deployment, its steps and its journal; once it has ended there is nothing to follow.
+  if (!finished(shown.deployment)) {
+    follow(`${path}/events`, 'deployment', (data, source) => {
+      shown = data;
+      journal = { entries: data.entries };
+      render();
+      if (finished(data.deployment)) {
+        source.close();
+        document.getElementById('live').hidden = true;
+      }
+    });
+  }
 }
 
 // ---------------------------------------------------------------------------------------------------------- logs
@@ -430,5 +464,10 @@ function logsView(project, name, service) {
 document.addEventListener('DOMContentLoaded', () => {
   document.getElementById('sign-out').addEventListener('click', signOut);
   window.addEventListener('hashchange', route);
+  // A hidden tab lets its streams go (browsers allow a few connections per host), and follows again when shown.
+  document.addEventListener('visibilitychange', () => {
+    if (document.hidden) closeStreams();
+    else if (state.csrf) route();
+  });
   start();
 });
