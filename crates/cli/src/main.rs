@@ -153,8 +153,6 @@ enum Command {
         #[command(subcommand)]
         action: CaAction,
     },
-    /// Run the example project on this machine: a daemon with a temporary data directory, `staging` and a
-    /// preview cloned from it, their URLs requested over HTTPS; then stop everything.
     /// Print the shell completion script for SHELL (`preview completions bash > /etc/bash_completion.d/preview`).
     Completions {
         /// The shell.
@@ -167,6 +165,8 @@ enum Command {
         #[arg(long, short = 'd', value_name = "DIR")]
         dir: Option<PathBuf>,
     },
+    /// Run the example project on this machine: a daemon with a temporary data directory, `staging` and a
+    /// preview cloned from it, their URLs requested over HTTPS; then stop everything.
     Demo {
         /// Leave the daemon and the environments running.
         #[arg(long)]
