@@ -95,6 +95,18 @@ try {
   assert.equal(await page.textContent('[data-state="qa"]'), 'ready last deployment rolled back');
   await shot(page, 'environments');
 
+  // The list follows changes made elsewhere (here through the API with the token), without being loaded again.
+  step('the environments, live');
+  await page.evaluate(() => { window.notReloaded = true; });
+  const cloned = await fetch(`${origin}/v1/projects/board/environments/staging/clone`, {
+    method: 'POST',
+    headers: { Authorization: `Bearer ${TOKEN}`, 'Content-Type': 'application/json' },
+    body: JSON.stringify({ name: 'later' }),
+  });
+  assert.equal(cloned.status, 202);
+  await page.waitForSelector('[data-state="later"]', { timeout: 60000 });
+  assert.equal(await page.evaluate(() => window.notReloaded), true, 'the page was not loaded again');
+
   // A deployment's steps change live, without the page being loaded again.
   step('a deployment, live');
   commit('a change to deploy');

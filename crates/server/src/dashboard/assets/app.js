@@ -268,21 +268,28 @@ async function projectView(project) {
   crumbs([`#/p/${enc(project)}`, project]);
   const base = `/v1/projects/${enc(project)}`;
   const quietly = (promise, fallback) => promise.catch(() => fallback);
-  const [listed, previews, snapshots, webhooks] = await Promise.all([
-    api('GET', `${base}/environments`),
+  // The pull requests, snapshots and deliveries, read again whenever the environments change.
+  const others = () => Promise.all([
     quietly(api('GET', `${base}/previews`), { previews: [] }),
     quietly(api('GET', `${base}/database-snapshots`), { snapshots: [] }),
     quietly(api('GET', `${base}/webhooks`), { deliveries: [] }),
   ]);
-  const byEnvironment = new Map(previews.previews.filter((p) => p.environment).map((p) => [p.environment, p]));
-  const snapshotOf = new Map();
-  for (const snapshot of snapshots.snapshots) {
-    for (const name of snapshot.environments || []) snapshotOf.set(name, snapshot);
-  }
-  const environments = el('div', { id: 'environments' });
+  const [listed, [previews, snapshots, webhooks]] = await Promise.all([api('GET', `${base}/environments`), others()]);
+  let context = { previews, snapshots, webhooks };
+  const sections = {
+    environments: el('div', { id: 'environments' }),
+    pulls: el('div', { id: 'pull-requests' }),
+    snapshots: el('div', { id: 'snapshots' }),
+    deliveries: el('div', { id: 'deliveries' }),
+  };
   const refresh = () => api('GET', `${base}/environments`).then(render);
   function render(list) {
-    fill(environments, table(
+    const byEnvironment = new Map(context.previews.previews.filter((p) => p.environment).map((p) => [p.environment, p]));
+    const snapshotOf = new Map();
+    for (const snapshot of context.snapshots.snapshots) {
+      for (const name of snapshot.environments || []) snapshotOf.set(name, snapshot);
+    }
+    fill(sections.environments, table(
       ['environment', 'state', 'commit', 'age', 'idle', 'URLs', 'database snapshot', ''],
       list.environments.map((entry) => {
         const preview = byEnvironment.get(entry.name);
@@ -299,36 +306,43 @@ async function projectView(project) {
           entry.created_at ? environmentActions(project, entry, refresh) : '',
         ];
       }), 'No environment yet: `preview env create staging` makes one.'));
-  }
-  render(listed);
-  follow(`${base}/events`, 'environments', render);
-
-  show(
-    el('h1', { text: project }),
-    el('section', {}, el('h2', { text: 'Environments and previews' }), environments),
-    el('section', {}, el('h2', { text: 'Pull requests' }), table(
+    fill(sections.pulls, table(
       ['pull request', 'branch', 'head', 'preview', 'decision', 'idle'],
-      previews.previews.map((p) => [
+      context.previews.previews.map((p) => [
         el('span', {}, link(p.url || '#', `#${p.number}`), ' ', p.title || ''),
         el('span', { class: 'mono', text: p.branch || '' }),
         el('span', { class: 'mono', text: short(p.head) }),
         p.environment ? link(`#/p/${enc(project)}/e/${enc(p.environment)}`, p.environment) : badge('waiting'),
         el('span', { class: 'quiet', text: p.decision || p.outcome || '' }),
         p.last_request_at ? ago(p.last_request_at) : '',
-      ]), 'No pull request seen.')),
-    el('section', {}, el('h2', { text: 'Database snapshots' }), table(
+      ]), 'No pull request seen.'));
+    fill(sections.snapshots, table(
       ['service', 'snapshot', 'copy of', 'made', 'tables', 'rows', 'environments'],
-      snapshots.snapshots.map((s) => [
+      context.snapshots.snapshots.map((s) => [
         s.service, el('span', { class: 'mono', text: s.name }), `${s.from} (${s.policy})`,
         ago(s.made_at * 1000), String(s.tables), String(s.rows), (s.environments || []).join(', '),
-      ]), 'No golden snapshot: no database of this project is a clone.')),
-    el('section', {}, el('h2', { text: 'Webhook deliveries' }), table(
+      ]), 'No golden snapshot: no database of this project is a clone.'));
+    fill(sections.deliveries, table(
       ['received', 'forge', 'event', 'pull request', 'verdict', 'detail'],
-      webhooks.deliveries.map((d) => [
+      context.webhooks.deliveries.map((d) => [
         ago(d.received_at), d.forge, [d.event, d.action].filter(Boolean).join(' '),
         d.pull_request ? `#${d.pull_request}` : '', badge(d.verdict),
         el('span', { class: 'quiet', text: d.reconciler || d.detail || '' }),
-      ]), 'No delivery received.')));
+      ]), 'No delivery received.'));
+  }
+  render(listed);
+  follow(`${base}/events`, 'environments', async (list) => {
+    const [p, s, w] = await others();
+    context = { previews: p, snapshots: s, webhooks: w };
+    render(list);
+  });
+
+  show(
+    el('h1', { text: project }),
+    el('section', {}, el('h2', { text: 'Environments and previews' }), sections.environments),
+    el('section', {}, el('h2', { text: 'Pull requests' }), sections.pulls),
+    el('section', {}, el('h2', { text: 'Database snapshots' }), sections.snapshots),
+    el('section', {}, el('h2', { text: 'Webhook deliveries' }), sections.deliveries));
 }
 
 // ---------------------------------------------------------------------------------------------------- environment
