@@ -55,22 +55,12 @@ environments:
       GREETING: control-greeting-8b2c
 ";
 
-/// A program of the test tools; the test fails, saying how to install them, when it is not there.
-fn tool(path: &str) -> PathBuf {
-    let tools = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools");
-    let program = tools.join(path);
-    assert!(
-        program.exists(),
-        "{} is missing: `scripts/test` installs the browser tests' tools (chromium from the distribution, playwright-core from npm into {})",
-        program.display(),
-        tools.join("node").display()
-    );
-    program
-}
-
 #[test]
 fn the_dashboard_in_a_browser() {
-    let playwright = tool("node/node_modules/playwright-core");
+    let playwright = support::test_tool(
+        "node/node_modules/playwright-core",
+        "playwright-core from the npm registry (`node`)",
+    );
     let chromium = PathBuf::from("/usr/bin/chromium");
     assert!(
         chromium.exists(),

@@ -8,29 +8,17 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::Command;
 
 use support::{Daemon, register_example};
 
-/// A program of the test tools' virtual environment; the test fails, saying how to install them, when it is not
-/// there.
-fn tool(name: &str) -> PathBuf {
-    let venv = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools/venv");
-    let program = venv.join("bin").join(name);
-    assert!(
-        program.exists(),
-        "{} is missing: `scripts/test` installs the API checkers (or: python3 -m venv {} && {}/bin/pip install schemathesis==4.32.5 openapi-spec-validator==0.9.0)",
-        program.display(),
-        venv.display(),
-        venv.display()
-    );
-    program
-}
-
 #[test]
 fn the_api_keeps_to_its_openapi_document() {
-    let (st, validator) = (tool("st"), tool("openapi-spec-validator"));
+    let installs = "Schemathesis and openapi-spec-validator from PyPI (`venv`)";
+    let (st, validator) = (
+        support::test_tool("venv/bin/st", installs),
+        support::test_tool("venv/bin/openapi-spec-validator", installs),
+    );
     let root = preview_testing::TempDir::new("openapi");
     let daemon = Daemon::start(&root.path().join("data"), &[]);
     register_example(&daemon);

@@ -749,3 +749,17 @@ impl Drop for OrdinaryUser {
         }
     }
 }
+
+/// A tool `scripts/test` installs under `target/test-tools` (`path` inside it); the test fails, saying what
+/// installs it (`installs`), when it is not there.
+pub fn test_tool(path: &str, installs: &str) -> PathBuf {
+    let tools = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/test-tools");
+    let program = tools.join(path);
+    assert!(
+        program.exists(),
+        "{} is missing: `scripts/test` installs {installs} into {}",
+        program.display(),
+        tools.display()
+    );
+    program
+}
