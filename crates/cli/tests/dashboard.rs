@@ -57,15 +57,6 @@ environments:
 
 #[test]
 fn the_dashboard_in_a_browser() {
-    let playwright = support::test_tool(
-        "node/node_modules/playwright-core",
-        "playwright-core from the npm registry (`node`)",
-    );
-    let chromium = PathBuf::from("/usr/bin/chromium");
-    assert!(
-        chromium.exists(),
-        "Debian's chromium is missing: `scripts/test` installs it"
-    );
     let root = preview_testing::TempDir::new("dashboard");
     let data = root.path().join("data");
     let _accounts = ReleaseAccounts(data.clone());
@@ -97,32 +88,17 @@ fn the_dashboard_in_a_browser() {
     let broken = daemon.json(&["deploy", "qa", "--commit", "broken"]);
     assert_eq!(broken["deployment"]["status"], "rolled_back", "{broken}");
 
-    let screenshots =
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots/dashboard");
-    std::fs::create_dir_all(&screenshots).expect("screenshots");
-    let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/dashboard/browser.mjs");
-    let out = Command::new("node")
-        .arg(&script)
-        .env("DASHBOARD", format!("http://{}/", daemon.address))
-        .env("TOKEN", &daemon.token)
-        .env("GATEWAY", support::gateway_http(&data))
-        .env("PLAYWRIGHT_CORE", &playwright)
-        .env("CHROMIUM", &chromium)
-        .env("SCREENSHOTS", &screenshots)
-        .env("CANARY", CANARY)
-        .env("CONTROL", CONTROL)
-        .env("REPO", &repo)
-        .output()
-        .expect("node");
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "the browser test failed:\n{said}\n{}",
-        support::read_log(&data)
+    let said = browser(
+        "browser.mjs",
+        &[
+            ("DASHBOARD", format!("http://{}/", daemon.address).into()),
+            ("TOKEN", daemon.token.clone().into()),
+            ("GATEWAY", support::gateway_http(&data).into()),
+            ("CANARY", CANARY.into()),
+            ("CONTROL", CONTROL.into()),
+            ("REPO", repo.clone().into()),
+        ],
+        || support::read_log(&data),
     );
     assert!(said.contains("dashboard: every check passed"), "{said}");
     for shot in [
@@ -133,7 +109,7 @@ fn the_dashboard_in_a_browser() {
         "log",
         "variables",
     ] {
-        let file = screenshots.join(format!("{shot}.png"));
+        let file = screenshots().join(format!("{shot}.png"));
         assert!(
             std::fs::metadata(&file).is_ok_and(|m| m.len() > 1000),
             "{} was not saved",
@@ -141,4 +117,163 @@ fn the_dashboard_in_a_browser() {
         );
     }
     daemon.stop();
+}
+
+/// The demo as a newcomer leaves it with `--keep`, opened in the browser: `dashboard/demo.mjs` sees `staging` and the
+/// preview `pr-1` with their commits, URLs and the snapshot the preview's database came from, and the pull
+/// request's deliveries, and deletes the preview from the page. Then `staging` is deleted and the daemon stopped, as
+/// the demo does without `--keep`: nothing is left running.
+#[test]
+fn the_demos_environments_in_a_browser() {
+    let dir = preview_testing::TempDir::new("dashboard-demo");
+    let run = support::demo(dir.path(), &["--keep"]);
+    let text = ok(run.output);
+    let kept = Kept::from_output(&text);
+    let config: serde_json::Value = serde_json::from_slice(
+        &std::fs::read(kept.data.join("client.json")).expect("the kept daemon's client.json"),
+    )
+    .expect("client.json");
+    let address = config["address"].as_str().expect("address");
+    let token = config["token"].as_str().expect("token");
+    assert!(
+        text.contains(&format!("dashboard: {address}/")),
+        "the demo names its dashboard: {text}"
+    );
+    let said = browser(
+        "demo.mjs",
+        &[
+            ("DASHBOARD", format!("{address}/").into()),
+            ("TOKEN", token.into()),
+        ],
+        || support::read_log(&kept.data),
+    );
+    assert!(said.contains("demo: every check passed"), "{said}");
+    for shot in ["demo-environments", "demo-preview"] {
+        let file = screenshots().join(format!("{shot}.png"));
+        assert!(
+            std::fs::metadata(&file).is_ok_and(|m| m.len() > 1000),
+            "{} was not saved",
+            file.display()
+        );
+    }
+    let data = kept.data.clone();
+    let remaining = support::preview()
+        .arg("--data-dir")
+        .arg(&data)
+        .args(["env", "list", "--output", "json"])
+        .output()
+        .expect("env list");
+    let remaining: serde_json::Value = serde_json::from_slice(&remaining.stdout).expect("json");
+    let names: Vec<_> = remaining["environments"]
+        .as_array()
+        .expect("environments")
+        .iter()
+        .filter_map(|e| e["name"].as_str())
+        .collect();
+    assert_eq!(
+        names,
+        ["staging"],
+        "the preview deleted from the page is gone"
+    );
+    drop(kept);
+    assert_eq!(
+        support::processes_under(dir.path()),
+        0,
+        "processes of the demo are still running"
+    );
+}
+
+/// The daemon `preview demo --keep` left running; dropped, it deletes the demo's environments and stops the
+/// daemon (and, with it, the project's database server), as the demo does without `--keep`.
+struct Kept {
+    pid: i32,
+    data: PathBuf,
+}
+
+impl Kept {
+    /// From the demo's last lines: "left running: daemon pid PID, data directory DIR".
+    fn from_output(text: &str) -> Kept {
+        let line = text
+            .lines()
+            .find_map(|line| line.strip_prefix("left running: daemon pid "))
+            .unwrap_or_else(|| panic!("the demo says what it left running: {text}"));
+        let (pid, data) = line
+            .split_once(", data directory ")
+            .expect("pid and data directory");
+        Kept {
+            pid: pid.parse().expect("pid"),
+            data: PathBuf::from(data),
+        }
+    }
+}
+
+impl Drop for Kept {
+    fn drop(&mut self) {
+        for environment in ["pr-1", "staging"] {
+            let _ = support::preview()
+                .arg("--data-dir")
+                .arg(&self.data)
+                .args(["env", "delete", environment])
+                .output();
+        }
+        // SIGTERM: the daemon stops its apps and servers, then itself.
+        let _ = Command::new("kill").arg(self.pid.to_string()).status();
+        let proc = PathBuf::from(format!("/proc/{}", self.pid));
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while proc.exists() && std::time::Instant::now() < deadline {
+            std::thread::sleep(std::time::Duration::from_millis(50));
+        }
+        if proc.exists() {
+            let _ = Command::new("kill")
+                .args(["-KILL", &self.pid.to_string()])
+                .status();
+        }
+    }
+}
+
+/// Where the browser tests save their screenshots.
+fn screenshots() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../target/screenshots/dashboard")
+}
+
+/// Runs `dashboard/<script>` in node with headless Chromium and playwright-core (and SCREENSHOTS) besides `env`;
+/// fails with what it printed and `log()` unless it ran to its end. Returns what it printed.
+fn browser(
+    script: &str,
+    env: &[(&str, std::ffi::OsString)],
+    log: impl FnOnce() -> String,
+) -> String {
+    let playwright = support::test_tool(
+        "node/node_modules/playwright-core",
+        "playwright-core from the npm registry (`node`)",
+    );
+    let chromium = PathBuf::from("/usr/bin/chromium");
+    assert!(
+        chromium.exists(),
+        "Debian's chromium is missing: `scripts/test` installs it"
+    );
+    std::fs::create_dir_all(screenshots()).expect("screenshots");
+    let out = Command::new("node")
+        .arg(
+            PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+                .join("tests/dashboard")
+                .join(script),
+        )
+        .env("PLAYWRIGHT_CORE", &playwright)
+        .env("CHROMIUM", &chromium)
+        .env("SCREENSHOTS", screenshots())
+        .envs(env.iter().map(|(name, value)| (name, value)))
+        .output()
+        .expect("node");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.status.success(),
+        "the browser test {script} failed:\n{said}\n{}",
+        log()
+    );
+    said
 }

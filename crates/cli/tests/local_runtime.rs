@@ -4,41 +4,15 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use preview_testing::TempDir;
 use serde_json::Value;
-use support::{Daemon, git, ok};
-
-const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
-
-/// A new repository holding this workspace's files as they are now (committed or not), in one commit: the
-/// example's apps are built from it.
-fn shop_repository(dir: &Path) -> PathBuf {
-    let repo = dir.join("repo");
-    std::fs::create_dir_all(&repo).expect("repo dir");
-    git(&repo, &["init", "--quiet"]);
-    let files = git(
-        Path::new(WORKSPACE),
-        &["ls-files", "--cached", "--others", "--exclude-standard"],
-    );
-    for file in files.lines() {
-        let from = Path::new(WORKSPACE).join(file);
-        if !from.is_file() {
-            continue;
-        }
-        let to = repo.join(file);
-        std::fs::create_dir_all(to.parent().expect("parent")).expect("dirs");
-        std::fs::copy(&from, &to).expect("copy");
-    }
-    git(&repo, &["add", "-A"]);
-    git(&repo, &["commit", "--quiet", "-m", "the shop"]);
-    repo
-}
+use support::{Daemon, WORKSPACE, git, ok, shop_repository};
 
 /// Replaces `from` with `to` in `file` of the repository and commits; returns the new commit.
 fn change(repo: &Path, file: &str, from: &str, to: &str) -> String {
@@ -488,18 +462,8 @@ fn redeploys_drop_no_request_and_an_unhealthy_version_is_rolled_back() {
 #[test]
 fn the_demo_runs_the_example_and_leaves_nothing_behind() {
     let dir = TempDir::new("local-demo");
-    let repo = shop_repository(dir.path());
-    // The demo's daemon uses the checkout's build cache: share the workspace's, as the other tests do.
-    std::os::unix::fs::symlink(Path::new(WORKSPACE).join("target"), repo.join("target"))
-        .expect("symlink");
-    let output = support::preview()
-        .args(["demo", "--repository"])
-        .arg(&repo)
-        .env("TMPDIR", dir.path())
-        .stdin(Stdio::null())
-        .output()
-        .expect("the demo runs");
-    let text = ok(output);
+    let run = support::demo(dir.path(), &[]);
+    let text = ok(run.output);
     for expected in [
         "https://storefront-staging.shop.localhost:",
         "https://pr-1.preview.example.test:",
@@ -537,16 +501,9 @@ fn the_demo_runs_the_example_and_leaves_nothing_behind() {
         .filter(|e| e.file_name().to_string_lossy().starts_with("preview-demo-"))
         .collect();
     assert!(left.is_empty(), "the demo left {left:?}");
-    let demo_processes = std::fs::read_dir("/proc")
-        .expect("proc")
-        .flatten()
-        .filter(|e| {
-            let ours = dir.path().to_string_lossy().into_owned();
-            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
-            let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
-            String::from_utf8_lossy(&cmdline).contains(&ours)
-                || cwd.to_string_lossy().contains(&ours)
-        })
-        .count();
-    assert_eq!(demo_processes, 0, "processes of the demo are still running");
+    assert_eq!(
+        support::processes_under(dir.path()),
+        0,
+        "processes of the demo are still running"
+    );
 }

@@ -763,3 +763,75 @@ pub fn test_tool(path: &str, installs: &str) -> PathBuf {
     );
     program
 }
+
+/// The workspace this test binary was built from.
+pub const WORKSPACE: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../..");
+
+/// A new repository holding this workspace's files as they are now (committed or not), in one commit: the
+/// example's apps are built from it.
+pub fn shop_repository(dir: &Path) -> PathBuf {
+    let repo = dir.join("repo");
+    std::fs::create_dir_all(&repo).expect("repo dir");
+    git(&repo, &["init", "--quiet"]);
+    let files = git(
+        Path::new(WORKSPACE),
+        &["ls-files", "--cached", "--others", "--exclude-standard"],
+    );
+    for file in files.lines() {
+        let from = Path::new(WORKSPACE).join(file);
+        if !from.is_file() {
+            continue;
+        }
+        let to = repo.join(file);
+        std::fs::create_dir_all(to.parent().expect("parent")).expect("dirs");
+        std::fs::copy(&from, &to).expect("copy");
+    }
+    git(&repo, &["add", "-A"]);
+    git(&repo, &["commit", "--quiet", "-m", "the shop"]);
+    repo
+}
+
+/// What `preview demo` printed, with this machine's demo slot, held until it is dropped.
+pub struct DemoRun {
+    pub output: Output,
+    _slot: std::fs::File,
+}
+
+/// Runs `preview demo` with `extra` arguments on the example of a clone of this workspace in `dir` (its data
+/// directory there too). One demo at a time on a machine: a demo's daemon gives its apps ports from the default
+/// range, which another's would share, so the next waits until the [`DemoRun`] is dropped.
+pub fn demo(dir: &Path, extra: &[&str]) -> DemoRun {
+    let slot = std::fs::File::create(Path::new(WORKSPACE).join("target/demo.lock")).expect("lock");
+    slot.lock().expect("the demo slot");
+    let repo = shop_repository(dir);
+    // The demo's daemon uses the checkout's build cache: share the workspace's, as the other tests do.
+    std::os::unix::fs::symlink(Path::new(WORKSPACE).join("target"), repo.join("target"))
+        .expect("symlink");
+    let output = preview()
+        .args(["demo", "--repository"])
+        .arg(&repo)
+        .args(extra)
+        .env("TMPDIR", dir)
+        .stdin(Stdio::null())
+        .output()
+        .expect("the demo runs");
+    DemoRun {
+        output,
+        _slot: slot,
+    }
+}
+
+/// How many processes run with `dir` in their command line or as their working directory.
+pub fn processes_under(dir: &Path) -> usize {
+    let ours = dir.to_string_lossy().into_owned();
+    std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter(|e| {
+            let cmdline = std::fs::read(e.path().join("cmdline")).unwrap_or_default();
+            let cwd = std::fs::read_link(e.path().join("cwd")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains(&ours)
+                || cwd.to_string_lossy().contains(&ours)
+        })
+        .count()
+}

@@ -312,7 +312,9 @@ async function projectView(project) {
         el('span', {}, link(p.url || '#', `#${p.number}`), ' ', p.title || ''),
         el('span', { class: 'mono', text: p.branch || '' }),
         el('span', { class: 'mono', text: short(p.head) }),
-        p.environment ? link(`#/p/${enc(project)}/e/${enc(p.environment)}`, p.environment) : badge('waiting'),
+        // A closed pull request's preview is gone; an open one's without an environment waits for one.
+        p.environment ? link(`#/p/${enc(project)}/e/${enc(p.environment)}`, p.environment)
+          : p.open ? badge('waiting') : el('span', { class: 'quiet', text: 'none' }),
         el('span', { class: 'quiet', text: p.decision || p.outcome || '' }),
         p.last_request_at ? ago(p.last_request_at) : '',
       ]), 'No pull request seen.'));
@@ -327,7 +329,8 @@ async function projectView(project) {
       context.webhooks.deliveries.map((d) => [
         ago(d.received_at), d.forge, [d.event, d.action].filter(Boolean).join(' '),
         d.pull_request ? `#${d.pull_request}` : '', badge(d.verdict),
-        el('span', { class: 'quiet', text: d.reconciler || d.detail || '' }),
+        // The delivery's own detail, and for an accepted one what became of its pull request since.
+        el('span', { class: 'quiet', text: [d.detail, d.reconciler && `pull request now: ${d.reconciler}`].filter(Boolean).join('; ') }),
       ]), 'No delivery received.'));
   }
   render(listed);
