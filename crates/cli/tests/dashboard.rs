@@ -205,29 +205,44 @@ impl Kept {
             data: PathBuf::from(data),
         }
     }
+
+    /// Whether the process `pid` is still this demo's daemon (and not another that took its number).
+    fn is_running(&self) -> bool {
+        std::fs::read(format!("/proc/{}/cmdline", self.pid)).is_ok_and(|cmdline| {
+            String::from_utf8_lossy(&cmdline).contains(&*self.data.to_string_lossy())
+        })
+    }
+
+    fn signal(&self, signal: &str) {
+        if self.is_running() {
+            let _ = Command::new("kill")
+                .args([signal, &self.pid.to_string()])
+                .status();
+        }
+    }
 }
 
 impl Drop for Kept {
     fn drop(&mut self) {
         for environment in ["pr-1", "staging"] {
-            let _ = support::preview()
+            // A daemon that does not answer does not hold the test up for ever.
+            let _ = Command::new("timeout")
+                .arg("180")
+                .arg(env!("CARGO_BIN_EXE_preview"))
                 .arg("--data-dir")
                 .arg(&self.data)
                 .args(["env", "delete", environment])
                 .output();
         }
         // SIGTERM: the daemon stops its apps and servers, then itself.
-        let _ = Command::new("kill").arg(self.pid.to_string()).status();
-        let proc = PathBuf::from(format!("/proc/{}", self.pid));
+        self.signal("-TERM");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
-        while proc.exists() && std::time::Instant::now() < deadline {
+        while self.is_running() && std::time::Instant::now() < deadline {
             std::thread::sleep(std::time::Duration::from_millis(50));
         }
-        if proc.exists() {
-            let _ = Command::new("kill")
-                .args(["-KILL", &self.pid.to_string()])
-                .status();
-        }
+        self.signal("-KILL");
+        // The accounts of environments a failed deletion left.
+        drop(ReleaseAccounts(self.data.clone()));
     }
 }
 

@@ -81,7 +81,8 @@ pub fn run(repository: Option<PathBuf>, keep: bool) -> Result<(), Failure> {
         "starting a daemon with data directory {}",
         data.display()
     ));
-    let mut daemon = start_daemon(&repository, &data, keep)?;
+    // Kept only once the walk-through went well: a demo that failed stops its daemon, `--keep` or not.
+    let mut daemon = start_daemon(&repository, &data)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -93,6 +94,7 @@ pub fn run(repository: Option<PathBuf>, keep: bool) -> Result<(), Failure> {
         runtime.block_on(delete_all(&data))?;
     }
     if keep {
+        daemon.keep = true;
         let config = preview_server::client_config_path(&data);
         let address = std::fs::read(&config)
             .ok()
@@ -131,7 +133,7 @@ fn repository_here() -> Result<PathBuf, Failure> {
     ))
 }
 
-fn start_daemon(repository: &Path, data: &Path, keep: bool) -> Result<DemoDaemon, Failure> {
+fn start_daemon(repository: &Path, data: &Path) -> Result<DemoDaemon, Failure> {
     std::fs::create_dir_all(data)
         .map_err(|e| Failure::internal(format!("cannot create {}: {e}", data.display())))?;
     let log = std::fs::File::create(data.join("daemon.log"))
@@ -156,7 +158,7 @@ fn start_daemon(repository: &Path, data: &Path, keep: bool) -> Result<DemoDaemon
     let mut daemon = DemoDaemon {
         child,
         data: data.to_path_buf(),
-        keep,
+        keep: false,
     };
     let deadline = Instant::now() + Duration::from_secs(60);
     while !data.join("client.json").exists() {

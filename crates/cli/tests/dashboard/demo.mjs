@@ -48,7 +48,10 @@ try {
   const preview = await row('pr-1').textContent();
   assert.match(staging, /https:\/\/storefront-staging\.shop\.localhost:\d+/);
   assert.match(preview, /https:\/\/pr-1\.preview\.example\.test:\d+/);
-  for (const text of [staging, preview]) assert.match(text, /[0-9a-f]{12}/, `no commit in ${text}`);
+  for (const name of ['staging', 'pr-1']) {
+    const commit = await row(name).locator('td').nth(2).textContent();
+    assert.match(commit, /^[0-9a-f]{12}$/, `the commit of ${name}: ${commit}`);
+  }
   assert.match(preview, /\(\w+ of staging\)/, `the preview's row names no snapshot of staging: ${preview}`);
   // The pull request the demo opened, pushed to and closed, through signed webhooks.
   await page.waitForSelector('#pull-requests table');
@@ -58,7 +61,13 @@ try {
   await page.waitForSelector('#deliveries table');
   const deliveries = await page.locator('#deliveries tr', { hasText: '#2' }).allTextContents();
   assert.equal(deliveries.length, 3, `opened, pushed, closed: ${deliveries.join(' | ')}`);
-  for (const delivery of deliveries) assert.match(delivery, /accepted.*pull request now: closed/);
+  // Each with its own detail (what it was about, at which commit) and what became of the pull request since.
+  const actions = deliveries.map((delivery) => {
+    const [, action] = delivery.match(/acceptedpull request #2 (opened|pushed|closed) at [0-9a-f]{12}; pull request now: closed$/) || [];
+    assert.ok(action, `a delivery's detail: ${delivery}`);
+    return action;
+  });
+  assert.deepEqual(actions.sort(), ['closed', 'opened', 'pushed']);
   await page.waitForSelector('#snapshots table');
   assert.match(await page.textContent('#snapshots'), /staging/);
   await shot(page, 'demo-environments');

@@ -801,7 +801,7 @@ pub struct DemoRun {
 /// directory there too). One demo at a time on a machine: a demo's daemon gives its apps ports from the default
 /// range, which another's would share, so the next waits until the [`DemoRun`] is dropped.
 pub fn demo(dir: &Path, extra: &[&str]) -> DemoRun {
-    let slot = std::fs::File::create(Path::new(WORKSPACE).join("target/demo.lock")).expect("lock");
+    let slot = std::fs::File::create(std::env::temp_dir().join("preview-demo.lock")).expect("lock");
     slot.lock().expect("the demo slot");
     let repo = shop_repository(dir);
     // The demo's daemon uses the checkout's build cache: share the workspace's, as the other tests do.
