@@ -108,10 +108,21 @@ pub(crate) fn router(state: SharedState) -> Router {
         .routes(routes!(webhooks::receive))
         .routes(routes!(openapi_document))
         .split_for_parts();
-    let public = public.route_layer(axum::middleware::from_fn(check_path_names));
     let mut described = described;
     described.merge(public_described);
-    let document = bytes::Bytes::from(crate::openapi::document(described));
+    let document = crate::openapi::document(described);
+    let (public, api) = match crate::openapi::check::enabled() {
+        true => {
+            let check = Arc::new(crate::openapi::check::AnswerCheck::new(&document));
+            let layer = axum::middleware::from_fn(move |request, next| {
+                crate::openapi::check::check_answer(Arc::clone(&check), request, next)
+            });
+            (public.route_layer(layer.clone()), api.route_layer(layer))
+        }
+        false => (public, api),
+    };
+    let document = bytes::Bytes::from(document);
+    let public = public.route_layer(axum::middleware::from_fn(check_path_names));
     let api = api
         .route_layer(axum::middleware::from_fn(check_path_names))
         .fallback(|| async {

@@ -89,6 +89,9 @@ impl Daemon {
             .arg(data)
             .args(defaults(extra))
             .args(extra)
+            // Every JSON answer is checked against the OpenAPI document; a mismatch is logged, and fails the test
+            // when the daemon is dropped.
+            .env("PREVIEW_CHECK_ANSWERS", "1")
             .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("log"))
@@ -320,6 +323,19 @@ impl Drop for Daemon {
             }
             let _ = child.kill();
             let _ = child.wait();
+        }
+        // After the daemon stopped: a failed check must not leave it running.
+        if !std::thread::panicking() {
+            let mismatches: Vec<String> = read_log(&self.data)
+                .lines()
+                .filter(|line| line.contains("answer does not match the OpenAPI document"))
+                .map(str::to_owned)
+                .collect();
+            assert!(
+                mismatches.is_empty(),
+                "answers the OpenAPI document does not describe:\n{}",
+                mismatches.join("\n")
+            );
         }
     }
 }

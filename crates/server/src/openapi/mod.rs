@@ -4,6 +4,7 @@
 //! `/api/openapi.json`.
 
 pub(crate) mod answers;
+pub(crate) mod check;
 pub(crate) mod params;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityRequirement, SecurityScheme};
