@@ -111,20 +111,20 @@ pub(crate) fn router(state: SharedState) -> Router {
     let mut described = described;
     described.merge(public_described);
     let document = crate::openapi::document(described);
-    let (public, api) = match crate::openapi::check::enabled() {
-        true => {
-            let check = Arc::new(crate::openapi::check::AnswerCheck::new(&document));
+    let public = public.route_layer(axum::middleware::from_fn(check_path_names));
+    let api = api.route_layer(axum::middleware::from_fn(check_path_names));
+    // Outside the path check, so that its refusals are checked too.
+    let (public, api) = match answer_check(&document) {
+        Some(check) => {
             let layer = axum::middleware::from_fn(move |request, next| {
                 crate::openapi::check::check_answer(Arc::clone(&check), request, next)
             });
             (public.route_layer(layer.clone()), api.route_layer(layer))
         }
-        false => (public, api),
+        None => (public, api),
     };
     let document = bytes::Bytes::from(document);
-    let public = public.route_layer(axum::middleware::from_fn(check_path_names));
     let api = api
-        .route_layer(axum::middleware::from_fn(check_path_names))
         .fallback(|| async {
             ApiError::NotFound("no such API route; the routes start with /v1/".to_owned())
         })
@@ -139,6 +139,25 @@ pub(crate) fn router(state: SharedState) -> Router {
         .layer(axum::extract::DefaultBodyLimit::max(BODY_LIMIT))
         .layer(axum::middleware::from_fn(trace_request))
         .with_state(state)
+}
+
+/// The check of every answer against `document`, when `PREVIEW_CHECK_ANSWERS` names a file for its mismatches.
+fn answer_check(document: &str) -> Option<Arc<crate::openapi::check::AnswerCheck>> {
+    let file = crate::openapi::check::mismatch_file()?;
+    match crate::openapi::check::AnswerCheck::open(document, &file) {
+        Ok(check) => {
+            tracing::warn!(
+                "every answer is checked against the OpenAPI document (PREVIEW_CHECK_ANSWERS), each JSON body read \
+                 whole first; mismatches go to {}",
+                file.display()
+            );
+            Some(Arc::new(check))
+        }
+        Err(error) => {
+            tracing::error!("cannot check answers: {}: {error}", file.display());
+            None
+        }
+    }
 }
 
 /// The OpenAPI document, made once when the router is.

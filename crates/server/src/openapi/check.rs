@@ -1,11 +1,14 @@
-//! Every JSON answer checked against what the OpenAPI document says of its operation and status, when the daemon
-//! runs with `PREVIEW_CHECK_ANSWERS=1` (the tests do): an answer the document does not describe is logged as an
-//! error naming the operation, the status and the place in the answer — never a value from it. The checker reads
-//! the part of JSON Schema the document uses: `$ref`, `type` (one or several), `enum`, `const`, `properties`,
-//! `required`, `additionalProperties`, `items`, `oneOf`/`anyOf` (some variant matches), `allOf`, `minimum` and
-//! `maximum`.
+//! Every answer checked against what the OpenAPI document says of its operation and status, when the daemon runs
+//! with `PREVIEW_CHECK_ANSWERS` naming a file (the tests' daemons do): its content type must be one the document
+//! gives for that status, and a JSON body must match the schema. Each mismatch is a line of that file (and an error
+//! in the log) naming the operation, the status and the place in the answer — never a value from it. The checker
+//! reads the part of JSON Schema the document uses: `$ref`, `type` (one or several), `enum`, `const`,
+//! `properties`, `required`, `additionalProperties`, `items`, `oneOf`/`anyOf` (some variant matches), `allOf`,
+//! `minimum` and `maximum`. Meant for tests: every JSON answer is read whole before it is sent.
 
-use std::sync::Arc;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
 
 use axum::body::Body;
 use axum::extract::{MatchedPath, Request};
@@ -13,38 +16,63 @@ use axum::middleware::Next;
 use axum::response::Response;
 use serde_json::Value;
 
-/// The environment variable that turns the check on.
+/// The environment variable that turns the check on: the file mismatches are written to.
 pub(crate) const CHECK_ANSWERS: &str = "PREVIEW_CHECK_ANSWERS";
 
-/// Whether this daemon checks its answers.
-pub(crate) fn enabled() -> bool {
-    std::env::var(CHECK_ANSWERS).is_ok_and(|value| value == "1")
+/// Makes the file for mismatches when answers are checked, as the daemon starts (before its client config says it
+/// listens), so that a daemon stopped at once has it too.
+pub(crate) fn make_mismatch_file() {
+    if let Some(file) = mismatch_file() {
+        use std::os::unix::fs::OpenOptionsExt;
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(file);
+    }
 }
 
-/// What a logged mismatch starts with, for the tests to look for.
-pub(crate) const MISMATCH: &str = "answer does not match the OpenAPI document";
+/// The file this daemon writes mismatches to, when it checks its answers.
+pub(crate) fn mismatch_file() -> Option<PathBuf> {
+    std::env::var_os(CHECK_ANSWERS)
+        .filter(|value| !value.is_empty())
+        .map(PathBuf::from)
+}
 
-/// The document, read once.
+/// The document, read once, and the file mismatches go to.
 pub(crate) struct AnswerCheck {
     document: Value,
+    mismatches: Mutex<std::fs::File>,
 }
 
 impl AnswerCheck {
-    pub(crate) fn new(document: &str) -> AnswerCheck {
-        AnswerCheck {
-            document: serde_json::from_str(document).expect("the document is JSON"),
+    /// Checks answers against `document`, writing mismatches to `mismatches` (made if missing, private).
+    pub(crate) fn open(document: &str, mismatches: &Path) -> std::io::Result<AnswerCheck> {
+        use std::os::unix::fs::OpenOptionsExt;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .mode(0o600)
+            .open(mismatches)?;
+        Ok(AnswerCheck {
+            document: serde_json::from_str(document).map_err(std::io::Error::other)?,
+            mismatches: Mutex::new(file),
+        })
+    }
+
+    fn record(&self, operation: &str, status: u16, problem: &str) {
+        tracing::error!(
+            operation,
+            status,
+            "answer does not match the OpenAPI document: {problem}"
+        );
+        if let Ok(mut file) = self.mismatches.lock() {
+            let _ = writeln!(file, "{operation} {status}: {problem}");
         }
     }
 
-    /// Why `answer`, sent with `status` by the operation `method` `path` (as the router matched it), is not what the
-    /// document describes.
-    pub(crate) fn check(
-        &self,
-        method: &str,
-        path: &str,
-        status: u16,
-        answer: &Value,
-    ) -> Result<(), String> {
+    /// What the document says of the answer `method` `path` (as the router matched it) gives with `status`.
+    fn response(&self, method: &str, path: &str, status: u16) -> Result<&Value, String> {
         let responses = &self.document["paths"][path][method]["responses"];
         if responses.is_null() {
             return Err("the operation is not in the document".to_owned());
@@ -56,12 +84,50 @@ impl AnswerCheck {
         if response.is_null() {
             return Err(format!("status {status} is not documented"));
         }
-        let response = self.resolve(response)?;
-        let schema = &response["content"]["application/json"]["schema"];
-        if schema.is_null() {
-            return Err(format!("status {status} is documented without a JSON body"));
+        self.resolve(response)
+    }
+
+    /// Why an answer of content type `media` (without parameters; none when the answer names none) is not one the
+    /// document gives for `response`.
+    fn check_content_type(response: &Value, media: Option<&str>) -> Result<(), String> {
+        let documented: Vec<&str> = response["content"]
+            .as_object()
+            .map(|content| content.keys().map(|key| media_type(key)).collect())
+            .unwrap_or_default();
+        match media {
+            None if documented.is_empty() => Ok(()),
+            None => Err(format!(
+                "no content type where the document says {}",
+                documented.join(" or ")
+            )),
+            Some(media) if documented.contains(&media) => Ok(()),
+            Some(media) if documented.is_empty() => Err(format!(
+                "a body of type {media} where the document gives none"
+            )),
+            Some(media) => Err(format!(
+                "a body of type {media} where the document says {}",
+                documented.join(" or ")
+            )),
         }
-        self.validate(schema, answer, "$", 0)
+    }
+
+    /// Why `answer`, a JSON body sent with `status` by the operation `method` `path` (as the router matched it),
+    /// is not what the document describes.
+    pub(crate) fn check(
+        &self,
+        method: &str,
+        path: &str,
+        status: u16,
+        answer: &Value,
+    ) -> Result<(), String> {
+        let response = self.response(method, path, status)?;
+        Self::check_content_type(response, Some("application/json"))?;
+        self.validate(
+            &response["content"]["application/json"]["schema"],
+            answer,
+            "$",
+            0,
+        )
     }
 
     /// `value` (`$ref` followed) as a schema or response.
@@ -220,13 +286,22 @@ fn kind(value: &Value) -> &'static str {
     }
 }
 
-/// Checks the JSON answer of the request's operation (as the router matched it); logs what does not match.
+/// The media type of a content type, without its parameters.
+fn media_type(content_type: &str) -> &str {
+    content_type.split(';').next().unwrap_or_default().trim()
+}
+
+/// Checks the answer of the request's operation (as the router matched it); records what does not match.
 pub(crate) async fn check_answer(
     check: Arc<AnswerCheck>,
     request: Request,
     next: Next,
 ) -> Response {
-    let method = request.method().as_str().to_ascii_lowercase();
+    // A HEAD request is answered by its GET operation (the body is dropped after this layer).
+    let method = match request.method() {
+        &axum::http::Method::HEAD => "get".to_owned(),
+        method => method.as_str().to_ascii_lowercase(),
+    };
     let Some(path) = request
         .extensions()
         .get::<MatchedPath>()
@@ -234,27 +309,42 @@ pub(crate) async fn check_answer(
     else {
         return next.run(request).await;
     };
+    let operation = format!("{method} {path}");
     let response = next.run(request).await;
-    let is_json = response
+    let status = response.status().as_u16();
+    // A method the path does not take: the router's 405, which no operation describes.
+    if status == 405 && check.document["paths"][&path][&method].is_null() {
+        return response;
+    }
+    let documented = match check.response(&method, &path, status) {
+        Ok(documented) => documented,
+        Err(problem) => {
+            check.record(&operation, status, &problem);
+            return response;
+        }
+    };
+    let media = response
         .headers()
         .get(axum::http::header::CONTENT_TYPE)
-        .and_then(|value| value.to_str().ok())
-        .is_some_and(|value| value.starts_with("application/json"));
-    if !is_json {
+        .map(|value| media_type(value.to_str().unwrap_or("(not text)")).to_owned());
+    if let Err(problem) = AnswerCheck::check_content_type(documented, media.as_deref()) {
+        check.record(&operation, status, &problem);
+        return response;
+    }
+    if media.as_deref() != Some("application/json") {
         return response;
     }
     let (parts, body) = response.into_parts();
     let Ok(bytes) = axum::body::to_bytes(body, usize::MAX).await else {
-        tracing::error!(operation = %format!("{method} {path}"), "{MISMATCH}: its body could not be read");
+        check.record(&operation, status, "its body could not be read");
         return Response::from_parts(parts, Body::empty());
     };
-    let status = parts.status.as_u16();
     let problem = match serde_json::from_slice::<Value>(&bytes) {
         Ok(answer) => check.check(&method, &path, status, &answer).err(),
         Err(_) => Some("the body is not JSON".to_owned()),
     };
     if let Some(problem) = problem {
-        tracing::error!(operation = %format!("{method} {path}"), status, "{MISMATCH}: {problem}");
+        check.record(&operation, status, &problem);
     }
     Response::from_parts(parts, Body::from(bytes))
 }
@@ -264,82 +354,197 @@ mod tests {
     use super::*;
     use serde_json::json;
 
-    fn check() -> AnswerCheck {
-        let document = json!({
+    fn document() -> Value {
+        json!({
             "paths": { "/v1/things/{thing}": { "get": { "responses": {
                 "200": { "content": { "application/json": { "schema": { "$ref": "#/components/schemas/Thing" } } } },
+                "204": { "description": "Nothing" },
                 "404": { "$ref": "#/components/responses/Error" },
-            } } } },
+                "default": { "content": { "text/plain; charset=utf-8": {} } },
+            } } },
+            "/v1/others": { "get": { "responses": { "200": { "description": "Fine" } } } } },
             "components": {
                 "responses": { "Error": { "content": { "application/json": { "schema": {
                     "type": "object", "required": ["error"], "properties": { "error": { "type": "string" } },
                 } } } } },
-                "schemas": { "Thing": {
-                    "type": "object",
-                    "required": ["name", "state"],
-                    "additionalProperties": false,
-                    "properties": {
-                        "name": { "type": "string" },
-                        "state": { "type": "string", "enum": ["ready", "gone"] },
-                        "size": { "type": ["integer", "null"], "minimum": 0 },
-                        "parts": { "type": "array", "items": { "oneOf": [{ "type": "null" }, { "$ref": "#/components/schemas/Part" }] } },
+                "schemas": {
+                    "Thing": {
+                        "allOf": [{ "$ref": "#/components/schemas/Named" }],
+                        "type": "object",
+                        "required": ["state"],
+                        "additionalProperties": false,
+                        "properties": {
+                            "name": { "type": "string" },
+                            "state": { "type": "string", "enum": ["ready", "gone"] },
+                            "kind": { "const": "thing" },
+                            "size": { "type": ["integer", "null"], "minimum": 0, "maximum": 10 },
+                            "parts": { "type": "array", "items": { "oneOf": [{ "type": "null" }, { "$ref": "#/components/schemas/Part" }] } },
+                            "labels": { "type": "object", "additionalProperties": { "type": "string" } },
+                            "either": { "anyOf": [{ "type": "string" }, { "type": "boolean" }] },
+                        },
                     },
-                }, "Part": { "type": "object", "required": ["id"], "properties": { "id": { "type": "integer" } } } },
+                    "Named": { "type": "object", "required": ["name"] },
+                    "Part": { "type": "object", "required": ["id"], "properties": { "id": { "type": "integer" } } },
+                },
             },
-        });
-        AnswerCheck::new(&document.to_string())
+        })
+    }
+
+    fn check(dir: &preview_testing::TempDir) -> AnswerCheck {
+        AnswerCheck::open(&document().to_string(), &dir.path().join("mismatches")).expect("open")
     }
 
     #[test]
     fn answers_are_held_to_their_operation_and_status() {
-        let check = check();
-        let good =
-            json!({ "name": "a", "state": "ready", "size": null, "parts": [null, { "id": 1 }] });
-        assert_eq!(check.check("get", "/v1/things/{thing}", 200, &good), Ok(()));
+        let dir = preview_testing::TempDir::new("answer-check");
+        let check = check(&dir);
+        let thing = "/v1/things/{thing}";
+        let good = json!({
+            "name": "a", "state": "ready", "kind": "thing", "size": null, "parts": [null, { "id": 1 }],
+            "labels": { "x": "y" }, "either": true,
+        });
+        assert_eq!(check.check("get", thing, 200, &good), Ok(()));
         assert_eq!(
-            check.check("get", "/v1/things/{thing}", 404, &json!({ "error": "no" })),
+            check.check("get", thing, 404, &json!({ "error": "no" })),
             Ok(())
         );
         let refused = |answer: Value, status: u16| {
             check
-                .check("get", "/v1/things/{thing}", status, &answer)
+                .check("get", thing, status, &answer)
                 .expect_err("refused")
+        };
+        let with = |field: &str, value: Value| {
+            let mut answer = good.clone();
+            answer[field] = value;
+            refused(answer, 200)
         };
         assert_eq!(
             refused(json!({ "name": "a" }), 200),
             "$: `state` is required and missing"
         );
         assert_eq!(
-            refused(json!({ "name": "a", "state": "ready", "extra": 1 }), 200),
+            refused(json!({ "state": "ready" }), 200),
+            "$: `name` is required and missing",
+            "allOf"
+        );
+        assert_eq!(
+            with("extra", json!(1)),
             "$.extra: a field the document does not describe"
         );
         assert_eq!(
-            refused(json!({ "name": "a", "state": "secret-value" }), 200),
+            with("state", json!("secret-value")),
             "$.state: a value the document's enum does not list",
             "no value of the answer in the message"
         );
         assert_eq!(
-            refused(json!({ "name": 1, "state": "ready" }), 200),
+            with("name", json!(1)),
             "$.name: a number where the document says string"
         );
         assert_eq!(
-            refused(json!({ "name": "a", "state": "gone", "size": -1 }), 200),
+            with("kind", json!("other")),
+            "$.kind: not the document's constant"
+        );
+        assert_eq!(
+            with("size", json!(-1)),
             "$.size: below the document's minimum"
         );
+        assert_eq!(
+            with("size", json!(11)),
+            "$.size: above the document's maximum"
+        );
+        assert_eq!(
+            with("size", json!(1.5)),
+            "$.size: a number where the document says integer or null"
+        );
+        assert_eq!(
+            with("labels", json!({ "x": 1 })),
+            "$.labels.x: a number where the document says string"
+        );
         assert!(
-            refused(
-                json!({ "name": "a", "state": "gone", "parts": [{ "id": "x" }] }),
-                200
-            )
-            .starts_with("$.parts[0]: none of the oneOf")
+            with("either", json!(1)).starts_with("$.either: none of the anyOf variants matches")
+        );
+        assert!(
+            with("parts", json!([{ "id": "x" }]))
+                .starts_with("$.parts[0]: none of the oneOf variants")
         );
         assert_eq!(
             refused(json!({ "error": "no" }), 500),
-            "status 500 is not documented"
+            "a body of type application/json where the document says text/plain",
+            "an undocumented status is the default answer's"
         );
         assert_eq!(
-            check.check("post", "/v1/things/{thing}", 200, &good),
+            refused(json!({}), 204),
+            "a body of type application/json where the document gives none"
+        );
+        assert_eq!(
+            check.check("get", "/v1/others", 500, &good),
+            Err("status 500 is not documented".to_owned())
+        );
+        assert_eq!(
+            check.check("post", thing, 200, &good),
             Err("the operation is not in the document".to_owned())
+        );
+    }
+
+    /// The layer, on a real socket: a HEAD request is its GET operation's; a wrong JSON body, a content type the
+    /// document does not give and an undocumented status are each a line of the file; a good answer is none.
+    #[tokio::test]
+    async fn the_layer_writes_each_mismatch_to_its_file() {
+        use axum::response::IntoResponse;
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let dir = preview_testing::TempDir::new("answer-check-layer");
+        let check = Arc::new(check(&dir));
+        let layer = axum::middleware::from_fn(move |request, next| {
+            check_answer(Arc::clone(&check), request, next)
+        });
+        let app =
+            axum::Router::new()
+                .route(
+                    "/v1/things/{thing}",
+                    axum::routing::get(
+                        |axum::extract::Path(thing): axum::extract::Path<String>| async move {
+                            match thing.as_str() {
+                                "good" => axum::Json(json!({ "name": "a", "state": "ready" }))
+                                    .into_response(),
+                                "bad" => axum::Json(json!({ "name": 1, "state": "ready" }))
+                                    .into_response(),
+                                "text" => (axum::http::StatusCode::OK, "plain").into_response(),
+                                _ => axum::http::StatusCode::IM_A_TEAPOT.into_response(),
+                            }
+                        },
+                    ),
+                )
+                .route_layer(layer);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let address = listener.local_addr().expect("address");
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        for (method, thing) in [
+            ("GET", "good"),
+            ("HEAD", "good"),
+            ("GET", "bad"),
+            ("GET", "text"),
+            ("GET", "teapot"),
+        ] {
+            let mut stream = tokio::net::TcpStream::connect(address)
+                .await
+                .expect("connect");
+            let request = format!(
+                "{method} /v1/things/{thing} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            );
+            stream.write_all(request.as_bytes()).await.expect("write");
+            let mut answer = Vec::new();
+            stream.read_to_end(&mut answer).await.expect("read");
+        }
+        let written = std::fs::read_to_string(dir.path().join("mismatches")).expect("the file");
+        assert_eq!(
+            written.lines().collect::<Vec<_>>(),
+            [
+                "get /v1/things/{thing} 200: $.name: a number where the document says string",
+                "get /v1/things/{thing} 200: a body of type text/plain where the document says application/json",
+                "get /v1/things/{thing} 418: no content type where the document says text/plain",
+            ]
         );
     }
 }
