@@ -225,9 +225,8 @@ impl Routes {
             let series = match kept.get(&triple(route)) {
                 Some(series) => Arc::clone(series),
                 None => {
-                    let series = Arc::new(
-                        preview_metrics::metrics().route_series(crate::proxy::route_labels(route)),
-                    );
+                    let series =
+                        preview_metrics::metrics().route_series(crate::proxy::route_labels(route));
                     kept.insert(triple(route), Arc::clone(&series));
                     series
                 }
@@ -242,8 +241,8 @@ impl Routes {
             table.routes().map(|route| triple(route)).collect();
         *current = Arc::new(table);
         drop(current);
-        // Out of the table's lock: dropping series waits for a scrape that reads them, and requests must not wait
-        // for that.
+        // The series of routes no environment serves any more are exported no more; a request still under way on
+        // one counts nowhere, and a route of the same name made later has series of its own.
         for (route, series) in &kept {
             if !served.contains(route) {
                 series.retire();

@@ -43,6 +43,15 @@ impl DurationHistogram {
         self.0.sum_nanos.fetch_add(nanos, Ordering::Relaxed);
     }
 
+    /// How many durations were observed.
+    pub fn count(&self) -> u64 {
+        self.0
+            .counts
+            .iter()
+            .map(|c| c.load(Ordering::Relaxed))
+            .sum()
+    }
+
     /// The count of each bucket (not cumulative) with its upper bound, the +Inf bucket's as `f64::MAX`.
     fn buckets(&self) -> Vec<(f64, u64)> {
         self.0

@@ -11,12 +11,14 @@
 
 mod histogram;
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{LazyLock, OnceLock};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, LazyLock, Mutex, Weak};
 use std::time::Duration;
 
-use prometheus_client::encoding::EncodeLabelSet;
-use prometheus_client::metrics::counter::Counter;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::{ConstCounter, Counter};
 use prometheus_client::metrics::family::{Family, MetricConstructor};
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::{Registry, Unit};
@@ -130,8 +132,8 @@ pub struct Metrics {
     pub step_duration: Family<StepLabels, DurationHistogram, Buckets>,
     pub environments: Family<StateLabels, Gauge>,
     pub previews: Family<StateLabels, Gauge>,
-    pub gateway_requests: Family<GatewayRequestLabels, Counter>,
-    pub gateway_latency: Family<RouteLabels, DurationHistogram, Buckets>,
+    /// The routes' gateway series, encoded from the routes' own counts.
+    gateway: Arc<GatewaySeries>,
     pub webhook_deliveries: Family<WebhookLabels, Counter>,
     pub database_copy: Family<DatabaseLabels, DurationHistogram, Buckets>,
     pub database_snapshot: DurationHistogram,
@@ -157,8 +159,7 @@ impl Metrics {
             step_duration: Family::new_with_constructor(Buckets(&STEP_BUCKETS)),
             environments: Family::default(),
             previews: Family::default(),
-            gateway_requests: Family::default(),
-            gateway_latency: Family::new_with_constructor(Buckets(&REQUEST_BUCKETS)),
+            gateway: Arc::default(),
             webhook_deliveries: Family::default(),
             database_copy: Family::new_with_constructor(Buckets(&DATABASE_BUCKETS)),
             database_snapshot: DurationHistogram::new(&DATABASE_BUCKETS),
@@ -202,17 +203,7 @@ impl Metrics {
             "Pull-request previews by state (read from the store at each scrape)",
             metrics.previews.clone(),
         );
-        registry.register(
-            "gateway_requests",
-            "Requests the gateway forwarded to an environment, by project, environment, service and status class",
-            metrics.gateway_requests.clone(),
-        );
-        registry.register_with_unit(
-            "gateway_request_duration",
-            "Time until the answer to a forwarded request began, by project, environment and service",
-            Unit::Seconds,
-            metrics.gateway_latency.clone(),
-        );
+        registry.register_collector(Box::new(Arc::clone(&metrics.gateway)));
         registry.register(
             "webhook_deliveries",
             "Webhook deliveries received, by forge and verdict",
@@ -255,14 +246,19 @@ impl Metrics {
     }
 
     /// The series of a route, to be kept with the route: each request then counts with atomic additions only.
-    pub fn route_series(&'static self, route: RouteLabels) -> RouteSeries {
-        RouteSeries {
-            metrics: self,
+    /// They are exported while the route (or a request still under way on it) holds them and it is not retired.
+    pub fn route_series(&self, route: RouteLabels) -> Arc<RouteSeries> {
+        let series = Arc::new(RouteSeries {
             route,
             classes: Default::default(),
-            latency: OnceLock::new(),
+            latency: DurationHistogram::new(&REQUEST_BUCKETS),
             retired: AtomicBool::new(false),
+        });
+        if let Ok(mut routes) = self.gateway.routes.lock() {
+            routes.retain(|route| route.strong_count() > 0);
+            routes.push(Arc::downgrade(&series));
         }
+        series
     }
 
     /// Records the time a new database's content (`policy`: empty, seed, clone or masked) took to make.
@@ -286,19 +282,6 @@ impl Metrics {
         }
     }
 
-    /// Drops the gateway's series of a route no environment serves any more.
-    pub fn forget_route(&self, route: &RouteLabels) {
-        self.gateway_latency.remove(route);
-        for class in CLASSES {
-            self.gateway_requests.remove(&GatewayRequestLabels {
-                project: route.project.clone(),
-                environment: route.environment.clone(),
-                service: route.service.clone(),
-                class,
-            });
-        }
-    }
-
     /// Sets a gauge family's values to `counts` (state → number); the caller passes every state, 0 included, so
     /// that a state nothing is in any more reads 0 rather than its last count.
     pub fn set_states(family: &Family<StateLabels, Gauge>, counts: &[(String, i64)]) {
@@ -314,14 +297,15 @@ impl Metrics {
 
 const CLASSES: [&str; 5] = ["1xx", "2xx", "3xx", "4xx", "5xx"];
 
-/// A route's gateway series, made when first used and then kept with the route, so that counting a request looks
-/// nothing up and takes no lock.
+/// A route's gateway series: its own counts, kept with the route, so that counting a request looks nothing up and
+/// takes no lock. A route that goes retires its series; a route of the same name made later has series of its own,
+/// which nothing a request of the old one does can touch.
 pub struct RouteSeries {
-    metrics: &'static Metrics,
     route: RouteLabels,
-    classes: [OnceLock<Counter>; 5],
-    latency: OnceLock<DurationHistogram>,
-    /// The route is gone: its series were dropped, and a request still under way must not bring them back.
+    /// Requests by status class (`CLASSES`).
+    classes: [AtomicU64; 5],
+    latency: DurationHistogram,
+    /// The route is gone: its series are no longer exported, and a request still under way does not count.
     retired: AtomicBool,
 }
 
@@ -350,37 +334,84 @@ impl RouteSeries {
         }
         let class = status_class(status);
         let index = CLASSES.iter().position(|c| *c == class).unwrap_or(4);
-        self.classes[index]
-            .get_or_init(|| {
-                self.metrics
-                    .gateway_requests
-                    .get_or_create(&GatewayRequestLabels {
-                        project: self.route.project.clone(),
-                        environment: self.route.environment.clone(),
-                        service: self.route.service.clone(),
-                        class,
-                    })
-                    .clone()
-            })
-            .inc();
-        self.latency
-            .get_or_init(|| {
-                self.metrics
-                    .gateway_latency
-                    .get_or_create(&self.route)
-                    .clone()
-            })
-            .observe(took);
-        // Retired while this request made its series: they go again.
-        if self.retired.load(Ordering::Acquire) {
-            self.metrics.forget_route(&self.route);
-        }
+        self.classes[index].fetch_add(1, Ordering::Relaxed);
+        self.latency.observe(took);
     }
 
-    /// The route no longer serves: drops its series, for good.
+    /// The route no longer serves: its series are no longer exported, for good.
     pub fn retire(&self) {
         self.retired.store(true, Ordering::Release);
-        self.metrics.forget_route(&self.route);
+    }
+}
+
+const REQUESTS_HELP: &str = "Requests the gateway forwarded to an environment, by project, environment, service and status class";
+const LATENCY_HELP: &str =
+    "Time until the answer to a forwarded request began, by project, environment and service";
+
+/// The series of every route, as handles that do not keep a route's series alive.
+#[derive(Debug, Default)]
+struct GatewaySeries {
+    routes: Mutex<Vec<Weak<RouteSeries>>>,
+}
+
+impl Collector for GatewaySeries {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let live: Vec<Arc<RouteSeries>> = match self.routes.lock() {
+            Ok(routes) => routes
+                .iter()
+                .filter_map(Weak::upgrade)
+                .filter(|series| !series.retired.load(Ordering::Acquire))
+                .collect(),
+            Err(_) => Vec::new(),
+        };
+        let counted: Vec<(&RouteSeries, &'static str, u64)> = live
+            .iter()
+            .flat_map(|series| {
+                CLASSES
+                    .iter()
+                    .zip(&series.classes)
+                    .filter_map(|(class, count)| {
+                        let count = count.load(Ordering::Relaxed);
+                        (count > 0).then_some((series.as_ref(), *class, count))
+                    })
+            })
+            .collect();
+        if !counted.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "gateway_requests",
+                REQUESTS_HELP,
+                None,
+                MetricType::Counter,
+            )?;
+            for (series, class, count) in counted {
+                let labels = GatewayRequestLabels {
+                    project: series.route.project.clone(),
+                    environment: series.route.environment.clone(),
+                    service: series.route.service.clone(),
+                    class,
+                };
+                ConstCounter::new(count).encode(family.encode_family(&labels)?)?;
+            }
+        }
+        let timed: Vec<&RouteSeries> = live
+            .iter()
+            .map(Arc::as_ref)
+            .filter(|series| series.latency.count() > 0)
+            .collect();
+        if !timed.is_empty() {
+            let mut family = encoder.encode_descriptor(
+                "gateway_request_duration",
+                LATENCY_HELP,
+                Some(&Unit::Seconds),
+                MetricType::Histogram,
+            )?;
+            for series in timed {
+                series
+                    .latency
+                    .encode(family.encode_family(&series.route)?)?;
+            }
+        }
+        Ok(())
     }
 }
 
@@ -400,7 +431,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn series_are_encoded_with_their_labels_and_forgotten_routes_leave() {
+    fn series_are_encoded_with_their_labels_and_retired_routes_leave() {
         let metrics = Metrics::new();
         metrics
             .deployments
@@ -414,7 +445,6 @@ mod tests {
             environment: "pr-7".into(),
             service: "web".into(),
         };
-        let metrics: &'static Metrics = Box::leak(Box::new(metrics));
         let series = metrics.route_series(route.clone());
         series.record(503, Duration::from_millis(3));
         let text = metrics.encode();
@@ -427,13 +457,39 @@ mod tests {
         assert!(text.contains(
             "preview_gateway_requests_total{project=\"shop\",environment=\"pr-7\",service=\"web\",class=\"5xx\"} 1"
         ), "{text}");
+        assert!(
+            !text.contains("class=\"2xx\""),
+            "a class nothing was answered with is not there: {text}"
+        );
         assert!(text.contains(
             "preview_gateway_request_duration_seconds_bucket{le=\"0.005\",project=\"shop\",environment=\"pr-7\",service=\"web\"} 1"
         ), "{text}");
+        assert!(
+            text.contains("# TYPE preview_gateway_requests counter"),
+            "{text}"
+        );
+        assert!(
+            text.contains("# TYPE preview_gateway_request_duration_seconds histogram"),
+            "{text}"
+        );
         series.retire();
         assert!(!metrics.encode().contains("pr-7"));
         // A request that was under way when the route went does not bring its series back.
         series.record(200, Duration::from_millis(1));
+        assert!(!metrics.encode().contains("pr-7"));
+        // The route back under the same name: series of its own, which the old route's late requests leave alone.
+        let again = metrics.route_series(route.clone());
+        again.record(200, Duration::from_millis(1));
+        series.record(200, Duration::from_millis(1));
+        series.retire();
+        again.record(200, Duration::from_millis(1));
+        let text = metrics.encode();
+        assert!(text.contains(
+            "preview_gateway_requests_total{project=\"shop\",environment=\"pr-7\",service=\"web\",class=\"2xx\"} 2"
+        ), "{text}");
+        assert!(!text.contains("class=\"5xx\""), "{text}");
+        // Series nothing holds any more go too.
+        drop(again);
         assert!(!metrics.encode().contains("pr-7"));
     }
 
