@@ -240,14 +240,15 @@ impl Routes {
         let served: std::collections::HashSet<(String, String, String)> =
             table.routes().map(|route| triple(route)).collect();
         *current = Arc::new(table);
-        drop(current);
         // The series of routes no environment serves any more are exported no more; a request still under way on
-        // one counts nowhere, and a route of the same name made later has series of its own.
+        // one counts nowhere, and a route of the same name made later has series of its own. (Under the lock, so
+        // that a scrape never sees the old and the new series of a route made again at once.)
         for (route, series) in &kept {
             if !served.contains(route) {
                 series.retire();
             }
         }
+        drop(current);
     }
 }
 
@@ -277,6 +278,62 @@ mod tests {
         table.insert("*.pr-42.preview.example.test", route("wildcard"));
         table.insert("api.pr-42.preview.example.test", route("api"));
         table
+    }
+
+    /// A route keeps one series from table to table; a table without it retires them; the route made again under
+    /// the same name counts on series of its own, which the old route's late requests leave alone.
+    #[test]
+    fn a_route_keeps_its_series_until_a_table_leaves_it_out() {
+        let named = |environment: &str| {
+            let mut route = route("web");
+            route.environment = environment.into();
+            route
+        };
+        let with = |environment: &str| {
+            let mut table = RouteTable::default();
+            table.insert("web-series-test.shop.localhost", named(environment));
+            table
+        };
+        let routes = Routes::default();
+        let series = |routes: &Routes| {
+            let route = routes
+                .snapshot()
+                .lookup("web-series-test.shop.localhost")
+                .expect("route");
+            Arc::clone(route.series.as_ref().expect("series"))
+        };
+        let exported = |needle: &str| {
+            preview_metrics::metrics()
+                .encode()
+                .lines()
+                .filter(|line| line.contains(needle))
+                .map(str::to_owned)
+                .collect::<Vec<_>>()
+        };
+        let counted = "preview_gateway_requests_total{project=\"shop\",environment=\"series-test\",service=\"web\",class=\"2xx\"}";
+        routes.swap(with("series-test"));
+        let first = series(&routes);
+        first.record(200, std::time::Duration::from_millis(1));
+        routes.swap(with("series-test"));
+        let kept = series(&routes);
+        assert!(
+            Arc::ptr_eq(&first, &kept),
+            "the same series from table to table"
+        );
+        kept.record(200, std::time::Duration::from_millis(1));
+        assert_eq!(exported(counted), [format!("{counted} 2")]);
+        routes.swap(RouteTable::default());
+        assert!(
+            exported(counted).is_empty(),
+            "a route left out has no series"
+        );
+        first.record(200, std::time::Duration::from_millis(1));
+        routes.swap(with("series-test"));
+        let again = series(&routes);
+        assert!(!Arc::ptr_eq(&first, &again));
+        again.record(200, std::time::Duration::from_millis(1));
+        first.record(200, std::time::Duration::from_millis(1));
+        assert_eq!(exported(counted), [format!("{counted} 1")]);
     }
 
     #[test]

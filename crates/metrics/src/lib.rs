@@ -254,9 +254,12 @@ impl Metrics {
             latency: DurationHistogram::new(&REQUEST_BUCKETS),
             retired: AtomicBool::new(false),
         });
-        if let Ok(mut routes) = self.gateway.routes.lock() {
-            routes.retain(|route| route.strong_count() > 0);
-            routes.push(Arc::downgrade(&series));
+        if let Ok(mut handles) = self.gateway.routes.lock() {
+            if handles.list.len() >= handles.prune_at {
+                handles.list.retain(|series| series.strong_count() > 0);
+                handles.prune_at = (2 * handles.list.len()).max(64);
+            }
+            handles.list.push(Arc::downgrade(&series));
         }
         series
     }
@@ -344,20 +347,30 @@ impl RouteSeries {
     }
 }
 
-const REQUESTS_HELP: &str = "Requests the gateway forwarded to an environment, by project, environment, service and status class";
+// (Ending with a full stop, as the registry writes the help of the series registered with it.)
+const REQUESTS_HELP: &str = "Requests the gateway forwarded to an environment, by project, environment, service and status class.";
 const LATENCY_HELP: &str =
-    "Time until the answer to a forwarded request began, by project, environment and service";
+    "Time until the answer to a forwarded request began, by project, environment and service.";
 
 /// The series of every route, as handles that do not keep a route's series alive.
 #[derive(Debug, Default)]
 struct GatewaySeries {
-    routes: Mutex<Vec<Weak<RouteSeries>>>,
+    routes: Mutex<Handles>,
+}
+
+#[derive(Debug, Default)]
+struct Handles {
+    list: Vec<Weak<RouteSeries>>,
+    /// The list's length at which the handles of series nothing holds are dropped next: twice its length after the
+    /// last time, so that making series for a whole route table costs time in proportion to it.
+    prune_at: usize,
 }
 
 impl Collector for GatewaySeries {
     fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
         let live: Vec<Arc<RouteSeries>> = match self.routes.lock() {
-            Ok(routes) => routes
+            Ok(handles) => handles
+                .list
                 .iter()
                 .filter_map(Weak::upgrade)
                 .filter(|series| !series.retired.load(Ordering::Acquire))
@@ -470,6 +483,24 @@ mod tests {
         );
         assert!(
             text.contains("# TYPE preview_gateway_request_duration_seconds histogram"),
+            "{text}"
+        );
+        // The same help, full stop included, as when the series were registered ones.
+        assert!(
+            text.contains(&format!(
+                "# HELP preview_gateway_requests {REQUESTS_HELP}\n"
+            )),
+            "{text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "# HELP preview_gateway_request_duration_seconds {LATENCY_HELP}\n"
+            )),
+            "{text}"
+        );
+        assert!(REQUESTS_HELP.ends_with('.') && LATENCY_HELP.ends_with('.'));
+        assert!(
+            text.contains("# UNIT preview_gateway_request_duration_seconds seconds"),
             "{text}"
         );
         series.retire();
