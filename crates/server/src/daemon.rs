@@ -86,7 +86,7 @@ pub async fn serve(config: ServeConfig) -> Result<(), String> {
     // One daemon per data directory: a second would stop the first one's apps and take its networks down.
     let _one = hold_data_dir(&config.data_dir)?;
     make_files_private(&config.data_dir)?;
-    crate::openapi::check::make_mismatch_file();
+    crate::openapi::check::make_mismatch_file()?;
     let store = Arc::new(open_store(&config).await?);
     let daemon = daemon_identity(&config.data_dir)?;
     // On a store daemons share, the same name in use by a live daemon elsewhere (a copied data directory) stops this

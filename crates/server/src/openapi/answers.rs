@@ -1,6 +1,7 @@
 //! The shapes of the API's answers, for the document. The handlers build their answers as JSON; the property-based
-//! check of the API against the document (`crates/cli/tests/openapi.rs`) fails when an answer leaves these shapes.
-//! Fields are required when every answer has them (`null` included when the type says so); objects may carry more.
+//! check of the API against the document (`crates/cli/tests/openapi.rs`) and the check every test daemon makes of
+//! its answers (`check.rs`) fail when an answer leaves these shapes. Fields are required when every answer has them
+//! (an optional one is `null` when it has no value, never left out: `#[schema(required)]`); objects may carry more.
 
 #![allow(dead_code)]
 
@@ -65,6 +66,7 @@ pub(crate) struct ProjectSummary {
     /// The spec's file name.
     file: String,
     /// The spec's directory on the daemon's machine.
+    #[schema(required)]
     directory: Option<String>,
     /// Milliseconds since the Unix epoch.
     updated_at: i64,
@@ -90,7 +92,7 @@ pub(crate) struct ProjectShown {
     /// The spec's text.
     source: String,
     /// Where its forge sends webhooks, when its previews come from one that does.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required)]
     forge: Option<Value>,
 }
 
@@ -107,11 +109,15 @@ pub(crate) struct Deployment {
     environment: String,
     operation: Operation,
     status: Status,
+    #[schema(required)]
     based_on: Option<String>,
     /// The commit it builds.
+    #[schema(required)]
     source_commit: Option<String>,
+    #[schema(required)]
     reason: Option<String>,
     created_at: i64,
+    #[schema(required)]
     finished_at: Option<i64>,
     holder: String,
     attempts: i64,
@@ -124,7 +130,7 @@ pub(crate) struct Deployment {
 pub(crate) struct Started {
     deployment: Deployment,
     /// The commit it builds, described for people, with warnings.
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required)]
     source: Option<Value>,
 }
 
@@ -140,6 +146,7 @@ pub(crate) struct DeletedSettings {
     variables: Vec<String>,
     secrets: Vec<String>,
     kept: bool,
+    #[schema(required)]
     kept_for: Option<Vec<String>>,
 }
 
@@ -150,13 +157,19 @@ pub(crate) struct EnvironmentEntry {
     /// Where its public services answer.
     urls: Vec<String>,
     /// When a request last reached it through the gateway (since the daemon started).
+    #[schema(required)]
     last_request_at: Option<i64>,
+    #[schema(required)]
     based_on: Option<String>,
+    #[schema(required)]
     created_at: Option<i64>,
+    #[schema(required)]
     commit: Option<String>,
+    #[schema(required)]
     follows: Option<String>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required)]
     last_deployment: Option<Value>,
+    #[schema(required)]
     attention: Option<String>,
 }
 
@@ -169,8 +182,10 @@ pub(crate) struct EnvironmentList {
 pub(crate) struct EnvironmentShown {
     #[schema(value_type = Object)]
     environment: Value,
+    #[schema(required)]
     commit: Option<String>,
     sleeping: bool,
+    #[schema(required)]
     last_request_at: Option<i64>,
     #[schema(value_type = Vec<Object>)]
     resources: Vec<Value>,
@@ -183,6 +198,7 @@ pub(crate) struct EnvironmentShown {
     routes: Vec<Value>,
     #[schema(value_type = Vec<Object>)]
     deployments: Vec<Value>,
+    #[schema(required)]
     attention: Option<String>,
 }
 
@@ -192,7 +208,7 @@ pub(crate) struct Planned {
     plan: Value,
     /// The plan for people.
     text: String,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required)]
     source: Option<Value>,
     warnings: Vec<String>,
 }
@@ -208,6 +224,7 @@ pub(crate) struct Manifests {
 pub(crate) struct Manifest {
     api_version: String,
     kind: String,
+    #[schema(required)]
     namespace: Option<String>,
     name: String,
     yaml: String,
@@ -224,11 +241,14 @@ pub(crate) struct DeploymentEntry {
     id: String,
     operation: Operation,
     status: Status,
+    #[schema(required)]
     reason: Option<String>,
     /// How many steps its plan has.
     steps: u64,
+    #[schema(required)]
     commit: Option<String>,
     created_at: i64,
+    #[schema(required)]
     finished_at: Option<i64>,
 }
 
@@ -243,6 +263,7 @@ pub(crate) struct DeploymentShown {
     deployment: Value,
     steps: Vec<StepReport>,
     /// Where the environment answers once the change committed; `null` without a gateway.
+    #[schema(required)]
     urls: Option<Vec<String>>,
 }
 
@@ -256,8 +277,11 @@ pub(crate) struct StepReport {
     /// `applied`, `failed`, `undone`, `interrupted` or `not started`.
     state: String,
     /// When it began (milliseconds since the Unix epoch).
+    #[schema(required)]
     started_at: Option<i64>,
+    #[schema(required)]
     duration_ms: Option<i64>,
+    #[schema(required)]
     error: Option<String>,
 }
 
@@ -270,7 +294,7 @@ pub(crate) struct Journal {
 #[derive(ToSchema)]
 pub(crate) struct Abandoned {
     deployment: Deployment,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required)]
     attention: Option<Value>,
 }
 
@@ -348,6 +372,7 @@ pub(crate) struct EffectiveVariable {
     source: String,
     #[schema(value_type = Vec<Object>)]
     shadowed: Vec<Value>,
+    #[schema(required)]
     note: Option<String>,
 }
 
@@ -381,7 +406,7 @@ pub(crate) struct Lines {
 
 #[derive(ToSchema)]
 pub(crate) struct SnapshotShown {
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required)]
     snapshot: Option<Value>,
 }
 
@@ -405,14 +430,16 @@ pub(crate) struct Delivered {
     /// `accepted`, `ignored` or `duplicate`.
     verdict: String,
     delivery: String,
+    #[schema(required)]
     detail: Option<String>,
 }
 
 #[derive(ToSchema)]
 pub(crate) struct PreviewList {
     now: i64,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<Object>, required)]
     forge: Option<Value>,
+    #[schema(required)]
     max_live: Option<u64>,
     #[schema(value_type = Vec<Object>)]
     previews: Vec<Value>,

@@ -20,16 +20,20 @@ use serde_json::Value;
 pub(crate) const CHECK_ANSWERS: &str = "PREVIEW_CHECK_ANSWERS";
 
 /// Makes the file for mismatches when answers are checked, as the daemon starts (before its client config says it
-/// listens), so that a daemon stopped at once has it too.
-pub(crate) fn make_mismatch_file() {
-    if let Some(file) = mismatch_file() {
-        use std::os::unix::fs::OpenOptionsExt;
-        let _ = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .mode(0o600)
-            .open(file);
-    }
+/// listens), so that a daemon stopped at once has it too; a daemon asked to check that cannot write it does not
+/// start.
+pub(crate) fn make_mismatch_file() -> Result<(), String> {
+    let Some(file) = mismatch_file() else {
+        return Ok(());
+    };
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .mode(0o600)
+        .open(&file)
+        .map(drop)
+        .map_err(|e| format!("{CHECK_ANSWERS}: cannot write {}: {e}", file.display()))
 }
 
 /// The file this daemon writes mismatches to, when it checks its answers.
@@ -312,8 +316,9 @@ pub(crate) async fn check_answer(
     let operation = format!("{method} {path}");
     let response = next.run(request).await;
     let status = response.status().as_u16();
-    // A method the path does not take: the router's 405, which no operation describes.
-    if status == 405 && check.document["paths"][&path][&method].is_null() {
+    // A method the path does not take: the router's answer (405, or the path check's 400 first), which no
+    // operation describes; every routed method is in the document, made from the same descriptions.
+    if check.document["paths"][&path][&method].is_null() {
         return response;
     }
     let documented = match check.response(&method, &path, status) {

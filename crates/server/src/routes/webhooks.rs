@@ -45,7 +45,8 @@ const BODY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
         (status = 401, description = "Not signed, or signed with another secret", body = crate::openapi::answers::ErrorBody),
         (status = 404, description = "The project takes no webhooks", body = crate::openapi::answers::ErrorBody),
         (status = 413, description = "A body over the limit", body = crate::openapi::answers::ErrorBody),
-        (status = 503, description = "The project's webhook secret has no value yet", body = crate::openapi::answers::ErrorBody)
+        (status = 503, description = "The project's webhook secret has no value yet", body = crate::openapi::answers::ErrorBody),
+        (status = 500, description = "A failure of the daemon's own (its store, say); its log has the details", body = crate::openapi::answers::ErrorBody)
     )
 )]
 pub(crate) async fn receive(
@@ -202,7 +203,11 @@ pub(crate) async fn receive(
     if !recorded {
         return Ok((
             StatusCode::OK,
-            Json(json!({ "verdict": "duplicate", "delivery": delivery.delivery })),
+            Json(json!({
+                "verdict": "duplicate",
+                "delivery": delivery.delivery,
+                "detail": "received before; applied once",
+            })),
         )
             .into_response());
     }
