@@ -2,17 +2,12 @@
 // DASHBOARD, TOKEN, GATEWAY, PLAYWRIGHT_CORE, CHROMIUM, SCREENSHOTS, CANARY, CONTROL and REPO). Every check throws on
 // failure; the last line says all passed.
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
 import { execFileSync } from 'node:child_process';
 import http from 'node:http';
-import path from 'node:path';
+import { launch, shot, watchedPage } from './page.mjs';
 
-const require = createRequire(import.meta.url);
-const { chromium } = require(process.env.PLAYWRIGHT_CORE);
-const { DASHBOARD, TOKEN, GATEWAY, CHROMIUM, SCREENSHOTS, CANARY, CONTROL, REPO } = process.env;
+const { DASHBOARD, TOKEN, GATEWAY, CANARY, CONTROL, REPO } = process.env;
 const origin = new URL(DASHBOARD).origin;
-
-const shot = (page, name) => page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
 
 // Everything the browser received, to look for the secret's value in.
 const received = [];
@@ -41,23 +36,12 @@ function throughGateway(environment, urlPath) {
   });
 }
 
-const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+const browser = await launch();
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  const pageErrors = [];
-  page.on('pageerror', (error) => pageErrors.push(error.message));
-  // Failed answers are listed by what asked for them, below; the console's own note of each is left out.
-  page.on('console', (message) => {
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) pageErrors.push(message.text());
-  });
-  const failed = [];
+  const { context, page, pageErrors, failed } = await watchedPage(browser);
   const streamsOpened = [];
   page.on('request', (request) => {
     if (request.url().endsWith('/events')) streamsOpened.push(new URL(request.url()).pathname);
-  });
-  page.on('response', (response) => {
-    if (response.status() >= 400) failed.push(`${response.status()} ${response.request().method()} ${new URL(response.url()).pathname}`);
   });
   page.on('response', async (response) => {
     try {

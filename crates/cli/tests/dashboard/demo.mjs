@@ -1,32 +1,18 @@
 // The demo's environments in headless Chromium, for `crates/cli/tests/dashboard.rs` (which leaves `preview demo
 // --keep` running and passes DASHBOARD, TOKEN, PLAYWRIGHT_CORE, CHROMIUM and SCREENSHOTS): `staging` and the
 // preview `pr-1` with their commits, URLs and the database snapshot the preview was made from, the pull request's
-// webhook deliveries, the session key's secret in `staging` and substitute in the preview; then the preview is deleted from the page. Every check throws on
-// failure; the last line says all passed.
+// webhook deliveries, the session key's secret in `staging` and substitute in the preview; then the preview is
+// deleted from the page. Every check throws on failure; the last line says all passed.
 import assert from 'node:assert/strict';
-import { createRequire } from 'node:module';
-import path from 'node:path';
+import { launch, shot, watchedPage } from './page.mjs';
 
-const require = createRequire(import.meta.url);
-const { chromium } = require(process.env.PLAYWRIGHT_CORE);
-const { DASHBOARD, TOKEN, CHROMIUM, SCREENSHOTS } = process.env;
+const { DASHBOARD, TOKEN } = process.env;
 
-const shot = (page, name) => page.screenshot({ path: path.join(SCREENSHOTS, `${name}.png`), fullPage: true });
 const step = (what) => console.log(`demo: ${what}`);
 
-const browser = await chromium.launch({ executablePath: CHROMIUM, args: ['--no-sandbox'] });
+const browser = await launch();
 try {
-  const context = await browser.newContext({ viewport: { width: 1280, height: 900 } });
-  const page = await context.newPage();
-  const pageErrors = [];
-  page.on('pageerror', (error) => pageErrors.push(error.message));
-  page.on('console', (message) => {
-    if (message.type() === 'error' && !message.text().startsWith('Failed to load resource')) pageErrors.push(message.text());
-  });
-  const failed = [];
-  page.on('response', (response) => {
-    if (response.status() >= 400) failed.push(`${response.status()} ${response.request().method()} ${new URL(response.url()).pathname}`);
-  });
+  const { page, pageErrors, failed } = await watchedPage(browser);
 
   step('sign in');
   await page.goto(DASHBOARD);
