@@ -331,6 +331,14 @@ enum DbAction {
         #[arg(last = true)]
         args: Vec<String>,
     },
+    /// Open `redis-cli` on ENV's Redis database SERVICE as its own user (the password in redis-cli's
+    /// environment, never its arguments); ARGS after `--` go to redis-cli, e.g. `-- HGETALL cart:1`.
+    RedisCli {
+        env: String,
+        service: String,
+        #[arg(last = true)]
+        args: Vec<String>,
+    },
     /// Build the golden snapshot ENV's database SERVICE was copied from again, from its source's data as it is
     /// now; environments already made keep their data, the next ones are made from the new snapshot.
     Refresh { env: String, service: String },
@@ -600,6 +608,9 @@ fn client_command(
                 DbAction::List { env } => commands::databases::list(&context, &env).await,
                 DbAction::Psql { env, service, args } => {
                     commands::databases::psql(&context, &env, &service, &args).await
+                }
+                DbAction::RedisCli { env, service, args } => {
+                    commands::databases::redis_cli(&context, &env, &service, &args).await
                 }
                 DbAction::Refresh { env, service } => {
                     commands::databases::action(&context, &env, &service, "refresh").await

@@ -9,6 +9,7 @@ use std::path::{Path, PathBuf};
 use std::process::Output;
 
 use preview_testing::TempDir;
+use support::faulty::{FAULTS, Faulty, deployment_id};
 use support::{Daemon, ReleaseAccounts, commit_all, git, local_daemon, ok};
 
 /// 200 customers whose names, e-mails and phones appear nowhere else, their orders (joined on the e-mail, which
@@ -1348,111 +1349,20 @@ fn previews_get_databases_from_the_warm_pool_by_rename_and_snapshots_are_listed_
     assert!(left.is_empty(), "{left:?}");
 }
 
-/// A daemon whose database operations fail or kill it on demand (`PREVIEW_TEST_FAULTS`), started again after each
-/// kill on the same data directory.
-struct Faulty {
-    data: PathBuf,
-    ports: &'static str,
-    faults: PathBuf,
-    daemon: Option<Daemon>,
+/// What a deployment's databases left: every database and role on every server, and how many servers have
+/// files and how many run.
+fn servers(data: &Path) -> (String, usize, usize) {
+    let catalog = on_every_server(
+        data,
+        "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database UNION ALL SELECT string_agg(rolname, ' ' ORDER BY rolname) FROM pg_roles",
+    );
+    let made = std::fs::read_dir(data.join("local/databases"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .count();
+    (catalog, made, running_servers(data))
 }
-
-impl Faulty {
-    fn start(dir: &Path, ports: &'static str) -> Faulty {
-        let faults = dir.join("faults");
-        std::fs::write(&faults, "").expect("faults");
-        let mut faulty = Faulty {
-            data: dir.join("data"),
-            ports,
-            faults,
-            daemon: None,
-        };
-        faulty.daemon = Some(faulty.started());
-        faulty
-    }
-
-    fn started(&self) -> Daemon {
-        support::local_daemon_with_env(
-            &self.data,
-            self.ports,
-            &[("PREVIEW_TEST_FAULTS", self.faults.to_str().expect("path"))],
-        )
-    }
-
-    fn daemon(&self) -> &Daemon {
-        self.daemon.as_ref().expect("a daemon")
-    }
-
-    /// Runs the deployment `args` of `project` with `fault` (`fail` or `kill`) `when` (`before` or `after`) the
-    /// database operation `operation`, and returns how the deployment ended once the fault was seen to happen (a
-    /// killed daemon started again and the deployment recovered; a failing operation allowed again after its
-    /// first failure, so that a step past the point of no return completes on its retry).
-    fn inject(
-        &mut self,
-        project: &str,
-        args: &[&str],
-        operation: &str,
-        fault: &str,
-        when: &str,
-    ) -> String {
-        std::fs::write(&self.faults, format!("{operation} {fault} {when}\n")).expect("faults");
-        let mut all = vec!["--project", project];
-        all.extend_from_slice(args);
-        all.push("--no-wait");
-        let started = self.daemon().json(&all);
-        let id = deployment_id(&started);
-        if fault == "kill" {
-            self.daemon.take().expect("a daemon").wait_killed();
-            std::fs::write(&self.faults, "").expect("faults");
-            self.daemon = Some(self.started());
-        } else {
-            let expected = format!("injected fault {when} the database operation `{operation}`");
-            support::wait_for(&expected, std::time::Duration::from_secs(120), || {
-                let logs = self.daemon().json(&["deployment", "logs", &id]).to_string();
-                if logs.contains(&expected) {
-                    return true;
-                }
-                // Ended without getting to the operation: say how, rather than wait on.
-                let shown = self.daemon().json(&["deployment", "show", &id]);
-                assert!(
-                    !matches!(
-                        shown["deployment"]["status"].as_str(),
-                        Some("committed" | "rolled_back" | "abandoned")
-                    ),
-                    "the deployment ended before the fault: {shown}\n{logs}"
-                );
-                false
-            });
-            std::fs::write(&self.faults, "").expect("faults");
-        }
-        let ended = support::wait_until_ended(self.daemon(), &id);
-        ended["deployment"]["status"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-
-    /// Every database and role on every server, and how many servers have files and how many run.
-    fn servers(&self) -> (String, usize, usize) {
-        let catalog = on_every_server(
-            &self.data,
-            "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database UNION ALL SELECT string_agg(rolname, ' ' ORDER BY rolname) FROM pg_roles",
-        );
-        let made = std::fs::read_dir(self.data.join("local/databases"))
-            .into_iter()
-            .flatten()
-            .flatten()
-            .count();
-        (catalog, made, running_servers(&self.data))
-    }
-}
-
-const FAULTS: [(&str, &str); 4] = [
-    ("fail", "before"),
-    ("fail", "after"),
-    ("kill", "before"),
-    ("kill", "after"),
-];
 
 #[test]
 fn a_seeded_database_whose_operations_fail_or_are_killed_is_rolled_back_with_nothing_left() {
@@ -1485,7 +1395,7 @@ fn a_seeded_database_whose_operations_fail_or_are_killed_is_rolled_back_with_not
             when,
         );
         assert_eq!(status, "rolled_back", "server {fault} {when}");
-        let (catalog, made, running) = faulty.servers();
+        let (catalog, made, running) = servers(&faulty.data);
         assert_eq!(
             (made, running),
             (0, 0),
@@ -1504,7 +1414,7 @@ fn a_seeded_database_whose_operations_fail_or_are_killed_is_rolled_back_with_not
             );
             let case = format!("{operation} {fault} {when}");
             assert_eq!(status, "rolled_back", "{case}");
-            let (catalog, made, running) = faulty.servers();
+            let (catalog, made, running) = servers(&faulty.data);
             assert!(
                 !catalog.contains("faultseed_staging_db"),
                 "{case}: {catalog}"
@@ -1578,7 +1488,7 @@ fn a_masked_copy_whose_operations_fail_or_are_killed_leaves_the_old_or_the_new_s
         );
     };
     let nothing_of_pr_1 = |faulty: &Faulty, case: &str| {
-        let (catalog, made, running) = faulty.servers();
+        let (catalog, made, running) = servers(&faulty.data);
         assert!(!catalog.contains("faultmask_pr_1_db"), "{case}: {catalog}");
         assert!(!catalog.contains("preview_making_"), "{case}: {catalog}");
         assert_eq!((made, running), (1, 1), "{case}: {catalog}");
@@ -2239,13 +2149,4 @@ previews:
         deploy(&daemon, "jobdb", &["env", "delete", environment]);
     }
     assert_eq!(running_servers(&data), 0);
-}
-
-/// The id of the deployment a `--no-wait` command started.
-fn deployment_id(started: &serde_json::Value) -> String {
-    started["deployment"]["id"]
-        .as_str()
-        .or_else(|| started["id"].as_str())
-        .unwrap_or_else(|| panic!("no deployment id in {started}"))
-        .to_owned()
 }

@@ -13,6 +13,7 @@ use crate::masking_plan::Rules;
 /// A database resource's content.
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseContent {
+    pub engine: Engine,
     pub version: u32,
     pub mode: String,
     pub isolation: String,
@@ -22,6 +23,25 @@ pub struct DatabaseContent {
     pub source: Option<SourceContent>,
     /// With `mode: external`: the project secret holding the server's admin URL.
     pub admin_url: Option<SecretVersion>,
+    /// Redis only: `rdb`, `aof` or `none`.
+    pub persistence: Option<String>,
+}
+
+/// The engines a database resource may name.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Engine {
+    Postgres,
+    Redis,
+}
+
+impl Engine {
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Redis => "redis",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -68,25 +88,33 @@ pub struct SourceContent {
 }
 
 impl DatabaseContent {
-    /// The content of the resource `resource_id`; an error naming it when its engine is not PostgreSQL (which
-    /// `runtime` names as the one it runs) or the record is not readable.
+    /// The content of the resource `resource_id`; an error naming it when its engine is not one of `engines` (those
+    /// the `runtime` runs) or the record is not readable.
     pub fn parse(
         resource_id: &str,
         content: &serde_json::Value,
         runtime: &str,
+        engines: &[Engine],
     ) -> Result<DatabaseContent, String> {
         let engine = content["engine"].as_str().unwrap_or_default();
-        if engine != "postgres" {
+        if !engines.iter().any(|e| e.name() == engine) {
             return Err(format!(
-                "{resource_id}: engine `{engine}` is not supported by the {runtime} runtime; it runs `postgres`"
+                "{resource_id}: engine `{engine}` is not supported by the {runtime} runtime; it runs {}",
+                engines
+                    .iter()
+                    .map(|e| format!("`{}`", e.name()))
+                    .collect::<Vec<_>>()
+                    .join(" and ")
             ));
         }
         serde_json::from_value(content.clone())
             .map_err(|e| format!("{resource_id}: the recorded database is not readable: {e}"))
     }
 
+    /// Whether the database has a server of its own (a Redis always has).
     pub fn physical(&self) -> bool {
-        self.mode != "external" && (self.isolation == "physical" || self.mode == "container")
+        self.engine == Engine::Redis
+            || self.mode != "external" && (self.isolation == "physical" || self.mode == "container")
     }
 
     pub fn external(&self) -> bool {

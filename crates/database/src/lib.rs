@@ -4,6 +4,8 @@
 //!
 //! `masking` and `copy_text` are pure (no I/O, no connections): the deterministic keyed transforms and the
 //! codec of PostgreSQL's `COPY` text format that lets rows be masked in the stream. `postgres` is the I/O edge.
+//! `redis` is the second engine: a server per environment, its configuration, a seed file's commands and its
+//! snapshots.
 //! This crate knows nothing of the engine, the store or the runtimes' processes: a runtime hands it what a server
 //! needs (a port, a directory, a user) and supervises the server's process itself.
 
@@ -12,6 +14,7 @@ pub mod copy_text;
 pub mod masking;
 pub mod masking_plan;
 pub mod postgres;
+pub mod redis;
 pub mod sql_script;
 
 /// What went wrong with a database or its server; messages name the database, file or rule and say what to do.

@@ -93,7 +93,12 @@ pub(crate) async fn fill(
     log: &StepLog,
 ) -> Result<(), RuntimeError> {
     let service = resource.id.trim_start_matches("database/");
-    let content = DatabaseContent::parse(&resource.id, &resource.content, "kubernetes")?;
+    let content = DatabaseContent::parse(
+        &resource.id,
+        &resource.content,
+        "kubernetes",
+        &[content::Engine::Postgres],
+    )?;
     let name = content.name.as_str();
     let password = values
         .get(&preview_manifests::password_name(service))

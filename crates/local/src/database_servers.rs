@@ -39,6 +39,8 @@ pub(crate) struct DatabaseServers {
     running: tokio::sync::Mutex<BTreeMap<String, Arc<RunningServer>>>,
     /// What a golden snapshot on an external server is made under, by project and database.
     external: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The Redis servers that run.
+    pub redis: crate::redis::RedisServers,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -63,12 +65,12 @@ pub(crate) fn server_key(
 }
 
 impl LocalRuntime {
-    fn servers_dir(&self) -> PathBuf {
+    pub(crate) fn servers_dir(&self) -> PathBuf {
         self.config.dir.join("databases")
     }
 
     /// Where a server keeps its files: short, because its socket's path must fit in 107 bytes.
-    fn server_root(&self, key: &str) -> PathBuf {
+    pub(crate) fn server_root(&self, key: &str) -> PathBuf {
         let digest = ring::digest::digest(&ring::digest::SHA256, key.as_bytes());
         let id: String = digest.as_ref()[..6]
             .iter()
@@ -77,11 +79,11 @@ impl LocalRuntime {
         self.servers_dir().join(id)
     }
 
-    fn port_key(key: &str) -> String {
+    pub(crate) fn port_key(key: &str) -> String {
         format!("database-server:{key}")
     }
 
-    fn account_key(key: &str) -> String {
+    pub(crate) fn account_key(key: &str) -> String {
         format!("database-server:{key}")
     }
 
@@ -175,8 +177,8 @@ impl LocalRuntime {
             .prepare_socket_dir()
             .map_err(|e| RuntimeError::new(e.to_string()))?;
         stop_stale(
-            &server.data_dir(),
-            &server.seen(&server.data_dir()),
+            &server.data_dir().join("postmaster.pid"),
+            &server.seen(&server.data_dir()).display().to_string(),
             owner.map(|(uid, _)| uid),
             self.config.grace,
         )
@@ -230,7 +232,7 @@ impl LocalRuntime {
 
     /// The user (and group) the server `key` runs as: a user of its own when the daemon isolates, else the
     /// daemon's (which must not be root).
-    fn server_owner(&self, key: &str) -> Result<Option<(u32, u32)>, RuntimeError> {
+    pub(crate) fn server_owner(&self, key: &str) -> Result<Option<(u32, u32)>, RuntimeError> {
         match &self.isolation {
             Some(isolation) => {
                 let uid = isolation
@@ -374,7 +376,13 @@ impl LocalRuntime {
             Some(_) => PathBuf::from(SERVER_INSIDE).join("data"),
             None => root.join("data"),
         };
-        stop_stale(&root.join("data"), &seen, owner, self.config.grace).await;
+        stop_stale(
+            &root.join("data").join("postmaster.pid"),
+            &seen.display().to_string(),
+            owner,
+            self.config.grace,
+        )
+        .await;
         preview_database::postgres::server::remove_tree(&root)
             .map_err(|e| RuntimeError::new(e.to_string()))?;
         if let Ok(link) = self.socket_link(key) {
@@ -403,6 +411,13 @@ impl LocalRuntime {
             std::mem::take(&mut *self.databases.running.lock().await)
                 .into_values()
                 .collect();
+        let redis: Vec<Arc<crate::redis::RunningRedis>> =
+            std::mem::take(&mut *self.databases.redis.lock().await)
+                .into_values()
+                .collect();
+        for server in redis {
+            server.process.stop().await;
+        }
         for server in servers {
             server.process.stop().await;
             // Made again when the server starts again; nothing in /run outlives the daemon meanwhile.
@@ -414,15 +429,16 @@ impl LocalRuntime {
 }
 
 /// Ends a server left running by an earlier daemon that was killed (it runs in a session of its own, so it
-/// outlived it): SIGTERM, then SIGKILL after `grace`. `data_dir` is where the daemon sees its data directory,
-/// `seen` where the server does, `owner` its user.
-async fn stop_stale(
-    data_dir: &std::path::Path,
-    seen: &std::path::Path,
+/// outlived it): SIGTERM, then SIGKILL after `grace`. `pid_file` is where the daemon sees the file holding its
+/// process id, `seen` what its command line names (its data directory or configuration, as the server sees it),
+/// `owner` its user.
+pub(crate) async fn stop_stale(
+    pid_file: &std::path::Path,
+    seen: &str,
     owner: Option<u32>,
     grace: Duration,
 ) {
-    let Ok(text) = std::fs::read_to_string(data_dir.join("postmaster.pid")) else {
+    let Ok(text) = std::fs::read_to_string(pid_file) else {
         return;
     };
     let Some(pid) = text
@@ -434,7 +450,7 @@ async fn stop_stale(
     };
     // Only a process that is this server: its command line names its data directory, and it runs as its user.
     let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-    if !String::from_utf8_lossy(&cmdline).contains(&seen.display().to_string()) {
+    if !String::from_utf8_lossy(&cmdline).contains(seen) {
         return;
     }
     if let Some(owner) = owner {

@@ -19,7 +19,7 @@ use crate::faults;
 use crate::forward::ServicePort;
 use crate::runtime::LocalRuntime;
 pub(crate) use preview_database::content::{
-    self, DatabaseContent, READY, READY_FOR, SecretVersion, is_ready, readiness,
+    self, DatabaseContent, Engine, READY, READY_FOR, SecretVersion, is_ready, readiness,
 };
 use preview_database::postgres::Binaries;
 
@@ -39,6 +39,17 @@ impl LocalContent for DatabaseContent {
             self.physical(),
         )
     }
+}
+
+/// The engines the local runtime runs.
+const ENGINES: &[Engine] = &[Engine::Postgres, Engine::Redis];
+
+/// A database resource's content, when the local runtime runs its engine.
+pub(crate) fn parse(
+    resource_id: &str,
+    content: &serde_json::Value,
+) -> Result<DatabaseContent, String> {
+    DatabaseContent::parse(resource_id, content, "local", ENGINES)
 }
 
 /// The mark of an environment's database that is complete.
@@ -195,7 +206,10 @@ impl LocalRuntime {
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
         let service = resource.id.trim_start_matches("database/");
-        let content = DatabaseContent::parse(&resource.id, &resource.content, "local")?;
+        let content = parse(&resource.id, &resource.content)?;
+        if content.engine == Engine::Redis {
+            return self.apply_redis(env, resource, &content, log).await;
+        }
         log.check_lease()?;
         if content.external() {
             // An external server that cannot be reached (a wrong URL, TLS refused) gets nothing: the step fails
@@ -478,7 +492,7 @@ impl LocalRuntime {
     }
 
     /// The database's service port in the environment's network, forwarding to its server.
-    fn serve_database(
+    pub(crate) fn serve_database(
         &self,
         env: &EnvironmentAddress,
         service: &str,
@@ -527,7 +541,12 @@ impl LocalRuntime {
         let Some(recorded) = recorded else {
             return Ok(());
         };
-        let content = DatabaseContent::parse(id, &recorded, "local")?;
+        let content = parse(id, &recorded)?;
+        if content.engine == Engine::Redis {
+            self.remove_redis(env, id, log).await?;
+            self.forget(env, id)?;
+            return dir.remove_intent(id).map_err(RuntimeError::new);
+        }
         log.check_lease()?;
         self.with_state(env, |s| s.service_ports.remove(service));
         let key = content.server_key(env, service);
@@ -616,7 +635,7 @@ impl LocalRuntime {
                     env.environment
                 ))
             })?;
-        DatabaseContent::parse(&id, &record.content, "local").map_err(RuntimeError::new)
+        parse(&id, &record.content).map_err(RuntimeError::new)
     }
 
     /// Builds the golden snapshot the environment's database was copied from again, from its source's data as it
@@ -632,6 +651,9 @@ impl LocalRuntime {
                 "database `{service}` of `{}` is not made from a golden snapshot (its policy is `{}`); nothing to refresh",
                 env.environment, content.clone.policy,
             )));
+        }
+        if content.engine == Engine::Redis {
+            return self.refresh_redis_snapshot(env, service, &content).await;
         }
         if content.physical() {
             let log = StepLog::default();
@@ -659,6 +681,9 @@ impl LocalRuntime {
         service: &str,
     ) -> Result<Vec<String>, RuntimeError> {
         let content = self.recorded_database(env, service)?;
+        if content.engine == Engine::Redis {
+            return self.reset_redis(env, service, &content).await;
+        }
         let (host, using) = self.database_host_in_use(env, service, &content).await?;
         let admin = host.admin.connect().await.map_err(fail(service))?;
         let password = self
@@ -714,6 +739,9 @@ impl LocalRuntime {
         service: &str,
     ) -> Result<preview_deploy::DatabaseLogin, RuntimeError> {
         let content = self.recorded_database(env, service)?;
+        if content.engine == Engine::Redis {
+            return self.redis_login(env, service, &content).await;
+        }
         let host = self.database_host(env, service, &content).await?;
         let password = self
             .secrets
@@ -736,7 +764,10 @@ impl LocalRuntime {
         content: &serde_json::Value,
     ) -> Result<(), RuntimeError> {
         let service = id.trim_start_matches("database/");
-        let content = DatabaseContent::parse(id, content, "local")?;
+        let content = parse(id, content)?;
+        if content.engine == Engine::Redis {
+            return self.restore_redis(env, service, &content).await;
+        }
         let host = self.database_host(env, service, &content).await?;
         self.serve_database(env, service, host.address(service).await?)
     }

@@ -35,6 +35,7 @@ mod physical;
 mod ports;
 mod presence;
 mod records;
+mod redis;
 mod resolver;
 mod runtime;
 mod site;

@@ -632,8 +632,7 @@ impl Runtime for LocalRuntime {
         let id = format!("database/{service}");
         let path = match self.dir_of(env).read(&id).ok().flatten() {
             Some(record) => {
-                let content =
-                    crate::databases::DatabaseContent::parse(&id, &record.content, "local")?;
+                let content = crate::databases::parse(&id, &record.content)?;
                 self.server_log(&content.server_key(env, service))
             }
             None => self.dir_of(env).log_path(service),

@@ -20,14 +20,14 @@ use preview_deploy::{EnvironmentAddress, RuntimeError, ServiceStatus, StepLog};
 use preview_plan::ResourceKind;
 use tokio::sync::OwnedRwLockReadGuard;
 
-use crate::databases::{DatabaseContent, LocalContent};
+use crate::databases::LocalContent;
 use crate::records::{EnvironmentDir, Record};
 use crate::runtime::LocalRuntime;
 
 /// Whether a database record's server is the environment's own (physical isolation), which sleeps with it.
 fn has_own_server(record: &Record) -> bool {
     record.kind == ResourceKind::Database
-        && DatabaseContent::parse(&record.id, &record.content, "local").is_ok_and(|c| c.physical())
+        && crate::databases::parse(&record.id, &record.content).is_ok_and(|c| c.physical())
 }
 
 impl EnvironmentDir {
@@ -137,8 +137,12 @@ impl LocalRuntime {
         futures_util::future::join_all(stops).await;
         for record in dir.all().iter().filter(|r| has_own_server(r)) {
             let service = record.id.trim_start_matches("database/");
-            let content = DatabaseContent::parse(&record.id, &record.content, "local")?;
+            let content = crate::databases::parse(&record.id, &record.content)?;
             let key = content.server_key(env, service);
+            if content.engine == crate::databases::Engine::Redis {
+                self.stop_redis(&key).await;
+                continue;
+            }
             if let Some(running) = self.running_server(&key).await {
                 // Nothing reads it (a copy from it, as a source) while it stops.
                 let _alone = Arc::clone(&running.in_use).write_owned().await;

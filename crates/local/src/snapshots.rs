@@ -590,7 +590,7 @@ impl LocalRuntime {
         resource: &preview_plan::Resource,
     ) -> Vec<String> {
         let service = resource.id.trim_start_matches("database/");
-        let Ok(content) = DatabaseContent::parse(&resource.id, &resource.content, "local") else {
+        let Ok(content) = crate::databases::parse(&resource.id, &resource.content) else {
             return Vec::new();
         };
         let (Some(masking), Some(from), Some(source)) = (
@@ -651,6 +651,9 @@ impl LocalRuntime {
         let content = self.recorded_database(env, service)?;
         if !matches!(content.clone.policy.as_str(), "clone" | "masked") {
             return Ok(None);
+        }
+        if content.engine == crate::databases::Engine::Redis {
+            return Ok(self.redis_snapshot_of(env, service, &content));
         }
         if content.physical() {
             return Ok(self.physical_snapshot_of(&content));

@@ -252,36 +252,39 @@ fn service_resource(
             "secrets": secrets,
             "source": source,
         }),
-        ServiceKind::Database(database) => json!({
-            "engine": database.engine,
-            "version": database.version,
-            "mode": database.mode,
-            "isolation": environment.isolation,
-            // The database's and its login role's name on the server.
-            "name": database_identity(&environment.project, &environment.name, &service.name),
-            "clone": clone_policy(environment, &service.name, &database.clone),
-            "masking": database.masking.as_ref().map(|m| json!({
-                "key": m.key_secret.as_ref().map(|name| {
+        ServiceKind::Database(database) => with_persistence(
+            database,
+            json!({
+                "engine": database.engine,
+                "version": database.version,
+                "mode": database.mode,
+                "isolation": environment.isolation,
+                // The database's and its login role's name on the server.
+                "name": database_identity(&environment.project, &environment.name, &service.name),
+                "clone": clone_policy(environment, &service.name, &database.clone),
+                "masking": database.masking.as_ref().map(|m| json!({
+                    "key": m.key_secret.as_ref().map(|name| {
+                        let name = format!("project/{name}");
+                        let version = versions.get(&name).cloned().unwrap_or_else(|| "unset".to_owned());
+                        json!({ "name": name, "version": version })
+                    }),
+                    "tables": m.tables,
+                    "strict": m.strict,
+                })),
+                // An external server's admin URL: a project secret, by name and version.
+                "admin_url": database.admin_url.as_ref().map(|name| {
                     let name = format!("project/{name}");
                     let version = versions.get(&name).cloned().unwrap_or_else(|| "unset".to_owned());
                     json!({ "name": name, "version": version })
                 }),
-                "tables": m.tables,
-                "strict": m.strict,
-            })),
-            // An external server's admin URL: a project secret, by name and version.
-            "admin_url": database.admin_url.as_ref().map(|name| {
-                let name = format!("project/{name}");
-                let version = versions.get(&name).cloned().unwrap_or_else(|| "unset".to_owned());
-                json!({ "name": name, "version": version })
+                // Where a seed file is read from: the deployed commit (a new commit changes nothing else: the data of
+                // a database that exists is kept).
+                "source": match &database.clone {
+                    ClonePolicy::Seed { source: SeedSource::File { .. } } => source.clone(),
+                    _ => None,
+                },
             }),
-            // Where a seed file is read from: the deployed commit (a new commit changes nothing else: the data of
-            // a database that exists is kept).
-            "source": match &database.clone {
-                ClonePolicy::Seed { source: SeedSource::File { .. } } => source.clone(),
-                _ => None,
-            },
-        }),
+        ),
         ServiceKind::Job(job) => json!({
             "hook": job.hook,
             "command": job.command,
@@ -410,4 +413,16 @@ fn route(
             "access": access(environment, versions),
         }),
     )
+}
+
+/// A Redis database's content names its persistence; a PostgreSQL database's has no such key, so that its
+/// resource hash stays what it always was.
+fn with_persistence(
+    database: &preview_spec::Database,
+    mut content: serde_json::Value,
+) -> serde_json::Value {
+    if let Some(persistence) = database.persistence {
+        content["persistence"] = json!(persistence);
+    }
+    content
 }

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 
 use preview_spec::{
-    Environment, SecretDeclaration, SecretInPreviews, Service, ServiceKind, Spec, VariableValue,
-    Variables,
+    Engine, Environment, SecretDeclaration, SecretInPreviews, Service, ServiceKind, Spec,
+    VariableValue, Variables,
 };
 
 use crate::outputs::{env_name, output};
@@ -242,17 +242,27 @@ fn built_ins(
                 values.push((format!("{prefix}_{suffix}"), value));
             }
         }
-        if matches!(other.kind, ServiceKind::Database(_))
+        if let ServiceKind::Database(database) = &other.kind
             && service.depends_on.iter().any(|d| d.service == other.name)
         {
-            databases.push(other);
+            databases.push((database.engine, other));
         }
     }
-    // Like the platforms teams come from: one database a service depends on is its DATABASE_URL.
-    if let [database] = databases.as_slice()
-        && let Ok(url) = output(spec, environment, context, database, "url")
-    {
-        values.push(("DATABASE_URL".to_owned(), url));
+    // Like the platforms teams come from: the one SQL database a service depends on is its DATABASE_URL, the one
+    // Redis its REDIS_URL.
+    for (variable, engine) in [
+        ("DATABASE_URL", Engine::Postgres),
+        ("REDIS_URL", Engine::Redis),
+    ] {
+        if let [(_, database)] = databases
+            .iter()
+            .filter(|(e, _)| *e == engine)
+            .collect::<Vec<_>>()
+            .as_slice()
+            && let Ok(url) = output(spec, environment, context, database, "url")
+        {
+            values.push((variable.to_owned(), url));
+        }
     }
     values
 }

@@ -1,6 +1,6 @@
 //! What a service offers to others: its internal address, its public URL, a database's connection details.
 
-use preview_spec::{Environment, Service, ServiceKind, Spec};
+use preview_spec::{Engine, Environment, Service, ServiceKind, Spec};
 
 use crate::Context;
 use crate::value::{SecretRef, Value};
@@ -40,7 +40,10 @@ fn endpoint(context: &Context, service: &Service) -> Option<Endpoint> {
     // Without a runtime's addresses, the service's name and declared port, as inside a Kubernetes namespace.
     let port = match &service.kind {
         ServiceKind::App(app) => app.ports.first()?.number,
-        ServiceKind::Database(_) => 5432,
+        ServiceKind::Database(database) => match database.engine {
+            Engine::Postgres => 5432,
+            Engine::Redis => 6379,
+        },
         ServiceKind::Job(_) => return None,
     };
     Some(Endpoint {
@@ -83,6 +86,12 @@ pub(crate) fn output(
             "`{}` is not public, so it has no public URL",
             service.name
         )),
+        (ServiceKind::Database(database), "name") if database.engine == Engine::Redis => {
+            Err(format!(
+                "`{}` is a Redis database, which has no name (its data is the server's database 0); it offers host, port, url, user and password",
+                service.name
+            ))
+        }
         (ServiceKind::Database(_), "user" | "name") => Ok(Value::text(database_identity(
             &spec.project,
             &environment.name,
@@ -91,14 +100,21 @@ pub(crate) fn output(
         (ServiceKind::Database(_), "password") => Ok(Value::secret(SecretRef::DatabasePassword {
             database: service.name.clone(),
         })),
-        (ServiceKind::Database(_), "url") => {
+        (ServiceKind::Database(database), "url") => {
             let endpoint = endpoint?;
             let identity = database_identity(&spec.project, &environment.name, &service.name);
-            let mut url = Value::text(format!("postgres://{identity}:"));
+            let scheme = match database.engine {
+                Engine::Postgres => "postgres",
+                Engine::Redis => "redis",
+            };
+            let mut url = Value::text(format!("{scheme}://{identity}:"));
             url.append(&Value::secret(SecretRef::DatabasePassword {
                 database: service.name.clone(),
             }));
-            url.push_text(&format!("@{}:{}/{identity}", endpoint.host, endpoint.port));
+            url.push_text(&match database.engine {
+                Engine::Postgres => format!("@{}:{}/{identity}", endpoint.host, endpoint.port),
+                Engine::Redis => format!("@{}:{}/0", endpoint.host, endpoint.port),
+            });
             Ok(url)
         }
         (kind, other) => Err(format!(

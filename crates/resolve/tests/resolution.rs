@@ -26,7 +26,7 @@ services:
     run: ./web
     ports: [{ name: http, port: 8080 }]
     public: true
-    depends_on: [api, db]
+    depends_on: [api, db, cache]
     variables:
       MODE: service
       API: ${{ services.api.url }}
@@ -41,6 +41,10 @@ services:
     type: database
     engine: postgres
     version: 16
+  cache:
+    type: database
+    engine: redis
+    version: 7
 environments:
   production:
     variables: { MODE: production, STRIPE_TEST: none }
@@ -431,9 +435,9 @@ fn internal_services_have_no_public_url() {
 #[test]
 fn reference_to_an_unknown_service() {
     check(
-        stored(&[("service:web", "X", "${{ services.cache.url }}")]),
+        stored(&[("service:web", "X", "${{ services.queue.url }}")]),
         ("staging", "web", "X"),
-        "error in X: `${{ services.cache.url }}`: no service `cache` in `staging`",
+        "error in X: `${{ services.queue.url }}`: no service `queue` in `staging`",
     );
 }
 
@@ -445,6 +449,27 @@ fn database_connection_url_carries_its_password_as_a_secret() {
         "postgres://shop_production_db:[secret]@db:5432/shop_production_db <- built-in",
     );
     check(none(), ("production", "api", "DATABASE_URL"), "(absent)");
+}
+
+#[test]
+fn a_redis_dependency_is_the_redis_url_and_leaves_the_database_url_alone() {
+    check(
+        none(),
+        ("production", "web", "REDIS_URL"),
+        "redis://shop_production_cache:[secret]@cache:6379/0 <- built-in",
+    );
+    check(
+        none(),
+        ("production", "web", "DATABASE_URL"),
+        "postgres://shop_production_db:[secret]@db:5432/shop_production_db <- built-in",
+    );
+    check(none(), ("production", "api", "REDIS_URL"), "(absent)");
+    check(none(), ("staging", "api", "CACHE_PORT"), "6379 <- built-in");
+    check(
+        stored(&[("service:web", "X", "${{ services.cache.name }}")]),
+        ("staging", "web", "X"),
+        "error in X: `${{ services.cache.name }}`: `cache` is a Redis database, which has no name (its data is the server's database 0); it offers host, port, url, user and password",
+    );
 }
 
 #[test]

@@ -359,19 +359,44 @@ pub struct Domain {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Database {
     pub engine: Engine,
-    /// Major version, e.g. `16`.
+    /// Major version, e.g. `16` (PostgreSQL) or `7` (Redis).
     pub version: u16,
     pub mode: DatabaseMode,
     /// With `mode: external`: the project secret that holds the server's admin URL.
     pub admin_url: Option<String>,
     pub clone: ClonePolicy,
     pub masking: Option<Masking>,
+    /// Redis only: how its data outlives a restart of its server.
+    pub persistence: Option<Persistence>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Engine {
     Postgres,
+    Redis,
+}
+
+impl Engine {
+    /// The engine's name for people.
+    pub fn title(self) -> &'static str {
+        match self {
+            Engine::Postgres => "PostgreSQL",
+            Engine::Redis => "Redis",
+        }
+    }
+}
+
+/// How a Redis server keeps its data on disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Persistence {
+    /// Snapshots (RDB) now and then, and when the server stops.
+    Rdb,
+    /// Every write appended to a log (AOF), fsynced each second.
+    Aof,
+    /// Nothing: the data lasts as long as the server's process.
+    None,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use crate::diagnostic::{Position, Sink};
 use crate::limits::{Totals, read_resources};
 use crate::model::{
-    App, Database, DatabaseMode, Dependency, Domain, Engine, HealthCheck, Hook, Job, Port, Probe,
-    RuntimeKind, Service, ServiceKind,
+    App, Database, DatabaseMode, Dependency, Domain, Engine, HealthCheck, Hook, Job, Persistence,
+    Port, Probe, RuntimeKind, Service, ServiceKind,
 };
 use crate::names::hostname_problem;
 use crate::read::{Fields, boolean, choice, duration, integer, list, string, text};
@@ -38,6 +38,7 @@ pub(crate) const DATABASE_KEYS: &[&str] = &[
     "admin_url",
     "clone",
     "masking",
+    "persistence",
     "depends_on",
     "variables",
     "secrets",
@@ -53,6 +54,7 @@ pub(crate) const JOB_KEYS: &[&str] = &[
 ];
 
 pub(crate) const SUPPORTED_POSTGRES: std::ops::RangeInclusive<i64> = 13..=18;
+pub(crate) const SUPPORTED_REDIS: std::ops::RangeInclusive<i64> = 6..=8;
 
 /// What the rest of the spec declares, for checking references while a service is read.
 pub(crate) struct Names<'a> {
@@ -500,19 +502,32 @@ fn read_domains(node: &Node, sink: &mut Sink) -> Vec<Domain> {
 
 fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Option<Database> {
     let engine = fields
-        .require("engine", "the database engine, `postgres`", sink)
-        .and_then(|n| choice(n, "a database engine", &["postgres"], sink))
-        .map(|_| Engine::Postgres);
-    let version = fields
-        .require("version", "the major version, e.g. `16`", sink)
-        .and_then(|n| {
-            integer(
-                n,
-                "a supported PostgreSQL version",
-                SUPPORTED_POSTGRES,
-                sink,
-            )
+        .require("engine", "the database engine, `postgres` or `redis`", sink)
+        .and_then(|n| choice(n, "a database engine", &["postgres", "redis"], sink))
+        .map(|engine| match engine {
+            "redis" => Engine::Redis,
+            _ => Engine::Postgres,
         });
+    let version = match engine {
+        Some(engine) => {
+            let (example, what, supported) = match engine {
+                Engine::Postgres => (
+                    "the major version, e.g. `16`",
+                    "a supported PostgreSQL version",
+                    SUPPORTED_POSTGRES,
+                ),
+                Engine::Redis => (
+                    "the major version, e.g. `7`",
+                    "a supported Redis version",
+                    SUPPORTED_REDIS,
+                ),
+            };
+            fields
+                .require("version", example, sink)
+                .and_then(|n| integer(n, what, supported, sink))
+        }
+        None => None,
+    };
     let mode = match fields.get("mode") {
         Some(n) => choice(
             n,
@@ -520,10 +535,18 @@ fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Opt
             &["container", "managed", "external"],
             sink,
         )
-        .map(|m| match m {
-            "container" => DatabaseMode::Container,
-            "external" => DatabaseMode::External,
-            _ => DatabaseMode::Managed,
+        .and_then(|m| match m {
+            "external" if engine == Some(Engine::Redis) => {
+                sink.push(
+                    n.position,
+                    &n.path,
+                    "a Redis database always runs on a server of its own per environment, run by preview; `mode: external` is for PostgreSQL",
+                );
+                None
+            }
+            "container" => Some(DatabaseMode::Container),
+            "external" => Some(DatabaseMode::External),
+            _ => Some(DatabaseMode::Managed),
         }),
         None => Some(DatabaseMode::Managed),
     };
@@ -551,9 +574,47 @@ fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Opt
         Some(n) => crate::databases::read_clone_policy(n, names, sink),
         None => Some(crate::model::ClonePolicy::Empty),
     };
-    let masking = fields
-        .get("masking")
-        .and_then(|n| crate::databases::read_masking(n, sink));
+    let masking = match (engine, fields.get("masking")) {
+        (Some(Engine::Redis), Some(n)) => {
+            sink.push(
+                n.position,
+                &n.path,
+                "Redis values are opaque to preview, so they cannot be masked; copy the data as it is (`policy: clone`), or seed previews from a file",
+            );
+            None
+        }
+        (_, n) => n.and_then(|n| crate::databases::read_masking(n, sink)),
+    };
+    if engine == Some(Engine::Redis)
+        && let Some(crate::model::ClonePolicy::Masked { .. }) = &clone
+        && let Some(n) = fields.get("clone")
+    {
+        sink.push(
+            n.position,
+            &n.path,
+            "`policy: masked` is not available for Redis: its values are opaque to preview, so nothing in them could be masked; use `policy: clone` (the data as it is) or `policy: seed`",
+        );
+        return None;
+    }
+    let persistence = match (engine, fields.get("persistence")) {
+        (Some(Engine::Redis), Some(n)) => {
+            choice(n, "a Redis persistence", &["rdb", "aof", "none"], sink).map(|p| match p {
+                "aof" => Persistence::Aof,
+                "none" => Persistence::None,
+                _ => Persistence::Rdb,
+            })
+        }
+        (Some(Engine::Redis), None) => Some(Persistence::Rdb),
+        (_, Some(n)) => {
+            sink.push(
+                n.position,
+                &n.path,
+                "`persistence` is only used with `engine: redis`",
+            );
+            None
+        }
+        (_, None) => None,
+    };
     Some(Database {
         engine: engine?,
         version: version? as u16,
@@ -561,6 +622,7 @@ fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Opt
         admin_url,
         clone: clone?,
         masking,
+        persistence,
     })
 }
 

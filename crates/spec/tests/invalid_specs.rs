@@ -1112,3 +1112,53 @@ fn clusters_belong_to_kubernetes_and_physical_isolation_needs_them() {
         Some("prod")
     );
 }
+
+fn redis(extra: &str) -> String {
+    with_envs(&format!(
+        "project: p\nservices:\n  cache:\n    type: database\n    engine: redis\n    version: 7\n{extra}"
+    ))
+}
+
+#[test]
+fn unsupported_redis_version() {
+    check(
+        &with_envs(
+            "project: p\nservices:\n  cache:\n    type: database\n    engine: redis\n    version: 5\n",
+        ),
+        "6:14 services.cache.version: 5 is not a supported Redis version; use a number from 6 to 8",
+    );
+}
+
+#[test]
+fn redis_cannot_be_masked() {
+    check(
+        "project: p\nservices:\n  cache:\n    type: database\n    engine: redis\n    version: 7\nenvironments:\n  production: {}\n  staging:\n    services:\n      cache:\n        clone: { policy: masked, from: production }\n",
+        "12:16 environments.staging.services.cache.clone: `policy: masked` is not available for Redis: its values are opaque to preview, so nothing in them could be masked; use `policy: clone` (the data as it is) or `policy: seed`",
+    );
+    check(
+        &redis("    masking:\n      tables: { customers: { email: email } }\n"),
+        "8:7 services.cache.masking: Redis values are opaque to preview, so they cannot be masked; copy the data as it is (`policy: clone`), or seed previews from a file",
+    );
+}
+
+#[test]
+fn redis_runs_on_a_server_of_its_own() {
+    check(
+        &redis("    mode: external\n"),
+        "7:11 services.cache.mode: a Redis database always runs on a server of its own per environment, run by preview; `mode: external` is for PostgreSQL",
+    );
+}
+
+#[test]
+fn persistence_is_for_redis() {
+    check(
+        &redis("    persistence: always\n"),
+        "7:18 services.cache.persistence: `always` is not a Redis persistence; use `rdb`, `aof` or `none`",
+    );
+    check(
+        &with_envs(
+            "project: p\nservices:\n  db:\n    type: database\n    engine: postgres\n    version: 16\n    persistence: aof\n",
+        ),
+        "7:18 services.db.persistence: `persistence` is only used with `engine: redis`",
+    );
+}

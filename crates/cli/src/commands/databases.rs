@@ -1,5 +1,5 @@
-//! `preview db list|psql|snapshot|snapshots|refresh|reset`: an environment's databases, a `psql` session on one of
-//! them, the golden snapshots they are made from, built again, and a database made again by its clone policy.
+//! `preview db list|psql|redis-cli|snapshot|snapshots|refresh|reset`: an environment's databases, a `psql` or
+//! `redis-cli` session on one of them, the golden snapshots they are made from, built again, and a database made again by its clone policy.
 
 use std::process::Stdio;
 
@@ -76,6 +76,49 @@ pub async fn psql(
         Ok(())
     } else {
         Err(Failure::coded("psql", format!("psql ended with {status}")))
+    }
+}
+
+/// Runs `redis-cli` logged in as the environment's user (the password in its environment); its exit status
+/// becomes this command's.
+pub async fn redis_cli(
+    context: &Context,
+    environment: &str,
+    service: &str,
+    args: &[String],
+) -> Result<(), Failure> {
+    let login = context
+        .client
+        .post(
+            &context.path(&format!(
+                "/environments/{environment}/databases/{service}/login"
+            )),
+            serde_json::json!({}),
+        )
+        .await?;
+    let text = |key: &str| login[key].as_str().unwrap_or_default().to_owned();
+    let status = tokio::process::Command::new("redis-cli")
+        .args(["-h", &text("host"), "-p", &login["port"].to_string()])
+        .args(["--user", &text("user"), "--no-auth-warning"])
+        .args(args)
+        .env("REDISCLI_AUTH", text("password"))
+        .stdin(Stdio::inherit())
+        .stdout(Stdio::inherit())
+        .stderr(Stdio::inherit())
+        .status()
+        .await
+        .map_err(|e| {
+            Failure::invalid(format!(
+                "cannot run redis-cli: {e}; install the Redis client (for example `apt-get install redis-tools`)"
+            ))
+        })?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(Failure::coded(
+            "redis-cli",
+            format!("redis-cli ended with {status}"),
+        ))
     }
 }
 

@@ -2,6 +2,7 @@
 
 #![allow(dead_code)]
 
+pub mod faulty;
 pub mod forge;
 
 use std::io::{Read, Write};

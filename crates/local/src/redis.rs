@@ -1,0 +1,638 @@
+//! An environment's Redis on the local runtime: a server of its own (key `<project>/<environment>/<service>`, files
+//! under `<dir>/databases/<id>/` like a PostgreSQL server's), run as a user of its own in a sandbox when the daemon
+//! isolates, listening on a port of the runtime's range on the host's loopback, reached by the environment through
+//! its service port. Its data is made once by the clone policy — empty, a seed file (commands or an RDB file), or a
+//! copy of the source environment's golden snapshot (an RDB file written by `BGSAVE`) — and marked complete by a
+//! `ready` file; anything not marked is thrown away and made again. Only removing the resource drops the data.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use preview_database::content::{DatabaseContent, ready_mark};
+use preview_database::redis::client::{Answer, Client};
+use preview_database::redis::commands::parse_commands;
+use preview_database::redis::{self as engine, ADMIN, Program, SNAPSHOT, ServerConfig};
+use preview_deploy::{EnvironmentAddress, RuntimeError, StepLog};
+use preview_plan::Resource;
+use preview_secrets::Secret;
+
+use crate::databases::fail;
+use crate::faults::{self, When};
+use crate::runtime::LocalRuntime;
+use crate::supervisor::{Place, ProcessSpec, Supervised};
+
+/// Where a server run in a sandbox sees its directory.
+const INSIDE: &str = "/run/preview/redis";
+
+/// How long a server may take to accept commands after it starts (loading its data included).
+const READY_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// How long a source's snapshot may take to be written.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// A Redis server that runs.
+pub(crate) struct RunningRedis {
+    pub process: Supervised,
+    pub port: u16,
+}
+
+/// The Redis servers that run, by key.
+pub(crate) type RedisServers = tokio::sync::Mutex<BTreeMap<String, Arc<RunningRedis>>>;
+
+/// The key of an environment's Redis server.
+fn key_of(env: &EnvironmentAddress, service: &str) -> String {
+    format!("{}/{}/{service}", env.project, env.environment)
+}
+
+impl LocalRuntime {
+    /// The environment's password and the administrator's, derived from the daemon's key: nothing stores them.
+    async fn redis_passwords(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<(Secret, Secret), RuntimeError> {
+        let user = self
+            .secrets
+            .reveal(env, &format!("database:{service}/password"), "derived")
+            .await?;
+        let admin = self
+            .secrets
+            .reveal(
+                env,
+                &format!("database:{service}.admin/password"),
+                "derived",
+            )
+            .await?;
+        Ok((user, admin))
+    }
+
+    /// Where the server `key` sees its own directory.
+    fn redis_inside(&self, key: &str) -> PathBuf {
+        match self.isolation {
+            Some(_) => PathBuf::from(INSIDE),
+            None => self.server_root(key),
+        }
+    }
+
+    /// The server of the environment's Redis `service`, started (from its files, its configuration written anew)
+    /// if it does not run.
+    pub(crate) async fn ensure_redis(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<Arc<RunningRedis>, RuntimeError> {
+        let key = key_of(env, service);
+        let mut running = self.databases.redis.lock().await;
+        if let Some(server) = running.get(&key) {
+            return Ok(Arc::clone(server));
+        }
+        let version = u16::try_from(content.version).unwrap_or_default();
+        let program = Program::find(version).map_err(fail(service))?;
+        faults::at("server", When::Before)?;
+        let root = self.server_root(&key);
+        let port = self
+            .ports
+            .assign(&Self::port_key(&key), &["server".to_owned()], &mut |base| {
+                crate::ports::is_free(base, None)
+            })
+            .map_err(RuntimeError::new)?
+            .service_port("server")
+            .ok_or_else(|| RuntimeError::new(format!("no port for the Redis server {key}")))?;
+        let owner = self.server_owner(&key)?;
+        crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
+        crate::trees::own_dir(&root, owner.map(|(uid, _)| uid), 0o700)
+            .map_err(RuntimeError::new)?;
+        crate::trees::own_dir(&root.join("data"), owner.map(|(uid, _)| uid), 0o700)
+            .map_err(RuntimeError::new)?;
+        let inside = self.redis_inside(&key);
+        let (password, admin_password) = self.redis_passwords(env, service).await?;
+        let config = ServerConfig {
+            major: program.major,
+            port,
+            dir: &inside.join("data"),
+            persistence: content.persistence.as_deref().unwrap_or("rdb"),
+            user: &content.name,
+            password: &password,
+            admin_password: &admin_password,
+        }
+        .text()
+            + &format!("pidfile \"{}\"\n", inside.join("redis.pid").display());
+        let config_path = root.join("redis.conf");
+        crate::records::write_atomically(&config_path, config.as_bytes())
+            .map_err(RuntimeError::new)?;
+        if let Some((uid, gid)) = owner {
+            std::os::unix::fs::chown(&config_path, Some(uid), Some(gid)).map_err(|e| {
+                RuntimeError::new(format!(
+                    "cannot hand {} to its server: {e}",
+                    config_path.display()
+                ))
+            })?;
+        }
+        crate::database_servers::stop_stale(
+            &root.join("redis.pid"),
+            &inside.join("redis.conf").display().to_string(),
+            owner.map(|(uid, _)| uid),
+            self.config.grace,
+        )
+        .await;
+        let place = match (owner, &self.isolation) {
+            (Some((uid, _)), Some(isolation)) => Place::Sandbox(Arc::new(
+                isolation.server_sandbox(uid, &root, Path::new(INSIDE)),
+            )),
+            _ => Place::Host(root.clone()),
+        };
+        let process = Supervised::start(ProcessSpec {
+            name: format!("redis {key}"),
+            command: format!(
+                "exec '{}' '{}'",
+                program.path.display(),
+                inside.join("redis.conf").display()
+            ),
+            place,
+            env: vec![(
+                crate::strays::MARKER_VARIABLE.to_owned(),
+                Secret::new(self.marker.clone()),
+            )],
+            log: root.join("server.log"),
+            log_limit: 8 * 1024 * 1024,
+            grace: self.config.grace,
+            backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            memory_limit: None,
+            restart: true,
+            leftovers: None,
+        })
+        .await
+        .map_err(|e| RuntimeError::new(e.to_string()))?;
+        if let Err(e) = wait_ready(port, &admin_password, &process).await {
+            process.stop().await;
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: the Redis server did not start: {e}; its log ends with:\n{}",
+                process.output_tail(15)
+            )));
+        }
+        let server = Arc::new(RunningRedis { process, port });
+        running.insert(key, Arc::clone(&server));
+        faults::at("server", When::After)?;
+        Ok(server)
+    }
+
+    /// An administrator's connection to the environment's Redis.
+    async fn redis_admin(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        server: &RunningRedis,
+    ) -> Result<Client, RuntimeError> {
+        let (_, admin_password) = self.redis_passwords(env, service).await?;
+        Client::connect("127.0.0.1", server.port, ADMIN, &admin_password)
+            .await
+            .map_err(fail(service))
+    }
+
+    /// Stops the Redis server `key` if it runs (its environment sleeps, or the daemon stops).
+    pub(crate) async fn stop_redis(&self, key: &str) {
+        let running = self.databases.redis.lock().await.remove(key);
+        if let Some(running) = running {
+            running.process.stop().await;
+        }
+    }
+
+    /// Stops the environment's Redis server and removes its files, its port and its user.
+    async fn remove_redis_server(&self, key: &str) -> Result<(), RuntimeError> {
+        self.stop_redis(key).await;
+        let root = self.server_root(key);
+        let owner = self
+            .isolation
+            .as_ref()
+            .and_then(|isolation| isolation.accounts.get(&Self::account_key(key)));
+        let inside = self.redis_inside(key);
+        crate::database_servers::stop_stale(
+            &root.join("redis.pid"),
+            &inside.join("redis.conf").display().to_string(),
+            owner,
+            self.config.grace,
+        )
+        .await;
+        preview_database::postgres::server::remove_tree(&root)
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
+        self.ports
+            .release(&Self::port_key(key))
+            .map_err(RuntimeError::new)?;
+        if let Some(isolation) = &self.isolation {
+            isolation
+                .accounts
+                .release(&Self::account_key(key))
+                .map_err(RuntimeError::new)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn apply_redis(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+        content: &DatabaseContent,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let service = resource.id.trim_start_matches("database/");
+        // Written first: whatever happens from here on, removing the resource finds what to drop.
+        self.dir_of(env)
+            .write_intent(&resource.id, &resource.content)
+            .map_err(RuntimeError::new)?;
+        let key = key_of(env, service);
+        let root = self.server_root(&key);
+        let mark = ready_mark(&env.project, &env.environment, service);
+        let ready = std::fs::read_to_string(root.join("ready")).is_ok_and(|m| m == mark);
+        log.check_lease()?;
+        if ready {
+            self.ensure_redis(env, service, content).await?;
+            log.line(format!(
+                "database `{service}`: its Redis server kept with its data"
+            ));
+        } else {
+            let began = std::time::Instant::now();
+            let made = self.make_redis_data(env, service, content, log).await;
+            if let Err(error) = made {
+                // Nothing half-made is left: the next attempt starts from scratch.
+                let _ = self.remove_redis_server(&key).await;
+                return Err(error);
+            }
+            preview_metrics::metrics()
+                .database_content_made(&content.clone.policy, began.elapsed());
+        }
+        let server = self.ensure_redis(env, service, content).await?;
+        self.serve_database(
+            env,
+            service,
+            std::net::SocketAddr::from(([127, 0, 0, 1], server.port)),
+        )?;
+        self.record(env, resource)
+    }
+
+    /// Makes the environment's Redis data by its clone policy, from nothing: whatever a step that did not finish
+    /// left is thrown away first.
+    async fn make_redis_data(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let key = key_of(env, service);
+        self.remove_redis_server(&key).await?;
+        log.check_lease()?;
+        let root = self.server_root(&key);
+        let snapshot = match content.clone.policy.as_str() {
+            "clone" => Some(self.redis_golden(env, service, content, log, false).await?),
+            "seed" => match &content.clone.file {
+                Some(file) if file.ends_with(".rdb") => {
+                    let bytes = content
+                        .seed_file(service, file)
+                        .map_err(RuntimeError::new)?;
+                    if !engine::is_rdb(&bytes) {
+                        return Err(RuntimeError::new(format!(
+                            "database `{service}`: {file} is not an RDB file (it does not begin with `REDIS`); a seed file of commands has another name than *.rdb"
+                        )));
+                    }
+                    Some(bytes)
+                }
+                _ => None,
+            },
+            _ => None,
+        };
+        faults::at("create", When::Before)?;
+        if let Some(bytes) = &snapshot {
+            let owner = self.server_owner(&key)?;
+            crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
+            crate::trees::own_dir(&root, owner.map(|(uid, _)| uid), 0o700)
+                .map_err(RuntimeError::new)?;
+            crate::trees::own_dir(&root.join("data"), owner.map(|(uid, _)| uid), 0o700)
+                .map_err(RuntimeError::new)?;
+            let path = root.join("data").join(SNAPSHOT);
+            crate::records::write_atomically(&path, bytes).map_err(RuntimeError::new)?;
+            if let Some((uid, gid)) = owner {
+                std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(|e| {
+                    RuntimeError::new(format!("cannot hand {} to its server: {e}", path.display()))
+                })?;
+            }
+        }
+        let server = if snapshot.is_some() && content.persistence.as_deref() == Some("aof") {
+            // A server with the append-only file on starts from that file alone, never from an RDB file: it
+            // starts without it, loads the snapshot, and writes its first append-only file from what it loaded.
+            let mut loading = content.clone();
+            loading.persistence = Some("none".to_owned());
+            let server = self.ensure_redis(env, service, &loading).await?;
+            let mut admin = self.redis_admin(env, service, &server).await?;
+            engine::turn_on_append_only(&mut admin, SAVE_TIMEOUT)
+                .await
+                .map_err(fail(service))?;
+            drop(admin);
+            drop(server);
+            // Started again as it will always start from now on: from its append-only file.
+            self.stop_redis(&key).await;
+            self.ensure_redis(env, service, content).await?
+        } else {
+            self.ensure_redis(env, service, content).await?
+        };
+        faults::at("create", When::After)?;
+        match (content.clone.policy.as_str(), &content.clone.file) {
+            ("clone", _) => log.line(format!(
+                "database `{service}`: its Redis server made from the golden snapshot of `{}`",
+                content.clone.from.as_deref().unwrap_or_default()
+            )),
+            ("seed", Some(file)) if file.ends_with(".rdb") => log.line(format!(
+                "database `{service}`: its Redis server started from {file}"
+            )),
+            ("seed", Some(file)) => {
+                let text = content
+                    .seed_file(service, file)
+                    .map_err(RuntimeError::new)?;
+                let commands = parse_commands(&text, file).map_err(|e| {
+                    RuntimeError::new(format!(
+                        "database `{service}`: seeding from {file} failed, nothing was kept:\n{e}"
+                    ))
+                })?;
+                let (password, _) = self.redis_passwords(env, service).await?;
+                faults::at("seed", When::Before)?;
+                // As the environment's own user: a seed file from a pull request has no more rights than its apps.
+                let mut client =
+                    Client::connect("127.0.0.1", server.port, &content.name, &password)
+                        .await
+                        .map_err(fail(service))?;
+                for command in &commands {
+                    let args: Vec<&[u8]> = command.args.iter().map(Vec::as_slice).collect();
+                    if let Answer::Error(message) =
+                        client.command(&args).await.map_err(fail(service))?
+                    {
+                        return Err(RuntimeError::new(format!(
+                            "database `{service}`: seeding from {file} failed, nothing was kept:\n{file}:{}: {message}",
+                            command.line
+                        )));
+                    }
+                }
+                faults::at("seed", When::After)?;
+                log.line(format!(
+                    "database `{service}`: seeded from {file} ({} commands)",
+                    commands.len()
+                ));
+            }
+            _ => log.line(format!("database `{service}`: its Redis server made empty")),
+        }
+        faults::at("mark", When::Before)?;
+        crate::records::write_atomically(
+            &root.join("ready"),
+            ready_mark(&env.project, &env.environment, service).as_bytes(),
+        )
+        .map_err(RuntimeError::new)?;
+        faults::at("mark", When::After)
+    }
+
+    /// The golden snapshot of the source environment's Redis: an RDB file written by its server, made again when
+    /// it is older than the policy's `refresh` (or `rebuild` says so).
+    async fn redis_golden(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        log: &StepLog,
+        rebuild: bool,
+    ) -> Result<Vec<u8>, RuntimeError> {
+        let (from, _) = content.copied_from(service).map_err(RuntimeError::new)?;
+        let source = EnvironmentAddress {
+            project: env.project.clone(),
+            environment: from.to_owned(),
+        };
+        let source_key = key_of(&source, service);
+        let lock = self.external_golden_lock(&env.project, &format!("redis:{source_key}"));
+        let _held = lock.lock().await;
+        let path = self.redis_golden_path(&source_key);
+        let fresh = std::fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|made| made.elapsed().ok())
+            .is_some_and(|age| {
+                content
+                    .clone
+                    .refresh_seconds
+                    .is_none_or(|refresh| age.as_secs() < refresh)
+            });
+        if fresh && !rebuild {
+            return std::fs::read(&path)
+                .map_err(|e| RuntimeError::new(format!("cannot read {}: {e}", path.display())));
+        }
+        let recorded = self
+            .dir_of(&source)
+            .read(&format!("database/{service}"))
+            .map_err(RuntimeError::new)?
+            .ok_or_else(|| {
+                RuntimeError::new(format!(
+                    "database `{service}`: environment `{from}` has no database `{service}` to copy; deploy `{from}` first"
+                ))
+            })?;
+        let source_content =
+            crate::databases::parse(&recorded.id, &recorded.content).map_err(RuntimeError::new)?;
+        if source_content.engine != content.engine {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `{from}`'s `{service}` is a {} database, not Redis; a copy needs the same engine",
+                source_content.engine.name()
+            )));
+        }
+        faults::at("golden", When::Before)?;
+        let started = std::time::Instant::now();
+        let server = self.ensure_redis(&source, service, &source_content).await?;
+        let mut admin = self.redis_admin(&source, service, &server).await?;
+        engine::save_snapshot(&mut admin, SAVE_TIMEOUT)
+            .await
+            .map_err(fail(service))?;
+        let written = self.server_root(&source_key).join("data").join(SNAPSHOT);
+        let bytes = std::fs::read(&written)
+            .map_err(|e| RuntimeError::new(format!("cannot read {}: {e}", written.display())))?;
+        crate::trees::own_dir(&self.redis_goldens_dir(), None, 0o700).map_err(RuntimeError::new)?;
+        crate::records::write_atomically(&path, &bytes).map_err(RuntimeError::new)?;
+        faults::at("golden", When::After)?;
+        log.line(format!(
+            "database `{service}`: golden snapshot of `{from}` written by its Redis server ({} bytes) in {} ms",
+            bytes.len(),
+            started.elapsed().as_millis()
+        ));
+        Ok(bytes)
+    }
+
+    fn redis_goldens_dir(&self) -> PathBuf {
+        self.servers_dir().join("redis-goldens")
+    }
+
+    /// Where the golden snapshot of the Redis server `source_key` is kept.
+    fn redis_golden_path(&self, source_key: &str) -> PathBuf {
+        let digest = ring::digest::digest(&ring::digest::SHA256, source_key.as_bytes());
+        let id: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
+        self.redis_goldens_dir().join(format!("{id}.rdb"))
+    }
+
+    pub(crate) async fn remove_redis(
+        &self,
+        env: &EnvironmentAddress,
+        id: &str,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let service = id.trim_start_matches("database/");
+        let key = key_of(env, service);
+        log.check_lease()?;
+        self.with_state(env, |s| s.service_ports.remove(service));
+        faults::around("drop", self.remove_redis_server(&key)).await?;
+        // Its golden snapshot goes with it: previews made from it keep their own copies.
+        let golden = self.redis_golden_path(&key);
+        match std::fs::remove_file(&golden) {
+            Ok(()) => log.line(format!("database `{service}`: its golden snapshot removed")),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(RuntimeError::new(format!(
+                    "cannot remove {}: {e}",
+                    golden.display()
+                )));
+            }
+        }
+        log.line(format!(
+            "database `{service}`: its Redis server and data removed"
+        ));
+        Ok(())
+    }
+
+    /// Starts the environment's Redis server again and serves its port (when the daemon starts or it wakes).
+    pub(crate) async fn restore_redis(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<(), RuntimeError> {
+        let server = self.ensure_redis(env, service, content).await?;
+        self.serve_database(
+            env,
+            service,
+            std::net::SocketAddr::from(([127, 0, 0, 1], server.port)),
+        )
+    }
+
+    /// A login to the environment's Redis on its server's host address, for a person on this machine.
+    pub(crate) async fn redis_login(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<preview_deploy::DatabaseLogin, RuntimeError> {
+        let server = self.ensure_redis(env, service, content).await?;
+        let (password, _) = self.redis_passwords(env, service).await?;
+        Ok(preview_deploy::DatabaseLogin {
+            host: "127.0.0.1".to_owned(),
+            port: server.port,
+            user: content.name.clone(),
+            database: "0".to_owned(),
+            password,
+        })
+    }
+
+    /// Makes the environment's Redis data again by its clone policy, for `preview db reset`.
+    pub(crate) async fn reset_redis(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<Vec<String>, RuntimeError> {
+        let log = StepLog::default();
+        self.make_redis_data(env, service, content, &log)
+            .await
+            .map_err(|e| {
+                RuntimeError::new(format!(
+                    "{}; the environment has no database `{service}` now: run `preview db reset` again",
+                    e.message
+                ))
+            })?;
+        let server = self.ensure_redis(env, service, content).await?;
+        self.serve_database(
+            env,
+            service,
+            std::net::SocketAddr::from(([127, 0, 0, 1], server.port)),
+        )?;
+        Ok(log.lines())
+    }
+
+    /// Writes the golden snapshot of the source again, for `preview db refresh`.
+    pub(crate) async fn refresh_redis_snapshot(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<Vec<String>, RuntimeError> {
+        let log = StepLog::default();
+        self.redis_golden(env, service, content, &log, true).await?;
+        Ok(log.lines())
+    }
+
+    /// The golden snapshot the environment's Redis was made from, as it is now.
+    pub(crate) fn redis_snapshot_of(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Option<preview_deploy::DatabaseSnapshot> {
+        let (from, _) = content.copied_from(service).ok()?;
+        let source_key = format!("{}/{from}/{service}", env.project);
+        let path = self.redis_golden_path(&source_key);
+        let metadata = std::fs::metadata(&path).ok()?;
+        let made_at = metadata
+            .modified()
+            .ok()?
+            .duration_since(std::time::UNIX_EPOCH)
+            .ok()?
+            .as_secs();
+        Some(preview_deploy::DatabaseSnapshot {
+            name: path.file_name()?.to_string_lossy().into_owned(),
+            from: from.to_owned(),
+            policy: content.clone.policy.clone(),
+            made_at,
+            size_bytes: metadata.len(),
+            tables: 0,
+            rows: 0,
+            masking_key: None,
+            warm: 0,
+            warm_pool: 0,
+            refresh_seconds: content.clone.refresh_seconds,
+        })
+    }
+}
+
+/// Waits until the server answers the administrator's PING (it has loaded its data), or its process ended.
+async fn wait_ready(
+    port: u16,
+    admin_password: &Secret,
+    process: &Supervised,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(exit) = process.last_exit() {
+            return Err(format!("it ended ({exit})"));
+        }
+        let last = match Client::connect("127.0.0.1", port, ADMIN, admin_password).await {
+            Ok(mut client) => match client.command(&[b"PING"]).await {
+                Ok(Answer::Status(_)) => return Ok(()),
+                Ok(other) => other.text(),
+                Err(e) => e.to_string(),
+            },
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "no answer in {} s ({last})",
+                READY_TIMEOUT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
