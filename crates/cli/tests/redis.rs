@@ -22,7 +22,8 @@ RPUSH recent cart:1 cart:2
 ";
 
 /// A project whose `cache` is a Redis database seeded from `seed.redis` in staging, and copied from staging in
-/// previews; a migrate job writes to it through `REDIS_URL` from its sandbox.
+/// previews; a migrate job checks its `REDIS_URL` and writes to it from its sandbox (the password in redis-cli's
+/// environment, not its arguments).
 fn project(dir: &Path, name: &str, cache: &str, environments: &str) -> PathBuf {
     let repo = dir.join(name);
     std::fs::create_dir_all(&repo).expect("repo");
@@ -36,8 +37,14 @@ services:
   warm:
     type: job
     hook: migrate
-    command: redis-cli -u \"$REDIS_URL\" --no-auth-warning SET written-by-job \"$PREVIEW_ENVIRONMENT\"
+    command: >-
+      case \"$REDIS_URL\" in \"redis://$CACHE_USER:\"*\"@$CACHE_HOST:$CACHE_PORT/0\") ;; *) exit 3;; esac;
+      REDISCLI_AUTH=\"$CACHE_PASSWORD\" redis-cli -h \"$CACHE_HOST\" -p \"$CACHE_PORT\" --user \"$CACHE_USER\"
+      --no-auth-warning SET written-by-job \"$PREVIEW_ENVIRONMENT\"
     depends_on: [cache]
+    variables:
+      CACHE_USER: ${{{{ services.cache.user }}}}
+      CACHE_PASSWORD: ${{{{ services.cache.password }}}}
   cache:
     type: database
     engine: redis
@@ -135,27 +142,38 @@ fn redis_as(port: u16, user: Option<(&str, &str)>, args: &[&str]) -> String {
     .to_owned()
 }
 
-/// The Redis servers the daemon has files for, and the processes of those that run (from their pid files).
+/// The Redis servers the daemon has files for, and every `redis-server` process it started that runs — found
+/// by the marker its processes carry in their environment, whether or not their files are still there.
 fn redis_servers(data: &Path) -> (usize, Vec<u32>) {
-    let servers: Vec<PathBuf> = std::fs::read_dir(data.join("local/databases"))
+    let made = std::fs::read_dir(data.join("local/databases"))
         .into_iter()
         .flatten()
         .flatten()
-        .map(|e| e.path())
-        .filter(|p| {
-            p.join("redis.conf").exists() || p.join("redis.pid").exists() || p.join("data").is_dir()
-        })
-        .collect();
-    let running = servers
-        .iter()
-        .filter_map(|server| std::fs::read_to_string(server.join("redis.pid")).ok())
-        .filter_map(|pid| pid.trim().parse::<u32>().ok())
+        .filter(|e| e.path().join("redis.conf").exists() || e.path().join("data").is_dir())
+        .filter(|e| !e.path().join("data/PG_VERSION").exists())
+        .count();
+    let marker = std::fs::read_to_string(data.join("local/marker")).expect("the runtime's marker");
+    let carried = format!("PREVIEW_SUPERVISOR={}", marker.trim());
+    let running = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
         .filter(|pid| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .is_ok_and(|cmdline| String::from_utf8_lossy(&cmdline).contains("redis-server"))
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("redis-server")
+                && environ.split(|b| *b == 0).any(|v| v == carried.as_bytes())
         })
         .collect();
-    (servers.len(), running)
+    (made, running)
+}
+
+/// Whether the daemon's port or account registry still names the Redis server of `environment`'s `cache`.
+fn registered(data: &Path, project: &str, environment: &str) -> bool {
+    let key = format!("database-server:{project}/{environment}/cache");
+    ["local/ports.json", "local/accounts.json"]
+        .iter()
+        .any(|file| std::fs::read_to_string(data.join(file)).is_ok_and(|text| text.contains(&key)))
 }
 
 /// An RDB file written by a throw-away `redis-server` of the test's own (listening on a socket in `dir` only),
@@ -347,7 +365,7 @@ fn redis_databases_by_every_policy_kept_apart_kept_over_restarts_and_removed_wit
         (preview_user.as_str(), preview_password.as_str()),
         (staging_user.as_str(), preview_password.as_str()),
         ("default", ""),
-        ("preview-admin", preview_password.as_str()),
+        ("preview-admin", staging_password.as_str()),
     ] {
         let answer = redis_as(staging_port, Some((user, password)), &["GET", "greeting"]);
         assert!(
@@ -407,6 +425,11 @@ fn redis_databases_by_every_policy_kept_apart_kept_over_restarts_and_removed_wit
     }
     let (_, running) = redis_servers(&data);
     assert_eq!(running.len(), 5, "staging, blank, restored, pr-1, pr-2");
+    assert!(registered(&data, "carts", "staging"));
+    // Within its memory limit, which its user can read but not change.
+    let memory = redis(&daemon, "carts", "pr-1", &["INFO", "memory"]);
+    assert!(memory.contains("maxmemory:536870912"), "{memory}");
+    assert!(memory.contains("maxmemory_policy:noeviction"), "{memory}");
     for pid in &running {
         let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).expect("cmdline");
         let cmdline = String::from_utf8_lossy(&cmdline);
@@ -476,8 +499,9 @@ fn redis_databases_by_every_policy_kept_apart_kept_over_restarts_and_removed_wit
         .map(|e| e.path())
         .collect();
     assert!(goldens.is_empty(), "{goldens:?}");
-    let accounts = std::fs::read_to_string(data.join("local/accounts.json")).unwrap_or_default();
-    assert!(!accounts.contains("database-server"), "{accounts}");
+    for environment in ["staging", "blank", "restored", "pr-1", "pr-2"] {
+        assert!(!registered(&data, "carts", environment), "{environment}");
+    }
 }
 
 #[test]
@@ -502,7 +526,15 @@ fn bad_redis_input_is_refused_with_its_place_and_leaves_nothing() {
   notrdb:
     services:
       cache:
-        clone: { policy: seed, file: fake.rdb }",
+        clone: { policy: seed, file: fake.rdb }
+  unended:
+    services:
+      cache:
+        clone: { policy: seed, file: unended.redis }
+  huge:
+    services:
+      cache:
+        clone: { policy: seed, file: huge.redis }",
     );
     std::fs::write(
         repo.join("seed.redis"),
@@ -511,6 +543,13 @@ fn bad_redis_input_is_refused_with_its_place_and_leaves_nothing() {
     .expect("seed");
     std::fs::write(repo.join("quotes.redis"), "SET a 1\nSET b \"open\n").expect("seed");
     std::fs::write(repo.join("fake.rdb"), "SET a 1\n").expect("seed");
+    std::fs::write(repo.join("unended.redis"), "SET a 1\nMULTI\nSET b 2\n").expect("seed");
+    // An answer bigger than the daemon reads: 20 MB in one value, read back.
+    std::fs::write(
+        repo.join("huge.redis"),
+        "SETRANGE big 20000000 x\nGET big\n",
+    )
+    .expect("seed");
     commit_all(&repo, "bad seeds");
     ok(daemon.cli(&[
         "project",
@@ -523,6 +562,11 @@ fn bad_redis_input_is_refused_with_its_place_and_leaves_nothing() {
         ("quoted", "quotes.redis:2: a `\"` is not closed"),
         ("old", "Redis 6 is not installed: this machine has Redis 7."),
         ("notrdb", "fake.rdb is not an RDB file"),
+        (
+            "unended",
+            "unended.redis:2: this MULTI is not ended by EXEC, so none of the commands after it were applied",
+        ),
+        ("huge", "huge.redis:2: Redis's answer is larger than 16 MiB"),
     ] {
         let out = failed_deployment(&daemon, "badcache", &["env", "create", environment]);
         assert!(out.contains(expected), "{environment}: {out}");
@@ -597,6 +641,7 @@ fn redis_steps_that_fail_or_are_killed_are_rolled_back_with_nothing_left() {
                 (1, 1),
                 "{case}: only keep's server is left"
             );
+            assert!(!registered(&faulty.data, "faultcache", "staging"), "{case}");
             assert_eq!(
                 redis(faulty.daemon(), "faultcache", "keep", &["GET", "greeting"]),
                 "hello world",
@@ -608,8 +653,10 @@ fn redis_steps_that_fail_or_are_killed_are_rolled_back_with_nothing_left() {
     // A preview copied from staging: the golden snapshot, then its own server.
     for operation in ["golden", "server", "create", "mark"] {
         for (fault, when) in FAULTS {
-            // The golden snapshot is made once and then reused: each case makes it again.
-            let _ = std::fs::remove_dir_all(faulty.data.join("local/databases/redis-goldens"));
+            // The golden snapshot is made once and then reused: its own cases make it again; the others use it.
+            if operation == "golden" {
+                let _ = std::fs::remove_dir_all(faulty.data.join("local/databases/redis-goldens"));
+            }
             let status = faulty.inject(
                 "faultcache",
                 &["env", "clone", "staging", "pr-7"],
@@ -623,6 +670,18 @@ fn redis_steps_that_fail_or_are_killed_are_rolled_back_with_nothing_left() {
                 redis_counts(&faulty.data),
                 (2, 2),
                 "{case}: keep's and staging's servers only"
+            );
+            assert!(!registered(&faulty.data, "faultcache", "pr-7"), "{case}");
+            let goldens: Vec<_> =
+                std::fs::read_dir(faulty.data.join("local/databases/redis-goldens"))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                    .map(|e| e.file_name().to_string_lossy().into_owned())
+                    .collect();
+            assert!(
+                goldens.iter().all(|name| name.ends_with(".rdb")),
+                "{case}: a half-written golden snapshot is left: {goldens:?}"
             );
             assert_eq!(
                 redis(
@@ -686,4 +745,80 @@ fn redis_steps_that_fail_or_are_killed_are_rolled_back_with_nothing_left() {
             other => panic!("{case}: {other}"),
         }
     }
+}
+
+#[test]
+fn a_change_of_persistence_keeps_the_data_and_none_keeps_it_only_while_the_server_runs() {
+    let dir = TempDir::new("redis-persistence");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let mut daemon = local_daemon(&data, "34400-34799", &[], None);
+    let repo = project(dir.path(), "keepcache", CACHE, "  staging: {}");
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        &repo.join("preview.yaml").display().to_string(),
+    ]));
+    deploy(&daemon, "keepcache", &["env", "create", "staging"]);
+    redis(
+        &daemon,
+        "keepcache",
+        "staging",
+        &["SET", "written-under-rdb", "1"],
+    );
+    let spec = std::fs::read_to_string(repo.join("preview.yaml")).expect("spec");
+    for (persistence, key) in [("aof", "written-under-aof"), ("none", "written-under-none")] {
+        std::fs::write(
+            repo.join("preview.yaml"),
+            spec.replace(CACHE, &format!("{CACHE}\n    persistence: {persistence}")),
+        )
+        .expect("spec");
+        commit_all(&repo, persistence);
+        ok(daemon.cli(&[
+            "project",
+            "register",
+            "-f",
+            &repo.join("preview.yaml").display().to_string(),
+        ]));
+        deploy(&daemon, "keepcache", &["deploy", "staging"]);
+        // Everything written before is still there, under the new persistence.
+        for kept in ["written-under-rdb", "greeting"] {
+            assert_eq!(
+                redis(&daemon, "keepcache", "staging", &["EXISTS", kept]),
+                "1",
+                "{persistence}: {kept}"
+            );
+        }
+        redis(&daemon, "keepcache", "staging", &["SET", key, "1"]);
+        if persistence == "aof" {
+            // The append-only file holds it across a restart of the daemon and its servers.
+            daemon.stop();
+            daemon = local_daemon(&data, "34400-34799", &[], None);
+            assert_eq!(
+                redis(
+                    &daemon,
+                    "keepcache",
+                    "staging",
+                    &["EXISTS", "written-under-aof"]
+                ),
+                "1"
+            );
+        }
+    }
+    // With `none`, what the server held is gone once it stops.
+    assert_eq!(
+        redis(
+            &daemon,
+            "keepcache",
+            "staging",
+            &["EXISTS", "written-under-none"]
+        ),
+        "1"
+    );
+    daemon.stop();
+    daemon = local_daemon(&data, "34400-34799", &[], None);
+    assert_eq!(redis(&daemon, "keepcache", "staging", &["DBSIZE"]), "0");
+    deploy(&daemon, "keepcache", &["env", "delete", "staging"]);
+    assert_eq!(redis_servers(&data), (0, Vec::new()));
 }

@@ -543,9 +543,7 @@ impl LocalRuntime {
         };
         let content = parse(id, &recorded)?;
         if content.engine == Engine::Redis {
-            self.remove_redis(env, id, log).await?;
-            self.forget(env, id)?;
-            return dir.remove_intent(id).map_err(RuntimeError::new);
+            return self.remove_redis(env, id, log).await;
         }
         log.check_lease()?;
         self.with_state(env, |s| s.service_ports.remove(service));
@@ -681,28 +679,29 @@ impl LocalRuntime {
         service: &str,
     ) -> Result<Vec<String>, RuntimeError> {
         let content = self.recorded_database(env, service)?;
-        if content.engine == Engine::Redis {
-            return self.reset_redis(env, service, &content).await;
-        }
-        let (host, using) = self.database_host_in_use(env, service, &content).await?;
-        let admin = host.admin.connect().await.map_err(fail(service))?;
-        let password = self
-            .secrets
-            .reveal(env, &format!("database:{service}/password"), "derived")
-            .await?;
         let log = StepLog::default();
-        admin::ensure_role(&admin, &content.name, &password)
-            .await
-            .map_err(fail(service))?;
-        self.make_data(env, service, &content, &host, &admin, &password, &log)
-            .await
-            .map_err(|e| {
-                RuntimeError::new(format!(
-                    "{}; the environment has no database `{service}` now: run `preview db reset` again",
-                    e.message
-                ))
-            })?;
-        drop(using);
+        if content.engine == Engine::Redis {
+            self.reset_redis(env, service, &content, &log).await?;
+        } else {
+            let (host, using) = self.database_host_in_use(env, service, &content).await?;
+            let admin = host.admin.connect().await.map_err(fail(service))?;
+            let password = self
+                .secrets
+                .reveal(env, &format!("database:{service}/password"), "derived")
+                .await?;
+            admin::ensure_role(&admin, &content.name, &password)
+                .await
+                .map_err(fail(service))?;
+            self.make_data(env, service, &content, &host, &admin, &password, &log)
+                .await
+                .map_err(|e| {
+                    RuntimeError::new(format!(
+                        "{}; the environment has no database `{service}` now: run `preview db reset` again",
+                        e.message
+                    ))
+                })?;
+            drop(using);
+        }
         // A database seeded by a job is seeded again by it.
         if let Some(job) = content
             .clone

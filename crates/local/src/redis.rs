@@ -27,7 +27,10 @@ use crate::supervisor::{Place, ProcessSpec, Supervised};
 const INSIDE: &str = "/run/preview/redis";
 
 /// How long a server may take to accept commands after it starts (loading its data included).
-const READY_TIMEOUT: Duration = Duration::from_secs(60);
+const READY_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The server's process id, in its data directory (the one directory it may write).
+const PID_FILE: &str = "redis.pid";
 
 /// How long a source's snapshot may take to be written.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(600);
@@ -85,8 +88,10 @@ impl LocalRuntime {
         content: &DatabaseContent,
     ) -> Result<Arc<RunningRedis>, RuntimeError> {
         let key = key_of(env, service);
-        let mut running = self.databases.redis.lock().await;
-        if let Some(server) = running.get(&key) {
+        // One start at a time per server; other servers start meanwhile.
+        let starting = self.external_golden_lock("redis-start", &key);
+        let _starting = starting.lock().await;
+        if let Some(server) = self.databases.redis.lock().await.get(&key) {
             return Ok(Arc::clone(server));
         }
         let version = u16::try_from(content.version).unwrap_or_default();
@@ -102,37 +107,42 @@ impl LocalRuntime {
             .service_port("server")
             .ok_or_else(|| RuntimeError::new(format!("no port for the Redis server {key}")))?;
         let owner = self.server_owner(&key)?;
-        crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
-        crate::trees::own_dir(&root, owner.map(|(uid, _)| uid), 0o700)
-            .map_err(RuntimeError::new)?;
-        crate::trees::own_dir(&root.join("data"), owner.map(|(uid, _)| uid), 0o700)
-            .map_err(RuntimeError::new)?;
+        self.make_redis_dirs(&key, owner)?;
         let inside = self.redis_inside(&key);
         let (password, admin_password) = self.redis_passwords(env, service).await?;
         let config = ServerConfig {
             major: program.major,
             port,
             dir: &inside.join("data"),
-            persistence: content.persistence.as_deref().unwrap_or("rdb"),
+            persistence: persistence_of(content),
             user: &content.name,
             password: &password,
             admin_password: &admin_password,
         }
         .text()
-            + &format!("pidfile \"{}\"\n", inside.join("redis.pid").display());
+            + &format!(
+                "pidfile \"{}\"\n",
+                inside.join("data").join(PID_FILE).display()
+            );
+        // The daemon's file, readable by the server's group only: the server cannot change its own rules.
         let config_path = root.join("redis.conf");
         crate::records::write_atomically(&config_path, config.as_bytes())
             .map_err(RuntimeError::new)?;
-        if let Some((uid, gid)) = owner {
-            std::os::unix::fs::chown(&config_path, Some(uid), Some(gid)).map_err(|e| {
-                RuntimeError::new(format!(
-                    "cannot hand {} to its server: {e}",
-                    config_path.display()
-                ))
-            })?;
+        if let Some((_, gid)) = owner {
+            use std::os::unix::fs::PermissionsExt;
+            std::os::unix::fs::chown(&config_path, None, Some(gid))
+                .and_then(|()| {
+                    std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o640))
+                })
+                .map_err(|e| {
+                    RuntimeError::new(format!(
+                        "cannot hand {} to its server: {e}",
+                        config_path.display()
+                    ))
+                })?;
         }
         crate::database_servers::stop_stale(
-            &root.join("redis.pid"),
+            &root.join("data").join(PID_FILE),
             &inside.join("redis.conf").display().to_string(),
             owner.map(|(uid, _)| uid),
             self.config.grace,
@@ -175,9 +185,109 @@ impl LocalRuntime {
             )));
         }
         let server = Arc::new(RunningRedis { process, port });
-        running.insert(key, Arc::clone(&server));
+        self.databases
+            .redis
+            .lock()
+            .await
+            .insert(key, Arc::clone(&server));
         faults::at("server", When::After)?;
         Ok(server)
+    }
+
+    /// The server's directory — the daemon's own, which the server may pass through but not change (its
+    /// configuration, log and `ready` mark are there) — and its data directory, the server's alone.
+    fn make_redis_dirs(&self, key: &str, owner: Option<(u32, u32)>) -> Result<(), RuntimeError> {
+        let root = self.server_root(key);
+        crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
+        // Passable by the server in its sandbox, where this directory is its root.
+        crate::trees::own_dir(&root, None, 0o711).map_err(RuntimeError::new)?;
+        crate::trees::own_dir(&root.join("data"), owner.map(|(uid, _)| uid), 0o700)
+            .map_err(RuntimeError::new)
+    }
+
+    /// Starts the environment's new server from the RDB file placed in its data directory, as its persistence
+    /// keeps data from then on: with `aof` it first runs without the append-only file (a server with it on
+    /// starts from that file alone), turns it on — which writes it from what was loaded — and starts again from
+    /// it; with `none` the file goes once it is loaded (the data lasts as long as the server's process).
+    async fn start_from_snapshot(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<Arc<RunningRedis>, RuntimeError> {
+        let key = key_of(env, service);
+        match persistence_of(content) {
+            "aof" => {
+                let mut loading = content.clone();
+                loading.persistence = Some("rdb".to_owned());
+                let server = self.ensure_redis(env, service, &loading).await?;
+                let mut admin = self.redis_admin(env, service, &server).await?;
+                engine::turn_on_append_only(&mut admin, SAVE_TIMEOUT)
+                    .await
+                    .map_err(fail(service))?;
+                drop((admin, server));
+                self.stop_redis(&key).await;
+                self.ensure_redis(env, service, content).await
+            }
+            "none" => {
+                let server = self.ensure_redis(env, service, content).await?;
+                self.forget_snapshot(&key)?;
+                Ok(server)
+            }
+            _ => self.ensure_redis(env, service, content).await,
+        }
+    }
+
+    /// Removes the RDB file of a server whose persistence is `none`: it would be loaded at its next start.
+    fn forget_snapshot(&self, key: &str) -> Result<(), RuntimeError> {
+        let path = self.server_root(key).join("data").join(SNAPSHOT);
+        match std::fs::remove_file(&path) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(e) => Err(RuntimeError::new(format!(
+                "cannot remove {}: {e}",
+                path.display()
+            ))),
+        }
+    }
+
+    /// Moves an environment's data, kept, from the persistence `before` had to the one `content` has: the server
+    /// (running as before) writes all it holds to an RDB file, stops, and starts from that file as
+    /// [`LocalRuntime::start_from_snapshot`] does; an append-only file of before is removed.
+    async fn change_persistence(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        before: &DatabaseContent,
+        content: &DatabaseContent,
+    ) -> Result<(), RuntimeError> {
+        let key = key_of(env, service);
+        let server = self.ensure_redis(env, service, before).await?;
+        let mut admin = self.redis_admin(env, service, &server).await?;
+        if persistence_of(before) == "aof" {
+            admin
+                .expect(
+                    &[b"CONFIG", b"SET", b"appendonly", b"no"],
+                    "turning the append-only file off",
+                )
+                .await
+                .map_err(fail(service))?;
+        }
+        admin
+            .expect(&[b"SAVE"], "writing its data to an RDB file")
+            .await
+            .map_err(fail(service))?;
+        drop((admin, server));
+        self.stop_redis(&key).await;
+        let append_only = self.server_root(&key).join("data/appendonlydir");
+        if append_only.exists() {
+            std::fs::remove_dir_all(&append_only).map_err(|e| {
+                RuntimeError::new(format!("cannot remove {}: {e}", append_only.display()))
+            })?;
+        }
+        self.start_from_snapshot(env, service, content)
+            .await
+            .map(drop)
     }
 
     /// An administrator's connection to the environment's Redis.
@@ -211,7 +321,7 @@ impl LocalRuntime {
             .and_then(|isolation| isolation.accounts.get(&Self::account_key(key)));
         let inside = self.redis_inside(key);
         crate::database_servers::stop_stale(
-            &root.join("redis.pid"),
+            &root.join("data").join(PID_FILE),
             &inside.join("redis.conf").display().to_string(),
             owner,
             self.config.grace,
@@ -249,10 +359,27 @@ impl LocalRuntime {
         let ready = std::fs::read_to_string(root.join("ready")).is_ok_and(|m| m == mark);
         log.check_lease()?;
         if ready {
-            self.ensure_redis(env, service, content).await?;
-            log.line(format!(
-                "database `{service}`: its Redis server kept with its data"
-            ));
+            let before = self
+                .dir_of(env)
+                .read(&resource.id)
+                .map_err(RuntimeError::new)?
+                .and_then(|record| crate::databases::parse(&record.id, &record.content).ok());
+            match before.filter(|before| before.persistence != content.persistence) {
+                Some(before) => {
+                    self.change_persistence(env, service, &before, content)
+                        .await?;
+                    log.line(format!(
+                        "database `{service}`: its Redis server kept with its data, its persistence now `{}`",
+                        persistence_of(content)
+                    ));
+                }
+                None => {
+                    self.ensure_redis(env, service, content).await?;
+                    log.line(format!(
+                        "database `{service}`: its Redis server kept with its data"
+                    ));
+                }
+            }
         } else {
             let began = std::time::Instant::now();
             let made = self.make_redis_data(env, service, content, log).await;
@@ -286,8 +413,11 @@ impl LocalRuntime {
         self.remove_redis_server(&key).await?;
         log.check_lease()?;
         let root = self.server_root(&key);
+        // What the server starts from: the golden snapshot's file, or the RDB seed file's bytes.
         let snapshot = match content.clone.policy.as_str() {
-            "clone" => Some(self.redis_golden(env, service, content, log, false).await?),
+            "clone" => Some(Start::Golden(
+                self.redis_golden(env, service, content, log, false).await?,
+            )),
             "seed" => match &content.clone.file {
                 Some(file) if file.ends_with(".rdb") => {
                     let bytes = content
@@ -298,43 +428,31 @@ impl LocalRuntime {
                             "database `{service}`: {file} is not an RDB file (it does not begin with `REDIS`); a seed file of commands has another name than *.rdb"
                         )));
                     }
-                    Some(bytes)
+                    Some(Start::Seed(bytes))
                 }
                 _ => None,
             },
             _ => None,
         };
         faults::at("create", When::Before)?;
-        if let Some(bytes) = &snapshot {
+        if let Some(start) = &snapshot {
             let owner = self.server_owner(&key)?;
-            crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
-            crate::trees::own_dir(&root, owner.map(|(uid, _)| uid), 0o700)
-                .map_err(RuntimeError::new)?;
-            crate::trees::own_dir(&root.join("data"), owner.map(|(uid, _)| uid), 0o700)
-                .map_err(RuntimeError::new)?;
+            self.make_redis_dirs(&key, owner)?;
             let path = root.join("data").join(SNAPSHOT);
-            crate::records::write_atomically(&path, bytes).map_err(RuntimeError::new)?;
+            match start {
+                Start::Seed(bytes) => {
+                    crate::records::write_atomically(&path, bytes).map_err(RuntimeError::new)?
+                }
+                Start::Golden(golden) => copy_file(golden, &path)?,
+            }
             if let Some((uid, gid)) = owner {
                 std::os::unix::fs::chown(&path, Some(uid), Some(gid)).map_err(|e| {
                     RuntimeError::new(format!("cannot hand {} to its server: {e}", path.display()))
                 })?;
             }
         }
-        let server = if snapshot.is_some() && content.persistence.as_deref() == Some("aof") {
-            // A server with the append-only file on starts from that file alone, never from an RDB file: it
-            // starts without it, loads the snapshot, and writes its first append-only file from what it loaded.
-            let mut loading = content.clone();
-            loading.persistence = Some("none".to_owned());
-            let server = self.ensure_redis(env, service, &loading).await?;
-            let mut admin = self.redis_admin(env, service, &server).await?;
-            engine::turn_on_append_only(&mut admin, SAVE_TIMEOUT)
-                .await
-                .map_err(fail(service))?;
-            drop(admin);
-            drop(server);
-            // Started again as it will always start from now on: from its append-only file.
-            self.stop_redis(&key).await;
-            self.ensure_redis(env, service, content).await?
+        let server = if snapshot.is_some() {
+            self.start_from_snapshot(env, service, content).await?
         } else {
             self.ensure_redis(env, service, content).await?
         };
@@ -363,16 +481,39 @@ impl LocalRuntime {
                     Client::connect("127.0.0.1", server.port, &content.name, &password)
                         .await
                         .map_err(fail(service))?;
+                let failed = |line: String, message: String| {
+                    RuntimeError::new(format!(
+                        "database `{service}`: seeding from {file} failed, nothing was kept:\n{file}:{line}: {message}"
+                    ))
+                };
                 for command in &commands {
+                    log.check_lease()?;
                     let args: Vec<&[u8]> = command.args.iter().map(Vec::as_slice).collect();
-                    if let Answer::Error(message) =
-                        client.command(&args).await.map_err(fail(service))?
-                    {
-                        return Err(RuntimeError::new(format!(
-                            "database `{service}`: seeding from {file} failed, nothing was kept:\n{file}:{}: {message}",
-                            command.line
-                        )));
+                    match client.command(&args).await {
+                        Ok(Answer::Error(message)) => {
+                            return Err(failed(command.line.to_string(), message));
+                        }
+                        Ok(_) => {}
+                        Err(e) => return Err(failed(command.line.to_string(), e.to_string())),
                     }
+                }
+                // A transaction the file opened and never ended applied nothing: its commands are only queued.
+                if let Ok(Answer::Status(status)) = client.command(&[b"PING"]).await
+                    && status == "QUEUED"
+                {
+                    let opened = commands
+                        .iter()
+                        .rev()
+                        .find(|c| {
+                            c.args
+                                .first()
+                                .is_some_and(|a| a.eq_ignore_ascii_case(b"MULTI"))
+                        })
+                        .map_or(0, |c| c.line);
+                    return Err(failed(
+                        opened.to_string(),
+                        "this MULTI is not ended by EXEC, so none of the commands after it were applied".to_owned(),
+                    ));
                 }
                 faults::at("seed", When::After)?;
                 log.line(format!(
@@ -382,6 +523,11 @@ impl LocalRuntime {
             }
             _ => log.line(format!("database `{service}`: its Redis server made empty")),
         }
+        // On disk before it is marked complete: a server that crashes from here on comes back with it.
+        let mut admin = self.redis_admin(env, service, &server).await?;
+        engine::persist(&mut admin, persistence_of(content), SAVE_TIMEOUT)
+            .await
+            .map_err(fail(service))?;
         faults::at("mark", When::Before)?;
         crate::records::write_atomically(
             &root.join("ready"),
@@ -400,7 +546,7 @@ impl LocalRuntime {
         content: &DatabaseContent,
         log: &StepLog,
         rebuild: bool,
-    ) -> Result<Vec<u8>, RuntimeError> {
+    ) -> Result<PathBuf, RuntimeError> {
         let (from, _) = content.copied_from(service).map_err(RuntimeError::new)?;
         let source = EnvironmentAddress {
             project: env.project.clone(),
@@ -421,8 +567,7 @@ impl LocalRuntime {
                     .is_none_or(|refresh| age.as_secs() < refresh)
             });
         if fresh && !rebuild {
-            return std::fs::read(&path)
-                .map_err(|e| RuntimeError::new(format!("cannot read {}: {e}", path.display())));
+            return Ok(path);
         }
         let recorded = self
             .dir_of(&source)
@@ -443,23 +588,37 @@ impl LocalRuntime {
         }
         faults::at("golden", When::Before)?;
         let started = std::time::Instant::now();
+        // A sleeping source's server is started for the copy and stopped again after it.
+        let was_running = self.databases.redis.lock().await.contains_key(&source_key);
         let server = self.ensure_redis(&source, service, &source_content).await?;
         let mut admin = self.redis_admin(&source, service, &server).await?;
-        engine::save_snapshot(&mut admin, SAVE_TIMEOUT)
+        let saved = engine::save_snapshot(&mut admin, SAVE_TIMEOUT)
             .await
-            .map_err(fail(service))?;
+            .map_err(fail(service));
+        drop((admin, server));
         let written = self.server_root(&source_key).join("data").join(SNAPSHOT);
-        let bytes = std::fs::read(&written)
-            .map_err(|e| RuntimeError::new(format!("cannot read {}: {e}", written.display())))?;
-        crate::trees::own_dir(&self.redis_goldens_dir(), None, 0o700).map_err(RuntimeError::new)?;
-        crate::records::write_atomically(&path, &bytes).map_err(RuntimeError::new)?;
+        let copied = saved.and_then(|()| {
+            crate::trees::own_dir(&self.redis_goldens_dir(), None, 0o700)
+                .map_err(RuntimeError::new)?;
+            copy_file(&written, &path)
+        });
+        // A source whose persistence is `none` keeps no file its next start would load.
+        let forgotten = if persistence_of(&source_content) == "none" {
+            self.forget_snapshot(&source_key)
+        } else {
+            Ok(())
+        };
+        if !was_running && self.dir_of(&source).is_sleeping() {
+            self.stop_redis(&source_key).await;
+        }
+        copied.and(forgotten)?;
         faults::at("golden", When::After)?;
         log.line(format!(
             "database `{service}`: golden snapshot of `{from}` written by its Redis server ({} bytes) in {} ms",
-            bytes.len(),
+            std::fs::metadata(&path).map(|m| m.len()).unwrap_or_default(),
             started.elapsed().as_millis()
         ));
-        Ok(bytes)
+        Ok(path)
     }
 
     fn redis_goldens_dir(&self) -> PathBuf {
@@ -476,6 +635,9 @@ impl LocalRuntime {
         self.redis_goldens_dir().join(format!("{id}.rdb"))
     }
 
+    /// Removes the environment's Redis: its server, its files, its port and user, its golden snapshot (as a
+    /// source) and its record, all under the lock copies from it are made under, so that a copy never starts
+    /// the server of a source that is gone.
     pub(crate) async fn remove_redis(
         &self,
         env: &EnvironmentAddress,
@@ -485,10 +647,14 @@ impl LocalRuntime {
         let service = id.trim_start_matches("database/");
         let key = key_of(env, service);
         log.check_lease()?;
+        let lock = self.external_golden_lock(&env.project, &format!("redis:{key}"));
+        let _held = lock.lock().await;
         self.with_state(env, |s| s.service_ports.remove(service));
         faults::around("drop", self.remove_redis_server(&key)).await?;
-        // Its golden snapshot goes with it: previews made from it keep their own copies.
+        // Its golden snapshot goes with it: previews made from it keep their own copies. (A copy a killed daemon
+        // left half-written goes too.)
         let golden = self.redis_golden_path(&key);
+        let _ = std::fs::remove_file(golden.with_extension("partial"));
         match std::fs::remove_file(&golden) {
             Ok(()) => log.line(format!("database `{service}`: its golden snapshot removed")),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -502,7 +668,10 @@ impl LocalRuntime {
         log.line(format!(
             "database `{service}`: its Redis server and data removed"
         ));
-        Ok(())
+        self.forget(env, id)?;
+        self.dir_of(env)
+            .remove_intent(id)
+            .map_err(RuntimeError::new)
     }
 
     /// Starts the environment's Redis server again and serves its port (when the daemon starts or it wakes).
@@ -512,6 +681,16 @@ impl LocalRuntime {
         service: &str,
         content: &DatabaseContent,
     ) -> Result<(), RuntimeError> {
+        let mark = ready_mark(&env.project, &env.environment, service);
+        let ready = std::fs::read_to_string(self.server_root(&key_of(env, service)).join("ready"))
+            .is_ok_and(|m| m == mark);
+        if !ready {
+            // Made again by `db reset` when the daemon stopped: half of it is not served.
+            return Err(RuntimeError::new(format!(
+                "database `{service}` of `{}` was being made again when the daemon stopped; run `preview db reset {} {service}`",
+                env.environment, env.environment
+            )));
+        }
         let server = self.ensure_redis(env, service, content).await?;
         self.serve_database(
             env,
@@ -544,9 +723,9 @@ impl LocalRuntime {
         env: &EnvironmentAddress,
         service: &str,
         content: &DatabaseContent,
-    ) -> Result<Vec<String>, RuntimeError> {
-        let log = StepLog::default();
-        self.make_redis_data(env, service, content, &log)
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        self.make_redis_data(env, service, content, log)
             .await
             .map_err(|e| {
                 RuntimeError::new(format!(
@@ -559,8 +738,7 @@ impl LocalRuntime {
             env,
             service,
             std::net::SocketAddr::from(([127, 0, 0, 1], server.port)),
-        )?;
-        Ok(log.lines())
+        )
     }
 
     /// Writes the golden snapshot of the source again, for `preview db refresh`.
@@ -606,6 +784,35 @@ impl LocalRuntime {
             refresh_seconds: content.clone.refresh_seconds,
         })
     }
+}
+
+/// A database's persistence, `rdb` when the record names none.
+fn persistence_of(content: &DatabaseContent) -> &str {
+    content.persistence.as_deref().unwrap_or("rdb")
+}
+
+/// Where a new server's data comes from.
+enum Start {
+    /// A golden snapshot's file, copied.
+    Golden(PathBuf),
+    /// An RDB seed file's bytes.
+    Seed(Vec<u8>),
+}
+
+/// Copies `from` to `to` as a whole or not at all (a copy beside it, renamed), without holding it in memory.
+fn copy_file(from: &Path, to: &Path) -> Result<(), RuntimeError> {
+    let partial = to.with_extension("partial");
+    std::fs::copy(from, &partial)
+        .and_then(|_| std::fs::File::open(&partial)?.sync_all())
+        .and_then(|()| std::fs::rename(&partial, to))
+        .map_err(|e| {
+            let _ = std::fs::remove_file(&partial);
+            RuntimeError::new(format!(
+                "cannot copy {} to {}: {e}",
+                from.display(),
+                to.display()
+            ))
+        })
 }
 
 /// Waits until the server answers the administrator's PING (it has loaded its data), or its process ended.

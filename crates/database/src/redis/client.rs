@@ -12,8 +12,9 @@ use crate::DatabaseError;
 /// How long a command may wait for its answer.
 const ANSWER_TIMEOUT: Duration = Duration::from_secs(60);
 
-/// The largest bulk string or array accepted in an answer: a server that claims more is not believed.
-const MOST: i64 = 512 * 1024 * 1024;
+/// The most an answer may hold (its strings' bytes, and 16 for each element): the daemon reads answers whole, and
+/// a seed file from a pull request must not make it hold gigabytes.
+const MOST: i64 = 16 * 1024 * 1024;
 
 /// What a server answered.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -112,6 +113,13 @@ impl Client {
 /// Reads one answer (arrays recursively).
 async fn read_answer(stream: &mut BufReader<TcpStream>) -> Result<Answer, DatabaseError> {
     let mut pending: Vec<(Vec<Answer>, usize)> = Vec::new();
+    let mut budget = MOST;
+    let too_large = || {
+        DatabaseError::Server(format!(
+            "Redis's answer is larger than {} MiB, more than preview reads",
+            MOST / 1024 / 1024
+        ))
+    };
     loop {
         let line = read_line(stream).await?;
         let (kind, rest) = line.split_at(1);
@@ -121,7 +129,8 @@ async fn read_answer(stream: &mut BufReader<TcpStream>) -> Result<Answer, Databa
             ":" => Answer::Integer(number(rest)?),
             "$" => match number(rest)? {
                 -1 => Answer::Bulk(None),
-                length if (0..=MOST).contains(&length) => {
+                length if (0..=budget).contains(&length) => {
+                    budget -= length;
                     let mut bytes = vec![0; length as usize + 2];
                     stream.read_exact(&mut bytes).await.map_err(|e| {
                         DatabaseError::Server(format!("the connection to Redis broke: {e}"))
@@ -129,15 +138,18 @@ async fn read_answer(stream: &mut BufReader<TcpStream>) -> Result<Answer, Databa
                     bytes.truncate(length as usize);
                     Answer::Bulk(Some(bytes))
                 }
+                length if length > 0 => return Err(too_large()),
                 _ => return Err(garbled(&line)),
             },
             "*" => match number(rest)? {
                 -1 => Answer::Array(None),
                 0 => Answer::Array(Some(Vec::new())),
-                length if (1..=MOST).contains(&length) => {
+                length if (1..=budget / 16).contains(&length) => {
+                    budget -= length * 16;
                     pending.push((Vec::new(), length as usize));
                     continue;
                 }
+                length if length > 0 => return Err(too_large()),
                 _ => return Err(garbled(&line)),
             },
             _ => return Err(garbled(&line)),

@@ -24,6 +24,9 @@ pub const ADMIN: &str = "preview-admin";
 /// What an environment's user may not run: the server's administration, and `MIGRATE`.
 pub const USER_RULES: &str = "~* &* +@all -@admin -migrate";
 
+/// How much memory an environment's Redis may hold, in MiB.
+pub const MAX_MEMORY_MB: u32 = 512;
+
 /// The name of the snapshot file in a server's data directory.
 pub const SNAPSHOT: &str = "dump.rdb";
 
@@ -112,12 +115,18 @@ impl ServerConfig<'_> {
             quoted(&self.dir.display().to_string()),
             persistence_lines(self.persistence),
         );
-        // The process's title names its configuration, so that a server left by a killed daemon is found as this
-        // one and no other.
-        text.push_str("proc-title-template \"{title} {config-file}\"\n");
+        // The process keeps its command line (which names its configuration) and its environment (which carries
+        // the runtime's marker): rewriting its title would overwrite both, and a server left by a killed daemon
+        // would not be found as its own.
+        text.push_str("set-proc-title no\n");
+        // What an environment's data may take of the machine's memory (and so of its disk); writes past it are
+        // refused, nothing is evicted. Payloads (RESTORE, RDB files) are checked whole before they are loaded.
+        text.push_str(&format!(
+            "maxmemory {MAX_MEMORY_MB}mb\nmaxmemory-policy noeviction\nclient-output-buffer-limit normal 64mb 32mb 60\n"
+        ));
         if self.major >= 7 {
             text.push_str(
-                "enable-debug-command no\nenable-module-command no\nenable-protected-configs no\n",
+                "enable-debug-command no\nenable-module-command no\nenable-protected-configs no\nsanitize-dump-payload yes\n",
             );
         }
         text.push_str(&format!(
@@ -148,40 +157,99 @@ pub fn is_rdb(bytes: &[u8]) -> bool {
     bytes.starts_with(b"REDIS")
 }
 
-/// Has the server write a snapshot of its data now (`BGSAVE`) and waits until it is written: after this, its
-/// data directory's [`SNAPSHOT`] holds its data as of this call.
+/// Has the server write a snapshot of its data now and waits until it is written: after this, its data
+/// directory's [`SNAPSHOT`] holds its data as of this call. `BGSAVE SCHEDULE` waits for a child process the server
+/// already runs (its own snapshot, or a rewrite of its append-only file); the count of snapshots written says when
+/// one that began after this call has ended.
 pub async fn save_snapshot(admin: &mut Client, timeout: Duration) -> Result<(), DatabaseError> {
     let deadline = tokio::time::Instant::now() + timeout;
-    let before = last_save(admin).await?;
-    loop {
-        match admin.command(&[b"BGSAVE"]).await? {
-            Answer::Error(message) if message.contains("in progress") => {
-                // One the server began itself: wait for it, then ask for one that starts after this call.
-                wait_saved(admin, deadline).await?;
+    let before = loop {
+        let before = saves(&info(admin, "persistence").await?)?;
+        match admin.command(&[b"BGSAVE", b"SCHEDULE"]).await? {
+            // One the server began itself: it may hold data older than this call; wait for it, then ask again.
+            Answer::Error(message) if message.contains("already in progress") => {
+                wait_until(admin, deadline, "snapshot", |info| {
+                    info.get("rdb_bgsave_in_progress").map(String::as_str) == Some("0")
+                })
+                .await?;
             }
             Answer::Error(message) => {
                 return Err(DatabaseError::Server(format!(
                     "Redis refused to write a snapshot: {message}"
                 )));
             }
-            _ => break,
+            _ => break before,
         }
-    }
-    wait_saved(admin, deadline).await?;
-    let info = info(admin, "persistence").await?;
-    if info.get("rdb_last_bgsave_status").map(String::as_str) != Some("ok") {
-        return Err(DatabaseError::Server(format!(
+    };
+    let info = wait_until(admin, deadline, "snapshot", |info| {
+        saves(info).is_ok_and(|n| n > before)
+            && info.get("rdb_bgsave_in_progress").map(String::as_str) == Some("0")
+    })
+    .await?;
+    match info.get("rdb_last_bgsave_status").map(String::as_str) {
+        Some("ok") => Ok(()),
+        status => Err(DatabaseError::Server(format!(
             "Redis could not write its snapshot (rdb_last_bgsave_status: {}); its log says why",
-            info.get("rdb_last_bgsave_status")
-                .map_or("unknown", String::as_str)
-        )));
+            status.unwrap_or("unknown")
+        ))),
     }
-    if last_save(admin).await? < before {
-        return Err(DatabaseError::Server(
-            "Redis's last snapshot is older than the one asked for".to_owned(),
-        ));
+}
+
+/// Polls `INFO persistence` until `done` says so; what it said last.
+async fn wait_until(
+    admin: &mut Client,
+    deadline: tokio::time::Instant,
+    what: &str,
+    done: impl Fn(&std::collections::BTreeMap<String, String>) -> bool,
+) -> Result<std::collections::BTreeMap<String, String>, DatabaseError> {
+    loop {
+        let info = info(admin, "persistence").await?;
+        if done(&info) {
+            return Ok(info);
+        }
+        if tokio::time::Instant::now() > deadline {
+            return Err(DatabaseError::Server(format!(
+                "Redis's {what} did not finish in time"
+            )));
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    Ok(())
+}
+
+/// How many snapshots the server wrote since it started.
+fn saves(info: &std::collections::BTreeMap<String, String>) -> Result<u64, DatabaseError> {
+    info.get("rdb_saves")
+        .and_then(|n| n.parse().ok())
+        .ok_or_else(|| {
+            DatabaseError::Server(
+                "Redis's INFO has no rdb_saves (Redis 7 or later has it)".to_owned(),
+            )
+        })
+}
+
+/// Writes what the server holds to disk as its persistence keeps it (`SAVE` for `rdb`, a rewrite of the
+/// append-only file for `aof`, nothing for `none`), so that a crash of the server right after loses nothing.
+pub async fn persist(
+    admin: &mut Client,
+    persistence: &str,
+    timeout: Duration,
+) -> Result<(), DatabaseError> {
+    match persistence {
+        "none" => Ok(()),
+        "aof" => {
+            admin
+                .expect(
+                    &[b"BGREWRITEAOF"],
+                    "Redis could not rewrite its append-only file",
+                )
+                .await?;
+            wait_rewritten(admin, timeout).await
+        }
+        _ => admin
+            .expect(&[b"SAVE"], "Redis could not write its snapshot")
+            .await
+            .map(drop),
+    }
 }
 
 /// Turns the append-only file on for a server that runs without it, and waits until the file holds all its data.
@@ -189,61 +257,30 @@ pub async fn turn_on_append_only(
     admin: &mut Client,
     timeout: Duration,
 ) -> Result<(), DatabaseError> {
-    let deadline = tokio::time::Instant::now() + timeout;
     admin
         .expect(
             &[b"CONFIG", b"SET", b"appendonly", b"yes"],
             "Redis could not turn its append-only file on",
         )
         .await?;
-    loop {
-        let info = info(admin, "persistence").await?;
+    wait_rewritten(admin, timeout).await
+}
+
+/// Waits until no rewrite of the append-only file runs or is scheduled, and says whether the last one went well.
+async fn wait_rewritten(admin: &mut Client, timeout: Duration) -> Result<(), DatabaseError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let info = wait_until(admin, deadline, "append-only file", |info| {
         let value = |key: &str| info.get(key).map(String::as_str);
-        if value("aof_enabled") == Some("1")
+        value("aof_enabled") == Some("1")
             && value("aof_rewrite_in_progress") == Some("0")
             && value("aof_rewrite_scheduled") == Some("0")
-        {
-            return match value("aof_last_bgrewrite_status") {
-                Some("ok") => Ok(()),
-                status => Err(DatabaseError::Server(format!(
-                    "Redis could not write its append-only file (aof_last_bgrewrite_status: {}); its log says why",
-                    status.unwrap_or("unknown")
-                ))),
-            };
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(DatabaseError::Server(
-                "Redis's append-only file was not written in time".to_owned(),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn wait_saved(
-    admin: &mut Client,
-    deadline: tokio::time::Instant,
-) -> Result<(), DatabaseError> {
-    loop {
-        let info = info(admin, "persistence").await?;
-        if info.get("rdb_bgsave_in_progress").map(String::as_str) == Some("0") {
-            return Ok(());
-        }
-        if tokio::time::Instant::now() > deadline {
-            return Err(DatabaseError::Server(
-                "Redis's snapshot did not finish in time".to_owned(),
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-async fn last_save(admin: &mut Client) -> Result<i64, DatabaseError> {
-    match admin.expect(&[b"LASTSAVE"], "LASTSAVE").await? {
-        Answer::Integer(at) => Ok(at),
-        other => Err(DatabaseError::Server(format!(
-            "LASTSAVE answered {}",
-            other.text()
+    })
+    .await?;
+    match info.get("aof_last_bgrewrite_status").map(String::as_str) {
+        Some("ok") => Ok(()),
+        status => Err(DatabaseError::Server(format!(
+            "Redis could not write its append-only file (aof_last_bgrewrite_status: {}); its log says why",
+            status.unwrap_or("unknown")
         ))),
     }
 }
@@ -287,12 +324,10 @@ mod tests {
         assert!(text.contains("dir \"/run/preview/redis/data\"\n"));
         assert!(text.contains("appendonly yes\n"));
         assert!(text.contains("user default off\n"));
-        // sha256("env-password")
-        let env_digest = digest(&password);
-        assert_eq!(env_digest.len(), 64);
-        assert!(text.contains(&format!(
-            "user shop_pr_1_cache on #{env_digest} {USER_RULES}\n"
-        )));
+        // SHA-256 of `env-password`, as `sha256sum` gives it.
+        assert!(text.contains(
+            "user shop_pr_1_cache on #b7c8db593f965dc9a2cd382d39e3d80ef764f577549a207610d958b7384e8e14 ~* &* +@all -@admin -migrate\n"
+        ));
         assert!(text.contains("enable-debug-command no\n"));
     }
 
