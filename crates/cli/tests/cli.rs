@@ -70,7 +70,7 @@ fn validate_example_as_json() {
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).expect("stdout is JSON");
     assert_eq!(json["valid"], true);
     assert_eq!(json["project"], "shop");
-    assert_eq!(json["services"].as_array().map(Vec::len), Some(4));
+    assert_eq!(json["services"].as_array().map(Vec::len), Some(5));
     assert_eq!(json["previews"]["blueprint"], "staging");
     assert_eq!(json["previews"]["ttl_ms"], 72 * 3600 * 1000);
 }

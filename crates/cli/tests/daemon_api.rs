@@ -439,7 +439,7 @@ fn plan_shows_changes_and_hides_secrets() {
     assert!(out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.starts_with("Plan for `staging`: 8 steps (8 to create)"),
+        text.starts_with("Plan for `staging`: 9 steps (9 to create)"),
         "{text}"
     );
     assert!(text.contains("SESSION_KEY=[secret]"), "{text}");
@@ -513,8 +513,8 @@ fn a_daemon_sharing_a_postgres_store_takes_over_when_the_other_dies() {
 fn a_deployment_that_cannot_finish_is_retried_later_and_an_operator_can_abandon_it() {
     let root = preview_testing::TempDir::new("abandon");
     let data = root.path().join("data");
-    // Creating staging takes eight operations; from the ninth on the runtime fails every time.
-    let daemon = Daemon::start(&data, &["--fault", "fail-from@9"]);
+    // Creating staging takes nine operations; from the tenth on the runtime fails every time.
+    let daemon = Daemon::start(&data, &["--fault", "fail-from@10"]);
     register_example(&daemon);
     assert!(daemon.cli(&["env", "create", "staging"]).status.success());
     let failed = daemon.cli(&["env", "delete", "staging"]);

@@ -15,7 +15,7 @@ const CANARIES: [&str; 3] = [
 ];
 
 fn kubernetes_example() -> String {
-    support::EXAMPLE.replace("runtime: local", "runtime: kubernetes")
+    preview_testing::example_on_kubernetes()
 }
 
 /// Registers `source` as the project's spec from a git repository in `dir` that also holds the example's seed file.

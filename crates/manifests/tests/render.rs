@@ -11,13 +11,10 @@ use preview_manifests::{
 use preview_plan::{Resource, desired_state};
 use preview_secrets::Secret;
 
-const EXAMPLE: &str = include_str!("../../../examples/shop/preview.yaml");
-
-/// The example on Kubernetes, its database a server in the namespace, the storefront's session key a secret.
+/// The example on Kubernetes (without its Redis cache), its database a server in the namespace, the storefront's
+/// session key a secret.
 fn kubernetes_example() -> String {
-    EXAMPLE
-        .replace("runtime: local", "runtime: kubernetes")
-        .replace("mode: managed ", "mode: container ")
+    preview_testing::example_on_kubernetes().replace("mode: managed ", "mode: container ")
 }
 
 fn resources(source: &str, environment: &str) -> Vec<Resource> {
@@ -497,7 +494,7 @@ fn a_managed_database_is_a_server_in_the_namespace_and_an_external_one_is_refuse
             .unwrap_or_else(|| panic!("no database"))
     };
     let managed = render(
-        &database(&EXAMPLE.replace("runtime: local", "runtime: kubernetes")),
+        &database(&preview_testing::example_on_kubernetes()),
         &target(),
         &Settings::default(),
         &Values::Redacted,

@@ -157,11 +157,11 @@ fn update_plan() {
         )
         .replace(
             "  migrate:\n",
-            "  cache:\n    run: ./cache\n    ports: [6379]\n  migrate:\n",
+            "  search:\n    run: ./search\n    ports: [7700]\n  migrate:\n",
         );
     let changed = changed.replace(
         "SHOP_DATABASE: { alias: DATABASE_URL }",
-        "CACHE_URL: ${{ services.cache.url }}",
+        "SEARCH_URL: ${{ services.search.url }}",
     );
     let after = desired(&changed, "staging");
     let plan = plan_deployment("staging", &after, &before);

@@ -38,7 +38,7 @@ fn example_declares_what_the_demo_needs() {
     assert_eq!(spec.project, "shop");
     assert_eq!(
         spec.services.keys().map(String::as_str).collect::<Vec<_>>(),
-        ["catalog", "db", "migrate", "storefront"]
+        ["cache", "catalog", "db", "migrate", "storefront"]
     );
     assert_eq!(
         spec.environments
@@ -146,7 +146,7 @@ fn variables_keep_their_scope_and_origin() {
     let spec = example();
     let project_level = &spec.variables["SHOP_MODE"];
     assert_eq!(project_level.origin.path, "variables.SHOP_MODE");
-    assert_eq!(project_level.origin.position.line, 14);
+    assert_eq!(project_level.origin.position.line, 15);
     let storefront = &spec.services["storefront"];
     assert_eq!(
         storefront.variables["SHOP_DATABASE"].value,

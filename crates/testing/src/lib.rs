@@ -366,3 +366,41 @@ pub fn accepted_connections(pid: u32, port: u16) -> usize {
         })
         .count()
 }
+
+/// `examples/shop/preview.yaml` as the Kubernetes runtime runs it: `runtime: kubernetes`, and without its Redis
+/// `cache` (that runtime runs PostgreSQL databases only; the storefront has no cart there). Panics when the example
+/// no longer has the shape this expects, so that a change to it is seen here.
+pub fn example_on_kubernetes() -> String {
+    let example = include_str!("../../../examples/shop/preview.yaml");
+    let mut kept = Vec::new();
+    let mut lines = example.lines().peekable();
+    let mut removed = 0;
+    while let Some(line) = lines.next() {
+        // The service (up to the blank line after it) and each environment's override of it.
+        if line.starts_with("  cache:") {
+            while lines.next_if(|l| !l.trim().is_empty()).is_some() {}
+            removed += 1;
+            continue;
+        }
+        if line.starts_with("      cache:") {
+            while lines.next_if(|l| l.starts_with("        ")).is_some() {}
+            removed += 1;
+            continue;
+        }
+        if line.contains("[catalog, db, cache]") {
+            kept.push("    depends_on: [catalog, db]".to_owned());
+            removed += 1;
+            continue;
+        }
+        kept.push(line.to_owned());
+    }
+    let text = kept.join("\n") + "\n";
+    assert!(
+        removed == 4
+            && !text.contains("redis")
+            && !text.contains("REDIS")
+            && text.contains("runtime: local"),
+        "examples/shop/preview.yaml changed shape: its Redis `cache` is not where this expects it"
+    );
+    text.replace("runtime: local", "runtime: kubernetes")
+}

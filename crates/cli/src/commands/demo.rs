@@ -1,8 +1,9 @@
 //! `preview demo`: the example project on this machine, start to finish. A daemon with a temporary data
 //! directory, the whole shop registered from this checkout, `staging` deployed (its database seeded from
-//! `db/seed.sql`) and cloned into the preview `pr-1` (its database masked from staging's), one customer shown as
-//! each has it, every URL printed with the CA to trust and requested over HTTPS, each storefront counting its own
-//! orders, then everything stopped (`--keep` leaves it running).
+//! `db/seed.sql`, its cart's Redis from `cache/seed.redis`) and cloned into the preview `pr-1` (its database masked
+//! from staging's, its Redis copied), one customer shown as each has it, every URL printed with the CA to trust and
+//! requested over HTTPS, each storefront counting its own orders and cart items, then everything stopped (`--keep`
+//! leaves it running).
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -225,10 +226,12 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
         output: OutputFormat::Text,
     };
     say(
-        "deploying `staging`: its database seeded from db/seed.sql (the first build of the example apps takes a while)",
+        "deploying `staging`: its database seeded from db/seed.sql, its cart's Redis from cache/seed.redis (the first build of the example apps takes a while)",
     );
     start(&context, Change::Create("staging", None), true).await?;
-    say("cloning `staging` into the preview `pr-1`: its database a masked copy of staging's");
+    say(
+        "cloning `staging` into the preview `pr-1`: its database a masked copy of staging's, its Redis a copy of staging's",
+    );
     start(
         &context,
         Change::Clone {
@@ -257,6 +260,19 @@ async fn walk_through(data: &Path, spec: &Path) -> Result<(), Failure> {
         ca.display()
     ));
     let tls = tls_client(&pem)?;
+    say(
+        "adding an item to the cart of `pr-1`'s storefront: each environment's cart is in a Redis server of its own (pr-1's a copy of staging's)",
+    );
+    let preview = context
+        .client
+        .get(&context.path("/environments/pr-1"))
+        .await?;
+    if let Some((_, host)) = hosts(&preview["urls"])
+        .into_iter()
+        .find(|(_, host)| host.starts_with("storefront"))
+    {
+        request(&tls, https, &host, "POST", "/api/cart/2").await?;
+    }
     for environment in ["staging", "pr-1"] {
         let shown = context
             .client
@@ -643,13 +659,36 @@ fn tls_client(ca_pem: &str) -> Result<tokio_rustls::TlsConnector, Failure> {
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
 }
 
-/// One HTTPS GET through the gateway, verified against the CA; the answer's status and a short view of its body.
+/// One HTTPS GET of the storefront's summary through the gateway, verified against the CA; the answer's status and
+/// a short view of its body.
 async fn get(
     tls: &tokio_rustls::TlsConnector,
     gateway: std::net::SocketAddr,
     host: &str,
     path: &str,
 ) -> Result<String, Failure> {
+    let (status, body) = request(tls, gateway, host, "GET", path).await?;
+    let summary: Value = serde_json::from_str(&body).unwrap_or(Value::Null);
+    Ok(format!(
+        "{status}: environment {}, mode {}, {} products from the catalog of `{}`, {} orders, {} items in the cart",
+        summary["environment"].as_str().unwrap_or("?"),
+        summary["mode"].as_str().unwrap_or("?"),
+        summary["products"].as_array().map_or(0, Vec::len),
+        summary["catalog"]["environment"].as_str().unwrap_or("?"),
+        summary["orders"],
+        summary["cart"],
+    ))
+}
+
+/// One HTTPS request without a body through the gateway, verified against the CA; the answer's status line and
+/// body, which must be 200.
+async fn request(
+    tls: &tokio_rustls::TlsConnector,
+    gateway: std::net::SocketAddr,
+    host: &str,
+    method: &str,
+    path: &str,
+) -> Result<(String, String), Failure> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let failed = |e: String| Failure::internal(format!("https://{host}{path}: {e}"));
     let name = rustls::pki_types::ServerName::try_from(host.to_owned())
@@ -663,7 +702,10 @@ async fn get(
         .map_err(|e| failed(format!("TLS: {e}")))?;
     stream
         .write_all(
-            format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n").as_bytes(),
+            format!(
+                "{method} {path} HTTP/1.1\r\nHost: {host}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            )
+            .as_bytes(),
         )
         .await
         .map_err(|e| failed(e.to_string()))?;
@@ -678,13 +720,5 @@ async fn get(
     if !status.contains(" 200 ") {
         return Err(failed(format!("answered `{status}`: {body}")));
     }
-    let summary: Value = serde_json::from_str(body).unwrap_or(Value::Null);
-    Ok(format!(
-        "{status}: environment {}, mode {}, {} products from the catalog of `{}`, {} orders",
-        summary["environment"].as_str().unwrap_or("?"),
-        summary["mode"].as_str().unwrap_or("?"),
-        summary["products"].as_array().map_or(0, Vec::len),
-        summary["catalog"]["environment"].as_str().unwrap_or("?"),
-        summary["orders"],
-    ))
+    Ok((status, body.to_owned()))
 }

@@ -13,8 +13,6 @@ use preview_plan::{Resource, desired_state};
 use preview_testing::TempDir;
 use preview_testing::kubernetes::{ApiServer, PostgresPods};
 
-pub const EXAMPLE: &str = include_str!("../../../../examples/shop/preview.yaml");
-
 /// Values no object but a Secret may hold.
 pub const CANARY: &str = "CANARY-k8s-3f9a1c";
 
@@ -170,9 +168,9 @@ pub fn in_order(resources: &[Resource]) -> Vec<Resource> {
     ordered
 }
 
-/// The example on Kubernetes, its database a server in the namespace.
+/// The example on Kubernetes (without its Redis cache), its database a server in the namespace.
 pub fn kubernetes_example() -> String {
-    EXAMPLE.replace("runtime: local", "runtime: kubernetes")
+    preview_testing::example_on_kubernetes()
 }
 
 /// The commit of this repository the example is read from (its seed file, `examples/shop/db/seed.sql`, is in it).

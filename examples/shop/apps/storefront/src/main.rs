@@ -1,17 +1,20 @@
 //! The storefront of the example `shop` project: a page listing the catalog's products (fetched over HTTP from
-//! the catalog app) and the number of orders (read from PostgreSQL).
+//! the catalog app), the number of orders (read from PostgreSQL) and the cart (kept in Redis).
 //!
-//! Serves `GET /`, `GET /api/summary` and `GET /healthz` on `PORT`. Configuration comes only from the environment:
-//! `PORT`, `CATALOG_URL`, `SHOP_MODE`, `DATABASE_URL` (without it, no orders are counted), `PREVIEW_ENVIRONMENT`
-//! and `PREVIEW_COMMIT` (shown in the summary); `SESSION_KEY` is required but never shown.
+//! Serves `GET /`, `GET /api/summary`, `POST /api/cart/{product}` (one more of it in the cart) and `GET /healthz`
+//! on `PORT`. Configuration comes only from the environment: `PORT`, `CATALOG_URL`, `SHOP_MODE`, `DATABASE_URL`
+//! (without it, no orders are counted), `REDIS_URL` (without it, there is no cart), `PREVIEW_ENVIRONMENT` and
+//! `PREVIEW_COMMIT` (shown in the summary); `SESSION_KEY` is required but never shown.
+
+mod cart;
 
 use std::sync::Arc;
 
 use axum::Json;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Html;
-use axum::routing::get;
+use axum::routing::{get, post};
 use http_body_util::{BodyExt, Empty};
 use hyper::body::Bytes;
 use hyper_util::rt::TokioIo;
@@ -20,6 +23,7 @@ use tokio_postgres::{Client, NoTls};
 
 struct Shop {
     db: Option<Client>,
+    cart: Option<cart::Cart>,
     catalog_url: String,
     mode: String,
 }
@@ -40,6 +44,8 @@ struct Summary {
     catalog: serde_json::Value,
     products: Vec<Product>,
     orders: Option<i64>,
+    /// How many items the cart holds; none without `REDIS_URL`.
+    cart: Option<i64>,
 }
 
 #[tokio::main(flavor = "current_thread")]
@@ -77,14 +83,20 @@ async fn run() -> Result<(), String> {
         }
         Err(_) => None,
     };
+    let cart = match std::env::var("REDIS_URL") {
+        Ok(url) => Some(cart::Cart::from_url(&url)?),
+        Err(_) => None,
+    };
     let shop = Shop {
         db,
+        cart,
         catalog_url: required("CATALOG_URL")?.trim_end_matches('/').to_owned(),
         mode: std::env::var("SHOP_MODE").unwrap_or_else(|_| "development".to_owned()),
     };
     let app = axum::Router::new()
         .route("/", get(page))
         .route("/api/summary", get(summary_json))
+        .route("/api/cart/{product}", post(add_to_cart))
         .route("/healthz", get(|| async { "ok" }))
         .with_state(Arc::new(shop));
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
@@ -122,8 +134,13 @@ async fn summary(shop: &Shop) -> Result<Summary, String> {
         ),
         None => None,
     };
+    let cart = match &shop.cart {
+        Some(cart) => Some(cart.items().await?),
+        None => None,
+    };
     let variable = |name: &str| std::env::var(name).unwrap_or_default();
     Ok(Summary {
+        cart,
         mode: shop.mode.clone(),
         environment: variable("PREVIEW_ENVIRONMENT"),
         commit: variable("PREVIEW_COMMIT"),
@@ -140,6 +157,27 @@ async fn summary_json(
         .await
         .map(Json)
         .map_err(|e| (StatusCode::BAD_GATEWAY, e))
+}
+
+/// One more of `product` in the cart; answers how many items it holds now.
+async fn add_to_cart(
+    State(shop): State<Arc<Shop>>,
+    Path(product): Path<i64>,
+) -> Result<Json<serde_json::Value>, (StatusCode, String)> {
+    let Some(cart) = &shop.cart else {
+        return Err((
+            StatusCode::NOT_FOUND,
+            "no cart: REDIS_URL is not set".to_owned(),
+        ));
+    };
+    cart.add(product)
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, e))?;
+    let items = cart
+        .items()
+        .await
+        .map_err(|e| (StatusCode::BAD_GATEWAY, e))?;
+    Ok(Json(serde_json::json!({ "cart": items })))
 }
 
 async fn page(State(shop): State<Arc<Shop>>) -> Result<Html<String>, (StatusCode, String)> {
@@ -161,8 +199,11 @@ async fn page(State(shop): State<Arc<Shop>>) -> Result<Html<String>, (StatusCode
     let orders = summary
         .orders
         .map_or("no database".to_owned(), |n| format!("{n} orders"));
+    let cart = summary
+        .cart
+        .map_or("no cart".to_owned(), |n| format!("{n} items in the cart"));
     Ok(Html(format!(
-        "<!doctype html><title>shop ({mode})</title><h1>shop — {mode}</h1><p>environment {environment}</p><ul>{items}</ul><p>{orders}</p>",
+        "<!doctype html><title>shop ({mode})</title><h1>shop — {mode}</h1><p>environment {environment}</p><ul>{items}</ul><p>{orders}</p><p>{cart}</p>",
         mode = escape(&summary.mode),
         environment = escape(&summary.environment),
     )))
