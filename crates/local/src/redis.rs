@@ -29,6 +29,14 @@ const INSIDE: &str = "/run/preview/redis";
 /// How long a server may take to accept commands after it starts (loading its data included).
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// What a Redis server's cgroup allows: its data (`maxmemory`) and room for scripts, clients and a snapshot's
+/// child; a server past it is killed and started again, its environment's alone.
+const LIMITS: preview_isolation::CgroupLimits = preview_isolation::CgroupLimits {
+    cpu_millicores: None,
+    memory_bytes: Some((engine::MAX_MEMORY_MB as u64 + 512) * 1024 * 1024),
+    tasks: Some(64),
+};
+
 /// The server's process id, in its data directory (the one directory it may write).
 const PID_FILE: &str = "redis.pid";
 
@@ -80,8 +88,28 @@ impl LocalRuntime {
     }
 
     /// The server of the environment's Redis `service`, started (from its files, its configuration written anew)
-    /// if it does not run.
+    /// if it does not run. A server whose persistence is `aof` but that has an RDB file and no append-only file
+    /// yet (a change of persistence cut short) starts from the RDB file, as a new one does.
     pub(crate) async fn ensure_redis(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<Arc<RunningRedis>, RuntimeError> {
+        let key = key_of(env, service);
+        let data = self.server_root(&key).join("data");
+        if persistence_of(content) == "aof"
+            && !data.join("appendonlydir").exists()
+            && data.join(SNAPSHOT).exists()
+            && !self.databases.redis.lock().await.contains_key(&key)
+        {
+            return self.start_from_snapshot(env, service, content).await;
+        }
+        self.start_redis(env, service, content).await
+    }
+
+    /// Starts the server from its files as they are, if it does not run.
+    async fn start_redis(
         &self,
         env: &EnvironmentAddress,
         service: &str,
@@ -150,7 +178,9 @@ impl LocalRuntime {
         .await;
         let place = match (owner, &self.isolation) {
             (Some((uid, _)), Some(isolation)) => Place::Sandbox(Arc::new(
-                isolation.server_sandbox(uid, &root, Path::new(INSIDE)),
+                isolation
+                    .limited_server_sandbox(uid, &root, Path::new(INSIDE), &unit_of(&root), &LIMITS)
+                    .map_err(RuntimeError::new)?,
             )),
             _ => Place::Host(root.clone()),
         };
@@ -220,21 +250,21 @@ impl LocalRuntime {
             "aof" => {
                 let mut loading = content.clone();
                 loading.persistence = Some("rdb".to_owned());
-                let server = self.ensure_redis(env, service, &loading).await?;
+                let server = self.start_redis(env, service, &loading).await?;
                 let mut admin = self.redis_admin(env, service, &server).await?;
                 engine::turn_on_append_only(&mut admin, SAVE_TIMEOUT)
                     .await
                     .map_err(fail(service))?;
                 drop((admin, server));
                 self.stop_redis(&key).await;
-                self.ensure_redis(env, service, content).await
+                self.start_redis(env, service, content).await
             }
             "none" => {
-                let server = self.ensure_redis(env, service, content).await?;
+                let server = self.start_redis(env, service, content).await?;
                 self.forget_snapshot(&key)?;
                 Ok(server)
             }
-            _ => self.ensure_redis(env, service, content).await,
+            _ => self.start_redis(env, service, content).await,
         }
     }
 
@@ -252,8 +282,8 @@ impl LocalRuntime {
     }
 
     /// Moves an environment's data, kept, from the persistence `before` had to the one `content` has: the server
-    /// (running as before) writes all it holds to an RDB file, stops, and starts from that file as
-    /// [`LocalRuntime::start_from_snapshot`] does; an append-only file of before is removed.
+    /// (running as before, its writes paused) writes all it holds to an RDB file, stops, and starts from that file
+    /// as [`LocalRuntime::start_from_snapshot`] does.
     async fn change_persistence(
         &self,
         env: &EnvironmentAddress,
@@ -264,6 +294,15 @@ impl LocalRuntime {
         let key = key_of(env, service);
         let server = self.ensure_redis(env, service, before).await?;
         let mut admin = self.redis_admin(env, service, &server).await?;
+        // No write is taken from here on (clients wait, then lose their connection as the server stops), so none
+        // is acknowledged and then lost.
+        admin
+            .expect(
+                &[b"CLIENT", b"PAUSE", b"600000", b"WRITE"],
+                "pausing its writes",
+            )
+            .await
+            .map_err(fail(service))?;
         if persistence_of(before) == "aof" {
             admin
                 .expect(
@@ -273,18 +312,13 @@ impl LocalRuntime {
                 .await
                 .map_err(fail(service))?;
         }
-        admin
-            .expect(&[b"SAVE"], "writing its data to an RDB file")
+        engine::persist(&mut admin, "rdb", SAVE_TIMEOUT)
             .await
             .map_err(fail(service))?;
         drop((admin, server));
         self.stop_redis(&key).await;
-        let append_only = self.server_root(&key).join("data/appendonlydir");
-        if append_only.exists() {
-            std::fs::remove_dir_all(&append_only).map_err(|e| {
-                RuntimeError::new(format!("cannot remove {}: {e}", append_only.display()))
-            })?;
-        }
+        // An append-only file of before stays until the server goes: should the daemon die before the new
+        // persistence is recorded, the server starts again from it as it was.
         self.start_from_snapshot(env, service, content)
             .await
             .map(drop)
@@ -327,6 +361,12 @@ impl LocalRuntime {
             self.config.grace,
         )
         .await;
+        if let Some(isolation) = &self.isolation {
+            isolation
+                .remove_server_cgroup(&unit_of(&root))
+                .await
+                .map_err(RuntimeError::new)?;
+        }
         preview_database::postgres::server::remove_tree(&root)
             .map_err(|e| RuntimeError::new(e.to_string()))?;
         self.ports
@@ -410,7 +450,6 @@ impl LocalRuntime {
         log: &StepLog,
     ) -> Result<(), RuntimeError> {
         let key = key_of(env, service);
-        self.remove_redis_server(&key).await?;
         log.check_lease()?;
         let root = self.server_root(&key);
         // What the server starts from: the golden snapshot's file, or the RDB seed file's bytes.
@@ -434,6 +473,10 @@ impl LocalRuntime {
             },
             _ => None,
         };
+        // Nothing copies from this server, nor removes it, while it is made (copies check its `ready` mark).
+        let lock = self.external_golden_lock(&env.project, &format!("redis:{key}"));
+        let _held = lock.lock().await;
+        self.remove_redis_server(&key).await?;
         faults::at("create", When::Before)?;
         if let Some(start) = &snapshot {
             let owner = self.server_owner(&key)?;
@@ -580,6 +623,13 @@ impl LocalRuntime {
             })?;
         let source_content =
             crate::databases::parse(&recorded.id, &recorded.content).map_err(RuntimeError::new)?;
+        let source_ready = std::fs::read_to_string(self.server_root(&source_key).join("ready"))
+            .is_ok_and(|m| m == ready_mark(&env.project, from, service));
+        if !source_ready {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `{from}`'s `{service}` is being made again; deploy once it is done"
+            )));
+        }
         if source_content.engine != content.engine {
             return Err(RuntimeError::new(format!(
                 "database `{service}`: `{from}`'s `{service}` is a {} database, not Redis; a copy needs the same engine",
@@ -706,6 +756,15 @@ impl LocalRuntime {
         service: &str,
         content: &DatabaseContent,
     ) -> Result<preview_deploy::DatabaseLogin, RuntimeError> {
+        let mark = ready_mark(&env.project, &env.environment, service);
+        if !std::fs::read_to_string(self.server_root(&key_of(env, service)).join("ready"))
+            .is_ok_and(|m| m == mark)
+        {
+            return Err(RuntimeError::new(format!(
+                "database `{service}` of `{}` is being made; log in once its deployment or reset is done",
+                env.environment
+            )));
+        }
         let server = self.ensure_redis(env, service, content).await?;
         let (password, _) = self.redis_passwords(env, service).await?;
         Ok(preview_deploy::DatabaseLogin {
@@ -784,6 +843,14 @@ impl LocalRuntime {
             refresh_seconds: content.clone.refresh_seconds,
         })
     }
+}
+
+/// The name of a server's cgroup: its directory's.
+fn unit_of(root: &Path) -> String {
+    format!(
+        "redis-{}",
+        root.file_name().unwrap_or_default().to_string_lossy()
+    )
 }
 
 /// A database's persistence, `rdb` when the record names none.

@@ -161,6 +161,9 @@ fn key(env: &EnvironmentAddress) -> String {
     format!("env:{}/{}", env.project, env.environment)
 }
 
+/// The cgroup under which servers with limits of their own run.
+const SERVERS_UNIT: &str = "database-servers";
+
 /// The cgroup (and record) name of an environment: `shop.pr-1` (names are DNS labels, without dots).
 pub(crate) fn unit_name(env: &EnvironmentAddress) -> String {
     format!("{}.{}", env.project, env.environment)
@@ -576,6 +579,41 @@ impl Isolation {
             // private whatever the mask.
             umask: 0o022,
         }
+    }
+
+    /// The server sandbox above, in a cgroup of its own, `database-servers/<unit>`, that bounds the server's
+    /// memory and processes (when the machine has cgroups): what a server's clients can make it hold — Redis's
+    /// scripts, which its `maxmemory` does not count — is its own problem, not the machine's.
+    pub(crate) fn limited_server_sandbox(
+        &self,
+        uid: u32,
+        root: &Path,
+        inside: &Path,
+        unit: &str,
+        limits: &CgroupLimits,
+    ) -> Result<Sandbox, String> {
+        let mut sandbox = self.server_sandbox(uid, root, inside);
+        if let Ok(cgroups) = &self.cgroups {
+            let cgroup = cgroups.group(&[SERVERS_UNIT, unit]);
+            cgroup
+                .create(limits)
+                .map_err(|e| format!("cannot set the limits of the server {unit}: {e}"))?;
+            sandbox.cgroup = Some(cgroup);
+        }
+        Ok(sandbox)
+    }
+
+    /// Stops whatever still runs in a server's cgroup (a child it forked) and removes the cgroup.
+    pub(crate) async fn remove_server_cgroup(&self, unit: &str) -> Result<(), String> {
+        if let Ok(cgroups) = &self.cgroups {
+            let cgroup = cgroups.group(&[SERVERS_UNIT, unit]);
+            cgroup
+                .kill_all(Duration::from_secs(10))
+                .await
+                .map_err(|e| e.to_string())?;
+            cgroup.remove().map_err(|e| e.to_string())?;
+        }
+        Ok(())
     }
 
     /// Each tool directory on the host, and where builds see it.

@@ -54,7 +54,7 @@ pub(crate) const JOB_KEYS: &[&str] = &[
 ];
 
 pub(crate) const SUPPORTED_POSTGRES: std::ops::RangeInclusive<i64> = 13..=18;
-pub(crate) const SUPPORTED_REDIS: std::ops::RangeInclusive<i64> = 6..=8;
+pub(crate) const SUPPORTED_REDIS: std::ops::RangeInclusive<i64> = 7..=8;
 
 /// What the rest of the spec declares, for checking references while a service is read.
 pub(crate) struct Names<'a> {

@@ -1125,7 +1125,7 @@ fn unsupported_redis_version() {
         &with_envs(
             "project: p\nservices:\n  cache:\n    type: database\n    engine: redis\n    version: 5\n",
         ),
-        "6:14 services.cache.version: 5 is not a supported Redis version; use a number from 6 to 8",
+        "6:14 services.cache.version: 5 is not a supported Redis version; use a number from 7 to 8",
     );
 }
 

@@ -122,7 +122,9 @@ async fn read_answer(stream: &mut BufReader<TcpStream>) -> Result<Answer, Databa
     };
     loop {
         let line = read_line(stream).await?;
-        let (kind, rest) = line.split_at(1);
+        let Some((kind, rest)) = line.split_at_checked(1) else {
+            return Err(garbled(&line));
+        };
         let value = match kind {
             "+" => Answer::Status(rest.to_owned()),
             "-" => Answer::Error(rest.to_owned()),
@@ -171,7 +173,9 @@ async fn read_answer(stream: &mut BufReader<TcpStream>) -> Result<Answer, Databa
 
 async fn read_line(stream: &mut BufReader<TcpStream>) -> Result<String, DatabaseError> {
     let mut line = Vec::new();
-    let read = stream
+    // A status or error line is short; one that is not is not read whole.
+    let read = (&mut *stream)
+        .take(MOST as u64)
         .read_until(b'\n', &mut line)
         .await
         .map_err(|e| DatabaseError::Server(format!("the connection to Redis broke: {e}")))?;

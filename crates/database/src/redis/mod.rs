@@ -234,21 +234,30 @@ pub async fn persist(
     persistence: &str,
     timeout: Duration,
 ) -> Result<(), DatabaseError> {
-    match persistence {
-        "none" => Ok(()),
-        "aof" => {
-            admin
-                .expect(
-                    &[b"BGREWRITEAOF"],
-                    "Redis could not rewrite its append-only file",
-                )
+    let deadline = tokio::time::Instant::now() + timeout;
+    let command: &[&[u8]] = match persistence {
+        "none" => return Ok(()),
+        "aof" => &[b"BGREWRITEAOF"],
+        _ => &[b"SAVE"],
+    };
+    loop {
+        match admin.command(command).await? {
+            // A snapshot or rewrite the server runs on its own (its save points, its rewrite rule) comes first.
+            Answer::Error(message) if message.contains("in progress") => {
+                wait_until(admin, deadline, "snapshot", |info| {
+                    info.get("rdb_bgsave_in_progress").map(String::as_str) == Some("0")
+                        && info.get("aof_rewrite_in_progress").map(String::as_str) == Some("0")
+                })
                 .await?;
-            wait_rewritten(admin, timeout).await
+            }
+            Answer::Error(message) => {
+                return Err(DatabaseError::Server(format!(
+                    "Redis could not write its data to disk: {message}"
+                )));
+            }
+            _ if persistence == "aof" => return wait_rewritten(admin, timeout).await,
+            _ => return Ok(()),
         }
-        _ => admin
-            .expect(&[b"SAVE"], "Redis could not write its snapshot")
-            .await
-            .map(drop),
     }
 }
 
