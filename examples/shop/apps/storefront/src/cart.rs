@@ -66,7 +66,7 @@ impl Cart {
 /// One answer: a status, an integer, a bulk string or an array of bulk strings, as text; an error as `Err`.
 async fn read(stream: &mut BufReader<TcpStream>) -> Result<Vec<String>, String> {
     let line = read_line(stream).await?;
-    match line.split_at(1) {
+    match line.split_at_checked(1).unwrap_or(("", "")) {
         ("+", status) | (":", status) => Ok(vec![status.to_owned()]),
         ("-", error) => Err(format!("Redis: {error}")),
         ("$", length) => Ok(vec![read_bulk(stream, length).await?]),
@@ -90,10 +90,11 @@ async fn read_line(stream: &mut BufReader<TcpStream>) -> Result<String, String> 
         .read_line(&mut line)
         .await
         .map_err(|e| e.to_string())?;
-    if line.len() < 3 {
+    let line = line.trim_end();
+    if line.is_empty() {
         return Err("Redis closed the connection".to_owned());
     }
-    Ok(line.trim_end().to_owned())
+    Ok(line.to_owned())
 }
 
 async fn read_bulk(stream: &mut BufReader<TcpStream>, length: &str) -> Result<String, String> {

@@ -134,8 +134,15 @@ async fn summary(shop: &Shop) -> Result<Summary, String> {
         ),
         None => None,
     };
+    // The page works without its cart: a cache that does not answer is only a missing count.
     let cart = match &shop.cart {
-        Some(cart) => Some(cart.items().await?),
+        Some(cart) => match cart.items().await {
+            Ok(items) => Some(items),
+            Err(error) => {
+                eprintln!("shop-storefront: {error}");
+                None
+            }
+        },
         None => None,
     };
     let variable = |name: &str| std::env::var(name).unwrap_or_default();
