@@ -6,11 +6,13 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use preview_testing::TempDir;
 use support::faulty::{FAULTS, Faulty, deployment_id};
-use support::{Daemon, ReleaseAccounts, commit_all, git, local_daemon, ok};
+use support::{
+    Daemon, ReleaseAccounts, commit_all, deploy, failed_deployment, git, in_project, local_daemon,
+    ok,
+};
 
 /// 200 customers whose names, e-mails and phones appear nowhere else, their orders (joined on the e-mail, which
 /// a masking rule names with `same_as`) and their reviews (joined by a foreign key alone).
@@ -130,12 +132,6 @@ fn set_key(daemon: &Daemon, repo: &Path, key: &str) {
     ));
 }
 
-fn in_project(daemon: &Daemon, project: &str, args: &[&str]) -> Output {
-    let mut all = vec!["--project", project];
-    all.extend_from_slice(args);
-    daemon.cli(&all)
-}
-
 /// `psql -At -c sql` on ENV's database as its own role.
 fn sql(daemon: &Daemon, project: &str, environment: &str, query: &str) -> String {
     ok(in_project(
@@ -213,24 +209,6 @@ fn server_catalog(daemon: &Daemon, project: &str, environment: &str) -> String {
         project,
         environment,
         "SELECT string_agg(datname, ' ' ORDER BY datname) FROM pg_database",
-    )
-}
-
-fn deploy(daemon: &Daemon, project: &str, args: &[&str]) -> String {
-    ok(in_project(daemon, project, args))
-}
-
-fn failed_deployment(daemon: &Daemon, project: &str, args: &[&str]) -> String {
-    let out = in_project(daemon, project, args);
-    assert!(
-        !out.status.success(),
-        "{args:?} succeeded:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
     )
 }
 

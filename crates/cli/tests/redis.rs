@@ -6,11 +6,14 @@
 mod support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use preview_testing::TempDir;
 use support::faulty::{FAULTS, Faulty};
-use support::{Daemon, ReleaseAccounts, api, commit_all, git, local_daemon, ok};
+use support::{
+    Daemon, ReleaseAccounts, api, commit_all, deploy, failed_deployment, git, in_project,
+    local_daemon, ok,
+};
 
 /// Carts and a greeting with a blank in it, as a seed file of commands (a comment and an empty line included).
 const SEED: &str = "# the carts of two customers
@@ -69,35 +72,11 @@ previews:
 const CACHE: &str = "    version: 7
     clone: { policy: seed, file: seed.redis }";
 
-fn in_project(daemon: &Daemon, project: &str, args: &[&str]) -> Output {
-    let mut all = vec!["--project", project];
-    all.extend_from_slice(args);
-    daemon.cli(&all)
-}
-
 /// `redis-cli ARGS` on ENV's `cache` as its own user, through `preview db redis-cli`.
 fn redis(daemon: &Daemon, project: &str, environment: &str, args: &[&str]) -> String {
     let mut all = vec!["db", "redis-cli", environment, "cache", "--"];
     all.extend_from_slice(args);
     ok(in_project(daemon, project, &all)).trim().to_owned()
-}
-
-fn deploy(daemon: &Daemon, project: &str, args: &[&str]) -> String {
-    ok(in_project(daemon, project, args))
-}
-
-fn failed_deployment(daemon: &Daemon, project: &str, args: &[&str]) -> String {
-    let out = in_project(daemon, project, args);
-    assert!(
-        !out.status.success(),
-        "{args:?} succeeded:\n{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
 }
 
 /// ENV's login to its `cache`: host, port, user and password, as the API gives it.

@@ -324,6 +324,13 @@ impl LocalRuntime {
             .map(drop)
     }
 
+    /// Whether the environment's Redis data is complete: its server's directory holds its mark.
+    fn redis_is_ready(&self, env: &EnvironmentAddress, service: &str) -> bool {
+        let mark = ready_mark(&env.project, &env.environment, service);
+        std::fs::read_to_string(self.server_root(&key_of(env, service)).join("ready"))
+            .is_ok_and(|m| m == mark)
+    }
+
     /// An administrator's connection to the environment's Redis.
     async fn redis_admin(
         &self,
@@ -394,9 +401,7 @@ impl LocalRuntime {
             .write_intent(&resource.id, &resource.content)
             .map_err(RuntimeError::new)?;
         let key = key_of(env, service);
-        let root = self.server_root(&key);
-        let mark = ready_mark(&env.project, &env.environment, service);
-        let ready = std::fs::read_to_string(root.join("ready")).is_ok_and(|m| m == mark);
+        let ready = self.redis_is_ready(env, service);
         log.check_lease()?;
         if ready {
             let before = self
@@ -623,9 +628,7 @@ impl LocalRuntime {
             })?;
         let source_content =
             crate::databases::parse(&recorded.id, &recorded.content).map_err(RuntimeError::new)?;
-        let source_ready = std::fs::read_to_string(self.server_root(&source_key).join("ready"))
-            .is_ok_and(|m| m == ready_mark(&env.project, from, service));
-        if !source_ready {
+        if !self.redis_is_ready(&source, service) {
             return Err(RuntimeError::new(format!(
                 "database `{service}`: `{from}`'s `{service}` is being made again; deploy once it is done"
             )));
@@ -731,10 +734,7 @@ impl LocalRuntime {
         service: &str,
         content: &DatabaseContent,
     ) -> Result<(), RuntimeError> {
-        let mark = ready_mark(&env.project, &env.environment, service);
-        let ready = std::fs::read_to_string(self.server_root(&key_of(env, service)).join("ready"))
-            .is_ok_and(|m| m == mark);
-        if !ready {
+        if !self.redis_is_ready(env, service) {
             // Made again by `db reset` when the daemon stopped: half of it is not served.
             return Err(RuntimeError::new(format!(
                 "database `{service}` of `{}` was being made again when the daemon stopped; run `preview db reset {} {service}`",
@@ -756,10 +756,7 @@ impl LocalRuntime {
         service: &str,
         content: &DatabaseContent,
     ) -> Result<preview_deploy::DatabaseLogin, RuntimeError> {
-        let mark = ready_mark(&env.project, &env.environment, service);
-        if !std::fs::read_to_string(self.server_root(&key_of(env, service)).join("ready"))
-            .is_ok_and(|m| m == mark)
-        {
+        if !self.redis_is_ready(env, service) {
             return Err(RuntimeError::new(format!(
                 "database `{service}` of `{}` is being made; log in once its deployment or reset is done",
                 env.environment
@@ -867,19 +864,39 @@ enum Start {
 }
 
 /// Copies `from` to `to` as a whole or not at all (a copy beside it, renamed), without holding it in memory.
+/// `from` may be in a server's data directory, which its user can change: only a regular file is read, never
+/// what a link points to, and nothing blocks on a pipe.
 fn copy_file(from: &Path, to: &Path) -> Result<(), RuntimeError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let partial = to.with_extension("partial");
-    std::fs::copy(from, &partial)
-        .and_then(|_| std::fs::File::open(&partial)?.sync_all())
+    let failed = |e: std::io::Error| {
+        let _ = std::fs::remove_file(&partial);
+        RuntimeError::new(format!(
+            "cannot copy {} to {}: {e}",
+            from.display(),
+            to.display()
+        ))
+    };
+    let mut source = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_NONBLOCK)
+        .open(from)
+        .map_err(failed)?;
+    if !source.metadata().map_err(failed)?.is_file() {
+        return Err(failed(std::io::Error::other("it is not a regular file")));
+    }
+    let _ = std::fs::remove_file(&partial);
+    // A new file, never one a link already at that name points to.
+    let mut target = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&partial)
+        .map_err(failed)?;
+    std::io::copy(&mut source, &mut target)
+        .and_then(|_| target.sync_all())
         .and_then(|()| std::fs::rename(&partial, to))
-        .map_err(|e| {
-            let _ = std::fs::remove_file(&partial);
-            RuntimeError::new(format!(
-                "cannot copy {} to {}: {e}",
-                from.display(),
-                to.display()
-            ))
-        })
+        .map_err(failed)
 }
 
 /// Waits until the server answers the administrator's PING (it has loaded its data), or its process ended.

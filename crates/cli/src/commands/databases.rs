@@ -43,15 +43,7 @@ pub async fn psql(
     service: &str,
     args: &[String],
 ) -> Result<(), Failure> {
-    let login = context
-        .client
-        .post(
-            &context.path(&format!(
-                "/environments/{environment}/databases/{service}/login"
-            )),
-            serde_json::json!({}),
-        )
-        .await?;
+    let login = login(context, environment, service).await?;
     let text = |key: &str| login[key].as_str().unwrap_or_default().to_owned();
     let status = tokio::process::Command::new("psql")
         .args(args)
@@ -72,11 +64,7 @@ pub async fn psql(
                 "cannot run psql: {e}; install the PostgreSQL client (for example `apt-get install postgresql-client`)"
             ))
         })?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(Failure::coded("psql", format!("psql ended with {status}")))
-    }
+    ended("psql", status)
 }
 
 /// Runs `redis-cli` logged in as the environment's user (the password in its environment); its exit status
@@ -87,15 +75,7 @@ pub async fn redis_cli(
     service: &str,
     args: &[String],
 ) -> Result<(), Failure> {
-    let login = context
-        .client
-        .post(
-            &context.path(&format!(
-                "/environments/{environment}/databases/{service}/login"
-            )),
-            serde_json::json!({}),
-        )
-        .await?;
+    let login = login(context, environment, service).await?;
     let text = |key: &str| login[key].as_str().unwrap_or_default().to_owned();
     let status = tokio::process::Command::new("redis-cli")
         .args(["-h", &text("host"), "-p", &login["port"].to_string()])
@@ -112,12 +92,34 @@ pub async fn redis_cli(
                 "cannot run redis-cli: {e}; install the Redis client (for example `apt-get install redis-tools`)"
             ))
         })?;
+    ended("redis-cli", status)
+}
+
+/// The login of ENV's database SERVICE for a person on this machine, password included.
+async fn login(
+    context: &Context,
+    environment: &str,
+    service: &str,
+) -> Result<serde_json::Value, Failure> {
+    context
+        .client
+        .post(
+            &context.path(&format!(
+                "/environments/{environment}/databases/{service}/login"
+            )),
+            serde_json::json!({}),
+        )
+        .await
+}
+
+/// A client program's exit status as this command's.
+fn ended(program: &str, status: std::process::ExitStatus) -> Result<(), Failure> {
     if status.success() {
         Ok(())
     } else {
         Err(Failure::coded(
-            "redis-cli",
-            format!("redis-cli ended with {status}"),
+            program,
+            format!("{program} ended with {status}"),
         ))
     }
 }

@@ -857,3 +857,30 @@ pub fn processes_under(dir: &Path) -> usize {
         })
         .count()
 }
+
+/// `preview --project PROJECT ARGS…` against the daemon.
+pub fn in_project(daemon: &Daemon, project: &str, args: &[&str]) -> Output {
+    let mut all = vec!["--project", project];
+    all.extend_from_slice(args);
+    daemon.cli(&all)
+}
+
+/// A change of PROJECT that must succeed; what it printed.
+pub fn deploy(daemon: &Daemon, project: &str, args: &[&str]) -> String {
+    ok(in_project(daemon, project, args))
+}
+
+/// A change of PROJECT that must fail; what it printed and its errors.
+pub fn failed_deployment(daemon: &Daemon, project: &str, args: &[&str]) -> String {
+    let out = in_project(daemon, project, args);
+    assert!(
+        !out.status.success(),
+        "{args:?} succeeded:\n{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
