@@ -85,7 +85,10 @@ fn the_api_keeps_to_its_openapi_document() {
         // Server-sent event streams end only with what they follow (or after an hour): not for a checker that
         // waits for whole answers.
         .args(["--exclude-path-regex", "/events$"])
-        .args(["--max-examples", "60", "--workers", "2", "--seed", &seed])
+        // One worker: with two threads, Debian 12's Python 3.11 (before 3.11.5) shares the AST recursion counter
+        // between them, and Hypothesis reading a lambda's source in both at once fails with "AST constructor
+        // recursion depth mismatch" — a crash of the checker, not a finding about the API.
+        .args(["--max-examples", "60", "--workers", "1", "--seed", &seed])
         .args(["--generation-database", "none", "--no-color"])
         .output()
         .expect("schemathesis");
