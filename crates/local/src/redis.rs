@@ -436,12 +436,7 @@ impl LocalRuntime {
             preview_metrics::metrics()
                 .database_content_made(&content.clone.policy, began.elapsed());
         }
-        let server = self.ensure_redis(env, service, content).await?;
-        self.serve_database(
-            env,
-            service,
-            std::net::SocketAddr::from(([127, 0, 0, 1], server.port)),
-        )?;
+        self.serve_redis(env, service, content).await?;
         self.record(env, resource)
     }
 
@@ -741,6 +736,16 @@ impl LocalRuntime {
                 env.environment, env.environment
             )));
         }
+        self.serve_redis(env, service, content).await
+    }
+
+    /// The environment's Redis server, started if it does not run, behind its service port.
+    async fn serve_redis(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<(), RuntimeError> {
         let server = self.ensure_redis(env, service, content).await?;
         self.serve_database(
             env,
@@ -789,12 +794,7 @@ impl LocalRuntime {
                     e.message
                 ))
             })?;
-        let server = self.ensure_redis(env, service, content).await?;
-        self.serve_database(
-            env,
-            service,
-            std::net::SocketAddr::from(([127, 0, 0, 1], server.port)),
-        )
+        self.serve_redis(env, service, content).await
     }
 
     /// Writes the golden snapshot of the source again, for `preview db refresh`.
