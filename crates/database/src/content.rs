@@ -14,7 +14,7 @@ use crate::masking_plan::Rules;
 #[derive(Debug, Clone, Deserialize)]
 pub struct DatabaseContent {
     pub engine: Engine,
-    pub version: u32,
+    pub version: Version,
     pub mode: String,
     pub isolation: String,
     pub name: String,
@@ -33,6 +33,8 @@ pub struct DatabaseContent {
 pub enum Engine {
     Postgres,
     Redis,
+    /// MySQL, served by MariaDB.
+    Mysql,
 }
 
 impl Engine {
@@ -40,6 +42,62 @@ impl Engine {
         match self {
             Engine::Postgres => "postgres",
             Engine::Redis => "redis",
+            Engine::Mysql => "mysql",
+        }
+    }
+}
+
+/// A database's version as the planner writes it: a major version (`16`, a number) or a release series (`"10.11"`,
+/// MariaDB's); written back the same way, so golden snapshots' ids stay what they were.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Version {
+    Major(u32),
+    Series(u32, u32),
+}
+
+impl Version {
+    /// The major version: all that PostgreSQL's and Redis's programs are chosen by.
+    pub fn major(self) -> u32 {
+        match self {
+            Version::Major(major) | Version::Series(major, _) => major,
+        }
+    }
+}
+
+impl std::fmt::Display for Version {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Version::Major(major) => write!(f, "{major}"),
+            Version::Series(major, minor) => write!(f, "{major}.{minor}"),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Version {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Version, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Number(u32),
+            Text(String),
+        }
+        match Written::deserialize(deserializer)? {
+            Written::Number(major) => Ok(Version::Major(major)),
+            Written::Text(text) => text
+                .split_once('.')
+                .and_then(|(major, minor)| {
+                    Some(Version::Series(major.parse().ok()?, minor.parse().ok()?))
+                })
+                .ok_or_else(|| serde::de::Error::custom(format!("`{text}` is not a version"))),
+        }
+    }
+}
+
+impl serde::Serialize for Version {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            Version::Major(major) => serializer.serialize_u32(*major),
+            Version::Series(..) => serializer.collect_str(self),
         }
     }
 }

@@ -13,6 +13,7 @@ pub mod content;
 pub mod copy_text;
 pub mod masking;
 pub mod masking_plan;
+pub mod mysql;
 pub mod postgres;
 pub mod redis;
 pub mod sql_script;

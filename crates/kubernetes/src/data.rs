@@ -361,7 +361,7 @@ async fn copy_from_source(
         })?;
     drop(source_admin);
     // A newer server's schema may use what an older one does not know.
-    if u32::try_from(source_version).unwrap_or(u32::MAX) > content.version {
+    if u32::try_from(source_version).unwrap_or(u32::MAX) > content.version.major() {
         return Err(RuntimeError::new(format!(
             "database `{service}`: `{from}` runs PostgreSQL {source_version}, newer than this environment's {}; a copy goes to the same version or a newer one",
             content.version
@@ -383,7 +383,7 @@ async fn copy_from_source(
         }
         None => None,
     };
-    let binaries = Binaries::client_for(content.version).map_err(fail(service))?;
+    let binaries = Binaries::client_for(content.version.major()).map_err(fail(service))?;
     admin::ensure_golden_owner(admin_client, false)
         .await
         .map_err(fail(service))?;

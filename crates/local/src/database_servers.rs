@@ -41,6 +41,8 @@ pub(crate) struct DatabaseServers {
     external: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
     /// The Redis servers that run.
     pub redis: crate::redis::RedisServers,
+    /// The MariaDB servers that run.
+    pub mysql: crate::mysql::MysqlServers,
 }
 
 #[derive(serde::Serialize, serde::Deserialize)]
@@ -54,7 +56,7 @@ pub(crate) fn server_key(
     project: &str,
     environment: &str,
     service: &str,
-    version: u32,
+    version: preview_database::content::Version,
     physical: bool,
 ) -> String {
     if physical {
@@ -347,12 +349,9 @@ impl LocalRuntime {
         self.server_root(key).join("data").is_dir()
     }
 
-    /// The lock golden snapshots of a project's database on an external server are made under.
-    pub(crate) fn external_golden_lock(
-        &self,
-        project: &str,
-        service: &str,
-    ) -> Arc<tokio::sync::Mutex<()>> {
+    /// A lock by name within a project: golden snapshots of a database on an external server are made under one,
+    /// and a Redis or MySQL server starts and is made under one.
+    pub(crate) fn keyed_lock(&self, project: &str, service: &str) -> Arc<tokio::sync::Mutex<()>> {
         let mut locks = match self.databases.external.lock() {
             Ok(locks) => locks,
             Err(poisoned) => poisoned.into_inner(),
@@ -416,6 +415,13 @@ impl LocalRuntime {
                 .into_values()
                 .collect();
         for server in redis {
+            server.process.stop().await;
+        }
+        let mysql: Vec<Arc<crate::mysql::RunningMysql>> =
+            std::mem::take(&mut *self.databases.mysql.lock().await)
+                .into_values()
+                .collect();
+        for server in mysql {
             server.process.stop().await;
         }
         for server in servers {

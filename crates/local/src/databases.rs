@@ -42,7 +42,7 @@ impl LocalContent for DatabaseContent {
 }
 
 /// The engines the local runtime runs.
-const ENGINES: &[Engine] = &[Engine::Postgres, Engine::Redis];
+const ENGINES: &[Engine] = &[Engine::Postgres, Engine::Redis, Engine::Mysql];
 
 /// A database resource's content, when the local runtime runs its engine.
 pub(crate) fn parse(
@@ -147,7 +147,7 @@ impl LocalRuntime {
     ) -> Result<DatabaseHost, RuntimeError> {
         if !content.external() {
             let running = self
-                .ensure_server(&content.server_key(env, service), content.version)
+                .ensure_server(&content.server_key(env, service), content.version.major())
                 .await?;
             return Ok(DatabaseHost::of(&running));
         }
@@ -158,7 +158,7 @@ impl LocalRuntime {
         };
         let url = self.secrets.reveal(env, &url.name, &url.version).await?;
         let admin = Connection::from_url(&url).map_err(fail(service))?;
-        let binaries = Binaries::find(content.version).map_err(fail(service))?;
+        let binaries = Binaries::find(content.version.major()).map_err(fail(service))?;
         let login_host = match &admin.host {
             Endpoint::Tcp(host) => host.clone(),
             Endpoint::Socket(_) => {
@@ -170,7 +170,7 @@ impl LocalRuntime {
         Ok(DatabaseHost {
             login_port: admin.port,
             login_host,
-            golden: self.external_golden_lock(&env.project, service),
+            golden: self.keyed_lock(&env.project, service),
             in_use: Arc::default(),
             server: None,
             admin,
@@ -207,8 +207,10 @@ impl LocalRuntime {
     ) -> Result<(), RuntimeError> {
         let service = resource.id.trim_start_matches("database/");
         let content = parse(&resource.id, &resource.content)?;
-        if content.engine == Engine::Redis {
-            return self.apply_redis(env, resource, &content, log).await;
+        match content.engine {
+            Engine::Redis => return self.apply_redis(env, resource, &content, log).await,
+            Engine::Mysql => return self.apply_mysql(env, resource, &content, log).await,
+            Engine::Postgres => {}
         }
         log.check_lease()?;
         if content.external() {
@@ -431,7 +433,7 @@ impl LocalRuntime {
         if !self.server_exists(&key) {
             return Err(missing());
         }
-        let server = self.ensure_server(&key, content.version).await?;
+        let server = self.ensure_server(&key, content.version.major()).await?;
         let in_use = Arc::clone(&server.in_use).read_owned().await;
         let admin = server
             .server
@@ -542,8 +544,10 @@ impl LocalRuntime {
             return Ok(());
         };
         let content = parse(id, &recorded)?;
-        if content.engine == Engine::Redis {
-            return self.remove_redis(env, id, log).await;
+        match content.engine {
+            Engine::Redis => return self.remove_redis(env, id, log).await,
+            Engine::Mysql => return self.remove_mysql(env, id, &content, log).await,
+            Engine::Postgres => {}
         }
         log.check_lease()?;
         self.with_state(env, |s| s.service_ports.remove(service));
@@ -650,8 +654,10 @@ impl LocalRuntime {
                 env.environment, content.clone.policy,
             )));
         }
-        if content.engine == Engine::Redis {
-            return self.refresh_redis_snapshot(env, service, &content).await;
+        match content.engine {
+            Engine::Redis => return self.refresh_redis_snapshot(env, service, &content).await,
+            Engine::Mysql => return self.refresh_mysql_snapshot(env, service, &content).await,
+            Engine::Postgres => {}
         }
         if content.physical() {
             let log = StepLog::default();
@@ -682,6 +688,8 @@ impl LocalRuntime {
         let log = StepLog::default();
         if content.engine == Engine::Redis {
             self.reset_redis(env, service, &content, &log).await?;
+        } else if content.engine == Engine::Mysql {
+            self.reset_mysql(env, service, &content, &log).await?;
         } else {
             let (host, using) = self.database_host_in_use(env, service, &content).await?;
             let admin = host.admin.connect().await.map_err(fail(service))?;
@@ -738,8 +746,10 @@ impl LocalRuntime {
         service: &str,
     ) -> Result<preview_deploy::DatabaseLogin, RuntimeError> {
         let content = self.recorded_database(env, service)?;
-        if content.engine == Engine::Redis {
-            return self.redis_login(env, service, &content).await;
+        match content.engine {
+            Engine::Redis => return self.redis_login(env, service, &content).await,
+            Engine::Mysql => return self.mysql_person_login(env, service, &content).await,
+            Engine::Postgres => {}
         }
         let host = self.database_host(env, service, &content).await?;
         let password = self
@@ -764,8 +774,10 @@ impl LocalRuntime {
     ) -> Result<(), RuntimeError> {
         let service = id.trim_start_matches("database/");
         let content = parse(id, content)?;
-        if content.engine == Engine::Redis {
-            return self.restore_redis(env, service, &content).await;
+        match content.engine {
+            Engine::Redis => return self.restore_redis(env, service, &content).await,
+            Engine::Mysql => return self.restore_mysql(env, service, &content).await,
+            Engine::Postgres => {}
         }
         let host = self.database_host(env, service, &content).await?;
         self.serve_database(env, service, host.address(service).await?)

@@ -21,6 +21,7 @@ pub(crate) const OPERATIONS: &[&str] = &[
     "mark",
     "drop",
     "drop-role",
+    "copy",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

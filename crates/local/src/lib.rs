@@ -30,6 +30,7 @@ mod health;
 mod layout;
 mod leftovers;
 mod logs;
+mod mysql;
 mod one_off;
 mod physical;
 mod ports;

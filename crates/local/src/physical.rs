@@ -52,7 +52,7 @@ impl LocalRuntime {
         let (from, _) = content.copied_from(service)?;
         let golden = Golden::of(content);
         let held = self
-            .external_golden_lock(&format!("physical/{}", env.project), service)
+            .keyed_lock(&format!("physical/{}", env.project), service)
             .lock_owned()
             .await;
         let dir = self.physical_golden_dir(&golden);
@@ -95,7 +95,9 @@ impl LocalRuntime {
         self.remove_server(&builder_key).await?;
         let started = std::time::Instant::now();
         let built = async {
-            let builder = self.ensure_server(&builder_key, content.version).await?;
+            let builder = self
+                .ensure_server(&builder_key, content.version.major())
+                .await?;
             let host = DatabaseHost::of(&builder);
             let client = host.admin.connect().await.map_err(fail(service))?;
             admin::create_database(
@@ -200,7 +202,7 @@ impl LocalRuntime {
     ) -> Result<(), RuntimeError> {
         // Nobody builds one meanwhile.
         let _held = self
-            .external_golden_lock(&format!("physical/{project}"), service)
+            .keyed_lock(&format!("physical/{project}"), service)
             .lock_owned()
             .await;
         let keys = self.recorded_server_keys();

@@ -117,12 +117,12 @@ impl LocalRuntime {
     ) -> Result<Arc<RunningRedis>, RuntimeError> {
         let key = key_of(env, service);
         // One start at a time per server; other servers start meanwhile.
-        let starting = self.external_golden_lock("redis-start", &key);
+        let starting = self.keyed_lock("redis-start", &key);
         let _starting = starting.lock().await;
         if let Some(server) = self.databases.redis.lock().await.get(&key) {
             return Ok(Arc::clone(server));
         }
-        let version = u16::try_from(content.version).unwrap_or_default();
+        let version = u16::try_from(content.version.major()).unwrap_or_default();
         let program = Program::find(version).map_err(fail(service))?;
         faults::at("server", When::Before)?;
         let root = self.server_root(&key);
@@ -474,7 +474,7 @@ impl LocalRuntime {
             _ => None,
         };
         // Nothing copies from this server, nor removes it, while it is made (copies check its `ready` mark).
-        let lock = self.external_golden_lock(&env.project, &format!("redis:{key}"));
+        let lock = self.keyed_lock(&env.project, &format!("redis:{key}"));
         let _held = lock.lock().await;
         self.remove_redis_server(&key).await?;
         faults::at("create", When::Before)?;
@@ -596,7 +596,7 @@ impl LocalRuntime {
             environment: from.to_owned(),
         };
         let source_key = key_of(&source, service);
-        let lock = self.external_golden_lock(&env.project, &format!("redis:{source_key}"));
+        let lock = self.keyed_lock(&env.project, &format!("redis:{source_key}"));
         let _held = lock.lock().await;
         let path = self.redis_golden_path(&source_key);
         let fresh = std::fs::metadata(&path)
@@ -695,7 +695,7 @@ impl LocalRuntime {
         let service = id.trim_start_matches("database/");
         let key = key_of(env, service);
         log.check_lease()?;
-        let lock = self.external_golden_lock(&env.project, &format!("redis:{key}"));
+        let lock = self.keyed_lock(&env.project, &format!("redis:{key}"));
         let _held = lock.lock().await;
         self.with_state(env, |s| s.service_ports.remove(service));
         faults::around("drop", self.remove_redis_server(&key)).await?;

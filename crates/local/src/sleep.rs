@@ -139,9 +139,16 @@ impl LocalRuntime {
             let service = record.id.trim_start_matches("database/");
             let content = crate::databases::parse(&record.id, &record.content)?;
             let key = content.server_key(env, service);
-            if content.engine == crate::databases::Engine::Redis {
-                self.stop_redis(&key).await;
-                continue;
+            match content.engine {
+                crate::databases::Engine::Redis => {
+                    self.stop_redis(&key).await;
+                    continue;
+                }
+                crate::databases::Engine::Mysql => {
+                    self.stop_mysql(&key).await;
+                    continue;
+                }
+                crate::databases::Engine::Postgres => {}
             }
             if let Some(running) = self.running_server(&key).await {
                 // Nothing reads it (a copy from it, as a source) while it stops.

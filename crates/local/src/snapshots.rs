@@ -652,8 +652,13 @@ impl LocalRuntime {
         if !matches!(content.clone.policy.as_str(), "clone" | "masked") {
             return Ok(None);
         }
-        if content.engine == crate::databases::Engine::Redis {
-            return Ok(self.redis_snapshot_of(env, service, &content));
+        match content.engine {
+            crate::databases::Engine::Redis => {
+                return Ok(self.redis_snapshot_of(env, service, &content));
+            }
+            // MySQL golden databases are not listed yet.
+            crate::databases::Engine::Mysql => return Ok(None),
+            crate::databases::Engine::Postgres => {}
         }
         if content.physical() {
             return Ok(self.physical_snapshot_of(&content));

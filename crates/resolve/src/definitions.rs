@@ -248,15 +248,15 @@ fn built_ins(
             databases.push((database.engine, other));
         }
     }
-    // Like the platforms teams come from: the one SQL database a service depends on is its DATABASE_URL, the one
-    // Redis its REDIS_URL.
-    for (variable, engine) in [
-        ("DATABASE_URL", Engine::Postgres),
-        ("REDIS_URL", Engine::Redis),
+    // Like the platforms teams come from: the one SQL database (PostgreSQL or MySQL) a service depends on is its
+    // DATABASE_URL, the one Redis its REDIS_URL.
+    for (variable, engines) in [
+        ("DATABASE_URL", &[Engine::Postgres, Engine::Mysql][..]),
+        ("REDIS_URL", &[Engine::Redis][..]),
     ] {
         if let [(_, database)] = databases
             .iter()
-            .filter(|(e, _)| *e == engine)
+            .filter(|(e, _)| engines.contains(e))
             .collect::<Vec<_>>()
             .as_slice()
             && let Ok(url) = output(spec, environment, context, database, "url")

@@ -43,6 +43,7 @@ fn endpoint(context: &Context, service: &Service) -> Option<Endpoint> {
         ServiceKind::Database(database) => match database.engine {
             Engine::Postgres => 5432,
             Engine::Redis => 6379,
+            Engine::Mysql => 3306,
         },
         ServiceKind::Job(_) => return None,
     };
@@ -103,16 +104,15 @@ pub(crate) fn output(
         (ServiceKind::Database(database), "url") => {
             let endpoint = endpoint?;
             let identity = database_identity(&spec.project, &environment.name, &service.name);
-            let scheme = match database.engine {
-                Engine::Postgres => "postgres",
-                Engine::Redis => "redis",
-            };
+            let scheme = database.engine.name();
             let mut url = Value::text(format!("{scheme}://{identity}:"));
             url.append(&Value::secret(SecretRef::DatabasePassword {
                 database: service.name.clone(),
             }));
             url.push_text(&match database.engine {
-                Engine::Postgres => format!("@{}:{}/{identity}", endpoint.host, endpoint.port),
+                Engine::Postgres | Engine::Mysql => {
+                    format!("@{}:{}/{identity}", endpoint.host, endpoint.port)
+                }
                 Engine::Redis => format!("@{}:{}/0", endpoint.host, endpoint.port),
             });
             Ok(url)

@@ -45,6 +45,13 @@ services:
     type: database
     engine: redis
     version: 7
+  ledger:
+    type: database
+    engine: mysql
+    version: 10.11
+  billing:
+    run: ./billing
+    depends_on: [ledger, cache]
 environments:
   production:
     variables: { MODE: production, STRIPE_TEST: none }
@@ -469,6 +476,26 @@ fn a_redis_dependency_is_the_redis_url_and_leaves_the_database_url_alone() {
         stored(&[("service:web", "X", "${{ services.cache.name }}")]),
         ("staging", "web", "X"),
         "error in X: `${{ services.cache.name }}`: `cache` is a Redis database, which has no name (its data is the server's database 0); it offers host, port, url, user and password",
+    );
+}
+
+#[test]
+fn a_mysql_dependency_is_the_database_url() {
+    check(
+        none(),
+        ("production", "billing", "DATABASE_URL"),
+        "mysql://shop_production_ledger:[secret]@ledger:3306/shop_production_ledger <- built-in",
+    );
+    check(
+        none(),
+        ("staging", "billing", "LEDGER_PORT"),
+        "3306 <- built-in",
+    );
+    // Next to a PostgreSQL database, neither is the one SQL database: each is reached by its own variables.
+    check(
+        stored(&[("service:web", "X", "${{ services.ledger.url }}")]),
+        ("staging", "web", "X"),
+        "mysql://shop_staging_ledger:[secret]@ledger:3306/shop_staging_ledger <- stored:service:web",
     );
 }
 

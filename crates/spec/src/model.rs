@@ -359,8 +359,8 @@ pub struct Domain {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Database {
     pub engine: Engine,
-    /// Major version, e.g. `16` (PostgreSQL) or `7` (Redis).
-    pub version: u16,
+    /// `16` (PostgreSQL), `7` (Redis), `10.11` (MySQL, the MariaDB series that serves it).
+    pub version: DatabaseVersion,
     pub mode: DatabaseMode,
     /// With `mode: external`: the project secret that holds the server's admin URL.
     pub admin_url: Option<String>,
@@ -375,6 +375,8 @@ pub struct Database {
 pub enum Engine {
     Postgres,
     Redis,
+    /// MySQL, served by MariaDB.
+    Mysql,
 }
 
 impl Engine {
@@ -383,6 +385,42 @@ impl Engine {
         match self {
             Engine::Postgres => "PostgreSQL",
             Engine::Redis => "Redis",
+            Engine::Mysql => "MySQL",
+        }
+    }
+
+    /// The engine's name in the spec.
+    pub fn name(self) -> &'static str {
+        match self {
+            Engine::Postgres => "postgres",
+            Engine::Redis => "redis",
+            Engine::Mysql => "mysql",
+        }
+    }
+}
+
+/// A database's version as the spec writes it: a major version (`16`), serialized as a number, or a release
+/// series (`10.11`), serialized as its text — so a PostgreSQL database's plan reads as it always has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DatabaseVersion {
+    Major(u16),
+    Series(u16, u16),
+}
+
+impl std::fmt::Display for DatabaseVersion {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DatabaseVersion::Major(major) => write!(f, "{major}"),
+            DatabaseVersion::Series(major, minor) => write!(f, "{major}.{minor}"),
+        }
+    }
+}
+
+impl Serialize for DatabaseVersion {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        match self {
+            DatabaseVersion::Major(major) => serializer.serialize_u16(*major),
+            DatabaseVersion::Series(..) => serializer.collect_str(self),
         }
     }
 }

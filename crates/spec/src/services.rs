@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use crate::diagnostic::{Position, Sink};
 use crate::limits::{Totals, read_resources};
 use crate::model::{
-    App, Database, DatabaseMode, Dependency, Domain, Engine, HealthCheck, Hook, Job, Persistence,
-    Port, Probe, RuntimeKind, Service, ServiceKind,
+    App, Database, DatabaseMode, DatabaseVersion, Dependency, Domain, Engine, HealthCheck, Hook,
+    Job, Persistence, Port, Probe, RuntimeKind, Service, ServiceKind,
 };
 use crate::names::hostname_problem;
 use crate::read::{Fields, boolean, choice, duration, integer, list, string, text};
@@ -55,6 +55,47 @@ pub(crate) const JOB_KEYS: &[&str] = &[
 
 pub(crate) const SUPPORTED_POSTGRES: std::ops::RangeInclusive<i64> = 13..=18;
 pub(crate) const SUPPORTED_REDIS: std::ops::RangeInclusive<i64> = 7..=8;
+/// The MariaDB release series (its long-term ones) that serve `engine: mysql`.
+pub(crate) const SUPPORTED_MARIADB: &[(u16, u16)] = &[(10, 6), (10, 11), (11, 4), (11, 8)];
+
+/// A MariaDB release series, `10.11`, read as written (YAML would read `10.10` as the number 10.1).
+fn mariadb_series(node: &Node, sink: &mut Sink) -> Option<DatabaseVersion> {
+    let listed = SUPPORTED_MARIADB
+        .iter()
+        .map(|(major, minor)| format!("`{major}.{minor}`"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let text = match &node.value {
+        Value::Scalar { text, .. } if !node.is_null() => text.trim().to_owned(),
+        _ => {
+            sink.push(
+                node.position,
+                &node.path,
+                format!(
+                    "expected a MariaDB release series ({listed}), found {}",
+                    node.kind_name()
+                ),
+            );
+            return None;
+        }
+    };
+    let parsed = text
+        .split_once('.')
+        .and_then(|(major, minor)| Some((major.parse::<u16>().ok()?, minor.parse::<u16>().ok()?)));
+    if let Some((major, minor)) = parsed
+        && SUPPORTED_MARIADB.contains(&(major, minor))
+    {
+        return Some(DatabaseVersion::Series(major, minor));
+    }
+    let why = match parsed {
+        Some((5, _) | (8, _) | (9, _)) => format!(
+            "`{text}` is a MySQL version; `engine: mysql` is served by MariaDB (MySQL-compatible), so name a MariaDB release series"
+        ),
+        _ => format!("`{text}` is not a supported MariaDB release series"),
+    };
+    sink.push(node.position, &node.path, format!("{why}: {listed}"));
+    None
+}
 
 /// What the rest of the spec declares, for checking references while a service is read.
 pub(crate) struct Names<'a> {
@@ -502,29 +543,49 @@ fn read_domains(node: &Node, sink: &mut Sink) -> Vec<Domain> {
 
 fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Option<Database> {
     let engine = fields
-        .require("engine", "the database engine, `postgres` or `redis`", sink)
-        .and_then(|n| choice(n, "a database engine", &["postgres", "redis"], sink))
+        .require(
+            "engine",
+            "the database engine, `postgres`, `mysql` or `redis`",
+            sink,
+        )
+        .and_then(|n| {
+            choice(
+                n,
+                "a database engine",
+                &["postgres", "mysql", "redis"],
+                sink,
+            )
+        })
         .map(|engine| match engine {
             "redis" => Engine::Redis,
+            "mysql" => Engine::Mysql,
             _ => Engine::Postgres,
         });
     let version = match engine {
+        Some(Engine::Mysql) => fields
+            .require(
+                "version",
+                "the MariaDB release series that serves it, e.g. `10.11`",
+                sink,
+            )
+            .and_then(|n| mariadb_series(n, sink)),
         Some(engine) => {
             let (example, what, supported) = match engine {
-                Engine::Postgres => (
-                    "the major version, e.g. `16`",
-                    "a supported PostgreSQL version",
-                    SUPPORTED_POSTGRES,
-                ),
                 Engine::Redis => (
                     "the major version, e.g. `7`",
                     "a supported Redis version",
                     SUPPORTED_REDIS,
                 ),
+                _ => (
+                    "the major version, e.g. `16`",
+                    "a supported PostgreSQL version",
+                    SUPPORTED_POSTGRES,
+                ),
             };
             fields
                 .require("version", example, sink)
                 .and_then(|n| integer(n, what, supported, sink))
+                .map(|v| DatabaseVersion::Major(v as u16))
         }
         None => None,
     };
@@ -536,11 +597,19 @@ fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Opt
             sink,
         )
         .and_then(|m| match m {
+            "external" if engine == Some(Engine::Mysql) => {
+                sink.push(
+                    n.position,
+                    &n.path,
+                    "`mode: external` is not available for MySQL yet: its databases live on a MariaDB server run by preview (`mode: managed`, the default, or `container`)",
+                );
+                None
+            }
             "external" if engine == Some(Engine::Redis) => {
                 sink.push(
                     n.position,
                     &n.path,
-                    "a Redis database always runs on a server of its own per environment, run by preview; `mode: external` is for PostgreSQL",
+                    "a Redis database always runs on a server of its own per environment, run by preview; `mode: external` is for PostgreSQL and MySQL",
                 );
                 None
             }
@@ -555,7 +624,10 @@ fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Opt
         (Some(DatabaseMode::External), None) => {
             fields.require(
                 "admin_url",
-                "the project secret holding the external server's admin URL (postgres://user:password@host:port/postgres)",
+                match engine {
+                    Some(Engine::Mysql) => "the project secret holding the external server's admin URL (mysql://user:password@host:port/)",
+                    _ => "the project secret holding the external server's admin URL (postgres://user:password@host:port/postgres)",
+                },
                 sink,
             );
             None
@@ -617,7 +689,7 @@ fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Opt
     };
     Some(Database {
         engine: engine?,
-        version: version? as u16,
+        version: version?,
         mode: mode?,
         admin_url,
         clone: clone?,

@@ -1141,11 +1141,46 @@ fn redis_cannot_be_masked() {
     );
 }
 
+fn mysql(version: &str) -> String {
+    with_envs(&format!(
+        "project: p\nservices:\n  ledger:\n    type: database\n    engine: mysql\n    version: {version}\n"
+    ))
+}
+
+#[test]
+fn mysql_names_a_mariadb_release_series() {
+    check(
+        &mysql("8.0"),
+        "6:14 services.ledger.version: `8.0` is a MySQL version; `engine: mysql` is served by MariaDB (MySQL-compatible), so name a MariaDB release series: `10.6`, `10.11`, `11.4`, `11.8`",
+    );
+    // YAML reads 10.10 as a number equal to 10.1; the series is read as written.
+    check(
+        &mysql("10.10"),
+        "6:14 services.ledger.version: `10.10` is not a supported MariaDB release series: `10.6`, `10.11`, `11.4`, `11.8`",
+    );
+    check(
+        &mysql("11"),
+        "6:14 services.ledger.version: `11` is not a supported MariaDB release series: `10.6`, `10.11`, `11.4`, `11.8`",
+    );
+    let parsed = parse_spec("preview.yaml", &mysql("10.11")).unwrap_or_else(|e| panic!("{e}"));
+    let ledger = &parsed.services["ledger"];
+    let preview_spec::ServiceKind::Database(database) = &ledger.kind else {
+        panic!("a database");
+    };
+    assert_eq!(database.engine, preview_spec::Engine::Mysql);
+    assert_eq!(database.version.to_string(), "10.11");
+    // Written as text in plans, where PostgreSQL's major version stays a number.
+    assert_eq!(
+        serde_json::to_value(database.version).unwrap_or_default(),
+        "10.11"
+    );
+}
+
 #[test]
 fn redis_runs_on_a_server_of_its_own() {
     check(
         &redis("    mode: external\n"),
-        "7:11 services.cache.mode: a Redis database always runs on a server of its own per environment, run by preview; `mode: external` is for PostgreSQL",
+        "7:11 services.cache.mode: a Redis database always runs on a server of its own per environment, run by preview; `mode: external` is for PostgreSQL and MySQL",
     );
 }
 

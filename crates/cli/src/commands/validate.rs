@@ -109,7 +109,8 @@ fn service_line(service: &Service) -> String {
             )
         }
         ServiceKind::Database(db) => format!(
-            "database  postgres {}, {}, data: {}",
+            "database  {} {}, {}, data: {}",
+            db.engine.name(),
             db.version,
             word(&db.mode),
             clone_text(&db.clone)

@@ -1,0 +1,468 @@
+//! MySQL databases through the real daemon with the distribution's MariaDB: each clone policy (empty, a SQL seed
+//! file, a copy and a masked copy of another environment's database through a golden database), what one
+//! environment's user may not do (read another's data, reach the server's files or administration), data kept
+//! across the daemon's restart, bad input refused with its place and nothing left, and removal leaving no
+//! database, user, server process or directory.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use preview_testing::TempDir;
+use support::{
+    Daemon, ReleaseAccounts, api, commit_all, deploy, failed_deployment, git, local_daemon, ok,
+};
+
+/// Customers and their orders, joined by e-mail address; a table the migrate job writes to.
+const SEED: &str = "CREATE TABLE customers (id INT PRIMARY KEY, email VARCHAR(200) NOT NULL UNIQUE, full_name VARCHAR(200));
+CREATE TABLE orders (id INT PRIMARY KEY, customer_email VARCHAR(200) NOT NULL, total DECIMAL(10,2),
+  FOREIGN KEY (customer_email) REFERENCES customers (email));
+CREATE TABLE visits (environment VARCHAR(100));
+INSERT INTO customers VALUES (1, 'ann.o''hara@corp.example', 'Ann O''Hara'), (2, 'bob@corp.example', 'Bob Stone'),
+  (3, 'cy@corp.example', NULL);
+INSERT INTO orders VALUES (10, 'ann.o''hara@corp.example', 12.50), (11, 'ann.o''hara@corp.example', 3.00),
+  (12, 'bob@corp.example', 99.99);
+CREATE VIEW big_orders AS SELECT id, total FROM orders WHERE total > 10;
+";
+
+const SOURCE_EMAILS: [&str; 3] = [
+    "ann.o'hara@corp.example",
+    "bob@corp.example",
+    "cy@corp.example",
+];
+
+/// A project whose `ledger` is a MySQL database seeded from `seed.sql` in staging and copied, masked, into
+/// previews; a migrate job records its environment in it from its sandbox through `DATABASE_URL`'s parts.
+fn project(dir: &Path, name: &str, environments: &str) -> PathBuf {
+    let repo = dir.join(name);
+    std::fs::create_dir_all(&repo).expect("repo");
+    std::fs::write(repo.join("seed.sql"), SEED).expect("seed");
+    std::fs::write(
+        repo.join("bad.sql"),
+        "CREATE TABLE t (id INT);\nINSERT INTO t VALUES (1);\nINSERT INTO missing VALUES (2);\n",
+    )
+    .expect("bad seed");
+    std::fs::write(
+        repo.join("preview.yaml"),
+        format!(
+            "project: {name}
+runtime: local
+secrets: [MASKING_KEY]
+services:
+  visit:
+    type: job
+    hook: migrate
+    command: >-
+      case \"$DATABASE_URL\" in \"mysql://$DB_USER:\"*\"@$LEDGER_HOST:$LEDGER_PORT/$DB_USER\") ;; *) exit 3;; esac;
+      MYSQL_PWD=\"$DB_PASSWORD\" mariadb --protocol=tcp -h \"$LEDGER_HOST\" -P \"$LEDGER_PORT\" -u \"$DB_USER\" \"$DB_USER\"
+      -e \"CREATE TABLE IF NOT EXISTS visits (environment VARCHAR(100)); INSERT INTO visits VALUES ('$PREVIEW_ENVIRONMENT')\"
+    depends_on: [ledger]
+    variables:
+      DB_USER: ${{{{ services.ledger.user }}}}
+      DB_PASSWORD: ${{{{ services.ledger.password }}}}
+  ledger:
+    type: database
+    engine: mysql
+    version: 10.11
+    clone: {{ policy: seed, file: seed.sql }}
+    masking:
+      key: MASKING_KEY
+      tables:
+        customers: {{ email: email, full_name: name }}
+        orders: {{ customer_email: {{ same_as: customers.email }} }}
+environments:
+{environments}
+previews:
+  blueprint: staging
+  overrides:
+    services:
+      ledger:
+        clone: {{ policy: masked, from: staging }}
+"
+        ),
+    )
+    .expect("spec");
+    git(&repo, &["init", "--quiet"]);
+    commit_all(&repo, "the project");
+    repo
+}
+
+/// ENV's login to its `ledger`: port, user (its database's name too) and password, as the API gives it.
+fn login(daemon: &Daemon, project: &str, environment: &str) -> (u16, String, String) {
+    let (status, body) = api(
+        daemon,
+        "POST",
+        &format!("/v1/projects/{project}/environments/{environment}/databases/ledger/login"),
+        serde_json::json!({}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["host"], "127.0.0.1", "{body}");
+    (
+        body["port"].as_u64().expect("port") as u16,
+        body["user"].as_str().expect("user").to_owned(),
+        body["password"].as_str().expect("password").to_owned(),
+    )
+}
+
+/// `sql` run by `mariadb` as `user` with `password` on `port`, in `database`: its rows, or its error.
+fn mariadb_as(port: u16, user: &str, password: &str, database: &str, sql: &str) -> String {
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "--protocol=tcp",
+            "-h",
+            "127.0.0.1",
+            "--batch",
+        ])
+        .arg("--skip-column-names")
+        .arg(format!("--port={port}"))
+        .arg(format!("--user={user}"))
+        .arg(format!("--database={database}"))
+        .arg(format!("--execute={sql}"))
+        .env("MYSQL_PWD", password)
+        .output()
+        .expect("mariadb (scripts/test installs it)");
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+    .trim()
+    .to_owned()
+}
+
+/// `sql` on ENV's own database as its own user.
+fn sql(daemon: &Daemon, project: &str, environment: &str, query: &str) -> String {
+    let (port, user, password) = login(daemon, project, environment);
+    mariadb_as(port, &user, &password, &user, query)
+}
+
+/// `sql` as the server's administrator, through the socket of the one MariaDB server the daemon has files for.
+fn as_admin(data: &Path, query: &str) -> String {
+    let sockets = mariadb_servers(data).0;
+    assert_eq!(sockets.len(), 1, "{sockets:?}");
+    let out = Command::new("mariadb")
+        .args([
+            "--no-defaults",
+            "--protocol=socket",
+            "--user=root",
+            "--batch",
+        ])
+        .arg("--skip-column-names")
+        .arg(format!("--socket={}", sockets[0].display()))
+        .arg(format!("--execute={query}"))
+        .output()
+        .expect("mariadb");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+/// The sockets of the MariaDB servers the daemon has files for, and every `mariadbd` process it started that
+/// runs — found by the marker its processes carry in their environment, whether or not their files are there.
+fn mariadb_servers(data: &Path) -> (Vec<PathBuf>, Vec<u32>) {
+    let made = std::fs::read_dir(data.join("local/databases"))
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.path().join("my.cnf").exists())
+        .map(|e| e.path().join("run/mysqld.sock"))
+        .collect();
+    let marker = std::fs::read_to_string(data.join("local/marker")).expect("the runtime's marker");
+    let carried = format!("PREVIEW_SUPERVISOR={}", marker.trim());
+    let running = std::fs::read_dir("/proc")
+        .expect("proc")
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap_or_default();
+            String::from_utf8_lossy(&cmdline).contains("mariadbd")
+                && environ.split(|b| *b == 0).any(|v| v == carried.as_bytes())
+        })
+        .collect();
+    (made, running)
+}
+
+fn lines(text: &str) -> Vec<String> {
+    text.lines().map(str::to_owned).collect()
+}
+
+#[test]
+fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_removed_with_nothing_left()
+ {
+    let dir = TempDir::new("mysql-policies");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let mut daemon = local_daemon(&data, "34800-35299", &[], None);
+    let repo = project(
+        dir.path(),
+        "ledger",
+        "  staging: {}
+  blank:
+    services:
+      ledger:
+        clone: { policy: empty }
+  broken:
+    services:
+      ledger:
+        clone: { policy: seed, file: bad.sql }
+  newer:
+    services:
+      ledger:
+        version: 11.4",
+    );
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        &repo.join("preview.yaml").display().to_string(),
+    ]));
+    ok(daemon.cli_with_input(
+        &[
+            "--project",
+            "ledger",
+            "secret",
+            "set",
+            "MASKING_KEY",
+            "--scope",
+            "project",
+        ],
+        "a-mysql-masking-key",
+    ));
+
+    // Seeded from the SQL file, quotes, keys and view included; the job reached it from its sandbox.
+    deploy(&daemon, "ledger", &["env", "create", "staging"]);
+    assert_eq!(
+        sql(
+            &daemon,
+            "ledger",
+            "staging",
+            "SELECT email FROM customers ORDER BY id"
+        ),
+        SOURCE_EMAILS.join("\n")
+    );
+    assert_eq!(
+        sql(&daemon, "ledger", "staging", "SELECT * FROM visits"),
+        "staging"
+    );
+    assert_eq!(
+        sql(
+            &daemon,
+            "ledger",
+            "staging",
+            "SELECT id FROM big_orders ORDER BY id"
+        ),
+        "10\n12"
+    );
+    // Empty: only what its job made.
+    deploy(&daemon, "ledger", &["env", "create", "blank"]);
+    assert_eq!(sql(&daemon, "ledger", "blank", "SHOW TABLES"), "visits");
+
+    // A masked copy: no source value of a masked column, joins kept, the rest as it was.
+    deploy(&daemon, "ledger", &["env", "clone", "staging", "pr-1"]);
+    let customers = sql(
+        &daemon,
+        "ledger",
+        "pr-1",
+        "SELECT id, email, COALESCE(full_name, 'NULL') FROM customers ORDER BY id",
+    );
+    let everything = [
+        customers.clone(),
+        sql(&daemon, "ledger", "pr-1", "SELECT * FROM orders"),
+        sql(&daemon, "ledger", "pr-1", "SELECT * FROM big_orders"),
+    ]
+    .join("\n");
+    for source in SOURCE_EMAILS
+        .iter()
+        .copied()
+        .chain(["Ann O'Hara", "Bob Stone", "corp.example"])
+    {
+        assert!(!everything.contains(source), "{source} in:\n{everything}");
+    }
+    let masked: Vec<Vec<String>> = customers
+        .lines()
+        .map(|l| l.split('\t').map(str::to_owned).collect())
+        .collect();
+    assert_eq!(masked.len(), 3, "{customers}");
+    assert!(
+        masked.iter().all(|row| row[1].ends_with("@example.com")),
+        "{customers}"
+    );
+    // NULL stays NULL.
+    assert_eq!(masked[2][2], "NULL", "{customers}");
+    let joined = "SELECT c.id, o.id, o.total FROM orders o JOIN customers c ON c.email = o.customer_email ORDER BY o.id";
+    assert_eq!(
+        sql(&daemon, "ledger", "pr-1", joined),
+        sql(&daemon, "ledger", "staging", joined)
+    );
+    assert_eq!(
+        sql(
+            &daemon,
+            "ledger",
+            "pr-1",
+            "SELECT id FROM big_orders ORDER BY id"
+        ),
+        "10\n12"
+    );
+    assert_eq!(
+        lines(&sql(
+            &daemon,
+            "ledger",
+            "pr-1",
+            "SELECT * FROM visits ORDER BY 1"
+        )),
+        ["pr-1", "staging"]
+    );
+    // Determinism: the golden database built again, and the preview made again from it, masks alike.
+    let pr1_emails = sql(
+        &daemon,
+        "ledger",
+        "pr-1",
+        "SELECT email FROM customers ORDER BY id",
+    );
+    ok(support::in_project(
+        &daemon,
+        "ledger",
+        &["db", "refresh", "pr-1", "ledger"],
+    ));
+    ok(support::in_project(
+        &daemon,
+        "ledger",
+        &["db", "reset", "pr-1", "ledger"],
+    ));
+    assert_eq!(
+        sql(
+            &daemon,
+            "ledger",
+            "pr-1",
+            "SELECT email FROM customers ORDER BY id"
+        ),
+        pr1_emails
+    );
+
+    // Isolation: pr-1's user reaches its own database and nothing else of the server.
+    let (port, staging_user, _) = login(&daemon, "ledger", "staging");
+    let (pr1_port, pr1_user, pr1_password) = login(&daemon, "ledger", "pr-1");
+    assert_eq!(
+        port, pr1_port,
+        "the project's environments share its server"
+    );
+    let denied = mariadb_as(port, &pr1_user, &pr1_password, &staging_user, "SELECT 1");
+    assert!(denied.contains("Access denied"), "{denied}");
+    let as_pr1 = |query: &str| mariadb_as(port, &pr1_user, &pr1_password, &pr1_user, query);
+    for query in [
+        format!("SELECT email FROM {staging_user}.customers"),
+        "SELECT user FROM mysql.user".to_owned(),
+        "CREATE USER intruder IDENTIFIED BY 'x'".to_owned(),
+        format!("GRANT SELECT ON {staging_user}.* TO '{pr1_user}'@'%'"),
+        "SELECT * FROM customers INTO OUTFILE '/tmp/leak'".to_owned(),
+        "SHUTDOWN".to_owned(),
+        "SET GLOBAL max_connections = 1".to_owned(),
+    ] {
+        let answer = as_pr1(&query);
+        assert!(
+            answer.contains("ERROR") && answer.contains("denied"),
+            "{query}: {answer}"
+        );
+    }
+    assert_eq!(as_pr1("SELECT LOAD_FILE('/etc/passwd')"), "NULL");
+    assert_eq!(
+        lines(&as_pr1("SHOW DATABASES")),
+        ["information_schema", pr1_user.as_str()]
+    );
+    // Staging's password is not pr-1's, nor is the administrator reachable over TCP.
+    let (_, _, staging_password) = login(&daemon, "ledger", "staging");
+    assert_ne!(staging_password, pr1_password);
+    let root = mariadb_as(port, "root", "", "mysql", "SELECT 1");
+    assert!(root.contains("ERROR"), "{root}");
+
+    // Bad input: a seed error names the file and line, and nothing of it is left.
+    let out = failed_deployment(&daemon, "ledger", &["env", "create", "broken"]);
+    assert!(
+        out.contains("bad.sql:3: Table 'ledger_broken_ledger.missing' doesn't exist"),
+        "{out}"
+    );
+    let databases = as_admin(&data, "SHOW DATABASES");
+    assert!(!databases.contains("broken"), "{databases}");
+    assert!(!as_admin(&data, "SELECT user FROM mysql.user").contains("broken"));
+    // A release series that is not installed.
+    let out = failed_deployment(&daemon, "ledger", &["env", "create", "newer"]);
+    assert!(
+        out.contains("MariaDB 11.4 is not installed: this machine has MariaDB 10.11"),
+        "{out}"
+    );
+
+    // No password on a server's command line, in its configuration or log.
+    for (path, _) in std::fs::read_dir(data.join("local/databases"))
+        .expect("servers")
+        .flatten()
+        .flat_map(|e| {
+            ["my.cnf", "server.log"]
+                .map(|f| (e.path().join(f), ()))
+                .into_iter()
+        })
+    {
+        let text = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(!text.contains(&pr1_password), "{}", path.display());
+    }
+    for pid in mariadb_servers(&data).1 {
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        assert!(!String::from_utf8_lossy(&cmdline).contains(&pr1_password));
+    }
+
+    // The daemon stops its server with it, and it comes back with the data.
+    daemon.stop();
+    assert!(mariadb_servers(&data).1.is_empty());
+    daemon = local_daemon(&data, "34800-35299", &[], None);
+    assert_eq!(
+        sql(&daemon, "ledger", "staging", "SELECT COUNT(*) FROM orders"),
+        "3"
+    );
+
+    // Removed: no database, user, server process, directory, port or account is left.
+    for environment in ["pr-1", "blank"] {
+        ok(support::in_project(
+            &daemon,
+            "ledger",
+            &["env", "delete", environment],
+        ));
+    }
+    let databases = as_admin(&data, "SHOW DATABASES");
+    assert!(
+        !databases.contains("pr_1") && !databases.contains("blank"),
+        "{databases}"
+    );
+    // Staging's golden database stays for the next preview, as long as staging does.
+    assert!(databases.contains("preview_golden_"), "{databases}");
+    let users = as_admin(&data, "SELECT user FROM mysql.user");
+    assert!(
+        !users.contains("pr_1") && !users.contains("blank"),
+        "{users}"
+    );
+    ok(support::in_project(
+        &daemon,
+        "ledger",
+        &["env", "delete", "staging"],
+    ));
+    let (made, running) = mariadb_servers(&data);
+    assert!(
+        made.is_empty() && running.is_empty(),
+        "{made:?} {running:?}"
+    );
+    assert!(
+        std::fs::read_dir(data.join("local/databases"))
+            .into_iter()
+            .flatten()
+            .flatten()
+            .all(|e| !e.path().join("my.cnf").exists()),
+    );
+    for file in ["local/ports.json", "local/accounts.json"] {
+        let text = std::fs::read_to_string(data.join(file)).unwrap_or_default();
+        assert!(!text.contains("ledger/10.11"), "{file}: {text}");
+    }
+}

@@ -1,0 +1,879 @@
+//! MySQL, the third engine, served by the distribution's MariaDB: a server `preview` runs (the project's, shared by
+//! its environments with a database and a user each, or an environment's own), administered by the daemon's own
+//! user through the server's socket (MariaDB's `unix_socket` authentication: no administrator password exists),
+//! and reached by environments over TCP on the host's loopback as users that may do anything inside their own
+//! database and nothing outside it.
+//!
+//! Everything goes through MariaDB's own programs — `mariadb` in its sandbox mode (no shell escapes, no files
+//! read or written on this machine) with `LOAD DATA LOCAL` off, `mariadb-dump` — with SQL on their standard input
+//! and passwords in their environment, never on a command line. `dump` masks a dump on its way from one database
+//! into another.
+
+pub mod dump;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+
+use preview_secrets::Secret;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::DatabaseError;
+use crate::masking::Masker;
+use crate::masking_plan::{MaskingPlan, Rules, plan_masking};
+use crate::postgres::catalog::{Catalog, Table};
+
+/// MariaDB's programs, of one release series.
+#[derive(Debug, Clone)]
+pub struct Programs {
+    pub server: PathBuf,
+    pub install: PathBuf,
+    pub client: PathBuf,
+    pub dump: PathBuf,
+}
+
+impl Programs {
+    /// The installed MariaDB, when it is of the release series `major.minor`; else an error saying what is here.
+    pub fn find(major: u32, minor: u32) -> Result<Programs, DatabaseError> {
+        let missing = || {
+            DatabaseError::Missing(format!(
+                "MariaDB {major}.{minor} is not installed (no mariadbd); install the distribution's `mariadb-server` package"
+            ))
+        };
+        let server = ["/usr/sbin/mariadbd", "/usr/local/sbin/mariadbd"]
+            .into_iter()
+            .map(PathBuf::from)
+            .find(|p| p.is_file())
+            .ok_or_else(missing)?;
+        let bin = |name: &str| {
+            ["/usr/bin", "/usr/local/bin"]
+                .into_iter()
+                .map(|dir| Path::new(dir).join(name))
+                .find(|p| p.is_file())
+                .ok_or_else(missing)
+        };
+        let output = std::process::Command::new(&server)
+            .arg("--version")
+            .env_clear()
+            .output()
+            .map_err(|e| DatabaseError::Server(format!("cannot run {}: {e}", server.display())))?;
+        let text = String::from_utf8_lossy(&output.stdout);
+        let Some((installed, series)) = installed_series(&text) else {
+            return Err(DatabaseError::Server(format!(
+                "{} --version printed no version: {}",
+                server.display(),
+                text.trim()
+            )));
+        };
+        if series != (major, minor) {
+            return Err(DatabaseError::Missing(format!(
+                "MariaDB {major}.{minor} is not installed: this machine has MariaDB {installed}; set `version: {}.{}` or install MariaDB {major}.{minor}",
+                series.0, series.1
+            )));
+        }
+        Ok(Programs {
+            install: bin("mariadb-install-db")?,
+            client: bin("mariadb")?,
+            dump: bin("mariadb-dump")?,
+            server,
+        })
+    }
+}
+
+/// `10.11.19` and `(10, 11)` out of `mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu …`.
+fn installed_series(text: &str) -> Option<(&str, (u32, u32))> {
+    let version = text
+        .split_whitespace()
+        .skip_while(|word| *word != "Ver")
+        .nth(1)?;
+    let number = version.split('-').next()?;
+    let mut parts = number.split('.');
+    let major = parts.next()?.parse().ok()?;
+    let minor = parts.next()?.parse().ok()?;
+    Some((number, (major, minor)))
+}
+
+/// A server's configuration file, its paths as the server sees its directory (`root`): data in `data/`, its socket
+/// and process id in `run/`, temporary files in `tmp/`; listening on the host's loopback only.
+pub fn server_config(root: &Path, port: u16) -> String {
+    let at = |name: &str| root.join(name).display().to_string();
+    format!(
+        "[mariadbd]
+datadir={data}
+socket={socket}
+pid-file={pid}
+tmpdir={tmp}
+port={port}
+bind-address=127.0.0.1
+skip-name-resolve
+# No file of this machine is read or written by SQL, nor followed through a link.
+local-infile=0
+secure-file-priv={files}
+skip-symbolic-links
+character-set-server=utf8mb4
+collation-server=utf8mb4_unicode_ci
+innodb-buffer-pool-size=64M
+innodb-log-file-size=48M
+performance-schema=OFF
+lc-messages-dir=/usr/share/mariadb
+",
+        data = at("data"),
+        socket = at(SOCKET),
+        pid = at(PID_FILE),
+        tmp = at("tmp"),
+        files = at("files"),
+    )
+}
+
+/// The server's socket, under its directory.
+pub const SOCKET: &str = "run/mysqld.sock";
+
+/// The server's process id, under its directory.
+pub const PID_FILE: &str = "run/mariadbd.pid";
+
+/// The shell command that makes a new server's data directory, its administrator being the daemon's user
+/// `admin_user` through the socket (`root` through it too, and no password for anyone).
+pub fn install_command(programs: &Programs, config: &Path, admin_user: &str) -> String {
+    format!(
+        "exec '{}' --defaults-file='{}' --auth-root-authentication-method=socket --auth-root-socket-user='{}' --skip-test-db",
+        programs.install.display(),
+        config.display(),
+        admin_user.replace('\'', "")
+    )
+}
+
+/// The shell command that runs the server.
+pub fn server_command(programs: &Programs, config: &Path) -> String {
+    format!(
+        "exec '{}' --defaults-file='{}'",
+        programs.server.display(),
+        config.display()
+    )
+}
+
+/// How SQL reaches a server: as its administrator through its socket, or as a user over TCP.
+#[derive(Debug, Clone)]
+pub enum Login {
+    Admin {
+        socket: PathBuf,
+        user: String,
+    },
+    User {
+        host: String,
+        port: u16,
+        user: String,
+        password: Secret,
+        database: String,
+    },
+}
+
+impl Login {
+    /// The arguments and environment that make `mariadb` or `mariadb-dump` log in this way.
+    fn apply(&self, command: &mut tokio::process::Command) {
+        command.arg("--no-defaults");
+        match self {
+            Login::Admin { socket, user } => {
+                command
+                    .arg("--protocol=socket")
+                    .arg(format!("--socket={}", socket.display()))
+                    .arg(format!("--user={user}"));
+            }
+            Login::User {
+                host,
+                port,
+                user,
+                password,
+                ..
+            } => {
+                command
+                    .arg("--protocol=tcp")
+                    .arg(format!("--host={host}"))
+                    .arg(format!("--port={port}"))
+                    .arg(format!("--user={user}"))
+                    .env("MYSQL_PWD", password.expose());
+            }
+        }
+    }
+
+    fn database(&self) -> Option<&str> {
+        match self {
+            Login::Admin { .. } => None,
+            Login::User { database, .. } => Some(database),
+        }
+    }
+}
+
+/// A `mariadb` client of `login`, in its sandbox, reading SQL from its standard input.
+fn client(programs: &Programs, login: &Login, batch: bool) -> tokio::process::Command {
+    let mut command = tokio::process::Command::new(&programs.client);
+    command.env_clear().env("PATH", "/usr/bin:/bin");
+    login.apply(&mut command);
+    command
+        .arg("--sandbox")
+        .arg("--local-infile=0")
+        .arg("--default-character-set=utf8mb4");
+    if batch {
+        command.arg("--batch").arg("--skip-column-names");
+    }
+    if let Some(database) = login.database() {
+        command.arg(format!("--database={database}"));
+    }
+    command
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    command
+}
+
+/// Runs `sql` as `login` and returns its rows (tab-separated fields, as `mariadb --batch` writes them).
+pub async fn query(
+    programs: &Programs,
+    login: &Login,
+    sql: &str,
+) -> Result<Vec<Vec<String>>, DatabaseError> {
+    let mut child = client(programs, login, true).spawn().map_err(|e| {
+        DatabaseError::Server(format!("cannot run {}: {e}", programs.client.display()))
+    })?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = sql.to_owned();
+    let writing = tokio::spawn(async move {
+        let _ = stdin.write_all(input.as_bytes()).await;
+    });
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|e| DatabaseError::Server(format!("mariadb: {e}")))?;
+    let _ = writing.await;
+    if !output.status.success() {
+        return Err(DatabaseError::Sql(
+            String::from_utf8_lossy(&output.stderr).trim().to_owned(),
+        ));
+    }
+    Ok(String::from_utf8_lossy(&output.stdout)
+        .lines()
+        .map(|line| line.split('\t').map(str::to_owned).collect())
+        .collect())
+}
+
+/// `name` quoted as an identifier.
+pub fn quote_identifier(name: &str) -> String {
+    format!("`{}`", name.replace('`', "``"))
+}
+
+/// `text` quoted as a string literal.
+pub fn quote_literal(text: &str) -> String {
+    format!("'{}'", text.replace('\\', "\\\\").replace('\'', "\\'"))
+}
+
+/// A database's name as a `GRANT … ON` pattern matches it alone: `_` and `%` are wildcards there.
+fn grant_pattern(name: &str) -> String {
+    quote_identifier(&name.replace('_', "\\_").replace('%', "\\%"))
+}
+
+/// The environment's user `name` with `password`, allowed everything inside its database `name` and nothing
+/// outside it (made, or its password set again).
+pub async fn ensure_user(
+    programs: &Programs,
+    admin: &Login,
+    name: &str,
+    password: &Secret,
+) -> Result<(), DatabaseError> {
+    let user = format!("{}@'%'", quote_literal(name));
+    let password = quote_literal(password.expose());
+    query(
+        programs,
+        admin,
+        &format!(
+            "CREATE USER IF NOT EXISTS {user} IDENTIFIED BY {password};
+             ALTER USER {user} IDENTIFIED BY {password} WITH MAX_USER_CONNECTIONS 100;
+             GRANT ALL PRIVILEGES ON {}.* TO {user};",
+            grant_pattern(name)
+        ),
+    )
+    .await
+    .map(drop)
+    .map_err(|e| DatabaseError::Sql(format!("cannot make the user {name}: {}", hide(&e))))
+}
+
+/// An error's text with nothing of a password that a statement carried (MariaDB quotes statements rarely, but a
+/// message is never trusted with one).
+fn hide(error: &DatabaseError) -> String {
+    let text = error.to_string();
+    match text.find("IDENTIFIED") {
+        Some(at) => format!("{}…", &text[..at]),
+        None => text,
+    }
+}
+
+pub async fn create_database(
+    programs: &Programs,
+    admin: &Login,
+    name: &str,
+) -> Result<(), DatabaseError> {
+    query(
+        programs,
+        admin,
+        &format!(
+            "CREATE DATABASE {} CHARACTER SET utf8mb4 COLLATE utf8mb4_unicode_ci",
+            quote_identifier(name)
+        ),
+    )
+    .await
+    .map(drop)
+}
+
+pub async fn drop_database(
+    programs: &Programs,
+    admin: &Login,
+    name: &str,
+) -> Result<(), DatabaseError> {
+    query(
+        programs,
+        admin,
+        &format!("DROP DATABASE IF EXISTS {}", quote_identifier(name)),
+    )
+    .await
+    .map(drop)
+}
+
+/// Drops the user `name`; its connections end with it.
+pub async fn drop_user(
+    programs: &Programs,
+    admin: &Login,
+    name: &str,
+) -> Result<(), DatabaseError> {
+    let user = format!("{}@'%'", quote_literal(name));
+    let ids = query(
+        programs,
+        admin,
+        &format!(
+            "SELECT id FROM information_schema.processlist WHERE user = {}",
+            quote_literal(name)
+        ),
+    )
+    .await?;
+    let mut sql = format!("DROP USER IF EXISTS {user};");
+    for id in ids.iter().filter_map(|row| row.first()) {
+        if id.chars().all(|c| c.is_ascii_digit()) {
+            sql.push_str(&format!("KILL CONNECTION {id};"));
+        }
+    }
+    // A connection that ended meanwhile is not an error.
+    query(programs, admin, &sql).await.map(drop).or_else(|e| {
+        if e.to_string().contains("Unknown thread id") {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
+}
+
+/// The database's comment, where its mark is; `None` when there is no such database.
+pub async fn readiness(
+    programs: &Programs,
+    admin: &Login,
+    name: &str,
+) -> Result<Option<String>, DatabaseError> {
+    let rows = query(
+        programs,
+        admin,
+        &format!(
+            "SELECT schema_comment FROM information_schema.schemata WHERE schema_name = {}",
+            quote_literal(name)
+        ),
+    )
+    .await?;
+    Ok(rows.into_iter().next().map(|row| row.join("\t")))
+}
+
+/// Marks the database complete, as `mark` says.
+pub async fn mark_ready(
+    programs: &Programs,
+    admin: &Login,
+    name: &str,
+    mark: &str,
+) -> Result<(), DatabaseError> {
+    query(
+        programs,
+        admin,
+        &format!(
+            "ALTER DATABASE {} COMMENT {}",
+            quote_identifier(name),
+            quote_literal(mark)
+        ),
+    )
+    .await
+    .map(drop)
+}
+
+/// The databases whose names begin with `prefix`.
+pub async fn databases_named(
+    programs: &Programs,
+    admin: &Login,
+    prefix: &str,
+) -> Result<Vec<String>, DatabaseError> {
+    let rows = query(
+        programs,
+        admin,
+        "SELECT schema_name FROM information_schema.schemata",
+    )
+    .await?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|row| row.into_iter().next())
+        .filter(|name| name.starts_with(prefix))
+        .collect())
+}
+
+/// How many databases and users environments have on the server: those whose names begin with `own` are
+/// `preview`'s (its golden databases and their writer).
+pub async fn environment_databases_and_users(
+    programs: &Programs,
+    admin: &Login,
+    own: &str,
+) -> Result<usize, DatabaseError> {
+    let rows = query(
+        programs,
+        admin,
+        "SELECT schema_name FROM information_schema.schemata
+           WHERE schema_name NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys')
+         UNION ALL
+         SELECT user FROM mysql.user WHERE host = '%'",
+    )
+    .await?;
+    Ok(rows
+        .iter()
+        .filter(|row| row.first().is_some_and(|n| !n.starts_with(own)))
+        .count())
+}
+
+/// Runs the SQL file `file` (its text `sql`) as `login`, statement after statement. MariaDB commits DDL as it
+/// runs it, so a failure leaves what came before: the caller drops the database. The error names `file:line`.
+pub async fn run_sql_file(
+    programs: &Programs,
+    login: &Login,
+    sql: &[u8],
+    file: &str,
+) -> Result<(), DatabaseError> {
+    let mut child = client(programs, login, true).spawn().map_err(|e| {
+        DatabaseError::Server(format!("cannot run {}: {e}", programs.client.display()))
+    })?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = sql.to_vec();
+    let writing = tokio::spawn(async move {
+        let _ = stdin.write_all(&input).await;
+    });
+    let output = child
+        .wait_with_output()
+        .await
+        .map_err(|e| DatabaseError::Server(format!("mariadb: {e}")))?;
+    let _ = writing.await;
+    if output.status.success() {
+        return Ok(());
+    }
+    Err(DatabaseError::Sql(located(
+        &String::from_utf8_lossy(&output.stderr),
+        file,
+    )))
+}
+
+/// `file:3: Table 'x' doesn't exist (ERROR 1146)` out of `ERROR 1146 (42S02) at line 3: Table 'x' doesn't exist`.
+fn located(stderr: &str, file: &str) -> String {
+    let mut lines = Vec::new();
+    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+        let placed = line.strip_prefix("ERROR").and_then(|rest| {
+            let (head, message) = rest.split_once(": ")?;
+            let (code, at) = head.split_once("at line ")?;
+            let code = code.split_whitespace().next().unwrap_or_default();
+            let number: u64 = at.trim().parse().ok()?;
+            Some(if code.is_empty() {
+                format!("{file}:{number}: {message}")
+            } else {
+                format!("{file}:{number}: {message} (error {code})")
+            })
+        });
+        lines.push(placed.unwrap_or_else(|| format!("{file}: {line}")));
+    }
+    if lines.is_empty() {
+        format!("{file}: the mariadb client failed without a message")
+    } else {
+        lines.join("\n")
+    }
+}
+
+/// What a copy needs of the source's tables for its masking, keyed as PostgreSQL's default schema's
+/// (`public.<table>`: a MySQL database has one namespace), so that the spec's rules read the same for both engines.
+pub async fn catalog(
+    programs: &Programs,
+    admin: &Login,
+    database: &str,
+) -> Result<Catalog, DatabaseError> {
+    let schema = quote_literal(database);
+    let mut catalog = Catalog::default();
+    let columns = query(
+        programs,
+        admin,
+        &format!(
+            "SELECT c.table_name, c.column_name, c.is_nullable, t.table_rows
+               FROM information_schema.columns c JOIN information_schema.tables t
+                 ON t.table_schema = c.table_schema AND t.table_name = c.table_name
+              WHERE c.table_schema = {schema} AND t.table_type = 'BASE TABLE' AND c.extra NOT LIKE '%GENERATED%'
+              ORDER BY c.table_name, c.ordinal_position"
+        ),
+    )
+    .await?;
+    for row in columns {
+        let [table, column, nullable, rows] = row.as_slice() else {
+            continue;
+        };
+        let entry: &mut Table = catalog.tables.entry(format!("public.{table}")).or_default();
+        entry.columns.push(column.clone());
+        if nullable == "NO" {
+            entry.not_null.insert(column.clone());
+        }
+        entry.estimated_rows = rows.parse().unwrap_or_default();
+    }
+    let unique = query(
+        programs,
+        admin,
+        &format!(
+            "SELECT table_name, column_name FROM information_schema.statistics
+              WHERE table_schema = {schema} AND non_unique = 0"
+        ),
+    )
+    .await?;
+    for row in unique {
+        if let [table, column] = row.as_slice()
+            && let Some(entry) = catalog.tables.get_mut(&format!("public.{table}"))
+        {
+            entry.unique.insert(column.clone());
+        }
+    }
+    let references = query(
+        programs,
+        admin,
+        &format!(
+            "SELECT table_name, column_name, referenced_table_name, referenced_column_name
+               FROM information_schema.key_column_usage
+              WHERE table_schema = {schema} AND referenced_table_schema = {schema}"
+        ),
+    )
+    .await?;
+    for row in references {
+        if let [table, column, to_table, to_column] = row.as_slice() {
+            catalog.references.push((
+                (format!("public.{table}"), column.clone()),
+                (format!("public.{to_table}"), to_column.clone()),
+            ));
+        }
+    }
+    Ok(catalog)
+}
+
+/// The masking of a copy: its rules checked against the source's tables, as the dump masker reads them.
+pub async fn masking_plan(
+    programs: &Programs,
+    admin: &Login,
+    database: &str,
+    rules: &Rules,
+    strict: bool,
+) -> Result<(MaskingPlan, dump::DumpRules), DatabaseError> {
+    if let Some(table) = rules.keys().find(|t| t.contains('.')) {
+        return Err(DatabaseError::Invalid(format!(
+            "masking.tables.{table}: a MySQL database has no schemas; name the table alone"
+        )));
+    }
+    let catalog = catalog(programs, admin, database).await?;
+    let plan = plan_masking(&catalog, rules, strict)?;
+    let by_table = plan
+        .columns
+        .iter()
+        .map(|(table, columns)| {
+            (
+                table.trim_start_matches("public.").to_owned(),
+                columns.clone(),
+            )
+        })
+        .collect::<BTreeMap<_, _>>();
+    Ok((plan, by_table))
+}
+
+/// What a copy did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CopyReport {
+    pub bytes: u64,
+    /// Rows masked, by table.
+    pub masked: BTreeMap<String, u64>,
+}
+
+/// A consistent copy of the database `source` (read by its server's administrator in one transaction:
+/// `--single-transaction`) into the database `target` logs in to, as that login (so nothing of the source's
+/// definitions runs with more rights than the target's own user has), masked on the way when `masking` says so.
+/// Definers are dropped from the source's views, routines and triggers: the copy's own user defines them.
+pub async fn copy(
+    programs: &Programs,
+    source: &Login,
+    source_database: &str,
+    target: &Login,
+    masking: Option<(&Masker, &dump::DumpRules)>,
+) -> Result<CopyReport, DatabaseError> {
+    let mut dumper = tokio::process::Command::new(&programs.dump);
+    dumper.env_clear().env("PATH", "/usr/bin:/bin");
+    source.apply(&mut dumper);
+    dumper
+        .args([
+            "--single-transaction",
+            "--complete-insert",
+            "--hex-blob",
+            "--routines",
+            "--triggers",
+            "--skip-add-locks",
+            "--default-character-set=utf8mb4",
+            "--max-allowed-packet=64M",
+            "--net-buffer-length=1M",
+        ])
+        .arg(source_database)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true);
+    let mut dumping = dumper.spawn().map_err(|e| {
+        DatabaseError::Server(format!("cannot run {}: {e}", programs.dump.display()))
+    })?;
+    let mut loader = client(programs, target, false);
+    loader.arg("--max-allowed-packet=64M");
+    let mut loading = loader.spawn().map_err(|e| {
+        DatabaseError::Server(format!("cannot run {}: {e}", programs.client.display()))
+    })?;
+    let mut from = dumping.stdout.take().expect("piped");
+    let mut into = loading.stdin.take().expect("piped");
+    let mut dump_errors = dumping.stderr.take().expect("piped");
+    let mut load_errors = loading.stderr.take().expect("piped");
+    let errors = tokio::spawn(async move {
+        let (mut a, mut b) = (String::new(), String::new());
+        let _ = tokio::join!(
+            dump_errors.read_to_string(&mut a),
+            load_errors.read_to_string(&mut b)
+        );
+        (a, b)
+    });
+    let streamed = async {
+        let mut masker = masking.map(|(masker, rules)| dump::DumpMasker::new(masker, rules));
+        let mut definers = Definers::default();
+        let mut chunk = vec![0u8; 256 * 1024];
+        let mut masked = Vec::with_capacity(512 * 1024);
+        let mut out = Vec::with_capacity(512 * 1024);
+        let mut bytes = 0u64;
+        loop {
+            let read = from
+                .read(&mut chunk)
+                .await
+                .map_err(|e| DatabaseError::Server(format!("reading the dump: {e}")))?;
+            masked.clear();
+            out.clear();
+            let input: &[u8] = if read == 0 {
+                match masker.as_mut() {
+                    Some(m) => {
+                        let counts = m.finish(&mut masked).map_err(|e| {
+                            DatabaseError::Invalid(format!("masking the copy: {e}"))
+                        })?;
+                        definers.push(&masked, &mut out);
+                        definers.finish(&mut out);
+                        into.write_all(&out)
+                            .await
+                            .map_err(|e| DatabaseError::Server(format!("writing the copy: {e}")))?;
+                        bytes += out.len() as u64;
+                        return Ok::<_, DatabaseError>((bytes, counts));
+                    }
+                    None => {
+                        definers.finish(&mut out);
+                        into.write_all(&out)
+                            .await
+                            .map_err(|e| DatabaseError::Server(format!("writing the copy: {e}")))?;
+                        bytes += out.len() as u64;
+                        return Ok((bytes, BTreeMap::new()));
+                    }
+                }
+            } else {
+                &chunk[..read]
+            };
+            match masker.as_mut() {
+                Some(m) => {
+                    m.push(input, &mut masked)
+                        .map_err(|e| DatabaseError::Invalid(format!("masking the copy: {e}")))?;
+                    definers.push(&masked, &mut out);
+                }
+                None => definers.push(input, &mut out),
+            }
+            into.write_all(&out)
+                .await
+                .map_err(|e| DatabaseError::Server(format!("writing the copy: {e}")))?;
+            bytes += out.len() as u64;
+        }
+    }
+    .await;
+    drop(into);
+    if streamed.is_err() {
+        let _ = dumping.start_kill();
+        let _ = loading.start_kill();
+    }
+    let dumped = dumping.wait().await;
+    let loaded = loading.wait().await;
+    let (dump_stderr, load_stderr) = errors.await.unwrap_or_default();
+    let failed =
+        |what: &str, stderr: &str| DatabaseError::Server(format!("{what}: {}", stderr.trim()));
+    if !dumped.as_ref().is_ok_and(|s| s.success()) {
+        return Err(failed(
+            "mariadb-dump failed reading the source",
+            &dump_stderr,
+        ));
+    }
+    let (bytes, masked) = streamed?;
+    if !loaded.as_ref().is_ok_and(|s| s.success()) {
+        return Err(failed("loading the copy failed", &load_stderr));
+    }
+    Ok(CopyReport { bytes, masked })
+}
+
+/// Drops `DEFINER=…` clauses from a dump's statements as they pass (a copy's objects are defined by its own
+/// user), leaving rows alone: only lines that are not rows of an `INSERT` are looked at.
+#[derive(Default)]
+struct Definers {
+    partial: Vec<u8>,
+    in_rows: bool,
+}
+
+impl Definers {
+    fn push(&mut self, chunk: &[u8], out: &mut Vec<u8>) {
+        let mut rest = chunk;
+        while let Some(end) = rest.iter().position(|b| *b == b'\n') {
+            let (line, after) = rest.split_at(end + 1);
+            if self.partial.is_empty() {
+                self.line(line, out);
+            } else {
+                let mut whole = std::mem::take(&mut self.partial);
+                whole.extend_from_slice(line);
+                self.line(&whole, out);
+            }
+            rest = after;
+        }
+        self.partial.extend_from_slice(rest);
+    }
+
+    fn finish(&mut self, out: &mut Vec<u8>) {
+        let last = std::mem::take(&mut self.partial);
+        self.line(&last, out);
+    }
+
+    fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
+        let rows = self.in_rows || line.starts_with(b"INSERT INTO ");
+        // An INSERT's rows go on over the lines that follow until one ends the statement.
+        self.in_rows = rows && !line.trim_ascii_end().ends_with(b";");
+        if rows {
+            out.extend_from_slice(line);
+            return;
+        }
+        strip_definers(line, out);
+    }
+}
+
+/// `line` without its `DEFINER=`user`@`host`` clauses.
+fn strip_definers(line: &[u8], out: &mut Vec<u8>) {
+    const CLAUSE: &[u8] = b"DEFINER=`";
+    let mut rest = line;
+    while let Some(at) = rest.windows(CLAUSE.len()).position(|w| w == CLAUSE) {
+        out.extend_from_slice(&rest[..at]);
+        // Past `user`@`host`: two quoted names (a doubled backquote is part of a name).
+        let mut i = at + CLAUSE.len() - 1;
+        for _ in 0..2 {
+            i += 1;
+            while i < rest.len() {
+                if rest[i] == b'`' {
+                    if rest.get(i + 1) == Some(&b'`') {
+                        i += 2;
+                        continue;
+                    }
+                    break;
+                }
+                i += 1;
+            }
+            i += 1;
+            if rest.get(i) == Some(&b'@') {
+                i += 1;
+            }
+        }
+        rest = &rest[i.min(rest.len())..];
+    }
+    out.extend_from_slice(rest);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_series_is_read_from_the_servers_version() {
+        assert_eq!(
+            installed_series(
+                "/usr/sbin/mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu on x86_64 (Debian 12)"
+            ),
+            Some(("10.11.19", (10, 11)))
+        );
+        assert_eq!(installed_series("something else"), None);
+    }
+
+    #[test]
+    fn grants_match_their_database_alone() {
+        // `_` would match any character in a GRANT's database name.
+        assert_eq!(grant_pattern("shop_pr_1_db"), "`shop\\_pr\\_1\\_db`");
+        assert_eq!(quote_identifier("a`b"), "`a``b`");
+        assert_eq!(quote_literal("it's \\"), "'it\\'s \\\\'");
+    }
+
+    #[test]
+    fn seed_errors_name_the_file_and_line() {
+        assert_eq!(
+            located(
+                "ERROR 1146 (42S02) at line 3: Table 'a_b.nope' doesn't exist\n",
+                "seed.sql"
+            ),
+            "seed.sql:3: Table 'a_b.nope' doesn't exist (error 1146)"
+        );
+        assert_eq!(
+            located(
+                "ERROR at line 2: Not allowed in the sandbox mode\n",
+                "seed.sql"
+            ),
+            "seed.sql:2: Not allowed in the sandbox mode"
+        );
+        assert_eq!(
+            located("", "s.sql"),
+            "s.sql: the mariadb client failed without a message"
+        );
+    }
+
+    #[test]
+    fn definers_are_dropped_from_definitions_but_not_from_rows() {
+        let dump = b"/*!50013 DEFINER=`shop_prod``x`@`%` SQL SECURITY DEFINER */\nCREATE DEFINER=`a`@`localhost` TRIGGER t\nINSERT INTO `t` (`a`) VALUES ('DEFINER=`x`@`%`'),\n('DEFINER=`y`@`%`');\nCREATE DEFINER=`b`@`%` PROCEDURE p()";
+        let mut out = Vec::new();
+        let mut definers = Definers::default();
+        for chunk in dump.chunks(7) {
+            definers.push(chunk, &mut out);
+        }
+        definers.finish(&mut out);
+        assert_eq!(
+            String::from_utf8_lossy(&out),
+            "/*!50013  SQL SECURITY DEFINER */\nCREATE  TRIGGER t\nINSERT INTO `t` (`a`) VALUES ('DEFINER=`x`@`%`'),\n('DEFINER=`y`@`%`');\nCREATE  PROCEDURE p()"
+        );
+    }
+
+    #[test]
+    fn the_configuration_keeps_the_server_to_loopback_and_its_own_files() {
+        let text = server_config(Path::new("/run/preview/mysql"), 3407);
+        assert!(text.contains("bind-address=127.0.0.1\n"));
+        assert!(text.contains("port=3407\n"));
+        assert!(text.contains("local-infile=0\n"));
+        assert!(text.contains("secure-file-priv=/run/preview/mysql/files\n"));
+        assert!(text.contains("socket=/run/preview/mysql/run/mysqld.sock\n"));
+    }
+}

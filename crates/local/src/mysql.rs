@@ -1,0 +1,843 @@
+//! An environment's MySQL database on the local runtime, served by MariaDB: a database and a user of its own on a
+//! server `preview` runs — the project's, one per release series (`<project>/10.11`), or the environment's own
+//! (`<project>/<environment>/<service>`) when it is isolated physically or `mode: container` asks — reached by the
+//! environment through its service port. The server runs as a user of its own in a sandbox and a cgroup when the
+//! daemon isolates, listens on the host's loopback only, and is administered through its socket by the daemon's
+//! own user (no administrator password exists). The data is made once by the clone policy — empty, a SQL seed file
+//! run as the environment's user, or a copy of the source environment's database through a golden database
+//! (masked on the way when the policy says so) — and marked complete in the database's comment.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use preview_database::content::{DatabaseContent, READY, ready_mark};
+use preview_database::masking::Masker;
+use preview_database::mysql::{self as engine, Login, Programs};
+use preview_deploy::{EnvironmentAddress, RuntimeError, StepLog};
+use preview_plan::Resource;
+use preview_secrets::Secret;
+
+use crate::databases::{LocalContent, fail};
+use crate::faults::{self, When};
+use crate::runtime::LocalRuntime;
+use crate::supervisor::{Place, ProcessSpec, Supervised};
+
+/// Where a server run in a sandbox sees its directory.
+const INSIDE: &str = "/run/preview/mysql";
+
+/// How long a server may take to accept connections after it starts.
+const READY_TIMEOUT: Duration = Duration::from_secs(300);
+
+/// What a MariaDB server's cgroup allows: its buffer pool, its connections' memory, and no more processes than a
+/// server needs; a server past it is killed and started again, its own alone.
+const LIMITS: preview_isolation::CgroupLimits = preview_isolation::CgroupLimits {
+    cpu_millicores: None,
+    memory_bytes: Some(1024 * 1024 * 1024),
+    tasks: Some(256),
+};
+
+/// The golden databases' prefix on a server (`preview`'s own, never an environment's).
+const GOLDEN_PREFIX: &str = "preview_golden_";
+
+/// The login golden databases are written by: allowed inside golden databases only.
+const GOLDEN_USER: &str = "preview_golden";
+
+/// A MariaDB server that runs.
+pub(crate) struct RunningMysql {
+    pub process: Supervised,
+    pub port: u16,
+    pub admin: Login,
+    pub programs: Programs,
+    /// Shared by whatever works on the server; taken alone to remove it.
+    pub in_use: Arc<tokio::sync::RwLock<()>>,
+}
+
+/// The MariaDB servers that run, by key.
+pub(crate) type MysqlServers = tokio::sync::Mutex<BTreeMap<String, Arc<RunningMysql>>>;
+
+impl LocalRuntime {
+    /// Where the server `key` sees its own directory.
+    fn mysql_inside(&self, key: &str) -> PathBuf {
+        match self.isolation {
+            Some(_) => PathBuf::from(INSIDE),
+            None => self.server_root(key),
+        }
+    }
+
+    /// The server `key` of `content`'s release series, started (made first if it never was) if it does not run.
+    pub(crate) async fn ensure_mysql(
+        &self,
+        key: &str,
+        content: &DatabaseContent,
+        service: &str,
+    ) -> Result<Arc<RunningMysql>, RuntimeError> {
+        let starting = self.keyed_lock("mysql-start", key);
+        let _starting = starting.lock().await;
+        if let Some(server) = self.databases.mysql.lock().await.get(key) {
+            return Ok(Arc::clone(server));
+        }
+        let (major, minor) = match content.version {
+            preview_database::content::Version::Series(major, minor) => (major, minor),
+            other => (other.major(), 0),
+        };
+        let programs = Programs::find(major, minor).map_err(fail(service))?;
+        faults::at("server", When::Before)?;
+        let root = self.server_root(key);
+        let socket = root.join(engine::SOCKET);
+        if socket.as_os_str().len() > 107 {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: the MariaDB server's socket {} is longer than a socket's path may be (107 bytes); start the daemon with a shorter --dir",
+                socket.display()
+            )));
+        }
+        let port = self
+            .ports
+            .assign(&Self::port_key(key), &["server".to_owned()], &mut |base| {
+                crate::ports::is_free(base, None)
+            })
+            .map_err(RuntimeError::new)?
+            .service_port("server")
+            .ok_or_else(|| RuntimeError::new(format!("no port for the MariaDB server {key}")))?;
+        let owner = self.server_owner(key)?;
+        // The server's directory is the daemon's (its configuration and log are there); what the server writes
+        // is in directories of its own.
+        crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
+        crate::trees::own_dir(&root, None, 0o711).map_err(RuntimeError::new)?;
+        for dir in ["data", "run", "tmp", "files"] {
+            crate::trees::own_dir(&root.join(dir), owner.map(|(uid, _)| uid), 0o700)
+                .map_err(RuntimeError::new)?;
+        }
+        let inside = self.mysql_inside(key);
+        let config_path = root.join("my.cnf");
+        crate::records::write_atomically(
+            &config_path,
+            engine::server_config(&inside, port).as_bytes(),
+        )
+        .map_err(RuntimeError::new)?;
+        if let Some((_, gid)) = owner {
+            use std::os::unix::fs::PermissionsExt;
+            std::os::unix::fs::chown(&config_path, None, Some(gid))
+                .and_then(|()| {
+                    std::fs::set_permissions(&config_path, std::fs::Permissions::from_mode(0o640))
+                })
+                .map_err(|e| {
+                    RuntimeError::new(format!(
+                        "cannot hand {} to its server: {e}",
+                        config_path.display()
+                    ))
+                })?;
+        }
+        let config_inside = inside.join("my.cnf");
+        let admin_user = preview_isolation::user_name();
+        if !root.join("data").join("mysql").is_dir() {
+            // In the server's sandbox, outside its cgroup (which goes with the process that ends).
+            let place = match (owner, &self.isolation) {
+                (Some((uid, _)), Some(isolation)) => Place::Sandbox(Arc::new(
+                    isolation.server_sandbox(uid, &root, Path::new(INSIDE)),
+                )),
+                _ => Place::Host(root.clone()),
+            };
+            let install = Supervised::start(ProcessSpec {
+                name: format!("mariadb-install-db {key}"),
+                command: engine::install_command(&programs, &config_inside, &admin_user),
+                place,
+                env: Vec::new(),
+                log: root.join("install.log"),
+                log_limit: 1024 * 1024,
+                grace: self.config.grace,
+                backoff: Duration::from_millis(250),
+                max_backoff: Duration::from_secs(1),
+                memory_limit: None,
+                restart: false,
+                leftovers: None,
+            })
+            .await
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
+            install.ended().await;
+            let exit = install.last_exit().unwrap_or_default();
+            if exit != "exit status: 0" || !root.join("data").join("mysql").is_dir() {
+                let tail = install.output_tail(15);
+                // Made from scratch next time.
+                let _ = preview_database::postgres::server::remove_tree(&root.join("data"));
+                return Err(RuntimeError::new(format!(
+                    "database `{service}`: making the MariaDB server {key} failed ({exit}):\n{tail}"
+                )));
+            }
+        }
+        crate::database_servers::stop_stale(
+            &root.join(engine::PID_FILE),
+            &config_inside.display().to_string(),
+            owner.map(|(uid, _)| uid),
+            self.config.grace,
+        )
+        .await;
+        let place = match (owner, &self.isolation) {
+            (Some((uid, _)), Some(isolation)) => Place::Sandbox(Arc::new(
+                isolation
+                    .limited_server_sandbox(uid, &root, Path::new(INSIDE), &unit_of(&root), &LIMITS)
+                    .map_err(RuntimeError::new)?,
+            )),
+            _ => Place::Host(root.clone()),
+        };
+        let process = Supervised::start(ProcessSpec {
+            name: format!("mariadb {key}"),
+            command: engine::server_command(&programs, &config_inside),
+            place,
+            env: vec![(
+                crate::strays::MARKER_VARIABLE.to_owned(),
+                Secret::new(self.marker.clone()),
+            )],
+            log: root.join("server.log"),
+            log_limit: 8 * 1024 * 1024,
+            grace: self.config.grace,
+            backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            memory_limit: None,
+            restart: true,
+            leftovers: None,
+        })
+        .await
+        .map_err(|e| RuntimeError::new(e.to_string()))?;
+        let admin = Login::Admin {
+            socket,
+            user: admin_user,
+        };
+        if let Err(e) = wait_ready(&programs, &admin, &process).await {
+            process.stop().await;
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: the MariaDB server did not start: {e}; its log ends with:\n{}",
+                process.output_tail(15)
+            )));
+        }
+        let server = Arc::new(RunningMysql {
+            process,
+            port,
+            admin,
+            programs,
+            in_use: Arc::default(),
+        });
+        self.databases
+            .mysql
+            .lock()
+            .await
+            .insert(key.to_owned(), Arc::clone(&server));
+        faults::at("server", When::After)?;
+        Ok(server)
+    }
+
+    /// The server of the environment's database, started if needed, with its use shared: a server that was
+    /// removed meanwhile (with the project's last other database) is made again.
+    async fn mysql_in_use(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<(Arc<RunningMysql>, tokio::sync::OwnedRwLockReadGuard<()>), RuntimeError> {
+        let key = content.server_key(env, service);
+        loop {
+            let server = self.ensure_mysql(&key, content, service).await?;
+            let using = Arc::clone(&server.in_use).read_owned().await;
+            let current = self
+                .databases
+                .mysql
+                .lock()
+                .await
+                .get(&key)
+                .is_some_and(|s| Arc::ptr_eq(s, &server));
+            if current {
+                return Ok((server, using));
+            }
+        }
+    }
+
+    /// Stops the MariaDB server `key` if it runs (its environment sleeps, or the daemon stops).
+    pub(crate) async fn stop_mysql(&self, key: &str) {
+        let running = self.databases.mysql.lock().await.remove(key);
+        if let Some(running) = running {
+            running.process.stop().await;
+        }
+    }
+
+    /// Stops the server `key` and removes its files, its port and its user.
+    async fn remove_mysql_server(&self, key: &str) -> Result<(), RuntimeError> {
+        self.stop_mysql(key).await;
+        let root = self.server_root(key);
+        let owner = self
+            .isolation
+            .as_ref()
+            .and_then(|isolation| isolation.accounts.get(&Self::account_key(key)));
+        crate::database_servers::stop_stale(
+            &root.join(engine::PID_FILE),
+            &self.mysql_inside(key).join("my.cnf").display().to_string(),
+            owner,
+            self.config.grace,
+        )
+        .await;
+        if let Some(isolation) = &self.isolation {
+            isolation
+                .remove_server_cgroup(&unit_of(&root))
+                .await
+                .map_err(RuntimeError::new)?;
+        }
+        preview_database::postgres::server::remove_tree(&root)
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
+        self.ports
+            .release(&Self::port_key(key))
+            .map_err(RuntimeError::new)?;
+        if let Some(isolation) = &self.isolation {
+            isolation
+                .accounts
+                .release(&Self::account_key(key))
+                .map_err(RuntimeError::new)?;
+        }
+        Ok(())
+    }
+
+    async fn mysql_password(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+    ) -> Result<Secret, RuntimeError> {
+        self.secrets
+            .reveal(env, &format!("database:{service}/password"), "derived")
+            .await
+    }
+
+    pub(crate) async fn apply_mysql(
+        &self,
+        env: &EnvironmentAddress,
+        resource: &Resource,
+        content: &DatabaseContent,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let service = resource.id.trim_start_matches("database/");
+        log.check_lease()?;
+        // Written first: whatever happens from here on, removing the resource finds what to drop.
+        self.dir_of(env)
+            .write_intent(&resource.id, &resource.content)
+            .map_err(RuntimeError::new)?;
+        let (server, _using) = self.mysql_in_use(env, service, content).await?;
+        let (programs, admin) = (&server.programs, &server.admin);
+        let name = &content.name;
+        let mark = engine::readiness(programs, admin, name)
+            .await
+            .map_err(fail(service))?;
+        let ready = match mark {
+            Some(mark) if mark == ready_mark(&env.project, &env.environment, service) => true,
+            Some(mark) if mark.starts_with(READY) => {
+                return Err(RuntimeError::new(format!(
+                    "database `{service}`: the database name {name} is already taken ({}); rename the environment or the service so that their names differ by more than `-` and `_`",
+                    mark.trim_start_matches("preview: ")
+                )));
+            }
+            _ => false,
+        };
+        let password = self.mysql_password(env, service).await?;
+        log.check_lease()?;
+        faults::around("role", async {
+            engine::ensure_user(programs, admin, name, &password)
+                .await
+                .map_err(fail(service))
+        })
+        .await?;
+        if ready {
+            log.line(format!("database `{service}`: {name} kept with its data"));
+        } else {
+            let began = std::time::Instant::now();
+            let made = self
+                .make_mysql_data(env, service, content, &server, &password, log)
+                .await;
+            if let Err(error) = made {
+                // Nothing half-made is left: the next attempt starts from scratch.
+                let _ = engine::drop_database(programs, admin, name).await;
+                let _ = engine::drop_user(programs, admin, name).await;
+                return Err(error);
+            }
+            preview_metrics::metrics()
+                .database_content_made(&content.clone.policy, began.elapsed());
+        }
+        self.serve_database(
+            env,
+            service,
+            std::net::SocketAddr::from(([127, 0, 0, 1], server.port)),
+        )?;
+        self.record(env, resource)
+    }
+
+    /// The environment's login to its own database.
+    fn mysql_login(server: &RunningMysql, name: &str, password: &Secret) -> Login {
+        Login::User {
+            host: "127.0.0.1".to_owned(),
+            port: server.port,
+            user: name.to_owned(),
+            password: password.clone(),
+            database: name.to_owned(),
+        }
+    }
+
+    /// Makes the environment's data by its clone policy, from nothing, and marks it complete.
+    async fn make_mysql_data(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        server: &RunningMysql,
+        password: &Secret,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let (programs, admin) = (&server.programs, &server.admin);
+        let name = &content.name;
+        // A database left by a step that did not finish.
+        engine::drop_database(programs, admin, name)
+            .await
+            .map_err(fail(service))?;
+        log.check_lease()?;
+        faults::around("create", async {
+            engine::create_database(programs, admin, name)
+                .await
+                .map_err(fail(service))
+        })
+        .await?;
+        let login = Self::mysql_login(server, name, password);
+        match (content.clone.policy.as_str(), &content.clone.file) {
+            ("clone" | "masked", _) => {
+                let started = std::time::Instant::now();
+                let (golden_server, golden, _held) =
+                    self.mysql_golden(env, service, content, log, false).await?;
+                log.check_lease()?;
+                let copied = faults::around("copy", async {
+                    engine::copy(
+                        &golden_server.programs,
+                        &golden_server.admin,
+                        &golden,
+                        &login,
+                        None,
+                    )
+                    .await
+                    .map_err(fail(service))
+                })
+                .await?;
+                log.line(format!(
+                    "database `{service}`: {name} made from the golden database {golden} ({} bytes) in {} ms",
+                    copied.bytes,
+                    started.elapsed().as_millis()
+                ));
+            }
+            ("seed", Some(file)) => {
+                let sql = content
+                    .seed_file(service, file)
+                    .map_err(RuntimeError::new)?;
+                log.check_lease()?;
+                faults::at("seed", When::Before)?;
+                // As the environment's own user, in the client's sandbox: a seed file from a pull request has no
+                // more rights than its apps, and reaches no file of this machine.
+                engine::run_sql_file(programs, &login, &sql, file)
+                    .await
+                    .map_err(|e| {
+                        RuntimeError::new(format!(
+                            "database `{service}`: seeding from {file} failed, nothing was kept (MariaDB commits each statement that changes a table's definition as it runs it, so the whole database was dropped instead):\n{e}"
+                        ))
+                    })?;
+                faults::at("seed", When::After)?;
+                log.line(format!("database `{service}`: {name} seeded from {file}"));
+            }
+            _ => log.line(format!("database `{service}`: {name} made empty")),
+        }
+        faults::around("mark", async {
+            engine::mark_ready(
+                programs,
+                admin,
+                name,
+                &ready_mark(&env.project, &env.environment, service),
+            )
+            .await
+            .map_err(fail(service))
+        })
+        .await
+    }
+
+    /// The source environment's database, as recorded, and its server (started if it sleeps); an error naming
+    /// the source when it has none that is complete.
+    async fn mysql_source(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<(Arc<RunningMysql>, String), RuntimeError> {
+        let (from, source_name) = content.copied_from(service).map_err(RuntimeError::new)?;
+        let source = EnvironmentAddress {
+            project: env.project.clone(),
+            environment: from.to_owned(),
+        };
+        let missing = || {
+            RuntimeError::new(format!(
+                "database `{service}`: environment `{from}` has no database `{service}` to copy; deploy `{from}` first"
+            ))
+        };
+        let recorded = self
+            .dir_of(&source)
+            .read(&format!("database/{service}"))
+            .map_err(RuntimeError::new)?
+            .ok_or_else(missing)?;
+        let source_content =
+            crate::databases::parse(&recorded.id, &recorded.content).map_err(RuntimeError::new)?;
+        if source_content.engine != content.engine {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `{from}`'s `{service}` is a {} database, not MySQL; a copy needs the same engine",
+                source_content.engine.name()
+            )));
+        }
+        let key = source_content.server_key(&source, service);
+        if !self.server_exists(&key) {
+            return Err(missing());
+        }
+        let server = self.ensure_mysql(&key, &source_content, service).await?;
+        let mark = engine::readiness(&server.programs, &server.admin, source_name)
+            .await
+            .map_err(fail(service))?;
+        if mark != Some(ready_mark(&env.project, from, service)) {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: the database of `{from}` is not complete (it is being made, or its making was cut short); deploy `{from}` again, then this"
+            )));
+        }
+        Ok((server, source_name.to_owned()))
+    }
+
+    /// The golden database the environment's copy is made from — on the server the environment's database lives
+    /// on — built (masked, when the policy says so) from the source environment's database when it is missing,
+    /// older than the policy's `refresh`, or `rebuild` says so. Returned with the lock that keeps it from being
+    /// built again while it is read.
+    async fn mysql_golden(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        log: &StepLog,
+        rebuild: bool,
+    ) -> Result<(Arc<RunningMysql>, String, tokio::sync::OwnedMutexGuard<()>), RuntimeError> {
+        let golden = crate::snapshots::Golden::of(content).name;
+        let key = content.server_key(env, service);
+        let held = self
+            .keyed_lock(&env.project, &format!("mysql-golden:{key}:{golden}"))
+            .lock_owned()
+            .await;
+        let server = self.ensure_mysql(&key, content, service).await?;
+        let (programs, admin) = (&server.programs, &server.admin);
+        let mark = engine::readiness(programs, admin, &golden)
+            .await
+            .map_err(fail(service))?;
+        let fresh = mark
+            .as_deref()
+            .and_then(golden_made_at)
+            .and_then(|made| now().checked_sub(made))
+            .is_some_and(|age| content.clone.refresh_seconds.is_none_or(|r| age < r));
+        if fresh && !rebuild {
+            return Ok((server, golden, held));
+        }
+        let (from, _) = content.copied_from(service).map_err(RuntimeError::new)?;
+        let (source_server, source_name) = self.mysql_source(env, service, content).await?;
+        let masking = match content.masking_of(service).map_err(RuntimeError::new)? {
+            Some((masking, key)) => {
+                let secret = self.secrets.reveal(env, &key.name, &key.version).await?;
+                let (plan, rules) = engine::masking_plan(
+                    &source_server.programs,
+                    &source_server.admin,
+                    &source_name,
+                    &masking.tables,
+                    masking.strict,
+                )
+                .await
+                .map_err(fail(service))?;
+                for warning in &plan.warnings {
+                    log.line(format!("database `{service}`: {warning}"));
+                }
+                Some((Masker::from_secret(&secret), rules))
+            }
+            None => None,
+        };
+        log.check_lease()?;
+        faults::at("golden", When::Before)?;
+        let started = std::time::Instant::now();
+        engine::drop_database(programs, admin, &golden)
+            .await
+            .map_err(fail(service))?;
+        engine::create_database(programs, admin, &golden)
+            .await
+            .map_err(fail(service))?;
+        // Written by a login allowed inside golden databases only, with a password of the moment.
+        let password = Secret::new(random_password());
+        engine::ensure_user(programs, admin, GOLDEN_USER, &password)
+            .await
+            .map_err(fail(service))?;
+        engine::query(
+            programs,
+            admin,
+            &format!(
+                "GRANT ALL PRIVILEGES ON `{}%`.* TO '{GOLDEN_USER}'@'%'",
+                GOLDEN_PREFIX.replace('_', "\\_")
+            ),
+        )
+        .await
+        .map_err(fail(service))?;
+        let writer = Login::User {
+            host: "127.0.0.1".to_owned(),
+            port: server.port,
+            user: GOLDEN_USER.to_owned(),
+            password,
+            database: golden.clone(),
+        };
+        let copied = engine::copy(
+            &source_server.programs,
+            &source_server.admin,
+            &source_name,
+            &writer,
+            masking.as_ref().map(|(masker, rules)| (masker, rules)),
+        )
+        .await
+        .map_err(fail(service));
+        // The writer's password is forgotten at once: nobody logs in as it between copies.
+        let _ = engine::ensure_user(
+            programs,
+            admin,
+            GOLDEN_USER,
+            &Secret::new(random_password()),
+        )
+        .await;
+        let copied = match copied {
+            Ok(copied) => copied,
+            Err(e) => {
+                let _ = engine::drop_database(programs, admin, &golden).await;
+                return Err(e);
+            }
+        };
+        faults::at("golden", When::After)?;
+        engine::mark_ready(
+            programs,
+            admin,
+            &golden,
+            &format!("{READY}: golden of {source_name} made at {}", now()),
+        )
+        .await
+        .map_err(fail(service))?;
+        let masked: u64 = copied.masked.values().sum();
+        log.line(format!(
+            "database `{service}`: golden database {golden} copied from `{from}` ({} bytes{}) in {} ms",
+            copied.bytes,
+            if masking.is_some() {
+                format!(", {masked} rows masked")
+            } else {
+                String::new()
+            },
+            started.elapsed().as_millis()
+        ));
+        Ok((server, golden, held))
+    }
+
+    pub(crate) async fn remove_mysql(
+        &self,
+        env: &EnvironmentAddress,
+        id: &str,
+        content: &DatabaseContent,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let service = id.trim_start_matches("database/");
+        log.check_lease()?;
+        self.with_state(env, |s| s.service_ports.remove(service));
+        let key = content.server_key(env, service);
+        if content.physical() {
+            let running = self.databases.mysql.lock().await.get(&key).cloned();
+            let _alone = match &running {
+                Some(running) => Some(Arc::clone(&running.in_use).write_owned().await),
+                None => None,
+            };
+            faults::around("drop", self.remove_mysql_server(&key)).await?;
+            log.line(format!(
+                "database `{service}`: its MariaDB server and data removed"
+            ));
+        } else if self.server_exists(&key) {
+            let server = self.ensure_mysql(&key, content, service).await?;
+            // No environment of the server makes a database while its last one is removed with it.
+            let _alone = Arc::clone(&server.in_use).write_owned().await;
+            let (programs, admin) = (&server.programs, &server.admin);
+            faults::around("drop", async {
+                engine::drop_database(programs, admin, &content.name)
+                    .await
+                    .map_err(fail(service))
+            })
+            .await?;
+            faults::around("drop-role", async {
+                engine::drop_user(programs, admin, &content.name)
+                    .await
+                    .map_err(fail(service))
+            })
+            .await?;
+            // Golden databases copied from it go with it; previews made from them keep their own copies.
+            let source_mark = format!("{READY}: golden of {} made at ", content.name);
+            for golden in engine::databases_named(programs, admin, GOLDEN_PREFIX)
+                .await
+                .map_err(fail(service))?
+            {
+                let mark = engine::readiness(programs, admin, &golden)
+                    .await
+                    .map_err(fail(service))?
+                    .unwrap_or_default();
+                if mark.starts_with(&source_mark) || !mark.starts_with(READY) {
+                    engine::drop_database(programs, admin, &golden)
+                        .await
+                        .map_err(fail(service))?;
+                    log.line(format!(
+                        "database `{service}`: golden database {golden} dropped"
+                    ));
+                }
+            }
+            log.line(format!("database `{service}`: {} dropped", content.name));
+            if engine::environment_databases_and_users(programs, admin, GOLDEN_USER)
+                .await
+                .map_err(fail(service))?
+                == 0
+            {
+                drop(_alone);
+                self.remove_mysql_server(&key).await?;
+                log.line(format!(
+                    "database `{service}`: the project's MariaDB server was its last environment's; removed"
+                ));
+            }
+        }
+        self.forget(env, id)?;
+        self.dir_of(env)
+            .remove_intent(id)
+            .map_err(RuntimeError::new)
+    }
+
+    /// Starts the environment's server again if needed and serves its port (when the daemon starts or it wakes).
+    pub(crate) async fn restore_mysql(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<(), RuntimeError> {
+        let server = self
+            .ensure_mysql(&content.server_key(env, service), content, service)
+            .await?;
+        self.serve_database(
+            env,
+            service,
+            std::net::SocketAddr::from(([127, 0, 0, 1], server.port)),
+        )
+    }
+
+    /// A login to the environment's database on its server's host address, for a person on this machine.
+    pub(crate) async fn mysql_person_login(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<preview_deploy::DatabaseLogin, RuntimeError> {
+        let server = self
+            .ensure_mysql(&content.server_key(env, service), content, service)
+            .await?;
+        Ok(preview_deploy::DatabaseLogin {
+            host: "127.0.0.1".to_owned(),
+            port: server.port,
+            user: content.name.clone(),
+            database: content.name.clone(),
+            password: self.mysql_password(env, service).await?,
+        })
+    }
+
+    /// Makes the environment's data again by its clone policy, for `preview db reset`.
+    pub(crate) async fn reset_mysql(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let (server, _using) = self.mysql_in_use(env, service, content).await?;
+        let password = self.mysql_password(env, service).await?;
+        engine::ensure_user(&server.programs, &server.admin, &content.name, &password)
+            .await
+            .map_err(fail(service))?;
+        self.make_mysql_data(env, service, content, &server, &password, log)
+            .await
+            .map_err(|e| {
+                RuntimeError::new(format!(
+                    "{}; the environment has no database `{service}` now: run `preview db reset` again",
+                    e.message
+                ))
+            })
+    }
+
+    /// Builds the golden database again from the source as it is now, for `preview db refresh`.
+    pub(crate) async fn refresh_mysql_snapshot(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<Vec<String>, RuntimeError> {
+        let log = StepLog::default();
+        let (_using_server, _using) = self.mysql_in_use(env, service, content).await?;
+        self.mysql_golden(env, service, content, &log, true).await?;
+        Ok(log.lines())
+    }
+}
+
+/// The name of a server's cgroup: its directory's.
+fn unit_of(root: &Path) -> String {
+    format!(
+        "mariadb-{}",
+        root.file_name().unwrap_or_default().to_string_lossy()
+    )
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
+}
+
+/// When a golden database was made, from its mark.
+fn golden_made_at(mark: &str) -> Option<u64> {
+    mark.strip_prefix(READY)?
+        .rsplit_once(" made at ")?
+        .1
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// 32 random hexadecimal digits.
+fn random_password() -> String {
+    use ring::rand::SecureRandom;
+    let mut bytes = [0u8; 16];
+    let _ = ring::rand::SystemRandom::new().fill(&mut bytes);
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Waits until the administrator can log in through the server's socket, or its process ended.
+async fn wait_ready(
+    programs: &Programs,
+    admin: &Login,
+    process: &Supervised,
+) -> Result<(), String> {
+    let deadline = tokio::time::Instant::now() + READY_TIMEOUT;
+    loop {
+        if let Some(exit) = process.last_exit() {
+            return Err(format!("it ended ({exit})"));
+        }
+        let last = match engine::query(programs, admin, "SELECT 1").await {
+            Ok(_) => return Ok(()),
+            Err(e) => e.to_string(),
+        };
+        if tokio::time::Instant::now() > deadline {
+            return Err(format!(
+                "no answer in {} s ({last})",
+                READY_TIMEOUT.as_secs()
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
