@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use preview_testing::TempDir;
+use support::faulty::{FAULTS, Faulty};
 use support::{
     Daemon, ReleaseAccounts, api, commit_all, deploy, failed_deployment, git, local_daemon, ok,
 };
@@ -464,5 +465,183 @@ fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_remo
     for file in ["local/ports.json", "local/accounts.json"] {
         let text = std::fs::read_to_string(data.join(file)).unwrap_or_default();
         assert!(!text.contains("ledger/10.11"), "{file}: {text}");
+    }
+}
+
+/// The databases and the users environments have on the one server the daemon has files for (none: empty).
+fn server_contents(data: &Path) -> (Vec<String>, Vec<String>) {
+    if mariadb_servers(data).0.is_empty() {
+        return (Vec::new(), Vec::new());
+    }
+    let databases = as_admin(
+        data,
+        "SELECT CONCAT(schema_name, IF(schema_comment LIKE 'preview: ready%', '', ' (unmarked)')) FROM information_schema.schemata WHERE schema_name NOT IN ('mysql', 'information_schema', 'performance_schema', 'sys') ORDER BY 1",
+    );
+    let users = as_admin(
+        data,
+        "SELECT user FROM mysql.user WHERE host = '%' AND user <> 'preview_golden' ORDER BY 1",
+    );
+    (lines(&databases), lines(&users))
+}
+
+#[test]
+fn mysql_steps_that_fail_or_are_killed_are_rolled_back_with_nothing_left() {
+    let dir = TempDir::new("mysql-faults");
+    let _accounts = ReleaseAccounts(dir.path().join("data"));
+    let mut faulty = Faulty::start(dir.path(), "35300-35699");
+    let repo = project(dir.path(), "faultledger", "  staging: {}\n  keep: {}");
+    ok(faulty.daemon().cli(&[
+        "project",
+        "register",
+        "-f",
+        &repo.join("preview.yaml").display().to_string(),
+    ]));
+    ok(faulty.daemon().cli_with_input(
+        &[
+            "--project",
+            "faultledger",
+            "secret",
+            "set",
+            "MASKING_KEY",
+            "--scope",
+            "project",
+        ],
+        "a-fault-masking-key",
+    ));
+    // The project's first database: its server is made in the step, and goes when the step is undone.
+    for operation in ["server", "role", "create", "seed", "mark"] {
+        for (fault, when) in FAULTS {
+            let status = faulty.inject(
+                "faultledger",
+                &["env", "create", "keep"],
+                operation,
+                fault,
+                when,
+            );
+            let case = format!("{operation} {fault} {when}");
+            assert_eq!(status, "rolled_back", "{case}");
+            let (made, running) = mariadb_servers(&faulty.data);
+            assert!(
+                made.is_empty() && running.is_empty(),
+                "{case}: {made:?} {running:?}"
+            );
+        }
+    }
+    deploy(faulty.daemon(), "faultledger", &["env", "create", "keep"]);
+    deploy(
+        faulty.daemon(),
+        "faultledger",
+        &["env", "create", "staging"],
+    );
+    let before = server_contents(&faulty.data);
+    assert_eq!(
+        before,
+        (
+            lines("faultledger_keep_ledger\nfaultledger_staging_ledger"),
+            lines("faultledger_keep_ledger\nfaultledger_staging_ledger")
+        )
+    );
+    // A masked preview of staging: its golden database, then its own.
+    for operation in ["golden", "role", "create", "copy", "mark"] {
+        for (fault, when) in FAULTS {
+            // The golden database is built once and then used: its own cases build it again.
+            if operation == "golden" {
+                for golden in server_contents(&faulty.data)
+                    .0
+                    .iter()
+                    .filter(|d| d.starts_with("preview_golden_"))
+                {
+                    let name = golden.trim_end_matches(" (unmarked)");
+                    as_admin(&faulty.data, &format!("DROP DATABASE {name}"));
+                }
+            }
+            let status = faulty.inject(
+                "faultledger",
+                &["env", "clone", "staging", "pr-7"],
+                operation,
+                fault,
+                when,
+            );
+            let case = format!("{operation} {fault} {when}");
+            assert_eq!(status, "rolled_back", "{case}");
+            let (databases, users) = server_contents(&faulty.data);
+            let environments: Vec<&String> = databases
+                .iter()
+                .filter(|d| !d.starts_with("preview_golden_"))
+                .collect();
+            assert_eq!(environments, before.0.iter().collect::<Vec<_>>(), "{case}");
+            assert_eq!(users, before.1, "{case}");
+            assert!(
+                databases.iter().all(|d| !d.ends_with("(unmarked)")),
+                "{case}: a half-made golden database is left: {databases:?}"
+            );
+            assert_eq!(
+                sql(
+                    faulty.daemon(),
+                    "faultledger",
+                    "staging",
+                    "SELECT COUNT(*) FROM orders"
+                ),
+                "3",
+                "{case}"
+            );
+        }
+    }
+    deploy(
+        faulty.daemon(),
+        "faultledger",
+        &["env", "clone", "staging", "pr-7"],
+    );
+    let masked = sql(
+        faulty.daemon(),
+        "faultledger",
+        "pr-7",
+        "SELECT email FROM customers ORDER BY id",
+    );
+    assert!(
+        masked.lines().count() == 3 && masked.lines().all(|e| e.ends_with("@example.com")),
+        "{masked}"
+    );
+    // Removal: a failure before it leaves the environment as it was; one after it, or a kill, is finished on
+    // recovery (deletion is the point of no return).
+    for operation in ["drop", "drop-role"] {
+        for (fault, when) in FAULTS {
+            let status = faulty.inject(
+                "faultledger",
+                &["env", "delete", "pr-7"],
+                operation,
+                fault,
+                when,
+            );
+            let case = format!("{operation} {fault} {when}");
+            let (databases, users) = server_contents(&faulty.data);
+            match status.as_str() {
+                "rolled_back" => {
+                    assert_eq!(
+                        sql(
+                            faulty.daemon(),
+                            "faultledger",
+                            "pr-7",
+                            "SELECT email FROM customers ORDER BY id"
+                        ),
+                        masked,
+                        "{case}"
+                    );
+                }
+                "committed" => {
+                    assert!(
+                        !databases.iter().any(|d| d.contains("pr_7"))
+                            && !users.iter().any(|u| u.contains("pr_7")),
+                        "{case}: {databases:?} {users:?}"
+                    );
+                    deploy(
+                        faulty.daemon(),
+                        "faultledger",
+                        &["env", "clone", "staging", "pr-7"],
+                    );
+                }
+                other => panic!("{case}: {other}"),
+            }
+        }
     }
 }
