@@ -44,6 +44,15 @@ fn project(dir: &Path, name: &str, environments: &str) -> PathBuf {
         "CREATE TABLE t (id INT);\nINSERT INTO t VALUES (1);\nINSERT INTO missing VALUES (2);\n",
     )
     .expect("bad seed");
+    // The client's own commands — a shell, a file read in — are refused: a seed file is SQL and nothing else.
+    std::fs::write(
+        repo.join("hostile.sql"),
+        format!(
+            "CREATE TABLE t (id INT);\n\\! touch {0}\nsystem touch {0}\n",
+            dir.join("escaped").display()
+        ),
+    )
+    .expect("hostile seed");
     std::fs::write(
         repo.join("preview.yaml"),
         format!(
@@ -215,7 +224,15 @@ fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_remo
   newer:
     services:
       ledger:
-        version: 11.4",
+        version: 11.4
+  hostile:
+    services:
+      ledger:
+        clone: { policy: seed, file: hostile.sql }
+  prx1:
+    services:
+      ledger:
+        clone: { policy: empty }",
     );
     ok(daemon.cli(&[
         "project",
@@ -326,6 +343,12 @@ fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_remo
         "pr-1",
         "SELECT email FROM customers ORDER BY id",
     );
+    sql(
+        &daemon,
+        "ledger",
+        "pr-1",
+        "INSERT INTO visits VALUES ('written in pr-1')",
+    );
     ok(support::in_project(
         &daemon,
         "ledger",
@@ -344,6 +367,16 @@ fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_remo
             "SELECT email FROM customers ORDER BY id"
         ),
         pr1_emails
+    );
+    // Made again from the golden database: what pr-1 wrote since (its job's row too) is gone.
+    assert_eq!(
+        lines(&sql(
+            &daemon,
+            "ledger",
+            "pr-1",
+            "SELECT * FROM visits ORDER BY 1"
+        )),
+        ["staging"]
     );
 
     // Isolation: pr-1's user reaches its own database and nothing else of the server.
@@ -372,6 +405,10 @@ fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_remo
         );
     }
     assert_eq!(as_pr1("SELECT LOAD_FILE('/etc/passwd')"), "NULL");
+    // A database whose name differs from pr-1's only where pr-1's has `_` (a wildcard in grants) is not pr-1's.
+    deploy(&daemon, "ledger", &["env", "create", "prx1"]);
+    let wildcard = as_pr1("SELECT * FROM ledger_prx1_ledger.visits");
+    assert!(wildcard.contains("denied"), "{wildcard}");
     assert_eq!(
         lines(&as_pr1("SHOW DATABASES")),
         ["information_schema", pr1_user.as_str()]
@@ -391,6 +428,12 @@ fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_remo
     let databases = as_admin(&data, "SHOW DATABASES");
     assert!(!databases.contains("broken"), "{databases}");
     assert!(!as_admin(&data, "SELECT user FROM mysql.user").contains("broken"));
+    let out = failed_deployment(&daemon, "ledger", &["env", "create", "hostile"]);
+    assert!(out.contains("hostile.sql:2:"), "{out}");
+    assert!(
+        !dir.path().join("escaped").exists(),
+        "a seed file ran a command"
+    );
     // A release series that is not installed.
     let out = failed_deployment(&daemon, "ledger", &["env", "create", "newer"]);
     assert!(
@@ -426,7 +469,7 @@ fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_remo
     );
 
     // Removed: no database, user, server process, directory, port or account is left.
-    for environment in ["pr-1", "blank"] {
+    for environment in ["pr-1", "blank", "prx1"] {
         ok(support::in_project(
             &daemon,
             "ledger",

@@ -244,7 +244,7 @@ impl LocalRuntime {
                 Ok(Some((uid, uid)))
             }
             None if preview_isolation::user_name() == "root" => Err(RuntimeError::new(
-                "PostgreSQL does not run as root, and this daemon runs as root without isolation; start it with isolation on, or as another user",
+                "a database server does not run as root, and this daemon runs as root without isolation; start it with isolation on, or as another user",
             )),
             None => Ok(None),
         }

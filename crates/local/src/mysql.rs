@@ -131,7 +131,14 @@ impl LocalRuntime {
         }
         let config_inside = inside.join("my.cnf");
         let admin_user = preview_isolation::user_name();
-        if !root.join("data").join("mysql").is_dir() {
+        // A data directory is only good once its making finished (a kill during it leaves one that does not start):
+        // the daemon's mark says so.
+        let installed = root.join("installed");
+        if !installed.exists() {
+            preview_database::postgres::server::remove_tree(&root.join("data"))
+                .map_err(|e| RuntimeError::new(e.to_string()))?;
+            crate::trees::own_dir(&root.join("data"), owner.map(|(uid, _)| uid), 0o700)
+                .map_err(RuntimeError::new)?;
             // In the server's sandbox, outside its cgroup (which goes with the process that ends).
             let place = match (owner, &self.isolation) {
                 (Some((uid, _)), Some(isolation)) => Place::Sandbox(Arc::new(
@@ -165,6 +172,7 @@ impl LocalRuntime {
                     "database `{service}`: making the MariaDB server {key} failed ({exit}):\n{tail}"
                 )));
             }
+            crate::records::write_atomically(&installed, b"").map_err(RuntimeError::new)?;
         }
         crate::database_servers::stop_stale(
             &root.join(engine::PID_FILE),
@@ -351,8 +359,8 @@ impl LocalRuntime {
                 .await;
             if let Err(error) = made {
                 // Nothing half-made is left: the next attempt starts from scratch.
-                let _ = engine::drop_database(programs, admin, name).await;
                 let _ = engine::drop_user(programs, admin, name).await;
+                let _ = engine::drop_database(programs, admin, name).await;
                 return Err(error);
             }
             preview_metrics::metrics()
@@ -389,7 +397,10 @@ impl LocalRuntime {
     ) -> Result<(), RuntimeError> {
         let (programs, admin) = (&server.programs, &server.admin);
         let name = &content.name;
-        // A database left by a step that did not finish.
+        // A database left by a step that did not finish, or the one `db reset` makes again (its connections end).
+        engine::end_connections(programs, admin, name)
+            .await
+            .map_err(fail(service))?;
         engine::drop_database(programs, admin, name)
             .await
             .map_err(fail(service))?;
@@ -520,7 +531,8 @@ impl LocalRuntime {
         let golden = crate::snapshots::Golden::of(content).name;
         let key = content.server_key(env, service);
         let held = self
-            .keyed_lock(&env.project, &format!("mysql-golden:{key}:{golden}"))
+            // One per server: golden databases there share their writer's login.
+            .keyed_lock(&env.project, &format!("mysql-golden:{key}"))
             .lock_owned()
             .await;
         let server = self.ensure_mysql(&key, content, service).await?;
@@ -661,14 +673,15 @@ impl LocalRuntime {
             // No environment of the server makes a database while its last one is removed with it.
             let _alone = Arc::clone(&server.in_use).write_owned().await;
             let (programs, admin) = (&server.programs, &server.admin);
-            faults::around("drop", async {
-                engine::drop_database(programs, admin, &content.name)
+            // The user and its connections first: no transaction of its keeps the drop waiting.
+            faults::around("drop-role", async {
+                engine::drop_user(programs, admin, &content.name)
                     .await
                     .map_err(fail(service))
             })
             .await?;
-            faults::around("drop-role", async {
-                engine::drop_user(programs, admin, &content.name)
+            faults::around("drop", async {
+                engine::drop_database(programs, admin, &content.name)
                     .await
                     .map_err(fail(service))
             })
@@ -698,7 +711,7 @@ impl LocalRuntime {
                 .map_err(fail(service))?
                 == 0
             {
-                drop(_alone);
+                // Still held: no deployment makes a database on it while it goes.
                 self.remove_mysql_server(&key).await?;
                 log.line(format!(
                     "database `{service}`: the project's MariaDB server was its last environment's; removed"

@@ -609,7 +609,7 @@ fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Opt
                 sink.push(
                     n.position,
                     &n.path,
-                    "a Redis database always runs on a server of its own per environment, run by preview; `mode: external` is for PostgreSQL and MySQL",
+                    "a Redis database always runs on a server of its own per environment, run by preview; `mode: external` is for PostgreSQL",
                 );
                 None
             }

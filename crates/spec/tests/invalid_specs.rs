@@ -1180,7 +1180,7 @@ fn mysql_names_a_mariadb_release_series() {
 fn redis_runs_on_a_server_of_its_own() {
     check(
         &redis("    mode: external\n"),
-        "7:11 services.cache.mode: a Redis database always runs on a server of its own per environment, run by preview; `mode: external` is for PostgreSQL and MySQL",
+        "7:11 services.cache.mode: a Redis database always runs on a server of its own per environment, run by preview; `mode: external` is for PostgreSQL",
     );
 }
 

@@ -206,10 +206,18 @@ impl Login {
 /// A `mariadb` client of `login`, in its sandbox, reading SQL from its standard input.
 fn client(programs: &Programs, login: &Login, batch: bool) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(&programs.client);
-    command.env_clear().env("PATH", "/usr/bin:/bin");
+    // No editor, pager or shell for the client to start: its `\\e` would run one as the daemon's user.
+    command
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("EDITOR", "/bin/false")
+        .env("VISUAL", "/bin/false");
     login.apply(&mut command);
+    // `--sandbox` refuses the client's commands that reach files (`\\!`, `source`, `tee`, …) and `--binary-mode`
+    // all the others (`\\e`, `connect`, …): input is SQL and nothing else.
     command
         .arg("--sandbox")
+        .arg("--binary-mode")
         .arg("--local-infile=0")
         .arg("--default-character-set=utf8mb4");
     if batch {
@@ -331,19 +339,37 @@ pub async fn drop_database(
     query(
         programs,
         admin,
-        &format!("DROP DATABASE IF EXISTS {}", quote_identifier(name)),
+        &format!(
+            "SET SESSION lock_wait_timeout = 60; DROP DATABASE IF EXISTS {}",
+            quote_identifier(name)
+        ),
     )
     .await
     .map(drop)
 }
 
-/// Drops the user `name`; its connections end with it.
+/// Drops the user `name`, then ends its connections (none can log in meanwhile).
 pub async fn drop_user(
     programs: &Programs,
     admin: &Login,
     name: &str,
 ) -> Result<(), DatabaseError> {
-    let user = format!("{}@'%'", quote_literal(name));
+    query(
+        programs,
+        admin,
+        &format!("DROP USER IF EXISTS {}@'%'", quote_literal(name)),
+    )
+    .await?;
+    end_connections(programs, admin, name).await
+}
+
+/// Ends the connections of the user `name` (before its database is dropped or made again, so that no transaction
+/// of its keeps the server waiting).
+pub async fn end_connections(
+    programs: &Programs,
+    admin: &Login,
+    name: &str,
+) -> Result<(), DatabaseError> {
     let ids = query(
         programs,
         admin,
@@ -353,20 +379,16 @@ pub async fn drop_user(
         ),
     )
     .await?;
-    let mut sql = format!("DROP USER IF EXISTS {user};");
     for id in ids.iter().filter_map(|row| row.first()) {
-        if id.chars().all(|c| c.is_ascii_digit()) {
-            sql.push_str(&format!("KILL CONNECTION {id};"));
+        if !id.is_empty() && id.chars().all(|c| c.is_ascii_digit()) {
+            // A connection that ended meanwhile is not an error.
+            match query(programs, admin, &format!("KILL CONNECTION {id}")).await {
+                Err(e) if !e.to_string().contains("Unknown thread id") => return Err(e),
+                _ => {}
+            }
         }
     }
-    // A connection that ended meanwhile is not an error.
-    query(programs, admin, &sql).await.map(drop).or_else(|e| {
-        if e.to_string().contains("Unknown thread id") {
-            Ok(())
-        } else {
-            Err(e)
-        }
-    })
+    Ok(())
 }
 
 /// The database's comment, where its mark is; `None` when there is no such database.
@@ -722,6 +744,10 @@ pub async fn copy(
     let (dump_stderr, load_stderr) = errors.await.unwrap_or_default();
     let failed =
         |what: &str, stderr: &str| DatabaseError::Server(format!("{what}: {}", stderr.trim()));
+    // A load that failed first ends the dump with a broken pipe: its own error is the one to tell.
+    if !loaded.as_ref().is_ok_and(|s| s.success()) {
+        return Err(failed("loading the copy failed", &load_stderr));
+    }
     if !dumped.as_ref().is_ok_and(|s| s.success()) {
         return Err(failed(
             "mariadb-dump failed reading the source",
@@ -729,9 +755,6 @@ pub async fn copy(
         ));
     }
     let (bytes, masked) = streamed?;
-    if !loaded.as_ref().is_ok_and(|s| s.success()) {
-        return Err(failed("loading the copy failed", &load_stderr));
-    }
     Ok(CopyReport { bytes, masked })
 }
 
