@@ -1,11 +1,13 @@
 //! MySQL databases through the real daemon with the distribution's MariaDB: each clone policy (empty, a SQL seed
-//! file, a copy and a masked copy of another environment's database through a golden database), what one
+//! file, a copy and a masked copy of another environment's database through a golden database), on a server of
+//! preview's or an external one, what one
 //! environment's user may not do (read another's data, reach the server's files or administration), data kept
 //! across the daemon's restart, bad input refused with its place and nothing left, and removal leaving no
 //! database, user, server process or directory.
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -25,6 +27,12 @@ INSERT INTO customers VALUES (1, 'ann.o''hara@corp.example', 'Ann O''Hara'), (2,
 INSERT INTO orders VALUES (10, 'ann.o''hara@corp.example', 12.50), (11, 'ann.o''hara@corp.example', 3.00),
   (12, 'bob@corp.example', 99.99);
 CREATE VIEW big_orders AS SELECT id, total FROM orders WHERE total > 10;
+CREATE TABLE signups (email VARCHAR(200));
+DELIMITER //
+CREATE TRIGGER signed_up AFTER INSERT ON signups FOR EACH ROW
+INSERT INTO `customers` (`id`, `email`, `full_name`) VALUES (100 + (SELECT COUNT(*) FROM signups), NEW.email, NULL);
+//
+DELIMITER ;
 ";
 
 const SOURCE_EMAILS: [&str; 3] = [
@@ -152,24 +160,27 @@ fn sql(daemon: &Daemon, project: &str, environment: &str, query: &str) -> String
 fn as_admin(data: &Path, query: &str) -> String {
     let sockets = mariadb_servers(data).0;
     assert_eq!(sockets.len(), 1, "{sockets:?}");
-    let out = Command::new("mariadb")
-        .args([
-            "--no-defaults",
-            "--protocol=socket",
-            "--user=root",
-            "--batch",
-        ])
-        .arg("--skip-column-names")
-        .arg(format!("--socket={}", sockets[0].display()))
-        .arg(format!("--execute={query}"))
-        .output()
-        .expect("mariadb");
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    // A daemon started again after a kill serves its servers again while it already answers: the socket may take
+    // a moment to come back.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let out = Command::new("mariadb")
+            .args(["--no-defaults", "--protocol=socket", "--user=root"])
+            .args(["--batch", "--skip-column-names"])
+            .arg(format!("--socket={}", sockets[0].display()))
+            .arg(format!("--execute={query}"))
+            .output()
+            .expect("mariadb");
+        if out.status.success() {
+            return String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        }
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            stderr.contains("Can't connect") && std::time::Instant::now() < deadline,
+            "{stderr}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
 }
 
 /// The sockets of the MariaDB servers the daemon has files for, and every `mariadbd` process it started that
@@ -336,12 +347,48 @@ fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_remo
         )),
         ["pr-1", "staging"]
     );
+    // The trigger came along (its body is a statement, not rows to mask), defined by pr-1's own user.
+    sql(
+        &daemon,
+        "ledger",
+        "pr-1",
+        "INSERT INTO signups VALUES ('new@example.org')",
+    );
+    assert_eq!(
+        sql(
+            &daemon,
+            "ledger",
+            "pr-1",
+            "SELECT id FROM customers WHERE email = 'new@example.org'"
+        ),
+        "101"
+    );
+    let definer = sql(
+        &daemon,
+        "ledger",
+        "pr-1",
+        "SELECT definer FROM information_schema.triggers WHERE trigger_name = 'signed_up'",
+    );
+    assert!(definer.starts_with("ledger_pr_1_ledger@"), "{definer}");
+    let snapshot = daemon.json(&["--project", "ledger", "db", "snapshot", "pr-1", "ledger"]);
+    assert_eq!(snapshot["snapshot"]["from"], "staging", "{snapshot}");
+    assert_eq!(snapshot["snapshot"]["policy"], "masked", "{snapshot}");
+    assert_eq!(snapshot["snapshot"]["tables"], 4, "{snapshot}");
+    assert!(
+        snapshot["snapshot"]["masking_key"]
+            .as_str()
+            .is_some_and(|k| k.starts_with("project/MASKING_KEY@")),
+        "{snapshot}"
+    );
+    let made_at = snapshot["snapshot"]["made_at"].as_u64().expect("made_at");
+    // Its time is in seconds: the refresh below is a second later at least.
+    std::thread::sleep(std::time::Duration::from_millis(1100));
     // Determinism: the golden database built again, and the preview made again from it, masks alike.
     let pr1_emails = sql(
         &daemon,
         "ledger",
         "pr-1",
-        "SELECT email FROM customers ORDER BY id",
+        "SELECT email FROM customers WHERE id < 100 ORDER BY id",
     );
     sql(
         &daemon,
@@ -354,6 +401,11 @@ fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_remo
         "ledger",
         &["db", "refresh", "pr-1", "ledger"],
     ));
+    let refreshed = daemon.json(&["--project", "ledger", "db", "snapshot", "pr-1", "ledger"]);
+    assert!(
+        refreshed["snapshot"]["made_at"].as_u64().expect("made_at") > made_at,
+        "the golden database was not built again: {refreshed}"
+    );
     ok(support::in_project(
         &daemon,
         "ledger",
@@ -364,7 +416,7 @@ fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_remo
             &daemon,
             "ledger",
             "pr-1",
-            "SELECT email FROM customers ORDER BY id"
+            "SELECT email FROM customers WHERE id < 100 ORDER BY id"
         ),
         pr1_emails
     );
@@ -687,4 +739,301 @@ fn mysql_steps_that_fail_or_are_killed_are_rolled_back_with_nothing_left() {
             }
         }
     }
+}
+
+/// A MariaDB server of the test's own on a free loopback port, standing for one the project already runs, with an
+/// administrator `ops` who may create databases and users; stopped when dropped.
+struct ExternalServer {
+    child: std::process::Child,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl ExternalServer {
+    fn start(dir: &Path) -> ExternalServer {
+        let dir = dir.join("external-mariadb");
+        for sub in ["data", "run", "tmp"] {
+            std::fs::create_dir_all(dir.join(sub)).expect("dir");
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let config = dir.join("my.cnf");
+        std::fs::write(
+            &config,
+            format!(
+                "[mariadbd]\ndatadir={0}/data\nsocket={0}/run/mysqld.sock\npid-file={0}/run/mariadbd.pid\ntmpdir={0}/tmp\nport={port}\nbind-address=127.0.0.1\nskip-name-resolve\ninnodb-buffer-pool-size=32M\nperformance-schema=OFF\n",
+                dir.display()
+            ),
+        )
+        .expect("config");
+        assert!(
+            Command::new("chown")
+                .args(["-R", "mysql:mysql"])
+                .arg(&dir)
+                .status()
+                .expect("chown")
+                .success()
+        );
+        let as_mysql = |args: &[&str]| {
+            let mut command = Command::new("runuser");
+            command.args(["-u", "mysql", "--"]).args(args);
+            command
+        };
+        let defaults = format!("--defaults-file={}", config.display());
+        let installed = as_mysql(&[
+            "mariadb-install-db",
+            &defaults,
+            "--auth-root-authentication-method=socket",
+            "--skip-test-db",
+        ])
+        .output()
+        .expect("mariadb-install-db (scripts/test installs it)");
+        assert!(installed.status.success(), "{installed:?}");
+        // Run as `mysql` itself rather than under runuser, so that killing the child stops the server.
+        let id = |flag: &str| -> u32 {
+            let out = Command::new("id")
+                .args([flag, "mysql"])
+                .output()
+                .expect("id");
+            String::from_utf8_lossy(&out.stdout)
+                .trim()
+                .parse()
+                .expect("the mysql user")
+        };
+        let child = Command::new("/usr/sbin/mariadbd")
+            .arg(&defaults)
+            .uid(id("-u"))
+            .gid(id("-g"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mariadbd");
+        let server = ExternalServer { child, dir, port };
+        support::wait_for(
+            "the external MariaDB",
+            std::time::Duration::from_secs(60),
+            || server.root("SELECT 1").is_some(),
+        );
+        server
+            .root("CREATE USER ops@'%' IDENTIFIED BY 'ops-password'; GRANT ALL ON *.* TO ops@'%' WITH GRANT OPTION;")
+            .expect("the administrator");
+        server
+    }
+
+    /// `sql` as the server's root through its socket: its rows, or None when it failed.
+    fn root(&self, sql: &str) -> Option<String> {
+        let out = Command::new("mariadb")
+            .args([
+                "--no-defaults",
+                "--user=root",
+                "--batch",
+                "--skip-column-names",
+            ])
+            .arg(format!("--socket={}/run/mysqld.sock", self.dir.display()))
+            .arg(format!("--execute={sql}"))
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+    }
+}
+
+impl Drop for ExternalServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[test]
+fn mysql_databases_on_an_external_server_are_made_masked_kept_apart_and_dropped() {
+    let dir = TempDir::new("mysql-external");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let external = ExternalServer::start(dir.path());
+    let daemon = local_daemon(&data, "35700-35899", &[], None);
+    let repo = project(dir.path(), "outside", "  staging: {}");
+    let spec = std::fs::read_to_string(repo.join("preview.yaml")).expect("spec");
+    std::fs::write(
+        repo.join("preview.yaml"),
+        spec.replace(
+            "secrets: [MASKING_KEY]",
+            "secrets: [MASKING_KEY, LEDGER_ADMIN]",
+        )
+        .replace(
+            "    version: 10.11\n",
+            "    version: 10.11\n    mode: external\n    admin_url: LEDGER_ADMIN\n",
+        ),
+    )
+    .expect("spec");
+    commit_all(&repo, "an external server");
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        &repo.join("preview.yaml").display().to_string(),
+    ]));
+    let set = |name: &str, value: &str| {
+        ok(daemon.cli_with_input(
+            &[
+                "--project",
+                "outside",
+                "secret",
+                "set",
+                name,
+                "--scope",
+                "project",
+            ],
+            value,
+        ))
+    };
+    set("MASKING_KEY", "an-external-masking-key");
+    // A wrong password: the step fails before anything is made on the server.
+    set(
+        "LEDGER_ADMIN",
+        &format!("mysql://ops:wrong-password@127.0.0.1:{}/", external.port),
+    );
+    let out = failed_deployment(&daemon, "outside", &["env", "create", "staging"]);
+    assert!(out.contains("does not take its admin URL's login"), "{out}");
+    assert!(!out.contains("wrong-password"), "{out}");
+    set(
+        "LEDGER_ADMIN",
+        &format!("mysql://ops:ops-password@127.0.0.1:{}/", external.port),
+    );
+    deploy(&daemon, "outside", &["env", "create", "staging"]);
+    deploy(&daemon, "outside", &["env", "clone", "staging", "pr-1"]);
+    // On the external server, reached through the service port: no server of preview's own was made.
+    assert!(mariadb_servers(&data).0.is_empty());
+    let (port, _, _) = login(&daemon, "outside", "pr-1");
+    assert_eq!(port, external.port);
+    let databases = external.root("SHOW DATABASES").expect("databases");
+    assert!(
+        databases.contains("outside_staging_ledger") && databases.contains("outside_pr_1_ledger"),
+        "{databases}"
+    );
+    let emails = sql(
+        &daemon,
+        "outside",
+        "pr-1",
+        "SELECT email FROM customers ORDER BY id",
+    );
+    assert!(
+        emails.lines().count() == 3 && emails.lines().all(|e| e.ends_with("@example.com")),
+        "{emails}"
+    );
+    let (_, pr1_user, pr1_password) = login(&daemon, "outside", "pr-1");
+    let denied = mariadb_as(
+        port,
+        &pr1_user,
+        &pr1_password,
+        &pr1_user,
+        "SELECT email FROM outside_staging_ledger.customers",
+    );
+    assert!(denied.contains("denied"), "{denied}");
+    // Deleted: its databases, users and golden databases are gone from the external server, which stays.
+    deploy(&daemon, "outside", &["env", "delete", "pr-1"]);
+    deploy(&daemon, "outside", &["env", "delete", "staging"]);
+    let databases = external.root("SHOW DATABASES").expect("databases");
+    assert!(
+        !databases.contains("outside_") && !databases.contains("preview_golden"),
+        "{databases}"
+    );
+    let users = external
+        .root("SELECT user FROM mysql.user WHERE host = '%' ORDER BY 1")
+        .expect("users");
+    assert_eq!(lines(&users), ["ops"], "{users}");
+}
+
+#[test]
+fn mysql_databases_on_servers_of_their_own_are_copied_between_servers_and_go_with_them() {
+    let dir = TempDir::new("mysql-own-servers");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let daemon = local_daemon(&data, "35900-36099", &[], None);
+    let repo = project(
+        dir.path(),
+        "solo",
+        "  staging: {}
+  own:
+    services:
+      ledger:
+        mode: container",
+    );
+    // Previews run their databases on servers of their own.
+    let spec = std::fs::read_to_string(repo.join("preview.yaml")).expect("spec");
+    std::fs::write(
+        repo.join("preview.yaml"),
+        spec.replace(
+            "        clone: { policy: masked, from: staging }",
+            "        mode: container\n        clone: { policy: masked, from: staging }",
+        ),
+    )
+    .expect("spec");
+    commit_all(&repo, "servers of their own");
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        &repo.join("preview.yaml").display().to_string(),
+    ]));
+    ok(daemon.cli_with_input(
+        &[
+            "--project",
+            "solo",
+            "secret",
+            "set",
+            "MASKING_KEY",
+            "--scope",
+            "project",
+        ],
+        "an-own-masking-key",
+    ));
+    deploy(&daemon, "solo", &["env", "create", "staging"]);
+    deploy(&daemon, "solo", &["env", "create", "own"]);
+    deploy(&daemon, "solo", &["env", "clone", "staging", "pr-3"]);
+    // Three servers: the project's (staging's), own's and pr-3's, each on a port of its own.
+    assert_eq!(mariadb_servers(&data).1.len(), 3);
+    let ports: std::collections::BTreeSet<u16> = ["staging", "own", "pr-3"]
+        .iter()
+        .map(|environment| login(&daemon, "solo", environment).0)
+        .collect();
+    assert_eq!(ports.len(), 3, "{ports:?}");
+    assert_eq!(
+        sql(&daemon, "solo", "own", "SELECT COUNT(*) FROM orders"),
+        "3"
+    );
+    // pr-3's copy came from staging's server into its own, masked on the way.
+    let emails = sql(
+        &daemon,
+        "solo",
+        "pr-3",
+        "SELECT email FROM customers ORDER BY id",
+    );
+    assert!(
+        emails.lines().count() == 3 && emails.lines().all(|e| e.ends_with("@example.com")),
+        "{emails}"
+    );
+    let joined = "SELECT c.id, o.id FROM orders o JOIN customers c ON c.email = o.customer_email ORDER BY o.id";
+    assert_eq!(
+        sql(&daemon, "solo", "pr-3", joined),
+        sql(&daemon, "solo", "staging", joined)
+    );
+    // A server of its own goes with its environment; the project's stays for staging.
+    deploy(&daemon, "solo", &["env", "delete", "pr-3"]);
+    deploy(&daemon, "solo", &["env", "delete", "own"]);
+    let (made, running) = mariadb_servers(&data);
+    assert_eq!((made.len(), running.len()), (1, 1), "{made:?} {running:?}");
+    assert_eq!(
+        sql(&daemon, "solo", "staging", "SELECT COUNT(*) FROM customers"),
+        "3"
+    );
+    deploy(&daemon, "solo", &["env", "delete", "staging"]);
+    let (made, running) = mariadb_servers(&data);
+    assert!(
+        made.is_empty() && running.is_empty(),
+        "{made:?} {running:?}"
+    );
 }

@@ -39,6 +39,8 @@ pub(crate) struct DatabaseServers {
     running: tokio::sync::Mutex<BTreeMap<String, Arc<RunningServer>>>,
     /// What a golden snapshot on an external server is made under, by project and database.
     external: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The use of external servers' databases, by project and name.
+    external_rw: std::sync::Mutex<BTreeMap<String, Arc<tokio::sync::RwLock<()>>>>,
     /// The Redis servers that run.
     pub redis: crate::redis::RedisServers,
     /// The MariaDB servers that run.
@@ -359,6 +361,51 @@ impl LocalRuntime {
         Arc::clone(locks.entry(format!("{project}/{service}")).or_default())
     }
 
+    /// Removes what a server of a single process that `preview` runs (Redis, MariaDB) leaves once it stopped: a
+    /// process a killed daemon left (found by its `pid_file` and the configuration `seen` on its command line), its
+    /// cgroup `unit`, its files, its port and its user.
+    pub(crate) async fn remove_own_server(
+        &self,
+        key: &str,
+        pid_file: &std::path::Path,
+        seen: &str,
+        unit: &str,
+    ) -> Result<(), RuntimeError> {
+        let owner = self
+            .isolation
+            .as_ref()
+            .and_then(|isolation| isolation.accounts.get(&Self::account_key(key)));
+        stop_stale(pid_file, seen, owner, self.config.grace).await;
+        if let Some(isolation) = &self.isolation {
+            isolation
+                .remove_server_cgroup(unit)
+                .await
+                .map_err(RuntimeError::new)?;
+        }
+        preview_database::postgres::server::remove_tree(&self.server_root(key))
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
+        self.ports
+            .release(&Self::port_key(key))
+            .map_err(RuntimeError::new)?;
+        if let Some(isolation) = &self.isolation {
+            isolation
+                .accounts
+                .release(&Self::account_key(key))
+                .map_err(RuntimeError::new)?;
+        }
+        Ok(())
+    }
+
+    /// A read-write lock by name within a project: what an external server's databases share, as a server's
+    /// `in_use`.
+    pub(crate) fn keyed_lock_rw(&self, project: &str, name: &str) -> Arc<tokio::sync::RwLock<()>> {
+        let mut locks = match self.databases.external_rw.lock() {
+            Ok(locks) => locks,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        Arc::clone(locks.entry(format!("{project}/{name}")).or_default())
+    }
+
     /// Stops the server `key` and removes its files, its port and its user (an environment's own server, when the
     /// environment goes).
     pub(crate) async fn remove_server(&self, key: &str) -> Result<(), RuntimeError> {
@@ -421,8 +468,8 @@ impl LocalRuntime {
             std::mem::take(&mut *self.databases.mysql.lock().await)
                 .into_values()
                 .collect();
-        for server in mysql {
-            server.process.stop().await;
+        for process in mysql.iter().filter_map(|server| server.process.as_ref()) {
+            process.stop().await;
         }
         for server in servers {
             server.process.stop().await;

@@ -44,9 +44,12 @@ const GOLDEN_PREFIX: &str = "preview_golden_";
 /// The login golden databases are written by: allowed inside golden databases only.
 const GOLDEN_USER: &str = "preview_golden";
 
-/// A MariaDB server that runs.
+/// A MariaDB server that runs: one `preview` runs, or an external one its admin URL names.
 pub(crate) struct RunningMysql {
-    pub process: Supervised,
+    /// None for an external server.
+    pub process: Option<Supervised>,
+    /// Where logins reach it, as the daemon sees it.
+    pub host: String,
     pub port: u16,
     pub admin: Login,
     pub programs: Programs,
@@ -220,7 +223,8 @@ impl LocalRuntime {
             )));
         }
         let server = Arc::new(RunningMysql {
-            process,
+            process: Some(process),
+            host: "127.0.0.1".to_owned(),
             port,
             admin,
             programs,
@@ -235,6 +239,39 @@ impl LocalRuntime {
         Ok(server)
     }
 
+    /// The server of the environment's database: the external one its admin URL names, or one `preview` runs,
+    /// started if needed.
+    async fn mysql_host(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<Arc<RunningMysql>, RuntimeError> {
+        if !content.external() {
+            return self
+                .ensure_mysql(&content.server_key(env, service), content, service)
+                .await;
+        }
+        let Some(url) = &content.admin_url else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: `mode: external` needs `admin_url: <project secret>`"
+            )));
+        };
+        let url = self.secrets.reveal(env, &url.name, &url.version).await?;
+        let admin = engine::admin_from_url(&url).map_err(fail(service))?;
+        let Login::User { host, port, .. } = &admin else {
+            unreachable!("an admin URL is a login over TCP");
+        };
+        Ok(Arc::new(RunningMysql {
+            process: None,
+            host: host.clone(),
+            port: *port,
+            programs: Programs::clients().map_err(fail(service))?,
+            admin,
+            in_use: self.keyed_lock_rw(&env.project, &format!("mysql-external:{service}")),
+        }))
+    }
+
     /// The server of the environment's database, started if needed, with its use shared: a server that was
     /// removed meanwhile (with the project's last other database) is made again.
     async fn mysql_in_use(
@@ -243,6 +280,11 @@ impl LocalRuntime {
         service: &str,
         content: &DatabaseContent,
     ) -> Result<(Arc<RunningMysql>, tokio::sync::OwnedRwLockReadGuard<()>), RuntimeError> {
+        if content.external() {
+            let server = self.mysql_host(env, service, content).await?;
+            let using = Arc::clone(&server.in_use).read_owned().await;
+            return Ok((server, using));
+        }
         let key = content.server_key(env, service);
         loop {
             let server = self.ensure_mysql(&key, content, service).await?;
@@ -260,11 +302,21 @@ impl LocalRuntime {
         }
     }
 
+    /// Stops the MariaDB server `key` if it runs, once nothing reads it (a copy from it, as a source), when its
+    /// environment sleeps.
+    pub(crate) async fn sleep_mysql(&self, key: &str) {
+        let running = self.databases.mysql.lock().await.get(key).cloned();
+        if let Some(running) = running {
+            let _alone = Arc::clone(&running.in_use).write_owned().await;
+            self.stop_mysql(key).await;
+        }
+    }
+
     /// Stops the MariaDB server `key` if it runs (its environment sleeps, or the daemon stops).
     pub(crate) async fn stop_mysql(&self, key: &str) {
         let running = self.databases.mysql.lock().await.remove(key);
-        if let Some(running) = running {
-            running.process.stop().await;
+        if let Some(process) = running.as_ref().and_then(|r| r.process.as_ref()) {
+            process.stop().await;
         }
     }
 
@@ -272,35 +324,13 @@ impl LocalRuntime {
     async fn remove_mysql_server(&self, key: &str) -> Result<(), RuntimeError> {
         self.stop_mysql(key).await;
         let root = self.server_root(key);
-        let owner = self
-            .isolation
-            .as_ref()
-            .and_then(|isolation| isolation.accounts.get(&Self::account_key(key)));
-        crate::database_servers::stop_stale(
+        self.remove_own_server(
+            key,
             &root.join(engine::PID_FILE),
             &self.mysql_inside(key).join("my.cnf").display().to_string(),
-            owner,
-            self.config.grace,
+            &unit_of(&root),
         )
-        .await;
-        if let Some(isolation) = &self.isolation {
-            isolation
-                .remove_server_cgroup(&unit_of(&root))
-                .await
-                .map_err(RuntimeError::new)?;
-        }
-        preview_database::postgres::server::remove_tree(&root)
-            .map_err(|e| RuntimeError::new(e.to_string()))?;
-        self.ports
-            .release(&Self::port_key(key))
-            .map_err(RuntimeError::new)?;
-        if let Some(isolation) = &self.isolation {
-            isolation
-                .accounts
-                .release(&Self::account_key(key))
-                .map_err(RuntimeError::new)?;
-        }
-        Ok(())
+        .await
     }
 
     async fn mysql_password(
@@ -322,6 +352,19 @@ impl LocalRuntime {
     ) -> Result<(), RuntimeError> {
         let service = resource.id.trim_start_matches("database/");
         log.check_lease()?;
+        if content.external() {
+            // An external server that cannot be reached gets nothing: the step fails before it writes anything
+            // that undoing it would have to reach the server for.
+            let server = self.mysql_host(env, service, content).await?;
+            engine::query(&server.programs, &server.admin, "SELECT 1")
+                .await
+                .map_err(|e| {
+                    RuntimeError::new(format!(
+                        "database `{service}`: the external server {}:{} does not take its admin URL's login: {e}",
+                        server.host, server.port
+                    ))
+                })?;
+        }
         // Written first: whatever happens from here on, removing the resource finds what to drop.
         self.dir_of(env)
             .write_intent(&resource.id, &resource.content)
@@ -366,18 +409,14 @@ impl LocalRuntime {
             preview_metrics::metrics()
                 .database_content_made(&content.clone.policy, began.elapsed());
         }
-        self.serve_database(
-            env,
-            service,
-            std::net::SocketAddr::from(([127, 0, 0, 1], server.port)),
-        )?;
+        self.serve_database(env, service, address_of(&server, service).await?)?;
         self.record(env, resource)
     }
 
     /// The environment's login to its own database.
     fn mysql_login(server: &RunningMysql, name: &str, password: &Secret) -> Login {
         Login::User {
-            host: "127.0.0.1".to_owned(),
+            host: server.host.clone(),
             port: server.port,
             user: name.to_owned(),
             password: password.clone(),
@@ -469,14 +508,23 @@ impl LocalRuntime {
         .await
     }
 
-    /// The source environment's database, as recorded, and its server (started if it sleeps); an error naming
-    /// the source when it has none that is complete.
+    /// The source environment's database, as recorded, and its server (started if it sleeps), kept from being
+    /// removed or put to sleep while the returned guard is held (none when it is `target`, the server the caller
+    /// already uses); an error naming the source when it has none that is complete.
     async fn mysql_source(
         &self,
         env: &EnvironmentAddress,
         service: &str,
         content: &DatabaseContent,
-    ) -> Result<(Arc<RunningMysql>, String), RuntimeError> {
+        target: &str,
+    ) -> Result<
+        (
+            Arc<RunningMysql>,
+            String,
+            Option<tokio::sync::OwnedRwLockReadGuard<()>>,
+        ),
+        RuntimeError,
+    > {
         let (from, source_name) = content.copied_from(service).map_err(RuntimeError::new)?;
         let source = EnvironmentAddress {
             project: env.project.clone(),
@@ -501,10 +549,37 @@ impl LocalRuntime {
             )));
         }
         let key = source_content.server_key(&source, service);
+        if source_content.external() {
+            let server = self.mysql_host(&source, service, &source_content).await?;
+            let mark = engine::readiness(&server.programs, &server.admin, source_name)
+                .await
+                .map_err(fail(service))?;
+            if mark != Some(ready_mark(&env.project, from, service)) {
+                return Err(missing());
+            }
+            return Ok((server, source_name.to_owned(), None));
+        }
         if !self.server_exists(&key) {
             return Err(missing());
         }
         let server = self.ensure_mysql(&key, &source_content, service).await?;
+        let in_use = if key == target && !content.external() {
+            None
+        } else {
+            let guard = Arc::clone(&server.in_use).read_owned().await;
+            // Removed meanwhile (its environment went): nothing to copy.
+            let current = self
+                .databases
+                .mysql
+                .lock()
+                .await
+                .get(&key)
+                .is_some_and(|s| Arc::ptr_eq(s, &server));
+            if !current {
+                return Err(missing());
+            }
+            Some(guard)
+        };
         let mark = engine::readiness(&server.programs, &server.admin, source_name)
             .await
             .map_err(fail(service))?;
@@ -513,7 +588,7 @@ impl LocalRuntime {
                 "database `{service}`: the database of `{from}` is not complete (it is being made, or its making was cut short); deploy `{from}` again, then this"
             )));
         }
-        Ok((server, source_name.to_owned()))
+        Ok((server, source_name.to_owned(), in_use))
     }
 
     /// The golden database the environment's copy is made from — on the server the environment's database lives
@@ -529,13 +604,17 @@ impl LocalRuntime {
         rebuild: bool,
     ) -> Result<(Arc<RunningMysql>, String, tokio::sync::OwnedMutexGuard<()>), RuntimeError> {
         let golden = crate::snapshots::Golden::of(content).name;
-        let key = content.server_key(env, service);
+        let key = if content.external() {
+            format!("external:{service}")
+        } else {
+            content.server_key(env, service)
+        };
         let held = self
             // One per server: golden databases there share their writer's login.
             .keyed_lock(&env.project, &format!("mysql-golden:{key}"))
             .lock_owned()
             .await;
-        let server = self.ensure_mysql(&key, content, service).await?;
+        let server = self.mysql_host(env, service, content).await?;
         let (programs, admin) = (&server.programs, &server.admin);
         let mark = engine::readiness(programs, admin, &golden)
             .await
@@ -545,11 +624,22 @@ impl LocalRuntime {
             .and_then(golden_made_at)
             .and_then(|made| now().checked_sub(made))
             .is_some_and(|age| content.clone.refresh_seconds.is_none_or(|r| age < r));
-        if fresh && !rebuild {
+        let (from, _) = content.copied_from(service).map_err(RuntimeError::new)?;
+        // A golden database outlives its source only on another server than the source's: a source that is gone
+        // is not copied from, however fresh its golden database.
+        let source_recorded = self
+            .dir_of(&EnvironmentAddress {
+                project: env.project.clone(),
+                environment: from.to_owned(),
+            })
+            .read(&format!("database/{service}"))
+            .map_err(RuntimeError::new)?
+            .is_some();
+        if fresh && !rebuild && source_recorded {
             return Ok((server, golden, held));
         }
-        let (from, _) = content.copied_from(service).map_err(RuntimeError::new)?;
-        let (source_server, source_name) = self.mysql_source(env, service, content).await?;
+        let (source_server, source_name, _source_in_use) =
+            self.mysql_source(env, service, content, &key).await?;
         let masking = match content.masking_of(service).map_err(RuntimeError::new)? {
             Some((masking, key)) => {
                 let secret = self.secrets.reveal(env, &key.name, &key.version).await?;
@@ -586,15 +676,17 @@ impl LocalRuntime {
         engine::query(
             programs,
             admin,
+            // This golden database alone: the writer reaches no other.
             &format!(
-                "GRANT ALL PRIVILEGES ON `{}%`.* TO '{GOLDEN_USER}'@'%'",
-                GOLDEN_PREFIX.replace('_', "\\_")
+                "REVOKE ALL PRIVILEGES, GRANT OPTION FROM '{GOLDEN_USER}'@'%';
+                 GRANT ALL PRIVILEGES ON `{}`.* TO '{GOLDEN_USER}'@'%'",
+                golden.replace('_', "\\_")
             ),
         )
         .await
         .map_err(fail(service))?;
         let writer = Login::User {
-            host: "127.0.0.1".to_owned(),
+            host: server.host.clone(),
             port: server.port,
             user: GOLDEN_USER.to_owned(),
             password,
@@ -668,8 +760,8 @@ impl LocalRuntime {
             log.line(format!(
                 "database `{service}`: its MariaDB server and data removed"
             ));
-        } else if self.server_exists(&key) {
-            let server = self.ensure_mysql(&key, content, service).await?;
+        } else if content.external() || self.server_exists(&key) {
+            let server = self.mysql_host(env, service, content).await?;
             // No environment of the server makes a database while its last one is removed with it.
             let _alone = Arc::clone(&server.in_use).write_owned().await;
             let (programs, admin) = (&server.programs, &server.admin);
@@ -705,11 +797,22 @@ impl LocalRuntime {
                     ));
                 }
             }
-            log.line(format!("database `{service}`: {} dropped", content.name));
-            if engine::environment_databases_and_users(programs, admin, GOLDEN_USER)
+            // Their writer goes with the last of them.
+            if engine::databases_named(programs, admin, GOLDEN_PREFIX)
                 .await
                 .map_err(fail(service))?
-                == 0
+                .is_empty()
+            {
+                engine::drop_user(programs, admin, GOLDEN_USER)
+                    .await
+                    .map_err(fail(service))?;
+            }
+            log.line(format!("database `{service}`: {} dropped", content.name));
+            if !content.external()
+                && engine::environment_databases_and_users(programs, admin, GOLDEN_USER)
+                    .await
+                    .map_err(fail(service))?
+                    == 0
             {
                 // Still held: no deployment makes a database on it while it goes.
                 self.remove_mysql_server(&key).await?;
@@ -731,14 +834,8 @@ impl LocalRuntime {
         service: &str,
         content: &DatabaseContent,
     ) -> Result<(), RuntimeError> {
-        let server = self
-            .ensure_mysql(&content.server_key(env, service), content, service)
-            .await?;
-        self.serve_database(
-            env,
-            service,
-            std::net::SocketAddr::from(([127, 0, 0, 1], server.port)),
-        )
+        let server = self.mysql_host(env, service, content).await?;
+        self.serve_database(env, service, address_of(&server, service).await?)
     }
 
     /// A login to the environment's database on its server's host address, for a person on this machine.
@@ -748,11 +845,9 @@ impl LocalRuntime {
         service: &str,
         content: &DatabaseContent,
     ) -> Result<preview_deploy::DatabaseLogin, RuntimeError> {
-        let server = self
-            .ensure_mysql(&content.server_key(env, service), content, service)
-            .await?;
+        let server = self.mysql_host(env, service, content).await?;
         Ok(preview_deploy::DatabaseLogin {
-            host: "127.0.0.1".to_owned(),
+            host: server.host.clone(),
             port: server.port,
             user: content.name.clone(),
             database: content.name.clone(),
@@ -795,6 +890,91 @@ impl LocalRuntime {
         self.mysql_golden(env, service, content, &log, true).await?;
         Ok(log.lines())
     }
+}
+
+impl LocalRuntime {
+    /// The golden database the environment's database is made from, as its server describes it (a server that
+    /// does not run is not started for a listing).
+    pub(crate) async fn mysql_snapshot_of(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+    ) -> Result<Option<preview_deploy::DatabaseSnapshot>, RuntimeError> {
+        let key = content.server_key(env, service);
+        let server = if content.external() {
+            self.mysql_host(env, service, content).await?
+        } else {
+            match self.databases.mysql.lock().await.get(&key).cloned() {
+                Some(server) => server,
+                None => return Ok(None),
+            }
+        };
+        let golden = crate::snapshots::Golden::of(content).name;
+        let (programs, admin) = (&server.programs, &server.admin);
+        let Some(made_at) = engine::readiness(programs, admin, &golden)
+            .await
+            .map_err(fail(service))?
+            .as_deref()
+            .and_then(golden_made_at)
+        else {
+            return Ok(None);
+        };
+        let rows = engine::query(
+            programs,
+            admin,
+            &format!(
+                "SELECT COUNT(*), COALESCE(SUM(data_length + index_length), 0), COALESCE(SUM(table_rows), 0)
+                   FROM information_schema.tables WHERE table_schema = {} AND table_type = 'BASE TABLE'",
+                engine::quote_literal(&golden)
+            ),
+        )
+        .await
+        .map_err(fail(service))?;
+        let number = |i: usize| {
+            rows.first()
+                .and_then(|row| row.get(i))
+                .and_then(|n| n.parse::<u64>().ok())
+                .unwrap_or_default()
+        };
+        let (from, _) = content.copied_from(service).map_err(RuntimeError::new)?;
+        Ok(Some(preview_deploy::DatabaseSnapshot {
+            name: golden,
+            from: from.to_owned(),
+            policy: content.clone.policy.clone(),
+            made_at,
+            size_bytes: number(1),
+            tables: number(0),
+            // InnoDB's estimate: counting every row of a large golden database for a listing would read all of it.
+            rows: number(2),
+            masking_key: content
+                .masking
+                .as_ref()
+                .filter(|_| content.clone.policy == "masked")
+                .and_then(|m| m.key.as_ref())
+                .map(|key| format!("{}@{}", key.name, key.version)),
+            warm: 0,
+            warm_pool: 0,
+            refresh_seconds: content.clone.refresh_seconds,
+        }))
+    }
+}
+
+/// The address the environment's service port forwards to.
+async fn address_of(
+    server: &RunningMysql,
+    service: &str,
+) -> Result<std::net::SocketAddr, RuntimeError> {
+    tokio::net::lookup_host((server.host.as_str(), server.port))
+        .await
+        .ok()
+        .and_then(|mut found| found.next())
+        .ok_or_else(|| {
+            RuntimeError::new(format!(
+                "database `{service}`: cannot resolve {}:{}",
+                server.host, server.port
+            ))
+        })
 }
 
 /// The name of a server's cgroup: its directory's.

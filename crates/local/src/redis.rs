@@ -356,36 +356,17 @@ impl LocalRuntime {
     async fn remove_redis_server(&self, key: &str) -> Result<(), RuntimeError> {
         self.stop_redis(key).await;
         let root = self.server_root(key);
-        let owner = self
-            .isolation
-            .as_ref()
-            .and_then(|isolation| isolation.accounts.get(&Self::account_key(key)));
-        let inside = self.redis_inside(key);
-        crate::database_servers::stop_stale(
+        self.remove_own_server(
+            key,
             &root.join("data").join(PID_FILE),
-            &inside.join("redis.conf").display().to_string(),
-            owner,
-            self.config.grace,
+            &self
+                .redis_inside(key)
+                .join("redis.conf")
+                .display()
+                .to_string(),
+            &unit_of(&root),
         )
-        .await;
-        if let Some(isolation) = &self.isolation {
-            isolation
-                .remove_server_cgroup(&unit_of(&root))
-                .await
-                .map_err(RuntimeError::new)?;
-        }
-        preview_database::postgres::server::remove_tree(&root)
-            .map_err(|e| RuntimeError::new(e.to_string()))?;
-        self.ports
-            .release(&Self::port_key(key))
-            .map_err(RuntimeError::new)?;
-        if let Some(isolation) = &self.isolation {
-            isolation
-                .accounts
-                .release(&Self::account_key(key))
-                .map_err(RuntimeError::new)?;
-        }
-        Ok(())
+        .await
     }
 
     pub(crate) async fn apply_redis(

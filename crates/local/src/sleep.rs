@@ -145,7 +145,7 @@ impl LocalRuntime {
                     continue;
                 }
                 crate::databases::Engine::Mysql => {
-                    self.stop_mysql(&key).await;
+                    self.sleep_mysql(&key).await;
                     continue;
                 }
                 crate::databases::Engine::Postgres => {}

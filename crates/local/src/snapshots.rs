@@ -656,8 +656,9 @@ impl LocalRuntime {
             crate::databases::Engine::Redis => {
                 return Ok(self.redis_snapshot_of(env, service, &content));
             }
-            // MySQL golden databases are not listed yet.
-            crate::databases::Engine::Mysql => return Ok(None),
+            crate::databases::Engine::Mysql => {
+                return self.mysql_snapshot_of(env, service, &content).await;
+            }
             crate::databases::Engine::Postgres => {}
         }
         if content.physical() {

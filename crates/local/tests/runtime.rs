@@ -165,7 +165,7 @@ async fn what_the_runtime_cannot_do_is_refused_with_the_reason() {
         "database/db",
         ResourceKind::Database,
         vec!["space".into()],
-        json!({ "engine": "mysql", "version": 8 }),
+        json!({ "engine": "mongodb", "version": 8 }),
     );
     let error = runtime
         .apply(&staging(), &database, &StepLog::default())
@@ -174,7 +174,7 @@ async fn what_the_runtime_cannot_do_is_refused_with_the_reason() {
     assert!(
         error
             .message
-            .contains("database/db: engine `mysql` is not supported by the local runtime"),
+            .contains("database/db: engine `mongodb` is not supported by the local runtime"),
         "{error}"
     );
     let app = Resource::new(

@@ -597,14 +597,6 @@ fn read_database(fields: &Fields<'_>, names: &Names<'_>, sink: &mut Sink) -> Opt
             sink,
         )
         .and_then(|m| match m {
-            "external" if engine == Some(Engine::Mysql) => {
-                sink.push(
-                    n.position,
-                    &n.path,
-                    "`mode: external` is not available for MySQL yet: its databases live on a MariaDB server run by preview (`mode: managed`, the default, or `container`)",
-                );
-                None
-            }
             "external" if engine == Some(Engine::Redis) => {
                 sink.push(
                     n.position,

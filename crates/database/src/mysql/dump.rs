@@ -76,6 +76,8 @@ pub struct DumpMasker<'a> {
     masked: BTreeMap<String, u64>,
     /// An INSERT of a table with rules whose rows go on on the next line: its table and its columns' rules.
     continued: Option<(String, Vec<String>)>,
+    /// Inside `DELIMITER ;;` … `DELIMITER ;`: the bodies of triggers and routines, which hold statements, not rows.
+    in_definition: bool,
 }
 
 impl<'a> DumpMasker<'a> {
@@ -88,6 +90,7 @@ impl<'a> DumpMasker<'a> {
             line: 0,
             masked,
             continued: None,
+            in_definition: false,
         }
     }
 
@@ -154,6 +157,15 @@ impl<'a> DumpMasker<'a> {
             if continues {
                 self.continued = Some((table, names));
             }
+            return Ok(());
+        }
+        match text {
+            b"DELIMITER ;;" => self.in_definition = true,
+            b"DELIMITER ;" => self.in_definition = false,
+            _ => {}
+        }
+        if self.in_definition {
+            out.extend_from_slice(line);
             return Ok(());
         }
         let Some(at) = INSERT_HEADS
@@ -613,6 +625,19 @@ mod tests {
             mask(cut.as_bytes(), &rules, usize::MAX).1,
             Err(DumpError::Truncated { .. })
         ));
+    }
+
+    #[test]
+    fn statements_in_the_bodies_of_triggers_and_routines_are_not_rows() {
+        let rules = rules(&[("customers", "email", Rule::Email)]);
+        let dump = format!(
+            "DELIMITER ;;\n/*!50003 CREATE*/ /*!50003 TRIGGER t AFTER INSERT ON orders FOR EACH ROW\nINSERT INTO `customers` (`id`, `email`, `name`) VALUES (NEW.id,NEW.email,'x') */;;\nDELIMITER ;\n{CUSTOMERS}(1,'a@b.c','Ann');\n"
+        );
+        let email = masked(Rule::Email, "a@b.c");
+        let expected = format!(
+            "DELIMITER ;;\n/*!50003 CREATE*/ /*!50003 TRIGGER t AFTER INSERT ON orders FOR EACH ROW\nINSERT INTO `customers` (`id`, `email`, `name`) VALUES (NEW.id,NEW.email,'x') */;;\nDELIMITER ;\n{CUSTOMERS}(1,'{email}','Ann');\n"
+        );
+        check(dump.as_bytes(), &rules, expected.as_bytes());
     }
 
     #[test]

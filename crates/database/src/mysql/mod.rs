@@ -80,6 +80,101 @@ impl Programs {
     }
 }
 
+impl Programs {
+    /// MariaDB's client programs alone, for a server that runs elsewhere (they speak to any MySQL-compatible one).
+    pub fn clients() -> Result<Programs, DatabaseError> {
+        let find = |name: &str| {
+            ["/usr/bin", "/usr/local/bin"]
+                .into_iter()
+                .map(|dir| Path::new(dir).join(name))
+                .find(|p| p.is_file())
+                .ok_or_else(|| {
+                    DatabaseError::Missing(format!(
+                        "{name} is not installed; install the distribution's `mariadb-client` package"
+                    ))
+                })
+        };
+        Ok(Programs {
+            server: PathBuf::new(),
+            install: PathBuf::new(),
+            client: find("mariadb")?,
+            dump: find("mariadb-dump")?,
+        })
+    }
+}
+
+/// An external server's administrator, from its admin URL `mysql://user:password@host:port/` (user and password
+/// percent-decoded; port 3306 when none). Errors never show the password.
+pub fn admin_from_url(url: &Secret) -> Result<Login, DatabaseError> {
+    let invalid = |what: &str| {
+        DatabaseError::Invalid(format!(
+            "the admin URL is not a MySQL URL (mysql://user:password@host:port/): {what}"
+        ))
+    };
+    let text = url.expose().trim();
+    let rest = text
+        .strip_prefix("mysql://")
+        .or_else(|| text.strip_prefix("mariadb://"))
+        .ok_or_else(|| invalid("it does not begin with mysql://"))?;
+    let authority = rest.split(['/', '?']).next().unwrap_or_default();
+    let (credentials, address) = authority
+        .rsplit_once('@')
+        .ok_or_else(|| invalid("it names no user"))?;
+    let (user, password) = credentials.split_once(':').unwrap_or((credentials, ""));
+    let (host, port) = match address.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6
+                .split_once(']')
+                .ok_or_else(|| invalid("an unclosed `[`"))?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match address.rsplit_once(':') {
+            Some((host, port)) => (host, Some(port)),
+            None => (address, None),
+        },
+    };
+    if host.is_empty() {
+        return Err(invalid("it names no host"));
+    }
+    let port = match port {
+        Some(port) => port
+            .parse::<u16>()
+            .map_err(|_| invalid("its port is not a number"))?,
+        None => 3306,
+    };
+    let user =
+        percent_decode(user).ok_or_else(|| invalid("its user is not percent-encoded UTF-8"))?;
+    if user.is_empty() {
+        return Err(invalid("it names no user"));
+    }
+    let password = percent_decode(password)
+        .ok_or_else(|| invalid("its password is not percent-encoded UTF-8"))?;
+    Ok(Login::User {
+        host: host.to_owned(),
+        port,
+        user,
+        password: Secret::new(password),
+        database: String::new(),
+    })
+}
+
+fn percent_decode(text: &str) -> Option<String> {
+    let bytes = text.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 /// `10.11.19` and `(10, 11)` out of `mariadbd  Ver 10.11.19-MariaDB-0+deb12u1 for debian-linux-gnu …`.
 fn installed_series(text: &str) -> Option<(&str, (u32, u32))> {
     let version = text
@@ -112,8 +207,11 @@ secure-file-priv={files}
 skip-symbolic-links
 character-set-server=utf8mb4
 collation-server=utf8mb4_unicode_ci
-innodb-buffer-pool-size=64M
-innodb-log-file-size=48M
+# Room for a copy's indexes: masked values arrive in no order, and an index that does not fit is read from disk
+# for every row.
+innodb-buffer-pool-size=256M
+innodb-log-file-size=96M
+max-connections=1000
 performance-schema=OFF
 lc-messages-dir=/usr/share/mariadb
 ",
@@ -198,7 +296,7 @@ impl Login {
     fn database(&self) -> Option<&str> {
         match self {
             Login::Admin { .. } => None,
-            Login::User { database, .. } => Some(database),
+            Login::User { database, .. } => Some(database.as_str()).filter(|d| !d.is_empty()),
         }
     }
 }
@@ -764,6 +862,8 @@ pub async fn copy(
 struct Definers {
     partial: Vec<u8>,
     in_rows: bool,
+    /// Inside `DELIMITER ;;` … `DELIMITER ;`, where statements of bodies are not rows.
+    in_definition: bool,
 }
 
 impl Definers {
@@ -789,7 +889,12 @@ impl Definers {
     }
 
     fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
-        let rows = self.in_rows || line.starts_with(b"INSERT INTO ");
+        match line.trim_ascii_end() {
+            b"DELIMITER ;;" => self.in_definition = true,
+            b"DELIMITER ;" => self.in_definition = false,
+            _ => {}
+        }
+        let rows = self.in_rows || !self.in_definition && line.starts_with(b"INSERT INTO ");
         // An INSERT's rows go on over the lines that follow until one ends the statement.
         self.in_rows = rows && !line.trim_ascii_end().ends_with(b";");
         if rows {
@@ -843,6 +948,54 @@ mod tests {
             Some(("10.11.19", (10, 11)))
         );
         assert_eq!(installed_series("something else"), None);
+    }
+
+    #[test]
+    fn an_admin_url_names_the_server_and_its_administrator() {
+        let login = admin_from_url(&Secret::new(
+            "mysql://ad%40min:p%3Ass@db.example.com:3307/".to_owned(),
+        ))
+        .expect("a URL");
+        let Login::User {
+            host,
+            port,
+            user,
+            password,
+            database,
+        } = login
+        else {
+            panic!("a login over TCP");
+        };
+        assert_eq!(
+            (
+                host.as_str(),
+                port,
+                user.as_str(),
+                password.expose(),
+                database.as_str()
+            ),
+            ("db.example.com", 3307, "ad@min", "p:ss", "")
+        );
+        let Ok(Login::User { port, .. }) = admin_from_url(&Secret::new("mysql://a:b@h".to_owned()))
+        else {
+            panic!("a login");
+        };
+        assert_eq!(port, 3306);
+        for (url, problem) in [
+            (
+                "postgres://a:secret-pw@h/",
+                "it does not begin with mysql://",
+            ),
+            ("mysql://h:3306/", "it names no user"),
+            ("mysql://a:secret-pw@h:x/", "its port is not a number"),
+            ("mysql://a:secret-pw@:3306/", "it names no host"),
+        ] {
+            let error = admin_from_url(&Secret::new(url.to_owned()))
+                .expect_err(url)
+                .to_string();
+            assert!(error.ends_with(problem), "{url}: {error}");
+            assert!(!error.contains("secret-pw"), "{error}");
+        }
     }
 
     #[test]
