@@ -574,7 +574,7 @@ fn server_contents(data: &Path) -> (Vec<String>, Vec<String>) {
     );
     let users = as_admin(
         data,
-        "SELECT user FROM mysql.user WHERE host = '%' AND user <> 'preview_golden' ORDER BY 1",
+        "SELECT user FROM mysql.user WHERE host = '%' AND user NOT LIKE 'preview\\_golden%' ORDER BY 1",
     );
     (lines(&databases), lines(&users))
 }

@@ -382,8 +382,6 @@ impl LocalRuntime {
                 .await
                 .map_err(RuntimeError::new)?;
         }
-        preview_database::postgres::server::remove_tree(&self.server_root(key))
-            .map_err(|e| RuntimeError::new(e.to_string()))?;
         self.ports
             .release(&Self::port_key(key))
             .map_err(RuntimeError::new)?;
@@ -393,7 +391,9 @@ impl LocalRuntime {
                 .release(&Self::account_key(key))
                 .map_err(RuntimeError::new)?;
         }
-        Ok(())
+        // Last: while its files are there, a removal cut short is found and done again.
+        preview_database::postgres::server::remove_tree(&self.server_root(key))
+            .map_err(|e| RuntimeError::new(e.to_string()))
     }
 
     /// A read-write lock by name within a project: what an external server's databases share, as a server's

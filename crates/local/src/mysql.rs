@@ -42,6 +42,7 @@ const LIMITS: preview_isolation::CgroupLimits = preview_isolation::CgroupLimits 
 const GOLDEN_PREFIX: &str = "preview_golden_";
 
 /// The login golden databases are written by: allowed inside golden databases only.
+/// How the names of `preview`'s own databases and users on a server begin: golden databases and their writers.
 const GOLDEN_USER: &str = "preview_golden";
 
 /// A MariaDB server that runs: one `preview` runs, or an external one its admin URL names.
@@ -259,16 +260,18 @@ impl LocalRuntime {
         };
         let url = self.secrets.reveal(env, &url.name, &url.version).await?;
         let admin = engine::admin_from_url(&url).map_err(fail(service))?;
-        let Login::User { host, port, .. } = &admin else {
-            unreachable!("an admin URL is a login over TCP");
+        let (host, port) = match &admin {
+            Login::User { host, port, .. } => (host.clone(), *port),
+            Login::Admin { .. } => unreachable!("an admin URL is a login over TCP"),
         };
         Ok(Arc::new(RunningMysql {
             process: None,
-            host: host.clone(),
-            port: *port,
+            // One per external server, whichever projects and services use it.
+            in_use: self.keyed_lock_rw("", &format!("mysql-external:{host}:{port}")),
+            host,
+            port,
             programs: Programs::clients().map_err(fail(service))?,
             admin,
-            in_use: self.keyed_lock_rw(&env.project, &format!("mysql-external:{service}")),
         }))
     }
 
@@ -322,6 +325,9 @@ impl LocalRuntime {
 
     /// Stops the server `key` and removes its files, its port and its user.
     async fn remove_mysql_server(&self, key: &str) -> Result<(), RuntimeError> {
+        // Nothing starts it again while it goes.
+        let starting = self.keyed_lock("mysql-start", key);
+        let _starting = starting.lock().await;
         self.stop_mysql(key).await;
         let root = self.server_root(key);
         self.remove_own_server(
@@ -436,7 +442,11 @@ impl LocalRuntime {
     ) -> Result<(), RuntimeError> {
         let (programs, admin) = (&server.programs, &server.admin);
         let name = &content.name;
-        // A database left by a step that did not finish, or the one `db reset` makes again (its connections end).
+        // A database left by a step that did not finish, or the one `db reset` makes again: its user is locked out
+        // and its connections end first, so that none keeps the drop waiting or writes into the new one.
+        engine::lock_user(programs, admin, name, true)
+            .await
+            .map_err(fail(service))?;
         engine::end_connections(programs, admin, name)
             .await
             .map_err(fail(service))?;
@@ -450,6 +460,9 @@ impl LocalRuntime {
                 .map_err(fail(service))
         })
         .await?;
+        engine::lock_user(programs, admin, name, false)
+            .await
+            .map_err(fail(service))?;
         let login = Self::mysql_login(server, name, password);
         match (content.clone.policy.as_str(), &content.clone.file) {
             ("clone" | "masked", _) => {
@@ -604,17 +617,15 @@ impl LocalRuntime {
         rebuild: bool,
     ) -> Result<(Arc<RunningMysql>, String, tokio::sync::OwnedMutexGuard<()>), RuntimeError> {
         let golden = crate::snapshots::Golden::of(content).name;
-        let key = if content.external() {
-            format!("external:{service}")
-        } else {
-            content.server_key(env, service)
-        };
+        let key = content.server_key(env, service);
+        let server = self.mysql_host(env, service, content).await?;
         let held = self
-            // One per server: golden databases there share their writer's login.
-            .keyed_lock(&env.project, &format!("mysql-golden:{key}"))
+            .keyed_lock(
+                "",
+                &format!("mysql-golden:{}:{}:{golden}", server.host, server.port),
+            )
             .lock_owned()
             .await;
-        let server = self.mysql_host(env, service, content).await?;
         let (programs, admin) = (&server.programs, &server.admin);
         let mark = engine::readiness(programs, admin, &golden)
             .await
@@ -668,27 +679,15 @@ impl LocalRuntime {
         engine::create_database(programs, admin, &golden)
             .await
             .map_err(fail(service))?;
-        // Written by a login allowed inside golden databases only, with a password of the moment.
+        // Written by a login of its own that reaches this golden database alone, with a password of the moment.
         let password = Secret::new(random_password());
-        engine::ensure_user(programs, admin, GOLDEN_USER, &password)
+        engine::ensure_user(programs, admin, &golden, &password)
             .await
             .map_err(fail(service))?;
-        engine::query(
-            programs,
-            admin,
-            // This golden database alone: the writer reaches no other.
-            &format!(
-                "REVOKE ALL PRIVILEGES, GRANT OPTION FROM '{GOLDEN_USER}'@'%';
-                 GRANT ALL PRIVILEGES ON `{}`.* TO '{GOLDEN_USER}'@'%'",
-                golden.replace('_', "\\_")
-            ),
-        )
-        .await
-        .map_err(fail(service))?;
         let writer = Login::User {
             host: server.host.clone(),
             port: server.port,
-            user: GOLDEN_USER.to_owned(),
+            user: golden.clone(),
             password,
             database: golden.clone(),
         };
@@ -701,17 +700,13 @@ impl LocalRuntime {
         )
         .await
         .map_err(fail(service));
-        // The writer's password is forgotten at once: nobody logs in as it between copies.
-        let _ = engine::ensure_user(
-            programs,
-            admin,
-            GOLDEN_USER,
-            &Secret::new(random_password()),
-        )
-        .await;
-        let copied = match copied {
+        // Locked out once it is written (its password was of the moment): it stays, as the definer of the golden
+        // database's views, until the golden database goes.
+        let locked = engine::lock_user(programs, admin, &golden, true).await;
+        let copied = match copied.and_then(|c| locked.map(|()| c).map_err(fail(service))) {
             Ok(copied) => copied,
             Err(e) => {
+                let _ = engine::drop_user(programs, admin, &golden).await;
                 let _ = engine::drop_database(programs, admin, &golden).await;
                 return Err(e);
             }
@@ -765,6 +760,26 @@ impl LocalRuntime {
             // No environment of the server makes a database while its last one is removed with it.
             let _alone = Arc::clone(&server.in_use).write_owned().await;
             let (programs, admin) = (&server.programs, &server.admin);
+            // A database of the same name that another environment made (names that differ only by `-` and `_`)
+            // is that environment's: left alone.
+            let mark = engine::readiness(programs, admin, &content.name)
+                .await
+                .map_err(fail(service))?
+                .unwrap_or_default();
+            if mark.starts_with(READY)
+                && mark != ready_mark(&env.project, &env.environment, service)
+            {
+                log.line(format!(
+                    "database `{service}`: {} is not this environment's ({}); left alone",
+                    content.name,
+                    mark.trim_start_matches("preview: ")
+                ));
+                self.forget(env, id)?;
+                return self
+                    .dir_of(env)
+                    .remove_intent(id)
+                    .map_err(RuntimeError::new);
+            }
             // The user and its connections first: no transaction of its keeps the drop waiting.
             faults::around("drop-role", async {
                 engine::drop_user(programs, admin, &content.name)
@@ -788,7 +803,13 @@ impl LocalRuntime {
                     .await
                     .map_err(fail(service))?
                     .unwrap_or_default();
-                if mark.starts_with(&source_mark) || !mark.starts_with(READY) {
+                // On a server of the project's, a half-made golden database too (nobody builds one while the
+                // server is held alone); an external server's may be another project's build under way.
+                if mark.starts_with(&source_mark) || !content.external() && !mark.starts_with(READY)
+                {
+                    engine::drop_user(programs, admin, &golden)
+                        .await
+                        .map_err(fail(service))?;
                     engine::drop_database(programs, admin, &golden)
                         .await
                         .map_err(fail(service))?;
@@ -796,16 +817,6 @@ impl LocalRuntime {
                         "database `{service}`: golden database {golden} dropped"
                     ));
                 }
-            }
-            // Their writer goes with the last of them.
-            if engine::databases_named(programs, admin, GOLDEN_PREFIX)
-                .await
-                .map_err(fail(service))?
-                .is_empty()
-            {
-                engine::drop_user(programs, admin, GOLDEN_USER)
-                    .await
-                    .map_err(fail(service))?;
             }
             log.line(format!("database `{service}`: {} dropped", content.name));
             if !content.external()

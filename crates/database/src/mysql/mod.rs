@@ -392,7 +392,7 @@ pub async fn ensure_user(
         admin,
         &format!(
             "CREATE USER IF NOT EXISTS {user} IDENTIFIED BY {password};
-             ALTER USER {user} IDENTIFIED BY {password} WITH MAX_USER_CONNECTIONS 100;
+             ALTER USER {user} IDENTIFIED BY {password} WITH MAX_USER_CONNECTIONS 100 ACCOUNT UNLOCK;
              GRANT ALL PRIVILEGES ON {}.* TO {user};",
             grant_pattern(name)
         ),
@@ -440,6 +440,26 @@ pub async fn drop_database(
         &format!(
             "SET SESSION lock_wait_timeout = 60; DROP DATABASE IF EXISTS {}",
             quote_identifier(name)
+        ),
+    )
+    .await
+    .map(drop)
+}
+
+/// Locks the user `name` out (no new connection is taken), or lets it in again.
+pub async fn lock_user(
+    programs: &Programs,
+    admin: &Login,
+    name: &str,
+    locked: bool,
+) -> Result<(), DatabaseError> {
+    query(
+        programs,
+        admin,
+        &format!(
+            "ALTER USER IF EXISTS {}@'%' ACCOUNT {}",
+            quote_literal(name),
+            if locked { "LOCK" } else { "UNLOCK" }
         ),
     )
     .await
@@ -600,8 +620,15 @@ pub async fn run_sql_file(
 
 /// `file:3: Table 'x' doesn't exist (ERROR 1146)` out of `ERROR 1146 (42S02) at line 3: Table 'x' doesn't exist`.
 fn located(stderr: &str, file: &str) -> String {
+    // The client's own error lines; the statement it echoes before one (between lines of dashes) is left out.
+    let errors: Vec<&str> = stderr.lines().filter(|l| l.starts_with("ERROR")).collect();
+    let shown: Vec<&str> = if errors.is_empty() {
+        stderr.lines().filter(|l| !l.trim().is_empty()).collect()
+    } else {
+        errors
+    };
     let mut lines = Vec::new();
-    for line in stderr.lines().filter(|l| !l.trim().is_empty()) {
+    for line in shown {
         let placed = line.strip_prefix("ERROR").and_then(|rest| {
             let (head, message) = rest.split_once(": ")?;
             let (code, at) = head.split_once("at line ")?;
@@ -730,7 +757,9 @@ pub struct CopyReport {
 /// A consistent copy of the database `source` (read by its server's administrator in one transaction:
 /// `--single-transaction`) into the database `target` logs in to, as that login (so nothing of the source's
 /// definitions runs with more rights than the target's own user has), masked on the way when `masking` says so.
-/// Definers are dropped from the source's views, routines and triggers: the copy's own user defines them.
+/// Tables, views and rows come in one dump; triggers and routines — bodies of statements, which hold no rows and
+/// are never read as rows — in a second one right after, without masking. Definers are dropped from views,
+/// routines and triggers: the copy's own user defines them.
 pub async fn copy(
     programs: &Programs,
     source: &Login,
@@ -738,17 +767,60 @@ pub async fn copy(
     target: &Login,
     masking: Option<(&Masker, &dump::DumpRules)>,
 ) -> Result<CopyReport, DatabaseError> {
+    let (bytes, masked) = stream(
+        programs,
+        source,
+        source_database,
+        &[
+            "--single-transaction",
+            "--complete-insert",
+            "--hex-blob",
+            "--skip-triggers",
+            "--skip-add-locks",
+        ],
+        target,
+        masking,
+    )
+    .await?;
+    let (definitions, _) = stream(
+        programs,
+        source,
+        source_database,
+        &[
+            "--single-transaction",
+            "--no-data",
+            "--no-create-info",
+            "--no-create-db",
+            "--skip-opt",
+            "--triggers",
+            "--routines",
+        ],
+        target,
+        None,
+    )
+    .await?;
+    Ok(CopyReport {
+        bytes: bytes + definitions,
+        masked,
+    })
+}
+
+/// `mariadb-dump ARGS source` piped through the masker (when given) and the definers' filter into `mariadb` as
+/// `target`; the bytes loaded and the rows masked per table.
+async fn stream(
+    programs: &Programs,
+    source: &Login,
+    source_database: &str,
+    args: &[&str],
+    target: &Login,
+    masking: Option<(&Masker, &dump::DumpRules)>,
+) -> Result<(u64, BTreeMap<String, u64>), DatabaseError> {
     let mut dumper = tokio::process::Command::new(&programs.dump);
     dumper.env_clear().env("PATH", "/usr/bin:/bin");
     source.apply(&mut dumper);
     dumper
+        .args(args)
         .args([
-            "--single-transaction",
-            "--complete-insert",
-            "--hex-blob",
-            "--routines",
-            "--triggers",
-            "--skip-add-locks",
             "--default-character-set=utf8mb4",
             "--max-allowed-packet=64M",
             "--net-buffer-length=1M",
@@ -840,8 +912,15 @@ pub async fn copy(
     let dumped = dumping.wait().await;
     let loaded = loading.wait().await;
     let (dump_stderr, load_stderr) = errors.await.unwrap_or_default();
-    let failed =
-        |what: &str, stderr: &str| DatabaseError::Server(format!("{what}: {}", stderr.trim()));
+    // The client's and the dump's own error lines only: the client echoes a failed statement, rows and all.
+    let failed = |what: &str, stderr: &str| {
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("ERROR") || l.starts_with("mariadb-dump:"))
+            .map(|l| &l[..l.floor_char_boundary(500)])
+            .collect();
+        DatabaseError::Server(format!("{what}: {}", errors.join("\n")))
+    };
     // A load that failed first ends the dump with a broken pipe: its own error is the one to tell.
     if !loaded.as_ref().is_ok_and(|s| s.success()) {
         return Err(failed("loading the copy failed", &load_stderr));
@@ -852,8 +931,7 @@ pub async fn copy(
             &dump_stderr,
         ));
     }
-    let (bytes, masked) = streamed?;
-    Ok(CopyReport { bytes, masked })
+    streamed
 }
 
 /// Drops `DEFINER=…` clauses from a dump's statements as they pass (a copy's objects are defined by its own
@@ -862,8 +940,6 @@ pub async fn copy(
 struct Definers {
     partial: Vec<u8>,
     in_rows: bool,
-    /// Inside `DELIMITER ;;` … `DELIMITER ;`, where statements of bodies are not rows.
-    in_definition: bool,
 }
 
 impl Definers {
@@ -889,12 +965,7 @@ impl Definers {
     }
 
     fn line(&mut self, line: &[u8], out: &mut Vec<u8>) {
-        match line.trim_ascii_end() {
-            b"DELIMITER ;;" => self.in_definition = true,
-            b"DELIMITER ;" => self.in_definition = false,
-            _ => {}
-        }
-        let rows = self.in_rows || !self.in_definition && line.starts_with(b"INSERT INTO ");
+        let rows = self.in_rows || line.starts_with(b"INSERT INTO ");
         // An INSERT's rows go on over the lines that follow until one ends the statement.
         self.in_rows = rows && !line.trim_ascii_end().ends_with(b";");
         if rows {
