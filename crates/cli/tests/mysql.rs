@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use preview_testing::TempDir;
-use support::faulty::{FAULTS, Faulty};
+use support::faulty::{FAULTS, Faulty, deployment_id};
 use support::{
     Daemon, ReleaseAccounts, api, commit_all, deploy, failed_deployment, git, local_daemon, ok,
 };
@@ -104,6 +104,29 @@ previews:
     git(&repo, &["init", "--quiet"]);
     commit_all(&repo, "the project");
     repo
+}
+
+/// Registers the project of `repo` (its directory's name) and sets its masking key.
+fn register(daemon: &Daemon, repo: &Path, key: &str) {
+    let project = repo.file_name().and_then(|n| n.to_str()).expect("name");
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        &repo.join("preview.yaml").display().to_string(),
+    ]));
+    ok(daemon.cli_with_input(
+        &[
+            "--project",
+            project,
+            "secret",
+            "set",
+            "MASKING_KEY",
+            "--scope",
+            "project",
+        ],
+        key,
+    ));
 }
 
 /// ENV's login to its `ledger`: port, user (its database's name too) and password, as the API gives it.
@@ -245,24 +268,7 @@ fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_remo
       ledger:
         clone: { policy: empty }",
     );
-    ok(daemon.cli(&[
-        "project",
-        "register",
-        "-f",
-        &repo.join("preview.yaml").display().to_string(),
-    ]));
-    ok(daemon.cli_with_input(
-        &[
-            "--project",
-            "ledger",
-            "secret",
-            "set",
-            "MASKING_KEY",
-            "--scope",
-            "project",
-        ],
-        "a-mysql-masking-key",
-    ));
+    register(&daemon, &repo, "a-mysql-masking-key");
 
     // Seeded from the SQL file, quotes, keys and view included; the job reached it from its sandbox.
     deploy(&daemon, "ledger", &["env", "create", "staging"]);
@@ -585,26 +591,44 @@ fn mysql_steps_that_fail_or_are_killed_are_rolled_back_with_nothing_left() {
     let _accounts = ReleaseAccounts(dir.path().join("data"));
     let mut faulty = Faulty::start(dir.path(), "35300-35699");
     let repo = project(dir.path(), "faultledger", "  staging: {}\n  keep: {}");
-    ok(faulty.daemon().cli(&[
-        "project",
-        "register",
-        "-f",
-        &repo.join("preview.yaml").display().to_string(),
-    ]));
-    ok(faulty.daemon().cli_with_input(
-        &[
-            "--project",
-            "faultledger",
-            "secret",
-            "set",
-            "MASKING_KEY",
-            "--scope",
-            "project",
-        ],
-        "a-fault-masking-key",
-    ));
+    register(faulty.daemon(), &repo, "a-fault-masking-key");
+    // A server's data directory whose making was cut short (here: killed once it was made, then broken before the
+    // daemon came back) is never started: the step's undo removes it as it is.
+    std::fs::write(&faulty.faults, "install kill after\n").expect("faults");
+    let started = faulty.daemon().json(&[
+        "--project",
+        "faultledger",
+        "env",
+        "create",
+        "keep",
+        "--no-wait",
+    ]);
+    let id = deployment_id(&started);
+    faulty.daemon.take().expect("a daemon").wait_killed();
+    std::fs::write(&faulty.faults, "").expect("faults");
+    let data_dirs: Vec<PathBuf> = mariadb_servers(&faulty.data)
+        .0
+        .iter()
+        .map(|socket| {
+            socket
+                .parent()
+                .and_then(Path::parent)
+                .expect("root")
+                .join("data")
+        })
+        .collect();
+    assert_eq!(data_dirs.len(), 1, "{data_dirs:?}");
+    std::fs::remove_file(data_dirs[0].join("ibdata1")).expect("its system tablespace");
+    faulty.daemon = Some(faulty.started());
+    let ended = support::wait_until_ended(faulty.daemon(), &id);
+    assert_eq!(ended["deployment"]["status"], "rolled_back", "{ended}");
+    let (made, running) = mariadb_servers(&faulty.data);
+    assert!(
+        made.is_empty() && running.is_empty(),
+        "{made:?} {running:?}"
+    );
     // The project's first database: its server is made in the step, and goes when the step is undone.
-    for operation in ["server", "role", "create", "seed", "mark"] {
+    for operation in ["server", "install", "role", "create", "seed", "mark"] {
         for (fault, when) in FAULTS {
             let status = faulty.inject(
                 "faultledger",
@@ -973,24 +997,7 @@ fn mysql_databases_on_servers_of_their_own_are_copied_between_servers_and_go_wit
     )
     .expect("spec");
     commit_all(&repo, "servers of their own");
-    ok(daemon.cli(&[
-        "project",
-        "register",
-        "-f",
-        &repo.join("preview.yaml").display().to_string(),
-    ]));
-    ok(daemon.cli_with_input(
-        &[
-            "--project",
-            "solo",
-            "secret",
-            "set",
-            "MASKING_KEY",
-            "--scope",
-            "project",
-        ],
-        "an-own-masking-key",
-    ));
+    register(&daemon, &repo, "an-own-masking-key");
     deploy(&daemon, "solo", &["env", "create", "staging"]);
     deploy(&daemon, "solo", &["env", "create", "own"]);
     deploy(&daemon, "solo", &["env", "clone", "staging", "pr-3"]);
@@ -1031,6 +1038,76 @@ fn mysql_databases_on_servers_of_their_own_are_copied_between_servers_and_go_wit
         "3"
     );
     deploy(&daemon, "solo", &["env", "delete", "staging"]);
+    let (made, running) = mariadb_servers(&data);
+    assert!(
+        made.is_empty() && running.is_empty(),
+        "{made:?} {running:?}"
+    );
+}
+
+#[test]
+fn a_mysql_database_seeded_by_a_job_is_seeded_by_it_again_on_reset() {
+    let dir = TempDir::new("mysql-seed-job");
+    let data = dir.path().join("data");
+    let _accounts = ReleaseAccounts(data.clone());
+    let daemon = local_daemon(&data, "36100-36299", &[], None);
+    let repo = dir.path().join("jobledger");
+    std::fs::create_dir_all(&repo).expect("repo");
+    std::fs::write(
+        repo.join("preview.yaml"),
+        "project: jobledger
+runtime: local
+services:
+  load:
+    type: job
+    hook: seed
+    command: >-
+      MYSQL_PWD=\"$DB_PASSWORD\" mariadb --protocol=tcp -h \"$LEDGER_HOST\" -P \"$LEDGER_PORT\" -u \"$DB_USER\" \"$DB_USER\"
+      -e \"CREATE TABLE IF NOT EXISTS loaded (what VARCHAR(50)); INSERT INTO loaded VALUES ('by the job')\"
+    depends_on: [ledger]
+    variables:
+      DB_USER: ${{ services.ledger.user }}
+      DB_PASSWORD: ${{ services.ledger.password }}
+  ledger:
+    type: database
+    engine: mysql
+    version: 10.11
+    clone: { policy: seed, job: load }
+environments:
+  staging: {}
+",
+    )
+    .expect("spec");
+    git(&repo, &["init", "--quiet"]);
+    commit_all(&repo, "a database seeded by a job");
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        &repo.join("preview.yaml").display().to_string(),
+    ]));
+    deploy(&daemon, "jobledger", &["env", "create", "staging"]);
+    assert_eq!(
+        sql(&daemon, "jobledger", "staging", "SELECT what FROM loaded"),
+        "by the job"
+    );
+    sql(
+        &daemon,
+        "jobledger",
+        "staging",
+        "INSERT INTO loaded VALUES ('written later')",
+    );
+    ok(support::in_project(
+        &daemon,
+        "jobledger",
+        &["db", "reset", "staging", "ledger"],
+    ));
+    // Made again empty, and seeded again by its job: what was written since is gone.
+    assert_eq!(
+        sql(&daemon, "jobledger", "staging", "SELECT what FROM loaded"),
+        "by the job"
+    );
+    deploy(&daemon, "jobledger", &["env", "delete", "staging"]);
     let (made, running) = mariadb_servers(&data);
     assert!(
         made.is_empty() && running.is_empty(),

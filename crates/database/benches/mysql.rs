@@ -50,17 +50,24 @@ impl Server {
                 .expect("chown");
             assert!(chown.success());
         }
+        // As the `mysql` user itself (no runuser in between), so that killing the child stops the server.
         let run_as = |command: String| {
-            let mut sh = if root {
-                let mut c = Command::new("runuser");
-                c.args(["-u", "mysql", "--", "sh", "-c"]);
-                c
-            } else {
-                let mut c = Command::new("sh");
-                c.arg("-c");
-                c
-            };
-            sh.arg(command);
+            use std::os::unix::process::CommandExt;
+            let mut sh = Command::new("sh");
+            sh.arg("-c").arg(command);
+            if root {
+                let id = |flag: &str| -> u32 {
+                    let out = Command::new("id")
+                        .args([flag, "mysql"])
+                        .output()
+                        .expect("id");
+                    String::from_utf8_lossy(&out.stdout)
+                        .trim()
+                        .parse()
+                        .expect("the mysql user")
+                };
+                sh.uid(id("-u")).gid(id("-g"));
+            }
             sh
         };
         let admin_user = if root { "root".to_owned() } else { whoami() };

@@ -361,6 +361,51 @@ impl LocalRuntime {
         Arc::clone(locks.entry(format!("{project}/{service}")).or_default())
     }
 
+    /// Starts the process of a server of a single process that `preview` runs (Redis, MariaDB) for `key`: as its
+    /// user `owner` in the server sandbox, its directory seen at `inside`, in its cgroup `unit` bounded by `limits`
+    /// (when the daemon isolates), restarted when it ends, its output in `server.log`, carrying the runtime's
+    /// marker so that one a killed daemon left is found.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) async fn start_own_server(
+        &self,
+        key: &str,
+        name: &str,
+        command: String,
+        owner: Option<(u32, u32)>,
+        inside: &std::path::Path,
+        unit: &str,
+        limits: &preview_isolation::CgroupLimits,
+    ) -> Result<Supervised, RuntimeError> {
+        let root = self.server_root(key);
+        let place = match (owner, &self.isolation) {
+            (Some((uid, _)), Some(isolation)) => Place::Sandbox(Arc::new(
+                isolation
+                    .limited_server_sandbox(uid, &root, inside, unit, limits)
+                    .map_err(RuntimeError::new)?,
+            )),
+            _ => Place::Host(root.clone()),
+        };
+        Supervised::start(ProcessSpec {
+            name: format!("{name} {key}"),
+            command,
+            place,
+            env: vec![(
+                crate::strays::MARKER_VARIABLE.to_owned(),
+                Secret::new(self.marker.clone()),
+            )],
+            log: root.join("server.log"),
+            log_limit: 8 * 1024 * 1024,
+            grace: self.config.grace,
+            backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            memory_limit: None,
+            restart: true,
+            leftovers: None,
+        })
+        .await
+        .map_err(|e| RuntimeError::new(e.to_string()))
+    }
+
     /// Removes what a server of a single process that `preview` runs (Redis, MariaDB) leaves once it stopped: a
     /// process a killed daemon left (found by its `pid_file` and the configuration `seen` on its command line), its
     /// cgroup `unit`, its files, its port and its user.

@@ -22,6 +22,7 @@ pub(crate) const OPERATIONS: &[&str] = &[
     "drop",
     "drop-role",
     "copy",
+    "install",
 ];
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -150,6 +150,7 @@ impl LocalRuntime {
                 )),
                 _ => Place::Host(root.clone()),
             };
+            faults::at("install", When::Before)?;
             let install = Supervised::start(ProcessSpec {
                 name: format!("mariadb-install-db {key}"),
                 command: engine::install_command(&programs, &config_inside, &admin_user),
@@ -176,6 +177,7 @@ impl LocalRuntime {
                     "database `{service}`: making the MariaDB server {key} failed ({exit}):\n{tail}"
                 )));
             }
+            faults::at("install", When::After)?;
             crate::records::write_atomically(&installed, b"").map_err(RuntimeError::new)?;
         }
         crate::database_servers::stop_stale(
@@ -185,33 +187,17 @@ impl LocalRuntime {
             self.config.grace,
         )
         .await;
-        let place = match (owner, &self.isolation) {
-            (Some((uid, _)), Some(isolation)) => Place::Sandbox(Arc::new(
-                isolation
-                    .limited_server_sandbox(uid, &root, Path::new(INSIDE), &unit_of(&root), &LIMITS)
-                    .map_err(RuntimeError::new)?,
-            )),
-            _ => Place::Host(root.clone()),
-        };
-        let process = Supervised::start(ProcessSpec {
-            name: format!("mariadb {key}"),
-            command: engine::server_command(&programs, &config_inside),
-            place,
-            env: vec![(
-                crate::strays::MARKER_VARIABLE.to_owned(),
-                Secret::new(self.marker.clone()),
-            )],
-            log: root.join("server.log"),
-            log_limit: 8 * 1024 * 1024,
-            grace: self.config.grace,
-            backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(30),
-            memory_limit: None,
-            restart: true,
-            leftovers: None,
-        })
-        .await
-        .map_err(|e| RuntimeError::new(e.to_string()))?;
+        let process = self
+            .start_own_server(
+                key,
+                "mariadb",
+                engine::server_command(&programs, &config_inside),
+                owner,
+                Path::new(INSIDE),
+                &unit_of(&root),
+                &LIMITS,
+            )
+            .await?;
         let admin = Login::Admin {
             socket,
             user: admin_user,
@@ -328,6 +314,11 @@ impl LocalRuntime {
         // Nothing starts it again while it goes.
         let starting = self.keyed_lock("mysql-start", key);
         let _starting = starting.lock().await;
+        self.remove_started_mysql_server(key).await
+    }
+
+    /// [`LocalRuntime::remove_mysql_server`], its start lock held by the caller.
+    async fn remove_started_mysql_server(&self, key: &str) -> Result<(), RuntimeError> {
         self.stop_mysql(key).await;
         let root = self.server_root(key);
         self.remove_own_server(
@@ -337,6 +328,21 @@ impl LocalRuntime {
             &unit_of(&root),
         )
         .await
+    }
+
+    /// Removes the server `key` if its making never finished (no `installed` mark): no environment has data
+    /// there, and it is not started for the removal. Whether it was such a server, or none at all.
+    async fn remove_unmade_mysql_server(&self, key: &str) -> Result<bool, RuntimeError> {
+        if !self.server_exists(key) {
+            return Ok(true);
+        }
+        let starting = self.keyed_lock("mysql-start", key);
+        let _starting = starting.lock().await;
+        if self.server_root(key).join("installed").exists() {
+            return Ok(false);
+        }
+        self.remove_started_mysql_server(key).await?;
+        Ok(true)
     }
 
     async fn mysql_password(
@@ -755,6 +761,8 @@ impl LocalRuntime {
             log.line(format!(
                 "database `{service}`: its MariaDB server and data removed"
             ));
+        } else if !content.external() && self.remove_unmade_mysql_server(&key).await? {
+            // Its server was never made whole: no environment has data there.
         } else if content.external() || self.server_exists(&key) {
             let server = self.mysql_host(env, service, content).await?;
             // No environment of the server makes a database while its last one is removed with it.

@@ -21,7 +21,7 @@ use preview_secrets::Secret;
 use crate::databases::fail;
 use crate::faults::{self, When};
 use crate::runtime::LocalRuntime;
-use crate::supervisor::{Place, ProcessSpec, Supervised};
+use crate::supervisor::Supervised;
 
 /// Where a server run in a sandbox sees its directory.
 const INSIDE: &str = "/run/preview/redis";
@@ -176,37 +176,21 @@ impl LocalRuntime {
             self.config.grace,
         )
         .await;
-        let place = match (owner, &self.isolation) {
-            (Some((uid, _)), Some(isolation)) => Place::Sandbox(Arc::new(
-                isolation
-                    .limited_server_sandbox(uid, &root, Path::new(INSIDE), &unit_of(&root), &LIMITS)
-                    .map_err(RuntimeError::new)?,
-            )),
-            _ => Place::Host(root.clone()),
-        };
-        let process = Supervised::start(ProcessSpec {
-            name: format!("redis {key}"),
-            command: format!(
-                "exec '{}' '{}'",
-                program.path.display(),
-                inside.join("redis.conf").display()
-            ),
-            place,
-            env: vec![(
-                crate::strays::MARKER_VARIABLE.to_owned(),
-                Secret::new(self.marker.clone()),
-            )],
-            log: root.join("server.log"),
-            log_limit: 8 * 1024 * 1024,
-            grace: self.config.grace,
-            backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(30),
-            memory_limit: None,
-            restart: true,
-            leftovers: None,
-        })
-        .await
-        .map_err(|e| RuntimeError::new(e.to_string()))?;
+        let process = self
+            .start_own_server(
+                &key,
+                "redis",
+                format!(
+                    "exec '{}' '{}'",
+                    program.path.display(),
+                    inside.join("redis.conf").display()
+                ),
+                owner,
+                Path::new(INSIDE),
+                &unit_of(&root),
+                &LIMITS,
+            )
+            .await?;
         if let Err(e) = wait_ready(port, &admin_password, &process).await {
             process.stop().await;
             return Err(RuntimeError::new(format!(
