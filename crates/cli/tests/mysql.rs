@@ -26,7 +26,8 @@ INSERT INTO customers VALUES (1, 'ann.o''hara@corp.example', 'Ann O''Hara'), (2,
   (3, 'cy@corp.example', NULL);
 INSERT INTO orders VALUES (10, 'ann.o''hara@corp.example', 12.50), (11, 'ann.o''hara@corp.example', 3.00),
   (12, 'bob@corp.example', 99.99);
-CREATE VIEW big_orders AS SELECT id, total FROM orders WHERE total > 10;
+CREATE FUNCTION big(total DECIMAL(10,2)) RETURNS BOOLEAN DETERMINISTIC RETURN total > 10;
+CREATE VIEW big_orders AS SELECT id, total FROM orders WHERE big(total);
 CREATE TABLE signups (email VARCHAR(200));
 DELIMITER //
 CREATE TRIGGER signed_up AFTER INSERT ON signups FOR EACH ROW

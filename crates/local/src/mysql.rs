@@ -320,6 +320,18 @@ impl LocalRuntime {
     /// [`LocalRuntime::remove_mysql_server`], its start lock held by the caller.
     async fn remove_started_mysql_server(&self, key: &str) -> Result<(), RuntimeError> {
         self.stop_mysql(key).await;
+        // The mark goes first: a removal cut short is taken up again without starting what is left of it.
+        let installed = self.server_root(key).join("installed");
+        match std::fs::remove_file(&installed) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(RuntimeError::new(format!(
+                    "cannot remove {}: {e}",
+                    installed.display()
+                )));
+            }
+        }
         let root = self.server_root(key);
         self.remove_own_server(
             key,

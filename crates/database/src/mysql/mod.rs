@@ -757,9 +757,9 @@ pub struct CopyReport {
 /// A consistent copy of the database `source` (read by its server's administrator in one transaction:
 /// `--single-transaction`) into the database `target` logs in to, as that login (so nothing of the source's
 /// definitions runs with more rights than the target's own user has), masked on the way when `masking` says so.
-/// Tables, views and rows come in one dump; triggers and routines — bodies of statements, which hold no rows and
-/// are never read as rows — in a second one right after, without masking. Definers are dropped from views,
-/// routines and triggers: the copy's own user defines them.
+/// Three reads of the source, one after the other: its routines (which views may call), then its tables, views and
+/// rows — the one stream that is masked —, then its triggers; no body of statements is ever in the stream the
+/// masker reads. Definers are dropped from views, routines and triggers: the copy's own user defines them.
 pub async fn copy(
     programs: &Programs,
     source: &Login,
@@ -767,6 +767,22 @@ pub async fn copy(
     target: &Login,
     masking: Option<(&Masker, &dump::DumpRules)>,
 ) -> Result<CopyReport, DatabaseError> {
+    const DEFINITIONS: [&str; 5] = [
+        "--single-transaction",
+        "--no-data",
+        "--no-create-info",
+        "--no-create-db",
+        "--skip-opt",
+    ];
+    let (routines, _) = stream(
+        programs,
+        source,
+        source_database,
+        &[&DEFINITIONS[..], &["--skip-triggers", "--routines"]].concat(),
+        target,
+        None,
+    )
+    .await?;
     let (bytes, masked) = stream(
         programs,
         source,
@@ -782,25 +798,17 @@ pub async fn copy(
         masking,
     )
     .await?;
-    let (definitions, _) = stream(
+    let (triggers, _) = stream(
         programs,
         source,
         source_database,
-        &[
-            "--single-transaction",
-            "--no-data",
-            "--no-create-info",
-            "--no-create-db",
-            "--skip-opt",
-            "--triggers",
-            "--routines",
-        ],
+        &[&DEFINITIONS[..], &["--triggers"]].concat(),
         target,
         None,
     )
     .await?;
     Ok(CopyReport {
-        bytes: bytes + definitions,
+        bytes: routines + bytes + triggers,
         masked,
     })
 }
@@ -921,6 +929,8 @@ async fn stream(
             .collect();
         DatabaseError::Server(format!("{what}: {}", errors.join("\n")))
     };
+    // The stream's own failure (the masker's) first: it killed both programs.
+    let streamed = streamed?;
     // A load that failed first ends the dump with a broken pipe: its own error is the one to tell.
     if !loaded.as_ref().is_ok_and(|s| s.success()) {
         return Err(failed("loading the copy failed", &load_stderr));
@@ -931,7 +941,7 @@ async fn stream(
             &dump_stderr,
         ));
     }
-    streamed
+    Ok(streamed)
 }
 
 /// Drops `DEFINER=…` clauses from a dump's statements as they pass (a copy's objects are defined by its own
