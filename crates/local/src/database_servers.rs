@@ -104,14 +104,7 @@ impl LocalRuntime {
         let binaries = Binaries::find(version).map_err(|e| RuntimeError::new(e.to_string()))?;
         crate::faults::at("server", crate::faults::When::Before)?;
         let root = self.server_root(key);
-        let port = self
-            .ports
-            .assign(&Self::port_key(key), &["server".to_owned()], &mut |base| {
-                crate::ports::is_free(base, None)
-            })
-            .map_err(RuntimeError::new)?
-            .service_port("server")
-            .ok_or_else(|| RuntimeError::new(format!("no port for the database server {key}")))?;
+        let port = self.server_port(key)?;
         let owner = self.server_owner(key)?;
         crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
         let mut server = Server {
@@ -359,6 +352,29 @@ impl LocalRuntime {
             Err(poisoned) => poisoned.into_inner(),
         };
         Arc::clone(locks.entry(format!("{project}/{service}")).or_default())
+    }
+
+    /// The port of the server `key` on the host's loopback, from the runtime's range (the same one each time).
+    pub(crate) fn server_port(&self, key: &str) -> Result<u16, RuntimeError> {
+        self.ports
+            .assign(&Self::port_key(key), &["server".to_owned()], &mut |base| {
+                crate::ports::is_free(base, None)
+            })
+            .map_err(RuntimeError::new)?
+            .service_port("server")
+            .ok_or_else(|| RuntimeError::new(format!("no port for the database server {key}")))
+    }
+
+    /// Forgets a database resource that is gone: its record and the intent written before it was made.
+    pub(crate) fn forget_database(
+        &self,
+        env: &preview_deploy::EnvironmentAddress,
+        id: &str,
+    ) -> Result<(), RuntimeError> {
+        self.forget(env, id)?;
+        self.dir_of(env)
+            .remove_intent(id)
+            .map_err(RuntimeError::new)
     }
 
     /// Starts the process of a server of a single process that `preview` runs (Redis, MariaDB) for `key`: as its

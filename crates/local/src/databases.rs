@@ -616,8 +616,7 @@ impl LocalRuntime {
             }
         }
         log.line(format!("database `{service}`: {} dropped", content.name));
-        self.forget(env, id)?;
-        dir.remove_intent(id).map_err(RuntimeError::new)
+        self.forget_database(env, id)
     }
 
     /// The environment's database `service` as recorded, or why there is none.

@@ -96,14 +96,7 @@ impl LocalRuntime {
                 socket.display()
             )));
         }
-        let port = self
-            .ports
-            .assign(&Self::port_key(key), &["server".to_owned()], &mut |base| {
-                crate::ports::is_free(base, None)
-            })
-            .map_err(RuntimeError::new)?
-            .service_port("server")
-            .ok_or_else(|| RuntimeError::new(format!("no port for the MariaDB server {key}")))?;
+        let port = self.server_port(key)?;
         let owner = self.server_owner(key)?;
         // The server's directory is the daemon's (its configuration and log are there); what the server writes
         // is in directories of its own.
@@ -794,11 +787,7 @@ impl LocalRuntime {
                     content.name,
                     mark.trim_start_matches("preview: ")
                 ));
-                self.forget(env, id)?;
-                return self
-                    .dir_of(env)
-                    .remove_intent(id)
-                    .map_err(RuntimeError::new);
+                return self.forget_database(env, id);
             }
             // The user and its connections first: no transaction of its keeps the drop waiting.
             faults::around("drop-role", async {
@@ -852,10 +841,7 @@ impl LocalRuntime {
                 ));
             }
         }
-        self.forget(env, id)?;
-        self.dir_of(env)
-            .remove_intent(id)
-            .map_err(RuntimeError::new)
+        self.forget_database(env, id)
     }
 
     /// Starts the environment's server again if needed and serves its port (when the daemon starts or it wakes).

@@ -126,14 +126,7 @@ impl LocalRuntime {
         let program = Program::find(version).map_err(fail(service))?;
         faults::at("server", When::Before)?;
         let root = self.server_root(&key);
-        let port = self
-            .ports
-            .assign(&Self::port_key(&key), &["server".to_owned()], &mut |base| {
-                crate::ports::is_free(base, None)
-            })
-            .map_err(RuntimeError::new)?
-            .service_port("server")
-            .ok_or_else(|| RuntimeError::new(format!("no port for the Redis server {key}")))?;
+        let port = self.server_port(&key)?;
         let owner = self.server_owner(&key)?;
         self.make_redis_dirs(&key, owner)?;
         let inside = self.redis_inside(&key);
@@ -681,10 +674,7 @@ impl LocalRuntime {
         log.line(format!(
             "database `{service}`: its Redis server and data removed"
         ));
-        self.forget(env, id)?;
-        self.dir_of(env)
-            .remove_intent(id)
-            .map_err(RuntimeError::new)
+        self.forget_database(env, id)
     }
 
     /// Starts the environment's Redis server again and serves its port (when the daemon starts or it wakes).
