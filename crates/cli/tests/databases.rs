@@ -10,8 +10,8 @@ use std::path::{Path, PathBuf};
 use preview_testing::TempDir;
 use support::faulty::{FAULTS, Faulty, deployment_id};
 use support::{
-    Daemon, ReleaseAccounts, commit_all, deploy, failed_deployment, git, in_project, local_daemon,
-    ok,
+    Daemon, ReleaseAccounts, commit_all, deploy, deployed_journal, failed_deployment, git,
+    in_project, local_daemon, ok,
 };
 
 /// 200 customers whose names, e-mails and phones appear nowhere else, their orders (joined on the e-mail, which
@@ -1076,18 +1076,6 @@ fn jobs_run_by_their_hooks_once_on_creation_and_before_deletion() {
     assert_eq!(ended["deployment"]["status"], "committed", "{ended}");
     let journal = daemon.json(&["deployment", "logs", &id]).to_string();
     assert!(journal.contains("job `cleanup` finished"), "{journal}");
-}
-
-/// Runs a deployment command with `--no-wait`, waits for it to commit, and returns its journal.
-fn deployed_journal(daemon: &Daemon, project: &str, args: &[&str]) -> String {
-    let mut all = vec!["--project", project];
-    all.extend_from_slice(args);
-    all.push("--no-wait");
-    let started = daemon.json(&all);
-    let id = deployment_id(&started);
-    let ended = support::wait_until_ended(daemon, &id);
-    assert_eq!(ended["deployment"]["status"], "committed", "{ended}");
-    daemon.json(&["deployment", "logs", &id]).to_string()
 }
 
 /// The warm pool's databases on every server, as `oid:name`.

@@ -14,7 +14,8 @@ use std::process::Command;
 use preview_testing::TempDir;
 use support::faulty::{FAULTS, Faulty, deployment_id};
 use support::{
-    Daemon, ReleaseAccounts, api, commit_all, deploy, failed_deployment, git, local_daemon, ok,
+    Daemon, ReleaseAccounts, api, commit_all, deploy, deployed_journal, failed_deployment, git,
+    local_daemon, ok,
 };
 
 /// Customers and their orders, joined by e-mail address; a table the migrate job writes to.
@@ -184,6 +185,11 @@ fn sql(daemon: &Daemon, project: &str, environment: &str, query: &str) -> String
 fn as_admin(data: &Path, query: &str) -> String {
     let sockets = mariadb_servers(data).0;
     assert_eq!(sockets.len(), 1, "{sockets:?}");
+    as_admin_at(&sockets[0], query)
+}
+
+/// `sql` as the administrator of the server whose socket is `socket`.
+fn as_admin_at(socket: &Path, query: &str) -> String {
     // A daemon started again after a kill serves its servers again while it already answers: the socket may take
     // a moment to come back.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
@@ -191,7 +197,7 @@ fn as_admin(data: &Path, query: &str) -> String {
         let out = Command::new("mariadb")
             .args(["--no-defaults", "--protocol=socket", "--user=root"])
             .args(["--batch", "--skip-column-names"])
-            .arg(format!("--socket={}", sockets[0].display()))
+            .arg(format!("--socket={}", socket.display()))
             .arg(format!("--execute={query}"))
             .output()
             .expect("mariadb");
@@ -591,7 +597,17 @@ fn mysql_steps_that_fail_or_are_killed_are_rolled_back_with_nothing_left() {
     let dir = TempDir::new("mysql-faults");
     let _accounts = ReleaseAccounts(dir.path().join("data"));
     let mut faulty = Faulty::start(dir.path(), "35300-35699");
-    let repo = project(dir.path(), "faultledger", "  staging: {}\n  keep: {}");
+    let repo = project(
+        dir.path(),
+        "faultledger",
+        "  staging: {}
+  keep: {}
+  phys:
+    services:
+      ledger:
+        mode: container
+        clone: { policy: masked, from: staging }",
+    );
     register(faulty.daemon(), &repo, "a-fault-masking-key");
     // A server's data directory whose making was cut short (here: killed once it was made, then broken before the
     // daemon came back) is never started: the step's undo removes it as it is.
@@ -707,6 +723,60 @@ fn mysql_steps_that_fail_or_are_killed_are_rolled_back_with_nothing_left() {
             );
         }
     }
+    // A masked copy on a server of its own: the golden snapshot built on a server of its own and kept as a data
+    // directory, the environment's server made from a copy of it, the copy taken over. Undone, no server but the
+    // project's is left, nor any snapshot (no server of the database is left to use it).
+    let servers = faulty.data.join("local/databases");
+    let golden_dirs = move || -> Vec<PathBuf> {
+        std::fs::read_dir(&servers)
+            .expect("servers")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("golden-"))
+            .map(|e| e.path())
+            .collect()
+    };
+    for operation in ["server", "install", "golden", "create", "copy"] {
+        for (fault, when) in FAULTS {
+            let status = faulty.inject(
+                "faultledger",
+                &["env", "create", "phys"],
+                operation,
+                fault,
+                when,
+            );
+            let case = format!("physical {operation} {fault} {when}");
+            assert_eq!(status, "rolled_back", "{case}");
+            let (made, running) = mariadb_servers(&faulty.data);
+            assert_eq!(
+                (made.len(), running.len()),
+                (1, 1),
+                "{case}: {made:?} {running:?}"
+            );
+            assert_eq!(golden_dirs(), Vec::<PathBuf>::new(), "{case}");
+            let (databases, users) = server_contents(&faulty.data);
+            assert_eq!(
+                databases
+                    .iter()
+                    .filter(|d| !d.starts_with("preview_golden_"))
+                    .collect::<Vec<_>>(),
+                before.0.iter().collect::<Vec<_>>(),
+                "{case}"
+            );
+            assert_eq!(users, before.1, "{case}");
+        }
+    }
+    deploy(faulty.daemon(), "faultledger", &["env", "create", "phys"]);
+    assert_eq!(
+        sql(
+            faulty.daemon(),
+            "faultledger",
+            "phys",
+            "SELECT COUNT(*) FROM customers WHERE email LIKE '%@example.com'"
+        ),
+        "3"
+    );
+    deploy(faulty.daemon(), "faultledger", &["env", "delete", "phys"]);
+    assert_eq!(golden_dirs(), Vec::<PathBuf>::new());
     deploy(
         faulty.daemon(),
         "faultledger",
@@ -977,7 +1047,7 @@ fn mysql_databases_on_servers_of_their_own_are_copied_between_servers_and_go_wit
     let dir = TempDir::new("mysql-own-servers");
     let data = dir.path().join("data");
     let _accounts = ReleaseAccounts(data.clone());
-    let daemon = local_daemon(&data, "35900-36099", &[], None);
+    let daemon = local_daemon(&data, "36300-36999", &[], None);
     let repo = project(
         dir.path(),
         "solo",
@@ -1001,19 +1071,61 @@ fn mysql_databases_on_servers_of_their_own_are_copied_between_servers_and_go_wit
     register(&daemon, &repo, "an-own-masking-key");
     deploy(&daemon, "solo", &["env", "create", "staging"]);
     deploy(&daemon, "solo", &["env", "create", "own"]);
-    deploy(&daemon, "solo", &["env", "clone", "staging", "pr-3"]);
-    // Three servers: the project's (staging's), own's and pr-3's, each on a port of its own.
-    assert_eq!(mariadb_servers(&data).1.len(), 3);
-    let ports: std::collections::BTreeSet<u16> = ["staging", "own", "pr-3"]
+    // The first preview builds the golden snapshot on a server of its own, stopped and kept; the preview's server
+    // starts from a copy of its data directory, whose tables move into the preview's database.
+    let first = deployed_journal(&daemon, "solo", &["env", "clone", "staging", "pr-3"]);
+    for said in [
+        "kept as a stopped data directory",
+        "data directory copied from the golden snapshot",
+        "is the golden snapshot's copy (4 tables moved in",
+    ] {
+        assert!(first.contains(said), "no `{said}` in {first}");
+    }
+    // Three servers: the project's (staging's), own's and pr-3's, each on a port of its own; the builder's is gone.
+    let (made, running) = mariadb_servers(&data);
+    assert_eq!((made.len(), running.len()), (3, 3), "{made:?} {running:?}");
+    let golden_dirs = || -> Vec<PathBuf> {
+        std::fs::read_dir(data.join("local/databases"))
+            .expect("servers")
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().starts_with("golden-"))
+            .map(|e| e.path())
+            .collect()
+    };
+    let golden = golden_dirs();
+    assert_eq!(golden.len(), 1, "{golden:?}");
+    assert!(
+        golden[0].join("data/mysql").is_dir() && golden[0].join("definitions.sql").is_file(),
+        "{golden:?}"
+    );
+    // The snapshot holds the masked rows: no source address anywhere in its files.
+    let files = Command::new("grep")
+        .args(["-rl", "corp.example"])
+        .arg(&golden[0])
+        .output()
+        .expect("grep");
+    assert_eq!(
+        String::from_utf8_lossy(&files.stdout),
+        "",
+        "unmasked rows kept"
+    );
+    // The next preview copies the same snapshot: nothing is read from staging again.
+    let second = deployed_journal(&daemon, "solo", &["env", "clone", "staging", "pr-4"]);
+    assert!(
+        !second.contains("kept as a stopped data directory")
+            && second.contains("data directory copied from the golden snapshot"),
+        "{second}"
+    );
+    let ports: std::collections::BTreeSet<u16> = ["staging", "own", "pr-3", "pr-4"]
         .iter()
         .map(|environment| login(&daemon, "solo", environment).0)
         .collect();
-    assert_eq!(ports.len(), 3, "{ports:?}");
+    assert_eq!(ports.len(), 4, "{ports:?}");
     assert_eq!(
         sql(&daemon, "solo", "own", "SELECT COUNT(*) FROM orders"),
         "3"
     );
-    // pr-3's copy came from staging's server into its own, masked on the way.
+    // pr-3's copy came from staging's server through the snapshot into its own, masked on the way.
     let emails = sql(
         &daemon,
         "solo",
@@ -1024,16 +1136,134 @@ fn mysql_databases_on_servers_of_their_own_are_copied_between_servers_and_go_wit
         emails.lines().count() == 3 && emails.lines().all(|e| e.ends_with("@example.com")),
         "{emails}"
     );
+    assert_eq!(
+        sql(
+            &daemon,
+            "solo",
+            "pr-4",
+            "SELECT email FROM customers ORDER BY id"
+        ),
+        emails
+    );
     let joined = "SELECT c.id, o.id FROM orders o JOIN customers c ON c.email = o.customer_email ORDER BY o.id";
     assert_eq!(
         sql(&daemon, "solo", "pr-3", joined),
         sql(&daemon, "solo", "staging", joined)
     );
+    // The foreign key moved with its tables: it still refuses an order of nobody.
+    let refused = sql(
+        &daemon,
+        "solo",
+        "pr-3",
+        "INSERT INTO orders VALUES (99, 'nobody@example.com', 1)",
+    );
+    assert!(
+        refused.contains("foreign key constraint fails"),
+        "{refused}"
+    );
+    // Its function, view (which calls the function) and trigger were made again in pr-3's database, by pr-3's
+    // own user; nothing is left of the snapshot's database.
+    assert_eq!(
+        sql(
+            &daemon,
+            "solo",
+            "pr-3",
+            "SELECT id FROM big_orders ORDER BY id"
+        ),
+        "10\n12"
+    );
+    sql(
+        &daemon,
+        "solo",
+        "pr-3",
+        "INSERT INTO signups VALUES ('new@example.org')",
+    );
+    assert_eq!(
+        sql(
+            &daemon,
+            "solo",
+            "pr-3",
+            "SELECT id FROM customers WHERE email = 'new@example.org'"
+        ),
+        "101"
+    );
+    let definers = sql(
+        &daemon,
+        "solo",
+        "pr-3",
+        "SELECT definer FROM information_schema.triggers UNION ALL SELECT definer FROM information_schema.views
+         UNION ALL SELECT definer FROM information_schema.routines",
+    );
+    assert!(
+        definers.lines().count() == 3
+            && definers.lines().all(|d| d.starts_with("solo_pr_3_ledger@")),
+        "{definers}"
+    );
+    // On no server is anything left of a snapshot's copy or its making: no `preview_golden` database or user, no
+    // definitions waiting to be made.
+    for socket in mariadb_servers(&data).0 {
+        assert_eq!(
+            as_admin_at(
+                &socket,
+                "SELECT COUNT(*) FROM information_schema.schemata WHERE schema_name = 'preview_golden'
+                 UNION ALL SELECT COUNT(*) FROM mysql.user WHERE user = 'preview_golden'"
+            ),
+            "0\n0",
+            "{socket:?}"
+        );
+        let root = socket.parent().and_then(Path::parent).expect("root");
+        assert!(!root.join("definitions.sql").exists(), "{root:?}");
+    }
+    let snapshot = daemon.json(&["--project", "solo", "db", "snapshot", "pr-3", "ledger"]);
+    assert_eq!(
+        snapshot["snapshot"]["name"],
+        golden[0].display().to_string(),
+        "{snapshot}"
+    );
+    assert_eq!(snapshot["snapshot"]["tables"], 4, "{snapshot}");
+    let made_at = snapshot["snapshot"]["made_at"].as_u64().expect("made_at");
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    let refreshed = ok(support::in_project(
+        &daemon,
+        "solo",
+        &["db", "refresh", "pr-3", "ledger"],
+    ));
+    assert!(
+        refreshed.contains("kept as a stopped data directory"),
+        "{refreshed}"
+    );
+    let snapshot = daemon.json(&["--project", "solo", "db", "snapshot", "pr-3", "ledger"]);
+    assert!(
+        snapshot["snapshot"]["made_at"].as_u64().expect("made_at") > made_at,
+        "{snapshot}"
+    );
+    // Made again from scratch, a preview's own server still gets its data (from a golden database on it).
+    ok(support::in_project(
+        &daemon,
+        "solo",
+        &["db", "reset", "pr-3", "ledger"],
+    ));
+    assert_eq!(
+        sql(
+            &daemon,
+            "solo",
+            "pr-3",
+            "SELECT email FROM customers WHERE id < 100 ORDER BY id"
+        ),
+        emails
+    );
+    deploy(&daemon, "solo", &["env", "delete", "pr-4"]);
     // A server of its own goes with its environment; the project's stays for staging.
     deploy(&daemon, "solo", &["env", "delete", "pr-3"]);
+    assert_eq!(
+        golden_dirs().len(),
+        1,
+        "kept while a server of the database is left"
+    );
     deploy(&daemon, "solo", &["env", "delete", "own"]);
     let (made, running) = mariadb_servers(&data);
     assert_eq!((made.len(), running.len()), (1, 1), "{made:?} {running:?}");
+    assert_eq!(golden_dirs(), Vec::<PathBuf>::new());
     assert_eq!(
         sql(&daemon, "solo", "staging", "SELECT COUNT(*) FROM customers"),
         "3"

@@ -555,11 +555,14 @@ impl LocalRuntime {
         if content.physical() {
             // Nobody reads it (a copy from it, as a source) while it is removed.
             let running = self.running_server(&key).await;
-            let _exclusive = match &running {
+            let exclusive = match &running {
                 Some(running) => Some(Arc::clone(&running.in_use).write_owned().await),
                 None => None,
             };
             faults::around("drop", self.remove_server(&key)).await?;
+            // Let go first: a golden snapshot being built of this server's database, whose lock the next call
+            // waits for, waits for it.
+            drop(exclusive);
             self.remove_unused_physical_goldens(&env.project, service)
                 .await?;
         } else if !content.external() && !self.server_exists(&key) {

@@ -21,6 +21,7 @@ use preview_secrets::Secret;
 
 use crate::databases::{LocalContent, fail};
 use crate::faults::{self, When};
+use crate::physical::{DEFINITIONS, GOLDEN_DATABASE};
 use crate::runtime::LocalRuntime;
 use crate::supervisor::{Place, ProcessSpec, Supervised};
 
@@ -37,6 +38,18 @@ const LIMITS: preview_isolation::CgroupLimits = preview_isolation::CgroupLimits 
     memory_bytes: Some(1024 * 1024 * 1024),
     tasks: Some(256),
 };
+
+/// How many times a server whose port another socket holds is started again before that is an error.
+const PORT_TAKEN_TRIES: u32 = 5;
+
+/// How long a golden snapshot's server may take to write its changed pages out before it is stopped.
+const FLUSH_TIMEOUT: Duration = Duration::from_secs(600);
+
+/// The daemon's mark that a server's data directory was made whole (by `mariadb-install-db` or as a copy).
+const INSTALLED: &str = "installed";
+
+/// The server's key, in its directory.
+const KEY_FILE: &str = "mysql.key";
 
 /// The golden databases' prefix on a server (`preview`'s own, never an environment's).
 const GOLDEN_PREFIX: &str = "preview_golden_";
@@ -96,12 +109,11 @@ impl LocalRuntime {
                 socket.display()
             )));
         }
+        // The server's directory is the daemon's (its configuration and log are there), made before its port and
+        // user so that whatever a kill leaves is found; what the server writes is in directories of its own.
+        self.make_mysql_root(key, &root)?;
         let port = self.server_port(key)?;
         let owner = self.server_owner(key)?;
-        // The server's directory is the daemon's (its configuration and log are there); what the server writes
-        // is in directories of its own.
-        crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
-        crate::trees::own_dir(&root, None, 0o711).map_err(RuntimeError::new)?;
         for dir in ["data", "run", "tmp", "files"] {
             crate::trees::own_dir(&root.join(dir), owner.map(|(uid, _)| uid), 0o700)
                 .map_err(RuntimeError::new)?;
@@ -130,7 +142,7 @@ impl LocalRuntime {
         let admin_user = preview_isolation::user_name();
         // A data directory is only good once its making finished (a kill during it leaves one that does not start):
         // the daemon's mark says so.
-        let installed = root.join("installed");
+        let installed = root.join(INSTALLED);
         if !installed.exists() {
             preview_database::postgres::server::remove_tree(&root.join("data"))
                 .map_err(|e| RuntimeError::new(e.to_string()))?;
@@ -180,28 +192,41 @@ impl LocalRuntime {
             self.config.grace,
         )
         .await;
-        let process = self
-            .start_own_server(
-                key,
-                "mariadb",
-                engine::server_command(&programs, &config_inside),
-                owner,
-                Path::new(INSIDE),
-                &unit_of(&root),
-                &LIMITS,
-            )
-            .await?;
         let admin = Login::Admin {
             socket,
             user: admin_user,
         };
-        if let Err(e) = wait_ready(&programs, &admin, &process).await {
+        let mut tries = 0;
+        let process = loop {
+            let process = self
+                .start_own_server(
+                    key,
+                    "mariadb",
+                    engine::server_command(&programs, &config_inside),
+                    owner,
+                    Path::new(INSIDE),
+                    &unit_of(&root),
+                    &LIMITS,
+                )
+                .await?;
+            let Err(e) = wait_ready(&programs, &admin, &process).await else {
+                break process;
+            };
             process.stop().await;
+            // Its port held for a moment by a connection's own end (the host's ephemeral ports may overlap the
+            // runtime's range): started again, a few times.
+            tries += 1;
+            if tries < PORT_TAKEN_TRIES
+                && process.output_tail(15).contains("Address already in use")
+            {
+                tokio::time::sleep(Duration::from_secs(1)).await;
+                continue;
+            }
             return Err(RuntimeError::new(format!(
                 "database `{service}`: the MariaDB server did not start: {e}; its log ends with:\n{}",
                 process.output_tail(15)
             )));
-        }
+        };
         let server = Arc::new(RunningMysql {
             process: Some(process),
             host: "127.0.0.1".to_owned(),
@@ -302,8 +327,30 @@ impl LocalRuntime {
         }
     }
 
+    /// The server `key`'s directory, the daemon's, saying whose it is (so that a golden snapshot's builder a
+    /// killed daemon left is found).
+    fn make_mysql_root(&self, key: &str, root: &Path) -> Result<(), RuntimeError> {
+        crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
+        crate::trees::own_dir(root, None, 0o711).map_err(RuntimeError::new)?;
+        let named = root.join(KEY_FILE);
+        if std::fs::read(&named).ok().as_deref() != Some(key.as_bytes()) {
+            crate::records::write_atomically(&named, key.as_bytes()).map_err(RuntimeError::new)?;
+        }
+        Ok(())
+    }
+
+    /// The keys of the MariaDB servers that have files.
+    pub(crate) fn mysql_server_keys(&self) -> Vec<String> {
+        std::fs::read_dir(self.servers_dir())
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|entry| std::fs::read_to_string(entry.path().join(KEY_FILE)).ok())
+            .collect()
+    }
+
     /// Stops the server `key` and removes its files, its port and its user.
-    async fn remove_mysql_server(&self, key: &str) -> Result<(), RuntimeError> {
+    pub(crate) async fn remove_mysql_server(&self, key: &str) -> Result<(), RuntimeError> {
         // Nothing starts it again while it goes.
         let starting = self.keyed_lock("mysql-start", key);
         let _starting = starting.lock().await;
@@ -314,7 +361,7 @@ impl LocalRuntime {
     async fn remove_started_mysql_server(&self, key: &str) -> Result<(), RuntimeError> {
         self.stop_mysql(key).await;
         // The mark goes first: a removal cut short is taken up again without starting what is left of it.
-        let installed = self.server_root(key).join("installed");
+        let installed = self.server_root(key).join(INSTALLED);
         match std::fs::remove_file(&installed) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -343,7 +390,7 @@ impl LocalRuntime {
         }
         let starting = self.keyed_lock("mysql-start", key);
         let _starting = starting.lock().await;
-        if self.server_root(key).join("installed").exists() {
+        if self.server_root(key).join(INSTALLED).exists() {
             return Ok(false);
         }
         self.remove_started_mysql_server(key).await?;
@@ -386,6 +433,23 @@ impl LocalRuntime {
         self.dir_of(env)
             .write_intent(&resource.id, &resource.content)
             .map_err(RuntimeError::new)?;
+        // An environment's own server that is a copy starts from a copy of the golden snapshot's data directory.
+        let key = content.server_key(env, service);
+        if content.physical()
+            && matches!(content.clone.policy.as_str(), "clone" | "masked")
+            && !self.holds_whole_data(&key)
+        {
+            let golden = self
+                .ensure_physical_golden(env, service, content, log, false)
+                .await?;
+            log.check_lease()?;
+            let started = std::time::Instant::now();
+            faults::around("create", self.adopt_mysql_golden(&key, &golden.data)).await?;
+            log.line(format!(
+                "database `{service}`: its server's data directory copied from the golden snapshot in {} ms",
+                started.elapsed().as_millis()
+            ));
+        }
         let (server, _using) = self.mysql_in_use(env, service, content).await?;
         let (programs, admin) = (&server.programs, &server.admin);
         let name = &content.name;
@@ -476,6 +540,29 @@ impl LocalRuntime {
             .map_err(fail(service))?;
         let login = Self::mysql_login(server, name, password);
         match (content.clone.policy.as_str(), &content.clone.file) {
+            ("clone" | "masked", _)
+                if content.physical()
+                    && engine::readiness(programs, admin, GOLDEN_DATABASE)
+                        .await
+                        .map_err(fail(service))?
+                        .is_some() =>
+            {
+                let started = std::time::Instant::now();
+                let tables = faults::around(
+                    "copy",
+                    self.take_mysql_golden_copy(
+                        &content.server_key(env, service),
+                        server,
+                        &login,
+                        service,
+                    ),
+                )
+                .await?;
+                log.line(format!(
+                    "database `{service}`: {name} is the golden snapshot's copy ({tables} tables moved in, its routines, views and triggers made again by its user) in {} ms",
+                    started.elapsed().as_millis()
+                ));
+            }
             ("clone" | "masked", _) => {
                 let started = std::time::Instant::now();
                 let (golden_server, golden, _held) =
@@ -662,25 +749,9 @@ impl LocalRuntime {
         }
         let (source_server, source_name, _source_in_use) =
             self.mysql_source(env, service, content, &key).await?;
-        let masking = match content.masking_of(service).map_err(RuntimeError::new)? {
-            Some((masking, key)) => {
-                let secret = self.secrets.reveal(env, &key.name, &key.version).await?;
-                let (plan, rules) = engine::masking_plan(
-                    &source_server.programs,
-                    &source_server.admin,
-                    &source_name,
-                    &masking.tables,
-                    masking.strict,
-                )
-                .await
-                .map_err(fail(service))?;
-                for warning in &plan.warnings {
-                    log.line(format!("database `{service}`: {warning}"));
-                }
-                Some((Masker::from_secret(&secret), rules))
-            }
-            None => None,
-        };
+        let masking = self
+            .mysql_masking(env, service, content, &source_server, &source_name, log)
+            .await?;
         log.check_lease()?;
         faults::at("golden", When::Before)?;
         let started = std::time::Instant::now();
@@ -745,6 +816,287 @@ impl LocalRuntime {
         Ok((server, golden, held))
     }
 
+    /// Whether the server `key`'s data directory is whole and its own: made (the `installed` mark) and not a
+    /// golden snapshot's copy whose taking over has not finished (its `definitions.sql` still there: the step that
+    /// took it over was cut short, perhaps after moving its tables).
+    fn holds_whole_data(&self, key: &str) -> bool {
+        let root = self.server_root(key);
+        root.join(INSTALLED).exists() && !root.join(DEFINITIONS).exists()
+    }
+
+    /// Gives the server `key`, which was never made whole, a copy of the stopped data directory `golden` (a physical
+    /// golden snapshot's) and its definitions instead of a new one from `mariadb-install-db`; it starts from it.
+    async fn adopt_mysql_golden(&self, key: &str, golden: &Path) -> Result<(), RuntimeError> {
+        let starting = self.keyed_lock("mysql-start", key);
+        let _starting = starting.lock().await;
+        if self.holds_whole_data(key) {
+            return Ok(());
+        }
+        // One that ran from an earlier copy (taking it over failed) stops first.
+        self.stop_mysql(key).await;
+        let root = self.server_root(key);
+        self.make_mysql_root(key, &root)?;
+        let owner = self.server_owner(key)?;
+        let definitions = std::fs::read(golden.with_file_name(DEFINITIONS)).map_err(|e| {
+            RuntimeError::new(format!(
+                "the golden snapshot {} has no definitions: {e}",
+                golden.display()
+            ))
+        })?;
+        let data = root.join("data");
+        preview_database::postgres::server::remove_tree(&data)
+            .map_err(|e| RuntimeError::new(e.to_string()))?;
+        let from = golden.to_path_buf();
+        let to = data.clone();
+        tokio::task::spawn_blocking(move || {
+            preview_database::postgres::server::copy_dir(
+                &from,
+                &to,
+                owner,
+                &|path, uid, gid| {
+                    preview_isolation::hand_tree_to(path, uid, gid).map_err(|e| e.to_string())
+                },
+                &[],
+            )
+        })
+        .await
+        .map_err(|e| {
+            RuntimeError::new(format!(
+                "the copy of a data directory ended abnormally: {e}"
+            ))
+        })?
+        .map_err(|e| RuntimeError::new(e.to_string()))?;
+        crate::records::write_atomically(&root.join(DEFINITIONS), &definitions)
+            .map_err(RuntimeError::new)?;
+        crate::records::write_atomically(&root.join(INSTALLED), b"").map_err(RuntimeError::new)
+    }
+
+    /// Makes the golden snapshot's copy on the server `key` the environment's: its tables moved into the
+    /// environment's database (the one `login` uses), its routines, views and triggers made again there by the
+    /// environment's user, `preview_golden` dropped. How many tables moved. Cut short, the server is made again
+    /// from the snapshot next time.
+    async fn take_mysql_golden_copy(
+        &self,
+        key: &str,
+        server: &RunningMysql,
+        login: &Login,
+        service: &str,
+    ) -> Result<usize, RuntimeError> {
+        let (programs, admin) = (&server.programs, &server.admin);
+        let root = self.server_root(key);
+        let Some(name) = login.database() else {
+            return Err(RuntimeError::new(format!(
+                "database `{service}`: a login without a database"
+            )));
+        };
+        let taken = async {
+            let definitions = std::fs::read(root.join(DEFINITIONS)).map_err(|e| {
+                RuntimeError::new(format!(
+                    "database `{service}`: the golden snapshot's definitions are missing from its copy: {e}"
+                ))
+            })?;
+            let tables = engine::move_tables(programs, admin, GOLDEN_DATABASE, name)
+                .await
+                .map_err(fail(service))?;
+            engine::drop_database(programs, admin, GOLDEN_DATABASE)
+                .await
+                .map_err(fail(service))?;
+            engine::run_sql_file(programs, login, &definitions, "the golden snapshot's definitions")
+                .await
+                .map_err(fail(service))?;
+            Ok(tables)
+        }
+        .await;
+        // Taken over: the server's data is its own. Cut short (an error here; a kill leaves `definitions.sql`), it
+        // is made again from the snapshot.
+        let _ = std::fs::remove_file(root.join(match taken {
+            Ok(_) => DEFINITIONS,
+            Err(_) => INSTALLED,
+        }));
+        taken
+    }
+
+    /// Builds the physical golden snapshot of a MySQL database into `dir`, replacing the one there, on a server of
+    /// its own: started, filled by the same copy as a golden database (masked in the stream), its definitions
+    /// kept beside it and dropped from it (only tables can move into a copy's database), its writer dropped, and
+    /// stopped; its data directory is kept. The caller holds the snapshot's lock.
+    pub(crate) async fn build_mysql_physical_golden(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        golden: &crate::snapshots::Golden,
+        dir: &Path,
+        log: &StepLog,
+    ) -> Result<(), RuntimeError> {
+        let builder_key = Self::golden_builder_key(&env.project, golden, service);
+        let (from, _) = content.copied_from(service).map_err(RuntimeError::new)?;
+        let (source_server, source_name, _source_in_use) = self
+            .mysql_source(env, service, content, &builder_key)
+            .await?;
+        let masking = self
+            .mysql_masking(env, service, content, &source_server, &source_name, log)
+            .await?;
+        log.check_lease()?;
+        faults::at("golden", When::Before)?;
+        // A builder a killed daemon left goes first.
+        self.remove_mysql_server(&builder_key).await?;
+        let started = std::time::Instant::now();
+        let built = async {
+            let builder = self.ensure_mysql(&builder_key, content, service).await?;
+            let (programs, admin) = (&builder.programs, &builder.admin);
+            engine::create_database(programs, admin, GOLDEN_DATABASE)
+                .await
+                .map_err(fail(service))?;
+            let password = Secret::new(random_password());
+            engine::ensure_user(programs, admin, GOLDEN_USER, &password)
+                .await
+                .map_err(fail(service))?;
+            let writer = Login::User {
+                host: builder.host.clone(),
+                port: builder.port,
+                user: GOLDEN_USER.to_owned(),
+                password,
+                database: GOLDEN_DATABASE.to_owned(),
+            };
+            let copied = engine::copy(
+                &source_server.programs,
+                &source_server.admin,
+                &source_name,
+                &writer,
+                masking.as_ref().map(|(masker, rules)| (masker, rules)),
+            )
+            .await
+            .map_err(fail(service))?;
+            let definitions = engine::definitions(programs, admin, GOLDEN_DATABASE)
+                .await
+                .map_err(fail(service))?;
+            engine::drop_definitions(programs, admin, GOLDEN_DATABASE)
+                .await
+                .map_err(fail(service))?;
+            engine::drop_user(programs, admin, GOLDEN_USER)
+                .await
+                .map_err(fail(service))?;
+            let counted = engine::query(
+                programs,
+                admin,
+                &format!(
+                    "SELECT COUNT(*), COALESCE(SUM(table_rows), 0) FROM information_schema.tables
+                       WHERE table_schema = {} AND table_type <> 'VIEW'",
+                    engine::quote_literal(GOLDEN_DATABASE)
+                ),
+            )
+            .await
+            .map_err(fail(service))?;
+            let number = |i: usize| {
+                counted
+                    .first()
+                    .and_then(|row| row.get(i))
+                    .and_then(|n| n.parse::<u64>().ok())
+                    .unwrap_or_default()
+            };
+            // Written out now, with time for it: the stop that follows then ends well within its grace period.
+            engine::flush_pages(programs, admin, FLUSH_TIMEOUT)
+                .await
+                .map_err(fail(service))?;
+            Ok::<_, RuntimeError>((copied, definitions, number(0), number(1)))
+        }
+        .await;
+        // Stopped cleanly, or not kept: a data directory is copied only whole.
+        let builder = self.databases.mysql.lock().await.remove(&builder_key);
+        let stopped = match builder {
+            Some(running) => match &running.process {
+                Some(process) => {
+                    process.stop().await;
+                    process.stop_exit()
+                }
+                None => None,
+            },
+            None => None,
+        };
+        let (copied, definitions, tables, rows) = match built {
+            Ok(built) if stopped.as_deref() == Some("exit status: 0") => built,
+            Ok(_) => {
+                let _ = self.remove_mysql_server(&builder_key).await;
+                return Err(RuntimeError::new(format!(
+                    "database `{service}`: the golden snapshot's server did not stop cleanly ({}); nothing was kept",
+                    stopped.as_deref().unwrap_or("it was not running")
+                )));
+            }
+            Err(error) => {
+                let _ = self.remove_mysql_server(&builder_key).await;
+                return Err(error);
+            }
+        };
+        let mark = crate::snapshots::GoldenMark {
+            project: env.project.clone(),
+            service: service.to_owned(),
+            from: from.to_owned(),
+            policy: content.clone.policy.clone(),
+            made_at: now(),
+            tables,
+            // InnoDB's estimate, as `db snapshots` shows it for a golden database.
+            rows,
+            masking_key: content
+                .masking
+                .as_ref()
+                .filter(|_| content.clone.policy == "masked")
+                .and_then(|m| m.key.as_ref())
+                .map(|key| format!("{}@{}", key.name, key.version)),
+        };
+        let placed = crate::physical::place(
+            dir,
+            &self.server_root(&builder_key).join("data"),
+            &mark,
+            Some(&definitions),
+        );
+        self.remove_mysql_server(&builder_key).await?;
+        placed?;
+        faults::at("golden", When::After)?;
+        self.drop_replaced_physical_goldens(golden, &mark, service, log);
+        let masked: u64 = copied.masked.values().sum();
+        log.line(format!(
+            "database `{service}`: golden snapshot of `{from}` made ({} bytes{}) in {} ms, kept as a stopped data directory",
+            copied.bytes,
+            if masking.is_some() {
+                format!(", {masked} rows masked")
+            } else {
+                String::new()
+            },
+            started.elapsed().as_millis()
+        ));
+        Ok(())
+    }
+
+    /// The masker and its rules when the policy masks, checked against the source's catalog (its warnings logged).
+    async fn mysql_masking(
+        &self,
+        env: &EnvironmentAddress,
+        service: &str,
+        content: &DatabaseContent,
+        source_server: &RunningMysql,
+        source_name: &str,
+        log: &StepLog,
+    ) -> Result<Option<(Masker, engine::dump::DumpRules)>, RuntimeError> {
+        let Some((masking, key)) = content.masking_of(service).map_err(RuntimeError::new)? else {
+            return Ok(None);
+        };
+        let secret = self.secrets.reveal(env, &key.name, &key.version).await?;
+        let (plan, rules) = engine::masking_plan(
+            &source_server.programs,
+            &source_server.admin,
+            source_name,
+            &masking.tables,
+            masking.strict,
+        )
+        .await
+        .map_err(fail(service))?;
+        for warning in &plan.warnings {
+            log.line(format!("database `{service}`: {warning}"));
+        }
+        Ok(Some((Masker::from_secret(&secret), rules)))
+    }
+
     pub(crate) async fn remove_mysql(
         &self,
         env: &EnvironmentAddress,
@@ -758,7 +1110,7 @@ impl LocalRuntime {
         let key = content.server_key(env, service);
         if content.physical() {
             let running = self.databases.mysql.lock().await.get(&key).cloned();
-            let _alone = match &running {
+            let alone = match &running {
                 Some(running) => Some(Arc::clone(&running.in_use).write_owned().await),
                 None => None,
             };
@@ -766,6 +1118,11 @@ impl LocalRuntime {
             log.line(format!(
                 "database `{service}`: its MariaDB server and data removed"
             ));
+            // Let go first: a golden snapshot being built of this server's database, whose lock the next call
+            // waits for, waits for it.
+            drop(alone);
+            self.remove_unused_physical_goldens(&env.project, service)
+                .await?;
         } else if !content.external() && self.remove_unmade_mysql_server(&key).await? {
             // Its server was never made whole: no environment has data there.
         } else if content.external() || self.server_exists(&key) {
@@ -903,6 +1260,11 @@ impl LocalRuntime {
         content: &DatabaseContent,
     ) -> Result<Vec<String>, RuntimeError> {
         let log = StepLog::default();
+        if content.physical() {
+            self.ensure_physical_golden(env, service, content, &log, true)
+                .await?;
+            return Ok(log.lines());
+        }
         let (_using_server, _using) = self.mysql_in_use(env, service, content).await?;
         self.mysql_golden(env, service, content, &log, true).await?;
         Ok(log.lines())
@@ -918,6 +1280,9 @@ impl LocalRuntime {
         service: &str,
         content: &DatabaseContent,
     ) -> Result<Option<preview_deploy::DatabaseSnapshot>, RuntimeError> {
+        if content.physical() {
+            return Ok(self.physical_snapshot_of(env, service, content));
+        }
         let key = content.server_key(env, service);
         let server = if content.external() {
             self.mysql_host(env, service, content).await?

@@ -3,11 +3,14 @@
 //! built once per source, policy, rules and key on a server of its own (started, filled by the same streaming
 //! copy as in logical mode, stopped); an environment's own server then starts from a copy of it (a reflink where
 //! the file system has them, else a byte copy), and the copy's `preview_golden` is renamed to the environment's
-//! database and handed to its role. Older than the spec's `refresh`, it is built again; it goes when the project
-//! has no server of that database left.
+//! database and handed to its role. MariaDB renames no database: a MySQL snapshot keeps only tables in
+//! `preview_golden`, which each copy moves into the environment's database, and beside them in `definitions.sql`
+//! the routines, views and triggers, made again there as the environment's user (`crate::mysql`). Older than the
+//! spec's `refresh`, it is built again; it goes when the project has no server of that database left.
 
 use std::path::{Path, PathBuf};
 
+use preview_database::content::Engine;
 use preview_database::postgres::admin;
 use preview_database::postgres::server::remove_tree;
 use preview_deploy::{DatabaseSnapshot, EnvironmentAddress, RuntimeError, StepLog};
@@ -17,8 +20,12 @@ use crate::faults::{self, When};
 use crate::runtime::LocalRuntime;
 use crate::snapshots::{Golden, GoldenMark, or_older, stale};
 
-/// The database a physical golden snapshot holds, renamed in each copy to its environment's.
+/// The database a physical golden snapshot holds, renamed in each copy to its environment's (MySQL's: its tables
+/// moved into the environment's).
 pub(crate) const GOLDEN_DATABASE: &str = "preview_golden";
+
+/// Beside a MySQL physical golden snapshot's data: its routines, views and triggers, made again in each copy.
+pub(crate) const DEFINITIONS: &str = "definitions.sql";
 
 /// A physical golden snapshot's data directory, and its lock held: no rebuild replaces it while it is copied.
 pub(crate) struct PhysicalGolden {
@@ -27,15 +34,30 @@ pub(crate) struct PhysicalGolden {
 }
 
 impl LocalRuntime {
-    fn physical_golden_dir(&self, golden: &Golden) -> PathBuf {
+    /// Where the project's physical golden snapshot of `service` is kept: the project and service are part of its
+    /// name, as a database's name alone is not (`shop-eu`'s `staging` and `shop`'s `eu-staging` have the same).
+    pub(crate) fn physical_golden_dir(
+        &self,
+        project: &str,
+        service: &str,
+        golden: &Golden,
+    ) -> PathBuf {
+        let digest = ring::digest::digest(
+            &ring::digest::SHA256,
+            format!("{project}\n{service}\n{}", golden.id).as_bytes(),
+        );
+        let id: String = digest.as_ref()[..8]
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect();
         self.config
             .dir
             .join("databases")
-            .join(format!("golden-{}", golden.id))
+            .join(format!("golden-{id}"))
     }
 
     /// The key of the server a physical golden snapshot is built on.
-    fn golden_builder_key(project: &str, golden: &Golden, service: &str) -> String {
+    pub(crate) fn golden_builder_key(project: &str, golden: &Golden, service: &str) -> String {
         format!("{project}/+golden-{}/{service}", golden.id)
     }
 
@@ -55,19 +77,28 @@ impl LocalRuntime {
             .keyed_lock(&format!("physical/{}", env.project), service)
             .lock_owned()
             .await;
-        let dir = self.physical_golden_dir(&golden);
+        let dir = self.physical_golden_dir(&env.project, service, &golden);
         let data = dir.join("data");
         let mut fallback = false;
         if !rebuild && data.is_dir() {
-            match stale(content, read_mark(&dir).as_ref(), service, from, log) {
+            let mark = read_mark(&dir)
+                .filter(|mark| mark.project == env.project && mark.service == service);
+            match stale(content, mark.as_ref(), service, from, log) {
                 Some(may_fall_back) => fallback = may_fall_back,
                 None => return Ok(PhysicalGolden { data, _held: held }),
             }
         }
         let began = std::time::Instant::now();
-        let built = self
-            .build_physical_golden(env, service, content, &golden, &dir, log)
-            .await;
+        let built = match content.engine {
+            Engine::Mysql => {
+                self.build_mysql_physical_golden(env, service, content, &golden, &dir, log)
+                    .await
+            }
+            _ => {
+                self.build_physical_golden(env, service, content, &golden, &dir, log)
+                    .await
+            }
+        };
         preview_metrics::metrics().snapshot_built(&built, began);
         or_older(built, fallback, service, from, log)?;
         Ok(PhysicalGolden { data, _held: held })
@@ -131,7 +162,7 @@ impl LocalRuntime {
         };
         let built_data = self.stop_server(&builder_key).await;
         let mark = GoldenMark::now(env, service, content, &report, masking.as_ref());
-        let placed = place(dir, &built_data, &mark);
+        let placed = place(dir, &built_data, &mark, None);
         self.remove_server(&builder_key).await?;
         placed?;
         faults::at("golden", When::After)?;
@@ -147,7 +178,7 @@ impl LocalRuntime {
     }
 
     /// Physical golden snapshots of the same project, service, source and policy under another identity.
-    fn drop_replaced_physical_goldens(
+    pub(crate) fn drop_replaced_physical_goldens(
         &self,
         golden: &Golden,
         mark: &GoldenMark,
@@ -155,7 +186,7 @@ impl LocalRuntime {
         log: &StepLog,
     ) {
         for (dir, theirs) in self.physical_goldens() {
-            if dir == self.physical_golden_dir(golden) {
+            if dir == self.physical_golden_dir(&mark.project, &mark.service, golden) {
                 continue;
             }
             if (
@@ -205,7 +236,13 @@ impl LocalRuntime {
             .keyed_lock(&format!("physical/{project}"), service)
             .lock_owned()
             .await;
-        let keys = self.recorded_server_keys();
+        // PostgreSQL's servers and MariaDB's (a service is of one engine).
+        let mysql = self.mysql_server_keys();
+        let keys: Vec<String> = self
+            .recorded_server_keys()
+            .into_iter()
+            .chain(mysql.iter().cloned())
+            .collect();
         let of_service = |key: &&String| {
             key.strip_prefix(&format!("{project}/"))
                 .and_then(|rest| rest.strip_suffix(&format!("/{service}")))
@@ -216,7 +253,11 @@ impl LocalRuntime {
             .filter(of_service)
             .filter(|key| key.contains("/+golden-"))
         {
-            self.remove_server(builder).await?;
+            if mysql.contains(builder) {
+                self.remove_mysql_server(builder).await?;
+            } else {
+                self.remove_server(builder).await?;
+            }
         }
         if keys
             .iter()
@@ -261,10 +302,12 @@ impl LocalRuntime {
     /// The physical golden snapshot the environment's database was made from, for `db snapshot(s)`.
     pub(crate) fn physical_snapshot_of(
         &self,
+        env: &EnvironmentAddress,
+        service: &str,
         content: &DatabaseContent,
     ) -> Option<DatabaseSnapshot> {
         let golden = Golden::of(content);
-        let dir = self.physical_golden_dir(&golden);
+        let dir = self.physical_golden_dir(&env.project, service, &golden);
         let mark = read_mark(&dir)?;
         Some(DatabaseSnapshot {
             name: dir.display().to_string(),
@@ -282,17 +325,22 @@ impl LocalRuntime {
     }
 }
 
-fn read_mark(dir: &Path) -> Option<GoldenMark> {
+pub(crate) fn read_mark(dir: &Path) -> Option<GoldenMark> {
     std::fs::read(dir.join("golden.json"))
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
 }
 
-/// Puts a built data directory in place as the golden snapshot `dir`, replacing the one there: the data and its
-/// description are put together in `<dir>.new`, which is then renamed to `dir` (the old one moved aside to
+/// Puts a built data directory in place as the golden snapshot `dir`, replacing the one there: the data, its
+/// description and the `definitions` that go with it (MySQL's, in `definitions.sql`) are put together in `<dir>.new`, which is then renamed to `dir` (the old one moved aside to
 /// `<dir>.old` and removed), so that `dir` is always whole and described; what a kill leaves beside it is removed
 /// with the project's snapshots.
-fn place(dir: &Path, built: &Path, mark: &GoldenMark) -> Result<(), RuntimeError> {
+pub(crate) fn place(
+    dir: &Path,
+    built: &Path,
+    mark: &GoldenMark,
+    definitions: Option<&[u8]>,
+) -> Result<(), RuntimeError> {
     let fail = |e: String| RuntimeError::new(format!("cannot keep the golden snapshot: {e}"));
     let fresh = sibling(dir, "new");
     let old = sibling(dir, "old");
@@ -308,6 +356,9 @@ fn place(dir: &Path, built: &Path, mark: &GoldenMark) -> Result<(), RuntimeError
         &serde_json::to_vec(mark).map_err(|e| fail(e.to_string()))?,
     )
     .map_err(fail)?;
+    if let Some(definitions) = definitions {
+        crate::records::write_atomically(&fresh.join(DEFINITIONS), definitions).map_err(fail)?;
+    }
     std::fs::rename(built, fresh.join("data"))
         .map_err(|e| fail(format!("{}: {e}", built.display())))?;
     // The daemon's own from now on (as its directory is): the builder's user goes with its server, and its id may

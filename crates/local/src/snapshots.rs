@@ -662,7 +662,7 @@ impl LocalRuntime {
             crate::databases::Engine::Postgres => {}
         }
         if content.physical() {
-            return Ok(self.physical_snapshot_of(&content));
+            return Ok(self.physical_snapshot_of(env, service, &content));
         }
         // Read where it runs: a listing starts no server (one being removed must stay removed).
         let host = if content.external() {

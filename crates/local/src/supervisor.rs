@@ -76,6 +76,8 @@ struct State {
     /// When each restart happened, for people and tests to see the backoff; their number is the restart count.
     restarted_at: Vec<Instant>,
     last_exit: Option<String>,
+    /// How the process ended when it was stopped (`exit status: 0` for one that heeded SIGTERM and ended well).
+    stop_exit: Option<String>,
     /// Why the running process is being ended to be restarted (a failing health check), for its last exit.
     ending_because: Option<String>,
 }
@@ -214,6 +216,12 @@ impl Supervised {
     /// How the process last exited, e.g. `exit status: 1`.
     pub fn last_exit(&self) -> Option<String> {
         self.state.lock().ok().and_then(|s| s.last_exit.clone())
+    }
+
+    /// How the process ended once [`Supervised::stop`] ended it: `exit status: 0` when it ended well within the
+    /// grace period, `signal: 9 (SIGKILL)` when it had to be killed; none when it was not running.
+    pub fn stop_exit(&self) -> Option<String> {
+        self.state.lock().ok().and_then(|s| s.stop_exit.clone())
     }
 
     /// Ends the running process — SIGTERM to it and everything it started, the grace period, then SIGKILL — so
@@ -464,8 +472,11 @@ async fn supervise(
                 }
                 // Nothing of it writes to its log once it is stopped: its files may be removed next.
                 output.drained().await;
+                // Reaped by now: its status is kept.
+                let ended = child.try_wait().ok().flatten();
                 if let Ok(mut s) = state.lock() {
                     s.pid = None;
+                    s.stop_exit = ended.map(|status| status.to_string());
                 }
                 return;
             }

@@ -138,6 +138,21 @@ async fn stop_ends_the_whole_group_even_when_sigterm_is_ignored() {
         written.starts_with(&format!("[preview] test-app started (pid {group})\n")),
         "{written}"
     );
+    // Killed, and said so: a server whose files are kept only when it ended well asks.
+    assert_eq!(process.stop_exit().as_deref(), Some("signal: 9 (SIGKILL)"));
+}
+
+#[tokio::test]
+async fn a_process_that_ends_well_when_stopped_says_so() {
+    let dir = TempDir::new("supervisor-stop-well");
+    let process = Supervised::start(spec(dir.path(), "trap 'exit 0' TERM; sleep 60 & wait"))
+        .await
+        .expect("starts");
+    let group = process.pid().expect("pid");
+    wait_for("the child process", || members(group).len() >= 2).await;
+    assert_eq!(process.stop_exit(), None, "still running");
+    process.stop().await;
+    assert_eq!(process.stop_exit().as_deref(), Some("exit status: 0"));
 }
 
 #[tokio::test]

@@ -870,6 +870,18 @@ pub fn deploy(daemon: &Daemon, project: &str, args: &[&str]) -> String {
     ok(in_project(daemon, project, args))
 }
 
+/// Runs a deployment command with `--no-wait`, waits for it to commit, and returns its journal.
+pub fn deployed_journal(daemon: &Daemon, project: &str, args: &[&str]) -> String {
+    let mut all = vec!["--project", project];
+    all.extend_from_slice(args);
+    all.push("--no-wait");
+    let started = daemon.json(&all);
+    let id = faulty::deployment_id(&started);
+    let ended = wait_until_ended(daemon, &id);
+    assert_eq!(ended["deployment"]["status"], "committed", "{ended}");
+    daemon.json(&["deployment", "logs", &id]).to_string()
+}
+
 /// A change of PROJECT that must fail; what it printed and its errors.
 pub fn failed_deployment(daemon: &Daemon, project: &str, args: &[&str]) -> String {
     let out = in_project(daemon, project, args);

@@ -293,7 +293,7 @@ impl Login {
         }
     }
 
-    fn database(&self) -> Option<&str> {
+    pub fn database(&self) -> Option<&str> {
         match self {
             Login::Admin { .. } => None,
             Login::User { database, .. } => Some(database.as_str()).filter(|d| !d.is_empty()),
@@ -767,13 +767,6 @@ pub async fn copy(
     target: &Login,
     masking: Option<(&Masker, &dump::DumpRules)>,
 ) -> Result<CopyReport, DatabaseError> {
-    const DEFINITIONS: [&str; 5] = [
-        "--single-transaction",
-        "--no-data",
-        "--no-create-info",
-        "--no-create-db",
-        "--skip-opt",
-    ];
     let (routines, _) = stream(
         programs,
         source,
@@ -811,6 +804,273 @@ pub async fn copy(
         bytes: routines + bytes + triggers,
         masked,
     })
+}
+
+/// What `mariadb-dump` is told to read of a database's definitions alone: no table, no row.
+const DEFINITIONS: [&str; 5] = [
+    "--single-transaction",
+    "--no-data",
+    "--no-create-info",
+    "--no-create-db",
+    "--skip-opt",
+];
+
+/// The definitions of `database`'s routines, views and triggers — no table and no row — as SQL that makes them
+/// again in the database a login is in, defined by that login (`DEFINER` clauses dropped): routines first (views
+/// may call them), then views, then triggers. Kept beside a physical golden snapshot's tables, which move into
+/// each copy's own database where views and triggers cannot follow them.
+pub async fn definitions(
+    programs: &Programs,
+    login: &Login,
+    database: &str,
+) -> Result<Vec<u8>, DatabaseError> {
+    let mut sql = dumped(
+        programs,
+        login,
+        database,
+        &[&DEFINITIONS[..], &["--skip-triggers", "--routines"]].concat(),
+        &[],
+    )
+    .await?;
+    let views = names(
+        programs,
+        login,
+        &format!(
+            "SELECT HEX(table_name) FROM information_schema.views WHERE table_schema = {} ORDER BY table_name",
+            quote_literal(database)
+        ),
+    )
+    .await?;
+    if !views.is_empty() {
+        sql.extend(
+            dumped(
+                programs,
+                login,
+                database,
+                &[
+                    "--single-transaction",
+                    "--no-data",
+                    "--skip-triggers",
+                    "--skip-add-locks",
+                    "--no-create-db",
+                ],
+                &views,
+            )
+            .await?,
+        );
+    }
+    sql.extend(
+        dumped(
+            programs,
+            login,
+            database,
+            &[&DEFINITIONS[..], &["--triggers"]].concat(),
+            &[],
+        )
+        .await?,
+    );
+    Ok(sql)
+}
+
+/// Drops `database`'s triggers, views and routines, leaving its tables alone.
+pub async fn drop_definitions(
+    programs: &Programs,
+    admin: &Login,
+    database: &str,
+) -> Result<(), DatabaseError> {
+    let (quoted, literal) = (quote_identifier(database), quote_literal(database));
+    let mut statements = Vec::new();
+    for (kind, select) in [
+        (
+            "TRIGGER",
+            format!(
+                "SELECT HEX(trigger_name) FROM information_schema.triggers WHERE trigger_schema = {literal}"
+            ),
+        ),
+        (
+            "VIEW",
+            format!(
+                "SELECT HEX(table_name) FROM information_schema.views WHERE table_schema = {literal}"
+            ),
+        ),
+        (
+            "FUNCTION",
+            format!(
+                "SELECT HEX(routine_name) FROM information_schema.routines WHERE routine_schema = {literal} AND routine_type = 'FUNCTION'"
+            ),
+        ),
+        (
+            "PROCEDURE",
+            format!(
+                "SELECT HEX(routine_name) FROM information_schema.routines WHERE routine_schema = {literal} AND routine_type = 'PROCEDURE'"
+            ),
+        ),
+    ] {
+        for name in names(programs, admin, &select).await? {
+            statements.push(format!("DROP {kind} {quoted}.{}", quote_identifier(&name)));
+        }
+    }
+    if statements.is_empty() {
+        return Ok(());
+    }
+    query(programs, admin, &statements.join(";\n"))
+        .await
+        .map(drop)
+}
+
+/// Has the server write every changed page of its buffer pool to its files, waiting up to `timeout`: a server
+/// stopped afterwards stops at once, its files whole.
+pub async fn flush_pages(
+    programs: &Programs,
+    admin: &Login,
+    timeout: std::time::Duration,
+) -> Result<(), DatabaseError> {
+    query(
+        programs,
+        admin,
+        "SET GLOBAL innodb_max_dirty_pages_pct_lwm = 0; SET GLOBAL innodb_max_dirty_pages_pct = 0; FLUSH TABLES",
+    )
+    .await?;
+    let deadline = tokio::time::Instant::now() + timeout;
+    loop {
+        let dirty = query(
+            programs,
+            admin,
+            "SELECT variable_value FROM information_schema.global_status WHERE variable_name = 'INNODB_BUFFER_POOL_PAGES_DIRTY'",
+        )
+        .await?;
+        let left = dirty
+            .first()
+            .and_then(|row| row.first())
+            .and_then(|n| n.parse::<u64>().ok());
+        match left {
+            Some(0) => return Ok(()),
+            _ if tokio::time::Instant::now() > deadline => {
+                return Err(DatabaseError::Server(format!(
+                    "the server did not write its changed pages out in {} s ({} left)",
+                    timeout.as_secs(),
+                    left.map_or_else(|| "unknown".to_owned(), |n| n.to_string())
+                )));
+            }
+            _ => tokio::time::sleep(std::time::Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Moves every table of the database `from` (its views stay) into the database `to`, in one statement: the rows
+/// are not read, InnoDB renames its files. How many there were.
+pub async fn move_tables(
+    programs: &Programs,
+    admin: &Login,
+    from: &str,
+    to: &str,
+) -> Result<usize, DatabaseError> {
+    let tables = names(
+        programs,
+        admin,
+        &format!(
+            "SELECT HEX(table_name) FROM information_schema.tables WHERE table_schema = {} AND table_type <> 'VIEW'",
+            quote_literal(from)
+        ),
+    )
+    .await?;
+    if tables.is_empty() {
+        return Ok(0);
+    }
+    let (from, to) = (quote_identifier(from), quote_identifier(to));
+    let moves: Vec<String> = tables
+        .iter()
+        .map(|table| {
+            let table = quote_identifier(table);
+            format!("{from}.{table} TO {to}.{table}")
+        })
+        .collect();
+    query(
+        programs,
+        admin,
+        &format!(
+            "SET SESSION lock_wait_timeout = 60; RENAME TABLE {}",
+            moves.join(", ")
+        ),
+    )
+    .await?;
+    Ok(tables.len())
+}
+
+/// The names a query of one hexadecimal column gives (`HEX(name)`: a name may hold any character, the client's
+/// batch output escapes some).
+async fn names(
+    programs: &Programs,
+    login: &Login,
+    select: &str,
+) -> Result<Vec<String>, DatabaseError> {
+    query(programs, login, select)
+        .await?
+        .iter()
+        .filter_map(|row| row.first())
+        .map(|hex| {
+            unhex(hex)
+                .and_then(|bytes| String::from_utf8(bytes).ok())
+                .ok_or_else(|| DatabaseError::Server(format!("not a name in hexadecimal: {hex}")))
+        })
+        .collect()
+}
+
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// `mariadb-dump ARGS database TABLES` (no table: all of them) read whole, its definers dropped.
+async fn dumped(
+    programs: &Programs,
+    source: &Login,
+    database: &str,
+    args: &[&str],
+    tables: &[String],
+) -> Result<Vec<u8>, DatabaseError> {
+    let mut dumper = tokio::process::Command::new(&programs.dump);
+    dumper.env_clear().env("PATH", "/usr/bin:/bin");
+    source.apply(&mut dumper);
+    let output = dumper
+        .args(args)
+        .args([
+            "--default-character-set=utf8mb4",
+            "--max-allowed-packet=64M",
+        ])
+        // Names are never read as options.
+        .arg("--")
+        .arg(database)
+        .args(tables)
+        .stdin(Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .map_err(|e| {
+            DatabaseError::Server(format!("cannot run {}: {e}", programs.dump.display()))
+        })?;
+    if !output.status.success() {
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        let errors: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.starts_with("mariadb-dump:"))
+            .map(|l| &l[..l.floor_char_boundary(500)])
+            .collect();
+        return Err(DatabaseError::Server(format!(
+            "mariadb-dump failed reading the definitions of {database}: {}",
+            errors.join("\n")
+        )));
+    }
+    let mut sql = Vec::with_capacity(output.stdout.len());
+    let mut definers = Definers::default();
+    definers.push(&output.stdout, &mut sql);
+    definers.finish(&mut sql);
+    Ok(sql)
 }
 
 /// `mariadb-dump ARGS source` piped through the masker (when given) and the definers' filter into `mariadb` as

@@ -222,10 +222,8 @@ fn write_owned(path: &Path, text: &str, owner: Option<(u32, u32)>) -> Result<(),
         .map_err(|e| DatabaseError::Server(format!("cannot write {}: {e}", path.display())))
 }
 
-/// Makes `root/data` a copy of the stopped server data directory `from` (a physical golden snapshot): a reflink
-/// where the file system has them (`cp --reflink=auto`), else a byte copy, into a directory of its own that
-/// `hand_over` gives to the server's user before it is renamed into place, so that a copy cut short never looks
-/// like a data directory.
+/// Makes `root/data` a copy of the stopped server data directory `from` (a physical golden snapshot), as
+/// [`copy_dir`] makes it.
 pub fn copy_data_dir(
     from: &Path,
     root: &Path,
@@ -233,7 +231,30 @@ pub fn copy_data_dir(
     hand_over: &dyn Fn(&Path, u32, u32) -> Result<(), String>,
 ) -> Result<(), DatabaseError> {
     make_dir(root, owner, 0o700)?;
-    let making = root.join("data.making");
+    copy_dir(
+        from,
+        &root.join("data"),
+        owner,
+        hand_over,
+        &["postmaster.pid"],
+    )
+}
+
+/// Makes `to` a copy of the stopped server's data directory `from`: a reflink where the file system has them
+/// (`cp --reflink=auto`), else a byte copy, into `<to>.making`, which `hand_over` gives to the server's user and
+/// which is then renamed into place without the files `stale` names (the copy is of a stopped server, but a stale
+/// pid file must never keep the new one from starting), so that a copy cut short never looks like a data
+/// directory.
+pub fn copy_dir(
+    from: &Path,
+    to: &Path,
+    owner: Option<(u32, u32)>,
+    hand_over: &dyn Fn(&Path, u32, u32) -> Result<(), String>,
+    stale: &[&str],
+) -> Result<(), DatabaseError> {
+    let mut making = to.as_os_str().to_owned();
+    making.push(".making");
+    let making = PathBuf::from(making);
     remove_tree(&making)?;
     let copied = std::process::Command::new("cp")
         .args(["-a", "--reflink=auto", "--"])
@@ -253,9 +274,10 @@ pub fn copy_data_dir(
     if let Some((uid, gid)) = owner {
         hand_over(&making, uid, gid).map_err(DatabaseError::Server)?;
     }
-    // The copy is of a stopped server, but a stale pid file must never keep the new one from starting.
-    let _ = std::fs::remove_file(making.join("postmaster.pid"));
-    std::fs::rename(&making, root.join("data")).map_err(|e| {
+    for file in stale {
+        let _ = std::fs::remove_file(making.join(file));
+    }
+    std::fs::rename(&making, to).map_err(|e| {
         DatabaseError::Server(format!("cannot move {} into place: {e}", making.display()))
     })
 }
