@@ -802,15 +802,9 @@ impl LocalRuntime {
         )
         .await
         .map_err(fail(service))?;
-        let masked: u64 = copied.masked.values().sum();
         log.line(format!(
-            "database `{service}`: golden database {golden} copied from `{from}` ({} bytes{}) in {} ms",
-            copied.bytes,
-            if masking.is_some() {
-                format!(", {masked} rows masked")
-            } else {
-                String::new()
-            },
+            "database `{service}`: golden database {golden} copied from `{from}` ({}) in {} ms",
+            copied_summary(&copied, masking.is_some()),
             started.elapsed().as_millis()
         ));
         Ok((server, golden, held))
@@ -1037,12 +1031,7 @@ impl LocalRuntime {
             tables,
             // InnoDB's estimate, as `db snapshots` shows it for a golden database.
             rows,
-            masking_key: content
-                .masking
-                .as_ref()
-                .filter(|_| content.clone.policy == "masked")
-                .and_then(|m| m.key.as_ref())
-                .map(|key| format!("{}@{}", key.name, key.version)),
+            masking_key: masking_key_of(content),
         };
         let placed = crate::physical::place(
             dir,
@@ -1054,15 +1043,9 @@ impl LocalRuntime {
         placed?;
         faults::at("golden", When::After)?;
         self.drop_replaced_physical_goldens(golden, &mark, service, log);
-        let masked: u64 = copied.masked.values().sum();
         log.line(format!(
-            "database `{service}`: golden snapshot of `{from}` made ({} bytes{}) in {} ms, kept as a stopped data directory",
-            copied.bytes,
-            if masking.is_some() {
-                format!(", {masked} rows masked")
-            } else {
-                String::new()
-            },
+            "database `{service}`: golden snapshot of `{from}` made ({}) in {} ms, kept as a stopped data directory",
+            copied_summary(&copied, masking.is_some()),
             started.elapsed().as_millis()
         ));
         Ok(())
@@ -1329,17 +1312,34 @@ impl LocalRuntime {
             tables: number(0),
             // InnoDB's estimate: counting every row of a large golden database for a listing would read all of it.
             rows: number(2),
-            masking_key: content
-                .masking
-                .as_ref()
-                .filter(|_| content.clone.policy == "masked")
-                .and_then(|m| m.key.as_ref())
-                .map(|key| format!("{}@{}", key.name, key.version)),
+            masking_key: masking_key_of(content),
             warm: 0,
             warm_pool: 0,
             refresh_seconds: content.clone.refresh_seconds,
         }))
     }
+}
+
+/// What a copy wrote, for its log line: its bytes and, masked, its rows masked.
+fn copied_summary(copied: &engine::CopyReport, masked: bool) -> String {
+    match masked {
+        true => format!(
+            "{} bytes, {} rows masked",
+            copied.bytes,
+            copied.masked.values().sum::<u64>()
+        ),
+        false => format!("{} bytes", copied.bytes),
+    }
+}
+
+/// The masking key a masked copy's golden snapshot is made with, as `<name>@<version>`.
+fn masking_key_of(content: &DatabaseContent) -> Option<String> {
+    content
+        .masking
+        .as_ref()
+        .filter(|_| content.clone.policy == "masked")
+        .and_then(|m| m.key.as_ref())
+        .map(|key| format!("{}@{}", key.name, key.version))
 }
 
 /// The address the environment's service port forwards to.
