@@ -171,6 +171,9 @@ pub(crate) fn forward_request_headers(
     origin: &Origin,
     host: HeaderValue,
 ) {
+    // Room for the three headers added below at once: a map sized to the request's own headers would otherwise
+    // grow (and hash its entries again) as each comes.
+    headers.reserve(3);
     if origin.trusted {
         strip_hop_by_hop(headers, websocket, false);
         let forwarded_for = match headers.get(X_FORWARDED_FOR).map(|v| v.as_bytes()) {

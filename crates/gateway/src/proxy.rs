@@ -108,7 +108,7 @@ impl Proxy {
             Err(problem) => return page(problem.status(), "Bad host", problem.explanation()),
         };
         let host_name = host.to_str().unwrap_or_default();
-        let Some(mut route) = self.routes.snapshot().lookup(host_name) else {
+        let Some(found) = self.routes.snapshot().lookup(host_name) else {
             let name = escape(&normalize_host(host_name));
             return page(
                 StatusCode::NOT_FOUND,
@@ -118,8 +118,10 @@ impl Proxy {
                 ),
             );
         };
-        *routed = Some(Arc::clone(&route));
-        if let Some(unavailable) = unavailable(&route) {
+        // Kept where the request is counted, and borrowed from there (one count of the shared route, not two).
+        let mut route: &Arc<Route> = routed.insert(found);
+        let woken_route;
+        if let Some(unavailable) = unavailable(route) {
             return unavailable;
         }
         if let Some(access) = &route.access {
@@ -162,17 +164,18 @@ impl Proxy {
         if sleeping && flight.by_link_preview_bot() {
             return retry_later(
                 "Environment asleep",
-                &format!("{} is asleep; link previews do not wake it.", who(&route)),
+                &format!("{} is asleep; link previews do not wake it.", who(route)),
                 false,
             );
         }
         flight.note();
         if sleeping {
-            route = match self.woken(&route, host_name, request.headers()).await {
+            woken_route = match self.woken(route, host_name, request.headers()).await {
                 Ok(woken) => woken,
                 Err(answer) => return answer,
             };
-            if let Some(unavailable) = unavailable(&route) {
+            route = &woken_route;
+            if let Some(unavailable) = unavailable(route) {
                 return unavailable;
             }
         }
@@ -180,11 +183,11 @@ impl Proxy {
             return page(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "Not running",
-                &format!("{} has no running instance.", who(&route)),
+                &format!("{} has no running instance.", who(route)),
             );
         };
         // Only pages use it: not made for requests that are forwarded.
-        let named = || who(&route);
+        let named = || who(route);
         let websocket = is_websocket_upgrade(request.headers());
         // HTTP/2 streams run at once and share the pool; HTTP/1.1 requests come one by one and use their
         // connection's own upstream connection.

@@ -174,9 +174,12 @@ where
             }
         }
     } else {
+        // One count per request on the connection's own: the proxy's is shared by every connection of every
+        // worker, and counting it would pass its cache line between the cores on every request.
+        let both = Arc::new((proxy, downstream));
         let service = service_fn(move |request: hyper::Request<hyper::body::Incoming>| {
-            let (proxy, downstream) = (Arc::clone(&proxy), Arc::clone(&downstream));
-            async move { Ok::<_, std::convert::Infallible>(proxy.handle(request, &downstream).await) }
+            let both = Arc::clone(&both);
+            async move { Ok::<_, std::convert::Infallible>(both.0.handle(request, &both.1).await) }
         });
         let _ = hyper::server::conn::http1::Builder::new()
             .writev(false)

@@ -153,15 +153,18 @@ impl Upstreams {
             .ok()
             .and_then(|mut upstream| upstream.take())
             .filter(|own| own.backend == *backend && !own.sender.is_closed());
-        let (sender, gate) = match cached {
-            Some(own) => (Some(own.sender), own.gate),
-            None => (None, self.gates.gate(backend)),
+        // The backend kept with the connection is put back with it: a copy would count its network's handle,
+        // which every connection to an isolated app shares.
+        let (sender, gate, kept) = match cached {
+            Some(own) => (Some(own.sender), own.gate, Some(own.backend)),
+            None => (None, self.gates.gate(backend), None),
         };
+        let kept = kept.unwrap_or_else(|| backend.clone());
         let Some(permit) = gates::enter(&gate, CONNECT_TIMEOUT).await else {
             // The connection itself is fine: kept for the client's next request.
             if let (Some(sender), Ok(mut upstream)) = (sender, affinity.upstream.lock()) {
                 *upstream = Some(Own {
-                    backend: backend.clone(),
+                    backend: kept,
                     sender,
                     gate,
                 });
@@ -192,7 +195,7 @@ impl Upstreams {
         };
         if let Ok(mut upstream) = affinity.upstream.lock() {
             *upstream = Some(Own {
-                backend: backend.clone(),
+                backend: kept,
                 sender,
                 gate,
             });
