@@ -1252,7 +1252,56 @@ fn mysql_databases_on_servers_of_their_own_are_copied_between_servers_and_go_wit
         ),
         emails
     );
-    deploy(&daemon, "solo", &["env", "delete", "pr-4"]);
+    // Two previews made at once while the snapshot is built again: each copy is of a whole snapshot (the build waits
+    // for the copies under way, the copies for the build), and both hold the same masked rows.
+    let started: Vec<String> = ["pr-5", "pr-6"]
+        .iter()
+        .map(|preview| {
+            support::faulty::deployment_id(&daemon.json(&[
+                "--project",
+                "solo",
+                "env",
+                "clone",
+                "staging",
+                preview,
+                "--no-wait",
+            ]))
+        })
+        .collect();
+    let refreshed = ok(support::in_project(
+        &daemon,
+        "solo",
+        &["db", "refresh", "pr-4", "ledger"],
+    ));
+    assert!(
+        refreshed.contains("kept as a stopped data directory"),
+        "{refreshed}"
+    );
+    for id in &started {
+        let ended = support::wait_until_ended(&daemon, id);
+        assert_eq!(ended["deployment"]["status"], "committed", "{ended}");
+    }
+    for preview in ["pr-5", "pr-6"] {
+        assert_eq!(
+            sql(
+                &daemon,
+                "solo",
+                preview,
+                "SELECT email FROM customers ORDER BY id"
+            ),
+            emails,
+            "{preview}"
+        );
+        assert_eq!(
+            sql(&daemon, "solo", preview, joined),
+            sql(&daemon, "solo", "staging", joined),
+            "{preview}"
+        );
+    }
+    assert_eq!(golden_dirs().len(), 1);
+    for preview in ["pr-4", "pr-5", "pr-6"] {
+        deploy(&daemon, "solo", &["env", "delete", preview]);
+    }
     // A server of its own goes with its environment; the project's stays for staging.
     deploy(&daemon, "solo", &["env", "delete", "pr-3"]);
     assert_eq!(

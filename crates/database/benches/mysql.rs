@@ -2,8 +2,11 @@
 //! `mariadb-dump`, masked in the stream, loaded into a new database, as the local runtime does) against
 //! `mariadb-dump | mariadb` of the source, and how long a preview's database made from it takes (the golden database
 //! dumped and loaded as the preview's user) against `mariadb-dump | mariadb` of the golden database (the same data:
-//! masked values arrive in no order, which costs their unique index more than the source's ordered ones). Prints a table; run with `scripts/bench-databases` or
-//! `cargo bench -p preview-database --bench mysql`.
+//! masked values arrive in no order, which costs their unique index more than the source's ordered ones). Then the
+//! same with a server of the environment's own: the physical golden snapshot (built on a server of its own and
+//! stopped) against `mariadb-dump | mariadb` of the source, and a preview's own server from it (its data directory
+//! copied, started, the tables moved into the preview's database) against `mariadb-dump | mariadb` of the golden
+//! database. Prints a table; run with `scripts/bench-databases` or `cargo bench -p preview-database --bench mysql`.
 //!
 //! The source is on a throw-away `mariadbd` of the bench's own (run as the `mysql` user when the bench runs as
 //! root), filled with `PREVIEW_BENCH_MB` MB (500 by default) of customers and orders whose e-mail addresses join
@@ -31,7 +34,13 @@ struct Server {
 }
 
 impl Server {
+    /// A new server in `dir`, its data directory made by `mariadb-install-db`.
     fn start(programs: &Programs, dir: &Path) -> Server {
+        Server::start_on(programs, dir, true)
+    }
+
+    /// A server in `dir`: made first when `install` says so, else from the data directory already there.
+    fn start_on(programs: &Programs, dir: &Path, install: bool) -> Server {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .and_then(|l| l.local_addr())
             .map(|a| a.port())
@@ -71,12 +80,14 @@ impl Server {
             sh
         };
         let admin_user = if root { "root".to_owned() } else { whoami() };
-        let installed = run_as(engine::install_command(programs, &config, &admin_user))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .expect("mariadb-install-db");
-        assert!(installed.success(), "mariadb-install-db failed");
+        if install {
+            let installed = run_as(engine::install_command(programs, &config, &admin_user))
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .expect("mariadb-install-db");
+            assert!(installed.success(), "mariadb-install-db failed");
+        }
         let child = run_as(engine::server_command(programs, &config))
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -109,6 +120,35 @@ impl Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+
+    /// Stops the server as the runtime stops a golden snapshot's builder: its pages written out, then SIGTERM,
+    /// and it must end well.
+    fn shut_down(mut self, programs: &Programs) {
+        block(engine::flush_pages(
+            programs,
+            &self.admin,
+            Duration::from_secs(600),
+        ))
+        .expect("pages written out");
+        let signalled = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill");
+        assert!(signalled.success());
+        let ended = self.child.wait().expect("mariadbd");
+        assert!(ended.success(), "mariadbd ended with {ended}");
+    }
+}
+
+/// `cp -a --reflink=auto from to`, as the runtime copies a stopped data directory.
+fn copy_dir(from: &Path, to: &Path) {
+    let copied = Command::new("cp")
+        .args(["-a", "--reflink=auto", "--"])
+        .arg(from)
+        .arg(to)
+        .status()
+        .expect("cp");
+    assert!(copied.success(), "cp failed");
 }
 
 fn is_root() -> bool {
@@ -323,7 +363,89 @@ fn main() {
             baseline_golden[round - 1]
         );
     }
+    // With a server of the environment's own: the golden snapshot built on a server of its own (the same masked
+    // copy, its definitions kept apart, its pages written out, stopped), then each preview's server started from a
+    // copy of its data directory, whose tables move into the preview's database.
+    let (mut physical_golden, mut physical_preview) = (vec![], vec![]);
+    for round in 1..=ROUNDS {
+        let builder_dir = work.path().join(format!("builder-{round}"));
+        let started = Instant::now();
+        let builder = Server::start(&programs, &builder_dir);
+        sql(
+            &programs,
+            &builder.admin,
+            &format!(
+                "CREATE DATABASE preview_golden; CREATE USER {USER}@'%' IDENTIFIED BY '{PASSWORD}'; GRANT ALL ON *.* TO {USER}@'%';"
+            ),
+        );
+        block(engine::copy(
+            &programs,
+            &server.admin,
+            "source",
+            &builder.user("preview_golden"),
+            Some((&masker, &rules)),
+        ))
+        .expect("the golden snapshot's copy");
+        let definitions = block(engine::definitions(
+            &programs,
+            &builder.admin,
+            "preview_golden",
+        ))
+        .expect("definitions");
+        block(engine::drop_definitions(
+            &programs,
+            &builder.admin,
+            "preview_golden",
+        ))
+        .expect("definitions dropped");
+        builder.shut_down(&programs);
+        physical_golden.push(started.elapsed().as_secs_f64());
+        let preview_dir = work.path().join(format!("preview-{round}"));
+        std::fs::create_dir_all(&preview_dir).expect("dir");
+        let started = Instant::now();
+        copy_dir(&builder_dir.join("data"), &preview_dir.join("data"));
+        let own = Server::start_on(&programs, &preview_dir, false);
+        block(engine::create_database(&programs, &own.admin, "preview")).expect("create");
+        block(engine::move_tables(
+            &programs,
+            &own.admin,
+            "preview_golden",
+            "preview",
+        ))
+        .expect("tables moved");
+        block(engine::drop_database(
+            &programs,
+            &own.admin,
+            "preview_golden",
+        ))
+        .expect("drop");
+        block(engine::run_sql_file(
+            &programs,
+            &own.user("preview"),
+            &definitions,
+            "definitions",
+        ))
+        .expect("definitions made");
+        physical_preview.push(started.elapsed().as_secs_f64());
+        assert_eq!(counted(&programs, &own.user("preview")), expected);
+        let leaked = sql(
+            &programs,
+            &own.user("preview"),
+            "SELECT COUNT(*) FROM customers WHERE email LIKE '%corp.example'",
+        );
+        assert_eq!(leaked[0][0], "0", "an unmasked address in the preview");
+        own.stop();
+        for dir in [&builder_dir, &preview_dir] {
+            std::fs::remove_dir_all(dir).expect("removed");
+        }
+        eprintln!(
+            "bench: round {round}: physical golden snapshot {:.2} s, a preview's own server from it {:.2} s",
+            physical_golden[round - 1],
+            physical_preview[round - 1]
+        );
+    }
     server.stop();
+    let (physical_golden, physical_preview) = (median(physical_golden), median(physical_preview));
     let (golden, preview) = (median(golden), median(preview));
     let (baseline, baseline_golden) = (median(baseline), median(baseline_golden));
     println!();
@@ -340,5 +462,13 @@ fn main() {
     println!(
         "| a preview's database from the golden one | {preview:.2} s | {baseline_golden:.2} s | {:.2} × |",
         preview / baseline_golden
+    );
+    println!(
+        "| physical: masked golden snapshot built on a server of its own and stopped | {physical_golden:.2} s | {baseline:.2} s | {:.2} × |",
+        physical_golden / baseline
+    );
+    println!(
+        "| physical: a preview's own server from the snapshot (copied, started, tables moved) | {physical_preview:.2} s | {baseline_golden:.2} s | {:.2} × |",
+        physical_preview / baseline_golden
     );
 }
