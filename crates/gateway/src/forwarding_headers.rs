@@ -171,9 +171,10 @@ pub(crate) fn forward_request_headers(
     origin: &Origin,
     host: HeaderValue,
 ) {
-    // Room for the three headers added below at once: a map sized to the request's own headers would otherwise
-    // grow (and hash its entries again) as each comes.
-    headers.reserve(3);
+    // Room for the headers added below at once (the three forwarding headers, and `Host`, which HTTP/2 requests
+    // come without): a map sized to the request's own headers would otherwise grow, and hash its entries again, as
+    // each comes.
+    headers.reserve(4);
     if origin.trusted {
         strip_hop_by_hop(headers, websocket, false);
         let forwarded_for = match headers.get(X_FORWARDED_FOR).map(|v| v.as_bytes()) {

@@ -159,7 +159,7 @@ impl Upstreams {
             Some(own) => (Some(own.sender), own.gate, Some(own.backend)),
             None => (None, self.gates.gate(backend), None),
         };
-        let kept = kept.unwrap_or_else(|| backend.clone());
+        let mut kept = kept.unwrap_or_else(|| backend.clone());
         let Some(permit) = gates::enter(&gate, CONNECT_TIMEOUT).await else {
             // The connection itself is fine: kept for the client's next request.
             if let (Some(sender), Ok(mut upstream)) = (sender, affinity.upstream.lock()) {
@@ -175,8 +175,10 @@ impl Upstreams {
             Some(sender) => sender,
             None => self.connect(backend).await?,
         };
+        // A new connection is kept with the backend it was made to (the request's).
         if sender.ready().await.is_err() {
             sender = self.connect(backend).await?;
+            kept = backend.clone();
         }
         let response = match sender.try_send_request(request).await {
             Ok(response) => response,
@@ -185,6 +187,7 @@ impl Upstreams {
             Err(mut error) => match error.take_message() {
                 Some(request) => {
                     sender = self.connect(backend).await?;
+                    kept = backend.clone();
                     sender
                         .send_request(request)
                         .await

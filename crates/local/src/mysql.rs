@@ -482,9 +482,14 @@ impl LocalRuntime {
                 .make_mysql_data(env, service, content, &server, &password, log)
                 .await;
             if let Err(error) = made {
-                // Nothing half-made is left: the next attempt starts from scratch.
+                // Nothing half-made is left: the next attempt starts from scratch — a server of its own that is a
+                // copy from the golden snapshot again.
                 let _ = engine::drop_user(programs, admin, name).await;
                 let _ = engine::drop_database(programs, admin, name).await;
+                if content.physical() && matches!(content.clone.policy.as_str(), "clone" | "masked")
+                {
+                    let _ = std::fs::remove_file(self.server_root(&key).join(INSTALLED));
+                }
                 return Err(error);
             }
             preview_metrics::metrics()
@@ -901,13 +906,18 @@ impl LocalRuntime {
             Ok(tables)
         }
         .await;
-        // Taken over: the server's data is its own. Cut short (an error here; a kill leaves `definitions.sql`), it
-        // is made again from the snapshot.
-        let _ = std::fs::remove_file(root.join(match taken {
-            Ok(_) => DEFINITIONS,
-            Err(_) => INSTALLED,
-        }));
-        taken
+        // Taken over: the server's data is its own, which its definitions' going says (before the database is
+        // marked ready: a ready database beside them would be taken for a copy cut short and made again). Cut short
+        // (an error here; a kill leaves `definitions.sql`), it is made again from the snapshot.
+        match taken {
+            Ok(tables) => crate::records::remove_durably(&root.join(DEFINITIONS))
+                .map(|()| tables)
+                .map_err(|e| RuntimeError::new(format!("database `{service}`: {e}"))),
+            Err(error) => {
+                let _ = std::fs::remove_file(root.join(INSTALLED));
+                Err(error)
+            }
+        }
     }
 
     /// Builds the physical golden snapshot of a MySQL database into `dir`, replacing the one there, on a server of

@@ -160,6 +160,22 @@ pub(crate) fn environments(root: &Path) -> Vec<(String, String)> {
     found
 }
 
+/// Removes the file `path` (nothing to do when it is absent) and syncs its directory: a crash afterwards does not
+/// bring it back.
+pub(crate) fn remove_durably(path: &Path) -> Result<(), String> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("cannot remove {}: {e}", path.display())),
+    }
+    match path.parent() {
+        Some(parent) => std::fs::File::open(parent)
+            .and_then(|dir| dir.sync_all())
+            .map_err(|e| format!("cannot sync {}: {e}", parent.display())),
+        None => Ok(()),
+    }
+}
+
 /// Writes `bytes` to a new file next to `path`, syncs it and renames it over `path`: readers and a crash see the
 /// old content or the new, never a part.
 pub(crate) fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
