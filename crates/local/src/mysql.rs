@@ -766,27 +766,16 @@ impl LocalRuntime {
         engine::create_database(programs, admin, &golden)
             .await
             .map_err(fail(service))?;
-        // Written by a login of its own that reaches this golden database alone, with a password of the moment.
-        let password = Secret::new(random_password());
-        engine::ensure_user(programs, admin, &golden, &password)
-            .await
-            .map_err(fail(service))?;
-        let writer = Login::User {
-            host: server.host.clone(),
-            port: server.port,
-            user: golden.clone(),
-            password,
-            database: golden.clone(),
-        };
-        let copied = engine::copy(
-            &source_server.programs,
-            &source_server.admin,
-            &source_name,
-            &writer,
-            masking.as_ref().map(|(masker, rules)| (masker, rules)),
+        // Written by a login of its own that reaches this golden database alone.
+        let copied = copy_as_writer(
+            &server,
+            &golden,
+            &golden,
+            (&source_server, &source_name),
+            masking.as_ref(),
+            service,
         )
-        .await
-        .map_err(fail(service));
+        .await;
         // Locked out once it is written (its password was of the moment): it stays, as the definer of the golden
         // database's views, until the golden database goes.
         let locked = engine::lock_user(programs, admin, &golden, true).await;
@@ -952,26 +941,15 @@ impl LocalRuntime {
             engine::create_database(programs, admin, GOLDEN_DATABASE)
                 .await
                 .map_err(fail(service))?;
-            let password = Secret::new(random_password());
-            engine::ensure_user(programs, admin, GOLDEN_USER, &password)
-                .await
-                .map_err(fail(service))?;
-            let writer = Login::User {
-                host: builder.host.clone(),
-                port: builder.port,
-                user: GOLDEN_USER.to_owned(),
-                password,
-                database: GOLDEN_DATABASE.to_owned(),
-            };
-            let copied = engine::copy(
-                &source_server.programs,
-                &source_server.admin,
-                &source_name,
-                &writer,
-                masking.as_ref().map(|(masker, rules)| (masker, rules)),
+            let copied = copy_as_writer(
+                &builder,
+                GOLDEN_USER,
+                GOLDEN_DATABASE,
+                (&source_server, &source_name),
+                masking.as_ref(),
+                service,
             )
-            .await
-            .map_err(fail(service))?;
+            .await?;
             let definitions = engine::definitions(programs, admin, GOLDEN_DATABASE)
                 .await
                 .map_err(fail(service))?;
@@ -1328,6 +1306,39 @@ impl LocalRuntime {
             refresh_seconds: content.clone.refresh_seconds,
         }))
     }
+}
+
+/// Copies the source database (its server and name) into `database` on `target`, masked on the way when `masking`
+/// says so, as a writer `user` made (or its password set again) for it with a password of the moment; the caller
+/// locks the writer out or drops it.
+async fn copy_as_writer(
+    target: &RunningMysql,
+    user: &str,
+    database: &str,
+    (source, source_name): (&RunningMysql, &str),
+    masking: Option<&(Masker, engine::dump::DumpRules)>,
+    service: &str,
+) -> Result<engine::CopyReport, RuntimeError> {
+    let password = Secret::new(random_password());
+    engine::ensure_user(&target.programs, &target.admin, user, &password)
+        .await
+        .map_err(fail(service))?;
+    let writer = Login::User {
+        host: target.host.clone(),
+        port: target.port,
+        user: user.to_owned(),
+        password,
+        database: database.to_owned(),
+    };
+    engine::copy(
+        &source.programs,
+        &source.admin,
+        source_name,
+        &writer,
+        masking.map(|(masker, rules)| (masker, rules)),
+    )
+    .await
+    .map_err(fail(service))
 }
 
 /// What a copy wrote, for its log line: its bytes and, masked, its rows masked.
