@@ -11,7 +11,7 @@ use preview_testing::TempDir;
 use support::faulty::{FAULTS, Faulty, deployment_id};
 use support::{
     Daemon, ReleaseAccounts, commit_all, deploy, deployed_journal, failed_deployment, git,
-    in_project, local_daemon, ok,
+    in_project, local_daemon, ok, register_with_key, set_masking_key,
 };
 
 /// 200 customers whose names, e-mails and phones appear nowhere else, their orders (joined on the e-mail, which
@@ -105,32 +105,6 @@ const DATABASE: &str = "    version: 15
       tables:
         customers: { email: email, full_name: name, phone: phone }
         orders: { customer_email: { same_as: customers.email } }";
-
-fn register(daemon: &Daemon, repo: &Path, key: &str) {
-    ok(daemon.cli(&[
-        "project",
-        "register",
-        "-f",
-        &repo.join("preview.yaml").display().to_string(),
-    ]));
-    set_key(daemon, repo, key);
-}
-
-fn set_key(daemon: &Daemon, repo: &Path, key: &str) {
-    let project = repo.file_name().and_then(|n| n.to_str()).expect("name");
-    ok(daemon.cli_with_input(
-        &[
-            "--project",
-            project,
-            "secret",
-            "set",
-            "MASKING_KEY",
-            "--scope",
-            "project",
-        ],
-        key,
-    ));
-}
 
 /// `psql -At -c sql` on ENV's database as its own role.
 fn sql(daemon: &Daemon, project: &str, environment: &str, query: &str) -> String {
@@ -290,7 +264,7 @@ fn staging_is_seeded_and_previews_are_masked_copies_that_join_like_the_source() 
         &database(installed_version()),
         SEED,
     );
-    register(&daemon, &repo, "the-first-masking-key");
+    register_with_key(&daemon, &repo, "the-first-masking-key");
 
     deploy(&daemon, "shopdb", &["env", "create", "staging"]);
     assert_eq!(
@@ -398,7 +372,7 @@ fn staging_is_seeded_and_previews_are_masked_copies_that_join_like_the_source() 
         "1"
     );
     assert!(!everything(&daemon, "shopdb", "pr-2").contains("Zorblat999"));
-    set_key(&daemon, &repo, "another-masking-key");
+    set_masking_key(&daemon, &repo, "another-masking-key");
     deploy(&daemon, "shopdb", &["env", "clone", "staging", "pr-3"]);
     let other = sql(&daemon, "shopdb", "pr-3", masked_customers);
     assert_ne!(other, first);
@@ -477,7 +451,7 @@ fn one_environment_cannot_reach_another_environments_database() {
             &database(installed_version()),
             SEED,
         );
-        register(&daemon, &repo, "a-masking-key");
+        register_with_key(&daemon, &repo, "a-masking-key");
         deploy(&daemon, name, &["env", "create", "staging"]);
         deploy(&daemon, name, &["env", "clone", "staging", "pr-7"]);
         let staging = format!("{name}_staging_db");
@@ -548,7 +522,7 @@ fn servers_come_back_with_their_data_after_the_daemon_stops_or_is_killed() {
         &database(installed_version()),
         SEED,
     );
-    register(&daemon, &repo, "a-masking-key");
+    register_with_key(&daemon, &repo, "a-masking-key");
     deploy(&daemon, "keptdb", &["env", "create", "staging"]);
     sql(
         &daemon,
@@ -631,7 +605,7 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
         &database(installed_version()),
         "CREATE TABLE t (id int);\nINSERT INTO t VALUES (1);\nINSERTT INTO t VALUES (2);\n",
     );
-    register(&daemon, &repo, "k");
+    register_with_key(&daemon, &repo, "k");
     let out = failed_deployment(&daemon, "badseed", &["env", "create", "staging"]);
     assert!(
         out.contains("seed.sql:3: ERROR:  syntax error at or near \"INSERTT\""),
@@ -651,7 +625,7 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
             witness.display()
         ),
     );
-    register(&daemon, &hostile, "k");
+    register_with_key(&daemon, &hostile, "k");
     let out = failed_deployment(&daemon, "hostileseed", &["env", "create", "staging"]);
     assert!(
         out.contains("seed.sql:2: `\\! touch") && out.contains("is a psql command"),
@@ -679,7 +653,7 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
     )
     .expect("spec");
     commit_all(&failing, "a broken migration");
-    register(&daemon, &failing, "k");
+    register_with_key(&daemon, &failing, "k");
     let out = failed_deployment(&daemon, "failingjob", &["env", "create", "staging"]);
     assert!(
         out.contains("the migration broke") && out.contains("rolled back"),
@@ -694,7 +668,7 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
         &database(installed_version()),
         SEED,
     );
-    register(&daemon, &good, "k");
+    register_with_key(&daemon, &good, "k");
     deploy(&daemon, "masking", &["env", "create", "staging"]);
     for (rules, expected) in [
         (
@@ -740,7 +714,7 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
         &DATABASE.replace("version: 15", "version: 13"),
         SEED,
     );
-    register(&daemon, &missing, "k");
+    register_with_key(&daemon, &missing, "k");
     let out = failed_deployment(&daemon, "oldpg", &["env", "create", "staging"]);
     assert!(
         out.contains("PostgreSQL 13 is not installed") && out.contains("`postgresql-13`"),
@@ -754,7 +728,7 @@ fn bad_database_input_is_refused_with_its_place_and_leaves_nothing() {
         &database(installed_version()),
         SEED,
     );
-    register(&daemon, &lonely, "k");
+    register_with_key(&daemon, &lonely, "k");
     let out = failed_deployment(&daemon, "lonely", &["env", "clone", "staging", "pr-1"]);
     assert!(
         out.contains("deploy `staging` first") || out.contains("no environment `staging`"),
@@ -801,7 +775,7 @@ fn an_external_server_gets_each_environments_database_and_role_through_its_admin
     )
     .expect("spec");
     commit_all(&repo, "external");
-    register(&daemon, &repo, "an-external-masking-key");
+    register_with_key(&daemon, &repo, "an-external-masking-key");
     let url = format!(
         "postgres://postgres:an-admin-password@127.0.0.1:{}/postgres",
         external.port()
@@ -938,7 +912,7 @@ INSERT INTO traps VALUES (1);
             &database(installed_version()),
             &seed.replace("evildb_staging_db", &format!("{name}_staging_db")),
         );
-        register(&daemon, &repo, "k");
+        register_with_key(&daemon, &repo, "k");
         deploy(&daemon, &name, &["env", "create", "staging"]);
         deploy(&daemon, &name, &["env", "clone", "staging", "pr-1"]);
         assert_eq!(
@@ -973,7 +947,7 @@ fn a_daemon_killed_in_the_middle_of_a_masked_copy_leaves_nothing_of_it() {
         &database(installed_version()),
         &seed,
     );
-    register(&daemon, &repo, "k");
+    register_with_key(&daemon, &repo, "k");
     deploy(&daemon, "killeddb", &["env", "create", "staging"]);
     let started = daemon.json(&[
         "--project",
@@ -1054,7 +1028,7 @@ fn jobs_run_by_their_hooks_once_on_creation_and_before_deletion() {
 ";
     std::fs::write(repo.join("preview.yaml"), spec.replacen("  db:\n", jobs, 1)).expect("spec");
     commit_all(&repo, "hooks");
-    register(&daemon, &repo, "k");
+    register_with_key(&daemon, &repo, "k");
     deploy(&daemon, "hooksdb", &["env", "create", "staging"]);
     let once = "SELECT count(*) FROM migrations WHERE name LIKE 'once-%'";
     assert_eq!(sql(&daemon, "hooksdb", "staging", once), "1");
@@ -1121,7 +1095,7 @@ fn previews_get_databases_from_the_warm_pool_by_rename_and_snapshots_are_listed_
         &repo,
         "a warm pool of two, snapshots refreshed after an hour",
     );
-    register(&daemon, &repo, "a-warm-masking-key");
+    register_with_key(&daemon, &repo, "a-warm-masking-key");
     deploy(&daemon, "warmdb", &["env", "create", "staging"]);
 
     // The first preview builds the golden snapshot and is made from it; the pool is filled behind it.
@@ -1350,7 +1324,7 @@ fn a_seeded_database_whose_operations_fail_or_are_killed_is_rolled_back_with_not
     )
     .expect("spec");
     commit_all(&repo, "another seeded environment");
-    register(faulty.daemon(), &repo, "k");
+    register_with_key(faulty.daemon(), &repo, "k");
     // The project's first database: its server is made in the step, and goes when the step is undone.
     for (fault, when) in FAULTS {
         let status = faulty.inject(
@@ -1424,7 +1398,7 @@ fn a_masked_copy_whose_operations_fail_or_are_killed_leaves_the_old_or_the_new_s
         &database(installed_version()),
         SEED,
     );
-    register(faulty.daemon(), &repo, "k");
+    register_with_key(faulty.daemon(), &repo, "k");
     deploy(faulty.daemon(), "faultmask", &["env", "create", "staging"]);
     deploy(
         faulty.daemon(),
@@ -1608,7 +1582,7 @@ fn physical_previews_start_from_a_copy_of_a_stopped_golden_data_directory() {
         &database(installed_version()),
         SEED,
     );
-    register(&daemon, &repo, "a-physical-masking-key");
+    register_with_key(&daemon, &repo, "a-physical-masking-key");
     deploy(&daemon, "physdb", &["env", "create", "staging"]);
 
     // The first preview builds the golden snapshot on a server of its own, stopped and kept; the preview's server
@@ -1793,7 +1767,7 @@ fn a_physical_copy_whose_operations_fail_or_are_killed_is_rolled_back_with_nothi
         &database(installed_version()),
         SEED,
     );
-    register(faulty.daemon(), &repo, "k");
+    register_with_key(faulty.daemon(), &repo, "k");
     deploy(faulty.daemon(), "physfault", &["env", "create", "staging"]);
     let clone = ["env", "clone", "staging", "pr-1"];
     let goldens = |data: &Path| -> Vec<PathBuf> {
@@ -1902,7 +1876,7 @@ fn an_external_server_that_insists_on_tls_is_reached_as_its_admin_url_says() {
     )
     .expect("spec");
     commit_all(&repo, "external, over TLS");
-    register(&daemon, &repo, "a-tls-masking-key");
+    register_with_key(&daemon, &repo, "a-tls-masking-key");
     let set_url = |query: &str| {
         ok(daemon.cli_with_input(
             &[

@@ -15,7 +15,7 @@ use preview_testing::TempDir;
 use support::faulty::{FAULTS, Faulty, deployment_id};
 use support::{
     Daemon, ReleaseAccounts, api, commit_all, deploy, deployed_journal, failed_deployment, git,
-    local_daemon, ok,
+    local_daemon, ok, register_with_key,
 };
 
 /// Customers and their orders, joined by e-mail address; a table the migrate job writes to.
@@ -106,29 +106,6 @@ previews:
     git(&repo, &["init", "--quiet"]);
     commit_all(&repo, "the project");
     repo
-}
-
-/// Registers the project of `repo` (its directory's name) and sets its masking key.
-fn register(daemon: &Daemon, repo: &Path, key: &str) {
-    let project = repo.file_name().and_then(|n| n.to_str()).expect("name");
-    ok(daemon.cli(&[
-        "project",
-        "register",
-        "-f",
-        &repo.join("preview.yaml").display().to_string(),
-    ]));
-    ok(daemon.cli_with_input(
-        &[
-            "--project",
-            project,
-            "secret",
-            "set",
-            "MASKING_KEY",
-            "--scope",
-            "project",
-        ],
-        key,
-    ));
 }
 
 /// ENV's login to its `ledger`: port, user (its database's name too) and password, as the API gives it.
@@ -275,7 +252,7 @@ fn mysql_databases_by_every_policy_masked_kept_apart_kept_over_restarts_and_remo
       ledger:
         clone: { policy: empty }",
     );
-    register(&daemon, &repo, "a-mysql-masking-key");
+    register_with_key(&daemon, &repo, "a-mysql-masking-key");
 
     // Seeded from the SQL file, quotes, keys and view included; the job reached it from its sandbox.
     deploy(&daemon, "ledger", &["env", "create", "staging"]);
@@ -608,7 +585,7 @@ fn mysql_steps_that_fail_or_are_killed_are_rolled_back_with_nothing_left() {
         mode: container
         clone: { policy: masked, from: staging }",
     );
-    register(faulty.daemon(), &repo, "a-fault-masking-key");
+    register_with_key(faulty.daemon(), &repo, "a-fault-masking-key");
     // A server's data directory whose making was cut short (here: killed once it was made, then broken before the
     // daemon came back) is never started: the step's undo removes it as it is.
     std::fs::write(&faulty.faults, "install kill after\n").expect("faults");
@@ -1068,7 +1045,7 @@ fn mysql_databases_on_servers_of_their_own_are_copied_between_servers_and_go_wit
     )
     .expect("spec");
     commit_all(&repo, "servers of their own");
-    register(&daemon, &repo, "an-own-masking-key");
+    register_with_key(&daemon, &repo, "an-own-masking-key");
     deploy(&daemon, "solo", &["env", "create", "staging"]);
     deploy(&daemon, "solo", &["env", "create", "own"]);
     // The first preview builds the golden snapshot on a server of its own, stopped and kept; the preview's server

@@ -6,7 +6,7 @@
 //! the daemon starts.
 
 use std::collections::BTreeMap;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -142,20 +142,12 @@ impl LocalRuntime {
             let command = server
                 .start_initialising()
                 .map_err(|e| RuntimeError::new(e.to_string()))?;
-            let initdb = Supervised::start(ProcessSpec {
-                name: format!("initdb {key}"),
+            let initdb = Supervised::start(self.making_spec(
+                format!("initdb {key}"),
                 command,
-                place: place.clone(),
-                env: Vec::new(),
-                log: root.join("initdb.log"),
-                log_limit: 1024 * 1024,
-                grace: self.config.grace,
-                backoff: Duration::from_millis(250),
-                max_backoff: Duration::from_secs(1),
-                memory_limit: None,
-                restart: false,
-                leftovers: None,
-            })
+                place.clone(),
+                root.join("initdb.log"),
+            ))
             .await
             .map_err(|e| RuntimeError::new(e.to_string()))?;
             initdb.ended().await;
@@ -180,23 +172,12 @@ impl LocalRuntime {
             self.config.grace,
         )
         .await;
-        let process = Supervised::start(ProcessSpec {
-            name: format!("postgres {key}"),
-            command: server.command(),
+        let process = Supervised::start(self.server_spec(
+            format!("postgres {key}"),
+            server.command(),
             place,
-            env: vec![(
-                crate::strays::MARKER_VARIABLE.to_owned(),
-                Secret::new(self.marker.clone()),
-            )],
-            log: root.join("server.log"),
-            log_limit: 8 * 1024 * 1024,
-            grace: self.config.grace,
-            backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(30),
-            memory_limit: None,
-            restart: true,
-            leftovers: None,
-        })
+            &root,
+        ))
         .await
         .map_err(|e| RuntimeError::new(e.to_string()))?;
         server
@@ -256,23 +237,10 @@ impl LocalRuntime {
         crate::trees::own_dir(&self.servers_dir(), None, 0o700).map_err(RuntimeError::new)?;
         let root = self.server_root(key);
         let from = from.to_path_buf();
-        tokio::task::spawn_blocking(move || {
-            preview_database::postgres::server::copy_data_dir(
-                &from,
-                &root,
-                owner,
-                &|path, uid, gid| {
-                    preview_isolation::hand_tree_to(path, uid, gid).map_err(|e| e.to_string())
-                },
-            )
+        copy_off_thread(move || {
+            preview_database::postgres::server::copy_data_dir(&from, &root, owner, &hand_over)
         })
         .await
-        .map_err(|e| {
-            RuntimeError::new(format!(
-                "the copy of a data directory ended abnormally: {e}"
-            ))
-        })?
-        .map_err(|e| RuntimeError::new(e.to_string()))
     }
 
     /// Stops the server `key` and returns its data directory, kept (a physical golden snapshot's, once built).
@@ -377,6 +345,52 @@ impl LocalRuntime {
             .map_err(RuntimeError::new)
     }
 
+    /// A database server's process in `place`: marked as the runtime's, logged to `server.log` in its directory
+    /// `root`, started again with backoff whenever it ends.
+    fn server_spec(&self, name: String, command: String, place: Place, root: &Path) -> ProcessSpec {
+        ProcessSpec {
+            name,
+            command,
+            place,
+            env: vec![(
+                crate::strays::MARKER_VARIABLE.to_owned(),
+                Secret::new(self.marker.clone()),
+            )],
+            log: root.join("server.log"),
+            log_limit: 8 * 1024 * 1024,
+            grace: self.config.grace,
+            backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(30),
+            memory_limit: None,
+            restart: true,
+            leftovers: None,
+        }
+    }
+
+    /// The process that makes a server's data directory (`initdb`, `mariadb-install-db`): run once, logged to `log`.
+    pub(crate) fn making_spec(
+        &self,
+        name: String,
+        command: String,
+        place: Place,
+        log: PathBuf,
+    ) -> ProcessSpec {
+        ProcessSpec {
+            name,
+            command,
+            place,
+            env: Vec::new(),
+            log,
+            log_limit: 1024 * 1024,
+            grace: self.config.grace,
+            backoff: Duration::from_millis(250),
+            max_backoff: Duration::from_secs(1),
+            memory_limit: None,
+            restart: false,
+            leftovers: None,
+        }
+    }
+
     /// Starts the process of a server of a single process that `preview` runs (Redis, MariaDB) for `key`: as its
     /// user `owner` in the server sandbox, its directory seen at `inside`, in its cgroup `unit` bounded by `limits`
     /// (when the daemon isolates), restarted when it ends, its output in `server.log`, carrying the runtime's
@@ -401,25 +415,9 @@ impl LocalRuntime {
             )),
             _ => Place::Host(root.clone()),
         };
-        Supervised::start(ProcessSpec {
-            name: format!("{name} {key}"),
-            command,
-            place,
-            env: vec![(
-                crate::strays::MARKER_VARIABLE.to_owned(),
-                Secret::new(self.marker.clone()),
-            )],
-            log: root.join("server.log"),
-            log_limit: 8 * 1024 * 1024,
-            grace: self.config.grace,
-            backoff: Duration::from_millis(250),
-            max_backoff: Duration::from_secs(30),
-            memory_limit: None,
-            restart: true,
-            leftovers: None,
-        })
-        .await
-        .map_err(|e| RuntimeError::new(e.to_string()))
+        Supervised::start(self.server_spec(format!("{name} {key}"), command, place, &root))
+            .await
+            .map_err(|e| RuntimeError::new(e.to_string()))
     }
 
     /// Removes what a server of a single process that `preview` runs (Redis, MariaDB) leaves once it stopped: a
@@ -589,4 +587,23 @@ pub(crate) async fn stop_stale(
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
+}
+
+/// Runs `copy` (of a stopped server's data directory, file by file) on a thread where blocking is allowed.
+pub(crate) async fn copy_off_thread(
+    copy: impl FnOnce() -> Result<(), preview_database::DatabaseError> + Send + 'static,
+) -> Result<(), RuntimeError> {
+    tokio::task::spawn_blocking(copy)
+        .await
+        .map_err(|e| {
+            RuntimeError::new(format!(
+                "the copy of a data directory ended abnormally: {e}"
+            ))
+        })?
+        .map_err(|e| RuntimeError::new(e.to_string()))
+}
+
+/// Gives a copied tree to a server's user.
+pub(crate) fn hand_over(path: &std::path::Path, uid: u32, gid: u32) -> Result<(), String> {
+    preview_isolation::hand_tree_to(path, uid, gid).map_err(|e| e.to_string())
 }

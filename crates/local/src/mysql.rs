@@ -23,7 +23,7 @@ use crate::databases::{LocalContent, fail};
 use crate::faults::{self, When};
 use crate::physical::{DEFINITIONS, GOLDEN_DATABASE};
 use crate::runtime::LocalRuntime;
-use crate::supervisor::{Place, ProcessSpec, Supervised};
+use crate::supervisor::{Place, Supervised};
 
 /// Where a server run in a sandbox sees its directory.
 const INSIDE: &str = "/run/preview/mysql";
@@ -156,20 +156,12 @@ impl LocalRuntime {
                 _ => Place::Host(root.clone()),
             };
             faults::at("install", When::Before)?;
-            let install = Supervised::start(ProcessSpec {
-                name: format!("mariadb-install-db {key}"),
-                command: engine::install_command(&programs, &config_inside, &admin_user),
+            let install = Supervised::start(self.making_spec(
+                format!("mariadb-install-db {key}"),
+                engine::install_command(&programs, &config_inside, &admin_user),
                 place,
-                env: Vec::new(),
-                log: root.join("install.log"),
-                log_limit: 1024 * 1024,
-                grace: self.config.grace,
-                backoff: Duration::from_millis(250),
-                max_backoff: Duration::from_secs(1),
-                memory_limit: None,
-                restart: false,
-                leftovers: None,
-            })
+                root.join("install.log"),
+            ))
             .await
             .map_err(|e| RuntimeError::new(e.to_string()))?;
             install.ended().await;
@@ -834,26 +826,17 @@ impl LocalRuntime {
         let data = root.join("data");
         preview_database::postgres::server::remove_tree(&data)
             .map_err(|e| RuntimeError::new(e.to_string()))?;
-        let from = golden.to_path_buf();
-        let to = data.clone();
-        tokio::task::spawn_blocking(move || {
+        let (from, to) = (golden.to_path_buf(), data.clone());
+        crate::database_servers::copy_off_thread(move || {
             preview_database::postgres::server::copy_dir(
                 &from,
                 &to,
                 owner,
-                &|path, uid, gid| {
-                    preview_isolation::hand_tree_to(path, uid, gid).map_err(|e| e.to_string())
-                },
+                &crate::database_servers::hand_over,
                 &[],
             )
         })
-        .await
-        .map_err(|e| {
-            RuntimeError::new(format!(
-                "the copy of a data directory ended abnormally: {e}"
-            ))
-        })?
-        .map_err(|e| RuntimeError::new(e.to_string()))?;
+        .await?;
         crate::records::write_atomically(&root.join(DEFINITIONS), &definitions)
             .map_err(RuntimeError::new)?;
         crate::records::write_atomically(&root.join(INSTALLED), b"").map_err(RuntimeError::new)

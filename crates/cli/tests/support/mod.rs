@@ -870,6 +870,34 @@ pub fn deploy(daemon: &Daemon, project: &str, args: &[&str]) -> String {
     ok(in_project(daemon, project, args))
 }
 
+/// Registers the project whose spec is `repo`'s `preview.yaml` (named as its directory), and sets its masking key.
+pub fn register_with_key(daemon: &Daemon, repo: &Path, key: &str) {
+    ok(daemon.cli(&[
+        "project",
+        "register",
+        "-f",
+        &repo.join("preview.yaml").display().to_string(),
+    ]));
+    set_masking_key(daemon, repo, key);
+}
+
+/// Sets the project secret `MASKING_KEY` of `repo`'s project (named as its directory) to `key`.
+pub fn set_masking_key(daemon: &Daemon, repo: &Path, key: &str) {
+    let project = repo.file_name().and_then(|n| n.to_str()).expect("name");
+    ok(daemon.cli_with_input(
+        &[
+            "--project",
+            project,
+            "secret",
+            "set",
+            "MASKING_KEY",
+            "--scope",
+            "project",
+        ],
+        key,
+    ));
+}
+
 /// Runs a deployment command with `--no-wait`, waits for it to commit, and returns its journal.
 pub fn deployed_journal(daemon: &Daemon, project: &str, args: &[&str]) -> String {
     let mut all = vec!["--project", project];
