@@ -11,6 +11,8 @@ use hyper::body::{Body as _, Bytes, Frame, Incoming, SizeHint};
 use hyper::header;
 use hyper::{Response, StatusCode, Version};
 
+use crate::deadlines::BoxError;
+use crate::exchange::{Answer, AnswerBody};
 use crate::forwarding_headers::forward_answer_headers;
 use crate::pages::{Body, page};
 
@@ -27,12 +29,7 @@ pub(crate) async fn relay<H: Send + Sync + Unpin + 'static>(
     let (mut parts, body) = response.into_parts();
     // An HTTP/1.0 status line would end the client's keep-alive connection; the gateway speaks HTTP/1.1 to clients.
     parts.version = Version::HTTP_11;
-    // With a transfer encoding the body is framed by it (hyper reads it so), and any Content-Length is a lie that
-    // would make the client take the rest of the body for the next answer.
-    if parts.headers.contains_key(header::TRANSFER_ENCODING) {
-        parts.headers.remove(header::CONTENT_LENGTH);
-    }
-    forward_answer_headers(&mut parts.headers);
+    client_headers(&mut parts.headers);
     // The body's exact size, as its framing says it (hyper ends a body of announced length at that length); a
     // body of unknown length (chunked, or until the app closes) streams through, however long.
     let small = body
@@ -58,21 +55,59 @@ pub(crate) async fn relay<H: Send + Sync + Unpin + 'static>(
     }
 }
 
+/// The client's answer from an answer the gateway read itself ([`crate::exchange`]); `held` is kept until the body
+/// has gone through.
+pub(crate) fn relay_read<H: Send + Sync + Unpin + 'static>(
+    answer: Answer,
+    held: H,
+) -> Response<Body> {
+    let Answer {
+        status,
+        mut headers,
+        body,
+    } = answer;
+    client_headers(&mut headers);
+    let body = match body {
+        AnswerBody::Whole(bytes) => Full::new(bytes).map_err(|never| match never {}).boxed(),
+        AnswerBody::Streamed(body) => Holding { body, _held: held }.boxed(),
+    };
+    let mut response = Response::new(body);
+    *response.status_mut() = status;
+    *response.headers_mut() = headers;
+    response
+}
+
+/// An app's answer headers made the client's.
+fn client_headers(headers: &mut hyper::HeaderMap) {
+    // With a transfer encoding the body is framed by it (and read so), and any Content-Length is a lie that would
+    // make the client take the rest of the body for the next answer.
+    if headers.contains_key(header::TRANSFER_ENCODING) {
+        headers.remove(header::CONTENT_LENGTH);
+    }
+    forward_answer_headers(headers);
+}
+
 /// A body that holds something (a place at a backend, an open request) until it has been sent or dropped.
 pub(crate) struct Holding<B, H> {
     pub(crate) body: B,
     pub(crate) _held: H,
 }
 
-impl<B: hyper::body::Body<Data = Bytes> + Unpin, H: Unpin> hyper::body::Body for Holding<B, H> {
+impl<B, H: Unpin> hyper::body::Body for Holding<B, H>
+where
+    B: hyper::body::Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
     type Data = Bytes;
-    type Error = B::Error;
+    type Error = BoxError;
 
     fn poll_frame(
         mut self: Pin<&mut Self>,
         cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
-        Pin::new(&mut self.body).poll_frame(cx)
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        Pin::new(&mut self.body)
+            .poll_frame(cx)
+            .map(|frame| frame.map(|frame| frame.map_err(Into::into)))
     }
 
     fn is_end_stream(&self) -> bool {

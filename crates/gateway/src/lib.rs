@@ -6,7 +6,8 @@
 //! HTTP/2 or HTTP/1.1 by ALPN, under a cap on connections, with the timeouts of `config` (`deadlines` for clients
 //! that stop writing or reading, `idle_streams` for idle HTTP/2 connections). `proxy` handles one request: the one
 //! host it names (`request_host`), the route's access protection (`access`), the headers the app gets
-//! (`forwarding_headers`), the connection to the app (`upstream`, admitted by the backend's gate in `gates`), the
+//! (`forwarding_headers`), the connection to the app (`upstream`, admitted by the backend's gate in `gates`; a request
+//! without a body is sent and its answer read by the gateway itself in `exchange`), the
 //! answer made safe for the client (`answers`) or a WebSocket tunnel (`tunnel`), and the gateway's own pages
 //! (`pages`). A request for a sleeping environment asks the daemon's `Waker` to wake it and waits a bounded time
 //! (`waking`, one wake per environment whatever the number of requests, and a pause after a failed one), unless a
@@ -22,6 +23,7 @@ mod certificates;
 mod challenges;
 mod config;
 mod deadlines;
+mod exchange;
 mod forwarding_headers;
 mod gates;
 mod idle_streams;

@@ -6,7 +6,7 @@ use hyper::body::Bytes;
 use hyper::header::{self, HeaderValue};
 use hyper::{Response, StatusCode};
 
-pub type Body = http_body_util::combinators::BoxBody<Bytes, hyper::Error>;
+pub type Body = http_body_util::combinators::BoxBody<Bytes, crate::deadlines::BoxError>;
 
 pub(crate) fn empty() -> Body {
     Full::new(Bytes::new())

@@ -5,7 +5,7 @@
 
 use std::sync::{Arc, Mutex};
 
-use hyper::body::{Bytes, Incoming};
+use hyper::body::{Body as _, Bytes, Incoming};
 use hyper::header::{self, HeaderValue};
 use hyper::{Request, Response, StatusCode};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
@@ -18,7 +18,7 @@ use crate::forwarding_headers::{Origin, forward_request_headers, is_websocket_up
 use crate::pages::{Body, empty, escape, page, redirect, retry_later, whole};
 use crate::request_host::request_host;
 use crate::routes::{Route, RouteState, Routes, normalize_host};
-use crate::upstream::{Affinity, Upstreams, pool_authority};
+use crate::upstream::{Affinity, UpstreamError, Upstreams, pool_authority};
 use crate::waking::{Wakes, Woken};
 
 /// What every worker forwards with: the route table, the ACME challenge answers, the connections to apps, the
@@ -192,6 +192,29 @@ impl Proxy {
         // HTTP/2 streams run at once and share the pool; HTTP/1.1 requests come one by one and use their
         // connection's own upstream connection.
         let own_connection = request.version() != hyper::Version::HTTP_2 && !websocket;
+        // A request without a body (most are) is sent, and its answer read, in this task.
+        if own_connection && request.body().is_end_stream() {
+            let (mut parts, _) = request.into_parts();
+            forward_request_headers(
+                &mut parts.headers,
+                false,
+                &downstream.origin,
+                downstream.origin.host_for_app(&host),
+            );
+            let sent = self
+                .upstreams
+                .exchange(&downstream.upstream, backend, &parts)
+                .await;
+            let (answer, permit) = match sent {
+                Ok(sent) => sent,
+                Err(error) => return self.not_answered(&error, route),
+            };
+            if answer.status == StatusCode::SWITCHING_PROTOCOLS {
+                return switched_unasked(route);
+            }
+            let answer = crate::answers::relay_read(answer, (permit, flight));
+            return self.with_hsts(answer, route, scheme);
+        }
         // The pool needs the app's address in the URI; a connection of our own sends the path alone, which is what
         // an HTTP/1.1 request already carries.
         let uri = if own_connection && request.uri().authority().is_none() {
@@ -237,25 +260,11 @@ impl Proxy {
         };
         let (mut response, permit) = match sent {
             Ok(sent) => sent,
-            Err(error) => {
-                let (status, reason) = error.explain(&self.config.limits);
-                return page(
-                    status,
-                    "The app did not answer",
-                    &format!("{} did not answer: {reason}.", named()),
-                );
-            }
+            Err(error) => return self.not_answered(&error, route),
         };
         if response.status() == StatusCode::SWITCHING_PROTOCOLS {
             let Some(incoming) = incoming_upgrade else {
-                return page(
-                    StatusCode::BAD_GATEWAY,
-                    "The app did not answer",
-                    &format!(
-                        "{} switched protocols although the request asked for none.",
-                        named()
-                    ),
-                );
+                return switched_unasked(route);
             };
             let outgoing = hyper::upgrade::on(&mut response);
             // The tunnel is the client connection from now on: its place under the connection cap goes with it,
@@ -272,13 +281,28 @@ impl Proxy {
             let (parts, _) = response.into_parts();
             return Response::from_parts(parts, empty());
         }
-        let mut answer = crate::answers::relay(response, (permit, flight), named).await;
+        let answer = crate::answers::relay(response, (permit, flight), named).await;
+        self.with_hsts(answer, route, scheme)
+    }
+
+    /// `answer` with `Strict-Transport-Security` when the route is protected and the request came over HTTPS.
+    fn with_hsts(&self, mut answer: Response<Body>, route: &Route, scheme: &str) -> Response<Body> {
         if let (Some(_), "https", Some(hsts)) = (&route.access, scheme, &self.hsts) {
             answer
                 .headers_mut()
                 .insert(header::STRICT_TRANSPORT_SECURITY, hsts.clone());
         }
         answer
+    }
+
+    /// The page for a request that did not reach `route`'s app, or got no answer from it.
+    fn not_answered(&self, error: &UpstreamError, route: &Route) -> Response<Body> {
+        let (status, reason) = error.explain(&self.config.limits);
+        page(
+            status,
+            "The app did not answer",
+            &format!("{} did not answer: {reason}.", who(route)),
+        )
     }
 
     /// Wakes the environment of the sleeping `route` and waits for it, at most `Config::wake_timeout`: the route
@@ -361,6 +385,18 @@ fn who(route: &Route) -> String {
         escape(&route.service),
         escape(&route.environment),
         escape(&route.project)
+    )
+}
+
+/// The page for an app that switched protocols when the request asked for no upgrade.
+fn switched_unasked(route: &Route) -> Response<Body> {
+    page(
+        StatusCode::BAD_GATEWAY,
+        "The app did not answer",
+        &format!(
+            "{} switched protocols although the request asked for none.",
+            who(route)
+        ),
     )
 }
 

@@ -1,6 +1,7 @@
-//! Connections to apps: an HTTP/1.1 client connection's own upstream connection, or the shared pool (HTTP/2 streams
-//! and upgrades), each request admitted by its backend's gate; and why a request could not be sent, in words that
-//! name no address inside the machine.
+//! Connections to apps: an HTTP/1.1 client connection's own upstream connections — one the gateway reads itself for
+//! requests without a body (`exchange`), one of the HTTP library's client for those with one — or the shared pool
+//! (HTTP/2 streams and upgrades), each request admitted by its backend's gate; and why a request could not be sent,
+//! in words that name no address inside the machine.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -18,6 +19,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use crate::config::Limits;
 use crate::deadlines::{BodyDeadline, is_body_stall};
+use crate::exchange::{Answer, BadAnswer, Slot, Wire};
 use crate::gates::{self, Gates};
 use crate::routes::{Backend, Routes};
 
@@ -35,6 +37,8 @@ pub(crate) enum UpstreamError {
     Connect(std::io::Error),
     Http(hyper::Error),
     Pool(hyper_util::client::legacy::Error),
+    /// An answer read by the gateway itself was not one.
+    Answer(BadAnswer),
 }
 
 impl UpstreamError {
@@ -51,6 +55,9 @@ impl UpstreamError {
                         CONNECT_TIMEOUT.as_secs()
                     ),
                 );
+            }
+            UpstreamError::Answer(bad) => {
+                return (StatusCode::BAD_GATEWAY, bad.reason(limits.answer_head));
             }
             UpstreamError::Connect(error) => error,
             UpstreamError::Http(error) => error,
@@ -206,6 +213,70 @@ impl Upstreams {
         Ok((response, permit))
     }
 
+    /// Sends `request`, which has no body, over the client connection's own [`Wire`] (kept in `affinity`), and
+    /// reads the answer in this task.
+    pub(crate) async fn exchange(
+        &self,
+        affinity: &Affinity,
+        backend: &Backend,
+        request: &hyper::http::request::Parts,
+    ) -> Result<(Answer, OwnedSemaphorePermit), UpstreamError> {
+        let cached = affinity
+            .wire
+            .lock()
+            .ok()
+            .and_then(|mut wire| wire.take())
+            .filter(|wire| wire.backend == *backend);
+        let gate = match &cached {
+            Some(wire) => Arc::clone(&wire.gate),
+            None => self.gates.gate(backend),
+        };
+        let Some(permit) = gates::enter(&gate, CONNECT_TIMEOUT).await else {
+            // The connection itself is fine: kept for the client's next request.
+            if let (Some(wire), Ok(mut kept)) = (cached, affinity.wire.lock()) {
+                *kept = Some(wire);
+            }
+            return Err(UpstreamError::Busy);
+        };
+        let (wire, reused) = match cached {
+            Some(mut wire) => {
+                if wire.is_quiet().await {
+                    (wire, true)
+                } else {
+                    // The backend kept with the connection goes on with the new one (a copy would count its
+                    // network's handle, which every connection to an isolated app shares).
+                    (self.wire(wire.backend, Arc::clone(&gate)).await?, false)
+                }
+            }
+            None => (self.wire(backend.clone(), Arc::clone(&gate)).await?, false),
+        };
+        let reconnect = move || async move {
+            let stream = dial(backend.address, backend.network.as_ref())
+                .await
+                .map_err(|_| BadAnswer::Io)?;
+            Ok(Wire::new(stream, backend.clone(), gate))
+        };
+        let answer = crate::exchange::exchange(
+            wire,
+            reused,
+            reconnect,
+            request,
+            self.answer_head,
+            &affinity.wire,
+        )
+        .await
+        .map_err(UpstreamError::Answer)?;
+        Ok((answer, permit))
+    }
+
+    /// A new [`Wire`] to `backend`.
+    async fn wire(&self, backend: Backend, gate: Arc<Semaphore>) -> Result<Wire, UpstreamError> {
+        let stream = dial(backend.address, backend.network.as_ref())
+            .await
+            .map_err(UpstreamError::Connect)?;
+        Ok(Wire::new(stream, backend, gate))
+    }
+
     async fn connect(&self, backend: &Backend) -> Result<SendRequest<RequestBody>, UpstreamError> {
         let stream = dial(backend.address, backend.network.as_ref())
             .await
@@ -220,12 +291,14 @@ impl Upstreams {
     }
 }
 
-/// The upstream connection of one client connection. An HTTP/1.1 client sends its requests one after another, so
-/// one connection to the app serves them all, without the locking of a shared pool; a request for another address
-/// (the route was switched to a new version) opens a new one.
+/// The upstream connections of one client connection. An HTTP/1.1 client sends its requests one after another, so
+/// one connection to the app serves all those without a body, and one of the HTTP library's client those with one,
+/// without the locking of a shared pool; a request for another address (the route was switched to a new version)
+/// opens a new one.
 #[derive(Default)]
 pub(crate) struct Affinity {
     upstream: Mutex<Option<Own>>,
+    wire: Slot,
 }
 
 struct Own {

@@ -1,0 +1,340 @@
+//! Requests without a body, which the gateway sends and whose answers it reads itself over the client connection's
+//! own connection to the app: the connection serves one answer after another of every framing, is left after an
+//! answer that ends otherwise than its framing said, an idempotent request the app dropped unanswered is sent again
+//! and another is not, and answers that break the rules of HTTP/1.1 get a page that says how.
+
+mod support;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_util::rt::TokioIo;
+use support::*;
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// A keep-alive HTTP/1.1 client connection to the gateway.
+async fn client(gateway: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(gateway).await.expect("connect");
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    sender
+}
+
+/// Sends `method path` for `host` on `sender`; status, headers and body (or the body's error).
+async fn send(
+    sender: &mut hyper::client::conn::http1::SendRequest<Full<Bytes>>,
+    method: &str,
+    host: &str,
+    path: &str,
+) -> (u16, hyper::HeaderMap, Result<String, String>) {
+    sender.ready().await.expect("the client connection is kept");
+    let mut request = hyper::Request::builder()
+        .method(method)
+        .uri(path)
+        .header("host", host);
+    if method == "POST" {
+        request = request.header("content-length", "0");
+    }
+    let response = sender
+        .send_request(request.body(Full::new(Bytes::new())).expect("request"))
+        .await
+        .expect("answer");
+    let (parts, body) = response.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| String::from_utf8_lossy(&b.to_bytes()).into_owned())
+        .map_err(|e| e.to_string());
+    (parts.status.as_u16(), parts.headers, body)
+}
+
+/// The first line of a request head: method and path.
+fn request_line(head: &str) -> (String, String) {
+    let mut words = head.split_whitespace();
+    let method = words.next().unwrap_or_default().to_owned();
+    let path = words.next().unwrap_or_default().to_owned();
+    (method, path)
+}
+
+/// An app that serves requests one after another on each connection, answering each with the bytes `answer` gives
+/// for its method, path and place on the connection (1 for the first) — `None` closes the connection unanswered.
+/// Counts the connections it accepted and records every request line.
+async fn keep_alive_app<F>(answer: F) -> (SocketAddr, Arc<AtomicUsize>, Arc<Mutex<Vec<String>>>)
+where
+    F: Fn(&str, &str, usize) -> Option<Vec<u8>> + Send + Sync + 'static,
+{
+    let connections = Arc::new(AtomicUsize::new(0));
+    let requests: Arc<Mutex<Vec<String>>> = Arc::default();
+    let answer = Arc::new(answer);
+    let address = {
+        let (connections, requests) = (Arc::clone(&connections), Arc::clone(&requests));
+        raw_app(move |mut stream| {
+            connections.fetch_add(1, Ordering::SeqCst);
+            let (answer, requests) = (Arc::clone(&answer), Arc::clone(&requests));
+            async move {
+                for place in 1.. {
+                    let head = read_head(&mut stream).await;
+                    if head.is_empty() {
+                        return;
+                    }
+                    let (method, path) = request_line(&head);
+                    requests
+                        .lock()
+                        .expect("requests")
+                        .push(format!("{method} {path}"));
+                    match answer(&method, &path, place) {
+                        Some(bytes) => {
+                            if stream.write_all(&bytes).await.is_err() {
+                                return;
+                            }
+                        }
+                        None => return,
+                    }
+                }
+            }
+        })
+        .await
+    };
+    (address, connections, requests)
+}
+
+fn with_length(body: &str) -> Vec<u8> {
+    format!(
+        "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .into_bytes()
+}
+
+#[tokio::test]
+async fn one_connection_to_the_app_serves_answers_of_every_framing_and_is_left_after_one_that_ends_wrongly()
+ {
+    let big = "b".repeat(100_000);
+    let answers = {
+        let big = big.clone();
+        move |method: &str, path: &str, _: usize| {
+            Some(match (method, path) {
+                ("HEAD", _) => b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n".to_vec(),
+                (_, "/small") => with_length("hello"),
+                (_, "/big") => with_length(&big),
+                (_, "/chunked") => b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    6;note=first\r\nhello \r\n5\r\nworld\r\n0\r\nX-Checksum: 1\r\n\r\n"
+                    .to_vec(),
+                (_, "/interim") => b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 103 Early Hints\r\n\
+                    Link: </style.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nfinal"
+                    .to_vec(),
+                (_, "/nothing") => b"HTTP/1.1 204 No Content\r\n\r\n".to_vec(),
+                // An answer with a forged one after it, for the client's next request.
+                (_, "/forging") => {
+                    let mut bytes = with_length("ok");
+                    bytes.extend_from_slice(&with_length("forged"));
+                    bytes
+                }
+                (_, "/closing") => {
+                    b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye".to_vec()
+                }
+                _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
+            })
+        }
+    };
+    let (app, connections, _) = keep_alive_app(answers).await;
+    let gateway = gateway(
+        routes_of(vec![("web.shop.localhost", serving("web", "staging", app))]),
+        None,
+    )
+    .await;
+    let host = "web.shop.localhost";
+    let mut sender = client(gateway).await;
+
+    let (status, _, body) = send(&mut sender, "GET", host, "/small").await;
+    assert_eq!((status, body), (200, Ok("hello".to_owned())));
+    let (status, headers, body) = send(&mut sender, "GET", host, "/big").await;
+    assert_eq!((status, body.map(|b| b.len())), (200, Ok(big.len())));
+    assert_eq!(headers["content-length"], "100000");
+    let (status, headers, body) = send(&mut sender, "GET", host, "/chunked").await;
+    assert_eq!((status, body), (200, Ok("hello world".to_owned())));
+    assert!(!headers.contains_key("content-length"), "{headers:?}");
+    let (status, headers, body) = send(&mut sender, "HEAD", host, "/small").await;
+    assert_eq!((status, body), (200, Ok(String::new())));
+    assert_eq!(
+        headers["content-length"], "5",
+        "a HEAD answer keeps its length"
+    );
+    let (status, _, body) = send(&mut sender, "GET", host, "/interim").await;
+    assert_eq!(
+        (status, body),
+        (200, Ok("final".to_owned())),
+        "interim answers are skipped"
+    );
+    let (status, _, body) = send(&mut sender, "GET", host, "/nothing").await;
+    assert_eq!((status, body), (204, Ok(String::new())));
+    let (status, _, body) = send(&mut sender, "GET", host, "/small").await;
+    assert_eq!((status, body), (200, Ok("hello".to_owned())));
+    assert_eq!(
+        connections.load(Ordering::SeqCst),
+        1,
+        "one connection to the app served seven answers"
+    );
+
+    // Bytes after the end of an answer: the connection is not used again, and the next answer is the app's own.
+    let (status, _, body) = send(&mut sender, "GET", host, "/forging").await;
+    assert_eq!((status, body), (200, Ok("ok".to_owned())));
+    let (status, _, body) = send(&mut sender, "GET", host, "/small").await;
+    assert_eq!(
+        (status, body),
+        (200, Ok("hello".to_owned())),
+        "not the forged answer"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+
+    // The app asks to close: the next request goes over a new connection.
+    let (status, headers, body) = send(&mut sender, "GET", host, "/closing").await;
+    assert_eq!((status, body), (200, Ok("bye".to_owned())));
+    assert!(!headers.contains_key("connection"), "{headers:?}");
+    let (status, _, body) = send(&mut sender, "GET", host, "/small").await;
+    assert_eq!((status, body), (200, Ok("hello".to_owned())));
+    assert_eq!(connections.load(Ordering::SeqCst), 3);
+}
+
+#[tokio::test]
+async fn a_request_the_app_dropped_unanswered_is_sent_again_only_when_it_is_idempotent() {
+    // Each connection answers its first request and closes at the second without answering, as an app closing an
+    // idle connection just as the request arrives does.
+    let (app, connections, requests) =
+        keep_alive_app(|_: &str, path: &str, place: usize| (place == 1).then(|| with_length(path)))
+            .await;
+    let gateway = gateway(
+        routes_of(vec![("web.shop.localhost", serving("web", "staging", app))]),
+        None,
+    )
+    .await;
+    let host = "web.shop.localhost";
+    let mut sender = client(gateway).await;
+
+    let (status, _, body) = send(&mut sender, "GET", host, "/first").await;
+    assert_eq!((status, body), (200, Ok("/first".to_owned())));
+    let (status, _, body) = send(&mut sender, "GET", host, "/again").await;
+    assert_eq!(
+        (status, body),
+        (200, Ok("/again".to_owned())),
+        "a GET is sent again on a new connection"
+    );
+    assert_eq!(connections.load(Ordering::SeqCst), 2);
+    let (status, _, body) = send(&mut sender, "POST", host, "/order").await;
+    let body = body.expect("page");
+    assert_eq!(status, 502, "{body}");
+    assert!(
+        body.contains("it closed the connection before answering"),
+        "{body}"
+    );
+    let seen = requests.lock().expect("requests").clone();
+    assert_eq!(
+        seen,
+        ["GET /first", "GET /again", "GET /again", "POST /order"],
+        "the POST reached the app once"
+    );
+}
+
+#[tokio::test]
+async fn answers_that_break_http_get_a_page_that_says_how() {
+    let answers = |_: &str, path: &str, _: usize| {
+        Some(match path {
+            "/two-lengths" => {
+                b"HTTP/1.1 200 OK\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\nhello!".to_vec()
+            }
+            "/bad-length" => b"HTTP/1.1 200 OK\r\nContent-Length: +5\r\n\r\nhello".to_vec(),
+            "/headers" => {
+                format!("HTTP/1.1 200 OK\r\n{}\r\n", "X-A: a\r\n".repeat(101)).into_bytes()
+            }
+            "/interim" => b"HTTP/1.1 100 Continue\r\n\r\n".repeat(9),
+            "/not-http" => b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec(),
+            "/switch" => {
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n"
+                    .to_vec()
+            }
+            _ => with_length("fine"),
+        })
+    };
+    let (app, _, _) = keep_alive_app(answers).await;
+    // Announces 10 bytes, sends 3 and closes.
+    let closing = raw_app(|mut stream| async move {
+        read_head(&mut stream).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc")
+            .await;
+        let _ = stream.shutdown().await;
+    })
+    .await;
+    let chunks = raw_app(|mut stream| async move {
+        read_head(&mut stream).await;
+        let _ = stream
+            .write_all(
+                b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello!!\r\n0\r\n\r\n",
+            )
+            .await;
+    })
+    .await;
+    let gateway = gateway(
+        routes_of(vec![
+            ("web.shop.localhost", serving("web", "staging", app)),
+            ("short.shop.localhost", serving("short", "staging", closing)),
+            (
+                "chunks.shop.localhost",
+                serving("chunks", "staging", chunks),
+            ),
+        ]),
+        None,
+    )
+    .await;
+    for (path, reason) in [
+        (
+            "/two-lengths",
+            "its answer's Content-Length is not one length",
+        ),
+        (
+            "/bad-length",
+            "its answer's Content-Length is not one length",
+        ),
+        ("/headers", "its answer has more than 100 headers"),
+        ("/interim", "it sent more than 8 interim answers"),
+        ("/not-http", "its answer is not HTTP/1.1"),
+        (
+            "/switch",
+            "switched protocols although the request asked for none",
+        ),
+    ] {
+        let (status, body) = get(gateway, "web.shop.localhost", path).await;
+        assert_eq!(status, 502, "{path}: {body}");
+        assert!(body.contains(reason), "{path}: {body}");
+        assert!(!body.contains("127.0.0.1"), "{path}: {body}");
+    }
+    let (status, body) = get(gateway, "short.shop.localhost", "/").await;
+    assert_eq!(status, 502, "{body}");
+    assert!(body.contains("it broke off its answer"), "{body}");
+    // A chunk longer than its size: the client's answer breaks off rather than carry bytes the app did not frame.
+    // Whether the head went out before the body broke or not, the client gets no whole answer.
+    let mut sender = client(gateway).await;
+    let request = hyper::Request::get("/")
+        .header("host", "chunks.shop.localhost")
+        .body(Full::new(Bytes::new()))
+        .expect("request");
+    let outcome = match sender.send_request(request).await {
+        Ok(response) => response
+            .into_body()
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .map_err(|e| e.to_string()),
+        Err(error) => Err(error.to_string()),
+    };
+    assert!(outcome.is_err(), "{outcome:?}");
+    // The gateway itself goes on serving.
+    let (status, body) = get(gateway, "web.shop.localhost", "/fine").await;
+    assert_eq!((status, body.as_str()), (200, "fine"));
+}
