@@ -55,8 +55,8 @@ pub(crate) async fn relay<H: Send + Sync + Unpin + 'static>(
     }
 }
 
-/// The client's answer from an answer the gateway read itself ([`crate::exchange`]); `held` is kept until the body
-/// has gone through.
+/// The client's answer from an answer the gateway read itself ([`crate::exchange`]); `held` is kept until a streamed
+/// body has gone through (a whole one has been read already).
 pub(crate) fn relay_read<H: Send + Sync + Unpin + 'static>(
     answer: Answer,
     held: H,

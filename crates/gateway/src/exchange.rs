@@ -9,6 +9,7 @@
 //! connection is used again only after an answer that ended exactly where its framing said, with nothing after it,
 //! from an app that did not ask to close it.
 
+use std::borrow::Cow;
 use std::future::Future;
 use std::io;
 use std::mem::MaybeUninit;
@@ -36,6 +37,8 @@ const READ_SIZE: usize = 8 * 1024;
 /// The longest chunk-size line (with its extensions), and the most bytes of trailers after the last chunk.
 const MAX_CHUNK_LINE: usize = 4 * 1024;
 const MAX_TRAILERS: usize = 16 * 1024;
+/// The most room a kept connection's buffers keep while it waits for the next request.
+const IDLE_ROOM: usize = 16 * 1024;
 
 /// One connection to an app, kept by the client connection it serves between requests.
 pub(crate) struct Wire {
@@ -58,6 +61,8 @@ pub(crate) type Slot = Arc<Mutex<Option<Wire>>>;
 pub(crate) enum BadAnswer {
     /// Reading from the app failed in the middle of an answer.
     Io,
+    /// No new connection could be made to send a request again on.
+    Dial(io::Error),
     /// The request could not be sent, or the connection ended or failed before any byte of an answer came.
     Closed,
     /// The answer's head is larger than the limit.
@@ -78,7 +83,7 @@ impl BadAnswer {
     /// Completes "… did not answer: ".
     pub(crate) fn reason(&self, answer_head: usize) -> String {
         match self {
-            BadAnswer::Io => "the connection to it failed".to_owned(),
+            BadAnswer::Io | BadAnswer::Dial(_) => "the connection to it failed".to_owned(),
             BadAnswer::Closed => "it closed the connection before answering".to_owned(),
             BadAnswer::HeadTooLarge => {
                 format!(
@@ -132,12 +137,13 @@ enum Chunk {
     Trailers(usize),
 }
 
-/// Whether a request with `method` may be sent again when the app closed the connection before answering it: it
-/// may have been received and acted on, which only an idempotent method allows (RFC 9110, 9.2.2).
-fn idempotent(method: &Method) -> bool {
+/// Whether a request with `method` may be sent again when the app closed the connection before answering it: the
+/// app may have received it and acted on it, which only a safe method allows (RFC 9110, 9.2.1) — not even `PUT` or
+/// `DELETE`, idempotent by the standard but not always in a pull request's code.
+fn safe(method: &Method) -> bool {
     matches!(
         *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE | Method::PUT | Method::DELETE
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
     )
 }
 
@@ -153,8 +159,9 @@ impl Wire {
         }
     }
 
-    /// Whether the connection can carry another request: the app has sent nothing since its last answer (neither
-    /// bytes that belong to no request nor the end of the connection). Costs no system call when nothing came.
+    /// Whether the connection can carry another request: as far as the runtime has seen, the app has sent nothing
+    /// since its last answer — neither bytes that belong to no request nor the end of the connection. Costs no
+    /// system call when the runtime saw nothing arrive since the last read (which drained the socket).
     pub(crate) async fn is_quiet(&mut self) -> bool {
         if !self.read.is_empty() {
             return false;
@@ -325,10 +332,18 @@ fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<F
     for value in headers.get_all(header::CONTENT_LENGTH) {
         for part in value.as_bytes().split(|b| *b == b',') {
             let part = part.trim_ascii();
-            if part.is_empty() || part.len() > 19 || !part.iter().all(u8::is_ascii_digit) {
+            if part.is_empty() || !part.iter().all(u8::is_ascii_digit) {
                 return Err(BadAnswer::BadLength);
             }
-            let parsed = part
+            // Leading zeros say nothing; at most 19 digits are left of a length that fits.
+            let significant = part
+                .iter()
+                .position(|digit| *digit != b'0')
+                .map_or(&part[..0], |first| &part[first..]);
+            if significant.len() > 19 {
+                return Err(BadAnswer::BadLength);
+            }
+            let parsed = significant
                 .iter()
                 .fold(0u64, |n, digit| n * 10 + u64::from(digit - b'0'));
             if length.is_some_and(|earlier| earlier != parsed) {
@@ -344,8 +359,9 @@ fn framing(method: &Method, status: StatusCode, headers: &HeaderMap) -> Result<F
 /// [`SMALL_BODY`] is read whole. When the answer is over (or will be, for a streamed body) and the app keeps the
 /// connection, the wire goes back to `slot`.
 ///
-/// A connection that was used before (`reused`) may have been closed by the app just as the request went out; an
-/// idempotent request that got no byte of answer is then sent once more, on a new connection from `reconnect`.
+/// A connection that was used before (`reused`) may have been closed by the app just as the request went out; a safe
+/// request (`GET`, `HEAD`, `OPTIONS`, `TRACE`) that got no byte of answer is then sent once more, on a new connection
+/// from `reconnect`.
 pub(crate) async fn exchange<C, F>(
     mut wire: Wire,
     reused: bool,
@@ -359,7 +375,13 @@ where
     F: Future<Output = Result<Wire, BadAnswer>>,
 {
     let method = &request.method;
-    let target = request.uri.path_and_query().map_or("/", |p| p.as_str());
+    // An absolute URI without a path (`http://host?x`) names the root.
+    let target = match request.uri.path_and_query().map(|p| p.as_str()) {
+        Some(target) if target.starts_with('/') || target == "*" => Cow::Borrowed(target),
+        Some(query) => Cow::Owned(format!("/{query}")),
+        None => Cow::Borrowed("/"),
+    };
+    let target = target.as_ref();
     let once = async |wire: &mut Wire| {
         wire.send(method, target, &request.headers)
             .await
@@ -368,7 +390,7 @@ where
     };
     let head = match once(&mut wire).await {
         Ok(head) => head,
-        Err(BadAnswer::Closed) if reused && idempotent(method) => {
+        Err(BadAnswer::Closed) if reused && safe(method) => {
             wire = reconnect().await?;
             once(&mut wire).await?
         }
@@ -415,7 +437,15 @@ where
     }
 }
 
-fn put_back(slot: &Slot, wire: Wire) {
+/// Keeps `wire` in `slot` for the client connection's next request, without the room a large head or answer made
+/// in its buffers: an idle connection holds little memory whatever the last exchange was.
+fn put_back(slot: &Slot, mut wire: Wire) {
+    if wire.head.capacity() > IDLE_ROOM {
+        wire.head = Vec::new();
+    }
+    if wire.read.capacity() > IDLE_ROOM {
+        wire.read = bytes::BytesMut::new();
+    }
     if let Ok(mut kept) = slot.lock() {
         *kept = Some(wire);
     }
@@ -446,7 +476,6 @@ impl WireBody {
     fn finish(&mut self) {
         if let (Some(wire), Some(home)) = (self.wire.take(), self.home.take())
             && wire.read.is_empty()
-            && self.framing != Framing::UntilClose
         {
             put_back(&home, wire);
         }
@@ -569,15 +598,18 @@ fn step_chunked(read: &mut bytes::BytesMut, state: Chunk) -> Result<Step, &'stat
                 .iter()
                 .position(|b| !b.is_ascii_hexdigit())
                 .unwrap_or(size.len());
-            let rest = &size[digits..];
-            // After the size: nothing, or extensions after a `;` (with optional blanks before it).
-            if digits == 0
-                || digits > 16
-                || !(rest.is_empty() || rest.trim_ascii_start().starts_with(b";"))
+            let rest = size[digits..].trim_ascii();
+            // Leading zeros say nothing; at most 16 digits are left of a size that fits.
+            let significant = size[..digits]
+                .iter()
+                .position(|digit| *digit != b'0')
+                .map_or(&size[..0], |first| &size[first..digits]);
+            // After the size: blanks, or extensions after a `;`.
+            if digits == 0 || significant.len() > 16 || !(rest.is_empty() || rest.starts_with(b";"))
             {
                 return Err("the app's chunked answer has a chunk size that is not one");
             }
-            let size = size[..digits].iter().fold(0u64, |n, digit| {
+            let size = significant.iter().fold(0u64, |n, digit| {
                 n * 16 + u64::from((*digit as char).to_digit(16).unwrap_or(0))
             });
             Ok(Step::Next(if size == 0 {
@@ -661,6 +693,11 @@ mod tests {
         );
         // Incomplete: what arrived so far, and no end.
         assert_eq!(decode(b"5\r\nhel"), Ok((b"hel".to_vec(), false)));
+        // Blanks after the size, and leading zeros beyond 16 digits.
+        assert_eq!(
+            decode(b"5 \r\nhello\r\n00000000000000000001\r\n!\r\n0\r\n\r\n"),
+            Ok((b"hello!".to_vec(), true))
+        );
         assert_eq!(
             decode(b"A\r\n0123456789\r\n0\r\n\r\nrest").map(|d| d.1),
             Ok(false)
@@ -670,6 +707,8 @@ mod tests {
             b"x\r\nhello\r\n",
             b"5 junk\r\nhello\r\n",
             b"5\nhello\r\n",
+            // Data longer than its size, the two bytes after it taken for the CRLF.
+            b"5\r\nhelloXY0\r\n\r\n",
             b"-5\r\nhello\r\n",
             b"11111111111111111\r\n",
             b"0\r\nX-Trailer: t\n\r\n",
@@ -734,6 +773,11 @@ mod tests {
         assert_eq!(
             framing(&Method::GET, ok, &same).ok(),
             Some(Framing::Length(7))
+        );
+        let zeros = headers(&[("content-length", "000000000000000000000000012")]);
+        assert_eq!(
+            framing(&Method::GET, ok, &zeros).ok(),
+            Some(Framing::Length(12))
         );
         for bad in ["7, 8", "-1", "", "1e3", "0x10", "99999999999999999999"] {
             let map = headers(&[("content-length", bad)]);

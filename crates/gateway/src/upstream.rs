@@ -56,6 +56,8 @@ impl UpstreamError {
                     ),
                 );
             }
+            // A new connection for a request sent again: why it failed, as for any connection.
+            UpstreamError::Answer(BadAnswer::Dial(error)) => error,
             UpstreamError::Answer(bad) => {
                 return (StatusCode::BAD_GATEWAY, bad.reason(limits.answer_head));
             }
@@ -154,6 +156,10 @@ impl Upstreams {
         backend: &Backend,
         request: Request<RequestBody>,
     ) -> Result<(Response<Incoming>, OwnedSemaphorePermit), UpstreamError> {
+        // One connection to an app per client connection: the one for requests without a body goes.
+        if let Ok(mut wire) = affinity.wire.lock() {
+            wire.take();
+        }
         let cached = affinity
             .upstream
             .lock()
@@ -221,6 +227,10 @@ impl Upstreams {
         backend: &Backend,
         request: &hyper::http::request::Parts,
     ) -> Result<(Answer, OwnedSemaphorePermit), UpstreamError> {
+        // One connection to an app per client connection: the HTTP library's for requests with a body goes.
+        if let Ok(mut upstream) = affinity.upstream.lock() {
+            upstream.take();
+        }
         let cached = affinity
             .wire
             .lock()
@@ -253,7 +263,7 @@ impl Upstreams {
         let reconnect = move || async move {
             let stream = dial(backend.address, backend.network.as_ref())
                 .await
-                .map_err(|_| BadAnswer::Io)?;
+                .map_err(BadAnswer::Dial)?;
             Ok(Wire::new(stream, backend.clone(), gate))
         };
         let answer = crate::exchange::exchange(
@@ -291,10 +301,12 @@ impl Upstreams {
     }
 }
 
-/// The upstream connections of one client connection. An HTTP/1.1 client sends its requests one after another, so
-/// one connection to the app serves all those without a body, and one of the HTTP library's client those with one,
-/// without the locking of a shared pool; a request for another address (the route was switched to a new version)
-/// opens a new one.
+/// The upstream connection of one client connection. An HTTP/1.1 client sends its requests one after another, so
+/// one connection to the app serves them all, without the locking of a shared pool: the gateway's own ([`Wire`]) for
+/// requests without a body, the HTTP library's client's for those with one. A client connection holds one of the two
+/// at a time — a request of the other kind closes it and opens its own — so that it holds at most one descriptor to
+/// an app (the connection cap counts on it); a request for another address (the route was switched to a new
+/// version) opens a new one too.
 #[derive(Default)]
 pub(crate) struct Affinity {
     upstream: Mutex<Option<Own>>,
