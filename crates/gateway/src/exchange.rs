@@ -47,6 +47,8 @@ pub(crate) struct Wire {
     read: bytes::BytesMut,
     /// The last request head written, its room kept for the next.
     head: Vec<u8>,
+    /// The most bytes `read` held at once since the wire was last kept: its room is at least that.
+    peak: usize,
     /// The backend the connection goes to, and its gate.
     pub(crate) backend: Backend,
     pub(crate) gate: Arc<Semaphore>,
@@ -154,6 +156,7 @@ impl Wire {
             stream,
             read: bytes::BytesMut::new(),
             head: Vec::new(),
+            peak: 0,
             backend,
             gate,
         }
@@ -163,9 +166,6 @@ impl Wire {
     /// since its last answer — neither bytes that belong to no request nor the end of the connection. Costs no
     /// system call when the runtime saw nothing arrive since the last read (which drained the socket).
     pub(crate) async fn is_quiet(&mut self) -> bool {
-        if !self.read.is_empty() {
-            return false;
-        }
         let stream = &self.stream;
         let readable = std::future::poll_fn(|cx| Poll::Ready(stream.poll_read_ready(cx))).await;
         match readable {
@@ -200,40 +200,50 @@ impl Wire {
     /// Reads more of the app's answer; `Ok(0)` at the end of the connection.
     async fn fill(&mut self) -> io::Result<usize> {
         self.read.reserve(READ_SIZE);
-        self.stream.read_buf(&mut self.read).await
+        let read = self.stream.read_buf(&mut self.read).await;
+        self.peak = self.peak.max(self.read.len());
+        read
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
         if self.read.capacity() - self.read.len() < READ_SIZE / 2 {
             self.read.reserve(READ_SIZE);
         }
-        pin!(self.stream.read_buf(&mut self.read)).poll(cx)
+        let read = pin!(self.stream.read_buf(&mut self.read)).poll(cx);
+        self.peak = self.peak.max(self.read.len());
+        read
     }
 
     /// Reads the head of the final answer, skipping interim ones. [`BadAnswer::Closed`] when the connection ended
     /// or failed before any byte of an answer came.
+    ///
+    /// A head is parsed when its first bytes come and then only once the blank line that ends it has come: an app
+    /// that sends its head a byte at a time does not make the gateway parse it again at every byte.
     async fn read_head(&mut self, limit: usize) -> Result<Head, BadAnswer> {
         let mut interim = 0;
+        // How much of the buffer has been looked at for the end of the head.
+        let mut searched = 0;
         loop {
-            if !self.read.is_empty() {
-                match parse_head(&self.read, limit)? {
-                    Some(head) => {
-                        let _ = self.read.split_to(head.length);
-                        if head.status.is_informational()
-                            && head.status != StatusCode::SWITCHING_PROTOCOLS
-                        {
-                            interim += 1;
-                            if interim > MAX_INTERIM {
-                                return Err(BadAnswer::EndlessInterim);
-                            }
-                            continue;
-                        }
-                        return Ok(head);
+            if !self.read.is_empty()
+                && (searched == 0 || has_head_end(&self.read, searched))
+                && let Some(head) = parse_head(&self.read, limit)?
+            {
+                let _ = self.read.split_to(head.length);
+                searched = 0;
+                if head.status.is_informational() && head.status != StatusCode::SWITCHING_PROTOCOLS
+                {
+                    interim += 1;
+                    if interim > MAX_INTERIM {
+                        return Err(BadAnswer::EndlessInterim);
                     }
-                    None if self.read.len() >= limit => return Err(BadAnswer::HeadTooLarge),
-                    None => {}
+                    continue;
                 }
+                return Ok(head);
             }
+            if self.read.len() >= limit {
+                return Err(BadAnswer::HeadTooLarge);
+            }
+            searched = self.read.len();
             let nothing_came = interim == 0 && self.read.is_empty();
             match self.fill().await {
                 Ok(0) | Err(_) if nothing_came => return Err(BadAnswer::Closed),
@@ -243,6 +253,16 @@ impl Wire {
             }
         }
     }
+}
+
+/// Whether `buffer` holds the blank line that ends a head (a line feed, then an optional carriage return, then a
+/// line feed), looking only at what came after its first `searched` bytes and at the two before, where it may begin.
+fn has_head_end(buffer: &[u8], searched: usize) -> bool {
+    let from = searched.saturating_sub(2);
+    buffer[from..].windows(2).enumerate().any(|(at, pair)| {
+        pair[0] == b'\n'
+            && (pair[1] == b'\n' || (pair[1] == b'\r' && buffer.get(from + at + 2) == Some(&b'\n')))
+    })
 }
 
 /// An answer's head as read.
@@ -276,7 +296,9 @@ fn parse_head(buffer: &bytes::BytesMut, limit: usize) -> Result<Option<Head>, Ba
         .code
         .and_then(|code| StatusCode::from_u16(code).ok())
         .ok_or(BadAnswer::NotHttp)?;
-    let mut keep = answer.version == Some(1);
+    let http_11 = answer.version == Some(1);
+    let mut keep = http_11;
+    let (mut transfer_encoding, mut content_length) = (false, false);
     let mut headers = HeaderMap::with_capacity(answer.headers.len() + 2);
     for found in answer.headers.iter() {
         let name = HeaderName::from_bytes(found.name.as_bytes()).map_err(|_| BadAnswer::NotHttp)?;
@@ -284,8 +306,16 @@ fn parse_head(buffer: &bytes::BytesMut, limit: usize) -> Result<Option<Head>, Ba
         if name == header::CONNECTION && has_token(&value, "close") {
             keep = false;
         }
+        transfer_encoding |= name == header::TRANSFER_ENCODING;
+        content_length |= name == header::CONTENT_LENGTH;
         headers.append(name, value);
     }
+    // An HTTP/1.0 answer cannot be framed by a transfer encoding (RFC 9112, 6.1); one framed by it and by a length
+    // is read by the encoding, and its connection not trusted with another answer (6.3).
+    if transfer_encoding && !http_11 {
+        return Err(BadAnswer::NotHttp);
+    }
+    keep &= !(transfer_encoding && content_length);
     Ok(Some(Head {
         length,
         status,
@@ -391,6 +421,8 @@ where
     let head = match once(&mut wire).await {
         Ok(head) => head,
         Err(BadAnswer::Closed) if reused && safe(method) => {
+            // The old connection goes before the new one is made: one descriptor to the app at a time.
+            drop(wire);
             wire = reconnect().await?;
             once(&mut wire).await?
         }
@@ -416,7 +448,7 @@ where
                 }
             }
             let body = wire.read.split_to(length).freeze();
-            if keep && wire.read.is_empty() {
+            if keep {
                 put_back(slot, wire);
             }
             Ok(Answer {
@@ -437,15 +469,21 @@ where
     }
 }
 
-/// Keeps `wire` in `slot` for the client connection's next request, without the room a large head or answer made
-/// in its buffers: an idle connection holds little memory whatever the last exchange was.
+/// Keeps `wire` in `slot` for the client connection's next request — only when nothing follows the answer in what
+/// was read from the app (bytes no request asked for), and without the room a large head or answer made in its
+/// buffers: an idle connection holds little memory whatever the last exchange was.
 fn put_back(slot: &Slot, mut wire: Wire) {
+    if !wire.read.is_empty() {
+        return;
+    }
     if wire.head.capacity() > IDLE_ROOM {
         wire.head = Vec::new();
     }
-    if wire.read.capacity() > IDLE_ROOM {
+    // Its room is not what `capacity` says once parts of it were handed out; it grew to hold the most it held.
+    if wire.peak > IDLE_ROOM - READ_SIZE {
         wire.read = bytes::BytesMut::new();
     }
+    wire.peak = 0;
     if let Ok(mut kept) = slot.lock() {
         *kept = Some(wire);
     }
@@ -474,9 +512,7 @@ impl std::error::Error for BrokenBody {}
 impl WireBody {
     /// The body is over: the wire goes home if nothing follows the answer on it.
     fn finish(&mut self) {
-        if let (Some(wire), Some(home)) = (self.wire.take(), self.home.take())
-            && wire.read.is_empty()
-        {
+        if let (Some(wire), Some(home)) = (self.wire.take(), self.home.take()) {
             put_back(&home, wire);
         }
     }
@@ -598,7 +634,7 @@ fn step_chunked(read: &mut bytes::BytesMut, state: Chunk) -> Result<Step, &'stat
                 .iter()
                 .position(|b| !b.is_ascii_hexdigit())
                 .unwrap_or(size.len());
-            let rest = size[digits..].trim_ascii();
+            let rest = trim_blanks(&size[digits..]);
             // Leading zeros say nothing; at most 16 digits are left of a size that fits.
             let significant = size[..digits]
                 .iter()
@@ -652,6 +688,17 @@ fn step_chunked(read: &mut bytes::BytesMut, state: Chunk) -> Result<Step, &'stat
             })
         }
     }
+}
+
+/// `text` without the spaces and tabs around it.
+fn trim_blanks(text: &[u8]) -> &[u8] {
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = text.iter().position(|b| !blank(b)).unwrap_or(text.len());
+    let end = text
+        .iter()
+        .rposition(|b| !blank(b))
+        .map_or(start, |last| last + 1);
+    &text[start..end]
 }
 
 /// Where the CRLF that ends the line at the start of `read` is; `None` while it has not arrived, an error when the
@@ -709,6 +756,7 @@ mod tests {
             b"5\nhello\r\n",
             // Data longer than its size, the two bytes after it taken for the CRLF.
             b"5\r\nhelloXY0\r\n\r\n",
+            b"5\r\r\nhello\r\n",
             b"-5\r\nhello\r\n",
             b"11111111111111111\r\n",
             b"0\r\nX-Trailer: t\n\r\n",
@@ -794,6 +842,24 @@ mod tests {
     }
 
     #[test]
+    fn the_end_of_a_head_is_found_in_what_came_last() {
+        let head = b"HTTP/1.1 200 OK\r\nA: b\r\n\r\n";
+        // Wherever the bytes came apart, the end is found once its last byte came, and not before.
+        for split in 1..head.len() {
+            for end in split..=head.len() {
+                let found = has_head_end(&head[..end], split);
+                assert_eq!(found, end == head.len(), "came {split}, then up to {end}");
+            }
+        }
+        assert!(has_head_end(b"HTTP/1.1 200 OK\n\n", 15));
+        assert!(has_head_end(b"HTTP/1.1 200 OK\r\n\n", 17));
+        assert!(
+            !has_head_end(b"HTTP/1.1 200 OK\r\n\r\n", 19),
+            "looked at already"
+        );
+    }
+
+    #[test]
     fn heads_are_bounded_and_keep_alive_is_read() {
         let parse = |text: &str, limit| {
             parse_head(&bytes::BytesMut::from(text.as_bytes()), limit)
@@ -814,6 +880,10 @@ mod tests {
             parse(close, 1024).ok(),
             Some(Some((close.len(), 200, false)))
         );
+        let chunked_old = "HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n";
+        assert!(matches!(parse(chunked_old, 1024), Err(BadAnswer::NotHttp)));
+        let both = "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\nContent-Length: 5\r\n\r\n";
+        assert_eq!(parse(both, 1024).ok(), Some(Some((both.len(), 200, false))));
         let old = "HTTP/1.0 200 OK\r\n\r\n";
         assert_eq!(parse(old, 1024).ok(), Some(Some((old.len(), 200, false))));
         assert!(matches!(

@@ -1,7 +1,7 @@
-//! Connections to apps: an HTTP/1.1 client connection's own upstream connections — one the gateway reads itself for
-//! requests without a body (`exchange`), one of the HTTP library's client for those with one — or the shared pool
-//! (HTTP/2 streams and upgrades), each request admitted by its backend's gate; and why a request could not be sent,
-//! in words that name no address inside the machine.
+//! Connections to apps: an HTTP/1.1 client connection's own upstream connection — one the gateway reads itself for
+//! requests without a body (`exchange`), or one of the HTTP library's client for those with one, whichever the last
+//! request needed — or the shared pool (HTTP/2 streams and upgrades), each request admitted by its backend's gate;
+//! and why a request could not be sent, in words that name no address inside the machine.
 
 use std::future::Future;
 use std::net::{IpAddr, SocketAddr};
@@ -253,9 +253,11 @@ impl Upstreams {
                 if wire.is_quiet().await {
                     (wire, true)
                 } else {
-                    // The backend kept with the connection goes on with the new one (a copy would count its
-                    // network's handle, which every connection to an isolated app shares).
-                    (self.wire(wire.backend, Arc::clone(&gate)).await?, false)
+                    // The old connection goes before the new one is made (one descriptor to the app at a time), and
+                    // the new one is made with the request's backend: the kept one may name a network that was made
+                    // again under the same name.
+                    drop(wire);
+                    (self.wire(backend.clone(), Arc::clone(&gate)).await?, false)
                 }
             }
             None => (self.wire(backend.clone(), Arc::clone(&gate)).await?, false),

@@ -161,6 +161,12 @@ async fn one_connection_to_the_app_serves_answers_of_every_framing_and_is_left_a
                 (_, "/closing") => {
                     b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 3\r\n\r\nbye".to_vec()
                 }
+                // Framed by its encoding; with a length as well, its connection is not trusted again.
+                (_, "/te-cl") => {
+                    b"HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n\
+                    5\r\nhello\r\n0\r\n\r\n"
+                        .to_vec()
+                }
                 _ => b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n".to_vec(),
             })
         }
@@ -235,6 +241,12 @@ async fn one_connection_to_the_app_serves_answers_of_every_framing_and_is_left_a
     let (status, _, body) = send(&mut sender, "GET", host, "/small").await;
     assert_eq!((status, body), (200, Ok("hello".to_owned())));
     assert_eq!(connections.load(Ordering::SeqCst), 4);
+    let (status, headers, body) = send(&mut sender, "GET", host, "/te-cl").await;
+    assert_eq!((status, body), (200, Ok("hello".to_owned())));
+    assert!(!headers.contains_key("content-length"), "{headers:?}");
+    let (status, _, body) = send(&mut sender, "GET", host, "/small").await;
+    assert_eq!((status, body), (200, Ok("hello".to_owned())));
+    assert_eq!(connections.load(Ordering::SeqCst), 5);
 }
 
 #[tokio::test]
@@ -289,6 +301,10 @@ async fn answers_that_break_http_get_a_page_that_says_how() {
             }
             "/interim" => b"HTTP/1.1 100 Continue\r\n\r\n".repeat(9),
             "/not-http" => b"SSH-2.0-OpenSSH_9.2\r\n\r\n".to_vec(),
+            "/old-chunked" => {
+                b"HTTP/1.0 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n0\r\n\r\n"
+                    .to_vec()
+            }
             "/switch" => {
                 b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: h2c\r\nConnection: upgrade\r\n\r\n"
                     .to_vec()
@@ -339,6 +355,7 @@ async fn answers_that_break_http_get_a_page_that_says_how() {
         ("/headers", "its answer has more than 100 headers"),
         ("/interim", "it sent more than 8 interim answers"),
         ("/not-http", "its answer is not HTTP/1.1"),
+        ("/old-chunked", "its answer is not HTTP/1.1"),
         (
             "/switch",
             "switched protocols although the request asked for none",
@@ -463,4 +480,115 @@ async fn a_kept_connection_the_app_closed_or_wrote_into_is_not_used_again() {
         requests.lock().expect("requests").as_slice(),
         ["GET /?page=2"]
     );
+}
+
+#[tokio::test]
+async fn a_client_connection_holds_one_connection_to_its_app_at_a_time() {
+    // Reads each request's body (by its length) and answers with the request line; counts the connections it
+    // accepted and those still open.
+    let (accepted, open) = (Arc::new(AtomicUsize::new(0)), Arc::new(AtomicUsize::new(0)));
+    let app = {
+        let (accepted, open) = (Arc::clone(&accepted), Arc::clone(&open));
+        raw_app(move |mut stream| {
+            accepted.fetch_add(1, Ordering::SeqCst);
+            open.fetch_add(1, Ordering::SeqCst);
+            let open = Arc::clone(&open);
+            async move {
+                loop {
+                    let head = read_head(&mut stream).await;
+                    if head.is_empty() {
+                        break;
+                    }
+                    let length: usize = header_in(&head, "content-length")
+                        .and_then(|l| l.parse().ok())
+                        .unwrap_or(0);
+                    let mut body = vec![0u8; length];
+                    if stream.read_exact(&mut body).await.is_err() {
+                        break;
+                    }
+                    let (method, path) = request_line(&head);
+                    let answer = with_length(&format!("{method} {path} {}", body.len()));
+                    if stream.write_all(&answer).await.is_err() {
+                        break;
+                    }
+                }
+                open.fetch_sub(1, Ordering::SeqCst);
+            }
+        })
+        .await
+    };
+    let gateway = gateway(
+        routes_of(vec![("web.shop.localhost", serving("web", "staging", app))]),
+        None,
+    )
+    .await;
+    let mut sender = client(gateway).await;
+    for (method, path, body) in [
+        ("GET", "/a", ""),
+        ("POST", "/b", "x=1"),
+        ("POST", "/c", "x=2"),
+        ("GET", "/d", ""),
+        ("GET", "/e", ""),
+        ("POST", "/f", "x=3"),
+    ] {
+        sender.ready().await.expect("kept");
+        let request = hyper::Request::builder()
+            .method(method)
+            .uri(path)
+            .header("host", "web.shop.localhost")
+            .body(Full::new(Bytes::from(body)))
+            .expect("request");
+        let response = sender.send_request(request).await.expect("answer");
+        let answer = response
+            .into_body()
+            .collect()
+            .await
+            .expect("body")
+            .to_bytes();
+        assert_eq!(answer, format!("{method} {path} {}", body.len()).as_bytes());
+    }
+    // A request of the other kind than the last closed the connection the last one used, and opened its own; one of
+    // a kind like the last used the same.
+    assert_eq!(accepted.load(Ordering::SeqCst), 4);
+    for _ in 0..100 {
+        if open.load(Ordering::SeqCst) == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        open.load(Ordering::SeqCst),
+        1,
+        "one connection to the app is left open"
+    );
+}
+
+#[tokio::test]
+async fn an_answer_head_that_comes_a_byte_at_a_time_is_read() {
+    let dripping = raw_app(|mut stream| async move {
+        read_head(&mut stream).await;
+        let _ = stream.set_nodelay(true);
+        let answer = b"HTTP/1.1 200 OK\r\nX-Slow: yes\r\nContent-Length: 4\r\n\r\ndrip";
+        for byte in answer {
+            if stream.write_all(&[*byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let mut rest = Vec::new();
+        let _ = stream.read_to_end(&mut rest).await;
+    })
+    .await;
+    let gateway = gateway(
+        routes_of(vec![(
+            "drip.shop.localhost",
+            serving("drip", "staging", dripping),
+        )]),
+        None,
+    )
+    .await;
+    let mut sender = client(gateway).await;
+    let (status, headers, body) = send(&mut sender, "GET", "drip.shop.localhost", "/").await;
+    assert_eq!((status, body), (200, Ok("drip".to_owned())));
+    assert_eq!(headers["x-slow"], "yes");
 }
