@@ -610,7 +610,9 @@ impl Runtime for LocalRuntime {
     }
 
     async fn sleeping(&self, env: &EnvironmentAddress) -> bool {
-        self.is_sleeping(env)
+        // Asleep once its apps were taken down, not from the moment the sleep began: until then `status` still
+        // shows them running, and a reader of both would see a sleeping environment with running apps.
+        self.with_state(env, |s| s.sleeping && s.versions.is_empty())
     }
 
     async fn isolation(&self, env: &EnvironmentAddress) -> Vec<Protection> {
