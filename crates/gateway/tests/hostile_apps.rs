@@ -11,7 +11,6 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -102,16 +101,6 @@ async fn read_until(stream: &mut TcpStream, end: &[u8]) -> String {
         .await
         .expect("the answer ends");
     String::from_utf8_lossy(&received).into_owned()
-}
-
-/// A keep-alive HTTP/1.1 client connection to the gateway.
-async fn client(gateway: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let stream = TcpStream::connect(gateway).await.expect("connect");
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    sender
 }
 
 fn get_request(host: &str) -> hyper::Request<Full<Bytes>> {

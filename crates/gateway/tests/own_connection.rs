@@ -13,20 +13,9 @@ use std::time::Duration;
 
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
-use hyper_util::rt::TokioIo;
 use support::*;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-
-/// A keep-alive HTTP/1.1 client connection to the gateway.
-async fn client(gateway: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
-    let stream = TcpStream::connect(gateway).await.expect("connect");
-    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-        .await
-        .expect("handshake");
-    tokio::spawn(connection);
-    sender
-}
 
 /// Sends `method path` for `host` on `sender`; status, headers and body (or the body's error).
 async fn send(
@@ -111,6 +100,15 @@ where
     (address, connections, requests)
 }
 
+/// A gateway with one route, `web.shop.localhost`, to `app`.
+async fn web_gateway(app: SocketAddr) -> SocketAddr {
+    gateway(
+        routes_of(vec![("web.shop.localhost", serving("web", "staging", app))]),
+        None,
+    )
+    .await
+}
+
 fn with_length(body: &str) -> Vec<u8> {
     format!(
         "HTTP/1.1 200 OK\r\nContent-Length: {}\r\n\r\n{body}",
@@ -172,11 +170,7 @@ async fn one_connection_to_the_app_serves_answers_of_every_framing_and_is_left_a
         }
     };
     let (app, connections, _) = keep_alive_app(answers).await;
-    let gateway = gateway(
-        routes_of(vec![("web.shop.localhost", serving("web", "staging", app))]),
-        None,
-    )
-    .await;
+    let gateway = web_gateway(app).await;
     let host = "web.shop.localhost";
     let mut sender = client(gateway).await;
 
@@ -256,11 +250,7 @@ async fn a_request_the_app_dropped_unanswered_is_sent_again_only_when_it_is_safe
     let (app, connections, requests) =
         keep_alive_app(|_: &str, path: &str, place: usize| (place == 1).then(|| with_length(path)))
             .await;
-    let gateway = gateway(
-        routes_of(vec![("web.shop.localhost", serving("web", "staging", app))]),
-        None,
-    )
-    .await;
+    let gateway = web_gateway(app).await;
     let host = "web.shop.localhost";
     let mut sender = client(gateway).await;
 
@@ -517,11 +507,7 @@ async fn a_client_connection_holds_one_connection_to_its_app_at_a_time() {
         })
         .await
     };
-    let gateway = gateway(
-        routes_of(vec![("web.shop.localhost", serving("web", "staging", app))]),
-        None,
-    )
-    .await;
+    let gateway = web_gateway(app).await;
     let mut sender = client(gateway).await;
     for (method, path, body) in [
         ("GET", "/a", ""),

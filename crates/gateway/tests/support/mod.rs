@@ -326,6 +326,16 @@ impl Tls {
     }
 }
 
+/// A keep-alive HTTP/1.1 client connection to the gateway, for several requests one after another.
+pub async fn client(gateway: SocketAddr) -> hyper::client::conn::http1::SendRequest<Full<Bytes>> {
+    let stream = TcpStream::connect(gateway).await.expect("connect");
+    let (sender, connection) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+        .await
+        .expect("handshake");
+    tokio::spawn(connection);
+    sender
+}
+
 /// One HTTP/1.1 request with extra headers through a fresh plain connection; status, headers and body.
 pub async fn request(
     gateway: SocketAddr,
