@@ -28,6 +28,8 @@ const INSIDE: &str = "/run/preview/redis";
 
 /// How long a server may take to accept commands after it starts (loading its data included).
 const READY_TIMEOUT: Duration = Duration::from_secs(600);
+/// How long one try to reach a starting server may take.
+const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// What a Redis server's cgroup allows: its data (`maxmemory`) and room for scripts, clients and a snapshot's
 /// child; a server past it is killed and started again, its environment's alone.
@@ -865,13 +867,23 @@ async fn wait_ready(
         if let Some(exit) = process.last_exit() {
             return Err(format!("it ended ({exit})"));
         }
-        let last = match Client::connect("127.0.0.1", port, ADMIN, admin_password).await {
-            Ok(mut client) => match client.command(&[b"PING"]).await {
-                Ok(Answer::Status(_)) => return Ok(()),
-                Ok(other) => other.text(),
-                Err(e) => e.to_string(),
-            },
-            Err(e) => e.to_string(),
+        // Each try is bounded: what listens on the port may not be the server (a port of the runtime's range taken
+        // by another program), and may never answer.
+        let answered = tokio::time::timeout(ATTEMPT_TIMEOUT, async {
+            match Client::connect("127.0.0.1", port, ADMIN, admin_password).await {
+                Ok(mut client) => match client.command(&[b"PING"]).await {
+                    Ok(Answer::Status(_)) => None,
+                    Ok(other) => Some(other.text()),
+                    Err(e) => Some(e.to_string()),
+                },
+                Err(e) => Some(e.to_string()),
+            }
+        })
+        .await;
+        let last = match answered {
+            Ok(None) => return Ok(()),
+            Ok(Some(problem)) => problem,
+            Err(_) => format!("no answer to PING within {} s", ATTEMPT_TIMEOUT.as_secs()),
         };
         if tokio::time::Instant::now() > deadline {
             return Err(format!(
