@@ -151,15 +151,16 @@ fn safe(method: &Method) -> bool {
 
 impl Wire {
     /// A new connection to `backend`, gated by `gate`.
-    pub(crate) fn new(stream: TcpStream, backend: Backend, gate: Arc<Semaphore>) -> Wire {
-        Wire {
+    pub(crate) async fn dial(backend: Backend, gate: Arc<Semaphore>) -> io::Result<Wire> {
+        let stream = crate::upstream::dial(backend.address, backend.network.as_ref()).await?;
+        Ok(Wire {
             stream,
             read: bytes::BytesMut::new(),
             head: Vec::new(),
             peak: 0,
             backend,
             gate,
-        }
+        })
     }
 
     /// Whether the connection can carry another request: as far as the runtime has seen, the app has sent nothing
@@ -199,10 +200,7 @@ impl Wire {
 
     /// Reads more of the app's answer; `Ok(0)` at the end of the connection.
     async fn fill(&mut self) -> io::Result<usize> {
-        self.read.reserve(READ_SIZE);
-        let read = self.stream.read_buf(&mut self.read).await;
-        self.peak = self.peak.max(self.read.len());
-        read
+        std::future::poll_fn(|cx| self.poll_fill(cx)).await
     }
 
     fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
@@ -497,18 +495,6 @@ pub(crate) struct WireBody {
     home: Option<Slot>,
 }
 
-/// The error of a body the app broke off or framed wrongly.
-#[derive(Debug)]
-pub(crate) struct BrokenBody(&'static str);
-
-impl std::fmt::Display for BrokenBody {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(self.0)
-    }
-}
-
-impl std::error::Error for BrokenBody {}
-
 impl WireBody {
     /// The body is over: the wire goes home if nothing follows the answer on it.
     fn finish(&mut self) {
@@ -517,9 +503,10 @@ impl WireBody {
         }
     }
 
+    /// Ends a body the app broke off or framed wrongly, and its connection.
     fn broken(&mut self, why: &'static str) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
         self.wire = None;
-        Poll::Ready(Some(Err(Box::new(BrokenBody(why)))))
+        Poll::Ready(Some(Err(Box::new(io::Error::other(why)))))
     }
 }
 

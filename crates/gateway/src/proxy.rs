@@ -192,15 +192,17 @@ impl Proxy {
         // HTTP/2 streams run at once and share the pool; HTTP/1.1 requests come one by one and use their
         // connection's own upstream connection.
         let own_connection = request.version() != hyper::Version::HTTP_2 && !websocket;
+        let incoming_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
+        let bodiless = request.body().is_end_stream();
+        let (mut parts, body) = request.into_parts();
+        forward_request_headers(
+            &mut parts.headers,
+            websocket,
+            &downstream.origin,
+            downstream.origin.host_for_app(&host),
+        );
         // A request without a body (most are) is sent, and its answer read, in this task.
-        if own_connection && request.body().is_end_stream() {
-            let (mut parts, _) = request.into_parts();
-            forward_request_headers(
-                &mut parts.headers,
-                false,
-                &downstream.origin,
-                downstream.origin.host_for_app(&host),
-            );
+        if own_connection && bodiless {
             let sent = self
                 .upstreams
                 .exchange(&downstream.upstream, backend, &parts)
@@ -217,10 +219,10 @@ impl Proxy {
         }
         // The pool needs the app's address in the URI; a connection of our own sends the path alone, which is what
         // an HTTP/1.1 request already carries.
-        let uri = if own_connection && request.uri().authority().is_none() {
+        let uri = if own_connection && parts.uri.authority().is_none() {
             None
         } else {
-            let path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            let path = parts.uri.path_and_query().map_or("/", |p| p.as_str());
             let target = if own_connection {
                 path.to_owned()
             } else {
@@ -237,18 +239,10 @@ impl Proxy {
                 }
             }
         };
-        let incoming_upgrade = websocket.then(|| hyper::upgrade::on(&mut request));
-        let (mut parts, body) = request.into_parts();
         if let Some(uri) = uri {
             parts.uri = uri;
         }
         parts.version = hyper::Version::HTTP_11;
-        forward_request_headers(
-            &mut parts.headers,
-            websocket,
-            &downstream.origin,
-            downstream.origin.host_for_app(&host),
-        );
         let body = BodyDeadline::new(body, self.config.timeouts.request_body);
         let outgoing = Request::from_parts(parts, body);
         let sent = if own_connection {

@@ -257,16 +257,15 @@ impl Upstreams {
                     // the new one is made with the request's backend: the kept one may name a network that was made
                     // again under the same name.
                     drop(wire);
-                    (self.wire(backend.clone(), Arc::clone(&gate)).await?, false)
+                    (new_wire(backend, &gate).await?, false)
                 }
             }
-            None => (self.wire(backend.clone(), Arc::clone(&gate)).await?, false),
+            None => (new_wire(backend, &gate).await?, false),
         };
         let reconnect = move || async move {
-            let stream = dial(backend.address, backend.network.as_ref())
+            Wire::dial(backend.clone(), gate)
                 .await
-                .map_err(BadAnswer::Dial)?;
-            Ok(Wire::new(stream, backend.clone(), gate))
+                .map_err(BadAnswer::Dial)
         };
         let answer = crate::exchange::exchange(
             wire,
@@ -279,14 +278,6 @@ impl Upstreams {
         .await
         .map_err(UpstreamError::Answer)?;
         Ok((answer, permit))
-    }
-
-    /// A new [`Wire`] to `backend`.
-    async fn wire(&self, backend: Backend, gate: Arc<Semaphore>) -> Result<Wire, UpstreamError> {
-        let stream = dial(backend.address, backend.network.as_ref())
-            .await
-            .map_err(UpstreamError::Connect)?;
-        Ok(Wire::new(stream, backend, gate))
     }
 
     async fn connect(&self, backend: &Backend) -> Result<SendRequest<RequestBody>, UpstreamError> {
@@ -322,9 +313,16 @@ struct Own {
     gate: Arc<Semaphore>,
 }
 
+/// A new [`Wire`] to `backend`, gated by `gate`.
+async fn new_wire(backend: &Backend, gate: &Arc<Semaphore>) -> Result<Wire, UpstreamError> {
+    Wire::dial(backend.clone(), Arc::clone(gate))
+        .await
+        .map_err(UpstreamError::Connect)
+}
+
 /// A TCP connection to `address`, from a socket of `network` when the backend lives in another network, within
 /// [`CONNECT_TIMEOUT`].
-async fn dial(
+pub(crate) async fn dial(
     address: SocketAddr,
     network: Option<&Arc<dyn crate::routes::Network>>,
 ) -> std::io::Result<tokio::net::TcpStream> {
